@@ -1,0 +1,52 @@
+import { chorus } from "./gen/chorus.js";
+
+/** Default upper bound of one encoded frame: 16 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+export type Frame = chorus.Frame;
+export type FrameInit = chorus.IFrame;
+/** The name of the `body` member a frame carries, e.g. "append". */
+export type FrameBodyKind = NonNullable<chorus.Frame["body"]>;
+
+/** A frame that cannot be decoded. `reason` is safe to send back as a close reason. */
+export class FrameError extends Error {
+  override readonly name = "FrameError";
+  readonly code: "FRAME_TOO_LARGE" | "FRAME_MALFORMED" | "FRAME_EMPTY" | "FRAME_UNKNOWN_BODY";
+  constructor(code: FrameError["code"], message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** Encodes one frame to bytes. */
+export function encodeFrame(frame: FrameInit): Uint8Array {
+  return chorus.Frame.encode(frame).finish();
+}
+
+/**
+ * Decodes one frame. Throws FrameError when the bytes are larger than
+ * maxBytes, truncated, malformed, or carry no known body.
+ */
+export function decodeFrame(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): Frame {
+  if (bytes.byteLength === 0) throw new FrameError("FRAME_EMPTY", "empty frame");
+  if (bytes.byteLength > maxBytes) {
+    throw new FrameError(
+      "FRAME_TOO_LARGE",
+      `frame of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`,
+    );
+  }
+  let frame: Frame;
+  try {
+    frame = chorus.Frame.decode(bytes);
+  } catch (err) {
+    throw new FrameError(
+      "FRAME_MALFORMED",
+      `malformed frame: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+  if (!frame.body) {
+    throw new FrameError("FRAME_UNKNOWN_BODY", "frame carries no known message body");
+  }
+  return frame;
+}

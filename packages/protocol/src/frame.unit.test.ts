@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { chorus, decodeFrame, encodeFrame, FrameError } from "./index.js";
+
+describe("frame codec", () => {
+  it("round-trips an append request with its correlation id", () => {
+    const bytes = encodeFrame({
+      correlationId: 42,
+      append: {
+        streamId: "order-1",
+        expected: { kind: chorus.ExpectedVersion.Kind.EXACT, revision: 7 },
+        events: [{ id: "3f0e2a5c-8d7b-4c1e-9a6f-1b2c3d4e5f60", type: "Placed", isJson: true, data: new Uint8Array([123, 125]) }],
+      },
+    });
+    const frame = decodeFrame(bytes);
+    expect(frame.correlationId).toBe(42);
+    expect(frame.body).toBe("append");
+    expect(frame.append?.streamId).toBe("order-1");
+    expect(frame.append?.expected?.revision).toBe(7);
+    expect(frame.append?.events?.[0]?.type).toBe("Placed");
+    expect(Array.from(frame.append?.events?.[0]?.data ?? [])).toEqual([123, 125]);
+  });
+
+  it("keeps 2^53-1 positions exact", () => {
+    const max = Number.MAX_SAFE_INTEGER;
+    const frame = decodeFrame(encodeFrame({ correlationId: 1, appendResult: { success: { position: max, nextExpectedVersion: max - 1 } } }));
+    expect(frame.appendResult?.success?.position).toBe(max);
+    expect(frame.appendResult?.success?.nextExpectedVersion).toBe(max - 1);
+  });
+
+  const cases: Array<[string, Uint8Array, FrameError["code"]]> = [
+    ["empty input", new Uint8Array(0), "FRAME_EMPTY"],
+    ["a truncated frame", encodeFrame({ correlationId: 1, append: { streamId: "a-long-stream-name" } }).subarray(0, 8), "FRAME_MALFORMED"],
+    ["garbage bytes", new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), "FRAME_MALFORMED"],
+    ["a frame without a body", encodeFrame({ correlationId: 9 }), "FRAME_UNKNOWN_BODY"],
+    // field 99, varint: a message type this version does not know
+    ["an unknown body type", new Uint8Array([0x08, 0x01, 0x98, 0x06, 0x01]), "FRAME_UNKNOWN_BODY"],
+    ["ASCII text", new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"), "FRAME_MALFORMED"],
+  ];
+  it.each(cases)("rejects %s", (_name, bytes, code) => {
+    let error: unknown;
+    try {
+      decodeFrame(bytes);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(FrameError);
+    expect((error as FrameError).code).toBe(code);
+  });
+
+  it("rejects a frame larger than the limit before decoding it", () => {
+    const bytes = encodeFrame({ correlationId: 1, append: { streamId: "x".repeat(2000) } });
+    expect(() => decodeFrame(bytes, 1000)).toThrowError(/exceeds the limit of 1000 bytes/);
+    expect(decodeFrame(bytes, 4000).append?.streamId).toHaveLength(2000);
+  });
+});

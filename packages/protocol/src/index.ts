@@ -1,0 +1,21 @@
+export { chorus } from "./gen/chorus.js";
+export {
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameError,
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  type FrameBodyKind,
+  type FrameInit,
+} from "./frame.js";
+export {
+  MAX_EVENT_TYPE_BYTES,
+  MAX_STREAM_NAME_BYTES,
+  METADATA_EVENT_TYPE,
+  eventTypeProblem,
+  isMetadataStream,
+  isSystemStream,
+  isUuid,
+  metadataStreamOf,
+  streamNameProblem,
+} from "./validation.js";

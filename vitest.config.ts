@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["packages/*/src/**/*.test.ts", "test/src/**/*.test.ts", "examples/src/**/*.test.ts"],
+    exclude: ["**/node_modules/**", "**/dist/**"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration tests start real server processes; two cores do not like many at once.
+    fileParallelism: true,
+    maxWorkers: 2,
+  },
+});
