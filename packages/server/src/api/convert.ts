@@ -1,0 +1,262 @@
+import { chorus, eventTypeProblem, isUuid, streamNameProblem } from "@chorus/protocol";
+import {
+  StoreError,
+  type ExpectedVersion,
+  type NewEvent,
+  type StoredEvent,
+  type WrongExpectedVersionInfo,
+} from "../streams/types.js";
+
+/** The most events one read page or one subscription read carries. */
+export const MAX_PAGE_EVENTS = 4096;
+/** Upper bound of records a filtered $all read examines in one call. */
+export const MAX_SCAN_RECORDS = 16_384;
+
+const Code = chorus.ErrorResponse.Code;
+const Kind = chorus.ExpectedVersion.Kind;
+
+/** A request the server refuses before touching the store. */
+export class RequestError extends Error {
+  override readonly name = "RequestError";
+  constructor(
+    readonly code: chorus.ErrorResponse.Code,
+    message: string,
+    readonly streamId?: string,
+  ) {
+    super(message);
+  }
+}
+
+export function invalidArgument(message: string, streamId?: string): RequestError {
+  return new RequestError(Code.INVALID_ARGUMENT, message, streamId);
+}
+
+/** Throws INVALID_ARGUMENT when the stream name cannot be written or read. */
+export function checkStreamName(name: unknown): string {
+  const problem = streamNameProblem(name);
+  if (problem !== null) throw invalidArgument(`invalid stream name: ${problem}`);
+  return name as string;
+}
+
+export function expectedFromWire(
+  wire: chorus.IExpectedVersion | null | undefined,
+  streamId: string,
+): ExpectedVersion {
+  if (!wire) return { kind: "any" };
+  const kind = wire.kind ?? Kind.ANY;
+  switch (kind) {
+    case Kind.ANY:
+      return { kind: "any" };
+    case Kind.NO_STREAM:
+      return { kind: "no_stream" };
+    case Kind.STREAM_EXISTS:
+      return { kind: "stream_exists" };
+    case Kind.EXACT: {
+      const revision = Number(wire.revision ?? 0);
+      if (!Number.isSafeInteger(revision) || revision < 0) {
+        throw invalidArgument(
+          `expected revision ${String(wire.revision)} is out of range (0..2^53-1)`,
+          streamId,
+        );
+      }
+      return { kind: "exact", revision };
+    }
+    default:
+      throw invalidArgument(`unknown expected version kind ${String(kind)}`, streamId);
+  }
+}
+
+export function expectedToWire(expected: ExpectedVersion): chorus.IExpectedVersion {
+  switch (expected.kind) {
+    case "any":
+      return { kind: Kind.ANY };
+    case "no_stream":
+      return { kind: Kind.NO_STREAM };
+    case "stream_exists":
+      return { kind: Kind.STREAM_EXISTS };
+    case "exact":
+      return { kind: Kind.EXACT, revision: expected.revision };
+  }
+}
+
+/** Parses the HTTP form: any | no_stream | stream_exists | N. */
+export function expectedFromText(text: string | undefined, streamId: string): ExpectedVersion {
+  if (text === undefined || text.trim() === "") return { kind: "any" };
+  const t = text.trim().toLowerCase();
+  if (t === "any") return { kind: "any" };
+  if (t === "no_stream") return { kind: "no_stream" };
+  if (t === "stream_exists") return { kind: "stream_exists" };
+  if (/^\d+$/.test(t)) {
+    const revision = Number(t);
+    if (Number.isSafeInteger(revision)) return { kind: "exact", revision };
+  }
+  throw invalidArgument(
+    `Chorus-Expected-Version must be any, no_stream, stream_exists or a revision (0..2^53-1), got ${JSON.stringify(text.slice(0, 64))}`,
+    streamId,
+  );
+}
+
+export function expectedToText(expected: ExpectedVersion): string {
+  return expected.kind === "exact" ? String(expected.revision) : expected.kind;
+}
+
+export interface EventInput {
+  id: unknown;
+  type: unknown;
+  isJson: boolean;
+  data: Uint8Array;
+  metadata: Uint8Array;
+}
+
+/** Validates every event of an append; throws INVALID_ARGUMENT naming the first problem. */
+export function checkEvents(events: readonly EventInput[], streamId: string): NewEvent[] {
+  if (events.length === 0)
+    throw invalidArgument("an append must carry at least one event", streamId);
+  const seen = new Set<string>();
+  return events.map((e, i) => {
+    if (!isUuid(e.id)) {
+      throw invalidArgument(
+        `event ${i}: id ${JSON.stringify(typeof e.id === "string" ? e.id.slice(0, 64) : (e.id ?? null))} is not a UUID`,
+        streamId,
+      );
+    }
+    const id = e.id.toLowerCase();
+    if (seen.has(id))
+      throw invalidArgument(`event ${i}: id ${id} appears twice in one append`, streamId);
+    seen.add(id);
+    const typeProblem = eventTypeProblem(e.type);
+    if (typeProblem !== null) throw invalidArgument(`event ${i}: ${typeProblem}`, streamId);
+    return { id, type: e.type as string, isJson: e.isJson, data: e.data, metadata: e.metadata };
+  });
+}
+
+export function eventsFromWire(
+  events: readonly chorus.IEventData[] | null | undefined,
+  streamId: string,
+): NewEvent[] {
+  return checkEvents(
+    (events ?? []).map((e) => ({
+      id: e.id ?? "",
+      type: e.type ?? "",
+      isJson: e.isJson === true,
+      data: e.data ?? new Uint8Array(0),
+      metadata: e.metadata ?? new Uint8Array(0),
+    })),
+    streamId,
+  );
+}
+
+export function recordedToWire(e: StoredEvent): chorus.IRecordedEvent {
+  return {
+    streamId: e.streamId,
+    revision: e.revision,
+    position: e.position,
+    id: e.id,
+    type: e.type,
+    isJson: e.isJson,
+    data: e.data,
+    metadata: e.metadata,
+    createdMs: e.createdMs,
+  };
+}
+
+export function resolvedToWire(e: StoredEvent): chorus.IResolvedEvent {
+  return { event: recordedToWire(e) };
+}
+
+export function wrongExpectedToWire(
+  expected: ExpectedVersion,
+  info: WrongExpectedVersionInfo,
+): chorus.IWrongExpectedVersion {
+  return {
+    expected: expectedToWire(expected),
+    streamExists: info.streamExists,
+    actualRevision: info.streamExists ? info.actualRevision : 0,
+  };
+}
+
+/** Approximate encoded size of an event, for splitting pushed batches. */
+export function eventWireBytes(e: StoredEvent): number {
+  return e.data.byteLength + e.metadata.byteLength + e.streamId.length + e.type.length + 96;
+}
+
+export interface ErrorInfo {
+  code: chorus.ErrorResponse.Code;
+  message: string;
+  streamId?: string;
+  /** True when the failure is ours (bug / I/O): logged as an error. */
+  internal: boolean;
+}
+
+/** Maps anything thrown while serving a request to an ErrorResponse. */
+export function errorInfo(err: unknown): ErrorInfo {
+  if (err instanceof RequestError) {
+    return { code: err.code, message: err.message, streamId: err.streamId, internal: false };
+  }
+  if (err instanceof StoreError) {
+    switch (err.code) {
+      case "STREAM_NOT_FOUND":
+        return {
+          code: Code.STREAM_NOT_FOUND,
+          message: err.message,
+          streamId: err.streamId,
+          internal: false,
+        };
+      case "STREAM_DELETED":
+        return {
+          code: Code.STREAM_DELETED,
+          message: err.message,
+          streamId: err.streamId,
+          internal: false,
+        };
+      case "INVALID_ARGUMENT":
+        return {
+          code: Code.INVALID_ARGUMENT,
+          message: err.message,
+          streamId: err.streamId,
+          internal: false,
+        };
+      case "STORE_CLOSED":
+        return {
+          code: Code.SHUTTING_DOWN,
+          message: "the node is shutting down",
+          streamId: err.streamId,
+          internal: false,
+        };
+      case "CORRUPTED":
+        return {
+          code: Code.INTERNAL,
+          message: `storage error: ${err.message}`,
+          streamId: err.streamId,
+          internal: true,
+        };
+    }
+  }
+  return { code: Code.INTERNAL, message: "internal error", internal: true };
+}
+
+export function codeName(code: chorus.ErrorResponse.Code): string {
+  return chorus.ErrorResponse.Code[code] ?? "UNKNOWN";
+}
+
+export interface FilterInput {
+  streamNamePrefix?: readonly string[] | null;
+  eventTypePrefix?: readonly string[] | null;
+  includeSystem?: boolean | null;
+}
+
+/** Builds the store-side predicate of a $all filter; undefined when there is no filter. */
+export function filterFromWire(
+  filter: FilterInput | null | undefined,
+): ((e: StoredEvent) => boolean) | undefined {
+  if (!filter) return undefined;
+  const streams = [...(filter.streamNamePrefix ?? [])];
+  const types = [...(filter.eventTypePrefix ?? [])];
+  const includeSystem = filter.includeSystem === true;
+  if (streams.length + types.length > 1000)
+    throw invalidArgument("a filter may hold at most 1000 prefixes");
+  return (e) =>
+    (includeSystem || !e.streamId.startsWith("$")) &&
+    (streams.length === 0 || streams.some((p) => e.streamId.startsWith(p))) &&
+    (types.length === 0 || types.some((p) => e.type.startsWith(p)));
+}

@@ -1,0 +1,462 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { isIP } from "node:net";
+import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
+import type { Endpoint, NodeContext } from "./context.js";
+import {
+  MAX_PAGE_EVENTS,
+  checkEvents,
+  checkStreamName,
+  codeName,
+  errorInfo,
+  expectedFromText,
+  expectedToText,
+  invalidArgument,
+} from "./convert.js";
+
+/** The gossip document's member entry (api.md). Positions are decimal strings. */
+export interface MemberInfo {
+  instanceId: string;
+  state: string;
+  isAlive: boolean;
+  timestamp: string;
+  internalTcp: Endpoint;
+  externalTcp: Endpoint;
+  internalHttp: Endpoint;
+  externalHttp: Endpoint;
+  lastCommitPosition: string;
+  writerCheckpoint: string;
+  chaserCheckpoint: string;
+  epochNumber: number;
+  epochPosition: string;
+  epochId: string;
+  nodePriority: number;
+  isReadOnlyReplica: boolean;
+}
+
+const ZERO_UUID = "00000000-0000-0000-0000-000000000000";
+/** Paths served without authentication. */
+const OPEN_PATHS = new Set(["/health/live", "/health/ready", "/gossip"]);
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const STATUS_OF_CODE: Record<string, number> = {
+  STREAM_NOT_FOUND: 404,
+  STREAM_DELETED: 410,
+  ACCESS_DENIED: 403,
+  NOT_AUTHENTICATED: 401,
+  INVALID_ARGUMENT: 400,
+  BAD_REQUEST: 400,
+  SHUTTING_DOWN: 503,
+  INTERNAL: 500,
+};
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": String(Buffer.byteLength(text)),
+    "Cache-Control": "no-store",
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** An advertised host: the bound IP, or for a wildcard bind the address the request came in on. */
+function advertised(bound: Endpoint, req: IncomingMessage): Endpoint {
+  if (bound.host === "0.0.0.0" || bound.host === "::") {
+    const local = req.socket.localAddress;
+    if (local && isIP(local) !== 0)
+      return { host: local.replace(/^::ffff:/, ""), port: bound.port };
+  }
+  return { host: bound.host, port: bound.port };
+}
+
+export function memberInfo(ctx: NodeContext, req: IncomingMessage): MemberInfo {
+  const ep = ctx.endpoints();
+  const none = { host: ctx.options.extIp, port: 0 };
+  const commit = String(ctx.store.commitPosition);
+  return {
+    instanceId: ctx.instanceId,
+    state: ctx.state(),
+    isAlive: true,
+    timestamp: new Date().toISOString(),
+    internalTcp: advertised(ep?.intTcp ?? none, req),
+    externalTcp: advertised(ep?.extTcp ?? none, req),
+    internalHttp: advertised(ep?.intHttp ?? none, req),
+    externalHttp: advertised(ep?.extHttp ?? none, req),
+    lastCommitPosition: commit,
+    writerCheckpoint: commit,
+    chaserCheckpoint: commit,
+    epochNumber: 0,
+    epochPosition: "0",
+    epochId: ZERO_UUID,
+    nodePriority: ctx.options.nodePriority,
+    isReadOnlyReplica: false,
+  };
+}
+
+/** Request handler of the external HTTP port. */
+export function createExternalHttpHandler(
+  ctx: NodeContext,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    serve(ctx, req, res, true).catch((err: unknown) => fail(ctx, req, res, err));
+  };
+}
+
+/** Request handler of the internal HTTP port: gossip and health only. */
+export function createInternalHttpHandler(
+  ctx: NodeContext,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    serve(ctx, req, res, false).catch((err: unknown) => fail(ctx, req, res, err));
+  };
+}
+
+function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  let status: number;
+  let code: string;
+  let message: string;
+  let headers: Record<string, string> = {};
+  if (err instanceof HttpError) {
+    ({ status, code, message, headers } = err);
+  } else {
+    const info = errorInfo(err);
+    code = codeName(info.code);
+    status = STATUS_OF_CODE[code] ?? 500;
+    message = info.message;
+    if (info.internal)
+      ctx.logger.error(
+        { err, method: req.method, path: req.url?.split("?")[0] },
+        "HTTP request failed",
+      );
+  }
+  ctx.metrics.requestErrors.inc({ interface: "http", code });
+  ctx.metrics.httpRequests.inc({ method: req.method ?? "?", status: String(status) });
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, status, { error: code, message }, headers);
+}
+
+async function serve(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  external: boolean,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://node");
+  const path = url.pathname;
+  const method = req.method ?? "GET";
+  const ok = (status: number, body: unknown, headers?: Record<string, string>): void => {
+    ctx.metrics.httpRequests.inc({ method, status: String(status) });
+    sendJson(res, status, body, headers);
+  };
+
+  if (path === "/gossip") {
+    requireMethod(method, ["GET"]);
+    ok(200, { members: [memberInfo(ctx, req)] });
+    return;
+  }
+  if (path === "/health/live") {
+    requireMethod(method, ["GET", "HEAD"]);
+    ok(200, { status: "live" });
+    return;
+  }
+  if (path === "/health/ready") {
+    requireMethod(method, ["GET", "HEAD"]);
+    if (ctx.isReady()) ok(200, { status: "ready" });
+    else ok(503, { error: "NOT_READY", message: `the node is ${ctx.state()}` });
+    return;
+  }
+  if (!external)
+    throw new HttpError(
+      404,
+      "NOT_FOUND",
+      `no such endpoint ${path}: the internal HTTP port serves /gossip and /health only`,
+    );
+
+  if (!OPEN_PATHS.has(path) && ctx.auth.enabled) {
+    const result = ctx.auth.checkHeader(req.headers.authorization);
+    if (!result.ok) {
+      throw new HttpError(
+        401,
+        "NOT_AUTHENTICATED",
+        result.reason === "missing"
+          ? "authentication required (HTTP Basic)"
+          : "wrong username or password",
+        { "WWW-Authenticate": 'Basic realm="chorus"' },
+      );
+    }
+  }
+
+  if (path === "/info") {
+    requireMethod(method, ["GET"]);
+    ok(200, {
+      version: ctx.version,
+      instanceId: ctx.instanceId,
+      state: ctx.state(),
+      clusterSize: ctx.options.clusterSize,
+    });
+    return;
+  }
+  if (path === "/metrics") {
+    requireMethod(method, ["GET"]);
+    const text = await ctx.metrics.registry.metrics();
+    ctx.metrics.httpRequests.inc({ method, status: "200" });
+    res.writeHead(200, {
+      "Content-Type": ctx.metrics.registry.contentType,
+      "Content-Length": String(Buffer.byteLength(text)),
+    });
+    res.end(text);
+    return;
+  }
+  if (path.startsWith("/streams/")) {
+    let raw: string;
+    try {
+      raw = decodeURIComponent(path.slice("/streams/".length));
+    } catch {
+      throw invalidArgument("the stream name in the path is not valid percent-encoding");
+    }
+    const streamId = checkStreamName(raw);
+    switch (method) {
+      case "POST":
+        await append(ctx, req, streamId, ok);
+        return;
+      case "GET":
+        await read(ctx, url, streamId, ok);
+        return;
+      case "DELETE":
+        await remove(ctx, req, streamId, ok);
+        return;
+      default:
+        throw new HttpError(
+          405,
+          "METHOD_NOT_ALLOWED",
+          `${method} is not allowed on /streams/{stream}`,
+          { Allow: "GET, POST, DELETE" },
+        );
+    }
+  }
+  throw new HttpError(404, "NOT_FOUND", `no such endpoint ${path}`);
+}
+
+function requireMethod(method: string, allowed: string[]): void {
+  if (!allowed.includes(method)) {
+    throw new HttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed here`, {
+      Allow: allowed.join(", "),
+    });
+  }
+}
+
+type Reply = (status: number, body: unknown) => void;
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = (): HttpError =>
+    new HttpError(413, "PAYLOAD_TOO_LARGE", `request body exceeds the limit of ${limit} bytes`, {
+      Connection: "close",
+    });
+  const declared = Number(req.headers["content-length"] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume(); // discard what the client still sends; the connection closes after the reply
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const buf = chunk as Buffer;
+    size += buf.byteLength;
+    if (size > limit) {
+      req.resume();
+      throw tooLarge();
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks);
+}
+
+function jsonBytes(value: unknown): Uint8Array {
+  return Buffer.from(JSON.stringify(value), "utf8");
+}
+
+async function append(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  streamId: string,
+  ok: Reply,
+): Promise<void> {
+  const expected = expectedFromText(header(req, "chorus-expected-version"), streamId);
+  const body = await readBody(req, ctx.options.maxFrameBytes);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch (err) {
+    throw new HttpError(
+      400,
+      "BAD_REQUEST",
+      `the body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  if (!Array.isArray(parsed)) {
+    throw new HttpError(
+      400,
+      "BAD_REQUEST",
+      "the body must be a JSON array of events [{eventId, eventType, data, metadata?}]",
+    );
+  }
+  const inputs = parsed.map((item: unknown, i) => {
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      throw new HttpError(
+        400,
+        "BAD_REQUEST",
+        `event ${i} is not an object {eventId, eventType, data, metadata?}`,
+      );
+    }
+    const e = item as Record<string, unknown>;
+    if (!("data" in e)) throw invalidArgument(`event ${i} has no data`, streamId);
+    return {
+      id: e["eventId"],
+      type: e["eventType"],
+      isJson: true,
+      data: jsonBytes(e["data"]),
+      metadata: e["metadata"] === undefined ? new Uint8Array(0) : jsonBytes(e["metadata"]),
+    };
+  });
+  const events = checkEvents(inputs, streamId);
+  const result = await ctx.track(ctx.store.append(streamId, expected, events));
+  if (result.ok) {
+    ctx.metrics.appends.inc({ interface: "http", result: "success" });
+    ctx.metrics.eventsWritten.inc({ interface: "http" }, events.length);
+    ok(201, {
+      nextExpectedVersion: String(result.nextExpectedVersion),
+      position: String(result.position),
+    });
+  } else {
+    ctx.metrics.appends.inc({ interface: "http", result: "wrong_expected_version" });
+    ok(409, wrongExpected(expected, result.wrongExpectedVersion));
+  }
+}
+
+function wrongExpected(
+  expected: ExpectedVersion,
+  info: { streamExists: boolean; actualRevision: number },
+): unknown {
+  const actual = info.streamExists ? String(info.actualRevision) : "no_stream";
+  return {
+    error: "WRONG_EXPECTED_VERSION",
+    message: `expected version ${expectedToText(expected)}, but the stream is at ${actual}`,
+    expected: expectedToText(expected),
+    actual,
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function decodeBody(bytes: Uint8Array, isJson: boolean): unknown {
+  if (bytes.byteLength === 0) return null;
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (isJson) {
+    try {
+      return JSON.parse(buf.toString("utf8")) as unknown;
+    } catch {
+      return buf.toString("utf8");
+    }
+  }
+  return buf.toString("base64");
+}
+
+export function eventToJson(e: StoredEvent): Record<string, unknown> {
+  return {
+    streamId: e.streamId,
+    revision: String(e.revision),
+    position: String(e.position),
+    eventId: e.id,
+    eventType: e.type,
+    isJson: e.isJson,
+    data: decodeBody(e.data, e.isJson),
+    metadata: decodeBody(e.metadata, e.isJson),
+    created: new Date(e.createdMs).toISOString(),
+  };
+}
+
+async function read(ctx: NodeContext, url: URL, streamId: string, ok: Reply): Promise<void> {
+  const q = url.searchParams;
+  const directionText = q.get("direction") ?? "forwards";
+  if (directionText !== "forwards" && directionText !== "backwards") {
+    throw invalidArgument(
+      `direction must be forwards or backwards, got ${JSON.stringify(directionText.slice(0, 32))}`,
+      streamId,
+    );
+  }
+  const fromText = q.get("from") ?? (directionText === "forwards" ? "0" : "end");
+  let fromRevision: number | "end";
+  if (fromText === "end") fromRevision = "end";
+  else if (/^\d+$/.test(fromText) && Number.isSafeInteger(Number(fromText)))
+    fromRevision = Number(fromText);
+  else
+    throw invalidArgument(
+      `from must be a revision or "end", got ${JSON.stringify(fromText.slice(0, 32))}`,
+      streamId,
+    );
+  const countText = q.get("count") ?? "20";
+  const count = /^\d+$/.test(countText) ? Number(countText) : NaN;
+  if (!Number.isInteger(count) || count < 1 || count > MAX_PAGE_EVENTS) {
+    throw invalidArgument(
+      `count must be between 1 and ${MAX_PAGE_EVENTS}, got ${JSON.stringify(countText.slice(0, 32))}`,
+      streamId,
+    );
+  }
+  const r = await ctx.store.readStream(streamId, {
+    direction: directionText,
+    fromRevision,
+    maxCount: count,
+  });
+  ctx.metrics.reads.inc({ interface: "http", kind: "stream" });
+  ok(200, {
+    events: r.events.map(eventToJson),
+    endOfStream: r.endOfStream,
+    nextRevision: String(r.nextRevision),
+    lastRevision: String(r.lastRevision),
+  });
+}
+
+async function remove(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  streamId: string,
+  ok: Reply,
+): Promise<void> {
+  const expected = expectedFromText(header(req, "chorus-expected-version"), streamId);
+  const hardText = (header(req, "chorus-hard-delete") ?? "false").trim().toLowerCase();
+  if (hardText !== "true" && hardText !== "false") {
+    throw invalidArgument(
+      `Chorus-Hard-Delete must be true or false, got ${JSON.stringify(hardText.slice(0, 32))}`,
+      streamId,
+    );
+  }
+  const result = await ctx.track(ctx.store.delete(streamId, expected, hardText === "true"));
+  ctx.metrics.deletes.inc({
+    interface: "http",
+    result: result.ok ? "success" : "wrong_expected_version",
+  });
+  if (result.ok) ok(200, { position: String(result.position) });
+  else ok(409, wrongExpected(expected, result.wrongExpectedVersion));
+}

@@ -1,0 +1,718 @@
+import type { IncomingMessage, Server as HttpServer } from "node:http";
+import type { Server as HttpsServer } from "node:https";
+import type { Duplex } from "node:stream";
+import { chorus, decodeFrame, FrameError, type Frame, type FrameInit } from "@chorus/protocol";
+import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { parseBasicAuth, type Credentials } from "../auth/index.js";
+import type { StoredEvent } from "../streams/types.js";
+import {
+  Subscription,
+  type DropCode,
+  type SubscriptionStart,
+  type SubscriptionTarget,
+} from "../subscriptions/index.js";
+import type { NodeContext } from "./context.js";
+import {
+  MAX_PAGE_EVENTS,
+  MAX_SCAN_RECORDS,
+  RequestError,
+  checkStreamName,
+  codeName,
+  errorInfo,
+  eventWireBytes,
+  eventsFromWire,
+  expectedFromWire,
+  filterFromWire,
+  invalidArgument,
+  resolvedToWire,
+  wrongExpectedToWire,
+} from "./convert.js";
+
+const Code = chorus.ErrorResponse.Code;
+
+export interface NativeApiOptions {
+  /** Stop pushing subscription events while a connection buffers more than this many bytes. */
+  readonly highWaterMarkBytes?: number;
+  /** Requests one connection may have in flight before the server stops reading from it. */
+  readonly maxInflightRequests?: number;
+  /** Subscriptions one connection may hold. */
+  readonly maxSubscriptionsPerConnection?: number;
+}
+
+/** Largest number of bytes of events put into one pushed or read frame. */
+function batchBytesLimit(maxFrameBytes: number): number {
+  return Math.max(64 * 1024, Math.min(4 * 1024 * 1024, Math.floor(maxFrameBytes / 2)));
+}
+
+/** Close reasons are limited to 123 bytes of UTF-8. */
+export function closeReason(text: string): string {
+  let out = text;
+  while (Buffer.byteLength(out, "utf8") > 123) out = out.slice(0, -1);
+  return out;
+}
+
+/**
+ * The native client protocol (docs/protocol.md): WebSocket on the external TCP port, one
+ * protobuf Frame per binary message.
+ */
+export class NativeApi {
+  readonly #ctx: NodeContext;
+  readonly #wss: WebSocketServer;
+  readonly #connections = new Set<NativeConnection>();
+  readonly #heartbeat: NodeJS.Timeout;
+  readonly #settings: Required<NativeApiOptions>;
+  #closing = false;
+
+  constructor(ctx: NodeContext, server: HttpServer | HttpsServer, options: NativeApiOptions = {}) {
+    this.#ctx = ctx;
+    this.#settings = {
+      highWaterMarkBytes: options.highWaterMarkBytes ?? 1024 * 1024,
+      maxInflightRequests: options.maxInflightRequests ?? 256,
+      maxSubscriptionsPerConnection: options.maxSubscriptionsPerConnection ?? 1024,
+    };
+    const maxFrameBytes = ctx.options.maxFrameBytes;
+    /** ws closes an oversized message with a bare 1009; give the client a reason. */
+    class ChorusWebSocket extends WebSocket {
+      override close(code?: number, data?: string | Buffer): void {
+        if (code === 1009 && data === undefined) {
+          super.close(1009, closeReason(`frame exceeds the limit of ${maxFrameBytes} bytes`));
+          return;
+        }
+        super.close(code, data);
+      }
+    }
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: maxFrameBytes,
+      perMessageDeflate: false,
+      WebSocket: ChorusWebSocket,
+    });
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#onUpgrade(req, socket, head),
+    );
+    server.on("request", (req: IncomingMessage, res) => {
+      // A plain HTTP request on the native port: say what this port is, then hang up.
+      ctx.logger.debug(
+        { method: req.method, url: req.url },
+        "plain HTTP request on the native port",
+      );
+      res.writeHead(426, {
+        "Content-Type": "text/plain; charset=utf-8",
+        Connection: "close",
+        Upgrade: "websocket",
+      });
+      res.end(
+        "426 Upgrade Required: this is the Chorus native protocol port; connect with a WebSocket (ws:// or wss://)\n",
+      );
+    });
+    server.on("clientError", (err: Error, socket: Duplex) => {
+      ctx.metrics.protocolErrors.inc({ reason: "not_http" });
+      ctx.logger.debug({ err: err.message }, "non-WebSocket bytes on the native port");
+      if (socket.writable) {
+        const body =
+          "400 Bad Request: this is the Chorus native protocol port; it speaks WebSocket only\n";
+        socket.end(
+          `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    });
+    this.#heartbeat = setInterval(() => {
+      for (const c of this.#connections) c.heartbeat();
+    }, ctx.options.heartbeatIntervalMs);
+    this.#heartbeat.unref();
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", () => socket.destroy());
+    const refuse = (status: number, text: string, extra = ""): void => {
+      const body = `${status} ${text}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${text}\r\n${extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      socket.destroy();
+    };
+    if (this.#closing) {
+      refuse(503, "Service Unavailable: the node is shutting down");
+      return;
+    }
+    let credentials: Credentials | null = null;
+    const header = req.headers.authorization;
+    if (header !== undefined) {
+      const parsed = parseBasicAuth(header);
+      const result = parsed ? this.#ctx.auth.check(parsed) : this.#ctx.auth.checkHeader(header);
+      if (this.#ctx.auth.enabled && !result.ok) {
+        this.#ctx.logger.info(
+          { remote: req.socket.remoteAddress },
+          "WebSocket upgrade refused: wrong credentials",
+        );
+        refuse(401, "Unauthorized", 'WWW-Authenticate: Basic realm="chorus"\r\n');
+        return;
+      }
+      credentials = parsed;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      if (this.#closing) {
+        ws.close(1001, "the node is shutting down");
+        return;
+      }
+      const conn = new NativeConnection(
+        this.#ctx,
+        ws,
+        credentials,
+        this.#settings,
+        req.socket.remoteAddress ?? "?",
+      );
+      this.#connections.add(conn);
+      this.#ctx.metrics.connectionsOpened.inc();
+      this.#ctx.metrics.connectionsActive.inc();
+      ws.on("close", () => {
+        this.#connections.delete(conn);
+        this.#ctx.metrics.connectionsActive.dec();
+        conn.dispose();
+      });
+    });
+  }
+
+  /** Stops accepting connections and new requests (existing ones keep running). */
+  beginShutdown(): void {
+    this.#closing = true;
+    clearInterval(this.#heartbeat);
+    for (const c of this.#connections) c.beginShutdown();
+  }
+
+  /** Closes every connection with 1001; resolves when they are gone (or after timeoutMs). */
+  async closeConnections(timeoutMs = 2_000): Promise<void> {
+    this.beginShutdown();
+    const closed = [...this.#connections].map((c) => c.closeGoingAway(timeoutMs));
+    await Promise.all(closed);
+    this.#wss.close();
+  }
+}
+
+class NativeConnection {
+  readonly #ctx: NodeContext;
+  readonly #ws: WebSocket;
+  readonly #credentials: Credentials | null;
+  readonly #settings: Required<NativeApiOptions>;
+  readonly #remote: string;
+  readonly #subs = new Map<number, Subscription>();
+  readonly #batchBytes: number;
+  #writableWaiters: (() => void)[] = [];
+  #inflight = 0;
+  #pausedForInflight = false;
+  #pausedForOutput = false;
+  #alive = true;
+  #shuttingDown = false;
+
+  constructor(
+    ctx: NodeContext,
+    ws: WebSocket,
+    credentials: Credentials | null,
+    settings: Required<NativeApiOptions>,
+    remote: string,
+  ) {
+    this.#ctx = ctx;
+    this.#ws = ws;
+    this.#credentials = credentials;
+    this.#settings = settings;
+    this.#remote = remote;
+    this.#batchBytes = batchBytesLimit(ctx.options.maxFrameBytes);
+    ws.on("pong", () => {
+      this.#alive = true;
+    });
+    ws.on("message", (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
+    ws.on("error", (err: Error & { code?: string }) => {
+      // ws closes the connection itself (1009 for oversized, 1002 for bad framing).
+      ctx.metrics.protocolErrors.inc({ reason: err.code ?? "ws_error" });
+      ctx.logger.info({ remote: this.#remote, err: err.message }, "native connection error");
+    });
+  }
+
+  heartbeat(): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    if (!this.#alive) {
+      this.#ctx.logger.info(
+        { remote: this.#remote },
+        "closing a native connection that missed its heartbeat",
+      );
+      this.#ws.terminate();
+      return;
+    }
+    this.#alive = false;
+    this.#ws.ping();
+  }
+
+  beginShutdown(): void {
+    this.#shuttingDown = true;
+  }
+
+  async closeGoingAway(timeoutMs: number): Promise<void> {
+    this.dispose();
+    if (this.#ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#ws.terminate();
+        resolve();
+      }, timeoutMs);
+      timer.unref();
+      this.#ws.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1001, "the node is shutting down");
+    });
+  }
+
+  dispose(): void {
+    for (const sub of this.#subs.values()) sub.close();
+    if (this.#subs.size > 0) this.#ctx.metrics.subscriptionsActive.dec(this.#subs.size);
+    this.#subs.clear();
+    this.#writableWaiters = [];
+  }
+
+  // ---------------------------------------------------------------- output
+
+  #send(frame: FrameInit): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    const bytes = chorus.Frame.encode(frame).finish();
+    this.#ws.send(bytes, { binary: true }, () => this.#onFlushed());
+    if (!this.#pausedForOutput && this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes * 8) {
+      // The client does not read its replies: stop reading its requests until it does.
+      this.#pausedForOutput = true;
+      this.#updatePause();
+    }
+  }
+
+  #onFlushed(): void {
+    if (this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes) return;
+    if (this.#pausedForOutput) {
+      this.#pausedForOutput = false;
+      this.#updatePause();
+    }
+    const waiters = this.#writableWaiters;
+    this.#writableWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #updatePause(): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    if (this.#pausedForInflight || this.#pausedForOutput) this.#ws.pause();
+    else this.#ws.resume();
+  }
+
+  #canSend(): boolean {
+    return this.#ws.bufferedAmount <= this.#settings.highWaterMarkBytes;
+  }
+
+  #sendError(
+    correlationId: number,
+    code: chorus.ErrorResponse.Code,
+    message: string,
+    streamId?: string,
+  ): void {
+    this.#ctx.metrics.requestErrors.inc({ interface: "native", code: codeName(code) });
+    this.#send({ correlationId, error: { code, message, streamId: streamId ?? "" } });
+  }
+
+  #protocolError(closeCode: number, reason: string): void {
+    this.#ctx.metrics.protocolErrors.inc({ reason: String(closeCode) });
+    this.#ctx.logger.info(
+      { remote: this.#remote, closeCode, reason },
+      "closing a native connection: protocol violation",
+    );
+    this.dispose();
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(closeCode, closeReason(reason));
+  }
+
+  // ---------------------------------------------------------------- input
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    this.#alive = true;
+    if (!isBinary) {
+      this.#protocolError(1003, "text frames are not supported: send binary protobuf Frames");
+      return;
+    }
+    const bytes = Array.isArray(data)
+      ? Buffer.concat(data)
+      : Buffer.isBuffer(data)
+        ? data
+        : Buffer.from(data);
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, this.#ctx.options.maxFrameBytes);
+    } catch (err) {
+      if (err instanceof FrameError && err.code === "FRAME_UNKNOWN_BODY") {
+        // Well-formed but of a kind this server does not know: answer, keep the connection.
+        let id = 0;
+        try {
+          id = Number(chorus.Frame.decode(bytes).correlationId ?? 0);
+        } catch {
+          /* decodeFrame decoded it already */
+        }
+        this.#sendError(
+          id,
+          Code.BAD_REQUEST,
+          "unknown request type (the frame carries no body this server knows)",
+        );
+        return;
+      }
+      if (err instanceof FrameError && err.code === "FRAME_TOO_LARGE") {
+        this.#protocolError(1009, err.message);
+        return;
+      }
+      this.#protocolError(
+        1002,
+        `protocol error: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      return;
+    }
+    const correlationId = Number(frame.correlationId ?? 0);
+    if (correlationId === 0) {
+      this.#sendError(0, Code.BAD_REQUEST, "correlation_id must not be 0");
+      return;
+    }
+    this.#dispatch(correlationId, frame);
+  }
+
+  #dispatch(id: number, frame: Frame): void {
+    switch (frame.body) {
+      case "ping":
+        this.#send({
+          correlationId: id,
+          pong: { instanceId: this.#ctx.instanceId, state: this.#ctx.state() },
+        });
+        return;
+      case "subscriptionCredit": {
+        this.#subs.get(id)?.grant(Number(frame.subscriptionCredit?.credit ?? 0));
+        return;
+      }
+      case "unsubscribe": {
+        const sub = this.#subs.get(id);
+        if (sub) {
+          this.#subs.delete(id);
+          this.#ctx.metrics.subscriptionsActive.dec();
+          sub.close();
+        }
+        return;
+      }
+      case "append":
+      case "readStream":
+      case "readAll":
+      case "deleteStream":
+      case "subscribe":
+        break;
+      default:
+        this.#sendError(
+          id,
+          Code.BAD_REQUEST,
+          `${String(frame.body)} is not a request a client may send`,
+        );
+        return;
+    }
+    if (this.#shuttingDown) {
+      this.#sendError(id, Code.SHUTTING_DOWN, "the node is shutting down");
+      return;
+    }
+    const authProblem = this.#authenticate(frame);
+    if (authProblem !== null) {
+      this.#sendError(id, Code.NOT_AUTHENTICATED, authProblem);
+      return;
+    }
+    this.#inflight++;
+    if (this.#inflight >= this.#settings.maxInflightRequests && !this.#pausedForInflight) {
+      this.#pausedForInflight = true;
+      this.#updatePause();
+    }
+    this.#handle(id, frame)
+      .catch((err: unknown) => {
+        const info = errorInfo(err);
+        if (info.internal)
+          this.#ctx.logger.error({ err, request: frame.body }, "native request failed");
+        this.#sendError(id, info.code, info.message, info.streamId);
+      })
+      .finally(() => {
+        this.#inflight--;
+        if (this.#pausedForInflight && this.#inflight < this.#settings.maxInflightRequests / 2) {
+          this.#pausedForInflight = false;
+          this.#updatePause();
+        }
+      });
+  }
+
+  /** null when allowed; otherwise why not. Credentials are never logged. */
+  #authenticate(frame: Frame): string | null {
+    const auth = this.#ctx.auth;
+    if (!auth.enabled) return null;
+    const c = frame.credentials;
+    const perRequest =
+      c && ((c.username ?? "") !== "" || (c.password ?? "") !== "")
+        ? { username: c.username ?? "", password: c.password ?? "" }
+        : null;
+    const result = auth.check(perRequest ?? this.#credentials);
+    if (result.ok) return null;
+    return result.reason === "missing"
+      ? "authentication required: send HTTP Basic credentials on the upgrade or Frame.credentials"
+      : "wrong username or password";
+  }
+
+  async #handle(id: number, frame: Frame): Promise<void> {
+    const { store, metrics } = this.#ctx;
+    switch (frame.body) {
+      case "append": {
+        const req = frame.append ?? {};
+        const streamId = checkStreamName(req.streamId ?? "");
+        const expected = expectedFromWire(req.expected, streamId);
+        const events = eventsFromWire(req.events, streamId);
+        const result = await this.#ctx.track(store.append(streamId, expected, events));
+        if (result.ok) {
+          metrics.appends.inc({ interface: "native", result: "success" });
+          metrics.eventsWritten.inc({ interface: "native" }, events.length);
+          this.#send({
+            correlationId: id,
+            appendResult: {
+              success: {
+                nextExpectedVersion: result.nextExpectedVersion,
+                position: result.position,
+              },
+            },
+          });
+        } else {
+          metrics.appends.inc({ interface: "native", result: "wrong_expected_version" });
+          this.#send({
+            correlationId: id,
+            appendResult: {
+              wrongExpectedVersion: wrongExpectedToWire(expected, result.wrongExpectedVersion),
+            },
+          });
+        }
+        return;
+      }
+      case "deleteStream": {
+        const req = frame.deleteStream ?? {};
+        const streamId = checkStreamName(req.streamId ?? "");
+        const expected = expectedFromWire(req.expected, streamId);
+        const result = await this.#ctx.track(store.delete(streamId, expected, req.hard === true));
+        metrics.deletes.inc({
+          interface: "native",
+          result: result.ok ? "success" : "wrong_expected_version",
+        });
+        this.#send({
+          correlationId: id,
+          deleteResult: result.ok
+            ? { success: { position: result.position } }
+            : { wrongExpectedVersion: wrongExpectedToWire(expected, result.wrongExpectedVersion) },
+        });
+        return;
+      }
+      case "readStream": {
+        const req = frame.readStream ?? {};
+        const streamId = checkStreamName(req.streamId ?? "");
+        const direction = directionOf(req.direction);
+        const fromRevision = req.fromEnd ? "end" : safeNumber(req.fromRevision, "from_revision");
+        const maxCount = pageSize(req.maxCount);
+        let r = await store.readStream(streamId, { direction, fromRevision, maxCount });
+        const fit = fittingCount(r.events, this.#batchBytes);
+        // Too many bytes for one frame: read a shorter page, so the store says where the next starts.
+        if (fit < r.events.length)
+          r = await store.readStream(streamId, { direction, fromRevision, maxCount: fit });
+        metrics.reads.inc({ interface: "native", kind: "stream" });
+        this.#send({
+          correlationId: id,
+          readResult: {
+            events: r.events.map(resolvedToWire),
+            endOfStream: r.endOfStream,
+            nextRevision: r.nextRevision,
+            lastRevision: r.lastRevision,
+          },
+        });
+        return;
+      }
+      case "readAll": {
+        const req = frame.readAll ?? {};
+        const direction = directionOf(req.direction);
+        const fromPosition = req.fromEnd ? "end" : safeNumber(req.fromPosition, "from_position");
+        const filter = filterFromWire(req.filter);
+        const read = (maxCount: number) =>
+          store.readAll({
+            direction,
+            fromPosition,
+            maxCount,
+            ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
+          });
+        let r = await read(pageSize(req.maxCount));
+        const fit = fittingCount(r.events, this.#batchBytes);
+        if (fit < r.events.length) r = await read(fit);
+        metrics.reads.inc({ interface: "native", kind: "all" });
+        this.#send({
+          correlationId: id,
+          readResult: {
+            events: r.events.map(resolvedToWire),
+            endOfStream: r.endOfStream,
+            // Forwards the next page starts at it (inclusive), backwards before it (exclusive).
+            nextPosition: r.nextPosition,
+          },
+        });
+        return;
+      }
+      case "subscribe":
+        this.#subscribe(id, frame.subscribe ?? {});
+        return;
+      default:
+        return;
+    }
+  }
+
+  #subscribe(id: number, req: chorus.ISubscribeRequest): void {
+    if (this.#subs.has(id)) {
+      throw new RequestError(
+        Code.BAD_REQUEST,
+        `correlation id ${id} already identifies a subscription on this connection`,
+      );
+    }
+    if (this.#subs.size >= this.#settings.maxSubscriptionsPerConnection) {
+      this.#send({
+        correlationId: id,
+        notHandled: {
+          reason: chorus.NotHandled.Reason.TOO_BUSY,
+          message: `at most ${this.#settings.maxSubscriptionsPerConnection} subscriptions per connection`,
+        },
+      });
+      return;
+    }
+    const streamIdText = req.streamId ?? "";
+    const all = req.all === true || streamIdText === "$all";
+    if (all && streamIdText !== "" && streamIdText !== "$all") {
+      throw invalidArgument("a $all subscription must not name a stream");
+    }
+    const target: SubscriptionTarget = all
+      ? { kind: "all", filter: filterFromWire(req.filter) }
+      : { kind: "stream", streamId: checkStreamName(streamIdText) };
+    const Kind = chorus.SubscribeRequest.StartKind;
+    let start: SubscriptionStart;
+    switch (req.start ?? Kind.START) {
+      case Kind.START:
+        start = { kind: "start" };
+        break;
+      case Kind.END:
+        start = { kind: "end" };
+        break;
+      case Kind.AFTER:
+        start = {
+          kind: "after",
+          value: all
+            ? safeNumber(req.afterPosition, "after_position")
+            : safeNumber(req.afterRevision, "after_revision"),
+        };
+        break;
+      default:
+        throw invalidArgument(`unknown subscription start kind ${String(req.start)}`);
+    }
+    const streamId = target.kind === "stream" ? target.streamId : "";
+    const sub = new Subscription({
+      store: this.#ctx.store,
+      target,
+      start,
+      initialCredit: Number(req.credit ?? 0),
+      logger: this.#ctx.logger,
+      pageSize: MAX_PAGE_EVENTS,
+      maxScan: MAX_SCAN_RECORDS,
+      sink: {
+        confirmed: (headPosition) =>
+          this.#send({ correlationId: id, subscriptionConfirmed: { headPosition } }),
+        events: (events, checkpointPosition) => this.#sendEvents(id, events, checkpointPosition),
+        caughtUp: (position) =>
+          this.#send({ correlationId: id, subscriptionCaughtUp: { position } }),
+        dropped: (code: DropCode, message: string, droppedStream?: string) => {
+          if (this.#subs.get(id) === sub) {
+            this.#subs.delete(id);
+            this.#ctx.metrics.subscriptionsActive.dec();
+          }
+          const wireCode = code === "UNSUBSCRIBED" ? Code.UNKNOWN : Code[code];
+          this.#send({
+            correlationId: id,
+            subscriptionDropped: {
+              reason: { code: wireCode, message, streamId: droppedStream ?? streamId },
+            },
+          });
+        },
+        canSend: () => this.#canSend(),
+        whenWritable: (resume) => {
+          this.#writableWaiters.push(resume);
+        },
+      },
+    });
+    this.#subs.set(id, sub);
+    this.#ctx.metrics.subscriptionsStarted.inc({ kind: all ? "all" : "stream" });
+    this.#ctx.metrics.subscriptionsActive.inc();
+    void sub.start();
+  }
+
+  #sendEvents(id: number, events: StoredEvent[], checkpointPosition: number | undefined): void {
+    const checkpoint = checkpointPosition ?? 0;
+    if (events.length === 0) {
+      this.#send({
+        correlationId: id,
+        subscriptionEvents: { events: [], checkpointPosition: checkpoint },
+      });
+      return;
+    }
+    let batch: StoredEvent[] = [];
+    let bytes = 0;
+    for (const e of events) {
+      const size = eventWireBytes(e);
+      if (batch.length > 0 && bytes + size > this.#batchBytes) {
+        this.#send({
+          correlationId: id,
+          subscriptionEvents: { events: batch.map(resolvedToWire) },
+        });
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(e);
+      bytes += size;
+    }
+    this.#send({
+      correlationId: id,
+      subscriptionEvents: { events: batch.map(resolvedToWire), checkpointPosition: checkpoint },
+    });
+  }
+}
+
+function directionOf(direction: chorus.Direction | null | undefined): "forwards" | "backwards" {
+  switch (direction ?? chorus.Direction.FORWARDS) {
+    case chorus.Direction.FORWARDS:
+      return "forwards";
+    case chorus.Direction.BACKWARDS:
+      return "backwards";
+    default:
+      throw invalidArgument(`unknown read direction ${String(direction)}`);
+  }
+}
+
+function safeNumber(value: number | null | undefined, field: string): number {
+  const n = Number(value ?? 0);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw invalidArgument(`${field} ${String(value)} is out of range (0..2^53-1)`);
+  return n;
+}
+
+/** 0 (unset) means "as many as the server allows"; pages are capped at 4,096 events. */
+function pageSize(maxCount: number | null | undefined): number {
+  const n = Number(maxCount ?? 0);
+  return n <= 0 ? MAX_PAGE_EVENTS : Math.min(n, MAX_PAGE_EVENTS);
+}
+
+/** How many leading events fit a byte budget (so a reply never exceeds a frame); at least one. */
+function fittingCount(events: readonly StoredEvent[], budget: number): number {
+  let bytes = 0;
+  for (let i = 0; i < events.length; i++) {
+    bytes += eventWireBytes(events[i] as StoredEvent);
+    if (bytes > budget && i > 0) return i;
+  }
+  return events.length;
+}

@@ -1,0 +1,20 @@
+export {
+  ConfigError,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_IDEMPOTENCY_WINDOW,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_NODE_OPTIONS,
+  type NodeOptions,
+} from "./options.js";
+export {
+  FLAGS,
+  envNameOf,
+  helpText,
+  isLoopback,
+  parseConfig,
+  resolveNodeOptions,
+  securityWarnings,
+  type CommandLine,
+  type ParseConfigDeps,
+} from "./parse.js";
+export { serverVersion } from "./version.js";

@@ -1,0 +1,79 @@
+import type { LevelWithSilent } from "pino";
+
+/** Every setting of a node, resolved once (defaults applied, validated) and frozen. */
+export interface NodeOptions {
+  /** Keep data in memory only. */
+  readonly memDb: boolean;
+  /** Data directory. */
+  readonly db: string;
+  /** Directory for log files (logs always go to stdout too); null: stdout only. */
+  readonly log: string | null;
+  readonly logLevel: LevelWithSilent;
+  readonly intIp: string;
+  readonly extIp: string;
+  readonly intTcpPort: number;
+  readonly extTcpPort: number;
+  readonly intHttpPort: number;
+  readonly extHttpPort: number;
+  readonly clusterSize: number;
+  readonly gossipSeed: readonly string[];
+  /** null: derived (true when clusterSize > 1 and no seeds are given). */
+  readonly discoverViaDns: boolean;
+  readonly clusterDns: string | null;
+  readonly clusterGossipPort: number;
+  readonly dnsServer: string | null;
+  readonly nodePriority: number;
+  readonly readOnlyReplica: boolean;
+  /** No TLS and no authentication, whatever the interfaces. */
+  readonly insecure: boolean;
+  readonly certificateFile: string | null;
+  readonly certificatePrivateKeyFile: string | null;
+  readonly trustedRootCertificatesPath: string | null;
+  /** Enables authentication (user "admin"). Never logged. */
+  readonly adminPassword: string | null;
+  /** How many recent event ids the store remembers for idempotent `any`/`stream_exists` appends. */
+  readonly idempotencyWindow: number;
+  /** Largest native protocol frame (and HTTP request body) accepted, in bytes. */
+  readonly maxFrameBytes: number;
+  /** Interval of WebSocket pings; a connection that misses one pong is closed. */
+  readonly heartbeatIntervalMs: number;
+}
+
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+
+export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
+  memDb: false,
+  db: "./data",
+  log: null,
+  logLevel: "info",
+  intIp: "127.0.0.1",
+  extIp: "127.0.0.1",
+  intTcpPort: 1112,
+  extTcpPort: 1113,
+  intHttpPort: 2112,
+  extHttpPort: 2113,
+  clusterSize: 1,
+  gossipSeed: Object.freeze([]),
+  discoverViaDns: false,
+  clusterDns: null,
+  clusterGossipPort: 2112,
+  dnsServer: null,
+  nodePriority: 0,
+  readOnlyReplica: false,
+  insecure: false,
+  certificateFile: null,
+  certificatePrivateKeyFile: null,
+  trustedRootCertificatesPath: null,
+  adminPassword: null,
+  idempotencyWindow: DEFAULT_IDEMPOTENCY_WINDOW,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+});
+
+/** A configuration problem: the node must not start. The CLI exits with code 2. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  readonly exitCode = 2;
+}

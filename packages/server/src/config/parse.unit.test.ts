@@ -1,0 +1,243 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, DEFAULT_NODE_OPTIONS, type NodeOptions } from "./options.js";
+import { envNameOf, helpText, isLoopback, parseConfig, resolveNodeOptions } from "./parse.js";
+
+function run(
+  argv: string[],
+  env: Record<string, string> = {},
+  files: Record<string, string> = {},
+): NodeOptions {
+  const cmd = parseConfig(argv, {
+    env,
+    readFile: (p) => {
+      const text = files[p];
+      if (text === undefined) throw new Error(`ENOENT: no such file ${p}`);
+      return text;
+    },
+  });
+  if (cmd.kind !== "run") throw new Error(`expected run, got ${cmd.kind}`);
+  return cmd.options;
+}
+
+function failure(
+  argv: string[],
+  env: Record<string, string> = {},
+  files: Record<string, string> = {},
+): ConfigError {
+  try {
+    run(argv, env, files);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error(`expected a ConfigError for ${argv.join(" ")}`);
+}
+
+describe("parseConfig", () => {
+  it("applies the documented defaults", () => {
+    const o = run([]);
+    expect(o).toMatchObject({
+      memDb: false,
+      db: "./data",
+      intIp: "127.0.0.1",
+      extIp: "127.0.0.1",
+      intTcpPort: 1112,
+      extTcpPort: 1113,
+      intHttpPort: 2112,
+      extHttpPort: 2113,
+      clusterSize: 1,
+      insecure: false,
+      adminPassword: null,
+      logLevel: "info",
+    });
+    expect(Object.isFrozen(o)).toBe(true);
+  });
+
+  it.each<[string, string[], Partial<NodeOptions>]>([
+    ["--flag value", ["--ext-tcp-port", "0"], { extTcpPort: 0 }],
+    ["--flag=value", ["--ext-tcp-port=4000"], { extTcpPort: 4000 }],
+    ["bare boolean", ["--mem-db"], { memDb: true }],
+    ["boolean =true", ["--mem-db=true"], { memDb: true }],
+    ["boolean =false", ["--mem-db=false"], { memDb: false }],
+    ["boolean then false", ["--mem-db", "false", "--db", "/x"], { memDb: false, db: "/x" }],
+    ["boolean then true", ["--insecure", "true"], { insecure: true }],
+    ["ips", ["--int-ip", "127.0.0.2", "--ext-ip=::1"], { intIp: "127.0.0.2", extIp: "::1" }],
+    ["sizes", ["--max-frame-bytes", "64KiB"], { maxFrameBytes: 65536 }],
+    ["plain size", ["--max-frame-bytes=2048"], { maxFrameBytes: 2048 }],
+    ["log level", ["--log-level", "debug"], { logLevel: "debug" }],
+    ["last wins", ["--ext-http-port", "1", "--ext-http-port", "2"], { extHttpPort: 2 }],
+    ["idempotency window", ["--idempotency-window", "10"], { idempotencyWindow: 10 }],
+    ["node priority", ["--node-priority", "-5"], { nodePriority: -5 }],
+    ["password", ["--admin-password", "s3cret"], { adminPassword: "s3cret" }],
+  ])("parses %s", (_name, argv, expected) => {
+    expect(run(argv)).toMatchObject(expected);
+  });
+
+  it.each<[string, string[], RegExp]>([
+    ["unknown flag", ["--no-such-flag"], /unknown flag --no-such-flag/],
+    ["unknown flag with value", ["--frobnicate=3"], /unknown flag --frobnicate/],
+    ["run-projections", ["--run-projections", "all"], /--run-projections is not supported/],
+    ["positional", ["serve"], /unexpected argument serve/],
+    [
+      "port too big",
+      ["--ext-tcp-port", "70000"],
+      /--ext-tcp-port: "70000" is not a port \(0-65535\)/,
+    ],
+    ["negative port", ["--int-http-port=-1"], /--int-http-port/],
+    ["port not a number", ["--ext-http-port", "abc"], /--ext-http-port: "abc" is not a port/],
+    ["missing value", ["--db"], /--db needs a value/],
+    ["bad ip", ["--ext-ip", "999.1.1.1"], /--ext-ip: "999.1.1.1" is not an IP address/],
+    ["hostname as ip", ["--int-ip", "localhost"], /--int-ip/],
+    ["bad boolean", ["--mem-db=maybe"], /--mem-db: "maybe" is not true or false/],
+    ["bad size", ["--max-frame-bytes", "lots"], /--max-frame-bytes/],
+    ["size too small", ["--max-frame-bytes", "10"], /--max-frame-bytes/],
+    ["bad level", ["--log-level", "loud"], /--log-level/],
+    ["cluster size", ["--cluster-size", "3"], /clustering is not available yet/],
+    [
+      "gossip seed",
+      ["--gossip-seed", "10.0.0.1:2112,10.0.0.2:2112"],
+      /clustering is not available yet/,
+    ],
+    ["cluster dns", ["--cluster-dns", "cluster.local"], /clustering is not available yet/],
+    [
+      "dns discovery with a cluster",
+      ["--discover-via-dns=true", "--cluster-size=3"],
+      /clustering is not available yet/,
+    ],
+    ["read-only replica", ["--read-only-replica"], /clustering is not available yet/],
+    [
+      "bad gossip seed",
+      ["--gossip-seed", "nohostport"],
+      /--gossip-seed: "nohostport" is not host:port/,
+    ],
+    [
+      "cert without key",
+      ["--certificate-file", "c.pem"],
+      /both --certificate-file and --certificate-private-key-file/,
+    ],
+    ["non-loopback without security", ["--ext-ip", "0.0.0.0"], /refusing to start.*0\.0\.0\.0/],
+    [
+      "non-loopback with cert only",
+      ["--int-ip", "10.1.2.3", "--certificate-file", "c", "--certificate-private-key-file", "k"],
+      /refusing to start/,
+    ],
+  ])("rejects %s", (_name, argv, message) => {
+    const err = failure(argv);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(message);
+  });
+
+  it("allows a non-loopback bind with --insecure, and with certificates plus a password", () => {
+    expect(run(["--ext-ip", "0.0.0.0", "--insecure"]).extIp).toBe("0.0.0.0");
+    const secured = run([
+      "--ext-ip=0.0.0.0",
+      "--certificate-file",
+      "c.pem",
+      "--certificate-private-key-file",
+      "k.pem",
+      "--admin-password",
+      "pw",
+    ]);
+    expect(secured.certificateFile).toBe("c.pem");
+    // --insecure turns TLS and authentication off.
+    const insecure = run(["--insecure", "--admin-password", "pw"]);
+    expect(insecure.adminPassword).toBeNull();
+  });
+
+  it("reads every flag from CHORUS_* environment variables", () => {
+    expect(envNameOf("int-tcp-port")).toBe("CHORUS_INT_TCP_PORT");
+    const o = run([], {
+      CHORUS_INT_TCP_PORT: "5112",
+      CHORUS_ADMIN_PASSWORD: "pw",
+      CHORUS_MEM_DB: "true",
+      CHORUS_EXT_IP: "::1",
+    });
+    expect(o).toMatchObject({ intTcpPort: 5112, adminPassword: "pw", memDb: true, extIp: "::1" });
+  });
+
+  it("names the environment variable in errors", () => {
+    expect(failure([], { CHORUS_EXT_TCP_PORT: "x" }).message).toMatch(
+      /--ext-tcp-port \(from CHORUS_EXT_TCP_PORT\)/,
+    );
+  });
+
+  it("reads YAML and JSON config files with kebab-case keys", () => {
+    const yaml = "mem-db: true\next-tcp-port: 0\ngossip-seed: []\nlog-level: warn\n";
+    expect(run(["--config", "n.yaml"], {}, { "n.yaml": yaml })).toMatchObject({
+      memDb: true,
+      extTcpPort: 0,
+      logLevel: "warn",
+    });
+    const json = JSON.stringify({ "ext-http-port": 9000, "admin-password": "pw" });
+    expect(run(["--config=n.json"], {}, { "n.json": json })).toMatchObject({
+      extHttpPort: 9000,
+      adminPassword: "pw",
+    });
+    expect(run([], { CHORUS_CONFIG: "n.json" }, { "n.json": json }).extHttpPort).toBe(9000);
+  });
+
+  it("uses the precedence command line > environment > file > defaults", () => {
+    const files = { "c.yaml": "ext-tcp-port: 1\next-http-port: 1\nint-http-port: 1\n" };
+    const env = { CHORUS_EXT_TCP_PORT: "2", CHORUS_EXT_HTTP_PORT: "2" };
+    const o = run(["--config", "c.yaml", "--ext-tcp-port", "3"], env, files);
+    expect([o.extTcpPort, o.extHttpPort, o.intHttpPort, o.intTcpPort]).toEqual([3, 2, 1, 1112]);
+  });
+
+  it.each<[string, Record<string, string>, RegExp]>([
+    [
+      "unknown key",
+      { "c.yaml": "ext-tcp-prot: 1\n" },
+      /unknown key "ext-tcp-prot" in config file c\.yaml/,
+    ],
+    [
+      "run-projections key",
+      { "c.yaml": "run-projections: all\n" },
+      /--run-projections is not supported/,
+    ],
+    [
+      "bad value",
+      { "c.yaml": "ext-tcp-port: high\n" },
+      /--ext-tcp-port \(from config file c\.yaml\)/,
+    ],
+    ["not a mapping", { "c.yaml": "- a\n- b\n" }, /must hold a mapping/],
+    ["invalid YAML", { "c.yaml": "a: [\n" }, /is not valid YAML/],
+  ])("rejects a config file with %s", (_name, files, message) => {
+    expect(failure(["--config", "c.yaml"], {}, files).message).toMatch(message);
+  });
+
+  it("rejects a missing config file", () => {
+    expect(failure(["--config", "nope.yaml"]).message).toMatch(
+      /cannot read config file nope\.yaml/,
+    );
+  });
+
+  it("answers --help and --version", () => {
+    expect(parseConfig(["--help"]).kind).toBe("help");
+    expect(parseConfig(["--version"]).kind).toBe("version");
+    expect(helpText()).toMatch(/--ext-tcp-port/);
+    expect(helpText()).toMatch(/--admin-password/);
+  });
+});
+
+describe("resolveNodeOptions", () => {
+  it("fills defaults for the embedded API and validates", () => {
+    expect(resolveNodeOptions({ memDb: true, extTcpPort: 0 })).toMatchObject({
+      ...DEFAULT_NODE_OPTIONS,
+      memDb: true,
+      extTcpPort: 0,
+    });
+    expect(() => resolveNodeOptions({ extTcpPort: 65536 })).toThrow(/extTcpPort must be a port/);
+    expect(() => resolveNodeOptions({ extIp: "nope" })).toThrow(/extIp must be an IP address/);
+  });
+
+  it.each<[string, boolean]>([
+    ["127.0.0.1", true],
+    ["127.1.2.3", true],
+    ["::1", true],
+    ["0.0.0.0", false],
+    ["10.0.0.1", false],
+    ["::", false],
+  ])("isLoopback(%s) = %s", (ip, expected) => {
+    expect(isLoopback(ip)).toBe(expected);
+  });
+});

@@ -1,0 +1,292 @@
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+} from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { resolve as resolvePath } from "node:path";
+import type { Duplex } from "node:stream";
+import type { Logger } from "pino";
+import { Authenticator } from "./auth/index.js";
+import {
+  resolveNodeOptions,
+  securityWarnings,
+  serverVersion,
+  type NodeOptions,
+} from "./config/index.js";
+import type { Endpoint, NodeContext, NodeEndpoints, NodeState } from "./api/context.js";
+import { createExternalHttpHandler, createInternalHttpHandler } from "./api/http.js";
+import { NodeMetrics } from "./api/metrics.js";
+import { NativeApi } from "./api/native.js";
+import { createLogger } from "./logging.js";
+import { createDiskStore, createMemoryStore } from "./storage/index.js";
+import type { StreamStore } from "./streams/types.js";
+
+export type { Endpoint, NodeEndpoints, NodeState } from "./api/context.js";
+
+/** The node could not start (port in use, data directory unusable, corrupted log). The CLI exits 1. */
+export class StartupError extends Error {
+  override readonly name = "StartupError";
+  readonly exitCode = 1;
+}
+
+export interface NodeExtras {
+  /** Defaults to a pino logger on stdout (and a file in `options.log`). */
+  readonly logger?: Logger;
+  /** Use this store instead of opening one from the options (it is opened and closed by the node). */
+  readonly store?: StreamStore;
+}
+
+export interface ChorusNode {
+  readonly instanceId: string;
+  readonly options: NodeOptions;
+  readonly endpoints: NodeEndpoints;
+  readonly store: StreamStore;
+  readonly logger: Logger;
+  readonly state: NodeState;
+  /** Stops accepting, finishes in-flight writes, closes connections with 1001, closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** How long shutdown waits for in-flight writes and for clients to acknowledge the close. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+interface Listener {
+  readonly name: keyof NodeEndpoints;
+  readonly server: HttpServer;
+  readonly ip: string;
+  readonly port: number;
+}
+
+function loadTls(options: NodeOptions): { cert: Buffer; key: Buffer } | null {
+  if (options.certificateFile === null || options.certificatePrivateKeyFile === null) return null;
+  const read = (path: string, what: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new StartupError(
+        `cannot read the ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  };
+  return {
+    cert: read(options.certificateFile, "TLS certificate"),
+    key: read(options.certificatePrivateKeyFile, "TLS private key"),
+  };
+}
+
+async function openStore(
+  options: NodeOptions,
+  logger: Logger,
+  given: StreamStore | undefined,
+): Promise<StreamStore> {
+  const store =
+    given ??
+    (options.memDb
+      ? createMemoryStore({ logger, idempotencyWindow: options.idempotencyWindow })
+      : createDiskStore({ dir: options.db, logger, idempotencyWindow: options.idempotencyWindow }));
+  try {
+    await store.open();
+  } catch (err) {
+    const where = options.memDb
+      ? "the in-memory store"
+      : `the data directory ${resolvePath(options.db)}`;
+    throw new StartupError(
+      `cannot open ${where}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+  return store;
+}
+
+function listen(l: Listener): Promise<Endpoint> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      l.server.off("listening", onListening);
+      const why =
+        err.code === "EADDRINUSE"
+          ? "the address is in use"
+          : err.code === "EADDRNOTAVAIL"
+            ? "the address is not available on this machine"
+            : err.code === "EACCES"
+              ? "permission denied"
+              : err.message;
+      reject(
+        new StartupError(`cannot listen on ${l.name} ${l.ip}:${l.port}: ${why}`, { cause: err }),
+      );
+    };
+    const onListening = (): void => {
+      l.server.off("error", onError);
+      const address = l.server.address() as AddressInfo;
+      resolve({ host: l.ip, port: address.port });
+    };
+    l.server.once("error", onError);
+    l.server.once("listening", onListening);
+    l.server.listen({ host: l.ip, port: l.port, exclusive: true });
+  });
+}
+
+function closeServer(server: HttpServer): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Starts a node: opens the store, binds the four listeners (port 0 picks a free port) and logs
+ * one "node ready" line. Throws ConfigError (bad options) or StartupError.
+ */
+export async function createNode(
+  partial: Partial<NodeOptions> = {},
+  extras: NodeExtras = {},
+): Promise<ChorusNode> {
+  const options = resolveNodeOptions(partial);
+  const logger = extras.logger ?? createLogger({ level: options.logLevel, logDir: options.log });
+  const tls = loadTls(options);
+  for (const warning of securityWarnings(options)) logger.warn(warning);
+
+  const instanceId = randomUUID();
+  const auth = new Authenticator(options.adminPassword);
+  let state: NodeState = "Initializing";
+  const inflight = new Set<Promise<unknown>>();
+  const makeServer = (): HttpServer =>
+    tls ? createHttpsServer({ cert: tls.cert, key: tls.key }) : createHttpServer();
+
+  const openedStore = await openStore(options, logger, extras.store);
+  const metrics = new NodeMetrics(() => openedStore);
+  const bound: Partial<Record<keyof NodeEndpoints, Endpoint>> = {};
+  const live: { endpoints?: NodeEndpoints } = {};
+  const ctx: NodeContext = {
+    store: openedStore,
+    auth,
+    logger,
+    metrics,
+    options,
+    instanceId,
+    version: serverVersion(),
+    tls: tls !== null,
+    state: () => state,
+    isReady: () => state === "Leader",
+    endpoints: () => live.endpoints,
+    track: <T>(work: Promise<T>): Promise<T> => {
+      inflight.add(work);
+      const done = (): void => {
+        inflight.delete(work);
+      };
+      work.then(done, done);
+      return work;
+    },
+  };
+
+  const extHttp = makeServer();
+  extHttp.on("request", createExternalHttpHandler(ctx));
+  const intHttp = makeServer();
+  intHttp.on("request", createInternalHttpHandler(ctx));
+  const extTcp = makeServer();
+  const native = new NativeApi(ctx, extTcp);
+  const intTcp = makeServer();
+  refuseInternalTcp(intTcp);
+  for (const s of [extHttp, intHttp, extTcp, intTcp]) {
+    s.headersTimeout = 30_000;
+    s.requestTimeout = 60_000;
+  }
+
+  const listeners: Listener[] = [
+    { name: "extTcp", server: extTcp, ip: options.extIp, port: options.extTcpPort },
+    { name: "extHttp", server: extHttp, ip: options.extIp, port: options.extHttpPort },
+    { name: "intTcp", server: intTcp, ip: options.intIp, port: options.intTcpPort },
+    { name: "intHttp", server: intHttp, ip: options.intIp, port: options.intHttpPort },
+  ];
+  try {
+    for (const l of listeners) bound[l.name] = await listen(l);
+  } catch (err) {
+    native.beginShutdown();
+    await Promise.all(listeners.map((l) => closeServer(l.server)));
+    await openedStore.close().catch(() => undefined);
+    throw err;
+  }
+  const endpoints: NodeEndpoints = Object.freeze({
+    extTcp: bound.extTcp as Endpoint,
+    extHttp: bound.extHttp as Endpoint,
+    intTcp: bound.intTcp as Endpoint,
+    intHttp: bound.intHttp as Endpoint,
+  });
+  live.endpoints = endpoints;
+  state = "Leader";
+  const db = options.memDb ? null : resolvePath(options.db);
+  logger.info(
+    {
+      ...endpoints,
+      instanceId,
+      db,
+      tls: tls !== null,
+      authentication: auth.enabled,
+      version: ctx.version,
+    },
+    "node ready",
+  );
+
+  let closing: Promise<void> | undefined;
+  const node: ChorusNode = {
+    instanceId,
+    options,
+    endpoints,
+    store: openedStore,
+    logger,
+    get state() {
+      return state;
+    },
+    close() {
+      closing ??= (async () => {
+        state = "ShuttingDown";
+        logger.info("node shutting down");
+        native.beginShutdown();
+        const stopped = listeners.map((l) => closeServer(l.server));
+        // Let writes already handed to the store finish, so their replies reach the clients.
+        const deadline = new Promise<void>((resolve) =>
+          setTimeout(resolve, SHUTDOWN_GRACE_MS).unref(),
+        );
+        await Promise.race([Promise.allSettled([...inflight]), deadline]);
+        await native.closeConnections(SHUTDOWN_GRACE_MS);
+        for (const l of listeners) l.server.closeAllConnections();
+        await Promise.all(stopped);
+        try {
+          await openedStore.close();
+        } catch (err) {
+          logger.error({ err }, "closing the store failed");
+        }
+        state = "Shutdown";
+        logger.info("node stopped");
+      })();
+      return closing;
+    },
+  };
+  return node;
+}
+
+/** The internal TCP port will carry replication; until clustering exists it refuses politely. */
+function refuseInternalTcp(server: HttpServer): void {
+  server.on("upgrade", (_req: IncomingMessage, socket: Duplex) => {
+    const body = "503 Service Unavailable: replication is not available yet (single-node Chorus)\n";
+    socket.on("error", () => socket.destroy());
+    socket.end(
+      `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+  server.on("request", (_req, res) => {
+    res.writeHead(426, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" });
+    res.end("426 Upgrade Required: this is the Chorus internal replication port (WebSocket)\n");
+  });
+  server.on("clientError", (_err: Error, socket: Duplex) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    socket.destroy();
+  });
+}

@@ -1,0 +1,223 @@
+import { crc32c } from "@node-rs/crc32";
+import { mkdir, open, readFile, readdir, rename, unlink, writeFile, type FileHandle } from "node:fs/promises";
+import { constants } from "node:fs";
+import { join } from "node:path";
+import { StoreError } from "../streams/types.js";
+import type { Log } from "./log.js";
+
+export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
+
+const SEGMENT_RE = /^chunk-(\d{6})\.log$/;
+const LAYOUT_FILE = "log.json";
+const CHECKPOINT_FILE = "checkpoint";
+const SNAPSHOT_FILE = "index.snapshot";
+
+function segmentName(index: number): string {
+  return `chunk-${String(index).padStart(6, "0")}.log`;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === "ENOENT";
+}
+
+/**
+ * The log on disk: segment files `chunk-NNNNNN.log` of `segmentBytes` each forming one byte
+ * space (a record may span two segments), plus `log.json` (layout), `checkpoint` and
+ * `index.snapshot`.
+ */
+export class DiskLog implements Log {
+  private segmentBytes: number;
+  private segments: FileHandle[] = [];
+  private length = 0;
+  private readonly dirty = new Set<number>();
+  private dirNeedsSync = false;
+  private checkpointFile: FileHandle | null = null;
+
+  constructor(private readonly options: { dir: string; segmentBytes: number }) {
+    if (!Number.isSafeInteger(options.segmentBytes) || options.segmentBytes < 4096) {
+      throw new RangeError("segmentBytes must be an integer >= 4096");
+    }
+    this.segmentBytes = options.segmentBytes;
+  }
+
+  get end(): number {
+    return this.length;
+  }
+
+  get sizeOnDisk(): number {
+    return this.length;
+  }
+
+  private get dir(): string {
+    return this.options.dir;
+  }
+
+  async open(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    this.segments = [];
+    this.dirty.clear();
+    this.segmentBytes = await this.readLayout();
+    const names = (await readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] !== segmentName(i)) {
+        await this.close();
+        throw new StoreError("CORRUPTED", `segment ${segmentName(i)} is missing in ${this.dir}`);
+      }
+      this.segments.push(await open(join(this.dir, segmentName(i)), "r+"));
+    }
+    this.length = 0;
+    for (let i = 0; i < this.segments.length; i++) {
+      const size = (await (this.segments[i] as FileHandle).stat()).size;
+      const isLast = i === this.segments.length - 1;
+      if ((!isLast && size !== this.segmentBytes) || size > this.segmentBytes) {
+        await this.close();
+        throw new StoreError("CORRUPTED", `segment ${segmentName(i)} has ${size} bytes, expected ${this.segmentBytes}`);
+      }
+      this.length += size;
+    }
+  }
+
+  /** The segment size is fixed when the log is created; later opens use the recorded one. */
+  private async readLayout(): Promise<number> {
+    const path = join(this.dir, LAYOUT_FILE);
+    try {
+      const layout = JSON.parse(await readFile(path, "utf8")) as { segmentBytes?: unknown };
+      if (typeof layout.segmentBytes === "number" && Number.isSafeInteger(layout.segmentBytes) && layout.segmentBytes > 0) {
+        return layout.segmentBytes;
+      }
+      throw new StoreError("CORRUPTED", `${path} has no valid segmentBytes`);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, JSON.stringify({ segmentBytes: this.options.segmentBytes }) + "\n", { flush: true });
+    await rename(tmp, path);
+    await fsyncDir(this.dir);
+    return this.options.segmentBytes;
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    const end = Math.min(this.length, position + length);
+    if (position < 0 || end <= position) return Buffer.alloc(0);
+    const out = Buffer.allocUnsafe(end - position);
+    let done = 0;
+    while (done < out.length) {
+      const p = position + done;
+      const index = Math.floor(p / this.segmentBytes);
+      const fh = this.segments[index];
+      if (fh === undefined) break;
+      const offset = p - index * this.segmentBytes;
+      const n = Math.min(this.segmentBytes - offset, out.length - done);
+      const { bytesRead } = await fh.read(out, done, n, offset);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done === out.length ? out : out.subarray(0, done);
+  }
+
+  async write(position: number, data: Buffer): Promise<void> {
+    if (position !== this.length) throw new Error(`write at ${position} but the log ends at ${this.length}`);
+    let done = 0;
+    while (done < data.length) {
+      const p = this.length;
+      const index = Math.floor(p / this.segmentBytes);
+      let fh = this.segments[index];
+      if (fh === undefined) {
+        fh = await open(join(this.dir, segmentName(index)), "w+");
+        this.segments[index] = fh;
+        this.dirNeedsSync = true;
+      }
+      const offset = p - index * this.segmentBytes;
+      const n = Math.min(this.segmentBytes - offset, data.length - done);
+      const { bytesWritten } = await fh.write(data, done, n, offset);
+      this.dirty.add(index);
+      done += bytesWritten;
+      this.length += bytesWritten;
+    }
+  }
+
+  async sync(): Promise<void> {
+    const indexes = [...this.dirty];
+    this.dirty.clear();
+    await Promise.all(indexes.map((i) => (this.segments[i] as FileHandle).datasync()));
+    if (this.dirNeedsSync) {
+      this.dirNeedsSync = false;
+      await fsyncDir(this.dir);
+    }
+  }
+
+  async truncate(position: number): Promise<void> {
+    if (position < 0 || position > this.length) throw new RangeError(`cannot truncate to ${position}`);
+    const keep = Math.max(1, Math.ceil(position / this.segmentBytes));
+    while (this.segments.length > keep) {
+      const index = this.segments.length - 1;
+      await (this.segments.pop() as FileHandle).close();
+      this.dirty.delete(index);
+      await unlink(join(this.dir, segmentName(index)));
+    }
+    const last = this.segments[keep - 1];
+    if (last !== undefined) {
+      await last.truncate(position - (keep - 1) * this.segmentBytes);
+      await last.datasync();
+    }
+    this.length = position;
+    await fsyncDir(this.dir);
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.segments];
+    this.segments = [];
+    if (this.checkpointFile !== null) handles.push(this.checkpointFile);
+    this.checkpointFile = null;
+    await Promise.all(handles.map((h) => h.close()));
+  }
+
+  async readCheckpoint(): Promise<number | null> {
+    let buf: Buffer;
+    try {
+      buf = await readFile(join(this.dir, CHECKPOINT_FILE));
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    if (buf.length < 12 || crc32c(buf.subarray(0, 8)) !== buf.readUInt32LE(8)) return null;
+    return buf.readDoubleLE(0);
+  }
+
+  async writeCheckpoint(position: number, durable: boolean): Promise<void> {
+    const buf = Buffer.alloc(12);
+    buf.writeDoubleLE(position, 0);
+    buf.writeUInt32LE(crc32c(buf.subarray(0, 8)), 8);
+    if (this.checkpointFile === null) {
+      this.checkpointFile = await open(join(this.dir, CHECKPOINT_FILE), constants.O_RDWR | constants.O_CREAT);
+    }
+    await this.checkpointFile.write(buf, 0, buf.length, 0);
+    if (durable) await this.checkpointFile.datasync();
+  }
+
+  async readSnapshot(): Promise<Buffer | null> {
+    try {
+      return await readFile(join(this.dir, SNAPSHOT_FILE));
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  async writeSnapshot(data: Buffer): Promise<void> {
+    const path = join(this.dir, SNAPSHOT_FILE);
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, data, { flush: true });
+    await rename(tmp, path);
+    await fsyncDir(this.dir);
+  }
+}

@@ -1,0 +1,265 @@
+import { appendFile, readFile, readdir, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { StoreError, type StreamStore } from "../streams/types.js";
+import { DiskLog } from "./disk-log.js";
+import { createDiskStore, createMemoryStore, LogStore, type DiskStoreOptions, type Logger } from "./index.js";
+import { MemoryLog } from "./memory-log.js";
+import { dataOf, events, newEvent, okResult, tempDir } from "./test-helpers.js";
+
+const SEGMENT = "chunk-000000.log";
+
+function recordingLogger(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return {
+    warnings,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (_obj, msg) => warnings.push(msg ?? ""),
+    error: () => undefined,
+  };
+}
+
+async function openError(store: StreamStore): Promise<StoreError> {
+  try {
+    await store.open();
+  } catch (err) {
+    if (err instanceof StoreError) return err;
+    throw err;
+  }
+  throw new Error("open succeeded");
+}
+
+describe("disk store durability and recovery", () => {
+  let dir: string;
+  let remove: () => Promise<void>;
+  const stores: LogStore[] = [];
+
+  beforeEach(async () => {
+    ({ dir, remove } = await tempDir());
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.abort();
+    await remove();
+  });
+
+  async function openStore(options: Partial<DiskStoreOptions> = {}): Promise<LogStore> {
+    const s = createDiskStore({ dir, ...options });
+    stores.push(s);
+    await s.open();
+    return s;
+  }
+
+  async function setCheckpoint(position: number): Promise<void> {
+    const log = new DiskLog({ dir, segmentBytes: 256 * 1024 * 1024 });
+    await log.open();
+    await log.writeCheckpoint(position, true);
+    await log.close();
+  }
+
+  async function streamRevisions(s: StreamStore, stream: string): Promise<number[]> {
+    const r = await s.readStream(stream, { direction: "forwards", fromRevision: 0, maxCount: 100_000 });
+    return r.events.map((e) => e.revision);
+  }
+
+  it("keeps events and idempotency across close and reopen", async () => {
+    const a = await openStore();
+    const anyBatch = events(2);
+    const exactBatch = events(3);
+    const r1 = okResult(await a.append("s", { kind: "any" }, anyBatch));
+    const r2 = okResult(await a.append("s", { kind: "exact", revision: 1 }, exactBatch));
+    okResult(await a.append("t", { kind: "any" }, events(1)));
+    await a.close();
+    expect((await readdir(dir)).sort()).toEqual(["checkpoint", SEGMENT, "index.snapshot", "log.json"]);
+
+    const b = await openStore();
+    expect(b.stats()).toMatchObject({ events: 6, streams: 2 });
+    expect(await b.append("s", { kind: "any" }, anyBatch)).toEqual(r1);
+    expect(await b.append("s", { kind: "exact", revision: 1 }, exactBatch)).toEqual(r2);
+    expect(await streamRevisions(b, "s")).toEqual([0, 1, 2, 3, 4]);
+    expect(b.stats().events).toBe(6);
+  });
+
+  it("recovers without close() from the log alone, idempotency included", async () => {
+    const a = await openStore();
+    const batch = events(2);
+    const first = okResult(await a.append("c", { kind: "no_stream" }, batch));
+    const other = events(1);
+    const second = okResult(await a.append("d", { kind: "any" }, other));
+    okResult(await a.append("$$d", { kind: "any" }, [newEvent({ maxCount: 5 }, "$metadata")]));
+    okResult(await a.delete("gone", { kind: "any" }, true));
+    // A second process opens the directory as after a crash: no snapshot was ever written.
+    const b = createDiskStore({ dir });
+    stores.push(b);
+    await b.open();
+    expect((await readdir(dir)).includes("index.snapshot")).toBe(false);
+    expect(b.stats()).toMatchObject({ events: 4, streams: 3, commitPosition: a.commitPosition });
+    expect(await b.append("c", { kind: "no_stream" }, batch)).toEqual(first);
+    expect(await b.append("d", { kind: "any" }, other)).toEqual(second);
+    expect(b.getMetadata("d")).toEqual({ maxCount: 5 });
+    await expect(b.append("gone", { kind: "any" }, [newEvent()])).rejects.toMatchObject({ code: "STREAM_DELETED" });
+  });
+
+  it("rebuilds from a periodic snapshot plus the log after it", async () => {
+    const a = await openStore({ snapshotEveryBytes: 2000 });
+    const early = events(1);
+    const earlyResult = okResult(await a.append("early", { kind: "any" }, early));
+    for (let i = 0; i < 60; i++) okResult(await a.append(`s${i % 3}`, { kind: "any" }, [newEvent({ i })]));
+    await a.abort(); // no snapshot on close; the periodic ones exist
+    expect((await readdir(dir)).includes("index.snapshot")).toBe(true);
+    const b = await openStore();
+    expect(b.stats().events).toBe(61);
+    expect(await streamRevisions(b, "s1")).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(await b.append("early", { kind: "any" }, early)).toEqual(earlyResult);
+    expect(okResult(await b.append("s1", { kind: "exact", revision: 19 }, events(1))).nextExpectedVersion).toBe(20);
+  });
+
+  it("truncates a record torn mid-write after the checkpoint", async () => {
+    const a = await openStore();
+    okResult(await a.append("t", { kind: "any" }, events(3)));
+    await a.close();
+    const durable = (await stat(join(dir, SEGMENT))).size;
+    const b = await openStore();
+    const torn = okResult(await b.append("t", { kind: "any" }, [newEvent({ big: "x".repeat(500) })]));
+    await b.abort();
+    // Power loss: the last record is half on disk and the lazy checkpoint never reached it.
+    await truncate(join(dir, SEGMENT), torn.position + 100);
+    await setCheckpoint(durable);
+    const logger = recordingLogger();
+    const c = await openStore({ logger });
+    expect(logger.warnings).toEqual(["truncating a torn tail of the log"]);
+    expect((await stat(join(dir, SEGMENT))).size).toBe(durable);
+    expect(await streamRevisions(c, "t")).toEqual([0, 1, 2]);
+    expect(okResult(await c.append("t", { kind: "exact", revision: 2 }, events(1))).position).toBe(durable);
+  });
+
+  it("truncates garbage appended after the last record", async () => {
+    const a = await openStore();
+    okResult(await a.append("g", { kind: "any" }, events(2)));
+    await a.close();
+    const size = (await stat(join(dir, SEGMENT))).size;
+    await appendFile(join(dir, SEGMENT), Buffer.from("this is not a record at all, just noise"));
+    const logger = recordingLogger();
+    const b = await openStore({ logger });
+    expect(logger.warnings.length).toBe(1);
+    expect((await stat(join(dir, SEGMENT))).size).toBe(size);
+    expect(await streamRevisions(b, "g")).toEqual([0, 1]);
+  });
+
+  it("drops a batch whose last record is missing", async () => {
+    const a = await openStore();
+    okResult(await a.append("b", { kind: "any" }, events(1)));
+    await a.close();
+    const durable = (await stat(join(dir, SEGMENT))).size;
+    const b = await openStore();
+    okResult(await b.append("b", { kind: "any" }, events(3)));
+    const third = (await b.readStream("b", { direction: "backwards", fromRevision: "end", maxCount: 1 })).events[0]!;
+    await b.abort();
+    await truncate(join(dir, SEGMENT), third.position); // records 1 and 2 intact, 3 gone
+    await setCheckpoint(durable);
+    const c = await openStore({ logger: recordingLogger() });
+    expect(await streamRevisions(c, "b")).toEqual([0]);
+    expect(c.commitPosition).toBe(durable);
+  });
+
+  it("detects a bit-flip before the checkpoint as CORRUPTED", async () => {
+    const a = await openStore();
+    okResult(await a.append("f", { kind: "any" }, events(3)));
+    okResult(await a.append("f", { kind: "any" }, events(3)));
+    await a.close();
+    const file = join(dir, SEGMENT);
+    const bytes = await readFile(file);
+    const second = bytes.readUInt32LE(0); // the second record starts right after the first
+    bytes[second + 40] = (bytes[second + 40] ?? 0) ^ 0x01;
+    await writeFile(file, bytes);
+
+    // With the snapshot, open is fast and reading the damaged event reports it.
+    const b = await openStore();
+    await expect(b.readStream("f", { direction: "forwards", fromRevision: 0, maxCount: 10 })).rejects.toMatchObject({ code: "CORRUPTED" });
+    await b.close();
+    // Without the snapshot, recovery scans the log and refuses to open.
+    await unlink(join(dir, "index.snapshot"));
+    const err = await openError(createDiskStore({ dir }));
+    expect(err.code).toBe("CORRUPTED");
+    expect(err.message).toContain(`position ${second}`);
+  });
+
+  it("refuses to open when the log is shorter than the checkpoint", async () => {
+    const a = await openStore();
+    okResult(await a.append("x", { kind: "any" }, events(4)));
+    await a.close();
+    const size = (await stat(join(dir, SEGMENT))).size;
+    await truncate(join(dir, SEGMENT), size - 10);
+    await unlink(join(dir, "index.snapshot"));
+    expect((await openError(createDiskStore({ dir }))).code).toBe("CORRUPTED");
+  });
+
+  it("spreads the log over segments, records spanning files", async () => {
+    const a = await openStore({ segmentBytes: 4096 });
+    for (let i = 0; i < 40; i++) okResult(await a.append(`seg-${i % 2}`, { kind: "any" }, [newEvent({ i, pad: "p".repeat(300) })]));
+    await a.abort();
+    expect((await readdir(dir)).filter((n) => n.startsWith("chunk-")).length).toBeGreaterThan(3);
+    const b = await openStore({ segmentBytes: 1 << 20 }); // the layout recorded at creation wins
+    const all = await b.readAll({ direction: "forwards", fromPosition: 0, maxCount: 1000 });
+    expect(all.events.map((e) => (dataOf(e) as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    const back = await b.readAll({ direction: "backwards", fromPosition: "end", maxCount: 1000 });
+    expect(back.events.length).toBe(40);
+    expect(await streamRevisions(b, "seg-1")).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    okResult(await b.append("seg-1", { kind: "exact", revision: 19 }, events(1)));
+    expect(b.stats().logBytes).toBe(b.commitPosition);
+  });
+});
+
+describe("failures and cluster hooks", () => {
+  it("an fsync failure rejects every queued append and refuses further writes", async () => {
+    class FailingLog extends MemoryLog {
+      failNext = false;
+      syncs = 0;
+      override async sync(): Promise<void> {
+        this.syncs++;
+        if (this.failNext) throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+      }
+    }
+    const log = new FailingLog();
+    const store = new LogStore(log);
+    await store.open();
+    okResult(await store.append("a", { kind: "any" }, events(1)));
+    log.failNext = true;
+    const pending = Array.from({ length: 5 }, () => store.append("a", { kind: "any" }, events(1)));
+    const settled = await Promise.allSettled(pending);
+    expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected", "rejected", "rejected", "rejected"]);
+    expect(settled.every((s) => s.status === "rejected" && (s.reason as { code?: string }).code === "EIO")).toBe(true);
+    await expect(store.append("a", { kind: "any" }, events(1))).rejects.toMatchObject({ code: "EIO" });
+    expect(store.stats().events).toBe(1);
+    const read = await store.readStream("a", { direction: "forwards", fromRevision: 0, maxCount: 10 });
+    expect(read.events.length).toBe(1);
+    await store.close();
+  });
+
+  it("with autoCommit off, nothing is visible or acknowledged until setCommitPosition", async () => {
+    const store = createMemoryStore({ autoCommit: false });
+    await store.open();
+    let acked = false;
+    const p = store.append("c", { kind: "any" }, events(2)).then((r) => {
+      acked = true;
+      return r;
+    });
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (store.stats().durablePosition > 0) resolve();
+        else setImmediate(check);
+      };
+      check();
+    });
+    expect(acked).toBe(false);
+    expect(store.commitPosition).toBe(0);
+    await expect(store.readStream("c", { direction: "forwards", fromRevision: 0, maxCount: 5 })).rejects.toMatchObject({
+      code: "STREAM_NOT_FOUND",
+    });
+    store.setCommitPosition(store.stats().durablePosition);
+    const r = okResult(await p);
+    expect(r.nextExpectedVersion).toBe(1);
+    expect((await store.readStream("c", { direction: "forwards", fromRevision: 0, maxCount: 5 })).events.length).toBe(2);
+    await store.close();
+  });
+});

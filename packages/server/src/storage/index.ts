@@ -1,0 +1,46 @@
+/**
+ * Storage: the log (segment files or memory), the record codec, the stream index and the
+ * StreamStore built over them. `createDiskStore` backs `--db`, `createMemoryStore` `--mem-db`.
+ */
+import { DiskLog, DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
+import type { Logger } from "./log.js";
+import { MemoryLog } from "./memory-log.js";
+import { LogStore } from "./store.js";
+
+export { DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
+export { DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_SCAN, DEFAULT_SNAPSHOT_EVERY_BYTES, LogStore } from "./store.js";
+export type { LogStoreOptions, LogStoreStats } from "./store.js";
+export type { Log, Logger } from "./log.js";
+export { SOFT_DELETED_KEY } from "./stream-index.js";
+
+export interface DiskStoreOptions {
+  /** Directory of the log; created when missing. */
+  dir: string;
+  logger?: Logger;
+  /** Size of one segment file (default 256 MiB). */
+  segmentBytes?: number;
+  /** Recent event ids remembered for idempotent `any` / `stream_exists` appends (default 100,000). */
+  idempotencyWindow?: number;
+  /** Write an index snapshot every this many bytes of log (default 64 MiB), and on close. */
+  snapshotEveryBytes?: number;
+  /** false: a cluster moves the commit position with setCommitPosition(). Default true. */
+  autoCommit?: boolean;
+  nowMs?: () => number;
+}
+
+export interface MemoryStoreOptions {
+  logger?: Logger;
+  idempotencyWindow?: number;
+  autoCommit?: boolean;
+  nowMs?: () => number;
+}
+
+export function createDiskStore(options: DiskStoreOptions): LogStore {
+  const log = new DiskLog({ dir: options.dir, segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES });
+  return new LogStore(log, options);
+}
+
+export function createMemoryStore(options: MemoryStoreOptions = {}): LogStore {
+  // Snapshots in memory only help reopening the same object; keep them to close().
+  return new LogStore(new MemoryLog(), { ...options, snapshotEveryBytes: Number.POSITIVE_INFINITY });
+}

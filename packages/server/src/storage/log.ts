@@ -1,0 +1,46 @@
+/**
+ * The byte-level log: one logical, append-only byte space (on disk: chopped into segment
+ * files). It knows nothing about records beyond bytes; the store above encodes records,
+ * assigns positions and decides what is committed.
+ *
+ * Operations a cluster needs are here on purpose: appending raw record bytes at a given
+ * position (`write`), and cutting the log back to a position (`truncate`).
+ */
+export interface Log {
+  /** Opens (creating if needed) and finds the end. */
+  open(): Promise<void>;
+  /** Bytes written so far (durable only after `sync`). */
+  readonly end: number;
+  /** Bytes the log occupies on its medium (0 in memory). */
+  readonly sizeOnDisk: number;
+  /** Reads up to `length` bytes at `position` (fewer at the end of the log). */
+  read(position: number, length: number): Promise<Buffer>;
+  /** Writes `data` at `position`, which must equal `end`. */
+  write(position: number, data: Buffer): Promise<void>;
+  /** Makes everything written so far durable. */
+  sync(): Promise<void>;
+  /** Cuts the log back to `position` (durably). */
+  truncate(position: number): Promise<void>;
+  close(): Promise<void>;
+
+  /** Last position known durable, written lazily (no fsync) after syncs; null when unknown. */
+  readCheckpoint(): Promise<number | null>;
+  writeCheckpoint(position: number, durable: boolean): Promise<void>;
+  /** Index snapshot, written atomically. null when there is none. */
+  readSnapshot(): Promise<Buffer | null>;
+  writeSnapshot(data: Buffer): Promise<void>;
+}
+
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export const silentLogger: Logger = Object.freeze({
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+});

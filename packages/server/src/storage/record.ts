@@ -1,0 +1,287 @@
+/**
+ * The log record codec. Pure functions over bytes; no I/O.
+ *
+ * Record: `[u32 length][u32 crc32c][u8 type][payload][u32 length]`, little endian.
+ * `length` is the whole record (header, payload and trailer), so a reader can walk the log
+ * forwards (leading length) and backwards (trailing length). The CRC covers type + payload.
+ * Every payload starts with a flags byte; bit 0 marks the last record of an atomic batch.
+ */
+import { crc32c } from "@node-rs/crc32";
+
+export const RECORD_HEADER_BYTES = 9;
+export const RECORD_TRAILER_BYTES = 4;
+export const RECORD_OVERHEAD_BYTES = RECORD_HEADER_BYTES + RECORD_TRAILER_BYTES;
+/** Smallest possible record: header, flags byte, trailer. */
+export const MIN_RECORD_BYTES = RECORD_OVERHEAD_BYTES + 1;
+/** Largest record accepted (guards scans against garbage lengths). */
+export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
+export const RecordType = {
+  EVENT: 1,
+  /** Reserved for the cluster: a new leader's epoch. */
+  EPOCH: 2,
+  TOMBSTONE: 3,
+} as const;
+
+export const FLAG_BATCH_END = 1;
+export const FLAG_IS_JSON = 2;
+
+/** Offset, inside an EVENT record, of the f64 position of the previous event of its stream. */
+export const EVENT_PREV_POSITION_OFFSET = RECORD_HEADER_BYTES + 1 + 8;
+
+export interface EventRecord {
+  kind: "event";
+  batchEnd: boolean;
+  streamId: string;
+  revision: number;
+  /** Position of the previous event of the same stream, -1 for the first. */
+  prevPosition: number;
+  /** 16 bytes of the UUID as a latin1 string (compact map key). */
+  idKey: string;
+  type: string;
+  isJson: boolean;
+  createdMs: number;
+  data: Uint8Array;
+  metadata: Uint8Array;
+}
+
+export interface TombstoneRecord {
+  kind: "tombstone";
+  batchEnd: boolean;
+  streamId: string;
+  createdMs: number;
+}
+
+export interface OtherRecord {
+  kind: "other";
+  batchEnd: boolean;
+  type: number;
+  payload: Uint8Array;
+}
+
+export type LogRecord = EventRecord | TombstoneRecord | OtherRecord;
+
+export type RecordProblem = "short" | "bad_length" | "bad_crc" | "bad_trailer" | "bad_payload";
+
+/** Result of looking at bytes that should hold a record. */
+export type DecodeResult =
+  | { ok: true; record: LogRecord; length: number }
+  | { ok: false; problem: RecordProblem };
+
+// ---- UUIDs ----
+
+/** Canonical UUID text -> 16 bytes as a latin1 string. */
+export function uuidToKey(id: string): string {
+  return Buffer.from(id.replace(/-/g, ""), "hex").toString("latin1");
+}
+
+/** 16-byte latin1 key -> canonical lower-case UUID text. */
+export function keyToUuid(key: string): string {
+  const h = Buffer.from(key, "latin1").toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+// ---- encoding ----
+
+function frame(type: number, payloadBytes: number, fill: (buf: Buffer, at: number) => void): Buffer {
+  const length = RECORD_OVERHEAD_BYTES + payloadBytes;
+  if (length > MAX_RECORD_BYTES) {
+    throw new RangeError(`record of ${length} bytes exceeds the limit of ${MAX_RECORD_BYTES}`);
+  }
+  const buf = Buffer.allocUnsafe(length);
+  buf.writeUInt32LE(length, 0);
+  buf.writeUInt8(type, 8);
+  fill(buf, RECORD_HEADER_BYTES);
+  buf.writeUInt32LE(crc32c(buf.subarray(8, length - RECORD_TRAILER_BYTES)), 4);
+  buf.writeUInt32LE(length, length - RECORD_TRAILER_BYTES);
+  return buf;
+}
+
+export interface EventRecordInit {
+  batchEnd: boolean;
+  streamId: string;
+  revision: number;
+  prevPosition: number;
+  idKey: string;
+  type: string;
+  isJson: boolean;
+  createdMs: number;
+  data: Uint8Array;
+  metadata: Uint8Array;
+}
+
+export function encodeEvent(e: EventRecordInit): Buffer {
+  const streamBytes = Buffer.byteLength(e.streamId, "utf8");
+  const typeBytes = Buffer.byteLength(e.type, "utf8");
+  if (streamBytes > 0xffff || typeBytes > 0xffff) throw new RangeError("stream name or event type too long");
+  if (e.idKey.length !== 16) throw new RangeError("event id key must be 16 bytes");
+  const payloadBytes = 1 + 8 + 8 + 8 + 16 + 2 + streamBytes + 2 + typeBytes + 4 + e.data.length + 4 + e.metadata.length;
+  return frame(RecordType.EVENT, payloadBytes, (buf, at) => {
+    let o = at;
+    buf.writeUInt8((e.batchEnd ? FLAG_BATCH_END : 0) | (e.isJson ? FLAG_IS_JSON : 0), o);
+    o += 1;
+    buf.writeDoubleLE(e.revision, o);
+    o += 8;
+    buf.writeDoubleLE(e.prevPosition, o);
+    o += 8;
+    buf.writeDoubleLE(e.createdMs, o);
+    o += 8;
+    buf.write(e.idKey, o, 16, "latin1");
+    o += 16;
+    buf.writeUInt16LE(streamBytes, o);
+    o += 2;
+    buf.write(e.streamId, o, streamBytes, "utf8");
+    o += streamBytes;
+    buf.writeUInt16LE(typeBytes, o);
+    o += 2;
+    buf.write(e.type, o, typeBytes, "utf8");
+    o += typeBytes;
+    buf.writeUInt32LE(e.data.length, o);
+    o += 4;
+    buf.set(e.data, o);
+    o += e.data.length;
+    buf.writeUInt32LE(e.metadata.length, o);
+    o += 4;
+    buf.set(e.metadata, o);
+  });
+}
+
+export function encodeTombstone(t: { batchEnd: boolean; streamId: string; createdMs: number }): Buffer {
+  const streamBytes = Buffer.byteLength(t.streamId, "utf8");
+  if (streamBytes > 0xffff) throw new RangeError("stream name too long");
+  return frame(RecordType.TOMBSTONE, 1 + 8 + 2 + streamBytes, (buf, at) => {
+    buf.writeUInt8(t.batchEnd ? FLAG_BATCH_END : 0, at);
+    buf.writeDoubleLE(t.createdMs, at + 1);
+    buf.writeUInt16LE(streamBytes, at + 9);
+    buf.write(t.streamId, at + 11, streamBytes, "utf8");
+  });
+}
+
+/** A record of any other type (e.g. EPOCH); `payload` must start with the flags byte. */
+export function encodeRaw(type: number, payload: Uint8Array): Buffer {
+  if (payload.length < 1) throw new RangeError("payload must contain the flags byte");
+  return frame(type, payload.length, (buf, at) => buf.set(payload, at));
+}
+
+// ---- decoding ----
+
+/**
+ * Checks framing and CRC of the record starting at `at` in `buf` without decoding the payload.
+ * Returns its length, or the problem. "short" means the buffer ends before the record does.
+ */
+export function checkRecord(buf: Buffer, at: number): { ok: true; length: number } | { ok: false; problem: RecordProblem } {
+  if (buf.length - at < 4) return { ok: false, problem: "short" };
+  const length = buf.readUInt32LE(at);
+  if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES) return { ok: false, problem: "bad_length" };
+  if (buf.length - at < length) return { ok: false, problem: "short" };
+  if (buf.readUInt32LE(at + length - RECORD_TRAILER_BYTES) !== length) return { ok: false, problem: "bad_trailer" };
+  const crc = crc32c(buf.subarray(at + 8, at + length - RECORD_TRAILER_BYTES));
+  if (crc !== buf.readUInt32LE(at + 4)) return { ok: false, problem: "bad_crc" };
+  return { ok: true, length };
+}
+
+class PayloadError extends Error {}
+
+function need(end: number, limit: number): void {
+  if (end > limit) throw new PayloadError("payload overrun");
+}
+
+/**
+ * Decodes a record whose framing has been checked (see checkRecord). With `copy`, data and
+ * metadata are copied out of `buf`; otherwise they are views into it.
+ */
+export function decodeCheckedRecord(buf: Buffer, at: number, length: number, copy: boolean): LogRecord | null {
+  const type = buf.readUInt8(at + 8);
+  const start = at + RECORD_HEADER_BYTES;
+  const limit = at + length - RECORD_TRAILER_BYTES;
+  const flags = buf.readUInt8(start);
+  const batchEnd = (flags & FLAG_BATCH_END) !== 0;
+  try {
+    if (type === RecordType.EVENT) {
+      let o = start + 1;
+      need(o + 42, limit);
+      const revision = buf.readDoubleLE(o);
+      const prevPosition = buf.readDoubleLE(o + 8);
+      const createdMs = buf.readDoubleLE(o + 16);
+      const idKey = buf.toString("latin1", o + 24, o + 40);
+      o += 40;
+      const streamBytes = buf.readUInt16LE(o);
+      o += 2;
+      need(o + streamBytes + 2, limit);
+      const streamId = buf.toString("utf8", o, o + streamBytes);
+      o += streamBytes;
+      const typeBytes = buf.readUInt16LE(o);
+      o += 2;
+      need(o + typeBytes + 4, limit);
+      const eventType = buf.toString("utf8", o, o + typeBytes);
+      o += typeBytes;
+      const dataBytes = buf.readUInt32LE(o);
+      o += 4;
+      need(o + dataBytes + 4, limit);
+      const data = copy ? Uint8Array.prototype.slice.call(buf, o, o + dataBytes) : buf.subarray(o, o + dataBytes);
+      o += dataBytes;
+      const metaBytes = buf.readUInt32LE(o);
+      o += 4;
+      need(o + metaBytes, limit);
+      const metadata = copy ? Uint8Array.prototype.slice.call(buf, o, o + metaBytes) : buf.subarray(o, o + metaBytes);
+      return {
+        kind: "event",
+        batchEnd,
+        streamId,
+        revision,
+        prevPosition,
+        idKey,
+        type: eventType,
+        isJson: (flags & FLAG_IS_JSON) !== 0,
+        createdMs,
+        data,
+        metadata,
+      };
+    }
+    if (type === RecordType.TOMBSTONE) {
+      need(start + 11, limit);
+      const createdMs = buf.readDoubleLE(start + 1);
+      const streamBytes = buf.readUInt16LE(start + 9);
+      need(start + 11 + streamBytes, limit);
+      return { kind: "tombstone", batchEnd, streamId: buf.toString("utf8", start + 11, start + 11 + streamBytes), createdMs };
+    }
+    const payload = Uint8Array.prototype.slice.call(buf, start, limit);
+    return { kind: "other", batchEnd, type, payload };
+  } catch (err) {
+    if (err instanceof PayloadError || err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
+/** Checks and decodes the record at `at`. */
+export function decodeRecord(buf: Buffer, at = 0, copy = true): DecodeResult {
+  const checked = checkRecord(buf, at);
+  if (!checked.ok) return checked;
+  const record = decodeCheckedRecord(buf, at, checked.length, copy);
+  if (record === null) return { ok: false, problem: "bad_payload" };
+  return { ok: true, record, length: checked.length };
+}
+
+/** The fields recovery needs from a checked EVENT record, without copying data (fast path). */
+export interface EventSummary {
+  batchEnd: boolean;
+  streamId: string;
+  revision: number;
+  idKey: string;
+}
+
+/** Reads the index fields of a checked record if it is an EVENT; null for other types or a bad payload. */
+export function summarizeEvent(buf: Buffer, at: number, length: number): EventSummary | null {
+  if (buf.readUInt8(at + 8) !== RecordType.EVENT) return null;
+  const start = at + RECORD_HEADER_BYTES;
+  const limit = at + length - RECORD_TRAILER_BYTES;
+  if (start + 43 > limit) return null;
+  const streamBytes = buf.readUInt16LE(start + 41);
+  if (start + 43 + streamBytes > limit) return null;
+  return {
+    batchEnd: (buf.readUInt8(start) & FLAG_BATCH_END) !== 0,
+    revision: buf.readDoubleLE(start + 1),
+    idKey: buf.toString("latin1", start + 25, start + 41),
+    streamId: buf.toString("utf8", start + 43, start + 43 + streamBytes),
+  };
+}

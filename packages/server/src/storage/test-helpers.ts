@@ -1,0 +1,39 @@
+/** Helpers shared by the storage tests (not part of the runtime). */
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { NewEvent, StreamStore, WriteResult } from "../streams/types.js";
+
+export function newEvent(data: unknown = { n: 1 }, type = "Test", id: string = randomUUID()): NewEvent {
+  return {
+    id,
+    type,
+    isJson: true,
+    data: Buffer.from(JSON.stringify(data), "utf8"),
+    metadata: new Uint8Array(0),
+  };
+}
+
+export function events(n: number, from = 0): NewEvent[] {
+  return Array.from({ length: n }, (_, i) => newEvent({ n: from + i }));
+}
+
+export function dataOf(e: { data: Uint8Array }): unknown {
+  return JSON.parse(Buffer.from(e.data).toString("utf8"));
+}
+
+export function okResult(r: WriteResult): { nextExpectedVersion: number; position: number } {
+  if (!r.ok) throw new Error(`expected success, got wrong expected version ${JSON.stringify(r.wrongExpectedVersion)}`);
+  return r;
+}
+
+export async function tempDir(): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "chorus-storage-"));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Appends n single-event appends to a stream, sequentially. */
+export async function appendN(store: StreamStore, stream: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) okResult(await store.append(stream, { kind: "any" }, [newEvent({ n: i })]));
+}

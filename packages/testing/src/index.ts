@@ -1,0 +1,9 @@
+export {
+  serverBinPath,
+  startNode,
+  type Endpoint,
+  type NodeEndpoints,
+  type StartNodeOptions,
+  type TestNode,
+} from "./node.js";
+export { DEFAULT_WAIT_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS, delay, waitFor, type WaitForOptions } from "./wait.js";

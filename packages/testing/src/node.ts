@@ -1,0 +1,191 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface NodeEndpoints {
+  extTcp: Endpoint;
+  extHttp: Endpoint;
+  intTcp: Endpoint;
+  intHttp: Endpoint;
+}
+
+export interface StartNodeOptions {
+  /** Keep data in memory only (`--mem-db`). Default false: a fresh temp data directory on disk. */
+  memDb?: boolean;
+  /** Use this data directory instead of a fresh temp one (it is then not deleted on stop). */
+  dataDir?: string;
+  /** Interface for all listeners. Default 127.0.0.1. */
+  host?: string;
+  /** Enables authentication with user `admin`. */
+  adminPassword?: string;
+  /** Extra `chorus-server` flags. */
+  args?: string[];
+  /** Extra environment variables for the server process. */
+  env?: Record<string, string>;
+  /** Deadline for the node to report ready. Default 30,000 ms. */
+  startTimeoutMs?: number;
+  /** Fixed ports (default: 0, the OS picks free ones). */
+  ports?: Partial<Record<keyof NodeEndpoints, number>>;
+}
+
+export interface TestNode extends NodeEndpoints {
+  /** The external HTTP endpoint as "host:port": what a client's withSingleNode takes. */
+  readonly httpEndpoint: string;
+  /** `chorus://host:port` for this node. */
+  readonly connectionString: string;
+  readonly dataDir: string | undefined;
+  /** The server process id while it runs. */
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  /** Everything the server printed (stdout and stderr), newest last. */
+  output(): string;
+  /** Graceful stop (SIGTERM) and, for a temp data directory, its removal. */
+  stop(): Promise<void>;
+  /** SIGKILL, keeping the data directory (use restart() to bring it back). */
+  kill(): Promise<void>;
+  /** SIGSTOP: the process stays alive but does nothing. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  /** Starts the process again on the same ports with the same data directory. */
+  restart(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const MAX_OUTPUT_CHARS = 1_000_000;
+
+/** Path of the `chorus-server` executable script of the installed @chorus/server. */
+export function serverBinPath(): string {
+  const entry = fileURLToPath(import.meta.resolve("@chorus/server"));
+  return join(dirname(entry), "..", "bin", "chorus-server.js");
+}
+
+/**
+ * Starts a real `chorus-server` process on free loopback ports with a temp data
+ * directory and resolves once it reports ready.
+ */
+export async function startNode(options: StartNodeOptions = {}): Promise<TestNode> {
+  const host = options.host ?? "127.0.0.1";
+  const ownsDir = !options.memDb && options.dataDir === undefined;
+  const dataDir = options.memDb
+    ? undefined
+    : (options.dataDir ?? (await mkdtemp(join(tmpdir(), "chorus-node-"))));
+  let ports: Record<keyof NodeEndpoints, number> = {
+    extTcp: options.ports?.extTcp ?? 0,
+    extHttp: options.ports?.extHttp ?? 0,
+    intTcp: options.ports?.intTcp ?? 0,
+    intHttp: options.ports?.intHttp ?? 0,
+  };
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let output = "";
+  let endpoints: NodeEndpoints | undefined;
+  let removeExitHook = () => {};
+
+  const append = (text: string) => {
+    output += text;
+    if (output.length > MAX_OUTPUT_CHARS) output = output.slice(-MAX_OUTPUT_CHARS / 2);
+  };
+
+  const launch = async (): Promise<void> => {
+    const args = [
+      serverBinPath(),
+      ...(dataDir === undefined ? ["--mem-db"] : ["--db", dataDir]),
+      "--int-ip", host, "--ext-ip", host,
+      "--ext-tcp-port", String(ports.extTcp), "--ext-http-port", String(ports.extHttp),
+      "--int-tcp-port", String(ports.intTcp), "--int-http-port", String(ports.intHttp),
+      ...(options.adminPassword !== undefined ? ["--admin-password", options.adminPassword] : []),
+      ...(options.args ?? []),
+    ];
+    const proc = spawn(process.execPath, args, {
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = proc;
+    // A test runner that dies must not leave servers behind.
+    const onExit = () => proc.kill("SIGKILL");
+    process.once("exit", onExit);
+    removeExitHook = () => process.removeListener("exit", onExit);
+    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
+    proc.stderr.setEncoding("utf8").on("data", append);
+    const timeoutMs = options.startTimeoutMs ?? 30_000;
+    await new Promise<void>((resolve, reject) => {
+      const lines = createInterface({ input: proc.stdout });
+      const timer = setTimeout(() => {
+        fail(new Error(`chorus-server did not report ready within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        proc.kill("SIGKILL");
+        reject(new Error(`${err.message}\n--- server output ---\n${output}`, { cause: err }));
+      };
+      proc.once("exit", (code, signal) => {
+        if (!endpoints || child !== proc) fail(new Error(`chorus-server exited (code ${code}, signal ${signal}) before it was ready`));
+      });
+      lines.on("line", (line) => {
+        append(line + "\n");
+        if (!line.includes('"node ready"')) return;
+        try {
+          const parsed = JSON.parse(line) as Partial<NodeEndpoints> & { msg?: string };
+          if (parsed.msg !== "node ready" || !parsed.extTcp || !parsed.extHttp || !parsed.intTcp || !parsed.intHttp) return;
+          endpoints = { extTcp: parsed.extTcp, extHttp: parsed.extHttp, intTcp: parsed.intTcp, intHttp: parsed.intHttp };
+          ports = { extTcp: endpoints.extTcp.port, extHttp: endpoints.extHttp.port, intTcp: endpoints.intTcp.port, intHttp: endpoints.intHttp.port };
+          clearTimeout(timer);
+          resolve();
+        } catch {
+          // not a JSON log line
+        }
+      });
+    });
+  };
+
+  const terminate = async (signal: NodeJS.Signals) => {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    if (signal === "SIGTERM") proc.kill("SIGCONT");
+    proc.kill(signal);
+    const killTimer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(killTimer);
+    removeExitHook();
+  };
+
+  await launch();
+  const ep = () => {
+    if (!endpoints) throw new Error("node has not started");
+    return endpoints;
+  };
+  const node: TestNode = {
+    get extTcp() { return ep().extTcp; },
+    get extHttp() { return ep().extHttp; },
+    get intTcp() { return ep().intTcp; },
+    get intHttp() { return ep().intHttp; },
+    get httpEndpoint() { return `${ep().extHttp.host}:${ep().extHttp.port}`; },
+    get connectionString() { return `chorus://${ep().extHttp.host}:${ep().extHttp.port}?tls=false`; },
+    dataDir,
+    get pid() { return child?.exitCode === null && child.signalCode === null ? child.pid : undefined; },
+    get running() { return child !== undefined && child.exitCode === null && child.signalCode === null; },
+    output: () => output,
+    async stop() {
+      await terminate("SIGTERM");
+      if (ownsDir && dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    },
+    kill: () => terminate("SIGKILL"),
+    pause() { child?.kill("SIGSTOP"); },
+    resume() { child?.kill("SIGCONT"); },
+    async restart() {
+      await terminate("SIGTERM");
+      await launch();
+    },
+    [Symbol.asyncDispose]() { return node.stop(); },
+  };
+  return node;
+}
