@@ -25,7 +25,20 @@ mkdirSync(gen, { recursive: true });
 const js = join(gen, "chorus.js");
 execFileSync(
   process.execPath,
-  [pbjs, "-t", "static-module", "-w", "es6", "--force-number", "--no-beautify", "--no-delimited", "--no-verify", "-o", js, join(root, "chorus.proto")],
+  [
+    pbjs,
+    "-t",
+    "static-module",
+    "-w",
+    "es6",
+    "--force-number",
+    "--no-beautify",
+    "--no-delimited",
+    "--no-verify",
+    "-o",
+    js,
+    join(root, "chorus.proto"),
+  ],
   { stdio: "inherit" },
 );
 // Node's ESM loader needs the file extension, and protobufjs/minimal is CommonJS:
@@ -39,7 +52,7 @@ code = code.replace(
 // objects, without reconfiguring the shared protobufjs runtime.
 code = code.replace(
   "const $Reader = $protobuf.Reader",
-  "const $num = (v) => (typeof v === \"number\" ? v : v.toNumber(true));\nconst $Reader = $protobuf.Reader",
+  'const $num = (v) => (typeof v === "number" ? v : v.toNumber(true));\nconst $Reader = $protobuf.Reader',
 );
 code = code.replace(/= r\.uint64\(\);/g, "= $num(r.uint64());");
 writeFileSync(js, code);

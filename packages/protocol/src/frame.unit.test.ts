@@ -8,7 +8,14 @@ describe("frame codec", () => {
       append: {
         streamId: "order-1",
         expected: { kind: chorus.ExpectedVersion.Kind.EXACT, revision: 7 },
-        events: [{ id: "3f0e2a5c-8d7b-4c1e-9a6f-1b2c3d4e5f60", type: "Placed", isJson: true, data: new Uint8Array([123, 125]) }],
+        events: [
+          {
+            id: "3f0e2a5c-8d7b-4c1e-9a6f-1b2c3d4e5f60",
+            type: "Placed",
+            isJson: true,
+            data: new Uint8Array([123, 125]),
+          },
+        ],
       },
     });
     const frame = decodeFrame(bytes);
@@ -22,14 +29,23 @@ describe("frame codec", () => {
 
   it("keeps 2^53-1 positions exact", () => {
     const max = Number.MAX_SAFE_INTEGER;
-    const frame = decodeFrame(encodeFrame({ correlationId: 1, appendResult: { success: { position: max, nextExpectedVersion: max - 1 } } }));
+    const frame = decodeFrame(
+      encodeFrame({
+        correlationId: 1,
+        appendResult: { success: { position: max, nextExpectedVersion: max - 1 } },
+      }),
+    );
     expect(frame.appendResult?.success?.position).toBe(max);
     expect(frame.appendResult?.success?.nextExpectedVersion).toBe(max - 1);
   });
 
   const cases: Array<[string, Uint8Array, FrameError["code"]]> = [
     ["empty input", new Uint8Array(0), "FRAME_EMPTY"],
-    ["a truncated frame", encodeFrame({ correlationId: 1, append: { streamId: "a-long-stream-name" } }).subarray(0, 8), "FRAME_MALFORMED"],
+    [
+      "a truncated frame",
+      encodeFrame({ correlationId: 1, append: { streamId: "a-long-stream-name" } }).subarray(0, 8),
+      "FRAME_MALFORMED",
+    ],
     ["garbage bytes", new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), "FRAME_MALFORMED"],
     ["a frame without a body", encodeFrame({ correlationId: 9 }), "FRAME_UNKNOWN_BODY"],
     // field 99, varint: a message type this version does not know

@@ -6,4 +6,10 @@ export {
   type StartNodeOptions,
   type TestNode,
 } from "./node.js";
-export { DEFAULT_WAIT_INTERVAL_MS, DEFAULT_WAIT_TIMEOUT_MS, delay, waitFor, type WaitForOptions } from "./wait.js";
+export {
+  DEFAULT_WAIT_INTERVAL_MS,
+  DEFAULT_WAIT_TIMEOUT_MS,
+  delay,
+  waitFor,
+  type WaitForOptions,
+} from "./wait.js";

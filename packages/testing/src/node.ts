@@ -99,9 +99,18 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     const args = [
       serverBinPath(),
       ...(dataDir === undefined ? ["--mem-db"] : ["--db", dataDir]),
-      "--int-ip", host, "--ext-ip", host,
-      "--ext-tcp-port", String(ports.extTcp), "--ext-http-port", String(ports.extHttp),
-      "--int-tcp-port", String(ports.intTcp), "--int-http-port", String(ports.intHttp),
+      "--int-ip",
+      host,
+      "--ext-ip",
+      host,
+      "--ext-tcp-port",
+      String(ports.extTcp),
+      "--ext-http-port",
+      String(ports.extHttp),
+      "--int-tcp-port",
+      String(ports.intTcp),
+      "--int-http-port",
+      String(ports.intHttp),
       ...(options.adminPassword !== undefined ? ["--admin-password", options.adminPassword] : []),
       ...(options.args ?? []),
     ];
@@ -128,16 +137,36 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
         reject(new Error(`${err.message}\n--- server output ---\n${output}`, { cause: err }));
       };
       proc.once("exit", (code, signal) => {
-        if (!endpoints || child !== proc) fail(new Error(`chorus-server exited (code ${code}, signal ${signal}) before it was ready`));
+        if (!endpoints || child !== proc)
+          fail(
+            new Error(`chorus-server exited (code ${code}, signal ${signal}) before it was ready`),
+          );
       });
       lines.on("line", (line) => {
         append(line + "\n");
         if (!line.includes('"node ready"')) return;
         try {
           const parsed = JSON.parse(line) as Partial<NodeEndpoints> & { msg?: string };
-          if (parsed.msg !== "node ready" || !parsed.extTcp || !parsed.extHttp || !parsed.intTcp || !parsed.intHttp) return;
-          endpoints = { extTcp: parsed.extTcp, extHttp: parsed.extHttp, intTcp: parsed.intTcp, intHttp: parsed.intHttp };
-          ports = { extTcp: endpoints.extTcp.port, extHttp: endpoints.extHttp.port, intTcp: endpoints.intTcp.port, intHttp: endpoints.intHttp.port };
+          if (
+            parsed.msg !== "node ready" ||
+            !parsed.extTcp ||
+            !parsed.extHttp ||
+            !parsed.intTcp ||
+            !parsed.intHttp
+          )
+            return;
+          endpoints = {
+            extTcp: parsed.extTcp,
+            extHttp: parsed.extHttp,
+            intTcp: parsed.intTcp,
+            intHttp: parsed.intHttp,
+          };
+          ports = {
+            extTcp: endpoints.extTcp.port,
+            extHttp: endpoints.extHttp.port,
+            intTcp: endpoints.intTcp.port,
+            intHttp: endpoints.intHttp.port,
+          };
           clearTimeout(timer);
           resolve();
         } catch {
@@ -164,28 +193,50 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     return endpoints;
   };
   const node: TestNode = {
-    get extTcp() { return ep().extTcp; },
-    get extHttp() { return ep().extHttp; },
-    get intTcp() { return ep().intTcp; },
-    get intHttp() { return ep().intHttp; },
-    get httpEndpoint() { return `${ep().extHttp.host}:${ep().extHttp.port}`; },
-    get connectionString() { return `chorus://${ep().extHttp.host}:${ep().extHttp.port}?tls=false`; },
+    get extTcp() {
+      return ep().extTcp;
+    },
+    get extHttp() {
+      return ep().extHttp;
+    },
+    get intTcp() {
+      return ep().intTcp;
+    },
+    get intHttp() {
+      return ep().intHttp;
+    },
+    get httpEndpoint() {
+      return `${ep().extHttp.host}:${ep().extHttp.port}`;
+    },
+    get connectionString() {
+      return `chorus://${ep().extHttp.host}:${ep().extHttp.port}?tls=false`;
+    },
     dataDir,
-    get pid() { return child?.exitCode === null && child.signalCode === null ? child.pid : undefined; },
-    get running() { return child !== undefined && child.exitCode === null && child.signalCode === null; },
+    get pid() {
+      return child?.exitCode === null && child.signalCode === null ? child.pid : undefined;
+    },
+    get running() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
     output: () => output,
     async stop() {
       await terminate("SIGTERM");
       if (ownsDir && dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
     },
     kill: () => terminate("SIGKILL"),
-    pause() { child?.kill("SIGSTOP"); },
-    resume() { child?.kill("SIGCONT"); },
+    pause() {
+      child?.kill("SIGSTOP");
+    },
+    resume() {
+      child?.kill("SIGCONT");
+    },
     async restart() {
       await terminate("SIGTERM");
       await launch();
     },
-    [Symbol.asyncDispose]() { return node.stop(); },
+    [Symbol.asyncDispose]() {
+      return node.stop();
+    },
   };
   return node;
 }

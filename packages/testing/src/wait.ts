@@ -27,7 +27,7 @@ export async function waitFor<T>(
     options.signal?.throwIfAborted();
     try {
       const value = await predicate();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
       lastError = undefined;
     } catch (err) {
       lastError = err;

@@ -1,5 +1,14 @@
 import { crc32c } from "@node-rs/crc32";
-import { mkdir, open, readFile, readdir, rename, unlink, writeFile, type FileHandle } from "node:fs/promises";
+import {
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  rename,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from "node:fs/promises";
 import { constants } from "node:fs";
 import { join } from "node:path";
 import { StoreError } from "../streams/types.js";
@@ -80,7 +89,10 @@ export class DiskLog implements Log {
       const isLast = i === this.segments.length - 1;
       if ((!isLast && size !== this.segmentBytes) || size > this.segmentBytes) {
         await this.close();
-        throw new StoreError("CORRUPTED", `segment ${segmentName(i)} has ${size} bytes, expected ${this.segmentBytes}`);
+        throw new StoreError(
+          "CORRUPTED",
+          `segment ${segmentName(i)} has ${size} bytes, expected ${this.segmentBytes}`,
+        );
       }
       this.length += size;
     }
@@ -91,7 +103,11 @@ export class DiskLog implements Log {
     const path = join(this.dir, LAYOUT_FILE);
     try {
       const layout = JSON.parse(await readFile(path, "utf8")) as { segmentBytes?: unknown };
-      if (typeof layout.segmentBytes === "number" && Number.isSafeInteger(layout.segmentBytes) && layout.segmentBytes > 0) {
+      if (
+        typeof layout.segmentBytes === "number" &&
+        Number.isSafeInteger(layout.segmentBytes) &&
+        layout.segmentBytes > 0
+      ) {
         return layout.segmentBytes;
       }
       throw new StoreError("CORRUPTED", `${path} has no valid segmentBytes`);
@@ -99,7 +115,9 @@ export class DiskLog implements Log {
       if (!isNotFound(err)) throw err;
     }
     const tmp = `${path}.tmp`;
-    await writeFile(tmp, JSON.stringify({ segmentBytes: this.options.segmentBytes }) + "\n", { flush: true });
+    await writeFile(tmp, JSON.stringify({ segmentBytes: this.options.segmentBytes }) + "\n", {
+      flush: true,
+    });
     await rename(tmp, path);
     await fsyncDir(this.dir);
     return this.options.segmentBytes;
@@ -125,7 +143,8 @@ export class DiskLog implements Log {
   }
 
   async write(position: number, data: Buffer): Promise<void> {
-    if (position !== this.length) throw new Error(`write at ${position} but the log ends at ${this.length}`);
+    if (position !== this.length)
+      throw new Error(`write at ${position} but the log ends at ${this.length}`);
     let done = 0;
     while (done < data.length) {
       const p = this.length;
@@ -156,7 +175,8 @@ export class DiskLog implements Log {
   }
 
   async truncate(position: number): Promise<void> {
-    if (position < 0 || position > this.length) throw new RangeError(`cannot truncate to ${position}`);
+    if (position < 0 || position > this.length)
+      throw new RangeError(`cannot truncate to ${position}`);
     const keep = Math.max(1, Math.ceil(position / this.segmentBytes));
     while (this.segments.length > keep) {
       const index = this.segments.length - 1;
@@ -198,7 +218,10 @@ export class DiskLog implements Log {
     buf.writeDoubleLE(position, 0);
     buf.writeUInt32LE(crc32c(buf.subarray(0, 8)), 8);
     if (this.checkpointFile === null) {
-      this.checkpointFile = await open(join(this.dir, CHECKPOINT_FILE), constants.O_RDWR | constants.O_CREAT);
+      this.checkpointFile = await open(
+        join(this.dir, CHECKPOINT_FILE),
+        constants.O_RDWR | constants.O_CREAT,
+      );
     }
     await this.checkpointFile.write(buf, 0, buf.length, 0);
     if (durable) await this.checkpointFile.datasync();

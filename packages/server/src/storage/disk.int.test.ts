@@ -3,7 +3,13 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StoreError, type StreamStore } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
-import { createDiskStore, createMemoryStore, LogStore, type DiskStoreOptions, type Logger } from "./index.js";
+import {
+  createDiskStore,
+  createMemoryStore,
+  LogStore,
+  type DiskStoreOptions,
+  type Logger,
+} from "./index.js";
 import { MemoryLog } from "./memory-log.js";
 import { dataOf, events, newEvent, okResult, tempDir } from "./test-helpers.js";
 
@@ -58,7 +64,11 @@ describe("disk store durability and recovery", () => {
   }
 
   async function streamRevisions(s: StreamStore, stream: string): Promise<number[]> {
-    const r = await s.readStream(stream, { direction: "forwards", fromRevision: 0, maxCount: 100_000 });
+    const r = await s.readStream(stream, {
+      direction: "forwards",
+      fromRevision: 0,
+      maxCount: 100_000,
+    });
     return r.events.map((e) => e.revision);
   }
 
@@ -70,7 +80,12 @@ describe("disk store durability and recovery", () => {
     const r2 = okResult(await a.append("s", { kind: "exact", revision: 1 }, exactBatch));
     okResult(await a.append("t", { kind: "any" }, events(1)));
     await a.close();
-    expect((await readdir(dir)).sort()).toEqual(["checkpoint", SEGMENT, "index.snapshot", "log.json"]);
+    expect((await readdir(dir)).sort()).toEqual([
+      "checkpoint",
+      SEGMENT,
+      "index.snapshot",
+      "log.json",
+    ]);
 
     const b = await openStore();
     expect(b.stats()).toMatchObject({ events: 6, streams: 2 });
@@ -97,21 +112,27 @@ describe("disk store durability and recovery", () => {
     expect(await b.append("c", { kind: "no_stream" }, batch)).toEqual(first);
     expect(await b.append("d", { kind: "any" }, other)).toEqual(second);
     expect(b.getMetadata("d")).toEqual({ maxCount: 5 });
-    await expect(b.append("gone", { kind: "any" }, [newEvent()])).rejects.toMatchObject({ code: "STREAM_DELETED" });
+    await expect(b.append("gone", { kind: "any" }, [newEvent()])).rejects.toMatchObject({
+      code: "STREAM_DELETED",
+    });
   });
 
   it("rebuilds from a periodic snapshot plus the log after it", async () => {
     const a = await openStore({ snapshotEveryBytes: 2000 });
     const early = events(1);
     const earlyResult = okResult(await a.append("early", { kind: "any" }, early));
-    for (let i = 0; i < 60; i++) okResult(await a.append(`s${i % 3}`, { kind: "any" }, [newEvent({ i })]));
+    for (let i = 0; i < 60; i++)
+      okResult(await a.append(`s${i % 3}`, { kind: "any" }, [newEvent({ i })]));
     await a.abort(); // no snapshot on close; the periodic ones exist
     expect((await readdir(dir)).includes("index.snapshot")).toBe(true);
     const b = await openStore();
     expect(b.stats().events).toBe(61);
     expect(await streamRevisions(b, "s1")).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(await b.append("early", { kind: "any" }, early)).toEqual(earlyResult);
-    expect(okResult(await b.append("s1", { kind: "exact", revision: 19 }, events(1))).nextExpectedVersion).toBe(20);
+    expect(
+      okResult(await b.append("s1", { kind: "exact", revision: 19 }, events(1)))
+        .nextExpectedVersion,
+    ).toBe(20);
   });
 
   it("truncates a record torn mid-write after the checkpoint", async () => {
@@ -120,7 +141,9 @@ describe("disk store durability and recovery", () => {
     await a.close();
     const durable = (await stat(join(dir, SEGMENT))).size;
     const b = await openStore();
-    const torn = okResult(await b.append("t", { kind: "any" }, [newEvent({ big: "x".repeat(500) })]));
+    const torn = okResult(
+      await b.append("t", { kind: "any" }, [newEvent({ big: "x".repeat(500) })]),
+    );
     await b.abort();
     // Power loss: the last record is half on disk and the lazy checkpoint never reached it.
     await truncate(join(dir, SEGMENT), torn.position + 100);
@@ -130,7 +153,9 @@ describe("disk store durability and recovery", () => {
     expect(logger.warnings).toEqual(["truncating a torn tail of the log"]);
     expect((await stat(join(dir, SEGMENT))).size).toBe(durable);
     expect(await streamRevisions(c, "t")).toEqual([0, 1, 2]);
-    expect(okResult(await c.append("t", { kind: "exact", revision: 2 }, events(1))).position).toBe(durable);
+    expect(okResult(await c.append("t", { kind: "exact", revision: 2 }, events(1))).position).toBe(
+      durable,
+    );
   });
 
   it("truncates garbage appended after the last record", async () => {
@@ -153,7 +178,9 @@ describe("disk store durability and recovery", () => {
     const durable = (await stat(join(dir, SEGMENT))).size;
     const b = await openStore();
     okResult(await b.append("b", { kind: "any" }, events(3)));
-    const third = (await b.readStream("b", { direction: "backwards", fromRevision: "end", maxCount: 1 })).events[0]!;
+    const third = (
+      await b.readStream("b", { direction: "backwards", fromRevision: "end", maxCount: 1 })
+    ).events[0]!;
     await b.abort();
     await truncate(join(dir, SEGMENT), third.position); // records 1 and 2 intact, 3 gone
     await setCheckpoint(durable);
@@ -175,7 +202,9 @@ describe("disk store durability and recovery", () => {
 
     // With the snapshot, open is fast and reading the damaged event reports it.
     const b = await openStore();
-    await expect(b.readStream("f", { direction: "forwards", fromRevision: 0, maxCount: 10 })).rejects.toMatchObject({ code: "CORRUPTED" });
+    await expect(
+      b.readStream("f", { direction: "forwards", fromRevision: 0, maxCount: 10 }),
+    ).rejects.toMatchObject({ code: "CORRUPTED" });
     await b.close();
     // Without the snapshot, recovery scans the log and refuses to open.
     await unlink(join(dir, "index.snapshot"));
@@ -196,12 +225,17 @@ describe("disk store durability and recovery", () => {
 
   it("spreads the log over segments, records spanning files", async () => {
     const a = await openStore({ segmentBytes: 4096 });
-    for (let i = 0; i < 40; i++) okResult(await a.append(`seg-${i % 2}`, { kind: "any" }, [newEvent({ i, pad: "p".repeat(300) })]));
+    for (let i = 0; i < 40; i++)
+      okResult(
+        await a.append(`seg-${i % 2}`, { kind: "any" }, [newEvent({ i, pad: "p".repeat(300) })]),
+      );
     await a.abort();
     expect((await readdir(dir)).filter((n) => n.startsWith("chunk-")).length).toBeGreaterThan(3);
     const b = await openStore({ segmentBytes: 1 << 20 }); // the layout recorded at creation wins
     const all = await b.readAll({ direction: "forwards", fromPosition: 0, maxCount: 1000 });
-    expect(all.events.map((e) => (dataOf(e) as { i: number }).i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(all.events.map((e) => (dataOf(e) as { i: number }).i)).toEqual(
+      Array.from({ length: 40 }, (_, i) => i),
+    );
     const back = await b.readAll({ direction: "backwards", fromPosition: "end", maxCount: 1000 });
     expect(back.events.length).toBe(40);
     expect(await streamRevisions(b, "seg-1")).toEqual(Array.from({ length: 20 }, (_, i) => i));
@@ -217,7 +251,8 @@ describe("failures and cluster hooks", () => {
       syncs = 0;
       override async sync(): Promise<void> {
         this.syncs++;
-        if (this.failNext) throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+        if (this.failNext)
+          throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
       }
     }
     const log = new FailingLog();
@@ -227,11 +262,27 @@ describe("failures and cluster hooks", () => {
     log.failNext = true;
     const pending = Array.from({ length: 5 }, () => store.append("a", { kind: "any" }, events(1)));
     const settled = await Promise.allSettled(pending);
-    expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected", "rejected", "rejected", "rejected"]);
-    expect(settled.every((s) => s.status === "rejected" && (s.reason as { code?: string }).code === "EIO")).toBe(true);
-    await expect(store.append("a", { kind: "any" }, events(1))).rejects.toMatchObject({ code: "EIO" });
+    expect(settled.map((s) => s.status)).toEqual([
+      "rejected",
+      "rejected",
+      "rejected",
+      "rejected",
+      "rejected",
+    ]);
+    expect(
+      settled.every(
+        (s) => s.status === "rejected" && (s.reason as { code?: string }).code === "EIO",
+      ),
+    ).toBe(true);
+    await expect(store.append("a", { kind: "any" }, events(1))).rejects.toMatchObject({
+      code: "EIO",
+    });
     expect(store.stats().events).toBe(1);
-    const read = await store.readStream("a", { direction: "forwards", fromRevision: 0, maxCount: 10 });
+    const read = await store.readStream("a", {
+      direction: "forwards",
+      fromRevision: 0,
+      maxCount: 10,
+    });
     expect(read.events.length).toBe(1);
     await store.close();
   });
@@ -253,13 +304,18 @@ describe("failures and cluster hooks", () => {
     });
     expect(acked).toBe(false);
     expect(store.commitPosition).toBe(0);
-    await expect(store.readStream("c", { direction: "forwards", fromRevision: 0, maxCount: 5 })).rejects.toMatchObject({
+    await expect(
+      store.readStream("c", { direction: "forwards", fromRevision: 0, maxCount: 5 }),
+    ).rejects.toMatchObject({
       code: "STREAM_NOT_FOUND",
     });
     store.setCommitPosition(store.stats().durablePosition);
     const r = okResult(await p);
     expect(r.nextExpectedVersion).toBe(1);
-    expect((await store.readStream("c", { direction: "forwards", fromRevision: 0, maxCount: 5 })).events.length).toBe(2);
+    expect(
+      (await store.readStream("c", { direction: "forwards", fromRevision: 0, maxCount: 5 })).events
+        .length,
+    ).toBe(2);
     await store.close();
   });
 });

@@ -8,7 +8,12 @@ import { MemoryLog } from "./memory-log.js";
 import { LogStore } from "./store.js";
 
 export { DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
-export { DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_SCAN, DEFAULT_SNAPSHOT_EVERY_BYTES, LogStore } from "./store.js";
+export {
+  DEFAULT_IDEMPOTENCY_WINDOW,
+  DEFAULT_MAX_SCAN,
+  DEFAULT_SNAPSHOT_EVERY_BYTES,
+  LogStore,
+} from "./store.js";
 export type { LogStoreOptions, LogStoreStats } from "./store.js";
 export type { Log, Logger } from "./log.js";
 export { SOFT_DELETED_KEY } from "./stream-index.js";
@@ -36,11 +41,17 @@ export interface MemoryStoreOptions {
 }
 
 export function createDiskStore(options: DiskStoreOptions): LogStore {
-  const log = new DiskLog({ dir: options.dir, segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES });
+  const log = new DiskLog({
+    dir: options.dir,
+    segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+  });
   return new LogStore(log, options);
 }
 
 export function createMemoryStore(options: MemoryStoreOptions = {}): LogStore {
   // Snapshots in memory only help reopening the same object; keep them to close().
-  return new LogStore(new MemoryLog(), { ...options, snapshotEveryBytes: Number.POSITIVE_INFINITY });
+  return new LogStore(new MemoryLog(), {
+    ...options,
+    snapshotEveryBytes: Number.POSITIVE_INFINITY,
+  });
 }

@@ -33,7 +33,8 @@ export class MemoryLog implements Log {
     const offset = position - first * BLOCK_BYTES;
     const block = this.blocks[first];
     if (block === undefined) return Buffer.alloc(0);
-    if (offset + (end - position) <= BLOCK_BYTES) return block.subarray(offset, offset + (end - position));
+    if (offset + (end - position) <= BLOCK_BYTES)
+      return block.subarray(offset, offset + (end - position));
     const out = Buffer.allocUnsafe(end - position);
     let copied = 0;
     let p = position;
@@ -50,7 +51,8 @@ export class MemoryLog implements Log {
   }
 
   async write(position: number, data: Buffer): Promise<void> {
-    if (position !== this.length) throw new Error(`write at ${position} but the log ends at ${this.length}`);
+    if (position !== this.length)
+      throw new Error(`write at ${position} but the log ends at ${this.length}`);
     let done = 0;
     while (done < data.length) {
       const p = this.length;
@@ -71,7 +73,8 @@ export class MemoryLog implements Log {
   async sync(): Promise<void> {}
 
   async truncate(position: number): Promise<void> {
-    if (position < 0 || position > this.length) throw new RangeError(`cannot truncate to ${position}`);
+    if (position < 0 || position > this.length)
+      throw new RangeError(`cannot truncate to ${position}`);
     this.length = position;
     const keep = Math.ceil(position / BLOCK_BYTES);
     this.blocks.length = Math.min(this.blocks.length, keep);

@@ -65,8 +65,7 @@ export type RecordProblem = "short" | "bad_length" | "bad_crc" | "bad_trailer" |
 
 /** Result of looking at bytes that should hold a record. */
 export type DecodeResult =
-  | { ok: true; record: LogRecord; length: number }
-  | { ok: false; problem: RecordProblem };
+  { ok: true; record: LogRecord; length: number } | { ok: false; problem: RecordProblem };
 
 // ---- UUIDs ----
 
@@ -83,7 +82,11 @@ export function keyToUuid(key: string): string {
 
 // ---- encoding ----
 
-function frame(type: number, payloadBytes: number, fill: (buf: Buffer, at: number) => void): Buffer {
+function frame(
+  type: number,
+  payloadBytes: number,
+  fill: (buf: Buffer, at: number) => void,
+): Buffer {
   const length = RECORD_OVERHEAD_BYTES + payloadBytes;
   if (length > MAX_RECORD_BYTES) {
     throw new RangeError(`record of ${length} bytes exceeds the limit of ${MAX_RECORD_BYTES}`);
@@ -113,9 +116,23 @@ export interface EventRecordInit {
 export function encodeEvent(e: EventRecordInit): Buffer {
   const streamBytes = Buffer.byteLength(e.streamId, "utf8");
   const typeBytes = Buffer.byteLength(e.type, "utf8");
-  if (streamBytes > 0xffff || typeBytes > 0xffff) throw new RangeError("stream name or event type too long");
+  if (streamBytes > 0xffff || typeBytes > 0xffff)
+    throw new RangeError("stream name or event type too long");
   if (e.idKey.length !== 16) throw new RangeError("event id key must be 16 bytes");
-  const payloadBytes = 1 + 8 + 8 + 8 + 16 + 2 + streamBytes + 2 + typeBytes + 4 + e.data.length + 4 + e.metadata.length;
+  const payloadBytes =
+    1 +
+    8 +
+    8 +
+    8 +
+    16 +
+    2 +
+    streamBytes +
+    2 +
+    typeBytes +
+    4 +
+    e.data.length +
+    4 +
+    e.metadata.length;
   return frame(RecordType.EVENT, payloadBytes, (buf, at) => {
     let o = at;
     buf.writeUInt8((e.batchEnd ? FLAG_BATCH_END : 0) | (e.isJson ? FLAG_IS_JSON : 0), o);
@@ -146,7 +163,11 @@ export function encodeEvent(e: EventRecordInit): Buffer {
   });
 }
 
-export function encodeTombstone(t: { batchEnd: boolean; streamId: string; createdMs: number }): Buffer {
+export function encodeTombstone(t: {
+  batchEnd: boolean;
+  streamId: string;
+  createdMs: number;
+}): Buffer {
   const streamBytes = Buffer.byteLength(t.streamId, "utf8");
   if (streamBytes > 0xffff) throw new RangeError("stream name too long");
   return frame(RecordType.TOMBSTONE, 1 + 8 + 2 + streamBytes, (buf, at) => {
@@ -169,12 +190,17 @@ export function encodeRaw(type: number, payload: Uint8Array): Buffer {
  * Checks framing and CRC of the record starting at `at` in `buf` without decoding the payload.
  * Returns its length, or the problem. "short" means the buffer ends before the record does.
  */
-export function checkRecord(buf: Buffer, at: number): { ok: true; length: number } | { ok: false; problem: RecordProblem } {
+export function checkRecord(
+  buf: Buffer,
+  at: number,
+): { ok: true; length: number } | { ok: false; problem: RecordProblem } {
   if (buf.length - at < 4) return { ok: false, problem: "short" };
   const length = buf.readUInt32LE(at);
-  if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES) return { ok: false, problem: "bad_length" };
+  if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES)
+    return { ok: false, problem: "bad_length" };
   if (buf.length - at < length) return { ok: false, problem: "short" };
-  if (buf.readUInt32LE(at + length - RECORD_TRAILER_BYTES) !== length) return { ok: false, problem: "bad_trailer" };
+  if (buf.readUInt32LE(at + length - RECORD_TRAILER_BYTES) !== length)
+    return { ok: false, problem: "bad_trailer" };
   const crc = crc32c(buf.subarray(at + 8, at + length - RECORD_TRAILER_BYTES));
   if (crc !== buf.readUInt32LE(at + 4)) return { ok: false, problem: "bad_crc" };
   return { ok: true, length };
@@ -190,7 +216,12 @@ function need(end: number, limit: number): void {
  * Decodes a record whose framing has been checked (see checkRecord). With `copy`, data and
  * metadata are copied out of `buf`; otherwise they are views into it.
  */
-export function decodeCheckedRecord(buf: Buffer, at: number, length: number, copy: boolean): LogRecord | null {
+export function decodeCheckedRecord(
+  buf: Buffer,
+  at: number,
+  length: number,
+  copy: boolean,
+): LogRecord | null {
   const type = buf.readUInt8(at + 8);
   const start = at + RECORD_HEADER_BYTES;
   const limit = at + length - RECORD_TRAILER_BYTES;
@@ -218,12 +249,16 @@ export function decodeCheckedRecord(buf: Buffer, at: number, length: number, cop
       const dataBytes = buf.readUInt32LE(o);
       o += 4;
       need(o + dataBytes + 4, limit);
-      const data = copy ? Uint8Array.prototype.slice.call(buf, o, o + dataBytes) : buf.subarray(o, o + dataBytes);
+      const data = copy
+        ? Uint8Array.prototype.slice.call(buf, o, o + dataBytes)
+        : buf.subarray(o, o + dataBytes);
       o += dataBytes;
       const metaBytes = buf.readUInt32LE(o);
       o += 4;
       need(o + metaBytes, limit);
-      const metadata = copy ? Uint8Array.prototype.slice.call(buf, o, o + metaBytes) : buf.subarray(o, o + metaBytes);
+      const metadata = copy
+        ? Uint8Array.prototype.slice.call(buf, o, o + metaBytes)
+        : buf.subarray(o, o + metaBytes);
       return {
         kind: "event",
         batchEnd,
@@ -243,7 +278,12 @@ export function decodeCheckedRecord(buf: Buffer, at: number, length: number, cop
       const createdMs = buf.readDoubleLE(start + 1);
       const streamBytes = buf.readUInt16LE(start + 9);
       need(start + 11 + streamBytes, limit);
-      return { kind: "tombstone", batchEnd, streamId: buf.toString("utf8", start + 11, start + 11 + streamBytes), createdMs };
+      return {
+        kind: "tombstone",
+        batchEnd,
+        streamId: buf.toString("utf8", start + 11, start + 11 + streamBytes),
+        createdMs,
+      };
     }
     const payload = Uint8Array.prototype.slice.call(buf, start, limit);
     return { kind: "other", batchEnd, type, payload };

@@ -40,7 +40,10 @@ describe("record codec", () => {
   it.each<[string, Partial<EventRecordInit>]>([
     ["a plain event", {}],
     ["the first event of a stream", { revision: 0, prevPosition: -1 }],
-    ["a mid-batch binary event", { batchEnd: false, isJson: false, data: Buffer.from([0, 255, 7]) }],
+    [
+      "a mid-batch binary event",
+      { batchEnd: false, isJson: false, data: Buffer.from([0, 255, 7]) },
+    ],
     ["empty data and metadata", { data: new Uint8Array(0), metadata: new Uint8Array(0) }],
     ["large numbers", { revision: 2 ** 52, prevPosition: 2 ** 50 }],
   ])("round-trips %s", (_name, overrides) => {
@@ -54,11 +57,13 @@ describe("record codec", () => {
     if (!r.ok || r.record.kind !== "event") throw new Error("not an event");
     const { kind, ...rest } = r.record;
     expect(kind).toBe("event");
-    expect({ ...rest, data: Buffer.from(rest.data), metadata: Buffer.from(rest.metadata) }).toEqual({
-      ...init,
-      data: Buffer.from(init.data),
-      metadata: Buffer.from(init.metadata),
-    });
+    expect({ ...rest, data: Buffer.from(rest.data), metadata: Buffer.from(rest.metadata) }).toEqual(
+      {
+        ...init,
+        data: Buffer.from(init.data),
+        metadata: Buffer.from(init.metadata),
+      },
+    );
     expect(r.length).toBe(buf.length);
   });
 
@@ -66,7 +71,11 @@ describe("record codec", () => {
     const t = encodeTombstone({ batchEnd: true, streamId: "gone", createdMs: 5 });
     const raw = encodeRaw(RecordType.EPOCH, Buffer.from([1, 9, 9]));
     const both = Buffer.concat([t, raw]);
-    expect(decodeRecord(both, 0)).toEqual({ ok: true, length: t.length, record: { kind: "tombstone", batchEnd: true, streamId: "gone", createdMs: 5 } });
+    expect(decodeRecord(both, 0)).toEqual({
+      ok: true,
+      length: t.length,
+      record: { kind: "tombstone", batchEnd: true, streamId: "gone", createdMs: 5 },
+    });
     const r = decodeRecord(both, t.length);
     expect(r.ok && r.record.kind === "other" && [...r.record.payload]).toEqual([1, 9, 9]);
     expect(r.ok && r.record.batchEnd).toBe(true);

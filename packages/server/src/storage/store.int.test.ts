@@ -24,7 +24,11 @@ const variants: Array<[string, () => Promise<Harness>]> = [
     async () => {
       const clock = { now: 1_700_000_000_000 };
       const tmp = await tempDir();
-      const store = createDiskStore({ dir: tmp.dir, segmentBytes: 64 * 1024, nowMs: () => clock.now });
+      const store = createDiskStore({
+        dir: tmp.dir,
+        segmentBytes: 64 * 1024,
+        nowMs: () => clock.now,
+      });
       await store.open();
       return {
         store,
@@ -60,12 +64,16 @@ describe.each(variants)("%s store", (_name, make) => {
   });
 
   async function readAllOf(stream: string): Promise<StoredEvent[]> {
-    return (await store.readStream(stream, { direction: "forwards", fromRevision: 0, maxCount: 10_000 })).events;
+    return (
+      await store.readStream(stream, { direction: "forwards", fromRevision: 0, maxCount: 10_000 })
+    ).events;
   }
 
   describe("expected version", () => {
     type Setup = "none" | "exists" | "soft_deleted";
-    const cases: Array<[Setup, ExpectedVersion, "ok" | { streamExists: boolean; actualRevision: number }, number]> = [
+    const cases: Array<
+      [Setup, ExpectedVersion, "ok" | { streamExists: boolean; actualRevision: number }, number]
+    > = [
       ["none", { kind: "any" }, "ok", 0],
       ["none", { kind: "no_stream" }, "ok", 0],
       ["none", { kind: "stream_exists" }, { streamExists: false, actualRevision: -1 }, -1],
@@ -92,12 +100,18 @@ describe.each(variants)("%s store", (_name, make) => {
         expect(r).toEqual({ ok: false, wrongExpectedVersion: outcome });
       }
       if (lastAfter >= 0) {
-        const read = await store.readStream("s", { direction: "backwards", fromRevision: "end", maxCount: 1 });
+        const read = await store.readStream("s", {
+          direction: "backwards",
+          fromRevision: "end",
+          maxCount: 1,
+        });
         expect(read.lastRevision).toBe(lastAfter);
       } else {
-        expect(await storeError(store.readStream("s", { direction: "forwards", fromRevision: 0, maxCount: 1 }))).toBe(
-          "STREAM_NOT_FOUND",
-        );
+        expect(
+          await storeError(
+            store.readStream("s", { direction: "forwards", fromRevision: 0, maxCount: 1 }),
+          ),
+        ).toBe("STREAM_NOT_FOUND");
       }
     });
 
@@ -107,17 +121,30 @@ describe.each(variants)("%s store", (_name, make) => {
       const c = store.append("q", { kind: "exact", revision: 0 }, [newEvent()]);
       const [ra, rb, rc] = await Promise.all([a, b, c]);
       expect(ra.ok).toBe(true);
-      expect(rb).toEqual({ ok: false, wrongExpectedVersion: { streamExists: true, actualRevision: 0 } });
+      expect(rb).toEqual({
+        ok: false,
+        wrongExpectedVersion: { streamExists: true, actualRevision: 0 },
+      });
       expect(okResult(rc).nextExpectedVersion).toBe(1);
     });
 
     it("rejects invalid input with INVALID_ARGUMENT", async () => {
-      expect(await storeError(store.append("", { kind: "any" }, [newEvent()]))).toBe("INVALID_ARGUMENT");
-      expect(await storeError(store.append("$all", { kind: "any" }, [newEvent()]))).toBe("INVALID_ARGUMENT");
-      expect(await storeError(store.append("s", { kind: "any" }, [{ ...newEvent(), id: "nope" }]))).toBe("INVALID_ARGUMENT");
-      expect(await storeError(store.append("s", { kind: "exact", revision: -1 }, [newEvent()]))).toBe("INVALID_ARGUMENT");
+      expect(await storeError(store.append("", { kind: "any" }, [newEvent()]))).toBe(
+        "INVALID_ARGUMENT",
+      );
+      expect(await storeError(store.append("$all", { kind: "any" }, [newEvent()]))).toBe(
+        "INVALID_ARGUMENT",
+      );
+      expect(
+        await storeError(store.append("s", { kind: "any" }, [{ ...newEvent(), id: "nope" }])),
+      ).toBe("INVALID_ARGUMENT");
+      expect(
+        await storeError(store.append("s", { kind: "exact", revision: -1 }, [newEvent()])),
+      ).toBe("INVALID_ARGUMENT");
       const badMeta = { ...newEvent(), type: "$metadata", data: Buffer.from("[1,2]") };
-      expect(await storeError(store.append("$$s", { kind: "any" }, [badMeta]))).toBe("INVALID_ARGUMENT");
+      expect(await storeError(store.append("$$s", { kind: "any" }, [badMeta]))).toBe(
+        "INVALID_ARGUMENT",
+      );
       expect(store.stats().events).toBe(0);
     });
   });
@@ -129,7 +156,8 @@ describe.each(variants)("%s store", (_name, make) => {
       ["any", { kind: "any" }],
       ["stream_exists", { kind: "stream_exists" }],
     ])("a retry with expected %s returns the original result", async (_k, expected) => {
-      if (expected.kind !== "no_stream") okResult(await store.append("i", { kind: "any" }, events(2)));
+      if (expected.kind !== "no_stream")
+        okResult(await store.append("i", { kind: "any" }, events(2)));
       const batch = events(3);
       const first = okResult(await store.append("i", expected, batch));
       okResult(await store.append("i", { kind: "any" }, events(1))); // something after it
@@ -141,7 +169,10 @@ describe.each(variants)("%s store", (_name, make) => {
     it("a retry of a still-queued append resolves with the same result", async () => {
       okResult(await store.append("i", { kind: "any" }, events(1)));
       const batch = events(2);
-      const [a, b] = await Promise.all([store.append("i", { kind: "exact", revision: 0 }, batch), store.append("i", { kind: "exact", revision: 0 }, batch)]);
+      const [a, b] = await Promise.all([
+        store.append("i", { kind: "exact", revision: 0 }, batch),
+        store.append("i", { kind: "exact", revision: 0 }, batch),
+      ]);
       expect(b).toEqual(a);
       expect(okResult(a).nextExpectedVersion).toBe(2);
       expect((await readAllOf("i")).length).toBe(3);
@@ -155,7 +186,9 @@ describe.each(variants)("%s store", (_name, make) => {
         ok: false,
         wrongExpectedVersion: { streamExists: true, actualRevision: 1 },
       });
-      expect(await store.append("p", { kind: "exact", revision: 0 }, [batch[1]!, newEvent()])).toEqual({
+      expect(
+        await store.append("p", { kind: "exact", revision: 0 }, [batch[1]!, newEvent()]),
+      ).toEqual({
         ok: false,
         wrongExpectedVersion: { streamExists: true, actualRevision: 1 },
       });
@@ -173,7 +206,9 @@ describe.each(variants)("%s store", (_name, make) => {
         for (let i = 0; i < 5; i++) okResult(await s.append("other", { kind: "any" }, events(1)));
         expect(await s.append("w", { kind: "no_stream" }, batch)).toEqual(first);
         expect(await s.append("w", { kind: "exact", revision: 0 }, batch.slice(1))).toEqual(first);
-        expect((await s.append("w", { kind: "exact", revision: 0 }, [newEvent(), newEvent()])).ok).toBe(false);
+        expect(
+          (await s.append("w", { kind: "exact", revision: 0 }, [newEvent(), newEvent()])).ok,
+        ).toBe(false);
       } finally {
         if (small !== null) await small.close();
       }
@@ -183,12 +218,17 @@ describe.each(variants)("%s store", (_name, make) => {
   describe("readStream", () => {
     it("pages forwards and backwards over a long stream", async () => {
       okResult(await store.append("long", { kind: "no_stream" }, events(50)));
-      for (let i = 0; i < 3; i++) okResult(await store.append("long", { kind: "any" }, events(50, 50 + i * 50)));
+      for (let i = 0; i < 3; i++)
+        okResult(await store.append("long", { kind: "any" }, events(50, 50 + i * 50)));
       okResult(await store.append("noise", { kind: "any" }, events(10)));
       const seen: number[] = [];
       let from: number | "end" = 0;
       for (;;) {
-        const page = await store.readStream("long", { direction: "forwards", fromRevision: from, maxCount: 37 });
+        const page = await store.readStream("long", {
+          direction: "forwards",
+          fromRevision: from,
+          maxCount: 37,
+        });
         seen.push(...page.events.map((e) => e.revision));
         expect(page.lastRevision).toBe(199);
         if (page.endOfStream) break;
@@ -198,7 +238,11 @@ describe.each(variants)("%s store", (_name, make) => {
       const back: number[] = [];
       from = "end";
       for (;;) {
-        const page = await store.readStream("long", { direction: "backwards", fromRevision: from, maxCount: 33 });
+        const page = await store.readStream("long", {
+          direction: "backwards",
+          fromRevision: from,
+          maxCount: 33,
+        });
         back.push(...page.events.map((e) => e.revision));
         for (const e of page.events) expect(dataOf(e)).toEqual({ n: e.revision });
         if (page.endOfStream) {
@@ -218,20 +262,35 @@ describe.each(variants)("%s store", (_name, make) => {
       ["backwards from end", "backwards", "end", 2, [4, 3], 2, false],
       ["backwards to the start", "backwards", 1, 5, [1, 0], -1, true],
       ["backwards from beyond", "backwards", 99, 1, [4], 3, false],
-    ])("%s", async (_t, direction, fromRevision, maxCount, revisions, nextRevision, endOfStream) => {
-      okResult(await store.append("r", { kind: "any" }, events(5)));
-      const r = await store.readStream("r", { direction, fromRevision, maxCount });
-      expect(r.events.map((e) => e.revision)).toEqual(revisions);
-      expect(r.nextRevision).toBe(nextRevision);
-      expect(r.endOfStream).toBe(endOfStream);
-      expect(r.lastRevision).toBe(4);
-    });
+    ])(
+      "%s",
+      async (_t, direction, fromRevision, maxCount, revisions, nextRevision, endOfStream) => {
+        okResult(await store.append("r", { kind: "any" }, events(5)));
+        const r = await store.readStream("r", { direction, fromRevision, maxCount });
+        expect(r.events.map((e) => e.revision)).toEqual(revisions);
+        expect(r.nextRevision).toBe(nextRevision);
+        expect(r.endOfStream).toBe(endOfStream);
+        expect(r.lastRevision).toBe(4);
+      },
+    );
 
     it("returns what was written", async () => {
       const e = { ...newEvent({ hello: "wörld" }, "Greeting"), metadata: Buffer.from("meta") };
-      const r = okResult(await store.append("x", { kind: "any" }, [e, { ...newEvent(), isJson: false, data: Buffer.from([0, 1, 2]) }]));
+      const r = okResult(
+        await store.append("x", { kind: "any" }, [
+          e,
+          { ...newEvent(), isJson: false, data: Buffer.from([0, 1, 2]) },
+        ]),
+      );
       const [a, b] = await readAllOf("x");
-      expect(a).toMatchObject({ streamId: "x", revision: 0, id: e.id, type: "Greeting", isJson: true, createdMs: h.clock.now });
+      expect(a).toMatchObject({
+        streamId: "x",
+        revision: 0,
+        id: e.id,
+        type: "Greeting",
+        isJson: true,
+        createdMs: h.clock.now,
+      });
       expect(Buffer.from(a!.metadata).toString()).toBe("meta");
       expect(dataOf(a!)).toEqual({ hello: "wörld" });
       expect(b!.isJson).toBe(false);
@@ -241,17 +300,28 @@ describe.each(variants)("%s store", (_name, make) => {
     });
 
     it("throws STREAM_NOT_FOUND for an unknown stream", async () => {
-      expect(await storeError(store.readStream("nope", { direction: "forwards", fromRevision: 0, maxCount: 1 }))).toBe("STREAM_NOT_FOUND");
+      expect(
+        await storeError(
+          store.readStream("nope", { direction: "forwards", fromRevision: 0, maxCount: 1 }),
+        ),
+      ).toBe("STREAM_NOT_FOUND");
     });
   });
 
   describe("readAll", () => {
     it("reads forwards and backwards with paging and a filter", async () => {
-      for (let i = 0; i < 10; i++) okResult(await store.append(i % 2 === 0 ? "even" : "odd", { kind: "any" }, [newEvent({ i })]));
+      for (let i = 0; i < 10; i++)
+        okResult(
+          await store.append(i % 2 === 0 ? "even" : "odd", { kind: "any" }, [newEvent({ i })]),
+        );
       const fwd: StoredEvent[] = [];
       let from: number | "end" = 0;
       for (;;) {
-        const page = await store.readAll({ direction: "forwards", fromPosition: from, maxCount: 3 });
+        const page = await store.readAll({
+          direction: "forwards",
+          fromPosition: from,
+          maxCount: 3,
+        });
         fwd.push(...page.events);
         if (page.endOfStream) {
           expect(page.nextPosition).toBe(store.commitPosition);
@@ -263,20 +333,46 @@ describe.each(variants)("%s store", (_name, make) => {
       const back: StoredEvent[] = [];
       from = "end";
       for (;;) {
-        const page = await store.readAll({ direction: "backwards", fromPosition: from, maxCount: 4 });
+        const page = await store.readAll({
+          direction: "backwards",
+          fromPosition: from,
+          maxCount: 4,
+        });
         back.push(...page.events);
         if (page.endOfStream) break;
         from = page.nextPosition;
       }
       expect(back.map((e) => e.position)).toEqual(fwd.map((e) => e.position).reverse());
 
-      const odd = await store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 100, filter: (e) => e.streamId === "odd" });
-      expect(odd.events.map((e) => dataOf(e))).toEqual([{ i: 1 }, { i: 3 }, { i: 5 }, { i: 7 }, { i: 9 }]);
-      const oddBack = await store.readAll({ direction: "backwards", fromPosition: "end", maxCount: 2, filter: (e) => e.streamId === "odd" });
+      const odd = await store.readAll({
+        direction: "forwards",
+        fromPosition: 0,
+        maxCount: 100,
+        filter: (e) => e.streamId === "odd",
+      });
+      expect(odd.events.map((e) => dataOf(e))).toEqual([
+        { i: 1 },
+        { i: 3 },
+        { i: 5 },
+        { i: 7 },
+        { i: 9 },
+      ]);
+      const oddBack = await store.readAll({
+        direction: "backwards",
+        fromPosition: "end",
+        maxCount: 2,
+        filter: (e) => e.streamId === "odd",
+      });
       expect(oddBack.events.map((e) => dataOf(e))).toEqual([{ i: 9 }, { i: 7 }]);
       expect(oddBack.endOfStream).toBe(false);
 
-      const limited = await store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 100, maxScan: 4, filter: (e) => e.streamId === "odd" });
+      const limited = await store.readAll({
+        direction: "forwards",
+        fromPosition: 0,
+        maxCount: 100,
+        maxScan: 4,
+        filter: (e) => e.streamId === "odd",
+      });
       expect(limited.events.length).toBe(2);
       expect(limited.endOfStream).toBe(false);
       expect(limited.nextPosition).toBe(fwd[4]!.position);
@@ -284,16 +380,26 @@ describe.each(variants)("%s store", (_name, make) => {
 
     it("rejects a position inside a record", async () => {
       okResult(await store.append("s", { kind: "any" }, events(2)));
-      expect(await storeError(store.readAll({ direction: "forwards", fromPosition: 3, maxCount: 1 }))).toBe("INVALID_ARGUMENT");
-      expect(await storeError(store.readAll({ direction: "forwards", fromPosition: store.commitPosition + 1, maxCount: 1 }))).toBe(
-        "INVALID_ARGUMENT",
-      );
+      expect(
+        await storeError(store.readAll({ direction: "forwards", fromPosition: 3, maxCount: 1 })),
+      ).toBe("INVALID_ARGUMENT");
+      expect(
+        await storeError(
+          store.readAll({
+            direction: "forwards",
+            fromPosition: store.commitPosition + 1,
+            maxCount: 1,
+          }),
+        ),
+      ).toBe("INVALID_ARGUMENT");
     });
   });
 
   describe("metadata and deletes", () => {
     async function setMeta(stream: string, meta: object): Promise<void> {
-      okResult(await store.append(`$$${stream}`, { kind: "any" }, [{ ...newEvent(meta, "$metadata") }]));
+      okResult(
+        await store.append(`$$${stream}`, { kind: "any" }, [{ ...newEvent(meta, "$metadata") }]),
+      );
     }
 
     it("applies maxCount, truncateBefore and maxAgeSec to stream and $all reads", async () => {
@@ -302,12 +408,21 @@ describe.each(variants)("%s store", (_name, make) => {
       await setMeta("m", { maxCount: 3, custom: "x" });
       expect(store.getMetadata("m")).toEqual({ maxCount: 3, custom: "x" });
       expect((await readAllOf("m")).map((e) => e.revision)).toEqual([7, 8, 9]);
-      const all = await store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 100, filter: (e) => e.streamId === "m" });
+      const all = await store.readAll({
+        direction: "forwards",
+        fromPosition: 0,
+        maxCount: 100,
+        filter: (e) => e.streamId === "m",
+      });
       expect(all.events.map((e) => e.revision)).toEqual([7, 8, 9]);
 
       await setMeta("m", { truncateBefore: 8 });
       expect((await readAllOf("m")).map((e) => e.revision)).toEqual([8, 9]);
-      const back = await store.readStream("m", { direction: "backwards", fromRevision: "end", maxCount: 10 });
+      const back = await store.readStream("m", {
+        direction: "backwards",
+        fromRevision: "end",
+        maxCount: 10,
+      });
       expect(back.events.map((e) => e.revision)).toEqual([9, 8]);
       expect(back.endOfStream).toBe(true);
 
@@ -317,7 +432,12 @@ describe.each(variants)("%s store", (_name, make) => {
       expect((await readAllOf("m")).length).toBe(11);
       h.clock.now += 45_000; // the first ten are now 75 s old, the last 45 s
       expect((await readAllOf("m")).map((e) => e.revision)).toEqual([10]);
-      const allAged = await store.readAll({ direction: "backwards", fromPosition: "end", maxCount: 100, filter: (e) => e.streamId === "m" });
+      const allAged = await store.readAll({
+        direction: "backwards",
+        fromPosition: "end",
+        maxCount: 100,
+        filter: (e) => e.streamId === "m",
+      });
       expect(allAged.events.map((e) => e.revision)).toEqual([10]);
       const metaEvents = await readAllOf("$$m");
       expect(metaEvents.length).toBe(3);
@@ -328,13 +448,26 @@ describe.each(variants)("%s store", (_name, make) => {
       await setMeta("sd", { custom: 1 });
       const del = okResult(await store.delete("sd", { kind: "exact", revision: 2 }, false));
       expect(del.nextExpectedVersion).toBe(2);
-      expect(await storeError(store.readStream("sd", { direction: "forwards", fromRevision: 0, maxCount: 10 }))).toBe("STREAM_NOT_FOUND");
+      expect(
+        await storeError(
+          store.readStream("sd", { direction: "forwards", fromRevision: 0, maxCount: 10 }),
+        ),
+      ).toBe("STREAM_NOT_FOUND");
       expect(store.getMetadata("sd")).toMatchObject({ custom: 1, truncateBefore: 3 });
-      const all = await store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 100, filter: (e) => e.streamId === "sd" });
+      const all = await store.readAll({
+        direction: "forwards",
+        fromPosition: 0,
+        maxCount: 100,
+        filter: (e) => e.streamId === "sd",
+      });
       expect(all.events).toEqual([]);
       const again = okResult(await store.append("sd", { kind: "no_stream" }, events(2)));
       expect(again.nextExpectedVersion).toBe(4);
-      const r = await store.readStream("sd", { direction: "forwards", fromRevision: 0, maxCount: 10 });
+      const r = await store.readStream("sd", {
+        direction: "forwards",
+        fromRevision: 0,
+        maxCount: 10,
+      });
       expect(r.events.map((e) => e.revision)).toEqual([3, 4]);
       expect(await store.delete("sd", { kind: "exact", revision: 1 }, false)).toEqual({
         ok: false,
@@ -349,10 +482,16 @@ describe.each(variants)("%s store", (_name, make) => {
       expect(del.position).toBeGreaterThan(0);
       const read = { direction: "forwards", fromRevision: 0, maxCount: 10 } as const;
       expect(await storeError(store.readStream("hd", read))).toBe("STREAM_DELETED");
-      expect(await storeError(store.append("hd", { kind: "any" }, [newEvent()]))).toBe("STREAM_DELETED");
-      expect(await storeError(store.append("$$hd", { kind: "any" }, [newEvent({}, "$metadata")]))).toBe("STREAM_DELETED");
+      expect(await storeError(store.append("hd", { kind: "any" }, [newEvent()]))).toBe(
+        "STREAM_DELETED",
+      );
+      expect(
+        await storeError(store.append("$$hd", { kind: "any" }, [newEvent({}, "$metadata")])),
+      ).toBe("STREAM_DELETED");
       expect(await storeError(store.delete("hd", { kind: "any" }, false))).toBe("STREAM_DELETED");
-      expect(await storeError(store.delete("never", { kind: "stream_exists" }, true))).toBe("no error");
+      expect(await storeError(store.delete("never", { kind: "stream_exists" }, true))).toBe(
+        "no error",
+      );
       const all = await store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 100 });
       expect(all.events.map((e) => e.streamId)).toEqual(["keep"]);
     });
@@ -370,13 +509,21 @@ describe.each(variants)("%s store", (_name, make) => {
       off();
       okResult(await store.append("c", { kind: "any" }, events(1)));
       expect(seen.length).toBe(1);
-      expect(store.stats()).toMatchObject({ events: 3, streams: 1, commitPosition: store.commitPosition });
+      expect(store.stats()).toMatchObject({
+        events: 3,
+        streams: 1,
+        commitPosition: store.commitPosition,
+      });
     });
 
     it("shares syncs between concurrent appends (group commit)", async () => {
       const n = 300;
       const before = store.stats().syncs;
-      const results = await Promise.all(Array.from({ length: n }, (_, i) => store.append(`g-${i % 7}`, { kind: "any" }, [newEvent({ i })])));
+      const results = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          store.append(`g-${i % 7}`, { kind: "any" }, [newEvent({ i })]),
+        ),
+      );
       expect(results.every((r) => r.ok)).toBe(true);
       const syncs = store.stats().syncs - before;
       expect(syncs).toBeGreaterThan(0);
@@ -387,8 +534,14 @@ describe.each(variants)("%s store", (_name, make) => {
     it("refuses work after close", async () => {
       await appendN(store, "z", 2);
       await store.close();
-      expect(await storeError(store.append("z", { kind: "any" }, [newEvent()]))).toBe("STORE_CLOSED");
-      expect(await storeError(store.readStream("z", { direction: "forwards", fromRevision: 0, maxCount: 1 }))).toBe("STORE_CLOSED");
+      expect(await storeError(store.append("z", { kind: "any" }, [newEvent()]))).toBe(
+        "STORE_CLOSED",
+      );
+      expect(
+        await storeError(
+          store.readStream("z", { direction: "forwards", fromRevision: 0, maxCount: 1 }),
+        ),
+      ).toBe("STORE_CLOSED");
       await store.open();
       expect((await readAllOf("z")).length).toBe(2);
     });

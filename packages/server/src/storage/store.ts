@@ -3,7 +3,14 @@
  * reads, deletes, metadata, recovery. The same code runs over the disk and the memory log.
  */
 import { randomUUID } from "node:crypto";
-import { METADATA_EVENT_TYPE, eventTypeProblem, isMetadataStream, isUuid, metadataStreamOf, streamNameProblem } from "@chorus/protocol";
+import {
+  METADATA_EVENT_TYPE,
+  eventTypeProblem,
+  isMetadataStream,
+  isUuid,
+  metadataStreamOf,
+  streamNameProblem,
+} from "@chorus/protocol";
 import {
   StoreError,
   type ExpectedVersion,
@@ -77,7 +84,10 @@ class BackwardReader {
     const blockStart = Math.max(0, Math.min(position, blockEnd - STREAM_READ_BLOCK_BYTES));
     this.buf = await this.log.read(blockStart, blockEnd - blockStart);
     this.start = blockStart;
-    return this.buf.subarray(position - blockStart, Math.max(position - blockStart, Math.min(end - blockStart, this.buf.length)));
+    return this.buf.subarray(
+      position - blockStart,
+      Math.max(position - blockStart, Math.min(end - blockStart, this.buf.length)),
+    );
   }
 }
 
@@ -193,7 +203,8 @@ export class LogStore implements StreamStore {
     this.autoCommit = options.autoCommit ?? true;
     this.nowMs = options.nowMs ?? Date.now;
     const capacity = options.idempotencyWindow ?? DEFAULT_IDEMPOTENCY_WINDOW;
-    if (!Number.isSafeInteger(capacity) || capacity < 0) throw new RangeError("idempotencyWindow must be an integer >= 0");
+    if (!Number.isSafeInteger(capacity) || capacity < 0)
+      throw new RangeError("idempotencyWindow must be an integer >= 0");
     this.window = new IdempotencyWindow(capacity);
   }
 
@@ -223,7 +234,12 @@ export class LogStore implements StreamStore {
     this.lastSnapshotPos = this.commitPos;
     this.phase = "open";
     this.logger.info(
-      { events: this.eventCount, streams: this.streamCount, position: this.commitPos, openMs: Math.round(performance.now() - started) },
+      {
+        events: this.eventCount,
+        streams: this.streamCount,
+        position: this.commitPos,
+        openMs: Math.round(performance.now() - started),
+      },
       "store opened",
     );
   }
@@ -235,7 +251,9 @@ export class LogStore implements StreamStore {
       while (this.writer !== null) await this.writer;
       await this.settleBackground();
       if (this.failure === null) {
-        await this.log.writeSnapshot(encodeSnapshot(this.commitPos, this.eventCount, this.streams.values(), this.window));
+        await this.log.writeSnapshot(
+          encodeSnapshot(this.commitPos, this.eventCount, this.streams.values(), this.window),
+        );
         await this.log.writeCheckpoint(this.durableEnd, true);
       }
     } finally {
@@ -265,7 +283,9 @@ export class LogStore implements StreamStore {
   }
 
   private track(p: Promise<void>): void {
-    const tracked = p.catch((err: unknown) => this.logger.warn({ err }, "background storage write failed"));
+    const tracked = p.catch((err: unknown) =>
+      this.logger.warn({ err }, "background storage write failed"),
+    );
     this.background.add(tracked);
     void tracked.finally(() => this.background.delete(tracked));
   }
@@ -280,7 +300,10 @@ export class LogStore implements StreamStore {
       if (snap === null) {
         this.logger.warn({}, "index snapshot unreadable; rebuilding the index from the whole log");
       } else if (snap.position > this.log.end) {
-        throw new StoreError("CORRUPTED", `log ends at ${this.log.end}, before the index snapshot position ${snap.position}`);
+        throw new StoreError(
+          "CORRUPTED",
+          `log ends at ${this.log.end}, before the index snapshot position ${snap.position}`,
+        );
       } else {
         this.streams = snap.streams;
         for (const [key, entry] of snap.window) this.window.add(key, entry);
@@ -291,29 +314,40 @@ export class LogStore implements StreamStore {
     }
     const checkpoint = (await this.log.readCheckpoint()) ?? from;
     if (checkpoint > this.log.end) {
-      throw new StoreError("CORRUPTED", `log ends at ${this.log.end}, before the checkpoint ${checkpoint}: durable data is missing`);
+      throw new StoreError(
+        "CORRUPTED",
+        `log ends at ${this.log.end}, before the checkpoint ${checkpoint}: durable data is missing`,
+      );
     }
 
     let batch: Array<{ rec: LogRecord | EventSummary; position: number }> = [];
     let batchStart = from;
     let badPayloadAt = -1;
     const end = this.log.end;
-    const scan = await this.scanForward(from, end, RECOVERY_BLOCK_BYTES, (buf, at, length, position) => {
-      // Fast path: plain events only need their index fields; metadata events and others are decoded.
-      const summary = summarizeEvent(buf, at, length);
-      const rec = summary !== null && !summary.streamId.startsWith("$$") ? summary : decodeCheckedRecord(buf, at, length, false);
-      if (rec === null) {
-        badPayloadAt = position;
-        return false;
-      }
-      batch.push({ rec, position });
-      if (rec.batchEnd) {
-        for (const r of batch) this.recoverRecord(r.rec, r.position);
-        batch = [];
-        batchStart = position + length;
-      }
-      return true;
-    });
+    const scan = await this.scanForward(
+      from,
+      end,
+      RECOVERY_BLOCK_BYTES,
+      (buf, at, length, position) => {
+        // Fast path: plain events only need their index fields; metadata events and others are decoded.
+        const summary = summarizeEvent(buf, at, length);
+        const rec =
+          summary !== null && !summary.streamId.startsWith("$$")
+            ? summary
+            : decodeCheckedRecord(buf, at, length, false);
+        if (rec === null) {
+          badPayloadAt = position;
+          return false;
+        }
+        batch.push({ rec, position });
+        if (rec.batchEnd) {
+          for (const r of batch) this.recoverRecord(r.rec, r.position);
+          batch = [];
+          batchStart = position + length;
+        }
+        return true;
+      },
+    );
     let problem: RecordProblem | "incomplete_batch" | null = scan.problem ?? null;
     let problemAt = scan.problem !== undefined ? scan.position : -1;
     if (badPayloadAt >= 0) {
@@ -325,7 +359,10 @@ export class LogStore implements StreamStore {
     }
     if (problem === null) return;
     if (problemAt < checkpoint || batchStart < checkpoint) {
-      throw new StoreError("CORRUPTED", `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`);
+      throw new StoreError(
+        "CORRUPTED",
+        `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`,
+      );
     }
     this.logger.warn(
       { position: batchStart, problem, problemAt, droppedBytes: end - batchStart },
@@ -355,7 +392,10 @@ export class LogStore implements StreamStore {
   private recoverEvent(rec: EventSummary, position: number): void {
     const s = this.stateFor(rec.streamId);
     if (rec.revision !== s.last + 1) {
-      throw new StoreError("CORRUPTED", `event at ${position} has revision ${rec.revision} of ${rec.streamId}, expected ${s.last + 1}`);
+      throw new StoreError(
+        "CORRUPTED",
+        `event at ${position} has revision ${rec.revision} of ${rec.streamId}, expected ${s.last + 1}`,
+      );
     }
     if (s.last < 0) this.streamCount++;
     s.last = s.wLast = rec.revision;
@@ -385,7 +425,11 @@ export class LogStore implements StreamStore {
     if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
   }
 
-  async append(streamId: string, expected: ExpectedVersion, events: NewEvent[]): Promise<WriteResult> {
+  async append(
+    streamId: string,
+    expected: ExpectedVersion,
+    events: NewEvent[],
+  ): Promise<WriteResult> {
     this.assertWritable();
     const nameProblem = streamNameProblem(streamId);
     if (nameProblem !== null) throw invalid(nameProblem, streamId);
@@ -416,7 +460,8 @@ export class LogStore implements StreamStore {
       }
     }
     const state = this.streams.get(streamId);
-    if (state?.wTombstoned === true) throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
+    if (state?.wTombstoned === true)
+      throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
 
     // Idempotent retry of a recent append?
     const fromWindow = this.matchWindow(state, expected, keys);
@@ -439,7 +484,9 @@ export class LogStore implements StreamStore {
         break;
       case "exact":
         if (expected.revision !== last) {
-          return state !== undefined && expected.revision < last ? this.matchLog(state, expected.revision + 1, keys) : wev(state);
+          return state !== undefined && expected.revision < last
+            ? this.matchLog(state, expected.revision + 1, keys)
+            : wev(state);
         }
         break;
     }
@@ -448,7 +495,8 @@ export class LogStore implements StreamStore {
       return { ok: true, nextExpectedVersion: last, position: state?.wLastPos ?? -1 };
     }
     const s = state ?? this.stateFor(streamId);
-    const targetState = target !== undefined && newMeta !== undefined ? this.stateFor(target) : undefined;
+    const targetState =
+      target !== undefined && newMeta !== undefined ? this.stateFor(target) : undefined;
     return this.enqueueEvents(s, events, keys, targetState, newMeta ?? null);
   }
 
@@ -458,7 +506,8 @@ export class LogStore implements StreamStore {
     if (nameProblem !== null) throw invalid(nameProblem, streamId);
     validateExpected(expected, streamId);
     const state = this.streams.get(streamId);
-    if (state?.wTombstoned === true) throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
+    if (state?.wTombstoned === true)
+      throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
     const exists = state !== undefined && streamExistsForWrite(state);
     const last = state?.wLast ?? -1;
     if (
@@ -478,10 +527,15 @@ export class LogStore implements StreamStore {
       });
       return { ok: true, nextExpectedVersion: last, position };
     }
-    if (isMetadataStream(streamId)) throw invalid("a metadata stream cannot be soft-deleted", streamId);
+    if (isMetadataStream(streamId))
+      throw invalid("a metadata stream cannot be soft-deleted", streamId);
     const metaState = this.stateFor(metadataStreamOf(streamId));
     const targetState = this.stateFor(streamId);
-    const meta: StreamMetadata = { ...(targetState.wMeta ?? {}), truncateBefore: last + 1, [SOFT_DELETED_KEY]: true };
+    const meta: StreamMetadata = {
+      ...(targetState.wMeta ?? {}),
+      truncateBefore: last + 1,
+      [SOFT_DELETED_KEY]: true,
+    };
     const id = randomUUID();
     const data = Buffer.from(JSON.stringify(meta), "utf8");
     const result = await this.enqueueEvents(
@@ -511,7 +565,11 @@ export class LogStore implements StreamStore {
       if (e?.stream !== state || e.revision !== first.revision + i) return "partial";
       lastPosition = e.position;
     }
-    return { ok: true, nextExpectedVersion: first.revision + keys.length - 1, position: lastPosition };
+    return {
+      ok: true,
+      nextExpectedVersion: first.revision + keys.length - 1,
+      position: lastPosition,
+    };
   }
 
   /** Idempotency by reading the stream: do revisions from.. hold these ids? */
@@ -527,7 +585,9 @@ export class LogStore implements StreamStore {
       if (recs[i]?.rec.idKey !== keys[i]) return mismatch;
     }
     const lastRec = recs[recs.length - 1];
-    return lastRec === undefined ? mismatch : { ok: true, nextExpectedVersion: hi, position: lastRec.position };
+    return lastRec === undefined
+      ? mismatch
+      : { ok: true, nextExpectedVersion: hi, position: lastRec.position };
   }
 
   private async enqueueEvents(
@@ -584,18 +644,25 @@ export class LogStore implements StreamStore {
     const lastRev = rev;
     const lastPos = prev;
     const count = events.length;
-    await this.enqueue(start, buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers, pos - start), () => {
-      if (s.last < 0) this.streamCount++;
-      s.last = lastRev;
-      s.lastPos = lastPos;
-      this.eventCount += count;
-      if (metaTarget !== undefined) metaTarget.meta = meta;
-    });
+    await this.enqueue(
+      start,
+      buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers, pos - start),
+      () => {
+        if (s.last < 0) this.streamCount++;
+        s.last = lastRev;
+        s.lastPos = lastPos;
+        this.eventCount += count;
+        if (metaTarget !== undefined) metaTarget.meta = meta;
+      },
+    );
     return { ok: true, nextExpectedVersion: lastRev, position: lastPos };
   }
 
   private enqueue(start: number, data: Buffer, apply: () => void): Promise<void> {
-    if (start !== this.reserveEnd) throw new Error(`internal: enqueue at ${start} but the log is reserved up to ${this.reserveEnd}`);
+    if (start !== this.reserveEnd)
+      throw new Error(
+        `internal: enqueue at ${start} but the log is reserved up to ${this.reserveEnd}`,
+      );
     this.reserveEnd = start + data.length;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ start, data, end: start + data.length, apply, resolve, reject });
@@ -612,7 +679,10 @@ export class LogStore implements StreamStore {
         const first = batch[0] as PendingWrite;
         const data = batch.length === 1 ? first.data : Buffer.concat(batch.map((w) => w.data));
         try {
-          if (first.start !== this.log.end) throw new Error(`internal: write at ${first.start} but the log ends at ${this.log.end}`);
+          if (first.start !== this.log.end)
+            throw new Error(
+              `internal: write at ${first.start} but the log ends at ${this.log.end}`,
+            );
           await this.log.write(first.start, data);
           await this.log.sync();
         } catch (err) {
@@ -654,10 +724,18 @@ export class LogStore implements StreamStore {
         }),
       );
     }
-    if (!this.snapshotInFlight && this.commitPos - this.lastSnapshotPos >= this.snapshotEveryBytes) {
+    if (
+      !this.snapshotInFlight &&
+      this.commitPos - this.lastSnapshotPos >= this.snapshotEveryBytes
+    ) {
       this.snapshotInFlight = true;
       this.lastSnapshotPos = this.commitPos;
-      const bytes = encodeSnapshot(this.commitPos, this.eventCount, this.streams.values(), this.window);
+      const bytes = encodeSnapshot(
+        this.commitPos,
+        this.eventCount,
+        this.streams.values(),
+        this.window,
+      );
       this.track(
         this.log.writeSnapshot(bytes).finally(() => {
           this.snapshotInFlight = false;
@@ -671,11 +749,15 @@ export class LogStore implements StreamStore {
    * sync). Must be a record boundary at or below the durable end.
    */
   setCommitPosition(position: number): void {
-    if (position > this.durableEnd) throw new RangeError(`commit position ${position} beyond durable end ${this.durableEnd}`);
+    if (position > this.durableEnd)
+      throw new RangeError(`commit position ${position} beyond durable end ${this.durableEnd}`);
     if (position <= this.commitPos) return;
     this.commitPos = position;
     let n = 0;
-    while (n < this.awaitingCommit.length && (this.awaitingCommit[n] as PendingWrite).end <= position) {
+    while (
+      n < this.awaitingCommit.length &&
+      (this.awaitingCommit[n] as PendingWrite).end <= position
+    ) {
       (this.awaitingCommit[n] as PendingWrite).apply();
       n++;
     }
@@ -745,13 +827,16 @@ export class LogStore implements StreamStore {
     const nameProblem = streamNameProblem(streamId);
     if (nameProblem !== null) throw invalid(nameProblem, streamId);
     const { direction, fromRevision, maxCount } = options;
-    if (!Number.isSafeInteger(maxCount) || maxCount < 1) throw invalid("maxCount must be a positive integer", streamId);
+    if (!Number.isSafeInteger(maxCount) || maxCount < 1)
+      throw invalid("maxCount must be a positive integer", streamId);
     if (fromRevision !== "end" && (!Number.isSafeInteger(fromRevision) || fromRevision < 0)) {
-      throw invalid("fromRevision must be an integer >= 0 or \"end\"", streamId);
+      throw invalid('fromRevision must be an integer >= 0 or "end"', streamId);
     }
-    if (direction !== "forwards" && direction !== "backwards") throw invalid("direction must be forwards or backwards", streamId);
+    if (direction !== "forwards" && direction !== "backwards")
+      throw invalid("direction must be forwards or backwards", streamId);
     const state = this.streams.get(streamId);
-    if (state?.tombstoned === true) throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
+    if (state?.tombstoned === true)
+      throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
     const meta = isMetadataStream(streamId) ? null : (state?.meta ?? null);
     if (state === undefined || state.last < 0 || isSoftDeleted(meta, state.last)) {
       throw new StoreError("STREAM_NOT_FOUND", `stream ${streamId} not found`, streamId);
@@ -762,7 +847,8 @@ export class LogStore implements StreamStore {
     const keep = (r: { rec: EventRecord; position: number }): boolean => r.rec.createdMs >= cutoff;
     if (direction === "forwards") {
       const start = Math.max(fromRevision === "end" ? last + 1 : fromRevision, first);
-      if (start > last) return { events: [], nextRevision: start, endOfStream: true, lastRevision: last };
+      if (start > last)
+        return { events: [], nextRevision: start, endOfStream: true, lastRevision: last };
       const hi = Math.min(start + maxCount - 1, last);
       const recs = await this.readRange(state, start, hi);
       return {
@@ -773,7 +859,8 @@ export class LogStore implements StreamStore {
       };
     }
     const from = fromRevision === "end" ? last : Math.min(fromRevision, last);
-    if (from < first) return { events: [], nextRevision: -1, endOfStream: true, lastRevision: last };
+    if (from < first)
+      return { events: [], nextRevision: -1, endOfStream: true, lastRevision: last };
     const lo = Math.max(from - maxCount + 1, first);
     const recs = await this.readRange(state, lo, from);
     recs.reverse();
@@ -786,7 +873,11 @@ export class LogStore implements StreamStore {
   }
 
   /** Events lo..hi (committed) of a stream, ascending, found through the sparse index and back-links. */
-  private async readRange(state: StreamState, lo: number, hi: number): Promise<Array<{ rec: EventRecord; position: number }>> {
+  private async readRange(
+    state: StreamState,
+    lo: number,
+    hi: number,
+  ): Promise<Array<{ rec: EventRecord; position: number }>> {
     const k = Math.ceil(hi / SPARSE_EVERY);
     let rev: number;
     let pos: number;
@@ -801,7 +892,12 @@ export class LogStore implements StreamStore {
     const reader = new BackwardReader(this.log, this.durableEnd);
     while (rev > hi) {
       const link = await reader.bytes(pos + EVENT_PREV_POSITION_OFFSET, 8);
-      if (link.length < 8) throw new StoreError("CORRUPTED", `cannot read the back-link of the event at ${pos}`, state.name);
+      if (link.length < 8)
+        throw new StoreError(
+          "CORRUPTED",
+          `cannot read the back-link of the event at ${pos}`,
+          state.name,
+        );
       pos = link.readDoubleLE(0);
       rev--;
     }
@@ -809,7 +905,11 @@ export class LogStore implements StreamStore {
     while (rev >= lo) {
       const rec = await this.readEventAt(reader, pos);
       if (rec === null || rec.streamId !== state.name || rec.revision !== rev) {
-        throw new StoreError("CORRUPTED", `expected ${state.name}@${rev} at position ${pos}`, state.name);
+        throw new StoreError(
+          "CORRUPTED",
+          `expected ${state.name}@${rev} at position ${pos}`,
+          state.name,
+        );
       }
       out.push({ rec, position: pos });
       pos = rec.prevPosition;
@@ -849,17 +949,24 @@ export class LogStore implements StreamStore {
     this.assertReadable();
     const { direction, fromPosition, maxCount, filter } = options;
     const maxScan = options.maxScan ?? DEFAULT_MAX_SCAN;
-    if (!Number.isSafeInteger(maxCount) || maxCount < 1) throw invalid("maxCount must be a positive integer");
+    if (!Number.isSafeInteger(maxCount) || maxCount < 1)
+      throw invalid("maxCount must be a positive integer");
     if (!(maxScan >= 1)) throw invalid("maxScan must be >= 1");
     const commit = this.commitPos;
-    if (fromPosition !== "end" && (!Number.isSafeInteger(fromPosition) || fromPosition < 0 || fromPosition > commit)) {
-      throw invalid(`fromPosition must be an integer between 0 and the commit position ${commit}, or "end"`);
+    if (
+      fromPosition !== "end" &&
+      (!Number.isSafeInteger(fromPosition) || fromPosition < 0 || fromPosition > commit)
+    ) {
+      throw invalid(
+        `fromPosition must be an integer between 0 and the commit position ${commit}, or "end"`,
+      );
     }
     const nowMs = this.nowMs();
     const events: StoredEvent[] = [];
     let scanned = 0;
     const take = (rec: LogRecord | null, position: number): boolean => {
-      if (rec === null) throw new StoreError("CORRUPTED", `undecodable record at position ${position}`);
+      if (rec === null)
+        throw new StoreError("CORRUPTED", `undecodable record at position ${position}`);
       scanned++;
       if (rec.kind === "event" && this.visible(rec, nowMs)) {
         const ev = toStored(rec, position);
@@ -870,18 +977,26 @@ export class LogStore implements StreamStore {
 
     if (direction === "forwards") {
       const from = fromPosition === "end" ? commit : fromPosition;
-      const res = await this.scanForward(from, commit, READ_BLOCK_BYTES, (buf, at, length, position) =>
-        take(decodeCheckedRecord(buf, at, length, true), position),
+      const res = await this.scanForward(
+        from,
+        commit,
+        READ_BLOCK_BYTES,
+        (buf, at, length, position) => take(decodeCheckedRecord(buf, at, length, true), position),
       );
       if (res.problem !== undefined) {
         if (res.position === from) throw invalid(`position ${from} is not the start of a record`);
-        throw new StoreError("CORRUPTED", `log record at position ${res.position} is damaged (${res.problem})`);
+        throw new StoreError(
+          "CORRUPTED",
+          `log record at position ${res.position} is damaged (${res.problem})`,
+        );
       }
       return { events, nextPosition: res.position, endOfStream: res.position >= commit };
     }
     if (direction !== "backwards") throw invalid("direction must be forwards or backwards");
     const from = fromPosition === "end" ? commit : fromPosition;
-    const pos = await this.scanBackward(from, (buf, at, length, position) => take(decodeCheckedRecord(buf, at, length, true), position));
+    const pos = await this.scanBackward(from, (buf, at, length, position) =>
+      take(decodeCheckedRecord(buf, at, length, true), position),
+    );
     return { events, nextPosition: pos, endOfStream: pos <= 0 };
   }
 
@@ -914,7 +1029,8 @@ export class LogStore implements StreamStore {
       if (off === 0) {
         // A record larger than the block: read exactly that record next.
         const length = buf.length >= 4 ? buf.readUInt32LE(0) : 0;
-        if (length <= buf.length || pos + length > limit) return { position: pos, problem: "short" };
+        if (length <= buf.length || pos + length > limit)
+          return { position: pos, problem: "short" };
         want = length;
       }
       pos += off;
@@ -940,15 +1056,22 @@ export class LogStore implements StreamStore {
         const c = checkRecord(buf, end - length);
         if (!c.ok || c.length !== length) {
           if (start + end === from) throw invalid(`position ${from} is not the end of a record`);
-          throw new StoreError("CORRUPTED", `log record ending at position ${start + end} is damaged`);
+          throw new StoreError(
+            "CORRUPTED",
+            `log record ending at position ${start + end} is damaged`,
+          );
         }
         end -= length;
         if (!visit(buf, end, length, start + end)) return start + end;
       }
       if (end === buf.length) {
-        const length = end >= RECORD_TRAILER_BYTES ? buf.readUInt32LE(end - RECORD_TRAILER_BYTES) : 0;
+        const length =
+          end >= RECORD_TRAILER_BYTES ? buf.readUInt32LE(end - RECORD_TRAILER_BYTES) : 0;
         if (start === 0 || length > MAX_RECORD_BYTES || length <= end) {
-          throw new StoreError("CORRUPTED", `log record ending at position ${start + end} is damaged`);
+          throw new StoreError(
+            "CORRUPTED",
+            `log record ending at position ${start + end} is damaged`,
+          );
         }
         want = length;
       }

@@ -65,8 +65,11 @@ export function isSoftDeleted(meta: StreamMetadata | null, last: number): boolea
 
 export function parseMetadata(data: Uint8Array): StreamMetadata | null {
   try {
-    const value: unknown = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
-    if (value !== null && typeof value === "object" && !Array.isArray(value)) return value as StreamMetadata;
+    const value: unknown = JSON.parse(
+      Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"),
+    );
+    if (value !== null && typeof value === "object" && !Array.isArray(value))
+      return value as StreamMetadata;
   } catch {
     // not JSON: not metadata
   }
@@ -97,10 +100,16 @@ export class IdempotencyWindow {
     if (this.capacity <= 0) return;
     const slot = this.next;
     const evicted = this.ring[slot];
-    if (evicted !== undefined && this.entries.get(evicted)?.slot === slot) this.entries.delete(evicted);
+    if (evicted !== undefined && this.entries.get(evicted)?.slot === slot)
+      this.entries.delete(evicted);
     const previous = this.entries.get(key);
     if (previous !== undefined) this.ring[previous.slot] = undefined;
-    this.entries.set(key, { stream: entry.stream, revision: entry.revision, position: entry.position, slot });
+    this.entries.set(key, {
+      stream: entry.stream,
+      revision: entry.revision,
+      position: entry.position,
+      slot,
+    });
     this.ring[slot] = key;
     this.next = slot + 1 === this.capacity ? 0 : slot + 1;
   }
@@ -124,7 +133,14 @@ export class IdempotencyWindow {
 
 // ---- snapshot codec: [u32 crc32c][utf8 JSON] ----
 
-type SnapshotStream = [name: string, last: number, lastPos: number, tombstoned: 0 | 1, sparse: number[], meta: StreamMetadata | null];
+type SnapshotStream = [
+  name: string,
+  last: number,
+  lastPos: number,
+  tombstoned: 0 | 1,
+  sparse: number[],
+  meta: StreamMetadata | null,
+];
 type SnapshotWindowEntry = [idHex: string, stream: number, revision: number, position: number];
 
 interface SnapshotJson {

@@ -1,12 +1,21 @@
 import { describe, expect, it } from "vitest";
 import type { StreamMetadata } from "../streams/types.js";
-import { IdempotencyWindow, StreamState, decodeSnapshot, encodeSnapshot, firstReadable, isSoftDeleted, maxAgeCutoffMs } from "./stream-index.js";
+import {
+  IdempotencyWindow,
+  StreamState,
+  decodeSnapshot,
+  encodeSnapshot,
+  firstReadable,
+  isSoftDeleted,
+  maxAgeCutoffMs,
+} from "./stream-index.js";
 
 describe("idempotency window", () => {
   const s = new StreamState("s");
   it("evicts the oldest ids beyond its capacity and lists oldest first", () => {
     const w = new IdempotencyWindow(3);
-    for (const k of ["a", "b", "c", "d", "e"]) w.add(k, { stream: s, revision: k.charCodeAt(0), position: 0 });
+    for (const k of ["a", "b", "c", "d", "e"])
+      w.add(k, { stream: s, revision: k.charCodeAt(0), position: 0 });
     expect(w.size).toBe(3);
     expect(w.get("a")).toBeUndefined();
     expect(w.get("b")).toBeUndefined();
@@ -15,7 +24,8 @@ describe("idempotency window", () => {
 
   it("moves a re-added id to the newest place", () => {
     const w = new IdempotencyWindow(3);
-    for (const k of ["a", "b", "c", "a", "d"]) w.add(k, { stream: s, revision: 0, position: k === "a" ? 9 : 0 });
+    for (const k of ["a", "b", "c", "a", "d"])
+      w.add(k, { stream: s, revision: 0, position: k === "a" ? 9 : 0 });
     expect([...w.list()].map(([k]) => k)).toEqual(["c", "a", "d"]);
     expect(w.get("a")?.position).toBe(9);
     expect(w.get("b")).toBeUndefined();
@@ -44,7 +54,12 @@ describe("metadata rules", () => {
     ["maxCount larger than the stream", { maxCount: 30 }, 9, 0],
     ["truncateBefore", { truncateBefore: 4 }, 9, 4],
     ["both, the stricter wins", { truncateBefore: 8, maxCount: 5 }, 9, 8],
-    ["invalid values are ignored", { truncateBefore: "4", maxCount: 0 } as unknown as StreamMetadata, 9, 0],
+    [
+      "invalid values are ignored",
+      { truncateBefore: "4", maxCount: 0 } as unknown as StreamMetadata,
+      9,
+      0,
+    ],
   ])("first readable revision with %s", (_n, meta, last, first) => {
     expect(firstReadable(meta, last)).toBe(first);
   });
@@ -75,7 +90,13 @@ describe("index snapshot", () => {
     expect(snap?.position).toBe(4100);
     expect(snap?.events).toBe(41);
     const ra = snap?.streams.get("a");
-    expect(ra).toMatchObject({ last: 40, wLast: 40, lastPos: 4000, meta: { maxCount: 2 }, sparse: [0, 3200] });
+    expect(ra).toMatchObject({
+      last: 40,
+      wLast: 40,
+      lastPos: 4000,
+      meta: { maxCount: 2 },
+      sparse: [0, 3200],
+    });
     expect(snap?.streams.get("b")?.tombstoned).toBe(true);
     expect(snap?.window.map(([k, e]) => [k, e.revision])).toEqual([["0123456789abcdef", 40]]);
     bytes[10] = (bytes[10] ?? 0) ^ 1;

@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NewEvent, StreamStore, WriteResult } from "../streams/types.js";
 
-export function newEvent(data: unknown = { n: 1 }, type = "Test", id: string = randomUUID()): NewEvent {
+export function newEvent(
+  data: unknown = { n: 1 },
+  type = "Test",
+  id: string = randomUUID(),
+): NewEvent {
   return {
     id,
     type,
@@ -24,7 +28,10 @@ export function dataOf(e: { data: Uint8Array }): unknown {
 }
 
 export function okResult(r: WriteResult): { nextExpectedVersion: number; position: number } {
-  if (!r.ok) throw new Error(`expected success, got wrong expected version ${JSON.stringify(r.wrongExpectedVersion)}`);
+  if (!r.ok)
+    throw new Error(
+      `expected success, got wrong expected version ${JSON.stringify(r.wrongExpectedVersion)}`,
+    );
   return r;
 }
 
@@ -35,5 +42,6 @@ export async function tempDir(): Promise<{ dir: string; remove: () => Promise<vo
 
 /** Appends n single-event appends to a stream, sequentially. */
 export async function appendN(store: StreamStore, stream: string, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) okResult(await store.append(stream, { kind: "any" }, [newEvent({ n: i })]));
+  for (let i = 0; i < n; i++)
+    okResult(await store.append(stream, { kind: "any" }, [newEvent({ n: i })]));
 }

@@ -52,11 +52,7 @@ export type WriteResult =
   | { ok: false; wrongExpectedVersion: WrongExpectedVersionInfo };
 
 export type StoreErrorCode =
-  | "STREAM_NOT_FOUND"
-  | "STREAM_DELETED"
-  | "INVALID_ARGUMENT"
-  | "STORE_CLOSED"
-  | "CORRUPTED";
+  "STREAM_NOT_FOUND" | "STREAM_DELETED" | "INVALID_ARGUMENT" | "STORE_CLOSED" | "CORRUPTED";
 
 /** An error the store raises on purpose; anything else is a bug or an I/O failure. */
 export class StoreError extends Error {

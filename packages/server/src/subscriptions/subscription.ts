@@ -191,6 +191,15 @@ export class Subscription {
     this.#pump().then(
       () => {
         this.#running = false;
+        // A kick that landed while the pump was finishing must not be lost.
+        if (
+          this.#dirty &&
+          !this.#closed &&
+          !this.#waitingForTransport &&
+          !(this.#credit <= 0 && this.#caughtUp)
+        ) {
+          this.#kick();
+        }
       },
       (err: unknown) => {
         this.#running = false;
@@ -220,7 +229,7 @@ export class Subscription {
         const atEnd = await this.#atEnd();
         if (this.#closed) return;
         if (atEnd) this.#reportCaughtUp();
-        return;
+        continue; // credit may have arrived meanwhile; the loop head decides
       }
       const more = await this.#readOnce();
       if (more) this.#dirty = true;

@@ -1,0 +1,207 @@
+import { EventEmitter } from "node:events";
+import {
+  Connection,
+  type ConnectionDependencies,
+  type ConnectionStatus,
+} from "./connection/connection.js";
+import { ClientClosedError, InvalidArgumentError } from "./errors.js";
+import { appendToStream, type AppendOptions, type AppendResult } from "./operations/append.js";
+import type { OperationContext } from "./operations/context.js";
+import { deleteStream, type DeleteResult, type DeleteStreamOptions } from "./operations/delete.js";
+import type { EventData } from "./operations/events.js";
+import {
+  getStreamMetadata,
+  setStreamMetadata,
+  type SetStreamMetadataOptions,
+  type StreamMetadata,
+  type StreamMetadataResult,
+} from "./operations/metadata.js";
+import {
+  readAll,
+  readStream,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+} from "./operations/read.js";
+import { ConnectionSettings } from "./settings/connection-settings.js";
+import {
+  subscribeToAll,
+  subscribeToStream,
+  type SubscribeToAllOptions,
+  type SubscribeToStreamOptions,
+  type Subscription,
+} from "./subscriptions/subscription.js";
+import type { MemberInfo, OperationOptions, ResolvedEvent } from "./types.js";
+import { abortReason } from "./util/timers.js";
+
+export interface ChorusClientEvents {
+  connected: [node: MemberInfo];
+  disconnected: [reason: Error];
+  reconnecting: [attempt: number];
+  leaderChanged: [change: { previous?: MemberInfo; current: MemberInfo }];
+  closed: [];
+}
+
+/** @internal replaceable I/O for tests. */
+export type ChorusClientDependencies = ConnectionDependencies;
+
+/**
+ * The Chorus client. Operations connect lazily; `connect()` connects eagerly.
+ * `close()` lets in-flight work settle, then closes sockets and clears every timer.
+ */
+export class ChorusClient extends EventEmitter<ChorusClientEvents> {
+  readonly settings: ConnectionSettings;
+  readonly #connection: Connection;
+  readonly #ctx: OperationContext;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #subscriptions = new Set<Subscription>();
+  #closing: Promise<void> | undefined;
+
+  constructor(settings: ConnectionSettings | string, dependencies: ChorusClientDependencies = {}) {
+    super();
+    if (typeof settings === "string")
+      this.settings = ConnectionSettings.fromConnectionString(settings);
+    else if (settings instanceof ConnectionSettings) this.settings = settings;
+    else
+      throw new InvalidArgumentError(
+        "ChorusClient takes ConnectionSettings (from ConnectionSettings.create()...build()) or a connection string",
+      );
+    this.#connection = new Connection(this.settings, dependencies);
+    this.#ctx = Object.freeze({ settings: this.settings, connection: this.#connection });
+    this.#connection.on("connected", (node) => this.emit("connected", node));
+    this.#connection.on("disconnected", (reason) => this.emit("disconnected", reason));
+    this.#connection.on("reconnecting", (attempt) => this.emit("reconnecting", attempt));
+    this.#connection.on("leaderChanged", (change) => this.emit("leaderChanged", change));
+  }
+
+  /** idle | connecting | connected | reconnecting | closed */
+  get status(): ConnectionStatus {
+    return this.#connection.status;
+  }
+
+  /** The node the client is connected to, if any. */
+  get node(): MemberInfo | undefined {
+    return this.#connection.node;
+  }
+
+  /** Connects now (operations also connect lazily). Resolves with the node. */
+  async connect(options: { signal?: AbortSignal } = {}): Promise<MemberInfo> {
+    this.#checkOpen();
+    return this.#track(this.#connection.connect(options.signal));
+  }
+
+  /** The cluster's members from a fresh gossip round (the latest known ones if that fails and some are known). */
+  async clusterMembers(options: { signal?: AbortSignal } = {}): Promise<MemberInfo[]> {
+    this.#checkOpen();
+    try {
+      return await this.#track(this.#connection.refreshMembers(options.signal));
+    } catch (err) {
+      if (options.signal?.aborted) throw abortReason(options.signal);
+      const known = this.#connection.members;
+      if (known.length > 0) return [...known];
+      throw err;
+    }
+  }
+
+  appendToStream(
+    streamId: string,
+    events: EventData | readonly EventData[],
+    options?: AppendOptions,
+  ): Promise<AppendResult> {
+    return this.#run(() => appendToStream(this.#ctx, streamId, events, options));
+  }
+
+  /** An AsyncIterable over the stream's events (iterate it once). */
+  readStream(streamId: string, options?: ReadStreamOptions): AsyncIterable<ResolvedEvent> {
+    this.#checkOpen();
+    return this.#trackIterable(readStream(this.#ctx, streamId, options));
+  }
+
+  /** An AsyncIterable over $all (iterate it once). */
+  readAll(options?: ReadAllOptions): AsyncIterable<ResolvedEvent> {
+    this.#checkOpen();
+    return this.#trackIterable(readAll(this.#ctx, options));
+  }
+
+  deleteStream(streamId: string, options?: DeleteStreamOptions): Promise<DeleteResult> {
+    return this.#run(() => deleteStream(this.#ctx, streamId, options));
+  }
+
+  setStreamMetadata(
+    streamId: string,
+    metadata: StreamMetadata,
+    options?: SetStreamMetadataOptions,
+  ): Promise<AppendResult> {
+    return this.#run(() => setStreamMetadata(this.#ctx, streamId, metadata, options));
+  }
+
+  getStreamMetadata(streamId: string, options?: OperationOptions): Promise<StreamMetadataResult> {
+    return this.#run(() => getStreamMetadata(this.#ctx, streamId, options));
+  }
+
+  subscribeToStream(streamId: string, options?: SubscribeToStreamOptions): Subscription {
+    this.#checkOpen();
+    return this.#trackSubscription(subscribeToStream(this.#ctx, streamId, options));
+  }
+
+  subscribeToAll(options?: SubscribeToAllOptions): Subscription {
+    this.#checkOpen();
+    return this.#trackSubscription(subscribeToAll(this.#ctx, options));
+  }
+
+  /**
+   * Stops taking work, lets in-flight operations settle (each within its own deadline),
+   * ends subscriptions, then closes the socket and clears every timer. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
+      await Promise.allSettled([...this.#inFlight]);
+      await this.#connection.close();
+      this.emit("closed");
+    })();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#closing) throw new ClientClosedError();
+  }
+
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closing) return Promise.reject(new ClientClosedError());
+    // An async wrapper turns a synchronous throw (validation) into a rejection.
+    return this.#track((async () => fn())());
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#inFlight.add(settled);
+    void settled.then(() => this.#inFlight.delete(settled));
+    return p;
+  }
+
+  #trackIterable(iterable: AsyncIterable<ResolvedEvent>): AsyncIterable<ResolvedEvent> {
+    return {
+      [Symbol.asyncIterator]: () => {
+        const it = iterable[Symbol.asyncIterator]();
+        return {
+          next: () =>
+            this.#closing ? Promise.reject(new ClientClosedError()) : this.#track(it.next()),
+          return: async () => (it.return ? it.return() : { done: true as const, value: undefined }),
+        };
+      },
+    };
+  }
+
+  #trackSubscription(sub: Subscription): Subscription {
+    this.#subscriptions.add(sub);
+    void sub.finished.then(() => this.#subscriptions.delete(sub));
+    return sub;
+  }
+}

@@ -1,0 +1,69 @@
+// The public surface of @chorus/client (see the design's api.md). Nothing else is exported.
+export { ChorusClient, type ChorusClientEvents } from "./client.js";
+export {
+  ConnectionSettings,
+  ConnectionSettingsBuilder,
+  type ClusterDnsOptions,
+  type ClusterLocation,
+  type HeartbeatSettings,
+  type TlsOptions,
+  type TlsSettings,
+} from "./settings/connection-settings.js";
+export * from "./settings/defaults.js";
+export type { ConnectionStatus } from "./connection/connection.js";
+export { jsonEvent, binaryEvent, type EventData } from "./operations/events.js";
+export type { AppendOptions, AppendResult } from "./operations/append.js";
+export type { DeleteStreamOptions, DeleteResult } from "./operations/delete.js";
+export type { ReadStreamOptions, ReadAllOptions, StreamFilter } from "./operations/read.js";
+export type {
+  StreamMetadata,
+  StreamMetadataResult,
+  SetStreamMetadataOptions,
+} from "./operations/metadata.js";
+export type {
+  Subscription,
+  SubscriptionEvents,
+  SubscribeToStreamOptions,
+  SubscribeToAllOptions,
+} from "./subscriptions/subscription.js";
+export {
+  ChorusError,
+  WrongExpectedVersionError,
+  StreamNotFoundError,
+  StreamDeletedError,
+  AccessDeniedError,
+  NotAuthenticatedError,
+  NotLeaderError,
+  NotHandledError,
+  TimeoutError,
+  DiscoveryError,
+  ConnectionError,
+  ClientClosedError,
+  PersistentSubscriptionExistsError,
+  PersistentSubscriptionNotFoundError,
+  MaxSubscribersReachedError,
+  SubscriptionDroppedError,
+  InvalidArgumentError,
+  ServerError,
+  type ChorusErrorCode,
+  type DiscoveryCause,
+  type LeaderEndpoints,
+  type NotHandledReason,
+} from "./errors.js";
+export type {
+  Credentials,
+  Direction,
+  Endpoint,
+  ExpectedVersion,
+  GossipSeed,
+  Logger,
+  MemberInfo,
+  NodePreference,
+  OperationOptions,
+  Random,
+  RecordedEvent,
+  ResolvedEvent,
+  TimerHandle,
+  Timers,
+  VNodeState,
+} from "./types.js";

@@ -1,0 +1,146 @@
+import { randomUUID } from "node:crypto";
+import { chorus, eventTypeProblem, isUuid } from "@chorus/protocol";
+import { InvalidArgumentError } from "../errors.js";
+import type { RecordedEvent, ResolvedEvent } from "../types.js";
+
+/** An event ready to append: serialized once, so every retry sends the same bytes and id. */
+export interface EventData {
+  readonly id: string;
+  readonly type: string;
+  readonly isJson: boolean;
+  readonly data: Uint8Array;
+  readonly metadata: Uint8Array | undefined;
+}
+
+const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+function checkCommon(type: unknown, id: unknown): string {
+  const problem = eventTypeProblem(type);
+  if (problem) throw new InvalidArgumentError(problem);
+  if (id === undefined) return randomUUID();
+  if (!isUuid(id))
+    throw new InvalidArgumentError(`event id must be a UUID, got ${JSON.stringify(id)}`);
+  return id;
+}
+
+function toJsonBytes(value: unknown, what: string): Uint8Array {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `${what} cannot be serialized as JSON: ${(err as Error).message}`,
+    );
+  }
+  if (text === undefined) throw new InvalidArgumentError(`${what} cannot be serialized as JSON`);
+  return encoder.encode(text);
+}
+
+/** A JSON event. `id` (a UUID) is generated when absent; give one to make retries of your own idempotent. */
+export function jsonEvent<T = unknown>(event: {
+  type: string;
+  data: T;
+  metadata?: unknown;
+  id?: string;
+}): EventData {
+  const id = checkCommon(event?.type, event?.id);
+  return Object.freeze({
+    id,
+    type: event.type,
+    isJson: true,
+    data: toJsonBytes(event.data, "event data"),
+    metadata:
+      event.metadata === undefined ? undefined : toJsonBytes(event.metadata, "event metadata"),
+  });
+}
+
+/** A binary event: data and metadata are opaque bytes. */
+export function binaryEvent(event: {
+  type: string;
+  data: Uint8Array;
+  metadata?: Uint8Array;
+  id?: string;
+}): EventData {
+  const id = checkCommon(event?.type, event?.id);
+  if (!(event.data instanceof Uint8Array))
+    throw new InvalidArgumentError("binary event data must be a Uint8Array");
+  if (event.metadata !== undefined && !(event.metadata instanceof Uint8Array)) {
+    throw new InvalidArgumentError("binary event metadata must be a Uint8Array");
+  }
+  return Object.freeze({
+    id,
+    type: event.type,
+    isJson: false,
+    data: new Uint8Array(event.data),
+    metadata: event.metadata === undefined ? undefined : new Uint8Array(event.metadata),
+  });
+}
+
+/** Checks a value handed to appendToStream is an EventData (from jsonEvent/binaryEvent). */
+export function checkEventData(value: unknown, index: number): EventData {
+  const e = value as Partial<EventData> | null;
+  if (!e || typeof e !== "object")
+    throw new InvalidArgumentError(
+      `event #${index} is not an event; use jsonEvent() or binaryEvent()`,
+    );
+  if (!isUuid(e.id))
+    throw new InvalidArgumentError(
+      `event #${index}: id must be a UUID; use jsonEvent() or binaryEvent()`,
+    );
+  const problem = eventTypeProblem(e.type);
+  if (problem) throw new InvalidArgumentError(`event #${index}: ${problem}`);
+  if (!(e.data instanceof Uint8Array) || typeof e.isJson !== "boolean") {
+    throw new InvalidArgumentError(
+      `event #${index} is not an event; use jsonEvent() or binaryEvent()`,
+    );
+  }
+  return e as EventData;
+}
+
+export function eventDataToWire(e: EventData): chorus.IEventData {
+  return { id: e.id, type: e.type, isJson: e.isJson, data: e.data, metadata: e.metadata ?? EMPTY };
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+function decodeBody(
+  bytes: Uint8Array | null | undefined,
+  isJson: boolean,
+  emptyAsUndefined: boolean,
+): unknown {
+  const b = bytes ?? EMPTY;
+  if (b.byteLength === 0) return emptyAsUndefined || isJson ? undefined : new Uint8Array(0);
+  if (isJson) {
+    try {
+      return JSON.parse(decoder.decode(b)) as unknown;
+    } catch {
+      // Not valid JSON after all: hand over the bytes rather than lose the event.
+      return new Uint8Array(b);
+    }
+  }
+  return new Uint8Array(b);
+}
+
+/** A wire RecordedEvent in client terms: bigints, parsed JSON, copied bytes. */
+export function recordedEventFromWire(e: chorus.IRecordedEvent): RecordedEvent {
+  const isJson = e.isJson === true;
+  return Object.freeze({
+    streamId: e.streamId ?? "",
+    revision: BigInt(e.revision ?? 0),
+    position: BigInt(e.position ?? 0),
+    id: e.id ?? "",
+    type: e.type ?? "",
+    isJson,
+    data: decodeBody(e.data, isJson, false),
+    metadata: decodeBody(e.metadata, isJson, true),
+    created: new Date(Number(e.createdMs ?? 0)),
+  });
+}
+
+export function resolvedEventFromWire(e: chorus.IResolvedEvent): ResolvedEvent {
+  const event = recordedEventFromWire(e.event ?? {});
+  return e.link
+    ? Object.freeze({ event, link: recordedEventFromWire(e.link) })
+    : Object.freeze({ event });
+}

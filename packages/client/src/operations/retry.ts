@@ -1,0 +1,105 @@
+import type { Session } from "../connection/connection.js";
+import { backoffDelayMs } from "../connection/backoff.js";
+import {
+  ClientClosedError,
+  isRetriable,
+  NotHandledError,
+  NotLeaderError,
+  TimeoutError,
+} from "../errors.js";
+import { DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
+import type { OperationOptions } from "../types.js";
+import { linkedSignal, sleep } from "../util/timers.js";
+import type { OperationContext } from "./context.js";
+
+export interface RetryOptions extends OperationOptions {
+  /** For messages: "appendToStream", ... */
+  name: string;
+  /** Effective requireLeader (the caller applies the operation's default). */
+  requireLeader: boolean;
+}
+
+/**
+ * Runs `attempt` on a live session until it succeeds, fails with a non-retriable error,
+ * runs out of retries (limitRetriesForOperationTo) or out of time (the operation timeout
+ * spans every attempt and the waits between them -> TimeoutError). Retried: connection
+ * loss, NOT_LEADER (after moving to the leader), NOT_READY, TOO_BUSY. The caller's request
+ * must be the same on every attempt (same event ids), so a retried append is idempotent.
+ */
+export async function withRetry<T>(
+  ctx: OperationContext,
+  options: RetryOptions,
+  attempt: (session: Session, signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const { settings, connection } = ctx;
+  const timeoutMs = options.timeoutMs ?? settings.operationTimeoutMs;
+  let lastError: unknown;
+  const deadline = linkedSignal(
+    settings.timers,
+    [options.signal],
+    timeoutMs,
+    () => new TimeoutError(`${options.name} timed out after ${timeoutMs} ms`, { cause: lastError }),
+  );
+  const signal = deadline.signal;
+  try {
+    for (let retries = 0; ; retries++) {
+      let session: Session | undefined;
+      try {
+        session = await connection.session({ signal, queueTimeoutMs: settings.queueTimeoutMs });
+        if (options.requireLeader && session.node.state !== "Leader") {
+          throw new NotLeaderError(
+            undefined,
+            `${options.name} requires the leader; connected to a ${session.node.state}`,
+          );
+        }
+        return await attempt(session, signal);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        if (
+          err instanceof ClientClosedError ||
+          !isRetriableHere(err) ||
+          retries >= settings.maxRetries
+        )
+          throw err;
+        lastError = err;
+        settings.logger.debug("retrying operation", {
+          operation: options.name,
+          retry: retries + 1,
+          error: (err as Error).message,
+        });
+        if (session && (err instanceof NotLeaderError || isReadOnly(err))) {
+          connection.retarget(
+            session.transport,
+            err instanceof NotLeaderError ? err.leader : undefined,
+          );
+        }
+        // A lost connection waits in session() for the reconnect; everything else backs off.
+        const movedToLeader = err instanceof NotLeaderError && err.leader?.tcp !== undefined;
+        if (!(err instanceof Error && err.name === "ConnectionError") && !movedToLeader) {
+          await sleep(
+            settings.timers,
+            backoffDelayMs(
+              retries + 1,
+              settings.reconnectionDelayMs,
+              DEFAULT_MAX_BACKOFF_DELAY_MS,
+              settings.random,
+            ),
+            signal,
+          ).catch(() => {
+            throw signal.reason;
+          });
+        }
+      }
+    }
+  } finally {
+    deadline.dispose();
+  }
+}
+
+function isReadOnly(err: unknown): boolean {
+  return err instanceof NotHandledError && err.reason === "IS_READ_ONLY";
+}
+
+function isRetriableHere(err: unknown): boolean {
+  return isRetriable(err) || isReadOnly(err);
+}

@@ -1,0 +1,437 @@
+import { InvalidArgumentError } from "../errors.js";
+import type {
+  Credentials,
+  Endpoint,
+  GossipSeed,
+  Logger,
+  NodePreference,
+  Random,
+  Timers,
+} from "../types.js";
+import { silentLogger, systemTimers } from "../util/timers.js";
+import {
+  DEFAULT_DISCOVER_DELAY_MS,
+  DEFAULT_GOSSIP_PORT,
+  DEFAULT_GOSSIP_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_MAX_DISCOVER_ATTEMPTS,
+  DEFAULT_MAX_RECONNECTIONS,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_NODE_PREFERENCE,
+  DEFAULT_OPERATION_TIMEOUT_MS,
+  DEFAULT_QUEUE_TIMEOUT_MS,
+  DEFAULT_RECONNECTION_DELAY_MS,
+  DEFAULT_DNS_PORT,
+} from "./defaults.js";
+import { parseConnectionString } from "./connection-string.js";
+import { formatEndpoint, parseEndpoint } from "./endpoint.js";
+
+/** Where the cluster is: exactly one of these. */
+export type ClusterLocation =
+  | { readonly kind: "singleNode"; readonly endpoint: Endpoint }
+  | { readonly kind: "gossipSeeds"; readonly seeds: readonly Endpoint[] }
+  | {
+      readonly kind: "clusterDns";
+      readonly name: string;
+      readonly gossipPort: number;
+      readonly dnsServers: readonly Endpoint[];
+      /** Look up SRV records `_chorus._tcp.<name>` instead of A/AAAA records. */
+      readonly srv: boolean;
+    };
+
+export interface ClusterDnsOptions {
+  /** Port of the gossip (external HTTP) endpoint of each A/AAAA record. Default 2113. */
+  gossipPort?: number;
+  /** Resolvers to ask ("host:port" or {host, port}); default: the system's. */
+  dnsServers?: ReadonlyArray<string | Endpoint>;
+  /** Use SRV records `_chorus._tcp.<name>` (they give hosts and ports). */
+  srv?: boolean;
+}
+
+export interface TlsOptions {
+  /** Trusted CA certificate(s), PEM. */
+  ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /** A PEM file with the trusted CA certificate(s), read when connecting. */
+  caFile?: string;
+  /** Verify the server's certificate. Default true. */
+  rejectUnauthorized?: boolean;
+}
+
+export interface TlsSettings {
+  readonly ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  readonly caFile?: string;
+  readonly rejectUnauthorized: boolean;
+}
+
+export interface HeartbeatSettings {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+}
+
+const redacted = Symbol.for("nodejs.util.inspect.custom");
+
+/** Resolved, frozen connection settings. Build them with `ConnectionSettings.create()`. */
+export class ConnectionSettings {
+  readonly location: ClusterLocation;
+  readonly nodePreference: NodePreference;
+  readonly defaultCredentials: Credentials | undefined;
+  /** Infinity: keep reconnecting. */
+  readonly maxReconnections: number;
+  readonly reconnectionDelayMs: number;
+  /** Infinity: keep retrying. */
+  readonly maxRetries: number;
+  readonly operationTimeoutMs: number;
+  readonly queueTimeoutMs: number;
+  readonly maxDiscoverAttempts: number;
+  readonly discoverDelayMs: number;
+  readonly gossipTimeoutMs: number;
+  readonly heartbeat: HeartbeatSettings;
+  /** undefined: plain ws:// and http://. */
+  readonly tls: TlsSettings | undefined;
+  readonly logger: Logger;
+  readonly timers: Timers;
+  readonly random: Random;
+
+  /** @internal Use ConnectionSettings.create() ... build(). */
+  constructor(init: ConnectionSettingsInit) {
+    this.location = init.location;
+    this.nodePreference = init.nodePreference;
+    this.defaultCredentials = init.defaultCredentials;
+    this.maxReconnections = init.maxReconnections;
+    this.reconnectionDelayMs = init.reconnectionDelayMs;
+    this.maxRetries = init.maxRetries;
+    this.operationTimeoutMs = init.operationTimeoutMs;
+    this.queueTimeoutMs = init.queueTimeoutMs;
+    this.maxDiscoverAttempts = init.maxDiscoverAttempts;
+    this.discoverDelayMs = init.discoverDelayMs;
+    this.gossipTimeoutMs = init.gossipTimeoutMs;
+    this.heartbeat = Object.freeze({ ...init.heartbeat });
+    this.tls = init.tls ? Object.freeze({ ...init.tls }) : undefined;
+    this.logger = init.logger;
+    this.timers = init.timers;
+    this.random = init.random;
+    Object.freeze(this);
+  }
+
+  static create(): ConnectionSettingsBuilder {
+    return new ConnectionSettingsBuilder();
+  }
+
+  /** Parses `chorus://`, `chorus+discover://` and `chorus+srv://` strings. */
+  static fromConnectionString(connectionString: string): ConnectionSettings {
+    return parseConnectionString(connectionString);
+  }
+
+  /** Settings as plain data with the password hidden (safe to log). */
+  toJSON(): Record<string, unknown> {
+    return {
+      location: this.location,
+      nodePreference: this.nodePreference,
+      defaultCredentials: this.defaultCredentials
+        ? { username: this.defaultCredentials.username, password: "***" }
+        : undefined,
+      maxReconnections: this.maxReconnections,
+      reconnectionDelayMs: this.reconnectionDelayMs,
+      maxRetries: this.maxRetries,
+      operationTimeoutMs: this.operationTimeoutMs,
+      queueTimeoutMs: this.queueTimeoutMs,
+      maxDiscoverAttempts: this.maxDiscoverAttempts,
+      discoverDelayMs: this.discoverDelayMs,
+      gossipTimeoutMs: this.gossipTimeoutMs,
+      heartbeat: this.heartbeat,
+      tls: this.tls
+        ? {
+            caFile: this.tls.caFile,
+            ca: this.tls.ca ? "<pem>" : undefined,
+            rejectUnauthorized: this.tls.rejectUnauthorized,
+          }
+        : undefined,
+    };
+  }
+
+  [redacted](): Record<string, unknown> {
+    return this.toJSON();
+  }
+}
+
+type ConnectionSettingsInit = Omit<ConnectionSettings, "toJSON" | typeof redacted>;
+
+function nonNegativeMs(value: unknown, what: string): number {
+  if (
+    typeof value !== "number" ||
+    !Number.isFinite(value) ||
+    value < 0 ||
+    !Number.isInteger(value)
+  ) {
+    throw new InvalidArgumentError(
+      `${what} must be a non-negative integer number of milliseconds, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function positiveMs(value: unknown, what: string): number {
+  const ms = nonNegativeMs(value, what);
+  if (ms === 0) throw new InvalidArgumentError(`${what} must be greater than 0 ms`);
+  return ms;
+}
+
+function count(value: unknown, what: string, min: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    throw new InvalidArgumentError(`${what} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+const PREFERENCES: readonly NodePreference[] = ["leader", "follower", "random", "readOnlyReplica"];
+
+export function isNodePreference(value: unknown): value is NodePreference {
+  return typeof value === "string" && (PREFERENCES as readonly string[]).includes(value);
+}
+
+/** Builder of ConnectionSettings; every method validates its argument at once. */
+export class ConnectionSettingsBuilder {
+  #location: ClusterLocation | undefined;
+  #nodePreference: NodePreference = DEFAULT_NODE_PREFERENCE;
+  #credentials: Credentials | undefined;
+  #maxReconnections = DEFAULT_MAX_RECONNECTIONS;
+  #reconnectionDelayMs = DEFAULT_RECONNECTION_DELAY_MS;
+  #maxRetries = DEFAULT_MAX_RETRIES;
+  #operationTimeoutMs = DEFAULT_OPERATION_TIMEOUT_MS;
+  #queueTimeoutMs = DEFAULT_QUEUE_TIMEOUT_MS;
+  #maxDiscoverAttempts = DEFAULT_MAX_DISCOVER_ATTEMPTS;
+  #discoverDelayMs = DEFAULT_DISCOVER_DELAY_MS;
+  #gossipTimeoutMs = DEFAULT_GOSSIP_TIMEOUT_MS;
+  #heartbeat: HeartbeatSettings = {
+    intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+    timeoutMs: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  };
+  #tls: TlsSettings | undefined;
+  #logger: Logger = silentLogger;
+  #timers: Timers = systemTimers;
+  #random: Random = Math.random;
+
+  #setLocation(location: ClusterLocation): this {
+    if (this.#location && this.#location.kind !== location.kind) {
+      throw new InvalidArgumentError(
+        `the cluster is already located by ${this.#location.kind}; use exactly one of withGossipSeeds, withClusterDns, withSingleNode`,
+      );
+    }
+    this.#location = Object.freeze(location);
+    return this;
+  }
+
+  /** HTTP gossip endpoints ("host:port" or {host, port}) of some cluster members. */
+  withGossipSeeds(seeds: ReadonlyArray<string | GossipSeed>): this {
+    if (!Array.isArray(seeds) || seeds.length === 0) {
+      throw new InvalidArgumentError("withGossipSeeds needs at least one seed");
+    }
+    const parsed = seeds.map((s: string | GossipSeed, i) =>
+      parseEndpoint(s, `gossip seed #${i + 1}`),
+    );
+    return this.#setLocation({ kind: "gossipSeeds", seeds: Object.freeze(parsed) });
+  }
+
+  /** A DNS name whose A/AAAA records (or SRV records with `srv: true`) are the cluster's nodes. */
+  withClusterDns(name: string, options: ClusterDnsOptions = {}): this {
+    if (typeof name !== "string" || name.trim() === "" || /[\s/:?#@]/.test(name)) {
+      throw new InvalidArgumentError(`withClusterDns: invalid DNS name ${JSON.stringify(name)}`);
+    }
+    const gossipPort = options.gossipPort ?? DEFAULT_GOSSIP_PORT;
+    if (!Number.isInteger(gossipPort) || gossipPort < 1 || gossipPort > 65535) {
+      throw new InvalidArgumentError(
+        `withClusterDns: gossipPort must be in 1..65535, got ${String(gossipPort)}`,
+      );
+    }
+    const dnsServers = (options.dnsServers ?? []).map((s, i) =>
+      parseEndpoint(s, `DNS server #${i + 1}`, DEFAULT_DNS_PORT),
+    );
+    return this.#setLocation({
+      kind: "clusterDns",
+      name: name.trim(),
+      gossipPort,
+      dnsServers: Object.freeze(dnsServers),
+      srv: options.srv ?? false,
+    });
+  }
+
+  /** One node's external HTTP endpoint. */
+  withSingleNode(endpoint: string | Endpoint): this {
+    return this.#setLocation({
+      kind: "singleNode",
+      endpoint: parseEndpoint(endpoint, "single node"),
+    });
+  }
+
+  withNodePreference(preference: NodePreference): this {
+    if (!isNodePreference(preference)) {
+      throw new InvalidArgumentError(
+        `node preference must be one of ${PREFERENCES.join(", ")}, got ${JSON.stringify(preference)}`,
+      );
+    }
+    this.#nodePreference = preference;
+    return this;
+  }
+
+  withDefaultCredentials(credentials: Credentials): this {
+    if (
+      !credentials ||
+      typeof credentials.username !== "string" ||
+      credentials.username === "" ||
+      typeof credentials.password !== "string"
+    ) {
+      throw new InvalidArgumentError(
+        "default credentials need a non-empty username and a password",
+      );
+    }
+    if (credentials.username.includes(":"))
+      throw new InvalidArgumentError("a username must not contain ':'");
+    this.#credentials = Object.freeze({
+      username: credentials.username,
+      password: credentials.password,
+    });
+    return this;
+  }
+
+  keepReconnecting(): this {
+    this.#maxReconnections = Infinity;
+    return this;
+  }
+
+  limitReconnectionsTo(n: number): this {
+    this.#maxReconnections = count(n, "limitReconnectionsTo", 0);
+    return this;
+  }
+
+  withReconnectionDelay(ms: number): this {
+    this.#reconnectionDelayMs = nonNegativeMs(ms, "reconnection delay");
+    return this;
+  }
+
+  limitRetriesForOperationTo(n: number): this {
+    this.#maxRetries = count(n, "limitRetriesForOperationTo", 0);
+    return this;
+  }
+
+  keepRetrying(): this {
+    this.#maxRetries = Infinity;
+    return this;
+  }
+
+  withOperationTimeout(ms: number): this {
+    this.#operationTimeoutMs = positiveMs(ms, "operation timeout");
+    return this;
+  }
+
+  withQueueTimeout(ms: number): this {
+    this.#queueTimeoutMs = positiveMs(ms, "queue timeout");
+    return this;
+  }
+
+  withMaxDiscoverAttempts(n: number): this {
+    this.#maxDiscoverAttempts = count(n, "withMaxDiscoverAttempts", 1);
+    return this;
+  }
+
+  withDiscoverDelay(ms: number): this {
+    this.#discoverDelayMs = nonNegativeMs(ms, "discover delay");
+    return this;
+  }
+
+  withGossipTimeout(ms: number): this {
+    this.#gossipTimeoutMs = positiveMs(ms, "gossip timeout");
+    return this;
+  }
+
+  withHeartbeat(heartbeat: { intervalMs: number; timeoutMs: number }): this {
+    const intervalMs = positiveMs(heartbeat?.intervalMs, "heartbeat intervalMs");
+    const timeoutMs = positiveMs(heartbeat?.timeoutMs, "heartbeat timeoutMs");
+    this.#heartbeat = { intervalMs, timeoutMs };
+    return this;
+  }
+
+  /** wss:// and https:// with these trust options. */
+  useTls(options: TlsOptions = {}): this {
+    if (
+      options.caFile !== undefined &&
+      (typeof options.caFile !== "string" || options.caFile === "")
+    ) {
+      throw new InvalidArgumentError("useTls: caFile must be a non-empty path");
+    }
+    this.#tls = {
+      ...(options.ca !== undefined && { ca: options.ca }),
+      ...(options.caFile !== undefined && { caFile: options.caFile }),
+      rejectUnauthorized: options.rejectUnauthorized ?? true,
+    };
+    return this;
+  }
+
+  /** Plain ws:// and http:// (the default). */
+  withoutTls(): this {
+    this.#tls = undefined;
+    return this;
+  }
+
+  withLogger(logger: Logger): this {
+    for (const level of ["debug", "info", "warn", "error"] as const) {
+      if (typeof logger?.[level] !== "function")
+        throw new InvalidArgumentError(`logger.${level} must be a function`);
+    }
+    this.#logger = logger;
+    return this;
+  }
+
+  /** Clock and timers (for deterministic tests). Default: the system's. */
+  withTimers(timers: Timers): this {
+    this.#timers = timers;
+    return this;
+  }
+
+  /** Random source of shuffles, node selection and backoff jitter. Default Math.random. */
+  withRandom(random: Random): this {
+    if (typeof random !== "function") throw new InvalidArgumentError("withRandom needs a function");
+    this.#random = random;
+    return this;
+  }
+
+  build(): ConnectionSettings {
+    if (!this.#location) {
+      throw new InvalidArgumentError(
+        "no cluster location: call withGossipSeeds, withClusterDns or withSingleNode",
+      );
+    }
+    return new ConnectionSettings({
+      location: this.#location,
+      nodePreference: this.#nodePreference,
+      defaultCredentials: this.#credentials,
+      maxReconnections: this.#maxReconnections,
+      reconnectionDelayMs: this.#reconnectionDelayMs,
+      maxRetries: this.#maxRetries,
+      operationTimeoutMs: this.#operationTimeoutMs,
+      queueTimeoutMs: this.#queueTimeoutMs,
+      maxDiscoverAttempts: this.#maxDiscoverAttempts,
+      discoverDelayMs: this.#discoverDelayMs,
+      gossipTimeoutMs: this.#gossipTimeoutMs,
+      heartbeat: this.#heartbeat,
+      tls: this.#tls,
+      logger: this.#logger,
+      timers: this.#timers,
+      random: this.#random,
+    });
+  }
+}
+
+/** "host:port" of the location, for messages. */
+export function describeLocation(location: ClusterLocation): string {
+  switch (location.kind) {
+    case "singleNode":
+      return formatEndpoint(location.endpoint);
+    case "gossipSeeds":
+      return location.seeds.map(formatEndpoint).join(",");
+    case "clusterDns":
+      return location.srv
+        ? `SRV _chorus._tcp.${location.name}`
+        : `${location.name}:${location.gossipPort}`;
+  }
+}

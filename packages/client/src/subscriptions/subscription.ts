@@ -1,0 +1,458 @@
+import { EventEmitter } from "node:events";
+import { chorus, type Frame } from "@chorus/protocol";
+import type { Session } from "../connection/connection.js";
+import { backoffDelayMs } from "../connection/backoff.js";
+import {
+  ClientClosedError,
+  ConnectionError,
+  errorFromWire,
+  InvalidArgumentError,
+  isRetriable,
+  NotHandledError,
+  NotLeaderError,
+  StreamNotFoundError,
+  SubscriptionDroppedError,
+} from "../errors.js";
+import type { OperationContext } from "../operations/context.js";
+import { resolvedEventFromWire } from "../operations/events.js";
+import { toWireNumber } from "../operations/expected-version.js";
+import { filterToWire, readAll, readStream, type StreamFilter } from "../operations/read.js";
+import { checkOperationOptions, checkStreamName } from "../operations/validate.js";
+import {
+  DEFAULT_MAX_BACKOFF_DELAY_MS,
+  DEFAULT_SUBSCRIPTION_BUFFER_SIZE,
+} from "../settings/defaults.js";
+import type { Channel } from "../transport/transport.js";
+import type { Credentials, ResolvedEvent } from "../types.js";
+import { sleep } from "../util/timers.js";
+
+export interface SubscriptionOptionsBase {
+  credentials?: Credentials;
+  /** Cancels the subscription (like unsubscribe(); the iterator then throws the signal's reason). */
+  signal?: AbortSignal;
+  requireLeader?: boolean;
+  resolveLinks?: boolean;
+  /** Events buffered ahead of the application; also the most credit granted. Default DEFAULT_SUBSCRIPTION_BUFFER_SIZE. */
+  bufferSize?: number;
+  /** Accepted for symmetry with operations; the initial "end" lookup uses it. */
+  timeoutMs?: number;
+}
+
+export interface SubscribeToStreamOptions extends SubscriptionOptionsBase {
+  /** Exclusive: a revision r delivers r+1 first. Default "start". */
+  fromRevision?: "start" | "end" | bigint | number;
+}
+
+export interface SubscribeToAllOptions extends SubscriptionOptionsBase {
+  /** Exclusive: a position p delivers the first event after p. Default "start". */
+  fromPosition?: "start" | "end" | bigint | number;
+  filter?: StreamFilter;
+}
+
+export interface SubscriptionEvents {
+  /** Every event before the live point has been handed to the application (emitted once). */
+  caughtUp: [];
+  /** The subscription ended because of `error`; the iterator throws it after the buffered events. */
+  dropped: [error: Error];
+}
+
+type Target =
+  { kind: "stream"; streamId: string } | { kind: "all"; filter: chorus.IFilter | undefined };
+type Item = { kind: "event"; event: ResolvedEvent } | { kind: "caughtUp" };
+
+const StartKind = chorus.SubscribeRequest.StartKind;
+
+/**
+ * A catch-up subscription: catch-up, then live. An async iterable over a bounded buffer
+ * with credit-based flow control (the server may send only as many events as the buffer
+ * has room for; credit is replenished as the application consumes). After a connection
+ * loss it subscribes again AFTER the last event it received, so the application sees no
+ * gap and no repeat. It follows the connection's sessions and never opens sockets itself.
+ */
+export class Subscription
+  extends EventEmitter<SubscriptionEvents>
+  implements AsyncIterable<ResolvedEvent>
+{
+  readonly #ctx: OperationContext;
+  readonly #target: Target;
+  readonly #options: SubscriptionOptionsBase;
+  readonly #capacity: number;
+  readonly #abort = new AbortController();
+  readonly #buffer: Item[] = [];
+  #buffered = 0;
+  #outstanding = 0;
+  /** undefined: from the start; "end": not resolved yet; otherwise exclusive start. */
+  #after: bigint | "end" | undefined;
+  #channel: Channel | undefined;
+  #caughtUpQueued = false;
+  #ended = false;
+  #failure: Error | undefined;
+  #wake: (() => void) | undefined;
+  #iterating = false;
+  readonly #done: Promise<void>;
+
+  /** @internal use client.subscribeToStream / subscribeToAll */
+  constructor(
+    ctx: OperationContext,
+    target: Target,
+    start: "start" | "end" | bigint | number | undefined,
+    options: SubscriptionOptionsBase,
+  ) {
+    super();
+    this.#ctx = ctx;
+    this.#target = target;
+    this.#options = options;
+    const size = options.bufferSize ?? DEFAULT_SUBSCRIPTION_BUFFER_SIZE;
+    if (!Number.isInteger(size) || size < 1 || size > 1_000_000) {
+      throw new InvalidArgumentError(
+        `bufferSize must be an integer in 1..1000000, got ${String(size)}`,
+      );
+    }
+    this.#capacity = size;
+    this.#after =
+      start === undefined || start === "start"
+        ? undefined
+        : start === "end"
+          ? "end"
+          : BigInt(toWireNumber(start, "subscription start"));
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = () =>
+        this.#end(
+          signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)),
+          false,
+        );
+      if (signal.aborted) queueMicrotask(onAbort);
+      else signal.addEventListener("abort", onAbort, { once: true });
+      this.#abort.signal.addEventListener(
+        "abort",
+        () => signal.removeEventListener("abort", onAbort),
+        { once: true },
+      );
+    }
+    // Start on the next tick so listeners can be attached first.
+    this.#done = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#run())
+      .catch((err: unknown) =>
+        this.#end(err instanceof Error ? err : new Error(String(err)), true),
+      );
+  }
+
+  /** True once the subscription has ended (unsubscribed, dropped or client closed). */
+  get isEnded(): boolean {
+    return this.#ended;
+  }
+
+  /** Settles once the subscription has ended and stopped all its work. Never rejects. */
+  get finished(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Stops the subscription; a waiting iterator finishes. Safe to call more than once. */
+  async unsubscribe(): Promise<void> {
+    this.#end(undefined, false);
+    await this.#done;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<ResolvedEvent> {
+    if (this.#iterating)
+      throw new InvalidArgumentError("a subscription can be iterated only once at a time");
+    this.#iterating = true;
+    return {
+      next: () => this.#next(),
+      return: async () => {
+        this.#iterating = false;
+        await this.unsubscribe();
+        return { done: true, value: undefined };
+      },
+    };
+  }
+
+  async #next(): Promise<IteratorResult<ResolvedEvent>> {
+    for (;;) {
+      const item = this.#buffer.shift();
+      if (item?.kind === "caughtUp") {
+        this.emit("caughtUp");
+        continue;
+      }
+      if (item) {
+        this.#buffered--;
+        this.#replenish();
+        // Caught up once the last event before the live point is handed over.
+        if (this.#buffer[0]?.kind === "caughtUp") {
+          this.#buffer.shift();
+          this.emit("caughtUp");
+        }
+        return { done: false, value: item.event };
+      }
+      if (this.#failure) {
+        const err = this.#failure;
+        this.#failure = undefined;
+        this.#iterating = false;
+        throw err;
+      }
+      if (this.#ended) {
+        this.#iterating = false;
+        return { done: true, value: undefined };
+      }
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Grants the free buffer space as credit once enough of it is free. */
+  #replenish(): void {
+    const free = this.#capacity - this.#buffered - this.#outstanding;
+    const threshold = Math.max(1, Math.floor(this.#capacity / 4));
+    if (free < threshold || !this.#channel) return;
+    try {
+      this.#channel.send({ subscriptionCredit: { credit: free }, ...this.#credentials() });
+      this.#outstanding += free;
+    } catch {
+      // connection lost: the resubscription grants credit afresh
+    }
+  }
+
+  #credentials(): { credentials?: chorus.ICredentials } {
+    return this.#options.credentials ? { credentials: { ...this.#options.credentials } } : {};
+  }
+
+  /** Ends the subscription; with an error, it is dropped (the iterator throws it). */
+  #end(error: Error | undefined, emitDropped: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#channel) {
+      try {
+        this.#channel.send({ unsubscribe: {}, ...this.#credentials() });
+      } catch {
+        // the connection is gone anyway
+      }
+      this.#channel.close();
+      this.#channel = undefined;
+    }
+    if (error) this.#failure = error;
+    this.#abort.abort(error ?? new Error("unsubscribed"));
+    if (error && emitDropped) this.emit("dropped", error);
+    this.#notify();
+  }
+
+  async #run(): Promise<void> {
+    const { settings, connection } = this.#ctx;
+    let failures = 0;
+    const signal = this.#abort.signal;
+    while (!this.#ended) {
+      let session: Session | undefined;
+      try {
+        if (this.#after === "end") this.#after = await this.#lastEventPosition();
+        session = await connection.session({ signal });
+        const requireLeader = this.#options.requireLeader ?? settings.nodePreference === "leader";
+        if (requireLeader && session.node.state !== "Leader") {
+          throw new NotLeaderError(
+            undefined,
+            `the subscription requires the leader; connected to a ${session.node.state}`,
+          );
+        }
+        await this.#subscribeOn(session, () => (failures = 0));
+        // The connection was lost: subscribe again after the last received event.
+      } catch (err) {
+        if (this.#ended) return;
+        if (err instanceof ClientClosedError) {
+          this.#end(undefined, false);
+          return;
+        }
+        if (!isRetriable(err) || failures >= settings.maxReconnections) {
+          const error =
+            err instanceof Error && err.name !== "AbortError"
+              ? err
+              : new SubscriptionDroppedError("subscription failed", { cause: err });
+          this.#end(error, true);
+          return;
+        }
+        failures++;
+        if (
+          session &&
+          (err instanceof NotLeaderError ||
+            (err instanceof NotHandledError && err.reason === "IS_READ_ONLY"))
+        ) {
+          connection.retarget(
+            session.transport,
+            err instanceof NotLeaderError ? err.leader : undefined,
+          );
+        }
+        if (!(err instanceof ConnectionError)) {
+          try {
+            await sleep(
+              settings.timers,
+              backoffDelayMs(
+                failures,
+                settings.reconnectionDelayMs,
+                DEFAULT_MAX_BACKOFF_DELAY_MS,
+                settings.random,
+              ),
+              signal,
+            );
+          } catch {
+            return;
+          }
+        }
+      }
+    }
+  }
+
+  /** For a start at "end": the last event's revision/position now, or undefined when there is none. */
+  async #lastEventPosition(): Promise<bigint | undefined> {
+    const opts = {
+      direction: "backwards" as const,
+      fromRevision: "end" as const,
+      fromPosition: "end" as const,
+      maxCount: 1,
+      signal: this.#abort.signal,
+      ...(this.#options.credentials && { credentials: this.#options.credentials }),
+      ...(this.#options.timeoutMs !== undefined && { timeoutMs: this.#options.timeoutMs }),
+    };
+    try {
+      const events =
+        this.#target.kind === "stream"
+          ? readStream(this.#ctx, this.#target.streamId, opts)
+          : readAll(this.#ctx, opts);
+      for await (const e of events)
+        return this.#target.kind === "stream" ? e.event.revision : e.event.position;
+    } catch (err) {
+      if (err instanceof StreamNotFoundError) return undefined;
+      throw err;
+    }
+    return undefined;
+  }
+
+  /** Subscribes on one session; resolves when the connection is lost, rejects when the server refuses or drops. */
+  #subscribeOn(session: Session, onConfirmed: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const after = this.#after as bigint | undefined;
+      const credit = Math.max(0, this.#capacity - this.#buffered);
+      this.#outstanding = credit;
+      const channel = session.transport.open({
+        onFrame: (frame) => {
+          try {
+            this.#onFrame(frame, onConfirmed);
+          } catch (err) {
+            channel.close();
+            if (this.#channel === channel) this.#channel = undefined;
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        },
+        onClose: (error) => {
+          if (this.#channel === channel) this.#channel = undefined;
+          this.#ctx.settings.logger.debug("subscription lost its connection; resubscribing", {
+            error: error.message,
+          });
+          resolve();
+        },
+      });
+      this.#channel = channel;
+      const onAbort = () => resolve();
+      this.#abort.signal.addEventListener("abort", onAbort, { once: true });
+      const target = this.#target;
+      try {
+        channel.send({
+          ...this.#credentials(),
+          subscribe: {
+            ...(target.kind === "stream"
+              ? { streamId: target.streamId }
+              : { all: true, ...(target.filter && { filter: target.filter }) }),
+            start: after === undefined ? StartKind.START : StartKind.AFTER,
+            ...(after !== undefined &&
+              (target.kind === "stream"
+                ? { afterRevision: Number(after) }
+                : { afterPosition: Number(after) })),
+            credit,
+            resolveLinks: this.#options.resolveLinks === true,
+          },
+        });
+      } catch (err) {
+        channel.close();
+        this.#channel = undefined;
+        reject(
+          err instanceof ConnectionError ? err : new ConnectionError(String(err), { cause: err }),
+        );
+      }
+    });
+  }
+
+  #onFrame(frame: Frame, onConfirmed: () => void): void {
+    if (this.#ended) return;
+    if (frame.subscriptionConfirmed) {
+      onConfirmed();
+      return;
+    }
+    if (frame.subscriptionEvents) {
+      const events = frame.subscriptionEvents.events ?? [];
+      for (const wire of events) {
+        const resolved = resolvedEventFromWire(wire);
+        const mark =
+          this.#target.kind === "stream" ? resolved.event.revision : resolved.event.position;
+        // Never hand over an event twice (a server replaying after a resubscription).
+        if (typeof this.#after === "bigint" && mark <= this.#after) continue;
+        this.#after = mark;
+        this.#buffer.push({ kind: "event", event: resolved });
+        this.#buffered++;
+      }
+      this.#outstanding = Math.max(0, this.#outstanding - events.length);
+      const checkpoint = frame.subscriptionEvents.checkpointPosition;
+      if (this.#target.kind === "all" && checkpoint) {
+        const cp = BigInt(checkpoint);
+        if (this.#after === undefined || (typeof this.#after === "bigint" && cp > this.#after))
+          this.#after = cp;
+      }
+      if (events.length > 0) this.#notify();
+      return;
+    }
+    if (frame.subscriptionCaughtUp) {
+      if (!this.#caughtUpQueued) {
+        this.#caughtUpQueued = true;
+        // Everything before the live point already handed over: say so now; else after it.
+        if (this.#buffer.length === 0) this.emit("caughtUp");
+        else this.#buffer.push({ kind: "caughtUp" });
+      }
+      return;
+    }
+    const streamId = this.#target.kind === "stream" ? this.#target.streamId : undefined;
+    if (frame.subscriptionDropped) {
+      const reason = frame.subscriptionDropped.reason;
+      if (reason && (reason.code ?? 0) !== chorus.ErrorResponse.Code.UNKNOWN) {
+        throw errorFromWire({ error: reason }, streamId !== undefined ? { streamId } : {});
+      }
+      throw new SubscriptionDroppedError(reason?.message || "dropped by the server");
+    }
+    if (frame.error)
+      throw errorFromWire({ error: frame.error }, streamId !== undefined ? { streamId } : {});
+    if (frame.notHandled) throw errorFromWire({ notHandled: frame.notHandled });
+  }
+}
+
+export function subscribeToStream(
+  ctx: OperationContext,
+  streamId: string,
+  options: SubscribeToStreamOptions = {},
+): Subscription {
+  checkStreamName(streamId);
+  checkOperationOptions(options);
+  return new Subscription(ctx, { kind: "stream", streamId }, options.fromRevision, options);
+}
+
+export function subscribeToAll(
+  ctx: OperationContext,
+  options: SubscribeToAllOptions = {},
+): Subscription {
+  checkOperationOptions(options);
+  return new Subscription(
+    ctx,
+    { kind: "all", filter: filterToWire(options.filter) },
+    options.fromPosition,
+    options,
+  );
+}

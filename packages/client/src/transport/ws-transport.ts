@@ -1,0 +1,315 @@
+import {
+  decodeFrame,
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  FrameError,
+  type Frame,
+} from "@chorus/protocol";
+import WebSocket from "ws";
+import { ConnectionError, NotAuthenticatedError } from "../errors.js";
+import { formatEndpoint } from "../settings/endpoint.js";
+import type { Credentials, Endpoint, Logger, TimerHandle, Timers } from "../types.js";
+import { abortReason } from "../util/timers.js";
+import type {
+  Channel,
+  ChannelHandler,
+  OutgoingFrame,
+  Transport,
+  TransportConnectOptions,
+  TransportFactory,
+} from "./transport.js";
+
+export interface WebSocketTransportOptions {
+  tls?:
+    | { ca?: string | Buffer | ReadonlyArray<string | Buffer>; rejectUnauthorized: boolean }
+    | undefined;
+  /** Sent as HTTP Basic on the upgrade. Never logged. */
+  credentials?: Credentials | undefined;
+  heartbeat: { intervalMs: number; timeoutMs: number };
+  connectTimeoutMs: number;
+  maxFrameBytes?: number;
+  timers: Timers;
+  logger: Logger;
+}
+
+/** A TransportFactory opening ws:// (or wss://) connections. */
+export function webSocketTransportFactory(options: WebSocketTransportOptions): TransportFactory {
+  return (connect) => WebSocketTransport.connect(options, connect);
+}
+
+export class WebSocketTransport implements Transport {
+  readonly endpoint: Endpoint;
+  readonly closed: Promise<Error>;
+  readonly #ws: WebSocket;
+  readonly #options: WebSocketTransportOptions;
+  readonly #channels = new Map<number, ChannelHandler>();
+  #nextId = 1;
+  #closeReason: Error | undefined;
+  #resolveClosed!: (reason: Error) => void;
+  #pingTimer: TimerHandle | undefined;
+  #pongDeadline: TimerHandle | undefined;
+
+  private constructor(ws: WebSocket, endpoint: Endpoint, options: WebSocketTransportOptions) {
+    this.#ws = ws;
+    this.endpoint = endpoint;
+    this.#options = options;
+    this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
+    ws.on("message", (data, isBinary) => this.#onMessage(data, isBinary));
+    ws.on("pong", () => this.#alive());
+    ws.on("close", (code, reason) => {
+      const text = reason.toString("utf8");
+      this.#finish(
+        this.#closeReason ??
+          new ConnectionError(
+            `connection to ${formatEndpoint(endpoint)} closed (${code}${text ? `: ${text}` : ""})`,
+          ),
+      );
+    });
+    ws.on("error", (err) => {
+      this.#closeReason ??= new ConnectionError(
+        `connection to ${formatEndpoint(endpoint)} failed: ${err.message}`,
+        { cause: err },
+      );
+    });
+    this.#schedulePing();
+  }
+
+  /** Opens a WebSocket to the endpoint; resolves once the upgrade succeeded. */
+  static connect(
+    options: WebSocketTransportOptions,
+    connect: TransportConnectOptions,
+  ): Promise<WebSocketTransport> {
+    const { endpoint, signal } = connect;
+    const url = `${options.tls ? "wss" : "ws"}://${formatEndpoint(endpoint)}/`;
+    return new Promise<WebSocketTransport>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const headers: Record<string, string> = {};
+      if (options.credentials) {
+        const token = Buffer.from(
+          `${options.credentials.username}:${options.credentials.password}`,
+        ).toString("base64");
+        headers.authorization = `Basic ${token}`;
+      }
+      const ws = new WebSocket(url, {
+        headers,
+        handshakeTimeout: options.connectTimeoutMs,
+        maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+        perMessageDeflate: false,
+        ...(options.tls && {
+          ca: options.tls.ca as string | Buffer | Array<string | Buffer> | undefined,
+          rejectUnauthorized: options.tls.rejectUnauthorized,
+        }),
+      });
+      ws.binaryType = "nodebuffer";
+      let settled = false;
+      const cleanup = () => {
+        settled = true;
+        signal?.removeEventListener("abort", onAbort);
+        ws.off("open", onOpen);
+        ws.off("error", onError);
+        ws.off("unexpected-response", onUnexpected);
+        ws.off("close", onCloseEarly);
+      };
+      const fail = (err: Error) => {
+        if (settled) return;
+        cleanup();
+        ws.on("error", () => undefined);
+        ws.terminate();
+        reject(err);
+      };
+      const onAbort = () => fail(abortReason(signal!));
+      const onOpen = () => {
+        if (settled) return;
+        cleanup();
+        resolve(new WebSocketTransport(ws, endpoint, options));
+      };
+      const onError = (err: Error) =>
+        fail(new ConnectionError(`cannot connect to ${url}: ${err.message}`, { cause: err }));
+      const onUnexpected = (_req: unknown, res: { statusCode?: number; resume(): void }) => {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        fail(
+          status === 401
+            ? new NotAuthenticatedError(`${url} refused the credentials (HTTP 401)`)
+            : new ConnectionError(`${url} refused the WebSocket upgrade (HTTP ${status})`),
+        );
+      };
+      const onCloseEarly = () =>
+        fail(new ConnectionError(`connection to ${url} closed during the handshake`));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      ws.on("open", onOpen);
+      ws.on("error", onError);
+      ws.on("unexpected-response", onUnexpected);
+      ws.on("close", onCloseEarly);
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.#closeReason === undefined && this.#ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Bytes queued in the socket and not yet sent. */
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  open(handler: ChannelHandler): Channel {
+    const id = this.#nextId++;
+    if (!this.isOpen) {
+      const reason =
+        this.#closeReason ??
+        new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`);
+      // Tell the handler asynchronously, like any other close.
+      queueMicrotask(() => handler.onClose(reason));
+    } else {
+      this.#channels.set(id, handler);
+    }
+    return {
+      id,
+      send: (frame: OutgoingFrame) => this.#send(id, frame),
+      close: () => {
+        this.#channels.delete(id);
+      },
+    };
+  }
+
+  #send(id: number, frame: OutgoingFrame): void {
+    if (!this.isOpen) {
+      throw (
+        this.#closeReason ??
+        new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`)
+      );
+    }
+    this.#ws.send(encodeFrame({ ...frame, correlationId: id }), { binary: true }, (err) => {
+      if (err)
+        this.destroy(
+          new ConnectionError(`send to ${formatEndpoint(this.endpoint)} failed: ${err.message}`, {
+            cause: err,
+          }),
+        );
+    });
+  }
+
+  #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
+    this.#alive();
+    if (!isBinary) {
+      this.destroy(
+        new ConnectionError(`protocol error: ${formatEndpoint(this.endpoint)} sent a text message`),
+      );
+      return;
+    }
+    const bytes = Array.isArray(data)
+      ? Buffer.concat(data)
+      : Buffer.isBuffer(data)
+        ? data
+        : Buffer.from(data);
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    } catch (err) {
+      if (err instanceof FrameError) {
+        this.destroy(
+          new ConnectionError(
+            `protocol error from ${formatEndpoint(this.endpoint)}: ${err.message}`,
+            { cause: err },
+          ),
+        );
+        return;
+      }
+      throw err;
+    }
+    const handler = this.#channels.get(frame.correlationId);
+    if (!handler) {
+      this.#options.logger.debug("frame for an unknown correlation id dropped", {
+        correlationId: frame.correlationId,
+        body: frame.body,
+      });
+      return;
+    }
+    handler.onFrame(frame);
+  }
+
+  #schedulePing(): void {
+    const { intervalMs, timeoutMs } = this.#options.heartbeat;
+    const timers = this.#options.timers;
+    this.#pingTimer = timers.setTimeout(() => {
+      this.#pingTimer = undefined;
+      if (!this.isOpen) return;
+      if (this.#pongDeadline === undefined) {
+        this.#pongDeadline = timers.setTimeout(() => {
+          this.#pongDeadline = undefined;
+          this.#options.logger.warn("heartbeat timeout", {
+            node: formatEndpoint(this.endpoint),
+            timeoutMs,
+          });
+          this.destroy(
+            new ConnectionError(
+              `heartbeat timeout: no pong from ${formatEndpoint(this.endpoint)} within ${timeoutMs} ms`,
+            ),
+          );
+        }, timeoutMs);
+      }
+      try {
+        this.#ws.ping();
+      } catch {
+        // the close event follows
+      }
+      this.#schedulePing();
+    }, intervalMs);
+  }
+
+  /** Proof of life: any message or pong. */
+  #alive(): void {
+    if (this.#pongDeadline !== undefined) {
+      this.#options.timers.clearTimeout(this.#pongDeadline);
+      this.#pongDeadline = undefined;
+    }
+  }
+
+  #clearTimers(): void {
+    const timers = this.#options.timers;
+    if (this.#pingTimer !== undefined) timers.clearTimeout(this.#pingTimer);
+    if (this.#pongDeadline !== undefined) timers.clearTimeout(this.#pongDeadline);
+    this.#pingTimer = undefined;
+    this.#pongDeadline = undefined;
+  }
+
+  #finish(reason: Error): void {
+    this.#closeReason ??= reason;
+    this.#clearTimers();
+    const handlers = [...this.#channels.values()];
+    this.#channels.clear();
+    for (const h of handlers) {
+      try {
+        h.onClose(this.#closeReason);
+      } catch (err) {
+        this.#options.logger.error("channel close handler threw", { error: String(err) });
+      }
+    }
+    this.#resolveClosed(this.#closeReason);
+  }
+
+  async close(reason = "client closing"): Promise<void> {
+    if (this.#ws.readyState === WebSocket.CLOSED) return;
+    this.#closeReason ??= new ConnectionError(
+      `connection to ${formatEndpoint(this.endpoint)} closed by the client`,
+    );
+    this.#clearTimers();
+    const timers = this.#options.timers;
+    // A peer that never answers the close handshake is cut off after the heartbeat timeout.
+    const force = timers.setTimeout(() => this.#ws.terminate(), this.#options.heartbeat.timeoutMs);
+    this.#ws.close(1000, reason);
+    await this.closed;
+    timers.clearTimeout(force);
+  }
+
+  destroy(error?: Error): void {
+    this.#closeReason ??=
+      error ?? new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} destroyed`);
+    this.#clearTimers();
+    this.#ws.terminate();
+  }
+}
