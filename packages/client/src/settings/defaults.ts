@@ -27,7 +27,7 @@ export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 1_500;
 /** Deadline of the WebSocket handshake with a chosen node, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 /** Events per page of a read. */
-export const DEFAULT_READ_PAGE_SIZE = 500;
+export const DEFAULT_READ_PAGE_SIZE = 2048;
 /** Events a subscription buffers ahead of the application (and the credit it grants). */
 export const DEFAULT_SUBSCRIPTION_BUFFER_SIZE = 500;
 /** Default gossip port of cluster DNS discovery. */

@@ -5,6 +5,7 @@ import {
   FrameError,
   type Frame,
 } from "@chorus/protocol";
+import type { Socket } from "node:net";
 import WebSocket from "ws";
 import { ConnectionError, NotAuthenticatedError } from "../errors.js";
 import { formatEndpoint } from "../settings/endpoint.js";
@@ -44,6 +45,7 @@ export class WebSocketTransport implements Transport {
   readonly #options: WebSocketTransportOptions;
   readonly #channels = new Map<number, ChannelHandler>();
   #nextId = 1;
+  #corked = false;
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
   #pingTimer: TimerHandle | undefined;
@@ -183,6 +185,7 @@ export class WebSocketTransport implements Transport {
         new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`)
       );
     }
+    this.#corkUntilNextTick();
     this.#ws.send(encodeFrame({ ...frame, correlationId: id }), { binary: true }, (err) => {
       if (err)
         this.destroy(
@@ -190,6 +193,22 @@ export class WebSocketTransport implements Transport {
             cause: err,
           }),
         );
+    });
+  }
+
+  /**
+   * Frames sent in the same tick (pipelined appends, credit grants) leave in one write
+   * system call instead of one each.
+   */
+  #corkUntilNextTick(): void {
+    if (this.#corked) return;
+    const socket = (this.#ws as unknown as { _socket?: Socket | null })._socket;
+    if (!socket) return;
+    this.#corked = true;
+    socket.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      socket.uncork();
     });
   }
 
