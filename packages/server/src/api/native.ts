@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { chorus, decodeFrame, FrameError, type Frame, type FrameInit } from "@chorus/protocol";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { parseBasicAuth, type Credentials } from "../auth/index.js";
-import type { StoredEvent } from "../streams/types.js";
+import type { Direction, ReadAllResult, StoredEvent } from "../streams/types.js";
 import {
   Subscription,
   type DropCode,
@@ -194,6 +194,16 @@ export class NativeApi {
   }
 }
 
+/** Identifies a $all page request, to match it with a page read ahead. */
+function readAheadKey(
+  direction: Direction,
+  fromPosition: number | "end",
+  maxCount: number,
+  filter: chorus.IFilter | null | undefined,
+): string {
+  return JSON.stringify([direction, fromPosition, maxCount, filter ?? null]);
+}
+
 class NativeConnection {
   readonly #ctx: NodeContext;
   readonly #ws: WebSocket;
@@ -208,6 +218,8 @@ class NativeConnection {
   #pausedForOutput = false;
   #alive = true;
   #shuttingDown = false;
+  /** The next $all page, read ahead for a sequential reader. */
+  #readAhead: { key: string; page: Promise<ReadAllResult>; commitPosition: number } | undefined;
 
   constructor(
     ctx: NodeContext,
@@ -537,16 +549,35 @@ class NativeConnection {
         const direction = directionOf(req.direction);
         const fromPosition = req.fromEnd ? "end" : safeNumber(req.fromPosition, "from_position");
         const filter = filterFromWire(req.filter);
-        const read = (maxCount: number) =>
-          store.readAll({
-            direction,
-            fromPosition,
-            maxCount,
-            ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
-          });
-        let r = await read(pageSize(req.maxCount));
-        const fit = fittingCount(r.events, this.#batchBytes);
-        if (fit < r.events.length) r = await read(fit);
+        const maxCount = pageSize(req.maxCount);
+        const key = readAheadKey(direction, fromPosition, maxCount, req.filter);
+        const ahead = this.#readAhead;
+        this.#readAhead = undefined;
+        let r: ReadAllResult;
+        if (ahead?.key === key && (await ahead.page.catch(() => undefined)) !== undefined) {
+          r = await ahead.page;
+          // A page that ended at the then-committed end is only current if nothing committed since.
+          if (r.endOfStream && ahead.commitPosition !== store.commitPosition) {
+            r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+          }
+        } else {
+          r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+        }
+        if (
+          !r.endOfStream &&
+          typeof fromPosition === "number" &&
+          this.#ws.readyState === WebSocket.OPEN
+        ) {
+          // Sequential readers ask for the next page next: read it while this one travels.
+          const next = r.nextPosition;
+          const page = this.#readAllPage(direction, next, maxCount, filter);
+          page.catch(() => undefined);
+          this.#readAhead = {
+            key: readAheadKey(direction, next, maxCount, req.filter),
+            page,
+            commitPosition: store.commitPosition,
+          };
+        }
         metrics.reads.inc({ interface: "native", kind: "all" });
         this.#send({
           correlationId: id,
@@ -565,6 +596,26 @@ class NativeConnection {
       default:
         return;
     }
+  }
+
+  /** One page of $all, no larger in bytes than a frame may carry. */
+  async #readAllPage(
+    direction: Direction,
+    fromPosition: number | "end",
+    maxCount: number,
+    filter: ((e: StoredEvent) => boolean) | undefined,
+  ): Promise<ReadAllResult> {
+    const store = this.#ctx.store;
+    const read = (count: number) =>
+      store.readAll({
+        direction,
+        fromPosition,
+        maxCount: count,
+        ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
+      });
+    const r = await read(maxCount);
+    const fit = fittingCount(r.events, this.#batchBytes);
+    return fit < r.events.length ? read(fit) : r;
   }
 
   #subscribe(id: number, req: chorus.ISubscribeRequest): void {
