@@ -1,0 +1,49 @@
+import { ChorusClient, jsonEvent } from "@chorus/client";
+import { afterEach, describe, expect, it } from "vitest";
+import { startNode, type TestNode } from "./index.js";
+
+let node: TestNode | undefined;
+afterEach(async () => {
+  await node?.stop();
+  node = undefined;
+});
+
+async function roundTrip(n: TestNode, stream: string): Promise<number> {
+  const client = new ChorusClient(n.connectionString);
+  try {
+    await client.appendToStream(stream, jsonEvent({ type: "T", data: { ok: true } }));
+    let count = 0;
+    for await (const _ of client.readStream(stream)) count++;
+    return count;
+  } finally {
+    await client.close();
+  }
+}
+
+describe("startNode", () => {
+  it.each([
+    ["a child process", false],
+    ["in process", true],
+  ])("starts a node %s that keeps its data across restart()", async (_name, inProcess) => {
+    node = await startNode({ inProcess });
+    expect(node.running).toBe(true);
+    if (inProcess) expect(node.pid).toBeUndefined();
+    else expect(node.pid).toBeTypeOf("number");
+    expect(await roundTrip(node, "s")).toBe(1);
+    const port = node.extHttp.port;
+    await node.restart();
+    expect(node.extHttp.port).toBe(port);
+    expect(await roundTrip(node, "s")).toBe(2);
+  });
+
+  it("refuses pause() for an in-process node with a clear error", async () => {
+    node = await startNode({ inProcess: true, memDb: true });
+    expect(() => node!.pause()).toThrow(/need a child process/);
+  });
+
+  it("reports a node that cannot start, with its output", async () => {
+    await expect(startNode({ args: ["--no-such-flag"] })).rejects.toThrow(
+      /exited \(code 2[\s\S]*no-such-flag/,
+    );
+  });
+});
