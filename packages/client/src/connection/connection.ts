@@ -18,7 +18,7 @@ import { formatEndpoint, sameEndpoint } from "../settings/endpoint.js";
 import type { Transport, TransportFactory } from "../transport/transport.js";
 import { webSocketTransportFactory } from "../transport/ws-transport.js";
 import type { Endpoint, MemberInfo, TimerHandle } from "../types.js";
-import { abortReason, sleep } from "../util/timers.js";
+import { abortReason, sleep, type Abortable } from "../util/timers.js";
 import { backoffDelayMs } from "./backoff.js";
 
 export type ConnectionStatus = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
@@ -119,7 +119,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * signal aborts (with its reason), when the connection gives up, or when closed.
    */
   session(
-    options: { signal?: AbortSignal | undefined; queueTimeoutMs?: number | undefined } = {},
+    options: { signal?: Abortable | undefined; queueTimeoutMs?: number | undefined } = {},
   ): Promise<Session> {
     if (this.#status === "closed") return Promise.reject(new ClientClosedError());
     if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));

@@ -3,7 +3,7 @@ import { ConnectionError, errorFromWire, type WireErrorContext } from "../errors
 import type { Session } from "../connection/connection.js";
 import type { OutgoingFrame } from "../transport/transport.js";
 import type { Credentials } from "../types.js";
-import { abortReason } from "../util/timers.js";
+import { abortReason, type Abortable } from "../util/timers.js";
 
 /**
  * Sends one request on a fresh channel and resolves with its single reply. An `error`
@@ -15,7 +15,7 @@ export function sendRequest(
   frame: OutgoingFrame,
   options: {
     credentials?: Credentials | undefined;
-    signal?: AbortSignal | undefined;
+    signal?: Abortable | undefined;
     errorContext?: WireErrorContext;
   },
 ): Promise<Frame> {

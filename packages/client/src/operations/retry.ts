@@ -9,7 +9,7 @@ import {
 } from "../errors.js";
 import { DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
 import type { OperationOptions } from "../types.js";
-import { linkedSignal, sleep } from "../util/timers.js";
+import { operationDeadline, sleep, type Abortable } from "../util/timers.js";
 import type { OperationContext } from "./context.js";
 
 export interface RetryOptions extends OperationOptions {
@@ -29,14 +29,14 @@ export interface RetryOptions extends OperationOptions {
 export async function withRetry<T>(
   ctx: OperationContext,
   options: RetryOptions,
-  attempt: (session: Session, signal: AbortSignal) => Promise<T>,
+  attempt: (session: Session, signal: Abortable) => Promise<T>,
 ): Promise<T> {
   const { settings, connection } = ctx;
   const timeoutMs = options.timeoutMs ?? settings.operationTimeoutMs;
   let lastError: unknown;
-  const deadline = linkedSignal(
+  const deadline = operationDeadline(
     settings.timers,
-    [options.signal],
+    options.signal,
     timeoutMs,
     () => new TimeoutError(`${options.name} timed out after ${timeoutMs} ms`, { cause: lastError }),
   );
