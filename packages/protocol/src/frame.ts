@@ -18,6 +18,16 @@ export class FrameError extends Error {
   }
 }
 
+/**
+ * The bytes of one WebSocket message as a WebSocket library hands them over: one buffer,
+ * an ArrayBuffer, or a list of fragments.
+ */
+export function messageBytes(data: Uint8Array | ArrayBuffer | readonly Uint8Array[]): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return Buffer.concat(data);
+}
+
 /** Encodes one frame to bytes. */
 export function encodeFrame(frame: FrameInit): Uint8Array {
   return chorus.Frame.encode(frame).finish();

@@ -69,3 +69,15 @@ describe("frame codec", () => {
     expect(decodeFrame(bytes, 4000).append?.streamId).toHaveLength(2000);
   });
 });
+
+describe("messageBytes", () => {
+  it("accepts a buffer, an ArrayBuffer and fragments", async () => {
+    const { messageBytes } = await import("./index.js");
+    const whole = new Uint8Array([1, 2, 3, 4]);
+    expect(messageBytes(whole)).toBe(whole);
+    expect(Array.from(messageBytes(whole.buffer))).toEqual([1, 2, 3, 4]);
+    expect(Array.from(messageBytes([whole.subarray(0, 1), whole.subarray(1)]))).toEqual([
+      1, 2, 3, 4,
+    ]);
+  });
+});

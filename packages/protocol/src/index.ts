@@ -4,6 +4,7 @@ export {
   FrameError,
   decodeFrame,
   encodeFrame,
+  messageBytes,
   type Frame,
   type FrameBodyKind,
   type FrameInit,

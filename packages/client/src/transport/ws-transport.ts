@@ -2,6 +2,7 @@ import {
   decodeFrame,
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
+  messageBytes,
   FrameError,
   type Frame,
 } from "@chorus/protocol";
@@ -220,11 +221,7 @@ export class WebSocketTransport implements Transport {
       );
       return;
     }
-    const bytes = Array.isArray(data)
-      ? Buffer.concat(data)
-      : Buffer.isBuffer(data)
-        ? data
-        : Buffer.from(data);
+    const bytes = messageBytes(data);
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);

@@ -1,7 +1,14 @@
 import type { IncomingMessage, Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
-import { chorus, decodeFrame, FrameError, type Frame, type FrameInit } from "@chorus/protocol";
+import {
+  chorus,
+  decodeFrame,
+  FrameError,
+  messageBytes,
+  type Frame,
+  type FrameInit,
+} from "@chorus/protocol";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { parseBasicAuth, type Credentials } from "../auth/index.js";
 import type { Direction, ReadAllResult, StoredEvent } from "../streams/types.js";
@@ -349,11 +356,7 @@ class NativeConnection {
       this.#protocolError(1003, "text frames are not supported: send binary protobuf Frames");
       return;
     }
-    const bytes = Array.isArray(data)
-      ? Buffer.concat(data)
-      : Buffer.isBuffer(data)
-        ? data
-        : Buffer.from(data);
+    const bytes = messageBytes(data);
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, this.#ctx.options.maxFrameBytes);
