@@ -154,6 +154,9 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Requests that are still waiting for a node fail now; sent ones settle below
+      // (each within its operation timeout).
+      this.#connection.drain();
       await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
       await Promise.allSettled([...this.#inFlight]);
       await this.#connection.close();

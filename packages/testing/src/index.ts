@@ -13,3 +13,17 @@ export {
   waitFor,
   type WaitForOptions,
 } from "./wait.js";
+export {
+  startDnsServer,
+  type DnsRecords,
+  type StartDnsServerOptions,
+  type TestDnsServer,
+} from "./dns-server.js";
+export {
+  startFaultProxy,
+  type DropRepliesOptions,
+  type FaultProxy,
+  type FaultProxyStats,
+  type LatencyOptions,
+  type StartFaultProxyOptions,
+} from "./fault-proxy.js";

@@ -1,7 +1,7 @@
 /**
  * Deadlines and clean shutdown of the client against real processes.
  */
-import { ChorusClient, TimeoutError, jsonEvent } from "@chorus/client";
+import { ChorusClient, ClientClosedError, TimeoutError, jsonEvent } from "@chorus/client";
 import { startNode, type TestNode } from "@chorus/testing";
 import { createServer } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -61,6 +61,26 @@ describe("client deadlines", () => {
 });
 
 describe("client close", () => {
+  it("fails requests still waiting for a node with ClientClosedError instead of waiting for them", async () => {
+    const port = await closedPort();
+    const client = new ChorusClient(
+      `chorus+discover://127.0.0.1:${port}?tls=false&maxDiscoverAttempts=1000&discoverDelay=20&operationTimeout=60000`,
+    );
+    const connecting = client.connect().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const appending = client.appendToStream("s", jsonEvent({ type: "T", data: {} })).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const start = performance.now();
+    await client.close();
+    expect(performance.now() - start).toBeLessThan(5_000);
+    expect(await connecting).toBeInstanceOf(ClientClosedError);
+    expect(await appending).toBeInstanceOf(ClientClosedError);
+  });
+
   it("leaves no open socket or timer behind after close()", async () => {
     node = await startNode({ memDb: true });
     const before = activeHandles();

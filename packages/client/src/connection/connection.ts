@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import { readFile } from "node:fs/promises";
 import { discover } from "../discovery/discover.js";
-import { NodeSeedResolver, type SeedResolver } from "../discovery/dns.js";
+import { DnsPacketResolver } from "../discovery/dns-packet-resolver.js";
+import type { SeedResolver } from "../discovery/dns.js";
 import { HttpGossipReader, type GossipReader } from "../discovery/gossip.js";
 import { leaderOf, selectNode } from "../discovery/select-node.js";
 import {
@@ -67,6 +68,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   #waiters = new Set<Waiter>();
   #loop: Promise<void> | undefined;
   #loopAbort: AbortController | undefined;
+  #draining = false;
   /** Where to go next instead of discovering (a NOT_LEADER reply named the leader). */
   #target: LeaderEndpoints | undefined;
   /** Reconnect at once (no backoff) after this disconnection. */
@@ -121,7 +123,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   session(
     options: { signal?: Abortable | undefined; queueTimeoutMs?: number | undefined } = {},
   ): Promise<Session> {
-    if (this.#status === "closed") return Promise.reject(new ClientClosedError());
+    if (this.#status === "closed" || this.#draining) return Promise.reject(new ClientClosedError());
     if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));
     const live = this.currentSession;
     if (live) return Promise.resolve(live);
@@ -325,7 +327,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           timers: s.timers,
           logger: s.logger,
         });
-      return { reader, resolver: this.#deps.seedResolver ?? new NodeSeedResolver(), transports };
+      return {
+        reader,
+        resolver:
+          this.#deps.seedResolver ?? new DnsPacketResolver({ random: this.#settings.random }),
+        transports,
+      };
     })();
     // A failed setup (unreadable CA file) is retried on the next attempt.
     this.#io.catch(() => (this.#io = undefined));
@@ -474,8 +481,21 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /** Stops everything: pending waiters get ClientClosedError, the socket closes, timers clear. */
+  /**
+   * The first step of closing: requests still waiting for a connection fail with
+   * ClientClosedError (they were never sent), discovery and reconnection stop, and no new
+   * request is taken; a live connection stays open so requests already sent can settle.
+   */
+  drain(): void {
+    if (this.#draining || this.#status === "closed") return;
+    this.#draining = true;
+    this.#loopAbort?.abort(new ClientClosedError());
+    for (const w of [...this.#waiters]) w.reject(new ClientClosedError());
+  }
+
   async close(): Promise<void> {
     if (this.#status === "closed") return;
+    this.#draining = true;
     this.#setStatus("closed");
     this.#loopAbort?.abort(new ClientClosedError());
     for (const w of [...this.#waiters]) w.reject(new ClientClosedError());
