@@ -1,0 +1,685 @@
+import { describe, expect, it } from "vitest";
+import { MemLog } from "../sim/mem-log.js";
+import { ConsensusCore, ConsensusInvariantError } from "./raft.js";
+import type {
+  AppendMessage,
+  CoreConfig,
+  Effect,
+  HardState,
+  LogPoint,
+  LogRecord,
+  Message,
+  NodeId,
+} from "./types.js";
+
+const MIN_MS = 500;
+const MAX_MS = 1_000;
+const EPOCH_RECORD_BYTES = 16;
+
+type Spec = readonly (readonly [epoch: number, length: number])[];
+
+function records(spec: Spec): LogRecord<string>[] {
+  let position = 0;
+  return spec.map(([epoch, length], i) => {
+    const r: LogRecord<string> = {
+      epoch,
+      position,
+      length,
+      kind: "data",
+      payload: `r${i}@e${epoch}`,
+    };
+    position += length;
+    return r;
+  });
+}
+
+interface NodeOptions {
+  voters?: readonly NodeId[];
+  learners?: readonly NodeId[];
+  log?: Spec;
+  durable?: number;
+  hardState?: HardState;
+  commit?: number;
+  priorities?: Record<NodeId, number>;
+  random?: () => number;
+  nowMs?: number;
+}
+
+class TestNode {
+  readonly log: MemLog<string>;
+  readonly core: ConsensusCore<string>;
+  effects: Effect<string>[] = [];
+
+  constructor(
+    readonly id: NodeId,
+    o: NodeOptions = {},
+  ) {
+    this.log = new MemLog(records(o.log ?? []));
+    this.log.durable = o.durable ?? this.log.end();
+    const cfg: CoreConfig<string> = {
+      id,
+      voters: o.voters ?? ["n1", "n2", "n3"],
+      learners: o.learners ?? [],
+      electionTimeoutMinMs: MIN_MS,
+      electionTimeoutMaxMs: MAX_MS,
+      heartbeatMs: 50,
+      maxBatchBytes: 10_000,
+      random: o.random ?? (() => 0),
+      epochRecord: (epoch, leader) => ({
+        length: EPOCH_RECORD_BYTES,
+        payload: `epoch:${epoch}:${leader}`,
+      }),
+      ...(o.priorities ? { priorities: o.priorities } : {}),
+    };
+    this.core = new ConsensusCore(cfg, this.log, {
+      hardState: o.hardState ?? { epoch: this.log.lastPoint().epoch, votedFor: undefined },
+      commitPosition: o.commit ?? 0,
+      nowMs: o.nowMs ?? 0,
+    });
+  }
+
+  /** Applies log effects as a driver would and remembers all effects of the input. */
+  run(effects: Effect<string>[]): Effect<string>[] {
+    for (const e of effects) {
+      if (e.type === "append") this.log.append(e.records);
+      if (e.type === "truncate") this.log.truncate(e.position);
+    }
+    this.effects = effects;
+    return effects;
+  }
+
+  tick(nowMs: number): Effect<string>[] {
+    return this.run(this.core.tick(nowMs));
+  }
+
+  receive(from: NodeId, m: Message<string>, nowMs?: number): Effect<string>[] {
+    return this.run(this.core.receive(from, m, nowMs));
+  }
+
+  durableTo(position: number): Effect<string>[] {
+    this.log.durable = position;
+    return this.run(this.core.localDurable(position));
+  }
+
+  sent(type?: Message<string>["type"]): { to: NodeId; message: Message<string> }[] {
+    return this.effects.flatMap((e) =>
+      e.type === "send" && (type === undefined || e.message.type === type)
+        ? [{ to: e.to, message: e.message }]
+        : [],
+    );
+  }
+
+  sentTo(to: NodeId): Message<string> | undefined {
+    return this.sent().find((s) => s.to === to)?.message;
+  }
+}
+
+function of<T extends Effect<string>["type"]>(
+  effects: readonly Effect<string>[],
+  type: T,
+): Extract<Effect<string>, { type: T }>[] {
+  return effects.filter((e): e is Extract<Effect<string>, { type: T }> => e.type === type);
+}
+
+/** Drives `node` through pre-vote and vote (granted by `grantors`) to leadership. */
+function elect(node: TestNode, grantors: readonly NodeId[], nowMs = 2 * MAX_MS): void {
+  node.tick(nowMs);
+  expect(node.core.state.role).toBe("preCandidate");
+  const preEpoch = node.core.state.epoch + 1;
+  for (const g of grantors) {
+    node.receive(g, {
+      type: "VoteReply",
+      epoch: preEpoch,
+      preVote: true,
+      granted: true,
+      voterEpoch: preEpoch - 1,
+    });
+  }
+  expect(node.core.state.role).toBe("candidate");
+  for (const g of grantors) {
+    node.receive(g, {
+      type: "VoteReply",
+      epoch: preEpoch,
+      preVote: false,
+      granted: true,
+      voterEpoch: preEpoch,
+    });
+  }
+  expect(node.core.state.role).toBe("leader");
+}
+
+function ok(epoch: number, match: LogPoint, durableEnd: number): Message<string> {
+  return { type: "AppendReply", epoch, ok: true, match, durableEnd };
+}
+
+describe("consensus core: votes", () => {
+  it.each<[string, Spec, LogPoint, boolean]>([
+    [
+      "candidate in a higher epoch, shorter log",
+      [
+        [1, 16],
+        [1, 500],
+      ],
+      { epoch: 2, position: 100 },
+      true,
+    ],
+    [
+      "candidate in a lower epoch, longer log",
+      [
+        [1, 16],
+        [2, 40],
+      ],
+      { epoch: 1, position: 900 },
+      false,
+    ],
+    [
+      "equal last point",
+      [
+        [1, 16],
+        [2, 84],
+      ],
+      { epoch: 2, position: 100 },
+      true,
+    ],
+    [
+      "same epoch, candidate shorter",
+      [
+        [1, 16],
+        [2, 84],
+      ],
+      { epoch: 2, position: 99 },
+      false,
+    ],
+    [
+      "same epoch, candidate longer",
+      [
+        [1, 16],
+        [2, 84],
+      ],
+      { epoch: 2, position: 300 },
+      true,
+    ],
+    ["empty voter", [], { epoch: 0, position: 0 }, true],
+  ])("%s", (_name, voterLog, candidateLast, granted) => {
+    const voter = new TestNode("n2", {
+      log: voterLog,
+      hardState: { epoch: 2, votedFor: undefined },
+    });
+    const effects = voter.receive("n1", {
+      type: "Vote",
+      epoch: 3,
+      last: candidateLast,
+      transfer: false,
+    });
+    expect(voter.sentTo("n1")).toEqual({
+      type: "VoteReply",
+      epoch: 3,
+      preVote: false,
+      granted,
+      voterEpoch: 3,
+    });
+    // The epoch moved to 3 either way; a granted vote is persisted before the reply.
+    const persisted = of(effects, "persist").at(-1)?.state;
+    expect(persisted).toEqual({ epoch: 3, votedFor: granted ? "n1" : undefined });
+    const persistAt = effects.findIndex((e) => e.type === "persist");
+    const sendAt = effects.findIndex((e) => e.type === "send");
+    expect(persistAt).toBeLessThan(sendAt);
+  });
+
+  it("votes once per epoch", () => {
+    const voter = new TestNode("n2");
+    voter.receive("n1", {
+      type: "Vote",
+      epoch: 1,
+      last: { epoch: 0, position: 0 },
+      transfer: false,
+    });
+    expect(voter.sentTo("n1")).toMatchObject({ granted: true });
+    voter.receive("n3", {
+      type: "Vote",
+      epoch: 1,
+      last: { epoch: 0, position: 0 },
+      transfer: false,
+    });
+    expect(voter.sentTo("n3")).toMatchObject({ granted: false });
+    // A duplicate request from the same candidate is answered the same way.
+    voter.receive("n1", {
+      type: "Vote",
+      epoch: 1,
+      last: { epoch: 0, position: 0 },
+      transfer: false,
+    });
+    expect(voter.sentTo("n1")).toMatchObject({ granted: true });
+  });
+
+  it("pre-vote is refused while a leader is alive and changes nothing", () => {
+    const follower = new TestNode("n2", {
+      log: [[1, 16]],
+      hardState: { epoch: 1, votedFor: "n1" },
+    });
+    follower.receive(
+      "n1",
+      { type: "Append", epoch: 1, prev: { epoch: 1, position: 16 }, records: [], leaderCommit: 16 },
+      1_000,
+    );
+    const preVote: Message<string> = {
+      type: "PreVote",
+      epoch: 2,
+      last: { epoch: 1, position: 16 },
+    };
+    const effects = follower.receive("n3", preVote, 1_000 + MIN_MS - 1);
+    expect(follower.sentTo("n3")).toMatchObject({ preVote: true, granted: false });
+    expect(of(effects, "persist")).toEqual([]);
+    expect(follower.core.state.epoch).toBe(1);
+    // A disruptive (non-transfer) vote is ignored in the lease as well.
+    follower.receive("n3", {
+      type: "Vote",
+      epoch: 2,
+      last: { epoch: 1, position: 16 },
+      transfer: false,
+    });
+    expect(follower.sentTo("n3")).toMatchObject({ granted: false });
+    expect(follower.core.state).toMatchObject({ epoch: 1, leaderId: "n1" });
+    // Once the leader has been silent for the election timeout, the pre-vote is granted.
+    follower.receive("n3", preVote, 1_000 + MIN_MS);
+    expect(follower.sentTo("n3")).toMatchObject({ preVote: true, granted: true });
+    expect(follower.core.state.epoch).toBe(1);
+  });
+
+  it("a pre-candidate only bumps the epoch after a majority of pre-votes", () => {
+    const node = new TestNode("n1");
+    node.tick(MAX_MS);
+    expect(node.core.state).toMatchObject({ role: "preCandidate", epoch: 0 });
+    expect(
+      node
+        .sent("PreVote")
+        .map((s) => s.to)
+        .sort(),
+    ).toEqual(["n2", "n3"]);
+    node.receive("n2", {
+      type: "VoteReply",
+      epoch: 1,
+      preVote: true,
+      granted: true,
+      voterEpoch: 0,
+    });
+    expect(node.core.state).toMatchObject({ role: "candidate", epoch: 1, votedFor: "n1" });
+    expect(node.sent("Vote").map((s) => s.message)).toContainEqual({
+      type: "Vote",
+      epoch: 1,
+      last: { epoch: 0, position: 0 },
+      transfer: false,
+    });
+  });
+
+  it("a new leader first writes an EPOCH record and replicates it", () => {
+    const node = new TestNode("n1", {
+      log: [
+        [1, 16],
+        [1, 10],
+      ],
+      hardState: { epoch: 1, votedFor: undefined },
+    });
+    elect(node, ["n2"]);
+    const appended = of(node.effects, "append").flatMap((e) => e.records);
+    expect(appended).toEqual([
+      { epoch: 2, position: 26, length: EPOCH_RECORD_BYTES, kind: "epoch", payload: "epoch:2:n1" },
+    ]);
+    const append = node.sentTo("n2") as AppendMessage<string>;
+    expect(append).toMatchObject({ type: "Append", epoch: 2, prev: { epoch: 1, position: 26 } });
+    expect(append.records).toEqual(appended);
+  });
+});
+
+describe("consensus core: commit", () => {
+  it("commits only a position in the leader's own epoch (Raft figure 8)", () => {
+    // n1 holds an epoch-2 record (16..26) a previous leader never committed; it now leads
+    // epoch 4. n2 acknowledges up to 26 durably: a majority holds it, but counting
+    // replicas of an older epoch's record must not commit it.
+    const leader = new TestNode("n1", {
+      log: [
+        [1, 16],
+        [2, 10],
+      ],
+      hardState: { epoch: 3, votedFor: undefined },
+    });
+    elect(leader, ["n2"]);
+    expect(leader.core.state.epoch).toBe(4);
+    leader.durableTo(42);
+    leader.receive("n2", ok(4, { epoch: 2, position: 26 }, 26));
+    expect(of(leader.effects, "commit")).toEqual([]);
+    expect(leader.core.state.commitPosition).toBe(0);
+    // Once the epoch-4 record is durable on a majority, everything before it commits too.
+    leader.receive("n2", ok(4, { epoch: 4, position: 42 }, 42));
+    expect(of(leader.effects, "commit")).toEqual([{ type: "commit", position: 42 }]);
+  });
+
+  it("commits the highest position durable on a majority, and not above its own durable end", () => {
+    const leader = new TestNode("n1", { voters: ["n1", "n2", "n3", "n4", "n5"] });
+    elect(leader, ["n2", "n3"]);
+    const r = leader.core.propose([
+      { length: 100, payload: "a" },
+      { length: 50, payload: "b" },
+    ]);
+    expect(r.ok && r.points).toEqual([
+      { epoch: 1, position: 116 },
+      { epoch: 1, position: 166 },
+    ]);
+    leader.run(r.effects);
+    leader.receive("n2", ok(1, { epoch: 1, position: 166 }, 166));
+    leader.receive("n3", ok(1, { epoch: 1, position: 166 }, 116));
+    expect(of(leader.effects, "commit")).toEqual([]); // the leader itself has synced nothing
+    leader.durableTo(166);
+    expect(of(leader.effects, "commit")).toEqual([{ type: "commit", position: 116 }]);
+    // Durable end is capped by the matched point: a stale suffix on a follower does not count.
+    leader.receive("n4", ok(1, { epoch: 1, position: 116 }, 900));
+    expect(leader.core.state.commitPosition).toBe(116);
+    leader.receive("n3", ok(1, { epoch: 1, position: 166 }, 166));
+    expect(of(leader.effects, "commit")).toEqual([{ type: "commit", position: 166 }]);
+  });
+
+  it("never counts a learner", () => {
+    const leader = new TestNode("n1", { learners: ["r1"] });
+    elect(leader, ["n2"]);
+    expect(leader.sentTo("r1")).toMatchObject({ type: "Append" }); // learners are replicated to
+    leader.durableTo(16);
+    leader.receive("r1", ok(1, { epoch: 1, position: 16 }, 16));
+    leader.receive("r1", ok(1, { epoch: 1, position: 16 }, 16));
+    expect(leader.core.state.commitPosition).toBe(0);
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 16));
+    expect(leader.core.state.commitPosition).toBe(16);
+  });
+
+  it("a follower commits at most what it matched and made durable", () => {
+    const follower = new TestNode("n2");
+    const epochRecord: LogRecord<string> = {
+      epoch: 1,
+      position: 0,
+      length: 16,
+      kind: "epoch",
+      payload: "e1",
+    };
+    follower.receive("n1", {
+      type: "Append",
+      epoch: 1,
+      prev: { epoch: 0, position: 0 },
+      records: [epochRecord],
+      leaderCommit: 16,
+    });
+    expect(follower.core.state.commitPosition).toBe(0);
+    expect(follower.sentTo("n1")).toEqual(ok(1, { epoch: 1, position: 16 }, 0));
+    follower.durableTo(16);
+    expect(of(follower.effects, "commit")).toEqual([{ type: "commit", position: 16 }]);
+    expect(follower.sentTo("n1")).toEqual(ok(1, { epoch: 1, position: 16 }, 16)); // durable ack
+  });
+});
+
+describe("consensus core: log matching", () => {
+  const base: Spec = [
+    [1, 16],
+    [1, 10],
+    [2, 10],
+    [2, 10],
+  ]; // ends 16, 26, 36, 46
+
+  it.each<[string, LogPoint, LogPoint]>([
+    ["prev beyond the end", { epoch: 2, position: 90 }, { epoch: 2, position: 46 }],
+    [
+      "prev epoch differs: back up to the last point of an older epoch",
+      { epoch: 3, position: 36 },
+      { epoch: 2, position: 36 },
+    ],
+    [
+      "prev in an epoch the follower never saw",
+      { epoch: 1, position: 46 },
+      { epoch: 1, position: 26 },
+    ],
+    ["prev not a record boundary", { epoch: 2, position: 40 }, { epoch: 2, position: 36 }],
+  ])("rejects a mismatching prev with a hint: %s", (_name, prev, hint) => {
+    const follower = new TestNode("n2", {
+      log: base,
+      hardState: { epoch: 3, votedFor: undefined },
+    });
+    follower.receive("n1", { type: "Append", epoch: 3, prev, records: [], leaderCommit: 0 });
+    expect(follower.sentTo("n1")).toEqual({ type: "AppendReply", epoch: 3, ok: false, hint });
+    expect(of(follower.effects, "truncate")).toEqual([]);
+  });
+
+  it("truncates a conflicting uncommitted suffix and appends the leader's records", () => {
+    const follower = new TestNode("n2", {
+      log: base,
+      commit: 26,
+      hardState: { epoch: 2, votedFor: undefined },
+    });
+    const newRecords: LogRecord<string>[] = [
+      { epoch: 2, position: 26, length: 10, kind: "data", payload: "r2@e2" }, // already there
+      { epoch: 3, position: 36, length: 16, kind: "epoch", payload: "e3" },
+    ];
+    follower.receive("n1", {
+      type: "Append",
+      epoch: 3,
+      prev: { epoch: 1, position: 26 },
+      records: newRecords,
+      leaderCommit: 26,
+    });
+    expect(follower.effects.filter((e) => e.type === "truncate" || e.type === "append")).toEqual([
+      { type: "truncate", position: 36 },
+      { type: "append", records: [newRecords[1]] },
+    ]);
+    expect(follower.log.lastPoint()).toEqual({ epoch: 3, position: 52 });
+    expect(follower.sentTo("n1")).toMatchObject({
+      ok: true,
+      match: { epoch: 3, position: 52 },
+      durableEnd: 36,
+    });
+  });
+
+  it("an old duplicate append does not truncate records it does not mention", () => {
+    const follower = new TestNode("n2", {
+      log: base,
+      hardState: { epoch: 2, votedFor: undefined },
+    });
+    const again: LogRecord<string> = {
+      epoch: 2,
+      position: 26,
+      length: 10,
+      kind: "data",
+      payload: "r2@e2",
+    };
+    follower.receive("n1", {
+      type: "Append",
+      epoch: 2,
+      prev: { epoch: 1, position: 26 },
+      records: [again],
+      leaderCommit: 0,
+    });
+    expect(of(follower.effects, "truncate")).toEqual([]);
+    expect(follower.log.end()).toBe(46);
+  });
+
+  it("refuses to truncate below its commit position", () => {
+    const follower = new TestNode("n2", {
+      log: base,
+      commit: 46,
+      hardState: { epoch: 2, votedFor: undefined },
+    });
+    const conflicting: LogRecord<string> = {
+      epoch: 3,
+      position: 26,
+      length: 16,
+      kind: "epoch",
+      payload: "e3",
+    };
+    expect(() =>
+      follower.receive("n1", {
+        type: "Append",
+        epoch: 3,
+        prev: { epoch: 1, position: 26 },
+        records: [conflicting],
+        leaderCommit: 0,
+      }),
+    ).toThrow(ConsensusInvariantError);
+  });
+
+  it("the leader backs up by epoch on a hint", () => {
+    // Leader log: e1 to 26, e3 from 26. A follower holding e2 records answers with hint
+    // (2, 46); the leader backs up to its last point at or before it: (1, 26).
+    const leader = new TestNode("n1", {
+      log: [
+        [1, 16],
+        [1, 10],
+        [3, 16],
+      ],
+      hardState: { epoch: 3, votedFor: undefined },
+    });
+    elect(leader, ["n2"]);
+    leader.receive("n2", {
+      type: "AppendReply",
+      epoch: 4,
+      ok: false,
+      hint: { epoch: 2, position: 46 },
+    });
+    const append = leader.sentTo("n2") as AppendMessage<string>;
+    expect(append.prev).toEqual({ epoch: 1, position: 26 });
+    expect(append.records.map((r) => r.position)).toEqual([26, 42]);
+  });
+});
+
+describe("consensus core: leadership", () => {
+  it("check-quorum: a leader that hears from no majority steps down and refuses writes", () => {
+    const leader = new TestNode("n1", { voters: ["n1", "n2", "n3", "n4", "n5"] });
+    elect(leader, ["n2", "n3"], 1_000);
+    leader.tick(1_000 + MIN_MS - 10);
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 0));
+    leader.receive("n3", ok(1, { epoch: 1, position: 16 }, 0));
+    leader.tick(1_000 + MIN_MS); // n2, n3 heard recently: still a majority with itself
+    expect(leader.core.state.role).toBe("leader");
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 0));
+    leader.tick(1_000 + 2 * MIN_MS); // only n2 (and itself) heard since: 2 of 5
+    expect(leader.core.state).toMatchObject({ role: "follower", epoch: 1, leaderId: undefined });
+    expect(of(leader.effects, "roleChanged")).toEqual([
+      { type: "roleChanged", role: "follower", epoch: 1, leaderId: undefined },
+    ]);
+    const r = leader.core.propose([{ length: 5, payload: "x" }]);
+    expect(r.ok).toBe(false);
+    // And it commits nothing afterwards, whatever acks straggle in.
+    leader.durableTo(16);
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 16));
+    leader.receive("n3", ok(1, { epoch: 1, position: 16 }, 16));
+    expect(leader.core.state.commitPosition).toBe(0);
+  });
+
+  it("steps down on seeing a higher epoch", () => {
+    const leader = new TestNode("n1");
+    elect(leader, ["n2"]);
+    leader.receive("n3", {
+      type: "AppendReply",
+      epoch: 7,
+      ok: false,
+      hint: { epoch: 0, position: 0 },
+    });
+    expect(leader.core.state).toMatchObject({ role: "follower", epoch: 7 });
+  });
+
+  it.each<[string, Record<NodeId, number>, NodeId]>([
+    ["n1 has the higher priority", { n1: 2, n2: 1 }, "n1"],
+    ["n2 has the higher priority", { n1: 1, n2: 2 }, "n2"],
+  ])("priority breaks ties between equally up-to-date nodes: %s", (_name, priorities, first) => {
+    // Same random draws, same log: the lower-priority node waits an extra slice.
+    const nodes = ["n1", "n2"].map((id) => new TestNode(id, { priorities, random: () => 0.5 }));
+    const standing: NodeId[] = [];
+    for (let t = 0; t <= 3 * MAX_MS && standing.length === 0; t += 10) {
+      for (const n of nodes) {
+        n.tick(t);
+        if (n.core.state.role === "preCandidate") standing.push(n.id);
+      }
+    }
+    expect(standing).toEqual([first]);
+  });
+
+  it("a learner never stands and never votes", () => {
+    const learner = new TestNode("r1", { learners: ["r1"] });
+    expect(learner.core.state.role).toBe("learner");
+    expect(learner.tick(100 * MAX_MS)).toEqual([]);
+    learner.receive("n1", { type: "PreVote", epoch: 1, last: { epoch: 0, position: 0 } });
+    expect(learner.sentTo("n1")).toMatchObject({ granted: false });
+    learner.receive("n1", {
+      type: "Vote",
+      epoch: 1,
+      last: { epoch: 0, position: 0 },
+      transfer: true,
+    });
+    expect(learner.sentTo("n1")).toMatchObject({ granted: false });
+  });
+
+  it("TimeoutNow hands leadership to the most up-to-date follower", () => {
+    const leader = new TestNode("n1");
+    elect(leader, ["n2", "n3"]);
+    leader.receive("n3", ok(1, { epoch: 1, position: 16 }, 16));
+    const w = leader.core.propose([{ length: 30, payload: "w" }]);
+    leader.run(w.effects);
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 16));
+    // n3 and n2 are both at 16; the log ends at 46. Transfer waits for the target to catch up.
+    leader.run(leader.core.transferLeadership());
+    expect(leader.sent("TimeoutNow")).toEqual([]);
+    expect(leader.core.propose([{ length: 5, payload: "refused" }]).ok).toBe(false);
+    const target = leader.sent("Append")[0]?.to;
+    expect(target === "n2" || target === "n3").toBe(true);
+    leader.receive(target!, ok(1, { epoch: 1, position: 46 }, 46));
+    expect(leader.sent("TimeoutNow")).toEqual([
+      { to: target, message: { type: "TimeoutNow", epoch: 1 } },
+    ]);
+
+    // The target stands at once, without pre-vote, and voters in the lease still grant.
+    const follower = new TestNode(target!, {
+      log: [
+        [1, 16],
+        [1, 30],
+      ],
+      hardState: { epoch: 1, votedFor: "n1" },
+    });
+    follower.receive(
+      "n1",
+      { type: "Append", epoch: 1, prev: { epoch: 1, position: 46 }, records: [], leaderCommit: 16 },
+      100,
+    );
+    follower.receive("n1", { type: "TimeoutNow", epoch: 1 }, 110);
+    expect(follower.core.state).toMatchObject({ role: "candidate", epoch: 2 });
+    const vote = follower.sent("Vote")[0]?.message;
+    expect(vote).toMatchObject({ type: "Vote", epoch: 2, transfer: true });
+
+    const other = new TestNode("n3", {
+      log: [
+        [1, 16],
+        [1, 30],
+      ],
+      hardState: { epoch: 1, votedFor: "n1" },
+    });
+    other.receive(
+      "n1",
+      { type: "Append", epoch: 1, prev: { epoch: 1, position: 46 }, records: [], leaderCommit: 16 },
+      100,
+    );
+    other.receive(target!, vote!, 120);
+    expect(other.sentTo(target!)).toMatchObject({ granted: true });
+    // The old leader gives way when it sees the vote request of the new epoch.
+    leader.receive(target!, vote!);
+    expect(leader.core.state).toMatchObject({ role: "follower", epoch: 2 });
+  });
+
+  it("a message from a stale epoch is answered with the current epoch", () => {
+    const follower = new TestNode("n2", {
+      log: [[3, 16]],
+      hardState: { epoch: 3, votedFor: undefined },
+    });
+    follower.receive("n1", {
+      type: "Append",
+      epoch: 2,
+      prev: { epoch: 0, position: 0 },
+      records: [],
+      leaderCommit: 0,
+    });
+    expect(follower.sentTo("n1")).toMatchObject({ type: "AppendReply", epoch: 3, ok: false });
+    expect(follower.core.state.epoch).toBe(3);
+  });
+});
