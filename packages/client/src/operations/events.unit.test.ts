@@ -92,6 +92,20 @@ describe("recordedEventFromWire", () => {
     });
     expect(e.data).toBeInstanceOf(Uint8Array);
   });
+  it("keeps the bytes of a JSON event that is not valid UTF-8, even if it would parse", () => {
+    // '"\xff"': a JSON string once the invalid byte is replaced; a fatal decoder refuses it.
+    const bytes = new Uint8Array([0x22, 0xff, 0x22]);
+    const e = recordedEventFromWire({ ...base, isJson: true, data: bytes });
+    expect(Array.from(e.data as Uint8Array)).toEqual([0x22, 0xff, 0x22]);
+  });
+  it("parses JSON behind a byte order mark, from a Buffer or a view into a larger array", () => {
+    const json = [0xef, 0xbb, 0xbf, ...new TextEncoder().encode('{"a":"é"}')];
+    expect(recordedEventFromWire({ ...base, isJson: true, data: Buffer.from(json) }).data).toEqual({
+      a: "é",
+    });
+    const view = new Uint8Array([0, ...json, 0]).subarray(1, json.length + 1);
+    expect(recordedEventFromWire({ ...base, isJson: true, data: view }).data).toEqual({ a: "é" });
+  });
 });
 
 describe("expected version", () => {

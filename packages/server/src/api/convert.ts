@@ -146,24 +146,6 @@ export function eventsFromWire(
   );
 }
 
-export function recordedToWire(e: StoredEvent): chorus.IRecordedEvent {
-  return {
-    streamId: e.streamId,
-    revision: e.revision,
-    position: e.position,
-    id: e.id,
-    type: e.type,
-    isJson: e.isJson,
-    data: e.data,
-    metadata: e.metadata,
-    createdMs: e.createdMs,
-  };
-}
-
-export function resolvedToWire(e: StoredEvent): chorus.IResolvedEvent {
-  return { event: recordedToWire(e) };
-}
-
 export function wrongExpectedToWire(
   expected: ExpectedVersion,
   info: WrongExpectedVersionInfo,

@@ -11,7 +11,7 @@ import {
 } from "@chorus/protocol";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { parseBasicAuth, type Credentials } from "../auth/index.js";
-import type { Direction, ReadAllResult, StoredEvent } from "../streams/types.js";
+import type { Direction, StoredEvent } from "../streams/types.js";
 import {
   Subscription,
   type DropCode,
@@ -31,9 +31,9 @@ import {
   expectedFromWire,
   filterFromWire,
   invalidArgument,
-  resolvedToWire,
   wrongExpectedToWire,
 } from "./convert.js";
+import { EventsFrame, encodeEventsFrame, type EventsBody } from "./event-frames.js";
 
 const Code = chorus.ErrorResponse.Code;
 
@@ -201,6 +201,13 @@ export class NativeApi {
   }
 }
 
+/** A page of $all with its reply encoded, so that a page read ahead is also encoded ahead. */
+interface AllPage {
+  endOfStream: boolean;
+  nextPosition: number;
+  frame: EventsFrame;
+}
+
 /** Identifies a $all page request, to match it with a page read ahead. */
 function readAheadKey(
   direction: Direction,
@@ -226,7 +233,7 @@ class NativeConnection {
   #alive = true;
   #shuttingDown = false;
   /** The next $all page, read ahead for a sequential reader. */
-  #readAhead: { key: string; page: Promise<ReadAllResult>; commitPosition: number } | undefined;
+  #readAhead: { key: string; page: Promise<AllPage>; commitPosition: number } | undefined;
 
   constructor(
     ctx: NodeContext,
@@ -298,7 +305,16 @@ class NativeConnection {
 
   #send(frame: FrameInit): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
-    const bytes = chorus.Frame.encode(frame).finish();
+    this.#sendBytes(chorus.Frame.encode(frame).finish());
+  }
+
+  /** Sends a frame that carries events (the bulk of the bytes a node sends). */
+  #sendEventsFrame(correlationId: number, body: EventsBody, events: readonly StoredEvent[]): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    this.#sendBytes(encodeEventsFrame(correlationId, body, events));
+  }
+
+  #sendBytes(bytes: Uint8Array): void {
     this.#ws.send(bytes, { binary: true }, () => this.#onFlushed());
     if (!this.#pausedForOutput && this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes * 8) {
       // The client does not read its replies: stop reading its requests until it does.
@@ -536,15 +552,17 @@ class NativeConnection {
         if (fit < r.events.length)
           r = await store.readStream(streamId, { direction, fromRevision, maxCount: fit });
         metrics.reads.inc({ interface: "native", kind: "stream" });
-        this.#send({
-          correlationId: id,
-          readResult: {
-            events: r.events.map(resolvedToWire),
-            endOfStream: r.endOfStream,
-            nextRevision: r.nextRevision,
-            lastRevision: r.lastRevision,
+        this.#sendEventsFrame(
+          id,
+          {
+            readResult: {
+              endOfStream: r.endOfStream,
+              nextRevision: r.nextRevision,
+              lastRevision: r.lastRevision,
+            },
           },
-        });
+          r.events,
+        );
         return;
       }
       case "readAll": {
@@ -556,7 +574,7 @@ class NativeConnection {
         const key = readAheadKey(direction, fromPosition, maxCount, req.filter);
         const ahead = this.#readAhead;
         this.#readAhead = undefined;
-        let r: ReadAllResult;
+        let r: AllPage;
         if (ahead?.key === key && (await ahead.page.catch(() => undefined)) !== undefined) {
           r = await ahead.page;
           // A page that ended at the then-committed end is only current if nothing committed since.
@@ -582,15 +600,7 @@ class NativeConnection {
           };
         }
         metrics.reads.inc({ interface: "native", kind: "all" });
-        this.#send({
-          correlationId: id,
-          readResult: {
-            events: r.events.map(resolvedToWire),
-            endOfStream: r.endOfStream,
-            // Forwards the next page starts at it (inclusive), backwards before it (exclusive).
-            nextPosition: r.nextPosition,
-          },
-        });
+        if (this.#ws.readyState === WebSocket.OPEN) this.#sendBytes(r.frame.bytes(id));
         return;
       }
       case "subscribe":
@@ -601,13 +611,13 @@ class NativeConnection {
     }
   }
 
-  /** One page of $all, no larger in bytes than a frame may carry. */
+  /** One page of $all, no larger in bytes than a frame may carry, with its reply encoded. */
   async #readAllPage(
     direction: Direction,
     fromPosition: number | "end",
     maxCount: number,
     filter: ((e: StoredEvent) => boolean) | undefined,
-  ): Promise<ReadAllResult> {
+  ): Promise<AllPage> {
     const store = this.#ctx.store;
     const read = (count: number) =>
       store.readAll({
@@ -616,9 +626,13 @@ class NativeConnection {
         maxCount: count,
         ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
       });
-    const r = await read(maxCount);
+    let r = await read(maxCount);
     const fit = fittingCount(r.events, this.#batchBytes);
-    return fit < r.events.length ? read(fit) : r;
+    if (fit < r.events.length) r = await read(fit);
+    const { endOfStream, nextPosition } = r;
+    // Forwards the next page starts at nextPosition (inclusive), backwards before it (exclusive).
+    const frame = EventsFrame.encode({ readResult: { endOfStream, nextPosition } }, r.events);
+    return { endOfStream, nextPosition, frame };
   }
 
   #subscribe(id: number, req: chorus.ISubscribeRequest): void {
@@ -720,20 +734,14 @@ class NativeConnection {
     for (const e of events) {
       const size = eventWireBytes(e);
       if (batch.length > 0 && bytes + size > this.#batchBytes) {
-        this.#send({
-          correlationId: id,
-          subscriptionEvents: { events: batch.map(resolvedToWire) },
-        });
+        this.#sendEventsFrame(id, { subscriptionEvents: {} }, batch);
         batch = [];
         bytes = 0;
       }
       batch.push(e);
       bytes += size;
     }
-    this.#send({
-      correlationId: id,
-      subscriptionEvents: { events: batch.map(resolvedToWire), checkpointPosition: checkpoint },
-    });
+    this.#sendEventsFrame(id, { subscriptionEvents: { checkpointPosition: checkpoint } }, batch);
   }
 }
 
