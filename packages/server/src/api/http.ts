@@ -85,19 +85,41 @@ function advertised(bound: Endpoint, req: IncomingMessage): Endpoint {
   return { host: bound.host, port: bound.port };
 }
 
+/** The `--*-advertise-as` settings replace what others are told, not what is bound. */
+function override(endpoint: Endpoint, host: string | null, port: number | null): Endpoint {
+  return { host: host ?? endpoint.host, port: port ?? endpoint.port };
+}
+
 export function memberInfo(ctx: NodeContext, req: IncomingMessage): MemberInfo {
   const ep = ctx.endpoints();
   const none = { host: ctx.options.extIp, port: 0 };
   const commit = String(ctx.store.commitPosition);
+  const o = ctx.options;
   return {
     instanceId: ctx.instanceId,
     state: ctx.state(),
     isAlive: true,
     timestamp: new Date().toISOString(),
-    internalTcp: advertised(ep?.intTcp ?? none, req),
-    externalTcp: advertised(ep?.extTcp ?? none, req),
-    internalHttp: advertised(ep?.intHttp ?? none, req),
-    externalHttp: advertised(ep?.extHttp ?? none, req),
+    internalTcp: override(
+      advertised(ep?.intTcp ?? none, req),
+      o.intHostAdvertiseAs,
+      o.intTcpPortAdvertiseAs,
+    ),
+    externalTcp: override(
+      advertised(ep?.extTcp ?? none, req),
+      o.extHostAdvertiseAs,
+      o.extTcpPortAdvertiseAs,
+    ),
+    internalHttp: override(
+      advertised(ep?.intHttp ?? none, req),
+      o.intHostAdvertiseAs,
+      o.intHttpPortAdvertiseAs,
+    ),
+    externalHttp: override(
+      advertised(ep?.extHttp ?? none, req),
+      o.extHostAdvertiseAs,
+      o.extHttpPortAdvertiseAs,
+    ),
     lastCommitPosition: commit,
     writerCheckpoint: commit,
     chaserCheckpoint: commit,

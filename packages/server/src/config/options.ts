@@ -23,6 +23,15 @@ export interface NodeOptions {
   readonly clusterGossipPort: number;
   readonly dnsServer: string | null;
   readonly nodePriority: number;
+  /** Host (name or IP) other nodes and clients are told for the external endpoints; null: the bound one. */
+  readonly extHostAdvertiseAs: string | null;
+  /** Host other nodes are told for the internal endpoints; null: the bound one. */
+  readonly intHostAdvertiseAs: string | null;
+  /** Ports told to others instead of the bound ones (behind NAT, a proxy or a load balancer). */
+  readonly extTcpPortAdvertiseAs: number | null;
+  readonly extHttpPortAdvertiseAs: number | null;
+  readonly intTcpPortAdvertiseAs: number | null;
+  readonly intHttpPortAdvertiseAs: number | null;
   readonly readOnlyReplica: boolean;
   /** No TLS and no authentication, whatever the interfaces. */
   readonly insecure: boolean;
@@ -61,6 +70,12 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   clusterGossipPort: 2112,
   dnsServer: null,
   nodePriority: 0,
+  extHostAdvertiseAs: null,
+  intHostAdvertiseAs: null,
+  extTcpPortAdvertiseAs: null,
+  extHttpPortAdvertiseAs: null,
+  intTcpPortAdvertiseAs: null,
+  intHttpPortAdvertiseAs: null,
   readOnlyReplica: false,
   insecure: false,
   certificateFile: null,

@@ -108,6 +108,42 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: "tie-breaker in elections (default 0)",
   },
   {
+    flag: "ext-host-advertise-as",
+    key: "extHostAdvertiseAs",
+    kind: "string",
+    describe: "host told to clients and nodes for the external endpoints (default: the bound IP)",
+  },
+  {
+    flag: "int-host-advertise-as",
+    key: "intHostAdvertiseAs",
+    kind: "string",
+    describe: "host told to other nodes for the internal endpoints (default: the bound IP)",
+  },
+  {
+    flag: "ext-tcp-port-advertise-as",
+    key: "extTcpPortAdvertiseAs",
+    kind: "port",
+    describe: "external TCP port told to others (default: the bound port)",
+  },
+  {
+    flag: "ext-http-port-advertise-as",
+    key: "extHttpPortAdvertiseAs",
+    kind: "port",
+    describe: "external HTTP port told to others (default: the bound port)",
+  },
+  {
+    flag: "int-tcp-port-advertise-as",
+    key: "intTcpPortAdvertiseAs",
+    kind: "port",
+    describe: "internal TCP port told to others (default: the bound port)",
+  },
+  {
+    flag: "int-http-port-advertise-as",
+    key: "intHttpPortAdvertiseAs",
+    kind: "port",
+    describe: "internal HTTP port told to others (default: the bound port)",
+  },
+  {
     flag: "read-only-replica",
     key: "readOnlyReplica",
     kind: "bool",
@@ -472,6 +508,16 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     const p = o[key];
     if (!Number.isInteger(p) || p < 0 || p > 65535)
       problems.push(`${key} must be a port (0-65535), got ${String(p)}`);
+  }
+  for (const key of [
+    "extTcpPortAdvertiseAs",
+    "extHttpPortAdvertiseAs",
+    "intTcpPortAdvertiseAs",
+    "intHttpPortAdvertiseAs",
+  ] as const) {
+    const p = o[key];
+    if (p !== null && (!Number.isInteger(p) || p < 1 || p > 65535))
+      problems.push(`${key} must be a port (1-65535), got ${String(p)}`);
   }
   for (const key of ["intIp", "extIp"] as const) {
     if (isIP(o[key]) === 0) problems.push(`${key} must be an IP address, got ${show(o[key])}`);

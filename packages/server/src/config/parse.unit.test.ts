@@ -69,6 +69,15 @@ describe("parseConfig", () => {
     ["idempotency window", ["--idempotency-window", "10"], { idempotencyWindow: 10 }],
     ["node priority", ["--node-priority", "-5"], { nodePriority: -5 }],
     ["password", ["--admin-password", "s3cret"], { adminPassword: "s3cret" }],
+    [
+      "advertised endpoints",
+      ["--ext-host-advertise-as", "node1.example.com", "--ext-tcp-port-advertise-as=31113"],
+      {
+        extHostAdvertiseAs: "node1.example.com",
+        extTcpPortAdvertiseAs: 31113,
+        extHttpPortAdvertiseAs: null,
+      },
+    ],
   ])("parses %s", (_name, argv, expected) => {
     expect(run(argv)).toMatchObject(expected);
   });
