@@ -38,6 +38,14 @@ export function encodeFrame(frame: FrameInit): Uint8Array {
  * maxBytes, truncated, malformed, or carry no known body.
  */
 export function decodeFrame(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): Frame {
+  return decodeChecked(chorus.Frame, bytes, maxBytes);
+}
+
+function decodeChecked<T extends { body?: string }>(
+  type: { decode(bytes: Uint8Array): T },
+  bytes: Uint8Array,
+  maxBytes: number,
+): T {
   if (bytes.byteLength === 0) throw new FrameError("FRAME_EMPTY", "empty frame");
   if (bytes.byteLength > maxBytes) {
     throw new FrameError(
@@ -45,9 +53,9 @@ export function decodeFrame(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTE
       `frame of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`,
     );
   }
-  let frame: Frame;
+  let frame: T;
   try {
-    frame = chorus.Frame.decode(bytes);
+    frame = type.decode(bytes);
   } catch (err) {
     throw new FrameError(
       "FRAME_MALFORMED",
@@ -59,4 +67,20 @@ export function decodeFrame(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTE
     throw new FrameError("FRAME_UNKNOWN_BODY", "frame carries no known message body");
   }
   return frame;
+}
+
+export type InternalFrame = chorus.InternalFrame;
+export type InternalFrameInit = chorus.IInternalFrame;
+
+/** Encodes one node-to-node frame. */
+export function encodeInternalFrame(frame: InternalFrameInit): Uint8Array {
+  return chorus.InternalFrame.encode(frame).finish();
+}
+
+/** Decodes one node-to-node frame; the same checks and errors as decodeFrame. */
+export function decodeInternalFrame(
+  bytes: Uint8Array,
+  maxBytes = DEFAULT_MAX_FRAME_BYTES,
+): InternalFrame {
+  return decodeChecked(chorus.InternalFrame, bytes, maxBytes);
 }

@@ -81,3 +81,30 @@ describe("messageBytes", () => {
     ]);
   });
 });
+
+describe("internal frames", () => {
+  it("round-trip an append with raw record bytes and reject garbage like client frames", async () => {
+    const { decodeInternalFrame, encodeInternalFrame } = await import("./index.js");
+    const records = new Uint8Array([1, 2, 3, 250]);
+    const frame = decodeInternalFrame(
+      encodeInternalFrame({
+        from: "node-a",
+        appendEntries: {
+          epoch: 3,
+          prev: { epoch: 2, position: 4096 },
+          records,
+          leaderCommit: 1024,
+        },
+      }),
+    );
+    expect(frame.from).toBe("node-a");
+    expect(frame.body).toBe("appendEntries");
+    expect(frame.appendEntries?.prev?.position).toBe(4096);
+    expect(frame.appendEntries?.leaderCommit).toBe(1024);
+    expect(Array.from(frame.appendEntries?.records ?? [])).toEqual([1, 2, 3, 250]);
+    expect(() => decodeInternalFrame(new Uint8Array([0xff, 0xff, 0xff]))).toThrow(FrameError);
+    expect(() => decodeInternalFrame(encodeInternalFrame({ from: "x" }))).toThrow(
+      /no known message body/,
+    );
+  });
+});
