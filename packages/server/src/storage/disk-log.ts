@@ -9,7 +9,7 @@ import {
   writeFile,
   type FileHandle,
 } from "node:fs/promises";
-import { constants, fdatasyncSync, writeSync } from "node:fs";
+import { constants, fdatasyncSync, readSync, writeSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { StoreError } from "../streams/types.js";
@@ -24,6 +24,7 @@ const SEGMENT_RE = /^chunk-(\d{6})\.log$/;
 const LAYOUT_FILE = "log.json";
 const CHECKPOINT_FILE = "checkpoint";
 const SNAPSHOT_FILE = "index.snapshot";
+const HARD_STATE_FILE = "hardstate";
 
 function segmentName(index: number): string {
   return `chunk-${String(index).padStart(6, "0")}.log`;
@@ -147,6 +148,25 @@ export class DiskLog implements Log {
     return done === out.length ? out : out.subarray(0, done);
   }
 
+  readSync(position: number, length: number): Buffer {
+    const end = Math.min(this.length, position + length);
+    if (position < 0 || end <= position) return Buffer.alloc(0);
+    const out = Buffer.allocUnsafe(end - position);
+    let done = 0;
+    while (done < out.length) {
+      const p = position + done;
+      const index = Math.floor(p / this.segmentBytes);
+      const fh = this.segments[index];
+      if (fh === undefined) break;
+      const offset = p - index * this.segmentBytes;
+      const n = Math.min(this.segmentBytes - offset, out.length - done);
+      const bytesRead = readSync(fh.fd, out, done, n, offset);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done === out.length ? out : out.subarray(0, done);
+  }
+
   async write(position: number, data: Buffer): Promise<void> {
     if (position !== this.length)
       throw new Error(`write at ${position} but the log ends at ${this.length}`);
@@ -259,6 +279,23 @@ export class DiskLog implements Log {
 
   async writeSnapshot(data: Buffer): Promise<void> {
     const path = join(this.dir, SNAPSHOT_FILE);
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, data, { flush: true });
+    await rename(tmp, path);
+    await fsyncDir(this.dir);
+  }
+
+  async readHardState(): Promise<Buffer | null> {
+    try {
+      return await readFile(join(this.dir, HARD_STATE_FILE));
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  async writeHardState(data: Buffer): Promise<void> {
+    const path = join(this.dir, HARD_STATE_FILE);
     const tmp = `${path}.tmp`;
     await writeFile(tmp, data, { flush: true });
     await rename(tmp, path);

@@ -14,7 +14,10 @@ export {
   DEFAULT_SNAPSHOT_EVERY_BYTES,
   LogStore,
 } from "./store.js";
-export type { LogStoreOptions, LogStoreStats } from "./store.js";
+export { TruncatedError } from "./store.js";
+export type { LogStoreOptions, LogStoreStats, StoredHardState } from "./store.js";
+export type { EpochEntry } from "./stream-index.js";
+export { encodeEpoch } from "./record.js";
 export type { Log, Logger } from "./log.js";
 export { SOFT_DELETED_KEY } from "./stream-index.js";
 

@@ -15,6 +15,11 @@ export interface Log {
   readonly sizeOnDisk: number;
   /** Reads up to `length` bytes at `position` (fewer at the end of the log). */
   read(position: number, length: number): Promise<Buffer>;
+  /**
+   * `read`, synchronously (the consensus core's log view is synchronous). Blocks the event
+   * loop on disk: for bounded replication reads and header probes only.
+   */
+  readSync(position: number, length: number): Buffer;
   /** Writes `data` at `position`, which must equal `end`. */
   write(position: number, data: Buffer): Promise<void>;
   /** Makes everything written so far durable. */
@@ -29,6 +34,9 @@ export interface Log {
   /** Index snapshot, written atomically. null when there is none. */
   readSnapshot(): Promise<Buffer | null>;
   writeSnapshot(data: Buffer): Promise<void>;
+  /** Consensus hard state (opaque bytes), written atomically and durably. null when none. */
+  readHardState(): Promise<Buffer | null>;
+  writeHardState(data: Buffer): Promise<void>;
 }
 
 export interface Logger {

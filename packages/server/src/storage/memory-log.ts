@@ -11,6 +11,7 @@ export class MemoryLog implements Log {
   private length = 0;
   private snapshot: Buffer | null = null;
   private checkpoint: number | null = null;
+  private hardState: Buffer | null = null;
 
   get end(): number {
     return this.length;
@@ -98,5 +99,13 @@ export class MemoryLog implements Log {
 
   async writeSnapshot(data: Buffer): Promise<void> {
     this.snapshot = data;
+  }
+
+  async readHardState(): Promise<Buffer | null> {
+    return this.hardState;
+  }
+
+  async writeHardState(data: Buffer): Promise<void> {
+    this.hardState = Buffer.from(data);
   }
 }

@@ -59,7 +59,17 @@ export interface OtherRecord {
   payload: Uint8Array;
 }
 
-export type LogRecord = EventRecord | TombstoneRecord | OtherRecord;
+/** A new leader's epoch (cluster). Always a batch of its own. */
+export interface EpochRecord {
+  kind: "epoch";
+  batchEnd: boolean;
+  epochNumber: number;
+  /** UUID text. */
+  epochId: string;
+  leaderInstanceId: string;
+}
+
+export type LogRecord = EventRecord | TombstoneRecord | EpochRecord | OtherRecord;
 
 export type RecordProblem = "short" | "bad_length" | "bad_crc" | "bad_trailer" | "bad_payload";
 
@@ -186,6 +196,29 @@ export function encodeTombstone(t: {
   });
 }
 
+/**
+ * EPOCH record: flags (always batch end), f64 epochNumber, 16-byte epochId, u16+leaderInstanceId.
+ */
+export function encodeEpoch(e: {
+  epochNumber: number;
+  epochId: string;
+  leaderInstanceId: string;
+}): Buffer {
+  if (!Number.isSafeInteger(e.epochNumber) || e.epochNumber < 1)
+    throw new RangeError("epochNumber must be an integer >= 1");
+  const idKey = uuidToKey(e.epochId);
+  if (idKey.length !== 16) throw new RangeError("epochId must be a UUID");
+  const leaderBytes = Buffer.byteLength(e.leaderInstanceId, "utf8");
+  if (leaderBytes > 0xffff) throw new RangeError("leaderInstanceId too long");
+  return frame(RecordType.EPOCH, 1 + 8 + 16 + 2 + leaderBytes, (buf, at) => {
+    buf.writeUInt8(FLAG_BATCH_END, at);
+    buf.writeDoubleLE(e.epochNumber, at + 1);
+    buf.write(idKey, at + 9, 16, "latin1");
+    buf.writeUInt16LE(leaderBytes, at + 25);
+    buf.write(e.leaderInstanceId, at + 27, leaderBytes, "utf8");
+  });
+}
+
 /** A record of any other type (e.g. EPOCH); `payload` must start with the flags byte. */
 export function encodeRaw(type: number, payload: Uint8Array): Buffer {
   if (payload.length < 1) throw new RangeError("payload must contain the flags byte");
@@ -305,6 +338,28 @@ export function decodeCheckedRecord(
     if (err instanceof PayloadError || err instanceof RangeError) return null;
     throw err;
   }
+}
+
+/**
+ * Reads an EPOCH record's fields from an undecoded ("other") record of type EPOCH; null for
+ * another type or a bad payload. (The generic decoder leaves EPOCH records raw.)
+ */
+export function decodeEpoch(rec: LogRecord): EpochRecord | null {
+  if (rec.kind === "epoch") return rec;
+  if (rec.kind !== "other" || rec.type !== RecordType.EPOCH) return null;
+  const p = Buffer.from(rec.payload.buffer, rec.payload.byteOffset, rec.payload.length);
+  if (p.length < 27) return null;
+  const epochNumber = p.readDoubleLE(1);
+  if (!Number.isSafeInteger(epochNumber) || epochNumber < 1) return null;
+  const leaderBytes = p.readUInt16LE(25);
+  if (27 + leaderBytes > p.length) return null;
+  return {
+    kind: "epoch",
+    batchEnd: rec.batchEnd,
+    epochNumber,
+    epochId: keyToUuid(p.toString("latin1", 9, 25)),
+    leaderInstanceId: p.toString("utf8", 27, 27 + leaderBytes),
+  };
 }
 
 /** Checks and decodes the record at `at`. */

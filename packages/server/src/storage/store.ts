@@ -3,6 +3,7 @@
  * reads, deletes, metadata, recovery. The same code runs over the disk and the memory log.
  */
 import { randomUUID } from "node:crypto";
+import { crc32c } from "@node-rs/crc32";
 import {
   METADATA_EVENT_TYPE,
   eventTypeProblem,
@@ -28,10 +29,15 @@ import {
 import { silentLogger, type Log, type Logger } from "./log.js";
 import {
   EVENT_PREV_POSITION_OFFSET,
+  FLAG_BATCH_END,
   MAX_RECORD_BYTES,
+  MIN_RECORD_BYTES,
+  RECORD_HEADER_BYTES,
   RECORD_TRAILER_BYTES,
   checkRecord,
-  decodeCheckedRecord,
+  decodeCheckedRecord as decodeGeneric,
+  decodeEpoch,
+  encodeEpoch,
   encodeEvent,
   encodeTombstone,
   keyToUuid,
@@ -41,6 +47,7 @@ import {
   type EventSummary,
   type LogRecord,
   type RecordProblem,
+  RecordType,
 } from "./record.js";
 import {
   IdempotencyWindow,
@@ -53,6 +60,7 @@ import {
   isSoftDeleted,
   maxAgeCutoffMs,
   parseMetadata,
+  type EpochEntry,
 } from "./stream-index.js";
 
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
@@ -61,6 +69,45 @@ export const DEFAULT_MAX_SCAN = 100_000;
 const READ_BLOCK_BYTES = 256 * 1024;
 const RECOVERY_BLOCK_BYTES = 8 * 1024 * 1024;
 const RECORD_PROBE_BYTES = 4096;
+/** Batch ends remembered for cheap boundary checks (older ones are checked on the log). */
+const RECENT_BOUNDARIES = 65_536;
+
+/** decodeCheckedRecord, with EPOCH records decoded (null when their payload is bad). */
+function decodeCheckedRecord(
+  buf: Buffer,
+  at: number,
+  length: number,
+  copy: boolean,
+): LogRecord | null {
+  const rec = decodeGeneric(buf, at, length, copy);
+  if (rec?.kind !== "other" || rec.type !== RecordType.EPOCH) return rec;
+  return decodeEpoch(rec);
+}
+const RAW_READ_BLOCK_BYTES = 64 * 1024;
+
+/** Rejection of a write that a `truncate` cut off before it was committed. */
+export class TruncatedError extends Error {
+  override readonly name = "TruncatedError";
+}
+
+/** Consensus hard state (see cluster/core/types.ts `HardState`). */
+export interface StoredHardState {
+  readonly epoch: number;
+  readonly votedFor: string | undefined;
+}
+
+/** Index of the last element of the ascending `list` that is <= `value`, or -1. */
+function lastAtOrBelow(list: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((list[mid] as number) <= value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
 /** A stream read walks backwards; each log read fetches this much before the record it needs. */
 const STREAM_READ_BLOCK_BYTES = 16 * 1024;
 
@@ -133,6 +180,11 @@ interface CommitWaiter {
 
 type Phase = "new" | "open" | "closing" | "closed";
 
+interface IndexedRecord {
+  rec: LogRecord;
+  position: number;
+}
+
 function wev(state: StreamState | undefined): WriteResult {
   return {
     ok: false,
@@ -179,7 +231,7 @@ export class LogStore implements StreamStore {
   private syncCount = 0;
 
   private reserveEnd = 0;
-  private durableEnd = 0;
+  private durablePos = 0;
   private commitPos = 0;
 
   private queue: PendingWrite[] = [];
@@ -188,6 +240,15 @@ export class LogStore implements StreamStore {
   private writer: Promise<void> | null = null;
   private failure: Error | null = null;
   private readonly listeners = new Set<(commitPosition: number) => void>();
+  private readonly durableListeners = new Set<(durableEnd: number) => void>();
+  /** The batch being written and synced (its bytes may not be in the log yet). */
+  private inFlight: PendingWrite[] = [];
+  /** Epochs of the write view (EPOCH records reserved so far), ascending. */
+  private epochList: EpochEntry[] = [];
+  /** Ends of recent batches, ascending, contiguous up to reserveEnd. */
+  private recentEnds: number[] = [];
+  /** Target of a truncation in progress. */
+  private truncating: number | null = null;
 
   private background = new Set<Promise<void>>();
   private checkpointInFlight = false;
@@ -222,6 +283,10 @@ export class LogStore implements StreamStore {
     this.queue = [];
     this.awaitingCommit = [];
     this.commitWaiters = [];
+    this.inFlight = [];
+    this.epochList = [];
+    this.recentEnds = [];
+    this.truncating = null;
     const started = performance.now();
     await this.log.open();
     try {
@@ -230,7 +295,7 @@ export class LogStore implements StreamStore {
       await this.log.close();
       throw err;
     }
-    this.reserveEnd = this.durableEnd = this.commitPos = this.log.end;
+    this.reserveEnd = this.durablePos = this.commitPos = this.log.end;
     this.lastSnapshotPos = this.commitPos;
     this.phase = "open";
     this.logger.info(
@@ -252,9 +317,15 @@ export class LogStore implements StreamStore {
       await this.settleBackground();
       if (this.failure === null) {
         await this.log.writeSnapshot(
-          encodeSnapshot(this.commitPos, this.eventCount, this.streams.values(), this.window),
+          encodeSnapshot(
+            this.commitPos,
+            this.eventCount,
+            this.streams.values(),
+            this.window,
+            this.epochList,
+          ),
         );
-        await this.log.writeCheckpoint(this.durableEnd, true);
+        await this.log.writeCheckpoint(this.durablePos, true);
       }
     } finally {
       this.rejectWaiters(new StoreError("STORE_CLOSED", "store closed"));
@@ -293,25 +364,7 @@ export class LogStore implements StreamStore {
   // ------------------------------------------------------------------ recovery
 
   private async recover(): Promise<void> {
-    let from = 0;
-    const snapBytes = await this.log.readSnapshot();
-    if (snapBytes !== null) {
-      const snap = decodeSnapshot(snapBytes);
-      if (snap === null) {
-        this.logger.warn({}, "index snapshot unreadable; rebuilding the index from the whole log");
-      } else if (snap.position > this.log.end) {
-        throw new StoreError(
-          "CORRUPTED",
-          `log ends at ${this.log.end}, before the index snapshot position ${snap.position}`,
-        );
-      } else {
-        this.streams = snap.streams;
-        for (const [key, entry] of snap.window) this.window.add(key, entry);
-        this.eventCount = snap.events;
-        for (const s of this.streams.values()) if (s.last >= 0) this.streamCount++;
-        from = snap.position;
-      }
-    }
+    const from = await this.loadSnapshot(Number.POSITIVE_INFINITY);
     const checkpoint = (await this.log.readCheckpoint()) ?? from;
     if (checkpoint > this.log.end) {
       throw new StoreError(
@@ -319,20 +372,92 @@ export class LogStore implements StreamStore {
         `log ends at ${this.log.end}, before the checkpoint ${checkpoint}: durable data is missing`,
       );
     }
+    const end = this.log.end;
+    const { problem, problemAt, batchStart } = await this.scanIndex(
+      from,
+      end,
+      Number.POSITIVE_INFINITY,
+    );
+    if (problem === null) return;
+    if (problemAt < checkpoint || batchStart < checkpoint) {
+      throw new StoreError(
+        "CORRUPTED",
+        `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`,
+      );
+    }
+    this.logger.warn(
+      { position: batchStart, problem, problemAt, droppedBytes: end - batchStart },
+      "truncating a torn tail of the log",
+    );
+    await this.log.truncate(batchStart);
+    this.recentEnds.splice(lastAtOrBelow(this.recentEnds, batchStart) + 1);
+  }
 
+  /**
+   * Resets the index and loads the snapshot if there is a valid one at or below `maxPosition`.
+   * Returns the position the log scan starts from.
+   */
+  private async loadSnapshot(maxPosition: number): Promise<number> {
+    this.streams = new Map();
+    this.window.clear();
+    this.eventCount = 0;
+    this.streamCount = 0;
+    this.epochList = [];
+    this.recentEnds = [0];
+    const snapBytes = await this.log.readSnapshot();
+    if (snapBytes === null) return 0;
+    const snap = decodeSnapshot(snapBytes);
+    if (snap === null) {
+      this.logger.warn({}, "index snapshot unreadable; rebuilding the index from the whole log");
+      return 0;
+    }
+    if (snap.position > this.log.end) {
+      throw new StoreError(
+        "CORRUPTED",
+        `log ends at ${this.log.end}, before the index snapshot position ${snap.position}`,
+      );
+    }
+    if (snap.position > maxPosition) return 0;
+    this.streams = snap.streams;
+    for (const [key, entry] of snap.window) this.window.add(key, entry);
+    this.eventCount = snap.events;
+    for (const s of this.streams.values()) if (s.last >= 0) this.streamCount++;
+    this.epochList = snap.epochs;
+    this.recentEnds = [snap.position];
+    return snap.position;
+  }
+
+  /**
+   * Scans the log from `from` to `limit`, indexing every complete batch: batches ending at or
+   * below `committedUpTo` into both views, later ones into the write view only (their
+   * committed-view updates are returned, to run at commit). Stops at the first problem.
+   */
+  private async scanIndex(
+    from: number,
+    limit: number,
+    committedUpTo: number,
+  ): Promise<{
+    problem: RecordProblem | "incomplete_batch" | null;
+    problemAt: number;
+    batchStart: number;
+    pending: Array<{ end: number; apply: () => void }>;
+  }> {
     let batch: Array<{ rec: LogRecord | EventSummary; position: number }> = [];
     let batchStart = from;
     let badPayloadAt = -1;
-    const end = this.log.end;
+    const pending: Array<{ end: number; apply: () => void }> = [];
     const scan = await this.scanForward(
       from,
-      end,
+      limit,
       RECOVERY_BLOCK_BYTES,
       (buf, at, length, position) => {
-        // Fast path: plain events only need their index fields; metadata events and others are decoded.
+        const end = position + length;
+        // committedUpTo is a batch boundary: a record ending at or below it is in a committed batch.
+        const committed = end <= committedUpTo;
+        // Fast path: plain committed events only need their index fields; others are decoded.
         const summary = summarizeEvent(buf, at, length);
         const rec =
-          summary !== null && !summary.streamId.startsWith("$$")
+          summary !== null && !summary.streamId.startsWith("$$") && committed
             ? summary
             : decodeCheckedRecord(buf, at, length, false);
         if (rec === null) {
@@ -341,9 +466,14 @@ export class LogStore implements StreamStore {
         }
         batch.push({ rec, position });
         if (rec.batchEnd) {
-          for (const r of batch) this.recoverRecord(r.rec, r.position);
+          if (end <= committedUpTo) {
+            for (const r of batch) this.recoverRecord(r.rec, r.position);
+          } else {
+            pending.push({ end, apply: this.indexBatch(batch as IndexedRecord[]) });
+          }
           batch = [];
-          batchStart = position + length;
+          batchStart = end;
+          this.noteBoundary(end);
         }
         return true;
       },
@@ -357,18 +487,7 @@ export class LogStore implements StreamStore {
       problem = "incomplete_batch";
       problemAt = batchStart;
     }
-    if (problem === null) return;
-    if (problemAt < checkpoint || batchStart < checkpoint) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`,
-      );
-    }
-    this.logger.warn(
-      { position: batchStart, problem, problemAt, droppedBytes: end - batchStart },
-      "truncating a torn tail of the log",
-    );
-    await this.log.truncate(batchStart);
+    return { problem, problemAt, batchStart, pending };
   }
 
   private recoverRecord(rec: LogRecord | EventSummary, position: number): void {
@@ -381,12 +500,65 @@ export class LogStore implements StreamStore {
       s.tombstoned = s.wTombstoned = true;
       return;
     }
+    if (rec.kind === "epoch") {
+      this.epochList.push({ epochNumber: rec.epochNumber, epochId: rec.epochId, position });
+      return;
+    }
     if (rec.kind !== "event") return;
     this.recoverEvent(rec, position);
     if (rec.type === METADATA_EVENT_TYPE && isMetadataStream(rec.streamId)) {
       const target = this.stateFor(rec.streamId.slice(2));
       target.meta = target.wMeta = parseMetadata(rec.data);
     }
+  }
+
+  /**
+   * Indexes a batch of decoded records into the write view, exactly as a local append does;
+   * returns the committed-view update to run when the batch commits.
+   */
+  private indexBatch(recs: readonly IndexedRecord[]): () => void {
+    const ops: Array<() => void> = [];
+    for (const { rec, position } of recs) {
+      if (rec.kind === "event") {
+        const s = this.stateFor(rec.streamId);
+        const r = rec.revision;
+        if (r % SPARSE_EVERY === 0) s.sparse[r / SPARSE_EVERY] = position;
+        this.window.add(rec.idKey, { stream: s, revision: r, position });
+        s.wLast = r;
+        s.wLastPos = position;
+        ops.push(() => {
+          if (s.last < 0) this.streamCount++;
+          s.last = r;
+          s.lastPos = position;
+          this.eventCount++;
+        });
+        if (rec.type === METADATA_EVENT_TYPE && isMetadataStream(rec.streamId)) {
+          const target = this.stateFor(rec.streamId.slice(2));
+          const meta = parseMetadata(rec.data);
+          target.wMeta = meta;
+          ops.push(() => {
+            target.meta = meta;
+          });
+        }
+      } else if (rec.kind === "tombstone") {
+        const s = this.stateFor(rec.streamId);
+        s.wTombstoned = true;
+        ops.push(() => {
+          s.tombstoned = true;
+        });
+      } else if (rec.kind === "epoch") {
+        this.epochList.push({ epochNumber: rec.epochNumber, epochId: rec.epochId, position });
+      }
+    }
+    return () => {
+      for (const op of ops) op();
+    };
+  }
+
+  private noteBoundary(end: number): void {
+    this.recentEnds.push(end);
+    if (this.recentEnds.length > 2 * RECENT_BOUNDARIES)
+      this.recentEnds.splice(0, this.recentEnds.length - RECENT_BOUNDARIES);
   }
 
   private recoverEvent(rec: EventSummary, position: number): void {
@@ -419,6 +591,8 @@ export class LogStore implements StreamStore {
   private assertWritable(): void {
     if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
     if (this.failure !== null) throw this.failure;
+    if (this.truncating !== null)
+      throw new StoreError("INVALID_ARGUMENT", "the log is being truncated; writes are refused");
   }
 
   private assertReadable(): void {
@@ -664,6 +838,7 @@ export class LogStore implements StreamStore {
         `internal: enqueue at ${start} but the log is reserved up to ${this.reserveEnd}`,
       );
     this.reserveEnd = start + data.length;
+    this.noteBoundary(this.reserveEnd);
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ start, data, end: start + data.length, apply, resolve, reject });
       if (this.writer === null) this.writer = this.writeLoop();
@@ -676,6 +851,7 @@ export class LogStore implements StreamStore {
       while (this.queue.length > 0 && this.failure === null) {
         const batch = this.queue;
         this.queue = [];
+        this.inFlight = batch;
         const first = batch[0] as PendingWrite;
         const data = batch.length === 1 ? first.data : Buffer.concat(batch.map((w) => w.data));
         try {
@@ -686,13 +862,16 @@ export class LogStore implements StreamStore {
           await this.log.write(first.start, data);
           await this.log.sync();
         } catch (err) {
+          this.inFlight = [];
           this.fail(err, batch);
           return;
         }
+        this.inFlight = [];
         this.syncCount++;
-        this.durableEnd = first.start + data.length;
+        this.durablePos = first.start + data.length;
         for (const w of batch) this.awaitingCommit.push(w);
-        if (this.autoCommit) this.setCommitPosition(this.durableEnd);
+        if (this.autoCommit) this.commitTo(this.durablePos);
+        this.notifyDurable();
         this.afterSync();
       }
     } finally {
@@ -709,7 +888,7 @@ export class LogStore implements StreamStore {
     this.queue = [];
     const still: CommitWaiter[] = [];
     for (const w of this.commitWaiters) {
-      if (w.position > this.durableEnd) w.reject(err);
+      if (w.position > this.durablePos) w.reject(err);
       else still.push(w);
     }
     this.commitWaiters = still;
@@ -719,7 +898,7 @@ export class LogStore implements StreamStore {
     if (!this.checkpointInFlight) {
       this.checkpointInFlight = true;
       this.track(
-        this.log.writeCheckpoint(this.durableEnd, false).finally(() => {
+        this.log.writeCheckpoint(this.durablePos, false).finally(() => {
           this.checkpointInFlight = false;
         }),
       );
@@ -735,6 +914,7 @@ export class LogStore implements StreamStore {
         this.eventCount,
         this.streams.values(),
         this.window,
+        this.epochList,
       );
       this.track(
         this.log.writeSnapshot(bytes).finally(() => {
@@ -749,9 +929,15 @@ export class LogStore implements StreamStore {
    * sync). Must be a record boundary at or below the durable end.
    */
   setCommitPosition(position: number): void {
-    if (position > this.durableEnd)
-      throw new RangeError(`commit position ${position} beyond durable end ${this.durableEnd}`);
+    if (position > this.durablePos)
+      throw new RangeError(`commit position ${position} beyond durable end ${this.durablePos}`);
     if (position <= this.commitPos) return;
+    if (!this.isRecordBoundary(position))
+      throw new RangeError(`commit position ${position} is not a record (batch) boundary`);
+    this.commitTo(position);
+  }
+
+  private commitTo(position: number): void {
     this.commitPos = position;
     let n = 0;
     while (
@@ -791,6 +977,393 @@ export class LogStore implements StreamStore {
     this.commitWaiters = [];
   }
 
+  // ------------------------------------------------------------------ cluster (replication)
+
+  /** Everything below this position is durable (fsync'd). */
+  get durableEnd(): number {
+    return this.durablePos;
+  }
+
+  /** End of the log including writes still queued (where the next record goes). */
+  get endPosition(): number {
+    return this.reserveEnd;
+  }
+
+  /**
+   * Called after each sync with the new durable end (the core's `localDurable`). While a
+   * truncation is in progress, never reports beyond its target.
+   */
+  onDurable(listener: (durableEnd: number) => void): () => void {
+    const wrapped = (p: number): void => listener(p);
+    this.durableListeners.add(wrapped);
+    return () => {
+      this.durableListeners.delete(wrapped);
+    };
+  }
+
+  private notifyDurable(): void {
+    const p = Math.min(this.durablePos, this.truncating ?? Number.POSITIVE_INFINITY);
+    for (const l of this.durableListeners) {
+      try {
+        l(p);
+      } catch (err) {
+        this.logger.warn({ err }, "onDurable listener threw");
+      }
+    }
+  }
+
+  /** The epochs of the log (EPOCH records written or queued), ascending. */
+  epochs(): readonly EpochEntry[] {
+    return this.epochList.slice();
+  }
+
+  /** Epoch of the record at `position`: the last EPOCH record at or before it; 0 before any. */
+  epochAt(position: number): number {
+    let lo = 0;
+    let hi = this.epochList.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.epochList[mid] as EpochEntry).position <= position) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.epochList[lo - 1]?.epochNumber ?? 0;
+  }
+
+  /** Number of the last epoch (0 when none). */
+  get lastEpoch(): number {
+    return this.epochList[this.epochList.length - 1]?.epochNumber ?? 0;
+  }
+
+  /**
+   * Writes an EPOCH record (a batch of its own) through the group commit. Throws at once
+   * (nothing written) unless `epochNumber` is above the last epoch. Resolves when committed.
+   */
+  appendEpoch(epoch: {
+    epochNumber: number;
+    epochId: string;
+    leaderInstanceId: string;
+  }): Promise<{ position: number }> {
+    this.assertWritable();
+    if (!isUuid(epoch.epochId)) throw invalid(`epochId ${String(epoch.epochId)} is not a UUID`);
+    if (!Number.isSafeInteger(epoch.epochNumber) || epoch.epochNumber <= this.lastEpoch) {
+      throw invalid(
+        `epoch ${epoch.epochNumber} must be an integer above the last epoch ${this.lastEpoch}`,
+      );
+    }
+    let data: Buffer;
+    try {
+      data = encodeEpoch(epoch);
+    } catch (err) {
+      if (err instanceof RangeError) throw invalid(err.message);
+      throw err;
+    }
+    const position = this.reserveEnd;
+    this.epochList.push({ epochNumber: epoch.epochNumber, epochId: epoch.epochId, position });
+    return this.enqueue(position, data, () => undefined).then(() => ({ position }));
+  }
+
+  /**
+   * Is `position` the end of an atomic batch (or 0)? Batches are the unit of replication:
+   * commit and truncation points are batch ends. Cheap for recent positions; older ones are
+   * checked by reading the record that ends there (trailer, CRC, batch-end flag).
+   */
+  isRecordBoundary(position: number): boolean {
+    if (!Number.isSafeInteger(position) || position < 0 || position > this.reserveEnd) return false;
+    if (position === 0 || position === this.reserveEnd) return true;
+    const first = this.recentEnds[0];
+    if (first !== undefined && position >= first) {
+      return this.recentEnds[lastAtOrBelow(this.recentEnds, position)] === position;
+    }
+    if (position < MIN_RECORD_BYTES) return false;
+    const trailer = this.readBytesSync(position - RECORD_TRAILER_BYTES, RECORD_TRAILER_BYTES);
+    if (trailer.length < RECORD_TRAILER_BYTES) return false;
+    const length = trailer.readUInt32LE(0);
+    if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES || length > position) return false;
+    const buf = this.readBytesSync(position - length, length);
+    const c = checkRecord(buf, 0);
+    return (
+      c.ok && c.length === length && (buf.readUInt8(RECORD_HEADER_BYTES) & FLAG_BATCH_END) !== 0
+    );
+  }
+
+  /** The last batch boundary at or below `position` (0 when none). */
+  lastBoundaryAtOrBefore(position: number): number {
+    if (position >= this.reserveEnd) return this.reserveEnd;
+    if (position <= 0) return 0;
+    const first = this.recentEnds[0];
+    if (first !== undefined && position >= first) {
+      return this.recentEnds[lastAtOrBelow(this.recentEnds, position)] as number;
+    }
+    if (this.isRecordBoundary(position)) return position;
+    // Walk forward from the nearest known boundary below (an epoch start, or 0).
+    let from = 0;
+    for (const e of this.epochList) if (e.position <= position) from = e.position;
+    let last = from;
+    this.walkSync(from, position, (buf, at, length, p) => {
+      if ((buf.readUInt8(at + RECORD_HEADER_BYTES) & FLAG_BATCH_END) !== 0) last = p + length;
+      return true;
+    });
+    return last;
+  }
+
+  /**
+   * Whole batches from the boundary `fromPosition` (committed or not, including writes still
+   * queued): at least one batch if there is any, then more while they fit in `maxBytes`.
+   * Synchronous (the consensus core's log view is): on disk it blocks on a read.
+   */
+  readRaw(
+    fromPosition: number,
+    maxBytes: number,
+  ): { bytes: Buffer; end: number; batchEnds: number[] } {
+    this.assertReadable();
+    if (!this.isRecordBoundary(fromPosition))
+      throw invalid(`position ${fromPosition} is not a record boundary of this log`);
+    const batchEnds: number[] = [];
+    let end = fromPosition;
+    const res = this.walkSync(fromPosition, this.reserveEnd, (buf, at, length, position) => {
+      if ((buf.readUInt8(at + RECORD_HEADER_BYTES) & FLAG_BATCH_END) === 0) return true;
+      const recEnd = position + length;
+      if (batchEnds.length > 0 && recEnd - fromPosition > maxBytes) return false;
+      batchEnds.push(recEnd);
+      end = recEnd;
+      return recEnd - fromPosition < maxBytes;
+    });
+    if (res.problem !== undefined)
+      throw new StoreError(
+        "CORRUPTED",
+        `log record at position ${res.position} is damaged (${res.problem})`,
+      );
+    return { bytes: this.readBytesSync(fromPosition, end - fromPosition), end, batchEnds };
+  }
+
+  /**
+   * Appends whole records received from a leader at `position`, which must be the end of
+   * this log. Every record's framing, CRC and payload is verified, the bytes must end with a
+   * batch end, event revisions and back-links must continue this log's streams and epochs must
+   * increase; otherwise this throws at once and changes nothing. The batches then go through
+   * the group commit and are indexed exactly like local appends. Resolves when committed.
+   */
+  appendRaw(position: number, bytes: Uint8Array): Promise<void> {
+    this.assertWritable();
+    if (position !== this.reserveEnd)
+      throw invalid(`appendRaw at ${position}, but this log ends at ${this.reserveEnd}`);
+    if (bytes.length === 0) throw invalid("appendRaw of no bytes");
+    const buf = Buffer.from(bytes); // a copy: the caller may reuse its buffer
+    const batches: Array<{ start: number; end: number; recs: IndexedRecord[] }> = [];
+    const streams = new Map<string, { last: number; lastPos: number }>();
+    let lastEpoch = this.lastEpoch;
+    let recs: IndexedRecord[] = [];
+    let batchStart = position;
+    let off = 0;
+    while (off < buf.length) {
+      const at = position + off;
+      const c = checkRecord(buf, off);
+      if (!c.ok) {
+        throw invalid(
+          c.problem === "short"
+            ? `appendRaw: the bytes end inside the record at ${at} (torn input)`
+            : `appendRaw: the record at ${at} is damaged (${c.problem})`,
+        );
+      }
+      const rec = decodeCheckedRecord(buf, off, c.length, false);
+      if (rec === null) throw invalid(`appendRaw: the record at ${at} has a bad payload`);
+      if (rec.kind === "event") {
+        const s = this.streams.get(rec.streamId);
+        const prev = streams.get(rec.streamId) ?? {
+          last: s?.wLast ?? -1,
+          lastPos: s?.wLastPos ?? -1,
+        };
+        if (rec.revision !== prev.last + 1 || rec.prevPosition !== prev.lastPos) {
+          throw invalid(
+            `appendRaw: the event at ${at} is ${rec.streamId}@${rec.revision} after ${rec.prevPosition}, ` +
+              `but this log continues that stream at revision ${prev.last + 1} after ${prev.lastPos}`,
+            rec.streamId,
+          );
+        }
+        streams.set(rec.streamId, { last: rec.revision, lastPos: at });
+      } else if (rec.kind === "epoch") {
+        if (recs.length > 0 || !rec.batchEnd)
+          throw invalid(`appendRaw: the EPOCH record at ${at} is not a batch of its own`);
+        if (rec.epochNumber <= lastEpoch)
+          throw invalid(
+            `appendRaw: epoch ${rec.epochNumber} at ${at} is not above epoch ${lastEpoch}`,
+          );
+        lastEpoch = rec.epochNumber;
+      }
+      recs.push({ rec, position: at });
+      off += c.length;
+      if (rec.batchEnd) {
+        batches.push({ start: batchStart, end: position + off, recs });
+        recs = [];
+        batchStart = position + off;
+      }
+    }
+    if (recs.length > 0)
+      throw invalid(`appendRaw: the bytes end inside an atomic batch starting at ${batchStart}`);
+    // Valid: from here on nothing throws.
+    const done: Array<Promise<void>> = [];
+    for (const b of batches) {
+      const apply = this.indexBatch(b.recs);
+      done.push(this.enqueue(b.start, buf.subarray(b.start - position, b.end - position), apply));
+    }
+    return Promise.all(done).then(() => undefined);
+  }
+
+  /**
+   * Cuts the log back to the batch boundary `position` (at or above the commit position:
+   * committed data is never removed). Queued and unsynced writes beyond it reject with a
+   * `TruncatedError`; the index is rebuilt from the newest snapshot (always at a committed
+   * position) plus a rescan. Writes are refused while it runs; afterwards they continue at
+   * `position`.
+   */
+  async truncate(position: number): Promise<void> {
+    this.assertWritable();
+    if (!Number.isSafeInteger(position) || position < this.commitPos) {
+      throw invalid(
+        `cannot truncate to ${position}: below the commit position ${this.commitPos} (committed data is never removed)`,
+      );
+    }
+    if (position > this.reserveEnd)
+      throw invalid(`cannot truncate to ${position}: beyond the end of the log ${this.reserveEnd}`);
+    if (!this.isRecordBoundary(position))
+      throw invalid(`cannot truncate to ${position}: not a record boundary`);
+    if (position === this.reserveEnd) return;
+    this.truncating = position;
+    const cut = new TruncatedError(`the log was truncated to ${position}`);
+    try {
+      const kept: PendingWrite[] = [];
+      for (const w of this.queue) {
+        if (w.start >= position) w.reject(cut);
+        else kept.push(w);
+      }
+      this.queue = kept;
+      this.reserveEnd = position;
+      this.recentEnds.splice(lastAtOrBelow(this.recentEnds, position) + 1);
+      while (this.writer !== null) await this.writer;
+      if (this.failure !== null) throw this.failure;
+      await this.settleBackground();
+      const survivors = new Map<number, PendingWrite>();
+      for (const w of this.awaitingCommit) {
+        if (w.end <= position) survivors.set(w.end, w);
+        else w.reject(cut);
+      }
+      this.awaitingCommit = [];
+      const waiting: CommitWaiter[] = [];
+      for (const w of this.commitWaiters) {
+        if (w.position <= position) waiting.push(w);
+        else w.reject(cut);
+      }
+      this.commitWaiters = waiting;
+      // The checkpoint first: recovery refuses a log that ends before it.
+      if (this.durablePos > position) await this.log.writeCheckpoint(position, true);
+      if (this.log.end > position) await this.log.truncate(position);
+      this.durablePos = Math.min(this.durablePos, position);
+      const from = await this.loadSnapshot(this.commitPos);
+      const scan = await this.scanIndex(from, position, this.commitPos);
+      if (scan.problem !== null || scan.batchStart !== position) {
+        throw new StoreError(
+          "CORRUPTED",
+          `rebuilding the index after truncating to ${position}: record at ${scan.problemAt} is damaged (${scan.problem ?? "short"})`,
+        );
+      }
+      for (const b of scan.pending) {
+        const w = survivors.get(b.end);
+        this.awaitingCommit.push({
+          start: w?.start ?? 0,
+          data: w?.data ?? Buffer.alloc(0),
+          end: b.end,
+          apply: b.apply,
+          resolve: w?.resolve ?? (() => undefined),
+          reject: w?.reject ?? (() => undefined),
+        });
+      }
+    } catch (err) {
+      if (!(err instanceof TruncatedError)) this.fail(err, []);
+      throw err;
+    } finally {
+      this.truncating = null;
+    }
+  }
+
+  /** Persists the consensus hard state atomically; resolves once durable. */
+  async writeHardState(state: StoredHardState): Promise<void> {
+    if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
+    if (!Number.isSafeInteger(state.epoch) || state.epoch < 0)
+      throw invalid("hard state epoch must be an integer >= 0");
+    const body = Buffer.from(
+      JSON.stringify({ epoch: state.epoch, votedFor: state.votedFor ?? null }),
+      "utf8",
+    );
+    const out = Buffer.allocUnsafe(4 + body.length);
+    out.writeUInt32LE(crc32c(body), 0);
+    body.copy(out, 4);
+    await this.log.writeHardState(out);
+  }
+
+  /** The last hard state written, or null when none was. */
+  async readHardState(): Promise<StoredHardState | null> {
+    if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
+    const buf = await this.log.readHardState();
+    if (buf === null) return null;
+    const body = buf.subarray(4);
+    if (buf.length < 4 || crc32c(body) !== buf.readUInt32LE(0))
+      throw new StoreError("CORRUPTED", "the consensus hard state is damaged");
+    const json = JSON.parse(body.toString("utf8")) as { epoch: number; votedFor: string | null };
+    return { epoch: json.epoch, votedFor: json.votedFor ?? undefined };
+  }
+
+  /** Bytes of the write view (the log, then writes in flight and queued), synchronously. */
+  private readBytesSync(position: number, length: number): Buffer {
+    const end = Math.min(position + length, this.reserveEnd);
+    if (position < 0 || end <= position) return Buffer.alloc(0);
+    const logEnd = this.log.end;
+    const parts: Buffer[] = [];
+    if (position < logEnd)
+      parts.push(this.log.readSync(position, Math.min(end, logEnd) - position));
+    if (end > logEnd) {
+      const lo = Math.max(position, logEnd);
+      for (const w of [...this.inFlight, ...this.queue]) {
+        if (w.end <= lo || w.start >= end) continue;
+        const from = Math.max(lo, w.start);
+        parts.push(w.data.subarray(from - w.start, Math.min(end, w.end) - w.start));
+      }
+    }
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  }
+
+  /** scanForward over the write view, synchronously. */
+  private walkSync(
+    from: number,
+    limit: number,
+    visit: (buf: Buffer, at: number, length: number, position: number) => boolean,
+  ): { position: number; problem?: RecordProblem } {
+    let pos = from;
+    let want = RAW_READ_BLOCK_BYTES;
+    while (pos < limit) {
+      const buf = this.readBytesSync(pos, Math.min(want, limit - pos));
+      want = RAW_READ_BLOCK_BYTES;
+      let off = 0;
+      while (off < buf.length) {
+        const c = checkRecord(buf, off);
+        if (!c.ok) {
+          if (c.problem === "short" && pos + buf.length < limit) break;
+          return { position: pos + off, problem: c.problem };
+        }
+        const more = visit(buf, off, c.length, pos + off);
+        off += c.length;
+        if (!more) return { position: pos + off };
+      }
+      if (off === 0) {
+        const length = buf.length >= 4 ? buf.readUInt32LE(0) : 0;
+        if (length <= buf.length || pos + length > limit)
+          return { position: pos, problem: "short" };
+        want = length;
+      }
+      pos += off;
+    }
+    return { position: pos };
+  }
+
   // ------------------------------------------------------------------ reads
 
   get commitPosition(): number {
@@ -817,7 +1390,7 @@ export class LogStore implements StreamStore {
       commitPosition: this.commitPos,
       syncs: this.syncCount,
       reservedPosition: this.reserveEnd,
-      durablePosition: this.durableEnd,
+      durablePosition: this.durablePos,
       idempotencyWindowSize: this.window.size,
     };
   }
@@ -889,7 +1462,7 @@ export class LogStore implements StreamStore {
       rev = state.last;
       pos = state.lastPos;
     }
-    const reader = new BackwardReader(this.log, this.durableEnd);
+    const reader = new BackwardReader(this.log, this.durablePos);
     while (rev > hi) {
       const link = await reader.bytes(pos + EVENT_PREV_POSITION_OFFSET, 8);
       if (link.length < 8)
@@ -920,7 +1493,7 @@ export class LogStore implements StreamStore {
   }
 
   private async readEventAt(reader: BackwardReader, position: number): Promise<EventRecord | null> {
-    const limit = this.durableEnd;
+    const limit = this.durablePos;
     let buf = await reader.bytes(position, RECORD_PROBE_BYTES);
     let c = checkRecord(buf, 0);
     if (!c.ok && c.problem === "short" && buf.length >= 4) {

@@ -149,6 +149,15 @@ interface SnapshotJson {
   events: number;
   streams: SnapshotStream[];
   window: SnapshotWindowEntry[];
+  /** Cluster epochs below `position` (absent in older snapshots). */
+  epochs?: EpochEntry[];
+}
+
+/** An EPOCH record of the log: the epoch's number and id, and where its record starts. */
+export interface EpochEntry {
+  readonly epochNumber: number;
+  readonly epochId: string;
+  readonly position: number;
 }
 
 export interface IndexSnapshot {
@@ -156,6 +165,7 @@ export interface IndexSnapshot {
   events: number;
   streams: Map<string, StreamState>;
   window: Array<[string, WindowEntry]>;
+  epochs: EpochEntry[];
 }
 
 /** Serialises the committed view as of `position` (the commit position). */
@@ -164,6 +174,7 @@ export function encodeSnapshot(
   events: number,
   streams: Iterable<StreamState>,
   window: IdempotencyWindow,
+  epochs: readonly EpochEntry[] = [],
 ): Buffer {
   const indexOf = new Map<StreamState, number>();
   const list: SnapshotStream[] = [];
@@ -180,6 +191,8 @@ export function encodeSnapshot(
     win.push([Buffer.from(key, "latin1").toString("hex"), i, e.revision, e.position]);
   }
   const json: SnapshotJson = { v: 1, position, events, streams: list, window: win };
+  const eps = epochs.filter((e) => e.position < position);
+  if (eps.length > 0) json.epochs = eps;
   const body = Buffer.from(JSON.stringify(json), "utf8");
   const out = Buffer.allocUnsafe(4 + body.length);
   out.writeUInt32LE(crc32c(body), 0);
@@ -217,5 +230,15 @@ export function decodeSnapshot(buf: Buffer): IndexSnapshot | null {
     if (stream === undefined) return null;
     window.push([Buffer.from(idHex, "hex").toString("latin1"), { stream, revision, position }]);
   }
-  return { position: json.position, events: json.events, streams, window };
+  return {
+    position: json.position,
+    events: json.events,
+    streams,
+    window,
+    epochs: (json.epochs ?? []).map((e) => ({
+      epochNumber: e.epochNumber,
+      epochId: e.epochId,
+      position: e.position,
+    })),
+  };
 }

@@ -1,0 +1,368 @@
+import { randomUUID } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import type { StoredEvent } from "../streams/types.js";
+import { createDiskStore, createMemoryStore, type LogStore } from "./index.js";
+import { encodeEvent, uuidToKey } from "./record.js";
+import { TruncatedError } from "./store.js";
+import { events, newEvent, okResult, tempDir } from "./test-helpers.js";
+
+interface Factory {
+  /** A fresh store (its own log) with these options. */
+  make: (opts?: { autoCommit?: boolean }) => Promise<LogStore>;
+  /** Closes and reopens the same log. */
+  reopen: (store: LogStore) => Promise<LogStore>;
+  cleanup: () => Promise<void>;
+}
+
+const variants: Array<[string, () => Factory]> = [
+  [
+    "memory",
+    () => {
+      const stores: LogStore[] = [];
+      return {
+        make: async (opts = {}) => {
+          const s = createMemoryStore(opts);
+          await s.open();
+          stores.push(s);
+          return s;
+        },
+        reopen: async (s) => {
+          await s.close();
+          await s.open();
+          return s;
+        },
+        cleanup: async () => {
+          for (const s of stores) await s.close();
+        },
+      };
+    },
+  ],
+  [
+    "disk",
+    () => {
+      const stores: LogStore[] = [];
+      const dirs: Array<{ dir: string; remove: () => Promise<void> }> = [];
+      const dirOf = new Map<LogStore, { dir: string; autoCommit: boolean }>();
+      const open = async (dir: string, autoCommit: boolean): Promise<LogStore> => {
+        const s = createDiskStore({
+          dir,
+          segmentBytes: 8192,
+          snapshotEveryBytes: 4096,
+          autoCommit,
+        });
+        await s.open();
+        stores.push(s);
+        dirOf.set(s, { dir, autoCommit });
+        return s;
+      };
+      return {
+        make: async (opts = {}) => {
+          const t = await tempDir();
+          dirs.push(t);
+          return open(t.dir, opts.autoCommit ?? true);
+        },
+        reopen: async (s) => {
+          await s.close();
+          const d = dirOf.get(s);
+          if (d === undefined) throw new Error("unknown store");
+          return open(d.dir, d.autoCommit);
+        },
+        cleanup: async () => {
+          for (const s of stores) await s.close();
+          for (const d of dirs) await d.remove();
+        },
+      };
+    },
+  ],
+];
+
+const strip = (e: StoredEvent): unknown => ({ ...e, data: [...e.data], metadata: [...e.metadata] });
+
+async function streamOf(store: LogStore, stream: string): Promise<unknown[]> {
+  const r = await store.readStream(stream, {
+    direction: "forwards",
+    fromRevision: 0,
+    maxCount: 10_000,
+  });
+  return r.events.map(strip);
+}
+
+async function allOf(store: LogStore): Promise<unknown[]> {
+  const r = await store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 10_000 });
+  return r.events.map(strip);
+}
+
+/** Copies the leader's log to the follower in readRaw chunks of `chunk` bytes. */
+async function replicate(leader: LogStore, follower: LogStore, chunk = 300): Promise<void> {
+  while (follower.endPosition < leader.endPosition) {
+    const { bytes } = leader.readRaw(follower.endPosition, chunk);
+    await follower.appendRaw(follower.endPosition, bytes);
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+}
+
+describe.each(variants)("%s store: replication support", (_name, variant) => {
+  let f: Factory;
+  afterEach(async () => {
+    await f.cleanup();
+  });
+
+  it("writes EPOCH records invisible to readers; epochs survive restart and snapshots", async () => {
+    f = variant();
+    let s = await f.make();
+    okResult(await s.append("a", { kind: "any" }, events(2)));
+    const id1 = randomUUID();
+    const e1 = await s.appendEpoch({ epochNumber: 1, epochId: id1, leaderInstanceId: "n1" });
+    okResult(await s.append("a", { kind: "any" }, events(3)));
+    const id2 = randomUUID();
+    const e2 = await s.appendEpoch({ epochNumber: 3, epochId: id2, leaderInstanceId: "n2" });
+    for (let i = 0; i < 40; i++) okResult(await s.append("b", { kind: "any" }, events(2)));
+    expect(() =>
+      s.appendEpoch({ epochNumber: 3, epochId: randomUUID(), leaderInstanceId: "x" }),
+    ).toThrow(/above the last epoch/);
+    const expected = [
+      { epochNumber: 1, epochId: id1, position: e1.position },
+      { epochNumber: 3, epochId: id2, position: e2.position },
+    ];
+    expect(s.epochs()).toEqual(expected);
+    expect(s.epochAt(0)).toBe(0);
+    expect(s.epochAt(e1.position - 1)).toBe(0);
+    expect(s.epochAt(e1.position)).toBe(1);
+    expect(s.epochAt(e2.position - 1)).toBe(1);
+    expect(s.epochAt(s.endPosition)).toBe(3);
+    expect((await allOf(s)).length).toBe(85);
+    expect(s.stats().events).toBe(85);
+    s = await f.reopen(s);
+    expect(s.epochs()).toEqual(expected);
+    expect((await allOf(s)).length).toBe(85);
+  });
+
+  it("appendRaw of readRaw bytes gives an identical follower, idempotency included", async () => {
+    f = variant();
+    const leader = await f.make();
+    const follower = await f.make();
+    const ids = [randomUUID(), randomUUID()];
+    okResult(
+      await leader.append("s", { kind: "no_stream" }, [
+        newEvent({ a: 1 }, "T", ids[0]),
+        newEvent({ a: 2 }, "T", ids[1]),
+      ]),
+    );
+    await leader.appendEpoch({ epochNumber: 2, epochId: randomUUID(), leaderInstanceId: "n1" });
+    for (let i = 0; i < 10; i++)
+      okResult(await leader.append(`s${i % 3}`, { kind: "any" }, events(i + 1)));
+    okResult(
+      await leader.append("$$s1", { kind: "any" }, [newEvent({ maxCount: 2 }, "$metadata")]),
+    );
+    okResult(await leader.delete("s2", { kind: "any" }, true));
+    okResult(await leader.delete("s0", { kind: "any" }, false));
+    await replicate(leader, follower);
+    expect(follower.endPosition).toBe(leader.endPosition);
+    expect(follower.durableEnd).toBe(leader.endPosition);
+    expect(await allOf(follower)).toEqual(await allOf(leader));
+    for (const st of ["s", "s1", "$$s1"])
+      expect(await streamOf(follower, st)).toEqual(await streamOf(leader, st));
+    await expect(
+      follower.readStream("s2", { direction: "forwards", fromRevision: 0, maxCount: 1 }),
+    ).rejects.toMatchObject({ code: "STREAM_DELETED" });
+    await expect(
+      follower.readStream("s0", { direction: "forwards", fromRevision: 0, maxCount: 1 }),
+    ).rejects.toMatchObject({ code: "STREAM_NOT_FOUND" });
+    expect(follower.epochs()).toEqual(leader.epochs());
+    expect(follower.stats().events).toBe(leader.stats().events);
+    // Same idempotency answers: a retry of the first append, with any and exact.
+    const retry = [newEvent({ a: 1 }, "T", ids[0]), newEvent({ a: 2 }, "T", ids[1])];
+    for (const st of [leader, follower]) {
+      expect(await st.append("s", { kind: "any" }, retry)).toEqual({
+        ok: true,
+        nextExpectedVersion: 1,
+        position: expect.any(Number),
+      });
+      expect(await st.append("s", { kind: "no_stream" }, retry)).toMatchObject({
+        ok: true,
+        nextExpectedVersion: 1,
+      });
+      expect(st.stats().events).toBe(leader.stats().events);
+    }
+    // The follower continues the streams with the right revisions.
+    expect(
+      okResult(await follower.append("s1", { kind: "any" }, events(1))).nextExpectedVersion,
+    ).toBe(
+      (
+        await follower.readStream("s1", {
+          direction: "backwards",
+          fromRevision: "end",
+          maxCount: 1,
+        })
+      ).lastRevision,
+    );
+  });
+
+  it("appendRaw rejects torn, corrupt and misaligned input and changes nothing", async () => {
+    f = variant();
+    const leader = await f.make();
+    const follower = await f.make();
+    okResult(await leader.append("s", { kind: "any" }, events(3)));
+    okResult(await leader.append("s", { kind: "any" }, events(2)));
+    const { bytes } = leader.readRaw(0, 1 << 20);
+    const before = {
+      end: follower.endPosition,
+      stats: follower.stats(),
+      epochs: follower.epochs(),
+    };
+    const flipped = Buffer.from(bytes);
+    flipped[40] = (flipped[40] as number) ^ 0xff;
+    const firstLen = bytes.readUInt32LE(0);
+    const bad: Array<[string, () => Promise<void>, RegExp]> = [
+      ["torn", () => follower.appendRaw(0, bytes.subarray(0, bytes.length - 3)), /torn/],
+      ["crc", () => follower.appendRaw(0, flipped), /bad_crc/],
+      [
+        "misaligned start",
+        () => follower.appendRaw(0, bytes.subarray(firstLen)),
+        /continues that stream/,
+      ],
+      ["not at the end", () => follower.appendRaw(5, bytes), /this log ends at 0/],
+      [
+        "open batch",
+        () => follower.appendRaw(0, bytes.subarray(0, firstLen)),
+        /inside an atomic batch/,
+      ],
+      ["garbage", () => follower.appendRaw(0, Buffer.alloc(64, 7)), /damaged/],
+    ];
+    for (const [, run, msg] of bad) expect(run).toThrow(msg);
+    expect(follower.endPosition).toBe(before.end);
+    expect(follower.stats()).toEqual(before.stats);
+    expect(follower.epochs()).toEqual(before.epochs);
+    await follower.appendRaw(0, bytes);
+    expect(await streamOf(follower, "s")).toEqual(await streamOf(leader, "s"));
+    // A hand-made event with a wrong revision is refused too.
+    const wrong = encodeEvent({
+      batchEnd: true,
+      streamId: "s",
+      revision: 9,
+      prevPosition: -1,
+      idKey: uuidToKey(randomUUID()),
+      type: "T",
+      isJson: false,
+      createdMs: 1,
+      data: new Uint8Array(0),
+      metadata: new Uint8Array(0),
+    });
+    expect(() => follower.appendRaw(follower.endPosition, wrong)).toThrow(/revision 5/);
+  });
+
+  it("readRaw returns whole batches from a boundary; isRecordBoundary knows them", async () => {
+    f = variant();
+    const s = await f.make();
+    const r1 = okResult(await s.append("s", { kind: "any" }, events(3)));
+    const end1 = s.endPosition;
+    okResult(await s.append("s", { kind: "any" }, events(1)));
+    expect(r1.position).toBeGreaterThan(0);
+    expect(s.isRecordBoundary(0)).toBe(true);
+    expect(s.isRecordBoundary(end1)).toBe(true);
+    expect(s.isRecordBoundary(r1.position)).toBe(false); // inside the first batch
+    expect(s.isRecordBoundary(s.endPosition + 1)).toBe(false);
+    const one = s.readRaw(0, 1);
+    expect(one.end).toBe(end1);
+    expect(one.batchEnds).toEqual([end1]);
+    expect(s.readRaw(0, 1 << 20).end).toBe(s.endPosition);
+    expect(() => s.readRaw(r1.position, 100)).toThrow(/not a record boundary/);
+    expect(s.lastBoundaryAtOrBefore(end1 + 3)).toBe(end1);
+  });
+
+  it("autoCommit false: readers and append promises wait for setCommitPosition", async () => {
+    f = variant();
+    const s = await f.make({ autoCommit: false });
+    const durable: number[] = [];
+    s.onDurable((p) => durable.push(p));
+    let done = false;
+    const p = s.append("s", { kind: "any" }, events(2)).then((r) => {
+      done = true;
+      return r;
+    });
+    const end = s.endPosition;
+    while (s.durableEnd < end) await settle();
+    await settle();
+    expect(durable).toContain(end);
+    expect(done).toBe(false);
+    expect((await allOf(s)).length).toBe(0);
+    await expect(
+      s.readStream("s", { direction: "forwards", fromRevision: 0, maxCount: 9 }),
+    ).rejects.toMatchObject({ code: "STREAM_NOT_FOUND" });
+    expect(() => s.setCommitPosition(end - 1)).toThrow(/boundary/);
+    expect(() => s.setCommitPosition(end + 1)).toThrow(/durable/);
+    s.setCommitPosition(end);
+    expect(okResult(await p).nextExpectedVersion).toBe(1);
+    expect((await streamOf(s, "s")).length).toBe(2);
+  });
+
+  it("truncate above commit rebuilds the index; below commit is refused", async () => {
+    f = variant();
+    const s = await f.make({ autoCommit: false });
+    const commitNow = async (): Promise<void> => {
+      while (s.durableEnd < s.endPosition) await settle();
+      s.setCommitPosition(s.durableEnd);
+    };
+    const a = s.append("s", { kind: "any" }, events(3));
+    await commitNow();
+    okResult(await a);
+    for (let i = 0; i < 30; i++) {
+      const w = s.append(`x${i}`, { kind: "any" }, events(2));
+      await commitNow();
+      okResult(await w);
+    }
+    const ep = s.appendEpoch({ epochNumber: 1, epochId: randomUUID(), leaderInstanceId: "n" });
+    await commitNow();
+    await ep;
+    const committed = s.commitPosition;
+    const cutId = randomUUID();
+    const kept = s.append("s", { kind: "any" }, events(1)); // revision 3, survives
+    const keptEnd = s.endPosition;
+    const cut1 = s.append("s", { kind: "any" }, [newEvent({ cut: 1 }, "T", cutId)]); // revision 4, cut
+    const cut2 = s.append("t", { kind: "any" }, events(2)); // cut
+    const e2 = s.appendEpoch({ epochNumber: 2, epochId: randomUUID(), leaderInstanceId: "n" });
+    const outcomes = [cut1, cut2, e2].map((p) =>
+      p.then(
+        () => "ok",
+        (err: unknown) => err,
+      ),
+    );
+    await settle();
+    await expect(s.truncate(committed - 1)).rejects.toThrow(/below the commit position/);
+    await s.truncate(keptEnd);
+    for (const o of await Promise.all(outcomes)) expect(o).toBeInstanceOf(TruncatedError);
+    expect(s.endPosition).toBe(keptEnd);
+    expect(s.epochs().map((e) => e.epochNumber)).toEqual([1]);
+    await commitNow();
+    okResult(await kept);
+    expect((await streamOf(s, "s")).length).toBe(4);
+    await expect(
+      s.readStream("t", { direction: "forwards", fromRevision: 0, maxCount: 9 }),
+    ).rejects.toMatchObject({ code: "STREAM_NOT_FOUND" });
+    // The cut id is gone from the window: the same append is written again, as revision 4.
+    const again = s.append("s", { kind: "any" }, [newEvent({ cut: 1 }, "T", cutId)]);
+    await commitNow();
+    expect(okResult(await again).nextExpectedVersion).toBe(4);
+    const t = s.append("t", { kind: "no_stream" }, events(1));
+    await commitNow();
+    expect(okResult(await t).nextExpectedVersion).toBe(0);
+    // And the rebuilt state survives a restart.
+    const s2 = await f.reopen(s);
+    expect((await streamOf(s2, "s")).length).toBe(5);
+    expect(s2.epochs().map((e) => e.epochNumber)).toEqual([1]);
+  });
+
+  it("hard state round-trips and survives a reopen", async () => {
+    f = variant();
+    let s = await f.make();
+    expect(await s.readHardState()).toBeNull();
+    await s.writeHardState({ epoch: 4, votedFor: "n2" });
+    expect(await s.readHardState()).toEqual({ epoch: 4, votedFor: "n2" });
+    await s.writeHardState({ epoch: 5, votedFor: undefined });
+    s = await f.reopen(s);
+    expect(await s.readHardState()).toEqual({ epoch: 5, votedFor: undefined });
+  });
+});
