@@ -1,0 +1,102 @@
+/**
+ * node:http adapter: `GET /gossip` (both HTTP ports) and `POST /gossip` (internal port only).
+ * The router decides the path; this handler answers whatever request it is given.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { GossipService } from "./service.js";
+
+export interface GossipHandlerOptions {
+  /** True on the internal HTTP port (nodes push views there); false on the external one. */
+  readonly allowPost: boolean;
+}
+
+export function sendGossipJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": String(Buffer.byteLength(text)),
+    "Cache-Control": "no-store",
+    ...headers,
+  });
+  res.end(text);
+}
+
+export function createGossipHandler(
+  service: GossipService,
+  options: GossipHandlerOptions,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const allow = options.allowPost ? "GET, POST" : "GET";
+  return (req, res) => {
+    try {
+      const method = req.method ?? "GET";
+      if (method === "GET") {
+        sendGossipJson(res, 200, service.document());
+        return;
+      }
+      if (method !== "POST" || !options.allowPost) {
+        req.resume();
+        sendGossipJson(
+          res,
+          405,
+          { error: "METHOD_NOT_ALLOWED", message: `${method} /gossip: use ${allow}` },
+          { Allow: allow },
+        );
+        return;
+      }
+      readBody(req, res, service);
+    } catch (err) {
+      fail(service, res, err);
+    }
+  };
+}
+
+function fail(service: GossipService, res: ServerResponse, err: unknown): void {
+  service.logError(err);
+  if (res.headersSent) res.destroy();
+  else sendGossipJson(res, 500, { error: "INTERNAL", message: "gossip failed" });
+}
+
+function readBody(req: IncomingMessage, res: ServerResponse, service: GossipService): void {
+  const limit = service.maxBodyBytes;
+  const tooLarge = (): void =>
+    sendGossipJson(
+      res,
+      413,
+      { error: "PAYLOAD_TOO_LARGE", message: `the body exceeds ${limit} bytes` },
+      { Connection: "close" },
+    );
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) {
+    tooLarge();
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  req.on("data", (chunk: Buffer) => {
+    if (done) return;
+    size += chunk.length;
+    if (size > limit) {
+      done = true;
+      tooLarge();
+    } else chunks.push(chunk);
+  });
+  req.on("error", () => {
+    done = true;
+  });
+  req.on("end", () => {
+    if (done) return;
+    done = true;
+    try {
+      const result = service.handlePost(Buffer.concat(chunks).toString("utf8"));
+      sendGossipJson(res, result.status, result.body);
+    } catch (err) {
+      fail(service, res, err);
+    }
+  });
+}
