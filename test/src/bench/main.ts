@@ -52,7 +52,7 @@ async function appendSeq(ctx: Ctx): Promise<void> {
   const lat = new Latencies();
   const stream = `seq-${Date.now()}`;
   // Warm up the connection, the stream and both processes' JIT; not measured.
-  for (let i = 0; i < (ctx.args.quick ? 50 : 1000); i++)
+  for (let i = 0; i < (ctx.args.quick ? 50 : 5000); i++)
     await ctx.client.appendToStream(stream, event(-1));
   const start = performance.now();
   for (let i = 0; i < n; i++) {
