@@ -13,7 +13,7 @@ import { constants, fdatasyncSync, readSync, writeSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { StoreError } from "../streams/types.js";
-import type { Log } from "./log.js";
+import type { Checkpoint, Log } from "./log.js";
 
 export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
 
@@ -54,7 +54,7 @@ export class DiskLog implements Log {
   private length = 0;
   private readonly dirty = new Set<number>();
   private dirNeedsSync = false;
-  private checkpointFile: FileHandle | null = null;
+  private checkpointFile: Promise<FileHandle> | null = null;
   private syncAverageMs = 0;
 
   constructor(private readonly options: { dir: string; segmentBytes: number }) {
@@ -236,36 +236,55 @@ export class DiskLog implements Log {
   async close(): Promise<void> {
     const handles = [...this.segments];
     this.segments = [];
-    if (this.checkpointFile !== null) handles.push(this.checkpointFile);
+    const checkpointFile = this.checkpointFile;
     this.checkpointFile = null;
+    if (checkpointFile !== null) {
+      const fh = await checkpointFile.catch(() => null);
+      if (fh !== null) handles.push(fh);
+    }
     await Promise.all(handles.map((h) => h.close()));
   }
 
-  async readCheckpoint(): Promise<number | null> {
+  /**
+   * `checkpoint` is two 12-byte slots, each `[f64][u32 crc32c]`: the durable position, then
+   * the commit position (absent in logs written before it existed). A damaged slot reads as null.
+   */
+  async readCheckpoint(): Promise<Checkpoint> {
     let buf: Buffer;
     try {
       buf = await readFile(join(this.dir, CHECKPOINT_FILE));
     } catch (err) {
-      if (isNotFound(err)) return null;
+      if (isNotFound(err)) return { durable: null, commit: null };
       throw err;
     }
-    if (buf.length < 12 || crc32c(buf.subarray(0, 8)) !== buf.readUInt32LE(8)) return null;
-    return buf.readDoubleLE(0);
+    const slot = (at: number): number | null =>
+      buf.length >= at + 12 && crc32c(buf.subarray(at, at + 8)) === buf.readUInt32LE(at + 8)
+        ? buf.readDoubleLE(at)
+        : null;
+    return { durable: slot(0), commit: slot(12) };
   }
 
-  async writeCheckpoint(position: number, durable: boolean): Promise<void> {
-    const buf = Buffer.alloc(12);
-    buf.writeDoubleLE(position, 0);
+  async writeCheckpoint(
+    checkpoint: { durable: number; commit: number },
+    sync: boolean,
+  ): Promise<void> {
+    const buf = Buffer.alloc(24);
+    buf.writeDoubleLE(checkpoint.durable, 0);
     buf.writeUInt32LE(crc32c(buf.subarray(0, 8)), 8);
+    buf.writeDoubleLE(checkpoint.commit, 12);
+    buf.writeUInt32LE(crc32c(buf.subarray(12, 20)), 20);
     if (this.checkpointFile === null) {
-      this.checkpointFile = await open(
-        join(this.dir, CHECKPOINT_FILE),
-        constants.O_RDWR | constants.O_CREAT,
-      );
+      // Shared by concurrent first writes; forgotten when it fails, so a later write retries.
+      const opening = open(join(this.dir, CHECKPOINT_FILE), constants.O_RDWR | constants.O_CREAT);
+      this.checkpointFile = opening;
+      opening.catch(() => {
+        if (this.checkpointFile === opening) this.checkpointFile = null;
+      });
     }
-    // 12 bytes into the page cache: synchronous, so the hot path wakes no thread-pool work.
-    writeSync(this.checkpointFile.fd, buf, 0, buf.length, 0);
-    if (durable) await this.checkpointFile.datasync();
+    const fh = await this.checkpointFile;
+    // 24 bytes into the page cache: synchronous, so the hot path wakes no thread-pool work.
+    writeSync(fh.fd, buf, 0, buf.length, 0);
+    if (sync) await fh.datasync();
   }
 
   async readSnapshot(): Promise<Buffer | null> {

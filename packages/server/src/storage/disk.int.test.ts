@@ -59,7 +59,7 @@ describe("disk store durability and recovery", () => {
   async function setCheckpoint(position: number): Promise<void> {
     const log = new DiskLog({ dir, segmentBytes: 256 * 1024 * 1024 });
     await log.open();
-    await log.writeCheckpoint(position, true);
+    await log.writeCheckpoint({ durable: position, commit: position }, true);
     await log.close();
   }
 

@@ -9,6 +9,7 @@ import { LogStore } from "./store.js";
 
 export { DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
 export {
+  DEFAULT_COMMIT_CHECKPOINT_EVERY_MS,
   DEFAULT_IDEMPOTENCY_WINDOW,
   DEFAULT_MAX_SCAN,
   DEFAULT_SNAPSHOT_EVERY_BYTES,
@@ -18,7 +19,7 @@ export { TruncatedError } from "./store.js";
 export type { LogStoreOptions, LogStoreStats, StoredHardState } from "./store.js";
 export type { EpochEntry } from "./stream-index.js";
 export { encodeEpoch } from "./record.js";
-export type { Log, Logger } from "./log.js";
+export type { Checkpoint, Log, Logger } from "./log.js";
 export { SOFT_DELETED_KEY } from "./stream-index.js";
 
 export interface DiskStoreOptions {
@@ -33,6 +34,8 @@ export interface DiskStoreOptions {
   snapshotEveryBytes?: number;
   /** false: a cluster moves the commit position with setCommitPosition(). Default true. */
   autoCommit?: boolean;
+  /** autoCommit false: the latest commit position reaches the checkpoint within this (default 100). */
+  commitCheckpointEveryMs?: number;
   nowMs?: () => number;
 }
 
@@ -40,6 +43,7 @@ export interface MemoryStoreOptions {
   logger?: Logger;
   idempotencyWindow?: number;
   autoCommit?: boolean;
+  commitCheckpointEveryMs?: number;
   nowMs?: () => number;
 }
 

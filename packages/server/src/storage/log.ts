@@ -28,15 +28,26 @@ export interface Log {
   truncate(position: number): Promise<void>;
   close(): Promise<void>;
 
-  /** Last position known durable, written lazily (no fsync) after syncs; null when unknown. */
-  readCheckpoint(): Promise<number | null>;
-  writeCheckpoint(position: number, durable: boolean): Promise<void>;
+  /**
+   * The checkpoint: the last position known durable and the last commit position, written
+   * lazily (no fsync unless `sync`), so either may lag; neither is ever ahead (`durable` of
+   * fsync'd data, `commit` of what was committed). Each is null when unknown or damaged.
+   */
+  readCheckpoint(): Promise<Checkpoint>;
+  writeCheckpoint(checkpoint: { durable: number; commit: number }, sync: boolean): Promise<void>;
   /** Index snapshot, written atomically. null when there is none. */
   readSnapshot(): Promise<Buffer | null>;
   writeSnapshot(data: Buffer): Promise<void>;
   /** Consensus hard state (opaque bytes), written atomically and durably. null when none. */
   readHardState(): Promise<Buffer | null>;
   writeHardState(data: Buffer): Promise<void>;
+}
+
+export interface Checkpoint {
+  /** Last position known durable (fsync'd). */
+  readonly durable: number | null;
+  /** Last commit position recorded (the consensus commit when autoCommit is false). */
+  readonly commit: number | null;
 }
 
 export interface Logger {

@@ -1,4 +1,4 @@
-import type { Log } from "./log.js";
+import type { Checkpoint, Log } from "./log.js";
 
 const BLOCK_BYTES = 1024 * 1024;
 
@@ -10,7 +10,7 @@ export class MemoryLog implements Log {
   private readonly blocks: Buffer[] = [];
   private length = 0;
   private snapshot: Buffer | null = null;
-  private checkpoint: number | null = null;
+  private checkpoint: Checkpoint = { durable: null, commit: null };
   private hardState: Buffer | null = null;
 
   get end(): number {
@@ -85,12 +85,12 @@ export class MemoryLog implements Log {
 
   async close(): Promise<void> {}
 
-  async readCheckpoint(): Promise<number | null> {
+  async readCheckpoint(): Promise<Checkpoint> {
     return this.checkpoint;
   }
 
-  async writeCheckpoint(position: number): Promise<void> {
-    this.checkpoint = position;
+  async writeCheckpoint(checkpoint: { durable: number; commit: number }): Promise<void> {
+    this.checkpoint = { durable: checkpoint.durable, commit: checkpoint.commit };
   }
 
   async readSnapshot(): Promise<Buffer | null> {

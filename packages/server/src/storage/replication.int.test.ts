@@ -1,16 +1,27 @@
 import { randomUUID } from "node:crypto";
+import { readFile, unlink } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { StoredEvent } from "../streams/types.js";
+import { DiskLog } from "./disk-log.js";
 import { createDiskStore, createMemoryStore, type LogStore } from "./index.js";
 import { encodeEvent, uuidToKey } from "./record.js";
 import { TruncatedError } from "./store.js";
+import { decodeSnapshot } from "./stream-index.js";
 import { events, newEvent, okResult, tempDir } from "./test-helpers.js";
+
+interface MakeOptions {
+  autoCommit?: boolean;
+  commitCheckpointEveryMs?: number;
+}
 
 interface Factory {
   /** A fresh store (its own log) with these options. */
-  make: (opts?: { autoCommit?: boolean }) => Promise<LogStore>;
+  make: (opts?: MakeOptions) => Promise<LogStore>;
   /** Closes and reopens the same log. */
   reopen: (store: LogStore) => Promise<LogStore>;
+  /** Aborts (no snapshot, no durable checkpoint: like a crash) and reopens the same log. */
+  crash: (store: LogStore) => Promise<LogStore>;
   cleanup: () => Promise<void>;
 }
 
@@ -31,6 +42,11 @@ const variants: Array<[string, () => Factory]> = [
           await s.open();
           return s;
         },
+        crash: async (s) => {
+          await s.abort();
+          await s.open();
+          return s;
+        },
         cleanup: async () => {
           for (const s of stores) await s.close();
         },
@@ -42,31 +58,33 @@ const variants: Array<[string, () => Factory]> = [
     () => {
       const stores: LogStore[] = [];
       const dirs: Array<{ dir: string; remove: () => Promise<void> }> = [];
-      const dirOf = new Map<LogStore, { dir: string; autoCommit: boolean }>();
-      const open = async (dir: string, autoCommit: boolean): Promise<LogStore> => {
+      const dirOf = new Map<LogStore, { dir: string; opts: MakeOptions }>();
+      const open = async (dir: string, opts: MakeOptions): Promise<LogStore> => {
         const s = createDiskStore({
           dir,
           segmentBytes: 8192,
           snapshotEveryBytes: 4096,
-          autoCommit,
+          ...opts,
         });
         await s.open();
         stores.push(s);
-        dirOf.set(s, { dir, autoCommit });
+        dirOf.set(s, { dir, opts });
         return s;
+      };
+      const again = async (s: LogStore, stop: () => Promise<void>): Promise<LogStore> => {
+        await stop();
+        const d = dirOf.get(s);
+        if (d === undefined) throw new Error("unknown store");
+        return open(d.dir, d.opts);
       };
       return {
         make: async (opts = {}) => {
           const t = await tempDir();
           dirs.push(t);
-          return open(t.dir, opts.autoCommit ?? true);
+          return open(t.dir, opts);
         },
-        reopen: async (s) => {
-          await s.close();
-          const d = dirOf.get(s);
-          if (d === undefined) throw new Error("unknown store");
-          return open(d.dir, d.autoCommit);
-        },
+        reopen: (s) => again(s, () => s.close()),
+        crash: (s) => again(s, () => s.abort()),
         cleanup: async () => {
           for (const s of stores) await s.close();
           for (const d of dirs) await d.remove();
@@ -364,5 +382,305 @@ describe.each(variants)("%s store: replication support", (_name, variant) => {
     await s.writeHardState({ epoch: 5, votedFor: undefined });
     s = await f.reopen(s);
     expect(await s.readHardState()).toEqual({ epoch: 5, votedFor: undefined });
+  });
+});
+
+// ------------------------------------------------------------------ restart with autoCommit false
+
+interface Source {
+  leader: LogStore;
+  /** The commit point used by the tests: a batch end in the middle of the leader's log. */
+  mid: number;
+  /** Id of an event below `mid` (a@2) and of one above it (a@3). */
+  committedId: string;
+  tailId: string;
+}
+
+/** A leader log: streams a, b, x0..x3 and an epoch below `mid`; a@3, c, $$c, an epoch and b@3 above. */
+async function buildSource(f: Factory, fill = 20): Promise<Source> {
+  const leader = await f.make();
+  const committedId = randomUUID();
+  const tailId = randomUUID();
+  okResult(await leader.append("a", { kind: "no_stream" }, events(2)));
+  await leader.appendEpoch({ epochNumber: 1, epochId: randomUUID(), leaderInstanceId: "n1" });
+  okResult(await leader.append("b", { kind: "any" }, events(3)));
+  okResult(await leader.append("a", { kind: "any" }, [newEvent({ c: 1 }, "T", committedId)]));
+  for (let i = 0; i < fill; i++)
+    okResult(await leader.append(`x${i % 4}`, { kind: "any" }, events(2)));
+  const mid = leader.endPosition;
+  okResult(await leader.append("a", { kind: "any" }, [newEvent({ t: 1 }, "T", tailId)]));
+  okResult(await leader.append("c", { kind: "any" }, events(2)));
+  okResult(await leader.append("$$c", { kind: "any" }, [newEvent({ maxCount: 1 }, "$metadata")]));
+  await leader.appendEpoch({ epochNumber: 2, epochId: randomUUID(), leaderInstanceId: "n2" });
+  okResult(await leader.append("b", { kind: "any" }, events(1)));
+  return { leader, mid, committedId, tailId };
+}
+
+/** appendRaw of the leader's batches, one at a time, up to `until`; the promises never reject. */
+function ship(
+  leader: LogStore,
+  follower: LogStore,
+  until = leader.endPosition,
+): Array<Promise<unknown>> {
+  const acks: Array<Promise<unknown>> = [];
+  while (follower.endPosition < until) {
+    const { bytes } = leader.readRaw(follower.endPosition, 1);
+    acks.push(follower.appendRaw(follower.endPosition, bytes).catch((err: unknown) => err));
+  }
+  return acks;
+}
+
+async function durable(s: LogStore): Promise<void> {
+  while (s.durableEnd < s.endPosition) await settle();
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Something still pending after a few turns of the event loop? */
+async function isPending(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  await settle();
+  return !done;
+}
+
+const notFound = { code: "STREAM_NOT_FOUND" };
+const readS = (s: LogStore, stream: string): Promise<unknown> =>
+  s.readStream(stream, { direction: "forwards", fromRevision: 0, maxCount: 1 });
+
+/** Readers see exactly the leader's log below `commit`; the whole log is there, pending above. */
+async function expectCommittedPrefix(s: LogStore, src: Source, commit: number): Promise<void> {
+  const full = (await allOf(src.leader)) as Array<{ position: number }>;
+  const prefix = full.filter((e) => e.position < commit);
+  expect(s.commitPosition).toBe(commit);
+  expect(s.durableEnd).toBe(src.leader.endPosition);
+  expect(s.endPosition).toBe(src.leader.endPosition);
+  expect(await allOf(s)).toEqual(prefix);
+  expect(s.stats()).toMatchObject({ events: prefix.length, commitPosition: commit });
+  expect(s.readRaw(0, 1 << 20).bytes.equals(src.leader.readRaw(0, 1 << 20).bytes)).toBe(true);
+  expect(s.epochs()).toEqual(src.leader.epochs()); // the write view: pending epochs included
+}
+
+describe.each(variants)("%s store: restart with autoCommit false", (_name, variant) => {
+  let f: Factory;
+  afterEach(async () => {
+    await f.cleanup();
+  });
+
+  it("reopens with the committed prefix visible and the tail pending until committed", async () => {
+    f = variant();
+    const src = await buildSource(f);
+    let s = await f.make({ autoCommit: false });
+    const acks = ship(src.leader, s);
+    await durable(s);
+    s.setCommitPosition(src.mid);
+    s = await f.reopen(s);
+    // Appends committed before the close resolved; the uncommitted ones rejected at close.
+    const outcomes = await Promise.all(acks);
+    expect(outcomes.filter((o) => o === undefined).length).toBe(
+      acks.length - 5, // a@3, c, $$c, epoch 2, b@3
+    );
+    for (const o of outcomes.filter((x) => x !== undefined))
+      expect(o).toMatchObject({ code: "STORE_CLOSED" });
+
+    await expectCommittedPrefix(s, src, src.mid);
+    expect(await streamOf(s, "a")).toEqual((await streamOf(src.leader, "a")).slice(0, 3));
+    expect((await streamOf(s, "b")).length).toBe(3);
+    expect(s.getMetadata("c")).toBeNull(); // $$c is pending
+    await expect(readS(s, "c")).rejects.toMatchObject(notFound);
+    // Expected versions see the pending tail (the write view)...
+    expect(await s.append("a", { kind: "exact", revision: 7 }, events(1))).toEqual({
+      ok: false,
+      wrongExpectedVersion: { streamExists: true, actualRevision: 3 },
+    });
+    expect(await s.append("c", { kind: "exact", revision: 7 }, events(1))).toMatchObject({
+      wrongExpectedVersion: { actualRevision: 1 },
+    });
+    // ...a retry of a committed append answers at once, one of a pending append waits.
+    expect(
+      await s.append("a", { kind: "any" }, [newEvent({ c: 1 }, "T", src.committedId)]),
+    ).toMatchObject({ ok: true, nextExpectedVersion: 2 });
+    const retry = s.append("a", { kind: "any" }, [newEvent({ t: 1 }, "T", src.tailId)]);
+    expect(await isPending(retry)).toBe(true);
+    expect(s.endPosition).toBe(src.leader.endPosition); // nothing was written
+
+    s.setCommitPosition(s.durableEnd);
+    expect(await retry).toMatchObject({ ok: true, nextExpectedVersion: 3 });
+    expect(await allOf(s)).toEqual(await allOf(src.leader));
+    expect((await streamOf(s, "c")).length).toBe(1); // $$c: maxCount 1
+    expect(s.getMetadata("c")).toEqual({ maxCount: 1 });
+    for (const st of ["a", "b", "c", "$$c"])
+      expect(await streamOf(s, st)).toEqual(await streamOf(src.leader, st));
+    expect(s.stats().events).toBe(src.leader.stats().events);
+    // The commit checkpoint written on close: everything committed after another reopen.
+    s = await f.reopen(s);
+    expect(s.commitPosition).toBe(src.leader.endPosition);
+    expect(await allOf(s)).toEqual(await allOf(src.leader));
+  });
+
+  it("after a crash with the commit checkpoint written: exactly the committed prefix; the tail truncates", async () => {
+    f = variant();
+    const src = await buildSource(f);
+    let s = await f.make({ autoCommit: false, commitCheckpointEveryMs: 1 });
+    void ship(src.leader, s);
+    await durable(s);
+    s.setCommitPosition(src.mid);
+    await sleep(30); // the lazy commit checkpoint
+    s = await f.crash(s);
+    await expectCommittedPrefix(s, src, src.mid);
+
+    const waiting = s.append("a", { kind: "any" }, [newEvent({ t: 1 }, "T", src.tailId)]);
+    expect(await isPending(waiting)).toBe(true);
+    await expect(s.truncate(src.mid - 1)).rejects.toThrow(/below the commit position/);
+    await s.truncate(src.mid);
+    await expect(waiting).rejects.toBeInstanceOf(TruncatedError);
+    expect(s.endPosition).toBe(src.mid);
+    expect(s.epochs().map((e) => e.epochNumber)).toEqual([1]);
+    // The tail's ids and revisions are gone: the same append is written again, as a@3.
+    const again = s.append("a", { kind: "any" }, [newEvent({ t: 1 }, "T", src.tailId)]);
+    const c = s.append("c", { kind: "no_stream" }, events(1));
+    await durable(s);
+    s.setCommitPosition(s.durableEnd);
+    expect(okResult(await again).nextExpectedVersion).toBe(3);
+    expect(okResult(await c).nextExpectedVersion).toBe(0);
+    expect((await streamOf(s, "b")).length).toBe(3);
+    expect(s.stats().events).toBe(
+      ((await allOf(src.leader)) as Array<{ position: number }>).filter((e) => e.position < src.mid)
+        .length + 2,
+    );
+  });
+
+  it("after a crash that lost the latest commit: an older prefix, never more", async () => {
+    f = variant();
+    const src = await buildSource(f);
+    // No timer write within the test: only group commits carry the commit position.
+    let s = await f.make({ autoCommit: false, commitCheckpointEveryMs: 3_600_000 });
+    void ship(src.leader, s);
+    await durable(s);
+    s.setCommitPosition(src.mid); // after the last sync: never checkpointed
+    s = await f.crash(s);
+    await expectCommittedPrefix(s, src, 0);
+    await expect(readS(s, "a")).rejects.toMatchObject(notFound);
+    // The older commit position is safe: the consensus layer commits the tail again.
+    const retry = s.append("a", { kind: "any" }, [newEvent({ c: 1 }, "T", src.committedId)]);
+    expect(await isPending(retry)).toBe(true);
+    s.setCommitPosition(src.mid);
+    expect(await retry).toMatchObject({ ok: true, nextExpectedVersion: 2 });
+    await expectCommittedPrefix(s, src, src.mid);
+
+    // Committing more and crashing at once: the commit seen after the restart lies between
+    // what was checkpointed and what was committed.
+    s.setCommitPosition(s.durableEnd);
+    s = await f.crash(s);
+    expect(s.commitPosition).toBeLessThanOrEqual(src.leader.endPosition);
+    expect([0, src.mid, src.leader.endPosition]).toContain(s.commitPosition);
+    await expectCommittedPrefix(s, src, s.commitPosition);
+    s.setCommitPosition(s.durableEnd);
+    expect(await allOf(s)).toEqual(await allOf(src.leader));
+  });
+});
+
+describe("disk store: commit checkpoint and snapshots with autoCommit false", () => {
+  const stores: LogStore[] = [];
+  let dir: string;
+  let remove: () => Promise<void>;
+  let f: Factory;
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.abort();
+    await f.cleanup();
+    await remove();
+  });
+
+  async function openAt(opts: MakeOptions & { snapshotEveryBytes?: number }): Promise<LogStore> {
+    const s = createDiskStore({ dir, segmentBytes: 8192, ...opts });
+    stores.push(s);
+    await s.open();
+    return s;
+  }
+
+  async function setup(): Promise<Source> {
+    ({ dir, remove } = await tempDir());
+    f = (variants[1] as [string, () => Factory])[1]();
+    return buildSource(f, 40);
+  }
+
+  it("snapshots only the committed view, at the commit position; it is a commit floor", async () => {
+    const src = await setup();
+    expect(src.mid).toBeGreaterThan(4096);
+    let s = await openAt({
+      autoCommit: false,
+      snapshotEveryBytes: 4096,
+      commitCheckpointEveryMs: 3_600_000,
+    });
+    void ship(src.leader, s, src.mid);
+    void ship(src.leader, s, src.leader.endPosition - 100); // part of the tail, before the commit
+    await durable(s);
+    expect(s.endPosition).toBeLessThan(src.leader.endPosition);
+    s.setCommitPosition(src.mid);
+    void ship(src.leader, s); // one more group commit: it writes the snapshot
+    await durable(s);
+    await sleep(50);
+    const snap = decodeSnapshot(await readFile(join(dir, "index.snapshot")));
+    if (snap === null) throw new Error("no snapshot");
+    const full = (await allOf(src.leader)) as Array<{ position: number }>;
+    const prefix = full.filter((e) => e.position < src.mid);
+    expect(snap.position).toBe(src.mid);
+    expect(snap.events).toBe(prefix.length);
+    expect(snap.streams.get("a")?.last).toBe(2);
+    expect(snap.streams.get("c")).toBeUndefined();
+    expect(snap.streams.get("$$c")).toBeUndefined();
+    expect(snap.window.every(([, e]) => e.position < src.mid)).toBe(true);
+    expect(snap.window.some(([k]) => k === uuidToKey(src.tailId))).toBe(false);
+    expect(snap.window.some(([k]) => k === uuidToKey(src.committedId))).toBe(true);
+    expect(snap.epochs.map((e) => e.epochNumber)).toEqual([1]);
+
+    // Crash and lose the checkpoint file: the snapshot's position is still committed.
+    await s.abort();
+    await unlink(join(dir, "checkpoint"));
+    s = await openAt({ autoCommit: false, snapshotEveryBytes: 4096 });
+    await expectCommittedPrefix(s, src, src.mid);
+    expect(
+      okResult(await s.append("a", { kind: "any" }, [newEvent({ c: 1 }, "T", src.committedId)]))
+        .nextExpectedVersion,
+    ).toBe(2);
+    s.setCommitPosition(s.durableEnd);
+    expect(await allOf(s)).toEqual(await allOf(src.leader));
+  });
+
+  it("single node (autoCommit true) reopens the whole log committed, whatever the commit checkpoint", async () => {
+    const src = await setup();
+    const s = await openAt({ autoCommit: false });
+    void ship(src.leader, s);
+    await durable(s);
+    s.setCommitPosition(src.mid);
+    await s.close();
+    const single = await openAt({});
+    expect(single.commitPosition).toBe(src.leader.endPosition);
+    expect(await allOf(single)).toEqual(await allOf(src.leader));
+  });
+
+  it("refuses a commit checkpoint beyond the log or inside a batch as CORRUPTED", async () => {
+    const src = await setup();
+    const s = await openAt({ autoCommit: false });
+    void ship(src.leader, s);
+    await durable(s);
+    const end = s.endPosition;
+    await s.abort();
+    const log = new DiskLog({ dir, segmentBytes: 8192 });
+    for (const [commit, msg] of [
+      [end + 100, /before the commit checkpoint/],
+      [src.mid - 5, /not a batch boundary/],
+    ] as const) {
+      await log.open();
+      await log.writeCheckpoint({ durable: end, commit }, true);
+      await log.close();
+      await expect(openAt({ autoCommit: false })).rejects.toMatchObject({
+        code: "CORRUPTED",
+        message: expect.stringMatching(msg),
+      });
+    }
   });
 });

@@ -66,6 +66,8 @@ import {
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
 export const DEFAULT_SNAPSHOT_EVERY_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_SCAN = 100_000;
+/** With autoCommit false, a moved commit position reaches the checkpoint file within this. */
+export const DEFAULT_COMMIT_CHECKPOINT_EVERY_MS = 100;
 const READ_BLOCK_BYTES = 256 * 1024;
 const RECOVERY_BLOCK_BYTES = 8 * 1024 * 1024;
 const RECORD_PROBE_BYTES = 4096;
@@ -149,6 +151,11 @@ export interface LogStoreOptions {
    * consensus layer moves the commit position with setCommitPosition().
    */
   autoCommit?: boolean;
+  /**
+   * With autoCommit false: the commit position is recorded in the checkpoint (no fsync) after
+   * each group commit and, when it moved without one, at most this long after it moved.
+   */
+  commitCheckpointEveryMs?: number;
   /** Clock for createdMs and maxAgeSec (ms since the epoch). */
   nowMs?: () => number;
 }
@@ -179,6 +186,12 @@ interface CommitWaiter {
 }
 
 type Phase = "new" | "open" | "closing" | "closed";
+
+/** A recovered batch above the commit position: its committed-view update, run at commit. */
+interface PendingBatch {
+  end: number;
+  apply: () => void;
+}
 
 interface IndexedRecord {
   rec: LogRecord;
@@ -252,6 +265,10 @@ export class LogStore implements StreamStore {
 
   private background = new Set<Promise<void>>();
   private checkpointInFlight = false;
+  private readonly commitCheckpointEveryMs: number;
+  private commitCheckpointTimer: NodeJS.Timeout | null = null;
+  /** Commit position of the last checkpoint write (page cache, maybe not durable). */
+  private checkpointedCommit = 0;
   private snapshotInFlight = false;
   private lastSnapshotPos = 0;
 
@@ -262,6 +279,10 @@ export class LogStore implements StreamStore {
     this.logger = options.logger ?? silentLogger;
     this.snapshotEveryBytes = options.snapshotEveryBytes ?? DEFAULT_SNAPSHOT_EVERY_BYTES;
     this.autoCommit = options.autoCommit ?? true;
+    this.commitCheckpointEveryMs =
+      options.commitCheckpointEveryMs ?? DEFAULT_COMMIT_CHECKPOINT_EVERY_MS;
+    if (!(this.commitCheckpointEveryMs >= 0))
+      throw new RangeError("commitCheckpointEveryMs must be >= 0");
     this.nowMs = options.nowMs ?? Date.now;
     const capacity = options.idempotencyWindow ?? DEFAULT_IDEMPOTENCY_WINDOW;
     if (!Number.isSafeInteger(capacity) || capacity < 0)
@@ -289,20 +310,26 @@ export class LogStore implements StreamStore {
     this.truncating = null;
     const started = performance.now();
     await this.log.open();
+    let recovered: { commit: number; pending: PendingBatch[] };
     try {
-      await this.recover();
+      recovered = await this.recover();
     } catch (err) {
       await this.log.close();
       throw err;
     }
-    this.reserveEnd = this.durablePos = this.commitPos = this.log.end;
+    this.reserveEnd = this.durablePos = this.log.end;
+    this.commitPos = recovered.commit;
+    // The recovered tail above the commit position: durable, not yet committed.
+    for (const b of recovered.pending) this.awaitingCommit.push(pendingWrite(b));
     this.lastSnapshotPos = this.commitPos;
+    this.checkpointedCommit = this.commitPos;
     this.phase = "open";
     this.logger.info(
       {
         events: this.eventCount,
         streams: this.streamCount,
         position: this.commitPos,
+        durableEnd: this.durablePos,
         openMs: Math.round(performance.now() - started),
       },
       "store opened",
@@ -312,6 +339,7 @@ export class LogStore implements StreamStore {
   async close(): Promise<void> {
     if (this.phase !== "open") return;
     this.phase = "closing";
+    this.stopCommitCheckpointTimer();
     try {
       while (this.writer !== null) await this.writer;
       await this.settleBackground();
@@ -325,7 +353,7 @@ export class LogStore implements StreamStore {
             this.epochList,
           ),
         );
-        await this.log.writeCheckpoint(this.durablePos, true);
+        await this.log.writeCheckpoint({ durable: this.durablePos, commit: this.commitPos }, true);
       }
     } finally {
       this.rejectWaiters(new StoreError("STORE_CLOSED", "store closed"));
@@ -338,6 +366,7 @@ export class LogStore implements StreamStore {
   async abort(): Promise<void> {
     if (this.phase !== "open") return;
     this.phase = "closing";
+    this.stopCommitCheckpointTimer();
     const err = new StoreError("STORE_CLOSED", "store aborted");
     this.failure ??= err;
     for (const w of this.queue) w.reject(err);
@@ -363,34 +392,58 @@ export class LogStore implements StreamStore {
 
   // ------------------------------------------------------------------ recovery
 
-  private async recover(): Promise<void> {
+  /**
+   * Rebuilds the index from the snapshot and the log, cutting a torn tail. With autoCommit the
+   * whole log is committed; without, the commit position is the newer of the snapshot's
+   * position and the checkpoint's commit position (both only ever hold committed positions),
+   * and the batches above it are indexed into the write view only (returned as pending).
+   */
+  private async recover(): Promise<{ commit: number; pending: PendingBatch[] }> {
     const from = await this.loadSnapshot(Number.POSITIVE_INFINITY);
-    const checkpoint = (await this.log.readCheckpoint()) ?? from;
-    if (checkpoint > this.log.end) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log ends at ${this.log.end}, before the checkpoint ${checkpoint}: durable data is missing`,
-      );
-    }
+    const saved = await this.log.readCheckpoint();
     const end = this.log.end;
-    const { problem, problemAt, batchStart } = await this.scanIndex(
-      from,
-      end,
-      Number.POSITIVE_INFINITY,
-    );
-    if (problem === null) return;
-    if (problemAt < checkpoint || batchStart < checkpoint) {
+    const durable = saved.durable ?? from;
+    if (durable > end) {
       throw new StoreError(
         "CORRUPTED",
-        `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`,
+        `log ends at ${end}, before the checkpoint ${durable}: durable data is missing`,
       );
     }
-    this.logger.warn(
-      { position: batchStart, problem, problemAt, droppedBytes: end - batchStart },
-      "truncating a torn tail of the log",
-    );
-    await this.log.truncate(batchStart);
-    this.recentEnds.splice(lastAtOrBelow(this.recentEnds, batchStart) + 1);
+    const commitFloor = this.autoCommit
+      ? Number.POSITIVE_INFINITY
+      : Math.max(from, saved.commit ?? 0);
+    if (commitFloor !== Number.POSITIVE_INFINITY && commitFloor > end) {
+      throw new StoreError(
+        "CORRUPTED",
+        `log ends at ${end}, before the commit checkpoint ${commitFloor}: committed data is missing`,
+      );
+    }
+    // Committed data was fsync'd before it was committed: a problem below it is corruption.
+    const checkpoint = this.autoCommit ? durable : Math.max(durable, commitFloor);
+    const scan = await this.scanIndex(from, end, commitFloor);
+    const { problem, problemAt, batchStart } = scan;
+    if (problem !== null) {
+      if (problemAt < checkpoint || batchStart < checkpoint) {
+        throw new StoreError(
+          "CORRUPTED",
+          `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`,
+        );
+      }
+      this.logger.warn(
+        { position: batchStart, problem, problemAt, droppedBytes: end - batchStart },
+        "truncating a torn tail of the log",
+      );
+      await this.log.truncate(batchStart);
+      this.recentEnds.splice(lastAtOrBelow(this.recentEnds, batchStart) + 1);
+    }
+    if (this.autoCommit) return { commit: this.log.end, pending: [] };
+    if (scan.straddled) {
+      throw new StoreError(
+        "CORRUPTED",
+        `the commit checkpoint ${commitFloor} is not a batch boundary of the log`,
+      );
+    }
+    return { commit: commitFloor, pending: scan.pending };
   }
 
   /**
@@ -440,12 +493,15 @@ export class LogStore implements StreamStore {
     problem: RecordProblem | "incomplete_batch" | null;
     problemAt: number;
     batchStart: number;
-    pending: Array<{ end: number; apply: () => void }>;
+    pending: PendingBatch[];
+    /** A batch starts below `committedUpTo` and ends above it: not a boundary. */
+    straddled: boolean;
   }> {
     let batch: Array<{ rec: LogRecord | EventSummary; position: number }> = [];
     let batchStart = from;
     let badPayloadAt = -1;
-    const pending: Array<{ end: number; apply: () => void }> = [];
+    let straddled = false;
+    const pending: PendingBatch[] = [];
     const scan = await this.scanForward(
       from,
       limit,
@@ -469,6 +525,12 @@ export class LogStore implements StreamStore {
           if (end <= committedUpTo) {
             for (const r of batch) this.recoverRecord(r.rec, r.position);
           } else {
+            if (batchStart < committedUpTo) {
+              // Its first records were taken as committed summaries: stop, the caller refuses.
+              straddled = true;
+              batch = [];
+              return false;
+            }
             pending.push({ end, apply: this.indexBatch(batch as IndexedRecord[]) });
           }
           batch = [];
@@ -487,7 +549,7 @@ export class LogStore implements StreamStore {
       problem = "incomplete_batch";
       problemAt = batchStart;
     }
-    return { problem, problemAt, batchStart, pending };
+    return { problem, problemAt, batchStart, pending, straddled };
   }
 
   private recoverRecord(rec: LogRecord | EventSummary, position: number): void {
@@ -895,14 +957,7 @@ export class LogStore implements StreamStore {
   }
 
   private afterSync(): void {
-    if (!this.checkpointInFlight) {
-      this.checkpointInFlight = true;
-      this.track(
-        this.log.writeCheckpoint(this.durablePos, false).finally(() => {
-          this.checkpointInFlight = false;
-        }),
-      );
-    }
+    this.writeCheckpointLazily();
     if (
       !this.snapshotInFlight &&
       this.commitPos - this.lastSnapshotPos >= this.snapshotEveryBytes
@@ -925,6 +980,45 @@ export class LogStore implements StreamStore {
   }
 
   /**
+   * Records the durable end and the commit position in the checkpoint, without fsync (a crash
+   * may lose it: both only lag). One write at a time; none while a truncation runs (it writes
+   * the checkpoint itself). Returns false when it could not start one now.
+   */
+  private writeCheckpointLazily(): boolean {
+    if (this.checkpointInFlight || this.truncating !== null) return false;
+    this.checkpointInFlight = true;
+    const commit = this.commitPos;
+    this.track(
+      this.log
+        .writeCheckpoint({ durable: this.durablePos, commit }, false)
+        .then(() => {
+          this.checkpointedCommit = Math.max(this.checkpointedCommit, commit);
+        })
+        .finally(() => {
+          this.checkpointInFlight = false;
+        }),
+    );
+    return true;
+  }
+
+  /** autoCommit false: the commit moved outside a group commit; checkpoint it soon. */
+  private scheduleCommitCheckpoint(): void {
+    if (this.commitCheckpointTimer !== null || this.phase !== "open") return;
+    this.commitCheckpointTimer = setTimeout(() => {
+      this.commitCheckpointTimer = null;
+      if (this.phase !== "open" || this.commitPos <= this.checkpointedCommit) return;
+      if (!this.writeCheckpointLazily()) this.scheduleCommitCheckpoint();
+    }, this.commitCheckpointEveryMs);
+    this.commitCheckpointTimer.unref();
+  }
+
+  private stopCommitCheckpointTimer(): void {
+    if (this.commitCheckpointTimer === null) return;
+    clearTimeout(this.commitCheckpointTimer);
+    this.commitCheckpointTimer = null;
+  }
+
+  /**
    * Moves the commit position (cluster use; on a single node the store does it after each
    * sync). Must be a record boundary at or below the durable end.
    */
@@ -939,6 +1033,7 @@ export class LogStore implements StreamStore {
 
   private commitTo(position: number): void {
     this.commitPos = position;
+    if (!this.autoCommit) this.scheduleCommitCheckpoint();
     let n = 0;
     while (
       n < this.awaitingCommit.length &&
@@ -972,9 +1067,12 @@ export class LogStore implements StreamStore {
     return new Promise((resolve, reject) => this.commitWaiters.push({ position, resolve, reject }));
   }
 
+  /** On close: commit waiters and writes durable but never committed (autoCommit false) reject. */
   private rejectWaiters(err: unknown): void {
     for (const w of this.commitWaiters) w.reject(err);
     this.commitWaiters = [];
+    for (const w of this.awaitingCommit) w.reject(err);
+    this.awaitingCommit = [];
   }
 
   // ------------------------------------------------------------------ cluster (replication)
@@ -1255,7 +1353,8 @@ export class LogStore implements StreamStore {
       }
       this.commitWaiters = waiting;
       // The checkpoint first: recovery refuses a log that ends before it.
-      if (this.durablePos > position) await this.log.writeCheckpoint(position, true);
+      if (this.durablePos > position)
+        await this.log.writeCheckpoint({ durable: position, commit: this.commitPos }, true);
       if (this.log.end > position) await this.log.truncate(position);
       this.durablePos = Math.min(this.durablePos, position);
       const from = await this.loadSnapshot(this.commitPos);
@@ -1266,17 +1365,7 @@ export class LogStore implements StreamStore {
           `rebuilding the index after truncating to ${position}: record at ${scan.problemAt} is damaged (${scan.problem ?? "short"})`,
         );
       }
-      for (const b of scan.pending) {
-        const w = survivors.get(b.end);
-        this.awaitingCommit.push({
-          start: w?.start ?? 0,
-          data: w?.data ?? Buffer.alloc(0),
-          end: b.end,
-          apply: b.apply,
-          resolve: w?.resolve ?? (() => undefined),
-          reject: w?.reject ?? (() => undefined),
-        });
-      }
+      for (const b of scan.pending) this.awaitingCommit.push(pendingWrite(b, survivors.get(b.end)));
     } catch (err) {
       if (!(err instanceof TruncatedError)) this.fail(err, []);
       throw err;
@@ -1652,6 +1741,18 @@ export class LogStore implements StreamStore {
     }
     return pos;
   }
+}
+
+/** An awaiting-commit entry for a rescanned batch, keeping the promise of its append if any. */
+function pendingWrite(batch: PendingBatch, write?: PendingWrite): PendingWrite {
+  return {
+    start: write?.start ?? 0,
+    data: write?.data ?? Buffer.alloc(0),
+    end: batch.end,
+    apply: batch.apply,
+    resolve: write?.resolve ?? (() => undefined),
+    reject: write?.reject ?? (() => undefined),
+  };
 }
 
 function validateExpected(expected: ExpectedVersion, streamId: string): void {
