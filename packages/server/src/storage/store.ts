@@ -230,6 +230,43 @@ function toStored(rec: EventRecord, position: number): StoredEvent {
   };
 }
 
+/**
+ * Visits the valid records of one block read at `pos`. Either the scan is finished
+ * (`done`: `visit` said stop, or a problem at a position), or it goes on at `position`,
+ * reading `nextWant` bytes next when a record is larger than the block.
+ */
+function scanBlock(
+  buf: Buffer,
+  pos: number,
+  limit: number,
+  visit: (buf: Buffer, at: number, length: number, position: number) => boolean,
+): {
+  done?: { position: number; problem?: RecordProblem };
+  position: number;
+  nextWant?: number;
+} {
+  let off = 0;
+  while (off < buf.length) {
+    const c = checkRecord(buf, off);
+    if (!c.ok) {
+      if (c.problem === "short" && pos + buf.length < limit) break;
+      return { done: { position: pos + off, problem: c.problem }, position: pos + off };
+    }
+    const more = visit(buf, off, c.length, pos + off);
+    off += c.length;
+    if (!more) return { done: { position: pos + off }, position: pos + off };
+  }
+  if (off === 0) {
+    // A record larger than the block: read exactly that record next.
+    const length = buf.length >= 4 ? buf.readUInt32LE(0) : 0;
+    if (length <= buf.length || pos + length > limit) {
+      return { done: { position: pos, problem: "short" }, position: pos };
+    }
+    return { position: pos, nextWant: length };
+  }
+  return { position: pos + off };
+}
+
 export class LogStore implements StreamStore {
   private readonly logger: Logger;
   private readonly snapshotEveryBytes: number;
@@ -1429,26 +1466,15 @@ export class LogStore implements StreamStore {
     let pos = from;
     let want = RAW_READ_BLOCK_BYTES;
     while (pos < limit) {
-      const buf = this.readBytesSync(pos, Math.min(want, limit - pos));
-      want = RAW_READ_BLOCK_BYTES;
-      let off = 0;
-      while (off < buf.length) {
-        const c = checkRecord(buf, off);
-        if (!c.ok) {
-          if (c.problem === "short" && pos + buf.length < limit) break;
-          return { position: pos + off, problem: c.problem };
-        }
-        const more = visit(buf, off, c.length, pos + off);
-        off += c.length;
-        if (!more) return { position: pos + off };
-      }
-      if (off === 0) {
-        const length = buf.length >= 4 ? buf.readUInt32LE(0) : 0;
-        if (length <= buf.length || pos + length > limit)
-          return { position: pos, problem: "short" };
-        want = length;
-      }
-      pos += off;
+      const step = scanBlock(
+        this.readBytesSync(pos, Math.min(want, limit - pos)),
+        pos,
+        limit,
+        visit,
+      );
+      if (step.done) return step.done;
+      want = step.nextWant ?? RAW_READ_BLOCK_BYTES;
+      pos = step.position;
     }
     return { position: pos };
   }
@@ -1675,27 +1701,15 @@ export class LogStore implements StreamStore {
     let pos = from;
     let want = blockBytes;
     while (pos < limit) {
-      const buf = await this.log.read(pos, Math.min(want, limit - pos));
-      want = blockBytes;
-      let off = 0;
-      while (off < buf.length) {
-        const c = checkRecord(buf, off);
-        if (!c.ok) {
-          if (c.problem === "short" && pos + buf.length < limit) break;
-          return { position: pos + off, problem: c.problem };
-        }
-        const more = visit(buf, off, c.length, pos + off);
-        off += c.length;
-        if (!more) return { position: pos + off };
-      }
-      if (off === 0) {
-        // A record larger than the block: read exactly that record next.
-        const length = buf.length >= 4 ? buf.readUInt32LE(0) : 0;
-        if (length <= buf.length || pos + length > limit)
-          return { position: pos, problem: "short" };
-        want = length;
-      }
-      pos += off;
+      const step = scanBlock(
+        await this.log.read(pos, Math.min(want, limit - pos)),
+        pos,
+        limit,
+        visit,
+      );
+      if (step.done) return step.done;
+      want = step.nextWant ?? blockBytes;
+      pos = step.position;
     }
     return { position: pos };
   }
