@@ -27,3 +27,4 @@ export {
   type LatencyOptions,
   type StartFaultProxyOptions,
 } from "./fault-proxy.js";
+export { makeTestCertificates, type TestCertificates } from "./certificates.js";
