@@ -18,11 +18,13 @@ import {
   type NodeOptions,
 } from "./config/index.js";
 import type { Endpoint, NodeContext, NodeEndpoints, NodeState } from "./api/context.js";
-import { createExternalHttpHandler, createInternalHttpHandler } from "./api/http.js";
+import { createExternalHttpHandler, createInternalHttpHandler, memberInfo } from "./api/http.js";
+import { ClusterRole, ClusterStore } from "./cluster/node-role.js";
+import { endpointKey } from "./cluster/gossip/wire.js";
 import { NodeMetrics } from "./api/metrics.js";
 import { NativeApi } from "./api/native.js";
 import { createLogger } from "./logging.js";
-import { createDiskStore, createMemoryStore } from "./storage/index.js";
+import { createDiskStore, createMemoryStore, LogStore } from "./storage/index.js";
 import type { StreamStore } from "./streams/types.js";
 
 export type { Endpoint, NodeEndpoints, NodeState } from "./api/context.js";
@@ -53,6 +55,8 @@ export interface ChorusNode {
 
 /** How long shutdown waits for in-flight writes and for clients to acknowledge the close. */
 const SHUTDOWN_GRACE_MS = 5_000;
+/** How long a stopping leader waits for a follower to take over. */
+const RESIGN_TIMEOUT_MS = 2_000;
 
 interface Listener {
   readonly name: keyof NodeEndpoints;
@@ -83,11 +87,18 @@ async function openStore(
   logger: Logger,
   given: StreamStore | undefined,
 ): Promise<StreamStore> {
+  // A cluster moves the commit position itself (consensus); a single node commits on fsync.
+  const autoCommit = options.clusterSize <= 1;
   const store =
     given ??
     (options.memDb
-      ? createMemoryStore({ logger, idempotencyWindow: options.idempotencyWindow })
-      : createDiskStore({ dir: options.db, logger, idempotencyWindow: options.idempotencyWindow }));
+      ? createMemoryStore({ logger, idempotencyWindow: options.idempotencyWindow, autoCommit })
+      : createDiskStore({
+          dir: options.db,
+          logger,
+          idempotencyWindow: options.idempotencyWindow,
+          autoCommit,
+        }));
   try {
     await store.open();
   } catch (err) {
@@ -160,12 +171,23 @@ export async function createNode(
   const makeServer = (): HttpServer =>
     tls ? createHttpsServer({ cert: tls.cert, key: tls.key }) : createHttpServer();
 
+  const clustered = options.clusterSize > 1;
+  if (clustered && extras.store !== undefined && !(extras.store instanceof LogStore)) {
+    throw new StartupError("a cluster node needs a LogStore (created with autoCommit: false)");
+  }
   const openedStore = await openStore(options, logger, extras.store);
+  let cluster: ClusterRole | undefined;
+  const apiStore: { current: StreamStore } = { current: openedStore };
   const metrics = new NodeMetrics(() => openedStore);
+  /** The state gossip and /info show: while running, the cluster role's state. */
+  const shownState = (): NodeState =>
+    state === "Leader" && clustered ? (cluster?.state ?? "Unknown") : state;
   const bound: Partial<Record<keyof NodeEndpoints, Endpoint>> = {};
   const live: { endpoints?: NodeEndpoints } = {};
   const ctx: NodeContext = {
-    store: openedStore,
+    get store() {
+      return apiStore.current;
+    },
     auth,
     logger,
     metrics,
@@ -173,8 +195,9 @@ export async function createNode(
     instanceId,
     version: serverVersion(),
     tls: tls !== null,
-    state: () => state,
-    isReady: () => state === "Leader",
+    state: shownState,
+    isReady: () => state === "Leader" && (!clustered || cluster?.isReady() === true),
+    cluster: () => cluster,
     endpoints: () => live.endpoints,
     track: <T>(work: Promise<T>): Promise<T> => {
       inflight.add(work);
@@ -193,7 +216,8 @@ export async function createNode(
   const extTcp = makeServer();
   const native = new NativeApi(ctx, extTcp);
   const intTcp = makeServer();
-  refuseInternalTcp(intTcp);
+  if (clustered) answerInternalTcpRequests(intTcp);
+  else refuseInternalTcp(intTcp);
   for (const s of [extHttp, intHttp, extTcp, intTcp]) {
     s.headersTimeout = 30_000;
     s.requestTimeout = 60_000;
@@ -220,6 +244,24 @@ export async function createNode(
     intHttp: bound.intHttp as Endpoint,
   });
   live.endpoints = endpoints;
+  if (clustered) {
+    const selfTcp = {
+      host: options.intHostAdvertiseAs ?? endpoints.intTcp.host,
+      port: options.intTcpPortAdvertiseAs ?? endpoints.intTcp.port,
+    };
+    cluster = new ClusterRole({
+      store: openedStore as LogStore,
+      clusterSize: options.clusterSize,
+      instanceId,
+      selfId: endpointKey(selfTcp),
+      nodePriority: options.nodePriority,
+      gossipSeeds: options.gossipSeed,
+      selfInfo: () => memberInfo(ctx),
+      logger,
+    });
+    apiStore.current = new ClusterStore(openedStore as LogStore, cluster);
+    cluster.start(intTcp);
+  }
   state = "Leader";
   const db = options.memDb ? null : resolvePath(options.db);
   logger.info(
@@ -239,15 +281,22 @@ export async function createNode(
     instanceId,
     options,
     endpoints,
-    store: openedStore,
+    store: apiStore.current,
     logger,
     get state() {
-      return state;
+      return shownState();
     },
     close() {
       closing ??= (async () => {
-        state = "ShuttingDown";
         logger.info("node shutting down");
+        // A leader hands over first (one round trip of unavailability instead of an
+        // election timeout); its clients see NOT_LEADER and move to the new leader.
+        try {
+          await cluster?.resign(RESIGN_TIMEOUT_MS);
+        } catch (err) {
+          logger.warn({ err }, "leadership hand-over failed");
+        }
+        state = "ShuttingDown";
         native.beginShutdown();
         const stopped = listeners.map((l) => closeServer(l.server));
         // Let writes already handed to the store finish, so their replies reach the clients.
@@ -256,6 +305,12 @@ export async function createNode(
         );
         await Promise.race([Promise.allSettled([...inflight]), deadline]);
         await native.closeConnections(SHUTDOWN_GRACE_MS);
+        // The peer links ride upgraded sockets of the internal TCP server: close them first.
+        try {
+          await cluster?.close();
+        } catch (err) {
+          logger.error({ err }, "closing the cluster role failed");
+        }
         for (const l of listeners) l.server.closeAllConnections();
         await Promise.all(stopped);
         try {
@@ -272,7 +327,19 @@ export async function createNode(
   return node;
 }
 
-/** The internal TCP port will carry replication; until clustering exists it refuses politely. */
+/** A cluster node's internal TCP port: WebSocket upgrades go to the PeerNetwork, requests get 426. */
+function answerInternalTcpRequests(server: HttpServer): void {
+  server.on("request", (_req, res) => {
+    res.writeHead(426, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" });
+    res.end("426 Upgrade Required: this is the Chorus internal replication port (WebSocket)\n");
+  });
+  server.on("clientError", (_err: Error, socket: Duplex) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    socket.destroy();
+  });
+}
+
+/** A single node's internal TCP port carries no replication: it refuses politely. */
 function refuseInternalTcp(server: HttpServer): void {
   server.on("upgrade", (_req: IncomingMessage, socket: Duplex) => {
     const body = "503 Service Unavailable: replication is not available yet (single-node Chorus)\n";

@@ -27,4 +27,11 @@ export {
   type LatencyOptions,
   type StartFaultProxyOptions,
 } from "./fault-proxy.js";
+export {
+  freePorts,
+  startCluster,
+  type LeaderOptions,
+  type StartClusterOptions,
+  type TestCluster,
+} from "./cluster.js";
 export { makeTestCertificates, type TestCertificates } from "./certificates.js";

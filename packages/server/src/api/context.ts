@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Authenticator } from "../auth/index.js";
 import type { NodeOptions } from "../config/index.js";
 import type { StreamStore } from "../streams/types.js";
+import type { ClusterRole } from "../cluster/node-role.js";
 import type { NodeMetrics } from "./metrics.js";
 
 export interface Endpoint {
@@ -17,7 +18,15 @@ export interface NodeEndpoints {
 }
 
 /** States this node uses, from the gossip vocabulary of api.md. */
-export type NodeState = "Initializing" | "Leader" | "ShuttingDown" | "Shutdown";
+export type NodeState =
+  | "Initializing"
+  | "Unknown"
+  | "Leader"
+  | "Follower"
+  | "CatchingUp"
+  | "ReadOnlyReplica"
+  | "ShuttingDown"
+  | "Shutdown";
 
 /** What the API layer needs from the node. */
 export interface NodeContext {
@@ -30,10 +39,12 @@ export interface NodeContext {
   readonly version: string;
   readonly tls: boolean;
   state(): NodeState;
-  /** True once the store is open and until shutdown begins. */
+  /** Single node: open and not shutting down. Cluster: also a leader is known and this node is caught up. */
   isReady(): boolean;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
+  /** The cluster role (clusterSize > 1), once the node's listeners are up; else undefined. */
+  cluster(): ClusterRole | undefined;
   /** Registers a write in flight, so shutdown can wait for it. */
   track<T>(work: Promise<T>): Promise<T>;
 }

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isIP } from "node:net";
 import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
+import { createGossipHandler } from "../cluster/gossip/index.js";
+import { NotLeaderError } from "../cluster/node-role.js";
 import type { Endpoint, NodeContext } from "./context.js";
 import {
   MAX_PAGE_EVENTS,
@@ -76,8 +78,8 @@ function sendJson(
 }
 
 /** An advertised host: the bound IP, or for a wildcard bind the address the request came in on. */
-function advertised(bound: Endpoint, req: IncomingMessage): Endpoint {
-  if (bound.host === "0.0.0.0" || bound.host === "::") {
+function advertised(bound: Endpoint, req: IncomingMessage | undefined): Endpoint {
+  if (req && (bound.host === "0.0.0.0" || bound.host === "::")) {
     const local = req.socket.localAddress;
     if (local && isIP(local) !== 0)
       return { host: local.replace(/^::ffff:/, ""), port: bound.port };
@@ -90,11 +92,13 @@ function override(endpoint: Endpoint, host: string | null, port: number | null):
   return { host: host ?? endpoint.host, port: port ?? endpoint.port };
 }
 
-export function memberInfo(ctx: NodeContext, req: IncomingMessage): MemberInfo {
+/** This node's gossip record; without `req` (gossip's own record) a wildcard bind stays as is. */
+export function memberInfo(ctx: NodeContext, req?: IncomingMessage): MemberInfo {
   const ep = ctx.endpoints();
   const none = { host: ctx.options.extIp, port: 0 };
   const commit = String(ctx.store.commitPosition);
   const o = ctx.options;
+  const epoch = ctx.cluster()?.epochInfo();
   return {
     instanceId: ctx.instanceId,
     state: ctx.state(),
@@ -123,9 +127,9 @@ export function memberInfo(ctx: NodeContext, req: IncomingMessage): MemberInfo {
     lastCommitPosition: commit,
     writerCheckpoint: commit,
     chaserCheckpoint: commit,
-    epochNumber: 0,
-    epochPosition: "0",
-    epochId: ZERO_UUID,
+    epochNumber: epoch?.epochNumber ?? 0,
+    epochPosition: String(epoch?.epochPosition ?? 0),
+    epochId: epoch?.epochId ?? ZERO_UUID,
     nodePriority: ctx.options.nodePriority,
     isReadOnlyReplica: false,
   };
@@ -156,6 +160,13 @@ function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: 
   let headers: Record<string, string> = {};
   if (err instanceof HttpError) {
     ({ status, code, message, headers } = err);
+  } else if (err instanceof NotLeaderError) {
+    // HTTP writes are not forwarded to the leader yet: say where it is.
+    status = 503;
+    code = "NOT_LEADER";
+    message = err.message;
+    const http = err.refusal.leaderHttp;
+    if (http) headers = { "Chorus-Leader": `${http.host}:${http.port}` };
   } else {
     const info = errorInfo(err);
     code = codeName(info.code);
@@ -191,6 +202,11 @@ async function serve(
   };
 
   if (path === "/gossip") {
+    const cluster = ctx.cluster();
+    if (cluster) {
+      createGossipHandler(cluster.gossip, { allowPost: !external })(req, res);
+      return;
+    }
     requireMethod(method, ["GET"]);
     ok(200, { members: [memberInfo(ctx, req)] });
     return;

@@ -18,6 +18,7 @@ import {
   type SubscriptionStart,
   type SubscriptionTarget,
 } from "../subscriptions/index.js";
+import { NotLeaderError } from "../cluster/node-role.js";
 import type { NodeContext } from "./context.js";
 import {
   MAX_PAGE_EVENTS,
@@ -461,6 +462,19 @@ class NativeConnection {
     }
     this.#handle(id, frame)
       .catch((err: unknown) => {
+        if (err instanceof NotLeaderError) {
+          const { message, leaderTcp, leaderHttp } = err.refusal;
+          this.#send({
+            correlationId: id,
+            notHandled: {
+              reason: chorus.NotHandled.Reason.NOT_LEADER,
+              message,
+              ...(leaderTcp && { leaderTcp: { host: leaderTcp.host, port: leaderTcp.port } }),
+              ...(leaderHttp && { leaderHttp: { host: leaderHttp.host, port: leaderHttp.port } }),
+            },
+          });
+          return;
+        }
         const info = errorInfo(err);
         if (info.internal)
           this.#ctx.logger.error({ err, request: frame.body }, "native request failed");

@@ -541,15 +541,34 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     problems.push("db must name a directory");
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
 
-  // Clustering is the next milestone; refuse its flags rather than silently running alone.
-  const clustering: string[] = [];
-  if (o.clusterSize > 1) clustering.push(`--cluster-size ${o.clusterSize}`);
-  if (o.gossipSeed.length > 0) clustering.push("--gossip-seed");
-  if (o.clusterDns !== null) clustering.push("--cluster-dns");
-  if (o.readOnlyReplica) clustering.push("--read-only-replica");
-  if (clustering.length > 0) {
+  // Clustering: a fixed set of --cluster-size voters found through --gossip-seed. DNS
+  // discovery, read-only replicas and TLS between nodes are not wired yet: refuse them rather
+  // than silently running alone.
+  const notYet: string[] = [];
+  if (o.clusterDns !== null) notYet.push("--cluster-dns");
+  if (o.readOnlyReplica) notYet.push("--read-only-replica");
+  if (o.clusterSize > 1 && o.gossipSeed.length === 0)
+    notYet.push(`--cluster-size ${o.clusterSize} without --gossip-seed (DNS discovery)`);
+  if (o.clusterSize > 1 && partial.discoverViaDns === true) notYet.push("--discover-via-dns");
+  if (o.clusterSize > 1 && o.certificateFile !== null && !o.insecure)
+    notYet.push("TLS between cluster nodes");
+  if (notYet.length > 0) {
     throw new ConfigError(
-      `clustering is not available yet (${clustering.join(", ")}); run a single node`,
+      `clustering is not available yet for ${notYet.join(", ")}; give --cluster-size with --gossip-seed, or run a single node`,
+    );
+  }
+  if (o.clusterSize <= 1 && o.gossipSeed.length > 0) {
+    throw new ConfigError(
+      "--gossip-seed needs --cluster-size > 1 (clustering is not available yet for a single node with seeds)",
+    );
+  }
+  if (
+    o.clusterSize > 1 &&
+    (o.intIp === "0.0.0.0" || o.intIp === "::") &&
+    o.intHostAdvertiseAs === null
+  ) {
+    throw new ConfigError(
+      `a cluster node binding --int-ip ${o.intIp} needs --int-host-advertise-as (its identity is the advertised internal TCP endpoint)`,
     );
   }
 

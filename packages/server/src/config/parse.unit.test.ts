@@ -136,6 +136,45 @@ describe("parseConfig", () => {
     expect(err.message).toMatch(message);
   });
 
+  it("accepts a cluster: --cluster-size with --gossip-seed", () => {
+    const o = run(["--cluster-size", "3", "--gossip-seed", "127.0.0.1:2112,127.0.0.1:2122"]);
+    expect(o.clusterSize).toBe(3);
+    expect(o.gossipSeed).toEqual(["127.0.0.1:2112", "127.0.0.1:2122"]);
+    expect(o.discoverViaDns).toBe(false);
+  });
+
+  it.each<[string, string[], RegExp]>([
+    [
+      "a wildcard internal bind without an advertised host",
+      [
+        "--cluster-size",
+        "3",
+        "--gossip-seed",
+        "10.0.0.1:2112",
+        "--int-ip",
+        "0.0.0.0",
+        "--insecure",
+      ],
+      /--int-host-advertise-as/,
+    ],
+    [
+      "TLS between nodes",
+      [
+        "--cluster-size",
+        "3",
+        "--gossip-seed",
+        "127.0.0.1:2112",
+        "--certificate-file",
+        "c.pem",
+        "--certificate-private-key-file",
+        "k.pem",
+      ],
+      /clustering is not available yet for TLS between cluster nodes/,
+    ],
+  ])("refuses a cluster with %s", (_name, argv, message) => {
+    expect(failure(argv).message).toMatch(message);
+  });
+
   it("allows a non-loopback bind with --insecure, and with certificates plus a password", () => {
     expect(run(["--ext-ip", "0.0.0.0", "--insecure"]).extIp).toBe("0.0.0.0");
     const secured = run([

@@ -1,0 +1,710 @@
+/**
+ * Wires the consensus core to the node: the store (in `autoCommit: false` mode), the internal
+ * TCP links (PeerNetwork), gossip (discovery and liveness only) and a tick timer.
+ *
+ * Identity and membership. A voter's NodeId is its advertised internal TCP endpoint
+ * `host:port` (stable across restarts, also with --mem-db). The voter set is this node plus
+ * the internal TCP endpoints of the non-read-only members gossip reports; the core is formed
+ * once `clusterSize` distinct voters are known and never changes afterwards (fixed membership:
+ * no reconfiguration, no learners yet). Incoming frames name their sender by instanceId; gossip
+ * maps it to the NodeId (a frame from a sender gossip does not know yet is dropped).
+ *
+ * Leader writes. Client appends keep the store's own path (`store.append`: validation,
+ * idempotency, encoding, group commit), so on the leader the store's log grows "out of band".
+ * The core sees the log through `AnnouncedLogView`, which hides everything past `announced`.
+ * After every write (and on every tick) the new local batches are read back with `readRaw` and
+ * handed to `core.propose()` as they are; the core assigns them exactly the positions they
+ * already have (it appends at its view's end, which is `announced`), and its `append` effect for
+ * them is skipped (recognised by payload identity) because the bytes are already in the store.
+ * Commit then follows the core (`setCommitPosition`), which resolves the client's append.
+ * Local batches a node could not propose (it stopped leading first) are truncated away, so
+ * their appends fail and the client retries on the new leader with the same event ids.
+ *
+ * Driving discipline (as in sim/simulation.ts): inputs are serialised; the effects of one
+ * input are performed in order before the next input; `persist` is awaited before anything
+ * after it (notably a `send`); `append` / `truncate` are applied to the store before the next
+ * input.
+ */
+import {
+  StoreError,
+  type ExpectedVersion,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type ReadStreamResult,
+  type StoreStats,
+  type StreamMetadata,
+  type StreamStore,
+  type WriteResult,
+} from "../streams/types.js";
+import type { LogStore } from "../storage/store.js";
+import { FLAG_BATCH_END, RECORD_HEADER_BYTES, RecordType, checkRecord } from "../storage/record.js";
+import type { Endpoint } from "../api/context.js";
+import { ConsensusCore } from "./core/raft.js";
+import {
+  ORIGIN,
+  type Effect,
+  type LogPoint,
+  type LogRecord,
+  type LogView,
+  type NewRecord,
+  type NodeId,
+  type Role,
+} from "./core/types.js";
+import { StoreLogView, applyEffects, epochRecord } from "./consensus-log.js";
+import {
+  GossipService,
+  type GossipLogger,
+  type GossipMember,
+  type SelfMemberInfo,
+} from "./gossip/index.js";
+import { endpointKey, parseEndpoint } from "./gossip/wire.js";
+import { messageFromWire, messageToWire } from "./transport/messages.js";
+import { PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
+import type { Server as HttpServer } from "node:http";
+
+export const DEFAULT_CLUSTER_TICK_MS = 10;
+export const DEFAULT_CLUSTER_HEARTBEAT_MS = 50;
+export const DEFAULT_ELECTION_TIMEOUT_MIN_MS = 500;
+export const DEFAULT_ELECTION_TIMEOUT_MAX_MS = 1_000;
+export const DEFAULT_MAX_REPLICATION_BATCH_BYTES = 1024 * 1024;
+/** A follower within this many bytes of the leader's commit position counts as caught up. */
+export const CAUGHT_UP_SLACK_BYTES = 1024 * 1024;
+
+export type ClusterNodeState = "Unknown" | "Leader" | "Follower" | "CatchingUp";
+
+export type ClusterLogger = GossipLogger & PeerLogger;
+
+export interface ClusterTimings {
+  readonly tickMs?: number;
+  readonly heartbeatMs?: number;
+  readonly electionTimeoutMinMs?: number;
+  readonly electionTimeoutMaxMs?: number;
+  readonly gossipIntervalMs?: number;
+  readonly maxBatchBytes?: number;
+}
+
+export interface ClusterRoleOptions {
+  readonly store: LogStore;
+  readonly clusterSize: number;
+  readonly instanceId: string;
+  /** This node's advertised internal TCP endpoint: its NodeId. */
+  readonly selfId: NodeId;
+  readonly nodePriority: number;
+  /** Other nodes' internal HTTP endpoints (`--gossip-seed`). */
+  readonly gossipSeeds: readonly string[];
+  /** This node's gossip record (state and checkpoints come from this role). */
+  readonly selfInfo: () => SelfMemberInfo;
+  readonly logger: ClusterLogger;
+  readonly timings?: ClusterTimings;
+}
+
+/** Where a write should go instead: the leader's external endpoints, when known. */
+export interface WriteRefusal {
+  readonly message: string;
+  readonly leaderTcp: Endpoint | undefined;
+  readonly leaderHttp: Endpoint | undefined;
+}
+
+/** A write reached a node that is not (or no longer) the leader. */
+export class NotLeaderError extends Error {
+  override readonly name = "NotLeaderError";
+  constructor(readonly refusal: WriteRefusal) {
+    super(refusal.message);
+  }
+}
+
+/**
+ * RecordSplitter for messages.ts: raw record bytes that start at `position` (after a record of
+ * epoch `prevEpoch`) -> one core record per atomic batch of the store.
+ */
+export function splitRecords(
+  bytes: Buffer,
+  position: number,
+  prevEpoch: number,
+): LogRecord<Buffer>[] {
+  const out: LogRecord<Buffer>[] = [];
+  let epoch = prevEpoch;
+  let off = 0;
+  let batchStart = 0;
+  while (off < bytes.length) {
+    const c = checkRecord(bytes, off);
+    if (!c.ok) throw new Error(`replicated record at ${position + off} is damaged (${c.problem})`);
+    if (bytes.readUInt8(off + 8) === RecordType.EPOCH) {
+      if (off !== batchStart) throw new Error(`EPOCH record at ${position + off} shares a batch`);
+      epoch = bytes.readDoubleLE(off + RECORD_HEADER_BYTES + 1);
+    }
+    const flags = bytes.readUInt8(off + RECORD_HEADER_BYTES);
+    off += c.length;
+    if ((flags & FLAG_BATCH_END) !== 0) {
+      const payload = bytes.subarray(batchStart, off);
+      out.push({
+        epoch,
+        position: position + batchStart,
+        length: off - batchStart,
+        kind: payload.readUInt8(8) === RecordType.EPOCH ? "epoch" : "data",
+        payload,
+      });
+      batchStart = off;
+    }
+  }
+  if (batchStart !== bytes.length)
+    throw new Error(`replicated bytes end inside a batch starting at ${position + batchStart}`);
+  return out;
+}
+
+/** The store as the core sees it: nothing past `limit()` (local writes not yet proposed). */
+class AnnouncedLogView implements LogView<Buffer> {
+  private readonly inner: StoreLogView;
+  constructor(
+    private readonly store: LogStore,
+    private readonly limit: () => number,
+  ) {
+    this.inner = new StoreLogView(store);
+  }
+
+  lastPoint(): LogPoint {
+    const end = this.limit();
+    if (end === 0) return ORIGIN;
+    if (end === this.store.endPosition) return this.inner.lastPoint();
+    return { epoch: this.store.epochAt(end - 1), position: end };
+  }
+
+  epochAt(position: number): number | undefined {
+    return position > this.limit() ? undefined : this.inner.epochAt(position);
+  }
+
+  lastPointAtOrBefore(epoch: number, position: number): LogPoint {
+    return this.inner.lastPointAtOrBefore(epoch, Math.min(position, this.limit()));
+  }
+
+  read(fromPosition: number, maxBytes: number): readonly LogRecord<Buffer>[] {
+    const end = this.limit();
+    if (fromPosition >= end) return [];
+    return this.inner.read(fromPosition, maxBytes).filter((r) => r.position + r.length <= end);
+  }
+
+  durableEnd(): number {
+    return Math.min(this.store.durableEnd, this.limit());
+  }
+}
+
+export class ClusterRole {
+  readonly gossip: GossipService;
+  private readonly peers: PeerNetwork;
+  private readonly store: LogStore;
+  private readonly log: ClusterLogger;
+  private readonly tickMs: number;
+  private readonly maxBatchBytes: number;
+  private core: ConsensusCore<Buffer> | undefined;
+  private forming = false;
+  private voters: readonly NodeId[] = [];
+  private instanceToNode = new Map<string, NodeId>();
+  /**
+   * The other members as gossip last reported them (refreshed on the timer). Kept as a
+   * snapshot because gossip.members() asks for this node's own record, which asks for state.
+   */
+  private others: readonly GossipMember[] = [];
+  private lastMembershipScanMs = Number.NEGATIVE_INFINITY;
+  /** The core's log ends here; local batches beyond are not proposed yet. */
+  private announced = 0;
+  private readonly proposed = new Set<Buffer>();
+  private lastReportedDurable = -1;
+  private role: Role | "none" = "none";
+  private leaderId: NodeId | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private tickQueued = false;
+  private announceQueued = false;
+  private durableQueued = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopDurable: (() => void) | undefined;
+  private closed = false;
+  private failed = false;
+  private resigning = false;
+
+  constructor(private readonly opts: ClusterRoleOptions) {
+    this.store = opts.store;
+    this.log = opts.logger;
+    const t = opts.timings ?? {};
+    this.tickMs = t.tickMs ?? DEFAULT_CLUSTER_TICK_MS;
+    this.maxBatchBytes = t.maxBatchBytes ?? DEFAULT_MAX_REPLICATION_BATCH_BYTES;
+    this.gossip = new GossipService({
+      self: opts.selfInfo,
+      seeds: opts.gossipSeeds,
+      logger: opts.logger,
+      ...(t.gossipIntervalMs !== undefined && { intervalMs: t.gossipIntervalMs }),
+    });
+    this.peers = new PeerNetwork({
+      self: { instanceId: opts.instanceId, clusterSize: opts.clusterSize, readOnlyReplica: false },
+      logger: opts.logger,
+      onFrame: (from, frame) => {
+        const node = this.instanceToNode.get(from.instanceId);
+        if (node === undefined) {
+          this.refreshMembership(true);
+        }
+        const sender = this.instanceToNode.get(from.instanceId);
+        if (sender === undefined || !this.core) return; // unknown yet: consensus tolerates loss
+        let message;
+        try {
+          message = messageFromWire(frame, splitRecords);
+        } catch (err) {
+          this.log.warn({ peer: sender, err: (err as Error).message }, "bad frame from a peer");
+          return;
+        }
+        if (message === undefined) return;
+        const m = message;
+        this.run((core) => core.receive(sender, m, performance.now()));
+      },
+    });
+  }
+
+  /** Takes the internal TCP port's WebSocket upgrades, starts gossip and the tick timer. */
+  start(internalTcp: HttpServer): void {
+    this.peers.attach(internalTcp);
+    this.gossip.start();
+    this.timer = setInterval(() => this.onTimer(), this.tickMs);
+  }
+
+  /**
+   * Planned stop of a leader: hands leadership to the most up-to-date follower (TimeoutNow)
+   * and waits, up to `timeoutMs`, until this node no longer leads. New writes are refused
+   * meanwhile (the core refuses proposals during a transfer; they fail with NOT_LEADER).
+   */
+  async resign(timeoutMs: number): Promise<void> {
+    if (this.role !== "leader" || !this.core || this.closed) return;
+    this.log.info({ timeoutMs }, "handing leadership over before stopping");
+    this.resigning = true;
+    this.run((core) => core.transferLeadership());
+    const deadline = performance.now() + timeoutMs;
+    while (this.role === "leader" && !this.closed && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, this.tickMs));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.stopDurable?.();
+    await this.gossip.stop();
+    await this.peers.close();
+    await this.chain;
+  }
+
+  // ---- what the API asks ---------------------------------------------------------------
+
+  get state(): ClusterNodeState {
+    if (this.role === "leader") return "Leader";
+    if (this.leaderId === undefined || this.role === "none") return "Unknown";
+    return this.caughtUp() ? "Follower" : "CatchingUp";
+  }
+
+  get epoch(): number {
+    return this.core?.state.epoch ?? 0;
+  }
+
+  /** A leader is known and this node is caught up (the leader itself, or a follower). */
+  isReady(): boolean {
+    const s = this.state;
+    return s === "Leader" || s === "Follower";
+  }
+
+  /** undefined when this node may take writes now; otherwise where to go. */
+  writeRefusal(): WriteRefusal | undefined {
+    if (this.writable()) return undefined;
+    const leader = this.leaderMember();
+    const where = leader ? ` (the leader is ${endpointKey(leader.externalTcp)})` : "";
+    return {
+      message:
+        this.role === "leader"
+          ? this.resigning
+            ? "the leader is handing over to another node; retry"
+            : "the leader is starting its epoch; retry"
+          : `this node is not the leader${where}`,
+      leaderTcp: leader?.externalTcp,
+      leaderHttp: leader?.externalHttp,
+    };
+  }
+
+  /** Called after a write was handed to the store: propose its batches soon. */
+  afterWrite(): void {
+    queueMicrotask(() => this.queueAnnounce());
+  }
+
+  // ---- driving ---------------------------------------------------------------------------
+
+  private writable(): boolean {
+    const core = this.core;
+    if (!core || this.closed || this.resigning) return false;
+    const s = core.state;
+    // The leader's EPOCH record must be in the store before local writes of its epoch.
+    return s.role === "leader" && this.store.lastEpoch === s.epoch;
+  }
+
+  private onTimer(): void {
+    if (this.closed) return;
+    this.refreshMembership(false);
+    if (!this.core) {
+      this.maybeForm();
+      return;
+    }
+    if (!this.tickQueued) {
+      this.tickQueued = true;
+      this.run((core) => {
+        this.tickQueued = false;
+        return core.tick(performance.now());
+      });
+    }
+    if (this.store.endPosition !== this.announced) this.queueAnnounce();
+  }
+
+  /** Serialises one input and the performance of its effects. */
+  private run(step: (core: ConsensusCore<Buffer>) => Effect<Buffer>[]): void {
+    this.chain = this.chain
+      .then(async () => {
+        const core = this.core;
+        if (!core || this.closed) return;
+        await this.perform(step(core));
+      })
+      .catch((err: unknown) => this.failStop(err, "cluster step failed"));
+  }
+
+  /**
+   * A storage effect failed: the core already believes it happened, so continuing could break
+   * its invariants. Stop taking part (state Unknown, writes refused) and say so loudly.
+   */
+  private failStop(err: unknown, what: string): void {
+    this.log.error({ err }, `${what}; this node stops taking part in the cluster until restarted`);
+    this.core = undefined;
+    this.role = "none";
+    this.leaderId = undefined;
+    this.failed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private queueAnnounce(): void {
+    if (this.announceQueued || !this.core || this.closed) return;
+    this.announceQueued = true;
+    this.chain = this.chain
+      .then(async () => {
+        this.announceQueued = false;
+        const core = this.core;
+        if (!core || this.closed) return;
+        await this.announce(core);
+      })
+      .catch((err: unknown) => this.failStop(err, "proposing local writes failed"));
+  }
+
+  private queueDurable(): void {
+    if (this.durableQueued) return;
+    this.durableQueued = true;
+    this.run((core) => {
+      this.durableQueued = false;
+      return this.reportDurable(core);
+    });
+  }
+
+  private reportDurable(core: ConsensusCore<Buffer>): Effect<Buffer>[] {
+    const durable = Math.min(this.store.durableEnd, this.announced);
+    if (durable === this.lastReportedDurable) return [];
+    this.lastReportedDurable = durable;
+    return core.localDurable(durable);
+  }
+
+  /** Proposes the local batches past `announced`, or cuts them off when not leading. */
+  private async announce(core: ConsensusCore<Buffer>): Promise<void> {
+    const end = this.store.endPosition;
+    if (end <= this.announced) return;
+    if (!this.writable()) {
+      await this.cutUnannounced();
+      return;
+    }
+    const { bytes, batchEnds } = this.store.readRaw(this.announced, end - this.announced);
+    const records: NewRecord<Buffer>[] = [];
+    let start = this.announced;
+    for (const batchEnd of batchEnds) {
+      const payload = bytes.subarray(start - this.announced, batchEnd - this.announced);
+      this.proposed.add(payload);
+      records.push({ length: payload.length, payload });
+      start = batchEnd;
+    }
+    const result = core.propose(records);
+    if (!result.ok) {
+      for (const r of records) this.proposed.delete(r.payload);
+      await this.perform(result.effects);
+      await this.cutUnannounced();
+      return;
+    }
+    await this.perform(result.effects);
+    await this.perform(this.reportDurable(core));
+  }
+
+  private async cutUnannounced(): Promise<void> {
+    if (this.store.endPosition <= this.announced) return;
+    this.log.info(
+      { from: this.announced, to: this.store.endPosition },
+      "dropping local writes this node could not propose (not the leader)",
+    );
+    await this.store.truncate(this.announced);
+  }
+
+  private async perform(effects: readonly Effect<Buffer>[]): Promise<void> {
+    for (const effect of effects) {
+      switch (effect.type) {
+        case "append": {
+          const records = effect.records;
+          const first = records[0];
+          const last = records[records.length - 1];
+          if (!first || !last) break;
+          const end = last.position + last.length;
+          if (records.every((r) => this.proposed.has(r.payload))) {
+            // Our own local batches: already in the store at exactly these positions.
+            for (const r of records) this.proposed.delete(r.payload);
+            this.announced = end;
+            break;
+          }
+          // Local writes that were never proposed sit where the leader's records go.
+          if (this.store.endPosition > first.position) await this.store.truncate(first.position);
+          await applyEffects(this.store, [effect], {
+            onAppendError: (err) => this.log.error({ err }, "replicated append failed"),
+          });
+          this.announced = end;
+          break;
+        }
+        case "truncate":
+          await applyEffects(this.store, [effect]);
+          this.announced = Math.min(this.announced, effect.position);
+          this.lastReportedDurable = Math.min(this.lastReportedDurable, effect.position);
+          break;
+        case "send": {
+          const to = parseEndpoint(effect.to);
+          if (to) this.peers.send(to, messageToWire(effect.message));
+          break;
+        }
+        case "roleChanged":
+          if (effect.role !== this.role || effect.leaderId !== this.leaderId) {
+            this.log.info(
+              { role: effect.role, epoch: effect.epoch, leader: effect.leaderId ?? null },
+              "cluster role changed",
+            );
+          }
+          this.role = effect.role;
+          this.leaderId = effect.leaderId;
+          break;
+        default:
+          await applyEffects(this.store, [effect]);
+      }
+    }
+  }
+
+  // ---- membership ------------------------------------------------------------------------
+
+  private refreshMembership(force: boolean): void {
+    const now = performance.now();
+    if (!force && now - this.lastMembershipScanMs < 100) return;
+    this.lastMembershipScanMs = now;
+    const map = new Map<string, NodeId>();
+    const members = this.gossip.members();
+    for (const m of members) {
+      if (m.record.isReadOnlyReplica) continue;
+      map.set(m.record.instanceId, endpointKey(m.record.internalTcp));
+    }
+    this.instanceToNode = map;
+    this.others = members.filter((m) => !m.isSelf);
+  }
+
+  private maybeForm(): void {
+    if (this.forming || this.closed || this.failed) return;
+    const members = this.others.filter((m) => !m.record.isReadOnlyReplica);
+    const priorities: Record<NodeId, number> = {};
+    for (const m of members) {
+      const id = endpointKey(m.record.internalTcp);
+      priorities[id] = m.isSelf ? this.opts.nodePriority : m.record.nodePriority;
+    }
+    priorities[this.opts.selfId] = this.opts.nodePriority;
+    const ids = Object.keys(priorities).sort();
+    if (ids.length < this.opts.clusterSize) return;
+    if (ids.length > this.opts.clusterSize) {
+      this.log.warn(
+        { voters: ids, clusterSize: this.opts.clusterSize },
+        "gossip reports more voting members than --cluster-size; membership is fixed, not forming",
+      );
+      return;
+    }
+    this.forming = true;
+    this.form(ids, priorities).catch((err: unknown) => {
+      this.forming = false;
+      this.log.error({ err }, "forming the consensus core failed");
+    });
+  }
+
+  private async form(voters: NodeId[], priorities: Record<NodeId, number>): Promise<void> {
+    const hardState = (await this.store.readHardState()) ?? { epoch: 0, votedFor: undefined };
+    if (this.closed) return;
+    this.voters = voters;
+    this.announced = this.store.endPosition;
+    const t = this.opts.timings ?? {};
+    const core = new ConsensusCore<Buffer>(
+      {
+        id: this.opts.selfId,
+        voters,
+        learners: [],
+        priorities,
+        electionTimeoutMinMs: t.electionTimeoutMinMs ?? DEFAULT_ELECTION_TIMEOUT_MIN_MS,
+        electionTimeoutMaxMs: t.electionTimeoutMaxMs ?? DEFAULT_ELECTION_TIMEOUT_MAX_MS,
+        heartbeatMs: t.heartbeatMs ?? DEFAULT_CLUSTER_HEARTBEAT_MS,
+        maxBatchBytes: this.maxBatchBytes,
+        random: Math.random,
+        epochRecord,
+      },
+      new AnnouncedLogView(this.store, () => this.announced),
+      {
+        hardState,
+        commitPosition: Math.min(this.store.commitPosition, this.store.durableEnd),
+        nowMs: performance.now(),
+      },
+    );
+    this.core = core;
+    this.role = core.state.role;
+    this.lastReportedDurable = this.store.durableEnd;
+    this.stopDurable = this.store.onDurable(() => this.queueDurable());
+    for (const v of voters) {
+      if (v === this.opts.selfId) continue;
+      const ep = parseEndpoint(v);
+      if (ep) this.peers.connect(ep);
+    }
+    this.log.info({ self: this.opts.selfId, voters, epoch: hardState.epoch }, "cluster formed");
+  }
+
+  // ---- gossip-derived views ----------------------------------------------------------
+
+  private leaderMember(): SelfMemberInfo | undefined {
+    const id = this.leaderId;
+    if (id === undefined || this.role === "leader") return undefined;
+    let best: SelfMemberInfo | undefined;
+    let bestStamp = -1;
+    for (const m of this.others) {
+      if (!m.isAlive || endpointKey(m.record.internalTcp) !== id) continue;
+      if (m.record.timestampMs > bestStamp) {
+        bestStamp = m.record.timestampMs;
+        best = {
+          ...m.record,
+          timestamp: new Date(m.record.timestampMs).toISOString(),
+          lastCommitPosition: String(m.record.lastCommitPosition),
+          writerCheckpoint: String(m.record.writerCheckpoint),
+          chaserCheckpoint: String(m.record.chaserCheckpoint),
+          epochPosition: String(m.record.epochPosition),
+        };
+      }
+    }
+    return best;
+  }
+
+  private caughtUp(): boolean {
+    const id = this.leaderId;
+    if (id === undefined) return false;
+    let leaderCommit: number | undefined;
+    for (const m of this.others) {
+      if (m.isAlive && endpointKey(m.record.internalTcp) === id && m.record.state === "Leader")
+        leaderCommit = Math.max(leaderCommit ?? 0, m.record.lastCommitPosition);
+    }
+    if (leaderCommit === undefined) return false;
+    return this.store.durableEnd + CAUGHT_UP_SLACK_BYTES >= leaderCommit;
+  }
+
+  /** Epoch fields of this node's gossip record. */
+  epochInfo(): { epochNumber: number; epochPosition: number; epochId: string } | undefined {
+    const epochs = this.store.epochs();
+    const last = epochs[epochs.length - 1];
+    if (!last) return undefined;
+    return { epochNumber: last.epochNumber, epochPosition: last.position, epochId: last.epochId };
+  }
+
+  /** The voter set, once formed. */
+  get members(): readonly NodeId[] {
+    return this.voters;
+  }
+}
+
+/** Errors a leader's pending write can end with when it loses leadership. */
+export function isLostLeadership(err: unknown): boolean {
+  return (
+    err instanceof NotLeaderError ||
+    (err instanceof Error && err.name === "TruncatedError") ||
+    (err instanceof StoreError && /truncated/.test(err.message))
+  );
+}
+
+/**
+ * The store the API uses on a cluster node: writes only on the leader (otherwise they throw
+ * NotLeaderError), and every write handed to the store is proposed to the core right after.
+ * Reads serve the committed prefix (the store's own behaviour with autoCommit false).
+ */
+export class ClusterStore implements StreamStore {
+  constructor(
+    private readonly inner: LogStore,
+    private readonly role: ClusterRole,
+  ) {}
+
+  open(): Promise<void> {
+    return this.inner.open();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  append(streamId: string, expected: ExpectedVersion, events: NewEvent[]): Promise<WriteResult> {
+    return this.write(() => this.inner.append(streamId, expected, events));
+  }
+
+  delete(streamId: string, expected: ExpectedVersion, hard: boolean): Promise<WriteResult> {
+    return this.write(() => this.inner.delete(streamId, expected, hard));
+  }
+
+  private write(work: () => Promise<WriteResult>): Promise<WriteResult> {
+    const refusal = this.role.writeRefusal();
+    if (refusal) return Promise.reject(new NotLeaderError(refusal));
+    const result = work();
+    this.role.afterWrite();
+    return result.catch((err: unknown) => {
+      if (isLostLeadership(err)) {
+        throw new NotLeaderError(
+          this.role.writeRefusal() ?? {
+            message: "leadership changed while writing; retry",
+            leaderTcp: undefined,
+            leaderHttp: undefined,
+          },
+        );
+      }
+      throw err;
+    });
+  }
+
+  readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
+    return this.inner.readStream(streamId, options);
+  }
+
+  readAll(options: ReadAllOptions): Promise<ReadAllResult> {
+    return this.inner.readAll(options);
+  }
+
+  getMetadata(streamId: string): StreamMetadata | null {
+    return this.inner.getMetadata(streamId);
+  }
+
+  get commitPosition(): number {
+    return this.inner.commitPosition;
+  }
+
+  onCommit(listener: (commitPosition: number) => void): () => void {
+    return this.inner.onCommit(listener);
+  }
+
+  stats(): StoreStats {
+    return this.inner.stats();
+  }
+}

@@ -1,0 +1,167 @@
+// A three-node cluster of real chorus-server processes: election, replication, failover.
+import { ChorusClient, jsonEvent } from "@chorus/client";
+import { startCluster, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
+import { chorus } from "@chorus/protocol";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RawClient, append, jsonEvent as rawEvent } from "../server/helpers.js";
+
+let cluster: TestCluster;
+let client: ChorusClient;
+
+beforeAll(async () => {
+  cluster = await startCluster({ size: 3 });
+  client = new ChorusClient(cluster.connectionString);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await cluster?.stop();
+});
+
+interface HttpEvent {
+  eventId: string;
+}
+
+/** The committed events of `stream` as node `node` serves them over HTTP (ids, in order). */
+async function idsOn(node: TestNode, stream: string): Promise<string[] | undefined> {
+  try {
+    const res = await fetch(`http://${node.httpEndpoint}/streams/${stream}?count=1000`, {
+      signal: AbortSignal.timeout(2_000),
+    });
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    const body = (await res.json()) as { events: HttpEvent[] };
+    return body.events.map((e) => e.eventId);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until every listed node serves exactly `expected` for `stream`. */
+async function waitForEverywhere(nodes: readonly TestNode[], stream: string, expected: string[]) {
+  await waitFor(
+    async () => {
+      for (const node of nodes) {
+        const ids = await idsOn(node, stream);
+        if (ids === undefined || ids.length !== expected.length) return false;
+        if (ids.some((id, i) => id !== expected[i])) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 15_000, intervalMs: 50, message: `${stream} replicated to every node` },
+  );
+}
+
+describe("three-node cluster", () => {
+  it("elects one leader; the others follow", async () => {
+    const leader = await cluster.leader({ timeoutMs: 15_000 });
+    await waitFor(
+      async () => {
+        const states = await Promise.all(cluster.nodes.map((_, i) => cluster.stateOf(i)));
+        return states.filter((s) => s === "Follower").length === 2 && states[leader] === "Leader";
+      },
+      { timeoutMs: 10_000, message: "two followers" },
+    );
+  });
+
+  it("replicates the client's appends to every node's committed log", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const event = jsonEvent({ type: "Counted", data: { i } });
+      await client.appendToStream("counter", event);
+      ids.push(event.id);
+    }
+    await waitForEverywhere(cluster.nodes, "counter", ids);
+  });
+
+  it("answers native writes on a follower with NOT_LEADER and the leader's endpoints", async () => {
+    const leader = await cluster.leader();
+    const follower = cluster.nodes.find((_, i) => i !== leader) as TestNode;
+    const direct = new ChorusClient(
+      `chorus://${follower.httpEndpoint}?tls=false&nodePreference=follower`,
+    );
+    try {
+      // HTTP writes are not forwarded yet: a follower says where the leader is.
+      const res = await fetch(`http://${follower.httpEndpoint}/streams/not-here`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify([{ eventId: crypto.randomUUID(), eventType: "T", data: {} }]),
+      });
+      const body = (await res.json()) as { error: string };
+      expect(res.status).toBe(503);
+      expect(body.error).toBe("NOT_LEADER");
+      // A follower serves reads of the committed prefix.
+      expect((await idsOn(follower, "counter"))?.length).toBe(200);
+      // A native append sent to the follower is answered NOT_LEADER with the leader's
+      // external endpoints...
+      const leaderNode = cluster.nodes[leader] as TestNode;
+      const raw = await RawClient.connect(`ws://${follower.extTcp.host}:${follower.extTcp.port}/`);
+      try {
+        const reply = await append(raw, "not-here", [rawEvent("T", {})]);
+        expect(reply.body).toBe("notHandled");
+        expect(reply.notHandled?.reason).toBe(chorus.NotHandled.Reason.NOT_LEADER);
+        expect(reply.notHandled?.leaderTcp).toMatchObject(leaderNode.extTcp);
+        expect(reply.notHandled?.leaderHttp).toMatchObject(leaderNode.extHttp);
+      } finally {
+        await raw.close();
+      }
+      // ...so the client moves there and the write lands once, everywhere.
+      const event = jsonEvent({ type: "ViaFollower", data: {} });
+      await direct.appendToStream("via-follower", event);
+      await waitForEverywhere(cluster.nodes, "via-follower", [event.id]);
+    } finally {
+      await direct.close();
+    }
+  });
+
+  it("fails over when the leader is killed; no acknowledged write is lost", async () => {
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const event = jsonEvent({ type: "Before", data: { i } });
+      await client.appendToStream("failover", event);
+      acknowledged.push(event.id);
+    }
+    const old = await cluster.leader();
+    await cluster.kill(old);
+    const next = await cluster.leader({ timeoutMs: 15_000 });
+    expect(next).not.toBe(old);
+    for (let i = 0; i < 50; i++) {
+      const event = jsonEvent({ type: "After", data: { i } });
+      await client.appendToStream("failover", event);
+      acknowledged.push(event.id);
+    }
+    const survivors = cluster.nodes.filter((_, i) => i !== old);
+    await waitForEverywhere(survivors, "failover", acknowledged);
+    const counter = await idsOn(cluster.nodes[next] as TestNode, "counter");
+    expect(counter?.length).toBe(200);
+
+    // The killed node comes back as a follower and catches up.
+    await cluster.restart(old);
+    await waitForEverywhere(cluster.nodes, "failover", acknowledged);
+    await waitFor(async () => (await cluster.stateOf(old)) === "Follower", {
+      timeoutMs: 10_000,
+      message: "the restarted node follows",
+    });
+  });
+
+  it("hands leadership over when the leader is stopped gracefully", async () => {
+    const old = await cluster.leader();
+    const survivors = cluster.nodes.filter((_, i) => i !== old);
+    const acknowledged: string[] = [];
+    const writing = (async () => {
+      for (let i = 0; i < 100; i++) {
+        const event = jsonEvent({ type: "During", data: { i } });
+        await client.appendToStream("handover", event);
+        acknowledged.push(event.id);
+      }
+    })();
+    await waitFor(() => acknowledged.length >= 20, { message: "writes under way" });
+    await (cluster.nodes[old] as TestNode).stop();
+    const next = await cluster.leader({ timeoutMs: 5_000 });
+    expect(next).not.toBe(old);
+    await writing;
+    await waitForEverywhere(survivors, "handover", acknowledged);
+  });
+});
