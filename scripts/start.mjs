@@ -1,42 +1,83 @@
-// `npm start`: one durable node under ./data on the default loopback ports,
-// printing its connection string. Ctrl-C stops it gracefully.
+// `npm start`: a local three-node cluster on loopback with on-disk data under
+// ./data/node1..3, printing its connection string. Ctrl-C stops it gracefully.
+// `npm start -- --single` runs one node under ./data/single instead.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = fileURLToPath(new URL("../packages/server/bin/chorus-server.js", import.meta.url));
-const args = [bin, "--db", "./data", "--log", "./data/logs", ...process.argv.slice(2)];
-const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+const single = process.argv.includes("--single");
+const extra = process.argv.slice(2).filter((a) => a !== "--single");
 
-const lines = createInterface({ input: child.stdout });
-lines.on("line", (line) => {
-  let entry;
-  try {
-    entry = JSON.parse(line);
-  } catch {
-    process.stdout.write(line + "\n");
-    return;
-  }
-  const time = new Date(entry.time ?? Date.now()).toISOString().slice(11, 23);
-  const level =
-    { 10: "TRACE", 20: "DEBUG", 30: "INFO ", 40: "WARN ", 50: "ERROR", 60: "FATAL" }[entry.level] ??
-    "INFO ";
-  process.stdout.write(`${time} ${level} ${entry.msg}\n`);
-  if (entry.msg === "node ready") {
-    const http = entry.extHttp;
-    process.stdout.write(
-      `\nChorus is running (data in ./data).\n` +
-        `  connection string: chorus://${http.host}:${http.port}?tls=false\n` +
-        `  HTTP API:          http://${http.host}:${http.port}/info\n` +
-        `Press Ctrl-C to stop.\n\n`,
-    );
-  }
+// Ports per node i (1-based): native 1i13, HTTP 2i13, internal TCP 1i12, internal HTTP 2i12,
+// e.g. node 1: 11113 / 21113 / 11112 / 21112.
+const nodes = single
+  ? [{ name: "single", ext: 2113, args: ["--db", "./data/single", "--log", "./data/single/logs"] }]
+  : [1, 2, 3].map((i) => ({
+      name: `node${i}`,
+      ext: 20_000 + i * 1000 + 113,
+      args: [
+        "--db",
+        `./data/node${i}`,
+        "--log",
+        `./data/node${i}/logs`,
+        "--ext-tcp-port",
+        String(10_000 + i * 1000 + 113),
+        "--ext-http-port",
+        String(20_000 + i * 1000 + 113),
+        "--int-tcp-port",
+        String(10_000 + i * 1000 + 112),
+        "--int-http-port",
+        String(20_000 + i * 1000 + 112),
+        "--cluster-size",
+        "3",
+        "--gossip-seed",
+        [1, 2, 3]
+          .filter((j) => j !== i)
+          .map((j) => `127.0.0.1:${20_000 + j * 1000 + 112}`)
+          .join(","),
+      ],
+    }));
+
+const levels = { 10: "TRACE", 20: "DEBUG", 30: "INFO ", 40: "WARN ", 50: "ERROR", 60: "FATAL" };
+let ready = 0;
+const children = nodes.map((node) => {
+  const child = spawn(process.execPath, [bin, ...node.args, ...extra], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    let entry;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      process.stdout.write(`[${node.name}] ${line}\n`);
+      return;
+    }
+    const time = new Date(entry.time ?? Date.now()).toISOString().slice(11, 23);
+    process.stdout.write(`${time} ${levels[entry.level] ?? "INFO "} [${node.name}] ${entry.msg}\n`);
+    if (entry.msg === "node ready" && ++ready === nodes.length) {
+      const hosts = nodes.map((n) => `127.0.0.1:${n.ext}`);
+      const url = single
+        ? `chorus://${hosts[0]}?tls=false`
+        : `chorus+discover://${hosts.join(",")}?tls=false`;
+      process.stdout.write(
+        `\nChorus is running (${single ? "one node" : "three nodes"}, data in ./data).\n` +
+          `  connection string: ${url}\n` +
+          `  HTTP API:          http://${hosts[0]}/info\n` +
+          `Press Ctrl-C to stop.\n\n`,
+      );
+    }
+  });
+  child.on("exit", (code, signal) => {
+    if (code !== 0 && signal === null) process.exitCode = code ?? 1;
+  });
+  return child;
 });
 
 for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => child.kill("SIGTERM"));
+  process.on(signal, () => {
+    for (const child of children) child.kill("SIGTERM");
+  });
 }
-child.on("exit", (code, signal) => {
-  process.exitCode = code ?? (signal ? 1 : 0);
-});

@@ -76,6 +76,8 @@ export async function run(connectionString: string, log: (line: string) => void)
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const url = process.env.CHORUS_URL ?? "chorus://127.0.0.1:2113?tls=false";
+  const url =
+    process.env.CHORUS_URL ??
+    "chorus+discover://127.0.0.1:21113,127.0.0.1:22113,127.0.0.1:23113?tls=false";
   await run(url, (line) => console.log(line));
 }

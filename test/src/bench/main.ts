@@ -5,9 +5,9 @@
  * acknowledging) and the client in separate processes.
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { startNode, type TestNode } from "@chorus/testing";
+import { startCluster, startNode, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
 import { performance } from "node:perf_hooks";
-import { Latencies, round, rssMiB } from "./stats.js";
+import { Latencies, median, round, rssMiB } from "./stats.js";
 
 interface Args {
   nodes: number;
@@ -236,14 +236,108 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
   }
 }
 
+/**
+ * Sequential appends while the leader is SIGKILLed `kills` times (the killed node is
+ * restarted and caught up before the next kill). The gap of a kill is the time between the
+ * last acknowledgement before it and the first one after it.
+ */
+async function failover(args: Args, cluster: TestCluster): Promise<void> {
+  const kills = args.quick ? 2 : 10;
+  const client = new ChorusClient(
+    `${cluster.connectionString}&operationTimeout=30000&reconnectionDelay=20&discoverDelay=20` +
+      "&maxReconnections=10000&maxDiscoverAttempts=1000&heartbeatInterval=200&heartbeatTimeout=500",
+  );
+  const stream = `failover-${Date.now()}`;
+  const acked: number[] = [];
+  const ackTimes: number[] = [];
+  let failed = 0;
+  let stop = false;
+  const writer = (async () => {
+    for (let i = 0; !stop; i++) {
+      try {
+        await client.appendToStream(stream, event(i));
+        acked.push(i);
+        ackTimes.push(performance.now());
+      } catch {
+        failed++;
+      }
+    }
+  })();
+  const gaps: number[] = [];
+  try {
+    for (let k = 0; k < kills; k++) {
+      const before = acked.length;
+      await waitFor(() => acked.length >= before + 200, {
+        timeoutMs: 30_000,
+        message: "steady writes",
+      });
+      // Ask right before the kill: leadership may have moved while the writes went on.
+      const leader = await cluster.leader({ timeoutMs: 30_000 });
+      const killedAt = performance.now();
+      await cluster.kill(leader);
+      const lastBefore = ackTimes.filter((t) => t <= killedAt).at(-1) ?? killedAt;
+      await waitFor(() => (ackTimes.at(-1) ?? 0) > killedAt, {
+        timeoutMs: 30_000,
+        message: "writes resume",
+      });
+      const firstAfter = ackTimes.find((t) => t > killedAt) ?? performance.now();
+      gaps.push(firstAfter - lastBefore);
+      await cluster.restart(leader);
+      await waitFor(async () => (await cluster.stateOf(leader)) === "Follower", {
+        timeoutMs: 60_000,
+        message: "the killed node caught up",
+      });
+    }
+  } finally {
+    stop = true;
+    await writer;
+  }
+  const stored: number[] = [];
+  for await (const e of client.readStream(stream, {
+    direction: "forwards",
+    fromRevision: "start",
+  })) {
+    stored.push((e.event.data as { n: number }).n);
+  }
+  await client.close();
+  const seen = new Set(stored);
+  const sorted = [...gaps].sort((a, b) => a - b);
+  emit({
+    test: "failover",
+    nodes: 3,
+    n: acked.length,
+    kills,
+    median_gap_ms: round(median(sorted)),
+    max_gap_ms: round(sorted.at(-1) ?? 0),
+    gaps_ms: gaps.map((g) => round(g)),
+    lost_acked: acked.filter((i) => !seen.has(i)).length,
+    duplicates: stored.length - seen.size,
+    failed_appends: failed,
+  });
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const only = (name: string) => !args.only || args.only.has(name);
   if (args.nodes === 3) {
-    process.stderr.write("bench: --nodes 3 needs the cluster; it is not available yet\n");
-    process.exitCode = 2;
+    const cluster = await startCluster({ size: 3, startTimeoutMs: 60_000 });
+    const client = new ChorusClient(`${cluster.connectionString}&operationTimeout=30000`);
+    const ctx: Ctx = { args, node: cluster.nodes[0]!, client, nodes: 3 };
+    try {
+      await cluster.leader({ timeoutMs: 30_000 });
+      await client.connect();
+      if (only("append-seq")) await appendSeq(ctx);
+      if (only("append-pipelined")) await appendPipelined(ctx);
+      if (only("append-batch")) await appendBatch(ctx);
+      if (only("subscribe-live")) await subscribeLive(ctx);
+      await client.close();
+      if (only("failover")) await failover(args, cluster);
+    } finally {
+      await client.close().catch(() => undefined);
+      await cluster.stop();
+    }
     return;
   }
-  const only = (name: string) => !args.only || args.only.has(name);
   const node = await startNode({ startTimeoutMs: 60_000 });
   const client = new ChorusClient(node.connectionString);
   const ctx: Ctx = { args, node, client, nodes: args.nodes };
