@@ -239,7 +239,7 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
 /**
  * Sequential appends while the leader is SIGKILLed `kills` times (the killed node is
  * restarted and caught up before the next kill). The gap of a kill is the time between the
- * last acknowledgement before it and the first one after it.
+ * last acknowledgement before the leader's process exited and the first one after.
  */
 async function failover(args: Args, cluster: TestCluster): Promise<void> {
   const kills = args.quick ? 2 : 10;
@@ -273,14 +273,16 @@ async function failover(args: Args, cluster: TestCluster): Promise<void> {
       });
       // Ask right before the kill: leadership may have moved while the writes went on.
       const leader = await cluster.leader({ timeoutMs: 30_000 });
-      const killedAt = performance.now();
       await cluster.kill(leader);
-      const lastBefore = ackTimes.filter((t) => t <= killedAt).at(-1) ?? killedAt;
-      await waitFor(() => (ackTimes.at(-1) ?? 0) > killedAt, {
+      // The process has exited: acknowledgements up to now came from the old leader (the
+      // signal takes a moment to land), the next one from the new leader.
+      const diedAt = performance.now();
+      const lastBefore = ackTimes.filter((t) => t <= diedAt).at(-1) ?? diedAt;
+      await waitFor(() => (ackTimes.at(-1) ?? 0) > diedAt, {
         timeoutMs: 30_000,
         message: "writes resume",
       });
-      const firstAfter = ackTimes.find((t) => t > killedAt) ?? performance.now();
+      const firstAfter = ackTimes.find((t) => t > diedAt) ?? performance.now();
       gaps.push(firstAfter - lastBefore);
       await cluster.restart(leader);
       await waitFor(async () => (await cluster.stateOf(leader)) === "Follower", {
