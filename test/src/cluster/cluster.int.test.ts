@@ -50,7 +50,11 @@ async function waitForEverywhere(nodes: readonly TestNode[], stream: string, exp
       }
       return true;
     },
-    { timeoutMs: 15_000, intervalMs: 50, message: `${stream} replicated to every node` },
+    {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      message: `${stream} replicated to every node (expected ${JSON.stringify(expected)})`,
+    },
   );
 }
 
@@ -76,22 +80,33 @@ describe("three-node cluster", () => {
     await waitForEverywhere(cluster.nodes, "counter", ids);
   });
 
-  it("answers native writes on a follower with NOT_LEADER and the leader's endpoints", async () => {
+  it("forwards HTTP writes from a follower; answers native writes there with NOT_LEADER", async () => {
     const leader = await cluster.leader();
     const follower = cluster.nodes.find((_, i) => i !== leader) as TestNode;
     const direct = new ChorusClient(
       `chorus://${follower.httpEndpoint}?tls=false&nodePreference=follower`,
     );
     try {
-      // HTTP writes are not forwarded yet: a follower says where the leader is.
-      const res = await fetch(`http://${follower.httpEndpoint}/streams/not-here`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify([{ eventId: crypto.randomUUID(), eventType: "T", data: {} }]),
-      });
-      const body = (await res.json()) as { error: string };
-      expect(res.status).toBe(503);
-      expect(body.error).toBe("NOT_LEADER");
+      // An HTTP write sent to a follower is forwarded to the leader, once.
+      const eventId = crypto.randomUUID();
+      const post = (headers: Record<string, string> = {}) =>
+        fetch(`http://${follower.httpEndpoint}/streams/http-via-follower`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", ...headers },
+          body: JSON.stringify([{ eventId, eventType: "T", data: { n: 1 } }]),
+        });
+      const res = await post();
+      const body = (await res.json()) as { nextExpectedVersion: string };
+      expect(res.status).toBe(201);
+      expect(body.nextExpectedVersion).toBe("0");
+      await waitForEverywhere(cluster.nodes, "http-via-follower", [eventId]);
+      // A request that was already forwarded once is not forwarded again.
+      const again = await post({ "Chorus-Forwarded-By": "another-node" });
+      expect(again.status).toBe(503);
+      expect(((await again.json()) as { error: string }).error).toBe("NOT_LEADER");
+      expect(again.headers.get("chorus-leader")).toBe(
+        `${(cluster.nodes[leader] as TestNode).extHttp.host}:${(cluster.nodes[leader] as TestNode).extHttp.port}`,
+      );
       // A follower serves reads of the committed prefix.
       expect((await idsOn(follower, "counter"))?.length).toBe(200);
       // A native append sent to the follower is answered NOT_LEADER with the leader's

@@ -1,8 +1,8 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { isIP } from "node:net";
 import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
 import { createGossipHandler } from "../cluster/gossip/index.js";
-import { NotLeaderError } from "../cluster/node-role.js";
+import { NotLeaderError, type WriteRefusal } from "../cluster/node-role.js";
 import type { Endpoint, NodeContext } from "./context.js";
 import {
   MAX_PAGE_EVENTS,
@@ -272,6 +272,13 @@ async function serve(
       throw invalidArgument("the stream name in the path is not valid percent-encoding");
     }
     const streamId = checkStreamName(raw);
+    if (method === "POST" || method === "DELETE") {
+      const refusal = ctx.cluster()?.writeRefusal();
+      if (refusal) {
+        await forwardToLeader(ctx, req, res, refusal);
+        return;
+      }
+    }
     switch (method) {
       case "POST":
         await append(ctx, req, streamId, ok);
@@ -497,4 +504,66 @@ async function remove(
   });
   if (result.ok) ok(200, { position: String(result.position) });
   else ok(409, wrongExpected(expected, result.wrongExpectedVersion));
+}
+
+/** Set on a write a follower forwards, so it is forwarded at most once. */
+const FORWARDED_HEADER = "chorus-forwarded-by";
+/** A forwarded write gets this long to be answered by the leader. */
+const FORWARD_TIMEOUT_MS = 30_000;
+
+/**
+ * A write that reached a follower goes to the leader over HTTP, with its method, path,
+ * headers and body, and the leader's answer comes back as it is, so a load balancer in
+ * front of every node just works. A write already forwarded once, or with no leader known,
+ * is answered 503 NOT_LEADER (with the leader's address in Chorus-Leader when known).
+ */
+async function forwardToLeader(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  refusal: WriteRefusal,
+): Promise<void> {
+  const leader = refusal.leaderHttp;
+  if (!leader || req.headers[FORWARDED_HEADER] !== undefined) throw new NotLeaderError(refusal);
+  const headers = {
+    ...req.headers,
+    [FORWARDED_HEADER]: ctx.instanceId,
+    host: `${leader.host}:${leader.port}`,
+  };
+  await new Promise<void>((resolve, reject) => {
+    // Clusters run without TLS for now (the configuration refuses it), so plain HTTP.
+    const upstream = httpRequest(
+      {
+        host: leader.host,
+        port: leader.port,
+        method: req.method,
+        path: req.url,
+        headers,
+        timeout: FORWARD_TIMEOUT_MS,
+      },
+      (answer) => {
+        ctx.metrics.httpRequests.inc({
+          method: req.method ?? "?",
+          status: String(answer.statusCode ?? 0),
+        });
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+        answer.on("end", () => resolve());
+        answer.on("error", reject);
+      },
+    );
+    upstream.on("timeout", () =>
+      upstream.destroy(new Error(`the leader did not answer within ${FORWARD_TIMEOUT_MS} ms`)),
+    );
+    upstream.on("error", (err) =>
+      reject(
+        new HttpError(
+          502,
+          "FORWARD_FAILED",
+          `forwarding the write to the leader ${leader.host}:${leader.port} failed: ${err.message}`,
+        ),
+      ),
+    );
+    req.pipe(upstream);
+  });
 }
