@@ -21,6 +21,7 @@ import type { Endpoint, NodeContext, NodeEndpoints, NodeState } from "./api/cont
 import { createExternalHttpHandler, createInternalHttpHandler, memberInfo } from "./api/http.js";
 import { ClusterRole, ClusterStore } from "./cluster/node-role.js";
 import { endpointKey } from "./cluster/gossip/wire.js";
+import { dnsSeedSource } from "./cluster/gossip/dns-seeds.js";
 import { NodeMetrics } from "./api/metrics.js";
 import { NativeApi } from "./api/native.js";
 import { createLogger } from "./logging.js";
@@ -256,6 +257,15 @@ export async function createNode(
       selfId: endpointKey(selfTcp),
       nodePriority: options.nodePriority,
       gossipSeeds: options.gossipSeed,
+      ...(options.discoverViaDns &&
+        options.clusterDns !== null && {
+          seedSource: dnsSeedSource({
+            name: options.clusterDns,
+            gossipPort: options.clusterGossipPort,
+            dnsServer: options.dnsServer ?? undefined,
+            logger,
+          }),
+        }),
       selfInfo: () => memberInfo(ctx),
       logger,
     });

@@ -178,7 +178,13 @@ describe("chorus-server binary", () => {
     ],
     ["an unknown flag", ["--mem-db", "--bogus-flag", "1"], {}, 2, /unknown flag --bogus-flag/],
     ["--run-projections", ["--run-projections=all"], {}, 2, /--run-projections is not supported/],
-    ["a cluster", ["--cluster-size", "3"], {}, 2, /clustering is not available yet/],
+    [
+      "a cluster without seeds or --cluster-dns",
+      ["--cluster-size", "3"],
+      {},
+      2,
+      /needs --cluster-dns/,
+    ],
     [
       "a bad port from the environment",
       ["--mem-db"],

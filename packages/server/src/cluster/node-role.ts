@@ -94,6 +94,8 @@ export interface ClusterRoleOptions {
   readonly nodePriority: number;
   /** Other nodes' internal HTTP endpoints (`--gossip-seed`). */
   readonly gossipSeeds: readonly string[];
+  /** Further seeds asked for every gossip round (DNS discovery), besides `gossipSeeds`. */
+  readonly seedSource?: () => readonly Endpoint[] | Promise<readonly Endpoint[]>;
   /** This node's gossip record (state and checkpoints come from this role). */
   readonly selfInfo: () => SelfMemberInfo;
   readonly logger: ClusterLogger;
@@ -232,6 +234,7 @@ export class ClusterRole {
     this.gossip = new GossipService({
       self: opts.selfInfo,
       seeds: opts.gossipSeeds,
+      ...(opts.seedSource !== undefined && { seedSource: opts.seedSource }),
       logger: opts.logger,
       ...(t.gossipIntervalMs !== undefined && { intervalMs: t.gossipIntervalMs }),
     });

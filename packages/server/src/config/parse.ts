@@ -479,6 +479,12 @@ function convert(spec: FlagSpec, raw: RawValue): unknown {
   }
 }
 
+/** The host part of "host:port" / "[v6]:port". */
+function dnsServerHost(hostPort: string): string {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):\d+$/.exec(hostPort.trim());
+  return m?.[1] ?? m?.[2] ?? "";
+}
+
 export function isLoopback(ip: string): boolean {
   return (
     ip === "::1" ||
@@ -541,25 +547,64 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     problems.push("db must name a directory");
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
 
-  // Clustering: a fixed set of --cluster-size voters found through --gossip-seed. DNS
-  // discovery, read-only replicas and TLS between nodes are not wired yet: refuse them rather
-  // than silently running alone.
+  // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS
+  // (--cluster-dns: the name's A/AAAA records, on --cluster-gossip-port). Read-only replicas
+  // and TLS between nodes are not wired yet: refuse them rather than silently running alone.
+  // DNS discovery defaults to on for a cluster without seeds, or when --cluster-dns is given.
+  const discoverViaDns =
+    partial.discoverViaDns ??
+    (o.clusterSize > 1 && (o.gossipSeed.length === 0 || o.clusterDns !== null));
   const notYet: string[] = [];
-  if (o.clusterDns !== null) notYet.push("--cluster-dns");
   if (o.readOnlyReplica) notYet.push("--read-only-replica");
-  if (o.clusterSize > 1 && o.gossipSeed.length === 0)
-    notYet.push(`--cluster-size ${o.clusterSize} without --gossip-seed (DNS discovery)`);
-  if (o.clusterSize > 1 && partial.discoverViaDns === true) notYet.push("--discover-via-dns");
   if (o.clusterSize > 1 && o.certificateFile !== null && !o.insecure)
     notYet.push("TLS between cluster nodes");
   if (notYet.length > 0) {
     throw new ConfigError(
-      `clustering is not available yet for ${notYet.join(", ")}; give --cluster-size with --gossip-seed, or run a single node`,
+      `clustering is not available yet for ${notYet.join(", ")}; give --cluster-size with --gossip-seed or --cluster-dns, or run a single node`,
     );
   }
   if (o.clusterSize <= 1 && o.gossipSeed.length > 0) {
     throw new ConfigError(
       "--gossip-seed needs --cluster-size > 1 (clustering is not available yet for a single node with seeds)",
+    );
+  }
+  if (o.clusterSize <= 1 && o.clusterDns !== null) {
+    throw new ConfigError(
+      "--cluster-dns needs --cluster-size > 1 (a single node discovers no peers)",
+    );
+  }
+  if (o.clusterSize > 1 && discoverViaDns && o.clusterDns === null && o.gossipSeed.length === 0) {
+    throw new ConfigError(
+      `--cluster-size ${o.clusterSize} with DNS discovery needs --cluster-dns NAME (the DNS name whose A/AAAA records are the cluster's nodes); or give --gossip-seed, with --discover-via-dns=false`,
+    );
+  }
+  if (o.clusterDns !== null && !discoverViaDns) {
+    throw new ConfigError(
+      "--cluster-dns is given but --discover-via-dns=false turns DNS discovery off",
+    );
+  }
+  if (o.clusterSize > 1 && !discoverViaDns && o.gossipSeed.length === 0) {
+    throw new ConfigError(
+      `--cluster-size ${o.clusterSize} needs --gossip-seed or --cluster-dns (with --discover-via-dns=false there is no other way to find the peers)`,
+    );
+  }
+  if (o.clusterSize > 1 && discoverViaDns && o.clusterDns === null) {
+    throw new ConfigError(
+      "--discover-via-dns=true needs --cluster-dns NAME (the DNS name whose A/AAAA records are the cluster's nodes)",
+    );
+  }
+  if (
+    o.clusterDns !== null &&
+    !/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$/.test(o.clusterDns)
+  ) {
+    throw new ConfigError(`--cluster-dns must be a DNS name, got ${show(o.clusterDns)}`);
+  }
+  if (o.clusterSize > 1 && discoverViaDns && o.clusterGossipPort < 1) {
+    throw new ConfigError("--cluster-gossip-port must be a port (1-65535) for DNS discovery");
+  }
+  if (o.dnsServer !== null && isIP(dnsServerHost(o.dnsServer)) === 0) {
+    throw new ConfigError(
+      `--dns-server must be ip:port (an IP address, not a name), got ${show(o.dnsServer)}`,
     );
   }
   if (
@@ -586,7 +631,6 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
         "and --admin-password, or --insecure to run unprotected",
     );
   }
-  const discoverViaDns = partial.discoverViaDns ?? (o.clusterSize > 1 && o.gossipSeed.length === 0);
   return Object.freeze({
     ...o,
     discoverViaDns,

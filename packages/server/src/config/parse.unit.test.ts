@@ -101,17 +101,21 @@ describe("parseConfig", () => {
     ["bad size", ["--max-frame-bytes", "lots"], /--max-frame-bytes/],
     ["size too small", ["--max-frame-bytes", "10"], /--max-frame-bytes/],
     ["bad level", ["--log-level", "loud"], /--log-level/],
-    ["cluster size", ["--cluster-size", "3"], /clustering is not available yet/],
+    [
+      "cluster size",
+      ["--cluster-size", "3"],
+      /--cluster-size 3 with DNS discovery needs --cluster-dns/,
+    ],
     [
       "gossip seed",
       ["--gossip-seed", "10.0.0.1:2112,10.0.0.2:2112"],
-      /clustering is not available yet/,
+      /--gossip-seed needs --cluster-size > 1/,
     ],
-    ["cluster dns", ["--cluster-dns", "cluster.local"], /clustering is not available yet/],
+    ["cluster dns", ["--cluster-dns", "cluster.local"], /--cluster-dns needs --cluster-size > 1/],
     [
       "dns discovery with a cluster",
       ["--discover-via-dns=true", "--cluster-size=3"],
-      /clustering is not available yet/,
+      /--cluster-size 3 with DNS discovery needs --cluster-dns NAME/,
     ],
     ["read-only replica", ["--read-only-replica"], /clustering is not available yet/],
     [
@@ -141,6 +145,85 @@ describe("parseConfig", () => {
     expect(o.clusterSize).toBe(3);
     expect(o.gossipSeed).toEqual(["127.0.0.1:2112", "127.0.0.1:2122"]);
     expect(o.discoverViaDns).toBe(false);
+  });
+
+  it("accepts DNS discovery: --cluster-size with --cluster-dns", () => {
+    const o = run([
+      "--cluster-size",
+      "3",
+      "--discover-via-dns=true",
+      "--cluster-dns",
+      "cluster.test",
+      "--cluster-gossip-port",
+      "2112",
+      "--dns-server",
+      "127.0.0.1:5353",
+    ]);
+    expect(o).toMatchObject({
+      clusterSize: 3,
+      discoverViaDns: true,
+      clusterDns: "cluster.test",
+      clusterGossipPort: 2112,
+      dnsServer: "127.0.0.1:5353",
+      gossipSeed: [],
+    });
+  });
+
+  it("turns DNS discovery on by default for a cluster with --cluster-dns and no seeds", () => {
+    const o = run(["--cluster-size", "3", "--cluster-dns", "cluster.test"]);
+    expect(o.discoverViaDns).toBe(true);
+    expect(o.clusterGossipPort).toBe(2112);
+    expect(o.dnsServer).toBeNull();
+  });
+
+  it("uses DNS and seeds together when both are given", () => {
+    const o = run([
+      "--cluster-size",
+      "3",
+      "--gossip-seed",
+      "127.0.0.1:2112",
+      "--cluster-dns",
+      "cluster.test",
+    ]);
+    expect(o.discoverViaDns).toBe(true);
+    expect(o.gossipSeed).toEqual(["127.0.0.1:2112"]);
+  });
+
+  it.each<[string, string[], RegExp]>([
+    [
+      "DNS discovery without --cluster-dns or seeds",
+      ["--cluster-size", "3", "--discover-via-dns=true"],
+      /--cluster-size 3 with DNS discovery needs --cluster-dns NAME/,
+    ],
+    [
+      "--discover-via-dns=true with seeds but no --cluster-dns",
+      ["--cluster-size", "3", "--discover-via-dns=true", "--gossip-seed", "127.0.0.1:2112"],
+      /--discover-via-dns=true needs --cluster-dns NAME/,
+    ],
+    [
+      "neither seeds nor DNS",
+      ["--cluster-size", "3", "--discover-via-dns=false"],
+      /--cluster-size 3 needs --gossip-seed or --cluster-dns/,
+    ],
+    [
+      "--cluster-dns with DNS discovery turned off",
+      ["--cluster-size", "3", "--discover-via-dns=false", "--cluster-dns", "cluster.test"],
+      /--cluster-dns is given but --discover-via-dns=false/,
+    ],
+    [
+      "a malformed --cluster-dns",
+      ["--cluster-size", "3", "--cluster-dns", "bad name!"],
+      /--cluster-dns must be a DNS name/,
+    ],
+    [
+      "a --dns-server that is not an IP",
+      ["--cluster-size", "3", "--cluster-dns", "cluster.test", "--dns-server", "ns.example:53"],
+      /--dns-server must be ip:port/,
+    ],
+  ])("refuses %s", (_name, argv, message) => {
+    const err = failure(argv);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(message);
   });
 
   it.each<[string, string[], RegExp]>([
