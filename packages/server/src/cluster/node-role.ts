@@ -496,6 +496,8 @@ export class ClusterRole {
           }
           this.role = effect.role;
           this.leaderId = effect.leaderId;
+          // A leader's sync must overlap with replication; a follower's may block briefly.
+          this.store.setInlineSync(effect.role !== "leader");
           break;
         default:
           await applyEffects(this.store, [effect]);

@@ -56,6 +56,7 @@ export class DiskLog implements Log {
   private dirNeedsSync = false;
   private checkpointFile: Promise<FileHandle> | null = null;
   private syncAverageMs = 0;
+  inlineSync: boolean;
 
   constructor(
     private readonly options: {
@@ -73,6 +74,7 @@ export class DiskLog implements Log {
       throw new RangeError("segmentBytes must be an integer >= 4096");
     }
     this.segmentBytes = options.segmentBytes;
+    this.inlineSync = options.inlineSync !== false;
   }
 
   get end(): number {
@@ -213,7 +215,7 @@ export class DiskLog implements Log {
     const indexes = [...this.dirty];
     this.dirty.clear();
     const start = performance.now();
-    if (this.options.inlineSync !== false && this.syncAverageMs < INLINE_SYNC_BELOW_MS) {
+    if (this.inlineSync && this.syncAverageMs < INLINE_SYNC_BELOW_MS) {
       for (const i of indexes) fdatasyncSync((this.segments[i] as FileHandle).fd);
     } else {
       await Promise.all(indexes.map((i) => (this.segments[i] as FileHandle).datasync()));

@@ -1115,6 +1115,11 @@ export class LogStore implements StreamStore {
   // ------------------------------------------------------------------ cluster (replication)
 
   /** Everything below this position is durable (fsync'd). */
+  /** See Log.inlineSync: the cluster turns it off while this node leads. */
+  setInlineSync(inline: boolean): void {
+    this.log.inlineSync = inline;
+  }
+
   get durableEnd(): number {
     return this.durablePos;
   }
