@@ -1,10 +1,7 @@
+import { makeTestCertificates, type TestCertificates } from "@chorus/testing";
 import { createLogger, createNode, type ChorusNode } from "@chorus/server";
-import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
@@ -149,54 +146,19 @@ describe("authentication", () => {
 });
 
 describe("TLS", () => {
-  let dir: string;
+  let certs: TestCertificates;
   let ca: Buffer;
   let node: ChorusNode;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "chorus-tls-"));
-    const sh = (args: string[]): void =>
-      void execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    sh([
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=chorus-test-ca",
-    ]);
-    sh(["req", ...ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1"]);
-    writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
-    sh([
-      "x509",
-      "-req",
-      "-in",
-      "node.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "node.pem",
-      "-days",
-      "1",
-      "-extfile",
-      "ext.cnf",
-    ]);
-    ca = execFileSync("cat", [join(dir, "ca.pem")]);
+    certs = await makeTestCertificates({ hosts: ["127.0.0.1"] });
+    ca = Buffer.from(certs.ca);
     node = await createNode(
       {
         memDb: true,
         ...PORTS_0,
-        certificateFile: join(dir, "node.pem"),
-        certificatePrivateKeyFile: join(dir, "node.key"),
+        certificateFile: certs.certFile,
+        certificatePrivateKeyFile: certs.keyFile,
         adminPassword: PASSWORD,
       },
       { logger: createLogger({ level: "silent" }) },
@@ -204,7 +166,7 @@ describe("TLS", () => {
   });
   afterAll(async () => {
     await node?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await certs?.remove();
   });
 
   function httpsGet(
