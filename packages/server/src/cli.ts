@@ -9,16 +9,44 @@ export interface MainDeps {
   readonly stopSignal?: () => Promise<string>;
 }
 
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
+/**
+ * Resolves on SIGINT / SIGTERM, or, when CHORUS_EXIT_WITH_PARENT=1 (set by @chorus/testing),
+ * when standard input closes: the parent that holds its other end has gone, even if it was
+ * SIGKILLed, so a test runner that dies leaves no server behind. `cancel()` stops listening.
+ */
+function waitForSignal(env: Readonly<Record<string, string | undefined>>): {
+  stopped: Promise<string>;
+  cancel(): void;
+} {
+  let cancel = (): void => {};
+  const stopped = new Promise<string>((resolve) => {
+    const watchParent = env.CHORUS_EXIT_WITH_PARENT === "1";
     const onSignal = (signal: NodeJS.Signals): void => {
+      cancel();
+      resolve(signal);
+    };
+    const onParentGone = (): void => {
+      cancel();
+      resolve("parent exited");
+    };
+    cancel = () => {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
-      resolve(signal);
+      if (watchParent) {
+        process.stdin.off("end", onParentGone);
+        process.stdin.off("close", onParentGone);
+        process.stdin.destroy();
+      }
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    if (watchParent) {
+      process.stdin.on("end", onParentGone);
+      process.stdin.on("close", onParentGone);
+      process.stdin.resume();
+    }
   });
+  return { stopped, cancel };
 }
 
 function oneLine(text: string): string {
@@ -44,9 +72,16 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<number>
       return 0;
     }
     // Listen for signals before starting, so a stop during startup is not lost.
-    const stop = (deps.stopSignal ?? waitForSignal)();
-    node = await createNode(cmd.options);
-    const signal = await stop;
+    const stop = deps.stopSignal
+      ? { stopped: deps.stopSignal(), cancel: () => {} }
+      : waitForSignal(deps.env ?? process.env);
+    try {
+      node = await createNode(cmd.options);
+    } catch (e) {
+      stop.cancel();
+      throw e;
+    }
+    const signal = await stop.stopped;
     node.logger.info({ signal }, "stopping");
     await node.close();
     return 0;

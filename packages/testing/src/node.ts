@@ -121,8 +121,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
       ...(options.args ?? []),
     ];
     const proc = spawn(process.execPath, args, {
-      env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+      // The server exits when this pipe closes: when this process is gone, even after SIGKILL.
+      env: { ...process.env, ...options.env, CHORUS_EXIT_WITH_PARENT: "1" },
+      stdio: ["pipe", "pipe", "pipe"],
     });
     child = proc;
     // A test runner that dies must not leave servers behind.
