@@ -256,6 +256,7 @@ export async function createNode(
       instanceId,
       selfId: endpointKey(selfTcp),
       nodePriority: options.nodePriority,
+      readOnlyReplica: options.readOnlyReplica,
       gossipSeeds: options.gossipSeed,
       ...(options.discoverViaDns &&
         options.clusterDns !== null && {

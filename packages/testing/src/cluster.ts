@@ -5,6 +5,11 @@ import { waitFor } from "./wait.js";
 export interface StartClusterOptions {
   /** Number of voting nodes. Default 3. */
   size?: number;
+  /**
+   * Number of `--read-only-replica` nodes started besides the voters (non-voting learners).
+   * They come after the voters in `nodes`. Default 0.
+   */
+  readOnlyReplicas?: number;
   /** Keep data in memory only (`--mem-db`). Default false: temp data directories on disk. */
   memDb?: boolean;
   /** Extra `chorus-server` flags for every node. */
@@ -19,8 +24,9 @@ export interface LeaderOptions {
 }
 
 export interface TestCluster {
+  /** The voters (`0 .. size - 1`), then the read-only replicas. */
   readonly nodes: readonly TestNode[];
-  /** `chorus+discover://h:p,h:p,...?tls=false` over every node's external HTTP endpoint. */
+  /** `chorus+discover://h:p,h:p,...?tls=false` over every voter's external HTTP endpoint. */
   readonly connectionString: string;
   /**
    * Index of the node that is Leader, waiting until exactly one running node says so in its
@@ -67,14 +73,16 @@ async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
 
 /**
  * Starts `size` `chorus-server` processes on 127.0.0.1 with fixed, pre-picked free ports,
- * `--cluster-size size` and `--gossip-seed` naming every node's internal HTTP endpoint.
+ * `--cluster-size size` and `--gossip-seed` naming every node's internal HTTP endpoint; then
+ * `readOnlyReplicas` more with `--read-only-replica` (`--cluster-size` counts the voters only).
  * Resolves once every process reports ready (listening); use `leader()` to wait for an election.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<TestCluster> {
   const size = options.size ?? 3;
+  const replicas = options.readOnlyReplicas ?? 0;
   const host = "127.0.0.1";
-  const ports = await freePorts(size * 4, host);
-  const plan = Array.from({ length: size }, (_, i) => ({
+  const ports = await freePorts((size + replicas) * 4, host);
+  const plan = Array.from({ length: size + replicas }, (_, i) => ({
     extTcp: ports[i * 4] as number,
     extHttp: ports[i * 4 + 1] as number,
     intTcp: ports[i * 4 + 2] as number,
@@ -87,11 +95,18 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
   };
   try {
     const started = await Promise.all(
-      plan.map((p) => {
+      plan.map((p, i) => {
         const nodeOptions: StartNodeOptions = {
           host,
           ports: p,
-          args: ["--cluster-size", String(size), "--gossip-seed", seeds, ...(options.args ?? [])],
+          args: [
+            "--cluster-size",
+            String(size),
+            "--gossip-seed",
+            seeds,
+            ...(i >= size ? ["--read-only-replica"] : []),
+            ...(options.args ?? []),
+          ],
           ...(options.memDb !== undefined && { memDb: options.memDb }),
           ...(options.startTimeoutMs !== undefined && { startTimeoutMs: options.startTimeoutMs }),
         };
@@ -123,7 +138,10 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
   let stopped: Promise<void> | undefined;
   const cluster: TestCluster = {
     nodes,
-    connectionString: `chorus+discover://${nodes.map((n) => n.httpEndpoint).join(",")}?tls=false`,
+    connectionString: `chorus+discover://${nodes
+      .slice(0, size)
+      .map((n) => n.httpEndpoint)
+      .join(",")}?tls=false`,
     stateOf,
     async leader(opts: LeaderOptions = {}) {
       return waitFor(

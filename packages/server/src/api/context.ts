@@ -24,6 +24,7 @@ export type NodeState =
   | "Leader"
   | "Follower"
   | "CatchingUp"
+  | "PreReadOnlyReplica"
   | "ReadOnlyReplica"
   | "ShuttingDown"
   | "Shutdown";

@@ -131,7 +131,7 @@ export function memberInfo(ctx: NodeContext, req?: IncomingMessage): MemberInfo 
     epochPosition: String(epoch?.epochPosition ?? 0),
     epochId: epoch?.epochId ?? ZERO_UUID,
     nodePriority: ctx.options.nodePriority,
-    isReadOnlyReplica: false,
+    isReadOnlyReplica: ctx.options.readOnlyReplica,
   };
 }
 

@@ -6,8 +6,11 @@
  * `host:port` (stable across restarts, also with --mem-db). The voter set is this node plus
  * the internal TCP endpoints of the non-read-only members gossip reports; the core is formed
  * once `clusterSize` distinct voters are known and never changes afterwards (fixed membership:
- * no reconfiguration, no learners yet). Incoming frames name their sender by instanceId; gossip
- * maps it to the NodeId (a frame from a sender gossip does not know yet is dropped).
+ * no reconfiguration). Read-only replicas (`--read-only-replica`) are learners: a replica forms
+ * its core with the voters gossip reports and itself as the learner; voters hand the replicas
+ * gossip reports to `core.setLearners`, so the leader replicates to them asynchronously and
+ * never counts them. Incoming frames name their sender by instanceId; gossip maps it to the
+ * NodeId (a frame from a sender gossip does not know yet is dropped).
  *
  * Leader writes. Client appends keep the store's own path (`store.append`: validation,
  * idempotency, encoding, group commit), so on the leader the store's log grows "out of band".
@@ -72,7 +75,8 @@ export const DEFAULT_MAX_REPLICATION_BATCH_BYTES = 1024 * 1024;
 /** A follower within this many bytes of the leader's commit position counts as caught up. */
 export const CAUGHT_UP_SLACK_BYTES = 1024 * 1024;
 
-export type ClusterNodeState = "Unknown" | "Leader" | "Follower" | "CatchingUp";
+export type ClusterNodeState =
+  "Unknown" | "Leader" | "Follower" | "CatchingUp" | "PreReadOnlyReplica" | "ReadOnlyReplica";
 
 export type ClusterLogger = GossipLogger & PeerLogger;
 
@@ -92,6 +96,8 @@ export interface ClusterRoleOptions {
   /** This node's advertised internal TCP endpoint: its NodeId. */
   readonly selfId: NodeId;
   readonly nodePriority: number;
+  /** A non-voting learner (`--read-only-replica`); `clusterSize` counts the voters only. */
+  readonly readOnlyReplica?: boolean;
   /** Other nodes' internal HTTP endpoints (`--gossip-seed`). */
   readonly gossipSeeds: readonly string[];
   /** Further seeds asked for every gossip round (DNS discovery), besides `gossipSeeds`. */
@@ -202,6 +208,9 @@ export class ClusterRole {
   private core: ConsensusCore<Buffer> | undefined;
   private forming = false;
   private voters: readonly NodeId[] = [];
+  /** The read-only replicas (learners) gossip reports, as last handed to the core. */
+  private learners: readonly NodeId[] = [];
+  private readonly readOnlyReplica: boolean;
   private instanceToNode = new Map<string, NodeId>();
   /**
    * The other members as gossip last reported them (refreshed on the timer). Kept as a
@@ -228,6 +237,7 @@ export class ClusterRole {
   constructor(private readonly opts: ClusterRoleOptions) {
     this.store = opts.store;
     this.log = opts.logger;
+    this.readOnlyReplica = opts.readOnlyReplica === true;
     const t = opts.timings ?? {};
     this.tickMs = t.tickMs ?? DEFAULT_CLUSTER_TICK_MS;
     this.maxBatchBytes = t.maxBatchBytes ?? DEFAULT_MAX_REPLICATION_BATCH_BYTES;
@@ -239,7 +249,11 @@ export class ClusterRole {
       ...(t.gossipIntervalMs !== undefined && { intervalMs: t.gossipIntervalMs }),
     });
     this.peers = new PeerNetwork({
-      self: { instanceId: opts.instanceId, clusterSize: opts.clusterSize, readOnlyReplica: false },
+      self: {
+        instanceId: opts.instanceId,
+        clusterSize: opts.clusterSize,
+        readOnlyReplica: this.readOnlyReplica,
+      },
       logger: opts.logger,
       onFrame: (from, frame) => {
         const node = this.instanceToNode.get(from.instanceId);
@@ -299,6 +313,10 @@ export class ClusterRole {
   // ---- what the API asks ---------------------------------------------------------------
 
   get state(): ClusterNodeState {
+    if (this.readOnlyReplica) {
+      const ready = this.role !== "none" && this.leaderId !== undefined && this.caughtUp();
+      return ready ? "ReadOnlyReplica" : "PreReadOnlyReplica";
+    }
     if (this.role === "leader") return "Leader";
     if (this.leaderId === undefined || this.role === "none") return "Unknown";
     return this.caughtUp() ? "Follower" : "CatchingUp";
@@ -308,10 +326,10 @@ export class ClusterRole {
     return this.core?.state.epoch ?? 0;
   }
 
-  /** A leader is known and this node is caught up (the leader itself, or a follower). */
+  /** A leader is known and this node is caught up (the leader, a follower or a replica). */
   isReady(): boolean {
     const s = this.state;
-    return s === "Leader" || s === "Follower";
+    return s === "Leader" || s === "Follower" || s === "ReadOnlyReplica";
   }
 
   /** undefined when this node may take writes now; otherwise where to go. */
@@ -320,8 +338,9 @@ export class ClusterRole {
     const leader = this.leaderMember();
     const where = leader ? ` (the leader is ${endpointKey(leader.externalTcp)})` : "";
     return {
-      message:
-        this.role === "leader"
+      message: this.readOnlyReplica
+        ? `this node is a read-only replica${where}`
+        : this.role === "leader"
           ? this.resigning
             ? "the leader is handing over to another node; retry"
             : "the leader is starting its epoch; retry"
@@ -353,6 +372,7 @@ export class ClusterRole {
       this.maybeForm();
       return;
     }
+    this.syncLearners();
     if (!this.tickQueued) {
       this.tickQueued = true;
       this.run((core) => {
@@ -514,7 +534,7 @@ export class ClusterRole {
     const map = new Map<string, NodeId>();
     const members = this.gossip.members();
     for (const m of members) {
-      if (m.record.isReadOnlyReplica) continue;
+      // Replicas too: the leader takes their append replies (the core drops other messages).
       map.set(m.record.instanceId, endpointKey(m.record.internalTcp));
     }
     this.instanceToNode = map;
@@ -529,7 +549,7 @@ export class ClusterRole {
       const id = endpointKey(m.record.internalTcp);
       priorities[id] = m.isSelf ? this.opts.nodePriority : m.record.nodePriority;
     }
-    priorities[this.opts.selfId] = this.opts.nodePriority;
+    if (!this.readOnlyReplica) priorities[this.opts.selfId] = this.opts.nodePriority;
     const ids = Object.keys(priorities).sort();
     if (ids.length < this.opts.clusterSize) return;
     if (ids.length > this.opts.clusterSize) {
@@ -556,7 +576,7 @@ export class ClusterRole {
       {
         id: this.opts.selfId,
         voters,
-        learners: [],
+        learners: this.readOnlyReplica ? [this.opts.selfId] : [],
         priorities,
         electionTimeoutMinMs: t.electionTimeoutMinMs ?? DEFAULT_ELECTION_TIMEOUT_MIN_MS,
         electionTimeoutMaxMs: t.electionTimeoutMaxMs ?? DEFAULT_ELECTION_TIMEOUT_MAX_MS,
@@ -581,7 +601,47 @@ export class ClusterRole {
       const ep = parseEndpoint(v);
       if (ep) this.peers.connect(ep);
     }
-    this.log.info({ self: this.opts.selfId, voters, epoch: hardState.epoch }, "cluster formed");
+    this.log.info(
+      {
+        self: this.opts.selfId,
+        voters,
+        readOnlyReplica: this.readOnlyReplica,
+        epoch: hardState.epoch,
+      },
+      "cluster formed",
+    );
+    this.syncLearners();
+  }
+
+  /**
+   * Voters: hands the read-only replicas gossip reports (alive or not: a replica that comes
+   * back is caught up from where it stopped) to the core as learners, and links to them.
+   */
+  private syncLearners(): void {
+    if (this.readOnlyReplica || !this.core) return;
+    const ids = [
+      ...new Set(
+        this.others
+          .filter((m) => m.record.isReadOnlyReplica)
+          .map((m) => endpointKey(m.record.internalTcp)),
+      ),
+    ]
+      .filter((id) => id !== this.opts.selfId && !this.voters.includes(id))
+      .sort();
+    if (ids.length === this.learners.length && ids.every((id, i) => id === this.learners[i])) {
+      return;
+    }
+    for (const id of this.learners) {
+      const ep = ids.includes(id) ? undefined : parseEndpoint(id);
+      if (ep) this.peers.disconnect(ep);
+    }
+    for (const id of ids) {
+      const ep = this.learners.includes(id) ? undefined : parseEndpoint(id);
+      if (ep) this.peers.connect(ep);
+    }
+    this.log.info({ learners: ids }, "read-only replicas changed");
+    this.learners = ids;
+    this.run((core) => core.setLearners(ids));
   }
 
   // ---- gossip-derived views ----------------------------------------------------------

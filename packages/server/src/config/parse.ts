@@ -548,14 +548,19 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
 
   // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS
-  // (--cluster-dns: the name's A/AAAA records, on --cluster-gossip-port). Read-only replicas
-  // and TLS between nodes are not wired yet: refuse them rather than silently running alone.
+  // (--cluster-dns: the name's A/AAAA records, on --cluster-gossip-port). A read-only replica
+  // joins such a cluster as a non-voting learner (--cluster-size still counts the voters only).
+  // TLS between nodes is not wired yet: refuse it rather than silently running alone.
   // DNS discovery defaults to on for a cluster without seeds, or when --cluster-dns is given.
   const discoverViaDns =
     partial.discoverViaDns ??
     (o.clusterSize > 1 && (o.gossipSeed.length === 0 || o.clusterDns !== null));
+  if (o.readOnlyReplica && o.clusterSize <= 1) {
+    throw new ConfigError(
+      "--read-only-replica needs a cluster to follow: give --cluster-size (the number of voters, the replica not included) with --gossip-seed or --cluster-dns",
+    );
+  }
   const notYet: string[] = [];
-  if (o.readOnlyReplica) notYet.push("--read-only-replica");
   if (o.clusterSize > 1 && o.certificateFile !== null && !o.insecure)
     notYet.push("TLS between cluster nodes");
   if (notYet.length > 0) {

@@ -117,7 +117,11 @@ describe("parseConfig", () => {
       ["--discover-via-dns=true", "--cluster-size=3"],
       /--cluster-size 3 with DNS discovery needs --cluster-dns NAME/,
     ],
-    ["read-only replica", ["--read-only-replica"], /clustering is not available yet/],
+    [
+      "read-only replica without a cluster",
+      ["--read-only-replica"],
+      /--read-only-replica needs a cluster to follow/,
+    ],
     [
       "bad gossip seed",
       ["--gossip-seed", "nohostport"],
@@ -145,6 +149,21 @@ describe("parseConfig", () => {
     expect(o.clusterSize).toBe(3);
     expect(o.gossipSeed).toEqual(["127.0.0.1:2112", "127.0.0.1:2122"]);
     expect(o.discoverViaDns).toBe(false);
+  });
+
+  it("accepts a read-only replica of a cluster (--cluster-size counts the voters)", () => {
+    const o = run([
+      "--read-only-replica",
+      "--cluster-size",
+      "3",
+      "--gossip-seed",
+      "127.0.0.1:2112,127.0.0.1:2122",
+    ]);
+    expect(o.readOnlyReplica).toBe(true);
+    expect(o.clusterSize).toBe(3);
+    const dns = run(["--read-only-replica", "--cluster-size=3", "--cluster-dns", "chorus.local"]);
+    expect(dns.readOnlyReplica).toBe(true);
+    expect(dns.discoverViaDns).toBe(true);
   });
 
   it("accepts DNS discovery: --cluster-size with --cluster-dns", () => {

@@ -53,7 +53,9 @@ interface Transfer {
 export class ConsensusCore<P> {
   private readonly isVoter: boolean;
   private readonly quorum: number;
-  private readonly others: readonly NodeId[];
+  /** Every other member: the voters, then the learners (these change with setLearners). */
+  private others: readonly NodeId[];
+  private learners: readonly NodeId[];
   private readonly priorityRank: number;
 
   private out: Effect<P>[] = [];
@@ -92,7 +94,8 @@ export class ConsensusCore<P> {
     }
     this.isVoter = voters.includes(id);
     this.quorum = Math.floor(voters.length / 2) + 1;
-    this.others = [...voters, ...learners].filter((n) => n !== id);
+    this.learners = learners.filter((n) => !voters.includes(n));
+    this.others = [...voters, ...this.learners].filter((n) => n !== id);
     const myPriority = this.priorityOf(id);
     this.priorityRank = voters.filter((v) => this.priorityOf(v) > myPriority).length;
     this.nowMs = init.nowMs;
@@ -218,6 +221,32 @@ export class ConsensusCore<P> {
     };
     this.maybeSendTimeoutNow();
     if (this.transfer && !this.transfer.sent) this.sendAppend(best.id);
+    return this.flush();
+  }
+
+  /**
+   * Replaces the set of learners (non-voters: replicated to, never counted, never asked for
+   * votes). Voters are fixed: ids that are voters are ignored, and a learner node keeps itself.
+   * A leader starts replicating to a new learner at once (the learner backs it up to where
+   * their logs match) and forgets removed ones.
+   */
+  setLearners(ids: readonly NodeId[]): Effect<P>[] {
+    const { id, voters } = this.cfg;
+    const next = [...new Set(ids)].filter((n) => !voters.includes(n) && n !== id);
+    if (!this.isVoter) next.push(id);
+    const added = next.filter((n) => !this.learners.includes(n) && n !== id);
+    const removed = this.learners.filter((n) => !next.includes(n) && n !== id);
+    if (added.length === 0 && removed.length === 0) return this.flush();
+    this.learners = next;
+    this.others = [...voters, ...next].filter((n) => n !== id);
+    if (this.role === "leader") {
+      for (const n of removed) this.peers.delete(n);
+      const end = this.log.lastPoint().position;
+      for (const n of added) {
+        this.peers.set(n, { next: end, match: 0, durable: 0, lastHeardMs: this.nowMs });
+        this.sendAppend(n);
+      }
+    }
     return this.flush();
   }
 

@@ -390,6 +390,50 @@ describe("consensus core: commit", () => {
     expect(leader.core.state.commitPosition).toBe(16);
   });
 
+  it("replicates to a learner added after formation, and still never counts it", () => {
+    const leader = new TestNode("n1");
+    elect(leader, ["n2"]);
+    expect(leader.sentTo("r1")).toBeUndefined();
+    leader.run(leader.core.setLearners(["r1", "n2"])); // a voter id is ignored
+    expect(leader.sentTo("r1")).toMatchObject({ type: "Append", epoch: 1 });
+    expect(leader.sentTo("n2")).toBeUndefined();
+    // The learner has nothing: it backs the leader up to the origin and gets the EPOCH record.
+    leader.receive("r1", {
+      type: "AppendReply",
+      epoch: 1,
+      ok: false,
+      hint: { epoch: 0, position: 0 },
+    });
+    expect(leader.sentTo("r1")).toMatchObject({
+      type: "Append",
+      prev: { epoch: 0, position: 0 },
+      records: [{ kind: "epoch", position: 0, length: 16 }],
+    });
+    leader.durableTo(16);
+    leader.receive("r1", ok(1, { epoch: 1, position: 16 }, 16));
+    expect(leader.core.state.commitPosition).toBe(0); // the learner does not make a majority
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 16));
+    expect(leader.core.state.commitPosition).toBe(16);
+    // New records reach the caught-up learner with the voters.
+    const proposed = leader.core.propose([{ length: 10, payload: "a" }]);
+    leader.run(proposed.effects);
+    expect(leader.sentTo("r1")).toMatchObject({ type: "Append", prev: { epoch: 1, position: 16 } });
+    // Heartbeats go to it while it is a learner, not once it is removed.
+    leader.tick(2 * MAX_MS + 60);
+    expect(leader.sentTo("r1")).toMatchObject({ type: "Append" });
+    leader.run(leader.core.setLearners([]));
+    leader.tick(2 * MAX_MS + 120);
+    expect(leader.sentTo("n2")).toMatchObject({ type: "Append" });
+    expect(leader.sentTo("r1")).toBeUndefined();
+  });
+
+  it("a learner that learns of the others later still never stands", () => {
+    const learner = new TestNode("r1", { learners: ["r1"] });
+    learner.run(learner.core.setLearners(["r2"]));
+    expect(learner.core.state.role).toBe("learner");
+    expect(learner.tick(100 * MAX_MS)).toEqual([]);
+  });
+
   it("a follower commits at most what it matched and made durable", () => {
     const follower = new TestNode("n2");
     const epochRecord: LogRecord<string> = {
