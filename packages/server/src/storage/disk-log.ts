@@ -133,12 +133,10 @@ export class DiskLog implements Log {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    const tmp = `${path}.tmp`;
-    await writeFile(tmp, JSON.stringify({ segmentBytes: this.options.segmentBytes }) + "\n", {
-      flush: true,
-    });
-    await rename(tmp, path);
-    await fsyncDir(this.dir);
+    await this.replaceFile(
+      LAYOUT_FILE,
+      JSON.stringify({ segmentBytes: this.options.segmentBytes }) + "\n",
+    );
     return this.options.segmentBytes;
   }
 
@@ -300,34 +298,34 @@ export class DiskLog implements Log {
     if (sync) await fh.datasync();
   }
 
-  async readSnapshot(): Promise<Buffer | null> {
+  readSnapshot(): Promise<Buffer | null> {
+    return this.readFileIfAny(SNAPSHOT_FILE);
+  }
+
+  writeSnapshot(data: Buffer): Promise<void> {
+    return this.replaceFile(SNAPSHOT_FILE, data);
+  }
+
+  readHardState(): Promise<Buffer | null> {
+    return this.readFileIfAny(HARD_STATE_FILE);
+  }
+
+  writeHardState(data: Buffer): Promise<void> {
+    return this.replaceFile(HARD_STATE_FILE, data);
+  }
+
+  private async readFileIfAny(name: string): Promise<Buffer | null> {
     try {
-      return await readFile(join(this.dir, SNAPSHOT_FILE));
+      return await readFile(join(this.dir, name));
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
     }
   }
 
-  async writeSnapshot(data: Buffer): Promise<void> {
-    const path = join(this.dir, SNAPSHOT_FILE);
-    const tmp = `${path}.tmp`;
-    await writeFile(tmp, data, { flush: true });
-    await rename(tmp, path);
-    await fsyncDir(this.dir);
-  }
-
-  async readHardState(): Promise<Buffer | null> {
-    try {
-      return await readFile(join(this.dir, HARD_STATE_FILE));
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
-  }
-
-  async writeHardState(data: Buffer): Promise<void> {
-    const path = join(this.dir, HARD_STATE_FILE);
+  /** Replaces a file atomically and durably: tmp file with fsync, rename, directory fsync. */
+  private async replaceFile(name: string, data: Buffer | string): Promise<void> {
+    const path = join(this.dir, name);
     const tmp = `${path}.tmp`;
     await writeFile(tmp, data, { flush: true });
     await rename(tmp, path);
