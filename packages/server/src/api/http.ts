@@ -4,6 +4,7 @@ import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
 import { createGossipHandler } from "../cluster/gossip/index.js";
 import { NotLeaderError, type WriteRefusal } from "../cluster/node-role.js";
 import type { Endpoint, NodeContext } from "./context.js";
+import { sendJson } from "./json.js";
 import {
   MAX_PAGE_EVENTS,
   checkEvents,
@@ -60,22 +61,6 @@ const STATUS_OF_CODE: Record<string, number> = {
   SHUTTING_DOWN: 503,
   INTERNAL: 500,
 };
-
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "Content-Type": "application/json; charset=utf-8",
-    "Content-Length": String(Buffer.byteLength(text)),
-    "Cache-Control": "no-store",
-    ...headers,
-  });
-  res.end(text);
-}
 
 /** An advertised host: the bound IP, or for a wildcard bind the address the request came in on. */
 function advertised(bound: Endpoint, req: IncomingMessage | undefined): Endpoint {

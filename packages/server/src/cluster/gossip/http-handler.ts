@@ -3,27 +3,12 @@
  * The router decides the path; this handler answers whatever request it is given.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { sendJson } from "../../api/json.js";
 import type { GossipService } from "./service.js";
 
 export interface GossipHandlerOptions {
   /** True on the internal HTTP port (nodes push views there); false on the external one. */
   readonly allowPost: boolean;
-}
-
-export function sendGossipJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "Content-Type": "application/json; charset=utf-8",
-    "Content-Length": String(Buffer.byteLength(text)),
-    "Cache-Control": "no-store",
-    ...headers,
-  });
-  res.end(text);
 }
 
 export function createGossipHandler(
@@ -35,12 +20,12 @@ export function createGossipHandler(
     try {
       const method = req.method ?? "GET";
       if (method === "GET") {
-        sendGossipJson(res, 200, service.document());
+        sendJson(res, 200, service.document());
         return;
       }
       if (method !== "POST" || !options.allowPost) {
         req.resume();
-        sendGossipJson(
+        sendJson(
           res,
           405,
           { error: "METHOD_NOT_ALLOWED", message: `${method} /gossip: use ${allow}` },
@@ -58,13 +43,13 @@ export function createGossipHandler(
 function fail(service: GossipService, res: ServerResponse, err: unknown): void {
   service.logError(err);
   if (res.headersSent) res.destroy();
-  else sendGossipJson(res, 500, { error: "INTERNAL", message: "gossip failed" });
+  else sendJson(res, 500, { error: "INTERNAL", message: "gossip failed" });
 }
 
 function readBody(req: IncomingMessage, res: ServerResponse, service: GossipService): void {
   const limit = service.maxBodyBytes;
   const tooLarge = (): void =>
-    sendGossipJson(
+    sendJson(
       res,
       413,
       { error: "PAYLOAD_TOO_LARGE", message: `the body exceeds ${limit} bytes` },
@@ -94,7 +79,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, service: GossipServ
     done = true;
     try {
       const result = service.handlePost(Buffer.concat(chunks).toString("utf8"));
-      sendGossipJson(res, result.status, result.body);
+      sendJson(res, result.status, result.body);
     } catch (err) {
       fail(service, res, err);
     }
