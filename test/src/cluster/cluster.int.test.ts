@@ -4,6 +4,7 @@ import { startCluster, waitFor, type TestCluster, type TestNode } from "@chorus/
 import { chorus } from "@chorus/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RawClient, append, jsonEvent as rawEvent } from "../server/helpers.js";
+import { idsOn } from "./helpers.js";
 
 let cluster: TestCluster;
 let client: ChorusClient;
@@ -17,27 +18,6 @@ afterAll(async () => {
   await client?.close();
   await cluster?.stop();
 });
-
-interface HttpEvent {
-  eventId: string;
-}
-
-/** The committed events of `stream` as node `node` serves them over HTTP (ids, in order). */
-async function idsOn(node: TestNode, stream: string): Promise<string[] | undefined> {
-  try {
-    const res = await fetch(`http://${node.httpEndpoint}/streams/${stream}?count=1000`, {
-      signal: AbortSignal.timeout(2_000),
-    });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    const body = (await res.json()) as { events: HttpEvent[] };
-    return body.events.map((e) => e.eventId);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Waits until every listed node serves exactly `expected` for `stream`. */
 async function waitForEverywhere(nodes: readonly TestNode[], stream: string, expected: string[]) {

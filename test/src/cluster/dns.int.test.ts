@@ -12,6 +12,7 @@ import {
   type TestNode,
 } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { idsOn } from "./helpers.js";
 
 const HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"] as const;
 const NAME = "cluster.test";
@@ -49,22 +50,6 @@ async function stateOf(node: TestNode): Promise<string | undefined> {
     });
     const info = (await res.json()) as { state?: string };
     return info.state;
-  } catch {
-    return undefined;
-  }
-}
-
-async function idsOn(node: TestNode, stream: string): Promise<string[] | undefined> {
-  try {
-    const res = await fetch(`http://${node.httpEndpoint}/streams/${stream}?count=100`, {
-      signal: AbortSignal.timeout(2_000),
-    });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    const body = (await res.json()) as { events: { eventId: string }[] };
-    return body.events.map((e) => e.eventId);
   } catch {
     return undefined;
   }

@@ -4,6 +4,7 @@ import { startCluster, waitFor, type TestCluster, type TestNode } from "@chorus/
 import { chorus } from "@chorus/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RawClient, append, jsonEvent as rawEvent } from "../server/helpers.js";
+import { idsOn } from "./helpers.js";
 
 const VOTERS = 3;
 const REPLICA = VOTERS; // index of the replica in cluster.nodes
@@ -23,23 +24,6 @@ afterAll(async () => {
 
 function replica(): TestNode {
   return cluster.nodes[REPLICA] as TestNode;
-}
-
-/** The committed events of `stream` as `node` serves them over HTTP (ids, in order). */
-async function idsOn(node: TestNode, stream: string): Promise<string[] | undefined> {
-  try {
-    const res = await fetch(`http://${node.httpEndpoint}/streams/${stream}?count=1000`, {
-      signal: AbortSignal.timeout(2_000),
-    });
-    if (res.status !== 200) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    const body = (await res.json()) as { events: { eventId: string }[] };
-    return body.events.map((e) => e.eventId);
-  } catch {
-    return undefined;
-  }
 }
 
 async function waitForOn(node: TestNode, stream: string, expected: string[]): Promise<void> {
