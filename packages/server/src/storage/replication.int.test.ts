@@ -434,7 +434,18 @@ async function durable(s: LogStore): Promise<void> {
   while (s.durableEnd < s.endPosition) await settle();
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Polls `predicate` every few milliseconds until it holds, or fails after `timeoutMs`. */
+async function until(
+  predicate: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 /** Something still pending after a few turns of the event loop? */
 async function isPending(p: Promise<unknown>): Promise<boolean> {
@@ -528,7 +539,10 @@ describe.each(variants)("%s store: restart with autoCommit false", (_name, varia
     void ship(src.leader, s);
     await durable(s);
     s.setCommitPosition(src.mid);
-    await sleep(30); // the lazy commit checkpoint
+    await until(
+      () => s.stats().checkpointedCommitPosition === src.mid,
+      "the lazy commit checkpoint",
+    );
     s = await f.crash(s);
     await expectCommittedPrefix(s, src, src.mid);
 
@@ -622,8 +636,11 @@ describe("disk store: commit checkpoint and snapshots with autoCommit false", ()
     s.setCommitPosition(src.mid);
     void ship(src.leader, s); // one more group commit: it writes the snapshot
     await durable(s);
-    await sleep(50);
-    const snap = decodeSnapshot(await readFile(join(dir, "index.snapshot")));
+    // The snapshot is written in the background after that group commit.
+    const readSnap = async () =>
+      decodeSnapshot(await readFile(join(dir, "index.snapshot")).catch(() => Buffer.alloc(0)));
+    await until(async () => (await readSnap())?.position === src.mid, "the snapshot at the commit");
+    const snap = await readSnap();
     if (snap === null) throw new Error("no snapshot");
     const full = (await allOf(src.leader)) as Array<{ position: number }>;
     const prefix = full.filter((e) => e.position < src.mid);

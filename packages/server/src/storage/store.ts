@@ -167,6 +167,8 @@ export interface LogStoreStats extends StoreStats {
   reservedPosition: number;
   durablePosition: number;
   idempotencyWindowSize: number;
+  /** The commit position last written to the checkpoint file (what a restart would see). */
+  checkpointedCommitPosition: number;
 }
 
 interface PendingWrite {
@@ -1512,6 +1514,7 @@ export class LogStore implements StreamStore {
       reservedPosition: this.reserveEnd,
       durablePosition: this.durablePos,
       idempotencyWindowSize: this.window.size,
+      checkpointedCommitPosition: this.checkpointedCommit,
     };
   }
 
