@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import {
   createServer as createHttpServer,
   type Server as HttpServer,
@@ -25,6 +24,7 @@ import { dnsSeedSource } from "./cluster/gossip/dns-seeds.js";
 import { NodeMetrics } from "./api/metrics.js";
 import { NativeApi } from "./api/native.js";
 import { createLogger } from "./logging.js";
+import { loadTls, peerTls, serverTlsOptions } from "./tls.js";
 import { createDiskStore, createMemoryStore, LogStore } from "./storage/index.js";
 import type { StreamStore } from "./streams/types.js";
 
@@ -64,23 +64,6 @@ interface Listener {
   readonly server: HttpServer;
   readonly ip: string;
   readonly port: number;
-}
-
-function loadTls(options: NodeOptions): { cert: Buffer; key: Buffer } | null {
-  if (options.certificateFile === null || options.certificatePrivateKeyFile === null) return null;
-  const read = (path: string, what: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new StartupError(
-        `cannot read the ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-  };
-  return {
-    cert: read(options.certificateFile, "TLS certificate"),
-    key: read(options.certificatePrivateKeyFile, "TLS private key"),
-  };
 }
 
 async function openStore(
@@ -162,15 +145,17 @@ export async function createNode(
 ): Promise<ChorusNode> {
   const options = resolveNodeOptions(partial);
   const logger = extras.logger ?? createLogger({ level: options.logLevel, logDir: options.log });
-  const tls = loadTls(options);
+  const tls = loadTls(options, (message) => new StartupError(message));
   for (const warning of securityWarnings(options)) logger.warn(warning);
 
   const instanceId = randomUUID();
   const auth = new Authenticator(options.adminPassword);
   let state: NodeState = "Initializing";
   const inflight = new Set<Promise<unknown>>();
-  const makeServer = (): HttpServer =>
-    tls ? createHttpsServer({ cert: tls.cert, key: tls.key }) : createHttpServer();
+  // Internal listeners with trusted roots let in only clients with a member's certificate.
+  const makeServer = (internal: boolean): HttpServer =>
+    tls ? createHttpsServer(serverTlsOptions(tls, internal)) : createHttpServer();
+  const toPeers = peerTls(tls);
 
   const clustered = options.clusterSize > 1;
   if (clustered && extras.store !== undefined && !(extras.store instanceof LogStore)) {
@@ -196,6 +181,7 @@ export async function createNode(
     instanceId,
     version: serverVersion(),
     tls: tls !== null,
+    ...(toPeers !== undefined && { peerTls: toPeers }),
     state: shownState,
     isReady: () => state === "Leader" && (!clustered || cluster?.isReady() === true),
     cluster: () => cluster,
@@ -210,13 +196,13 @@ export async function createNode(
     },
   };
 
-  const extHttp = makeServer();
+  const extHttp = makeServer(false);
   extHttp.on("request", createExternalHttpHandler(ctx));
-  const intHttp = makeServer();
+  const intHttp = makeServer(true);
   intHttp.on("request", createInternalHttpHandler(ctx));
-  const extTcp = makeServer();
+  const extTcp = makeServer(false);
   const native = new NativeApi(ctx, extTcp);
-  const intTcp = makeServer();
+  const intTcp = makeServer(true);
   if (clustered) answerInternalTcpRequests(intTcp);
   else refuseInternalTcp(intTcp);
   for (const s of [extHttp, intHttp, extTcp, intTcp]) {
@@ -269,6 +255,8 @@ export async function createNode(
         }),
       selfInfo: () => memberInfo(ctx),
       logger,
+      ...(toPeers !== undefined && { tls: toPeers }),
+      localAddress: options.intIp,
     });
     apiStore.current = new ClusterStore(openedStore as LogStore, cluster);
     cluster.start(intTcp);

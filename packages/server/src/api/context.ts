@@ -4,6 +4,7 @@ import type { NodeOptions } from "../config/index.js";
 import type { StreamStore } from "../streams/types.js";
 import type { ClusterRole } from "../cluster/node-role.js";
 import type { NodeMetrics } from "./metrics.js";
+import type { PeerTls } from "../tls.js";
 
 export interface Endpoint {
   readonly host: string;
@@ -39,6 +40,8 @@ export interface NodeContext {
   readonly instanceId: string;
   readonly version: string;
   readonly tls: boolean;
+  /** TLS towards other nodes (a cluster with certificates and trusted roots). */
+  readonly peerTls?: PeerTls;
   state(): NodeState;
   /** Single node: open and not shutting down. Cluster: also a leader is known and this node is caught up. */
   isReady(): boolean;

@@ -1,4 +1,5 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { isIP } from "node:net";
 import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
 import { createGossipHandler } from "../cluster/gossip/index.js";
@@ -515,9 +516,11 @@ async function forwardToLeader(
     [FORWARDED_HEADER]: ctx.instanceId,
     host: `${leader.host}:${leader.port}`,
   };
+  // With TLS the leader's certificate must chain to the trusted roots.
+  const tls = ctx.peerTls;
+  const request = tls ? httpsRequest : httpRequest;
   await new Promise<void>((resolve, reject) => {
-    // Clusters run without TLS for now (the configuration refuses it), so plain HTTP.
-    const upstream = httpRequest(
+    const upstream = request(
       {
         host: leader.host,
         port: leader.port,
@@ -525,6 +528,7 @@ async function forwardToLeader(
         path: req.url,
         headers,
         timeout: FORWARD_TIMEOUT_MS,
+        ...(tls && { ca: [...tls.ca], cert: tls.cert, key: tls.key }),
       },
       (answer) => {
         ctx.metrics.httpRequests.inc({

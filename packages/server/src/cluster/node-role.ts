@@ -58,6 +58,7 @@ import {
 import { StoreLogView, applyEffects, epochRecord } from "./consensus-log.js";
 import {
   GossipService,
+  HttpGossipTransport,
   type GossipLogger,
   type GossipMember,
   type SelfMemberInfo,
@@ -66,6 +67,7 @@ import { endpointKey, parseEndpoint } from "./gossip/wire.js";
 import { messageFromWire, messageToWire } from "./transport/messages.js";
 import { PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
 import type { Server as HttpServer } from "node:http";
+import type { PeerTls } from "../tls.js";
 
 export const DEFAULT_CLUSTER_TICK_MS = 10;
 export const DEFAULT_CLUSTER_HEARTBEAT_MS = 50;
@@ -106,6 +108,10 @@ export interface ClusterRoleOptions {
   readonly selfInfo: () => SelfMemberInfo;
   readonly logger: ClusterLogger;
   readonly timings?: ClusterTimings;
+  /** TLS towards the peers (wss and https, with this node's certificate as client certificate). */
+  readonly tls?: PeerTls;
+  /** Connections to peers leave from this address (the node's `--int-ip`). */
+  readonly localAddress?: string;
 }
 
 /** Where a write should go instead: the leader's external endpoints, when known. */
@@ -247,6 +253,10 @@ export class ClusterRole {
       ...(opts.seedSource !== undefined && { seedSource: opts.seedSource }),
       logger: opts.logger,
       ...(t.gossipIntervalMs !== undefined && { intervalMs: t.gossipIntervalMs }),
+      transport: new HttpGossipTransport({
+        ...(opts.tls !== undefined && { tls: opts.tls }),
+        ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
+      }),
     });
     this.peers = new PeerNetwork({
       self: {
@@ -255,6 +265,8 @@ export class ClusterRole {
         readOnlyReplica: this.readOnlyReplica,
       },
       logger: opts.logger,
+      ...(opts.tls !== undefined && { tls: opts.tls }),
+      ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
       onFrame: (from, frame) => {
         const node = this.instanceToNode.get(from.instanceId);
         if (node === undefined) {
@@ -348,6 +360,11 @@ export class ClusterRole {
       leaderTcp: leader?.externalTcp,
       leaderHttp: leader?.externalHttp,
     };
+  }
+
+  /** The end of this node's log (committed or not). A new leader's data is current once its commit position reaches the end it had when its epoch began. */
+  get logEnd(): number {
+    return this.store.endPosition;
   }
 
   /** Called after a write was handed to the store: propose its batches soon. */

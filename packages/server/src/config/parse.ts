@@ -550,7 +550,6 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS
   // (--cluster-dns: the name's A/AAAA records, on --cluster-gossip-port). A read-only replica
   // joins such a cluster as a non-voting learner (--cluster-size still counts the voters only).
-  // TLS between nodes is not wired yet: refuse it rather than silently running alone.
   // DNS discovery defaults to on for a cluster without seeds, or when --cluster-dns is given.
   const discoverViaDns =
     partial.discoverViaDns ??
@@ -560,12 +559,16 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
       "--read-only-replica needs a cluster to follow: give --cluster-size (the number of voters, the replica not included) with --gossip-seed or --cluster-dns",
     );
   }
-  const notYet: string[] = [];
-  if (o.clusterSize > 1 && o.certificateFile !== null && !o.insecure)
-    notYet.push("TLS between cluster nodes");
-  if (notYet.length > 0) {
+  // TLS between nodes: each node presents its certificate to its peers and verifies theirs
+  // against the trusted roots, so a cluster with certificates needs those roots.
+  if (
+    o.clusterSize > 1 &&
+    o.certificateFile !== null &&
+    !o.insecure &&
+    o.trustedRootCertificatesPath === null
+  ) {
     throw new ConfigError(
-      `clustering is not available yet for ${notYet.join(", ")}; give --cluster-size with --gossip-seed or --cluster-dns, or run a single node`,
+      "a cluster node with --certificate-file needs --trusted-root-certificates-path (the CA certificates that signed the members' certificates), to verify its peers and to let only members in",
     );
   }
   if (o.clusterSize <= 1 && o.gossipSeed.length > 0) {

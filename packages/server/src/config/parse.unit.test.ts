@@ -33,6 +33,18 @@ function failure(
   throw new Error(`expected a ConfigError for ${argv.join(" ")}`);
 }
 
+/** A cluster node with a certificate (TLS between nodes). */
+const TLS_CLUSTER = [
+  "--cluster-size",
+  "3",
+  "--gossip-seed",
+  "127.0.0.1:2112",
+  "--certificate-file",
+  "c.pem",
+  "--certificate-private-key-file",
+  "k.pem",
+];
+
 describe("parseConfig", () => {
   it("applies the documented defaults", () => {
     const o = run([]);
@@ -259,22 +271,15 @@ describe("parseConfig", () => {
       ],
       /--int-host-advertise-as/,
     ],
-    [
-      "TLS between nodes",
-      [
-        "--cluster-size",
-        "3",
-        "--gossip-seed",
-        "127.0.0.1:2112",
-        "--certificate-file",
-        "c.pem",
-        "--certificate-private-key-file",
-        "k.pem",
-      ],
-      /clustering is not available yet for TLS between cluster nodes/,
-    ],
+    ["certificates but no trusted roots", TLS_CLUSTER, /needs --trusted-root-certificates-path/],
   ])("refuses a cluster with %s", (_name, argv, message) => {
     expect(failure(argv).message).toMatch(message);
+  });
+
+  it("accepts a cluster with certificates and trusted roots", () => {
+    const o = run([...TLS_CLUSTER, "--trusted-root-certificates-path", "ca.pem"]);
+    expect(o.certificateFile).toBe("c.pem");
+    expect(o.trustedRootCertificatesPath).toBe("ca.pem");
   });
 
   it("allows a non-loopback bind with --insecure, and with certificates plus a password", () => {

@@ -14,7 +14,12 @@ export {
   type SelfMemberInfo,
 } from "./service.js";
 export { createGossipHandler, type GossipHandlerOptions } from "./http-handler.js";
-export { HttpGossipTransport, GossipRequestError, type GossipTransport } from "./transport.js";
+export {
+  HttpGossipTransport,
+  GossipRequestError,
+  type GossipTransport,
+  type HttpGossipTransportOptions,
+} from "./transport.js";
 export { Membership, type MemberEntry, type MembershipOptions } from "./membership.js";
 export { gossipTargets, type TargetInput } from "./targets.js";
 export {

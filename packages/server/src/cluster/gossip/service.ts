@@ -133,7 +133,8 @@ export class GossipService {
     if (!(this.requestTimeoutMs > 0)) throw new RangeError("requestTimeoutMs must be positive");
     if (!(this.fanout >= 1)) throw new RangeError("fanout must be at least 1");
     this.clock = options.clock ?? systemClock;
-    this.transport = options.transport ?? new HttpGossipTransport(this.maxBodyBytes);
+    this.transport =
+      options.transport ?? new HttpGossipTransport({ maxResponseBytes: this.maxBodyBytes });
     this.logger = options.logger;
     this.random = options.random ?? Math.random;
     this.staticSeeds = (options.seeds ?? []).map((s) => {

@@ -1,9 +1,11 @@
 /**
- * The gossip HTTP client: `POST http://host:port/gossip` over node:http with a per-request
- * deadline and a response size limit. Keep-alive sockets are pooled per peer; `close()`
- * destroys every socket, so a stopped service leaves nothing open.
+ * The gossip HTTP client: `POST http://host:port/gossip` over node:http (or https with TLS)
+ * with a per-request deadline and a response size limit. Keep-alive sockets are pooled per
+ * peer; `close()` destroys every socket, so a stopped service leaves nothing open.
  */
-import { Agent, request } from "node:http";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { sourceAddressFor } from "../transport/peer-network.js";
 import type { Endpoint } from "./wire.js";
 
 export interface GossipTransport {
@@ -14,6 +16,22 @@ export interface GossipTransport {
 }
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+
+export interface HttpGossipTransportOptions {
+  /** Default 1 MiB. */
+  readonly maxResponseBytes?: number;
+  /**
+   * https towards the peers' internal HTTP port: the roots their certificates must chain to,
+   * and this node's certificate and key, which that port demands.
+   */
+  readonly tls?: {
+    readonly ca: readonly (string | Buffer)[];
+    readonly cert: string | Buffer;
+    readonly key: string | Buffer;
+  };
+  /** Requests leave from this address (the node's internal IP), for peers of its family. */
+  readonly localAddress?: string;
+}
 
 export class GossipRequestError extends Error {
   constructor(
@@ -26,10 +44,23 @@ export class GossipRequestError extends Error {
 }
 
 export class HttpGossipTransport implements GossipTransport {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1 });
+  private readonly agent: HttpAgent;
+  private readonly request: typeof httpRequest;
+  private readonly maxResponseBytes: number;
   private closed = false;
 
-  constructor(private readonly maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES) {}
+  constructor(private readonly options: HttpGossipTransportOptions = {}) {
+    this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    const pool = { keepAlive: true, maxSockets: 2, maxFreeSockets: 1 };
+    const tls = options.tls;
+    if (tls) {
+      this.agent = new HttpsAgent({ ...pool, ca: [...tls.ca], cert: tls.cert, key: tls.key });
+      this.request = httpsRequest;
+    } else {
+      this.agent = new HttpAgent(pool);
+      this.request = httpRequest;
+    }
+  }
 
   post(endpoint: Endpoint, body: string, timeoutMs: number): Promise<string> {
     if (this.closed) return Promise.reject(new GossipRequestError("the transport is closed"));
@@ -44,10 +75,12 @@ export class HttpGossipTransport implements GossipTransport {
           reject(err);
         } else resolve(text ?? "");
       };
-      const req = request(
+      const localAddress = sourceAddressFor(this.options.localAddress, endpoint.host);
+      const req = this.request(
         {
           host: endpoint.host,
           port: endpoint.port,
+          ...(localAddress !== undefined && { localAddress }),
           path: "/gossip",
           method: "POST",
           agent: this.agent,

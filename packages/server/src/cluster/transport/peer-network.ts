@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage, Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
+import { isIP } from "node:net";
 import type { Duplex } from "node:stream";
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -41,12 +42,20 @@ export interface PeerNetworkOptions {
   readonly logger: PeerLogger;
   /** Called for every frame a peer sends (after its hello). */
   readonly onFrame: (from: PeerIdentity, frame: InternalFrame) => void;
-  /** TLS for outbound links: the CA that signed the peers, and this node's certificate. */
+  /**
+   * TLS for outbound links (wss): the roots that signed the peers' certificates, and this
+   * node's certificate and key, which the peers' internal port demands.
+   */
   readonly tls?: {
-    readonly ca?: string | Buffer;
+    readonly ca: readonly (string | Buffer)[];
     readonly cert?: string | Buffer;
     readonly key?: string | Buffer;
   };
+  /**
+   * Outbound links leave from this address (the node's internal IP), so peers see a member's
+   * connections come from its internal interface. Used for peers of the same address family.
+   */
+  readonly localAddress?: string;
   /** Base of the capped backoff between reconnection attempts. Default 50 ms. */
   readonly reconnectDelayMs?: number;
   /** Cap of that backoff. Default 1,000 ms. */
@@ -65,6 +74,21 @@ export const DEFAULT_PEER_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
 function key(endpoint: PeerEndpoint): string {
   return `${endpoint.host}:${endpoint.port}`;
+}
+
+/**
+ * The source address for a connection to `host`: `localAddress` when it is a specific IP of
+ * the same family as `host` (an IP); otherwise undefined (the system chooses).
+ */
+export function sourceAddressFor(
+  localAddress: string | undefined,
+  host: string,
+): string | undefined {
+  if (localAddress === undefined || localAddress === "0.0.0.0" || localAddress === "::") {
+    return undefined;
+  }
+  const family = isIP(localAddress);
+  return family !== 0 && family === isIP(host) ? localAddress : undefined;
 }
 
 /** One outbound link that keeps reconnecting until closed. */
@@ -110,11 +134,17 @@ class OutboundLink {
     if (this.#closed) return;
     const tls = this.net.options.tls;
     const scheme = tls ? "wss" : "ws";
+    const localAddress = sourceAddressFor(this.net.options.localAddress, this.endpoint.host);
     const ws = new WebSocket(`${scheme}://${key(this.endpoint)}/`, {
       perMessageDeflate: false,
       maxPayload: this.net.maxFrameBytes,
       handshakeTimeout: this.net.helloTimeoutMs,
-      ...(tls && { ca: tls.ca, cert: tls.cert, key: tls.key }),
+      ...(localAddress !== undefined && { localAddress }),
+      ...(tls && {
+        ca: [...tls.ca],
+        cert: tls.cert,
+        key: tls.key,
+      }),
     });
     this.#ws = ws;
     ws.binaryType = "nodebuffer";
