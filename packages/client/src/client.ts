@@ -31,6 +31,8 @@ import {
   type Subscription,
 } from "./subscriptions/subscription.js";
 import type { MemberInfo, OperationOptions, ResolvedEvent } from "./types.js";
+import { PersistentSubscriptions } from "./persistent/index.js";
+import type { PersistentSubscription } from "./persistent/subscription.js";
 import { abortReason } from "./util/timers.js";
 
 export interface ChorusClientEvents {
@@ -53,7 +55,9 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   readonly #connection: Connection;
   readonly #ctx: OperationContext;
   readonly #inFlight = new Set<Promise<unknown>>();
-  readonly #subscriptions = new Set<Subscription>();
+  readonly #subscriptions = new Set<Subscription | PersistentSubscription>();
+  /** Persistent subscription groups: create, update, delete, list, getInfo, replayParked, subscribe. */
+  readonly persistentSubscriptions: PersistentSubscriptions;
   #closing: Promise<void> | undefined;
 
   constructor(settings: ConnectionSettings | string, dependencies: ChorusClientDependencies = {}) {
@@ -71,6 +75,14 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     this.#connection.on("disconnected", (reason) => this.emit("disconnected", reason));
     this.#connection.on("reconnecting", (attempt) => this.emit("reconnecting", attempt));
     this.#connection.on("leaderChanged", (change) => this.emit("leaderChanged", change));
+    this.persistentSubscriptions = new PersistentSubscriptions(
+      this.#ctx,
+      (fn) => this.#run(fn),
+      (make) => {
+        this.#checkOpen();
+        return this.#trackSubscription(make());
+      },
+    );
   }
 
   /** idle | connecting | connected | reconnecting | closed */
@@ -202,7 +214,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     };
   }
 
-  #trackSubscription(sub: Subscription): Subscription {
+  #trackSubscription<S extends Subscription | PersistentSubscription>(sub: S): S {
     this.#subscriptions.add(sub);
     void sub.finished.then(() => this.#subscriptions.delete(sub));
     return sub;

@@ -289,6 +289,20 @@ export function errorFromWire(
       return new NotAuthenticatedError(message);
     case ErrorCode.INVALID_ARGUMENT:
       return new InvalidArgumentError(message ?? "invalid argument");
+    case ErrorCode.PERSISTENT_SUBSCRIPTION_EXISTS:
+      return new PersistentSubscriptionExistsError(
+        message ?? "the persistent subscription group exists",
+      );
+    case ErrorCode.PERSISTENT_SUBSCRIPTION_NOT_FOUND:
+      return new PersistentSubscriptionNotFoundError(
+        message ?? "the persistent subscription group does not exist",
+      );
+    case ErrorCode.MAX_SUBSCRIBERS_REACHED:
+      return new MaxSubscribersReachedError(
+        message ?? "the persistent subscription group has its maximum of consumers",
+      );
+    case ErrorCode.NOT_LEADER:
+      return new NotLeaderError(undefined, message ?? "the node is not the leader");
     default: {
       const name = ErrorCode[err.code ?? 0] ?? `CODE_${String(err.code)}`;
       return new ServerError(name, message ?? `server error ${name}`);

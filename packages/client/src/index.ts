@@ -26,6 +26,21 @@ export type {
   SubscribeToStreamOptions,
   SubscribeToAllOptions,
 } from "./subscriptions/subscription.js";
+export type { PersistentSubscriptions } from "./persistent/index.js";
+export type {
+  ConsumerStrategy,
+  PersistentConsumerInfo,
+  PersistentSubscriptionInfo,
+  PersistentSubscriptionSettings,
+  ReplayParkedOptions,
+} from "./persistent/management.js";
+export type {
+  NackAction,
+  PersistentEvent,
+  PersistentSubscribeOptions,
+  PersistentSubscription,
+  PersistentSubscriptionEvents,
+} from "./persistent/subscription.js";
 export {
   ChorusError,
   WrongExpectedVersionError,

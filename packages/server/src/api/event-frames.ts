@@ -8,16 +8,18 @@
 import { chorus } from "@chorus/protocol";
 import type { StoredEvent } from "../streams/types.js";
 
-/** The frame bodies that carry events; both hold them as `repeated ResolvedEvent events = 1`. */
+/** The frame bodies that carry events; all hold them as `repeated ResolvedEvent events = 1`. */
 export type EventsBody =
   | { readResult: Omit<chorus.IReadResponse, "events"> }
-  | { subscriptionEvents: Omit<chorus.ISubscriptionEvents, "events"> };
+  | { subscriptionEvents: Omit<chorus.ISubscriptionEvents, "events"> }
+  | { persistentEvents: Omit<chorus.IPersistentEvents, "events"> };
 
 // Field keys: (field number << 3) | wire type (0 varint, 2 length-delimited).
 const FRAME_CORRELATION_ID = (1 << 3) | 0;
 const FRAME_READ_RESULT = (31 << 3) | 2;
 const FRAME_SUBSCRIPTION_EVENTS = (34 << 3) | 2;
-const EVENTS = (1 << 3) | 2; // ReadResponse.events and SubscriptionEvents.events
+const FRAME_PERSISTENT_EVENTS = (54 << 3) | 2;
+const EVENTS = (1 << 3) | 2; // ReadResponse.events, SubscriptionEvents.events, PersistentEvents.events
 const RESOLVED_EVENT = (1 << 3) | 2;
 const STREAM_ID = (1 << 3) | 2;
 const REVISION = (2 << 3) | 0;
@@ -136,7 +138,12 @@ export class EventsFrame {
 
   /** Encodes `events` (as ResolvedEvents without links) and the other fields of `body`. */
   static encode(body: EventsBody, events: readonly StoredEvent[]): EventsFrame {
-    const bodyKey = "readResult" in body ? FRAME_READ_RESULT : FRAME_SUBSCRIPTION_EVENTS;
+    const bodyKey =
+      "readResult" in body
+        ? FRAME_READ_RESULT
+        : "subscriptionEvents" in body
+          ? FRAME_SUBSCRIPTION_EVENTS
+          : FRAME_PERSISTENT_EVENTS;
     return new EventsFrame(encodeBody(body, events), bodyKey);
   }
 
@@ -172,12 +179,21 @@ export function encodeEventsFrame(
 function wireBody(
   body: EventsBody,
   events: readonly StoredEvent[],
-): Pick<chorus.IFrame, "readResult" | "subscriptionEvents"> {
+): Pick<chorus.IFrame, "readResult" | "subscriptionEvents" | "persistentEvents"> {
   // A StoredEvent has exactly the fields of a wire RecordedEvent.
   const wire = events.map((e): chorus.IResolvedEvent => ({ event: e }));
-  return "readResult" in body
-    ? { readResult: { ...body.readResult, events: wire } }
-    : { subscriptionEvents: { ...body.subscriptionEvents, events: wire } };
+  if ("readResult" in body) return { readResult: { ...body.readResult, events: wire } };
+  if ("subscriptionEvents" in body)
+    return { subscriptionEvents: { ...body.subscriptionEvents, events: wire } };
+  return { persistentEvents: { ...body.persistentEvents, events: wire } };
+}
+
+/** The body message without its events, as protobufjs encodes it. */
+function encodeRest(body: EventsBody): Uint8Array {
+  if ("readResult" in body) return chorus.ReadResponse.encode(body.readResult).finish();
+  if ("subscriptionEvents" in body)
+    return chorus.SubscriptionEvents.encode(body.subscriptionEvents).finish();
+  return chorus.PersistentEvents.encode(body.persistentEvents).finish();
 }
 
 /** The body message (ReadResponse or SubscriptionEvents), after HEADER_ROOM bytes. */
@@ -190,16 +206,15 @@ function encodeBody(body: EventsBody, events: readonly StoredEvent[]): Buffer {
     const wire = wireBody(body, events);
     const bytes = wire.readResult
       ? chorus.ReadResponse.encode(wire.readResult).finish()
-      : chorus.SubscriptionEvents.encode(wire.subscriptionEvents ?? {}).finish();
+      : wire.subscriptionEvents
+        ? chorus.SubscriptionEvents.encode(wire.subscriptionEvents).finish()
+        : chorus.PersistentEvents.encode(wire.persistentEvents ?? {}).finish();
     const buf = Buffer.allocUnsafe(HEADER_ROOM + bytes.length);
     buf.set(bytes, HEADER_ROOM);
     return buf;
   }
   // The fields after `events` (field 1), which protobufjs writes after it too.
-  const rest =
-    "readResult" in body
-      ? chorus.ReadResponse.encode(body.readResult).finish()
-      : chorus.SubscriptionEvents.encode(body.subscriptionEvents).finish();
+  const rest = encodeRest(body);
 
   // Pass 1: sizes. Three string sizes and one message size per event.
   const sizes = new Array<number>(events.length * 4);

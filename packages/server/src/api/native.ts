@@ -35,6 +35,9 @@ import {
   wrongExpectedToWire,
 } from "./convert.js";
 import { EventsFrame, encodeEventsFrame, type EventsBody } from "./event-frames.js";
+import { checkGroupName, PersistentService } from "../persistent/service.js";
+import type { ConsumerHandle, GroupInfo, GroupKey, NackAction } from "../persistent/group.js";
+import { settingsToWire } from "../persistent/settings.js";
 
 const Code = chorus.ErrorResponse.Code;
 
@@ -69,10 +72,16 @@ export class NativeApi {
   readonly #connections = new Set<NativeConnection>();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #settings: Required<NativeApiOptions>;
+  readonly #persistent: PersistentService;
   #closing = false;
 
   constructor(ctx: NodeContext, server: HttpServer | HttpsServer, options: NativeApiOptions = {}) {
     this.#ctx = ctx;
+    this.#persistent = new PersistentService({
+      store: () => ctx.store,
+      cluster: () => ctx.cluster(),
+      logger: ctx.logger,
+    });
     this.#settings = {
       highWaterMarkBytes: options.highWaterMarkBytes ?? 1024 * 1024,
       maxInflightRequests: options.maxInflightRequests ?? 256,
@@ -173,7 +182,8 @@ export class NativeApi {
         ws,
         credentials,
         this.#settings,
-        req.socket.remoteAddress ?? "?",
+        `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`,
+        this.#persistent,
       );
       this.#connections.add(conn);
       this.#ctx.metrics.connectionsOpened.inc();
@@ -190,6 +200,7 @@ export class NativeApi {
   beginShutdown(): void {
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    this.#persistent.close();
     for (const c of this.#connections) c.beginShutdown();
   }
 
@@ -226,6 +237,9 @@ class NativeConnection {
   readonly #settings: Required<NativeApiOptions>;
   readonly #remote: string;
   readonly #subs = new Map<number, Subscription>();
+  readonly #persistentService: PersistentService;
+  /** Persistent subscription consumers by correlation id; undefined while joining. */
+  readonly #consumers = new Map<number, ConsumerHandle | undefined>();
   readonly #batchBytes: number;
   #writableWaiters: (() => void)[] = [];
   #inflight = 0;
@@ -242,8 +256,10 @@ class NativeConnection {
     credentials: Credentials | null,
     settings: Required<NativeApiOptions>,
     remote: string,
+    persistent: PersistentService,
   ) {
     this.#ctx = ctx;
+    this.#persistentService = persistent;
     this.#ws = ws;
     this.#credentials = credentials;
     this.#settings = settings;
@@ -299,6 +315,8 @@ class NativeConnection {
     for (const sub of this.#subs.values()) sub.close();
     if (this.#subs.size > 0) this.#ctx.metrics.subscriptionsActive.dec(this.#subs.size);
     this.#subs.clear();
+    for (const c of this.#consumers.values()) c?.close();
+    this.#consumers.clear();
     this.#writableWaiters = [];
   }
 
@@ -430,8 +448,36 @@ class NativeConnection {
           this.#ctx.metrics.subscriptionsActive.dec();
           sub.close();
         }
+        if (this.#consumers.has(id)) {
+          this.#consumers.get(id)?.close();
+          this.#consumers.delete(id);
+        }
         return;
       }
+      case "persistentAck": {
+        const positions = (frame.persistentAck?.positions ?? []).map(Number);
+        this.#consumers.get(id)?.ack(positions);
+        return;
+      }
+      case "persistentNack": {
+        const nack = frame.persistentNack ?? {};
+        const action = nackAction(nack.action);
+        if (action === undefined) {
+          this.#sendError(id, Code.BAD_REQUEST, `unknown nack action ${String(nack.action)}`);
+          return;
+        }
+        this.#consumers
+          .get(id)
+          ?.nack((nack.positions ?? []).map(Number), action, nack.reason ?? "");
+        return;
+      }
+      case "persistentCreate":
+      case "persistentUpdate":
+      case "persistentDelete":
+      case "persistentList":
+      case "persistentGetInfo":
+      case "persistentReplayParked":
+      case "persistentSubscribe":
       case "append":
       case "readStream":
       case "readAll":
@@ -620,9 +666,108 @@ class NativeConnection {
       case "subscribe":
         this.#subscribe(id, frame.subscribe ?? {});
         return;
+      case "persistentCreate": {
+        const req = frame.persistentCreate ?? {};
+        await this.#persistentService.create(groupKey(req), req.settings);
+        this.#send({ correlationId: id, persistentDone: {} });
+        return;
+      }
+      case "persistentUpdate": {
+        const req = frame.persistentUpdate ?? {};
+        await this.#persistentService.update(groupKey(req), req.settings);
+        this.#send({ correlationId: id, persistentDone: {} });
+        return;
+      }
+      case "persistentDelete": {
+        await this.#persistentService.delete(groupKey(frame.persistentDelete ?? {}));
+        this.#send({ correlationId: id, persistentDone: {} });
+        return;
+      }
+      case "persistentList": {
+        const streamId = frame.persistentList?.streamId ?? "";
+        const groups = await this.#persistentService.list(
+          streamId === "" ? undefined : streamIdOrAll(streamId),
+        );
+        this.#send({
+          correlationId: id,
+          persistentListResult: { groups: groups.map(groupInfoToWire) },
+        });
+        return;
+      }
+      case "persistentGetInfo": {
+        const info = await this.#persistentService.getInfo(groupKey(frame.persistentGetInfo ?? {}));
+        this.#send({ correlationId: id, persistentInfoResult: { info: groupInfoToWire(info) } });
+        return;
+      }
+      case "persistentReplayParked": {
+        const req = frame.persistentReplayParked ?? {};
+        await this.#persistentService.replayParked(
+          groupKey(req),
+          safeNumber(req.stopAt, "stop_at"),
+        );
+        this.#send({ correlationId: id, persistentDone: {} });
+        return;
+      }
+      case "persistentSubscribe":
+        await this.#persistentSubscribe(id, frame.persistentSubscribe ?? {});
+        return;
       default:
         return;
     }
+  }
+
+  async #persistentSubscribe(id: number, req: chorus.IPersistentSubscribe): Promise<void> {
+    if (this.#consumers.has(id) || this.#subs.has(id)) {
+      throw new RequestError(
+        Code.BAD_REQUEST,
+        `correlation id ${id} already identifies a subscription on this connection`,
+      );
+    }
+    const key = groupKey(req);
+    const bufferSize = Number(req.bufferSize ?? 0);
+    if (!Number.isSafeInteger(bufferSize) || bufferSize < 1 || bufferSize > 100_000)
+      throw invalidArgument(`buffer_size must be in 1..100000, got ${String(req.bufferSize)}`);
+    this.#consumers.set(id, undefined);
+    let handle: ConsumerHandle;
+    try {
+      handle = await this.#persistentService.subscribe(
+        key,
+        {
+          deliver: (events, retryCounts) => {
+            if (this.#ws.readyState !== WebSocket.OPEN) return;
+            this.#sendEventsFrame(id, { persistentEvents: { retryCounts } }, events);
+          },
+          acked: (positions) => this.#send({ correlationId: id, persistentAcked: { positions } }),
+          dropped: (code, message) => {
+            if (this.#consumers.has(id)) this.#consumers.delete(id);
+            this.#send({
+              correlationId: id,
+              subscriptionDropped: {
+                reason: { code: Code[code], message, streamId: key.streamId },
+              },
+            });
+          },
+        },
+        {
+          bufferSize,
+          name: req.consumerName ?? "",
+          connection: this.#remote,
+        },
+      );
+    } catch (err) {
+      this.#consumers.delete(id);
+      throw err;
+    }
+    if (!this.#consumers.has(id) || this.#ws.readyState !== WebSocket.OPEN) {
+      // Unsubscribed or disconnected while joining.
+      handle.close();
+      return;
+    }
+    this.#consumers.set(id, handle);
+    this.#send({
+      correlationId: id,
+      persistentConfirmed: { subscriptionId: `${key.streamId}::${key.group}::${handle.id}` },
+    });
   }
 
   /** One page of $all, no larger in bytes than a frame may carry, with its reply encoded. */
@@ -757,6 +902,51 @@ class NativeConnection {
     }
     this.#sendEventsFrame(id, { subscriptionEvents: { checkpointPosition: checkpoint } }, batch);
   }
+}
+
+function streamIdOrAll(streamId: string): string {
+  return streamId === "$all" ? streamId : checkStreamName(streamId);
+}
+
+function groupKey(req: { streamId?: string | null; group?: string | null }): GroupKey {
+  return { streamId: streamIdOrAll(req.streamId ?? ""), group: checkGroupName(req.group ?? "") };
+}
+
+function nackAction(
+  action: chorus.PersistentNack.Action | null | undefined,
+): NackAction | undefined {
+  const A = chorus.PersistentNack.Action;
+  switch (action ?? A.PARK) {
+    case A.PARK:
+      return "park";
+    case A.RETRY:
+      return "retry";
+    case A.SKIP:
+      return "skip";
+    case A.STOP:
+      return "stop";
+    default:
+      return undefined;
+  }
+}
+
+function groupInfoToWire(info: GroupInfo): chorus.IPersistentGroupInfo {
+  return {
+    streamId: info.streamId,
+    group: info.group,
+    settings: settingsToWire(info.settings),
+    status: info.status,
+    consumers: info.consumers,
+    inFlight: info.inFlight,
+    parkedCount: info.parkedCount,
+    hasCheckpoint: info.lastCheckpoint !== undefined,
+    lastCheckpoint: info.lastCheckpoint ?? 0,
+    deliveryRate: info.deliveryRate,
+    ackRate: info.ackRate,
+    totalDelivered: info.totalDelivered,
+    totalAcked: info.totalAcked,
+    totalParked: info.totalParked,
+  };
 }
 
 function directionOf(direction: chorus.Direction | null | undefined): "forwards" | "backwards" {

@@ -1,0 +1,583 @@
+import { EventEmitter } from "node:events";
+import { chorus, type Frame } from "@chorus/protocol";
+import type { Session } from "../connection/connection.js";
+import { backoffDelayMs } from "../connection/backoff.js";
+import {
+  AccessDeniedError,
+  ClientClosedError,
+  ConnectionError,
+  errorFromWire,
+  InvalidArgumentError,
+  MaxSubscribersReachedError,
+  NotAuthenticatedError,
+  NotHandledError,
+  NotLeaderError,
+  PersistentSubscriptionNotFoundError,
+  ServerError,
+  SubscriptionDroppedError,
+  TimeoutError,
+} from "../errors.js";
+import type { OperationContext } from "../operations/context.js";
+import { resolvedEventFromWire } from "../operations/events.js";
+import {
+  DEFAULT_MAX_BACKOFF_DELAY_MS,
+  DEFAULT_SUBSCRIPTION_BUFFER_SIZE,
+} from "../settings/defaults.js";
+import type { Channel } from "../transport/transport.js";
+import type { Credentials, ResolvedEvent } from "../types.js";
+import { sleep } from "../util/timers.js";
+import { checkGroup, checkSource } from "./management.js";
+
+/** An event of a persistent subscription: how many times it was delivered before. */
+export type PersistentEvent<T = unknown> = ResolvedEvent<T> & {
+  /** 0 on first delivery; more when the application asked again (nack "retry", message timeout). */
+  readonly retryCount: number;
+};
+
+export type NackAction = "park" | "retry" | "skip" | "stop";
+
+export interface PersistentSubscribeOptions {
+  /** Events delivered and not yet acknowledged that this consumer may hold. Default DEFAULT_SUBSCRIPTION_BUFFER_SIZE. */
+  bufferSize?: number;
+  /** Shown in getInfo. */
+  consumerName?: string;
+  credentials?: Credentials;
+  /** Ends the subscription (the iterator throws the signal's reason). */
+  signal?: AbortSignal;
+}
+
+export interface PersistentSubscriptionEvents {
+  /** Joined the group (the first time). */
+  confirmed: [];
+  /** The connection or the leader was lost; the subscription joins the group again. */
+  reconnecting: [reason: Error];
+  /** Joined the group again after a loss. */
+  resubscribed: [];
+  /** The subscription ended because of `error`; the iterator throws it after the buffered events. */
+  dropped: [error: Error];
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** An ack or nack sent and not yet confirmed durable. */
+interface Pending {
+  action: "ack" | NackAction;
+  reason: string;
+  waiters: Waiter[];
+}
+
+const NackWire = chorus.PersistentNack.Action;
+const NACK_TO_WIRE: Record<NackAction, chorus.PersistentNack.Action> = {
+  park: NackWire.PARK,
+  retry: NackWire.RETRY,
+  skip: NackWire.SKIP,
+  stop: NackWire.STOP,
+};
+
+type AnyEvent = PersistentEvent | ResolvedEvent;
+
+function isEventList(events: AnyEvent | readonly AnyEvent[]): events is readonly AnyEvent[] {
+  return Array.isArray(events);
+}
+
+/** Errors after which joining again cannot help. */
+function isTerminal(err: unknown): boolean {
+  return (
+    err instanceof PersistentSubscriptionNotFoundError ||
+    err instanceof AccessDeniedError ||
+    err instanceof NotAuthenticatedError ||
+    err instanceof MaxSubscribersReachedError ||
+    err instanceof InvalidArgumentError ||
+    (err instanceof ServerError && err.serverCode === "BAD_REQUEST")
+  );
+}
+
+/**
+ * A consumer of a persistent subscription group: an async iterable of events to handle and
+ * acknowledge. It joins the group on the leader and joins again by itself after a lost
+ * connection or a leader change. It never hands the application an event twice: events
+ * handed over and not yet acknowledged durably are remembered, and when the group offers them
+ * again after a reconnect they are not handed over again (their acks go to the new leader).
+ * Redeliveries the application asked for (nack "retry", message timeout) carry a higher
+ * retryCount and are handed over.
+ */
+export class PersistentSubscription
+  extends EventEmitter<PersistentSubscriptionEvents>
+  implements AsyncIterable<PersistentEvent>
+{
+  readonly streamId: string;
+  readonly group: string;
+  readonly #ctx: OperationContext;
+  readonly #options: PersistentSubscribeOptions;
+  readonly #bufferSize: number;
+  readonly #abort = new AbortController();
+  readonly #buffer: PersistentEvent[] = [];
+  /** Positions in #buffer. */
+  readonly #buffered = new Set<number>();
+  /** Handed to the application and not durably acknowledged: position -> retryCount. */
+  readonly #handed = new Map<number, number>();
+  /** Acks / nacks sent and not yet confirmed durable, by position. */
+  readonly #pending = new Map<number, Pending>();
+  /** Acks waiting for the next send (batched per tick). */
+  #ackQueue: number[] = [];
+  #ackFlushQueued = false;
+  #channel: Channel | undefined;
+  #ended = false;
+  #failure: Error | undefined;
+  #wake: (() => void) | undefined;
+  #iterating = false;
+  #joined = 0;
+  readonly #done: Promise<void>;
+
+  /** @internal use client.persistentSubscriptions.subscribe */
+  constructor(
+    ctx: OperationContext,
+    streamId: string,
+    group: string,
+    options: PersistentSubscribeOptions = {},
+  ) {
+    super();
+    this.#ctx = ctx;
+    this.streamId = checkSource(streamId);
+    this.group = checkGroup(group);
+    this.#options = options;
+    const size = options.bufferSize ?? DEFAULT_SUBSCRIPTION_BUFFER_SIZE;
+    if (!Number.isInteger(size) || size < 1 || size > 100_000) {
+      throw new InvalidArgumentError(
+        `bufferSize must be an integer in 1..100000, got ${String(size)}`,
+      );
+    }
+    this.#bufferSize = size;
+    const signal = options.signal;
+    if (signal) {
+      const onAbort = () =>
+        this.#end(
+          signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)),
+          false,
+        );
+      if (signal.aborted) queueMicrotask(onAbort);
+      else signal.addEventListener("abort", onAbort, { once: true });
+      this.#abort.signal.addEventListener(
+        "abort",
+        () => signal.removeEventListener("abort", onAbort),
+        { once: true },
+      );
+    }
+    this.#done = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#run())
+      .catch((err: unknown) =>
+        this.#end(err instanceof Error ? err : new Error(String(err)), true),
+      );
+  }
+
+  get isEnded(): boolean {
+    return this.#ended;
+  }
+
+  /** Settles once the subscription has ended and stopped all its work. Never rejects. */
+  get finished(): Promise<void> {
+    return this.#done;
+  }
+
+  /**
+   * Acknowledges events: they are done and never delivered again. Resolves once the server has
+   * made the acknowledgement durable. Need not be awaited (a failure never becomes an unhandled
+   * rejection; the subscription sends it again after a reconnect).
+   */
+  ack(
+    events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+  ): Promise<void> {
+    return this.#settle("ack", "", events);
+  }
+
+  /**
+   * Negative acknowledgement: "park" (move to the parked stream), "retry" (deliver again,
+   * retryCount + 1), "skip" (done without handling), "stop" (end this subscription; the
+   * events go to other consumers).
+   */
+  nack(
+    action: NackAction,
+    reason: string,
+    events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+  ): Promise<void> {
+    if (!(action in NACK_TO_WIRE))
+      return Promise.reject(
+        new InvalidArgumentError(
+          `nack action must be park, retry, skip or stop, got ${String(action)}`,
+        ),
+      );
+    return this.#settle(action, String(reason ?? ""), events);
+  }
+
+  /** Leaves the group after sending outstanding acks (waiting up to the operation timeout for them). */
+  async unsubscribe(): Promise<void> {
+    if (!this.#ended && this.#pending.size > 0) {
+      this.#flushAcks();
+      const deadlineMs = this.#ctx.settings.operationTimeoutMs;
+      await Promise.race([
+        Promise.allSettled(
+          [...this.#pending.values()].map(
+            (p) =>
+              new Promise<void>((resolve) => p.waiters.push({ resolve, reject: () => resolve() })),
+          ),
+        ),
+        sleep(this.#ctx.settings.timers, deadlineMs, this.#abort.signal).catch(() => undefined),
+      ]);
+    }
+    this.#end(undefined, false);
+    await this.#done;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<PersistentEvent> {
+    if (this.#iterating)
+      throw new InvalidArgumentError("a subscription can be iterated only once at a time");
+    this.#iterating = true;
+    return {
+      next: () => this.#next(),
+      return: async () => {
+        this.#iterating = false;
+        await this.unsubscribe();
+        return { done: true, value: undefined };
+      },
+    };
+  }
+
+  async #next(): Promise<IteratorResult<PersistentEvent>> {
+    for (;;) {
+      const event = this.#buffer.shift();
+      if (event) {
+        const position = Number(event.event.position);
+        this.#buffered.delete(position);
+        this.#handed.set(position, event.retryCount);
+        return { done: false, value: event };
+      }
+      if (this.#failure) {
+        const err = this.#failure;
+        this.#failure = undefined;
+        this.#iterating = false;
+        throw err;
+      }
+      if (this.#ended) {
+        this.#iterating = false;
+        return { done: true, value: undefined };
+      }
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #settle(
+    action: "ack" | NackAction,
+    reason: string,
+    events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+  ): Promise<void> {
+    const list = isEventList(events) ? events : [events];
+    const positions: number[] = [];
+    for (const e of list) {
+      const p = e?.event?.position;
+      if (typeof p !== "bigint")
+        return Promise.reject(
+          new InvalidArgumentError("ack / nack take events of this subscription"),
+        );
+      positions.push(Number(p));
+    }
+    if (this.#ended)
+      return Promise.reject(new SubscriptionDroppedError("the subscription has ended"));
+    const promises: Promise<void>[] = [];
+    const timers = this.#ctx.settings.timers;
+    const timeoutMs = this.#ctx.settings.operationTimeoutMs;
+    for (const p of positions) {
+      let pending = this.#pending.get(p);
+      if (!pending || pending.action !== action) {
+        pending = { action, reason, waiters: pending?.waiters ?? [] };
+        this.#pending.set(p, pending);
+      }
+      const entry = pending;
+      promises.push(
+        new Promise<void>((resolve, reject) => {
+          const waiter: Waiter = {
+            resolve: () => {
+              timers.clearTimeout(timer);
+              resolve();
+            },
+            reject: (err) => {
+              timers.clearTimeout(timer);
+              reject(err);
+            },
+          };
+          const timer = timers.setTimeout(() => {
+            const i = entry.waiters.indexOf(waiter);
+            if (i >= 0) entry.waiters.splice(i, 1);
+            reject(
+              new TimeoutError(
+                `the server did not confirm the ${action} within ${timeoutMs} ms; it is sent again after a reconnect`,
+              ),
+            );
+          }, timeoutMs);
+          entry.waiters.push(waiter);
+        }),
+      );
+    }
+    if (action === "ack") {
+      this.#ackQueue.push(...positions);
+      if (!this.#ackFlushQueued) {
+        this.#ackFlushQueued = true;
+        setImmediate(() => this.#flushAcks());
+      }
+    } else {
+      this.#sendNack(positions, action, reason);
+    }
+    const all = Promise.all(promises).then(() => undefined);
+    all.catch(() => undefined);
+    return all;
+  }
+
+  #flushAcks(): void {
+    this.#ackFlushQueued = false;
+    const positions = this.#ackQueue;
+    this.#ackQueue = [];
+    if (positions.length === 0 || !this.#channel) return;
+    try {
+      this.#channel.send({ persistentAck: { positions }, ...this.#credentials() });
+    } catch {
+      // connection lost: every pending ack is sent again after the reconnect
+    }
+  }
+
+  #sendNack(positions: number[], action: NackAction, reason: string): void {
+    if (!this.#channel) return;
+    try {
+      this.#channel.send({
+        persistentNack: { positions, action: NACK_TO_WIRE[action], reason },
+        ...this.#credentials(),
+      });
+    } catch {
+      // sent again after the reconnect
+    }
+    if (action === "stop") {
+      // The consumer leaves the group; its events go to the others.
+      this.#confirmed(positions);
+      queueMicrotask(() => this.#end(undefined, false));
+    }
+  }
+
+  #credentials(): { credentials?: chorus.ICredentials } {
+    return this.#options.credentials ? { credentials: { ...this.#options.credentials } } : {};
+  }
+
+  /** The server confirmed these acks / nacks durable. */
+  #confirmed(positions: readonly number[]): void {
+    for (const p of positions) {
+      const pending = this.#pending.get(p);
+      if (!pending) continue;
+      this.#pending.delete(p);
+      // Done for good (ack, skip, park); a retry or stop hands the event back to the group.
+      this.#handed.delete(p);
+      for (const w of pending.waiters) w.resolve();
+    }
+  }
+
+  /** After joining again: everything not yet confirmed is sent again. */
+  #resend(): void {
+    const acks: number[] = [];
+    const nacks = new Map<string, { action: NackAction; reason: string; positions: number[] }>();
+    for (const [p, pending] of this.#pending) {
+      if (pending.action === "ack") acks.push(p);
+      else if (pending.action === "retry" || pending.action === "stop") {
+        // Leaving the old connection already handed these back to the group.
+        this.#pending.delete(p);
+        this.#handed.delete(p);
+        for (const w of pending.waiters) w.resolve();
+      } else {
+        const k = `${pending.action}\u0000${pending.reason}`;
+        let n = nacks.get(k);
+        if (!n)
+          nacks.set(k, (n = { action: pending.action, reason: pending.reason, positions: [] }));
+        n.positions.push(p);
+      }
+    }
+    this.#ackQueue = [...new Set([...acks, ...this.#ackQueue])];
+    this.#flushAcks();
+    for (const n of nacks.values()) this.#sendNack(n.positions, n.action, n.reason);
+  }
+
+  #end(error: Error | undefined, emitDropped: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#channel) {
+      try {
+        this.#channel.send({ unsubscribe: {}, ...this.#credentials() });
+      } catch {
+        // the connection is gone anyway
+      }
+      this.#channel.close();
+      this.#channel = undefined;
+    }
+    const reason = error ?? new SubscriptionDroppedError("the subscription has ended");
+    for (const pending of this.#pending.values()) for (const w of pending.waiters) w.reject(reason);
+    this.#pending.clear();
+    if (error) this.#failure = error;
+    this.#abort.abort(error ?? new Error("unsubscribed"));
+    if (error && emitDropped) this.emit("dropped", error);
+    this.#notify();
+  }
+
+  async #run(): Promise<void> {
+    const { settings, connection } = this.#ctx;
+    let failures = 0;
+    const signal = this.#abort.signal;
+    while (!this.#ended) {
+      let session: Session | undefined;
+      try {
+        session = await connection.session({ signal });
+        if (session.node.state !== "Leader") {
+          throw new NotLeaderError(
+            undefined,
+            `persistent subscriptions live on the leader; connected to a ${session.node.state}`,
+          );
+        }
+        await this.#joinOn(session, () => (failures = 0));
+        if (this.#ended) return;
+        // The connection was lost: join again.
+        this.emit("reconnecting", new ConnectionError("the connection to the leader was lost"));
+      } catch (err) {
+        if (this.#ended) return;
+        if (err instanceof ClientClosedError) {
+          this.#end(undefined, false);
+          return;
+        }
+        if (isTerminal(err) || failures >= settings.maxReconnections) {
+          const error =
+            err instanceof Error && err.name !== "AbortError"
+              ? err
+              : new SubscriptionDroppedError("subscription failed", { cause: err });
+          this.#end(error, true);
+          return;
+        }
+        failures++;
+        if (err instanceof Error) this.emit("reconnecting", err);
+        if (
+          session &&
+          (err instanceof NotLeaderError ||
+            (err instanceof NotHandledError && err.reason === "IS_READ_ONLY"))
+        ) {
+          connection.retarget(
+            session.transport,
+            err instanceof NotLeaderError ? err.leader : undefined,
+          );
+        }
+        const movedToLeader = err instanceof NotLeaderError && err.leader?.tcp !== undefined;
+        if (!(err instanceof ConnectionError) && !movedToLeader) {
+          try {
+            await sleep(
+              settings.timers,
+              backoffDelayMs(
+                failures,
+                settings.reconnectionDelayMs,
+                DEFAULT_MAX_BACKOFF_DELAY_MS,
+                settings.random,
+              ),
+              signal,
+            );
+          } catch {
+            return;
+          }
+        }
+      }
+    }
+  }
+
+  /** Joins the group on one session; resolves when the connection is lost, rejects when refused or dropped. */
+  #joinOn(session: Session, onConfirmed: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const channel = session.transport.open({
+        onFrame: (frame) => {
+          try {
+            this.#onFrame(frame, onConfirmed);
+          } catch (err) {
+            channel.close();
+            if (this.#channel === channel) this.#channel = undefined;
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        },
+        onClose: () => {
+          if (this.#channel === channel) this.#channel = undefined;
+          resolve();
+        },
+      });
+      this.#channel = channel;
+      this.#abort.signal.addEventListener("abort", () => resolve(), { once: true });
+      try {
+        channel.send({
+          ...this.#credentials(),
+          persistentSubscribe: {
+            streamId: this.streamId,
+            group: this.group,
+            bufferSize: this.#bufferSize,
+            consumerName: this.#options.consumerName ?? "",
+          },
+        });
+      } catch (err) {
+        channel.close();
+        this.#channel = undefined;
+        reject(
+          err instanceof ConnectionError ? err : new ConnectionError(String(err), { cause: err }),
+        );
+      }
+    });
+  }
+
+  #onFrame(frame: Frame, onConfirmed: () => void): void {
+    if (this.#ended) return;
+    if (frame.persistentEvents) {
+      const events = frame.persistentEvents.events ?? [];
+      const retries = frame.persistentEvents.retryCounts ?? [];
+      let added = false;
+      for (let i = 0; i < events.length; i++) {
+        const resolved = resolvedEventFromWire(events[i] as chorus.IResolvedEvent);
+        const retryCount = retries[i] ?? 0;
+        const position = Number(resolved.event.position);
+        // Offered again after a reconnect while the application holds it (or its ack is on the
+        // way): not handed over twice. A higher retryCount is a redelivery the application asked for.
+        if (this.#pending.has(position)) continue;
+        const handed = this.#handed.get(position);
+        if (handed !== undefined && retryCount <= handed) continue;
+        if (this.#buffered.has(position)) continue;
+        this.#buffered.add(position);
+        this.#buffer.push(Object.freeze({ ...resolved, retryCount }));
+        added = true;
+      }
+      if (added) this.#notify();
+      return;
+    }
+    if (frame.persistentAcked) {
+      this.#confirmed((frame.persistentAcked.positions ?? []).map(Number));
+      return;
+    }
+    if (frame.persistentConfirmed) {
+      onConfirmed();
+      this.#joined++;
+      this.#resend();
+      this.emit(this.#joined === 1 ? "confirmed" : "resubscribed");
+      return;
+    }
+    if (frame.subscriptionDropped) {
+      const reason = frame.subscriptionDropped.reason;
+      if (reason && (reason.code ?? 0) !== chorus.ErrorResponse.Code.UNKNOWN) {
+        throw errorFromWire({ error: reason }, { streamId: this.streamId });
+      }
+      // Dropped for a passing reason (the group's settings changed): join again.
+      throw new ConnectionError(reason?.message || "dropped by the server");
+    }
+    if (frame.error) throw errorFromWire({ error: frame.error }, { streamId: this.streamId });
+    if (frame.notHandled) throw errorFromWire({ notHandled: frame.notHandled });
+  }
+}

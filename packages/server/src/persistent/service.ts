@@ -1,0 +1,465 @@
+/**
+ * The node's persistent subscription groups: create / update / delete / list / getInfo /
+ * replayParked, and consumers joining a group. Groups run on the leader only; their state is
+ * rebuilt from the replicated system streams whenever this node starts leading.
+ */
+import { randomUUID } from "node:crypto";
+import { chorus } from "@chorus/protocol";
+import type { Logger } from "pino";
+import { NotLeaderError, type ClusterRole } from "../cluster/node-role.js";
+import { StoreError, type StreamStore } from "../streams/types.js";
+import { RequestError } from "../api/convert.js";
+import {
+  acksStream,
+  checkpointStream,
+  Group,
+  parkedStream,
+  type ConsumerHandle,
+  type ConsumerOptions,
+  type ConsumerSink,
+  type DropCode,
+  type GroupInfo,
+  type GroupKey,
+  type InitialCursor,
+} from "./group.js";
+import {
+  DEFAULT_GROUP_SETTINGS,
+  SettingsError,
+  settingsFromJson,
+  settingsFromWire,
+  type GroupSettings,
+} from "./settings.js";
+
+export const CONFIG_STREAM = "$persistent-config";
+
+const Code = chorus.ErrorResponse.Code;
+/** How often a leader checks that it still leads (and drops its groups when not). */
+const WATCH_INTERVAL_MS = 50;
+/** How long a new leader waits for its log to be committed before serving groups. */
+const BARRIER_TIMEOUT_MS = 5_000;
+
+export interface PersistentServiceDependencies {
+  readonly store: () => StreamStore;
+  readonly cluster: () => ClusterRole | undefined;
+  readonly logger: Logger;
+}
+
+interface GroupRecord {
+  settings: GroupSettings;
+  initial: InitialCursor;
+}
+
+/** The groups of one leadership term. */
+interface Generation {
+  readonly epoch: number;
+  readonly groups: Map<string, { record: GroupRecord; group: Group }>;
+  ready: Promise<void>;
+  dead: boolean;
+}
+
+function keyOf(k: GroupKey): string {
+  return `${k.streamId}\u0000${k.group}`;
+}
+
+function notFound(k: GroupKey): RequestError {
+  return new RequestError(
+    Code.PERSISTENT_SUBSCRIPTION_NOT_FOUND,
+    `persistent subscription group "${k.group}" on "${k.streamId}" does not exist`,
+    k.streamId,
+  );
+}
+
+export function checkGroupName(group: unknown): string {
+  if (typeof group !== "string" || group.length === 0)
+    throw new RequestError(Code.INVALID_ARGUMENT, "the group name must be a non-empty string");
+  if (group.length > 256 || [...group].some((c) => c.charCodeAt(0) < 0x20))
+    throw new RequestError(
+      Code.INVALID_ARGUMENT,
+      "the group name must be at most 256 characters without control characters",
+    );
+  return group;
+}
+
+export class PersistentService {
+  readonly #d: PersistentServiceDependencies;
+  #gen: Generation | undefined;
+  #chain: Promise<unknown> = Promise.resolve();
+  #watch: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(deps: PersistentServiceDependencies) {
+    this.#d = deps;
+  }
+
+  // ---------------------------------------------------------------- leadership
+
+  /** The current generation, loading it when this node has just started leading. */
+  async #current(): Promise<Generation> {
+    if (this.#closed) throw new RequestError(Code.SHUTTING_DOWN, "the node is shutting down");
+    const cluster = this.#d.cluster();
+    const refusal = cluster?.writeRefusal();
+    if (refusal) throw new NotLeaderError(refusal);
+    const epoch = cluster?.epoch ?? 0;
+    let gen = this.#gen;
+    if (!gen || gen.dead || gen.epoch !== epoch) {
+      if (gen) this.#stopGeneration(gen, "NOT_LEADER", "leadership changed; subscribe again");
+      gen = { epoch, groups: new Map(), ready: Promise.resolve(), dead: false };
+      const g = gen;
+      gen.ready = this.#load(g).catch((err: unknown) => {
+        g.dead = true;
+        throw err;
+      });
+      this.#gen = gen;
+      if (cluster && !this.#watch) {
+        this.#watch = setInterval(() => this.#checkLeadership(), WATCH_INTERVAL_MS);
+        this.#watch.unref();
+      }
+    }
+    await gen.ready;
+    if (gen.dead) throw this.#leadershipLost();
+    return gen;
+  }
+
+  #leadershipLost(): Error {
+    const refusal = this.#d.cluster()?.writeRefusal();
+    return refusal
+      ? new NotLeaderError(refusal)
+      : new RequestError(Code.SHUTTING_DOWN, "leadership changed; retry");
+  }
+
+  #checkLeadership(): void {
+    const gen = this.#gen;
+    const cluster = this.#d.cluster();
+    if (!gen || gen.dead || !cluster) return;
+    if (cluster.writeRefusal() !== undefined || cluster.epoch !== gen.epoch) {
+      this.#d.logger.info(
+        { epoch: gen.epoch },
+        "no longer leading: dropping persistent subscription consumers",
+      );
+      this.#stopGeneration(gen, "NOT_LEADER", "this node is no longer the leader; subscribe again");
+    }
+  }
+
+  #stopGeneration(gen: Generation, code: DropCode, message: string): void {
+    gen.dead = true;
+    for (const { group } of gen.groups.values()) group.stop(code, message);
+    gen.groups.clear();
+    if (this.#gen === gen) this.#gen = undefined;
+  }
+
+  /** Waits until everything in this leader's log is committed, then rebuilds every group. */
+  async #load(gen: Generation): Promise<void> {
+    const store = this.#d.store();
+    const cluster = this.#d.cluster();
+    if (cluster) {
+      const target = cluster.logEnd;
+      if (store.commitPosition < target) {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            off();
+            reject(
+              new RequestError(
+                Code.SHUTTING_DOWN,
+                "the new leader has not committed its log yet; retry",
+              ),
+            );
+          }, BARRIER_TIMEOUT_MS);
+          const off = store.onCommit((p) => {
+            if (p < target) return;
+            clearTimeout(timer);
+            off();
+            resolve();
+          });
+          if (store.commitPosition >= target) {
+            clearTimeout(timer);
+            off();
+            resolve();
+          }
+        });
+      }
+    }
+    const records = await this.#readConfig(store);
+    for (const [k, { key, record }] of records) {
+      const group = this.#makeGroup(gen, key, record);
+      await group.load();
+      gen.groups.set(k, { record, group });
+    }
+  }
+
+  async #readConfig(
+    store: StreamStore,
+  ): Promise<Map<string, { key: GroupKey; record: GroupRecord }>> {
+    const out = new Map<string, { key: GroupKey; record: GroupRecord }>();
+    let from = 0;
+    for (;;) {
+      let page;
+      try {
+        page = await store.readStream(CONFIG_STREAM, {
+          direction: "forwards",
+          fromRevision: from,
+          maxCount: 512,
+        });
+      } catch (err) {
+        if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND") return out;
+        throw err;
+      }
+      for (const e of page.events) {
+        let body: { streamId?: unknown; group?: unknown; settings?: unknown; initial?: unknown };
+        try {
+          body = JSON.parse(Buffer.from(e.data).toString("utf8")) as typeof body;
+        } catch {
+          continue;
+        }
+        if (typeof body.streamId !== "string" || typeof body.group !== "string") continue;
+        const key = { streamId: body.streamId, group: body.group };
+        const k = keyOf(key);
+        if (e.type === "GroupDeleted") {
+          out.delete(k);
+          continue;
+        }
+        let settings: GroupSettings;
+        try {
+          settings = settingsFromJson(body.settings);
+        } catch (err) {
+          this.#d.logger.warn({ err, ...key }, "ignoring a persistent group with bad settings");
+          continue;
+        }
+        const initialFrom = (body.initial as { from?: unknown } | undefined)?.from;
+        const initial = {
+          from:
+            typeof initialFrom === "number" ? initialFrom : (out.get(k)?.record.initial.from ?? 0),
+        };
+        out.set(k, { key, record: { settings, initial } });
+      }
+      if (page.endOfStream) return out;
+      from = page.nextRevision;
+    }
+  }
+
+  #makeGroup(gen: Generation, key: GroupKey, record: GroupRecord): Group {
+    const group: Group = new Group(
+      {
+        store: this.#d.store(),
+        logger: this.#d.logger,
+        onFailed: (err) => {
+          const lost = err instanceof NotLeaderError;
+          group.stop(
+            lost ? "NOT_LEADER" : "INTERNAL",
+            lost
+              ? "this node is no longer the leader; subscribe again"
+              : `the group stopped: ${err instanceof Error ? err.message : String(err)}`,
+          );
+          const entry = gen.groups.get(keyOf(key));
+          if (entry?.group === group) gen.groups.delete(keyOf(key));
+          // A lost leadership ends the generation; any other failure reloads this group on next use.
+          if (lost) this.#stopGeneration(gen, "NOT_LEADER", "this node is no longer the leader");
+          else if (!gen.dead) this.#reloadLater(gen, key, record);
+        },
+      },
+      key,
+      record.settings,
+      record.initial,
+    );
+    return group;
+  }
+
+  /** After a group failed for a reason other than leadership, rebuild it from its durable state. */
+  #reloadLater(gen: Generation, key: GroupKey, record: GroupRecord): void {
+    const group = this.#makeGroup(gen, key, record);
+    const work = group.load().then(() => {
+      if (!gen.dead && !gen.groups.has(keyOf(key))) gen.groups.set(keyOf(key), { record, group });
+    });
+    work.catch((err: unknown) =>
+      this.#d.logger.error({ err, ...key }, "reloading a persistent group failed"),
+    );
+  }
+
+  /** Management operations run one at a time. */
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(work, work);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  // ---------------------------------------------------------------- management
+
+  create(key: GroupKey, wire: chorus.IPersistentSettings | null | undefined): Promise<void> {
+    return this.#serial(async () => {
+      const settings = this.#settings(wire, DEFAULT_GROUP_SETTINGS);
+      const gen = await this.#current();
+      if (gen.groups.has(keyOf(key))) {
+        throw new RequestError(
+          Code.PERSISTENT_SUBSCRIPTION_EXISTS,
+          `persistent subscription group "${key.group}" on "${key.streamId}" already exists`,
+          key.streamId,
+        );
+      }
+      const initial = await this.#initialCursor(key, settings);
+      // A group created again after a delete starts afresh.
+      const record: GroupRecord = { settings, initial };
+      await this.#appendConfig("GroupCreated", key, record);
+      const group = this.#makeGroup(gen, key, record);
+      await group.initStreams();
+      await group.load();
+      gen.groups.set(keyOf(key), { record, group });
+    });
+  }
+
+  update(key: GroupKey, wire: chorus.IPersistentSettings | null | undefined): Promise<void> {
+    return this.#serial(async () => {
+      const gen = await this.#current();
+      const entry = gen.groups.get(keyOf(key));
+      if (!entry) throw notFound(key);
+      const settings = this.#settings(wire, entry.record.settings);
+      const record: GroupRecord = { settings, initial: entry.record.initial };
+      await this.#appendConfig("GroupUpdated", key, record);
+      // Consumers subscribe again and get the new settings.
+      entry.group.stop("UNKNOWN", "the group's settings changed; subscribe again");
+      const group = this.#makeGroup(gen, key, record);
+      await group.load();
+      gen.groups.set(keyOf(key), { record, group });
+    });
+  }
+
+  delete(key: GroupKey): Promise<void> {
+    return this.#serial(async () => {
+      const gen = await this.#current();
+      const entry = gen.groups.get(keyOf(key));
+      if (!entry) throw notFound(key);
+      await this.#appendConfig("GroupDeleted", key, undefined);
+      gen.groups.delete(keyOf(key));
+      entry.group.stop(
+        "PERSISTENT_SUBSCRIPTION_NOT_FOUND",
+        `persistent subscription group "${key.group}" on "${key.streamId}" was deleted`,
+      );
+      const store = this.#d.store();
+      for (const s of [checkpointStream(key), acksStream(key), parkedStream(key)]) {
+        try {
+          await store.delete(s, { kind: "any" }, false);
+        } catch (err) {
+          if (!(err instanceof StoreError && err.code === "STREAM_NOT_FOUND")) throw err;
+        }
+      }
+    });
+  }
+
+  async list(streamId: string | undefined): Promise<GroupInfo[]> {
+    const gen = await this.#current();
+    return [...gen.groups.values()]
+      .filter(({ group }) => streamId === undefined || group.key.streamId === streamId)
+      .map(({ group }) => group.info())
+      .sort((a, b) => a.streamId.localeCompare(b.streamId) || a.group.localeCompare(b.group));
+  }
+
+  async getInfo(key: GroupKey): Promise<GroupInfo> {
+    const gen = await this.#current();
+    const entry = gen.groups.get(keyOf(key));
+    if (!entry) throw notFound(key);
+    return entry.group.info();
+  }
+
+  async replayParked(key: GroupKey, stopAt: number): Promise<number> {
+    const gen = await this.#current();
+    const entry = gen.groups.get(keyOf(key));
+    if (!entry) throw notFound(key);
+    return entry.group.replayParked(stopAt);
+  }
+
+  /** Adds a consumer to a group; throws NOT_FOUND, MAX_SUBSCRIBERS_REACHED or NotLeaderError. */
+  async subscribe(
+    key: GroupKey,
+    sink: ConsumerSink,
+    options: ConsumerOptions,
+  ): Promise<ConsumerHandle> {
+    const gen = await this.#current();
+    const entry = gen.groups.get(keyOf(key));
+    if (!entry) throw notFound(key);
+    const max = entry.record.settings.maxSubscriberCount;
+    if (max > 0 && entry.group.consumerCount >= max) {
+      throw new RequestError(
+        Code.MAX_SUBSCRIBERS_REACHED,
+        `persistent subscription group "${key.group}" on "${key.streamId}" already has its maximum of ${max} consumers`,
+        key.streamId,
+      );
+    }
+    return entry.group.addConsumer(sink, options);
+  }
+
+  /** Drops every consumer (the node is stopping). */
+  close(): void {
+    this.#closed = true;
+    if (this.#watch) clearInterval(this.#watch);
+    this.#watch = undefined;
+    if (this.#gen) this.#stopGeneration(this.#gen, "SHUTTING_DOWN", "the node is shutting down");
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #settings(
+    wire: chorus.IPersistentSettings | null | undefined,
+    base: GroupSettings,
+  ): GroupSettings {
+    try {
+      return settingsFromWire(wire, base);
+    } catch (err) {
+      if (err instanceof SettingsError) throw new RequestError(Code.INVALID_ARGUMENT, err.message);
+      throw err;
+    }
+  }
+
+  /** Where a new group starts reading: "end" is fixed now, so every leader agrees on it. */
+  async #initialCursor(key: GroupKey, settings: GroupSettings): Promise<InitialCursor> {
+    const store = this.#d.store();
+    if (settings.startFrom === "start") return { from: 0 };
+    if (typeof settings.startFrom === "number") {
+      if (key.streamId === "$all") {
+        // Must be the start of a record: ask the store.
+        try {
+          await store.readAll({
+            direction: "forwards",
+            fromPosition: settings.startFrom,
+            maxCount: 1,
+            maxScan: 1,
+          });
+        } catch (err) {
+          if (err instanceof StoreError && err.code === "INVALID_ARGUMENT")
+            throw new RequestError(
+              Code.INVALID_ARGUMENT,
+              `startFrom ${settings.startFrom} is not a position in $all (${err.message})`,
+            );
+          throw err;
+        }
+      }
+      return { from: settings.startFrom };
+    }
+    if (key.streamId === "$all") return { from: store.commitPosition };
+    try {
+      const r = await store.readStream(key.streamId, {
+        direction: "backwards",
+        fromRevision: "end",
+        maxCount: 1,
+      });
+      return { from: r.lastRevision + 1 };
+    } catch (err) {
+      if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND") return { from: 0 };
+      throw err;
+    }
+  }
+
+  async #appendConfig(
+    type: "GroupCreated" | "GroupUpdated" | "GroupDeleted",
+    key: GroupKey,
+    record: GroupRecord | undefined,
+  ): Promise<void> {
+    const body = { streamId: key.streamId, group: key.group, ...record };
+    await this.#d.store().append(CONFIG_STREAM, { kind: "any" }, [
+      {
+        id: randomUUID(),
+        type,
+        isJson: true,
+        data: Buffer.from(JSON.stringify(body), "utf8"),
+        metadata: new Uint8Array(0),
+      },
+    ]);
+  }
+}

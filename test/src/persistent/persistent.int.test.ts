@@ -1,0 +1,310 @@
+// Persistent subscriptions against a real single node: management, delivery, acks, nacks,
+// parking, timeouts, strategies, and durability across a SIGKILL + restart.
+import {
+  ChorusClient,
+  ConnectionSettings,
+  InvalidArgumentError,
+  jsonEvent,
+  PersistentSubscriptionExistsError,
+  PersistentSubscriptionNotFoundError,
+  type PersistentEvent,
+  type PersistentSubscription,
+} from "@chorus/client";
+import { startNode, waitFor, type TestNode } from "@chorus/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+type StartedNode = TestNode;
+let node: StartedNode;
+let client: ChorusClient;
+
+function connect(n: StartedNode): ChorusClient {
+  return new ChorusClient(
+    ConnectionSettings.create()
+      .withSingleNode(n.httpEndpoint)
+      .keepReconnecting()
+      .withReconnectionDelay(50)
+      .withDiscoverDelay(50)
+      .withOperationTimeout(20_000)
+      .build(),
+  );
+}
+
+async function append(stream: string, count: number, from = 0): Promise<void> {
+  await client.appendToStream(
+    stream,
+    Array.from({ length: count }, (_, i) => jsonEvent({ type: "Test", data: { n: from + i } })),
+  );
+}
+
+/** Takes `count` events from a subscription (with a deadline). */
+async function take(
+  sub: PersistentSubscription,
+  count: number,
+  timeoutMs = 10_000,
+): Promise<PersistentEvent[]> {
+  const out: PersistentEvent[] = [];
+  const it = sub[Symbol.asyncIterator]();
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < count) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`took ${out.length} of ${count} events before the deadline`);
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`took ${out.length} of ${count} events before the deadline`)),
+          left,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (r.done) break;
+    out.push(r.value);
+  }
+  return out;
+}
+
+async function nextEvent(it: AsyncIterator<PersistentEvent>): Promise<PersistentEvent> {
+  const r = await it.next();
+  if (r.done === true) throw new Error("the subscription ended");
+  return r.value;
+}
+
+const n = (e: PersistentEvent): number => (e.event.data as { n: number }).n;
+
+beforeAll(async () => {
+  node = await startNode();
+  client = connect(node);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await node?.stop();
+});
+
+describe("group management", () => {
+  it("creates, lists, reads info of, updates and deletes a group; bad settings change nothing", async () => {
+    const ps = client.persistentSubscriptions;
+    await ps.create("mgmt-a", "g1", { consumerStrategy: "Pinned", messageTimeoutMs: 5_000 });
+    await expect(ps.create("mgmt-a", "g1")).rejects.toBeInstanceOf(
+      PersistentSubscriptionExistsError,
+    );
+    await expect(
+      ps.create("mgmt-a", "g2", { readBatchSize: 500, historyBufferSize: 500 }),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(
+      ps.create("mgmt-a", "g2", { readBatchSize: 600 }), // above the default historyBufferSize
+    ).rejects.toThrow(/readBatchSize \(600\) must be below historyBufferSize \(500\)/);
+    await expect(
+      ps.create("mgmt-a", "g2", { consumerStrategy: "Random" as never }),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
+    await ps.create("$all", "everything");
+
+    const info = await ps.getInfo("mgmt-a", "g1");
+    expect(info.settings.consumerStrategy).toBe("Pinned");
+    expect(info.settings.messageTimeoutMs).toBe(5_000);
+    expect(info.settings.maxRetryCount).toBe(10);
+    expect(info.settings.historyBufferSize).toBe(500);
+    expect(info.status).toBe("Idle");
+
+    const names = (await ps.list()).map((g) => `${g.streamId}/${g.group}`);
+    expect(names).toContain("mgmt-a/g1");
+    expect(names).toContain("$all/everything");
+    expect(names).not.toContain("mgmt-a/g2");
+    expect((await ps.list("mgmt-a")).map((g) => g.group)).toEqual(["g1"]);
+
+    await ps.update("mgmt-a", "g1", { messageTimeoutMs: 1_000 });
+    const updated = await ps.getInfo("mgmt-a", "g1");
+    expect(updated.settings.messageTimeoutMs).toBe(1_000);
+    expect(updated.settings.consumerStrategy).toBe("Pinned");
+
+    await ps.delete("mgmt-a", "g1");
+    await expect(ps.getInfo("mgmt-a", "g1")).rejects.toBeInstanceOf(
+      PersistentSubscriptionNotFoundError,
+    );
+    await expect(ps.delete("mgmt-a", "g1")).rejects.toBeInstanceOf(
+      PersistentSubscriptionNotFoundError,
+    );
+    await expect(ps.update("nope", "nope", { maxRetryCount: 1 })).rejects.toBeInstanceOf(
+      PersistentSubscriptionNotFoundError,
+    );
+    await ps.delete("$all", "everything");
+  });
+
+  it("ends a consumer's iterator with PersistentSubscriptionNotFoundError when its group is deleted or missing", async () => {
+    const ps = client.persistentSubscriptions;
+    const missing = ps.subscribe("nowhere", "nobody");
+    await expect(take(missing, 1)).rejects.toBeInstanceOf(PersistentSubscriptionNotFoundError);
+
+    await ps.create("del-s", "g");
+    const sub = ps.subscribe("del-s", "g");
+    await new Promise<void>((resolve) => sub.once("confirmed", resolve));
+    const dropped = new Promise<Error>((resolve) => sub.once("dropped", resolve));
+    await ps.delete("del-s", "g");
+    expect(await dropped).toBeInstanceOf(PersistentSubscriptionNotFoundError);
+    await expect(take(sub, 1)).rejects.toBeInstanceOf(PersistentSubscriptionNotFoundError);
+  });
+});
+
+describe("delivery", () => {
+  it("round-robins over two consumers; every event is handled once; acks are durable", async () => {
+    const ps = client.persistentSubscriptions;
+    await append("rr", 40);
+    await ps.create("rr", "workers", { checkpointAfterMs: 0, minCheckpointCount: 1 });
+    const a = ps.subscribe("rr", "workers", { bufferSize: 5 });
+    const b = ps.subscribe("rr", "workers", { bufferSize: 5 });
+    const seen = new Map<number, string>();
+    const consume = async (sub: PersistentSubscription, name: string) => {
+      for await (const e of sub) {
+        expect(seen.has(n(e))).toBe(false);
+        seen.set(n(e), name);
+        await sub.ack(e);
+        if (seen.size === 40) return;
+      }
+    };
+    const done = Promise.race([consume(a, "a"), consume(b, "b")]);
+    await waitFor(() => seen.size === 40, { timeoutMs: 10_000 });
+    await done;
+    expect([...seen.values()].filter((v) => v === "a").length).toBeGreaterThan(0);
+    expect([...seen.values()].filter((v) => v === "b").length).toBeGreaterThan(0);
+    await waitFor(async () => (await ps.getInfo("rr", "workers")).lastCheckpoint === 39n, {
+      timeoutMs: 5_000,
+    });
+    const info = await ps.getInfo("rr", "workers");
+    expect(info.totalAcked).toBe(40);
+    expect(info.inFlight).toBe(0);
+    await a.unsubscribe();
+    await b.unsubscribe();
+  });
+
+  it("redelivers on nack retry with retryCount + 1, parks after maxRetryCount, and replays parked events", async () => {
+    const ps = client.persistentSubscriptions;
+    await append("poison", 3);
+    await ps.create("poison", "g", { maxRetryCount: 2 });
+    const sub = ps.subscribe("poison", "g", { bufferSize: 10 });
+    const counts: number[] = [];
+    const it = sub[Symbol.asyncIterator]();
+    // Event 1 is poison: retried twice, then parked. 0 and 2 are acknowledged.
+    while (counts.length < 3) {
+      const e = await nextEvent(it);
+      if (n(e) === 1) {
+        counts.push(e.retryCount);
+        await sub.nack("retry", "poison", e);
+      } else {
+        await sub.ack(e);
+      }
+    }
+    expect(counts).toEqual([0, 1, 2]);
+    await waitFor(async () => (await ps.getInfo("poison", "g")).parkedCount === 1, {
+      timeoutMs: 5_000,
+    });
+    await ps.replayParked("poison", "g");
+    const replayed = await nextEvent(it);
+    expect(n(replayed)).toBe(1);
+    await sub.ack(replayed);
+    await waitFor(async () => (await ps.getInfo("poison", "g")).parkedCount === 0, {
+      timeoutMs: 5_000,
+    });
+    await sub.unsubscribe();
+  });
+
+  it("redelivers an event not acknowledged within messageTimeoutMs, with retryCount 1", async () => {
+    const ps = client.persistentSubscriptions;
+    await append("slow", 1);
+    await ps.create("slow", "g", { messageTimeoutMs: 300 });
+    const sub = ps.subscribe("slow", "g");
+    const [first, again] = await take(sub, 2);
+    expect(first!.retryCount).toBe(0);
+    expect(again!.retryCount).toBe(1);
+    expect(again!.event.id).toBe(first!.event.id);
+    await sub.ack(again!);
+    await sub.unsubscribe();
+  });
+
+  it("hands a crashed consumer's unacknowledged events to another consumer", async () => {
+    const ps = client.persistentSubscriptions;
+    await append("crash", 6);
+    await ps.create("crash", "g", { consumerStrategy: "DispatchToSingle" });
+    const other = connect(node);
+    const victim = other.persistentSubscriptions.subscribe("crash", "g", { bufferSize: 10 });
+    const held = await take(victim, 6);
+    await victim.ack(held.slice(0, 2));
+    // The victim's connection goes away without acknowledging the rest.
+    await other.close();
+    const survivor = ps.subscribe("crash", "g", { bufferSize: 10 });
+    const redelivered = await take(survivor, 4);
+    expect(redelivered.map(n).sort()).toEqual([2, 3, 4, 5]);
+    await survivor.ack(redelivered);
+    await survivor.unsubscribe();
+  });
+
+  it("Pinned sends every event of a stream to the same consumer", async () => {
+    const ps = client.persistentSubscriptions;
+    for (let s = 0; s < 8; s++) {
+      await client.appendToStream(
+        `pin-${s}`,
+        Array.from({ length: 5 }, (_, i) => jsonEvent({ type: "Test", data: { n: s * 10 + i } })),
+      );
+    }
+    await ps.create("$all", "pinned", { consumerStrategy: "Pinned" });
+    const subs = [0, 1, 2].map(() => ps.subscribe("$all", "pinned", { bufferSize: 50 }));
+    await Promise.all(subs.map((s) => new Promise<void>((r) => s.once("confirmed", r))));
+    const owner = new Map<string, number>();
+    let pinEvents = 0;
+    const loops = subs.map(async (sub, i) => {
+      for await (const e of sub) {
+        void sub.ack(e);
+        if (!e.event.streamId.startsWith("pin-")) continue;
+        const o = owner.get(e.event.streamId);
+        expect(o === undefined || o === i, `${e.event.streamId} went to ${o} and ${i}`).toBe(true);
+        owner.set(e.event.streamId, i);
+        pinEvents++;
+      }
+    });
+    await waitFor(() => pinEvents >= 40, { timeoutMs: 10_000 });
+    for (const s of subs) await s.unsubscribe();
+    await Promise.all(loops);
+    expect(owner.size).toBe(8);
+    expect(new Set(owner.values()).size).toBeGreaterThan(1);
+  });
+});
+
+describe("durability", () => {
+  it("after a SIGKILL and restart, acknowledged events never come back; unacknowledged ones do", async () => {
+    const own = await startNode();
+    const c1 = connect(own);
+    try {
+      await c1.appendToStream(
+        "dur",
+        Array.from({ length: 30 }, (_, i) => jsonEvent({ type: "Test", data: { n: i } })),
+      );
+      // Checkpoints rarely, so the acks beyond the checkpoint carry the state.
+      await c1.persistentSubscriptions.create("dur", "g", {
+        checkpointAfterMs: 60_000,
+        minCheckpointCount: 1_000,
+        maxCheckpointCount: 1_000,
+      });
+      const sub = c1.persistentSubscriptions.subscribe("dur", "g", { bufferSize: 30 });
+      const got = await take(sub, 30);
+      const acked = got.filter((e) => n(e) % 3 !== 0);
+      await sub.ack(acked);
+      await own.kill();
+      await own.restart();
+      const c2 = connect(own);
+      try {
+        const again = c2.persistentSubscriptions.subscribe("dur", "g", { bufferSize: 30 });
+        const redelivered = await take(again, 10);
+        expect(redelivered.map(n).sort((x, y) => x - y)).toEqual([
+          0, 3, 6, 9, 12, 15, 18, 21, 24, 27,
+        ]);
+        await again.ack(redelivered);
+        await again.unsubscribe();
+      } finally {
+        await c2.close();
+      }
+    } finally {
+      await c1.close();
+      await own.stop();
+    }
+  });
+});
