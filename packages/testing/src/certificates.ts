@@ -13,7 +13,10 @@ export interface TestCertificates {
   /** The throwaway CA's certificate (PEM): what a client or peer trusts. */
   readonly caFile: string;
   readonly ca: string;
-  /** A node certificate signed by the CA, valid for the given hosts, and its key. */
+  /**
+   * A node certificate signed by the CA, valid for the given hosts, and its key; usable as a
+   * server certificate and as a client certificate (a cluster node presents it to its peers).
+   */
   readonly certFile: string;
   readonly keyFile: string;
   /** Flags that make a chorus-server use these files. */
@@ -23,7 +26,9 @@ export interface TestCertificates {
 
 /**
  * Makes a throwaway CA and one node certificate for `hosts` (IP addresses or DNS names;
- * default 127.0.0.1 and localhost) with the openssl command line, valid for one day.
+ * default 127.0.0.1 and localhost) with the openssl command line, valid for one day. The
+ * certificate's extended key usage is serverAuth and clientAuth, so every node of a test
+ * cluster can use it (`startCluster({ tls })`). Each call makes a new CA.
  */
 export async function makeTestCertificates(
   options: { hosts?: string[] } = {},
@@ -57,7 +62,17 @@ export async function makeTestCertificates(
       `/CN=${hosts[0] ?? "node"}`,
     ]);
     const san = hosts.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(",");
-    await writeFile(join(dir, "ext.cnf"), `subjectAltName=${san}\n`);
+    // One certificate a node both serves and presents to its peers (mutual TLS).
+    await writeFile(
+      join(dir, "ext.cnf"),
+      [
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        "extendedKeyUsage=serverAuth,clientAuth",
+        `subjectAltName=${san}`,
+        "",
+      ].join("\n"),
+    );
     await openssl([
       "x509",
       "-req",

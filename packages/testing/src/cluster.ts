@@ -1,4 +1,8 @@
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
+import type { TestCertificates } from "./certificates.js";
+import { startLinkMesh, type LinkMesh, type LinkProxies } from "./links.js";
 import { startNode, type StartNodeOptions, type TestNode } from "./node.js";
 import { waitFor } from "./wait.js";
 
@@ -16,6 +20,24 @@ export interface StartClusterOptions {
   args?: string[];
   /** Deadline for each node to report ready. Default 30,000 ms. */
   startTimeoutMs?: number;
+  /**
+   * The address node `i` binds (`--int-ip` and `--ext-ip`): `hosts[i]`. Default 127.0.0.1 for
+   * every node, or 127.0.0.1, .2, .3, ... with `linkProxies`.
+   */
+  hosts?: string[];
+  /**
+   * TLS on every channel: every node gets these certificates (`serverArgs`; the certificate
+   * must name every host), the connection string trusts their CA, and `leader()` / `stateOf()`
+   * ask over https.
+   */
+  tls?: TestCertificates;
+  /**
+   * Put a fault proxy on every node-to-node link (internal TCP and HTTP, each direction), so
+   * a test can cut links with `link()`, `partition()` and `heal()`. Needs a distinct host per
+   * node. Each node advertises a router's endpoint on its own host; a router hands each
+   * connection to the proxy of its link, told by the address it comes from.
+   */
+  linkProxies?: boolean;
 }
 
 export interface LeaderOptions {
@@ -26,7 +48,10 @@ export interface LeaderOptions {
 export interface TestCluster {
   /** The voters (`0 .. size - 1`), then the read-only replicas. */
   readonly nodes: readonly TestNode[];
-  /** `chorus+discover://h:p,h:p,...?tls=false` over every voter's external HTTP endpoint. */
+  /**
+   * `chorus+discover://h:p,h:p,...?tls=false` over every voter's external HTTP endpoint
+   * (with `tls`: `?tls=true&tlsCaFile=...`).
+   */
   readonly connectionString: string;
   /**
    * Index of the node that is Leader, waiting until exactly one running node says so in its
@@ -39,6 +64,15 @@ export interface TestCluster {
   kill(index: number): Promise<void>;
   /** Starts node `index` again on the same ports and data directory. */
   restart(index: number): Promise<void>;
+  /** With `linkProxies`: the proxies on the link from node `from` to node `to`. */
+  link(from: number, to: number): LinkProxies;
+  /**
+   * With `linkProxies`: blackholes every link between nodes of different groups, both ways
+   * (nodes in no group keep their links), e.g. `partition([leader], [a, b])`.
+   */
+  partition(...groups: number[][]): void;
+  /** With `linkProxies`: ends every link fault. */
+  heal(): void;
   /** Stops every node and removes their temp data. Idempotent. */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -66,45 +100,109 @@ export async function freePorts(count: number, host = "127.0.0.1"): Promise<numb
   return ports;
 }
 
-async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  return res.json();
+/**
+ * GET of a node's HTTP API (http, or https trusting `ca`): the status and the parsed JSON
+ * body (null when empty). Rejects on a connection, TLS or JSON error, or after `timeoutMs`.
+ */
+export function getJson(
+  url: string,
+  timeoutMs: number,
+  ca?: string,
+): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const done = (res: IncomingMessage) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("error", reject);
+      res.on("end", () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: text === "" ? null : JSON.parse(text) });
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    };
+    const req =
+      ca === undefined
+        ? httpRequest(url, { timeout: timeoutMs }, done)
+        : httpsRequest(url, { ca, timeout: timeoutMs }, done);
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 /**
- * Starts `size` `chorus-server` processes on 127.0.0.1 with fixed, pre-picked free ports,
- * `--cluster-size size` and `--gossip-seed` naming every node's internal HTTP endpoint; then
+ * Starts `size` `chorus-server` processes (on 127.0.0.1, or `hosts`) with fixed, pre-picked
+ * free ports, `--cluster-size size` and `--gossip-seed` naming every node's internal HTTP
+ * endpoint (with `linkProxies`, the routers in front of them); then
  * `readOnlyReplicas` more with `--read-only-replica` (`--cluster-size` counts the voters only).
  * Resolves once every process reports ready (listening); use `leader()` to wait for an election.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<TestCluster> {
   const size = options.size ?? 3;
   const replicas = options.readOnlyReplicas ?? 0;
-  const host = "127.0.0.1";
-  const ports = await freePorts((size + replicas) * 4, host);
-  const plan = Array.from({ length: size + replicas }, (_, i) => ({
-    extTcp: ports[i * 4] as number,
-    extHttp: ports[i * 4 + 1] as number,
-    intTcp: ports[i * 4 + 2] as number,
-    intHttp: ports[i * 4 + 3] as number,
-  }));
-  const seeds = plan.map((p) => `${host}:${p.intHttp}`).join(",");
+  const count = size + replicas;
+  const hosts = Array.from(
+    { length: count },
+    (_, i) => options.hosts?.[i] ?? (options.linkProxies ? `127.0.0.${i + 1}` : "127.0.0.1"),
+  );
+  const plan = await Promise.all(
+    hosts.map(async (host) => {
+      const [extTcp, extHttp, intTcp, intHttp, routerTcp, routerHttp] = (await freePorts(
+        options.linkProxies ? 6 : 4,
+        host,
+      )) as [number, number, number, number, number?, number?];
+      return {
+        host,
+        ports: { extTcp, extHttp, intTcp, intHttp },
+        // What the node tells its peers: its routers with link proxies, else its own ports.
+        advertisedTcp: { host, port: routerTcp ?? intTcp },
+        advertisedHttp: { host, port: routerHttp ?? intHttp },
+      };
+    }),
+  );
+  const seeds = plan.map((p) => `${p.advertisedHttp.host}:${p.advertisedHttp.port}`).join(",");
+  const ca = options.tls?.ca;
   const nodes: TestNode[] = [];
+  let mesh: LinkMesh | undefined;
   const stopAll = async (): Promise<void> => {
     await Promise.allSettled(nodes.map((n) => n.stop()));
+    await mesh?.close();
   };
   try {
+    if (options.linkProxies) {
+      mesh = await startLinkMesh(
+        plan.map((p) => ({
+          host: p.host,
+          intTcp: { host: p.host, port: p.ports.intTcp },
+          intHttp: { host: p.host, port: p.ports.intHttp },
+          advertisedTcp: p.advertisedTcp,
+          advertisedHttp: p.advertisedHttp,
+        })),
+      );
+    }
     const started = await Promise.all(
       plan.map((p, i) => {
         const nodeOptions: StartNodeOptions = {
-          host,
-          ports: p,
+          host: p.host,
+          ports: p.ports,
           args: [
             "--cluster-size",
             String(size),
             "--gossip-seed",
             seeds,
             ...(i >= size ? ["--read-only-replica"] : []),
+            ...(options.linkProxies
+              ? [
+                  "--int-tcp-port-advertise-as",
+                  String(p.advertisedTcp.port),
+                  "--int-http-port-advertise-as",
+                  String(p.advertisedHttp.port),
+                ]
+              : []),
+            ...(options.tls?.serverArgs ?? []),
             ...(options.args ?? []),
           ],
           ...(options.memDb !== undefined && { memDb: options.memDb }),
@@ -122,17 +220,20 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
     throw err;
   }
 
+  const scheme = ca === undefined ? "http" : "https";
   const stateOf = async (index: number): Promise<string | undefined> => {
     const node = nodes[index];
     if (!node?.running) return undefined;
     try {
-      const info = (await fetchJson(`http://${node.httpEndpoint}/info`, 1_000)) as {
-        state?: string;
-      };
-      return info.state;
+      const info = await getJson(`${scheme}://${node.httpEndpoint}/info`, 1_000, ca);
+      return (info.body as { state?: string } | null)?.state;
     } catch {
       return undefined;
     }
+  };
+  const needMesh = (): LinkMesh => {
+    if (!mesh) throw new Error("startCluster: link faults need { linkProxies: true }");
+    return mesh;
   };
 
   let stopped: Promise<void> | undefined;
@@ -141,7 +242,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
     connectionString: `chorus+discover://${nodes
       .slice(0, size)
       .map((n) => n.httpEndpoint)
-      .join(",")}?tls=false`,
+      .join(",")}?${
+      options.tls ? `tls=true&tlsCaFile=${encodeURIComponent(options.tls.caFile)}` : "tls=false"
+    }`,
     stateOf,
     async leader(opts: LeaderOptions = {}) {
       return waitFor(
@@ -150,13 +253,11 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
           const leaders = states.flatMap((s, i) => (s === "Leader" ? [i] : []));
           if (leaders.length !== 1) return undefined;
           const index = leaders[0] as number;
-          const ready = await fetch(
-            `http://${(nodes[index] as TestNode).httpEndpoint}/health/ready`,
-            {
-              signal: AbortSignal.timeout(1_000),
-            },
+          const ready = await getJson(
+            `${scheme}://${(nodes[index] as TestNode).httpEndpoint}/health/ready`,
+            1_000,
+            ca,
           );
-          await ready.body?.cancel();
           return ready.status === 200 ? index + 1 : undefined;
         },
         { timeoutMs: opts.timeoutMs ?? 10_000, intervalMs: 50, message: "one leader" },
@@ -172,6 +273,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
       if (!node) throw new RangeError(`no node ${index}`);
       await node.restart();
     },
+    link: (from, to) => needMesh().link(from, to),
+    partition: (...groups) => needMesh().partition(groups),
+    heal: () => needMesh().heal(),
     stop() {
       stopped ??= stopAll();
       return stopped;

@@ -29,9 +29,11 @@ export {
 } from "./fault-proxy.js";
 export {
   freePorts,
+  getJson,
   startCluster,
   type LeaderOptions,
   type StartClusterOptions,
   type TestCluster,
 } from "./cluster.js";
 export { makeTestCertificates, type TestCertificates } from "./certificates.js";
+export type { LinkProxies } from "./links.js";
