@@ -515,6 +515,12 @@ export class ClusterRole {
           break;
         }
         case "truncate":
+          if (this.store.endPosition > effect.position) {
+            this.log.info(
+              { from: effect.position, to: this.store.endPosition },
+              "truncating an uncommitted suffix that conflicts with the leader's log",
+            );
+          }
           await applyEffects(this.store, [effect]);
           this.announced = Math.min(this.announced, effect.position);
           this.lastReportedDurable = Math.min(this.lastReportedDurable, effect.position);
@@ -529,6 +535,18 @@ export class ClusterRole {
             this.log.info(
               { role: effect.role, epoch: effect.epoch, leader: effect.leaderId ?? null },
               "cluster role changed",
+            );
+          }
+          if (this.role === "leader" && effect.role !== "leader") {
+            // Check-quorum or a hand-over: the writes waiting for a commit may yet be committed
+            // by the next leader or truncated away. Their clients learn that now (NOT_LEADER,
+            // outcome unknown) and retry there with the same event ids, instead of waiting.
+            this.store.abandonUncommitted(
+              new NotLeaderError({
+                message: "this node stopped leading before the write was committed; retry",
+                leaderTcp: undefined,
+                leaderHttp: undefined,
+              }),
             );
           }
           this.role = effect.role;

@@ -317,6 +317,19 @@ describe.each(variants)("%s store: replication support", (_name, variant) => {
     expect((await streamOf(s, "s")).length).toBe(2);
   });
 
+  it("abandonUncommitted rejects the waiting writers but keeps the records for a later commit", async () => {
+    f = variant();
+    const s = await f.make({ autoCommit: false });
+    const p = s.append("s", { kind: "any" }, events(2));
+    const end = s.endPosition;
+    while (s.durableEnd < end) await settle();
+    s.abandonUncommitted(new Error("stepped down"));
+    await expect(p).rejects.toThrow("stepped down");
+    // A later leader commits the records after all: readers see them, nothing throws.
+    s.setCommitPosition(end);
+    expect((await streamOf(s, "s")).length).toBe(2);
+  });
+
   it("truncate above commit rebuilds the index; below commit is refused", async () => {
     f = variant();
     const s = await f.make({ autoCommit: false });

@@ -1114,6 +1114,25 @@ export class LogStore implements StreamStore {
     this.awaitingCommit = [];
   }
 
+  /**
+   * Cluster use, when this node stops leading: every write that is durable but not committed
+   * (and every wait for a commit) rejects with `err` now, as its outcome is unknown: a later
+   * leader may commit the records or truncate them. The records stay; a later commit still
+   * applies them to the committed view.
+   */
+  abandonUncommitted(err: Error): void {
+    const noop = (): void => undefined;
+    for (const w of this.awaitingCommit) {
+      const reject = w.reject;
+      w.resolve = noop;
+      w.reject = noop;
+      reject(err);
+    }
+    const waiters = this.commitWaiters;
+    this.commitWaiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
   // ------------------------------------------------------------------ cluster (replication)
 
   /** Everything below this position is durable (fsync'd). */
