@@ -369,6 +369,14 @@ export class PersistentSubscription
     }
   }
 
+  /** Events this consumer holds (handed over or buffered, and not given back): the group keeps them here. */
+  #held(): number[] {
+    const held = new Set<number>([...this.#handed.keys(), ...this.#buffered]);
+    for (const [p, pending] of this.#pending)
+      if (pending.action === "retry" || pending.action === "stop") held.delete(p);
+    return [...held].slice(0, this.#bufferSize);
+  }
+
   #credentials(): { credentials?: chorus.ICredentials } {
     return this.#options.credentials ? { credentials: { ...this.#options.credentials } } : {};
   }
@@ -523,6 +531,7 @@ export class PersistentSubscription
             group: this.group,
             bufferSize: this.#bufferSize,
             consumerName: this.#options.consumerName ?? "",
+            heldPositions: this.#held(),
           },
         });
       } catch (err) {

@@ -752,6 +752,7 @@ class NativeConnection {
           bufferSize,
           name: req.consumerName ?? "",
           connection: this.#remote,
+          held: (req.heldPositions ?? []).slice(0, bufferSize).map(Number),
         },
       );
     } catch (err) {

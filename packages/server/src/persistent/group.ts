@@ -44,6 +44,8 @@ export interface ConsumerOptions {
   readonly bufferSize: number;
   readonly name: string;
   readonly connection: string;
+  /** Events the consumer already holds from before a reconnect (their positions). */
+  readonly held?: readonly number[];
 }
 
 /** The handle a connection holds for one consumer. */
@@ -100,6 +102,8 @@ interface Entry {
 }
 
 interface Consumer extends ConsumerHandle {
+  /** What Pinned hashes: the consumer's name when it has one, so it gets its streams back. */
+  readonly hashKey: string;
   readonly sink: ConsumerSink;
   readonly options: ConsumerOptions;
   readonly inflight: Set<Entry>;
@@ -210,6 +214,8 @@ export class Group {
   readonly #doneAhead = new Set<number>();
 
   readonly #consumers: Consumer[] = [];
+  /** Positions not read yet that a rejoining consumer says it holds. */
+  readonly #claims = new Map<number, Consumer>();
   #rr = -1;
   /** Pinned: how many events of a stream are out at which consumer. */
   readonly #streamOut = new Map<string, { consumer: Consumer; count: number }>();
@@ -363,6 +369,7 @@ export class Group {
     const id = `${this.#nextConsumerId++}`;
     const consumer: Consumer = {
       id,
+      hashKey: options.name !== "" ? `name:${options.name}` : `id:${id}`,
       sink,
       options,
       inflight: new Set(),
@@ -375,10 +382,26 @@ export class Group {
     };
     this.#consumers.push(consumer);
     this.#ownerCache.clear();
+    for (const p of options.held ?? []) this.#claim(consumer, p);
     if (this.#consumers.length === 1) this.#startRunning();
     this.#dispatch();
     void this.#fill();
     return consumer;
+  }
+
+  /**
+   * A rejoining consumer holds the event at `position`: it stays outstanding there (its ack
+   * follows) instead of going to another consumer. Events handed elsewhere meanwhile stay there.
+   */
+  #claim(c: Consumer, position: number): void {
+    const entry = this.#find(position);
+    if (entry) {
+      if (entry.state !== "queued") return;
+      this.#release(entry);
+      this.#assign(entry, c);
+    } else if (position > this.#lastRead.position) {
+      this.#claims.set(position, c);
+    }
   }
 
   #startRunning(): void {
@@ -400,6 +423,7 @@ export class Group {
     const i = this.#consumers.indexOf(c);
     if (i >= 0) this.#consumers.splice(i, 1);
     if (this.#rr >= this.#consumers.length) this.#rr = -1;
+    for (const [p, owner] of this.#claims) if (owner === c) this.#claims.delete(p);
     this.#ownerCache.clear();
     // Its outstanding events go to the others (not a retry the application asked for).
     const back = [...c.inflight].sort((a, b) => a.point - b.point);
@@ -523,6 +547,14 @@ export class Group {
       waiters: undefined,
     };
     this.#pending.set(e.position, entry);
+    const claimant = this.#claims.get(e.position);
+    if (claimant !== undefined) {
+      this.#claims.delete(e.position);
+      if (!claimant.closed) {
+        this.#assign(entry, claimant);
+        return;
+      }
+    }
     this.#queue.push(entry);
   }
 

@@ -20,18 +20,22 @@ export function hash32(text: string): number {
 
 /**
  * Rendezvous (highest-random-weight) hashing: the consumer whose id scores highest with the
- * stream owns it. When a consumer joins, only the streams it now wins move to it; when one
+ * stream owns it (`hashKey`: a stable name, so a consumer that joins again gets its streams
+ * back). When a consumer joins, only the streams it now wins move to it; when one
  * leaves, only its streams move. Ties (practically impossible) go to the earlier id.
  */
-export function pinnedOwner<C extends { readonly id: string }>(
+export function pinnedOwner<C extends { readonly hashKey: string }>(
   streamId: string,
   consumers: readonly C[],
 ): C | undefined {
   let best: C | undefined;
   let bestScore = -1;
   for (const c of consumers) {
-    const score = hash32(`${streamId}\u0000${c.id}`);
-    if (score > bestScore || (score === bestScore && best !== undefined && c.id < best.id)) {
+    const score = hash32(`${streamId}\u0000${c.hashKey}`);
+    if (
+      score > bestScore ||
+      (score === bestScore && best !== undefined && c.hashKey < best.hashKey)
+    ) {
       best = c;
       bestScore = score;
     }
