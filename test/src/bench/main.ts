@@ -157,6 +157,60 @@ async function subscribeLive(ctx: Ctx): Promise<void> {
   });
 }
 
+/**
+ * persistent-consume: one consumer on a persistent subscription group over a stream that
+ * holds `n` events; timed from subscribe until every ack is confirmed durable. Two rows:
+ * acks not awaited (the consumer keeps going; acks are batched), and every ack awaited.
+ */
+async function persistentConsume(ctx: Ctx): Promise<void> {
+  const ps = ctx.client.persistentSubscriptions;
+  const settings = { readBatchSize: 500, historyBufferSize: 2_000, liveBufferSize: 2_000 };
+  for (const mode of ["ack-not-awaited", "ack-awaited"] as const) {
+    const awaited = mode === "ack-awaited";
+    const n = ctx.args.quick ? (awaited ? 300 : 5_000) : awaited ? 3_000 : 100_000;
+    const stream = `pc-${mode}-${Date.now()}`;
+    for (let i = 0; i < n; i += 500) {
+      const count = Math.min(500, n - i);
+      await ctx.client.appendToStream(
+        stream,
+        Array.from({ length: count }, (_, k) => event(i + k)),
+      );
+    }
+    await ps.create(stream, "bench", settings);
+    const bufferSize = awaited ? 10 : 1_000;
+    const start = performance.now();
+    const sub = ps.subscribe(stream, "bench", { bufferSize });
+    let handled = 0;
+    let confirmed = 0;
+    let allConfirmed: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (allConfirmed = resolve));
+    const onConfirmed = (): void => {
+      if (++confirmed === n) allConfirmed();
+    };
+    for await (const e of sub) {
+      if (awaited) {
+        await sub.ack(e);
+        onConfirmed();
+      } else {
+        sub.ack(e).then(onConfirmed, () => undefined);
+      }
+      if (++handled === n) break;
+    }
+    await done;
+    const s = (performance.now() - start) / 1000;
+    await ps.delete(stream, "bench");
+    emit({
+      test: "persistent-consume",
+      nodes: ctx.nodes,
+      mode,
+      n,
+      buffer_size: bufferSize,
+      ...settings,
+      ops_per_s: round(n / s),
+    });
+  }
+}
+
 /** Fills the node to `total` events spread over 10,000 streams (batches of 100, 8 in flight). */
 async function populate(ctx: Ctx, total: number): Promise<number> {
   const batch = 100;
@@ -332,6 +386,7 @@ async function main(): Promise<void> {
       if (only("append-pipelined")) await appendPipelined(ctx);
       if (only("append-batch")) await appendBatch(ctx);
       if (only("subscribe-live")) await subscribeLive(ctx);
+      if (only("persistent-consume")) await persistentConsume(ctx);
       await client.close();
       if (only("failover")) await failover(args, cluster);
     } finally {
@@ -349,6 +404,7 @@ async function main(): Promise<void> {
     if (only("append-pipelined")) await appendPipelined(ctx);
     if (only("append-batch")) await appendBatch(ctx);
     if (only("subscribe-live")) await subscribeLive(ctx);
+    if (only("persistent-consume")) await persistentConsume(ctx);
     if (only("read-all") || only("memory") || only("recovery")) await readAllAndMemory(ctx, only);
   } finally {
     await client.close().catch(() => undefined);

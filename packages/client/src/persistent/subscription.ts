@@ -24,7 +24,7 @@ import {
   DEFAULT_SUBSCRIPTION_BUFFER_SIZE,
 } from "../settings/defaults.js";
 import type { Channel } from "../transport/transport.js";
-import type { Credentials, ResolvedEvent } from "../types.js";
+import type { Credentials, ResolvedEvent, TimerHandle } from "../types.js";
 import { sleep } from "../util/timers.js";
 import { checkGroup, checkSource } from "./management.js";
 
@@ -57,9 +57,13 @@ export interface PersistentSubscriptionEvents {
   dropped: [error: Error];
 }
 
+/** One ack() / nack() call: settles once every position it names is confirmed. */
 interface Waiter {
+  readonly deadlineMs: number;
+  /** Called once per confirmed position. */
   resolve: () => void;
   reject: (err: Error) => void;
+  timeout: () => Error;
 }
 
 /** An ack or nack sent and not yet confirmed durable. */
@@ -124,6 +128,11 @@ export class PersistentSubscription
   /** Acks waiting for the next send (batched per tick). */
   #ackQueue: number[] = [];
   #ackFlushQueued = false;
+  /** ack() / nack() calls not yet settled. */
+  readonly #waiters = new Set<Waiter>();
+  #deadlineTimer: TimerHandle | undefined;
+  /** unsubscribe() waits for this: every pending ack confirmed. */
+  #onDrained: (() => void) | undefined;
   #channel: Channel | undefined;
   #ended = false;
   #failure: Error | undefined;
@@ -218,14 +227,10 @@ export class PersistentSubscription
       this.#flushAcks();
       const deadlineMs = this.#ctx.settings.operationTimeoutMs;
       await Promise.race([
-        Promise.allSettled(
-          [...this.#pending.values()].map(
-            (p) =>
-              new Promise<void>((resolve) => p.waiters.push({ resolve, reject: () => resolve() })),
-          ),
-        ),
+        new Promise<void>((resolve) => (this.#onDrained = resolve)),
         sleep(this.#ctx.settings.timers, deadlineMs, this.#abort.signal).catch(() => undefined),
       ]);
+      this.#onDrained = undefined;
     }
     this.#end(undefined, false);
     await this.#done;
@@ -291,40 +296,37 @@ export class PersistentSubscription
     }
     if (this.#ended)
       return Promise.reject(new SubscriptionDroppedError("the subscription has ended"));
-    const promises: Promise<void>[] = [];
-    const timers = this.#ctx.settings.timers;
     const timeoutMs = this.#ctx.settings.operationTimeoutMs;
+    let waiter!: Waiter;
+    const all = new Promise<void>((resolve, reject) => {
+      let remaining = positions.length;
+      waiter = {
+        deadlineMs: this.#ctx.settings.timers.now() + timeoutMs,
+        resolve: () => {
+          if (--remaining > 0) return;
+          this.#waiters.delete(waiter);
+          resolve();
+        },
+        reject: (err) => {
+          this.#waiters.delete(waiter);
+          reject(err);
+        },
+        timeout: () =>
+          new TimeoutError(
+            `the server did not confirm the ${action} within ${timeoutMs} ms; it is sent again after a reconnect`,
+          ),
+      };
+    });
+    all.catch(() => undefined);
+    this.#waiters.add(waiter);
+    this.#watchDeadlines();
     for (const p of positions) {
       let pending = this.#pending.get(p);
       if (!pending || pending.action !== action) {
         pending = { action, reason, waiters: pending?.waiters ?? [] };
         this.#pending.set(p, pending);
       }
-      const entry = pending;
-      promises.push(
-        new Promise<void>((resolve, reject) => {
-          const waiter: Waiter = {
-            resolve: () => {
-              timers.clearTimeout(timer);
-              resolve();
-            },
-            reject: (err) => {
-              timers.clearTimeout(timer);
-              reject(err);
-            },
-          };
-          const timer = timers.setTimeout(() => {
-            const i = entry.waiters.indexOf(waiter);
-            if (i >= 0) entry.waiters.splice(i, 1);
-            reject(
-              new TimeoutError(
-                `the server did not confirm the ${action} within ${timeoutMs} ms; it is sent again after a reconnect`,
-              ),
-            );
-          }, timeoutMs);
-          entry.waiters.push(waiter);
-        }),
-      );
+      pending.waiters.push(waiter);
     }
     if (action === "ack") {
       this.#ackQueue.push(...positions);
@@ -335,9 +337,20 @@ export class PersistentSubscription
     } else {
       this.#sendNack(positions, action, reason);
     }
-    const all = Promise.all(promises).then(() => undefined);
-    all.catch(() => undefined);
     return all;
+  }
+
+  /** One timer for every ack / nack waiting for its confirmation: rejects those past their deadline. */
+  #watchDeadlines(): void {
+    if (this.#deadlineTimer !== undefined || this.#waiters.size === 0) return;
+    const timers = this.#ctx.settings.timers;
+    const everyMs = Math.max(10, Math.min(1_000, this.#ctx.settings.operationTimeoutMs / 4));
+    this.#deadlineTimer = timers.setTimeout(() => {
+      this.#deadlineTimer = undefined;
+      const now = timers.now();
+      for (const w of [...this.#waiters]) if (w.deadlineMs <= now) w.reject(w.timeout());
+      this.#watchDeadlines();
+    }, everyMs);
   }
 
   #flushAcks(): void {
@@ -391,6 +404,7 @@ export class PersistentSubscription
       this.#handed.delete(p);
       for (const w of pending.waiters) w.resolve();
     }
+    if (this.#pending.size === 0) this.#onDrained?.();
   }
 
   /** After joining again: everything not yet confirmed is sent again. */
@@ -430,8 +444,11 @@ export class PersistentSubscription
       this.#channel = undefined;
     }
     const reason = error ?? new SubscriptionDroppedError("the subscription has ended");
-    for (const pending of this.#pending.values()) for (const w of pending.waiters) w.reject(reason);
+    for (const w of [...this.#waiters]) w.reject(reason);
     this.#pending.clear();
+    if (this.#deadlineTimer !== undefined)
+      this.#ctx.settings.timers.clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
     if (error) this.#failure = error;
     this.#abort.abort(error ?? new Error("unsubscribed"));
     if (error && emitDropped) this.emit("dropped", error);
