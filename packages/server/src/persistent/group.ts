@@ -405,6 +405,8 @@ export class Group {
   }
 
   #startRunning(): void {
+    // Commits went unobserved while the group had no consumers.
+    this.#caughtUp = false;
     this.#unlisten ??= this.#d.store.onCommit(() => {
       this.#commits++;
       this.#caughtUp = false;
