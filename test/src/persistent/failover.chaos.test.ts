@@ -46,7 +46,7 @@ interface Handed {
 }
 
 /** Consumers that record every event handed to them and ack it without awaiting. */
-function startConsumers(c: TestCluster, strategy: ConsumerStrategy, count: number) {
+function startConsumers(c: TestCluster, group: string, count: number) {
   const handed = new Map<string, Handed[]>();
   /** Event id -> when its ack was confirmed durable (ms). */
   const confirmed = new Map<string, number>();
@@ -56,7 +56,7 @@ function startConsumers(c: TestCluster, strategy: ConsumerStrategy, count: numbe
   /** Counts consumers leaving and joining again; handings in different counts are not compared. */
   let rejoins = 0;
   const loops = Array.from({ length: count }, async (_, i) => {
-    const sub = client(c).persistentSubscriptions.subscribe("$all", strategy, {
+    const sub = client(c).persistentSubscriptions.subscribe("$all", group, {
       bufferSize: 20,
       consumerName: `consumer-${i}`,
     });
@@ -149,16 +149,18 @@ async function streamEvents(c: TestCluster): Promise<Map<string, string[]>> {
 async function runScenario(
   strategy: ConsumerStrategy,
   faults: (c: TestCluster, progress: () => Promise<void>) => Promise<void>,
+  options: { linkProxies?: boolean; group?: string } = {},
 ): Promise<void> {
-  const c = (cluster = await startCluster({ size: 3 }));
+  const c = (cluster = await startCluster({ size: 3, linkProxies: options.linkProxies === true }));
+  const group = options.group ?? strategy;
   const admin = client(c);
-  await admin.persistentSubscriptions.create("$all", strategy, {
+  await admin.persistentSubscriptions.create("$all", group, {
     consumerStrategy: strategy,
     checkpointAfterMs: 200,
     minCheckpointCount: 10,
     maxCheckpointCount: 200,
   });
-  const consumers = startConsumers(c, strategy, 3);
+  const consumers = startConsumers(c, group, 3);
   const writer = startWriter(c);
   const progress = async () => {
     const before = writer.acknowledged;
@@ -171,8 +173,7 @@ async function runScenario(
   await faults(c, progress);
   // Once every consumer is back, Pinned places each stream on one consumer (by name).
   await waitFor(
-    async () =>
-      (await admin.persistentSubscriptions.getInfo("$all", strategy)).consumers.length === 3,
+    async () => (await admin.persistentSubscriptions.getInfo("$all", group)).consumers.length === 3,
     { timeoutMs: 30_000, message: "every consumer joined again" },
   );
   const settled = consumers.seq;
@@ -236,7 +237,7 @@ async function runScenario(
       }
     for (const [stream, set] of owners) expect(set.size, `consumers of ${stream}`).toBe(1);
   }
-  const info = await admin.persistentSubscriptions.getInfo("$all", strategy);
+  const info = await admin.persistentSubscriptions.getInfo("$all", group);
   expect(info.parkedCount).toBe(0);
 }
 
@@ -282,5 +283,27 @@ describe("persistent subscriptions through failover", () => {
         await c.restart(l);
       }
     });
+  });
+
+  it("RoundRobin: no loss and no duplicate when the leader is cut off from both followers, then healed", async () => {
+    await runScenario(
+      "RoundRobin",
+      async (c, progress) => {
+        for (let k = 0; k < 2; k++) {
+          const leader = await c.leader({ timeoutMs: 20_000 });
+          const others = [0, 1, 2].filter((i) => i !== leader);
+          c.partition([leader], others);
+          await progress();
+          // The majority side elected another leader: the fault took effect.
+          await waitFor(
+            async () => (await Promise.all(others.map((i) => c.stateOf(i)))).includes("Leader"),
+            { timeoutMs: 20_000, message: "the majority elects a leader" },
+          );
+          c.heal();
+          await progress();
+        }
+      },
+      { linkProxies: true, group: "partitioned" },
+    );
   });
 });
