@@ -7,6 +7,7 @@ import {
   jsonEvent,
   PersistentSubscriptionExistsError,
   PersistentSubscriptionNotFoundError,
+  SubscriptionDroppedError,
   type PersistentEvent,
   type PersistentSubscription,
 } from "@chorus/client";
@@ -236,6 +237,28 @@ describe("delivery", () => {
     expect(redelivered.map(n).sort()).toEqual([2, 3, 4, 5]);
     await survivor.ack(redelivered);
     await survivor.unsubscribe();
+  });
+
+  it("an ack after the subscription ended rejects without an unhandled rejection", async () => {
+    const ps = client.persistentSubscriptions;
+    await append("late-ack", 1);
+    await ps.create("late-ack", "g");
+    const sub = ps.subscribe("late-ack", "g");
+    const [e] = await take(sub, 1);
+    await sub.unsubscribe();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      void sub.ack(e!);
+      void sub.nack("retry", "late", e!);
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+    await expect(sub.ack(e!)).rejects.toBeInstanceOf(SubscriptionDroppedError);
   });
 
   it("Pinned sends every event of a stream to the same consumer", async () => {

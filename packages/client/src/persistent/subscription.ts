@@ -83,6 +83,13 @@ const NACK_TO_WIRE: Record<NackAction, chorus.PersistentNack.Action> = {
 
 type AnyEvent = PersistentEvent | ResolvedEvent;
 
+/** A rejected promise that is never an unhandled rejection when the caller does not await it. */
+function handled(err: Error): Promise<never> {
+  const p = Promise.reject(err);
+  p.catch(() => undefined);
+  return p;
+}
+
 function isEventList(events: AnyEvent | readonly AnyEvent[]): events is readonly AnyEvent[] {
   return Array.isArray(events);
 }
@@ -213,7 +220,7 @@ export class PersistentSubscription
     events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
   ): Promise<void> {
     if (!(action in NACK_TO_WIRE))
-      return Promise.reject(
+      return handled(
         new InvalidArgumentError(
           `nack action must be park, retry, skip or stop, got ${String(action)}`,
         ),
@@ -289,13 +296,10 @@ export class PersistentSubscription
     for (const e of list) {
       const p = e?.event?.position;
       if (typeof p !== "bigint")
-        return Promise.reject(
-          new InvalidArgumentError("ack / nack take events of this subscription"),
-        );
+        return handled(new InvalidArgumentError("ack / nack take events of this subscription"));
       positions.push(Number(p));
     }
-    if (this.#ended)
-      return Promise.reject(new SubscriptionDroppedError("the subscription has ended"));
+    if (this.#ended) return handled(new SubscriptionDroppedError("the subscription has ended"));
     const timeoutMs = this.#ctx.settings.operationTimeoutMs;
     let waiter!: Waiter;
     const all = new Promise<void>((resolve, reject) => {

@@ -1006,6 +1006,7 @@ export class Group {
     }
     if (last < this.#parkedFrom) return 0;
     this.#replayEnd = last + 1;
+    const replayed: Entry[] = [];
     for (const e of events) {
       const entry: Entry = {
         event: e,
@@ -1020,8 +1021,10 @@ export class Group {
         waiters: undefined,
       };
       this.#replays.set(e.position, entry);
-      this.#queue.unshift(entry);
+      replayed.push(entry);
     }
+    // Parked events go first, in the order they were parked.
+    this.#queue = [...replayed, ...this.#queue];
     if (this.#replays.size === 0) await this.#finishReplay();
     this.#dispatch();
     return events.length;
