@@ -1,5 +1,5 @@
 import { chorus } from "@chorus/protocol";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ChorusClient } from "./client.js";
 import {
   DiscoveryError,
@@ -8,35 +8,11 @@ import {
   WrongExpectedVersionError,
 } from "./errors.js";
 import { jsonEvent, binaryEvent } from "./operations/events.js";
-import { ConnectionSettings } from "./settings/connection-settings.js";
 import { FakeNode, FakeStore } from "./test-support/fake-node.js";
+import { fast, inTestNodes, waitFor } from "./test-support/fixtures.js";
 import type { MemberInfo, ResolvedEvent } from "./types.js";
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-
-async function node(options: Parameters<typeof FakeNode.start>[0] = {}): Promise<FakeNode> {
-  const n = await FakeNode.start(options);
-  cleanups.push(() => n.close());
-  return n;
-}
-
-function client(settings: ConnectionSettings | string): ChorusClient {
-  const c = new ChorusClient(settings);
-  cleanups.push(() => c.close());
-  return c;
-}
-
-function fast(builder = ConnectionSettings.create()) {
-  return builder
-    .withReconnectionDelay(10)
-    .withDiscoverDelay(10)
-    .withMaxDiscoverAttempts(2)
-    .withGossipTimeout(500)
-    .withOperationTimeout(5_000);
-}
+const { node, client } = inTestNodes();
 
 async function collect(iterable: AsyncIterable<ResolvedEvent>): Promise<ResolvedEvent[]> {
   const out: ResolvedEvent[] = [];
@@ -49,14 +25,6 @@ function once<T>(
   event: string,
 ): Promise<T> {
   return new Promise((resolve) => emitter.once(event, resolve));
-}
-
-async function waitFor(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error("waitFor timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe("ChorusClient against an in-test node", () => {
