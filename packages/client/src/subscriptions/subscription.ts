@@ -331,7 +331,14 @@ export class Subscription
 
   /** Subscribes on one session; resolves when the connection is lost, rejects when the server refuses or drops. */
   #subscribeOn(session: Session, onConfirmed: () => void): Promise<void> {
+    // Removed when this subscribe is over: a listener per resubscription would pile up.
+    let onAbort = () => {};
     return new Promise<void>((resolve, reject) => {
+      // Ended while the session was on its way: an aborted signal calls no new listener.
+      if (this.#abort.signal.aborted) {
+        resolve();
+        return;
+      }
       const after = this.#after as bigint | undefined;
       const credit = Math.max(0, this.#capacity - this.#buffered);
       this.#outstanding = credit;
@@ -354,7 +361,7 @@ export class Subscription
         },
       });
       this.#channel = channel;
-      const onAbort = () => resolve();
+      onAbort = () => resolve();
       this.#abort.signal.addEventListener("abort", onAbort, { once: true });
       const target = this.#target;
       try {
@@ -380,7 +387,7 @@ export class Subscription
           err instanceof ConnectionError ? err : new ConnectionError(String(err), { cause: err }),
         );
       }
-    });
+    }).finally(() => this.#abort.signal.removeEventListener("abort", onAbort));
   }
 
   #onFrame(frame: Frame, onConfirmed: () => void): void {
