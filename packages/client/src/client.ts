@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { ClusterView } from "./connection/cluster-view.js";
 import {
   Connection,
   type ConnectionDependencies,
@@ -49,10 +50,17 @@ export type ChorusClientDependencies = ConnectionDependencies;
 /**
  * The Chorus client. Operations connect lazily; `connect()` connects eagerly.
  * `close()` lets in-flight work settle, then closes sockets and clears every timer.
+ * Writes go to the leader. With a nodePreference other than "leader", reads and catch-up
+ * subscriptions go through a second connection, to a node of that preference; both
+ * connections share one view of the cluster, and emit their events through the client.
  */
 export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   readonly settings: ConnectionSettings;
+  readonly #view: ClusterView;
+  /** To the leader. */
   readonly #connection: Connection;
+  /** The leader connection itself, or one to a node of the nodePreference. */
+  readonly #reads: Connection;
   readonly #ctx: OperationContext;
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #subscriptions = new Set<Subscription | PersistentSubscription>();
@@ -69,12 +77,24 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
       throw new InvalidArgumentError(
         "ChorusClient takes ConnectionSettings (from ConnectionSettings.create()...build()) or a connection string",
       );
-    this.#connection = new Connection(this.settings, dependencies);
-    this.#ctx = Object.freeze({ settings: this.settings, connection: this.#connection });
-    this.#connection.on("connected", (node) => this.emit("connected", node));
-    this.#connection.on("disconnected", (reason) => this.emit("disconnected", reason));
-    this.#connection.on("reconnecting", (attempt) => this.emit("reconnecting", attempt));
-    this.#connection.on("leaderChanged", (change) => this.emit("leaderChanged", change));
+    const view = new ClusterView(this.settings, dependencies);
+    this.#view = view;
+    this.#connection = new Connection(this.settings, {}, { view, preference: "leader" });
+    this.#reads =
+      this.settings.nodePreference === "leader"
+        ? this.#connection
+        : new Connection(this.settings, {}, { view });
+    this.#ctx = Object.freeze({
+      settings: this.settings,
+      connection: this.#connection,
+      readConnection: this.#reads,
+    });
+    for (const connection of this.#connections()) {
+      connection.on("connected", (node) => this.emit("connected", node));
+      connection.on("disconnected", (reason) => this.emit("disconnected", reason));
+      connection.on("reconnecting", (attempt) => this.emit("reconnecting", attempt));
+    }
+    view.on("leaderChanged", (change) => this.emit("leaderChanged", change));
     this.persistentSubscriptions = new PersistentSubscriptions(
       this.#ctx,
       (fn) => this.#run(fn),
@@ -85,20 +105,31 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     );
   }
 
-  /** idle | connecting | connected | reconnecting | closed */
+  /** idle | connecting | connected | reconnecting | closed: of the connection to the leader. */
   get status(): ConnectionStatus {
     return this.#connection.status;
   }
 
-  /** The node the client is connected to, if any. */
+  /** The node writes go to (the leader), if connected. */
   get node(): MemberInfo | undefined {
     return this.#connection.node;
   }
 
-  /** Connects now (operations also connect lazily). Resolves with the node. */
+  /** The node reads go to, if connected: a node of the nodePreference (or the leader). */
+  get readNode(): MemberInfo | undefined {
+    return this.#reads.node;
+  }
+
+  /**
+   * Connects now (operations also connect lazily): to the leader and, with another node
+   * preference, to a node of that preference too. Resolves with the leader's node.
+   */
   async connect(options: { signal?: AbortSignal } = {}): Promise<MemberInfo> {
     this.#checkOpen();
-    return this.#track(this.#connection.connect(options.signal));
+    const [leader] = await this.#track(
+      Promise.all(this.#connections().map((c) => c.connect(options.signal))),
+    );
+    return leader!;
   }
 
   /** The cluster's members from a fresh gossip round (the latest known ones if that fails and some are known). */
@@ -168,10 +199,11 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     this.#closing ??= (async () => {
       // Requests that are still waiting for a node fail now; sent ones settle below
       // (each within its operation timeout).
-      this.#connection.drain();
+      for (const connection of this.#connections()) connection.drain();
       await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
       await Promise.allSettled([...this.#inFlight]);
-      await this.#connection.close();
+      await Promise.all(this.#connections().map((c) => c.close()));
+      await this.#view.close();
       this.emit("closed");
     })();
     return this.#closing;
@@ -179,6 +211,11 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** The leader connection, then the reads one when it is another. */
+  #connections(): Connection[] {
+    return this.#reads === this.#connection ? [this.#connection] : [this.#connection, this.#reads];
   }
 
   #checkOpen(): void {

@@ -1,26 +1,22 @@
 import { EventEmitter } from "node:events";
-import { readFile } from "node:fs/promises";
-import { discover } from "../discovery/discover.js";
-import { DnsPacketResolver } from "../discovery/dns-packet-resolver.js";
-import type { SeedResolver } from "../discovery/dns.js";
-import { HttpGossipReader, type GossipReader } from "../discovery/gossip.js";
-import { leaderOf, selectNode } from "../discovery/select-node.js";
 import {
   ClientClosedError,
   ConnectionError,
   DiscoveryError,
   TimeoutError,
-  type DiscoveryCause,
   type LeaderEndpoints,
 } from "../errors.js";
 import type { ConnectionSettings } from "../settings/connection-settings.js";
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
+import { DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
 import { formatEndpoint, sameEndpoint } from "../settings/endpoint.js";
-import type { Transport, TransportFactory } from "../transport/transport.js";
-import { webSocketTransportFactory } from "../transport/ws-transport.js";
-import type { Endpoint, MemberInfo, TimerHandle } from "../types.js";
+import type { Transport } from "../transport/transport.js";
+import type { Endpoint, MemberInfo, NodePreference, TimerHandle } from "../types.js";
 import { abortReason, sleep, type Abortable } from "../util/timers.js";
+import { isPreferred } from "../discovery/select-node.js";
 import { backoffDelayMs } from "./backoff.js";
+import { ClusterView, type ClusterIo, type ConnectionDependencies } from "./cluster-view.js";
+
+export type { ConnectionDependencies } from "./cluster-view.js";
 
 export type ConnectionStatus = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
 
@@ -39,32 +35,35 @@ export interface Session {
   readonly node: MemberInfo;
 }
 
-/** Replaceable I/O, for tests. */
-export interface ConnectionDependencies {
-  gossipReader?: GossipReader;
-  seedResolver?: SeedResolver;
-  transportFactory?: TransportFactory;
-  connectTimeoutMs?: number;
-}
-
 interface Waiter {
   resolve(session: Session): void;
   reject(error: Error): void;
 }
 
+export interface ConnectionOptions {
+  /** Which member to connect to. Default: the settings' nodePreference. */
+  preference?: NodePreference;
+  /**
+   * What the client knows of the cluster, shared with its other connections (the
+   * dependencies then belong to the view). Default: a view of this connection's own.
+   */
+  view?: ClusterView;
+}
+
 /**
  * The connection state machine: discover -> connect -> connected -> (lost) -> reconnecting
- * -> rediscover. Owns the member pool (seeds are kept apart from gossiped members and never
- * forgotten) and is the only module that calls both discovery and transport. Requests
- * wait for a session in a queue with a deadline while no node is connected.
+ * -> rediscover, to a member chosen by its node preference. The only module that calls both
+ * discovery and transport; the member pool (seeds kept apart from gossiped members and
+ * never forgotten) is the ClusterView it shares with the client's other connection.
+ * Requests wait for a session in a queue with a deadline while no node is connected.
  */
 export class Connection extends EventEmitter<ConnectionEvents> {
   readonly #settings: ConnectionSettings;
-  readonly #deps: ConnectionDependencies;
+  readonly #view: ClusterView;
+  readonly #ownsView: boolean;
+  readonly #preference: NodePreference;
   #status: ConnectionStatus = "idle";
   #session: Session | undefined;
-  #members: MemberInfo[] = [];
-  #leader: MemberInfo | undefined;
   #waiters = new Set<Waiter>();
   #loop: Promise<void> | undefined;
   #loopAbort: AbortController | undefined;
@@ -73,15 +72,19 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   #target: LeaderEndpoints | undefined;
   /** Reconnect at once (no backoff) after this disconnection. */
   #skipDelay = false;
-  #io:
-    | Promise<{ reader: GossipReader; resolver: SeedResolver; transports: TransportFactory }>
-    | undefined;
-  #ownedReader: GossipReader | undefined;
 
-  constructor(settings: ConnectionSettings, deps: ConnectionDependencies = {}) {
+  constructor(
+    settings: ConnectionSettings,
+    deps: ConnectionDependencies = {},
+    options: ConnectionOptions = {},
+  ) {
     super();
     this.#settings = settings;
-    this.#deps = deps;
+    this.#preference = options.preference ?? settings.nodePreference;
+    this.#ownsView = options.view === undefined;
+    this.#view = options.view ?? new ClusterView(settings, deps);
+    if (this.#ownsView)
+      this.#view.on("leaderChanged", (change) => this.emit("leaderChanged", change));
   }
 
   get status(): ConnectionStatus {
@@ -95,7 +98,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** The cluster members of the latest gossip. */
   get members(): readonly MemberInfo[] {
-    return this.#members;
+    return this.#view.members;
   }
 
   /** The current session when connected; undefined otherwise. Does not start connecting. */
@@ -173,7 +176,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (!session || session.transport !== from || this.#status === "closed") return;
     let target = leader;
     if (!target?.tcp) {
-      const known = leaderOf(this.#members);
+      const known = this.#view.leader;
       if (known && known.instanceId !== session.node.instanceId && known.externalTcp) {
         target = {
           tcp: known.externalTcp,
@@ -194,149 +197,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** Asks for gossip now (one round over seeds and known members) and returns the members. */
   async refreshMembers(signal?: AbortSignal): Promise<MemberInfo[]> {
     if (this.#status === "closed") throw new ClientClosedError();
-    const io = await this.#ioReady();
-    const { discover: found } = await this.#discoverOnce(io, 1, signal);
-    return found;
-  }
-
-  async #discoverOnce(
-    io: { reader: GossipReader; resolver: SeedResolver },
-    maxAttempts: number,
-    signal?: AbortSignal,
-  ): Promise<{ node: MemberInfo; discover: MemberInfo[] }> {
-    const s = this.#settings;
-    const location = s.location;
-    const result = await discover({
-      reader: io.reader,
-      candidates: () => this.#candidates(io.resolver, signal),
-      select: (members) => {
-        if (location.kind === "singleNode") {
-          const alive = members.filter((m) => m.isAlive && m.externalTcp);
-          return (
-            alive.find((m) => sameEndpoint(m.externalHttp, location.endpoint)) ??
-            (alive.length === 1 ? alive[0] : selectNode(s.nodePreference, alive, s.random))
-          );
-        }
-        return selectNode(s.nodePreference, members, s.random);
-      },
-      maxAttempts,
-      delayMs: s.discoverDelayMs,
-      maxDelayMs: DEFAULT_MAX_BACKOFF_DELAY_MS,
-      gossipTimeoutMs: s.gossipTimeoutMs,
-      random: s.random,
-      timers: s.timers,
-      logger: s.logger,
-      ...(signal && { signal }),
-      onMembers: (members) => this.#updateMembers(members),
-    });
-    return { node: result.node, discover: result.members };
-  }
-
-  /** Seeds (never forgotten) plus the gossip endpoints of known members, without duplicates. */
-  async #candidates(
-    resolver: SeedResolver,
-    signal?: AbortSignal,
-  ): Promise<{ endpoints: Endpoint[]; failures: DiscoveryCause[] }> {
-    const location = this.#settings.location;
-    const failures: DiscoveryCause[] = [];
-    let seeds: readonly Endpoint[] = [];
-    if (location.kind === "singleNode") {
-      return { endpoints: [location.endpoint], failures };
-    } else if (location.kind === "gossipSeeds") {
-      seeds = location.seeds;
-    } else {
-      try {
-        seeds = await resolver.resolve(location, {
-          timeoutMs: this.#settings.gossipTimeoutMs,
-          ...(signal && { signal }),
-        });
-      } catch (err) {
-        failures.push({
-          seed: location.srv ? `_chorus._tcp.${location.name}` : location.name,
-          error: new Error(
-            `DNS lookup failed: ${err instanceof Error ? err.message : String(err)}`,
-            { cause: err },
-          ),
-        });
-      }
-    }
-    const all = [
-      ...seeds,
-      ...this.#members.flatMap((m) => (m.externalHttp ? [m.externalHttp] : [])),
-    ];
-    const seen = new Set<string>();
-    const endpoints = all.filter((e) => {
-      const key = formatEndpoint(e);
-      if (seen.has(key)) return false;
-      seen.add(key);
-      return true;
-    });
-    return { endpoints, failures };
-  }
-
-  #updateMembers(members: MemberInfo[]): void {
-    this.#members = members;
-    const leader = leaderOf(members);
-    if (leader) this.#noteLeader(leader);
-  }
-
-  #noteLeader(current: MemberInfo): void {
-    const previous = this.#leader;
-    this.#leader = current;
-    if (previous?.instanceId !== current.instanceId) {
-      this.emit("leaderChanged", previous ? { previous, current } : { current });
-    }
-  }
-
-  #ioReady(): Promise<{
-    reader: GossipReader;
-    resolver: SeedResolver;
-    transports: TransportFactory;
-  }> {
-    this.#io ??= (async () => {
-      const s = this.#settings;
-      let tls:
-        | { ca?: string | Buffer | ReadonlyArray<string | Buffer>; rejectUnauthorized: boolean }
-        | undefined;
-      if (s.tls) {
-        let ca = s.tls.ca;
-        if (s.tls.caFile !== undefined) {
-          try {
-            ca = await readFile(s.tls.caFile);
-          } catch (err) {
-            throw new ConnectionError(
-              `cannot read the TLS CA file ${s.tls.caFile}: ${(err as Error).message}`,
-              { cause: err },
-            );
-          }
-        }
-        tls = { ...(ca !== undefined && { ca }), rejectUnauthorized: s.tls.rejectUnauthorized };
-      }
-      let reader = this.#deps.gossipReader;
-      if (!reader) {
-        reader = new HttpGossipReader({ tls, timers: s.timers });
-        this.#ownedReader = reader;
-      }
-      const transports =
-        this.#deps.transportFactory ??
-        webSocketTransportFactory({
-          tls,
-          credentials: s.defaultCredentials,
-          heartbeat: s.heartbeat,
-          connectTimeoutMs: this.#deps.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-          timers: s.timers,
-          logger: s.logger,
-        });
-      return {
-        reader,
-        resolver:
-          this.#deps.seedResolver ?? new DnsPacketResolver({ random: this.#settings.random }),
-        transports,
-      };
-    })();
-    // A failed setup (unreadable CA file) is retried on the next attempt.
-    this.#io.catch(() => (this.#io = undefined));
-    return this.#io;
+    const { members } = await this.#view.discover(this.#preference, 1, signal);
+    return members;
   }
 
   #start(): void {
@@ -413,10 +275,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         node: formatEndpoint(session.transport.endpoint),
         state: session.node.state,
       });
-      if (session.node.state === "Leader") this.#noteLeader(session.node);
+      if (session.node.state === "Leader") this.#view.noteLeader(session.node);
       this.emit("connected", session.node);
       for (const w of [...this.#waiters]) w.resolve(session);
+      const stopWatching = this.#watchPreference(session, signal);
       const reason = await session.transport.closed;
+      stopWatching();
       this.#session = undefined;
       if (signal.aborted) return;
       s.logger.info("disconnected", {
@@ -427,9 +291,54 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
   }
 
+  /**
+   * A connection that had to settle for a fallback (preference "follower" while every
+   * other node was still catching up, say) asks for gossip now and then, with a backoff
+   * from discoverDelay, and moves once a node of its preference can serve. Returns the
+   * function that stops the watch.
+   */
+  #watchPreference(session: Session, signal: AbortSignal): () => void {
+    const s = this.#settings;
+    if (s.location.kind === "singleNode" || isPreferred(this.#preference, session.node))
+      return () => undefined;
+    let stopped = false;
+    let timer: TimerHandle | undefined;
+    let checks = 0;
+    const schedule = () => {
+      checks++;
+      const ms = backoffDelayMs(checks, s.discoverDelayMs, DEFAULT_MAX_BACKOFF_DELAY_MS, s.random);
+      timer = s.timers.setTimeout(() => void check(), ms);
+    };
+    const check = async () => {
+      timer = undefined;
+      try {
+        const { node } = await this.#view.discover(this.#preference, 1, signal);
+        if (stopped) return;
+        if (isPreferred(this.#preference, node) && node.instanceId !== session.node.instanceId) {
+          s.logger.info("moving to a node of the preference", {
+            preference: this.#preference,
+            from: `${session.node.state} ${formatEndpoint(session.transport.endpoint)}`,
+            to: `${node.state} ${node.externalTcp ? formatEndpoint(node.externalTcp) : "?"}`,
+          });
+          this.#skipDelay = true;
+          void session.transport.close(`moving to a ${node.state} (node preference)`);
+          return;
+        }
+      } catch {
+        // no gossip this time: ask again later
+      }
+      if (!stopped) schedule();
+    };
+    schedule();
+    return () => {
+      stopped = true;
+      if (timer !== undefined) s.timers.clearTimeout(timer);
+    };
+  }
+
   /** Discovery (or the NOT_LEADER target), then the WebSocket. */
   async #establish(signal: AbortSignal): Promise<Session> {
-    const io = await this.#ioReady();
+    const io = await this.#view.io();
     const target = this.#target;
     this.#target = undefined;
     if (target?.tcp) {
@@ -442,13 +351,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         });
       }
     }
-    const { node } = await this.#discoverOnce(io, this.#settings.maxDiscoverAttempts, signal);
+    const { node } = await this.#view.discover(
+      this.#preference,
+      this.#settings.maxDiscoverAttempts,
+      signal,
+    );
     const transport = await io.transports({ endpoint: node.externalTcp!, signal });
     return { transport, node };
   }
 
   async #connectToTarget(
-    io: { reader: GossipReader; transports: TransportFactory },
+    io: ClusterIo,
     target: LeaderEndpoints,
     signal: AbortSignal,
   ): Promise<Session> {
@@ -460,7 +373,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           timeoutMs: this.#settings.gossipTimeoutMs,
           signal,
         });
-        this.#updateMembers(members);
+        this.#view.update(members);
         node = members.find((m) => sameEndpoint(m.externalTcp, tcp));
       } catch {
         // fall through to a synthesized member
@@ -480,7 +393,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     for (const w of [...this.#waiters]) w.reject(err);
   }
 
-  /** Stops everything: pending waiters get ClientClosedError, the socket closes, timers clear. */
   /**
    * The first step of closing: requests still waiting for a connection fail with
    * ClientClosedError (they were never sent), discovery and reconnection stop, and no new
@@ -503,8 +415,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.#session = undefined;
     if (session) await session.transport.close("client closed");
     await this.#loop;
-    await this.#io?.catch(() => undefined);
-    await this.#ownedReader?.close();
+    if (this.#ownsView) await this.#view.close();
     this.emit("closed");
   }
 }

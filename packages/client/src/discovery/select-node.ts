@@ -45,6 +45,23 @@ export function selectNode(
   return undefined;
 }
 
+/**
+ * Whether `node` is of the kind `preference` asks for first (any serving node for
+ * "random"), rather than a fallback selectNode took because there was none.
+ */
+export function isPreferred(preference: NodePreference, node: MemberInfo): boolean {
+  switch (preference) {
+    case "leader":
+      return node.state === "Leader";
+    case "follower":
+      return node.state === "Follower";
+    case "readOnlyReplica":
+      return node.state === "ReadOnlyReplica";
+    case "random":
+      return SERVING.has(node.state);
+  }
+}
+
 /** The alive leader of the highest epoch, if any. */
 export function leaderOf(members: readonly MemberInfo[]): MemberInfo | undefined {
   return members

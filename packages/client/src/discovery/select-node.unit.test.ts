@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { MemberInfo, NodePreference } from "../types.js";
-import { selectNode } from "./select-node.js";
+import { isPreferred, selectNode } from "./select-node.js";
 import { shuffle } from "./shuffle.js";
 import { mergeViews } from "./discover.js";
 
@@ -105,5 +105,23 @@ describe("mergeViews", () => {
       "A:Follower",
       "F1:Follower",
     ]);
+  });
+});
+
+describe("isPreferred", () => {
+  const cases: Array<[NodePreference, MemberInfo, boolean]> = [
+    ["leader", L, true],
+    ["leader", F1, false],
+    ["follower", F1, true],
+    ["follower", L, false],
+    ["follower", R, false],
+    ["readOnlyReplica", R, true],
+    ["readOnlyReplica", F1, false],
+    ["random", L, true],
+    ["random", R, true],
+    ["random", catchingUp, false],
+  ];
+  it.each(cases)("%s, %o: %s", (preference, node, expected) => {
+    expect(isPreferred(preference, node)).toBe(expected);
   });
 });

@@ -1,8 +1,19 @@
 import type { Connection } from "../connection/connection.js";
 import type { ConnectionSettings } from "../settings/connection-settings.js";
 
-/** What every operation needs: the settings and the connection to send through. */
+/** What every operation needs: the settings and the connections to send through. */
 export interface OperationContext {
   readonly settings: ConnectionSettings;
+  /** To the leader: writes, and everything that requires the leader. */
   readonly connection: Connection;
+  /**
+   * To the node of the nodePreference: reads and catch-up subscriptions that do not require
+   * the leader. The same object as `connection` when the preference is "leader".
+   */
+  readonly readConnection: Connection;
+}
+
+/** The connection an operation goes through: the leader's, or the one of the node preference. */
+export function connectionFor(ctx: OperationContext, requireLeader: boolean): Connection {
+  return requireLeader ? ctx.connection : ctx.readConnection;
 }

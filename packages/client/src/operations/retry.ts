@@ -10,7 +10,7 @@ import {
 import { DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
 import type { OperationOptions } from "../types.js";
 import { operationDeadline, sleep, type Abortable } from "../util/timers.js";
-import type { OperationContext } from "./context.js";
+import { connectionFor, type OperationContext } from "./context.js";
 
 export interface RetryOptions extends OperationOptions {
   /** For messages: "appendToStream", ... */
@@ -25,13 +25,16 @@ export interface RetryOptions extends OperationOptions {
  * spans every attempt and the waits between them -> TimeoutError). Retried: connection
  * loss, NOT_LEADER (after moving to the leader), NOT_READY, TOO_BUSY. The caller's request
  * must be the same on every attempt (same event ids), so a retried append is idempotent.
+ * With `requireLeader` the operation goes through the leader connection, otherwise
+ * through the one of the node preference.
  */
 export async function withRetry<T>(
   ctx: OperationContext,
   options: RetryOptions,
   attempt: (session: Session, signal: Abortable) => Promise<T>,
 ): Promise<T> {
-  const { settings, connection } = ctx;
+  const { settings } = ctx;
+  const connection = connectionFor(ctx, options.requireLeader);
   const timeoutMs = options.timeoutMs ?? settings.operationTimeoutMs;
   let lastError: unknown;
   const deadline = operationDeadline(

@@ -13,7 +13,7 @@ import {
   StreamNotFoundError,
   SubscriptionDroppedError,
 } from "../errors.js";
-import type { OperationContext } from "../operations/context.js";
+import { connectionFor, type OperationContext } from "../operations/context.js";
 import { resolvedEventFromWire } from "../operations/events.js";
 import { toWireNumber } from "../operations/expected-version.js";
 import { filterToWire, readAll, readStream, type StreamFilter } from "../operations/read.js";
@@ -241,8 +241,14 @@ export class Subscription
     this.#notify();
   }
 
+  get #requireLeader(): boolean {
+    return this.#options.requireLeader ?? this.#ctx.settings.nodePreference === "leader";
+  }
+
   async #run(): Promise<void> {
-    const { settings, connection } = this.#ctx;
+    const { settings } = this.#ctx;
+    const requireLeader = this.#requireLeader;
+    const connection = connectionFor(this.#ctx, requireLeader);
     let failures = 0;
     const signal = this.#abort.signal;
     while (!this.#ended) {
@@ -250,7 +256,6 @@ export class Subscription
       try {
         if (this.#after === "end") this.#after = await this.#lastEventPosition();
         session = await connection.session({ signal });
-        const requireLeader = this.#options.requireLeader ?? settings.nodePreference === "leader";
         if (requireLeader && session.node.state !== "Leader") {
           throw new NotLeaderError(
             undefined,
@@ -312,6 +317,8 @@ export class Subscription
       fromPosition: "end" as const,
       maxCount: 1,
       signal: this.#abort.signal,
+      // the same node as the subscription's, so "end" is the end as that node knows it
+      requireLeader: this.#requireLeader,
       ...(this.#options.credentials && { credentials: this.#options.credentials }),
       ...(this.#options.timeoutMs !== undefined && { timeoutMs: this.#options.timeoutMs }),
     };
