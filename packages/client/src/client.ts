@@ -9,6 +9,7 @@ import { ClientClosedError, InvalidArgumentError } from "./errors.js";
 import { appendToStream, type AppendOptions, type AppendResult } from "./operations/append.js";
 import type { OperationContext } from "./operations/context.js";
 import { deleteStream, type DeleteResult, type DeleteStreamOptions } from "./operations/delete.js";
+import { RetryBudget, UNLIMITED_RETRY_BUDGET } from "./operations/retry-budget.js";
 import type { EventData } from "./operations/events.js";
 import {
   getStreamMetadata,
@@ -88,6 +89,9 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
       settings: this.settings,
       connection: this.#connection,
       readConnection: this.#reads,
+      retryBudget: new RetryBudget(this.settings.retryBudget ?? UNLIMITED_RETRY_BUDGET, () =>
+        this.settings.timers.now(),
+      ),
     });
     for (const connection of this.#connections()) {
       connection.on("connected", (node) => this.emit("connected", node));

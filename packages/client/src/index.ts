@@ -6,6 +6,8 @@ export {
   type ClusterDnsOptions,
   type ClusterLocation,
   type HeartbeatSettings,
+  type RetryBudgetOptions,
+  type RetryBudgetSettings,
   type TlsOptions,
   type TlsSettings,
 } from "./settings/connection-settings.js";

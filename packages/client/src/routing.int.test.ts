@@ -1,6 +1,8 @@
-// Read routing by node preference, against in-test nodes.
+// Read routing by node preference and the client-wide retry budget, against in-test nodes.
+import { chorus } from "@chorus/protocol";
 import { describe, expect, it } from "vitest";
 import { ChorusClient } from "./client.js";
+import { NotHandledError } from "./errors.js";
 import { jsonEvent } from "./operations/events.js";
 import { FakeNode, FakeStore } from "./test-support/fake-node.js";
 import { fast, inTestNodes, waitFor } from "./test-support/fixtures.js";
@@ -134,5 +136,72 @@ describe("read routing by node preference", () => {
     await c.close();
     expect(c.status).toBe("closed");
     expect(c.readNode).toBeUndefined();
+  });
+});
+
+describe("the client's retry budget", () => {
+  /** A node that answers every append NOT_READY, counting them. */
+  async function notReady(): Promise<{ node: FakeNode; appends: () => number }> {
+    const n = await node({
+      intercept: (frame, _ws, send) => {
+        if (!frame.append) return false;
+        send({
+          correlationId: frame.correlationId,
+          notHandled: { reason: chorus.NotHandled.Reason.NOT_READY },
+        });
+        return true;
+      },
+    });
+    return { node: n, appends: () => n.received.filter((f) => f.append).length };
+  }
+
+  it("fails an operation at once, with its real error, when the budget allows no retry", async () => {
+    const { node: n, appends } = await notReady();
+    const c = client(
+      fast()
+        .withSingleNode(n.httpEndpoint)
+        .withRetryBudget({ ratio: 0, minRetriesPerSecond: 0 })
+        .build(),
+    );
+    const err = await c
+      .appendToStream("b", jsonEvent({ type: "A", data: 1 }))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotHandledError);
+    expect((err as NotHandledError).reason).toBe("NOT_READY");
+    expect(appends()).toBe(1);
+  });
+
+  it("bounds the retries of every operation together, not of each one", async () => {
+    const { node: n, appends } = await notReady();
+    // a reserve of 3 retries in the window, and 1 retry per 2 operations
+    const c = client(
+      fast()
+        .withSingleNode(n.httpEndpoint)
+        .withReconnectionDelay(1)
+        .withRetryBudget({ ratio: 0.5, minRetriesPerSecond: 0.3, windowMs: 10_000 })
+        .build(),
+    );
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => c.appendToStream("b", jsonEvent({ type: "A", data: i }))),
+    );
+    expect(results.every((r) => r.status === "rejected")).toBe(true);
+    // 8 first attempts + 3 (reserve) + 4 (8 × 0.5) retries, where each alone would retry 10 times
+    expect(appends()).toBe(8 + 3 + 4);
+  });
+
+  it("withoutRetryBudget(): only limitRetriesForOperationTo limits the retries", async () => {
+    const { node: n, appends } = await notReady();
+    const c = client(
+      fast()
+        .withSingleNode(n.httpEndpoint)
+        .withReconnectionDelay(1)
+        .limitRetriesForOperationTo(3)
+        .withoutRetryBudget()
+        .build(),
+    );
+    await Promise.allSettled(
+      Array.from({ length: 5 }, () => c.appendToStream("b", jsonEvent({ type: "A", data: 0 }))),
+    );
+    expect(appends()).toBe(5 * 4);
   });
 });

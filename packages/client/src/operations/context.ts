@@ -1,7 +1,8 @@
 import type { Connection } from "../connection/connection.js";
 import type { ConnectionSettings } from "../settings/connection-settings.js";
+import type { RetryBudget } from "./retry-budget.js";
 
-/** What every operation needs: the settings and the connections to send through. */
+/** What every operation needs: the settings, the connections to send through, the retry budget. */
 export interface OperationContext {
   readonly settings: ConnectionSettings;
   /** To the leader: writes, and everything that requires the leader. */
@@ -11,6 +12,8 @@ export interface OperationContext {
    * the leader. The same object as `connection` when the preference is "leader".
    */
   readonly readConnection: Connection;
+  /** Shared by every operation of the client. */
+  readonly retryBudget: RetryBudget;
 }
 
 /** The connection an operation goes through: the leader's, or the one of the node preference. */

@@ -21,19 +21,19 @@ export interface RetryOptions extends OperationOptions {
 
 /**
  * Runs `attempt` on a live session until it succeeds, fails with a non-retriable error,
- * runs out of retries (limitRetriesForOperationTo) or out of time (the operation timeout
- * spans every attempt and the waits between them -> TimeoutError). Retried: connection
- * loss, NOT_LEADER (after moving to the leader), NOT_READY, TOO_BUSY. The caller's request
- * must be the same on every attempt (same event ids), so a retried append is idempotent.
- * With `requireLeader` the operation goes through the leader connection, otherwise
- * through the one of the node preference.
+ * runs out of retries (limitRetriesForOperationTo), out of the client's retry budget, or
+ * out of time (the operation timeout spans every attempt and the waits between them ->
+ * TimeoutError). Retried: connection loss, NOT_LEADER (after moving to the leader),
+ * NOT_READY, TOO_BUSY. The caller's request must be the same on every attempt (same event
+ * ids), so a retried append is idempotent. With `requireLeader` the operation goes through
+ * the leader connection, otherwise through the one of the node preference.
  */
 export async function withRetry<T>(
   ctx: OperationContext,
   options: RetryOptions,
   attempt: (session: Session, signal: Abortable) => Promise<T>,
 ): Promise<T> {
-  const { settings } = ctx;
+  const { settings, retryBudget } = ctx;
   const connection = connectionFor(ctx, options.requireLeader);
   const timeoutMs = options.timeoutMs ?? settings.operationTimeoutMs;
   let lastError: unknown;
@@ -44,6 +44,7 @@ export async function withRetry<T>(
     () => new TimeoutError(`${options.name} timed out after ${timeoutMs} ms`, { cause: lastError }),
   );
   const signal = deadline.signal;
+  retryBudget.deposit();
   try {
     for (let retries = 0; ; retries++) {
       let session: Session | undefined;
@@ -64,6 +65,18 @@ export async function withRetry<T>(
           retries >= settings.maxRetries
         )
           throw err;
+        if (!retryBudget.tryWithdraw()) {
+          // Said once when the budget runs dry, not for every operation it then fails.
+          const level = retryBudget.refusalsInARow === 1 ? "warn" : "debug";
+          settings.logger[level](
+            "retry budget spent: failing the operation instead of retrying it",
+            {
+              operation: options.name,
+              error: (err as Error).message,
+            },
+          );
+          throw err;
+        }
         lastError = err;
         settings.logger.debug("retrying operation", {
           operation: options.name,

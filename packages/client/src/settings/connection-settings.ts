@@ -9,6 +9,7 @@ import type {
   Timers,
 } from "../types.js";
 import { silentLogger, systemTimers } from "../util/timers.js";
+import type { RetryBudgetSettings } from "../operations/retry-budget.js";
 import {
   DEFAULT_DISCOVER_DELAY_MS,
   DEFAULT_GOSSIP_PORT,
@@ -23,6 +24,9 @@ import {
   DEFAULT_QUEUE_TIMEOUT_MS,
   DEFAULT_RECONNECTION_DELAY_MS,
   DEFAULT_DNS_PORT,
+  DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND,
+  DEFAULT_RETRY_BUDGET_RATIO,
+  DEFAULT_RETRY_BUDGET_WINDOW_MS,
 } from "./defaults.js";
 import { parseConnectionString } from "./connection-string.js";
 import { formatEndpoint, parseEndpoint } from "./endpoint.js";
@@ -64,6 +68,17 @@ export interface TlsSettings {
   readonly rejectUnauthorized: boolean;
 }
 
+export type { RetryBudgetSettings } from "../operations/retry-budget.js";
+
+export interface RetryBudgetOptions {
+  /** Retries allowed per operation started. Default DEFAULT_RETRY_BUDGET_RATIO (0.2). */
+  ratio?: number;
+  /** Retries allowed per second on top, whatever the traffic. Default 10. */
+  minRetriesPerSecond?: number;
+  /** How long operations and retries count, in ms (1,000..60,000). Default 10,000. */
+  windowMs?: number;
+}
+
 export interface HeartbeatSettings {
   readonly intervalMs: number;
   readonly timeoutMs: number;
@@ -81,6 +96,8 @@ export class ConnectionSettings {
   readonly reconnectionDelayMs: number;
   /** Infinity: keep retrying. */
   readonly maxRetries: number;
+  /** The client's retry budget; undefined: none (retries limited per operation only). */
+  readonly retryBudget: RetryBudgetSettings | undefined;
   readonly operationTimeoutMs: number;
   readonly queueTimeoutMs: number;
   readonly maxDiscoverAttempts: number;
@@ -101,6 +118,7 @@ export class ConnectionSettings {
     this.maxReconnections = init.maxReconnections;
     this.reconnectionDelayMs = init.reconnectionDelayMs;
     this.maxRetries = init.maxRetries;
+    this.retryBudget = init.retryBudget ? Object.freeze({ ...init.retryBudget }) : undefined;
     this.operationTimeoutMs = init.operationTimeoutMs;
     this.queueTimeoutMs = init.queueTimeoutMs;
     this.maxDiscoverAttempts = init.maxDiscoverAttempts;
@@ -134,6 +152,7 @@ export class ConnectionSettings {
       maxReconnections: this.maxReconnections,
       reconnectionDelayMs: this.reconnectionDelayMs,
       maxRetries: this.maxRetries,
+      retryBudget: this.retryBudget,
       operationTimeoutMs: this.operationTimeoutMs,
       queueTimeoutMs: this.queueTimeoutMs,
       maxDiscoverAttempts: this.maxDiscoverAttempts,
@@ -198,6 +217,11 @@ export class ConnectionSettingsBuilder {
   #maxReconnections = DEFAULT_MAX_RECONNECTIONS;
   #reconnectionDelayMs = DEFAULT_RECONNECTION_DELAY_MS;
   #maxRetries = DEFAULT_MAX_RETRIES;
+  #retryBudget: RetryBudgetSettings | undefined = {
+    ratio: DEFAULT_RETRY_BUDGET_RATIO,
+    minRetriesPerSecond: DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND,
+    windowMs: DEFAULT_RETRY_BUDGET_WINDOW_MS,
+  };
   #operationTimeoutMs = DEFAULT_OPERATION_TIMEOUT_MS;
   #queueTimeoutMs = DEFAULT_QUEUE_TIMEOUT_MS;
   #maxDiscoverAttempts = DEFAULT_MAX_DISCOVER_ATTEMPTS;
@@ -319,6 +343,47 @@ export class ConnectionSettingsBuilder {
     return this;
   }
 
+  /**
+   * One retry budget for the whole client: within any `windowMs`, retries may add at most
+   * `ratio` of the operations started plus `minRetriesPerSecond` per second; a retry beyond
+   * that fails the operation with the error it would have retried.
+   */
+  withRetryBudget(options: RetryBudgetOptions = {}): this {
+    const ratio = options.ratio ?? DEFAULT_RETRY_BUDGET_RATIO;
+    if (typeof ratio !== "number" || !(ratio >= 0 && ratio <= 10)) {
+      throw new InvalidArgumentError(
+        `retry budget ratio must be a number in 0..10, got ${String(ratio)}`,
+      );
+    }
+    const minRetriesPerSecond =
+      options.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND;
+    if (
+      typeof minRetriesPerSecond !== "number" ||
+      !(minRetriesPerSecond >= 0 && minRetriesPerSecond <= 1_000_000)
+    ) {
+      throw new InvalidArgumentError(
+        `retry budget minRetriesPerSecond must be a number in 0..1000000, got ${String(minRetriesPerSecond)}`,
+      );
+    }
+    const windowMs = positiveMs(
+      options.windowMs ?? DEFAULT_RETRY_BUDGET_WINDOW_MS,
+      "retry budget windowMs",
+    );
+    if (windowMs < 1_000 || windowMs > 60_000) {
+      throw new InvalidArgumentError(
+        `retry budget windowMs must be in 1000..60000 ms, got ${windowMs}`,
+      );
+    }
+    this.#retryBudget = { ratio, minRetriesPerSecond, windowMs };
+    return this;
+  }
+
+  /** No client-wide retry budget: each operation retries up to its own limit. */
+  withoutRetryBudget(): this {
+    this.#retryBudget = undefined;
+    return this;
+  }
+
   withOperationTimeout(ms: number): this {
     this.#operationTimeoutMs = positiveMs(ms, "operation timeout");
     return this;
@@ -408,6 +473,7 @@ export class ConnectionSettingsBuilder {
       maxReconnections: this.#maxReconnections,
       reconnectionDelayMs: this.#reconnectionDelayMs,
       maxRetries: this.#maxRetries,
+      retryBudget: this.#retryBudget,
       operationTimeoutMs: this.#operationTimeoutMs,
       queueTimeoutMs: this.#queueTimeoutMs,
       maxDiscoverAttempts: this.#maxDiscoverAttempts,

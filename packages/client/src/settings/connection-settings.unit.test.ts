@@ -7,6 +7,9 @@ import {
   DEFAULT_MAX_RECONNECTIONS,
   DEFAULT_MAX_RETRIES,
   DEFAULT_OPERATION_TIMEOUT_MS,
+  DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND,
+  DEFAULT_RETRY_BUDGET_RATIO,
+  DEFAULT_RETRY_BUDGET_WINDOW_MS,
 } from "./defaults.js";
 
 describe("ConnectionSettings builder", () => {
@@ -66,6 +69,24 @@ describe("ConnectionSettings builder", () => {
     expect(s.heartbeat.intervalMs).toBe(DEFAULT_HEARTBEAT_INTERVAL_MS);
     expect(s.tls).toBeUndefined();
     expect(s.defaultCredentials).toBeUndefined();
+    expect(s.retryBudget).toEqual({
+      ratio: DEFAULT_RETRY_BUDGET_RATIO,
+      minRetriesPerSecond: DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND,
+      windowMs: DEFAULT_RETRY_BUDGET_WINDOW_MS,
+    });
+  });
+
+  it("sets, defaults and removes the retry budget", () => {
+    const b = () => ConnectionSettings.create().withSingleNode("h:1");
+    expect(b().withRetryBudget({ ratio: 0.5 }).build().retryBudget).toEqual({
+      ratio: 0.5,
+      minRetriesPerSecond: DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND,
+      windowMs: DEFAULT_RETRY_BUDGET_WINDOW_MS,
+    });
+    const s = b().withRetryBudget({ ratio: 0, minRetriesPerSecond: 2, windowMs: 5_000 }).build();
+    expect(s.retryBudget).toEqual({ ratio: 0, minRetriesPerSecond: 2, windowMs: 5_000 });
+    expect(Object.isFrozen(s.retryBudget)).toBe(true);
+    expect(b().withoutRetryBudget().build().retryBudget).toBeUndefined();
   });
 
   it("keepReconnecting / keepRetrying mean no limit", () => {
@@ -164,6 +185,21 @@ describe("ConnectionSettings builder", () => {
       /username/,
     ],
     ["bad logger", () => ConnectionSettings.create().withLogger({} as never), /logger.debug/],
+    [
+      "negative retry budget ratio",
+      () => ConnectionSettings.create().withRetryBudget({ ratio: -0.1 }),
+      /retry budget ratio must be a number in 0..10/,
+    ],
+    [
+      "NaN retries per second",
+      () => ConnectionSettings.create().withRetryBudget({ minRetriesPerSecond: NaN }),
+      /minRetriesPerSecond/,
+    ],
+    [
+      "too short a retry budget window",
+      () => ConnectionSettings.create().withRetryBudget({ windowMs: 500 }),
+      /windowMs must be in 1000..60000 ms/,
+    ],
     ["bad dns name", () => ConnectionSettings.create().withClusterDns("a b"), /invalid DNS name/],
   ];
   it.each(invalid)("rejects %s", (_name, fn, message) => {

@@ -23,6 +23,9 @@ const KEYS = [
   "operationTimeout",
   "queueTimeout",
   "maxRetries",
+  "retryBudgetRatio",
+  "retryBudgetMinRetriesPerSecond",
+  "retryBudgetWindow",
   "maxReconnections",
   "reconnectionDelay",
   "heartbeatInterval",
@@ -58,6 +61,11 @@ function integer(key: string, value: string, min: number): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < min) bad(`${key}=${value}: must be an integer >= ${min}`);
   return n;
+}
+
+function decimal(key: string, value: string): number {
+  if (!/^\d+(\.\d+)?$/.test(value)) bad(`${key}=${value}: expected a non-negative number`);
+  return Number(value);
 }
 
 function boolean(key: string, value: string): boolean {
@@ -127,6 +135,7 @@ export function parseConnectionString(connectionString: string): ConnectionSetti
   let tlsVerifyCert: boolean | undefined;
   let heartbeatInterval: number | undefined;
   let heartbeatTimeout: number | undefined;
+  const retryBudget: { ratio?: number; minRetriesPerSecond?: number; windowMs?: number } = {};
 
   const seen = new Set<Key>();
   if (query !== "") {
@@ -155,6 +164,9 @@ export function parseConnectionString(connectionString: string): ConnectionSetti
         tlsVerifyCert: (v) => (tlsVerifyCert = v),
         heartbeatInterval: (v) => (heartbeatInterval = v),
         heartbeatTimeout: (v) => (heartbeatTimeout = v),
+        retryBudgetRatio: (v) => (retryBudget.ratio = v),
+        retryBudgetMinRetriesPerSecond: (v) => (retryBudget.minRetriesPerSecond = v),
+        retryBudgetWindow: (v) => (retryBudget.windowMs = v),
         username: (v) => {
           if (username !== undefined) bad("username given both in the user info and the query");
           username = v;
@@ -215,6 +227,10 @@ export function parseConnectionString(connectionString: string): ConnectionSetti
     builder.withHeartbeat(current);
   }
 
+  if (Object.keys(retryBudget).length > 0) {
+    wrap("retry budget", () => builder.withRetryBudget(retryBudget));
+  }
+
   if (tls === true) {
     builder.useTls({
       ...(tlsCaFile !== undefined && { caFile: tlsCaFile }),
@@ -253,6 +269,9 @@ interface Sinks {
   tlsVerifyCert(value: boolean): void;
   heartbeatInterval(value: number): void;
   heartbeatTimeout(value: number): void;
+  retryBudgetRatio(value: number): void;
+  retryBudgetMinRetriesPerSecond(value: number): void;
+  retryBudgetWindow(value: number): void;
   username(value: string): void;
   password(value: string): void;
 }
@@ -310,6 +329,15 @@ function applyKey(
       return;
     case "heartbeatTimeout":
       sinks.heartbeatTimeout(integer(rawKey, value, 1));
+      return;
+    case "retryBudgetRatio":
+      sinks.retryBudgetRatio(decimal(rawKey, value));
+      return;
+    case "retryBudgetMinRetriesPerSecond":
+      sinks.retryBudgetMinRetriesPerSecond(decimal(rawKey, value));
+      return;
+    case "retryBudgetWindow":
+      sinks.retryBudgetWindow(integer(rawKey, value, 1));
       return;
     case "tls":
       sinks.tls(boolean(rawKey, value));

@@ -86,6 +86,19 @@ describe("connection strings", () => {
     expect(s.defaultCredentials).toEqual({ username: "admin", password: "p@ss" });
   });
 
+  it("reads the retry budget keys; the ones not given keep their defaults", () => {
+    expect(
+      parse(
+        "chorus://h:1?retryBudgetRatio=0.5&retryBudgetMinRetriesPerSecond=2.5&retryBudgetWindow=5000",
+      ).retryBudget,
+    ).toEqual({ ratio: 0.5, minRetriesPerSecond: 2.5, windowMs: 5000 });
+    expect(parse("chorus://h:1?retryBudgetRatio=1").retryBudget).toEqual({
+      ratio: 1,
+      minRetriesPerSecond: 10,
+      windowMs: 10_000,
+    });
+  });
+
   it("takes credentials from the user info", () => {
     expect(parse("chorus://admin:changeit@localhost:2113").defaultCredentials).toEqual({
       username: "admin",
@@ -124,6 +137,9 @@ describe("connection strings", () => {
     ["chorus://h:1?dnsServer=1.2.3.4", /dnsServer applies/],
     ["chorus+discover://a:1,b:2?dnsServer=1.2.3.4", /dnsServer applies to a DNS name/],
     ["chorus://user@h:1", /user info/],
+    ["chorus://h:1?retryBudgetRatio=-1", /retryBudgetRatio=-1: expected a non-negative number/],
+    ["chorus://h:1?retryBudgetRatio=20", /retry budget: retry budget ratio must be/],
+    ["chorus://h:1?retryBudgetWindow=10", /windowMs must be in 1000..60000/],
   ];
   it.each(malformed)("rejects %j", (text, message) => {
     expect(() => parse(text)).toThrow(InvalidArgumentError);

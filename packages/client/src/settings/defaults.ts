@@ -34,3 +34,9 @@ export const DEFAULT_SUBSCRIPTION_BUFFER_SIZE = 500;
 export const DEFAULT_GOSSIP_PORT = 2113;
 /** DNS port when a DNS server is given without one. */
 export const DEFAULT_DNS_PORT = 53;
+/** Retries a client may make per operation it starts, within the retry budget's window. */
+export const DEFAULT_RETRY_BUDGET_RATIO = 0.2;
+/** Retries a client may make per second on top of its ratio, whatever its traffic. */
+export const DEFAULT_RETRY_BUDGET_MIN_RETRIES_PER_SECOND = 10;
+/** How long operations and retries count towards the retry budget, in ms. */
+export const DEFAULT_RETRY_BUDGET_WINDOW_MS = 10_000;
