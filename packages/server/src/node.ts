@@ -255,6 +255,12 @@ export async function createNode(
         }),
       selfInfo: () => memberInfo(ctx),
       logger,
+      timings: {
+        heartbeatIntervalMs: options.clusterHeartbeatIntervalMs,
+        electionTimeoutMs: options.electionTimeoutMs,
+        gossipIntervalMs: options.gossipIntervalMs,
+        gossipTimeoutMs: options.gossipTimeoutMs,
+      },
       ...(toPeers !== undefined && { tls: toPeers }),
       localAddress: options.intIp,
     });

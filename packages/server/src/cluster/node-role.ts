@@ -68,11 +68,13 @@ import { messageFromWire, messageToWire } from "./transport/messages.js";
 import { PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
 import type { Server as HttpServer } from "node:http";
 import type { PeerTls } from "../tls.js";
+import {
+  DEFAULT_ELECTION_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  electionTimeoutRange,
+} from "./timings.js";
 
 export const DEFAULT_CLUSTER_TICK_MS = 10;
-export const DEFAULT_CLUSTER_HEARTBEAT_MS = 50;
-export const DEFAULT_ELECTION_TIMEOUT_MIN_MS = 500;
-export const DEFAULT_ELECTION_TIMEOUT_MAX_MS = 1_000;
 export const DEFAULT_MAX_REPLICATION_BATCH_BYTES = 1024 * 1024;
 /** A follower within this many bytes of the leader's commit position counts as caught up. */
 export const CAUGHT_UP_SLACK_BYTES = 1024 * 1024;
@@ -82,12 +84,19 @@ export type ClusterNodeState =
 
 export type ClusterLogger = GossipLogger & PeerLogger;
 
+/** Defaults in timings.ts; the flags are validated in config/parse.ts. */
 export interface ClusterTimings {
   readonly tickMs?: number;
-  readonly heartbeatMs?: number;
-  readonly electionTimeoutMinMs?: number;
-  readonly electionTimeoutMaxMs?: number;
+  /** Leader heartbeats to the followers (`--heartbeat-interval-ms`). */
+  readonly heartbeatIntervalMs?: number;
+  /**
+   * t of the randomised election timeout [t, 2t] (`--election-timeout-ms`); the leader's
+   * check-quorum window and a follower's leader lease are t too.
+   */
+  readonly electionTimeoutMs?: number;
   readonly gossipIntervalMs?: number;
+  /** Deadline of one gossip request. */
+  readonly gossipTimeoutMs?: number;
   readonly maxBatchBytes?: number;
 }
 
@@ -253,6 +262,7 @@ export class ClusterRole {
       ...(opts.seedSource !== undefined && { seedSource: opts.seedSource }),
       logger: opts.logger,
       ...(t.gossipIntervalMs !== undefined && { intervalMs: t.gossipIntervalMs }),
+      ...(t.gossipTimeoutMs !== undefined && { requestTimeoutMs: t.gossipTimeoutMs }),
       transport: new HttpGossipTransport({
         ...(opts.tls !== undefined && { tls: opts.tls }),
         ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
@@ -607,15 +617,17 @@ export class ClusterRole {
     this.voters = voters;
     this.announced = this.store.endPosition;
     const t = this.opts.timings ?? {};
+    const election = electionTimeoutRange(t.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS);
+    const heartbeatMs = t.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
     const core = new ConsensusCore<Buffer>(
       {
         id: this.opts.selfId,
         voters,
         learners: this.readOnlyReplica ? [this.opts.selfId] : [],
         priorities,
-        electionTimeoutMinMs: t.electionTimeoutMinMs ?? DEFAULT_ELECTION_TIMEOUT_MIN_MS,
-        electionTimeoutMaxMs: t.electionTimeoutMaxMs ?? DEFAULT_ELECTION_TIMEOUT_MAX_MS,
-        heartbeatMs: t.heartbeatMs ?? DEFAULT_CLUSTER_HEARTBEAT_MS,
+        electionTimeoutMinMs: election.minMs,
+        electionTimeoutMaxMs: election.maxMs,
+        heartbeatMs,
         maxBatchBytes: this.maxBatchBytes,
         random: Math.random,
         epochRecord,
@@ -642,6 +654,10 @@ export class ClusterRole {
         voters,
         readOnlyReplica: this.readOnlyReplica,
         epoch: hardState.epoch,
+        heartbeatIntervalMs: heartbeatMs,
+        electionTimeoutMs: [election.minMs, election.maxMs],
+        gossipIntervalMs: this.gossip.intervalMs,
+        gossipTimeoutMs: this.gossip.requestTimeoutMs,
       },
       "cluster formed",
     );

@@ -1,4 +1,10 @@
 import type { LevelWithSilent } from "pino";
+import {
+  DEFAULT_ELECTION_TIMEOUT_MS,
+  DEFAULT_GOSSIP_INTERVAL_MS,
+  DEFAULT_GOSSIP_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS as DEFAULT_CLUSTER_HEARTBEAT_INTERVAL_MS,
+} from "../cluster/timings.js";
 
 /** Every setting of a node, resolved once (defaults applied, validated) and frozen. */
 export interface NodeOptions {
@@ -33,6 +39,17 @@ export interface NodeOptions {
   readonly intTcpPortAdvertiseAs: number | null;
   readonly intHttpPortAdvertiseAs: number | null;
   readonly readOnlyReplica: boolean;
+  /** How often a cluster leader sends heartbeats to its followers (`--heartbeat-interval-ms`). */
+  readonly clusterHeartbeatIntervalMs: number;
+  /**
+   * Lower bound t of the randomised election timeout [t, 2t] (`--election-timeout-ms`); also the
+   * leader's check-quorum window and a follower's leader lease.
+   */
+  readonly electionTimeoutMs: number;
+  /** How often a cluster node gossips (`--gossip-interval-ms`). */
+  readonly gossipIntervalMs: number;
+  /** Deadline of one gossip request (`--gossip-timeout-ms`). */
+  readonly gossipTimeoutMs: number;
   /** No TLS and no authentication, whatever the interfaces. */
   readonly insecure: boolean;
   readonly certificateFile: string | null;
@@ -44,7 +61,10 @@ export interface NodeOptions {
   readonly idempotencyWindow: number;
   /** Largest native protocol frame (and HTTP request body) accepted, in bytes. */
   readonly maxFrameBytes: number;
-  /** Interval of WebSocket pings; a connection that misses one pong is closed. */
+  /**
+   * Interval of WebSocket pings; a connection that misses one pong is closed. (Not the cluster
+   * leader's heartbeat: that is `clusterHeartbeatIntervalMs`.)
+   */
   readonly heartbeatIntervalMs: number;
 }
 
@@ -77,6 +97,10 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   intTcpPortAdvertiseAs: null,
   intHttpPortAdvertiseAs: null,
   readOnlyReplica: false,
+  clusterHeartbeatIntervalMs: DEFAULT_CLUSTER_HEARTBEAT_INTERVAL_MS,
+  electionTimeoutMs: DEFAULT_ELECTION_TIMEOUT_MS,
+  gossipIntervalMs: DEFAULT_GOSSIP_INTERVAL_MS,
+  gossipTimeoutMs: DEFAULT_GOSSIP_TIMEOUT_MS,
   insecure: false,
   certificateFile: null,
   certificatePrivateKeyFile: null,

@@ -3,9 +3,11 @@ import { isIP } from "node:net";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import yargs from "yargs";
+import { TIMING_LIMITS, heartbeatProblem } from "../cluster/timings.js";
 import { ConfigError, DEFAULT_NODE_OPTIONS, type NodeOptions } from "./options.js";
 
-type Kind = "bool" | "string" | "ip" | "port" | "int" | "size" | "list" | "level" | "hostport";
+type Kind =
+  "bool" | "string" | "ip" | "port" | "int" | "ms" | "size" | "list" | "level" | "hostport";
 
 interface FlagSpec {
   readonly flag: string;
@@ -148,6 +150,34 @@ export const FLAGS: readonly FlagSpec[] = [
     key: "readOnlyReplica",
     kind: "bool",
     describe: "non-voting, asynchronously replicated member",
+  },
+  {
+    flag: "heartbeat-interval-ms",
+    key: "clusterHeartbeatIntervalMs",
+    kind: "ms",
+    ...TIMING_LIMITS.heartbeatIntervalMs,
+    describe: "leader heartbeat to followers; < election timeout / 2 (default 50)",
+  },
+  {
+    flag: "election-timeout-ms",
+    key: "electionTimeoutMs",
+    kind: "ms",
+    ...TIMING_LIMITS.electionTimeoutMs,
+    describe: "t: elections after [t, 2t] without a leader; check-quorum window (default 500)",
+  },
+  {
+    flag: "gossip-interval-ms",
+    key: "gossipIntervalMs",
+    kind: "ms",
+    ...TIMING_LIMITS.gossipIntervalMs,
+    describe: "gossip round interval; dead after 4 missed rounds (default 500)",
+  },
+  {
+    flag: "gossip-timeout-ms",
+    key: "gossipTimeoutMs",
+    kind: "ms",
+    ...TIMING_LIMITS.gossipTimeoutMs,
+    describe: "deadline of one gossip request (default 1000)",
   },
   { flag: "insecure", key: "insecure", kind: "bool", describe: "no TLS and no authentication" },
   {
@@ -447,6 +477,14 @@ function convert(spec: FlagSpec, raw: RawValue): unknown {
         spec.max ?? Number.MAX_SAFE_INTEGER,
         "an integer",
       );
+    case "ms":
+      return parseInteger(
+        spec,
+        raw,
+        spec.min ?? 0,
+        spec.max ?? Number.MAX_SAFE_INTEGER,
+        "a whole number of milliseconds",
+      );
     case "size":
       return parseSize(spec, raw);
     case "ip": {
@@ -538,6 +576,18 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
       `heartbeatIntervalMs must be an integer >= 10, got ${String(o.heartbeatIntervalMs)}`,
     );
   }
+  for (const [key, flag, limits] of [
+    ["clusterHeartbeatIntervalMs", "heartbeat-interval-ms", TIMING_LIMITS.heartbeatIntervalMs],
+    ["electionTimeoutMs", "election-timeout-ms", TIMING_LIMITS.electionTimeoutMs],
+    ["gossipIntervalMs", "gossip-interval-ms", TIMING_LIMITS.gossipIntervalMs],
+    ["gossipTimeoutMs", "gossip-timeout-ms", TIMING_LIMITS.gossipTimeoutMs],
+  ] as const) {
+    const ms = o[key];
+    if (!Number.isInteger(ms) || ms < limits.min || ms > limits.max)
+      problems.push(
+        `${key} (--${flag}) must be ${limits.min}-${limits.max} milliseconds, got ${String(ms)}`,
+      );
+  }
   if (!Number.isInteger(o.idempotencyWindow) || o.idempotencyWindow < 0) {
     problems.push(
       `idempotencyWindow must be a non-negative integer, got ${String(o.idempotencyWindow)}`,
@@ -546,6 +596,8 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   if (!o.memDb && (typeof o.db !== "string" || o.db === ""))
     problems.push("db must name a directory");
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
+  const heartbeat = heartbeatProblem(o.clusterHeartbeatIntervalMs, o.electionTimeoutMs);
+  if (heartbeat !== undefined) throw new ConfigError(heartbeat);
 
   // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS
   // (--cluster-dns: the name's A/AAAA records, on --cluster-gossip-port). A read-only replica

@@ -396,3 +396,156 @@ describe("resolveNodeOptions", () => {
     expect(isLoopback(ip)).toBe(expected);
   });
 });
+
+describe("cluster timing flags", () => {
+  const TIMING_FLAGS = [
+    "heartbeat-interval-ms",
+    "election-timeout-ms",
+    "gossip-interval-ms",
+    "gossip-timeout-ms",
+  ];
+
+  it("default to heartbeat 50 ms, election timeout 500 ms, gossip 500 ms / 1,000 ms", () => {
+    expect(run([])).toMatchObject({
+      clusterHeartbeatIntervalMs: 50,
+      electionTimeoutMs: 500,
+      gossipIntervalMs: 500,
+      gossipTimeoutMs: 1_000,
+    });
+  });
+
+  it("read the command line, CHORUS_* variables and config file keys", () => {
+    expect(
+      run([
+        "--heartbeat-interval-ms",
+        "100",
+        "--election-timeout-ms=2000",
+        "--gossip-interval-ms",
+        "250",
+        "--gossip-timeout-ms=400",
+      ]),
+    ).toMatchObject({
+      clusterHeartbeatIntervalMs: 100,
+      electionTimeoutMs: 2_000,
+      gossipIntervalMs: 250,
+      gossipTimeoutMs: 400,
+    });
+    const env = {
+      CHORUS_HEARTBEAT_INTERVAL_MS: "20",
+      CHORUS_ELECTION_TIMEOUT_MS: "300",
+      CHORUS_GOSSIP_INTERVAL_MS: "1000",
+      CHORUS_GOSSIP_TIMEOUT_MS: "3000",
+    };
+    expect(run([], env)).toMatchObject({
+      clusterHeartbeatIntervalMs: 20,
+      electionTimeoutMs: 300,
+      gossipIntervalMs: 1_000,
+      gossipTimeoutMs: 3_000,
+    });
+    const yaml = "election-timeout-ms: 1500\nheartbeat-interval-ms: 200\ngossip-interval-ms: 750\n";
+    expect(run(["--config", "c.yaml"], {}, { "c.yaml": yaml })).toMatchObject({
+      clusterHeartbeatIntervalMs: 200,
+      electionTimeoutMs: 1_500,
+      gossipIntervalMs: 750,
+    });
+    // The command line wins over the environment, as for every flag.
+    expect(run(["--election-timeout-ms", "700"], env).electionTimeoutMs).toBe(700);
+  });
+
+  it("leaves the WebSocket ping interval alone", () => {
+    expect(run(["--heartbeat-interval-ms", "20"]).heartbeatIntervalMs).toBe(
+      DEFAULT_NODE_OPTIONS.heartbeatIntervalMs,
+    );
+  });
+
+  it.each<[string, string[], RegExp]>([
+    [
+      "a heartbeat that is not a number",
+      ["--heartbeat-interval-ms", "fast"],
+      /--heartbeat-interval-ms: "fast" is not a whole number of milliseconds \(10-10000\)/,
+    ],
+    ["a heartbeat below 10 ms", ["--heartbeat-interval-ms", "5"], /--heartbeat-interval-ms: "5"/],
+    [
+      "a fractional election timeout",
+      ["--election-timeout-ms", "500.5"],
+      /--election-timeout-ms: "500.5" is not a whole number of milliseconds/,
+    ],
+    [
+      "an election timeout below 100 ms",
+      ["--election-timeout-ms", "50"],
+      /--election-timeout-ms: "50" is not a whole number of milliseconds \(100-60000\)/,
+    ],
+    [
+      "an election timeout above a minute",
+      ["--election-timeout-ms=600000"],
+      /--election-timeout-ms: "600000"/,
+    ],
+    ["a negative gossip interval", ["--gossip-interval-ms=-1"], /--gossip-interval-ms/],
+    [
+      "a gossip interval above 10 s",
+      ["--gossip-interval-ms", "20000"],
+      /--gossip-interval-ms: "20000" is not a whole number of milliseconds \(50-10000\)/,
+    ],
+    ["a gossip timeout of 0", ["--gossip-timeout-ms", "0"], /--gossip-timeout-ms: "0"/],
+    ["a missing value", ["--election-timeout-ms"], /--election-timeout-ms needs a value/],
+  ])("rejects %s", (_name, argv, message) => {
+    const err = failure(argv);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(message);
+  });
+
+  it.each<[string, string[]]>([
+    ["equal to half the election timeout", ["--heartbeat-interval-ms", "250"]],
+    ["above the election timeout", ["--heartbeat-interval-ms", "600"]],
+    [
+      "after a shorter election timeout",
+      ["--election-timeout-ms", "100", "--heartbeat-interval-ms", "50"],
+    ],
+  ])("rejects a heartbeat %s, and says why", (_name, argv) => {
+    const err = failure(argv);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(
+      /--heartbeat-interval-ms \(\d+\) must be less than half of --election-timeout-ms \(\d+\)/,
+    );
+    expect(err.message).toMatch(/at least two heartbeats per election timeout/);
+  });
+
+  it("accepts the largest heartbeat below half the election timeout", () => {
+    expect(run(["--election-timeout-ms", "300", "--heartbeat-interval-ms", "149"])).toMatchObject({
+      electionTimeoutMs: 300,
+      clusterHeartbeatIntervalMs: 149,
+    });
+    const err = failure(["--election-timeout-ms", "300", "--heartbeat-interval-ms", "150"]);
+    expect(err.message).toMatch(/at most 149/);
+  });
+
+  it("names the environment variable or the config file of a bad value", () => {
+    expect(failure([], { CHORUS_ELECTION_TIMEOUT_MS: "soon" }).message).toMatch(
+      /--election-timeout-ms \(from CHORUS_ELECTION_TIMEOUT_MS\): "soon"/,
+    );
+    expect(
+      failure(["--config", "c.json"], {}, { "c.json": '{"gossip-timeout-ms": 10}' }).message,
+    ).toMatch(/--gossip-timeout-ms \(from config file c\.json\)/);
+    // A rule across two flags holds whichever layers they come from.
+    expect(
+      failure(["--election-timeout-ms", "200"], { CHORUS_HEARTBEAT_INTERVAL_MS: "100" }).message,
+    ).toMatch(/must be less than half of --election-timeout-ms \(200\)/);
+  });
+
+  it("lists every timing flag in --help", () => {
+    for (const flag of TIMING_FLAGS) expect(helpText()).toMatch(new RegExp(`--${flag} <ms>`));
+  });
+
+  it("validates the embedded API's options too", () => {
+    expect(() => resolveNodeOptions({ electionTimeoutMs: 10 })).toThrow(
+      /electionTimeoutMs \(--election-timeout-ms\) must be 100-60000 milliseconds, got 10/,
+    );
+    expect(() => resolveNodeOptions({ gossipIntervalMs: 1.5 })).toThrow(/gossipIntervalMs/);
+    expect(() =>
+      resolveNodeOptions({ electionTimeoutMs: 1_000, clusterHeartbeatIntervalMs: 500 }),
+    ).toThrow(/must be less than half/);
+    expect(
+      resolveNodeOptions({ electionTimeoutMs: 1_000, clusterHeartbeatIntervalMs: 499 }),
+    ).toMatchObject({ electionTimeoutMs: 1_000, clusterHeartbeatIntervalMs: 499 });
+  });
+});

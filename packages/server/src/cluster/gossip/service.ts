@@ -10,6 +10,7 @@ import type { MemberInfo } from "../../api/http.js";
 import { Membership, significantChange, type MemberEntry } from "./membership.js";
 import { gossipTargets } from "./targets.js";
 import { HttpGossipTransport, type GossipTransport } from "./transport.js";
+import { DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_GOSSIP_TIMEOUT_MS } from "../timings.js";
 import {
   endpointKey,
   parseEndpoint,
@@ -22,11 +23,10 @@ import {
   type ParsedDocument,
 } from "./wire.js";
 
-export const DEFAULT_GOSSIP_INTERVAL_MS = 500;
+export { DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_GOSSIP_TIMEOUT_MS };
 /** Dead after three missed rounds plus one round of slack (latency, timer jitter, GC). */
 export const DEFAULT_DEAD_AFTER_ROUNDS = 4;
 export const DEFAULT_REMOVE_AFTER_MS = 60_000;
-export const DEFAULT_GOSSIP_TIMEOUT_MS = 1_000;
 export const DEFAULT_MAX_GOSSIP_BODY_BYTES = 1024 * 1024;
 
 export interface GossipClock {
