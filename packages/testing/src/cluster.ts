@@ -6,6 +6,36 @@ import { startLinkMesh, type LinkMesh, type LinkProxies } from "./links.js";
 import { startNode, type StartNodeOptions, type TestNode } from "./node.js";
 import { waitFor } from "./wait.js";
 
+/** Cluster timings of every node in milliseconds; each one left out keeps the server's default. */
+export interface ClusterTimings {
+  /** `--heartbeat-interval-ms`: leader heartbeats to the followers (default 50). */
+  heartbeatIntervalMs?: number;
+  /**
+   * `--election-timeout-ms` t: a follower stands after a random [t, 2t] without hearing a
+   * leader; a leader steps down after t without hearing a majority (default 500).
+   */
+  electionTimeoutMs?: number;
+  /** `--gossip-interval-ms` (default 500). */
+  gossipIntervalMs?: number;
+  /** `--gossip-timeout-ms` (default 1,000). */
+  gossipTimeoutMs?: number;
+}
+
+const TIMING_FLAGS: Readonly<Record<keyof ClusterTimings, string>> = {
+  heartbeatIntervalMs: "--heartbeat-interval-ms",
+  electionTimeoutMs: "--election-timeout-ms",
+  gossipIntervalMs: "--gossip-interval-ms",
+  gossipTimeoutMs: "--gossip-timeout-ms",
+};
+
+/** The `chorus-server` flags of `timings`. */
+export function timingArgs(timings: ClusterTimings = {}): string[] {
+  return (Object.keys(TIMING_FLAGS) as (keyof ClusterTimings)[]).flatMap((key) => {
+    const ms = timings[key];
+    return ms === undefined ? [] : [TIMING_FLAGS[key], String(ms)];
+  });
+}
+
 export interface StartClusterOptions {
   /** Number of voting nodes. Default 3. */
   size?: number;
@@ -18,6 +48,8 @@ export interface StartClusterOptions {
   memDb?: boolean;
   /** Extra `chorus-server` flags for every node. */
   args?: string[];
+  /** Heartbeat, election and gossip timings of every node (passed as flags). */
+  timings?: ClusterTimings;
   /** Deadline for each node to report ready. Default 30,000 ms. */
   startTimeoutMs?: number;
   /**
@@ -138,6 +170,7 @@ export function getJson(
  * free ports, `--cluster-size size` and `--gossip-seed` naming every node's internal HTTP
  * endpoint (with `linkProxies`, the routers in front of them); then
  * `readOnlyReplicas` more with `--read-only-replica` (`--cluster-size` counts the voters only).
+ * `timings` become every node's `--heartbeat-interval-ms`, `--election-timeout-ms`, ... flags.
  * Resolves once every process reports ready (listening); use `leader()` to wait for an election.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<TestCluster> {
@@ -203,6 +236,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
                 ]
               : []),
             ...(options.tls?.serverArgs ?? []),
+            ...timingArgs(options.timings),
             ...(options.args ?? []),
           ],
           ...(options.memDb !== undefined && { memDb: options.memDb }),

@@ -31,6 +31,8 @@ export {
   freePorts,
   getJson,
   startCluster,
+  timingArgs,
+  type ClusterTimings,
   type LeaderOptions,
   type StartClusterOptions,
   type TestCluster,

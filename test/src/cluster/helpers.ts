@@ -22,3 +22,39 @@ export async function idsOn(
     return undefined;
   }
 }
+
+/** The epoch a node's gossip record shows (its last EPOCH record). */
+export async function epochOf(node: TestNode): Promise<number> {
+  const res = await getJson(`http://${node.httpEndpoint}/gossip`, 2_000);
+  const members = (res.body as { members: { instanceId: string; epochNumber: number }[] }).members;
+  const info = await getJson(`http://${node.httpEndpoint}/info`, 2_000);
+  const self = members.find(
+    (m) => m.instanceId === (info.body as { instanceId: string }).instanceId,
+  );
+  return self?.epochNumber ?? -1;
+}
+
+/** One "cluster role changed" line of a node's log. */
+export interface RoleChange {
+  /** When the node logged it (its wall clock, ms since the Unix epoch). */
+  readonly timeMs: number;
+  readonly role: "follower" | "preCandidate" | "candidate" | "leader" | "learner";
+  readonly epoch: number;
+  readonly leader: string | null;
+}
+
+/** Every role change `node` has logged, oldest first (this run and any before a restart). */
+export function roleChanges(node: TestNode): RoleChange[] {
+  const changes: RoleChange[] = [];
+  for (const line of node.output().split("\n")) {
+    if (!line.includes('"cluster role changed"')) continue;
+    const entry = JSON.parse(line) as Omit<RoleChange, "timeMs"> & { time: number };
+    changes.push({
+      timeMs: entry.time,
+      role: entry.role,
+      epoch: entry.epoch,
+      leader: entry.leader,
+    });
+  }
+  return changes;
+}

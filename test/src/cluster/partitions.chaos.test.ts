@@ -3,10 +3,10 @@
 // followed by the write checker of quality.md (write-checker.ts).
 import { open, readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { getJson, startCluster, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
+import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { append, jsonEvent, RawClient } from "../server/helpers.js";
-import { idsOn } from "./helpers.js";
+import { epochOf, idsOn } from "./helpers.js";
 import {
   checkHistory,
   checkOneLeaderPerEpoch,
@@ -15,7 +15,7 @@ import {
   type Writers,
 } from "./write-checker.js";
 
-/** The election timeout's upper bound (node-role.ts DEFAULT_ELECTION_TIMEOUT_MAX_MS). */
+/** The election timeout's upper bound: twice the default --election-timeout-ms. */
 const ELECTION_TIMEOUT_MAX_MS = 1_000;
 
 let cluster: TestCluster | undefined;
@@ -40,17 +40,6 @@ async function waitForState(c: TestCluster, index: number, state: string): Promi
     timeoutMs: 20_000,
     message: `node ${index} is ${state}`,
   });
-}
-
-/** The epoch a node's gossip record shows (its last EPOCH record). */
-async function epochOf(node: TestNode): Promise<number> {
-  const res = await getJson(`http://${node.httpEndpoint}/gossip`, 2_000);
-  const members = (res.body as { members: { instanceId: string; epochNumber: number }[] }).members;
-  const info = await getJson(`http://${node.httpEndpoint}/info`, 2_000);
-  const self = members.find(
-    (m) => m.instanceId === (info.body as { instanceId: string }).instanceId,
-  );
-  return self?.epochNumber ?? -1;
 }
 
 /**

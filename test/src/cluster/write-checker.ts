@@ -7,6 +7,7 @@ import { chorus } from "@chorus/protocol";
 import { getJson, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
 import { expect } from "vitest";
 import { RawClient } from "../server/helpers.js";
+import { roleChanges } from "./helpers.js";
 
 const CLIENT_OPTIONS =
   "&operationTimeout=30000&reconnectionDelay=20&discoverDelay=20&maxReconnections=10000" +
@@ -155,9 +156,7 @@ export async function checkLogsArePrefixes(cluster: TestCluster): Promise<number
 export function checkOneLeaderPerEpoch(cluster: TestCluster): Map<number, string> {
   const leaders = new Map<number, Set<string>>();
   for (const node of cluster.nodes) {
-    for (const line of node.output().split("\n")) {
-      if (!line.includes('"cluster role changed"')) continue;
-      const entry = JSON.parse(line) as { epoch: number; leader: string | null };
+    for (const entry of roleChanges(node)) {
       if (entry.leader === null) continue;
       const set = leaders.get(entry.epoch) ?? new Set<string>();
       set.add(entry.leader);
