@@ -202,6 +202,12 @@ async function runScenario(
     for (const n of perConsumer.values()) if (n > 1) duplicates.push(id);
   }
   expect(duplicates, "events handed twice to a consumer that stayed up").toEqual([]);
+  // Across consumers an event is handled twice only when its holder joins the new leader
+  // later than the rejoin grace (best effort: on a quiet machine this is 0).
+  const acrossConsumers = [...consumers.handed.values()].filter((l) => l.length > 1).length;
+  expect(acrossConsumers, "events handled by two consumers").toBeLessThanOrEqual(
+    Math.ceil(consumers.handed.size / 100),
+  );
   expect(consumers.handedAfterConfirm, "events handed over after their ack was confirmed").toEqual(
     [],
   );

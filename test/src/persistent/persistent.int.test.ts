@@ -49,24 +49,23 @@ async function take(
   while (out.length < count) {
     const left = deadline - Date.now();
     if (left <= 0) throw new Error(`took ${out.length} of ${count} events before the deadline`);
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`took ${out.length} of ${count} events before the deadline`)),
-          left,
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
-    if (r.done) break;
-    out.push(r.value);
+    out.push(await nextEvent(it, left));
   }
   return out;
 }
 
-async function nextEvent(it: AsyncIterator<PersistentEvent>): Promise<PersistentEvent> {
-  const r = await it.next();
+/** The next event of an iterator, with a deadline. */
+async function nextEvent(
+  it: AsyncIterator<PersistentEvent>,
+  timeoutMs = 10_000,
+): Promise<PersistentEvent> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([
+    it.next(),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no event before the deadline")), timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
   if (r.done === true) throw new Error("the subscription ended");
   return r.value;
 }
@@ -311,7 +310,9 @@ describe("durability", () => {
       const got = await take(sub, 30);
       const acked = got.filter((e) => n(e) % 3 !== 0);
       await sub.ack(acked);
+      // The consumer crashes with ten events unacknowledged; a new one joins after the restart.
       await own.kill();
+      await c1.close();
       await own.restart();
       const c2 = connect(own);
       try {

@@ -1,17 +1,12 @@
 import { EventEmitter } from "node:events";
 import { chorus, type Frame } from "@chorus/protocol";
-import type { Session } from "../connection/connection.js";
-import { backoffDelayMs } from "../connection/backoff.js";
 import {
   AccessDeniedError,
-  ClientClosedError,
   ConnectionError,
   errorFromWire,
   InvalidArgumentError,
   MaxSubscribersReachedError,
   NotAuthenticatedError,
-  NotHandledError,
-  NotLeaderError,
   PersistentSubscriptionNotFoundError,
   ServerError,
   SubscriptionDroppedError,
@@ -19,11 +14,9 @@ import {
 } from "../errors.js";
 import type { OperationContext } from "../operations/context.js";
 import { resolvedEventFromWire } from "../operations/events.js";
-import {
-  DEFAULT_MAX_BACKOFF_DELAY_MS,
-  DEFAULT_SUBSCRIPTION_BUFFER_SIZE,
-} from "../settings/defaults.js";
+import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
 import type { Channel } from "../transport/transport.js";
+import { converse, followSignal, runRejoinLoop } from "../subscriptions/rejoin.js";
 import type { Credentials, ResolvedEvent, TimerHandle } from "../types.js";
 import { sleep } from "../util/timers.js";
 import { checkGroup, checkSource } from "./management.js";
@@ -167,21 +160,7 @@ export class PersistentSubscription
       );
     }
     this.#bufferSize = size;
-    const signal = options.signal;
-    if (signal) {
-      const onAbort = () =>
-        this.#end(
-          signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)),
-          false,
-        );
-      if (signal.aborted) queueMicrotask(onAbort);
-      else signal.addEventListener("abort", onAbort, { once: true });
-      this.#abort.signal.addEventListener(
-        "abort",
-        () => signal.removeEventListener("abort", onAbort),
-        { once: true },
-      );
-    }
+    followSignal(options.signal, this.#abort, (reason) => this.#end(reason, false));
     this.#done = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.#run())
       .catch((err: unknown) =>
@@ -460,108 +439,31 @@ export class PersistentSubscription
   }
 
   async #run(): Promise<void> {
-    const { settings, connection } = this.#ctx;
-    let failures = 0;
-    const signal = this.#abort.signal;
-    while (!this.#ended) {
-      let session: Session | undefined;
-      try {
-        session = await connection.session({ signal });
-        if (session.node.state !== "Leader") {
-          throw new NotLeaderError(
-            undefined,
-            `persistent subscriptions live on the leader; connected to a ${session.node.state}`,
-          );
-        }
-        await this.#joinOn(session, () => (failures = 0));
-        if (this.#ended) return;
-        // The connection was lost: join again.
-        this.emit("reconnecting", new ConnectionError("the connection to the leader was lost"));
-      } catch (err) {
-        if (this.#ended) return;
-        if (err instanceof ClientClosedError) {
-          this.#end(undefined, false);
-          return;
-        }
-        if (isTerminal(err) || failures >= settings.maxReconnections) {
-          const error =
-            err instanceof Error && err.name !== "AbortError"
-              ? err
-              : new SubscriptionDroppedError("subscription failed", { cause: err });
-          this.#end(error, true);
-          return;
-        }
-        failures++;
-        if (err instanceof Error) this.emit("reconnecting", err);
-        if (
-          session &&
-          (err instanceof NotLeaderError ||
-            (err instanceof NotHandledError && err.reason === "IS_READ_ONLY"))
-        ) {
-          connection.retarget(
-            session.transport,
-            err instanceof NotLeaderError ? err.leader : undefined,
-          );
-        }
-        const movedToLeader = err instanceof NotLeaderError && err.leader?.tcp !== undefined;
-        if (!(err instanceof ConnectionError) && !movedToLeader) {
-          try {
-            await sleep(
-              settings.timers,
-              backoffDelayMs(
-                failures,
-                settings.reconnectionDelayMs,
-                DEFAULT_MAX_BACKOFF_DELAY_MS,
-                settings.random,
-              ),
-              signal,
-            );
-          } catch {
-            return;
-          }
-        }
-      }
-    }
-  }
-
-  /** Joins the group on one session; resolves when the connection is lost, rejects when refused or dropped. */
-  #joinOn(session: Session, onConfirmed: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const channel = session.transport.open({
-        onFrame: (frame) => {
-          try {
-            this.#onFrame(frame, onConfirmed);
-          } catch (err) {
-            channel.close();
-            if (this.#channel === channel) this.#channel = undefined;
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
-        },
-        onClose: () => {
-          if (this.#channel === channel) this.#channel = undefined;
-          resolve();
-        },
-      });
-      this.#channel = channel;
-      this.#abort.signal.addEventListener("abort", () => resolve(), { once: true });
-      try {
-        channel.send({
-          ...this.#credentials(),
-          persistentSubscribe: {
-            streamId: this.streamId,
-            group: this.group,
-            bufferSize: this.#bufferSize,
-            consumerName: this.#options.consumerName ?? "",
-            heldPositions: this.#held(),
-          },
-        });
-      } catch (err) {
-        channel.close();
-        this.#channel = undefined;
-        reject(
-          err instanceof ConnectionError ? err : new ConnectionError(String(err), { cause: err }),
-        );
-      }
+    await runRejoinLoop({
+      settings: this.#ctx.settings,
+      connection: this.#ctx.connection,
+      signal: this.#abort.signal,
+      isEnded: () => this.#ended,
+      leaderOnly: "persistent subscriptions live on the leader",
+      attempt: (session, onConfirmed) =>
+        converse(session, {
+          signal: this.#abort.signal,
+          setChannel: (channel) => (this.#channel = channel),
+          onFrame: (frame) => this.#onFrame(frame, onConfirmed),
+          request: () => ({
+            ...this.#credentials(),
+            persistentSubscribe: {
+              streamId: this.streamId,
+              group: this.group,
+              bufferSize: this.#bufferSize,
+              consumerName: this.#options.consumerName ?? "",
+              heldPositions: this.#held(),
+            },
+          }),
+        }),
+      retriable: (err) => !isTerminal(err),
+      end: (error, emitDropped) => this.#end(error, emitDropped),
+      onRetry: (err) => this.emit("reconnecting", err),
     });
   }
 
@@ -595,7 +497,8 @@ export class PersistentSubscription
     if (frame.persistentConfirmed) {
       onConfirmed();
       this.#joined++;
-      this.#resend();
+      // Joined again: what the last connection did not confirm goes out on this one.
+      if (this.#joined > 1) this.#resend();
       this.emit(this.#joined === 1 ? "confirmed" : "resubscribed");
       return;
     }

@@ -1,15 +1,10 @@
 import { EventEmitter } from "node:events";
 import { chorus, type Frame } from "@chorus/protocol";
 import type { Session } from "../connection/connection.js";
-import { backoffDelayMs } from "../connection/backoff.js";
 import {
-  ClientClosedError,
-  ConnectionError,
   errorFromWire,
   InvalidArgumentError,
   isRetriable,
-  NotHandledError,
-  NotLeaderError,
   StreamNotFoundError,
   SubscriptionDroppedError,
 } from "../errors.js";
@@ -18,13 +13,10 @@ import { resolvedEventFromWire } from "../operations/events.js";
 import { toWireNumber } from "../operations/expected-version.js";
 import { filterToWire, readAll, readStream, type StreamFilter } from "../operations/read.js";
 import { checkOperationOptions, checkStreamName } from "../operations/validate.js";
-import {
-  DEFAULT_MAX_BACKOFF_DELAY_MS,
-  DEFAULT_SUBSCRIPTION_BUFFER_SIZE,
-} from "../settings/defaults.js";
+import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
 import type { Channel } from "../transport/transport.js";
+import { converse, followSignal, runRejoinLoop } from "./rejoin.js";
 import type { Credentials, ResolvedEvent } from "../types.js";
-import { sleep } from "../util/timers.js";
 
 export interface SubscriptionOptionsBase {
   credentials?: Credentials;
@@ -115,21 +107,7 @@ export class Subscription
         : start === "end"
           ? "end"
           : BigInt(toWireNumber(start, "subscription start"));
-    const signal = options.signal;
-    if (signal) {
-      const onAbort = () =>
-        this.#end(
-          signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)),
-          false,
-        );
-      if (signal.aborted) queueMicrotask(onAbort);
-      else signal.addEventListener("abort", onAbort, { once: true });
-      this.#abort.signal.addEventListener(
-        "abort",
-        () => signal.removeEventListener("abort", onAbort),
-        { once: true },
-      );
-    }
+    followSignal(options.signal, this.#abort, (reason) => this.#end(reason, false));
     // Start on the next tick so listeners can be attached first.
     this.#done = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.#run())
@@ -246,67 +224,21 @@ export class Subscription
   }
 
   async #run(): Promise<void> {
-    const { settings } = this.#ctx;
     const requireLeader = this.#requireLeader;
-    const connection = connectionFor(this.#ctx, requireLeader);
-    let failures = 0;
-    const signal = this.#abort.signal;
-    while (!this.#ended) {
-      let session: Session | undefined;
-      try {
+    await runRejoinLoop({
+      settings: this.#ctx.settings,
+      connection: connectionFor(this.#ctx, requireLeader),
+      signal: this.#abort.signal,
+      isEnded: () => this.#ended,
+      ...(requireLeader && { leaderOnly: "the subscription requires the leader" }),
+      before: async () => {
         if (this.#after === "end") this.#after = await this.#lastEventPosition();
-        session = await connection.session({ signal });
-        if (requireLeader && session.node.state !== "Leader") {
-          throw new NotLeaderError(
-            undefined,
-            `the subscription requires the leader; connected to a ${session.node.state}`,
-          );
-        }
-        await this.#subscribeOn(session, () => (failures = 0));
-        // The connection was lost: subscribe again after the last received event.
-      } catch (err) {
-        if (this.#ended) return;
-        if (err instanceof ClientClosedError) {
-          this.#end(undefined, false);
-          return;
-        }
-        if (!isRetriable(err) || failures >= settings.maxReconnections) {
-          const error =
-            err instanceof Error && err.name !== "AbortError"
-              ? err
-              : new SubscriptionDroppedError("subscription failed", { cause: err });
-          this.#end(error, true);
-          return;
-        }
-        failures++;
-        if (
-          session &&
-          (err instanceof NotLeaderError ||
-            (err instanceof NotHandledError && err.reason === "IS_READ_ONLY"))
-        ) {
-          connection.retarget(
-            session.transport,
-            err instanceof NotLeaderError ? err.leader : undefined,
-          );
-        }
-        if (!(err instanceof ConnectionError)) {
-          try {
-            await sleep(
-              settings.timers,
-              backoffDelayMs(
-                failures,
-                settings.reconnectionDelayMs,
-                DEFAULT_MAX_BACKOFF_DELAY_MS,
-                settings.random,
-              ),
-              signal,
-            );
-          } catch {
-            return;
-          }
-        }
-      }
-    }
+      },
+      // After a lost connection: subscribe again after the last received event.
+      attempt: (session, onConfirmed) => this.#subscribeOn(session, onConfirmed),
+      retriable: isRetriable,
+      end: (error, emitDropped) => this.#end(error, emitDropped),
+    });
   }
 
   /** For a start at "end": the last event's revision/position now, or undefined when there is none. */
@@ -338,41 +270,20 @@ export class Subscription
 
   /** Subscribes on one session; resolves when the connection is lost, rejects when the server refuses or drops. */
   #subscribeOn(session: Session, onConfirmed: () => void): Promise<void> {
-    // Removed when this subscribe is over: a listener per resubscription would pile up.
-    let onAbort = () => {};
-    return new Promise<void>((resolve, reject) => {
-      // Ended while the session was on its way: an aborted signal calls no new listener.
-      if (this.#abort.signal.aborted) {
-        resolve();
-        return;
-      }
-      const after = this.#after as bigint | undefined;
-      const credit = Math.max(0, this.#capacity - this.#buffered);
-      this.#outstanding = credit;
-      const channel = session.transport.open({
-        onFrame: (frame) => {
-          try {
-            this.#onFrame(frame, onConfirmed);
-          } catch (err) {
-            channel.close();
-            if (this.#channel === channel) this.#channel = undefined;
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
-        },
-        onClose: (error) => {
-          if (this.#channel === channel) this.#channel = undefined;
-          this.#ctx.settings.logger.debug("subscription lost its connection; resubscribing", {
-            error: error.message,
-          });
-          resolve();
-        },
-      });
-      this.#channel = channel;
-      onAbort = () => resolve();
-      this.#abort.signal.addEventListener("abort", onAbort, { once: true });
-      const target = this.#target;
-      try {
-        channel.send({
+    return converse(session, {
+      signal: this.#abort.signal,
+      setChannel: (channel) => (this.#channel = channel),
+      onFrame: (frame) => this.#onFrame(frame, onConfirmed),
+      onLost: (error) =>
+        this.#ctx.settings.logger.debug("subscription lost its connection; resubscribing", {
+          error: error.message,
+        }),
+      request: () => {
+        const after = this.#after as bigint | undefined;
+        const credit = Math.max(0, this.#capacity - this.#buffered);
+        this.#outstanding = credit;
+        const target = this.#target;
+        return {
           ...this.#credentials(),
           subscribe: {
             ...(target.kind === "stream"
@@ -386,15 +297,9 @@ export class Subscription
             credit,
             resolveLinks: this.#options.resolveLinks === true,
           },
-        });
-      } catch (err) {
-        channel.close();
-        this.#channel = undefined;
-        reject(
-          err instanceof ConnectionError ? err : new ConnectionError(String(err), { cause: err }),
-        );
-      }
-    }).finally(() => this.#abort.signal.removeEventListener("abort", onAbort));
+        };
+      },
+    });
   }
 
   #onFrame(frame: Frame, onConfirmed: () => void): void {

@@ -142,6 +142,8 @@ export interface GroupDependencies {
   readonly logger: Logger;
   /** Called once when the group stops on its own (a write failed): the service forgets it. */
   readonly onFailed: (err: unknown) => void;
+  /** Default REJOIN_GRACE_MS; 0 for a group just created (nobody holds its events). */
+  readonly rejoinGraceMs?: number;
   readonly nowMs?: () => number;
 }
 
@@ -149,6 +151,12 @@ const ALL = "$all";
 const MAX_SCAN = 16_384;
 /** Largest number of positions in one acks record. */
 const MAX_ACKS_PER_RECORD = 8_192;
+/**
+ * A group rebuilt from the log (a new leader, a restart) waits this long after its first
+ * consumer joins before it hands anything out, so the consumers that held events before can
+ * join again and claim them (instead of those events going to whoever joined first).
+ */
+export const REJOIN_GRACE_MS = 500;
 /** Events per second, averaged over this window. */
 const RATE_WINDOW_MS = 10_000;
 
@@ -243,6 +251,10 @@ export class Group {
   #parkedFrom = 0;
   #replayEnd: number | undefined;
 
+  /** Set by load(): how long to wait for rejoining consumers; then cleared. */
+  #graceMs = 0;
+  #holdUntilMs: number | undefined;
+  #holdTimer: NodeJS.Timeout | undefined;
   #reading = false;
   #stopped = false;
   #unlisten: (() => void) | undefined;
@@ -285,6 +297,7 @@ export class Group {
   /** Rebuilds the group's position from its checkpoint and the acks after it. */
   async load(): Promise<void> {
     const store = this.#d.store;
+    this.#graceMs = this.#d.rejoinGraceMs ?? REJOIN_GRACE_MS;
     const cp = await this.#lastEvent(checkpointStream(this.key));
     let acksFrom = 0;
     const data = cp ? parseJson(cp.data) : undefined;
@@ -384,8 +397,20 @@ export class Group {
     this.#ownerCache.clear();
     for (const p of options.held ?? []) this.#claim(consumer, p);
     if (this.#consumers.length === 1) this.#startRunning();
-    this.#dispatch();
-    void this.#fill();
+    if (this.#graceMs > 0 && this.#holdUntilMs === undefined) {
+      this.#holdUntilMs = this.#now() + this.#graceMs;
+      this.#holdTimer = setTimeout(() => {
+        this.#holdTimer = undefined;
+        this.#graceMs = 0;
+        this.#dispatch();
+      }, this.#graceMs);
+      this.#holdTimer.unref();
+    }
+    // After the caller has confirmed the subscription: events never arrive before it.
+    setImmediate(() => {
+      this.#dispatch();
+      void this.#fill();
+    });
     return consumer;
   }
 
@@ -450,6 +475,8 @@ export class Group {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#stopRunning();
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     if (this.#checkpointTimer) clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = undefined;
     for (const c of [...this.#consumers]) {
@@ -568,6 +595,7 @@ export class Group {
 
   #dispatch(): void {
     if (this.#stopped || this.#queue.length === 0 || this.#consumers.length === 0) return;
+    if (this.#holdTimer !== undefined) return;
     const consumers = this.#consumers;
     const free = consumers.map((c) => this.#free(c));
     const out = new Map<Consumer, Entry[]>();
@@ -707,9 +735,11 @@ export class Group {
         this.#addAck(p, undefined, c);
         continue;
       }
-      c.acked++;
-      this.#totalAcked++;
-      this.#acks.add(1);
+      if (entry.state !== "finishing") {
+        c.acked++;
+        this.#totalAcked++;
+        this.#acks.add(1);
+      }
       this.#finish(entry, c);
     }
     this.#scheduleFlush();

@@ -236,11 +236,13 @@ export class PersistentService {
     }
   }
 
-  #makeGroup(gen: Generation, key: GroupKey, record: GroupRecord): Group {
+  #makeGroup(gen: Generation, key: GroupKey, record: GroupRecord, fresh = false): Group {
     const group: Group = new Group(
       {
         store: this.#d.store(),
         logger: this.#d.logger,
+        // A group just created has no consumers holding its events: no need to wait for them.
+        ...(fresh && { rejoinGraceMs: 0 }),
         onFailed: (err) => {
           const lost = err instanceof NotLeaderError;
           group.stop(
@@ -298,7 +300,7 @@ export class PersistentService {
       // A group created again after a delete starts afresh.
       const record: GroupRecord = { settings, initial };
       await this.#appendConfig("GroupCreated", key, record);
-      const group = this.#makeGroup(gen, key, record);
+      const group = this.#makeGroup(gen, key, record, true);
       await group.initStreams();
       await group.load();
       gen.groups.set(keyOf(key), { record, group });
