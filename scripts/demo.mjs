@@ -1,5 +1,6 @@
-// `npm run demo`: a local three-node cluster (temp data directories, free ports), a writer
-// and a catch-up subscriber (examples/src/failover.ts), and a SIGKILL of the leader halfway
+// `npm run demo`: a local three-node cluster (temp data directories, free ports), a writer,
+// a catch-up subscriber and a persistent subscription consumer (examples/src/failover.ts),
+// and a SIGKILL of the leader halfway
 // through. Prints the client's events and the progress as they happen, then a summary, and
 // cleans up. Exits 0 when nothing was lost or delivered twice.
 // `npm run demo -- --events 1000 --interval 5` changes the workload.
@@ -40,7 +41,8 @@ try {
   console.log(`  connection string: ${cluster.connectionString}\n`);
   console.log(
     `Writing ${events} events (one at a time, ${intervalMs} ms apart) while a catch-up ` +
-      `subscription reads them; the leader is killed halfway.\n`,
+      `subscription reads them and a persistent subscription consumer handles them; ` +
+      `the leader is killed halfway.\n`,
   );
   const summary = await run(cluster.connectionString, (line) => console.log(line), {
     events,
@@ -59,10 +61,17 @@ try {
   });
   console.log(
     `\nSummary: written ${summary.written}, received ${summary.received}, lost ${summary.lost}, ` +
-      `duplicates ${summary.duplicates}, longest write gap ${summary.maxWriteGapMs} ms.`,
+      `duplicates ${summary.duplicates}; persistent consumer handled ${summary.handled}, ` +
+      `twice ${summary.handledTwice}; longest write gap ${summary.maxWriteGapMs} ms.`,
   );
   process.exitCode =
-    summary.lost === 0 && summary.duplicates === 0 && summary.outOfOrder === 0 ? 0 : 1;
+    summary.lost === 0 &&
+    summary.duplicates === 0 &&
+    summary.outOfOrder === 0 &&
+    summary.handled === summary.written &&
+    summary.handledTwice === 0
+      ? 0
+      : 1;
 } catch (err) {
   console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
   process.exitCode = 1;

@@ -29,11 +29,14 @@ it("the failover example rides through a leader kill: nothing lost, nothing twic
     lost: 0,
     duplicates: 0,
     outOfOrder: 0,
+    handled: 200,
+    handledTwice: 0,
     leaderChanges: 1,
   });
   const text = lines.join("\n");
   expect(text).toMatch(/connected to Leader/);
   expect(text).toMatch(/disconnected: /);
   expect(text).toMatch(/leader changed from Leader .* to Leader/);
+  expect(text).toMatch(/persistent subscription rejoined its group/);
   expect(text).toMatch(/done: written 200, received 200, lost 0, duplicates 0/);
 });

@@ -1,8 +1,10 @@
 /**
  * Riding through a failover: a writer appends numbered events, each with the exact expected
- * version, while a catch-up subscription reads them back. Kill the leader meanwhile; the
- * client finds the new one through its gossip seeds and carries on. At the end it checks
- * that every acknowledged event arrived exactly once, in order.
+ * version, while a catch-up subscription reads them back and a persistent subscription
+ * consumer handles and acknowledges them. Kill the leader meanwhile; the client finds the
+ * new one through its gossip seeds and carries on, and the persistent subscription joins its
+ * group on the new leader. At the end it checks that every acknowledged event arrived
+ * exactly once at both, and in order at the catch-up subscription.
  *
  *   npm start                           # in one terminal: a local three-node cluster
  *   node examples/dist/failover.js      # in another; then kill the leader's process
@@ -35,6 +37,10 @@ export interface FailoverSummary {
   duplicates: number;
   /** Events delivered out of order. */
   outOfOrder: number;
+  /** Events the persistent subscription consumer handled (and acknowledged). */
+  handled: number;
+  /** Events handed to the persistent subscription consumer more than once. */
+  handledTwice: number;
   /** The longest time between two acknowledged appends, in ms. */
   maxWriteGapMs: number;
   leaderChanges: number;
@@ -84,6 +90,28 @@ export async function run(
   })();
   subscriber.catch(() => undefined);
 
+  // A persistent subscription group on the same stream: the server keeps its position.
+  await client.persistentSubscriptions.create(stream, "demo", { startFrom: "start" });
+  const handled = new Set<number>();
+  let handledTwice = 0;
+  const consumer = client.persistentSubscriptions.subscribe(stream, "demo", {
+    consumerName: "demo-worker",
+  });
+  consumer.on("confirmed", () => say("persistent subscription joined its group"));
+  consumer.on("reconnecting", (reason) =>
+    say(`persistent subscription rejoining: ${reason.message}`),
+  );
+  consumer.on("resubscribed", () => say("persistent subscription rejoined its group"));
+  const worker = (async () => {
+    for await (const e of consumer) {
+      const i = (e.event.data as { i: number }).i;
+      if (handled.has(i)) handledTwice++;
+      handled.add(i);
+      void consumer.ack(e); // resolves once durable; not awaited, so the worker keeps going
+    }
+  })();
+  worker.catch(() => undefined);
+
   let written = 0;
   let maxWriteGapMs = 0;
   try {
@@ -104,10 +132,14 @@ export async function run(
       if (intervalMs > 0) await sleep(intervalMs);
     }
     const deadline = performance.now() + (options.drainTimeoutMs ?? 30_000);
-    while (received.size < written && performance.now() < deadline) await sleep(20);
+    while ((received.size < written || handled.size < written) && performance.now() < deadline)
+      await sleep(20);
   } finally {
     await sub.unsubscribe();
     await subscriber;
+    await consumer.unsubscribe();
+    await worker;
+    await client.persistentSubscriptions.delete(stream, "demo").catch(() => undefined);
     await client.close();
   }
   const summary: FailoverSummary = {
@@ -116,12 +148,15 @@ export async function run(
     lost: Array.from({ length: written }, (_, i) => i).filter((i) => !received.has(i)).length,
     duplicates,
     outOfOrder,
+    handled: handled.size,
+    handledTwice,
     maxWriteGapMs: Math.round(maxWriteGapMs),
     leaderChanges,
   };
   say(
     `done: written ${summary.written}, received ${summary.received}, lost ${summary.lost}, ` +
       `duplicates ${summary.duplicates}, out of order ${summary.outOfOrder}, ` +
+      `handled by the persistent consumer ${summary.handled} (twice: ${summary.handledTwice}), ` +
       `longest write gap ${summary.maxWriteGapMs} ms, leader changes ${summary.leaderChanges}`,
   );
   return summary;
@@ -139,5 +174,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
         `halfway: writing to ${leader ? where(leader) : "?"}; kill the leader now to see a failover`,
       ),
   });
-  process.exitCode = summary.lost === 0 && summary.duplicates === 0 ? 0 : 1;
+  process.exitCode =
+    summary.lost === 0 && summary.duplicates === 0 && summary.handledTwice === 0 ? 0 : 1;
 }
