@@ -13,6 +13,9 @@ import {
   type Writers,
 } from "./write-checker.js";
 
+/** Leader kills in the long write test (issue target: 20); CHORUS_CHAOS_WRITE_KILLS overrides. */
+const WRITE_KILLS = Number(process.env.CHORUS_CHAOS_WRITE_KILLS ?? 20);
+
 let cluster: TestCluster | undefined;
 let writers: Writers | undefined;
 const clients: ChorusClient[] = [];
@@ -38,6 +41,20 @@ describe("three-node cluster under faults", () => {
       timeoutMs: 20_000,
       message: "old leader follows",
     });
+    await w.stop();
+    await checkHistory(cluster, w);
+  });
+
+  it(`loses and duplicates no acknowledged write across ${WRITE_KILLS} leader SIGKILLs`, async () => {
+    cluster = await startCluster({ size: 3 });
+    const w = (writers = startWriters(cluster, 2));
+    await writesContinue(w, 50, "writes flowing");
+    for (let k = 0; k < WRITE_KILLS; k++) {
+      const old = await cluster.leader({ timeoutMs: 20_000 });
+      await cluster.kill(old);
+      await writesContinue(w, 50, `writes resume after kill ${k + 1}`);
+      await cluster.restart(old);
+    }
     await w.stop();
     await checkHistory(cluster, w);
   });
