@@ -277,6 +277,11 @@ export class ClusterRole {
       logger: opts.logger,
       ...(opts.tls !== undefined && { tls: opts.tls }),
       ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
+      onPeerGone: (peer) => {
+        const node = this.instanceToNode.get(peer.instanceId);
+        if (node === undefined || !this.core) return;
+        this.run((core) => core.peerLost(node, performance.now()));
+      },
       onFrame: (from, frame) => {
         const node = this.instanceToNode.get(from.instanceId);
         if (node === undefined) {

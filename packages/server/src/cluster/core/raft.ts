@@ -148,6 +148,27 @@ export class ConsensusCore<P> {
     return this.flush();
   }
 
+  /**
+   * This node's connection from `peer` closed (its process is gone, or the link broke). When
+   * `peer` is the leader, this node leaves the leader's lease and stands soon (within a couple
+   * of heartbeats) instead of after a whole election timeout. Safe: a voter that still hears
+   * the leader keeps refusing pre-votes and votes, so only a leader that lost every link
+   * (e.g. a dead process) is replaced early; a paused or partitioned leader's links stay open
+   * and the election timeout applies.
+   */
+  peerLost(peer: NodeId, nowMs: number): Effect<P>[] {
+    this.advanceClock(nowMs);
+    if (this.role !== "leader" && this.isVoter && this.leaderId === peer) {
+      this.lastLeaderContactMs = Number.NEGATIVE_INFINITY;
+      const soonMs =
+        this.nowMs +
+        Math.floor(this.cfg.random() * 2 * this.cfg.heartbeatMs) +
+        this.priorityRank * this.cfg.heartbeatMs;
+      if (soonMs < this.electionDeadlineMs) this.electionDeadlineMs = soonMs;
+    }
+    return this.flush();
+  }
+
   receive(from: NodeId, message: Message<P>, nowMs?: number): Effect<P>[] {
     if (nowMs !== undefined) this.advanceClock(nowMs);
     if (from === this.cfg.id || !this.others.includes(from)) return this.flush();

@@ -286,6 +286,50 @@ describe("consensus core: votes", () => {
     expect(follower.core.state.epoch).toBe(1);
   });
 
+  it("a follower whose link from the leader closed leaves the lease and stands within two heartbeats", () => {
+    const follower = new TestNode("n2", {
+      log: [[1, 16]],
+      hardState: { epoch: 1, votedFor: "n1" },
+      random: () => 0.5,
+    });
+    const heartbeat: Message<string> = {
+      type: "Append",
+      epoch: 1,
+      prev: { epoch: 1, position: 16 },
+      records: [],
+      leaderCommit: 16,
+    };
+    follower.receive("n1", heartbeat, 1_000);
+    const preVote: Message<string> = {
+      type: "PreVote",
+      epoch: 2,
+      last: { epoch: 1, position: 16 },
+    };
+    // Another peer's link closing changes nothing.
+    follower.run(follower.core.peerLost("n3", 1_010));
+    follower.receive("n3", preVote, 1_020);
+    expect(follower.sentTo("n3")).toMatchObject({ preVote: true, granted: false });
+    expect(follower.tick(1_200)).toEqual([]);
+    // The leader's link closing: pre-votes are granted at once, and it stands soon.
+    follower.run(follower.core.peerLost("n1", 1_200));
+    follower.receive("n3", preVote, 1_201);
+    expect(follower.sentTo("n3")).toMatchObject({ preVote: true, granted: true });
+    follower.tick(1_200 + 2 * 50);
+    expect(follower.core.state.role).toBe("preCandidate");
+    expect(follower.sent("PreVote").map((m) => m.to)).toEqual(["n1", "n3"]);
+  });
+
+  it("a follower that still hears the leader refuses the pre-vote of one whose link closed", () => {
+    const other = new TestNode("n3", { log: [[1, 16]], hardState: { epoch: 1, votedFor: "n1" } });
+    other.receive(
+      "n1",
+      { type: "Append", epoch: 1, prev: { epoch: 1, position: 16 }, records: [], leaderCommit: 16 },
+      1_000,
+    );
+    other.receive("n2", { type: "PreVote", epoch: 2, last: { epoch: 1, position: 16 } }, 1_100);
+    expect(other.sentTo("n2")).toMatchObject({ preVote: true, granted: false });
+  });
+
   it("a pre-candidate only bumps the epoch after a majority of pre-votes", () => {
     const node = new TestNode("n1");
     node.tick(MAX_MS);

@@ -42,6 +42,8 @@ export interface PeerNetworkOptions {
   readonly logger: PeerLogger;
   /** Called for every frame a peer sends (after its hello). */
   readonly onFrame: (from: PeerIdentity, frame: InternalFrame) => void;
+  /** Called when a peer's inbound link (after its hello) closes. */
+  readonly onPeerGone?: (peer: PeerIdentity) => void;
   /**
    * TLS for outbound links (wss): the roots that signed the peers' certificates, and this
    * node's certificate and key, which the peers' internal port demands.
@@ -250,7 +252,10 @@ export class PeerNetwork {
       log.info({ remote }, "peer did not say hello in time; closing");
       ws.close(1008, "expected a PeerHello frame first");
     }, this.helloTimeoutMs);
-    ws.on("close", () => clearTimeout(helloTimer));
+    ws.on("close", () => {
+      clearTimeout(helloTimer);
+      if (peer && !refused && !this.#closed) this.options.onPeerGone?.(peer);
+    });
     ws.on("error", (err) => log.debug({ remote, err: err.message }, "inbound peer link error"));
     ws.on("message", (data: RawData, isBinary: boolean) => {
       if (refused) return;
