@@ -158,15 +158,17 @@ async function subscribeLive(ctx: Ctx): Promise<void> {
 }
 
 /**
- * persistent-consume: one consumer on a persistent subscription group over a stream that
- * holds `n` events; timed from subscribe until every ack is confirmed durable. Two rows:
- * acks not awaited (the consumer keeps going; acks are batched), and every ack awaited.
+ * persistent-consume and persistent-consume-awaited: one consumer on a persistent
+ * subscription group over a stream that holds `n` events; timed from subscribe until every
+ * ack is confirmed durable. Acks not awaited (the consumer keeps going; acks are batched),
+ * then every ack awaited.
  */
-async function persistentConsume(ctx: Ctx): Promise<void> {
+async function persistentConsume(ctx: Ctx, only: (name: string) => boolean): Promise<void> {
   const ps = ctx.client.persistentSubscriptions;
   const settings = { readBatchSize: 500, historyBufferSize: 2_000, liveBufferSize: 2_000 };
   for (const mode of ["ack-not-awaited", "ack-awaited"] as const) {
     const awaited = mode === "ack-awaited";
+    if (!only(awaited ? "persistent-consume-awaited" : "persistent-consume")) continue;
     const n = ctx.args.quick ? (awaited ? 300 : 5_000) : awaited ? 3_000 : 100_000;
     const stream = `pc-${mode}-${Date.now()}`;
     for (let i = 0; i < n; i += 500) {
@@ -200,9 +202,8 @@ async function persistentConsume(ctx: Ctx): Promise<void> {
     const s = (performance.now() - start) / 1000;
     await ps.delete(stream, "bench");
     emit({
-      test: "persistent-consume",
+      test: awaited ? "persistent-consume-awaited" : "persistent-consume",
       nodes: ctx.nodes,
-      mode,
       n,
       buffer_size: bufferSize,
       ...settings,
@@ -386,7 +387,7 @@ async function main(): Promise<void> {
       if (only("append-pipelined")) await appendPipelined(ctx);
       if (only("append-batch")) await appendBatch(ctx);
       if (only("subscribe-live")) await subscribeLive(ctx);
-      if (only("persistent-consume")) await persistentConsume(ctx);
+      await persistentConsume(ctx, only);
       await client.close();
       if (only("failover")) await failover(args, cluster);
     } finally {
@@ -404,7 +405,7 @@ async function main(): Promise<void> {
     if (only("append-pipelined")) await appendPipelined(ctx);
     if (only("append-batch")) await appendBatch(ctx);
     if (only("subscribe-live")) await subscribeLive(ctx);
-    if (only("persistent-consume")) await persistentConsume(ctx);
+    await persistentConsume(ctx, only);
     if (only("read-all") || only("memory") || only("recovery")) await readAllAndMemory(ctx, only);
   } finally {
     await client.close().catch(() => undefined);
