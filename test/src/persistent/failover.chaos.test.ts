@@ -291,25 +291,28 @@ describe("persistent subscriptions through failover", () => {
     });
   });
 
-  it("RoundRobin: no loss and no duplicate when the leader is cut off from both followers, then healed", async () => {
-    await runScenario(
-      "RoundRobin",
-      async (c, progress) => {
-        for (let k = 0; k < 2; k++) {
-          const leader = await c.leader({ timeoutMs: 20_000 });
-          const others = [0, 1, 2].filter((i) => i !== leader);
-          c.partition([leader], others);
-          await progress();
-          // The majority side elected another leader: the fault took effect.
-          await waitFor(
-            async () => (await Promise.all(others.map((i) => c.stateOf(i)))).includes("Leader"),
-            { timeoutMs: 20_000, message: "the majority elects a leader" },
-          );
-          c.heal();
-          await progress();
-        }
-      },
-      { linkProxies: true, group: "partitioned" },
-    );
-  });
+  it.each(["RoundRobin", "DispatchToSingle", "Pinned"] as const)(
+    "%s: no loss and no duplicate when the leader is cut off from both followers, then healed",
+    async (strategy) => {
+      await runScenario(
+        strategy,
+        async (c, progress) => {
+          for (let k = 0; k < 2; k++) {
+            const leader = await c.leader({ timeoutMs: 20_000 });
+            const others = [0, 1, 2].filter((i) => i !== leader);
+            c.partition([leader], others);
+            await progress();
+            // The majority side elected another leader: the fault took effect.
+            await waitFor(
+              async () => (await Promise.all(others.map((i) => c.stateOf(i)))).includes("Leader"),
+              { timeoutMs: 20_000, message: "the majority elects a leader" },
+            );
+            c.heal();
+            await progress();
+          }
+        },
+        { linkProxies: true, group: `partitioned-${strategy}` },
+      );
+    },
+  );
 });

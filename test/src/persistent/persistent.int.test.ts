@@ -5,6 +5,7 @@ import {
   ConnectionSettings,
   InvalidArgumentError,
   jsonEvent,
+  NotAuthenticatedError,
   PersistentSubscriptionExistsError,
   PersistentSubscriptionNotFoundError,
   SubscriptionDroppedError,
@@ -236,6 +237,43 @@ describe("delivery", () => {
     expect(redelivered.map(n).sort()).toEqual([2, 3, 4, 5]);
     await survivor.ack(redelivered);
     await survivor.unsubscribe();
+  });
+
+  it("nack stop ends the consumer; its events go to the next one", async () => {
+    const ps = client.persistentSubscriptions;
+    await append("stop", 3);
+    await ps.create("stop", "g");
+    const first = ps.subscribe("stop", "g", { bufferSize: 10 });
+    const held = await take(first, 3);
+    await first.nack("stop", "shutting this worker down", held[0]!);
+    await waitFor(() => first.isEnded, { timeoutMs: 5_000, message: "the consumer ended" });
+    const next = ps.subscribe("stop", "g", { bufferSize: 10 });
+    const again = await take(next, 3);
+    expect(again.map(n).sort()).toEqual([0, 1, 2]);
+    await next.ack(again);
+    await next.unsubscribe();
+  });
+
+  it("ends with NotAuthenticatedError when the node refuses the consumer's credentials", async () => {
+    const secured = await startNode({ adminPassword: "changeit" });
+    const admin = new ChorusClient(
+      ConnectionSettings.create()
+        .withSingleNode(secured.httpEndpoint)
+        .withDefaultCredentials({ username: "admin", password: "changeit" })
+        .build(),
+    );
+    try {
+      await admin.persistentSubscriptions.create("secured", "g");
+      const sub = admin.persistentSubscriptions.subscribe("secured", "g", {
+        credentials: { username: "admin", password: "wrong" },
+      });
+      const dropped = new Promise<Error>((resolve) => sub.once("dropped", resolve));
+      await expect(take(sub, 1)).rejects.toBeInstanceOf(NotAuthenticatedError);
+      expect(await dropped).toBeInstanceOf(NotAuthenticatedError);
+    } finally {
+      await admin.close();
+      await secured.stop();
+    }
   });
 
   it("an ack after the subscription ended rejects without an unhandled rejection", async () => {
