@@ -1,4 +1,5 @@
 import {
+  corkUntilNextTick,
   decodeFrame,
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
@@ -46,7 +47,6 @@ export class WebSocketTransport implements Transport {
   readonly #options: WebSocketTransportOptions;
   readonly #channels = new Map<number, ChannelHandler>();
   #nextId = 1;
-  #corked = false;
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
   #pingTimer: TimerHandle | undefined;
@@ -186,7 +186,9 @@ export class WebSocketTransport implements Transport {
         new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`)
       );
     }
-    this.#corkUntilNextTick();
+    // Frames sent in the same tick (pipelined appends, credit grants) leave in one write.
+    const socket = (this.#ws as unknown as { _socket?: Socket | null })._socket;
+    if (socket) corkUntilNextTick(socket);
     this.#ws.send(encodeFrame({ ...frame, correlationId: id }), { binary: true }, (err) => {
       if (err)
         this.destroy(
@@ -194,22 +196,6 @@ export class WebSocketTransport implements Transport {
             cause: err,
           }),
         );
-    });
-  }
-
-  /**
-   * Frames sent in the same tick (pipelined appends, credit grants) leave in one write
-   * system call instead of one each.
-   */
-  #corkUntilNextTick(): void {
-    if (this.#corked) return;
-    const socket = (this.#ws as unknown as { _socket?: Socket | null })._socket;
-    if (!socket) return;
-    this.#corked = true;
-    socket.cork();
-    process.nextTick(() => {
-      this.#corked = false;
-      socket.uncork();
     });
   }
 

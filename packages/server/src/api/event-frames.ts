@@ -5,7 +5,7 @@
  * The bytes are the ones chorus.Frame.encode gives for the same frame (event-frames.unit.test.ts):
  * the correlation id (field 1), then the body (a length-delimited field).
  */
-import { chorus } from "@chorus/protocol";
+import { chorus, encodeFrame } from "@chorus/protocol";
 import type { StoredEvent } from "../streams/types.js";
 
 /** The frame bodies that carry events; all hold them as `repeated ResolvedEvent events = 1`. */
@@ -171,7 +171,7 @@ export function encodeEventsFrame(
 ): Uint8Array {
   if (!isWireUint(correlationId)) {
     // An id the varint writer does not handle: let protobufjs encode it.
-    return chorus.Frame.encode({ correlationId, ...wireBody(body, events) }).finish();
+    return encodeFrame({ correlationId, ...wireBody(body, events) });
   }
   return EventsFrame.encode(body, events).bytes(correlationId);
 }

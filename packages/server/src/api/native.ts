@@ -1,9 +1,12 @@
 import type { IncomingMessage, Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
   chorus,
+  corkUntilNextTick,
   decodeFrame,
+  encodeFrame,
   FrameError,
   messageBytes,
   type Frame,
@@ -324,7 +327,7 @@ class NativeConnection {
 
   #send(frame: FrameInit): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
-    this.#sendBytes(chorus.Frame.encode(frame).finish());
+    this.#sendBytes(encodeFrame(frame));
   }
 
   /** Sends a frame that carries events (the bulk of the bytes a node sends). */
@@ -334,6 +337,9 @@ class NativeConnection {
   }
 
   #sendBytes(bytes: Uint8Array): void {
+    // The replies one group commit releases leave in one write system call.
+    const socket = (this.#ws as unknown as { _socket?: Socket | null })._socket;
+    if (socket) corkUntilNextTick(socket);
     this.#ws.send(bytes, { binary: true }, () => this.#onFlushed());
     if (!this.#pausedForOutput && this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes * 8) {
       // The client does not read its replies: stop reading its requests until it does.

@@ -68,6 +68,8 @@ export class ConsensusCore<P> {
   private durable: number;
   private electionDeadlineMs = 0;
   private lastLeaderContactMs = Number.NEGATIVE_INFINITY;
+  /** When this follower last sent its leader an AppendReply (see onAppend). */
+  private lastReplyMs = Number.NEGATIVE_INFINITY;
   private votes = new Set<NodeId>();
   /** Follower: highest commit position heard from any leader. */
   private knownCommit = 0;
@@ -567,7 +569,12 @@ export class ConsensusCore<P> {
       this.leaderMatchEpoch = lastRecord ? lastRecord.epoch : m.prev.epoch;
     }
     this.knownCommit = Math.max(this.knownCommit, m.leaderCommit);
-    this.replyOk(from);
+    // New records are answered once they are durable (localDurable replies): an answer now
+    // could not move the leader's commit and would cost both sides a message per append.
+    // The leader still hears from this node at least once per heartbeat interval, so a slow
+    // disk does not look like a lost follower to check-quorum.
+    const appended = i < m.records.length;
+    if (!appended || this.nowMs - this.lastReplyMs >= this.cfg.heartbeatMs) this.replyOk(from);
     this.followerCommit();
   }
 
@@ -586,6 +593,7 @@ export class ConsensusCore<P> {
   }
 
   private replyOk(to: NodeId): void {
+    this.lastReplyMs = this.nowMs;
     const position = this.leaderMatch;
     this.send(to, {
       type: "AppendReply",
