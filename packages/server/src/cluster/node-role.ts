@@ -240,6 +240,8 @@ export class ClusterRole {
   private role: Role | "none" = "none";
   private leaderId: NodeId | undefined;
   private chain: Promise<void> = Promise.resolve();
+  /** Steps on `chain` not yet finished; 0 means a new step may start at once. */
+  private pendingSteps = 0;
   private tickQueued = false;
   private announceQueued = false;
   private durableQueued = false;
@@ -332,6 +334,7 @@ export class ClusterRole {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.stopDurable?.();
+    this.store.setSyncGate(undefined);
     await this.gossip.stop();
     await this.peers.close();
     await this.chain;
@@ -382,9 +385,14 @@ export class ClusterRole {
     return this.store.endPosition;
   }
 
-  /** Called after a write was handed to the store: propose its batches soon. */
+  /**
+   * Called after a write was handed to the store. With nothing else in flight its batches are
+   * proposed at once, so the followers get them before this node's own sync has even started;
+   * otherwise soon, together with whatever else arrives meanwhile.
+   */
   afterWrite(): void {
-    queueMicrotask(() => this.queueAnnounce());
+    if (this.pendingSteps === 0) this.queueAnnounce();
+    else queueMicrotask(() => this.queueAnnounce());
   }
 
   // ---- driving ---------------------------------------------------------------------------
@@ -417,13 +425,29 @@ export class ClusterRole {
 
   /** Serialises one input and the performance of its effects. */
   private run(step: (core: ConsensusCore<Buffer>) => Effect<Buffer>[]): void {
-    this.chain = this.chain
-      .then(async () => {
-        const core = this.core;
-        if (!core || this.closed) return;
-        await this.perform(step(core));
-      })
-      .catch((err: unknown) => this.failStop(err, "cluster step failed"));
+    this.enqueueStep(async () => {
+      const core = this.core;
+      if (!core || this.closed) return;
+      await this.perform(step(core));
+    }, "cluster step failed");
+  }
+
+  /**
+   * Appends a step (an async function) to the chain. With nothing pending it starts in this
+   * call (its effects up to the first wait happen now, e.g. an Append goes out); otherwise
+   * after the steps before it.
+   */
+  private enqueueStep(step: () => Promise<void>, failure: string): void {
+    const onError = (err: unknown) => this.failStop(err, failure);
+    const done = () => {
+      this.pendingSteps--;
+    };
+    this.pendingSteps++;
+    if (this.pendingSteps === 1) {
+      this.chain = step().catch(onError).finally(done);
+    } else {
+      this.chain = this.chain.then(step).catch(onError).finally(done);
+    }
   }
 
   /**
@@ -443,14 +467,12 @@ export class ClusterRole {
   private queueAnnounce(): void {
     if (this.announceQueued || !this.core || this.closed) return;
     this.announceQueued = true;
-    this.chain = this.chain
-      .then(async () => {
-        this.announceQueued = false;
-        const core = this.core;
-        if (!core || this.closed) return;
-        await this.announce(core);
-      })
-      .catch((err: unknown) => this.failStop(err, "proposing local writes failed"));
+    this.enqueueStep(async () => {
+      this.announceQueued = false;
+      const core = this.core;
+      if (!core || this.closed) return;
+      await this.announce(core);
+    }, "proposing local writes failed");
   }
 
   private queueDurable(): void {
@@ -566,8 +588,6 @@ export class ClusterRole {
           }
           this.role = effect.role;
           this.leaderId = effect.leaderId;
-          // A leader's sync must overlap with replication; a follower's may block briefly.
-          this.store.setInlineSync(effect.role !== "leader");
           break;
         default:
           await applyEffects(this.store, [effect]);
@@ -648,6 +668,8 @@ export class ClusterRole {
     this.role = core.state.role;
     this.lastReportedDurable = this.store.durableEnd;
     this.stopDurable = this.store.onDurable(() => this.queueDurable());
+    // A leader's local writes go to its followers before its own (blocking) sync starts.
+    this.store.setSyncGate(() => this.role === "leader" && this.store.endPosition > this.announced);
     for (const v of voters) {
       if (v === this.opts.selfId) continue;
       const ep = parseEndpoint(v);

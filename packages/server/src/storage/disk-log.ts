@@ -56,25 +56,17 @@ export class DiskLog implements Log {
   private dirNeedsSync = false;
   private checkpointFile: Promise<FileHandle> | null = null;
   private syncAverageMs = 0;
-  inlineSync: boolean;
 
   constructor(
     private readonly options: {
       dir: string;
       segmentBytes: number;
-      /**
-       * Whether fdatasync may run on the event loop's thread while the disk is fast (see
-       * sync()). Off for a cluster node: there the leader's sync must overlap with sending
-       * the same records to its followers.
-       */
-      inlineSync?: boolean;
     },
   ) {
     if (!Number.isSafeInteger(options.segmentBytes) || options.segmentBytes < 4096) {
       throw new RangeError("segmentBytes must be an integer >= 4096");
     }
     this.segmentBytes = options.segmentBytes;
-    this.inlineSync = options.inlineSync !== false;
   }
 
   get end(): number {
@@ -213,7 +205,7 @@ export class DiskLog implements Log {
     const indexes = [...this.dirty];
     this.dirty.clear();
     const start = performance.now();
-    if (this.inlineSync && this.syncAverageMs < INLINE_SYNC_BELOW_MS) {
+    if (this.syncAverageMs < INLINE_SYNC_BELOW_MS) {
       for (const i of indexes) fdatasyncSync((this.segments[i] as FileHandle).fd);
     } else {
       await Promise.all(indexes.map((i) => (this.segments[i] as FileHandle).datasync()));

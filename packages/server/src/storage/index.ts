@@ -51,8 +51,6 @@ export function createDiskStore(options: DiskStoreOptions): LogStore {
   const log = new DiskLog({
     dir: options.dir,
     segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-    // A replicated log overlaps the local sync with replication, so it syncs off-thread.
-    inlineSync: options.autoCommit !== false,
   });
   return new LogStore(log, options);
 }

@@ -7,12 +7,6 @@
  * position (`write`), and cutting the log back to a position (`truncate`).
  */
 export interface Log {
-  /**
-   * Whether a sync may block the caller's thread while the medium is fast (a disk log's
-   * choice; ignored in memory). A cluster leader wants it off, so its sync overlaps with
-   * replication; a single node or a follower wants it on.
-   */
-  inlineSync?: boolean;
   /** Opens (creating if needed) and finds the end. */
   open(): Promise<void>;
   /** Bytes written so far (durable only after `sync`). */

@@ -3,6 +3,7 @@
  * reads, deletes, metadata, recovery. The same code runs over the disk and the memory log.
  */
 import { randomUUID } from "node:crypto";
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import {
   METADATA_EVENT_TYPE,
@@ -281,6 +282,7 @@ export class LogStore implements StreamStore {
   private eventCount = 0;
   private streamCount = 0;
   private syncCount = 0;
+  private syncGate: (() => boolean) | undefined;
 
   private reserveEnd = 0;
   private durablePos = 0;
@@ -961,6 +963,9 @@ export class LogStore implements StreamStore {
               `internal: write at ${first.start} but the log ends at ${this.log.end}`,
             );
           await this.log.write(first.start, data);
+          // The sync may block this thread (see DiskLog.sync); what the gate says is still to
+          // go out first (a leader's Append to its followers) gets one turn of the loop.
+          if (this.syncGate?.() === true) await setImmediatePromise();
           await this.log.sync();
         } catch (err) {
           this.inFlight = [];
@@ -1136,9 +1141,13 @@ export class LogStore implements StreamStore {
   // ------------------------------------------------------------------ cluster (replication)
 
   /** Everything below this position is durable (fsync'd). */
-  /** See Log.inlineSync: the cluster turns it off while this node leads. */
-  setInlineSync(inline: boolean): void {
-    this.log.inlineSync = inline;
+  /**
+   * `gate` is asked before each sync; when it returns true the sync waits for one turn of the
+   * event loop. A cluster leader uses it so that records it has not yet sent to its followers
+   * go out before a sync that blocks the thread, and their syncs overlap with its own.
+   */
+  setSyncGate(gate: (() => boolean) | undefined): void {
+    this.syncGate = gate;
   }
 
   get durableEnd(): number {
