@@ -256,7 +256,7 @@ export async function createNode(
       selfInfo: () => memberInfo(ctx),
       logger,
       timings: {
-        heartbeatIntervalMs: options.clusterHeartbeatIntervalMs,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
         electionTimeoutMs: options.electionTimeoutMs,
         gossipIntervalMs: options.gossipIntervalMs,
         gossipTimeoutMs: options.gossipTimeoutMs,

@@ -139,7 +139,7 @@ export class NativeApi {
     });
     this.#heartbeat = setInterval(() => {
       for (const c of this.#connections) c.heartbeat();
-    }, ctx.options.heartbeatIntervalMs);
+    }, ctx.options.clientPingIntervalMs);
     this.#heartbeat.unref();
   }
 

@@ -3,7 +3,7 @@ import {
   DEFAULT_ELECTION_TIMEOUT_MS,
   DEFAULT_GOSSIP_INTERVAL_MS,
   DEFAULT_GOSSIP_TIMEOUT_MS,
-  DEFAULT_HEARTBEAT_INTERVAL_MS as DEFAULT_CLUSTER_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
 } from "../cluster/timings.js";
 
 /** Every setting of a node, resolved once (defaults applied, validated) and frozen. */
@@ -40,7 +40,7 @@ export interface NodeOptions {
   readonly intHttpPortAdvertiseAs: number | null;
   readonly readOnlyReplica: boolean;
   /** How often a cluster leader sends heartbeats to its followers (`--heartbeat-interval-ms`). */
-  readonly clusterHeartbeatIntervalMs: number;
+  readonly heartbeatIntervalMs: number;
   /**
    * Lower bound t of the randomised election timeout [t, 2t] (`--election-timeout-ms`); also the
    * leader's check-quorum window and a follower's leader lease.
@@ -63,14 +63,14 @@ export interface NodeOptions {
   readonly maxFrameBytes: number;
   /**
    * Interval of WebSocket pings; a connection that misses one pong is closed. (Not the cluster
-   * leader's heartbeat: that is `clusterHeartbeatIntervalMs`.)
+   * leader's heartbeat: that is `heartbeatIntervalMs`.)
    */
-  readonly heartbeatIntervalMs: number;
+  readonly clientPingIntervalMs: number;
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+export const DEFAULT_CLIENT_PING_INTERVAL_MS = 10_000;
 
 export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   memDb: false,
@@ -97,7 +97,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   intTcpPortAdvertiseAs: null,
   intHttpPortAdvertiseAs: null,
   readOnlyReplica: false,
-  clusterHeartbeatIntervalMs: DEFAULT_CLUSTER_HEARTBEAT_INTERVAL_MS,
+  heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
   electionTimeoutMs: DEFAULT_ELECTION_TIMEOUT_MS,
   gossipIntervalMs: DEFAULT_GOSSIP_INTERVAL_MS,
   gossipTimeoutMs: DEFAULT_GOSSIP_TIMEOUT_MS,
@@ -108,7 +108,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   adminPassword: null,
   idempotencyWindow: DEFAULT_IDEMPOTENCY_WINDOW,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
-  heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+  clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
 });
 
 /** A configuration problem: the node must not start. The CLI exits with code 2. */

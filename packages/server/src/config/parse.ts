@@ -153,7 +153,7 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     flag: "heartbeat-interval-ms",
-    key: "clusterHeartbeatIntervalMs",
+    key: "heartbeatIntervalMs",
     kind: "ms",
     ...TIMING_LIMITS.heartbeatIntervalMs,
     describe: "leader heartbeat to followers; < election timeout / 2 (default 50)",
@@ -571,13 +571,13 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
       `maxFrameBytes must be between 1024 and ${1024 ** 3}, got ${String(o.maxFrameBytes)}`,
     );
   }
-  if (!Number.isInteger(o.heartbeatIntervalMs) || o.heartbeatIntervalMs < 10) {
+  if (!Number.isInteger(o.clientPingIntervalMs) || o.clientPingIntervalMs < 10) {
     problems.push(
-      `heartbeatIntervalMs must be an integer >= 10, got ${String(o.heartbeatIntervalMs)}`,
+      `clientPingIntervalMs must be an integer >= 10, got ${String(o.clientPingIntervalMs)}`,
     );
   }
   for (const [key, flag, limits] of [
-    ["clusterHeartbeatIntervalMs", "heartbeat-interval-ms", TIMING_LIMITS.heartbeatIntervalMs],
+    ["heartbeatIntervalMs", "heartbeat-interval-ms", TIMING_LIMITS.heartbeatIntervalMs],
     ["electionTimeoutMs", "election-timeout-ms", TIMING_LIMITS.electionTimeoutMs],
     ["gossipIntervalMs", "gossip-interval-ms", TIMING_LIMITS.gossipIntervalMs],
     ["gossipTimeoutMs", "gossip-timeout-ms", TIMING_LIMITS.gossipTimeoutMs],
@@ -596,7 +596,7 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   if (!o.memDb && (typeof o.db !== "string" || o.db === ""))
     problems.push("db must name a directory");
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
-  const heartbeat = heartbeatProblem(o.clusterHeartbeatIntervalMs, o.electionTimeoutMs);
+  const heartbeat = heartbeatProblem(o.heartbeatIntervalMs, o.electionTimeoutMs);
   if (heartbeat !== undefined) throw new ConfigError(heartbeat);
 
   // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS

@@ -407,7 +407,7 @@ describe("cluster timing flags", () => {
 
   it("default to heartbeat 50 ms, election timeout 500 ms, gossip 500 ms / 1,000 ms", () => {
     expect(run([])).toMatchObject({
-      clusterHeartbeatIntervalMs: 50,
+      heartbeatIntervalMs: 50,
       electionTimeoutMs: 500,
       gossipIntervalMs: 500,
       gossipTimeoutMs: 1_000,
@@ -425,7 +425,7 @@ describe("cluster timing flags", () => {
         "--gossip-timeout-ms=400",
       ]),
     ).toMatchObject({
-      clusterHeartbeatIntervalMs: 100,
+      heartbeatIntervalMs: 100,
       electionTimeoutMs: 2_000,
       gossipIntervalMs: 250,
       gossipTimeoutMs: 400,
@@ -437,14 +437,14 @@ describe("cluster timing flags", () => {
       CHORUS_GOSSIP_TIMEOUT_MS: "3000",
     };
     expect(run([], env)).toMatchObject({
-      clusterHeartbeatIntervalMs: 20,
+      heartbeatIntervalMs: 20,
       electionTimeoutMs: 300,
       gossipIntervalMs: 1_000,
       gossipTimeoutMs: 3_000,
     });
     const yaml = "election-timeout-ms: 1500\nheartbeat-interval-ms: 200\ngossip-interval-ms: 750\n";
     expect(run(["--config", "c.yaml"], {}, { "c.yaml": yaml })).toMatchObject({
-      clusterHeartbeatIntervalMs: 200,
+      heartbeatIntervalMs: 200,
       electionTimeoutMs: 1_500,
       gossipIntervalMs: 750,
     });
@@ -453,8 +453,8 @@ describe("cluster timing flags", () => {
   });
 
   it("leaves the WebSocket ping interval alone", () => {
-    expect(run(["--heartbeat-interval-ms", "20"]).heartbeatIntervalMs).toBe(
-      DEFAULT_NODE_OPTIONS.heartbeatIntervalMs,
+    expect(run(["--heartbeat-interval-ms", "20"]).clientPingIntervalMs).toBe(
+      DEFAULT_NODE_OPTIONS.clientPingIntervalMs,
     );
   });
 
@@ -513,7 +513,7 @@ describe("cluster timing flags", () => {
   it("accepts the largest heartbeat below half the election timeout", () => {
     expect(run(["--election-timeout-ms", "300", "--heartbeat-interval-ms", "149"])).toMatchObject({
       electionTimeoutMs: 300,
-      clusterHeartbeatIntervalMs: 149,
+      heartbeatIntervalMs: 149,
     });
     const err = failure(["--election-timeout-ms", "300", "--heartbeat-interval-ms", "150"]);
     expect(err.message).toMatch(/at most 149/);
@@ -542,10 +542,10 @@ describe("cluster timing flags", () => {
     );
     expect(() => resolveNodeOptions({ gossipIntervalMs: 1.5 })).toThrow(/gossipIntervalMs/);
     expect(() =>
-      resolveNodeOptions({ electionTimeoutMs: 1_000, clusterHeartbeatIntervalMs: 500 }),
+      resolveNodeOptions({ electionTimeoutMs: 1_000, heartbeatIntervalMs: 500 }),
     ).toThrow(/must be less than half/);
     expect(
-      resolveNodeOptions({ electionTimeoutMs: 1_000, clusterHeartbeatIntervalMs: 499 }),
-    ).toMatchObject({ electionTimeoutMs: 1_000, clusterHeartbeatIntervalMs: 499 });
+      resolveNodeOptions({ electionTimeoutMs: 1_000, heartbeatIntervalMs: 499 }),
+    ).toMatchObject({ electionTimeoutMs: 1_000, heartbeatIntervalMs: 499 });
   });
 });
