@@ -195,22 +195,27 @@ export class DiskLog implements Log {
   }
 
   /**
-   * Makes everything written so far durable. While fdatasync is fast (an exponentially
-   * weighted average below INLINE_SYNC_BELOW_MS) it runs on the event loop's thread: a
-   * thread-pool round trip costs about as much as the fdatasync itself on a fast disk,
-   * and sequential appends wait for both. When the disk is slow it moves to the thread
-   * pool, so a stalled disk does not stall heartbeats and reads.
+   * Makes everything written so far durable. A lone write's fdatasync runs on the event
+   * loop's thread while it is fast (an exponentially weighted average below
+   * INLINE_SYNC_BELOW_MS): a thread-pool round trip costs about as much as the fdatasync
+   * itself on a fast disk, and sequential appends wait for both. A `background` sync (more
+   * work is queued) and any sync on a slow disk go to the thread pool, so the event loop
+   * keeps taking requests, and a stalled disk does not stall heartbeats and reads.
    */
-  async sync(): Promise<void> {
+  async sync(background = false): Promise<void> {
     const indexes = [...this.dirty];
     this.dirty.clear();
     const start = performance.now();
-    if (this.syncAverageMs < INLINE_SYNC_BELOW_MS) {
+    const inline = !background && this.syncAverageMs < INLINE_SYNC_BELOW_MS;
+    if (inline) {
       for (const i of indexes) fdatasyncSync((this.segments[i] as FileHandle).fd);
     } else {
       await Promise.all(indexes.map((i) => (this.segments[i] as FileHandle).datasync()));
     }
-    this.syncAverageMs = 0.8 * this.syncAverageMs + 0.2 * (performance.now() - start);
+    // Background syncs would count thread-pool round trips as disk time.
+    if (!background) {
+      this.syncAverageMs = 0.8 * this.syncAverageMs + 0.2 * (performance.now() - start);
+    }
     if (this.dirNeedsSync) {
       this.dirNeedsSync = false;
       await fsyncDir(this.dir);

@@ -23,7 +23,12 @@ export interface Log {
   /** Writes `data` at `position`, which must equal `end`. */
   write(position: number, data: Buffer): Promise<void>;
   /** Makes everything written so far durable. */
-  sync(): Promise<void>;
+  /**
+   * Makes everything written so far durable. `background`: the caller has more work queued
+   * behind this sync (a group commit of several writes), so a disk log syncs off the event
+   * loop's thread and lets it gather the next group meanwhile.
+   */
+  sync(background?: boolean): Promise<void>;
   /** Cuts the log back to `position` (durably). */
   truncate(position: number): Promise<void>;
   close(): Promise<void>;

@@ -71,7 +71,7 @@ export class MemoryLog implements Log {
     }
   }
 
-  async sync(): Promise<void> {}
+  async sync(_background?: boolean): Promise<void> {}
 
   async truncate(position: number): Promise<void> {
     if (position < 0 || position > this.length)

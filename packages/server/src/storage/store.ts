@@ -963,10 +963,13 @@ export class LogStore implements StreamStore {
               `internal: write at ${first.start} but the log ends at ${this.log.end}`,
             );
           await this.log.write(first.start, data);
-          // The sync may block this thread (see DiskLog.sync); what the gate says is still to
-          // go out first (a leader's Append to its followers) gets one turn of the loop.
-          if (this.syncGate?.() === true) await setImmediatePromise();
-          await this.log.sync();
+          // A group of several writes means more are arriving: sync in the background (see
+          // DiskLog.sync) while the loop gathers the next group. A lone write's sync may block
+          // this thread; what the gate says is still to go out first (a leader's Append to
+          // its followers) gets one turn of the loop before it.
+          const background = batch.length > 1;
+          if (!background && this.syncGate?.() === true) await setImmediatePromise();
+          await this.log.sync(background);
         } catch (err) {
           this.inFlight = [];
           this.fail(err, batch);
