@@ -162,10 +162,13 @@ export class ConsensusCore<P> {
     this.advanceClock(nowMs);
     if (this.role !== "leader" && this.isVoter && this.leaderId === peer) {
       this.lastLeaderContactMs = Number.NEGATIVE_INFINITY;
-      const soonMs =
-        this.nowMs +
-        Math.floor(this.cfg.random() * 2 * this.cfg.heartbeatMs) +
-        this.priorityRank * this.cfg.heartbeatMs;
+      // Every remaining voter learns of the loss at about the same moment. Each stands in a
+      // slot of its own, one heartbeat wide (by priority, then by id), so two of them do not
+      // ask for votes in the same epoch at once and split it (which would cost a whole
+      // election timeout).
+      const others = this.cfg.voters.filter((v) => v !== peer).sort();
+      const slot = this.priorityRank * others.length + Math.max(0, others.indexOf(this.cfg.id));
+      const soonMs = this.nowMs + Math.floor((slot + this.cfg.random()) * this.cfg.heartbeatMs);
       if (soonMs < this.electionDeadlineMs) this.electionDeadlineMs = soonMs;
     }
     return this.flush();

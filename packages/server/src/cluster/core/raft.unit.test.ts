@@ -319,6 +319,36 @@ describe("consensus core: votes", () => {
     expect(follower.sent("PreVote").map((m) => m.to)).toEqual(["n1", "n3"]);
   });
 
+  it("followers that lose the leader's link together stand in separate heartbeat slots", () => {
+    const heartbeat: Message<string> = {
+      type: "Append",
+      epoch: 1,
+      prev: { epoch: 1, position: 16 },
+      records: [],
+      leaderCommit: 16,
+    };
+    // The worst case for a split vote: both draw the same random offset.
+    const standsAt = (id: string): number => {
+      const node = new TestNode(id, {
+        log: [[1, 16]],
+        hardState: { epoch: 1, votedFor: "n1" },
+        random: () => 0.9,
+      });
+      node.receive("n1", heartbeat, 1_000);
+      node.run(node.core.peerLost("n1", 1_000));
+      for (let t = 1_000; t <= 1_000 + MIN_MS; t += 5) {
+        node.tick(t);
+        if (node.core.state.role === "preCandidate") return t - 1_000;
+      }
+      return Number.POSITIVE_INFINITY;
+    };
+    const n2 = standsAt("n2");
+    const n3 = standsAt("n3");
+    expect(n2).toBeLessThan(50);
+    expect(n3).toBeGreaterThanOrEqual(50);
+    expect(n3).toBeLessThan(100);
+  });
+
   it("a follower that still hears the leader refuses the pre-vote of one whose link closed", () => {
     const other = new TestNode("n3", { log: [[1, 16]], hardState: { epoch: 1, votedFor: "n1" } });
     other.receive(
