@@ -1,12 +1,15 @@
 /**
  * `npm run bench`: one JSON object per line (see the design's quality.md).
  * Options: --nodes 1|3, --quick (small counts, CI smoke), --only NAME[,NAME].
+ * `append-seq-floor` is the same sequential append through raw TCP and fdatasync alone
+ * (floor.ts): the machine's ceiling for `append-seq`, to read that row as a ratio.
  * Every figure is from the durable configuration: an on-disk node (fsync before
  * acknowledging) and the client in separate processes.
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { startCluster, startNode, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
 import { performance } from "node:perf_hooks";
+import { seqFloor } from "./floor.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
 
 interface Args {
@@ -62,6 +65,13 @@ async function appendSeq(ctx: Ctx): Promise<void> {
   }
   const s = (performance.now() - start) / 1000;
   emit({ test: "append-seq", nodes: ctx.nodes, n, ops_per_s: round(n / s), ...lat.summary() });
+}
+
+/** The machine's ceiling for append-seq (floor.ts); run before the nodes start. */
+async function appendSeqFloor(args: Args): Promise<void> {
+  const n = args.quick ? 500 : 5000;
+  const result = await seqFloor(args.nodes - 1, n, args.quick ? 50 : 1000);
+  emit({ test: "append-seq-floor", nodes: args.nodes, n, ...result });
 }
 
 async function appendPipelined(ctx: Ctx): Promise<void> {
@@ -376,6 +386,8 @@ async function failover(args: Args, cluster: TestCluster): Promise<void> {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const only = (name: string) => !args.only || args.only.has(name);
+  if (only("append-seq-floor")) await appendSeqFloor(args);
+  if (args.only && [...args.only].every((name) => name === "append-seq-floor")) return;
   if (args.nodes === 3) {
     const cluster = await startCluster({ size: 3, startTimeoutMs: 60_000 });
     const client = new ChorusClient(`${cluster.connectionString}&operationTimeout=30000`);

@@ -341,7 +341,7 @@ describe("native protocol: bad input", () => {
   });
 
   it("closes idle dead connections that do not answer pings", async () => {
-    const quick = await startNode({ heartbeatIntervalMs: 50 });
+    const quick = await startNode({ clientPingIntervalMs: 50 });
     try {
       // autoPong: false makes this client play dead.
       const ws = new WebSocket(nativeUrl(quick), { autoPong: false });
