@@ -174,6 +174,15 @@ describe("delivery", () => {
     const info = await ps.getInfo("rr", "workers");
     expect(info.totalAcked).toBe(40);
     expect(info.inFlight).toBe(0);
+    // The node's /metrics reports the group as getInfo does.
+    const metrics = await (await fetch(`http://${node.httpEndpoint}/metrics`)).text();
+    const gauge = (name: string) =>
+      metrics.match(new RegExp(`^${name}\\{stream="rr",group="workers"\\} (\\d+)$`, "m"))?.[1];
+    expect(gauge("chorus_persistent_consumers")).toBe(String(info.consumers.length));
+    expect(gauge("chorus_persistent_acked")).toBe("40");
+    expect(gauge("chorus_persistent_delivered")).toBe(String(info.totalDelivered));
+    expect(gauge("chorus_persistent_in_flight")).toBe("0");
+    expect(gauge("chorus_persistent_parked")).toBe("0");
     await a.unsubscribe();
     await b.unsubscribe();
   });

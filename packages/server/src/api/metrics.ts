@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from "prom-client";
+import type { GroupInfo } from "../persistent/group.js";
 import type { StreamStore } from "../streams/types.js";
 
 /** The node's Prometheus metrics, in a registry of its own (never the global one). */
@@ -15,6 +16,8 @@ export class NodeMetrics {
   readonly requestErrors: Counter<"interface" | "code">;
   readonly protocolErrors: Counter<"reason">;
   readonly httpRequests: Counter<"method" | "status">;
+  /** The persistent subscription groups this node serves; set by the native API. */
+  persistentGroups: () => readonly GroupInfo[] = () => [];
 
   constructor(store: () => StreamStore | undefined) {
     const registers = [this.registry];
@@ -101,5 +104,35 @@ export class NodeMetrics {
     storeGauge("chorus_store_streams", "Streams in the store", (s) => s.streams);
     storeGauge("chorus_store_log_bytes", "Bytes of log on disk", (s) => s.logBytes);
     storeGauge("chorus_store_commit_position", "Committed end of the log", (s) => s.commitPosition);
+
+    // Per persistent subscription group served here (the leader). The totals count from when
+    // this node took the group on, so they are gauges: they restart on a leader change.
+    const groupGauge = (name: string, help: string, pick: (g: GroupInfo) => number): void => {
+      const persistentGroups = () => this.persistentGroups();
+      new Gauge({
+        name,
+        help,
+        labelNames: ["stream", "group"],
+        registers,
+        collect() {
+          this.reset();
+          for (const g of persistentGroups()) {
+            this.set({ stream: g.streamId, group: g.group }, pick(g));
+          }
+        },
+      });
+    };
+    const perGroup: [string, string, (g: GroupInfo) => number][] = [
+      [
+        "consumers",
+        "Consumers connected to a persistent subscription group",
+        (g) => g.consumers.length,
+      ],
+      ["in_flight", "Events handed to consumers and not yet acknowledged", (g) => g.inFlight],
+      ["parked", "Events in the group's parked stream", (g) => g.parkedCount],
+      ["delivered", "Events delivered since this node took the group on", (g) => g.totalDelivered],
+      ["acked", "Events acknowledged since this node took the group on", (g) => g.totalAcked],
+    ];
+    for (const [name, help, pick] of perGroup) groupGauge(`chorus_persistent_${name}`, help, pick);
   }
 }

@@ -85,6 +85,8 @@ export class NativeApi {
       cluster: () => ctx.cluster(),
       logger: ctx.logger,
     });
+    const persistent = this.#persistent;
+    ctx.metrics.persistentGroups = () => persistent.groupsServed();
     this.#settings = {
       highWaterMarkBytes: options.highWaterMarkBytes ?? 1024 * 1024,
       maxInflightRequests: options.maxInflightRequests ?? 256,

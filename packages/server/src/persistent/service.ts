@@ -353,6 +353,13 @@ export class PersistentService {
       .sort((a, b) => a.streamId.localeCompare(b.streamId) || a.group.localeCompare(b.group));
   }
 
+  /** The groups this node serves now (as leader), for metrics; none while it does not lead. */
+  groupsServed(): GroupInfo[] {
+    const gen = this.#gen;
+    if (!gen || gen.dead) return [];
+    return [...gen.groups.values()].map(({ group }) => group.info());
+  }
+
   async getInfo(key: GroupKey): Promise<GroupInfo> {
     const gen = await this.#current();
     const entry = gen.groups.get(keyOf(key));
