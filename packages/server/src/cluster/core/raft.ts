@@ -17,6 +17,7 @@ import {
   type CoreConfig,
   type CoreInit,
   type Effect,
+  type HardState,
   type LogPoint,
   type LogRecord,
   type LogView,
@@ -41,6 +42,8 @@ interface PeerProgress {
   match: number;
   /** Durable on the peer and matching the leader's log up to here. */
   durable: number;
+  /** Everything sent below here was acknowledged (or never sent): next - acked is in flight. */
+  acked: number;
   lastHeardMs: number;
 }
 
@@ -57,6 +60,7 @@ export class ConsensusCore<P> {
   private others: readonly NodeId[];
   private learners: readonly NodeId[];
   private readonly priorityRank: number;
+  private readonly maxInFlightBytes: number;
 
   private out: Effect<P>[] = [];
   private nowMs: number;
@@ -77,6 +81,15 @@ export class ConsensusCore<P> {
   private leaderMatch = 0;
   private leaderMatchEpoch = 0;
   private lastAnnouncedEpoch = -1;
+  /**
+   * Recovering from lost memory (CoreInit.amnesiac): no votes, no standing, no counting.
+   * `reports` holds what the other voters said of themselves since this start.
+   */
+  private recovering: boolean;
+  private readonly reports = new Map<NodeId, { epoch: number; empty: boolean }>();
+  /** The current leader's commit position, from its last Append that matched our log. */
+  private leaderCommitSeen = 0;
+  private nextProbeMs = 0;
   // Leader state.
   private peers = new Map<NodeId, PeerProgress>();
   private nextHeartbeatMs = 0;
@@ -100,6 +113,7 @@ export class ConsensusCore<P> {
     this.others = [...voters, ...this.learners].filter((n) => n !== id);
     const myPriority = this.priorityOf(id);
     this.priorityRank = voters.filter((v) => this.priorityOf(v) > myPriority).length;
+    this.maxInFlightBytes = cfg.maxInFlightBytes ?? 4 * cfg.maxBatchBytes;
     this.nowMs = init.nowMs;
     this.role = this.isVoter ? "follower" : "learner";
     this.epoch = init.hardState.epoch;
@@ -112,6 +126,10 @@ export class ConsensusCore<P> {
     }
     this.commit = init.commitPosition;
     this.knownCommit = init.commitPosition;
+    this.recovering =
+      (init.amnesiac === true || init.hardState.recovering === true) &&
+      this.isVoter &&
+      voters.length > 1;
     this.resetElectionTimer();
   }
 
@@ -123,6 +141,8 @@ export class ConsensusCore<P> {
     leaderId: NodeId | undefined;
     votedFor: NodeId | undefined;
     commitPosition: number;
+    /** Recovering from lost memory: not voting, standing or counting yet. */
+    recovering: boolean;
   } {
     return {
       role: this.role,
@@ -130,6 +150,7 @@ export class ConsensusCore<P> {
       leaderId: this.leaderId,
       votedFor: this.votedFor,
       commitPosition: this.commit,
+      recovering: this.recovering,
     };
   }
 
@@ -144,6 +165,8 @@ export class ConsensusCore<P> {
       }
       this.checkQuorum();
       if (this.transfer && this.nowMs >= this.transfer.deadlineMs) this.transfer = undefined;
+    } else if (this.recovering) {
+      if (this.nowMs >= this.nextProbeMs) this.probe();
     } else if (this.isVoter && this.nowMs >= this.electionDeadlineMs) {
       this.startPreVote();
     }
@@ -194,7 +217,12 @@ export class ConsensusCore<P> {
         this.onAppendReply(from, message);
         break;
       case "TimeoutNow":
-        if (message.epoch === this.epoch && from === this.leaderId && this.isVoter) {
+        if (
+          message.epoch === this.epoch &&
+          from === this.leaderId &&
+          this.isVoter &&
+          !this.recovering
+        ) {
           this.startElection(true);
         }
         break;
@@ -208,6 +236,7 @@ export class ConsensusCore<P> {
     if (this.role === "leader") {
       this.maybeCommit();
     } else if (this.leaderId !== undefined && this.leaderMatch > 0) {
+      this.maybeRecovered();
       this.replyOk(this.leaderId);
       this.followerCommit();
     }
@@ -269,7 +298,7 @@ export class ConsensusCore<P> {
       for (const n of removed) this.peers.delete(n);
       const end = this.log.lastPoint().position;
       for (const n of added) {
-        this.peers.set(n, { next: end, match: 0, durable: 0, lastHeardMs: this.nowMs });
+        this.peers.set(n, { next: end, match: 0, durable: 0, acked: end, lastHeardMs: this.nowMs });
         this.sendAppend(n);
       }
     }
@@ -329,12 +358,18 @@ export class ConsensusCore<P> {
   }
 
   private onPreVote(from: NodeId, m: PreVoteMessage): void {
+    this.report(from, m.epoch - 1, m.last);
     const granted =
-      this.isVoter && m.epoch > this.epoch && !this.inLease() && this.upToDate(m.last);
+      this.isVoter &&
+      !this.recovering &&
+      m.epoch > this.epoch &&
+      !this.inLease() &&
+      this.upToDate(m.last);
     this.send(from, this.voteReply(m.epoch, true, granted));
   }
 
   private onVote(from: NodeId, m: VoteMessage): void {
+    this.report(from, m.epoch, m.last);
     if (!this.isVoter || m.epoch < this.epoch) {
       this.send(from, this.voteReply(m.epoch, false, false));
       return;
@@ -351,7 +386,7 @@ export class ConsensusCore<P> {
       this.votedFor === undefined ||
       this.votedFor === from ||
       this.cfg.testingBrokenVoteRule === "vote-twice";
-    const granted = free && this.upToDate(m.last);
+    const granted = free && !this.recovering && this.upToDate(m.last);
     if (granted) {
       if (this.votedFor !== from) {
         this.votedFor = from;
@@ -363,12 +398,25 @@ export class ConsensusCore<P> {
   }
 
   private voteReply(epoch: number, preVote: boolean, granted: boolean): VoteReplyMessage {
-    return { type: "VoteReply", epoch, preVote, granted, voterEpoch: this.epoch };
+    return {
+      type: "VoteReply",
+      epoch,
+      preVote,
+      granted,
+      voterEpoch: this.epoch,
+      voterLast: this.log.lastPoint(),
+    };
   }
 
   private onVoteReply(from: NodeId, m: VoteReplyMessage): void {
+    if (m.voterLast !== undefined) this.report(from, m.voterEpoch, m.voterLast);
     if (m.voterEpoch > this.epoch) {
       this.becomeFollower(m.voterEpoch, undefined);
+      this.maybeRecovered();
+      return;
+    }
+    if (this.recovering) {
+      this.maybeRecovered();
       return;
     }
     if (!m.granted || !this.cfg.voters.includes(from)) return;
@@ -388,7 +436,10 @@ export class ConsensusCore<P> {
     this.transfer = undefined;
     const end = this.log.lastPoint().position;
     this.peers = new Map(
-      this.others.map((p) => [p, { next: end, match: 0, durable: 0, lastHeardMs: this.nowMs }]),
+      this.others.map((p) => [
+        p,
+        { next: end, match: 0, durable: 0, acked: end, lastHeardMs: this.nowMs },
+      ]),
     );
     this.nextHeartbeatMs = this.nowMs + this.cfg.heartbeatMs;
     const record = this.cfg.epochRecord(this.epoch, this.cfg.id);
@@ -405,6 +456,7 @@ export class ConsensusCore<P> {
     if (newEpoch || leaderId !== this.leaderId) {
       this.leaderMatch = 0;
       this.leaderMatchEpoch = 0;
+      this.leaderCommitSeen = 0;
     }
     this.peers = new Map();
     this.transfer = undefined;
@@ -443,21 +495,47 @@ export class ConsensusCore<P> {
     }
     if (appended.length === 0) return appended;
     this.emit({ type: "append", records: appended });
-    // Peers that were caught up get the new records at once; the others catch up from
-    // the log on their next reply or heartbeat.
+    // Peers that were caught up get the new records at once, in messages of about
+    // maxBatchBytes, as long as what they have not acknowledged stays within bounds; the
+    // others catch up from the log on their next reply or heartbeat.
+    const chunks = this.chunk(appended);
     for (const peer of this.others) {
       const p = this.peers.get(peer);
       if (p === undefined || p.next !== last.position) continue;
-      this.send(peer, {
-        type: "Append",
-        epoch: this.epoch,
-        prev: last,
-        records: appended,
-        leaderCommit: this.commit,
-      });
+      if (p.next - p.acked + (position - last.position) > this.maxInFlightBytes) continue;
+      let prev = last;
+      for (const records of chunks) {
+        this.send(peer, {
+          type: "Append",
+          epoch: this.epoch,
+          prev,
+          records,
+          leaderCommit: this.commit,
+        });
+        const end = records[records.length - 1]!;
+        prev = { epoch: end.epoch, position: end.position + end.length };
+      }
       p.next = position;
     }
     return appended;
+  }
+
+  /** Splits records into runs of about maxBatchBytes (at least one record each). */
+  private chunk(records: readonly LogRecord<P>[]): LogRecord<P>[][] {
+    const chunks: LogRecord<P>[][] = [];
+    let current: LogRecord<P>[] = [];
+    let bytes = 0;
+    for (const r of records) {
+      if (current.length > 0 && bytes + r.length > this.cfg.maxBatchBytes) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+      }
+      current.push(r);
+      bytes += r.length;
+    }
+    if (current.length > 0) chunks.push(current);
+    return chunks;
   }
 
   private sendAppend(peer: NodeId): void {
@@ -469,7 +547,9 @@ export class ConsensusCore<P> {
       p.next = back.position;
       prevEpoch = back.epoch;
     }
-    const records = this.log.read(p.next, this.cfg.maxBatchBytes);
+    // Only a heartbeat while the peer has too much unacknowledged.
+    const full = p.next - p.acked >= this.maxInFlightBytes;
+    const records = full ? [] : this.log.read(p.next, this.cfg.maxBatchBytes);
     this.send(peer, {
       type: "Append",
       epoch: this.epoch,
@@ -492,16 +572,20 @@ export class ConsensusCore<P> {
     p.lastHeardMs = this.nowMs;
     if (m.ok) {
       p.match = Math.max(p.match, m.match.position);
+      p.acked = Math.max(p.acked, p.match);
       p.durable = Math.max(p.durable, Math.min(m.durableEnd, m.match.position));
       if (p.next < p.match) p.next = p.match;
       this.maybeCommit();
       if (this.transfer?.target === from) this.maybeSendTimeoutNow();
-      if (p.next < this.log.lastPoint().position) this.sendAppend(from);
+      if (p.next < this.log.lastPoint().position && p.next - p.acked < this.maxInFlightBytes) {
+        this.sendAppend(from);
+      }
     } else {
       // Back up by epoch: our last point at or before the follower's hint.
       const back = this.log.lastPointAtOrBefore(m.hint.epoch, m.hint.position);
       if (back.position < p.next) {
         p.next = back.position;
+        p.acked = back.position;
         p.match = Math.min(p.match, back.position);
         this.sendAppend(from);
       }
@@ -541,6 +625,7 @@ export class ConsensusCore<P> {
     if (m.epoch > this.epoch || this.leaderId !== from || this.role !== this.followerRole()) {
       this.becomeFollower(m.epoch, from);
     }
+    this.report(from, m.epoch, undefined);
     this.lastLeaderContactMs = this.nowMs;
     this.resetElectionTimer();
 
@@ -572,6 +657,8 @@ export class ConsensusCore<P> {
       this.leaderMatchEpoch = lastRecord ? lastRecord.epoch : m.prev.epoch;
     }
     this.knownCommit = Math.max(this.knownCommit, m.leaderCommit);
+    this.leaderCommitSeen = Math.max(this.leaderCommitSeen, m.leaderCommit);
+    this.maybeRecovered();
     // New records are answered once they are durable (localDurable replies): an answer now
     // could not move the leader's commit and would cost both sides a message per append.
     // The leader still hears from this node at least once per heartbeat interval, so a slow
@@ -603,13 +690,90 @@ export class ConsensusCore<P> {
       epoch: this.epoch,
       ok: true,
       match: { epoch: this.leaderMatchEpoch, position },
-      durableEnd: Math.min(this.durable, position),
+      // A recovering node's copy does not count toward a majority yet.
+      durableEnd: this.recovering ? 0 : Math.min(this.durable, position),
     });
   }
 
   private followerCommit(): void {
     const c = Math.min(this.knownCommit, this.leaderMatch, this.durable);
     if (c > this.commit) this.setCommit(c);
+  }
+
+  // ---- recovery from lost memory ------------------------------------------------------
+
+  /**
+   * Records what voter `from` said of itself: its epoch and whether its log is empty
+   * (`last` undefined: not known, taken as not empty).
+   */
+  private report(from: NodeId, epoch: number, last: LogPoint | undefined): void {
+    if (!this.recovering || !this.cfg.voters.includes(from) || from === this.cfg.id) return;
+    const empty = last !== undefined && last.position === 0;
+    const prev = this.reports.get(from);
+    this.reports.set(from, {
+      epoch: Math.max(epoch, prev?.epoch ?? 0),
+      empty: empty && (prev === undefined || prev.empty),
+    });
+  }
+
+  /** Asks every other voter for its epoch and last point (a pre-vote that stands for nothing). */
+  private probe(): void {
+    this.nextProbeMs =
+      this.nowMs + Math.max(this.cfg.heartbeatMs, this.cfg.electionTimeoutMinMs / 4);
+    const message: PreVoteMessage = {
+      type: "PreVote",
+      epoch: this.epoch + 1,
+      last: this.log.lastPoint(),
+    };
+    for (const v of this.cfg.voters) if (v !== this.cfg.id) this.send(v, message);
+  }
+
+  /**
+   * Leaves recovery when it is safe to vote and count again:
+   * - every other voter reported an empty log, and so is ours: a brand-new cluster (or one
+   *   whose every member lost its memory: nothing is left to protect). The node takes the
+   *   highest epoch reported and counts itself as having voted in it, so a vote it cast
+   *   before it restarted is never cast again for someone else in that epoch;
+   * - or a majority of the other voters reported their epochs, this node follows a leader
+   *   whose epoch is at least all of them (not a deposed leader that does not know it yet),
+   *   that leader has committed a record of its own epoch, and this node holds the leader's
+   *   log durably up to that commit position: so it holds every record committed before
+   *   (the leader's log has them all). Any epoch it voted in before it restarted is known
+   *   to one of that majority, so it is at most the leader's, and the node records its vote
+   *   for the leader in the leader's epoch.
+   */
+  private maybeRecovered(): void {
+    if (!this.recovering) return;
+    const others = this.cfg.voters.length - 1;
+    let maxEpoch = 0;
+    let allEmpty = true;
+    for (const r of this.reports.values()) {
+      maxEpoch = Math.max(maxEpoch, r.epoch);
+      allEmpty &&= r.empty;
+    }
+    if (this.reports.size === others && allEmpty && this.log.lastPoint().position === 0) {
+      this.recovering = false;
+      if (maxEpoch > this.epoch) this.epoch = maxEpoch;
+      this.votedFor = this.cfg.id;
+      this.persist();
+      this.resetElectionTimer();
+      return;
+    }
+    const needed = Math.floor(others / 2) + 1;
+    if (
+      this.role === this.followerRole() &&
+      this.leaderId !== undefined &&
+      this.reports.size >= needed &&
+      this.epoch >= maxEpoch &&
+      this.leaderCommitSeen > 0 &&
+      this.leaderMatch >= this.leaderCommitSeen &&
+      this.durable >= this.leaderCommitSeen &&
+      this.log.epochAt(this.leaderCommitSeen) === this.epoch
+    ) {
+      this.recovering = false;
+      this.votedFor ??= this.leaderId;
+      this.persist();
+    }
   }
 
   // ---- plumbing ----------------------------------------------------------------------
@@ -647,7 +811,10 @@ export class ConsensusCore<P> {
   }
 
   private persist(): void {
-    this.emit({ type: "persist", state: { epoch: this.epoch, votedFor: this.votedFor } });
+    const state: HardState = this.recovering
+      ? { epoch: this.epoch, votedFor: this.votedFor, recovering: true }
+      : { epoch: this.epoch, votedFor: this.votedFor };
+    this.emit({ type: "persist", state });
   }
 
   private send(to: NodeId, message: Message<P>): void {

@@ -43,6 +43,9 @@ interface NodeOptions {
   priorities?: Record<NodeId, number>;
   random?: () => number;
   nowMs?: number;
+  amnesiac?: boolean;
+  maxBatchBytes?: number;
+  maxInFlightBytes?: number;
 }
 
 class TestNode {
@@ -63,7 +66,8 @@ class TestNode {
       electionTimeoutMinMs: MIN_MS,
       electionTimeoutMaxMs: MAX_MS,
       heartbeatMs: 50,
-      maxBatchBytes: 10_000,
+      maxBatchBytes: o.maxBatchBytes ?? 10_000,
+      ...(o.maxInFlightBytes !== undefined ? { maxInFlightBytes: o.maxInFlightBytes } : {}),
       random: o.random ?? (() => 0),
       epochRecord: (epoch, leader) => ({
         length: EPOCH_RECORD_BYTES,
@@ -75,6 +79,7 @@ class TestNode {
       hardState: o.hardState ?? { epoch: this.log.lastPoint().epoch, votedFor: undefined },
       commitPosition: o.commit ?? 0,
       nowMs: o.nowMs ?? 0,
+      amnesiac: o.amnesiac === true,
     });
   }
 
@@ -217,6 +222,7 @@ describe("consensus core: votes", () => {
       preVote: false,
       granted,
       voterEpoch: 3,
+      voterLast: voter.log.lastPoint(),
     });
     // The epoch moved to 3 either way; a granted vote is persisted before the reply.
     const persisted = of(effects, "persist").at(-1)?.state;
@@ -799,5 +805,225 @@ describe("consensus core: leadership", () => {
     });
     expect(follower.sentTo("n1")).toMatchObject({ type: "AppendReply", epoch: 3, ok: false });
     expect(follower.core.state.epoch).toBe(3);
+  });
+});
+
+describe("consensus core: recovery after lost memory", () => {
+  const probeReply = (epoch: number, last: LogPoint, voterEpoch = epoch): Message<string> => ({
+    type: "VoteReply",
+    epoch: epoch + 1,
+    preVote: true,
+    granted: true,
+    voterEpoch,
+    voterLast: last,
+  });
+
+  it("neither votes, pre-votes nor stands; probes the other voters instead", () => {
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.receive("n3", { type: "PreVote", epoch: 1, last: { epoch: 0, position: 0 } }, 10);
+    expect(n2.sentTo("n3")).toMatchObject({ type: "VoteReply", preVote: true, granted: false });
+    n2.receive("n3", { type: "Vote", epoch: 1, last: { epoch: 0, position: 0 }, transfer: false });
+    expect(n2.sentTo("n3")).toMatchObject({ type: "VoteReply", preVote: false, granted: false });
+    expect(of(n2.effects, "persist").every((p) => p.state.votedFor === undefined)).toBe(true);
+    // Past any election timeout: still no election, only probes.
+    const effects = n2.tick(5 * MAX_MS);
+    expect(of(effects, "roleChanged")).toEqual([]);
+    expect(n2.sent("Vote")).toEqual([]);
+    expect(n2.sent("PreVote").map((s) => s.to)).toEqual(["n1", "n3"]);
+    expect(n2.core.state).toMatchObject({ role: "follower", recovering: true });
+  });
+
+  it("does not help a voter that lacks acknowledged records win (the lost-write scenario)", () => {
+    // n1 led epoch 1 and committed with n2; n2 lost its memory; n3 never got the records.
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.tick(MAX_MS);
+    n2.receive("n3", probeReply(1, { epoch: 1, position: 16 }));
+    // n1 is unreachable; n3 stands.
+    n2.receive("n3", { type: "PreVote", epoch: 2, last: { epoch: 1, position: 16 } }, 3 * MAX_MS);
+    expect(n2.sentTo("n3")).toMatchObject({ granted: false });
+    n2.receive("n3", { type: "Vote", epoch: 2, last: { epoch: 1, position: 16 }, transfer: false });
+    expect(n2.sentTo("n3")).toMatchObject({ granted: false });
+    expect(n2.core.state.recovering).toBe(true);
+  });
+
+  it("a brand-new cluster: every other voter reports an empty log", () => {
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.tick(MAX_MS);
+    n2.receive("n1", probeReply(0, { epoch: 0, position: 0 }));
+    expect(n2.core.state.recovering).toBe(true); // n3 not heard yet
+    // n3 already stands in epoch 1 (its log is empty too).
+    const effects = n2.receive("n3", probeReply(1, { epoch: 0, position: 0 }));
+    expect(n2.core.state).toMatchObject({ recovering: false, epoch: 1, votedFor: "n2" });
+    expect(of(effects, "persist").at(-1)?.state).toEqual({ epoch: 1, votedFor: "n2" });
+    // It may have voted in epoch 1 before it restarted: no vote for anyone else there...
+    n2.receive("n3", { type: "Vote", epoch: 1, last: ORIGIN_POINT, transfer: false });
+    expect(n2.sentTo("n3")).toMatchObject({ granted: false });
+    // ...but in a later epoch, as usual.
+    n2.receive("n3", { type: "Vote", epoch: 2, last: ORIGIN_POINT, transfer: false }, 5 * MAX_MS);
+    expect(n2.sentTo("n3")).toMatchObject({ granted: true });
+  });
+
+  it("recovers once a current leader brought it to its commit; its copy counts only then", () => {
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.tick(MAX_MS);
+    n2.receive("n3", probeReply(3, { epoch: 3, position: 116 }));
+    const leaderLog = records([
+      [3, 16],
+      [3, 100],
+    ]);
+    n2.receive("n1", {
+      type: "Append",
+      epoch: 3,
+      prev: ORIGIN_POINT,
+      records: leaderLog,
+      leaderCommit: 116,
+    });
+    // Not durable yet: still recovering.
+    expect(n2.core.state.recovering).toBe(true);
+    const beforeDurable = n2.sent("AppendReply");
+    for (const r of beforeDurable) expect(r.message).toMatchObject({ ok: true, durableEnd: 0 });
+    n2.durableTo(116);
+    expect(n2.core.state).toMatchObject({ recovering: false, epoch: 3, votedFor: "n1" });
+    expect(n2.sentTo("n1")).toMatchObject({ ok: true, durableEnd: 116 });
+  });
+
+  it("does not recover under a deposed leader that does not know it yet", () => {
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.tick(MAX_MS);
+    // n1 still believes it leads epoch 3; n3, in epoch 5, asks for pre-votes.
+    n2.receive("n1", probeReply(3, { epoch: 3, position: 116 }));
+    n2.receive("n3", { type: "PreVote", epoch: 6, last: { epoch: 5, position: 200 } });
+    n2.receive("n1", {
+      type: "Append",
+      epoch: 3,
+      prev: ORIGIN_POINT,
+      records: records([
+        [3, 16],
+        [3, 100],
+      ]),
+      leaderCommit: 116,
+    });
+    n2.durableTo(116);
+    expect(n2.core.state.recovering).toBe(true);
+    expect(n2.sentTo("n1")).toMatchObject({ ok: true, durableEnd: 0 });
+  });
+
+  it("waits until the leader has committed in its own epoch (all older commits are below)", () => {
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.receive("n3", probeReply(4, { epoch: 3, position: 116 }));
+    const log = records([
+      [3, 16],
+      [3, 100],
+      [4, 16],
+    ]);
+    // The new leader of epoch 4 only knows of commit 16 so far (116 may be committed too).
+    n2.receive("n1", {
+      type: "Append",
+      epoch: 4,
+      prev: ORIGIN_POINT,
+      records: log,
+      leaderCommit: 16,
+    });
+    n2.durableTo(132);
+    expect(n2.core.state.recovering).toBe(true);
+    n2.receive("n1", {
+      type: "Append",
+      epoch: 4,
+      prev: { epoch: 4, position: 132 },
+      records: [],
+      leaderCommit: 132,
+    });
+    expect(n2.core.state.recovering).toBe(false);
+  });
+
+  it("needs a majority of the other voters' reports, not the leader's alone", () => {
+    const n2 = new TestNode("n2", { amnesiac: true });
+    n2.receive("n1", {
+      type: "Append",
+      epoch: 3,
+      prev: ORIGIN_POINT,
+      records: records([[3, 16]]),
+      leaderCommit: 16,
+    });
+    n2.durableTo(16);
+    expect(n2.core.state.recovering).toBe(true);
+    n2.receive("n3", probeReply(3, { epoch: 3, position: 16 }));
+    n2.receive("n1", {
+      type: "Append",
+      epoch: 3,
+      prev: { epoch: 3, position: 16 },
+      records: [],
+      leaderCommit: 16,
+    });
+    expect(n2.core.state.recovering).toBe(false);
+  });
+});
+
+const ORIGIN_POINT: LogPoint = { epoch: 0, position: 0 };
+
+describe("consensus core: flow control", () => {
+  const bytesSentTo = (node: TestNode, to: NodeId): number =>
+    node
+      .sent("Append")
+      .filter((s) => s.to === to)
+      .reduce(
+        (n, s) =>
+          n + (s.message as AppendMessage<string>).records.reduce((m, r) => m + r.length, 0),
+        0,
+      );
+
+  it("splits a large proposal into Appends of about maxBatchBytes, back to back", () => {
+    const leader = new TestNode("n1", { maxBatchBytes: 2_000, maxInFlightBytes: 100_000 });
+    elect(leader, ["n2"]);
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 16));
+    const r = leader.core.propose(
+      Array.from({ length: 10 }, (_, i) => ({ length: 500, payload: `p${i}` })),
+    );
+    leader.run(r.effects);
+    const appends = leader
+      .sent("Append")
+      .filter((s) => s.to === "n2")
+      .map((s) => s.message as AppendMessage<string>);
+    expect(appends.length).toBe(3); // 4 + 4 + 2 records
+    let prev = 16;
+    for (const a of appends) {
+      expect(a.prev.position).toBe(prev);
+      const bytes = a.records.reduce((n, x) => n + x.length, 0);
+      expect(bytes).toBeLessThanOrEqual(2_000);
+      prev += bytes;
+    }
+    expect(prev).toBe(16 + 5_000);
+  });
+
+  it("feeds a lagging follower no faster than it acknowledges", () => {
+    const spec: [number, number][] = Array.from({ length: 40 }, () => [1, 1_000]);
+    const leader = new TestNode("n1", {
+      log: spec,
+      hardState: { epoch: 1, votedFor: undefined },
+      maxBatchBytes: 1_000,
+      maxInFlightBytes: 4_000,
+    });
+    elect(leader, ["n2"]);
+    // n3 has nothing: it rejects, and the leader backs up to the start.
+    leader.receive("n3", { type: "AppendReply", epoch: 2, ok: false, hint: ORIGIN_POINT });
+    let sent = bytesSentTo(leader, "n3");
+    // Many heartbeats pass without a word from n3: no more than the in-flight bound goes out.
+    const n2Ok = ok(2, { epoch: 2, position: 40_016 }, 40_016);
+    for (let t = 1; t <= 40; t++) {
+      leader.tick(2 * MAX_MS + t * 50);
+      sent += bytesSentTo(leader, "n3");
+      leader.receive("n2", n2Ok); // the leader keeps its quorum
+    }
+    expect(sent).toBe(4_000);
+    // n3 acknowledges the first 2,000 bytes: 2,000 more may go.
+    leader.receive("n3", ok(2, { epoch: 1, position: 2_000 }, 2_000));
+    sent = bytesSentTo(leader, "n3");
+    for (let t = 41; t <= 60; t++) {
+      leader.tick(2 * MAX_MS + t * 50);
+      sent += bytesSentTo(leader, "n3");
+      leader.receive("n2", n2Ok);
+    }
+    expect(leader.core.state.role).toBe("leader");
+    expect(sent).toBe(2_000);
   });
 });

@@ -63,6 +63,8 @@ export interface LogView<P> {
 export interface HardState {
   readonly epoch: number;
   readonly votedFor: NodeId | undefined;
+  /** Recovering from lost memory (see `CoreInit.amnesiac`); survives restarts until done. */
+  readonly recovering?: boolean;
 }
 
 export type Role = "follower" | "preCandidate" | "candidate" | "leader" | "learner";
@@ -90,6 +92,12 @@ export interface VoteReplyMessage {
   readonly granted: boolean;
   /** The voter's own epoch, so a stale candidate learns it is behind. */
   readonly voterEpoch: number;
+  /**
+   * The voter's last log point. A node recovering from lost memory (see
+   * `CoreInit.amnesiac`) probes with pre-votes and learns from these whether the cluster
+   * has a history. Absent from older senders.
+   */
+  readonly voterLast?: LogPoint;
 }
 
 export interface AppendMessage<P> {
@@ -167,7 +175,13 @@ export interface CoreConfig<P> {
   readonly electionTimeoutMinMs: number;
   readonly electionTimeoutMaxMs: number;
   readonly heartbeatMs: number;
+  /** About this many record bytes per Append (a single larger record goes alone). */
   readonly maxBatchBytes: number;
+  /**
+   * At most this many bytes sent to a peer and not yet acknowledged by it (a lagging or
+   * slow follower is fed as it acknowledges, not faster). Default 4 × maxBatchBytes.
+   */
+  readonly maxInFlightBytes?: number;
   /** Uniform in [0, 1); the core's only source of randomness. */
   readonly random: () => number;
   /** Builds the EPOCH record a new leader writes first. */
@@ -181,4 +195,13 @@ export interface CoreInit {
   /** A commit position known from before a restart (never above the durable end). */
   readonly commitPosition: number;
   readonly nowMs: number;
+  /**
+   * The node may have lost its log and hard state (an in-memory node that restarted, or a
+   * node whose data directory is new). It may have voted and acknowledged records it no
+   * longer remembers, so it neither votes, stands nor counts toward a majority until it has
+   * recovered: either a leader whose epoch is at least every epoch reported by a majority
+   * of the other voters brought it up to that leader's commit position, or every other
+   * voter reported an empty log (a brand-new cluster). Default false.
+   */
+  readonly amnesiac?: boolean;
 }

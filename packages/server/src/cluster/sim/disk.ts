@@ -12,6 +12,8 @@ export class SimDisk<P> {
   /** Leading records that are identical in the volatile and the synced image. */
   private common = 0;
   hardState: HardState = { epoch: 0, votedFor: undefined };
+  /** No hard state was ever persisted: a new data directory, or a wiped in-memory node. */
+  fresh = true;
   /** The store's commit checkpoint: never above the durable end. */
   commitCheckpoint = 0;
   /** Set true to model a driver that forgets to fsync the hard state (a bug). */
@@ -31,8 +33,12 @@ export class SimDisk<P> {
   }
 
   persist(state: HardState): void {
-    if (this.loseHardState) this.unsyncedHardState = state;
-    else this.hardState = state;
+    if (this.loseHardState) {
+      this.unsyncedHardState = state;
+    } else {
+      this.hardState = state;
+      this.fresh = false;
+    }
   }
 
   /** fsync: the volatile image becomes the durable one. Returns the durable end. */
@@ -45,7 +51,10 @@ export class SimDisk<P> {
     }
     this.common = all.length;
     this.log.durable = this.log.end();
-    if (this.unsyncedHardState) this.hardState = this.unsyncedHardState;
+    if (this.unsyncedHardState) {
+      this.hardState = this.unsyncedHardState;
+      this.fresh = false;
+    }
     this.unsyncedHardState = undefined;
     this.dirty = false;
     return this.log.durable;

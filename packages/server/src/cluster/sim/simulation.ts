@@ -28,6 +28,13 @@ export interface SimOptions {
   testingBrokenVoteRule?: CoreConfig<string>["testingBrokenVoteRule"];
   /** Model a driver that does not fsync the hard state before relying on it. */
   testingLoseHardState?: boolean;
+  /**
+   * Some crashes lose the node's whole memory (an in-memory node's restart): an empty log
+   * and no hard state. At most a minority of voters is without its memory at a time.
+   */
+  memoryLoss?: boolean;
+  /** Model a driver that restarts a node that lost its memory as if it remembered (a bug). */
+  testingIgnoreAmnesia?: boolean;
 }
 
 export interface SimResult {
@@ -66,6 +73,7 @@ type SimEvent =
   | { kind: "client" }
   | { kind: "fault" }
   | { kind: "restart"; node: NodeId }
+  | { kind: "peerLost"; node: NodeId; peer: NodeId; incarnation: number }
   | { kind: "heal" }
   | { kind: "endChaos" }
   | { kind: "stopClients" }
@@ -97,6 +105,8 @@ interface SimNode {
   pending: PendingWrite[];
   /** A paused process (GC pause, SIGSTOP): nothing runs until then. */
   stalledUntilMs: number;
+  /** Lost its memory and has not recovered yet. */
+  amnesic: boolean;
 }
 
 /** A binary min-heap of events by (atMs, seq). */
@@ -166,7 +176,7 @@ function sameRecord(a: LogRecord<Payload>, b: LogRecord<Payload> | undefined): b
   );
 }
 
-const TRACE_LENGTH = 40;
+const TRACE_LENGTH = Number(process.env.CHORUS_SIM_TRACE ?? 40);
 
 export class Simulation {
   private readonly rng: Rng;
@@ -176,9 +186,15 @@ export class Simulation {
   private readonly voterIds: NodeId[];
   private readonly allIds: NodeId[];
   private readonly opts: Required<
-    Omit<SimOptions, "testingBrokenVoteRule" | "testingLoseHardState">
+    Omit<
+      SimOptions,
+      "testingBrokenVoteRule" | "testingLoseHardState" | "memoryLoss" | "testingIgnoreAmnesia"
+    >
   > &
-    Pick<SimOptions, "testingBrokenVoteRule" | "testingLoseHardState">;
+    Pick<
+      SimOptions,
+      "testingBrokenVoteRule" | "testingLoseHardState" | "memoryLoss" | "testingIgnoreAmnesia"
+    >;
   private nowMs = 0;
   private seq = 0;
   private steps = 0;
@@ -239,6 +255,7 @@ export class Simulation {
         epoch: 0,
         pending: [],
         stalledUntilMs: 0,
+        amnesic: false,
       });
     }
     this.believedLeader = this.rng.pick(this.voterIds);
@@ -335,6 +352,17 @@ export class Simulation {
       case "restart":
         this.restart(this.mustNode(e.node));
         return;
+      case "peerLost": {
+        const node = this.mustNode(e.node);
+        if (!node.core || node.incarnation !== e.incarnation) return;
+        if (node.stalledUntilMs > this.nowMs) {
+          this.schedule(node.stalledUntilMs - this.nowMs, e);
+          return;
+        }
+        this.note(`${node.id} lost its link from ${e.peer}`);
+        this.apply(node, node.core.peerLost(e.peer, this.localNow(node)));
+        return;
+      }
       case "heal":
         this.note("heal");
         this.net.heal();
@@ -378,8 +406,26 @@ export class Simulation {
     if (r < 0.25) {
       const node = this.mustNode(this.rng.pick(this.allIds));
       if (node.core) {
-        this.crash(node);
+        const kind = this.rng.chance(0.3)
+          ? "process"
+          : this.opts.memoryLoss && this.rng.chance(0.5) && this.mayLoseMemory(node)
+            ? "memory"
+            : "power";
+        this.crash(node, kind);
         this.schedule(this.rng.int(50, 3_000), { kind: "restart", node: node.id });
+      }
+    } else if (r < 0.3) {
+      // A link reset on a healthy leader: a follower sees its link from the leader close.
+      const leader = this.currentLeader();
+      const follower = this.rng.pick(this.allIds);
+      const node = this.mustNode(follower);
+      if (leader && node.core && follower !== leader.id) {
+        this.schedule(0, {
+          kind: "peerLost",
+          node: follower,
+          peer: leader.id,
+          incarnation: node.incarnation,
+        });
       }
     } else if (r < 0.4) {
       const shuffled = [...this.allIds].sort(() => this.rng.next() - 0.5);
@@ -395,11 +441,15 @@ export class Simulation {
       this.net.block(from, to);
       this.schedule(this.rng.int(200, 3_000), { kind: "heal" });
     } else if (r < 0.8) {
+      // Now and then delays past the election timeout (a congested or flapping link).
+      const maxDelayMs = this.rng.chance(0.1)
+        ? this.rng.int(this.opts.electionTimeoutMinMs, 2 * this.opts.electionTimeoutMaxMs)
+        : this.rng.int(2, 60);
       this.net.faults = {
         lossRate: this.rng.chance(0.5) ? 0 : this.rng.next() * 0.2,
         duplicateRate: this.rng.chance(0.5) ? 0 : this.rng.next() * 0.1,
         minDelayMs: 1,
-        maxDelayMs: this.rng.int(2, 60),
+        maxDelayMs,
       };
     } else if (r < 0.9) {
       const leader = this.currentLeader();
@@ -443,6 +493,7 @@ export class Simulation {
       hardState: node.disk.hardState,
       commitPosition: node.commit,
       nowMs: this.localNow(node),
+      amnesiac: node.disk.fresh && this.opts.testingIgnoreAmnesia !== true,
     });
     this.checkCommittedPrefix(node);
     this.schedule(this.rng.int(1, this.opts.tickMs), {
@@ -452,15 +503,49 @@ export class Simulation {
     });
   }
 
-  private crash(node: SimNode): void {
-    this.note(`crash ${node.id} (power loss)`);
+  /**
+   * `power`: the machine loses power; the disk keeps what was synced (and maybe some later
+   * appends), and the other nodes' links to it stay open until they time out. `process`:
+   * the process dies, the page cache survives, and the kernel closes its links at once, so
+   * the others see them close a little later. `memory`: the process of an in-memory node
+   * dies: nothing survives, and its links close.
+   */
+  private crash(node: SimNode, kind: "power" | "process" | "memory" = "power"): void {
+    this.note(`crash ${node.id} (${kind === "power" ? "power loss" : `${kind} lost`})`);
     this.crashes += 1;
     node.core = undefined;
     node.incarnation += 1;
     node.syncScheduled = false;
     node.pending = [];
     node.stalledUntilMs = 0;
-    node.disk.powerLoss(this.rng.int(0, node.disk.unsyncedAppends()));
+    if (kind === "memory") {
+      const disk = new SimDisk<Payload>();
+      disk.loseHardState = node.disk.loseHardState;
+      node.disk = disk;
+      node.commit = 0;
+      node.amnesic = node.voter;
+    } else {
+      const unsynced = node.disk.unsyncedAppends();
+      node.disk.powerLoss(kind === "process" ? unsynced : this.rng.int(0, unsynced));
+    }
+    for (const other of this.nodes.values()) {
+      if (kind === "power") break;
+      if (other === node || !other.core || this.net.isBlocked(node.id, other.id)) continue;
+      this.schedule(this.rng.int(1, 20), {
+        kind: "peerLost",
+        node: other.id,
+        peer: node.id,
+        incarnation: other.incarnation,
+      });
+    }
+  }
+
+  /** A voter may lose its memory only while a majority of voters still has theirs. */
+  private mayLoseMemory(node: SimNode): boolean {
+    if (!node.voter) return true;
+    let without = 0;
+    for (const n of this.nodes.values()) if (n.voter && n.amnesic) without += 1;
+    return without + 1 <= Math.floor((this.voterIds.length - 1) / 2);
   }
 
   private restart(node: SimNode): void {
@@ -490,6 +575,10 @@ export class Simulation {
   // ---- effects --------------------------------------------------------------------------
 
   private apply(node: SimNode, effects: readonly Effect<Payload>[]): void {
+    if (node.amnesic && node.core && !node.core.state.recovering) {
+      this.note(`${node.id} recovered from memory loss`);
+      node.amnesic = false;
+    }
     for (const effect of effects) {
       switch (effect.type) {
         case "persist":

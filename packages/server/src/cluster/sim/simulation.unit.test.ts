@@ -45,6 +45,16 @@ describe("cluster simulation", () => {
     },
   );
 
+  it.for([3, 5])(
+    "%i voters + 1 learner, some restarts losing the node's whole memory (in-memory nodes)",
+    async (voters, { annotate }) => {
+      const results = runSeeds({ voters, learners: 1, memoryLoss: true });
+      const acked = results.reduce((n, r) => n + r.acknowledged, 0);
+      expect(acked).toBeGreaterThan(results.length * 10);
+      await annotate(`${results.length} seeds: ${acked} acknowledged writes`);
+    },
+  );
+
   it("is deterministic per seed", () => {
     const a = simulate({ seed: 42, voters: 5, learners: 1 });
     const b = simulate({ seed: 42, voters: 5, learners: 1 });
@@ -84,6 +94,15 @@ describe("the simulation's checkers can fail", () => {
         testingBrokenVoteRule: "vote-twice",
       }),
     ).toThrow(failure!.reason);
+  });
+
+  it("catches lost committed writes when a node that lost its memory votes at once", () => {
+    const failure = firstFailure(
+      { voters: 3, learners: 1, memoryLoss: true, testingIgnoreAmnesia: true },
+      200,
+    );
+    expect(failure).toBeInstanceOf(SimulationFailure);
+    expect(failure?.reason).toMatch(/committed|truncate|two leaders/);
   });
 
   it("catches lost committed writes when votes ignore the election restriction", () => {

@@ -38,6 +38,7 @@ export function messageToWire(message: Message<Buffer>): Body {
           preVote: message.preVote,
           granted: message.granted,
           voterEpoch: message.voterEpoch,
+          ...(message.voterLast ? { voterLast: pointToWire(message.voterLast) } : {}),
         },
       };
     case "Append":
@@ -96,6 +97,7 @@ export function messageFromWire(
       preVote: r.preVote === true,
       granted: r.granted === true,
       voterEpoch: r.voterEpoch ?? 0,
+      ...(r.voterLast ? { voterLast: pointFromWire(r.voterLast) } : {}),
     };
   }
   if (frame.appendEntries) {
