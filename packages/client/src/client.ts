@@ -35,6 +35,7 @@ import {
 import type { MemberInfo, OperationOptions, ResolvedEvent } from "./types.js";
 import { PersistentSubscriptions } from "./persistent/index.js";
 import type { PersistentSubscription } from "./persistent/subscription.js";
+import { ProcessHold } from "./util/process-hold.js";
 import { abortReason } from "./util/timers.js";
 
 export interface ChorusClientEvents {
@@ -54,6 +55,11 @@ export type ChorusClientDependencies = ConnectionDependencies;
  * Writes go to the leader. With a nodePreference other than "leader", reads and catch-up
  * subscriptions go through a second connection, to a node of that preference; both
  * connections share one view of the cluster, and emit their events through the client.
+ *
+ * The process stays alive while the client has work pending: an operation not yet
+ * settled (retries and backoffs included), a read iterator's pending `next()`, a
+ * subscription from its creation until it ends, `close()` until it resolves. An idle
+ * client (connected or not) holds nothing, so a script that forgets `close()` still exits.
  */
 export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   readonly settings: ConnectionSettings;
@@ -65,6 +71,8 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   readonly #ctx: OperationContext;
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #subscriptions = new Set<Subscription | PersistentSubscription>();
+  /** Keeps the process alive while work is pending (and only then). */
+  readonly #hold = new ProcessHold();
   /** Persistent subscription groups: create, update, delete, list, getInfo, replayParked, subscribe. */
   readonly persistentSubscriptions: PersistentSubscriptions;
   #closing: Promise<void> | undefined;
@@ -197,17 +205,23 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
 
   /**
    * Stops taking work, lets in-flight operations settle (each within its own deadline),
-   * ends subscriptions, then closes the socket and clears every timer. Idempotent.
+   * ends subscriptions, then closes the socket and clears every timer. Idempotent. The
+   * process is held until it resolves; after that the client holds nothing.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      // Requests that are still waiting for a node fail now; sent ones settle below
-      // (each within its operation timeout).
-      for (const connection of this.#connections()) connection.drain();
-      await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
-      await Promise.allSettled([...this.#inFlight]);
-      await Promise.all(this.#connections().map((c) => c.close()));
-      await this.#view.close();
+      this.#hold.acquire();
+      try {
+        // Requests that are still waiting for a node fail now; sent ones settle below
+        // (each within its operation timeout).
+        for (const connection of this.#connections()) connection.drain();
+        await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
+        await Promise.allSettled([...this.#inFlight]);
+        await Promise.all(this.#connections().map((c) => c.close()));
+        await this.#view.close();
+      } finally {
+        this.#hold.dispose();
+      }
       this.emit("closed");
     })();
     return this.#closing;
@@ -232,13 +246,18 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     return this.#track((async () => fn())());
   }
 
+  /** Counts `p` as in-flight work (close() waits for it) that holds the process until it settles. */
   #track<T>(p: Promise<T>): Promise<T> {
+    const release = this.#hold.acquire();
     const settled = p.then(
       () => undefined,
       () => undefined,
     );
     this.#inFlight.add(settled);
-    void settled.then(() => this.#inFlight.delete(settled));
+    void settled.then(() => {
+      this.#inFlight.delete(settled);
+      release();
+    });
     return p;
   }
 
@@ -255,9 +274,15 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     };
   }
 
+  /** A subscription is pending work from its start until it ends: it holds the process meanwhile. */
   #trackSubscription<S extends Subscription | PersistentSubscription>(sub: S): S {
+    const release = this.#hold.acquire();
     this.#subscriptions.add(sub);
-    void sub.finished.then(() => this.#subscriptions.delete(sub));
+    const ended = () => {
+      this.#subscriptions.delete(sub);
+      release();
+    };
+    void sub.finished.then(ended, ended);
     return sub;
   }
 }

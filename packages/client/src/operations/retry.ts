@@ -1,3 +1,4 @@
+import pRetry, { type RetryContext } from "p-retry";
 import type { Session } from "../connection/connection.js";
 import { backoffDelayMs } from "../connection/backoff.js";
 import {
@@ -27,6 +28,23 @@ export interface RetryOptions extends OperationOptions {
  * NOT_READY, TOO_BUSY. The caller's request must be the same on every attempt (same event
  * ids), so a retried append is idempotent. With `requireLeader` the operation goes through
  * the leader connection, otherwise through the one of the node preference.
+ *
+ * The loop is p-retry's:
+ * - `retries`: limitRetriesForOperationTo;
+ * - `signal`: the operation's deadline, which aborts with TimeoutError when the timeout
+ *   passes (on the injected timers) or with the reason of the caller's signal;
+ * - `maxRetryTime`: the same timeout on p-retry's monotonic clock, so a failure that comes
+ *   after the deadline (its timer not run yet) is not retried either (-> TimeoutError);
+ * - `onFailedAttempt`: every failure; an aborted operation stops there with the signal's
+ *   reason, and a NOT_LEADER (or read-only) reply moves the connection to the leader;
+ * - `shouldRetry`: whether the error is retriable and the client's retry budget allows
+ *   one more retry; when it does, it waits the backoff before the next attempt.
+ * p-retry's own wait is turned off (`minTimeout: 0`, `randomize: false`): it would sleep
+ * on the global setTimeout and jitter with Math.random, where the client's backoff runs on
+ * the injected timers and randomness (settings.timers, settings.random) so that tests can
+ * be deterministic. The backoff is the client's capped, jittered exponential one
+ * (backoffDelayMs from reconnectionDelay), skipped after a lost connection (the next
+ * attempt waits for the reconnect) and after a move to a leader a NOT_LEADER named.
  */
 export async function withRetry<T>(
   ctx: OperationContext,
@@ -37,18 +55,18 @@ export async function withRetry<T>(
   const connection = connectionFor(ctx, options.requireLeader);
   const timeoutMs = options.timeoutMs ?? settings.operationTimeoutMs;
   let lastError: unknown;
-  const deadline = operationDeadline(
-    settings.timers,
-    options.signal,
-    timeoutMs,
-    () => new TimeoutError(`${options.name} timed out after ${timeoutMs} ms`, { cause: lastError }),
-  );
+  const timeoutError = () =>
+    new TimeoutError(`${options.name} timed out after ${timeoutMs} ms`, { cause: lastError });
+  const deadline = operationDeadline(settings.timers, options.signal, timeoutMs, timeoutError);
   const signal = deadline.signal;
+  /** The session of the latest attempt (undefined when it failed before having one). */
+  let session: Session | undefined;
   retryBudget.deposit();
+  const startedMs = performance.now();
   try {
-    for (let retries = 0; ; retries++) {
-      let session: Session | undefined;
-      try {
+    return await pRetry(
+      async () => {
+        session = undefined;
         session = await connection.session({ signal, queueTimeoutMs: settings.queueTimeoutMs });
         if (options.requireLeader && session.node.state !== "Leader") {
           throw new NotLeaderError(
@@ -57,56 +75,72 @@ export async function withRetry<T>(
           );
         }
         return await attempt(session, signal);
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        if (
-          err instanceof ClientClosedError ||
-          !isRetriableHere(err) ||
-          retries >= settings.maxRetries
-        )
-          throw err;
-        if (!retryBudget.tryWithdraw()) {
-          // Said once when the budget runs dry, not for every operation it then fails.
-          const level = retryBudget.refusalsInARow === 1 ? "warn" : "debug";
-          settings.logger[level](
-            "retry budget spent: failing the operation instead of retrying it",
-            {
-              operation: options.name,
-              error: (err as Error).message,
-            },
-          );
-          throw err;
-        }
-        lastError = err;
-        settings.logger.debug("retrying operation", {
-          operation: options.name,
-          retry: retries + 1,
-          error: (err as Error).message,
-        });
-        if (session && (err instanceof NotLeaderError || isReadOnly(err))) {
-          connection.retarget(
-            session.transport,
-            err instanceof NotLeaderError ? err.leader : undefined,
-          );
-        }
-        // A lost connection waits in session() for the reconnect; everything else backs off.
-        const movedToLeader = err instanceof NotLeaderError && err.leader?.tcp !== undefined;
-        if (!(err instanceof Error && err.name === "ConnectionError") && !movedToLeader) {
-          await sleep(
-            settings.timers,
-            backoffDelayMs(
-              retries + 1,
+      },
+      {
+        retries: settings.maxRetries,
+        // p-retry uses `aborted`, `reason`, `throwIfAborted()` and the "abort" listeners of
+        // its signal; the operation's CancelSource has all of them, for a fraction of the
+        // cost of an AbortController.
+        signal: signal as unknown as AbortSignal,
+        maxRetryTime: Math.max(0, timeoutMs),
+        minTimeout: 0,
+        randomize: false,
+        onFailedAttempt: ({ error }: RetryContext) => {
+          // Aborted or timed out: whatever the attempt failed with, the signal says why.
+          if (signal.aborted) throw signal.reason;
+          lastError = error;
+          if (session && (error instanceof NotLeaderError || isReadOnly(error))) {
+            connection.retarget(
+              session.transport,
+              error instanceof NotLeaderError ? error.leader : undefined,
+            );
+          }
+        },
+        shouldRetry: async ({ error, retriesConsumed }: RetryContext) => {
+          if (error instanceof ClientClosedError || !isRetriableHere(error)) return false;
+          if (!retryBudget.tryWithdraw()) {
+            // Said once when the budget runs dry, not for every operation it then fails.
+            const level = retryBudget.refusalsInARow === 1 ? "warn" : "debug";
+            settings.logger[level](
+              "retry budget spent: failing the operation instead of retrying it",
+              { operation: options.name, error: error.message },
+            );
+            return false;
+          }
+          settings.logger.debug("retrying operation", {
+            operation: options.name,
+            retry: retriesConsumed + 1,
+            error: error.message,
+          });
+          // A lost connection waits in session() for the reconnect, and a NOT_LEADER that
+          // named the leader has already moved there; everything else backs off.
+          const movedToLeader = error instanceof NotLeaderError && error.leader?.tcp !== undefined;
+          if (error.name !== "ConnectionError" && !movedToLeader) {
+            const delayMs = backoffDelayMs(
+              retriesConsumed + 1,
               settings.reconnectionDelayMs,
               DEFAULT_MAX_BACKOFF_DELAY_MS,
               settings.random,
-            ),
-            signal,
-          ).catch(() => {
-            throw signal.reason;
-          });
-        }
-      }
+            );
+            // Rejects with the signal's reason when the deadline passes meanwhile.
+            await sleep(settings.timers, delayMs, signal);
+          }
+          return true;
+        },
+      },
+    );
+  } catch (err) {
+    if (signal.aborted) throw signal.reason;
+    // p-retry stopped at maxRetryTime a failure it would have retried: out of time.
+    if (
+      performance.now() - startedMs >= timeoutMs &&
+      !(err instanceof ClientClosedError) &&
+      isRetriableHere(err)
+    ) {
+      lastError = err;
+      throw timeoutError();
     }
+    throw err;
   } finally {
     deadline.dispose();
   }

@@ -57,6 +57,10 @@ export class WebSocketTransport implements Transport {
     this.endpoint = endpoint;
     this.#options = options;
     this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
+    // An open connection alone does not keep the process alive (an idle client that nobody
+    // closed must not stop a script from exiting); the client holds the process while it
+    // has work pending (see ProcessHold).
+    (ws as unknown as { _socket?: Socket | null })._socket?.unref();
     ws.on("message", (data, isBinary) => this.#onMessage(data, isBinary));
     ws.on("pong", () => this.#alive());
     ws.on("close", (code, reason) => {

@@ -119,6 +119,11 @@ export class CancelSource implements Abortable {
     this.#listeners?.delete(listener);
   }
 
+  /** Throws the reason when aborted, like AbortSignal's. */
+  throwIfAborted(): void {
+    if (this.aborted) throw this.reason;
+  }
+
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
