@@ -2,6 +2,13 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import type { TestCertificates } from "./certificates.js";
+import {
+  startKernelFaults,
+  type BlockOptions,
+  type IsolateOptions,
+  type KernelFaults,
+  type StartKernelFaultsOptions,
+} from "./kernel-faults.js";
 import { startLinkMesh, type LinkMesh, type LinkProxies } from "./links.js";
 import { startNode, type StartNodeOptions, type TestNode } from "./node.js";
 import { waitFor } from "./wait.js";
@@ -46,6 +53,11 @@ export interface StartClusterOptions {
   readOnlyReplicas?: number;
   /** Keep data in memory only (`--mem-db`). Default false: temp data directories on disk. */
   memDb?: boolean;
+  /**
+   * Data directory of node `i`: `dataDirs[i]` (kept when the cluster stops; the caller owns
+   * it). Default: a temp directory per node, removed at stop.
+   */
+  dataDirs?: readonly (string | undefined)[];
   /** Extra `chorus-server` flags for every node. */
   args?: string[];
   /** Heartbeat, election and gossip timings of every node (passed as flags). */
@@ -70,6 +82,38 @@ export interface StartClusterOptions {
    * connection to the proxy of its link, told by the address it comes from.
    */
   linkProxies?: boolean;
+  /**
+   * Every node listens on the same ports, each on its own host, as on separate machines
+   * (ports free on every host, picked once). Needs distinct `hosts`; without `hosts` nodes get
+   * 127.0.0.1, .2, .3, ... Default false: each node gets its own free ports.
+   */
+  samePorts?: boolean;
+  /**
+   * Kernel-level faults between the nodes (iptables, see `startKernelFaults`): `kernel`
+   * partitions, isolates and drops by node index. Implies `samePorts`; rules match the
+   * nodes' hosts and those ports only. Without `hosts`, nodes get 127.0.0.2, .3, .4, ...:
+   * 127.0.0.1 is where the test's own connections come from (the kernel picks it as the source
+   * of any loopback connection), so a node there would share its address with every client.
+   * Rejects when kernel faults are not available here (see `kernelFaultsSupport()`).
+   */
+  kernelFaults?: boolean | Pick<StartKernelFaultsOptions, "iptables" | "commandTimeoutMs">;
+}
+
+/** Kernel-level faults of a cluster (`startCluster({ kernelFaults: true })`), by node index. */
+export interface ClusterKernelFaults {
+  /** The host-based faults underneath (chain name, `rules()`, faults by address). */
+  readonly faults: KernelFaults;
+  /** Blocks every packet between nodes `a` and `b`, both ways. */
+  partition(a: number, b: number, options?: BlockOptions): Promise<void>;
+  /**
+   * Blocks every packet between node `index` and every other node; with `{ clients: true }`
+   * also between it and every client (any other loopback address).
+   */
+  isolate(index: number, options?: IsolateOptions): Promise<void>;
+  /** One-way: packets from node `from` to node `to` are blocked, the other way passes. */
+  dropFrom(from: number, to: number, options?: BlockOptions): Promise<void>;
+  /** Removes every kernel fault. */
+  heal(): Promise<void>;
 }
 
 export interface LeaderOptions {
@@ -80,6 +124,8 @@ export interface LeaderOptions {
 export interface TestCluster {
   /** The voters (`0 .. size - 1`), then the read-only replicas. */
   readonly nodes: readonly TestNode[];
+  /** The address node `i` binds: `hosts[i]`. */
+  readonly hosts: readonly string[];
   /**
    * `chorus+discover://h:p,h:p,...?tls=false` over every voter's external HTTP endpoint
    * (with `tls`: `?tls=true&tlsCaFile=...`).
@@ -105,6 +151,8 @@ export interface TestCluster {
   partition(...groups: number[][]): void;
   /** With `linkProxies`: ends every link fault. */
   heal(): void;
+  /** With `kernelFaults`: iptables partitions by node index. */
+  readonly kernel: ClusterKernelFaults;
   /** Stops every node and removes their temp data. Idempotent. */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -130,6 +178,36 @@ export async function freePorts(count: number, host = "127.0.0.1"): Promise<numb
   });
   await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   return ports;
+}
+
+/** Whether `port` can be bound on `host` right now (released again at once). */
+function canListen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `count` ports free on every one of `hosts` (picked on the first, checked on the others),
+ * for nodes that listen on the same ports on different loopback hosts.
+ */
+export async function freePortsOnAll(
+  count: number,
+  hosts: readonly string[],
+  attempts = 20,
+): Promise<number[]> {
+  const [first, ...rest] = hosts;
+  if (first === undefined) throw new RangeError("freePortsOnAll: no hosts");
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const ports = await freePorts(count, first);
+    const ok = await Promise.all(rest.flatMap((h) => ports.map((p) => canListen(h, p))));
+    if (ok.every(Boolean)) return ports;
+  }
+  throw new Error(
+    `freePortsOnAll: found no ${count} ports free on all of ${hosts.join(", ")} in ${attempts} attempts`,
+  );
 }
 
 /**
@@ -177,16 +255,28 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
   const size = options.size ?? 3;
   const replicas = options.readOnlyReplicas ?? 0;
   const count = size + replicas;
+  const samePorts = options.samePorts === true || Boolean(options.kernelFaults);
   const hosts = Array.from(
     { length: count },
-    (_, i) => options.hosts?.[i] ?? (options.linkProxies ? `127.0.0.${i + 1}` : "127.0.0.1"),
+    (_, i) =>
+      options.hosts?.[i] ??
+      (options.kernelFaults
+        ? `127.0.0.${i + 2}`
+        : options.linkProxies || samePorts
+          ? `127.0.0.${i + 1}`
+          : "127.0.0.1"),
   );
+  const portCount = options.linkProxies ? 6 : 4;
+  if (samePorts && new Set(hosts).size !== hosts.length) {
+    throw new Error(
+      `startCluster: samePorts and kernelFaults need a distinct host per node, not ${hosts.join(", ")}`,
+    );
+  }
+  const shared = samePorts ? await freePortsOnAll(portCount, hosts) : undefined;
   const plan = await Promise.all(
     hosts.map(async (host) => {
-      const [extTcp, extHttp, intTcp, intHttp, routerTcp, routerHttp] = (await freePorts(
-        options.linkProxies ? 6 : 4,
-        host,
-      )) as [number, number, number, number, number?, number?];
+      const [extTcp, extHttp, intTcp, intHttp, routerTcp, routerHttp] = (shared ??
+        (await freePorts(portCount, host))) as [number, number, number, number, number?, number?];
       return {
         host,
         ports: { extTcp, extHttp, intTcp, intHttp },
@@ -200,11 +290,25 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
   const ca = options.tls?.ca;
   const nodes: TestNode[] = [];
   let mesh: LinkMesh | undefined;
+  let kernelFaults: KernelFaults | undefined;
   const stopAll = async (): Promise<void> => {
+    // The rules go first: a node stopping gracefully hands over to a reachable peer.
+    let closeError: Error | undefined;
+    await kernelFaults?.close().catch((err: unknown) => {
+      closeError = err instanceof Error ? err : new Error(String(err));
+    });
     await Promise.allSettled(nodes.map((n) => n.stop()));
     await mesh?.close();
+    if (closeError !== undefined) throw closeError;
   };
   try {
+    if (options.kernelFaults) {
+      kernelFaults = await startKernelFaults({
+        ...(typeof options.kernelFaults === "object" ? options.kernelFaults : {}),
+        hosts,
+        ...(shared !== undefined && { ports: shared }),
+      });
+    }
     if (options.linkProxies) {
       mesh = await startLinkMesh(
         plan.map((p) => ({
@@ -240,6 +344,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
             ...(options.args ?? []),
           ],
           ...(options.memDb !== undefined && { memDb: options.memDb }),
+          ...(options.dataDirs?.[i] !== undefined && { dataDir: options.dataDirs[i] }),
           ...(options.startTimeoutMs !== undefined && { startTimeoutMs: options.startTimeoutMs }),
         };
         return startNode(nodeOptions).then((n) => {
@@ -269,10 +374,30 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
     if (!mesh) throw new Error("startCluster: link faults need { linkProxies: true }");
     return mesh;
   };
+  const needKernel = (): KernelFaults => {
+    if (!kernelFaults) throw new Error("startCluster: kernel faults need { kernelFaults: true }");
+    return kernelFaults;
+  };
+  const hostOf = (index: number): string => {
+    const host = hosts[index];
+    if (host === undefined) throw new RangeError(`no node ${index}`);
+    return host;
+  };
+  const kernel: ClusterKernelFaults = {
+    get faults() {
+      return needKernel();
+    },
+    partition: (a, b, opts) => needKernel().partition(hostOf(a), hostOf(b), opts),
+    isolate: (index, opts) => needKernel().isolate(hostOf(index), opts),
+    dropFrom: (from, to, opts) => needKernel().dropFrom(hostOf(from), hostOf(to), opts),
+    heal: () => needKernel().heal(),
+  };
 
   let stopped: Promise<void> | undefined;
   const cluster: TestCluster = {
     nodes,
+    hosts,
+    kernel,
     connectionString: `chorus+discover://${nodes
       .slice(0, size)
       .map((n) => n.httpEndpoint)

@@ -29,9 +29,11 @@ export {
 } from "./fault-proxy.js";
 export {
   freePorts,
+  freePortsOnAll,
   getJson,
   startCluster,
   timingArgs,
+  type ClusterKernelFaults,
   type ClusterTimings,
   type LeaderOptions,
   type StartClusterOptions,
@@ -39,3 +41,17 @@ export {
 } from "./cluster.js";
 export { makeTestCertificates, type TestCertificates } from "./certificates.js";
 export type { LinkProxies } from "./links.js";
+export {
+  DEFAULT_IPTABLES_TIMEOUT_MS,
+  IPTABLES_COMMANDS,
+  KERNEL_FAULTS_CHAIN_PREFIX,
+  kernelFaultsSupport,
+  removeStaleKernelFaultChains,
+  startKernelFaults,
+  type BlockMode,
+  type BlockOptions,
+  type IsolateOptions,
+  type KernelFaults,
+  type KernelFaultsSupport,
+  type StartKernelFaultsOptions,
+} from "./kernel-faults.js";

@@ -68,8 +68,14 @@ export interface TestNode extends NodeEndpoints {
 
 const MAX_OUTPUT_CHARS = 1_000_000;
 
-/** Path of the `chorus-server` executable script of the installed @chorus/server. */
+/**
+ * Path of the `chorus-server` executable script of the installed @chorus/server, or of
+ * `CHORUS_SERVER_BIN` when set (to run the tests against another build, e.g. an older one
+ * to see a test fail before a fix).
+ */
 export function serverBinPath(): string {
+  const override = process.env["CHORUS_SERVER_BIN"];
+  if (override !== undefined && override !== "") return override;
   const entry = fileURLToPath(import.meta.resolve("@chorus/server"));
   return join(dirname(entry), "..", "bin", "chorus-server.js");
 }
