@@ -1,9 +1,16 @@
 // `npm run chaos -- --minutes N`: the deterministic cluster simulation over as many seeds
 // as fit in N minutes (default 5), for 3 and 5 voters with a learner, longer chaos phases
 // than `npm test` runs. Prints progress and stops at the first failure with its seed.
-import { simulate, SimulationFailure } from "../packages/server/dist/cluster/sim/simulation.js";
-
+// `npm run chaos -- --real --minutes N [--seed S]`: the real-process nemesis soak instead
+// (test/src/chaos/main.ts, built to test/dist/chaos/).
 const args = process.argv.slice(2);
+if (args.includes("--real")) {
+  const { main } = await import("../test/dist/chaos/main.js");
+  process.exit(await main(args.filter((a) => a !== "--real")));
+}
+const { simulate, SimulationFailure } =
+  await import("../packages/server/dist/cluster/sim/simulation.js");
+
 let minutes = 5;
 let replaySeed;
 let replayVoters = 3;
@@ -14,7 +21,7 @@ for (let i = 0; i < args.length; i++) {
   else if (name === "--voters") replayVoters = Number(inline ?? args[++i]);
   else {
     process.stderr.write(
-      `chaos: unknown option ${args[i]} (known: --minutes N, --seed N --voters 3|5 to replay)\n`,
+      `chaos: unknown option ${args[i]} (known: --minutes N, --seed N --voters 3|5 to replay, --real for the real-process soak)\n`,
     );
     process.exit(2);
   }

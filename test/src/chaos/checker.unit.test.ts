@@ -1,0 +1,278 @@
+// The soak's checkers can fail: histories with a lost acknowledged write, a duplicate, two
+// successes for one expected version, a torn or failed-but-present append, and subscriptions
+// with a gap, a repeat or an event the log does not hold, each reported. Also the schedule:
+// one seed, one fault schedule; and the soak's flags.
+import { describe, expect, it } from "vitest";
+import {
+  checkAppendHistory,
+  checkLogsAgree,
+  checkSubscriptionHistory,
+  type AppendRecord,
+  type LogEntry,
+} from "../cluster/write-checker.js";
+import { parseRealArgs, UsageError } from "./main.js";
+import { planFaults, type FaultKind } from "./schedule.js";
+
+/** A log of `entries` ([stream, id] pairs) with revisions per stream and positions 100, 200, ... */
+function logOf(entries: readonly (readonly [string, string])[]): LogEntry[] {
+  const next = new Map<string, bigint>();
+  return entries.map(([streamId, id], i) => {
+    const revision = next.get(streamId) ?? 0n;
+    next.set(streamId, revision + 1n);
+    return { streamId, id, revision, position: BigInt((i + 1) * 100) };
+  });
+}
+
+function acked(
+  streamId: string,
+  expectedVersion: AppendRecord["expectedVersion"],
+  eventIds: string[],
+  nextExpectedVersion: bigint,
+  position: bigint,
+  writer = 0,
+): AppendRecord {
+  return {
+    writer,
+    streamId,
+    expectedVersion,
+    eventIds,
+    outcome: { kind: "acknowledged", nextExpectedVersion, position },
+  };
+}
+
+describe("checkAppendHistory", () => {
+  const log = logOf([
+    ["s", "a"],
+    ["s", "b"],
+    ["t", "c"],
+    ["s", "d"],
+  ]);
+  const good: AppendRecord[] = [
+    acked("s", "no_stream", ["a", "b"], 1n, 200n),
+    acked("t", "any", ["c"], 0n, 300n, 1),
+    acked("s", 1n, ["d"], 2n, 400n),
+  ];
+
+  it("passes a correct history", () => {
+    expect(checkAppendHistory(good, log)).toEqual([]);
+  });
+
+  it("reports an acknowledged append that is missing", () => {
+    const lost = acked("s", "stream_exists", ["e"], 3n, 500n);
+    const violations = checkAppendHistory([...good, lost], log);
+    expect(violations).toHaveLength(1);
+    expect(violations[0]).toMatch(
+      /^lost: acknowledged append by writer 0 to s .*1 of its 1 events missing/,
+    );
+  });
+
+  it("reports an event id present twice", () => {
+    const dup = [...log, { streamId: "t", id: "c", revision: 1n, position: 500n }];
+    const violations = checkAppendHistory(good, dup);
+    expect(violations).toContainEqual(
+      expect.stringMatching(/^duplicate: event c is in the log 2 times/),
+    );
+  });
+
+  it("reports two successes for one (stream, expected version)", () => {
+    // Both were told they wrote right after revision 1 of s; the log holds both, one after the other.
+    const twice = logOf([
+      ["s", "a"],
+      ["s", "b"],
+      ["s", "d"],
+      ["s", "e"],
+    ]);
+    const violations = checkAppendHistory(
+      [
+        acked("s", "no_stream", ["a", "b"], 1n, 200n),
+        acked("s", 1n, ["d"], 2n, 300n),
+        acked("s", 1n, ["e"], 3n, 400n, 2),
+      ],
+      twice,
+    );
+    expect(violations).toContainEqual(expect.stringMatching(/^2 successes for \(s expected 1\)/));
+    expect(violations).toContainEqual(
+      expect.stringMatching(/append by writer 2 to s \(expected 1, ids e\) was written at s@3/),
+    );
+  });
+
+  it("reports two successes for no_stream on one stream", () => {
+    const violations = checkAppendHistory(
+      [acked("s", "no_stream", ["a"], 0n, 100n), acked("s", "no_stream", ["b"], 1n, 200n, 1)],
+      logOf([
+        ["s", "a"],
+        ["s", "b"],
+      ]),
+    );
+    expect(violations).toContainEqual(
+      expect.stringMatching(/^2 successes for \(s expected no_stream\)/),
+    );
+  });
+
+  it("reports a failed append that is present, a torn one, and an event no writer appended", () => {
+    const records: AppendRecord[] = [
+      acked("s", "no_stream", ["a", "b"], 1n, 200n),
+      {
+        writer: 1,
+        streamId: "t",
+        expectedVersion: 5n,
+        eventIds: ["c"],
+        outcome: { kind: "failed", reason: "wrong expected version" },
+      },
+      {
+        writer: 2,
+        streamId: "s",
+        expectedVersion: "any",
+        eventIds: ["d", "x"],
+        outcome: { kind: "unknown", reason: "TimeoutError" },
+      },
+    ];
+    const violations = checkAppendHistory(records, [
+      ...log,
+      { streamId: "s", id: "zz", revision: 3n, position: 500n },
+    ]);
+    expect(violations).toContainEqual(
+      expect.stringMatching(/^failed append by writer 1 to t .* is present/),
+    );
+    expect(violations).toContainEqual(
+      expect.stringMatching(/^torn: append by writer 2 .* partly present \(1 of 2\)/),
+    );
+    expect(violations).toContainEqual(expect.stringMatching(/^unexpected: s@3 .* holds event zz/));
+  });
+
+  it("accepts an unknown append that is wholly present or wholly absent", () => {
+    const records: AppendRecord[] = [
+      ...good.slice(0, 2),
+      {
+        writer: 0,
+        streamId: "s",
+        expectedVersion: 1n,
+        eventIds: ["d"],
+        outcome: { kind: "unknown", reason: "TimeoutError" },
+      },
+      {
+        writer: 0,
+        streamId: "s",
+        expectedVersion: 2n,
+        eventIds: ["y"],
+        outcome: { kind: "unknown", reason: "TimeoutError" },
+      },
+    ];
+    expect(checkAppendHistory(records, log)).toEqual([]);
+  });
+
+  it("reports a gap in a stream's revisions and a wrong acknowledged position", () => {
+    const gap: LogEntry[] = [
+      { streamId: "s", id: "a", revision: 0n, position: 100n },
+      { streamId: "s", id: "b", revision: 2n, position: 200n },
+    ];
+    const violations = checkAppendHistory(
+      [acked("s", "any", ["a"], 0n, 100n), acked("s", "any", ["b"], 1n, 200n)],
+      gap,
+    );
+    expect(violations).toContainEqual(expect.stringMatching(/^revisions of s are not 0, 1, 2/));
+    expect(violations).toContainEqual(
+      expect.stringMatching(
+        /was acknowledged as revision 1 at position 200, but its last event is s@2/,
+      ),
+    );
+  });
+});
+
+describe("checkSubscriptionHistory", () => {
+  const log = logOf([
+    ["s", "a"],
+    ["t", "b"],
+    ["s", "c"],
+    ["s", "d"],
+  ]);
+
+  it("passes a subscription that was handed the committed log", () => {
+    expect(checkSubscriptionHistory("sub", log, log)).toEqual([]);
+  });
+
+  it("reports a gap", () => {
+    const violations = checkSubscriptionHistory("sub", [log[0]!, log[1]!, log[3]!], log);
+    expect(violations).toContainEqual(
+      expect.stringMatching(/^sub: gap: s@2 .* after revision 0 of that stream \(missing 1\.\.1\)/),
+    );
+    expect(violations).toContainEqual(expect.stringMatching(/^sub: event 2 delivered was s@2/));
+  });
+
+  it("reports a repeat", () => {
+    const violations = checkSubscriptionHistory(
+      "sub",
+      [log[0]!, log[1]!, log[2]!, log[2]!, log[3]!],
+      log,
+    );
+    expect(violations).toContainEqual("sub: repeat: event c delivered 2 times");
+    expect(violations).toContainEqual(expect.stringMatching(/^sub: repeat or reorder: s@1/));
+  });
+
+  it("reports events missing at the end, and events beyond the committed log", () => {
+    expect(checkSubscriptionHistory("sub", log.slice(0, 2), log)).toEqual([
+      "sub: delivered 2 of 4 committed events; next missing s@1 (position 300)",
+    ]);
+    const phantom = { streamId: "s", id: "lost", revision: 3n, position: 500n };
+    expect(checkSubscriptionHistory("sub", [...log, phantom], log)).toEqual([
+      "sub: delivered 1 events beyond the committed log, from s@3 (position 500) (lost)",
+    ]);
+  });
+});
+
+describe("checkLogsAgree", () => {
+  it("reports a lagging node and a diverging one", () => {
+    const log = logOf([
+      ["s", "a"],
+      ["s", "b"],
+    ]);
+    expect(checkLogsAgree([log, log])).toEqual([]);
+    expect(checkLogsAgree([log, log.slice(0, 1)])).toEqual(["node 1 holds 1 of 2 log entries"]);
+    const other = [log[0]!, { ...log[1]!, id: "x" }];
+    expect(checkLogsAgree([log, other])[0]).toMatch(/^node 1's log diverges at entry 1/);
+  });
+});
+
+describe("the soak's schedule and flags", () => {
+  const kinds: FaultKind[] = ["kill-leader", "pause-node", "proxy-blackhole", "kernel-partition"];
+  const plan = (seed: number) =>
+    planFaults({
+      seed,
+      phase: "disk",
+      durationMs: 120_000,
+      nodes: 3,
+      kinds,
+      electionTimeoutMs: 500,
+    });
+
+  it("draws the same schedule from the same seed, another from another", () => {
+    expect(plan(42)).toEqual(plan(42));
+    expect(plan(42)).not.toEqual(plan(43));
+    const { process, network } = plan(42);
+    expect(process.length).toBeGreaterThan(5);
+    expect(network.length).toBeGreaterThan(5);
+    for (const f of process) expect(["kill-leader", "pause-node"]).toContain(f.kind);
+    for (const f of network) expect(["proxy-blackhole", "kernel-partition"]).toContain(f.kind);
+    for (const f of process.filter((f) => f.kind === "pause-node")) {
+      expect(f.durationMs).toBeGreaterThan(1_000);
+    }
+  });
+
+  it("parses --minutes, --seed, --phases and --faults, and refuses anything else", () => {
+    expect(parseRealArgs(["--minutes", "0.5", "--seed=7", "--phases", "mem"])).toEqual({
+      minutes: 0.5,
+      seed: 7,
+      phases: ["mem"],
+      faults: undefined,
+    });
+    expect(parseRealArgs(["--faults", "kill-node,proxy-reset"], () => 0).faults).toEqual([
+      "kill-node",
+      "proxy-reset",
+    ]);
+    expect(() => parseRealArgs(["--voters", "5"])).toThrow(UsageError);
+    expect(() => parseRealArgs(["--minutes", "0"])).toThrow(/positive/);
+    expect(() => parseRealArgs(["--seed", "x"])).toThrow(/integer/);
+    expect(() => parseRealArgs(["--phases", "cloud"])).toThrow(/unknown phase/);
+    expect(() => parseRealArgs(["--faults", "meteor"])).toThrow(/unknown fault kind/);
+  });
+});

@@ -1,0 +1,273 @@
+// One phase of the real-process soak: a fresh 3-node cluster (on disk, or `--mem-db` voters),
+// writers and subscribers, the nemesis for the phase's time, then heal, wait until every node
+// is up and caught up, and check the histories.
+import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  checkAppendHistory,
+  checkLogsAgree,
+  checkSubscriptionHistory,
+  committedLogOn,
+  leadersByEpoch,
+  type LogEntry,
+} from "../cluster/write-checker.js";
+import { createNemesis, moveToTmpfs, type InjectedFault, type TmpfsDisk } from "./nemesis.js";
+import { deriveSeed, seededRandom, type FaultKind, type PlannedFault } from "./schedule.js";
+import {
+  OPERATION_TIMEOUT_MS,
+  SETTLE_GRACE_MS,
+  startSubscriber,
+  startWriters,
+  STREAM_PREFIX,
+  streamName,
+  type Subscriber,
+  type Writers,
+} from "./workload.js";
+
+export const NODES = 3;
+export const WRITERS = 3;
+export const HEARTBEAT_INTERVAL_MS = 50;
+export const ELECTION_TIMEOUT_MS = 500;
+/** Deadlines of the steps around the faults. */
+export const START_TIMEOUT_MS = 60_000;
+export const FIRST_WRITES_TIMEOUT_MS = 60_000;
+export const PROGRESS_AFTER_HEAL_TIMEOUT_MS = 60_000;
+export const CAUGHT_UP_TIMEOUT_MS = 90_000;
+/** Appends that must be acknowledged at the start, and again after healing. */
+export const PROGRESS_APPENDS = 20;
+export const PROGRESS_LINE_INTERVAL_MS = 5_000;
+/** The node whose data directory moves to a tmpfs for disk-full faults (disk phase). */
+export const TMPFS_NODE = 2;
+
+export type PhaseName = "disk" | "mem";
+
+export interface PhaseOptions {
+  readonly name: PhaseName;
+  readonly seed: number;
+  /** Faults are injected for this long. */
+  readonly faultMs: number;
+  readonly lanes: { process: readonly PlannedFault[]; network: readonly PlannedFault[] };
+  readonly kinds: readonly FaultKind[];
+  readonly kernelFaults: boolean;
+  readonly tmpfs: boolean;
+  readonly print: (line: string) => void;
+  /** Registers a cleanup for an interrupt (SIGINT); returns its removal. */
+  readonly onInterrupt: (cleanup: () => Promise<void>) => () => void;
+}
+
+export interface PhaseResult {
+  readonly name: PhaseName;
+  readonly injected: readonly InjectedFault[];
+  readonly acknowledged: number;
+  readonly failed: number;
+  readonly unknown: number;
+  readonly unknownReasons: ReadonlyMap<string, number>;
+  /** Events handed to each subscriber. */
+  readonly delivered: ReadonlyMap<string, number>;
+  readonly resubscribes: number;
+  readonly logEntries: number;
+  readonly violations: readonly string[];
+  /** Where the nodes' output went, when there were violations. */
+  readonly logsDir: string | undefined;
+}
+
+const seconds = (ms: number) => `${(ms / 1_000).toFixed(1)}s`;
+
+export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
+  const { name, print } = options;
+  const tag = `chaos[${name}]`;
+  const violations: string[] = [];
+  const violation = (text: string) => {
+    violations.push(text);
+    print(`${tag}: VIOLATION ${text}`);
+  };
+  let cluster: TestCluster | undefined;
+  let disk: TmpfsDisk | undefined;
+  let writers: Writers | undefined;
+  const subscribers: Subscriber[] = [];
+  let progressTimer: NodeJS.Timeout | undefined;
+  const controller = new AbortController();
+  let cleaned: Promise<void> | undefined;
+  const cleanup = () => {
+    cleaned ??= (async () => {
+      controller.abort();
+      clearInterval(progressTimer);
+      await writers?.stop().catch(() => []);
+      await Promise.all(subscribers.map((s) => s.stop().catch(() => undefined)));
+      await cluster?.stop().catch(() => undefined);
+      await disk?.close().catch(() => undefined);
+    })();
+    return cleaned;
+  };
+  const removeInterrupt = options.onInterrupt(cleanup);
+  try {
+    print(
+      `${tag}: starting 3 voters${name === "mem" ? " with --mem-db" : " on disk"}, link proxies` +
+        `${options.kernelFaults ? ", iptables" : ""}${options.tmpfs ? `, node ${TMPFS_NODE} on a tmpfs` : ""}`,
+    );
+    cluster = await startCluster({
+      size: NODES,
+      memDb: name === "mem",
+      linkProxies: true,
+      kernelFaults: options.kernelFaults,
+      timings: {
+        heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+        electionTimeoutMs: ELECTION_TIMEOUT_MS,
+      },
+      startTimeoutMs: START_TIMEOUT_MS,
+    });
+    const c = cluster;
+    if (options.tmpfs) disk = await moveToTmpfs(c, TMPFS_NODE);
+    await c.leader({ timeoutMs: START_TIMEOUT_MS });
+    const random = seededRandom(deriveSeed(options.seed, name, "workload"));
+    writers = startWriters(c.connectionString, WRITERS, random);
+    const w = writers;
+    subscribers.push(
+      startSubscriber(c.connectionString, { name: "$all subscriber" }),
+      startSubscriber(c.connectionString, {
+        name: `${streamName(0)} subscriber (follower reads)`,
+        streamId: streamName(0),
+        nodePreference: "follower",
+      }),
+    );
+    await waitFor(() => w.acknowledged >= PROGRESS_APPENDS, {
+      timeoutMs: FIRST_WRITES_TIMEOUT_MS,
+      message: "the first appends acknowledged",
+    });
+
+    const nemesis = createNemesis({
+      cluster: c,
+      phase: name,
+      memDb: name === "mem",
+      disk,
+      signal: controller.signal,
+      print,
+      violation,
+    });
+    const faultsStart = performance.now();
+    progressTimer = setInterval(() => {
+      const delivered = subscribers.map((s) => s.delivered.length).join("/");
+      const active = [...nemesis.active].join(", ") || "none";
+      print(
+        `${tag} ${seconds(performance.now() - faultsStart)}: acknowledged ${w.acknowledged}, ` +
+          `failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}; ` +
+          `faults ${nemesis.injected.length}, now: ${active}` +
+          (w.oldestPendingMs() > OPERATION_TIMEOUT_MS + SETTLE_GRACE_MS
+            ? `; an append pending for ${(w.oldestPendingMs() / 1_000).toFixed(0)}s`
+            : ""),
+      );
+    }, PROGRESS_LINE_INTERVAL_MS);
+    const stopFaults = setTimeout(() => controller.abort(), options.faultMs);
+    await nemesis.run(options.lanes);
+    clearTimeout(stopFaults);
+    clearInterval(progressTimer);
+
+    // Heal everything; a node that exited without being killed crashed.
+    await nemesis.healAll();
+    for (const [i, node] of c.nodes.entries()) {
+      if (!node.running) {
+        violation(
+          `node ${i} exited on its own: ${node.output().trim().split("\n").slice(-3).join(" | ")}`,
+        );
+        await c
+          .restart(i)
+          .catch((err: unknown) => violation(`node ${i} did not start again: ${String(err)}`));
+      }
+    }
+    print(`${tag}: healed after ${nemesis.injected.length} faults; waiting for progress`);
+    const before = w.acknowledged;
+    await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
+      timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
+      message: "appends acknowledged after healing",
+    }).catch(() =>
+      violation(
+        `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
+      ),
+    );
+    for (const v of await w.stop()) violation(v);
+
+    // Every node up, one leader, the others following, and one log on every voter.
+    await waitFor(
+      async () => {
+        const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+        return (
+          states.filter((s) => s === "Leader").length === 1 &&
+          states.every((s) => s === "Leader" || s === "Follower")
+        );
+      },
+      {
+        timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+        intervalMs: 200,
+        message: "one leader, every other node a Follower",
+      },
+    ).catch(async () => {
+      const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+      violation(`not every node is up after healing: states ${states.join(", ")}`);
+    });
+    let logs: LogEntry[][] = [];
+    await waitFor(
+      async () => {
+        logs = await Promise.all(c.nodes.map((node) => committedLogOn(node)));
+        return checkLogsAgree(logs).length === 0;
+      },
+      { timeoutMs: CAUGHT_UP_TIMEOUT_MS, intervalMs: 500, message: "every voter holds one log" },
+    ).catch(() => undefined);
+    for (const v of checkLogsAgree(logs)) violation(v);
+    const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
+
+    // Subscribers: handed every committed event of theirs, then stopped.
+    const expectedFor = (s: Subscriber) =>
+      longest.filter((e) =>
+        s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId,
+      );
+    await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedFor(s).length), {
+      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+      message: "subscribers caught up",
+    }).catch(() => undefined);
+    await Promise.all(subscribers.map((s) => s.stop()));
+
+    // The checkers.
+    // On the longest log, and on any log that is not a prefix of it (a lagging node is
+    // reported above; its missing tail would only repeat that here).
+    const isPrefix = (log: LogEntry[]) =>
+      log.every((e, k) => e.id === longest[k]!.id && e.position === longest[k]!.position);
+    for (const [i, log] of logs.entries()) {
+      if (log !== longest && isPrefix(log)) continue;
+      const where = log === longest ? "the longest log" : `node ${i}`;
+      for (const v of checkAppendHistory(w.appends, log)) violation(`${where}: ${v}`);
+    }
+    for (const s of subscribers) {
+      for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) violation(v);
+    }
+    for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
+      if (leaders.size > 1)
+        violation(`epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
+    }
+
+    let logsDir: string | undefined;
+    if (violations.length > 0) {
+      logsDir = await mkdtemp(join(tmpdir(), `chorus-chaos-${options.seed}-${name}-`));
+      for (const [i, node] of c.nodes.entries()) {
+        await writeFile(join(logsDir, `node-${i}.log`), node.output());
+      }
+    }
+    return {
+      name,
+      injected: nemesis.injected,
+      acknowledged: w.acknowledged,
+      failed: w.failed,
+      unknown: w.unknown,
+      unknownReasons: w.unknownReasons,
+      delivered: new Map(subscribers.map((s) => [s.name, s.delivered.length])),
+      resubscribes: subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
+      logEntries: longest.length,
+      violations,
+      logsDir,
+    };
+  } finally {
+    removeInterrupt();
+    await cleanup();
+  }
+}
