@@ -22,6 +22,7 @@ export type ChorusErrorCode =
   | "MAX_SUBSCRIBERS_REACHED"
   | "SUBSCRIPTION_DROPPED"
   | "INVALID_ARGUMENT"
+  | "STORAGE_FULL"
   | "SERVER_ERROR";
 
 /** Base class of every error the client raises on purpose. `code` is stable. */
@@ -204,6 +205,15 @@ export class InvalidArgumentError extends ChorusError {
   readonly code = "INVALID_ARGUMENT" as const;
 }
 
+/**
+ * The node's disk is full: the write was not made (reads still work). Not retried: the node
+ * writes again by itself once space is freed, which takes an operator.
+ */
+export class StorageFullError extends ChorusError {
+  override readonly name = "StorageFullError";
+  readonly code = "STORAGE_FULL" as const;
+}
+
 /** The server reported an error the client has no more specific class for. */
 export class ServerError extends ChorusError {
   override readonly name = "ServerError";
@@ -303,6 +313,8 @@ export function errorFromWire(
       );
     case ErrorCode.NOT_LEADER:
       return new NotLeaderError(undefined, message ?? "the node is not the leader");
+    case ErrorCode.STORAGE_FULL:
+      return new StorageFullError(message ?? "the node's disk is full");
     default: {
       const name = ErrorCode[err.code ?? 0] ?? `CODE_${String(err.code)}`;
       return new ServerError(name, message ?? `server error ${name}`);

@@ -61,6 +61,7 @@ export {
   MaxSubscribersReachedError,
   SubscriptionDroppedError,
   InvalidArgumentError,
+  StorageFullError,
   ServerError,
   type ChorusErrorCode,
   type DiscoveryCause,

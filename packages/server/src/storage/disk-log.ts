@@ -5,6 +5,7 @@ import {
   readFile,
   readdir,
   rename,
+  statfs,
   unlink,
   writeFile,
   type FileHandle,
@@ -13,7 +14,8 @@ import { constants, fdatasyncSync, readSync, writeSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { StoreError } from "../streams/types.js";
-import type { Checkpoint, Log } from "./log.js";
+import { SYNC_STALL_ENABLED, injectSyncStall } from "./sync-stall.js";
+import { RECOVERY_ADVICE, silentLogger, type Checkpoint, type Log, type Logger } from "./log.js";
 
 export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
 
@@ -61,6 +63,9 @@ export class DiskLog implements Log {
     private readonly options: {
       dir: string;
       segmentBytes: number;
+      logger?: Logger;
+      /** Called with the path of every file or directory `syncFrom` fsyncs (tests observe them). */
+      onRecoverySync?: (path: string) => void;
     },
   ) {
     if (!Number.isSafeInteger(options.segmentBytes) || options.segmentBytes < 4096) {
@@ -94,19 +99,90 @@ export class DiskLog implements Log {
       }
       this.segments.push(await open(join(this.dir, segmentName(i)), "r+"));
     }
+    const sizes: number[] = [];
+    for (const fh of this.segments) sizes.push((await fh.stat()).size);
+    try {
+      await this.dropTornSegments(sizes);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
     this.length = 0;
-    for (let i = 0; i < this.segments.length; i++) {
-      const size = (await (this.segments[i] as FileHandle).stat()).size;
-      const isLast = i === this.segments.length - 1;
-      if ((!isLast && size !== this.segmentBytes) || size > this.segmentBytes) {
-        await this.close();
+    for (const size of sizes) this.length += size;
+  }
+
+  /**
+   * Every segment but the last is full: `write` fills a segment to `segmentBytes` before it
+   * creates the next (records span files) and `truncate` removes whole segments from the end
+   * before it shortens one, so no segment legitimately ends early. A short segment followed
+   * only by empty ones is the trace of a power loss while the log moved to a new segment,
+   * before its fsync: those empty segments are dropped and the short one is the last (its
+   * torn tail is then cut by recovery as usual). A short segment followed by one holding
+   * bytes means bytes in the middle of the log are missing: refused.
+   */
+  private async dropTornSegments(sizes: number[]): Promise<void> {
+    for (let i = 0; i < sizes.length; i++) {
+      const size = sizes[i] as number;
+      if (size > this.segmentBytes) {
         throw new StoreError(
           "CORRUPTED",
-          `segment ${segmentName(i)} has ${size} bytes, expected ${this.segmentBytes}`,
+          `segment ${segmentName(i)} in ${this.dir} has ${size} bytes, more than the segment ` +
+            `size ${this.segmentBytes} recorded in log.json. ` +
+            RECOVERY_ADVICE,
         );
       }
-      this.length += size;
     }
+    const short = sizes.findIndex((size, i) => i < sizes.length - 1 && size < this.segmentBytes);
+    if (short < 0) return;
+    const holding = sizes.findIndex((size, i) => i > short && size > 0);
+    if (holding >= 0) {
+      throw new StoreError(
+        "CORRUPTED",
+        `segment ${segmentName(short)} in ${this.dir} has ${sizes[short]} bytes of ` +
+          `${this.segmentBytes}, but ${segmentName(holding)} after it holds data: ` +
+          `${this.segmentBytes - (sizes[short] as number)} bytes in the middle of the log ` +
+          `(from log position ${short * this.segmentBytes + (sizes[short] as number)}) are missing. ` +
+          RECOVERY_ADVICE,
+      );
+    }
+    const dropped: string[] = [];
+    while (this.segments.length > short + 1) {
+      const index = this.segments.length - 1;
+      await (this.segments.pop() as FileHandle).close();
+      sizes.pop();
+      await unlink(join(this.dir, segmentName(index)));
+      dropped.push(segmentName(index));
+    }
+    await fsyncDir(this.dir);
+    (this.options.logger ?? silentLogger).warn(
+      { dir: this.dir, dropped, lastSegment: segmentName(short), bytes: sizes[short] },
+      "dropping empty segments after a short one (a crash while the log moved to a new segment)",
+    );
+  }
+
+  describePosition(position: number): string {
+    const index = Math.floor(position / this.segmentBytes);
+    return `${segmentName(index)} at offset ${position - index * this.segmentBytes} in ${this.dir}`;
+  }
+
+  async availableBytes(): Promise<number> {
+    const s = await statfs(this.dir);
+    return s.bavail * s.bsize;
+  }
+
+  async syncFrom(position: number): Promise<void> {
+    for (
+      let i = Math.max(0, Math.floor(position / this.segmentBytes));
+      i < this.segments.length;
+      i++
+    ) {
+      const segmentEnd = Math.min((i + 1) * this.segmentBytes, this.length);
+      if (segmentEnd <= position) continue; // nothing past `position` in it
+      await (this.segments[i] as FileHandle).datasync();
+      this.options.onRecoverySync?.(join(this.dir, segmentName(i)));
+    }
+    await fsyncDir(this.dir);
+    this.options.onRecoverySync?.(this.dir);
   }
 
   /** The segment size is fixed when the log is created; later opens use the recorded one. */
@@ -207,6 +283,7 @@ export class DiskLog implements Log {
     this.dirty.clear();
     const start = performance.now();
     const inline = !background && this.syncAverageMs < INLINE_SYNC_BELOW_MS;
+    if (SYNC_STALL_ENABLED) await injectSyncStall(this.dir, inline);
     if (inline) {
       for (const i of indexes) fdatasyncSync((this.segments[i] as FileHandle).fd);
     } else {
@@ -324,7 +401,13 @@ export class DiskLog implements Log {
   private async replaceFile(name: string, data: Buffer | string): Promise<void> {
     const path = join(this.dir, name);
     const tmp = `${path}.tmp`;
-    await writeFile(tmp, data, { flush: true });
+    try {
+      await writeFile(tmp, data, { flush: true });
+    } catch (err) {
+      // A full disk: give back what the partial file took.
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
     await rename(tmp, path);
     await fsyncDir(this.dir);
   }

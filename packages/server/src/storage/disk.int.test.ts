@@ -83,6 +83,8 @@ describe("disk store durability and recovery", () => {
     expect((await readdir(dir)).sort()).toEqual([
       "checkpoint",
       SEGMENT,
+      "event-ids.mdb",
+      "event-ids.mdb-lock",
       "index.snapshot",
       "log.json",
     ]);

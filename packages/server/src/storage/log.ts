@@ -22,7 +22,6 @@ export interface Log {
   readSync(position: number, length: number): Buffer;
   /** Writes `data` at `position`, which must equal `end`. */
   write(position: number, data: Buffer): Promise<void>;
-  /** Makes everything written so far durable. */
   /**
    * Makes everything written so far durable. `background`: the caller has more work queued
    * behind this sync (a group commit of several writes), so a disk log syncs off the event
@@ -31,6 +30,16 @@ export interface Log {
   sync(background?: boolean): Promise<void>;
   /** Cuts the log back to `position` (durably). */
   truncate(position: number): Promise<void>;
+  /**
+   * At open: makes the bytes from `position` to the end durable whatever wrote them (a
+   * process that crashed after its writes, before its fsync, leaves them in the page cache
+   * only): fdatasync of every segment holding bytes at or past `position`, and the directory.
+   */
+  syncFrom(position: number): Promise<void>;
+  /** Where `position` is, for error messages: e.g. "chunk-000001.log at offset 12 in /data". */
+  describePosition(position: number): string;
+  /** Bytes the medium can still take (free space of the file system; Infinity in memory). */
+  availableBytes(): Promise<number>;
   close(): Promise<void>;
 
   /**
@@ -61,6 +70,12 @@ export interface Logger {
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
 }
+
+/** What an operator can do about a damaged log; ends every CORRUPTED message of recovery. */
+export const RECOVERY_ADVICE =
+  "Refusing to open rather than drop or guess data. A cluster member: move its data " +
+  "directory aside and restart it empty, it re-syncs from the cluster. A single node: " +
+  "restore the data directory from a backup.";
 
 export const silentLogger: Logger = Object.freeze({
   debug: () => undefined,

@@ -73,6 +73,16 @@ export class MemoryLog implements Log {
 
   async sync(_background?: boolean): Promise<void> {}
 
+  async syncFrom(_position: number): Promise<void> {}
+
+  describePosition(position: number): string {
+    return `log position ${position} (in memory)`;
+  }
+
+  async availableBytes(): Promise<number> {
+    return Number.POSITIVE_INFINITY;
+  }
+
   async truncate(position: number): Promise<void> {
     if (position < 0 || position > this.length)
       throw new RangeError(`cannot truncate to ${position}`);

@@ -27,7 +27,7 @@ import {
   type StreamStore,
   type WriteResult,
 } from "../streams/types.js";
-import { silentLogger, type Log, type Logger } from "./log.js";
+import { RECOVERY_ADVICE, silentLogger, type Log, type Logger } from "./log.js";
 import {
   EVENT_PREV_POSITION_OFFSET,
   FLAG_BATCH_END,
@@ -63,12 +63,18 @@ import {
   parseMetadata,
   type EpochEntry,
 } from "./stream-index.js";
+import { MemoryEventIdIndex, type EventIdHit, type EventIdIndex } from "./index/event-id-index.js";
 
+/** Recent event ids cached in memory in front of the event-id index (not a bound of idempotency). */
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
 export const DEFAULT_SNAPSHOT_EVERY_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_SCAN = 100_000;
 /** With autoCommit false, a moved commit position reaches the checkpoint file within this. */
 export const DEFAULT_COMMIT_CHECKPOINT_EVERY_MS = 100;
+/** With a full disk, how often the store looks for free space again. */
+export const DEFAULT_STORAGE_FULL_PROBE_EVERY_MS = 1000;
+/** Writes resume once this much space is free (or the failed write's size, if larger). */
+const STORAGE_FULL_RESUME_BYTES = 64 * 1024;
 const READ_BLOCK_BYTES = 256 * 1024;
 const RECOVERY_BLOCK_BYTES = 8 * 1024 * 1024;
 const RECORD_PROBE_BYTES = 4096;
@@ -97,6 +103,10 @@ export class TruncatedError extends Error {
 export interface StoredHardState {
   readonly epoch: number;
   readonly votedFor: string | undefined;
+  /** Set while the node recovers from lost memory (it must go on recovering after a restart). */
+  readonly recovering?: boolean;
+  /** The voting members the node formed its cluster with (fixed from then on). */
+  readonly voters?: readonly string[];
 }
 
 /** Index of the last element of the ascending `list` that is <= `value`, or -1. */
@@ -143,8 +153,16 @@ class BackwardReader {
 
 export interface LogStoreOptions {
   logger?: Logger;
-  /** Recent event ids remembered for `any` / `stream_exists` idempotency. */
+  /**
+   * Recent event ids kept in memory (with their streams) in front of the event-id index: an
+   * in-memory cache, not a bound of idempotency.
+   */
   idempotencyWindow?: number;
+  /**
+   * Where every event id ever written is found (for `any` / `stream_exists` retries of any
+   * age). Default: in memory (`MemoryEventIdIndex`); `createDiskStore` gives one on disk.
+   */
+  eventIdIndex?: EventIdIndex;
   /** Write an index snapshot every this many bytes of log (and on close). */
   snapshotEveryBytes?: number;
   /**
@@ -157,6 +175,11 @@ export interface LogStoreOptions {
    * each group commit and, when it moved without one, at most this long after it moved.
    */
   commitCheckpointEveryMs?: number;
+  /**
+   * After a write failed for want of space (ENOSPC), writes are refused with STORAGE_FULL and
+   * the free space is looked at this often; writes resume by themselves once there is room.
+   */
+  storageFullProbeEveryMs?: number;
   /** Clock for createdMs and maxAgeSec (ms since the epoch). */
   nowMs?: () => number;
 }
@@ -170,6 +193,8 @@ export interface LogStoreStats extends StoreStats {
   idempotencyWindowSize: number;
   /** The commit position last written to the checkpoint file (what a restart would see). */
   checkpointedCommitPosition: number;
+  /** Writes are refused because the disk is full (they resume once space is freed). */
+  storageFull: boolean;
 }
 
 interface PendingWrite {
@@ -276,6 +301,7 @@ export class LogStore implements StreamStore {
   private readonly autoCommit: boolean;
   private readonly nowMs: () => number;
   private readonly window: IdempotencyWindow;
+  private readonly ids: EventIdIndex;
 
   private phase: Phase = "new";
   private streams = new Map<string, StreamState>();
@@ -283,6 +309,7 @@ export class LogStore implements StreamStore {
   private streamCount = 0;
   private syncCount = 0;
   private syncGate: (() => boolean) | undefined;
+  private syncOffLoop: (() => boolean) | undefined;
 
   private reserveEnd = 0;
   private durablePos = 0;
@@ -292,7 +319,12 @@ export class LogStore implements StreamStore {
   private awaitingCommit: PendingWrite[] = [];
   private commitWaiters: CommitWaiter[] = [];
   private writer: Promise<void> | null = null;
+  /** A write or sync failed for another reason than space: writes are refused for good. */
   private failure: Error | null = null;
+  /** A write failed for want of space: writes are refused until the probe finds room. */
+  private full: StoreError | null = null;
+  private readonly storageFullProbeEveryMs: number;
+  private spaceProbeTimer: NodeJS.Timeout | null = null;
   private readonly listeners = new Set<(commitPosition: number) => void>();
   private readonly durableListeners = new Set<(durableEnd: number) => void>();
   /** The batch being written and synced (its bytes may not be in the log yet). */
@@ -324,11 +356,16 @@ export class LogStore implements StreamStore {
       options.commitCheckpointEveryMs ?? DEFAULT_COMMIT_CHECKPOINT_EVERY_MS;
     if (!(this.commitCheckpointEveryMs >= 0))
       throw new RangeError("commitCheckpointEveryMs must be >= 0");
+    this.storageFullProbeEveryMs =
+      options.storageFullProbeEveryMs ?? DEFAULT_STORAGE_FULL_PROBE_EVERY_MS;
+    if (!(this.storageFullProbeEveryMs > 0))
+      throw new RangeError("storageFullProbeEveryMs must be > 0");
     this.nowMs = options.nowMs ?? Date.now;
     const capacity = options.idempotencyWindow ?? DEFAULT_IDEMPOTENCY_WINDOW;
     if (!Number.isSafeInteger(capacity) || capacity < 0)
       throw new RangeError("idempotencyWindow must be an integer >= 0");
     this.window = new IdempotencyWindow(capacity);
+    this.ids = options.eventIdIndex ?? new MemoryEventIdIndex();
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -342,6 +379,7 @@ export class LogStore implements StreamStore {
     this.streamCount = 0;
     this.syncCount = 0;
     this.failure = null;
+    this.full = null;
     this.queue = [];
     this.awaitingCommit = [];
     this.commitWaiters = [];
@@ -351,14 +389,22 @@ export class LogStore implements StreamStore {
     this.truncating = null;
     const started = performance.now();
     await this.log.open();
-    let recovered: { commit: number; pending: PendingBatch[] };
+    let recovered: { commit: number; pending: PendingBatch[]; syncedUpTo: number };
     try {
+      await this.ids.open();
       recovered = await this.recover();
+      // A process that crashed after a write and before its fsync left those bytes in the
+      // page cache only: make them durable before reporting them durable (or committed).
+      await this.log.syncFrom(recovered.syncedUpTo);
+      // Event ids the index kept beyond the recovered log (a torn tail was cut) go.
+      if (this.ids.persistedUpTo > this.log.end) await this.ids.truncate(this.log.end);
     } catch (err) {
+      await this.ids.abort();
       await this.log.close();
       throw err;
     }
     this.reserveEnd = this.durablePos = this.log.end;
+    this.ids.durable(this.durablePos);
     this.commitPos = recovered.commit;
     // The recovered tail above the commit position: durable, not yet committed.
     for (const b of recovered.pending) this.awaitingCommit.push(pendingWrite(b));
@@ -381,23 +427,34 @@ export class LogStore implements StreamStore {
     if (this.phase !== "open") return;
     this.phase = "closing";
     this.stopCommitCheckpointTimer();
+    this.stopSpaceProbe();
     try {
       while (this.writer !== null) await this.writer;
       await this.settleBackground();
       if (this.failure === null) {
-        await this.log.writeSnapshot(
-          encodeSnapshot(
-            this.commitPos,
-            this.eventCount,
-            this.streams.values(),
-            this.window,
-            this.epochList,
-          ),
-        );
+        // Only an optimisation (recovery rescans the log after an older one): a full disk
+        // must not stop a clean shutdown.
+        await this.log
+          .writeSnapshot(
+            encodeSnapshot(
+              this.commitPos,
+              this.eventCount,
+              this.streams.values(),
+              this.window,
+              this.epochList,
+            ),
+          )
+          .catch((err: unknown) =>
+            this.logger.warn({ err }, "could not write the index snapshot on close"),
+          );
         await this.log.writeCheckpoint({ durable: this.durablePos, commit: this.commitPos }, true);
       }
     } finally {
       this.rejectWaiters(new StoreError("STORE_CLOSED", "store closed"));
+      // Derived data: what it could not persist is re-indexed from the log at the next open.
+      await this.ids
+        .close()
+        .catch((err: unknown) => this.logger.warn({ err }, "could not close the event-id index"));
       await this.log.close();
       this.phase = "closed";
     }
@@ -408,6 +465,7 @@ export class LogStore implements StreamStore {
     if (this.phase !== "open") return;
     this.phase = "closing";
     this.stopCommitCheckpointTimer();
+    this.stopSpaceProbe();
     const err = new StoreError("STORE_CLOSED", "store aborted");
     this.failure ??= err;
     for (const w of this.queue) w.reject(err);
@@ -415,6 +473,7 @@ export class LogStore implements StreamStore {
     while (this.writer !== null) await this.writer.catch(() => undefined);
     await this.settleBackground();
     this.rejectWaiters(err);
+    await this.ids.abort();
     await this.log.close();
     this.phase = "closed";
   }
@@ -438,8 +497,19 @@ export class LogStore implements StreamStore {
    * whole log is committed; without, the commit position is the newer of the snapshot's
    * position and the checkpoint's commit position (both only ever hold committed positions),
    * and the batches above it are indexed into the write view only (returned as pending).
+   * `syncedUpTo`: the log is known fsync'd up to there (the checkpoint may lag, never lead).
+   *
+   * A damaged record (or a batch without its end) with no valid record after it is a torn
+   * tail, the trace of a crash before an fsync: cut, when it lies after the checkpoint. A
+   * damaged record followed by a valid one (a bit flip, a lost block) is corruption, never
+   * cut: open refuses, naming the file and the offset, and so does damage before the
+   * checkpoint (fsync'd data, maybe acknowledged).
    */
-  private async recover(): Promise<{ commit: number; pending: PendingBatch[] }> {
+  private async recover(): Promise<{
+    commit: number;
+    pending: PendingBatch[];
+    syncedUpTo: number;
+  }> {
     const from = await this.loadSnapshot(Number.POSITIVE_INFINITY);
     const saved = await this.log.readCheckpoint();
     const end = this.log.end;
@@ -461,13 +531,26 @@ export class LogStore implements StreamStore {
     }
     // Committed data was fsync'd before it was committed: a problem below it is corruption.
     const checkpoint = this.autoCommit ? durable : Math.max(durable, commitFloor);
+    await this.reindexEventIds(from);
     const scan = await this.scanIndex(from, end, commitFloor);
     const { problem, problemAt, batchStart } = scan;
     if (problem !== null) {
+      const where = `log record at position ${problemAt} (${this.log.describePosition(problemAt)})`;
       if (problemAt < checkpoint || batchStart < checkpoint) {
         throw new StoreError(
           "CORRUPTED",
-          `log record at position ${problemAt} is damaged (${problem}), before the checkpoint ${checkpoint}`,
+          `${where} is damaged (${problem}), before the checkpoint ${checkpoint}: data that ` +
+            `was fsync'd (and maybe acknowledged) is damaged. ${RECOVERY_ADVICE}`,
+        );
+      }
+      const valid = problem === "incomplete_batch" ? null : await this.findValidRecord(problemAt);
+      if (valid !== null) {
+        throw new StoreError(
+          "CORRUPTED",
+          `${where} is damaged (${problem}), but a valid record follows it at position ` +
+            `${valid} (${this.log.describePosition(valid)}): the log is damaged in the ` +
+            `middle, not torn at its end by a crash, and the records after the damage may ` +
+            `have been acknowledged. ${RECOVERY_ADVICE}`,
         );
       }
       this.logger.warn(
@@ -477,14 +560,79 @@ export class LogStore implements StreamStore {
       await this.log.truncate(batchStart);
       this.recentEnds.splice(lastAtOrBelow(this.recentEnds, batchStart) + 1);
     }
-    if (this.autoCommit) return { commit: this.log.end, pending: [] };
+    const syncedUpTo = Math.min(durable, this.log.end);
+    if (this.autoCommit) return { commit: this.log.end, pending: [], syncedUpTo };
     if (scan.straddled) {
       throw new StoreError(
         "CORRUPTED",
         `the commit checkpoint ${commitFloor} is not a batch boundary of the log`,
       );
     }
-    return { commit: commitFloor, pending: scan.pending };
+    return { commit: commitFloor, pending: scan.pending, syncedUpTo };
+  }
+
+  /**
+   * Brings the event-id index up to `upTo` (the snapshot position, where the index scan starts)
+   * from the position it had persisted: a crash loses the entries it had not written yet.
+   * An index that does not fit the log (not a record boundary) is rebuilt from the start.
+   */
+  private async reindexEventIds(upTo: number): Promise<void> {
+    for (;;) {
+      const from = this.ids.persistedUpTo;
+      if (from >= upTo) return;
+      const scan = await this.scanForward(
+        from,
+        upTo,
+        RECOVERY_BLOCK_BYTES,
+        (buf, at, length, p) => {
+          const e = summarizeEvent(buf, at, length);
+          if (e !== null) this.ids.add(e.idKey, p, e.revision);
+          return true;
+        },
+      );
+      if (scan.problem === undefined) return;
+      if (from === 0) {
+        throw new StoreError(
+          "CORRUPTED",
+          `log record at position ${scan.position} (${this.log.describePosition(scan.position)}) ` +
+            `is damaged (${scan.problem}), before the index snapshot. ${RECOVERY_ADVICE}`,
+        );
+      }
+      this.logger.warn(
+        { persistedUpTo: from, position: scan.position, problem: scan.problem },
+        "the event-id index does not fit the log; rebuilding it from the start",
+      );
+      await this.ids.truncate(0);
+    }
+  }
+
+  /**
+   * The position of the first valid record (framing, trailer and CRC) starting after `from`,
+   * looked for at every byte up to the end of the log; null when there is none.
+   */
+  private async findValidRecord(from: number): Promise<number | null> {
+    const end = this.log.end;
+    let pos = from + 1;
+    while (pos + MIN_RECORD_BYTES <= end) {
+      const buf = await this.log.read(pos, Math.min(RECOVERY_BLOCK_BYTES, end - pos));
+      const candidates = buf.length - MIN_RECORD_BYTES + 1;
+      if (candidates <= 0) break;
+      for (let off = 0; off < candidates; off++) {
+        const length = buf.readUInt32LE(off);
+        if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES || pos + off + length > end)
+          continue;
+        if (off + length <= buf.length) {
+          if (checkRecord(buf, off).ok) return pos + off;
+          continue;
+        }
+        // A record running past this block: its trailer first, the whole record only then.
+        const trailer = await this.log.read(pos + off + length - RECORD_TRAILER_BYTES, 4);
+        if (trailer.length < 4 || trailer.readUInt32LE(0) !== length) continue;
+        if (checkRecord(await this.log.read(pos + off, length), 0).ok) return pos + off;
+      }
+      pos += candidates;
+    }
+    return null;
   }
 
   /**
@@ -627,6 +775,7 @@ export class LogStore implements StreamStore {
         const r = rec.revision;
         if (r % SPARSE_EVERY === 0) s.sparse[r / SPARSE_EVERY] = position;
         this.window.add(rec.idKey, { stream: s, revision: r, position });
+        this.ids.add(rec.idKey, position, r);
         s.wLast = r;
         s.wLastPos = position;
         ops.push(() => {
@@ -677,6 +826,7 @@ export class LogStore implements StreamStore {
     s.lastPos = s.wLastPos = position;
     if (rec.revision % SPARSE_EVERY === 0) s.sparse[rec.revision / SPARSE_EVERY] = position;
     this.window.add(rec.idKey, { stream: s, revision: rec.revision, position });
+    this.ids.add(rec.idKey, position, rec.revision);
     this.eventCount++;
   }
 
@@ -691,9 +841,10 @@ export class LogStore implements StreamStore {
 
   // ------------------------------------------------------------------ writes
 
-  private assertWritable(): void {
+  private assertWritable(evenWhenFull = false): void {
     if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
     if (this.failure !== null) throw this.failure;
+    if (this.full !== null && !evenWhenFull) throw this.full;
     if (this.truncating !== null)
       throw new StoreError("INVALID_ARGUMENT", "the log is being truncated; writes are refused");
   }
@@ -702,10 +853,16 @@ export class LogStore implements StreamStore {
     if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
   }
 
-  async append(
+  append(streamId: string, expected: ExpectedVersion, events: NewEvent[]): Promise<WriteResult> {
+    return this.appendOnce(streamId, expected, events, true);
+  }
+
+  /** `useIdIndex` false: the event-id index was asked already, and the ids are not this stream's. */
+  private async appendOnce(
     streamId: string,
     expected: ExpectedVersion,
     events: NewEvent[],
+    useIdIndex: boolean,
   ): Promise<WriteResult> {
     this.assertWritable();
     const nameProblem = streamNameProblem(streamId);
@@ -746,6 +903,23 @@ export class LogStore implements StreamStore {
     if (fromWindow !== null) {
       await this.waitForCommit(fromWindow.position + 1);
       return fromWindow;
+    }
+    // An any / stream_exists retry older than the window: the event-id index knows every id.
+    // (exact / no_stream retries are answered by reading the stream, below.)
+    const k0 = keys[0];
+    if (
+      useIdIndex &&
+      state !== undefined &&
+      k0 !== undefined &&
+      (expected.kind === "any" || expected.kind === "stream_exists") &&
+      this.window.get(k0) === undefined
+    ) {
+      const hit = this.ids.get(k0);
+      if (hit !== undefined && hit.revision <= state.wLast) {
+        const fromIndex = await this.matchIndexed(state, hit, keys);
+        // Not this stream's event: decide again on the state as it is now.
+        return fromIndex ?? this.appendOnce(streamId, expected, events, false);
+      }
     }
 
     const exists = state !== undefined && streamExistsForWrite(state);
@@ -849,6 +1023,36 @@ export class LogStore implements StreamStore {
     };
   }
 
+  /**
+   * The event-id index says where the first id was written: when that is this stream's event,
+   * the retry's ids must be its events from there on (the original result), else it is a
+   * wrong expected version (a partial match). Null when the event is not this stream's.
+   */
+  private async matchIndexed(
+    state: StreamState,
+    hit: EventIdHit,
+    keys: string[],
+  ): Promise<WriteResult | null> {
+    // The answer reflects the stream as it was when the append was made.
+    const mismatch = wev(state);
+    // The original append still pending: its result once it is committed (as from the window).
+    await this.waitForCommit(hit.position + 1);
+    if (hit.revision > state.last) return null;
+    const hi = Math.min(hit.revision + keys.length - 1, state.last);
+    const recs = await this.readRange(state, hit.revision, hi);
+    const first = recs[0];
+    if (first?.position !== hit.position || first.rec.idKey !== keys[0]) return null;
+    if (recs.length < keys.length) return mismatch;
+    for (let i = 1; i < keys.length; i++) {
+      if (recs[i]?.rec.idKey !== keys[i]) return mismatch;
+    }
+    return {
+      ok: true,
+      nextExpectedVersion: hi,
+      position: (recs[recs.length - 1] ?? first).position,
+    };
+  }
+
   /** Idempotency by reading the stream: do revisions from.. hold these ids? */
   private async matchLog(state: StreamState, from: number, keys: string[]): Promise<WriteResult> {
     // The answer reflects the stream as it was when the append was made.
@@ -914,6 +1118,7 @@ export class LogStore implements StreamStore {
       const p = positions[i] as number;
       if (r % SPARSE_EVERY === 0) s.sparse[r / SPARSE_EVERY] = p;
       this.window.add(keys[i] as string, { stream: s, revision: r, position: p });
+      this.ids.add(keys[i] as string, p, r);
     }
     s.wLast = rev;
     s.wLastPos = prev;
@@ -957,6 +1162,7 @@ export class LogStore implements StreamStore {
         this.inFlight = batch;
         const first = batch[0] as PendingWrite;
         const data = batch.length === 1 ? first.data : Buffer.concat(batch.map((w) => w.data));
+        let stage = "write";
         try {
           if (first.start !== this.log.end)
             throw new Error(
@@ -967,12 +1173,13 @@ export class LogStore implements StreamStore {
           // DiskLog.sync) while the loop gathers the next group. A lone write's sync may block
           // this thread; what the gate says is still to go out first (a leader's Append to
           // its followers) gets one turn of the loop before it.
-          const background = batch.length > 1;
+          const background = batch.length > 1 || this.syncOffLoop?.() === true;
           if (!background && this.syncGate?.() === true) await setImmediatePromise();
+          stage = "fsync";
           await this.log.sync(background);
         } catch (err) {
           this.inFlight = [];
-          this.fail(err, batch);
+          await this.writeFailed(err, stage, batch, data.length);
           return;
         }
         this.inFlight = [];
@@ -986,6 +1193,169 @@ export class LogStore implements StreamStore {
     } finally {
       this.writer = null;
     }
+  }
+
+  /**
+   * A write or its fsync failed: nothing of `batch` or the queue is durable. They reject;
+   * the log, its end and its last epoch go back to the durable end (the file is cut there),
+   * so the node never reports or votes with records it does not have. For want of space
+   * (ENOSPC, EDQUOT) the store then refuses writes with STORAGE_FULL until the probe finds
+   * room again, and keeps serving reads; any other failure refuses writes for good.
+   */
+  private async writeFailed(
+    cause: unknown,
+    stage: string,
+    batch: PendingWrite[],
+    bytes: number,
+  ): Promise<void> {
+    const code = (cause as NodeJS.ErrnoException | null)?.code;
+    const noSpace = code === "ENOSPC" || code === "EDQUOT";
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    let err: Error;
+    if (noSpace) {
+      err = this.full = new StoreError(
+        "STORAGE_FULL",
+        `the disk is full (${reason}): the write was not made and writes are refused until ` +
+          `space is freed (reads still work; writes resume by themselves)`,
+      );
+      this.logger.error(
+        { err: cause, position: this.durablePos, bytes },
+        "log write failed: the disk is full; writes are refused until space is freed",
+      );
+    } else {
+      err = Object.assign(
+        new Error(
+          `log ${stage} failed (${reason}): the write was not made and the store refuses ` +
+            `further writes until the node is restarted`,
+          { cause },
+        ),
+        { code },
+      );
+      this.failure = err;
+      this.logger.error(
+        { err: cause, position: this.durablePos },
+        `log ${stage} failed; the store refuses further writes`,
+      );
+    }
+    const failed = [...batch, ...this.queue];
+    this.queue = [];
+    for (const w of failed) w.reject(err);
+    const still: CommitWaiter[] = [];
+    for (const w of this.commitWaiters) {
+      if (w.position > this.durablePos) w.reject(err);
+      else still.push(w);
+    }
+    this.commitWaiters = still;
+    try {
+      await this.rollBackWriteView(failed);
+      if (this.log.end > this.durablePos) await this.log.truncate(this.durablePos);
+    } catch (rollbackErr) {
+      this.logger.error(
+        { err: rollbackErr, position: this.durablePos },
+        "could not roll the log back to its durable end; the store refuses further writes",
+      );
+      this.failure ??= err;
+      this.full = null;
+      return;
+    }
+    if (noSpace) this.probeSpace(Math.max(STORAGE_FULL_RESUME_BYTES, bytes));
+  }
+
+  /**
+   * Undoes the write view's updates of writes that were never made (`failed`, in log order,
+   * all beyond the durable end): the end, recent boundaries and epochs are cut at the durable
+   * end; each stream they touched goes back to the revision before its first failed event
+   * (whose back-link names the previous one); their ids leave the idempotency window and the
+   * event-id index. The committed view is untouched, so reads go on meanwhile.
+   */
+  private async rollBackWriteView(failed: readonly PendingWrite[]): Promise<void> {
+    const durable = this.durablePos;
+    this.reserveEnd = durable;
+    this.recentEnds.splice(lastAtOrBelow(this.recentEnds, durable) + 1);
+    while ((this.epochList[this.epochList.length - 1]?.position ?? -1) >= durable)
+      this.epochList.pop();
+    const rolledBack = new Set<StreamState>();
+    const metaTargets = new Set<StreamState>();
+    for (const w of failed) {
+      let off = 0;
+      while (off < w.data.length) {
+        const c = checkRecord(w.data, off);
+        if (!c.ok) break;
+        const rec = decodeCheckedRecord(w.data, off, c.length, false);
+        const position = w.start + off;
+        off += c.length;
+        if (rec === null || (rec.kind !== "event" && rec.kind !== "tombstone")) continue;
+        const s = this.streams.get(rec.streamId);
+        if (s === undefined) continue;
+        if (rec.kind === "tombstone") {
+          s.wTombstoned = s.tombstoned;
+          continue;
+        }
+        // (An id that the failed write took over from another stream's entry is forgotten.)
+        if (this.window.get(rec.idKey)?.position === position) this.window.delete(rec.idKey);
+        if (rec.type === METADATA_EVENT_TYPE && isMetadataStream(rec.streamId)) {
+          const target = this.streams.get(rec.streamId.slice(2));
+          if (target !== undefined) metaTargets.add(target);
+        }
+        if (rolledBack.has(s)) continue;
+        rolledBack.add(s);
+        s.wLast = rec.revision - 1;
+        s.wLastPos = rec.prevPosition;
+        s.sparse.length = Math.min(s.sparse.length, Math.ceil(rec.revision / SPARSE_EVERY));
+      }
+    }
+    // The event-id index holds nothing undurable persisted: this stays in memory.
+    await this.ids.truncate(durable);
+    for (const target of metaTargets) {
+      target.wMeta = await this.durableMetadata(this.stateFor(metadataStreamOf(target.name)));
+    }
+  }
+
+  /** The metadata of a stream as of its metadata stream's write view (the last `$metadata`). */
+  private async durableMetadata(metaStream: StreamState): Promise<StreamMetadata | null> {
+    const target = this.streams.get(metaStream.name.slice(2));
+    if (metaStream.wLast === metaStream.last) return target?.meta ?? null;
+    const reader = new BackwardReader(this.log, this.durablePos);
+    let pos = metaStream.wLastPos;
+    while (pos >= 0) {
+      const rec = await this.readEventAt(reader, pos);
+      if (rec === null)
+        throw new StoreError("CORRUPTED", `expected ${metaStream.name} at position ${pos}`);
+      if (rec.type === METADATA_EVENT_TYPE) return parseMetadata(rec.data);
+      pos = rec.prevPosition;
+    }
+    return null;
+  }
+
+  /** Looks for free space every storageFullProbeEveryMs; writes resume once `needed` is free. */
+  private probeSpace(needed: number): void {
+    this.stopSpaceProbe();
+    this.spaceProbeTimer = setTimeout(() => {
+      this.spaceProbeTimer = null;
+      if (this.phase !== "open" || this.full === null) return;
+      this.log.availableBytes().then(
+        (free) => {
+          if (this.phase !== "open" || this.full === null) return;
+          if (free < needed) {
+            this.probeSpace(needed);
+            return;
+          }
+          this.full = null;
+          this.logger.info({ freeBytes: free }, "disk space is available again; writes resume");
+        },
+        (err: unknown) => {
+          this.logger.warn({ err }, "could not read the free disk space");
+          this.probeSpace(needed);
+        },
+      );
+    }, this.storageFullProbeEveryMs);
+    this.spaceProbeTimer.unref();
+  }
+
+  private stopSpaceProbe(): void {
+    if (this.spaceProbeTimer === null) return;
+    clearTimeout(this.spaceProbeTimer);
+    this.spaceProbeTimer = null;
   }
 
   private fail(cause: unknown, inFlight: PendingWrite[]): void {
@@ -1004,6 +1374,7 @@ export class LogStore implements StreamStore {
   }
 
   private afterSync(): void {
+    this.ids.durable(this.durablePos);
     this.writeCheckpointLazily();
     if (
       !this.snapshotInFlight &&
@@ -1151,6 +1522,15 @@ export class LogStore implements StreamStore {
    */
   setSyncGate(gate: (() => boolean) | undefined): void {
     this.syncGate = gate;
+  }
+
+  /**
+   * While `offLoop()` says so, every sync runs on the thread pool (as a background sync), never
+   * inline on the event loop: a cluster node's disk stall must not hold up its heartbeats and
+   * votes.
+   */
+  setSyncOffLoop(offLoop: (() => boolean) | undefined): void {
+    this.syncOffLoop = offLoop;
   }
 
   get durableEnd(): number {
@@ -1390,7 +1770,7 @@ export class LogStore implements StreamStore {
    * `position`.
    */
   async truncate(position: number): Promise<void> {
-    this.assertWritable();
+    this.assertWritable(true); // a full disk does not stop a truncation: it frees space
     if (!Number.isSafeInteger(position) || position < this.commitPos) {
       throw invalid(
         `cannot truncate to ${position}: below the commit position ${this.commitPos} (committed data is never removed)`,
@@ -1414,6 +1794,12 @@ export class LogStore implements StreamStore {
       this.recentEnds.splice(lastAtOrBelow(this.recentEnds, position) + 1);
       while (this.writer !== null) await this.writer;
       if (this.failure !== null) throw this.failure;
+      // A write that failed meanwhile rolled the log back to its durable end.
+      if (this.durablePos < position)
+        throw (
+          this.full ?? new Error(`internal: the log ends at ${this.durablePos}, before ${position}`)
+        );
+      this.reserveEnd = position;
       await this.settleBackground();
       const survivors = new Map<number, PendingWrite>();
       for (const w of this.awaitingCommit) {
@@ -1427,6 +1813,8 @@ export class LogStore implements StreamStore {
         else w.reject(cut);
       }
       this.commitWaiters = waiting;
+      // The event-id index first (durably): it must never keep ids of records cut off.
+      await this.ids.truncate(position);
       // The checkpoint first: recovery refuses a log that ends before it.
       if (this.durablePos > position)
         await this.log.writeCheckpoint({ durable: position, commit: this.commitPos }, true);
@@ -1442,7 +1830,8 @@ export class LogStore implements StreamStore {
       }
       for (const b of scan.pending) this.awaitingCommit.push(pendingWrite(b, survivors.get(b.end)));
     } catch (err) {
-      if (!(err instanceof TruncatedError)) this.fail(err, []);
+      if (!(err instanceof TruncatedError) && err !== this.full && err !== this.failure)
+        this.fail(err, []);
       throw err;
     } finally {
       this.truncating = null;
@@ -1455,7 +1844,12 @@ export class LogStore implements StreamStore {
     if (!Number.isSafeInteger(state.epoch) || state.epoch < 0)
       throw invalid("hard state epoch must be an integer >= 0");
     const body = Buffer.from(
-      JSON.stringify({ epoch: state.epoch, votedFor: state.votedFor ?? null }),
+      JSON.stringify({
+        epoch: state.epoch,
+        votedFor: state.votedFor ?? null,
+        ...(state.recovering === true ? { recovering: true } : {}),
+        ...(state.voters !== undefined ? { voters: state.voters } : {}),
+      }),
       "utf8",
     );
     const out = Buffer.allocUnsafe(4 + body.length);
@@ -1472,8 +1866,18 @@ export class LogStore implements StreamStore {
     const body = buf.subarray(4);
     if (buf.length < 4 || crc32c(body) !== buf.readUInt32LE(0))
       throw new StoreError("CORRUPTED", "the consensus hard state is damaged");
-    const json = JSON.parse(body.toString("utf8")) as { epoch: number; votedFor: string | null };
-    return { epoch: json.epoch, votedFor: json.votedFor ?? undefined };
+    const json = JSON.parse(body.toString("utf8")) as {
+      epoch: number;
+      votedFor: string | null;
+      recovering?: boolean;
+      voters?: string[];
+    };
+    return {
+      epoch: json.epoch,
+      votedFor: json.votedFor ?? undefined,
+      ...(json.recovering === true ? { recovering: true } : {}),
+      ...(Array.isArray(json.voters) ? { voters: json.voters } : {}),
+    };
   }
 
   /** Bytes of the write view (the log, then writes in flight and queued), synchronously. */
@@ -1546,6 +1950,7 @@ export class LogStore implements StreamStore {
       durablePosition: this.durablePos,
       idempotencyWindowSize: this.window.size,
       checkpointedCommitPosition: this.checkpointedCommit,
+      storageFull: this.full !== null,
     };
   }
 

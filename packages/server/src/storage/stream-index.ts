@@ -1,6 +1,6 @@
 /**
  * The stream index: small per-stream state plus a sparse array of positions, and the bounded
- * idempotency window. Events themselves stay in the log; a read follows the back-links that
+ * window of recent event ids (a cache in front of the event-id index, `index/`). Events themselves stay in the log; a read follows the back-links that
  * every EVENT record carries (position of the previous event of its stream).
  *
  * Every stream has two views: the write view (w*: includes appends still queued for the
@@ -112,6 +112,14 @@ export class IdempotencyWindow {
     });
     this.ring[slot] = key;
     this.next = slot + 1 === this.capacity ? 0 : slot + 1;
+  }
+
+  /** Forgets `key` (an append that was never written). */
+  delete(key: string): void {
+    const e = this.entries.get(key);
+    if (e === undefined) return;
+    this.entries.delete(key);
+    this.ring[e.slot] = undefined;
   }
 
   clear(): void {

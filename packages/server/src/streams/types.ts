@@ -52,7 +52,13 @@ export type WriteResult =
   | { ok: false; wrongExpectedVersion: WrongExpectedVersionInfo };
 
 export type StoreErrorCode =
-  "STREAM_NOT_FOUND" | "STREAM_DELETED" | "INVALID_ARGUMENT" | "STORE_CLOSED" | "CORRUPTED";
+  | "STREAM_NOT_FOUND"
+  | "STREAM_DELETED"
+  | "INVALID_ARGUMENT"
+  | "STORE_CLOSED"
+  | "CORRUPTED"
+  /** The disk is full: the write was not made; writes resume by themselves once space is freed. */
+  | "STORAGE_FULL";
 
 /** An error the store raises on purpose; anything else is a bug or an I/O failure. */
 export class StoreError extends Error {

@@ -1,0 +1,88 @@
+import { describe, expect, it } from "vitest";
+import { MemoryEventIdIndex, PendingIds } from "./event-id-index.js";
+
+/** A 16-byte id key (latin1) for a number. */
+function id(n: number): string {
+  const b = Buffer.alloc(16);
+  b.writeUInt32BE(n, 12);
+  return b.toString("latin1");
+}
+
+describe("PendingIds", () => {
+  it("finds what was added, the latest occurrence of an id first", () => {
+    const p = new PendingIds();
+    expect(p.add(id(1), 0, 0)).toBe(true);
+    expect(p.add(id(2), 100, 0)).toBe(true);
+    expect(p.add(id(1), 200, 5)).toBe(true);
+    expect(p.get(id(1))).toEqual({ position: 200, revision: 5 });
+    expect(p.get(id(2))).toEqual({ position: 100, revision: 0 });
+    expect(p.get(id(3))).toBeUndefined();
+    expect(p.length).toBe(3);
+  });
+
+  it("ignores a rescan of an entry it has", () => {
+    const p = new PendingIds();
+    p.add(id(1), 0, 0);
+    p.add(id(2), 100, 1);
+    expect(p.add(id(1), 0, 0)).toBe(false);
+    expect(p.length).toBe(2);
+  });
+
+  it("drops the front once persisted, keeping later entries findable", () => {
+    const p = new PendingIds();
+    for (let i = 0; i < 10_000; i++) p.add(id(i), i * 10, i);
+    expect(p.countBelow(50_000)).toBe(5000);
+    expect(p.front(2)).toEqual({ ids: [id(0), id(1)], positions: [0, 10], revisions: [0, 1] });
+    p.drop(5000);
+    expect(p.length).toBe(5000);
+    expect(p.get(id(4999))).toBeUndefined();
+    expect(p.get(id(5000))).toEqual({ position: 50_000, revision: 5000 });
+    expect(p.countBelow(50_010)).toBe(1);
+    p.drop(5000);
+    expect(p.length).toBe(0);
+    expect(p.get(id(9999))).toBeUndefined();
+  });
+
+  it("truncation removes entries at and above the cut and uncovers shadowed ones", () => {
+    const p = new PendingIds();
+    p.add(id(1), 0, 0);
+    p.add(id(2), 100, 1);
+    p.add(id(1), 200, 2);
+    p.add(id(3), 300, 3);
+    p.truncate(200);
+    expect(p.get(id(1))).toEqual({ position: 0, revision: 0 });
+    expect(p.get(id(3))).toBeUndefined();
+    expect(p.length).toBe(2);
+  });
+
+  it("an add at or below the last position cuts the entries from there first", () => {
+    const p = new PendingIds();
+    p.add(id(1), 0, 0);
+    p.add(id(2), 100, 1);
+    p.add(id(3), 200, 2);
+    // A failed write at 100.. was rolled back; the log goes on at 100 with another event.
+    p.add(id(4), 100, 1);
+    expect(p.get(id(2))).toBeUndefined();
+    expect(p.get(id(3))).toBeUndefined();
+    expect(p.get(id(4))).toEqual({ position: 100, revision: 1 });
+    expect(p.countBelow(Number.POSITIVE_INFINITY)).toBe(2);
+  });
+});
+
+describe("MemoryEventIdIndex", () => {
+  it("keeps every id, truncates, and starts empty at open", async () => {
+    const idx = new MemoryEventIdIndex();
+    await idx.open();
+    for (let i = 0; i < 50_000; i++) idx.add(id(i), i * 50, i);
+    expect(idx.get(id(0))).toEqual({ position: 0, revision: 0 });
+    expect(idx.get(id(49_999))).toEqual({ position: 49_999 * 50, revision: 49_999 });
+    expect(idx.memoryEntries).toBe(50_000);
+    await idx.truncate(100 * 50);
+    expect(idx.get(id(100))).toBeUndefined();
+    expect(idx.get(id(99))).toEqual({ position: 99 * 50, revision: 99 });
+    expect(idx.persistedUpTo).toBe(0);
+    await idx.close();
+    await idx.open();
+    expect(idx.get(id(0))).toBeUndefined();
+  });
+});

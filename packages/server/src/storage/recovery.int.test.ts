@@ -1,0 +1,292 @@
+/**
+ * Recovery on real segment files: what open() makes durable, what it cuts (a torn tail) and
+ * what it refuses (damage in the middle, fsync'd data damaged, bytes missing between segments).
+ */
+import { readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { StoreError } from "../streams/types.js";
+import { DiskLog } from "./disk-log.js";
+import { createDiskStore, LogStore, type DiskStoreOptions, type Logger } from "./index.js";
+import { newEvent, okResult, tempDir } from "./test-helpers.js";
+
+const SEGMENT_BYTES = 4096;
+
+function segment(i: number): string {
+  return `chunk-${String(i).padStart(6, "0")}.log`;
+}
+
+function recordingLogger(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return {
+    warnings,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (_obj, msg) => warnings.push(msg ?? ""),
+    error: () => undefined,
+  };
+}
+
+async function openError(store: LogStore): Promise<StoreError> {
+  try {
+    await store.open();
+  } catch (err) {
+    if (err instanceof StoreError) return err;
+    throw err;
+  }
+  await store.abort();
+  throw new Error("open succeeded");
+}
+
+describe("recovery on segment files", () => {
+  let dir: string;
+  let remove: () => Promise<void>;
+  const stores: LogStore[] = [];
+
+  beforeEach(async () => {
+    ({ dir, remove } = await tempDir());
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.abort();
+    await remove();
+  });
+
+  async function openStore(options: Partial<DiskStoreOptions> = {}): Promise<LogStore> {
+    const s = createDiskStore({ dir, segmentBytes: SEGMENT_BYTES, ...options });
+    stores.push(s);
+    await s.open();
+    return s;
+  }
+
+  /** Rewrites the checkpoint, as a lagging lazy checkpoint write or a crash leaves it. */
+  async function setCheckpoint(position: number): Promise<void> {
+    const log = new DiskLog({ dir, segmentBytes: SEGMENT_BYTES });
+    await log.open();
+    await log.writeCheckpoint({ durable: position, commit: position }, true);
+    await log.close();
+  }
+
+  /** Appends `n` single-event batches of ~`pad` bytes each; returns each event's position. */
+  async function writeBatches(
+    s: LogStore,
+    stream: string,
+    n: number,
+    pad = 200,
+  ): Promise<number[]> {
+    const positions: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = okResult(
+        await s.append(stream, { kind: "any" }, [newEvent({ i, pad: "p".repeat(pad) })]),
+      );
+      positions.push(r.position);
+    }
+    return positions;
+  }
+
+  async function revisions(s: LogStore, stream: string): Promise<number[]> {
+    const r = await s.readStream(stream, {
+      direction: "forwards",
+      fromRevision: 0,
+      maxCount: 10_000,
+    });
+    return r.events.map((e) => e.revision);
+  }
+
+  async function flipBit(position: number): Promise<void> {
+    const index = Math.floor(position / SEGMENT_BYTES);
+    const file = join(dir, segment(index));
+    const bytes = await readFile(file);
+    const at = position - index * SEGMENT_BYTES;
+    bytes[at] = (bytes[at] as number) ^ 0x10;
+    await writeFile(file, bytes);
+  }
+
+  async function segmentSizes(): Promise<number[]> {
+    const names = (await readdir(dir)).filter((n) => n.startsWith("chunk-")).sort();
+    return Promise.all(names.map(async (n) => (await stat(join(dir, n))).size));
+  }
+
+  describe("open makes the recovered log durable", () => {
+    async function openObserved(): Promise<{ store: LogStore; synced: string[] }> {
+      const synced: string[] = [];
+      const store = new LogStore(
+        new DiskLog({
+          dir,
+          segmentBytes: SEGMENT_BYTES,
+          onRecoverySync: (path) => synced.push(path),
+        }),
+      );
+      stores.push(store);
+      await store.open();
+      return { store, synced };
+    }
+
+    it("fdatasyncs every segment holding data past the fsync'd checkpoint, then the directory", async () => {
+      const a = await openStore();
+      await writeBatches(a, "d", 40); // ~10 KB: three segments
+      const end = a.endPosition;
+      await a.abort();
+      expect((await segmentSizes()).length).toBe(3);
+      // A process crash after writes it never fsync'd: the checkpoint knows only of the
+      // first segment and part of the second; the rest sits in the page cache.
+      await setCheckpoint(SEGMENT_BYTES + 100);
+
+      const { store, synced } = await openObserved();
+      expect(synced).toEqual([join(dir, segment(1)), join(dir, segment(2)), dir]);
+      expect(store.durableEnd).toBe(end);
+      expect(store.commitPosition).toBe(end);
+    });
+
+    it("fdatasyncs the whole log when there is no checkpoint", async () => {
+      const a = await openStore();
+      await writeBatches(a, "d", 20);
+      await a.abort();
+      await writeFile(join(dir, "checkpoint"), Buffer.alloc(0));
+      const { synced } = await openObserved();
+      const segments = (await segmentSizes()).map((_, i) => join(dir, segment(i)));
+      expect(synced).toEqual([...segments, dir]);
+    });
+
+    it("syncs no segment after a clean close (everything is at or below the checkpoint)", async () => {
+      const a = await openStore();
+      await writeBatches(a, "d", 20);
+      await a.close();
+      const { store, synced } = await openObserved();
+      expect(synced).toEqual([dir]);
+      expect(store.durableEnd).toBe(store.endPosition);
+    });
+  });
+
+  describe("torn tail or corruption", () => {
+    it("refuses a bit flip after the checkpoint that valid records follow, naming file and offset", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "m", 12);
+      const end = a.endPosition;
+      await a.abort();
+      // The lazy checkpoint lags (it is not fsync'd): it says nothing past the first record.
+      await setCheckpoint(positions[1] as number);
+      const damaged = positions[5] as number;
+      await flipBit(damaged + 30);
+
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      const segmentIndex = Math.floor(damaged / SEGMENT_BYTES);
+      expect(err.message).toContain(
+        `${segment(segmentIndex)} at offset ${damaged - segmentIndex * SEGMENT_BYTES}`,
+      );
+      expect(err.message).toContain(`position ${damaged}`);
+      expect(err.message).toContain(`valid record follows it at position ${positions[6]}`);
+      expect(err.message).toMatch(/re-syncs from the cluster/);
+      expect(err.message).toMatch(/restore the data directory from a backup/);
+      // Nothing was cut.
+      expect((await segmentSizes()).reduce((x, y) => x + y, 0)).toBe(end);
+    });
+
+    it("refuses zeroed bytes in the middle of the log (a lost block) with valid records after them", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "z", 12);
+      await a.abort();
+      await setCheckpoint(0);
+      const file = join(dir, segment(0));
+      const bytes = await readFile(file);
+      const from = positions[2] as number;
+      bytes.fill(0, from, from + 64);
+      await writeFile(file, bytes);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain(`${segment(0)} at offset ${from}`);
+      expect(err.message).toContain(`valid record follows it at position ${positions[3]}`);
+    });
+
+    it("still cuts a damaged last record (nothing valid after it) as a torn tail", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "t", 12);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      const last = positions[11] as number;
+      await flipBit(last + 40);
+      const logger = recordingLogger();
+      const b = await openStore({ logger });
+      expect(logger.warnings).toEqual(["truncating a torn tail of the log"]);
+      expect(await revisions(b, "t")).toEqual(Array.from({ length: 11 }, (_, i) => i));
+      expect(b.endPosition).toBe(last);
+      expect((await segmentSizes()).reduce((x, y) => x + y, 0)).toBe(last);
+    });
+
+    it("still cuts a record torn in half at the end of the last segment", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "h", 12);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      const last = positions[11] as number;
+      const index = Math.floor(last / SEGMENT_BYTES);
+      await truncate(join(dir, segment(index)), last - index * SEGMENT_BYTES + 50);
+      const b = await openStore({ logger: recordingLogger() });
+      expect(await revisions(b, "h")).toEqual(Array.from({ length: 11 }, (_, i) => i));
+      expect(b.endPosition).toBe(last);
+    });
+
+    it("refuses a damaged record before the checkpoint with a clear, actionable error", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "c", 12);
+      await a.close();
+      await setCheckpoint(a.durableEnd);
+      await writeFile(join(dir, "index.snapshot"), Buffer.from("damaged")); // force a full scan
+      const damaged = positions[11] as number; // even the last record: it was fsync'd
+      await flipBit(damaged + 40);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      const index = Math.floor(damaged / SEGMENT_BYTES);
+      expect(err.message).toContain(
+        `${segment(index)} at offset ${damaged - index * SEGMENT_BYTES}`,
+      );
+      expect(err.message).toContain("before the checkpoint");
+      expect(err.message).toMatch(/re-syncs from the cluster/);
+      expect(err.message).toMatch(/from a backup/);
+    });
+  });
+
+  describe("a short segment before the last", () => {
+    it("opens when only empty segments follow it (a crash while moving to a new segment)", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "s", 30); // two segments and a part
+      await a.abort();
+      expect((await segmentSizes()).length).toBe(3);
+      // Power loss: segment 1's last pages and segment 2's data never reached the disk;
+      // segment 2's directory entry did.
+      await setCheckpoint(SEGMENT_BYTES);
+      const cut = positions.find((p) => p > SEGMENT_BYTES + 1000) as number;
+      await truncate(join(dir, segment(1)), cut + 10 - SEGMENT_BYTES);
+      await truncate(join(dir, segment(2)), 0);
+      const logger = recordingLogger();
+      const b = await openStore({ logger });
+      expect(logger.warnings).toEqual([
+        "dropping empty segments after a short one (a crash while the log moved to a new segment)",
+        "truncating a torn tail of the log",
+      ]);
+      const kept = positions.indexOf(cut);
+      expect(await revisions(b, "s")).toEqual(Array.from({ length: kept }, (_, i) => i));
+      expect(b.endPosition).toBe(cut);
+      expect(await segmentSizes()).toEqual([SEGMENT_BYTES, cut - SEGMENT_BYTES]);
+      // And writes continue from there, across a new segment again.
+      await writeBatches(b, "s", 20);
+      expect(await revisions(b, "s")).toEqual(Array.from({ length: kept + 20 }, (_, i) => i));
+    });
+
+    it("refuses when a later segment holds data: bytes in the middle are missing", async () => {
+      const a = await openStore();
+      await writeBatches(a, "s", 30);
+      await a.abort();
+      await truncate(join(dir, segment(1)), 1000);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain(`segment ${segment(1)} in ${dir} has 1000 bytes of 4096`);
+      expect(err.message).toContain(`but ${segment(2)} after it holds data`);
+      expect(err.message).toContain(
+        `3096 bytes in the middle of the log (from log position 5096) are missing`,
+      );
+      expect(err.message).toMatch(/from a backup/);
+      expect((await segmentSizes()).length).toBe(3); // nothing removed
+    });
+  });
+});

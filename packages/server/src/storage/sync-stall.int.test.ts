@@ -1,0 +1,67 @@
+// The injected fdatasync stall (sync-stall.ts) and what it does to the event loop: an inline
+// sync blocks it for the whole stall; with setSyncOffLoop (cluster nodes) it keeps turning.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { events, okResult } from "./test-helpers.js";
+
+const STALL_MS = 400;
+const dirs: string[] = [];
+
+afterEach(async () => {
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+afterAll(() => {
+  delete process.env["CHORUS_TEST_SYNC_STALL"];
+});
+
+/** The longest gap between turns of a 5 ms interval timer while `work` runs. */
+async function longestLoopGapMs(work: () => Promise<void>): Promise<number> {
+  let last = performance.now();
+  let longest = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+  }, 5);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+  }
+  return Math.max(longest, performance.now() - last);
+}
+
+describe("a stalled fdatasync", () => {
+  it.each([
+    ["blocks the event loop when the sync runs inline", false],
+    ["leaves the event loop free with setSyncOffLoop", true],
+  ])("%s", async (_name, offLoop) => {
+    // Read when sync-stall.ts is loaded: set it first, then load the store.
+    process.env["CHORUS_TEST_SYNC_STALL"] = "1";
+    const { DiskLog } = await import("./disk-log.js");
+    const { LogStore } = await import("./store.js");
+    const { SYNC_STALL_ENABLED, SYNC_STALL_FILE } = await import("./sync-stall.js");
+    expect(SYNC_STALL_ENABLED).toBe(true);
+    const dir = await mkdtemp(join(tmpdir(), "chorus-sync-stall-"));
+    dirs.push(dir);
+    const store = new LogStore(new DiskLog({ dir, segmentBytes: 1024 * 1024 }));
+    await store.open();
+    try {
+      if (offLoop) store.setSyncOffLoop(() => true);
+      await writeFile(join(dir, SYNC_STALL_FILE), String(STALL_MS));
+      const startedAt = performance.now();
+      // A lone write on a fresh log: the kind the store syncs inline when it may.
+      const gapMs = await longestLoopGapMs(async () => {
+        okResult(await store.append("s", { kind: "any" }, events(1)));
+      });
+      expect(performance.now() - startedAt).toBeGreaterThanOrEqual(STALL_MS - 5);
+      if (offLoop) expect(gapMs).toBeLessThan(STALL_MS / 2);
+      else expect(gapMs).toBeGreaterThanOrEqual(STALL_MS - 5);
+    } finally {
+      await store.close();
+    }
+  });
+});
