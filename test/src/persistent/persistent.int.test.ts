@@ -13,7 +13,9 @@ import {
   type PersistentSubscription,
 } from "@chorus/client";
 import { startNode, waitFor, type TestNode } from "@chorus/testing";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RawClient } from "../server/helpers.js";
 
 type StartedNode = TestNode;
 let node: StartedNode;
@@ -72,6 +74,30 @@ async function nextEvent(
 }
 
 const n = (e: PersistentEvent): number => (e.event.data as { n: number }).n;
+
+/** A raw native-protocol connection to a node, for what the SDK never sends. */
+function raw(n: StartedNode): Promise<RawClient> {
+  return RawClient.connect(`ws://${n.extTcp.host}:${n.extTcp.port}/`);
+}
+
+/** The log positions of a stream's events, in order. */
+async function positionsOf(c: ChorusClient, stream: string): Promise<number[]> {
+  const out: number[] = [];
+  for await (const e of c.readStream(stream, { fromRevision: "start" }))
+    out.push(Number(e.event.position));
+  return out;
+}
+
+/** The n of every event a raw consumer has been sent on correlation id `id`. */
+function rawDelivered(c: RawClient, id: number): number[] {
+  return c
+    .framesFor(id)
+    .flatMap((f) =>
+      (f.persistentEvents?.events ?? []).map(
+        (e) => (JSON.parse(Buffer.from(e.event?.data ?? []).toString()) as { n: number }).n,
+      ),
+    );
+}
 
 beforeAll(async () => {
   node = await startNode();
@@ -338,7 +364,131 @@ describe("delivery", () => {
   });
 });
 
+describe("acks and claims of events the group never sent", () => {
+  it("ignores an ack of an event the group has not handed out: it is still delivered", async () => {
+    const ps = client.persistentSubscriptions;
+    const stream = `never-sent-ack-${randomUUID()}`;
+    await append(stream, 12);
+    const positions = await positionsOf(client, stream);
+    // The group holds at most two events in memory, so the eleventh is not read yet.
+    await ps.create(stream, "g", { readBatchSize: 1, historyBufferSize: 2, liveBufferSize: 2 });
+    const x = await raw(node);
+    try {
+      const joined = await x.request({
+        persistentSubscribe: { streamId: stream, group: "g", bufferSize: 1 },
+      });
+      expect(joined.persistentConfirmed).toBeTruthy();
+      const id = Number(joined.correlationId);
+      await waitFor(() => rawDelivered(x, id).length === 1, { timeoutMs: 5_000 });
+      // An ack of event 10, which this consumer was never sent.
+      x.send({ correlationId: id, persistentAck: { positions: [positions[10] as number] } });
+      await x.request({ ping: {} });
+      x.send({ correlationId: id, unsubscribe: {} });
+    } finally {
+      await x.close();
+    }
+    const sub = ps.subscribe(stream, "g", { bufferSize: 20 });
+    const got: PersistentEvent[] = [];
+    const iter = sub[Symbol.asyncIterator]();
+    while (got.length < 12) {
+      const e = await nextEvent(iter).catch((err: unknown) => {
+        throw new Error(`got ${got.map(n).join(",")}: ${String(err)}`);
+      });
+      got.push(e);
+      await sub.ack(e);
+    }
+    expect(got.map(n).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    await sub.unsubscribe();
+  });
+
+  it("refuses held positions of events the group could not have sent: they are delivered", async () => {
+    const ps = client.persistentSubscriptions;
+    const stream = `never-sent-held-${randomUUID()}`;
+    await append(stream, 10);
+    const positions = await positionsOf(client, stream);
+    await ps.create(stream, "g"); // just created: nobody can hold its events
+    const y = await raw(node);
+    try {
+      const joined = await y.request({
+        persistentSubscribe: {
+          streamId: stream,
+          group: "g",
+          bufferSize: 10,
+          heldPositions: positions,
+        },
+      });
+      expect(joined.persistentConfirmed).toBeTruthy();
+      const id = Number(joined.correlationId);
+      await waitFor(() => rawDelivered(y, id).length === 10, { timeoutMs: 5_000 });
+      expect(rawDelivered(y, id).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    } finally {
+      await y.close();
+    }
+  });
+});
+
 describe("durability", () => {
+  it("a replay of parked events interrupted by a SIGKILL and restart never offers the replayed and acknowledged ones again", async () => {
+    const own = await startNode();
+    const c1 = connect(own);
+    try {
+      const stream = `replay-dur-${randomUUID()}`;
+      await c1.appendToStream(
+        stream,
+        Array.from({ length: 10 }, (_, i) => jsonEvent({ type: "Test", data: { n: i } })),
+      );
+      const ps1 = c1.persistentSubscriptions;
+      await ps1.create(stream, "g", { checkpointAfterMs: 100, minCheckpointCount: 1 });
+      const sub = ps1.subscribe(stream, "g", { bufferSize: 10 });
+      const it1 = sub[Symbol.asyncIterator]();
+      const next10 = async (): Promise<PersistentEvent[]> => {
+        const out: PersistentEvent[] = [];
+        while (out.length < 10) out.push(await nextEvent(it1));
+        return out;
+      };
+      await sub.nack("park", "poison", await next10());
+      await waitFor(async () => (await ps1.getInfo(stream, "g")).parkedCount === 10, {
+        timeoutMs: 5_000,
+      });
+      await ps1.replayParked(stream, "g");
+      const replayed = await next10();
+      const acked = replayed.filter((e) => n(e) < 6);
+      await sub.ack(acked); // durable once this resolves
+      await own.kill();
+      await c1.close();
+      await own.restart();
+      const c2 = connect(own);
+      try {
+        const ps2 = c2.persistentSubscriptions;
+        expect((await ps2.getInfo(stream, "g")).parkedCount).toBe(4);
+        const again = ps2.subscribe(stream, "g", { bufferSize: 20 });
+        await new Promise<void>((r) => again.once("confirmed", r));
+        await ps2.replayParked(stream, "g");
+        // A sentinel after the replay: replayed events go first, so whatever comes before the
+        // sentinel is everything the replay offers.
+        await c2.appendToStream(stream, jsonEvent({ type: "Test", data: { n: 100 } }));
+        const seen: number[] = [];
+        const it = again[Symbol.asyncIterator]();
+        for (;;) {
+          const e = await nextEvent(it);
+          await again.ack(e);
+          if (n(e) === 100) break;
+          seen.push(n(e));
+        }
+        expect(seen.sort((a, b) => a - b)).toEqual([6, 7, 8, 9]);
+        await waitFor(async () => (await ps2.getInfo(stream, "g")).parkedCount === 0, {
+          timeoutMs: 5_000,
+        });
+        await again.unsubscribe();
+      } finally {
+        await c2.close();
+      }
+    } finally {
+      await c1.close();
+      await own.stop();
+    }
+  });
+
   it("after a SIGKILL and restart, acknowledged events never come back; unacknowledged ones do", async () => {
     const own = await startNode();
     const c1 = connect(own);

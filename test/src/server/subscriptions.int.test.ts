@@ -243,3 +243,59 @@ describe("$all subscriptions", () => {
     ).toBe(Code.INVALID_ARGUMENT);
   });
 });
+
+describe("subscriptions per connection", () => {
+  /** The server's default maxSubscriptionsPerConnection. */
+  const MAX = 1024;
+
+  it("counts persistent consumers with catch-up subscriptions, refuses beyond the limit, and releases a consumer's place when it ends", async () => {
+    const raw = await RawClient.connect(nativeUrl(node));
+    try {
+      const stream = `limit-${randomUUID()}`;
+      const created = await raw.request({
+        persistentCreate: { streamId: stream, group: "g", settings: {} },
+      });
+      expect(created.persistentDone).toBeTruthy();
+      const join = (): Promise<Frame> =>
+        raw.request({ persistentSubscribe: { streamId: stream, group: "g", bufferSize: 10 } });
+
+      // Two persistent consumers, then catch-up subscriptions up to the limit.
+      const consumers = [await join(), await join()];
+      for (const f of consumers) expect(f.persistentConfirmed).toBeTruthy();
+      let lastCatchUp = 0;
+      for (let i = 0; i < MAX - 2; i++) {
+        lastCatchUp = raw.nextId();
+        raw.send({
+          correlationId: lastCatchUp,
+          subscribe: { streamId: `${stream}-x`, start: Start.END, credit: 10 },
+        });
+      }
+      await waitFor(
+        () => raw.framesFor(lastCatchUp).some((f) => f.subscriptionConfirmed),
+        10_000,
+        "the last catch-up subscription",
+      );
+
+      // Full: a further persistent consumer and a further catch-up subscription are refused alike.
+      const refusedPersistent = await join();
+      expect(refusedPersistent.notHandled?.reason).toBe(chorus.NotHandled.Reason.TOO_BUSY);
+      expect(refusedPersistent.notHandled?.message).toMatch(
+        /at most 1024 subscriptions \(catch-up and persistent together\) per connection/,
+      );
+      const refusedCatchUp = await raw.request({
+        subscribe: { streamId: stream, start: Start.END, credit: 10 },
+      });
+      expect(refusedCatchUp.notHandled?.reason).toBe(chorus.NotHandled.Reason.TOO_BUSY);
+      const info = await raw.request({ persistentGetInfo: { streamId: stream, group: "g" } });
+      expect(info.persistentInfoResult?.info?.consumers).toHaveLength(2);
+
+      // A persistent consumer that leaves gives its place back (frames are handled in order).
+      raw.send({ correlationId: Number(consumers[0]?.correlationId), unsubscribe: {} });
+      const again = await join();
+      expect(again.persistentConfirmed).toBeTruthy();
+      expect((await join()).notHandled?.reason).toBe(chorus.NotHandled.Reason.TOO_BUSY);
+    } finally {
+      await raw.close();
+    }
+  });
+});

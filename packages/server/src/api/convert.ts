@@ -1,4 +1,13 @@
-import { chorus, eventTypeProblem, isUuid, streamNameProblem } from "@chorus/protocol";
+import {
+  chorus,
+  eventTypeProblem,
+  isMetadataStream,
+  isUuid,
+  METADATA_EVENT_TYPE,
+  streamNameProblem,
+} from "@chorus/protocol";
+import { RECORD_OVERHEAD_BYTES } from "../storage/record.js";
+import { parseMetadata } from "../storage/stream-index.js";
 import {
   StoreError,
   type ExpectedVersion,
@@ -126,8 +135,96 @@ export function checkEvents(events: readonly EventInput[], streamId: string): Ne
     seen.add(id);
     const typeProblem = eventTypeProblem(e.type);
     if (typeProblem !== null) throw invalidArgument(`event ${i}: ${typeProblem}`, streamId);
+    if (e.type === METADATA_EVENT_TYPE && isMetadataStream(streamId))
+      checkMetadata(e.data, streamId);
     return { id, type: e.type as string, isJson: e.isJson, data: e.data, metadata: e.metadata };
   });
+}
+
+/** Metadata keys of access control lists (ours, and the `$acl` of other event stores). */
+const ACL_KEYS = ["acl", "$acl"];
+
+/**
+ * Refuses stream metadata this server would store and then ignore: a security setting that
+ * does nothing must not look as if it were in force. (The store checks the rest.)
+ */
+function checkMetadata(data: Uint8Array, metadataStream: string): void {
+  const meta = parseMetadata(data);
+  if (meta === null) return;
+  const key = ACL_KEYS.find((k) => Object.hasOwn(meta, k));
+  if (key !== undefined) {
+    throw invalidArgument(
+      `stream ACLs are not supported yet: the metadata of ${metadataStream.slice(2)} carries "${key}"; Chorus has no users and roles to apply it to, so it is refused rather than stored and ignored`,
+      metadataStream,
+    );
+  }
+}
+
+/** Fixed bytes of an EVENT log record besides its stream name, type, data and metadata. */
+const EVENT_RECORD_FIXED_BYTES = RECORD_OVERHEAD_BYTES + 1 + 8 + 8 + 8 + 16 + 2 + 2 + 4 + 4; // flags, revision, prev, created, id, lengths
+
+/** The size of an event's log record (storage/record.ts `encodeEvent`). */
+export function storedEventBytes(
+  streamId: string,
+  e: Pick<NewEvent, "type" | "data" | "metadata">,
+): number {
+  return (
+    EVENT_RECORD_FIXED_BYTES +
+    Buffer.byteLength(streamId, "utf8") +
+    Buffer.byteLength(e.type, "utf8") +
+    e.data.byteLength +
+    e.metadata.byteLength
+  );
+}
+
+/**
+ * Refuses an append whose batch, as stored, exceeds `maxAppendBytes`: one append is one
+ * replicated batch, and a batch larger than a replication frame could never reach the followers.
+ */
+export function checkAppendSize(
+  events: readonly Pick<NewEvent, "type" | "data" | "metadata">[],
+  streamId: string,
+  maxAppendBytes: number,
+): void {
+  let bytes = 0;
+  for (const e of events) bytes += storedEventBytes(streamId, e);
+  refuseOversized(events.length, bytes, streamId, maxAppendBytes);
+}
+
+/**
+ * The same check on the events as they came off the wire, before they are validated and
+ * copied: a huge append costs the node nothing but this sum.
+ */
+export function checkWireAppendSize(
+  events: readonly chorus.IEventData[] | null | undefined,
+  streamId: string,
+  maxAppendBytes: number,
+): void {
+  if (!events) return;
+  const perEvent = EVENT_RECORD_FIXED_BYTES + Buffer.byteLength(streamId, "utf8");
+  let bytes = 0;
+  for (const e of events) {
+    bytes +=
+      perEvent +
+      Buffer.byteLength(e.type ?? "", "utf8") +
+      (e.data?.byteLength ?? 0) +
+      (e.metadata?.byteLength ?? 0);
+  }
+  refuseOversized(events.length, bytes, streamId, maxAppendBytes);
+}
+
+function refuseOversized(
+  count: number,
+  bytes: number,
+  streamId: string,
+  maxAppendBytes: number,
+): void {
+  if (bytes > maxAppendBytes) {
+    throw invalidArgument(
+      `append of ${count} events (${bytes} bytes as stored) exceeds the largest append, ${maxAppendBytes} bytes (--max-append-bytes); split it into smaller appends`,
+      streamId,
+    );
+  }
 }
 
 export function eventsFromWire(
@@ -202,6 +299,13 @@ export function errorInfo(err: unknown): ErrorInfo {
         return {
           code: Code.SHUTTING_DOWN,
           message: "the node is shutting down",
+          streamId: err.streamId,
+          internal: false,
+        };
+      case "STORAGE_FULL":
+        return {
+          code: Code.STORAGE_FULL,
+          message: err.message,
           streamId: err.streamId,
           internal: false,
         };

@@ -8,6 +8,7 @@ import type { Endpoint, NodeContext } from "./context.js";
 import { sendJson } from "./json.js";
 import {
   MAX_PAGE_EVENTS,
+  checkAppendSize,
   checkEvents,
   checkStreamName,
   codeName,
@@ -61,6 +62,7 @@ const STATUS_OF_CODE: Record<string, number> = {
   BAD_REQUEST: 400,
   SHUTTING_DOWN: 503,
   INTERNAL: 500,
+  STORAGE_FULL: 507,
 };
 
 /** An advertised host: the bound IP, or for a wildcard bind the address the request came in on. */
@@ -369,6 +371,7 @@ async function append(
     };
   });
   const events = checkEvents(inputs, streamId);
+  checkAppendSize(events, streamId, ctx.options.maxAppendBytes);
   const result = await ctx.track(ctx.store.append(streamId, expected, events));
   if (result.ok) {
     ctx.metrics.appends.inc({ interface: "http", result: "success" });

@@ -27,6 +27,7 @@ import {
   MAX_PAGE_EVENTS,
   MAX_SCAN_RECORDS,
   RequestError,
+  checkWireAppendSize,
   checkStreamName,
   codeName,
   errorInfo,
@@ -566,6 +567,8 @@ class NativeConnection {
         const req = frame.append ?? {};
         const streamId = checkStreamName(req.streamId ?? "");
         const expected = expectedFromWire(req.expected, streamId);
+        // Before the events are checked one by one: an oversized append costs nothing more.
+        checkWireAppendSize(req.events, streamId, this.#ctx.options.maxAppendBytes);
         const events = eventsFromWire(req.events, streamId);
         const result = await this.#ctx.track(store.append(streamId, expected, events));
         if (result.ok) {
@@ -735,6 +738,8 @@ class NativeConnection {
     const bufferSize = Number(req.bufferSize ?? 0);
     if (!Number.isSafeInteger(bufferSize) || bufferSize < 1 || bufferSize > 100_000)
       throw invalidArgument(`buffer_size must be in 1..100000, got ${String(req.bufferSize)}`);
+    // Counted from here (joining included) until it ends: dropped, unsubscribed or disconnected.
+    if (this.#refuseOverSubscriptionLimit(id)) return;
     this.#consumers.set(id, undefined);
     let handle: ConsumerHandle;
     try {
@@ -803,23 +808,31 @@ class NativeConnection {
     return { endOfStream, nextPosition, frame };
   }
 
+  /**
+   * Catch-up subscriptions and persistent subscription consumers together may number at most
+   * `maxSubscriptionsPerConnection`; beyond it a new one is answered TOO_BUSY (true).
+   */
+  #refuseOverSubscriptionLimit(id: number): boolean {
+    const max = this.#settings.maxSubscriptionsPerConnection;
+    if (this.#subs.size + this.#consumers.size < max) return false;
+    this.#send({
+      correlationId: id,
+      notHandled: {
+        reason: chorus.NotHandled.Reason.TOO_BUSY,
+        message: `at most ${max} subscriptions (catch-up and persistent together) per connection`,
+      },
+    });
+    return true;
+  }
+
   #subscribe(id: number, req: chorus.ISubscribeRequest): void {
-    if (this.#subs.has(id)) {
+    if (this.#subs.has(id) || this.#consumers.has(id)) {
       throw new RequestError(
         Code.BAD_REQUEST,
         `correlation id ${id} already identifies a subscription on this connection`,
       );
     }
-    if (this.#subs.size >= this.#settings.maxSubscriptionsPerConnection) {
-      this.#send({
-        correlationId: id,
-        notHandled: {
-          reason: chorus.NotHandled.Reason.TOO_BUSY,
-          message: `at most ${this.#settings.maxSubscriptionsPerConnection} subscriptions per connection`,
-        },
-      });
-      return;
-    }
+    if (this.#refuseOverSubscriptionLimit(id)) return;
     const streamIdText = req.streamId ?? "";
     const all = req.all === true || streamIdText === "$all";
     if (all && streamIdText !== "" && streamIdText !== "$all") {
@@ -857,6 +870,13 @@ class NativeConnection {
       logger: this.#ctx.logger,
       pageSize: MAX_PAGE_EVENTS,
       maxScan: MAX_SCAN_RECORDS,
+      mayLag: (position) => {
+        const cluster = this.#ctx.cluster();
+        if (cluster === undefined) return false; // a single node's log is the whole log
+        if (cluster.writeRefusal() !== undefined) return true; // a follower or replica
+        // A leader holds every committed position, but may not have committed all of it yet.
+        return position !== undefined && position < cluster.logEnd;
+      },
       sink: {
         confirmed: (headPosition) =>
           this.#send({ correlationId: id, subscriptionConfirmed: { headPosition } }),

@@ -1,4 +1,5 @@
 import type { LevelWithSilent } from "pino";
+import { DEFAULT_MAX_FRAME_BYTES as PEER_MAX_FRAME_BYTES } from "@chorus/protocol";
 import {
   DEFAULT_ELECTION_TIMEOUT_MS,
   DEFAULT_GOSSIP_INTERVAL_MS,
@@ -57,10 +58,20 @@ export interface NodeOptions {
   readonly trustedRootCertificatesPath: string | null;
   /** Enables authentication (user "admin"). Never logged. */
   readonly adminPassword: string | null;
-  /** How many recent event ids the store remembers for idempotent `any`/`stream_exists` appends. */
+  /**
+   * Recent event ids (with their streams) cached in memory in front of the event-id index,
+   * which finds every id ever written: a cache, not a bound of idempotency.
+   */
   readonly idempotencyWindow: number;
   /** Largest native protocol frame (and HTTP request body) accepted, in bytes. */
   readonly maxFrameBytes: number;
+  /**
+   * Largest append, in bytes as stored (every event's log record: data, metadata, stream name,
+   * type and a fixed header): one append is one replicated batch, which must fit into one
+   * replication frame between nodes. Larger appends are refused with INVALID_ARGUMENT before
+   * anything is written. At most MAX_APPEND_BYTES_LIMIT.
+   */
+  readonly maxAppendBytes: number;
   /**
    * Interval of WebSocket pings; a connection that misses one pong is closed. (Not the cluster
    * leader's heartbeat: that is `heartbeatIntervalMs`.)
@@ -69,6 +80,21 @@ export interface NodeOptions {
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** Room left in a replication frame for what surrounds a batch (the frame's other fields). */
+export const PEER_FRAME_RESERVE_BYTES = 64 * 1024;
+/**
+ * The largest `maxAppendBytes` a node accepts: a batch this large still fits into one
+ * replication frame (the peer links' frame limit, `DEFAULT_MAX_FRAME_BYTES` of
+ * @chorus/protocol, 16 MiB), with PEER_FRAME_RESERVE_BYTES to spare.
+ */
+export const MAX_APPEND_BYTES_LIMIT = PEER_MAX_FRAME_BYTES - PEER_FRAME_RESERVE_BYTES;
+/**
+ * 1 MiB, as the event store Chorus descends from. Far below a replication frame, and small
+ * enough that checking and encoding one append (CPU per event) never holds the event loop
+ * anywhere near an election timeout: a leader busy with one huge append for longer than that
+ * would stop sending heartbeats and be deposed.
+ */
+export const DEFAULT_MAX_APPEND_BYTES = 1024 * 1024;
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
 export const DEFAULT_CLIENT_PING_INTERVAL_MS = 10_000;
 
@@ -108,6 +134,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   adminPassword: null,
   idempotencyWindow: DEFAULT_IDEMPOTENCY_WINDOW,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  maxAppendBytes: DEFAULT_MAX_APPEND_BYTES,
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
 });
 

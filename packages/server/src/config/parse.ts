@@ -4,7 +4,14 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import yargs from "yargs";
 import { TIMING_LIMITS, heartbeatProblem } from "../cluster/timings.js";
-import { ConfigError, DEFAULT_NODE_OPTIONS, type NodeOptions } from "./options.js";
+import { DEFAULT_MAX_FRAME_BYTES as PEER_MAX_FRAME_BYTES } from "@chorus/protocol";
+import {
+  ConfigError,
+  DEFAULT_NODE_OPTIONS,
+  MAX_APPEND_BYTES_LIMIT,
+  PEER_FRAME_RESERVE_BYTES,
+  type NodeOptions,
+} from "./options.js";
 
 type Kind =
   "bool" | "string" | "ip" | "port" | "int" | "ms" | "size" | "list" | "level" | "hostport";
@@ -211,7 +218,7 @@ export const FLAGS: readonly FlagSpec[] = [
     min: 0,
     max: 100_000_000,
     describe:
-      "recent event ids remembered for idempotent any/stream_exists appends (default 100000)",
+      "recent event ids cached in memory in front of the event-id index; idempotency does not depend on it (default 100000)",
   },
   {
     flag: "max-frame-bytes",
@@ -220,6 +227,15 @@ export const FLAGS: readonly FlagSpec[] = [
     min: 1024,
     max: 1024 ** 3,
     describe: "largest native frame / HTTP body, e.g. 16MiB (default 16MiB)",
+  },
+  {
+    flag: "max-append-bytes",
+    key: "maxAppendBytes",
+    kind: "size",
+    min: 1024,
+    max: MAX_APPEND_BYTES_LIMIT,
+    describe:
+      "largest append in bytes as stored; must fit one replication frame (default 1MiB, at most 16MiB - 64KiB)",
   },
 ];
 
@@ -569,6 +585,15 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   if (!Number.isInteger(o.maxFrameBytes) || o.maxFrameBytes < 1024 || o.maxFrameBytes > 1024 ** 3) {
     problems.push(
       `maxFrameBytes must be between 1024 and ${1024 ** 3}, got ${String(o.maxFrameBytes)}`,
+    );
+  }
+  if (
+    !Number.isInteger(o.maxAppendBytes) ||
+    o.maxAppendBytes < 1024 ||
+    o.maxAppendBytes > MAX_APPEND_BYTES_LIMIT
+  ) {
+    problems.push(
+      `maxAppendBytes must be between 1024 and ${MAX_APPEND_BYTES_LIMIT} (a batch must fit one ${PEER_MAX_FRAME_BYTES}-byte replication frame with ${PEER_FRAME_RESERVE_BYTES} bytes to spare), got ${String(o.maxAppendBytes)}`,
     );
   }
   if (!Number.isInteger(o.clientPingIntervalMs) || o.clientPingIntervalMs < 10) {

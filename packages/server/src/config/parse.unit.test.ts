@@ -76,6 +76,8 @@ describe("parseConfig", () => {
     ["ips", ["--int-ip", "127.0.0.2", "--ext-ip=::1"], { intIp: "127.0.0.2", extIp: "::1" }],
     ["sizes", ["--max-frame-bytes", "64KiB"], { maxFrameBytes: 65536 }],
     ["plain size", ["--max-frame-bytes=2048"], { maxFrameBytes: 2048 }],
+    ["largest append", ["--max-append-bytes", "1MiB"], { maxAppendBytes: 1024 * 1024 }],
+    ["default largest append", [], { maxAppendBytes: 1024 * 1024 }],
     ["log level", ["--log-level", "debug"], { logLevel: "debug" }],
     ["last wins", ["--ext-http-port", "1", "--ext-http-port", "2"], { extHttpPort: 2 }],
     ["idempotency window", ["--idempotency-window", "10"], { idempotencyWindow: 10 }],
@@ -112,6 +114,11 @@ describe("parseConfig", () => {
     ["bad boolean", ["--mem-db=maybe"], /--mem-db: "maybe" is not true or false/],
     ["bad size", ["--max-frame-bytes", "lots"], /--max-frame-bytes/],
     ["size too small", ["--max-frame-bytes", "10"], /--max-frame-bytes/],
+    [
+      "append beyond a replication frame",
+      ["--max-append-bytes", "16MiB"],
+      /--max-append-bytes: "16MiB" is not a size between 1024 and 16711680 bytes/,
+    ],
     ["bad level", ["--log-level", "loud"], /--log-level/],
     [
       "cluster size",
@@ -383,6 +390,9 @@ describe("resolveNodeOptions", () => {
     });
     expect(() => resolveNodeOptions({ extTcpPort: 65536 })).toThrow(/extTcpPort must be a port/);
     expect(() => resolveNodeOptions({ extIp: "nope" })).toThrow(/extIp must be an IP address/);
+    expect(() => resolveNodeOptions({ maxAppendBytes: 16 * 1024 * 1024 })).toThrow(
+      /maxAppendBytes must be between 1024 and 16711680 \(a batch must fit one 16777216-byte replication frame/,
+    );
   });
 
   it.each<[string, boolean]>([

@@ -97,6 +97,10 @@ interface Entry {
   deadlineMs: number;
   retryCount: number;
   readonly replay: boolean;
+  /** A replayed event: the revision of its copy in the parked stream; else -1. */
+  readonly parkedRevision: number;
+  /** Handed to a consumer (or claimed by one) at least once by this group. */
+  sent: boolean;
   /** Consumers waiting to hear that this event's ack / nack is durable. */
   waiters: Consumer[] | undefined;
 }
@@ -144,6 +148,12 @@ export interface GroupDependencies {
   readonly onFailed: (err: unknown) => void;
   /** Default REJOIN_GRACE_MS; 0 for a group just created (nobody holds its events). */
   readonly rejoinGraceMs?: number;
+  /**
+   * A group just created: no consumer can hold events of it from before (so no claim of an
+   * event it has not read is accepted). Otherwise the group is rebuilt from the log, and any
+   * event committed before it was rebuilt may be out at a consumer of its previous run.
+   */
+  readonly fresh?: boolean;
   readonly nowMs?: () => number;
 }
 
@@ -224,6 +234,12 @@ export class Group {
   readonly #consumers: Consumer[] = [];
   /** Positions not read yet that a rejoining consumer says it holds. */
   readonly #claims = new Map<number, Consumer>();
+  /**
+   * Events below this position may be out at consumers of the group's previous run (another
+   * leader, or before an update): what a rejoining consumer may claim beyond what this run
+   * has read. -1 for a group just created.
+   */
+  #claimBound = -1;
   #rr = -1;
   /** Pinned: how many events of a stream are out at which consumer. */
   readonly #streamOut = new Map<string, { consumer: Consumer; count: number }>();
@@ -237,8 +253,16 @@ export class Group {
   #parkBatch: { entry: Entry; reason: string }[] = [];
   #flushing = false;
   #flushScheduled = false;
-  /** Acks records not yet passed by the checkpoint: their revision and highest position. */
-  readonly #ackRecords: { revision: number; maxPosition: number }[] = [];
+  /**
+   * Acks records not yet passed by the checkpoint: their revision, highest position, and
+   * whether they hold replayed parked events (`replayed`).
+   */
+  readonly #ackRecords: { revision: number; maxPosition: number; replayed: boolean }[] = [];
+  /**
+   * Revisions of parked copies (at or after the replay cursor) whose replay is durably done:
+   * a replay interrupted by a leader change (or an update) never offers them again.
+   */
+  readonly #replayedDone = new Set<number>();
   #nextAcksRevision = 0;
 
   #checkpoint: { point: number; position: number } | undefined;
@@ -298,6 +322,11 @@ export class Group {
   async load(): Promise<void> {
     const store = this.#d.store;
     this.#graceMs = this.#d.rejoinGraceMs ?? REJOIN_GRACE_MS;
+    this.#claimBound = this.#d.fresh === true ? -1 : store.commitPosition;
+    // Parked events: the replay cursor is the parked stream's truncateBefore.
+    const parkedMeta = store.getMetadata(parkedStream(this.key));
+    this.#parkedFrom =
+      typeof parkedMeta?.truncateBefore === "number" ? parkedMeta.truncateBefore : 0;
     const cp = await this.#lastEvent(checkpointStream(this.key));
     let acksFrom = 0;
     const data = cp ? parseJson(cp.data) : undefined;
@@ -338,7 +367,7 @@ export class Group {
         throw err;
       }
       for (const e of page.events) {
-        const body = parseJson(e.data) as { positions?: unknown } | undefined;
+        const body = parseJson(e.data) as { positions?: unknown; replayed?: unknown } | undefined;
         let max = -1;
         if (Array.isArray(body?.positions)) {
           for (const p of body.positions) {
@@ -347,17 +376,24 @@ export class Group {
             if (p > (this.#checkpoint?.position ?? -1)) this.#doneAhead.add(p);
           }
         }
-        this.#ackRecords.push({ revision: e.revision, maxPosition: max });
+        let replayed = false;
+        if (Array.isArray(body?.replayed)) {
+          for (const r of body.replayed) {
+            if (typeof r !== "number" || r < this.#parkedFrom) continue;
+            this.#replayedDone.add(r);
+            replayed = true;
+          }
+        }
+        this.#ackRecords.push({ revision: e.revision, maxPosition: max, replayed });
       }
       this.#nextAcksRevision = page.lastRevision + 1;
       if (page.endOfStream) break;
       revision = page.nextRevision;
     }
-    // Parked events: the replay cursor is the parked stream's truncateBefore.
     const parked = await this.#lastEvent(parkedStream(this.key));
-    const meta = store.getMetadata(parkedStream(this.key));
-    this.#parkedFrom = typeof meta?.truncateBefore === "number" ? meta.truncateBefore : 0;
-    this.#parkedCount = parked ? Math.max(0, parked.revision + 1 - this.#parkedFrom) : 0;
+    this.#parkedCount = parked
+      ? Math.max(0, parked.revision + 1 - this.#parkedFrom - this.#replayedDone.size)
+      : 0;
   }
 
   async #lastEvent(streamId: string): Promise<StoredEvent | undefined> {
@@ -421,12 +457,32 @@ export class Group {
   #claim(c: Consumer, position: number): void {
     const entry = this.#find(position);
     if (entry) {
+      // Only an event that may be out at this consumer: one this run has handed out (and got
+      // back), or one a previous run may have handed out. Never one out at another consumer.
       if (entry.state !== "queued") return;
+      if (!entry.sent && entry.event.position >= this.#claimBound) return;
       this.#release(entry);
       this.#assign(entry, c);
-    } else if (position > this.#lastRead.position) {
+      entry.sent = true;
+    } else if (this.#claimable(position)) {
       this.#claims.set(position, c);
     }
+  }
+
+  /**
+   * Whether an event this run has not read yet may be out at a consumer: a previous run could
+   * have handed it out (it was committed before this run began and lies beyond the checkpoint)
+   * and it is not done (acknowledged, skipped or parked).
+   */
+  #claimable(position: number): boolean {
+    return (
+      Number.isSafeInteger(position) &&
+      position > this.#lastRead.position &&
+      (!this.#isAll || position >= this.#from) &&
+      position > (this.#checkpoint?.position ?? -1) &&
+      position < this.#claimBound &&
+      !this.#doneAhead.has(position)
+    );
   }
 
   #startRunning(): void {
@@ -573,16 +629,20 @@ export class Group {
       deadlineMs: 0,
       retryCount: 0,
       replay: false,
+      parkedRevision: -1,
+      sent: false,
       waiters: undefined,
     };
     this.#pending.set(e.position, entry);
     const claimant = this.#claims.get(e.position);
-    if (claimant !== undefined) {
-      this.#claims.delete(e.position);
-      if (!claimant.closed) {
-        this.#assign(entry, claimant);
-        return;
-      }
+    if (claimant !== undefined) this.#claims.delete(e.position);
+    // Claims of positions the read has passed were not events of this source: forget them.
+    if (this.#claims.size > 0)
+      for (const p of this.#claims.keys()) if (p < e.position) this.#claims.delete(p);
+    if (claimant !== undefined && !claimant.closed) {
+      entry.sent = true;
+      this.#assign(entry, claimant);
+      return;
     }
     this.#queue.push(entry);
   }
@@ -640,6 +700,7 @@ export class Group {
       if (!list) out.set(c, (list = []));
       list.push(entry);
       this.#assign(entry, c);
+      entry.sent = true;
     }
     if (out.size === 0) return;
     this.#queue = i < this.#queue.length ? rest.concat(this.#queue.slice(i)) : rest;
@@ -727,12 +788,22 @@ export class Group {
 
   #ack(c: Consumer, positions: readonly number[]): void {
     if (this.#stopped) return;
+    const confirmed: number[] = [];
     for (const p of positions) {
       const entry = this.#find(p);
       if (entry === undefined) {
-        // Done already, or acknowledged before this leader read it (after a failover):
-        // recorded either way, so it is never delivered again.
-        this.#addAck(p, undefined, c);
+        if (this.#claims.get(p) === c || this.#claimable(p)) {
+          // Not read here yet, and a previous run of the group may have handed it out (a
+          // client re-sending its ack after a failover; its held positions are capped at its
+          // buffer size, so the ack need not come with a claim): recorded, so it is skipped
+          // when it is read and never delivered again.
+          if (this.#claims.get(p) === c) this.#claims.delete(p);
+          this.#addAck(p, undefined, c);
+        } else if (this.#isDone(p)) {
+          // Done already (its ack is durable): nothing to write.
+          confirmed.push(p);
+        }
+        // Otherwise an event this group never handed out: ignored, nothing recorded.
         continue;
       }
       if (entry.state !== "finishing") {
@@ -742,8 +813,17 @@ export class Group {
       }
       this.#finish(entry, c);
     }
+    if (confirmed.length > 0) c.sink.acked(confirmed);
     this.#scheduleFlush();
     this.#dispatch();
+  }
+
+  /**
+   * An event this group has no entry for is done when the read has passed it (events read
+   * leave memory only once done) or its ack is durable ahead of the read.
+   */
+  #isDone(position: number): boolean {
+    return position <= this.#lastRead.position || this.#doneAhead.has(position);
   }
 
   #finish(entry: Entry, waiter: Consumer | undefined): void {
@@ -775,7 +855,13 @@ export class Group {
       const entry = this.#find(p);
       if (entry === undefined || entry.state === "finishing") {
         if (entry) (entry.waiters ??= []).push(c);
+        // Done already, or never handed out here: nothing to do, nothing recorded.
         else immediate.push(p);
+        continue;
+      }
+      if (entry.consumer !== c && (action === "retry" || action === "stop")) {
+        // Not out at this consumer (given back, or handed to another since): nothing to hand back.
+        immediate.push(p);
         continue;
       }
       switch (action) {
@@ -844,14 +930,29 @@ export class Group {
         const batch = this.#ackBatch;
         if (batch.positions.length === 0) continue;
         this.#ackBatch = { positions: [], entries: [], waiters: new Map() };
+        // Replayed parked events are named by their parked copies too: their positions are
+        // behind the checkpoint, so only this tells a new leader their replay is done.
+        const replayed = batch.entries.filter((e) => e.replay).map((e) => e.parkedRevision);
         const result = await this.#write(acksStream(this.key), [
-          systemEvent("Acked", { positions: batch.positions }),
+          systemEvent("Acked", {
+            positions: batch.positions,
+            ...(replayed.length > 0 && { replayed }),
+          }),
         ]);
         if (this.#stopped) return;
         let max = -1;
         for (const p of batch.positions) max = Math.max(max, p);
+        for (const r of replayed) {
+          if (r < this.#parkedFrom || this.#replayedDone.has(r)) continue;
+          this.#replayedDone.add(r);
+          this.#parkedCount = Math.max(0, this.#parkedCount - 1);
+        }
         if (result.ok) {
-          this.#ackRecords.push({ revision: result.nextExpectedVersion, maxPosition: max });
+          this.#ackRecords.push({
+            revision: result.nextExpectedVersion,
+            maxPosition: max,
+            replayed: replayed.length > 0,
+          });
           this.#nextAcksRevision = result.nextExpectedVersion + 1;
         }
         this.#done(batch.entries, batch.positions);
@@ -966,11 +1067,29 @@ export class Group {
   async #writeCheckpoint(cp: { point: number; position: number }): Promise<void> {
     this.#checkpointing = true;
     try {
+      let dropsReplayed = false;
       while (
         this.#ackRecords.length > 0 &&
         (this.#ackRecords[0] as { maxPosition: number }).maxPosition <= cp.position
       ) {
-        this.#ackRecords.shift();
+        if (this.#ackRecords.shift()?.replayed === true) dropsReplayed = true;
+      }
+      if (dropsReplayed && this.#replayedDone.size > 0) {
+        // The records that name replayed events go with this checkpoint: name them again in
+        // one record after it, so an unfinished replay still skips them after a leader change.
+        const replayed = [...this.#replayedDone].sort((a, b) => a - b);
+        const carried = await this.#write(acksStream(this.key), [
+          systemEvent("Acked", { positions: [], replayed }),
+        ]);
+        if (this.#stopped) return;
+        if (carried.ok) {
+          this.#ackRecords.push({
+            revision: carried.nextExpectedVersion,
+            maxPosition: -1,
+            replayed: true,
+          });
+          this.#nextAcksRevision = carried.nextExpectedVersion + 1;
+        }
       }
       const acksFrom = this.#ackRecords[0]?.revision ?? this.#nextAcksRevision;
       const done = this.#doneSinceCheckpoint;
@@ -1010,7 +1129,7 @@ export class Group {
   /** Offers parked events (up to `stopAt` of them; 0: all) to the consumers again. */
   async replayParked(stopAt: number): Promise<number> {
     if (this.#replayEnd !== undefined) return 0;
-    const events: StoredEvent[] = [];
+    const events: (StoredEvent & { parkedRevision: number })[] = [];
     let revision = this.#parkedFrom;
     const limit = stopAt > 0 ? stopAt : Number.MAX_SAFE_INTEGER;
     let last = revision - 1;
@@ -1028,8 +1147,11 @@ export class Group {
       }
       for (const copy of page.events) {
         last = copy.revision;
+        // Replayed and done before (by a previous leader, or before an update): not again.
+        if (this.#replayedDone.has(copy.revision)) continue;
         const original = fromParkedCopy(copy);
-        if (original && !this.#find(original.position)) events.push(original);
+        if (original && !this.#find(original.position))
+          events.push({ ...original, parkedRevision: copy.revision });
       }
       if (page.endOfStream || page.events.length === 0) break;
       revision = page.nextRevision;
@@ -1037,7 +1159,7 @@ export class Group {
     if (last < this.#parkedFrom) return 0;
     this.#replayEnd = last + 1;
     const replayed: Entry[] = [];
-    for (const e of events) {
+    for (const { parkedRevision, ...e } of events) {
       const entry: Entry = {
         event: e,
         point: this.#isAll ? e.position : e.revision,
@@ -1048,6 +1170,8 @@ export class Group {
         deadlineMs: 0,
         retryCount: 0,
         replay: true,
+        parkedRevision,
+        sent: false,
         waiters: undefined,
       };
       this.#replays.set(e.position, entry);
@@ -1066,7 +1190,13 @@ export class Group {
     if (end === undefined) return;
     try {
       await this.#setMetadata(parkedStream(this.key), { truncateBefore: end });
-      this.#parkedCount = Math.max(0, this.#parkedCount - (end - this.#parkedFrom));
+      let skipped = 0;
+      for (const r of this.#replayedDone) {
+        if (r >= end) continue;
+        this.#replayedDone.delete(r);
+        skipped++;
+      }
+      this.#parkedCount = Math.max(0, this.#parkedCount - (end - this.#parkedFrom) + skipped);
       this.#parkedFrom = end;
     } catch (err) {
       this.#fail(err);

@@ -242,7 +242,7 @@ export class PersistentService {
         store: this.#d.store(),
         logger: this.#d.logger,
         // A group just created has no consumers holding its events: no need to wait for them.
-        ...(fresh && { rejoinGraceMs: 0 }),
+        ...(fresh && { rejoinGraceMs: 0, fresh: true }),
         onFailed: (err) => {
           const lost = err instanceof NotLeaderError;
           group.stop(

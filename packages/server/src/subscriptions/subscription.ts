@@ -49,6 +49,14 @@ export interface SubscriptionOptions {
   readonly checkpointIntervalMs?: number;
   /** Injectable clock (ms). */
   readonly now?: () => number;
+  /**
+   * Whether this node may not have committed yet what the cluster has: a follower or a
+   * read-only replica, or (given a $all position) a leader that holds that position in its
+   * log but has not committed it yet. A resume point beyond what this node has is then waited
+   * for (the subscription is confirmed at once and continues when the node gets there)
+   * instead of refused. Default: never (a single node's log is the whole log).
+   */
+  readonly mayLag?: (position?: number) => boolean;
 }
 
 /** Outstanding credit never grows beyond this, whatever the client grants. */
@@ -78,6 +86,16 @@ export class Subscription {
   #waitingForTransport = false;
   #lastCheckpointAt = Number.NEGATIVE_INFINITY;
   #unlisten: (() => void) | undefined;
+  /** Set once the start point is resolved: no reading before. */
+  #started = false;
+  /** Called on close: ends a wait for the node to reach the resume point. */
+  #onClose: (() => void) | undefined;
+  /**
+   * Stream resumed AFTER this revision on a node that may lag: caught-up is reported only once
+   * this node's stream has reached it (else the client would hear "caught up" from a node that
+   * is behind what it has already seen).
+   */
+  #resumeRevision: number | undefined;
 
   constructor(options: SubscriptionOptions) {
     this.#o = options;
@@ -98,18 +116,31 @@ export class Subscription {
     try {
       // Listen before resolving the start so no commit between the two is missed.
       this.#unlisten = store.onCommit(() => this.#kick());
+      let confirmed = false;
       if (target.kind === "all") {
-        if (start.kind === "after") await this.#resolveAfterPosition(start.value);
-        else this.#cursor = start.kind === "start" ? 0 : store.commitPosition;
+        if (start.kind === "after") {
+          const p = start.value;
+          // Resuming on a node that has not committed that far yet (a follower that is behind):
+          // confirm, wait until it has, then go on. The connection's heartbeat bounds the wait.
+          if (p >= store.commitPosition && this.#o.mayLag?.(p) === true) {
+            this.#o.sink.confirmed(store.commitPosition);
+            confirmed = true;
+            await this.#untilCommitted(p + 1);
+            if (this.#closed) return;
+          }
+          await this.#resolveAfterPosition(p);
+        } else this.#cursor = start.kind === "start" ? 0 : store.commitPosition;
       } else if (start.kind === "start") {
         this.#cursor = 0;
       } else if (start.kind === "after") {
         this.#cursor = start.value + 1;
+        if (this.#o.mayLag?.() === true) this.#resumeRevision = start.value;
       } else {
         this.#cursor = await this.#streamEnd(target.streamId);
       }
       if (this.#closed) return;
-      this.#o.sink.confirmed(store.commitPosition);
+      if (!confirmed) this.#o.sink.confirmed(store.commitPosition);
+      this.#started = true;
       this.#kick();
     } catch (err) {
       this.#fail(err);
@@ -128,6 +159,28 @@ export class Subscription {
     this.#closed = true;
     this.#unlisten?.();
     this.#unlisten = undefined;
+    this.#onClose?.();
+    this.#onClose = undefined;
+  }
+
+  /** Resolves once the commit position is at least `position`, or the subscription closed. */
+  #untilCommitted(position: number): Promise<void> {
+    const store = this.#o.store;
+    return new Promise<void>((resolve) => {
+      if (this.#closed || store.commitPosition >= position) {
+        resolve();
+        return;
+      }
+      const done = (): void => {
+        off();
+        this.#onClose = undefined;
+        resolve();
+      };
+      const off = store.onCommit((commit) => {
+        if (commit >= position) done();
+      });
+      this.#onClose = done;
+    });
   }
 
   /** Stops and tells the client why. */
@@ -163,9 +216,12 @@ export class Subscription {
       this.#cursor = p;
       this.#skipThrough = p;
     } else {
+      const commit = this.#o.store.commitPosition;
       throw new StoreError(
         "INVALID_ARGUMENT",
-        `position ${p} is neither an event position nor a checkpoint of this log (commit position ${this.#o.store.commitPosition})`,
+        p >= commit
+          ? `position ${p} is beyond the end of this log (commit position ${commit})`
+          : `position ${p} is neither an event position nor a checkpoint of this log (commit position ${commit})`,
       );
     }
   }
@@ -186,7 +242,7 @@ export class Subscription {
 
   #kick(): void {
     this.#dirty = true;
-    if (this.#running || this.#closed) return;
+    if (this.#running || this.#closed || !this.#started) return;
     this.#running = true;
     this.#pump().then(
       () => {
@@ -240,7 +296,16 @@ export class Subscription {
   async #atEnd(): Promise<boolean> {
     const { target, store } = this.#o;
     if (target.kind === "all") return this.#cursor >= store.commitPosition;
-    return (await this.#streamEnd(target.streamId)) <= this.#cursor;
+    const end = await this.#streamEnd(target.streamId);
+    return end <= this.#cursor && this.#reached(end - 1);
+  }
+
+  /** False while this node's stream (last revision `last`) is behind the resume point. */
+  #reached(last: number): boolean {
+    if (this.#resumeRevision === undefined) return true;
+    if (last < this.#resumeRevision) return false;
+    this.#resumeRevision = undefined;
+    return true;
   }
 
   /** Reads and delivers one page; returns true when more may be waiting. */
@@ -250,6 +315,7 @@ export class Subscription {
     if (target.kind === "stream") {
       let events: StoredEvent[] = [];
       let endOfStream = true;
+      let lastRevision = -1;
       try {
         const r = await store.readStream(target.streamId, {
           direction: "forwards",
@@ -258,6 +324,7 @@ export class Subscription {
         });
         events = r.events;
         endOfStream = r.endOfStream;
+        lastRevision = r.lastRevision;
       } catch (err) {
         // Not there yet (or soft-deleted): wait for it to be written.
         if (!(err instanceof StoreError && err.code === "STREAM_NOT_FOUND")) throw err;
@@ -270,7 +337,8 @@ export class Subscription {
         sink.events(events, undefined);
       }
       if (endOfStream) {
-        this.#reportCaughtUp();
+        // On a node behind the resume point, wait for it (commits kick us) before caught-up.
+        if (this.#reached(lastRevision)) this.#reportCaughtUp();
         return false;
       }
       return events.length > 0;
