@@ -103,7 +103,12 @@ describe("three-node cluster under partitions", () => {
     // The old leader follows the new one: its log matches again, any suffix it could not
     // commit is gone (the checker compares every node's log).
     await waitForState(c, leader, "Follower");
-    expect(oldNode.output()).toContain("truncating an uncommitted suffix");
+    // It first hears the new leader, then drops its conflicting suffix once the new leader's
+    // appends have backed up to where their logs match (after the links came back).
+    await waitFor(() => oldNode.output().includes("truncating an uncommitted suffix"), {
+      timeoutMs: 10_000,
+      message: "the old leader truncates its uncommitted suffix",
+    });
     await writesContinue(w, 50, "writes after healing");
     await w.stop();
     await checkHistory(c, w);

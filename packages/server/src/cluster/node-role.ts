@@ -123,6 +123,26 @@ export interface ClusterRoleOptions {
   readonly localAddress?: string;
 }
 
+/**
+ * Peer-link timings derived from the election timeout t. A link silent for 2t (the longest a
+ * follower waits for its leader before standing) is terminated and reopened: by then the
+ * election timeout has decided anyway, and shorter stalls that the election timeout tolerates
+ * (a GC pause, a loaded machine) do not cut links. Pinged every t / 2. A peer whose links stay
+ * down for 2t without a refusal is reported gone too (a follower has stood by then anyway);
+ * the fast path is the refusal, which a dead process's address answers at once.
+ */
+export function peerLinkTimings(electionTimeoutMs: number): {
+  keepaliveIntervalMs: number;
+  keepaliveTimeoutMs: number;
+  lossGraceMs: number;
+} {
+  return {
+    keepaliveIntervalMs: Math.max(10, Math.floor(electionTimeoutMs / 2)),
+    keepaliveTimeoutMs: 2 * electionTimeoutMs,
+    lossGraceMs: 2 * electionTimeoutMs,
+  };
+}
+
 /** Where a write should go instead: the leader's external endpoints, when known. */
 export interface WriteRefusal {
   readonly message: string;
@@ -223,6 +243,13 @@ export class ClusterRole {
   private core: ConsensusCore<Buffer> | undefined;
   private forming = false;
   private voters: readonly NodeId[] = [];
+  /**
+   * The voters this node formed its cluster with before (from its hard state): null when it
+   * never formed one (or keeps nothing: --mem-db), undefined until read.
+   */
+  private storedVoters: readonly NodeId[] | null | undefined = undefined;
+  private loadingStoredVoters = false;
+  private warnedMovedVoters = false;
   /** The read-only replicas (learners) gossip reports, as last handed to the core. */
   private learners: readonly NodeId[] = [];
   private readonly readOnlyReplica: boolean;
@@ -279,6 +306,7 @@ export class ClusterRole {
       logger: opts.logger,
       ...(opts.tls !== undefined && { tls: opts.tls }),
       ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
+      ...peerLinkTimings(t.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS),
       onPeerGone: (peer) => {
         const node = this.instanceToNode.get(peer.instanceId);
         if (node === undefined || !this.core) return;
@@ -335,6 +363,7 @@ export class ClusterRole {
     this.timer = undefined;
     this.stopDurable?.();
     this.store.setSyncGate(undefined);
+    this.store.setSyncOffLoop(undefined);
     await this.gossip.stop();
     await this.peers.close();
     await this.chain;
@@ -349,7 +378,8 @@ export class ClusterRole {
     }
     if (this.role === "leader") return "Leader";
     if (this.leaderId === undefined || this.role === "none") return "Unknown";
-    return this.caughtUp() ? "Follower" : "CatchingUp";
+    // A node recovering from lost memory counts toward nothing until it has caught up.
+    return this.caughtUp() && this.core?.state.recovering !== true ? "Follower" : "CatchingUp";
   }
 
   get epoch(): number {
@@ -413,6 +443,7 @@ export class ClusterRole {
       return;
     }
     this.syncLearners();
+    this.handOverIfFull();
     if (!this.tickQueued) {
       this.tickQueued = true;
       this.run((core) => {
@@ -427,9 +458,85 @@ export class ClusterRole {
   private run(step: (core: ConsensusCore<Buffer>) => Effect<Buffer>[]): void {
     this.enqueueStep(async () => {
       const core = this.core;
-      if (!core || this.closed) return;
+      if (!core || this.closed || this.rolledBack()) return;
       await this.perform(step(core));
     }, "cluster step failed");
+  }
+
+  /**
+   * True (and the role started over) when a failed write rolled the store back below what the
+   * core was told (the disk filled up, or a write or fsync failed): the core's view of its own
+   * log is no longer true, so it must not take another input. The role starts over as after a
+   * crash that lost unsynced data: a new core from the hard state and the log as it is now. A
+   * leader leads no more (its writes not yet committed fail with NOT_LEADER; their clients
+   * retry with the same event ids), and can lead again only in a new epoch, so no
+   * (epoch, position) it announced is ever reused for other records.
+   */
+  private lastStorageFullLogMs = Number.NEGATIVE_INFINITY;
+
+  /** Says that the disk is full, at most every 10 s. */
+  private noteStorageFull(err: Error): void {
+    const now = performance.now();
+    if (now - this.lastStorageFullLogMs < 10_000) return;
+    this.lastStorageFullLogMs = now;
+    this.log.warn(
+      { err, role: this.role },
+      "the disk is full: this node takes no records until space is freed",
+    );
+  }
+
+  private lastFullHandOverMs = Number.NEGATIVE_INFINITY;
+
+  /**
+   * A leader whose disk is full refuses every write while its followers may have room: it
+   * hands leadership over to the most up-to-date one (at most once per election timeout).
+   */
+  private handOverIfFull(): void {
+    if (this.role !== "leader" || this.resigning || !this.store.stats().storageFull) return;
+    const now = performance.now();
+    const waitMs = this.opts.timings?.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS;
+    if (now - this.lastFullHandOverMs < waitMs) return;
+    this.lastFullHandOverMs = now;
+    this.log.warn({}, "the disk is full: handing leadership over to a follower");
+    this.run((core) => core.transferLeadership());
+  }
+
+  private rolledBack(): boolean {
+    if (!this.core || this.store.endPosition >= this.announced) return false;
+    if (this.store.stats().storageFull) this.noteStorageFull(new Error("the disk is full"));
+    else
+      this.log.warn(
+        { announced: this.announced, end: this.store.endPosition, role: this.role },
+        "a failed write rolled the log back; restarting this node's part in the cluster as after a crash",
+      );
+    this.restartRole();
+    return true;
+  }
+
+  /**
+   * Drops the core and forms a new one from what the store holds durably (hard state, log,
+   * commit), as a restarted process would. Safe after any storage effect that failed: the
+   * effects after a failed one were never performed (a failed `persist` sent nothing).
+   */
+  private restartRole(): void {
+    if (this.role === "leader") {
+      this.store.abandonUncommitted(
+        new NotLeaderError({
+          message: "this node stopped leading before the write was committed; retry",
+          leaderTcp: undefined,
+          leaderHttp: undefined,
+        }),
+      );
+    }
+    this.core = undefined;
+    this.role = "none";
+    this.leaderId = undefined;
+    this.stopDurable?.();
+    this.stopDurable = undefined;
+    this.store.setSyncGate(undefined);
+    this.proposed.clear();
+    this.forming = false;
+    this.maybeForm();
   }
 
   /**
@@ -455,6 +562,12 @@ export class ClusterRole {
    * its invariants. Stop taking part (state Unknown, writes refused) and say so loudly.
    */
   private failStop(err: unknown, what: string): void {
+    if (isDiskFull(err) && this.core && !this.closed) {
+      // A full disk is not the node's fault and passes: start over from what is durable.
+      this.noteStorageFull(err as Error);
+      this.restartRole();
+      return;
+    }
     this.log.error({ err }, `${what}; this node stops taking part in the cluster until restarted`);
     this.core = undefined;
     this.role = "none";
@@ -470,7 +583,7 @@ export class ClusterRole {
     this.enqueueStep(async () => {
       this.announceQueued = false;
       const core = this.core;
-      if (!core || this.closed) return;
+      if (!core || this.closed || this.rolledBack()) return;
       await this.announce(core);
     }, "proposing local writes failed");
   }
@@ -545,9 +658,18 @@ export class ClusterRole {
           }
           // Local writes that were never proposed sit where the leader's records go.
           if (this.store.endPosition > first.position) await this.store.truncate(first.position);
-          await applyEffects(this.store, [effect], {
-            onAppendError: (err) => this.log.error({ err }, "replicated append failed"),
-          });
+          try {
+            await applyEffects(this.store, [effect], {
+              onAppendError: (err) => this.log.error({ err }, "replicated append failed"),
+            });
+          } catch (err) {
+            if (!(err instanceof StoreError && err.code === "STORAGE_FULL")) throw err;
+            // The disk is full: the records are not in the log, though the core believes so.
+            // The next step starts the role over (see rolledBack) from the log as it is.
+            this.announced = end;
+            this.noteStorageFull(err);
+            return;
+          }
           this.announced = end;
           break;
         }
@@ -589,6 +711,12 @@ export class ClusterRole {
           this.role = effect.role;
           this.leaderId = effect.leaderId;
           break;
+        case "persist":
+          // The voters go with every hard state, so a restart forms the same cluster.
+          await this.store.writeHardState(
+            this.readOnlyReplica ? effect.state : { ...effect.state, voters: this.voters },
+          );
+          break;
         default:
           await applyEffects(this.store, [effect]);
       }
@@ -613,6 +741,20 @@ export class ClusterRole {
 
   private maybeForm(): void {
     if (this.forming || this.closed || this.failed) return;
+    if (this.storedVoters === undefined) {
+      if (this.loadingStoredVoters) return;
+      this.loadingStoredVoters = true;
+      this.store
+        .readHardState()
+        .then((hs) => {
+          this.storedVoters = hs?.voters ?? null;
+        })
+        .catch((err: unknown) => this.log.error({ err }, "reading the consensus hard state failed"))
+        .finally(() => {
+          this.loadingStoredVoters = false;
+        });
+      return;
+    }
     const members = this.others.filter((m) => !m.record.isReadOnlyReplica);
     const priorities: Record<NodeId, number> = {};
     for (const m of members) {
@@ -620,6 +762,39 @@ export class ClusterRole {
       priorities[id] = m.isSelf ? this.opts.nodePriority : m.record.nodePriority;
     }
     if (!this.readOnlyReplica) priorities[this.opts.selfId] = this.opts.nodePriority;
+    if (this.storedVoters !== null) {
+      // Membership is fixed once formed: never rebuilt from gossip, where an endpoint that
+      // moved (an IP change) would make nodes disagree on who votes.
+      const stored = this.storedVoters;
+      const problem =
+        stored.length !== this.opts.clusterSize
+          ? `it formed its cluster with ${stored.length} voters, and --cluster-size is ${this.opts.clusterSize}`
+          : !this.readOnlyReplica && !stored.includes(this.opts.selfId)
+            ? `its internal endpoint ${this.opts.selfId} is not among the voters it formed its cluster with (${stored.join(", ")}); advertise the same endpoint as before (--int-host-advertise-as, --int-tcp-port-advertise-as)`
+            : undefined;
+      if (problem !== undefined) {
+        this.log.error(
+          { voters: stored, self: this.opts.selfId },
+          `this node cannot take part in its cluster: ${problem}. Membership is fixed once formed`,
+        );
+        this.failed = true;
+        return;
+      }
+      const moved = Object.keys(priorities).filter((id) => !stored.includes(id));
+      if (moved.length > 0 && !this.warnedMovedVoters) {
+        this.warnedMovedVoters = true;
+        this.log.warn(
+          { voters: stored, unknown: moved },
+          "gossip shows voting members outside the voters this cluster formed with; they are not counted",
+        );
+      }
+      this.forming = true;
+      this.form([...stored], priorities).catch((err: unknown) => {
+        this.forming = false;
+        this.log.error({ err }, "forming the consensus core failed");
+      });
+      return;
+    }
     const ids = Object.keys(priorities).sort();
     if (ids.length < this.opts.clusterSize) return;
     if (ids.length > this.opts.clusterSize) {
@@ -637,8 +812,22 @@ export class ClusterRole {
   }
 
   private async form(voters: NodeId[], priorities: Record<NodeId, number>): Promise<void> {
-    const hardState = (await this.store.readHardState()) ?? { epoch: 0, votedFor: undefined };
+    const stored = await this.store.readHardState();
+    // No hard state: an in-memory node, or a new data directory. This node may have voted and
+    // acknowledged records before it lost them, so it recovers before it votes or counts.
+    const amnesiac = stored === null;
+    const hardState = stored ?? { epoch: 0, votedFor: undefined };
     if (this.closed) return;
+    if (stored?.voters === undefined && !this.readOnlyReplica) {
+      // Remember the voters from now on (and, for a node that must recover, that it must).
+      await this.store.writeHardState({
+        epoch: hardState.epoch,
+        votedFor: hardState.votedFor,
+        ...(amnesiac || hardState.recovering === true ? { recovering: true } : {}),
+        voters,
+      });
+      this.storedVoters = voters;
+    }
     this.voters = voters;
     this.announced = this.store.endPosition;
     const t = this.opts.timings ?? {};
@@ -662,6 +851,7 @@ export class ClusterRole {
         hardState,
         commitPosition: Math.min(this.store.commitPosition, this.store.durableEnd),
         nowMs: performance.now(),
+        amnesiac: amnesiac || hardState.recovering === true,
       },
     );
     this.core = core;
@@ -670,6 +860,9 @@ export class ClusterRole {
     this.stopDurable = this.store.onDurable(() => this.queueDurable());
     // A leader's local writes go to its followers before its own (blocking) sync starts.
     this.store.setSyncGate(() => this.role === "leader" && this.store.endPosition > this.announced);
+    // A cluster node never syncs inline: a disk stall must not hold up its event loop, which
+    // sends the heartbeats, answers votes and replies to appends.
+    this.store.setSyncOffLoop(() => true);
     for (const v of voters) {
       if (v === this.opts.selfId) continue;
       const ep = parseEndpoint(v);
@@ -681,6 +874,7 @@ export class ClusterRole {
         voters,
         readOnlyReplica: this.readOnlyReplica,
         epoch: hardState.epoch,
+        recovering: amnesiac,
         heartbeatIntervalMs: heartbeatMs,
         electionTimeoutMs: [election.minMs, election.maxMs],
         gossipIntervalMs: this.gossip.intervalMs,
@@ -850,4 +1044,11 @@ export class ClusterStore implements StreamStore {
   stats(): StoreStats {
     return this.inner.stats();
   }
+}
+
+/** The disk (or the quota) is full: a store refusal, or the operating system's error. */
+function isDiskFull(err: unknown): boolean {
+  if (err instanceof StoreError) return err.code === "STORAGE_FULL";
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
 }

@@ -1,0 +1,138 @@
+/**
+ * A three-node cluster, each node's data directory on its own small tmpfs (mounting needs
+ * root; skipped with the reason otherwise). The leader's disk fills up: leadership moves to a
+ * node with room, writes go on there, nothing acknowledged is lost, and once space is freed
+ * the old leader catches up by itself.
+ */
+import { ChorusClient, jsonEvent } from "@chorus/client";
+import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, rmdir, statfs, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { idsOn } from "./helpers.js";
+
+const run = promisify(execFile);
+const TMPFS_SIZE = "32m";
+
+interface Mount {
+  dir: string;
+  unmount(): Promise<void>;
+}
+
+async function mountTmpfs(): Promise<Mount | string> {
+  if (process.getuid?.() !== 0) return "mounting a tmpfs needs root";
+  const dir = await mkdtemp(join(tmpdir(), "chorus-full-cluster-"));
+  try {
+    await run("mount", ["-t", "tmpfs", "-o", `size=${TMPFS_SIZE}`, "tmpfs", dir]);
+  } catch (err) {
+    await rmdir(dir);
+    return `mount -t tmpfs failed: ${(err as Error).message.split("\n")[0]}`;
+  }
+  return {
+    dir,
+    unmount: async () => {
+      await run("umount", [dir]);
+      await rmdir(dir);
+    },
+  };
+}
+
+const mounts: Mount[] = [];
+let skipReason: string | null = null;
+for (let i = 0; i < 3 && skipReason === null; i++) {
+  const m = await mountTmpfs();
+  if (typeof m === "string") skipReason = m;
+  else mounts.push(m);
+}
+
+describe.skipIf(skipReason !== null)(
+  `a cluster whose leader's disk fills up${skipReason !== null ? ` (skipped: ${skipReason})` : ""}`,
+  () => {
+    let cluster: TestCluster | undefined;
+    let client: ChorusClient | undefined;
+
+    afterAll(async () => {
+      await client?.close();
+      await cluster?.stop();
+      for (const m of mounts) await m.unmount();
+    });
+
+    it("hands leadership to a node with room, loses nothing, and the old leader catches up", async () => {
+      const dataDirs = await Promise.all(
+        mounts.map(async (m) => {
+          const d = join(m.dir, "db");
+          await mkdir(d, { recursive: true });
+          return d;
+        }),
+      );
+      cluster = await startCluster({ size: 3, dataDirs });
+      client = new ChorusClient(cluster.connectionString);
+      const full = await cluster.leader({ timeoutMs: 20_000 });
+
+      // Leave the leader about 1 MiB, then write ~2 MiB more.
+      const mount = mounts[full]!;
+      const st = await statfs(mount.dir);
+      const filler = join(mount.dir, "filler");
+      await writeFile(filler, Buffer.alloc(Math.max(0, st.bavail * st.bsize - 1024 * 1024), 1));
+
+      const pad = "x".repeat(8_000);
+      const acked: string[] = [];
+      const unknown: string[] = [];
+      let newLeader: number | undefined;
+      const deadlineMs = performance.now() + 60_000;
+      for (let i = 0; i < 400 && performance.now() < deadlineMs; i++) {
+        const event = jsonEvent({ type: "Filled", data: { i, pad } });
+        try {
+          await client.appendToStream("full-cluster", event, { timeoutMs: 10_000 });
+          acked.push(event.id);
+        } catch {
+          unknown.push(event.id); // StorageFullError or a timeout: the outcome is unknown
+        }
+        if (i >= 250 && newLeader === undefined) {
+          const leader = await cluster.leader({ timeoutMs: 10_000 });
+          if (leader !== full) newLeader = leader;
+        }
+        if (newLeader !== undefined && acked.length >= 300) break;
+      }
+      newLeader ??= await cluster.leader({ timeoutMs: 10_000 });
+      expect(newLeader).not.toBe(full);
+      expect(acked.length).toBeGreaterThan(250);
+
+      // Space comes back: the old leader catches up by itself, no restart.
+      await rm(filler);
+      await waitFor(async () => (await cluster!.stateOf(full)) === "Follower", {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        message: "the old leader back as a follower",
+      }).catch((err: unknown) => {
+        const tail = cluster!.nodes[full]!.output().split("\n").slice(-15).join("\n");
+        throw new Error(`${(err as Error).message}; its log ends:\n${tail}`);
+      });
+      // Every node holds every acknowledged event exactly once, in one common order.
+      let reference: string[] | undefined;
+      for (let i = 0; i < 3; i++) {
+        await waitFor(
+          async () => {
+            const ids = await idsOn(cluster!.nodes[i]!, "full-cluster");
+            if (ids === undefined) return false;
+            const have = new Set(ids);
+            if (have.size !== ids.length) throw new Error(`node ${i} holds an event twice`);
+            if (!acked.every((id) => have.has(id))) return false;
+            if (ids.some((id) => !acked.includes(id) && !unknown.includes(id)))
+              throw new Error(`node ${i} holds an event nobody wrote`);
+            reference ??= ids;
+            return ids.join() === reference.join();
+          },
+          {
+            timeoutMs: 30_000,
+            intervalMs: 200,
+            message: `node ${i} holds every acknowledged event`,
+          },
+        );
+      }
+    });
+  },
+);
