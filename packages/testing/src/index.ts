@@ -55,3 +55,4 @@ export {
   type KernelFaultsSupport,
   type StartKernelFaultsOptions,
 } from "./kernel-faults.js";
+export { mountTmpfs, type Tmpfs } from "./tmpfs.js";

@@ -5,45 +5,16 @@
  * the old leader catches up by itself.
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, rmdir, statfs, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mountTmpfs, startCluster, waitFor, type TestCluster, type Tmpfs } from "@chorus/testing";
+import { mkdir, rm, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { idsOn } from "./helpers.js";
 
-const run = promisify(execFile);
-const TMPFS_SIZE = "32m";
-
-interface Mount {
-  dir: string;
-  unmount(): Promise<void>;
-}
-
-async function mountTmpfs(): Promise<Mount | string> {
-  if (process.getuid?.() !== 0) return "mounting a tmpfs needs root";
-  const dir = await mkdtemp(join(tmpdir(), "chorus-full-cluster-"));
-  try {
-    await run("mount", ["-t", "tmpfs", "-o", `size=${TMPFS_SIZE}`, "tmpfs", dir]);
-  } catch (err) {
-    await rmdir(dir);
-    return `mount -t tmpfs failed: ${(err as Error).message.split("\n")[0]}`;
-  }
-  return {
-    dir,
-    unmount: async () => {
-      await run("umount", [dir]);
-      await rmdir(dir);
-    },
-  };
-}
-
-const mounts: Mount[] = [];
+const mounts: Tmpfs[] = [];
 let skipReason: string | null = null;
 for (let i = 0; i < 3 && skipReason === null; i++) {
-  const m = await mountTmpfs();
+  const m = await mountTmpfs(32 * 1024 * 1024);
   if (typeof m === "string") skipReason = m;
   else mounts.push(m);
 }

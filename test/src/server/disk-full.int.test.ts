@@ -4,40 +4,16 @@
  * StorageFullError, reads still work, and appends succeed again once space is freed.
  */
 import { ChorusClient, StorageFullError, jsonEvent, type ResolvedEvent } from "@chorus/client";
-import { startNode, waitFor, type TestNode } from "@chorus/testing";
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mountTmpfs, startNode, waitFor, type TestNode } from "@chorus/testing";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 
-const run = promisify(execFile);
-const TMPFS_SIZE = "4m";
-
-async function mountTmpfs(): Promise<{ dir: string; unmount: () => Promise<void> } | string> {
-  if (process.getuid?.() !== 0) return "mounting a tmpfs needs root";
-  const dir = await mkdtemp(join(tmpdir(), "chorus-full-e2e-"));
-  try {
-    await run("mount", ["-t", "tmpfs", "-o", `size=${TMPFS_SIZE}`, "tmpfs", dir]);
-  } catch (err) {
-    await rmdir(dir);
-    return `mount -t tmpfs failed: ${(err as Error).message.split("\n")[0]}`;
-  }
-  return {
-    dir,
-    unmount: async () => {
-      await run("umount", [dir]);
-      await rmdir(dir);
-    },
-  };
-}
-
-const mounted = await mountTmpfs();
+const mounted = await mountTmpfs(4 * 1024 * 1024);
 const skipReason = typeof mounted === "string" ? mounted : null;
 
 describe.skipIf(skipReason !== null)(
-  `chorus-server on a full ${TMPFS_SIZE} disk${skipReason !== null ? ` (skipped: ${skipReason})` : ""}`,
+  `chorus-server on a full 4 MiB disk${skipReason !== null ? ` (skipped: ${skipReason})` : ""}`,
   () => {
     let node: TestNode | undefined;
     let client: ChorusClient | undefined;

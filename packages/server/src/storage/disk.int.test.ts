@@ -1,40 +1,21 @@
 import { appendFile, readFile, readdir, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { StoreError, type StreamStore } from "../streams/types.js";
+import type { StreamStore } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
-import {
-  createDiskStore,
-  createMemoryStore,
-  LogStore,
-  type DiskStoreOptions,
-  type Logger,
-} from "./index.js";
+import { createDiskStore, createMemoryStore, LogStore, type DiskStoreOptions } from "./index.js";
 import { MemoryLog } from "./memory-log.js";
-import { dataOf, events, newEvent, okResult, tempDir } from "./test-helpers.js";
+import {
+  dataOf,
+  events,
+  newEvent,
+  okResult,
+  openError,
+  recordingLogger,
+  tempDir,
+} from "./test-helpers.js";
 
 const SEGMENT = "chunk-000000.log";
-
-function recordingLogger(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  return {
-    warnings,
-    debug: () => undefined,
-    info: () => undefined,
-    warn: (_obj, msg) => warnings.push(msg ?? ""),
-    error: () => undefined,
-  };
-}
-
-async function openError(store: StreamStore): Promise<StoreError> {
-  try {
-    await store.open();
-  } catch (err) {
-    if (err instanceof StoreError) return err;
-    throw err;
-  }
-  throw new Error("open succeeded");
-}
 
 describe("disk store durability and recovery", () => {
   let dir: string;

@@ -5,37 +5,14 @@
 import { readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { StoreError } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
-import { createDiskStore, LogStore, type DiskStoreOptions, type Logger } from "./index.js";
-import { newEvent, okResult, tempDir } from "./test-helpers.js";
+import { createDiskStore, LogStore, type DiskStoreOptions } from "./index.js";
+import { newEvent, okResult, openError, recordingLogger, tempDir } from "./test-helpers.js";
 
 const SEGMENT_BYTES = 4096;
 
 function segment(i: number): string {
   return `chunk-${String(i).padStart(6, "0")}.log`;
-}
-
-function recordingLogger(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  return {
-    warnings,
-    debug: () => undefined,
-    info: () => undefined,
-    warn: (_obj, msg) => warnings.push(msg ?? ""),
-    error: () => undefined,
-  };
-}
-
-async function openError(store: LogStore): Promise<StoreError> {
-  try {
-    await store.open();
-  } catch (err) {
-    if (err instanceof StoreError) return err;
-    throw err;
-  }
-  await store.abort();
-  throw new Error("open succeeded");
 }
 
 describe("recovery on segment files", () => {

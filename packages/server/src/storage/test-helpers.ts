@@ -3,7 +3,8 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NewEvent, StreamStore, WriteResult } from "../streams/types.js";
+import { StoreError, type NewEvent, type StreamStore, type WriteResult } from "../streams/types.js";
+import type { Logger } from "./index.js";
 
 export function newEvent(
   data: unknown = { n: 1 },
@@ -44,4 +45,30 @@ export async function tempDir(): Promise<{ dir: string; remove: () => Promise<vo
 export async function appendN(store: StreamStore, stream: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++)
     okResult(await store.append(stream, { kind: "any" }, [newEvent({ n: i })]));
+}
+
+/** A logger that keeps its warnings' messages. */
+export function recordingLogger(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return {
+    warnings,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (_obj, msg) => warnings.push(msg ?? ""),
+    error: () => undefined,
+  };
+}
+
+/** The StoreError a store's open() fails with (a store that opens is aborted, and it throws). */
+export async function openError(
+  store: StreamStore & { abort?: () => Promise<void> },
+): Promise<StoreError> {
+  try {
+    await store.open();
+  } catch (err) {
+    if (err instanceof StoreError) return err;
+    throw err;
+  }
+  await store.abort?.();
+  throw new Error("open succeeded");
 }
