@@ -39,6 +39,8 @@ export interface RetryOptions extends OperationOptions {
  *   reason, and a NOT_LEADER (or read-only) reply moves the connection to the leader;
  * - `shouldRetry`: whether the error is retriable and the client's retry budget allows
  *   one more retry; when it does, it waits the backoff before the next attempt.
+ * The first attempt runs before p-retry is involved: an operation that succeeds at once (all
+ * but a few) costs no retry machinery, and its failure is the first one p-retry handles.
  * p-retry's own wait is turned off (`minTimeout: 0`, `randomize: false`): it would sleep
  * on the global setTimeout and jitter with Math.random, where the client's backoff runs on
  * the injected timers and randomness (settings.timers, settings.random) so that tests can
@@ -63,18 +65,40 @@ export async function withRetry<T>(
   let session: Session | undefined;
   retryBudget.deposit();
   const startedMs = performance.now();
+  const sessionOptions = { signal, queueTimeoutMs: settings.queueTimeoutMs };
+  const checkLeader = (s: Session): void => {
+    if (options.requireLeader && s.node.state !== "Leader") {
+      throw new NotLeaderError(
+        undefined,
+        `${options.name} requires the leader; connected to a ${s.node.state}`,
+      );
+    }
+  };
+  const once = async (): Promise<T> => {
+    session = undefined;
+    session = await connection.session(sessionOptions);
+    checkLeader(session);
+    return await attempt(session, signal);
+  };
   try {
+    if (signal.aborted) throw signal.reason;
+    let firstFailure: unknown;
+    try {
+      // once(), inline: one async frame less on every operation.
+      session = await connection.session(sessionOptions);
+      checkLeader(session);
+      return await attempt(session, signal);
+    } catch (err) {
+      firstFailure = err;
+    }
+    let replayed = false;
     return await pRetry(
-      async () => {
-        session = undefined;
-        session = await connection.session({ signal, queueTimeoutMs: settings.queueTimeoutMs });
-        if (options.requireLeader && session.node.state !== "Leader") {
-          throw new NotLeaderError(
-            undefined,
-            `${options.name} requires the leader; connected to a ${session.node.state}`,
-          );
-        }
-        return await attempt(session, signal);
+      // p-retry's first attempt is the one that already failed.
+      () => {
+        if (replayed) return once();
+        replayed = true;
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as it came
+        return Promise.reject(firstFailure);
       },
       {
         retries: settings.maxRetries,
@@ -82,7 +106,8 @@ export async function withRetry<T>(
         // its signal; the operation's CancelSource has all of them, for a fraction of the
         // cost of an AbortController.
         signal: signal as unknown as AbortSignal,
-        maxRetryTime: Math.max(0, timeoutMs),
+        // What is left of the timeout after the first attempt.
+        maxRetryTime: Math.max(0, timeoutMs - (performance.now() - startedMs)),
         minTimeout: 0,
         randomize: false,
         onFailedAttempt: ({ error }: RetryContext) => {
