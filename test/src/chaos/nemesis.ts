@@ -3,23 +3,18 @@
 // when its time is up, and records what it did. Also the size-limited tmpfs a node's data
 // directory moves to, so that its disk can be filled and freed.
 import type { TestCluster } from "@chorus/testing";
-import { execFile, execFileSync } from "node:child_process";
-import { cp, mkdtemp, open, rm, rmdir, symlink } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, open, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
-import { waitFor } from "@chorus/testing";
+import { mountTmpfs, waitFor } from "@chorus/testing";
 import { peerOf, type FaultKind, type PlannedFault } from "./schedule.js";
-
-const run = promisify(execFile);
 
 /** How long a `--mem-db` voter may take to be a Follower again after its restart. */
 export const MEMDB_RECOVERY_TIMEOUT_MS = 60_000;
 /** How long the nemesis looks for the leader before it picks a node instead. */
 export const LEADER_LOOKUP_TIMEOUT_MS = 3_000;
 /** Size of the tmpfs a node's data directory moves to. */
-export const TMPFS_SIZE = "512m";
+export const TMPFS_BYTES = 512 * 1024 * 1024;
 
 /** One fault as it was injected. */
 export interface InjectedFault {
@@ -54,17 +49,10 @@ export interface TmpfsDisk {
 
 /** Whether a tmpfs can be mounted here (root, and `mount -t tmpfs` works): undefined, or why not. */
 export async function tmpfsUnavailable(): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return "mounting a tmpfs needs root";
-  const dir = await mkdtemp(join(tmpdir(), "chorus-chaos-probe-"));
-  try {
-    await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
-    await run("umount", [dir]);
-    return undefined;
-  } catch (err) {
-    return `mount -t tmpfs failed: ${(err as Error).message.split("\n")[0]}`;
-  } finally {
-    await rmdir(dir).catch(() => undefined);
-  }
+  const probe = await mountTmpfs(1024 * 1024);
+  if (typeof probe === "string") return probe;
+  await probe.unmount();
+  return undefined;
 }
 
 /**
@@ -78,16 +66,9 @@ export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<
   if (node === undefined || dataDir === undefined) {
     throw new Error(`moveToTmpfs: node ${index} has no data directory`);
   }
-  const mountDir = await mkdtemp(join(tmpdir(), "chorus-chaos-tmpfs-"));
-  await run("mount", ["-t", "tmpfs", "-o", `size=${TMPFS_SIZE}`, "tmpfs", mountDir]);
-  const unmountSync = () => {
-    try {
-      execFileSync("umount", ["-l", mountDir], { stdio: "ignore" });
-    } catch {
-      // already unmounted
-    }
-  };
-  process.once("exit", unmountSync);
+  const tmpfs = await mountTmpfs(TMPFS_BYTES);
+  if (typeof tmpfs === "string") throw new Error(`moveToTmpfs: ${tmpfs}`);
+  const mountDir = tmpfs.dir;
   const filler = join(mountDir, "filler");
   let closed: Promise<void> | undefined;
   const disk: TmpfsDisk = {
@@ -98,7 +79,7 @@ export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<
       try {
         for (const size of [1024 * 1024, 4096, 1]) {
           const chunk = Buffer.alloc(size, 1);
-          // Bounded: the tmpfs holds at most TMPFS_SIZE.
+          // Bounded: the tmpfs holds at most TMPFS_BYTES.
           for (let i = 0; i < 1_000_000; i++) {
             try {
               await file.write(chunk);
@@ -118,13 +99,7 @@ export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<
     close() {
       closed ??= (async () => {
         await rm(filler, { force: true }).catch(() => undefined);
-        try {
-          await run("umount", [mountDir]);
-        } catch {
-          await run("umount", ["-l", mountDir]).catch(() => undefined);
-        }
-        process.removeListener("exit", unmountSync);
-        await rmdir(mountDir).catch(() => undefined);
+        await tmpfs.unmount().catch(() => undefined);
       })();
       return closed;
     },

@@ -5,37 +5,20 @@ import type { StreamStore } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
 import { createDiskStore, createMemoryStore, LogStore, type DiskStoreOptions } from "./index.js";
 import { MemoryLog } from "./memory-log.js";
-import {
-  dataOf,
-  events,
-  newEvent,
-  okResult,
-  openError,
-  recordingLogger,
-  tempDir,
-} from "./test-helpers.js";
+import { dataOf, events, newEvent, okResult, openError, recordingLogger } from "./test-helpers.js";
+import { TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT = "chunk-000000.log";
 
 describe("disk store durability and recovery", () => {
+  const temp = new TempDiskStores();
+  const stores = temp.stores;
   let dir: string;
-  let remove: () => Promise<void>;
-  const stores: LogStore[] = [];
-
   beforeEach(async () => {
-    ({ dir, remove } = await tempDir());
+    dir = await temp.setUp();
   });
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.abort();
-    await remove();
-  });
-
-  async function openStore(options: Partial<DiskStoreOptions> = {}): Promise<LogStore> {
-    const s = createDiskStore({ dir, ...options });
-    stores.push(s);
-    await s.open();
-    return s;
-  }
+  afterEach(() => temp.tearDown());
+  const openStore = (options: Partial<DiskStoreOptions> = {}) => temp.open(options);
 
   async function setCheckpoint(position: number): Promise<void> {
     const log = new DiskLog({ dir, segmentBytes: 256 * 1024 * 1024 });

@@ -7,13 +7,13 @@ import type { NewEvent, WriteResult } from "../streams/types.js";
 import {
   EVENT_ID_INDEX_FILE,
   TruncatedError,
-  createDiskStore,
   createMemoryStore,
   type DiskStoreOptions,
   type LogStore,
 } from "./index.js";
 import { DEFAULT_IDEMPOTENCY_WINDOW } from "./store.js";
-import { events, newEvent, okResult, tempDir } from "./test-helpers.js";
+import { events, newEvent, okResult } from "./test-helpers.js";
+import { TempDiskStores } from "./test-disk-stores.js";
 
 /** More events than the old window held, in appends of 1000. */
 const OTHER_EVENTS = 120_000;
@@ -36,25 +36,14 @@ async function revisionsOf(store: LogStore, stream: string): Promise<number[]> {
 const WEV_A = { ok: false, wrongExpectedVersion: { streamExists: true, actualRevision: 1 } };
 
 describe("any / stream_exists retries beyond the idempotency window", () => {
+  const temp = new TempDiskStores({}, "close");
+  const stores = temp.stores;
   let dir: string;
-  let remove: () => Promise<void>;
-  const stores: LogStore[] = [];
-
   beforeEach(async () => {
-    ({ dir, remove } = await tempDir());
+    dir = await temp.setUp();
   });
-
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.close();
-    await remove();
-  });
-
-  async function openDisk(options: Partial<DiskStoreOptions> = {}): Promise<LogStore> {
-    const s = createDiskStore({ dir, ...options });
-    stores.push(s);
-    await s.open();
-    return s;
-  }
+  afterEach(() => temp.tearDown());
+  const openDisk = (options: Partial<DiskStoreOptions> = {}) => temp.open(options);
 
   async function close(s: LogStore, crash = false): Promise<void> {
     stores.splice(stores.indexOf(s), 1);

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiskLog } from "./disk-log.js";
 import { createDiskStore, LogStore, type DiskStoreOptions } from "./index.js";
-import { newEvent, okResult, openError, recordingLogger, tempDir } from "./test-helpers.js";
+import { newEvent, okResult, openError, recordingLogger } from "./test-helpers.js";
+import { TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT_BYTES = 4096;
 
@@ -16,24 +17,14 @@ function segment(i: number): string {
 }
 
 describe("recovery on segment files", () => {
+  const temp = new TempDiskStores({ segmentBytes: SEGMENT_BYTES });
+  const stores = temp.stores;
   let dir: string;
-  let remove: () => Promise<void>;
-  const stores: LogStore[] = [];
-
   beforeEach(async () => {
-    ({ dir, remove } = await tempDir());
+    dir = await temp.setUp();
   });
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.abort();
-    await remove();
-  });
-
-  async function openStore(options: Partial<DiskStoreOptions> = {}): Promise<LogStore> {
-    const s = createDiskStore({ dir, segmentBytes: SEGMENT_BYTES, ...options });
-    stores.push(s);
-    await s.open();
-    return s;
-  }
+  afterEach(() => temp.tearDown());
+  const openStore = (options: Partial<DiskStoreOptions> = {}) => temp.open(options);
 
   /** Rewrites the checkpoint, as a lagging lazy checkpoint write or a crash leaves it. */
   async function setCheckpoint(position: number): Promise<void> {

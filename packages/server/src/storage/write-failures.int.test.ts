@@ -11,7 +11,8 @@ import { StoreError } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
 import { LogStore } from "./index.js";
 import { MemoryLog } from "./memory-log.js";
-import { dataOf, events, newEvent, okResult, tempDir } from "./test-helpers.js";
+import { dataOf, events, newEvent, okResult } from "./test-helpers.js";
+import { TempDiskStores } from "./test-disk-stores.js";
 
 function ioError(code: string, syscall: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: simulated, ${syscall}`), { code, syscall });
@@ -60,16 +61,13 @@ async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }
 }
 
 describe("a failed fsync", () => {
+  const temp = new TempDiskStores();
+  const stores = temp.stores;
   let dir: string;
-  let remove: () => Promise<void>;
-  const stores: LogStore[] = [];
   beforeEach(async () => {
-    ({ dir, remove } = await tempDir());
+    dir = await temp.setUp();
   });
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.abort();
-    await remove();
-  });
+  afterEach(() => temp.tearDown());
 
   it("rolls the log, its end and its last epoch back to what is durable, file included", async () => {
     const log = new FaultyDiskLog({ dir, segmentBytes: 4096 });
