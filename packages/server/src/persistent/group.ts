@@ -16,6 +16,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
+import { METADATA_EVENT_TYPE, metadataStreamOf } from "@chorus/protocol";
+import { eventFilter } from "../streams/filters.js";
 import {
   StoreError,
   type NewEvent,
@@ -303,7 +305,7 @@ export class Group {
     this.#initial = initial;
     this.#now = deps.nowMs ?? (() => performance.timeOrigin + performance.now());
     this.#isAll = key.streamId === ALL;
-    this.#filter = this.#isAll ? (e) => !e.streamId.startsWith("$") : undefined;
+    this.#filter = this.#isAll ? eventFilter({ includeSystem: false }) : undefined;
     this.#deliveries = new RateMeter(this.#now);
     this.#acks = new RateMeter(this.#now);
   }
@@ -1114,8 +1116,8 @@ export class Group {
 
   async #setMetadata(streamId: string, metadata: Record<string, unknown>): Promise<void> {
     const current = this.#d.store.getMetadata(streamId) ?? {};
-    await this.#write(`$$${streamId}`, [
-      { ...systemEvent("$metadata", { ...current, ...metadata }) },
+    await this.#write(metadataStreamOf(streamId), [
+      { ...systemEvent(METADATA_EVENT_TYPE, { ...current, ...metadata }) },
     ]);
   }
 

@@ -5,14 +5,37 @@
 import { randomUUID } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
+import { METADATA_EVENT_TYPE, isMetadataStream, isUuid, metadataStreamOf } from "@chorus/protocol";
+import { assertNotTombstoned, decideDelete } from "../streams/deletes.js";
+import { invalid } from "../streams/errors.js";
+import { checkExpectedVersion, wrongExpectedVersion } from "../streams/expected-version.js";
 import {
-  METADATA_EVENT_TYPE,
-  eventTypeProblem,
-  isMetadataStream,
-  isUuid,
-  metadataStreamOf,
-  streamNameProblem,
-} from "@chorus/protocol";
+  decideFromIdIndex,
+  decideFromRecentIds,
+  decideFromStream,
+  findsRetriesById,
+  type StoredId,
+} from "../streams/idempotency.js";
+import {
+  metadataOfAppend,
+  metadataTarget,
+  parseMetadata,
+  targetOfMetadataStream,
+} from "../streams/metadata.js";
+import {
+  validateExpectedVersion,
+  validateNewEvents,
+  validateReadAllOptions,
+  validateReadStreamOptions,
+  validateStreamId,
+} from "../streams/validate.js";
+import { ABSENT_STREAM } from "../streams/view.js";
+import {
+  planStreamRead,
+  readableRange,
+  visibleInAll,
+  withinMaxAge,
+} from "../streams/visibility.js";
 import {
   StoreError,
   type ExpectedVersion,
@@ -30,10 +53,8 @@ import {
 import { RECOVERY_ADVICE, silentLogger, type Log, type Logger } from "./log.js";
 import {
   EVENT_PREV_POSITION_OFFSET,
-  FLAG_BATCH_END,
   MAX_RECORD_BYTES,
   MIN_RECORD_BYTES,
-  RECORD_HEADER_BYTES,
   RECORD_TRAILER_BYTES,
   checkRecord,
   decodeCheckedRecord as decodeGeneric,
@@ -41,6 +62,7 @@ import {
   encodeEpoch,
   encodeEvent,
   encodeTombstone,
+  isBatchEndAt,
   keyToUuid,
   summarizeEvent,
   uuidToKey,
@@ -52,18 +74,15 @@ import {
 } from "./record.js";
 import {
   IdempotencyWindow,
-  SOFT_DELETED_KEY,
   SPARSE_EVERY,
   StreamState,
   decodeSnapshot,
   encodeSnapshot,
-  firstReadable,
-  isSoftDeleted,
-  maxAgeCutoffMs,
-  parseMetadata,
+  writeView,
   type EpochEntry,
 } from "./stream-index.js";
 import { MemoryEventIdIndex, type EventIdHit, type EventIdIndex } from "./index/event-id-index.js";
+import type { ReplicatedLog } from "./replicated-log.js";
 
 /** Recent event ids cached in memory in front of the event-id index (not a bound of idempotency). */
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
@@ -226,24 +245,6 @@ interface IndexedRecord {
   position: number;
 }
 
-function wev(state: StreamState | undefined): WriteResult {
-  return {
-    ok: false,
-    wrongExpectedVersion: {
-      streamExists: state !== undefined && streamExistsForWrite(state),
-      actualRevision: state?.wLast ?? -1,
-    },
-  };
-}
-
-function streamExistsForWrite(s: StreamState): boolean {
-  return s.wLast >= 0 && !isSoftDeleted(s.wMeta, s.wLast);
-}
-
-function invalid(message: string, streamId?: string): StoreError {
-  return new StoreError("INVALID_ARGUMENT", message, streamId);
-}
-
 function toStored(rec: EventRecord, position: number): StoredEvent {
   return {
     streamId: rec.streamId,
@@ -295,7 +296,7 @@ function scanBlock(
   return { position: pos + off };
 }
 
-export class LogStore implements StreamStore {
+export class LogStore implements StreamStore, ReplicatedLog {
   private readonly logger: Logger;
   private readonly snapshotEveryBytes: number;
   private readonly autoCommit: boolean;
@@ -702,7 +703,7 @@ export class LogStore implements StreamStore {
         // Fast path: plain committed events only need their index fields; others are decoded.
         const summary = summarizeEvent(buf, at, length);
         const rec =
-          summary !== null && !summary.streamId.startsWith("$$") && committed
+          summary !== null && !isMetadataStream(summary.streamId) && committed
             ? summary
             : decodeCheckedRecord(buf, at, length, false);
         if (rec === null) {
@@ -757,8 +758,9 @@ export class LogStore implements StreamStore {
     }
     if (rec.kind !== "event") return;
     this.recoverEvent(rec, position);
-    if (rec.type === METADATA_EVENT_TYPE && isMetadataStream(rec.streamId)) {
-      const target = this.stateFor(rec.streamId.slice(2));
+    const metaOf = metadataTarget(rec.streamId, rec.type);
+    if (metaOf !== undefined) {
+      const target = this.stateFor(metaOf);
       target.meta = target.wMeta = parseMetadata(rec.data);
     }
   }
@@ -784,8 +786,9 @@ export class LogStore implements StreamStore {
           s.lastPos = position;
           this.eventCount++;
         });
-        if (rec.type === METADATA_EVENT_TYPE && isMetadataStream(rec.streamId)) {
-          const target = this.stateFor(rec.streamId.slice(2));
+        const metaOf = metadataTarget(rec.streamId, rec.type);
+        if (metaOf !== undefined) {
+          const target = this.stateFor(metaOf);
           const meta = parseMetadata(rec.data);
           target.wMeta = meta;
           ops.push(() => {
@@ -845,8 +848,7 @@ export class LogStore implements StreamStore {
     if (this.phase !== "open") throw new StoreError("STORE_CLOSED", "store is not open");
     if (this.failure !== null) throw this.failure;
     if (this.full !== null && !evenWhenFull) throw this.full;
-    if (this.truncating !== null)
-      throw new StoreError("INVALID_ARGUMENT", "the log is being truncated; writes are refused");
+    if (this.truncating !== null) throw invalid("the log is being truncated; writes are refused");
   }
 
   private assertReadable(): void {
@@ -865,44 +867,29 @@ export class LogStore implements StreamStore {
     useIdIndex: boolean,
   ): Promise<WriteResult> {
     this.assertWritable();
-    const nameProblem = streamNameProblem(streamId);
-    if (nameProblem !== null) throw invalid(nameProblem, streamId);
-    validateExpected(expected, streamId);
-    if (!Array.isArray(events)) throw invalid("events must be an array", streamId);
-    const keys: string[] = [];
-    for (const e of events) {
-      if (!isUuid(e.id)) throw invalid(`event id ${String(e.id)} is not a UUID`, streamId);
-      const typeProblem = eventTypeProblem(e.type);
-      if (typeProblem !== null) throw invalid(typeProblem, streamId);
-      if (!(e.data instanceof Uint8Array) || !(e.metadata instanceof Uint8Array)) {
-        throw invalid("event data and metadata must be byte arrays", streamId);
-      }
-      keys.push(uuidToKey(e.id));
-    }
-    let newMeta: StreamMetadata | null | undefined;
-    let target: string | undefined;
-    if (isMetadataStream(streamId)) {
-      target = streamId.slice(2);
-      if (this.streams.get(target)?.wTombstoned === true) {
-        throw new StoreError("STREAM_DELETED", `stream ${target} is deleted`, target);
-      }
-      for (const e of events) {
-        if (e.type !== METADATA_EVENT_TYPE) continue;
-        const meta = parseMetadata(e.data);
-        if (meta === null) throw invalid("stream metadata must be a JSON object", streamId);
-        newMeta = meta;
-      }
+    validateStreamId(streamId);
+    validateExpectedVersion(expected, streamId);
+    validateNewEvents(events, streamId);
+    const keys = events.map((e) => uuidToKey(e.id));
+    const target = targetOfMetadataStream(streamId);
+    let newMeta: StreamMetadata | undefined;
+    if (target !== undefined) {
+      assertNotTombstoned(target, this.streams.get(target)?.wTombstoned === true);
+      newMeta = metadataOfAppend(streamId, events);
     }
     const state = this.streams.get(streamId);
-    if (state?.wTombstoned === true)
-      throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
+    assertNotTombstoned(streamId, state?.wTombstoned === true);
+    const view = writeView(state);
 
     // Idempotent retry of a recent append?
-    const fromWindow = this.matchWindow(state, expected, keys);
-    if (fromWindow === "partial") return wev(state);
-    if (fromWindow !== null) {
-      await this.waitForCommit(fromWindow.position + 1);
-      return fromWindow;
+    const recent = decideFromRecentIds(view, expected, keys, (key) => {
+      const e = this.window.get(key);
+      return e?.stream === state ? e : undefined;
+    });
+    if (recent.kind === "conflict") return recent.result;
+    if (recent.kind === "idempotent") {
+      await this.waitForCommit(recent.result.position + 1);
+      return recent.result;
     }
     // An any / stream_exists retry older than the window: the event-id index knows every id.
     // (exact / no_stream retries are answered by reading the stream, below.)
@@ -911,7 +898,7 @@ export class LogStore implements StreamStore {
       useIdIndex &&
       state !== undefined &&
       k0 !== undefined &&
-      (expected.kind === "any" || expected.kind === "stream_exists") &&
+      findsRetriesById(expected) &&
       this.window.get(k0) === undefined
     ) {
       const hit = this.ids.get(k0);
@@ -922,28 +909,16 @@ export class LogStore implements StreamStore {
       }
     }
 
-    const exists = state !== undefined && streamExistsForWrite(state);
-    const last = state?.wLast ?? -1;
-    switch (expected.kind) {
-      case "any":
-        break;
-      case "stream_exists":
-        if (!exists) return wev(state);
-        break;
-      case "no_stream":
-        if (exists) return this.matchLog(state, 0, keys);
-        break;
-      case "exact":
-        if (expected.revision !== last) {
-          return state !== undefined && expected.revision < last
-            ? this.matchLog(state, expected.revision + 1, keys)
-            : wev(state);
-        }
-        break;
+    const check = checkExpectedVersion(streamId, expected, view);
+    if (check.kind === "conflict") return check.result;
+    if (check.kind === "compare-ids") {
+      return state === undefined
+        ? wrongExpectedVersion(view)
+        : this.matchLog(state, check.fromRevision, keys);
     }
     if (events.length === 0) {
       await this.waitForCommit(this.reserveEnd);
-      return { ok: true, nextExpectedVersion: last, position: state?.wLastPos ?? -1 };
+      return { ok: true, nextExpectedVersion: view.last, position: state?.wLastPos ?? -1 };
     }
     const s = state ?? this.stateFor(streamId);
     const targetState =
@@ -953,22 +928,13 @@ export class LogStore implements StreamStore {
 
   async delete(streamId: string, expected: ExpectedVersion, hard: boolean): Promise<WriteResult> {
     this.assertWritable();
-    const nameProblem = streamNameProblem(streamId);
-    if (nameProblem !== null) throw invalid(nameProblem, streamId);
-    validateExpected(expected, streamId);
+    validateStreamId(streamId);
+    validateExpectedVersion(expected, streamId);
     const state = this.streams.get(streamId);
-    if (state?.wTombstoned === true)
-      throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
-    const exists = state !== undefined && streamExistsForWrite(state);
-    const last = state?.wLast ?? -1;
-    if (
-      (expected.kind === "no_stream" && exists) ||
-      (expected.kind === "stream_exists" && !exists) ||
-      (expected.kind === "exact" && expected.revision !== last)
-    ) {
-      return wev(state);
-    }
-    if (hard) {
+    const decision = decideDelete(streamId, expected, writeView(state), hard);
+    if (decision.kind === "conflict") return decision.result;
+    const last = decision.nextExpectedVersion;
+    if (decision.kind === "tombstone") {
       const s = state ?? this.stateFor(streamId);
       const position = this.reserveEnd;
       const data = encodeTombstone({ batchEnd: true, streamId, createdMs: this.nowMs() });
@@ -978,55 +944,23 @@ export class LogStore implements StreamStore {
       });
       return { ok: true, nextExpectedVersion: last, position };
     }
-    if (isMetadataStream(streamId))
-      throw invalid("a metadata stream cannot be soft-deleted", streamId);
     const metaState = this.stateFor(metadataStreamOf(streamId));
     const targetState = this.stateFor(streamId);
-    const meta: StreamMetadata = {
-      ...(targetState.wMeta ?? {}),
-      truncateBefore: last + 1,
-      [SOFT_DELETED_KEY]: true,
-    };
     const id = randomUUID();
-    const data = Buffer.from(JSON.stringify(meta), "utf8");
+    const data = Buffer.from(JSON.stringify(decision.metadata), "utf8");
     const result = await this.enqueueEvents(
       metaState,
       [{ id, type: METADATA_EVENT_TYPE, isJson: true, data, metadata: new Uint8Array(0) }],
       [uuidToKey(id)],
       targetState,
-      meta,
+      decision.metadata,
     );
     return result.ok ? { ok: true, nextExpectedVersion: last, position: result.position } : result;
   }
 
-  /** Looks the ids up in the idempotency window. */
-  private matchWindow(
-    state: StreamState | undefined,
-    expected: ExpectedVersion,
-    keys: string[],
-  ): (WriteResult & { ok: true }) | "partial" | null {
-    const k0 = keys[0];
-    if (state === undefined || k0 === undefined) return null;
-    const first = this.window.get(k0);
-    if (first?.stream !== state) return null;
-    if (expected.kind === "exact" && first.revision !== expected.revision + 1) return null;
-    let lastPosition = first.position;
-    for (let i = 1; i < keys.length; i++) {
-      const e = this.window.get(keys[i] ?? "");
-      if (e?.stream !== state || e.revision !== first.revision + i) return "partial";
-      lastPosition = e.position;
-    }
-    return {
-      ok: true,
-      nextExpectedVersion: first.revision + keys.length - 1,
-      position: lastPosition,
-    };
-  }
-
   /**
-   * The event-id index says where the first id was written: when that is this stream's event,
-   * the retry's ids must be its events from there on (the original result), else it is a
-   * wrong expected version (a partial match). Null when the event is not this stream's.
+   * The event-id index says where the first id was written: the stream's events from there
+   * decide (`decideFromIdIndex`). Null when the event is not this stream's.
    */
   private async matchIndexed(
     state: StreamState,
@@ -1034,41 +968,30 @@ export class LogStore implements StreamStore {
     keys: string[],
   ): Promise<WriteResult | null> {
     // The answer reflects the stream as it was when the append was made.
-    const mismatch = wev(state);
+    const view = writeView(state);
     // The original append still pending: its result once it is committed (as from the window).
     await this.waitForCommit(hit.position + 1);
     if (hit.revision > state.last) return null;
     const hi = Math.min(hit.revision + keys.length - 1, state.last);
-    const recs = await this.readRange(state, hit.revision, hi);
-    const first = recs[0];
-    if (first?.position !== hit.position || first.rec.idKey !== keys[0]) return null;
-    if (recs.length < keys.length) return mismatch;
-    for (let i = 1; i < keys.length; i++) {
-      if (recs[i]?.rec.idKey !== keys[i]) return mismatch;
-    }
-    return {
-      ok: true,
-      nextExpectedVersion: hi,
-      position: (recs[recs.length - 1] ?? first).position,
-    };
+    const decision = decideFromIdIndex(
+      view,
+      hit,
+      keys,
+      storedIds(await this.readRange(state, hit.revision, hi)),
+    );
+    return decision.kind === "new" ? null : decision.result;
   }
 
-  /** Idempotency by reading the stream: do revisions from.. hold these ids? */
+  /** Idempotency by reading the stream: do revisions from.. hold these ids? (`decideFromStream`) */
   private async matchLog(state: StreamState, from: number, keys: string[]): Promise<WriteResult> {
     // The answer reflects the stream as it was when the append was made.
-    const mismatch = wev(state);
+    const view = writeView(state);
     const hi = from + keys.length - 1;
-    if (keys.length === 0 || hi > state.wLast) return mismatch;
+    if (keys.length === 0 || hi > state.wLast) return wrongExpectedVersion(view);
     await this.waitForCommit(state.wLastPos + 1);
-    if (hi > state.last) return mismatch;
+    if (hi > state.last) return wrongExpectedVersion(view);
     const recs = await this.readRange(state, from, hi);
-    for (let i = 0; i < keys.length; i++) {
-      if (recs[i]?.rec.idKey !== keys[i]) return mismatch;
-    }
-    const lastRec = recs[recs.length - 1];
-    return lastRec === undefined
-      ? mismatch
-      : { ok: true, nextExpectedVersion: hi, position: lastRec.position };
+    return decideFromStream(view, from, keys, storedIds(recs)).result;
   }
 
   private async enqueueEvents(
@@ -1293,10 +1216,9 @@ export class LogStore implements StreamStore {
         }
         // (An id that the failed write took over from another stream's entry is forgotten.)
         if (this.window.get(rec.idKey)?.position === position) this.window.delete(rec.idKey);
-        if (rec.type === METADATA_EVENT_TYPE && isMetadataStream(rec.streamId)) {
-          const target = this.streams.get(rec.streamId.slice(2));
-          if (target !== undefined) metaTargets.add(target);
-        }
+        const metaOf = metadataTarget(rec.streamId, rec.type);
+        const target = metaOf === undefined ? undefined : this.streams.get(metaOf);
+        if (target !== undefined) metaTargets.add(target);
         if (rolledBack.has(s)) continue;
         rolledBack.add(s);
         s.wLast = rec.revision - 1;
@@ -1306,15 +1228,13 @@ export class LogStore implements StreamStore {
     }
     // The event-id index holds nothing undurable persisted: this stays in memory.
     await this.ids.truncate(durable);
-    for (const target of metaTargets) {
-      target.wMeta = await this.durableMetadata(this.stateFor(metadataStreamOf(target.name)));
-    }
+    for (const target of metaTargets) target.wMeta = await this.durableMetadata(target);
   }
 
   /** The metadata of a stream as of its metadata stream's write view (the last `$metadata`). */
-  private async durableMetadata(metaStream: StreamState): Promise<StreamMetadata | null> {
-    const target = this.streams.get(metaStream.name.slice(2));
-    if (metaStream.wLast === metaStream.last) return target?.meta ?? null;
+  private async durableMetadata(target: StreamState): Promise<StreamMetadata | null> {
+    const metaStream = this.stateFor(metadataStreamOf(target.name));
+    if (metaStream.wLast === metaStream.last) return target.meta;
     const reader = new BackwardReader(this.log, this.durablePos);
     let pos = metaStream.wLastPos;
     while (pos >= 0) {
@@ -1634,9 +1554,7 @@ export class LogStore implements StreamStore {
     if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES || length > position) return false;
     const buf = this.readBytesSync(position - length, length);
     const c = checkRecord(buf, 0);
-    return (
-      c.ok && c.length === length && (buf.readUInt8(RECORD_HEADER_BYTES) & FLAG_BATCH_END) !== 0
-    );
+    return c.ok && c.length === length && isBatchEndAt(buf);
   }
 
   /** The last batch boundary at or below `position` (0 when none). */
@@ -1653,7 +1571,7 @@ export class LogStore implements StreamStore {
     for (const e of this.epochList) if (e.position <= position) from = e.position;
     let last = from;
     this.walkSync(from, position, (buf, at, length, p) => {
-      if ((buf.readUInt8(at + RECORD_HEADER_BYTES) & FLAG_BATCH_END) !== 0) last = p + length;
+      if (isBatchEndAt(buf, at)) last = p + length;
       return true;
     });
     return last;
@@ -1674,7 +1592,7 @@ export class LogStore implements StreamStore {
     const batchEnds: number[] = [];
     let end = fromPosition;
     const res = this.walkSync(fromPosition, this.reserveEnd, (buf, at, length, position) => {
-      if ((buf.readUInt8(at + RECORD_HEADER_BYTES) & FLAG_BATCH_END) === 0) return true;
+      if (!isBatchEndAt(buf, at)) return true;
       const recEnd = position + length;
       if (batchEnds.length > 0 && recEnd - fromPosition > maxBytes) return false;
       batchEnds.push(recEnd);
@@ -1956,51 +1874,23 @@ export class LogStore implements StreamStore {
 
   async readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
     this.assertReadable();
-    const nameProblem = streamNameProblem(streamId);
-    if (nameProblem !== null) throw invalid(nameProblem, streamId);
-    const { direction, fromRevision, maxCount } = options;
-    if (!Number.isSafeInteger(maxCount) || maxCount < 1)
-      throw invalid("maxCount must be a positive integer", streamId);
-    if (fromRevision !== "end" && (!Number.isSafeInteger(fromRevision) || fromRevision < 0)) {
-      throw invalid('fromRevision must be an integer >= 0 or "end"', streamId);
-    }
-    if (direction !== "forwards" && direction !== "backwards")
-      throw invalid("direction must be forwards or backwards", streamId);
+    validateStreamId(streamId);
+    validateReadStreamOptions(options, streamId);
     const state = this.streams.get(streamId);
-    if (state?.tombstoned === true)
-      throw new StoreError("STREAM_DELETED", `stream ${streamId} is deleted`, streamId);
-    const meta = isMetadataStream(streamId) ? null : (state?.meta ?? null);
-    if (state === undefined || state.last < 0 || isSoftDeleted(meta, state.last)) {
-      throw new StoreError("STREAM_NOT_FOUND", `stream ${streamId} not found`, streamId);
-    }
-    const last = state.last;
-    const first = firstReadable(meta, last);
-    const cutoff = maxAgeCutoffMs(meta, this.nowMs());
-    const keep = (r: { rec: EventRecord; position: number }): boolean => r.rec.createdMs >= cutoff;
-    if (direction === "forwards") {
-      const start = Math.max(fromRevision === "end" ? last + 1 : fromRevision, first);
-      if (start > last)
-        return { events: [], nextRevision: start, endOfStream: true, lastRevision: last };
-      const hi = Math.min(start + maxCount - 1, last);
-      const recs = await this.readRange(state, start, hi);
-      return {
-        events: recs.filter(keep).map((r) => toStored(r.rec, r.position)),
-        nextRevision: hi + 1,
-        endOfStream: hi >= last,
-        lastRevision: last,
-      };
-    }
-    const from = fromRevision === "end" ? last : Math.min(fromRevision, last);
-    if (from < first)
-      return { events: [], nextRevision: -1, endOfStream: true, lastRevision: last };
-    const lo = Math.max(from - maxCount + 1, first);
-    const recs = await this.readRange(state, lo, from);
-    recs.reverse();
+    const readable = readableRange(streamId, state ?? ABSENT_STREAM, this.nowMs());
+    const plan = planStreamRead(options, readable);
+    const recs =
+      state === undefined || plan.to < plan.from
+        ? []
+        : await this.readRange(state, plan.from, plan.to);
+    if (options.direction === "backwards") recs.reverse();
     return {
-      events: recs.filter(keep).map((r) => toStored(r.rec, r.position)),
-      nextRevision: lo - 1,
-      endOfStream: lo <= first,
-      lastRevision: last,
+      events: recs
+        .filter((r) => withinMaxAge(r.rec.createdMs, readable))
+        .map((r) => toStored(r.rec, r.position)),
+      nextRevision: plan.nextRevision,
+      endOfStream: plan.endOfStream,
+      lastRevision: readable.last,
     };
   }
 
@@ -2067,32 +1957,12 @@ export class LogStore implements StreamStore {
     return rec?.kind === "event" ? rec : null;
   }
 
-  /** Is an event of $all visible under its stream's delete / metadata rules? */
-  private visible(rec: EventRecord, nowMs: number): boolean {
-    const s = this.streams.get(rec.streamId);
-    if (s === undefined) return true;
-    if (s.tombstoned) return false;
-    if (isMetadataStream(rec.streamId) || s.meta === null) return true;
-    if (rec.revision < firstReadable(s.meta, s.last)) return false;
-    return rec.createdMs >= maxAgeCutoffMs(s.meta, nowMs);
-  }
-
   async readAll(options: ReadAllOptions): Promise<ReadAllResult> {
     this.assertReadable();
     const { direction, fromPosition, maxCount, filter } = options;
     const maxScan = options.maxScan ?? DEFAULT_MAX_SCAN;
-    if (!Number.isSafeInteger(maxCount) || maxCount < 1)
-      throw invalid("maxCount must be a positive integer");
-    if (!(maxScan >= 1)) throw invalid("maxScan must be >= 1");
     const commit = this.commitPos;
-    if (
-      fromPosition !== "end" &&
-      (!Number.isSafeInteger(fromPosition) || fromPosition < 0 || fromPosition > commit)
-    ) {
-      throw invalid(
-        `fromPosition must be an integer between 0 and the commit position ${commit}, or "end"`,
-      );
-    }
+    validateReadAllOptions(options, commit);
     const nowMs = this.nowMs();
     const events: StoredEvent[] = [];
     let scanned = 0;
@@ -2100,7 +1970,10 @@ export class LogStore implements StreamStore {
       if (rec === null)
         throw new StoreError("CORRUPTED", `undecodable record at position ${position}`);
       scanned++;
-      if (rec.kind === "event" && this.visible(rec, nowMs)) {
+      if (
+        rec.kind === "event" &&
+        visibleInAll(rec, this.streams.get(rec.streamId) ?? ABSENT_STREAM, nowMs)
+      ) {
         const ev = toStored(rec, position);
         if (filter === undefined || filter(ev)) events.push(ev);
       }
@@ -2124,7 +1997,6 @@ export class LogStore implements StreamStore {
       }
       return { events, nextPosition: res.position, endOfStream: res.position >= commit };
     }
-    if (direction !== "backwards") throw invalid("direction must be forwards or backwards");
     const from = fromPosition === "end" ? commit : fromPosition;
     const pos = await this.scanBackward(from, (buf, at, length, position) =>
       take(decodeCheckedRecord(buf, at, length, true), position),
@@ -2213,16 +2085,7 @@ function pendingWrite(batch: PendingBatch, write?: PendingWrite): PendingWrite {
   };
 }
 
-function validateExpected(expected: ExpectedVersion, streamId: string): void {
-  switch (expected?.kind) {
-    case "any":
-    case "no_stream":
-    case "stream_exists":
-      return;
-    case "exact":
-      if (Number.isSafeInteger(expected.revision) && expected.revision >= 0) return;
-      throw invalid("expected revision must be an integer >= 0", streamId);
-    default:
-      throw invalid("unknown expected version", streamId);
-  }
+/** The ids and positions of events read back, for the idempotency decisions. */
+function storedIds(recs: ReadonlyArray<{ rec: EventRecord; position: number }>): StoredId[] {
+  return recs.map((r) => ({ id: r.rec.idKey, position: r.position }));
 }

@@ -8,14 +8,17 @@
  */
 import { crc32c } from "@node-rs/crc32";
 import type { StreamMetadata } from "../streams/types.js";
+import { ABSENT_STREAM, type StreamView } from "../streams/view.js";
+
+// The metadata rules live in streams/ (shared by every backend); re-exported for old importers.
+export { SOFT_DELETED_KEY, parseMetadata } from "../streams/metadata.js";
+export { firstReadable, isSoftDeleted, maxAgeCutoffMs } from "../streams/visibility.js";
 
 /** One sparse entry every this many revisions. */
 export const SPARSE_EVERY = 32;
 
-/** Metadata key set by a soft delete (with truncateBefore = last + 1). */
-export const SOFT_DELETED_KEY = "$softDeleted";
-
-export class StreamState {
+/** A stream's state; as a `StreamView`, its committed view (what readers see). */
+export class StreamState implements StreamView {
   // write view
   wLast = -1;
   wLastPos = -1;
@@ -32,48 +35,22 @@ export class StreamState {
   constructor(readonly name: string) {}
 }
 
+/**
+ * A snapshot of a stream's write view, for the write rules (expected version, idempotency);
+ * `ABSENT_STREAM` for a stream the index does not know.
+ */
+export function writeView(
+  s: Pick<StreamState, "wLast" | "wTombstoned" | "wMeta"> | undefined,
+): StreamView {
+  return s === undefined
+    ? ABSENT_STREAM
+    : { last: s.wLast, tombstoned: s.wTombstoned, meta: s.wMeta };
+}
+
 export interface WindowEntry {
   stream: StreamState;
   revision: number;
   position: number;
-}
-
-function validInt(v: unknown, min: number): number | undefined {
-  return typeof v === "number" && Number.isSafeInteger(v) && v >= min ? v : undefined;
-}
-
-/** First revision readers may see, given metadata (truncateBefore, maxCount). */
-export function firstReadable(meta: StreamMetadata | null, last: number): number {
-  if (meta === null) return 0;
-  let first = 0;
-  const tb = validInt(meta.truncateBefore, 0);
-  if (tb !== undefined) first = Math.max(first, tb);
-  const mc = validInt(meta.maxCount, 1);
-  if (mc !== undefined) first = Math.max(first, last - mc + 1);
-  return first;
-}
-
-export function maxAgeCutoffMs(meta: StreamMetadata | null, nowMs: number): number {
-  const age = validInt(meta?.maxAgeSec, 1);
-  return age === undefined ? -Infinity : nowMs - age * 1000;
-}
-
-export function isSoftDeleted(meta: StreamMetadata | null, last: number): boolean {
-  if (meta === null || meta[SOFT_DELETED_KEY] !== true) return false;
-  return last < (validInt(meta.truncateBefore, 0) ?? 0);
-}
-
-export function parseMetadata(data: Uint8Array): StreamMetadata | null {
-  try {
-    const value: unknown = JSON.parse(
-      Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"),
-    );
-    if (value !== null && typeof value === "object" && !Array.isArray(value))
-      return value as StreamMetadata;
-  } catch {
-    // not JSON: not metadata
-  }
-  return null;
 }
 
 /**

@@ -1,0 +1,91 @@
+/**
+ * Argument checks of the StreamStore operations. Each throws the StoreError INVALID_ARGUMENT
+ * the store has always thrown (same message, same stream id), checking in the same order, so
+ * every backend refuses the same requests with the same words.
+ */
+import { eventTypeProblem, isUuid, streamNameProblem } from "@chorus/protocol";
+import { invalid } from "./errors.js";
+import type { ExpectedVersion, NewEvent, ReadAllOptions, ReadStreamOptions } from "./types.js";
+
+/**
+ * A stream id is a non-empty string of at most 1024 UTF-8 bytes without control characters,
+ * and neither `$all` nor `$$` (the protocol's `streamNameProblem`, word for word).
+ */
+export function validateStreamId(streamId: string): void {
+  const problem = streamNameProblem(streamId);
+  if (problem !== null) throw invalid(problem, streamId);
+}
+
+/**
+ * An expected version is `any`, `no_stream`, `stream_exists`, or `exact` with a revision that
+ * is a safe integer >= 0 ("expected revision must be an integer >= 0"); anything else is
+ * "unknown expected version".
+ */
+export function validateExpectedVersion(expected: ExpectedVersion, streamId: string): void {
+  switch (expected?.kind) {
+    case "any":
+    case "no_stream":
+    case "stream_exists":
+      return;
+    case "exact":
+      if (Number.isSafeInteger(expected.revision) && expected.revision >= 0) return;
+      throw invalid("expected revision must be an integer >= 0", streamId);
+    default:
+      throw invalid("unknown expected version", streamId);
+  }
+}
+
+/**
+ * The events of an append: an array (possibly empty) in which, event by event, the id is a
+ * UUID, the type is a valid event type (non-empty string of at most 1024 UTF-8 bytes) and data
+ * and metadata are byte arrays. The first problem is the one reported. (Sizes are the
+ * backend's: the log refuses a record above 64 MiB.)
+ */
+export function validateNewEvents(events: NewEvent[], streamId: string): void {
+  if (!Array.isArray(events)) throw invalid("events must be an array", streamId);
+  for (const e of events) {
+    if (!isUuid(e.id)) throw invalid(`event id ${String(e.id)} is not a UUID`, streamId);
+    const typeProblem = eventTypeProblem(e.type);
+    if (typeProblem !== null) throw invalid(typeProblem, streamId);
+    if (!(e.data instanceof Uint8Array) || !(e.metadata instanceof Uint8Array)) {
+      throw invalid("event data and metadata must be byte arrays", streamId);
+    }
+  }
+}
+
+/**
+ * A stream read: maxCount a positive integer, fromRevision an integer >= 0 or "end",
+ * direction forwards or backwards (checked in that order).
+ */
+export function validateReadStreamOptions(options: ReadStreamOptions, streamId: string): void {
+  const { direction, fromRevision, maxCount } = options;
+  if (!Number.isSafeInteger(maxCount) || maxCount < 1)
+    throw invalid("maxCount must be a positive integer", streamId);
+  if (fromRevision !== "end" && (!Number.isSafeInteger(fromRevision) || fromRevision < 0)) {
+    throw invalid('fromRevision must be an integer >= 0 or "end"', streamId);
+  }
+  if (direction !== "forwards" && direction !== "backwards")
+    throw invalid("direction must be forwards or backwards", streamId);
+}
+
+/**
+ * A read of `$all`: maxCount a positive integer, maxScan (when given) >= 1, fromPosition an
+ * integer from 0 to the commit position or "end", direction forwards or backwards (checked in
+ * that order).
+ */
+export function validateReadAllOptions(options: ReadAllOptions, commitPosition: number): void {
+  const { direction, fromPosition, maxCount, maxScan } = options;
+  if (!Number.isSafeInteger(maxCount) || maxCount < 1)
+    throw invalid("maxCount must be a positive integer");
+  if (!((maxScan ?? 1) >= 1)) throw invalid("maxScan must be >= 1");
+  if (
+    fromPosition !== "end" &&
+    (!Number.isSafeInteger(fromPosition) || fromPosition < 0 || fromPosition > commitPosition)
+  ) {
+    throw invalid(
+      `fromPosition must be an integer between 0 and the commit position ${commitPosition}, or "end"`,
+    );
+  }
+  if (direction !== "forwards" && direction !== "backwards")
+    throw invalid("direction must be forwards or backwards");
+}
