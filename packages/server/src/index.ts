@@ -3,10 +3,9 @@ export {
   StartupError,
   type ChorusNode,
   type NodeExtras,
-  type Endpoint,
   type NodeEndpoints,
-  type NodeState,
 } from "./node.js";
+export type { Endpoint, MemberInfo, NodeState } from "./node-types.js";
 export {
   ConfigError,
   DEFAULT_NODE_OPTIONS,
@@ -22,7 +21,6 @@ export {
 export { main, type MainDeps } from "./cli.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logging.js";
 export { Authenticator } from "./auth/index.js";
-export type { MemberInfo } from "./api/http.js";
 export {
   createDiskStore,
   createMemoryStore,

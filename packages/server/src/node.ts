@@ -16,7 +16,8 @@ import {
   serverVersion,
   type NodeOptions,
 } from "./config/index.js";
-import type { Endpoint, NodeContext, NodeEndpoints, NodeState } from "./api/context.js";
+import type { NodeContext, NodeEndpoints } from "./api/context.js";
+import type { Endpoint, NodeState } from "./node-types.js";
 import { createExternalHttpHandler, createInternalHttpHandler, memberInfo } from "./api/http.js";
 import { ClusterRole, ClusterStore } from "./cluster/node-role.js";
 import { endpointKey } from "./cluster/gossip/wire.js";
@@ -25,10 +26,15 @@ import { NodeMetrics } from "./api/metrics.js";
 import { NativeApi } from "./api/native.js";
 import { createLogger } from "./logging.js";
 import { loadTls, peerTls, serverTlsOptions } from "./tls.js";
-import { createDiskStore, createMemoryStore, LogStore } from "./storage/index.js";
+import {
+  createDiskStore,
+  createMemoryStore,
+  isReplicatedLog,
+  type ReplicatedStore,
+} from "./storage/index.js";
 import type { StreamStore } from "./streams/types.js";
 
-export type { Endpoint, NodeEndpoints, NodeState } from "./api/context.js";
+export type { NodeEndpoints } from "./api/context.js";
 
 /** The node could not start (port in use, data directory unusable, corrupted log). The CLI exits 1. */
 export class StartupError extends Error {
@@ -66,23 +72,28 @@ interface Listener {
   readonly port: number;
 }
 
-async function openStore(
-  options: NodeOptions,
-  logger: Logger,
-  given: StreamStore | undefined,
-): Promise<StreamStore> {
+/** The store the options ask for; a cluster node's replicates its log (autoCommit false). */
+function createStore(options: NodeOptions, logger: Logger): ReplicatedStore {
   // A cluster moves the commit position itself (consensus); a single node commits on fsync.
   const autoCommit = options.clusterSize <= 1;
-  const store =
-    given ??
-    (options.memDb
-      ? createMemoryStore({ logger, idempotencyWindow: options.idempotencyWindow, autoCommit })
-      : createDiskStore({
-          dir: options.db,
-          logger,
-          idempotencyWindow: options.idempotencyWindow,
-          autoCommit,
-        }));
+  return options.memDb
+    ? createMemoryStore({ logger, idempotencyWindow: options.idempotencyWindow, autoCommit })
+    : createDiskStore({
+        dir: options.db,
+        logger,
+        idempotencyWindow: options.idempotencyWindow,
+        autoCommit,
+      });
+}
+
+/** A cluster node's store: the cluster replicates its log, so it must be a ReplicatedLog. */
+function requireReplicatedLog(store: StreamStore): ReplicatedStore {
+  if (!isReplicatedLog(store))
+    throw new StartupError("a cluster node needs a LogStore (created with autoCommit: false)");
+  return store;
+}
+
+async function openStore<S extends StreamStore>(options: NodeOptions, store: S): Promise<S> {
   try {
     await store.open();
   } catch (err) {
@@ -158,10 +169,9 @@ export async function createNode(
   const toPeers = peerTls(tls);
 
   const clustered = options.clusterSize > 1;
-  if (clustered && extras.store !== undefined && !(extras.store instanceof LogStore)) {
-    throw new StartupError("a cluster node needs a LogStore (created with autoCommit: false)");
-  }
-  const openedStore = await openStore(options, logger, extras.store);
+  const store = extras.store ?? createStore(options, logger);
+  const replicated = clustered ? requireReplicatedLog(store) : undefined;
+  const openedStore = await openStore(options, store);
   let cluster: ClusterRole | undefined;
   const apiStore: { current: StreamStore } = { current: openedStore };
   const metrics = new NodeMetrics(() => openedStore);
@@ -231,13 +241,13 @@ export async function createNode(
     intHttp: bound.intHttp as Endpoint,
   });
   live.endpoints = endpoints;
-  if (clustered) {
+  if (replicated !== undefined) {
     const selfTcp = {
       host: options.intHostAdvertiseAs ?? endpoints.intTcp.host,
       port: options.intTcpPortAdvertiseAs ?? endpoints.intTcp.port,
     };
     cluster = new ClusterRole({
-      store: openedStore as LogStore,
+      store: replicated,
       clusterSize: options.clusterSize,
       instanceId,
       selfId: endpointKey(selfTcp),
@@ -264,7 +274,7 @@ export async function createNode(
       ...(toPeers !== undefined && { tls: toPeers }),
       localAddress: options.intIp,
     });
-    apiStore.current = new ClusterStore(openedStore as LogStore, cluster);
+    apiStore.current = new ClusterStore(replicated, cluster);
     cluster.start(intTcp);
   }
   state = "Leader";

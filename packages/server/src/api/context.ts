@@ -2,14 +2,9 @@ import type { Logger } from "pino";
 import type { Authenticator } from "../auth/index.js";
 import type { NodeOptions } from "../config/index.js";
 import type { StreamStore } from "../streams/types.js";
-import type { ClusterRole } from "../cluster/node-role.js";
+import type { ClusterView, Endpoint, NodeState } from "../node-types.js";
 import type { NodeMetrics } from "./metrics.js";
 import type { PeerTls } from "../tls.js";
-
-export interface Endpoint {
-  readonly host: string;
-  readonly port: number;
-}
 
 export interface NodeEndpoints {
   readonly extTcp: Endpoint;
@@ -17,18 +12,6 @@ export interface NodeEndpoints {
   readonly intTcp: Endpoint;
   readonly intHttp: Endpoint;
 }
-
-/** States this node uses, from the gossip vocabulary of api.md. */
-export type NodeState =
-  | "Initializing"
-  | "Unknown"
-  | "Leader"
-  | "Follower"
-  | "CatchingUp"
-  | "PreReadOnlyReplica"
-  | "ReadOnlyReplica"
-  | "ShuttingDown"
-  | "Shutdown";
 
 /** What the API layer needs from the node. */
 export interface NodeContext {
@@ -48,7 +31,7 @@ export interface NodeContext {
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
   /** The cluster role (clusterSize > 1), once the node's listeners are up; else undefined. */
-  cluster(): ClusterRole | undefined;
+  cluster(): ClusterView | undefined;
   /** Registers a write in flight, so shutdown can wait for it. */
   track<T>(work: Promise<T>): Promise<T>;
 }

@@ -8,37 +8,20 @@ import {
 } from "@chorus/protocol";
 import { RECORD_OVERHEAD_BYTES } from "../storage/record.js";
 import { parseMetadata } from "../storage/stream-index.js";
-import {
-  StoreError,
-  type ExpectedVersion,
-  type NewEvent,
-  type StoredEvent,
-  type WrongExpectedVersionInfo,
+import type {
+  ExpectedVersion,
+  NewEvent,
+  StoredEvent,
+  WrongExpectedVersionInfo,
 } from "../streams/types.js";
+import { invalidArgument } from "./errors.js";
 
 /** The most events one read page or one subscription read carries. */
 export const MAX_PAGE_EVENTS = 4096;
 /** Upper bound of records a filtered $all read examines in one call. */
 export const MAX_SCAN_RECORDS = 16_384;
 
-const Code = chorus.ErrorResponse.Code;
 const Kind = chorus.ExpectedVersion.Kind;
-
-/** A request the server refuses before touching the store. */
-export class RequestError extends Error {
-  override readonly name = "RequestError";
-  constructor(
-    readonly code: chorus.ErrorResponse.Code,
-    message: string,
-    readonly streamId?: string,
-  ) {
-    super(message);
-  }
-}
-
-export function invalidArgument(message: string, streamId?: string): RequestError {
-  return new RequestError(Code.INVALID_ARGUMENT, message, streamId);
-}
 
 /** Throws INVALID_ARGUMENT when the stream name cannot be written or read. */
 export function checkStreamName(name: unknown): string {
@@ -257,72 +240,6 @@ export function wrongExpectedToWire(
 /** Approximate encoded size of an event, for splitting pushed batches. */
 export function eventWireBytes(e: StoredEvent): number {
   return e.data.byteLength + e.metadata.byteLength + e.streamId.length + e.type.length + 96;
-}
-
-export interface ErrorInfo {
-  code: chorus.ErrorResponse.Code;
-  message: string;
-  streamId?: string;
-  /** True when the failure is ours (bug / I/O): logged as an error. */
-  internal: boolean;
-}
-
-/** Maps anything thrown while serving a request to an ErrorResponse. */
-export function errorInfo(err: unknown): ErrorInfo {
-  if (err instanceof RequestError) {
-    return { code: err.code, message: err.message, streamId: err.streamId, internal: false };
-  }
-  if (err instanceof StoreError) {
-    switch (err.code) {
-      case "STREAM_NOT_FOUND":
-        return {
-          code: Code.STREAM_NOT_FOUND,
-          message: err.message,
-          streamId: err.streamId,
-          internal: false,
-        };
-      case "STREAM_DELETED":
-        return {
-          code: Code.STREAM_DELETED,
-          message: err.message,
-          streamId: err.streamId,
-          internal: false,
-        };
-      case "INVALID_ARGUMENT":
-        return {
-          code: Code.INVALID_ARGUMENT,
-          message: err.message,
-          streamId: err.streamId,
-          internal: false,
-        };
-      case "STORE_CLOSED":
-        return {
-          code: Code.SHUTTING_DOWN,
-          message: "the node is shutting down",
-          streamId: err.streamId,
-          internal: false,
-        };
-      case "STORAGE_FULL":
-        return {
-          code: Code.STORAGE_FULL,
-          message: err.message,
-          streamId: err.streamId,
-          internal: false,
-        };
-      case "CORRUPTED":
-        return {
-          code: Code.INTERNAL,
-          message: `storage error: ${err.message}`,
-          streamId: err.streamId,
-          internal: true,
-        };
-    }
-  }
-  return { code: Code.INTERNAL, message: "internal error", internal: true };
-}
-
-export function codeName(code: chorus.ErrorResponse.Code): string {
-  return chorus.ErrorResponse.Code[code] ?? "UNKNOWN";
 }
 
 export interface FilterInput {

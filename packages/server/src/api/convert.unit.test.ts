@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { encodeEvent, uuidToKey } from "../storage/record.js";
-import { checkAppendSize, checkEvents, RequestError, storedEventBytes } from "./convert.js";
+import { checkAppendSize, checkEvents, storedEventBytes } from "./convert.js";
+import { RequestError } from "./errors.js";
 
 const event = (type: string, data: number, metadata: number) => ({
   id: randomUUID(),

@@ -2,46 +2,33 @@ import { request as httpRequest, type IncomingMessage, type ServerResponse } fro
 import { request as httpsRequest } from "node:https";
 import { isIP } from "node:net";
 import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
-import { createGossipHandler } from "../cluster/gossip/index.js";
-import { NotLeaderError, type WriteRefusal } from "../cluster/node-role.js";
-import type { Endpoint, NodeContext } from "./context.js";
+import {
+  NotLeaderError,
+  type Endpoint,
+  type MemberInfo,
+  type WriteRefusal,
+} from "../node-types.js";
+import type { NodeContext } from "./context.js";
+import { invalidArgument, toWireError } from "./errors.js";
+import { createGossipHandler } from "./gossip-handler.js";
 import { sendJson } from "./json.js";
 import {
   MAX_PAGE_EVENTS,
   checkAppendSize,
   checkEvents,
   checkStreamName,
-  codeName,
-  errorInfo,
   expectedFromText,
   expectedToText,
-  invalidArgument,
 } from "./convert.js";
-
-/** The gossip document's member entry (api.md). Positions are decimal strings. */
-export interface MemberInfo {
-  instanceId: string;
-  state: string;
-  isAlive: boolean;
-  timestamp: string;
-  internalTcp: Endpoint;
-  externalTcp: Endpoint;
-  internalHttp: Endpoint;
-  externalHttp: Endpoint;
-  lastCommitPosition: string;
-  writerCheckpoint: string;
-  chaserCheckpoint: string;
-  epochNumber: number;
-  epochPosition: string;
-  epochId: string;
-  nodePriority: number;
-  isReadOnlyReplica: boolean;
-}
 
 const ZERO_UUID = "00000000-0000-0000-0000-000000000000";
 /** Paths served without authentication. */
 const OPEN_PATHS = new Set(["/health/live", "/health/ready", "/gossip"]);
 
+/**
+ * An answer of the HTTP layer's own (routing, methods, bodies, authentication, forwarding): it
+ * names its status and code itself. Errors from the domain go through errors.ts instead.
+ */
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -52,18 +39,6 @@ class HttpError extends Error {
     super(message);
   }
 }
-
-const STATUS_OF_CODE: Record<string, number> = {
-  STREAM_NOT_FOUND: 404,
-  STREAM_DELETED: 410,
-  ACCESS_DENIED: 403,
-  NOT_AUTHENTICATED: 401,
-  INVALID_ARGUMENT: 400,
-  BAD_REQUEST: 400,
-  SHUTTING_DOWN: 503,
-  INTERNAL: 500,
-  STORAGE_FULL: 507,
-};
 
 /** An advertised host: the bound IP, or for a wildcard bind the address the request came in on. */
 function advertised(bound: Endpoint, req: IncomingMessage | undefined): Endpoint {
@@ -145,22 +120,13 @@ function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: 
   let status: number;
   let code: string;
   let message: string;
-  let headers: Record<string, string> = {};
+  let headers: Readonly<Record<string, string>>;
   if (err instanceof HttpError) {
     ({ status, code, message, headers } = err);
-  } else if (err instanceof NotLeaderError) {
-    // HTTP writes are not forwarded to the leader yet: say where it is.
-    status = 503;
-    code = "NOT_LEADER";
-    message = err.message;
-    const http = err.refusal.leaderHttp;
-    if (http) headers = { "Chorus-Leader": `${http.host}:${http.port}` };
   } else {
-    const info = errorInfo(err);
-    code = codeName(info.code);
-    status = STATUS_OF_CODE[code] ?? 500;
-    message = info.message;
-    if (info.internal)
+    const wire = toWireError(err);
+    ({ httpStatus: status, code, message, httpHeaders: headers } = wire);
+    if (wire.internal)
       ctx.logger.error(
         { err, method: req.method, path: req.url?.split("?")[0] },
         "HTTP request failed",

@@ -21,23 +21,19 @@ import {
   type SubscriptionStart,
   type SubscriptionTarget,
 } from "../subscriptions/index.js";
-import { NotLeaderError } from "../cluster/node-role.js";
 import type { NodeContext } from "./context.js";
 import {
   MAX_PAGE_EVENTS,
   MAX_SCAN_RECORDS,
-  RequestError,
   checkWireAppendSize,
   checkStreamName,
-  codeName,
-  errorInfo,
   eventWireBytes,
   eventsFromWire,
   expectedFromWire,
   filterFromWire,
-  invalidArgument,
   wrongExpectedToWire,
 } from "./convert.js";
+import { RequestError, codeName, dropCodeToWire, invalidArgument, toWireError } from "./errors.js";
 import { EventsFrame, encodeEventsFrame, type EventsBody } from "./event-frames.js";
 import { checkGroupName, PersistentService } from "../persistent/service.js";
 import type { ConsumerHandle, GroupInfo, GroupKey, NackAction } from "../persistent/group.js";
@@ -517,23 +513,12 @@ class NativeConnection {
     }
     this.#handle(id, frame)
       .catch((err: unknown) => {
-        if (err instanceof NotLeaderError) {
-          const { message, leaderTcp, leaderHttp } = err.refusal;
-          this.#send({
-            correlationId: id,
-            notHandled: {
-              reason: chorus.NotHandled.Reason.NOT_LEADER,
-              message,
-              ...(leaderTcp && { leaderTcp: { host: leaderTcp.host, port: leaderTcp.port } }),
-              ...(leaderHttp && { leaderHttp: { host: leaderHttp.host, port: leaderHttp.port } }),
-            },
-          });
-          return;
-        }
-        const info = errorInfo(err);
-        if (info.internal)
+        const wire = toWireError(err);
+        if (wire.internal)
           this.#ctx.logger.error({ err, request: frame.body }, "native request failed");
-        this.#sendError(id, info.code, info.message, info.streamId);
+        if (wire.kind === "notHandled")
+          this.#send({ correlationId: id, notHandled: wire.notHandled });
+        else this.#sendError(id, wire.nativeCode, wire.message, wire.streamId);
       })
       .finally(() => {
         this.#inflight--;
@@ -756,7 +741,7 @@ class NativeConnection {
             this.#send({
               correlationId: id,
               subscriptionDropped: {
-                reason: { code: Code[code], message, streamId: key.streamId },
+                reason: { code: dropCodeToWire(code), message, streamId: key.streamId },
               },
             });
           },
@@ -888,11 +873,14 @@ class NativeConnection {
             this.#subs.delete(id);
             this.#ctx.metrics.subscriptionsActive.dec();
           }
-          const wireCode = code === "UNSUBSCRIBED" ? Code.UNKNOWN : Code[code];
           this.#send({
             correlationId: id,
             subscriptionDropped: {
-              reason: { code: wireCode, message, streamId: droppedStream ?? streamId },
+              reason: {
+                code: dropCodeToWire(code),
+                message,
+                streamId: droppedStream ?? streamId,
+              },
             },
           });
         },

@@ -1,6 +1,7 @@
 /**
- * The consensus core's view of a node's storage: `LogView<Buffer>` over a `LogStore`, and the
- * application of the core's storage effects (`append`, `truncate`, `persist`, `commit`).
+ * The consensus core's view of a node's storage: `LogView<Buffer>` over a `ReplicatedLog`
+ * (storage/replicated-log.ts), and the application of the core's storage effects (`append`,
+ * `truncate`, `persist`, `commit`).
  *
  * A core record is one atomic batch of the store (an append's events, a tombstone, or an EPOCH
  * record): its payload is the batch's raw record bytes, its position the batch's start. Commit
@@ -8,8 +9,8 @@
  * `isRecordBoundary` checks.
  */
 import { randomUUID } from "node:crypto";
-import { TruncatedError, type LogStore } from "../storage/store.js";
-import { RECORD_HEADER_BYTES, RecordType, encodeEpoch } from "../storage/record.js";
+import { isTruncatedError, type ReplicatedLog } from "../storage/replicated-log.js";
+import { encodeEpoch, epochNumberAt } from "../storage/record.js";
 import {
   ORIGIN,
   type Effect,
@@ -21,7 +22,7 @@ import {
 } from "./core/types.js";
 
 export class StoreLogView implements LogView<Buffer> {
-  constructor(private readonly store: LogStore) {}
+  constructor(private readonly store: ReplicatedLog) {}
 
   lastPoint(): LogPoint {
     const position = this.store.endPosition;
@@ -54,12 +55,11 @@ export class StoreLogView implements LogView<Buffer> {
     let start = fromPosition;
     for (const end of batchEnds) {
       const payload = bytes.subarray(start - fromPosition, end - fromPosition);
-      const isEpoch = payload.readUInt8(8) === RecordType.EPOCH;
       out.push({
         epoch: this.store.epochAt(start),
         position: start,
         length: end - start,
-        kind: isEpoch ? "epoch" : "data",
+        kind: epochNumberAt(payload) === undefined ? "data" : "epoch",
         payload,
       });
       start = end;
@@ -100,7 +100,7 @@ export interface ApplyHooks {
  * `hooks.other`. Append records must continue the log and carry the epoch they will have in it.
  */
 export async function applyEffects(
-  store: LogStore,
+  store: ReplicatedLog,
   effects: readonly Effect<Buffer>[],
   hooks: ApplyHooks = {},
 ): Promise<void> {
@@ -125,7 +125,7 @@ export async function applyEffects(
 }
 
 function appendRecords(
-  store: LogStore,
+  store: ReplicatedLog,
   records: readonly LogRecord<Buffer>[],
   hooks: ApplyHooks,
 ): void {
@@ -142,13 +142,12 @@ function appendRecords(
       throw new Error(
         `append: record at ${r.position} has ${r.payload.length} bytes, not ${r.length}`,
       );
-    const isEpoch =
-      r.payload.length > RECORD_HEADER_BYTES && r.payload.readUInt8(8) === RecordType.EPOCH;
-    if (isEpoch !== (r.kind === "epoch"))
+    const startsEpoch = epochNumberAt(r.payload);
+    if ((startsEpoch !== undefined) !== (r.kind === "epoch"))
       throw new Error(
         `append: record at ${r.position} is of kind ${r.kind} but its bytes disagree`,
       );
-    if (isEpoch) epoch = r.payload.readDoubleLE(RECORD_HEADER_BYTES + 1);
+    if (startsEpoch !== undefined) epoch = startsEpoch;
     if (r.epoch !== epoch)
       throw new Error(
         `append: record at ${r.position} claims epoch ${r.epoch}, the log gives ${epoch}`,
@@ -157,7 +156,7 @@ function appendRecords(
   }
   const bytes = records.length === 1 ? first.payload : Buffer.concat(records.map((r) => r.payload));
   store.appendRaw(first.position, bytes).catch((err: unknown) => {
-    if (err instanceof TruncatedError) return;
+    if (isTruncatedError(err)) return;
     hooks.onAppendError?.(err);
   });
 }

@@ -41,9 +41,14 @@ import {
   type StreamStore,
   type WriteResult,
 } from "../streams/types.js";
-import type { LogStore } from "../storage/store.js";
-import { FLAG_BATCH_END, RECORD_HEADER_BYTES, RecordType, checkRecord } from "../storage/record.js";
-import type { Endpoint } from "../api/context.js";
+import { isTruncatedError, type ReplicatedLog } from "../storage/replicated-log.js";
+import { checkRecord, epochNumberAt, isBatchEndAt } from "../storage/record.js";
+import {
+  NotLeaderError,
+  type ClusterNodeState,
+  type Endpoint,
+  type WriteRefusal,
+} from "../node-types.js";
 import { ConsensusCore } from "./core/raft.js";
 import {
   ORIGIN,
@@ -79,9 +84,6 @@ export const DEFAULT_MAX_REPLICATION_BATCH_BYTES = 1024 * 1024;
 /** A follower within this many bytes of the leader's commit position counts as caught up. */
 export const CAUGHT_UP_SLACK_BYTES = 1024 * 1024;
 
-export type ClusterNodeState =
-  "Unknown" | "Leader" | "Follower" | "CatchingUp" | "PreReadOnlyReplica" | "ReadOnlyReplica";
-
 export type ClusterLogger = GossipLogger & PeerLogger;
 
 /** Defaults in timings.ts; the flags are validated in config/parse.ts. */
@@ -101,7 +103,7 @@ export interface ClusterTimings {
 }
 
 export interface ClusterRoleOptions {
-  readonly store: LogStore;
+  readonly store: ReplicatedLog;
   readonly clusterSize: number;
   readonly instanceId: string;
   /** This node's advertised internal TCP endpoint: its NodeId. */
@@ -143,21 +145,6 @@ export function peerLinkTimings(electionTimeoutMs: number): {
   };
 }
 
-/** Where a write should go instead: the leader's external endpoints, when known. */
-export interface WriteRefusal {
-  readonly message: string;
-  readonly leaderTcp: Endpoint | undefined;
-  readonly leaderHttp: Endpoint | undefined;
-}
-
-/** A write reached a node that is not (or no longer) the leader. */
-export class NotLeaderError extends Error {
-  override readonly name = "NotLeaderError";
-  constructor(readonly refusal: WriteRefusal) {
-    super(refusal.message);
-  }
-}
-
 /**
  * RecordSplitter for messages.ts: raw record bytes that start at `position` (after a record of
  * epoch `prevEpoch`) -> one core record per atomic batch of the store.
@@ -174,19 +161,20 @@ export function splitRecords(
   while (off < bytes.length) {
     const c = checkRecord(bytes, off);
     if (!c.ok) throw new Error(`replicated record at ${position + off} is damaged (${c.problem})`);
-    if (bytes.readUInt8(off + 8) === RecordType.EPOCH) {
+    const startsEpoch = epochNumberAt(bytes, off);
+    if (startsEpoch !== undefined) {
       if (off !== batchStart) throw new Error(`EPOCH record at ${position + off} shares a batch`);
-      epoch = bytes.readDoubleLE(off + RECORD_HEADER_BYTES + 1);
+      epoch = startsEpoch;
     }
-    const flags = bytes.readUInt8(off + RECORD_HEADER_BYTES);
+    const batchEnd = isBatchEndAt(bytes, off);
     off += c.length;
-    if ((flags & FLAG_BATCH_END) !== 0) {
+    if (batchEnd) {
       const payload = bytes.subarray(batchStart, off);
       out.push({
         epoch,
         position: position + batchStart,
         length: off - batchStart,
-        kind: payload.readUInt8(8) === RecordType.EPOCH ? "epoch" : "data",
+        kind: epochNumberAt(payload) === undefined ? "data" : "epoch",
         payload,
       });
       batchStart = off;
@@ -201,7 +189,7 @@ export function splitRecords(
 class AnnouncedLogView implements LogView<Buffer> {
   private readonly inner: StoreLogView;
   constructor(
-    private readonly store: LogStore,
+    private readonly store: ReplicatedLog,
     private readonly limit: () => number,
   ) {
     this.inner = new StoreLogView(store);
@@ -236,7 +224,7 @@ class AnnouncedLogView implements LogView<Buffer> {
 export class ClusterRole {
   readonly gossip: GossipService;
   private readonly peers: PeerNetwork;
-  private readonly store: LogStore;
+  private readonly store: ReplicatedLog;
   private readonly log: ClusterLogger;
   private readonly tickMs: number;
   private readonly maxBatchBytes: number;
@@ -970,7 +958,7 @@ export class ClusterRole {
 export function isLostLeadership(err: unknown): boolean {
   return (
     err instanceof NotLeaderError ||
-    (err instanceof Error && err.name === "TruncatedError") ||
+    isTruncatedError(err) ||
     (err instanceof StoreError && /truncated/.test(err.message))
   );
 }
@@ -978,11 +966,13 @@ export function isLostLeadership(err: unknown): boolean {
 /**
  * The store the API uses on a cluster node: writes only on the leader (otherwise they throw
  * NotLeaderError), and every write handed to the store is proposed to the core right after.
- * Reads serve the committed prefix (the store's own behaviour with autoCommit false).
+ * Reads serve the committed prefix (the store's own behaviour with autoCommit false). `inner`
+ * is the same store the role replicates (its `ReplicatedLog` side); only its `StreamStore` side
+ * is used here.
  */
 export class ClusterStore implements StreamStore {
   constructor(
-    private readonly inner: LogStore,
+    private readonly inner: StreamStore,
     private readonly role: ClusterRole,
   ) {}
 

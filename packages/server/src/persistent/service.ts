@@ -4,11 +4,11 @@
  * rebuilt from the replicated system streams whenever this node starts leading.
  */
 import { randomUUID } from "node:crypto";
-import { chorus } from "@chorus/protocol";
+import type { chorus } from "@chorus/protocol";
 import type { Logger } from "pino";
-import { NotLeaderError, type ClusterRole } from "../cluster/node-role.js";
+import { NotLeaderError, type ClusterView } from "../node-types.js";
 import { StoreError, type StreamStore } from "../streams/types.js";
-import { RequestError } from "../api/convert.js";
+import { PersistentError } from "./errors.js";
 import {
   acksStream,
   checkpointStream,
@@ -24,7 +24,6 @@ import {
 } from "./group.js";
 import {
   DEFAULT_GROUP_SETTINGS,
-  SettingsError,
   settingsFromJson,
   settingsFromWire,
   type GroupSettings,
@@ -32,7 +31,6 @@ import {
 
 export const CONFIG_STREAM = "$persistent-config";
 
-const Code = chorus.ErrorResponse.Code;
 /** How often a leader checks that it still leads (and drops its groups when not). */
 const WATCH_INTERVAL_MS = 50;
 /** How long a new leader waits for its log to be committed before serving groups. */
@@ -40,7 +38,7 @@ const BARRIER_TIMEOUT_MS = 5_000;
 
 export interface PersistentServiceDependencies {
   readonly store: () => StreamStore;
-  readonly cluster: () => ClusterRole | undefined;
+  readonly cluster: () => ClusterView | undefined;
   readonly logger: Logger;
 }
 
@@ -61,9 +59,9 @@ function keyOf(k: GroupKey): string {
   return `${k.streamId}\u0000${k.group}`;
 }
 
-function notFound(k: GroupKey): RequestError {
-  return new RequestError(
-    Code.PERSISTENT_SUBSCRIPTION_NOT_FOUND,
+function notFound(k: GroupKey): PersistentError {
+  return new PersistentError(
+    "GROUP_NOT_FOUND",
     `persistent subscription group "${k.group}" on "${k.streamId}" does not exist`,
     k.streamId,
   );
@@ -71,10 +69,10 @@ function notFound(k: GroupKey): RequestError {
 
 export function checkGroupName(group: unknown): string {
   if (typeof group !== "string" || group.length === 0)
-    throw new RequestError(Code.INVALID_ARGUMENT, "the group name must be a non-empty string");
+    throw new PersistentError("INVALID_ARGUMENT", "the group name must be a non-empty string");
   if (group.length > 256 || [...group].some((c) => c.charCodeAt(0) < 0x20))
-    throw new RequestError(
-      Code.INVALID_ARGUMENT,
+    throw new PersistentError(
+      "INVALID_ARGUMENT",
       "the group name must be at most 256 characters without control characters",
     );
   return group;
@@ -95,7 +93,7 @@ export class PersistentService {
 
   /** The current generation, loading it when this node has just started leading. */
   async #current(): Promise<Generation> {
-    if (this.#closed) throw new RequestError(Code.SHUTTING_DOWN, "the node is shutting down");
+    if (this.#closed) throw new PersistentError("CLOSED", "the node is shutting down");
     const cluster = this.#d.cluster();
     const refusal = cluster?.writeRefusal();
     if (refusal) throw new NotLeaderError(refusal);
@@ -124,7 +122,7 @@ export class PersistentService {
     const refusal = this.#d.cluster()?.writeRefusal();
     return refusal
       ? new NotLeaderError(refusal)
-      : new RequestError(Code.SHUTTING_DOWN, "leadership changed; retry");
+      : new PersistentError("UNAVAILABLE", "leadership changed; retry");
   }
 
   #checkLeadership(): void {
@@ -158,8 +156,8 @@ export class PersistentService {
           const timer = setTimeout(() => {
             off();
             reject(
-              new RequestError(
-                Code.SHUTTING_DOWN,
+              new PersistentError(
+                "UNAVAILABLE",
                 "the new leader has not committed its log yet; retry",
               ),
             );
@@ -287,11 +285,11 @@ export class PersistentService {
 
   create(key: GroupKey, wire: chorus.IPersistentSettings | null | undefined): Promise<void> {
     return this.#serial(async () => {
-      const settings = this.#settings(wire, DEFAULT_GROUP_SETTINGS);
+      const settings = settingsFromWire(wire, DEFAULT_GROUP_SETTINGS);
       const gen = await this.#current();
       if (gen.groups.has(keyOf(key))) {
-        throw new RequestError(
-          Code.PERSISTENT_SUBSCRIPTION_EXISTS,
+        throw new PersistentError(
+          "GROUP_EXISTS",
           `persistent subscription group "${key.group}" on "${key.streamId}" already exists`,
           key.streamId,
         );
@@ -312,7 +310,7 @@ export class PersistentService {
       const gen = await this.#current();
       const entry = gen.groups.get(keyOf(key));
       if (!entry) throw notFound(key);
-      const settings = this.#settings(wire, entry.record.settings);
+      const settings = settingsFromWire(wire, entry.record.settings);
       const record: GroupRecord = { settings, initial: entry.record.initial };
       await this.#appendConfig("GroupUpdated", key, record);
       // Consumers subscribe again and get the new settings.
@@ -374,7 +372,10 @@ export class PersistentService {
     return entry.group.replayParked(stopAt);
   }
 
-  /** Adds a consumer to a group; throws NOT_FOUND, MAX_SUBSCRIBERS_REACHED or NotLeaderError. */
+  /**
+   * Adds a consumer to a group; throws PersistentError (GROUP_NOT_FOUND, MAX_CONSUMERS_REACHED)
+   * or NotLeaderError.
+   */
   async subscribe(
     key: GroupKey,
     sink: ConsumerSink,
@@ -385,8 +386,8 @@ export class PersistentService {
     if (!entry) throw notFound(key);
     const max = entry.record.settings.maxSubscriberCount;
     if (max > 0 && entry.group.consumerCount >= max) {
-      throw new RequestError(
-        Code.MAX_SUBSCRIBERS_REACHED,
+      throw new PersistentError(
+        "MAX_CONSUMERS_REACHED",
         `persistent subscription group "${key.group}" on "${key.streamId}" already has its maximum of ${max} consumers`,
         key.streamId,
       );
@@ -404,18 +405,6 @@ export class PersistentService {
 
   // ---------------------------------------------------------------- helpers
 
-  #settings(
-    wire: chorus.IPersistentSettings | null | undefined,
-    base: GroupSettings,
-  ): GroupSettings {
-    try {
-      return settingsFromWire(wire, base);
-    } catch (err) {
-      if (err instanceof SettingsError) throw new RequestError(Code.INVALID_ARGUMENT, err.message);
-      throw err;
-    }
-  }
-
   /** Where a new group starts reading: "end" is fixed now, so every leader agrees on it. */
   async #initialCursor(key: GroupKey, settings: GroupSettings): Promise<InitialCursor> {
     const store = this.#d.store();
@@ -432,8 +421,8 @@ export class PersistentService {
           });
         } catch (err) {
           if (err instanceof StoreError && err.code === "INVALID_ARGUMENT")
-            throw new RequestError(
-              Code.INVALID_ARGUMENT,
+            throw new PersistentError(
+              "INVALID_ARGUMENT",
               `startFrom ${settings.startFrom} is not a position in $all (${err.message})`,
             );
           throw err;

@@ -46,7 +46,7 @@ const STRATEGIES: readonly ConsumerStrategy[] = ["RoundRobin", "DispatchToSingle
 const MAX_BUFFER = 100_000;
 const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
 
-/** A settings problem, named for the user; the caller maps it to INVALID_ARGUMENT. */
+/** A settings problem, named for the user; api/errors.ts maps it to INVALID_ARGUMENT. */
 export class SettingsError extends Error {
   override readonly name = "SettingsError";
 }

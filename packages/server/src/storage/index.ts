@@ -20,6 +20,8 @@ export {
 } from "./store.js";
 export { TruncatedError } from "./store.js";
 export type { LogStoreOptions, LogStoreStats, StoredHardState } from "./store.js";
+export { isReplicatedLog, isTruncatedError } from "./replicated-log.js";
+export type { RawBatches, ReplicatedLog, ReplicatedStore } from "./replicated-log.js";
 export type { EpochEntry } from "./stream-index.js";
 export { encodeEpoch } from "./record.js";
 export type { Checkpoint, Log, Logger } from "./log.js";

@@ -362,6 +362,30 @@ export function decodeEpoch(rec: LogRecord): EpochRecord | null {
   };
 }
 
+// ---- peeking at checked records (what the cluster needs, without decoding) ----
+
+/** Offset, inside an EPOCH record, of its f64 epoch number (after the flags byte). */
+const EPOCH_NUMBER_OFFSET = RECORD_HEADER_BYTES + 1;
+
+/** Whether the record at `at` in `buf` is the last of its atomic batch (flags bit 0). */
+export function isBatchEndAt(buf: Buffer, at = 0): boolean {
+  return (buf.readUInt8(at + RECORD_HEADER_BYTES) & FLAG_BATCH_END) !== 0;
+}
+
+/**
+ * The epoch number of the EPOCH record at `at` in `buf`; undefined when the record there is of
+ * another type or too short to be one. An EPOCH record is a batch of its own, so this applied
+ * to a batch's bytes tells whether it is an epoch's first record, and which epoch.
+ */
+export function epochNumberAt(buf: Buffer, at = 0): number | undefined {
+  if (buf.length < at + RECORD_HEADER_BYTES || buf.readUInt8(at + 8) !== RecordType.EPOCH)
+    return undefined;
+  const length = buf.readUInt32LE(at);
+  if (length < EPOCH_NUMBER_OFFSET + 8 + RECORD_TRAILER_BYTES || buf.length < at + length)
+    return undefined;
+  return buf.readDoubleLE(at + EPOCH_NUMBER_OFFSET);
+}
+
 /** Checks and decodes the record at `at`. */
 export function decodeRecord(buf: Buffer, at = 0, copy = true): DecodeResult {
   const checked = checkRecord(buf, at);

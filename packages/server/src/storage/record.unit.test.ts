@@ -5,9 +5,12 @@ import {
   RecordType,
   checkRecord,
   decodeRecord,
+  encodeEpoch,
   encodeEvent,
   encodeRaw,
   encodeTombstone,
+  epochNumberAt,
+  isBatchEndAt,
   keyToUuid,
   uuidToKey,
   type EventRecordInit,
@@ -104,6 +107,27 @@ describe("record codec", () => {
     const bad = encodeRaw(RecordType.EVENT, Buffer.from([1, 2, 3]));
     expect(checkRecord(bad, 0).ok).toBe(true);
     expect(decodeRecord(bad)).toEqual({ ok: false, problem: "bad_payload" });
+  });
+
+  const epoch7 = encodeEpoch({ epochNumber: 7, epochId: ID, leaderInstanceId: "n1" });
+  it("tells a record's batch end and an EPOCH record's epoch without decoding", () => {
+    const mid = encodeEvent(event({ batchEnd: false }));
+    const last = encodeEvent(event());
+    const gone = encodeTombstone({ batchEnd: true, streamId: "x", createdMs: 1 });
+    const log = Buffer.concat([mid, last, epoch7, gone]);
+    const at = [0, mid.length, mid.length + last.length, log.length - gone.length];
+    expect(at.map((a) => isBatchEndAt(log, a))).toEqual([false, true, true, true]);
+    expect(at.map((a) => epochNumberAt(log, a))).toEqual([undefined, undefined, 7, undefined]);
+    expect(epochNumberAt(epoch7)).toBe(7);
+  });
+
+  it.each<[string, Buffer]>([
+    ["an empty buffer", Buffer.alloc(0)],
+    ["a header only", epoch7.subarray(0, 9)],
+    ["a cut EPOCH record", epoch7.subarray(0, 20)],
+    ["an EPOCH record too short for a number", encodeRaw(RecordType.EPOCH, Buffer.from([1, 2]))],
+  ])("finds no epoch number in %s", (_name, buf) => {
+    expect(epochNumberAt(buf)).toBeUndefined();
   });
 
   it("refuses to encode oversized fields", () => {

@@ -6,7 +6,7 @@
  */
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
-import type { Endpoint } from "../../api/context.js";
+import type { Endpoint } from "../../node-types.js";
 import type { GossipLogger } from "./service.js";
 import { endpointKey, parseEndpoint } from "./wire.js";
 

@@ -1,8 +1,9 @@
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+// The node serves gossip through its HTTP API's adapter; these tests serve it the same way.
+import { createGossipHandler } from "../../api/gossip-handler.js";
 import {
-  createGossipHandler,
   GossipService,
   type GossipLogger,
   type GossipMember,

@@ -10,10 +10,8 @@ export {
   type GossipLogger,
   type GossipMember,
   type GossipServiceOptions,
-  type PostResult,
   type SelfMemberInfo,
 } from "./service.js";
-export { createGossipHandler, type GossipHandlerOptions } from "./http-handler.js";
 export {
   HttpGossipTransport,
   GossipRequestError,
@@ -29,9 +27,6 @@ export {
   parseGossipDocument,
   parseGossipText,
   recordToWire,
-  type Endpoint,
-  type GossipDocument,
-  type MemberInfo,
   type MemberRecord,
   type MemberState,
 } from "./wire.js";

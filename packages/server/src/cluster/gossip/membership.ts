@@ -16,7 +16,8 @@
  * - a member first learned from a relay takes the relay's opinion of its liveness (a relay that
  *   says "dead" starts it dead; it is not resurrected by a stranger's old record).
  */
-import type { Endpoint, IncomingMember, MemberRecord } from "./wire.js";
+import type { Endpoint } from "../../node-types.js";
+import type { IncomingMember, MemberRecord } from "./wire.js";
 
 export interface MembershipOptions {
   /** This node's instanceId: records about it from others are ignored. */

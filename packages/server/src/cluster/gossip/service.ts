@@ -1,12 +1,12 @@
 /**
  * The gossip service: every `intervalMs` it POSTs this node's view to its targets (see
  * targets.ts), merges the replies, and serves `GET /gossip` / `POST /gossip` through
- * `document()` and `handlePost()` (node:http adapter in http-handler.ts).
+ * `document()` and `handlePost()` (the HTTP API's node:http adapter: api/gossip-handler.ts).
  *
  * Everything it touches from outside is injected: the clock, the HTTP client (transport), the
  * logger, the random source and the node's own record (`self()`).
  */
-import type { MemberInfo } from "../../api/http.js";
+import type { Endpoint, GossipDocument, GossipPostResult, MemberInfo } from "../../node-types.js";
 import { Membership, significantChange, type MemberEntry } from "./membership.js";
 import { gossipTargets } from "./targets.js";
 import { HttpGossipTransport, type GossipTransport } from "./transport.js";
@@ -17,8 +17,6 @@ import {
   parseGossipDocument,
   parseGossipText,
   recordToWire,
-  type Endpoint,
-  type GossipDocument,
   type MemberRecord,
   type ParsedDocument,
 } from "./wire.js";
@@ -85,11 +83,6 @@ export interface GossipServiceOptions {
   readonly transport?: GossipTransport;
   /** Uniform in [0, 1); used only with `fanout`. */
   readonly random?: () => number;
-}
-
-export interface PostResult {
-  readonly status: number;
-  readonly body: unknown;
 }
 
 type Listener = (members: readonly GossipMember[]) => void;
@@ -224,7 +217,7 @@ export class GossipService {
    * `POST /gossip` with the body's text: validates, merges, answers with this node's view.
    * A bad body gets 400 and changes nothing; another cluster's document gets 409.
    */
-  handlePost(text: string): PostResult {
+  handlePost(text: string): GossipPostResult {
     if (Buffer.byteLength(text) > this.maxBodyBytes)
       return this.refuse(413, "PAYLOAD_TOO_LARGE", `the body exceeds ${this.maxBodyBytes} bytes`);
     const parsed = parseGossipText(text);
@@ -342,7 +335,7 @@ export class GossipService {
     return reason;
   }
 
-  private refuse(status: number, error: string, message: string): PostResult {
+  private refuse(status: number, error: string, message: string): GossipPostResult {
     this.logger.warn({ status, reason: message }, "gossip POST refused");
     return { status, body: { error, message } };
   }

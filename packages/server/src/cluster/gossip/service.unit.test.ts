@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { GossipService, type GossipLogger, type SelfMemberInfo } from "./service.js";
-import { recordToWire, endpointKey, type Endpoint } from "./wire.js";
+import type { Endpoint } from "../../node-types.js";
+import { recordToWire, endpointKey } from "./wire.js";
 import type { GossipTransport } from "./transport.js";
 import { record } from "./test-support/fixtures.js";
 

@@ -7,7 +7,8 @@
  * interval and converges in one round. With `fanout` k, a uniform random subset of k targets is
  * taken with the injected `random` (for large clusters; seeds are not favoured).
  */
-import { endpointKey, type Endpoint } from "./wire.js";
+import type { Endpoint } from "../../node-types.js";
+import { endpointKey } from "./wire.js";
 import type { MemberEntry } from "./membership.js";
 
 export interface TargetInput {

@@ -6,7 +6,7 @@
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { sourceAddressFor } from "../transport/peer-network.js";
-import type { Endpoint } from "./wire.js";
+import type { Endpoint } from "../../node-types.js";
 
 export interface GossipTransport {
   /** POSTs the JSON `body` to the endpoint's `/gossip`; resolves with the 2xx reply's text. */

@@ -10,11 +10,7 @@
  * Positions are decimal strings on the wire and numbers inside (the store's positions are
  * numbers); a position beyond `Number.MAX_SAFE_INTEGER` is rejected as malformed.
  */
-import type { MemberInfo } from "../../api/http.js";
-import type { Endpoint } from "../../api/context.js";
-
-export type { MemberInfo } from "../../api/http.js";
-export type { Endpoint } from "../../api/context.js";
+import type { Endpoint, MemberInfo } from "../../node-types.js";
 
 /** Member states of api.md. Anything else is rejected as malformed. */
 export const MEMBER_STATES = [
@@ -65,12 +61,6 @@ export interface IncomingMember {
   readonly record: MemberRecord;
   /** `isAlive` as the sender saw it (an opinion, never a clock reading). */
   readonly isAlive: boolean;
-}
-
-export interface GossipDocument {
-  members: MemberInfo[];
-  clusterId?: string;
-  sender?: string;
 }
 
 export interface ParsedDocument {

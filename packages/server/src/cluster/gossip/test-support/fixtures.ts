@@ -1,4 +1,4 @@
-import type { MemberInfo } from "../../../api/http.js";
+import type { MemberInfo } from "../../../node-types.js";
 import type { IncomingMember, MemberRecord } from "../wire.js";
 
 export function record(

@@ -1,10 +1,12 @@
 /**
- * node:http adapter: `GET /gossip` (both HTTP ports) and `POST /gossip` (internal port only).
- * The router decides the path; this handler answers whatever request it is given.
+ * node:http adapter of gossip: `GET /gossip` (both HTTP ports) and `POST /gossip` (internal
+ * port only). The router (http.ts) decides the path; this handler answers whatever request it
+ * is given, with the node's gossip service (cluster/gossip's GossipService, passed in by the
+ * node as a GossipEndpoint).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { sendJson } from "../../api/json.js";
-import type { GossipService } from "./service.js";
+import type { GossipEndpoint } from "../node-types.js";
+import { sendJson } from "./json.js";
 
 export interface GossipHandlerOptions {
   /** True on the internal HTTP port (nodes push views there); false on the external one. */
@@ -12,7 +14,7 @@ export interface GossipHandlerOptions {
 }
 
 export function createGossipHandler(
-  service: GossipService,
+  service: GossipEndpoint,
   options: GossipHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const allow = options.allowPost ? "GET, POST" : "GET";
@@ -40,13 +42,13 @@ export function createGossipHandler(
   };
 }
 
-function fail(service: GossipService, res: ServerResponse, err: unknown): void {
+function fail(service: GossipEndpoint, res: ServerResponse, err: unknown): void {
   service.logError(err);
   if (res.headersSent) res.destroy();
   else sendJson(res, 500, { error: "INTERNAL", message: "gossip failed" });
 }
 
-function readBody(req: IncomingMessage, res: ServerResponse, service: GossipService): void {
+function readBody(req: IncomingMessage, res: ServerResponse, service: GossipEndpoint): void {
   const limit = service.maxBodyBytes;
   const tooLarge = (): void =>
     sendJson(
