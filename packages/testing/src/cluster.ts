@@ -60,6 +60,8 @@ export interface StartClusterOptions {
   dataDirs?: readonly (string | undefined)[];
   /** Extra `chorus-server` flags for every node. */
   args?: string[];
+  /** Flags for `node` itself in every node's process (`StartNodeOptions.nodeArgs`). */
+  nodeArgs?: string[];
   /** Heartbeat, election and gossip timings of every node (passed as flags). */
   timings?: ClusterTimings;
   /** Deadline for each node to report ready. Default 30,000 ms. */
@@ -343,6 +345,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
             ...timingArgs(options.timings),
             ...(options.args ?? []),
           ],
+          ...(options.nodeArgs !== undefined && { nodeArgs: options.nodeArgs }),
           ...(options.memDb !== undefined && { memDb: options.memDb }),
           ...(options.dataDirs?.[i] !== undefined && { dataDir: options.dataDirs[i] }),
           ...(options.startTimeoutMs !== undefined && { startTimeoutMs: options.startTimeoutMs }),

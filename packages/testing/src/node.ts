@@ -34,6 +34,8 @@ export interface StartNodeOptions {
   adminPassword?: string;
   /** Extra `chorus-server` flags. */
   args?: string[];
+  /** Flags for `node` itself, before the server script (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
   /** Extra environment variables for the server process. */
   env?: Record<string, string>;
   /** Deadline for the node to report ready. Default 30,000 ms. */
@@ -109,6 +111,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
 
   let launch = async (): Promise<void> => {
     const args = [
+      ...(options.nodeArgs ?? []),
       serverBinPath(),
       ...(dataDir === undefined ? ["--mem-db"] : ["--db", dataDir]),
       "--int-ip",
@@ -205,8 +208,10 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
   };
 
   if (options.inProcess) {
-    if (options.args?.length || options.env) {
-      throw new Error("startNode: args and env apply to a child process, not with inProcess");
+    if (options.args?.length || options.nodeArgs?.length || options.env) {
+      throw new Error(
+        "startNode: args, nodeArgs and env apply to a child process, not with inProcess",
+      );
     }
     const { createNode } = await import("@chorus/server");
     let embedded: Awaited<ReturnType<typeof createNode>> | undefined;

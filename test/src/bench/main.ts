@@ -1,42 +1,68 @@
 /**
- * `npm run bench`: one JSON object per line (see the design's quality.md).
- * Options: --nodes 1|3, --quick (small counts, CI smoke), --only NAME[,NAME].
+ * `npm run bench`: one JSON object per line (rows and fields: README.md in this directory;
+ * the design's quality.md). Options: --nodes 1|3, --quick (small counts, CI smoke),
+ * --only NAME[,NAME], --profile (a V8 CPU profile of every process, see profile.ts).
  * `append-seq-floor` is the same sequential append through raw TCP and fdatasync alone
  * (floor.ts): the machine's ceiling for `append-seq`, to read that row as a ratio.
  * Every figure is from the durable configuration: an on-disk node (fsync before
  * acknowledging) and the client in separate processes.
  */
-import { ChorusClient, jsonEvent } from "@chorus/client";
+import { ChorusClient } from "@chorus/client";
 import { startCluster, startNode, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
 import { performance } from "node:perf_hooks";
+import { event } from "./events.js";
 import { seqFloor } from "./floor.js";
+import { indexScale } from "./index-scale.js";
+import { CpuMeter, type ServerPids } from "./proc.js";
+import { Profiling } from "./profile.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
+
+/** Rows on the shared node(s) of a run, by node count; index-scale starts its own node. */
+const CLUSTER_ROWS = [
+  "append-seq",
+  "append-pipelined",
+  "append-batch",
+  "subscribe-live",
+  "persistent-consume",
+  "persistent-consume-awaited",
+  "failover",
+];
+const SINGLE_NODE_ROWS = [
+  ...CLUSTER_ROWS.filter((name) => name !== "failover"),
+  "memory",
+  "read-all",
+  "recovery",
+];
+const ROWS = new Set(["append-seq-floor", ...CLUSTER_ROWS, ...SINGLE_NODE_ROWS, "index-scale"]);
 
 interface Args {
   nodes: number;
   quick: boolean;
   only: Set<string> | undefined;
+  profile: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { nodes: 1, quick: false, only: undefined };
+  const args: Args = { nodes: 1, quick: false, only: undefined, profile: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [name, inline] = arg.split("=", 2) as [string, string | undefined];
     const value = () => inline ?? argv[++i] ?? "";
     if (name === "--quick") args.quick = true;
+    else if (name === "--profile") args.profile = true;
     else if (name === "--nodes") args.nodes = Number(value());
     else if (name === "--only") args.only = new Set(value().split(","));
-    else throw new Error(`unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME)`);
+    else
+      throw new Error(
+        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile)`,
+      );
   }
   if (args.nodes !== 1 && args.nodes !== 3) throw new Error("--nodes takes 1 or 3");
+  const unknown = [...(args.only ?? [])].filter((name) => !ROWS.has(name));
+  if (unknown.length > 0) {
+    throw new Error(`unknown row ${unknown.join(", ")} (known: ${[...ROWS].join(", ")})`);
+  }
   return args;
-}
-
-const payload = { kind: "bench", text: "x".repeat(60), n: 0 }; // ~100 bytes of JSON
-
-function event(n: number) {
-  return jsonEvent({ type: "BenchEvent", data: { ...payload, n } });
 }
 
 function emit(row: Record<string, unknown>): void {
@@ -48,6 +74,21 @@ interface Ctx {
   node: TestNode;
   client: ChorusClient;
   nodes: number;
+  cpu: CpuMeter;
+  /** The server processes now: the leader's pid and the followers'. */
+  servers(): Promise<ServerPids>;
+}
+
+/** The pids of `nodes` with `nodes[leader]` as the leader. */
+function serverPids(nodes: readonly TestNode[], leader: number): ServerPids {
+  const pidOf = (node: TestNode, i: number): number => {
+    if (node.pid === undefined) throw new Error(`node ${i} is not running`);
+    return node.pid;
+  };
+  return {
+    leader: pidOf(nodes[leader]!, leader),
+    followers: nodes.flatMap((node, i) => (i === leader ? [] : [pidOf(node, i)])),
+  };
 }
 
 async function appendSeq(ctx: Ctx): Promise<void> {
@@ -57,6 +98,8 @@ async function appendSeq(ctx: Ctx): Promise<void> {
   // Warm up the connection, the stream and both processes' JIT; not measured.
   for (let i = 0; i < (ctx.args.quick ? 50 : 5000); i++)
     await ctx.client.appendToStream(stream, event(-1));
+  const servers = await ctx.servers();
+  const cpu = ctx.cpu.start(servers);
   const start = performance.now();
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
@@ -64,7 +107,15 @@ async function appendSeq(ctx: Ctx): Promise<void> {
     lat.record(performance.now() - t0);
   }
   const s = (performance.now() - start) / 1000;
-  emit({ test: "append-seq", nodes: ctx.nodes, n, ops_per_s: round(n / s), ...lat.summary() });
+  const cpuColumns = ctx.cpu.stop(cpu, n);
+  emit({
+    test: "append-seq",
+    nodes: ctx.nodes,
+    n,
+    ops_per_s: round(n / s),
+    ...lat.summary(),
+    ...cpuColumns,
+  });
 }
 
 /** The machine's ceiling for append-seq (floor.ts); run before the nodes start. */
@@ -87,6 +138,8 @@ async function appendPipelined(ctx: Ctx): Promise<void> {
         await ctx.client.appendToStream(`pipe-${i % 1000}`, event(i));
     }),
   );
+  const servers = await ctx.servers();
+  const cpu = ctx.cpu.start(servers);
   const start = performance.now();
   const worker = async () => {
     while (next < n) {
@@ -98,6 +151,7 @@ async function appendPipelined(ctx: Ctx): Promise<void> {
   };
   await Promise.all(Array.from({ length: inFlight }, worker));
   const s = (performance.now() - start) / 1000;
+  const cpuColumns = ctx.cpu.stop(cpu, n);
   emit({
     test: "append-pipelined",
     nodes: ctx.nodes,
@@ -105,6 +159,7 @@ async function appendPipelined(ctx: Ctx): Promise<void> {
     in_flight: inFlight,
     ops_per_s: round(n / s),
     ...lat.summary(),
+    ...cpuColumns,
   });
 }
 
@@ -383,23 +438,31 @@ async function failover(args: Args, cluster: TestCluster): Promise<void> {
   });
 }
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+/** Runs the selected rows; servers get `nodeArgs` (the profiler's flags with --profile). */
+async function run(args: Args, profiling: Profiling | undefined): Promise<void> {
   const only = (name: string) => !args.only || args.only.has(name);
+  const nodeArgs = profiling?.nodeArgs ?? [];
+  const cpu = new CpuMeter();
   if (only("append-seq-floor")) await appendSeqFloor(args);
-  if (args.only && [...args.only].every((name) => name === "append-seq-floor")) return;
   if (args.nodes === 3) {
-    const cluster = await startCluster({ size: 3, startTimeoutMs: 60_000 });
+    if (!CLUSTER_ROWS.some(only)) return;
+    const cluster = await startCluster({ size: 3, startTimeoutMs: 60_000, nodeArgs });
     const client = new ChorusClient(`${cluster.connectionString}&operationTimeout=30000`);
-    const ctx: Ctx = { args, node: cluster.nodes[0]!, client, nodes: 3 };
+    const ctx: Ctx = {
+      args,
+      node: cluster.nodes[0]!,
+      client,
+      nodes: 3,
+      cpu,
+      servers: async () => serverPids(cluster.nodes, await cluster.leader({ timeoutMs: 30_000 })),
+    };
     try {
-      await cluster.leader({ timeoutMs: 30_000 });
+      const leader = await cluster.leader({ timeoutMs: 30_000 });
+      cluster.nodes.forEach((node, i) =>
+        profiling?.note(node.pid, `node ${i} of 3${i === leader ? ", leader at the start" : ""}`),
+      );
       await client.connect();
-      if (only("append-seq")) await appendSeq(ctx);
-      if (only("append-pipelined")) await appendPipelined(ctx);
-      if (only("append-batch")) await appendBatch(ctx);
-      if (only("subscribe-live")) await subscribeLive(ctx);
-      await persistentConsume(ctx, only);
+      await sharedRows(ctx, only);
       await client.close();
       if (only("failover")) await failover(args, cluster);
     } finally {
@@ -408,20 +471,58 @@ async function main(): Promise<void> {
     }
     return;
   }
-  const node = await startNode({ startTimeoutMs: 60_000 });
-  const client = new ChorusClient(node.connectionString);
-  const ctx: Ctx = { args, node, client, nodes: args.nodes };
+  if (SINGLE_NODE_ROWS.some(only)) {
+    const node = await startNode({ startTimeoutMs: 60_000, nodeArgs });
+    profiling?.note(node.pid, "node");
+    const client = new ChorusClient(node.connectionString);
+    const ctx: Ctx = {
+      args,
+      node,
+      client,
+      nodes: args.nodes,
+      cpu,
+      servers: async () => serverPids([node], 0),
+    };
+    try {
+      await client.connect();
+      await sharedRows(ctx, only);
+      if (only("read-all") || only("memory") || only("recovery")) await readAllAndMemory(ctx, only);
+    } finally {
+      await client.close().catch(() => undefined);
+      await node.stop();
+    }
+  }
+  if (only("index-scale")) {
+    const row = await indexScale({
+      firstStreams: args.quick ? 20_000 : 500_000,
+      totalStreams: args.quick ? 80_000 : 2_000_000,
+      inFlight: 256,
+      nodeArgs,
+      onServer: (pid, role) => profiling?.note(pid, role),
+    });
+    emit(row);
+  }
+}
+
+/** The rows both a single node and a cluster run, in this order. */
+async function sharedRows(ctx: Ctx, only: (row: string) => boolean): Promise<void> {
+  if (only("append-seq")) await appendSeq(ctx);
+  if (only("append-pipelined")) await appendPipelined(ctx);
+  if (only("append-batch")) await appendBatch(ctx);
+  if (only("subscribe-live")) await subscribeLive(ctx);
+  await persistentConsume(ctx, only);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const profiling = args.profile ? await Profiling.start() : undefined;
   try {
-    await client.connect();
-    if (only("append-seq")) await appendSeq(ctx);
-    if (only("append-pipelined")) await appendPipelined(ctx);
-    if (only("append-batch")) await appendBatch(ctx);
-    if (only("subscribe-live")) await subscribeLive(ctx);
-    await persistentConsume(ctx, only);
-    if (only("read-all") || only("memory") || only("recovery")) await readAllAndMemory(ctx, only);
+    await run(args, profiling);
   } finally {
-    await client.close().catch(() => undefined);
-    await node.stop();
+    if (profiling) {
+      await profiling.stop();
+      process.stderr.write(`bench: CPU profiles in ${profiling.dir}\n`);
+    }
   }
 }
 

@@ -1,0 +1,8 @@
+import { jsonEvent } from "@chorus/client";
+
+const payload = { kind: "bench", text: "x".repeat(60), n: 0 }; // ~100 bytes of JSON
+
+/** The bench's event: a ~100-byte JSON payload carrying `n`. */
+export function event(n: number) {
+  return jsonEvent({ type: "BenchEvent", data: { ...payload, n } });
+}
