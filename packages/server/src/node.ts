@@ -76,14 +76,15 @@ interface Listener {
 function createStore(options: NodeOptions, logger: Logger): ReplicatedStore {
   // A cluster moves the commit position itself (consensus); a single node commits on fsync.
   const autoCommit = options.clusterSize <= 1;
+  const common = {
+    logger,
+    idempotencyWindow: options.idempotencyWindow,
+    streamCache: options.streamCache,
+    autoCommit,
+  };
   return options.memDb
-    ? createMemoryStore({ logger, idempotencyWindow: options.idempotencyWindow, autoCommit })
-    : createDiskStore({
-        dir: options.db,
-        logger,
-        idempotencyWindow: options.idempotencyWindow,
-        autoCommit,
-      });
+    ? createMemoryStore(common)
+    : createDiskStore({ dir: options.db, ...common });
 }
 
 /** A cluster node's store: the cluster replicates its log, so it must be a ReplicatedLog. */

@@ -7,7 +7,7 @@ import {
   streamNameProblem,
 } from "@chorus/protocol";
 import { RECORD_OVERHEAD_BYTES } from "../storage/record.js";
-import { parseMetadata } from "../storage/stream-index.js";
+import { parseMetadata } from "../streams/metadata.js";
 import type {
   ExpectedVersion,
   NewEvent,

@@ -63,6 +63,11 @@ export interface NodeOptions {
    * which finds every id ever written: a cache, not a bound of idempotency.
    */
   readonly idempotencyWindow: number;
+  /**
+   * Stream states kept in memory (the working set); the index of every stream is on disk, so
+   * this bounds memory, not the number of streams.
+   */
+  readonly streamCache: number;
   /** Largest native protocol frame (and HTTP request body) accepted, in bytes. */
   readonly maxFrameBytes: number;
   /**
@@ -96,6 +101,7 @@ export const MAX_APPEND_BYTES_LIMIT = PEER_MAX_FRAME_BYTES - PEER_FRAME_RESERVE_
  */
 export const DEFAULT_MAX_APPEND_BYTES = 1024 * 1024;
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
+export const DEFAULT_STREAM_CACHE = 100_000;
 export const DEFAULT_CLIENT_PING_INTERVAL_MS = 10_000;
 
 export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
@@ -133,6 +139,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   trustedRootCertificatesPath: null,
   adminPassword: null,
   idempotencyWindow: DEFAULT_IDEMPOTENCY_WINDOW,
+  streamCache: DEFAULT_STREAM_CACHE,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxAppendBytes: DEFAULT_MAX_APPEND_BYTES,
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,

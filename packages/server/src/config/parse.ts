@@ -221,6 +221,15 @@ export const FLAGS: readonly FlagSpec[] = [
       "recent event ids cached in memory in front of the event-id index; idempotency does not depend on it (default 100000)",
   },
   {
+    flag: "stream-cache",
+    key: "streamCache",
+    kind: "int",
+    min: 1,
+    max: 100_000_000,
+    describe:
+      "stream states kept in memory; every stream's index is on disk, so this bounds memory, not the number of streams (default 100000)",
+  },
+  {
     flag: "max-frame-bytes",
     key: "maxFrameBytes",
     kind: "size",
@@ -617,6 +626,9 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     problems.push(
       `idempotencyWindow must be a non-negative integer, got ${String(o.idempotencyWindow)}`,
     );
+  }
+  if (!Number.isInteger(o.streamCache) || o.streamCache < 1) {
+    problems.push(`streamCache must be an integer >= 1, got ${String(o.streamCache)}`);
   }
   if (!o.memDb && (typeof o.db !== "string" || o.db === ""))
     problems.push("db must name a directory");

@@ -81,6 +81,8 @@ describe("parseConfig", () => {
     ["log level", ["--log-level", "debug"], { logLevel: "debug" }],
     ["last wins", ["--ext-http-port", "1", "--ext-http-port", "2"], { extHttpPort: 2 }],
     ["idempotency window", ["--idempotency-window", "10"], { idempotencyWindow: 10 }],
+    ["stream cache", ["--stream-cache", "5000"], { streamCache: 5000 }],
+    ["default stream cache", [], { streamCache: 100_000 }],
     ["node priority", ["--node-priority", "-5"], { nodePriority: -5 }],
     ["password", ["--admin-password", "s3cret"], { adminPassword: "s3cret" }],
     [

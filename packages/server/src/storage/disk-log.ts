@@ -25,7 +25,6 @@ export const INLINE_SYNC_BELOW_MS = 1;
 const SEGMENT_RE = /^chunk-(\d{6})\.log$/;
 const LAYOUT_FILE = "log.json";
 const CHECKPOINT_FILE = "checkpoint";
-const SNAPSHOT_FILE = "index.snapshot";
 const HARD_STATE_FILE = "hardstate";
 
 function segmentName(index: number): string {
@@ -48,7 +47,7 @@ function isNotFound(err: unknown): boolean {
 /**
  * The log on disk: segment files `chunk-NNNNNN.log` of `segmentBytes` each forming one byte
  * space (a record may span two segments), plus `log.json` (layout), `checkpoint` and
- * `index.snapshot`.
+ * `hardstate`.
  */
 export class DiskLog implements Log {
   private segmentBytes: number;
@@ -370,14 +369,6 @@ export class DiskLog implements Log {
     // 24 bytes into the page cache: synchronous, so the hot path wakes no thread-pool work.
     writeSync(fh.fd, buf, 0, buf.length, 0);
     if (sync) await fh.datasync();
-  }
-
-  readSnapshot(): Promise<Buffer | null> {
-    return this.readFileIfAny(SNAPSHOT_FILE);
-  }
-
-  writeSnapshot(data: Buffer): Promise<void> {
-    return this.replaceFile(SNAPSHOT_FILE, data);
   }
 
   readHardState(): Promise<Buffer | null> {

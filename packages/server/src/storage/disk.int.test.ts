@@ -1,11 +1,20 @@
-import { appendFile, readFile, readdir, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { appendFile, readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { StreamStore } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
 import { createDiskStore, createMemoryStore, LogStore, type DiskStoreOptions } from "./index.js";
 import { MemoryLog } from "./memory-log.js";
-import { dataOf, events, newEvent, okResult, openError, recordingLogger } from "./test-helpers.js";
+import {
+  dataOf,
+  events,
+  newEvent,
+  okResult,
+  openError,
+  recordingLogger,
+  removeIndex,
+  until,
+} from "./test-helpers.js";
 import { TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT = "chunk-000000.log";
@@ -47,9 +56,8 @@ describe("disk store durability and recovery", () => {
     expect((await readdir(dir)).sort()).toEqual([
       "checkpoint",
       SEGMENT,
-      "event-ids.mdb",
-      "event-ids.mdb-lock",
-      "index.snapshot",
+      "index.mdb",
+      "index.mdb-lock",
       "log.json",
     ]);
 
@@ -62,18 +70,18 @@ describe("disk store durability and recovery", () => {
   });
 
   it("recovers without close() from the log alone, idempotency included", async () => {
-    const a = await openStore();
+    const a = await openStore({ indexFlush: { flushEntries: 1_000_000, flushEveryMs: 3_600_000 } });
     const batch = events(2);
     const first = okResult(await a.append("c", { kind: "no_stream" }, batch));
     const other = events(1);
     const second = okResult(await a.append("d", { kind: "any" }, other));
     okResult(await a.append("$$d", { kind: "any" }, [newEvent({ maxCount: 5 }, "$metadata")]));
     okResult(await a.delete("gone", { kind: "any" }, true));
-    // A second process opens the directory as after a crash: no snapshot was ever written.
+    // A second process opens the directory as after a crash: no index was ever written.
     const b = createDiskStore({ dir });
     stores.push(b);
     await b.open();
-    expect((await readdir(dir)).includes("index.snapshot")).toBe(false);
+    expect(b.stats().indexedPosition).toBe(0);
     expect(b.stats()).toMatchObject({ events: 4, streams: 3, commitPosition: a.commitPosition });
     expect(await b.append("c", { kind: "no_stream" }, batch)).toEqual(first);
     expect(await b.append("d", { kind: "any" }, other)).toEqual(second);
@@ -83,22 +91,27 @@ describe("disk store durability and recovery", () => {
     });
   });
 
-  it("rebuilds from a periodic snapshot plus the log after it", async () => {
-    const a = await openStore({ snapshotEveryBytes: 2000 });
+  it("recovers from the index as persisted in the background plus the log after it", async () => {
+    const a = await openStore({ indexFlush: { flushEntries: 20, flushEveryMs: 3_600_000 } });
     const early = events(1);
     const earlyResult = okResult(await a.append("early", { kind: "any" }, early));
     for (let i = 0; i < 60; i++)
       okResult(await a.append(`s${i % 3}`, { kind: "any" }, [newEvent({ i })]));
-    await a.abort(); // no snapshot on close; the periodic ones exist
-    expect((await readdir(dir)).includes("index.snapshot")).toBe(true);
+    await until(() => a.stats().indexedPosition === a.commitPosition, "the index writes");
+    // Fewer than a write's worth more: they are in the log only.
+    for (let i = 60; i < 70; i++)
+      okResult(await a.append(`s${i % 3}`, { kind: "any" }, [newEvent({ i })]));
+    expect(a.stats().indexedPosition).toBeLessThan(a.commitPosition);
+    await a.abort(); // nothing more written to the index: a crash
+    expect((await readdir(dir)).includes("index.mdb")).toBe(true);
     const b = await openStore();
-    expect(b.stats().events).toBe(61);
-    expect(await streamRevisions(b, "s1")).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(b.stats().events).toBe(71);
+    expect(await streamRevisions(b, "s1")).toEqual(Array.from({ length: 23 }, (_, i) => i));
     expect(await b.append("early", { kind: "any" }, early)).toEqual(earlyResult);
     expect(
-      okResult(await b.append("s1", { kind: "exact", revision: 19 }, events(1)))
+      okResult(await b.append("s1", { kind: "exact", revision: 22 }, events(1)))
         .nextExpectedVersion,
-    ).toBe(20);
+    ).toBe(23);
   });
 
   it("truncates a record torn mid-write after the checkpoint", async () => {
@@ -166,14 +179,14 @@ describe("disk store durability and recovery", () => {
     bytes[second + 40] = (bytes[second + 40] ?? 0) ^ 0x01;
     await writeFile(file, bytes);
 
-    // With the snapshot, open is fast and reading the damaged event reports it.
+    // With the index, open is fast and reading the damaged event reports it.
     const b = await openStore();
     await expect(
       b.readStream("f", { direction: "forwards", fromRevision: 0, maxCount: 10 }),
     ).rejects.toMatchObject({ code: "CORRUPTED" });
     await b.close();
-    // Without the snapshot, recovery scans the log and refuses to open.
-    await unlink(join(dir, "index.snapshot"));
+    // Without the index, recovery scans the log and refuses to open.
+    await removeIndex(dir);
     const err = await openError(createDiskStore({ dir }));
     expect(err.code).toBe("CORRUPTED");
     expect(err.message).toContain(`position ${second}`);
@@ -185,7 +198,8 @@ describe("disk store durability and recovery", () => {
     await a.close();
     const size = (await stat(join(dir, SEGMENT))).size;
     await truncate(join(dir, SEGMENT), size - 10);
-    await unlink(join(dir, "index.snapshot"));
+    expect((await openError(createDiskStore({ dir }))).code).toBe("CORRUPTED");
+    await removeIndex(dir);
     expect((await openError(createDiskStore({ dir }))).code).toBe("CORRUPTED");
   });
 

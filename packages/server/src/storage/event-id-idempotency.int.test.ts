@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { NewEvent, WriteResult } from "../streams/types.js";
 import {
-  EVENT_ID_INDEX_FILE,
+  INDEX_FILE,
   TruncatedError,
   createMemoryStore,
   type DiskStoreOptions,
@@ -15,8 +15,8 @@ import { DEFAULT_IDEMPOTENCY_WINDOW } from "./store.js";
 import { events, newEvent, okResult } from "./test-helpers.js";
 import { TempDiskStores } from "./test-disk-stores.js";
 
-/** More events than the old window held, in appends of 1000. */
-const OTHER_EVENTS = 120_000;
+/** Far more events than any window holds (the issue asks for 1M), in appends of 1000. */
+const OTHER_EVENTS = 1_000_000;
 
 async function appendOthers(store: LogStore, count: number): Promise<void> {
   for (let done = 0; done < count; done += 1000) {
@@ -83,7 +83,7 @@ describe("any / stream_exists retries beyond the idempotency window", () => {
     // An id of another stream's event is not a retry of this one: appended (as within the window).
     okResult(await again.append("c", { kind: "any" }, [batchA[0] as NewEvent]));
     expect(again.stats().events).toBe(total + 1);
-  }, 60_000);
+  }, 240_000);
 
   it("disk: after a crash the index catches up from the log (no window to help)", async () => {
     const s = await openDisk({ idempotencyWindow: 0 });
@@ -102,8 +102,8 @@ describe("any / stream_exists retries beyond the idempotency window", () => {
     await close(b);
 
     // An index lost altogether is rebuilt from the log.
-    await rm(join(dir, EVENT_ID_INDEX_FILE), { force: true });
-    await rm(join(dir, `${EVENT_ID_INDEX_FILE}-lock`), { force: true });
+    await rm(join(dir, INDEX_FILE), { force: true });
+    await rm(join(dir, `${INDEX_FILE}-lock`), { force: true });
     const c = await openDisk({ idempotencyWindow: 0 });
     expect(await c.append("x", { kind: "any" }, first)).toEqual(r1);
     expect(await c.append("x", { kind: "any" }, last)).toEqual(r2);

@@ -4,31 +4,39 @@
  */
 import { join } from "node:path";
 import { DiskLog, DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
-import { EVENT_ID_INDEX_FILE, LmdbEventIdIndex } from "./index/lmdb-event-id-index.js";
+import { MemoryKv } from "./index/kv.js";
+import { LmdbKv } from "./index/lmdb-kv.js";
 import type { Logger } from "./log.js";
 import { MemoryLog } from "./memory-log.js";
-import { LogStore } from "./store.js";
+import { LogStore, type LogStoreOptions } from "./store.js";
 
 export { DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
 export {
   DEFAULT_COMMIT_CHECKPOINT_EVERY_MS,
   DEFAULT_IDEMPOTENCY_WINDOW,
   DEFAULT_MAX_SCAN,
-  DEFAULT_SNAPSHOT_EVERY_BYTES,
   DEFAULT_STORAGE_FULL_PROBE_EVERY_MS,
   LogStore,
 } from "./store.js";
 export { TruncatedError } from "./store.js";
-export type { LogStoreOptions, LogStoreStats, StoredHardState } from "./store.js";
+export type { LogStoreOptions, LogStoreStats } from "./store.js";
 export { isReplicatedLog, isTruncatedError } from "./replicated-log.js";
-export type { RawBatches, ReplicatedLog, ReplicatedStore } from "./replicated-log.js";
-export type { EpochEntry } from "./stream-index.js";
+export type {
+  EpochEntry,
+  RawBatches,
+  ReplicatedLog,
+  ReplicatedStore,
+  StoredHardState,
+} from "./replicated-log.js";
 export { encodeEpoch } from "./record.js";
 export type { Checkpoint, Log, Logger } from "./log.js";
-export { SOFT_DELETED_KEY } from "./stream-index.js";
-export { MemoryEventIdIndex } from "./index/event-id-index.js";
-export type { EventIdHit, EventIdIndex } from "./index/event-id-index.js";
-export { EVENT_ID_INDEX_FILE, LmdbEventIdIndex } from "./index/lmdb-event-id-index.js";
+export { SOFT_DELETED_KEY } from "../streams/metadata.js";
+export { DEFAULT_STREAM_CACHE } from "./index/stream-cache.js";
+
+/** The index's file in a data directory (LMDB; its lock file is `index.mdb-lock`). */
+export const INDEX_FILE = "index.mdb";
+/** Index files of older versions: derived data, removed at open (the index is rebuilt). */
+const OBSOLETE_INDEX_FILES = ["index.snapshot", "event-ids.mdb", "event-ids.mdb-lock"];
 
 export interface DiskStoreOptions {
   /** Directory of the log; created when missing. */
@@ -41,8 +49,10 @@ export interface DiskStoreOptions {
    * a cache; idempotency of `any` / `stream_exists` appends does not depend on it.
    */
   idempotencyWindow?: number;
-  /** Write an index snapshot every this many bytes of log (default 64 MiB), and on close. */
-  snapshotEveryBytes?: number;
+  /** Stream states kept in memory (default 100,000); every stream's index is on disk. */
+  streamCache?: number;
+  /** How the index is written in the background (tests). */
+  indexFlush?: LogStoreOptions["indexFlush"];
   /** false: a cluster moves the commit position with setCommitPosition(). Default true. */
   autoCommit?: boolean;
   /** autoCommit false: the latest commit position reaches the checkpoint within this (default 100). */
@@ -55,6 +65,8 @@ export interface DiskStoreOptions {
 export interface MemoryStoreOptions {
   logger?: Logger;
   idempotencyWindow?: number;
+  streamCache?: number;
+  indexFlush?: LogStoreOptions["indexFlush"];
   autoCommit?: boolean;
   commitCheckpointEveryMs?: number;
   nowMs?: () => number;
@@ -66,17 +78,13 @@ export function createDiskStore(options: DiskStoreOptions): LogStore {
     segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
     ...(options.logger !== undefined && { logger: options.logger }),
   });
-  const eventIdIndex = new LmdbEventIdIndex({
-    path: join(options.dir, EVENT_ID_INDEX_FILE),
-    ...(options.logger !== undefined ? { logger: options.logger } : {}),
-  });
-  return new LogStore(log, { ...options, eventIdIndex });
+  const index = new LmdbKv(
+    join(options.dir, INDEX_FILE),
+    OBSOLETE_INDEX_FILES.map((f) => join(options.dir, f)),
+  );
+  return new LogStore(log, { ...options, index });
 }
 
 export function createMemoryStore(options: MemoryStoreOptions = {}): LogStore {
-  // Snapshots in memory only help reopening the same object; keep them to close().
-  return new LogStore(new MemoryLog(), {
-    ...options,
-    snapshotEveryBytes: Number.POSITIVE_INFINITY,
-  });
+  return new LogStore(new MemoryLog(), { ...options, index: new MemoryKv() });
 }

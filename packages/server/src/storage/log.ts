@@ -49,9 +49,6 @@ export interface Log {
    */
   readCheckpoint(): Promise<Checkpoint>;
   writeCheckpoint(checkpoint: { durable: number; commit: number }, sync: boolean): Promise<void>;
-  /** Index snapshot, written atomically. null when there is none. */
-  readSnapshot(): Promise<Buffer | null>;
-  writeSnapshot(data: Buffer): Promise<void>;
   /** Consensus hard state (opaque bytes), written atomically and durably. null when none. */
   readHardState(): Promise<Buffer | null>;
   writeHardState(data: Buffer): Promise<void>;

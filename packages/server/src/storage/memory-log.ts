@@ -9,7 +9,6 @@ const BLOCK_BYTES = 1024 * 1024;
 export class MemoryLog implements Log {
   private readonly blocks: Buffer[] = [];
   private length = 0;
-  private snapshot: Buffer | null = null;
   private checkpoint: Checkpoint = { durable: null, commit: null };
   private hardState: Buffer | null = null;
 
@@ -101,14 +100,6 @@ export class MemoryLog implements Log {
 
   async writeCheckpoint(checkpoint: { durable: number; commit: number }): Promise<void> {
     this.checkpoint = { durable: checkpoint.durable, commit: checkpoint.commit };
-  }
-
-  async readSnapshot(): Promise<Buffer | null> {
-    return this.snapshot;
-  }
-
-  async writeSnapshot(data: Buffer): Promise<void> {
-    this.snapshot = data;
   }
 
   async readHardState(): Promise<Buffer | null> {

@@ -9,10 +9,23 @@
  * batch is the unit of replication, so every commit and truncation point is a boundary.
  */
 import type { StreamStore } from "../streams/types.js";
-import type { StoredHardState } from "./store.js";
-import type { EpochEntry } from "./stream-index.js";
 
-export type { EpochEntry, StoredHardState };
+/** An EPOCH record of the log: the epoch's number and id, and where its record starts. */
+export interface EpochEntry {
+  readonly epochNumber: number;
+  readonly epochId: string;
+  readonly position: number;
+}
+
+/** Consensus hard state (see cluster/core/types.ts `HardState`). */
+export interface StoredHardState {
+  readonly epoch: number;
+  readonly votedFor: string | undefined;
+  /** Set while the node recovers from lost memory (it must go on recovering after a restart). */
+  readonly recovering?: boolean;
+  /** The voting members the node formed its cluster with (fixed from then on). */
+  readonly voters?: readonly string[];
+}
 
 /** Whole batches read raw from a boundary (`ReplicatedLog.readRaw`). */
 export interface RawBatches {

@@ -1,14 +1,21 @@
 import { randomUUID } from "node:crypto";
-import { readFile, unlink } from "node:fs/promises";
+import { unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { StoredEvent } from "../streams/types.js";
 import { DiskLog } from "./disk-log.js";
-import { createDiskStore, createMemoryStore, type LogStore } from "./index.js";
+import {
+  INDEX_FILE,
+  createDiskStore,
+  createMemoryStore,
+  type DiskStoreOptions,
+  type LogStore,
+} from "./index.js";
 import { encodeEvent, uuidToKey } from "./record.js";
 import { TruncatedError } from "./store.js";
-import { decodeSnapshot } from "./stream-index.js";
-import { events, newEvent, okResult, tempDir } from "./test-helpers.js";
+import { LmdbKv } from "./index/lmdb-kv.js";
+import { LogIndex } from "./index/log-index.js";
+import { events, newEvent, okResult, tempDir, until } from "./test-helpers.js";
 
 interface MakeOptions {
   autoCommit?: boolean;
@@ -20,10 +27,12 @@ interface Factory {
   make: (opts?: MakeOptions) => Promise<LogStore>;
   /** Closes and reopens the same log. */
   reopen: (store: LogStore) => Promise<LogStore>;
-  /** Aborts (no snapshot, no durable checkpoint: like a crash) and reopens the same log. */
+  /** Aborts (no index write, no durable checkpoint: like a crash) and reopens the same log. */
   crash: (store: LogStore) => Promise<LogStore>;
   cleanup: () => Promise<void>;
 }
+
+const QUIET_INDEX = { flushEntries: 1_000_000, flushEveryMs: 3_600_000 };
 
 const variants: Array<[string, () => Factory]> = [
   [
@@ -32,7 +41,7 @@ const variants: Array<[string, () => Factory]> = [
       const stores: LogStore[] = [];
       return {
         make: async (opts = {}) => {
-          const s = createMemoryStore(opts);
+          const s = createMemoryStore({ ...opts, indexFlush: QUIET_INDEX });
           await s.open();
           stores.push(s);
           return s;
@@ -63,7 +72,8 @@ const variants: Array<[string, () => Factory]> = [
         const s = createDiskStore({
           dir,
           segmentBytes: 8192,
-          snapshotEveryBytes: 4096,
+          // The index is written at close only: a crash re-indexes from the log.
+          indexFlush: QUIET_INDEX,
           ...opts,
         });
         await s.open();
@@ -128,7 +138,7 @@ describe.each(variants)("%s store: replication support", (_name, variant) => {
     await f.cleanup();
   });
 
-  it("writes EPOCH records invisible to readers; epochs survive restart and snapshots", async () => {
+  it("writes EPOCH records invisible to readers; epochs survive restart and the index", async () => {
     f = variant();
     let s = await f.make();
     okResult(await s.append("a", { kind: "any" }, events(2)));
@@ -447,19 +457,6 @@ async function durable(s: LogStore): Promise<void> {
   while (s.durableEnd < s.endPosition) await settle();
 }
 
-/** Polls `predicate` every few milliseconds until it holds, or fails after `timeoutMs`. */
-async function until(
-  predicate: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 5_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** Something still pending after a few turns of the event loop? */
 async function isPending(p: Promise<unknown>): Promise<boolean> {
   let done = false;
@@ -610,7 +607,7 @@ describe.each(variants)("%s store: restart with autoCommit false", (_name, varia
   });
 });
 
-describe("disk store: commit checkpoint and snapshots with autoCommit false", () => {
+describe("disk store: commit checkpoint and index with autoCommit false", () => {
   const stores: LogStore[] = [];
   let dir: string;
   let remove: () => Promise<void>;
@@ -621,7 +618,9 @@ describe("disk store: commit checkpoint and snapshots with autoCommit false", ()
     await remove();
   });
 
-  async function openAt(opts: MakeOptions & { snapshotEveryBytes?: number }): Promise<LogStore> {
+  async function openAt(
+    opts: MakeOptions & Pick<DiskStoreOptions, "indexFlush">,
+  ): Promise<LogStore> {
     const s = createDiskStore({ dir, segmentBytes: 8192, ...opts });
     stores.push(s);
     await s.open();
@@ -634,12 +633,12 @@ describe("disk store: commit checkpoint and snapshots with autoCommit false", ()
     return buildSource(f, 40);
   }
 
-  it("snapshots only the committed view, at the commit position; it is a commit floor", async () => {
+  it("persists only the committed view in the index; its position is a commit floor", async () => {
     const src = await setup();
     expect(src.mid).toBeGreaterThan(4096);
     let s = await openAt({
       autoCommit: false,
-      snapshotEveryBytes: 4096,
+      indexFlush: { flushEveryMs: 0 },
       commitCheckpointEveryMs: 3_600_000,
     });
     void ship(src.leader, s, src.mid);
@@ -647,30 +646,27 @@ describe("disk store: commit checkpoint and snapshots with autoCommit false", ()
     await durable(s);
     expect(s.endPosition).toBeLessThan(src.leader.endPosition);
     s.setCommitPosition(src.mid);
-    void ship(src.leader, s); // one more group commit: it writes the snapshot
+    await until(async () => s.stats().indexedPosition === src.mid, "the index at the commit");
+    void ship(src.leader, s); // the rest of the tail, durable and never committed
     await durable(s);
-    // The snapshot is written in the background after that group commit.
-    const readSnap = async () =>
-      decodeSnapshot(await readFile(join(dir, "index.snapshot")).catch(() => Buffer.alloc(0)));
-    await until(async () => (await readSnap())?.position === src.mid, "the snapshot at the commit");
-    const snap = await readSnap();
-    if (snap === null) throw new Error("no snapshot");
+    await s.abort();
+    const index = new LogIndex(new LmdbKv(join(dir, INDEX_FILE)));
+    await index.open();
     const full = (await allOf(src.leader)) as Array<{ position: number }>;
     const prefix = full.filter((e) => e.position < src.mid);
-    expect(snap.position).toBe(src.mid);
-    expect(snap.events).toBe(prefix.length);
-    expect(snap.streams.get("a")?.last).toBe(2);
-    expect(snap.streams.get("c")).toBeUndefined();
-    expect(snap.streams.get("$$c")).toBeUndefined();
-    expect(snap.window.every(([, e]) => e.position < src.mid)).toBe(true);
-    expect(snap.window.some(([k]) => k === uuidToKey(src.tailId))).toBe(false);
-    expect(snap.window.some(([k]) => k === uuidToKey(src.committedId))).toBe(true);
-    expect(snap.epochs.map((e) => e.epochNumber)).toEqual([1]);
+    expect(index.persistedUpTo).toBe(src.mid);
+    expect(index.totals.events).toBe(prefix.length);
+    expect(index.stream("a")?.last).toBe(2);
+    expect(index.stream("c")).toBeUndefined();
+    expect(index.stream("$$c")).toBeUndefined();
+    expect(index.id(uuidToKey(src.tailId))).toBeUndefined();
+    expect(index.id(uuidToKey(src.committedId))).toBeDefined();
+    expect(index.epochs().map((e) => e.epochNumber)).toEqual([1]);
+    await index.close();
 
-    // Crash and lose the checkpoint file: the snapshot's position is still committed.
-    await s.abort();
+    // Crash and lose the checkpoint file: the index's position is still committed.
     await unlink(join(dir, "checkpoint"));
-    s = await openAt({ autoCommit: false, snapshotEveryBytes: 4096 });
+    s = await openAt({ autoCommit: false });
     await expectCommittedPrefix(s, src, src.mid);
     expect(
       okResult(await s.append("a", { kind: "any" }, [newEvent({ c: 1 }, "T", src.committedId)]))

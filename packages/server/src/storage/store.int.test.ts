@@ -20,6 +20,21 @@ const variants: Array<[string, () => Promise<Harness>]> = [
     },
   ],
   [
+    // One stream state in memory, the index written after every commit: every rule runs
+    // against states read back from the index.
+    "memory (tiny stream cache)",
+    async () => {
+      const clock = { now: 1_700_000_000_000 };
+      const store = createMemoryStore({
+        nowMs: () => clock.now,
+        streamCache: 1,
+        indexFlush: { flushEntries: 1, flushEveryMs: 0 },
+      });
+      await store.open();
+      return { store, clock, cleanup: () => store.close() };
+    },
+  ],
+  [
     "disk",
     async () => {
       const clock = { now: 1_700_000_000_000 };
@@ -28,6 +43,7 @@ const variants: Array<[string, () => Promise<Harness>]> = [
         dir: tmp.dir,
         segmentBytes: 64 * 1024,
         nowMs: () => clock.now,
+        streamCache: 2,
       });
       await store.open();
       return {

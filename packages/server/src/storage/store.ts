@@ -29,7 +29,7 @@ import {
   validateReadStreamOptions,
   validateStreamId,
 } from "../streams/validate.js";
-import { ABSENT_STREAM } from "../streams/view.js";
+import { ABSENT_STREAM, type StreamView } from "../streams/view.js";
 import {
   planStreamRead,
   readableRange,
@@ -72,21 +72,20 @@ import {
   type RecordProblem,
   RecordType,
 } from "./record.js";
+import { IdempotencyWindow } from "./recent-ids.js";
+import type { EpochEntry, ReplicatedLog, StoredHardState } from "./replicated-log.js";
+import { MemoryKv, type Kv } from "./index/kv.js";
+import { LogIndex, type EventIdHit } from "./index/log-index.js";
 import {
-  IdempotencyWindow,
   SPARSE_EVERY,
+  StreamCache,
   StreamState,
-  decodeSnapshot,
-  encodeSnapshot,
   writeView,
-  type EpochEntry,
-} from "./stream-index.js";
-import { MemoryEventIdIndex, type EventIdHit, type EventIdIndex } from "./index/event-id-index.js";
-import type { ReplicatedLog } from "./replicated-log.js";
+  type StreamCacheOptions,
+} from "./index/stream-cache.js";
 
 /** Recent event ids cached in memory in front of the event-id index (not a bound of idempotency). */
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
-export const DEFAULT_SNAPSHOT_EVERY_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_SCAN = 100_000;
 /** With autoCommit false, a moved commit position reaches the checkpoint file within this. */
 export const DEFAULT_COMMIT_CHECKPOINT_EVERY_MS = 100;
@@ -116,16 +115,6 @@ const RAW_READ_BLOCK_BYTES = 64 * 1024;
 /** Rejection of a write that a `truncate` cut off before it was committed. */
 export class TruncatedError extends Error {
   override readonly name = "TruncatedError";
-}
-
-/** Consensus hard state (see cluster/core/types.ts `HardState`). */
-export interface StoredHardState {
-  readonly epoch: number;
-  readonly votedFor: string | undefined;
-  /** Set while the node recovers from lost memory (it must go on recovering after a restart). */
-  readonly recovering?: boolean;
-  /** The voting members the node formed its cluster with (fixed from then on). */
-  readonly voters?: readonly string[];
 }
 
 /** Index of the last element of the ascending `list` that is <= `value`, or -1. */
@@ -178,12 +167,14 @@ export interface LogStoreOptions {
    */
   idempotencyWindow?: number;
   /**
-   * Where every event id ever written is found (for `any` / `stream_exists` retries of any
-   * age). Default: in memory (`MemoryEventIdIndex`); `createDiskStore` gives one on disk.
+   * The engine of the log's index (every stream's state, every event id; `index/`). Default:
+   * in memory (`MemoryKv`); `createDiskStore` gives LMDB on disk.
    */
-  eventIdIndex?: EventIdIndex;
-  /** Write an index snapshot every this many bytes of log (and on close). */
-  snapshotEveryBytes?: number;
+  index?: Kv;
+  /** Stream states kept in memory, the index's working set (default 100,000). */
+  streamCache?: number;
+  /** How the index is written in the background (tests). */
+  indexFlush?: Pick<StreamCacheOptions, "flushEntries" | "flushEveryMs">;
   /**
    * true (single node): an append is committed as soon as it is fsync'd. false (cluster): the
    * consensus layer moves the commit position with setCommitPosition().
@@ -210,6 +201,10 @@ export interface LogStoreStats extends StoreStats {
   reservedPosition: number;
   durablePosition: number;
   idempotencyWindowSize: number;
+  /** Stream states held in memory (the cache of the index, plus streams with changes in flight). */
+  cachedStreams: number;
+  /** Every committed record below this position is in the persisted index. */
+  indexedPosition: number;
   /** The commit position last written to the checkpoint file (what a restart would see). */
   checkpointedCommitPosition: number;
   /** Writes are refused because the disk is full (they resume once space is freed). */
@@ -298,14 +293,14 @@ function scanBlock(
 
 export class LogStore implements StreamStore, ReplicatedLog {
   private readonly logger: Logger;
-  private readonly snapshotEveryBytes: number;
   private readonly autoCommit: boolean;
   private readonly nowMs: () => number;
   private readonly window: IdempotencyWindow;
-  private readonly ids: EventIdIndex;
+  private readonly index: LogIndex;
+  /** The index's working set: stream states, and what is not persisted yet. */
+  private readonly streams: StreamCache;
 
   private phase: Phase = "new";
-  private streams = new Map<string, StreamState>();
   private eventCount = 0;
   private streamCount = 0;
   private syncCount = 0;
@@ -343,15 +338,12 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private commitCheckpointTimer: NodeJS.Timeout | null = null;
   /** Commit position of the last checkpoint write (page cache, maybe not durable). */
   private checkpointedCommit = 0;
-  private snapshotInFlight = false;
-  private lastSnapshotPos = 0;
 
   constructor(
     private readonly log: Log,
     options: LogStoreOptions = {},
   ) {
     this.logger = options.logger ?? silentLogger;
-    this.snapshotEveryBytes = options.snapshotEveryBytes ?? DEFAULT_SNAPSHOT_EVERY_BYTES;
     this.autoCommit = options.autoCommit ?? true;
     this.commitCheckpointEveryMs =
       options.commitCheckpointEveryMs ?? DEFAULT_COMMIT_CHECKPOINT_EVERY_MS;
@@ -366,7 +358,21 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (!Number.isSafeInteger(capacity) || capacity < 0)
       throw new RangeError("idempotencyWindow must be an integer >= 0");
     this.window = new IdempotencyWindow(capacity);
-    this.ids = options.eventIdIndex ?? new MemoryEventIdIndex();
+    this.index = new LogIndex(options.index ?? new MemoryKv());
+    this.streams = new StreamCache(
+      this.index,
+      () => ({
+        commit: this.commitPos,
+        events: this.eventCount,
+        streams: this.streamCount,
+        epochs: this.epochList,
+      }),
+      {
+        ...options.indexFlush,
+        ...(options.streamCache !== undefined ? { capacity: options.streamCache } : {}),
+        logger: this.logger,
+      },
+    );
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -374,7 +380,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   async open(): Promise<void> {
     if (this.phase === "open") return;
     if (this.phase === "closing") throw new StoreError("STORE_CLOSED", "store is closing");
-    this.streams = new Map();
+    this.streams.reset();
     this.window.clear();
     this.eventCount = 0;
     this.streamCount = 0;
@@ -392,26 +398,28 @@ export class LogStore implements StreamStore, ReplicatedLog {
     await this.log.open();
     let recovered: { commit: number; pending: PendingBatch[]; syncedUpTo: number };
     try {
-      await this.ids.open();
+      if (!(await this.index.open()))
+        this.logger.warn({}, "the index has another format; rebuilding it from the log");
       recovered = await this.recover();
       // A process that crashed after a write and before its fsync left those bytes in the
       // page cache only: make them durable before reporting them durable (or committed).
       await this.log.syncFrom(recovered.syncedUpTo);
-      // Event ids the index kept beyond the recovered log (a torn tail was cut) go.
-      if (this.ids.persistedUpTo > this.log.end) await this.ids.truncate(this.log.end);
     } catch (err) {
-      await this.ids.abort();
+      await this.streams.stop();
+      await this.index
+        .close()
+        .catch((closeErr: unknown) => this.logger.warn({ err: closeErr }, "closing the index"));
       await this.log.close();
       throw err;
     }
     this.reserveEnd = this.durablePos = this.log.end;
-    this.ids.durable(this.durablePos);
     this.commitPos = recovered.commit;
     // The recovered tail above the commit position: durable, not yet committed.
     for (const b of recovered.pending) this.awaitingCommit.push(pendingWrite(b));
-    this.lastSnapshotPos = this.commitPos;
     this.checkpointedCommit = this.commitPos;
     this.phase = "open";
+    this.streams.start();
+    this.streams.noteCommit(this.commitPos);
     this.logger.info(
       {
         events: this.eventCount,
@@ -433,29 +441,17 @@ export class LogStore implements StreamStore, ReplicatedLog {
       while (this.writer !== null) await this.writer;
       await this.settleBackground();
       if (this.failure === null) {
-        // Only an optimisation (recovery rescans the log after an older one): a full disk
-        // must not stop a clean shutdown.
-        await this.log
-          .writeSnapshot(
-            encodeSnapshot(
-              this.commitPos,
-              this.eventCount,
-              this.streams.values(),
-              this.window,
-              this.epochList,
-            ),
-          )
-          .catch((err: unknown) =>
-            this.logger.warn({ err }, "could not write the index snapshot on close"),
-          );
+        // Only an optimisation (recovery re-indexes the log from where the index ends).
+        await this.streams.persist();
         await this.log.writeCheckpoint({ durable: this.durablePos, commit: this.commitPos }, true);
       }
     } finally {
       this.rejectWaiters(new StoreError("STORE_CLOSED", "store closed"));
       // Derived data: what it could not persist is re-indexed from the log at the next open.
-      await this.ids
+      await this.streams.stop();
+      await this.index
         .close()
-        .catch((err: unknown) => this.logger.warn({ err }, "could not close the event-id index"));
+        .catch((err: unknown) => this.logger.warn({ err }, "could not close the index"));
       await this.log.close();
       this.phase = "closed";
     }
@@ -474,7 +470,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
     while (this.writer !== null) await this.writer.catch(() => undefined);
     await this.settleBackground();
     this.rejectWaiters(err);
-    await this.ids.abort();
+    await this.streams.stop();
+    await this.index
+      .close()
+      .catch((closeErr: unknown) => this.logger.warn({ err: closeErr }, "closing the index"));
     await this.log.close();
     this.phase = "closed";
   }
@@ -494,10 +493,12 @@ export class LogStore implements StreamStore, ReplicatedLog {
   // ------------------------------------------------------------------ recovery
 
   /**
-   * Rebuilds the index from the snapshot and the log, cutting a torn tail. With autoCommit the
-   * whole log is committed; without, the commit position is the newer of the snapshot's
-   * position and the checkpoint's commit position (both only ever hold committed positions),
-   * and the batches above it are indexed into the write view only (returned as pending).
+   * Brings the index up to the log's end from where the persisted index ends, cutting a torn
+   * tail. With autoCommit the whole log is committed; without, the commit position is the
+   * newer of the index's position and the checkpoint's commit position (both only ever hold
+   * committed positions), and the batches above it are indexed into the write view only
+   * (returned as pending). An index that does not fit the log (it does not end at a batch
+   * boundary) is rebuilt from the start of the log.
    * `syncedUpTo`: the log is known fsync'd up to there (the checkpoint may lag, never lead).
    *
    * A damaged record (or a batch without its end) with no valid record after it is a torn
@@ -511,10 +512,26 @@ export class LogStore implements StreamStore, ReplicatedLog {
     pending: PendingBatch[];
     syncedUpTo: number;
   }> {
-    const from = await this.loadSnapshot(Number.POSITIVE_INFINITY);
-    const saved = await this.log.readCheckpoint();
+    let from = this.loadIndex();
     const end = this.log.end;
-    const durable = saved.durable ?? from;
+    if (from > end) {
+      throw new StoreError(
+        "CORRUPTED",
+        `log ends at ${end}, before the position ${from} its index reaches: committed data is ` +
+          `missing. ${RECOVERY_ADVICE}`,
+      );
+    }
+    this.reserveEnd = end;
+    if (from > 0 && !this.boundaryOnDisk(from)) {
+      this.logger.warn(
+        { indexedPosition: from },
+        "the index does not fit the log; rebuilding it from the start",
+      );
+      await this.index.clear();
+      from = this.loadIndex();
+    }
+    const saved = await this.log.readCheckpoint();
+    const durable = Math.max(saved.durable ?? 0, from);
     if (durable > end) {
       throw new StoreError(
         "CORRUPTED",
@@ -532,8 +549,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     }
     // Committed data was fsync'd before it was committed: a problem below it is corruption.
     const checkpoint = this.autoCommit ? durable : Math.max(durable, commitFloor);
-    await this.reindexEventIds(from);
-    const scan = await this.scanIndex(from, end, commitFloor);
+    const scan = await this.scanIndex(from, end, commitFloor, checkpoint);
     const { problem, problemAt, batchStart } = scan;
     if (problem !== null) {
       const where = `log record at position ${problemAt} (${this.log.describePosition(problemAt)})`;
@@ -573,41 +589,6 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   /**
-   * Brings the event-id index up to `upTo` (the snapshot position, where the index scan starts)
-   * from the position it had persisted: a crash loses the entries it had not written yet.
-   * An index that does not fit the log (not a record boundary) is rebuilt from the start.
-   */
-  private async reindexEventIds(upTo: number): Promise<void> {
-    for (;;) {
-      const from = this.ids.persistedUpTo;
-      if (from >= upTo) return;
-      const scan = await this.scanForward(
-        from,
-        upTo,
-        RECOVERY_BLOCK_BYTES,
-        (buf, at, length, p) => {
-          const e = summarizeEvent(buf, at, length);
-          if (e !== null) this.ids.add(e.idKey, p, e.revision);
-          return true;
-        },
-      );
-      if (scan.problem === undefined) return;
-      if (from === 0) {
-        throw new StoreError(
-          "CORRUPTED",
-          `log record at position ${scan.position} (${this.log.describePosition(scan.position)}) ` +
-            `is damaged (${scan.problem}), before the index snapshot. ${RECOVERY_ADVICE}`,
-        );
-      }
-      this.logger.warn(
-        { persistedUpTo: from, position: scan.position, problem: scan.problem },
-        "the event-id index does not fit the log; rebuilding it from the start",
-      );
-      await this.ids.truncate(0);
-    }
-  }
-
-  /**
    * The position of the first valid record (framing, trailer and CRC) starting after `from`,
    * looked for at every byte up to the end of the log; null when there is none.
    */
@@ -636,49 +617,33 @@ export class LogStore implements StreamStore, ReplicatedLog {
     return null;
   }
 
-  /**
-   * Resets the index and loads the snapshot if there is a valid one at or below `maxPosition`.
-   * Returns the position the log scan starts from.
-   */
-  private async loadSnapshot(maxPosition: number): Promise<number> {
-    this.streams = new Map();
+  /** Resets the index in memory to what the persisted index holds; returns where it ends. */
+  private loadIndex(): number {
+    this.streams.reset();
     this.window.clear();
-    this.eventCount = 0;
-    this.streamCount = 0;
-    this.epochList = [];
-    this.recentEnds = [0];
-    const snapBytes = await this.log.readSnapshot();
-    if (snapBytes === null) return 0;
-    const snap = decodeSnapshot(snapBytes);
-    if (snap === null) {
-      this.logger.warn({}, "index snapshot unreadable; rebuilding the index from the whole log");
-      return 0;
-    }
-    if (snap.position > this.log.end) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log ends at ${this.log.end}, before the index snapshot position ${snap.position}`,
-      );
-    }
-    if (snap.position > maxPosition) return 0;
-    this.streams = snap.streams;
-    for (const [key, entry] of snap.window) this.window.add(key, entry);
-    this.eventCount = snap.events;
-    for (const s of this.streams.values()) if (s.last >= 0) this.streamCount++;
-    this.epochList = snap.epochs;
-    this.recentEnds = [snap.position];
-    return snap.position;
+    const from = this.index.persistedUpTo;
+    const totals = this.index.totals;
+    this.eventCount = totals.events;
+    this.streamCount = totals.streams;
+    this.epochList = this.index.epochs();
+    this.recentEnds = [from];
+    // While recovering, the commit position is where the index may be persisted up to.
+    this.commitPos = from;
+    return from;
   }
 
   /**
    * Scans the log from `from` to `limit`, indexing every complete batch: batches ending at or
    * below `committedUpTo` into both views, later ones into the write view only (their
-   * committed-view updates are returned, to run at commit). Stops at the first problem.
+   * committed-view updates are returned, to run at commit). Stops at the first problem. A long
+   * scan persists the index on the way (at batch ends below `durableUpTo`), so memory stays
+   * bounded while a large log is re-indexed.
    */
   private async scanIndex(
     from: number,
     limit: number,
     committedUpTo: number,
+    durableUpTo: number,
   ): Promise<{
     problem: RecordProblem | "incomplete_batch" | null;
     problemAt: number;
@@ -692,44 +657,53 @@ export class LogStore implements StreamStore, ReplicatedLog {
     let badPayloadAt = -1;
     let straddled = false;
     const pending: PendingBatch[] = [];
-    const scan = await this.scanForward(
-      from,
-      limit,
-      RECOVERY_BLOCK_BYTES,
-      (buf, at, length, position) => {
-        const end = position + length;
-        // committedUpTo is a batch boundary: a record ending at or below it is in a committed batch.
-        const committed = end <= committedUpTo;
-        // Fast path: plain committed events only need their index fields; others are decoded.
-        const summary = summarizeEvent(buf, at, length);
-        const rec =
-          summary !== null && !isMetadataStream(summary.streamId) && committed
-            ? summary
-            : decodeCheckedRecord(buf, at, length, false);
-        if (rec === null) {
-          badPayloadAt = position;
-          return false;
-        }
-        batch.push({ rec, position });
-        if (rec.batchEnd) {
-          if (end <= committedUpTo) {
-            for (const r of batch) this.recoverRecord(r.rec, r.position);
-          } else {
-            if (batchStart < committedUpTo) {
-              // Its first records were taken as committed summaries: stop, the caller refuses.
-              straddled = true;
-              batch = [];
-              return false;
-            }
-            pending.push({ end, apply: this.indexBatch(batch as IndexedRecord[]) });
+    let pauseAt = -1;
+    let scan: { position: number; problem?: RecordProblem };
+    for (let pos = from; ; pos = pauseAt) {
+      pauseAt = -1;
+      scan = await this.scanForward(
+        pos,
+        limit,
+        RECOVERY_BLOCK_BYTES,
+        (buf, at, length, position) => {
+          const end = position + length;
+          // committedUpTo is a batch boundary: a record ending at or below it is in a committed batch.
+          const committed = end <= committedUpTo;
+          // Fast path: plain committed events only need their index fields; others are decoded.
+          const summary = summarizeEvent(buf, at, length);
+          const rec =
+            summary !== null && !isMetadataStream(summary.streamId) && committed
+              ? summary
+              : decodeCheckedRecord(buf, at, length, false);
+          if (rec === null) {
+            badPayloadAt = position;
+            return false;
           }
-          batch = [];
-          batchStart = end;
-          this.noteBoundary(end);
-        }
-        return true;
-      },
-    );
+          batch.push({ rec, position });
+          if (rec.batchEnd) {
+            if (end <= committedUpTo) {
+              for (const r of batch) this.recoverRecord(r.rec, r.position);
+              if (end <= durableUpTo && this.streams.wantsPersist) pauseAt = end;
+            } else {
+              if (batchStart < committedUpTo) {
+                // Its first records were taken as committed summaries: stop, the caller refuses.
+                straddled = true;
+                batch = [];
+                return false;
+              }
+              pending.push({ end, apply: this.indexBatch(batch as IndexedRecord[]) });
+            }
+            batch = [];
+            batchStart = end;
+            this.noteBoundary(end);
+          }
+          return pauseAt < 0;
+        },
+      );
+      if (pauseAt < 0 || scan.problem !== undefined) break;
+      this.commitPos = pauseAt;
+      await this.streams.persist();
+    }
     let problem: RecordProblem | "incomplete_batch" | null = scan.problem ?? null;
     let problemAt = scan.problem !== undefined ? scan.position : -1;
     if (badPayloadAt >= 0) {
@@ -750,6 +724,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (rec.kind === "tombstone") {
       const s = this.stateFor(rec.streamId);
       s.tombstoned = s.wTombstoned = true;
+      this.streams.committed(s);
       return;
     }
     if (rec.kind === "epoch") {
@@ -762,6 +737,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (metaOf !== undefined) {
       const target = this.stateFor(metaOf);
       target.meta = target.wMeta = parseMetadata(rec.data);
+      this.streams.committed(target);
     }
   }
 
@@ -775,9 +751,9 @@ export class LogStore implements StreamStore, ReplicatedLog {
       if (rec.kind === "event") {
         const s = this.stateFor(rec.streamId);
         const r = rec.revision;
-        if (r % SPARSE_EVERY === 0) s.sparse[r / SPARSE_EVERY] = position;
-        this.window.add(rec.idKey, { stream: s, revision: r, position });
-        this.ids.add(rec.idKey, position, r);
+        if (r % SPARSE_EVERY === 0) s.sparse.set(r / SPARSE_EVERY, position);
+        this.window.add(rec.idKey, { stream: s.name, revision: r, position });
+        this.streams.addId(rec.idKey, position, r);
         s.wLast = r;
         s.wLastPos = position;
         ops.push(() => {
@@ -785,6 +761,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
           s.last = r;
           s.lastPos = position;
           this.eventCount++;
+          this.streams.committed(s);
         });
         const metaOf = metadataTarget(rec.streamId, rec.type);
         if (metaOf !== undefined) {
@@ -793,6 +770,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
           target.wMeta = meta;
           ops.push(() => {
             target.meta = meta;
+            this.streams.committed(target);
           });
         }
       } else if (rec.kind === "tombstone") {
@@ -800,6 +778,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
         s.wTombstoned = true;
         ops.push(() => {
           s.tombstoned = true;
+          this.streams.committed(s);
         });
       } else if (rec.kind === "epoch") {
         this.epochList.push({ epochNumber: rec.epochNumber, epochId: rec.epochId, position });
@@ -827,19 +806,15 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (s.last < 0) this.streamCount++;
     s.last = s.wLast = rec.revision;
     s.lastPos = s.wLastPos = position;
-    if (rec.revision % SPARSE_EVERY === 0) s.sparse[rec.revision / SPARSE_EVERY] = position;
-    this.window.add(rec.idKey, { stream: s, revision: rec.revision, position });
-    this.ids.add(rec.idKey, position, rec.revision);
+    if (rec.revision % SPARSE_EVERY === 0) s.sparse.set(rec.revision / SPARSE_EVERY, position);
+    this.window.add(rec.idKey, { stream: s.name, revision: rec.revision, position });
+    this.streams.addId(rec.idKey, position, rec.revision);
     this.eventCount++;
+    this.streams.committed(s);
   }
 
   private stateFor(name: string): StreamState {
-    let s = this.streams.get(name);
-    if (s === undefined) {
-      s = new StreamState(name);
-      this.streams.set(name, s);
-    }
-    return s;
+    return this.streams.getOrCreate(name);
   }
 
   // ------------------------------------------------------------------ writes
@@ -884,7 +859,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     // Idempotent retry of a recent append?
     const recent = decideFromRecentIds(view, expected, keys, (key) => {
       const e = this.window.get(key);
-      return e?.stream === state ? e : undefined;
+      return state !== undefined && e?.stream === state.name ? e : undefined;
     });
     if (recent.kind === "conflict") return recent.result;
     if (recent.kind === "idempotent") {
@@ -901,7 +876,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       findsRetriesById(expected) &&
       this.window.get(k0) === undefined
     ) {
-      const hit = this.ids.get(k0);
+      const hit = this.streams.id(k0);
       if (hit !== undefined && hit.revision <= state.wLast) {
         const fromIndex = await this.matchIndexed(state, hit, keys);
         // Not this stream's event: decide again on the state as it is now.
@@ -941,6 +916,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       s.wTombstoned = true;
       await this.enqueue(position, data, () => {
         s.tombstoned = true;
+        this.streams.committed(s);
       });
       return { ok: true, nextExpectedVersion: last, position };
     }
@@ -1039,9 +1015,9 @@ export class LogStore implements StreamStore, ReplicatedLog {
     for (let i = 0; i < positions.length; i++) {
       const r = firstRev + i;
       const p = positions[i] as number;
-      if (r % SPARSE_EVERY === 0) s.sparse[r / SPARSE_EVERY] = p;
-      this.window.add(keys[i] as string, { stream: s, revision: r, position: p });
-      this.ids.add(keys[i] as string, p, r);
+      if (r % SPARSE_EVERY === 0) s.sparse.set(r / SPARSE_EVERY, p);
+      this.window.add(keys[i] as string, { stream: s.name, revision: r, position: p });
+      this.streams.addId(keys[i] as string, p, r);
     }
     s.wLast = rev;
     s.wLastPos = prev;
@@ -1057,7 +1033,11 @@ export class LogStore implements StreamStore, ReplicatedLog {
         s.last = lastRev;
         s.lastPos = lastPos;
         this.eventCount += count;
-        if (metaTarget !== undefined) metaTarget.meta = meta;
+        this.streams.committed(s);
+        if (metaTarget !== undefined) {
+          metaTarget.meta = meta;
+          this.streams.committed(metaTarget);
+        }
       },
     );
     return { ok: true, nextExpectedVersion: lastRev, position: lastPos };
@@ -1170,7 +1150,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     }
     this.commitWaiters = still;
     try {
-      await this.rollBackWriteView(failed);
+      await this.rollBackWriteView(failed, this.durablePos);
       if (this.log.end > this.durablePos) await this.log.truncate(this.durablePos);
     } catch (rollbackErr) {
       this.logger.error(
@@ -1185,21 +1165,24 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   /**
-   * Undoes the write view's updates of writes that were never made (`failed`, in log order,
-   * all beyond the durable end): the end, recent boundaries and epochs are cut at the durable
-   * end; each stream they touched goes back to the revision before its first failed event
-   * (whose back-link names the previous one); their ids leave the idempotency window and the
-   * event-id index. The committed view is untouched, so reads go on meanwhile.
+   * Undoes the write view's updates of records that are cut off (`cut`, in log order, all at
+   * or beyond `to`, never committed): writes that were never made, or a truncated tail. The
+   * end, recent boundaries and epochs are cut at `to`; each stream they touched goes back to
+   * the revision before its first cut event (whose back-link names the previous one); their
+   * ids leave the idempotency window and the event-id index (only committed ids are
+   * persisted: these are in memory). The committed view is untouched, so reads go on
+   * meanwhile; the persisted index needs nothing.
    */
-  private async rollBackWriteView(failed: readonly PendingWrite[]): Promise<void> {
-    const durable = this.durablePos;
-    this.reserveEnd = durable;
-    this.recentEnds.splice(lastAtOrBelow(this.recentEnds, durable) + 1);
-    while ((this.epochList[this.epochList.length - 1]?.position ?? -1) >= durable)
-      this.epochList.pop();
+  private async rollBackWriteView(
+    cut: ReadonlyArray<{ readonly start: number; readonly data: Buffer }>,
+    to: number,
+  ): Promise<void> {
+    this.reserveEnd = to;
+    this.recentEnds.splice(lastAtOrBelow(this.recentEnds, to) + 1);
+    while ((this.epochList[this.epochList.length - 1]?.position ?? -1) >= to) this.epochList.pop();
     const rolledBack = new Set<StreamState>();
     const metaTargets = new Set<StreamState>();
-    for (const w of failed) {
+    for (const w of cut) {
       let off = 0;
       while (off < w.data.length) {
         const c = checkRecord(w.data, off);
@@ -1223,11 +1206,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
         rolledBack.add(s);
         s.wLast = rec.revision - 1;
         s.wLastPos = rec.prevPosition;
-        s.sparse.length = Math.min(s.sparse.length, Math.ceil(rec.revision / SPARSE_EVERY));
+        for (const k of s.sparse.keys()) if (k * SPARSE_EVERY >= rec.revision) s.sparse.delete(k);
       }
     }
-    // The event-id index holds nothing undurable persisted: this stays in memory.
-    await this.ids.truncate(durable);
+    this.streams.truncateIds(to);
     for (const target of metaTargets) target.wMeta = await this.durableMetadata(target);
   }
 
@@ -1294,27 +1276,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   private afterSync(): void {
-    this.ids.durable(this.durablePos);
     this.writeCheckpointLazily();
-    if (
-      !this.snapshotInFlight &&
-      this.commitPos - this.lastSnapshotPos >= this.snapshotEveryBytes
-    ) {
-      this.snapshotInFlight = true;
-      this.lastSnapshotPos = this.commitPos;
-      const bytes = encodeSnapshot(
-        this.commitPos,
-        this.eventCount,
-        this.streams.values(),
-        this.window,
-        this.epochList,
-      );
-      this.track(
-        this.log.writeSnapshot(bytes).finally(() => {
-          this.snapshotInFlight = false;
-        }),
-      );
-    }
   }
 
   /**
@@ -1381,6 +1343,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       n++;
     }
     const done = this.awaitingCommit.splice(0, n);
+    this.streams.noteCommit(position);
     if (this.commitWaiters.length > 0) {
       const still: CommitWaiter[] = [];
       for (const w of this.commitWaiters) {
@@ -1547,6 +1510,11 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (first !== undefined && position >= first) {
       return this.recentEnds[lastAtOrBelow(this.recentEnds, position)] === position;
     }
+    return this.boundaryOnDisk(position);
+  }
+
+  /** Does a valid record that ends an atomic batch end at `position` (read from the log)? */
+  private boundaryOnDisk(position: number): boolean {
     if (position < MIN_RECORD_BYTES) return false;
     const trailer = this.readBytesSync(position - RECORD_TRAILER_BYTES, RECORD_TRAILER_BYTES);
     if (trailer.length < RECORD_TRAILER_BYTES) return false;
@@ -1683,9 +1651,9 @@ export class LogStore implements StreamStore, ReplicatedLog {
   /**
    * Cuts the log back to the batch boundary `position` (at or above the commit position:
    * committed data is never removed). Queued and unsynced writes beyond it reject with a
-   * `TruncatedError`; the index is rebuilt from the newest snapshot (always at a committed
-   * position) plus a rescan. Writes are refused while it runs; afterwards they continue at
-   * `position`.
+   * `TruncatedError`; the write view of every stream the cut records touched goes back (the
+   * committed view, which readers see, and the persisted index never change). Writes are
+   * refused while it runs; afterwards they continue at `position`.
    */
   async truncate(position: number): Promise<void> {
     this.assertWritable(true); // a full disk does not stop a truncation: it frees space
@@ -1703,9 +1671,14 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const cut = new TruncatedError(`the log was truncated to ${position}`);
     try {
       const kept: PendingWrite[] = [];
+      const dropped: PendingWrite[] = [];
       for (const w of this.queue) {
-        if (w.start >= position) w.reject(cut);
-        else kept.push(w);
+        if (w.start >= position) {
+          w.reject(cut);
+          dropped.push(w);
+        } else {
+          kept.push(w);
+        }
       }
       this.queue = kept;
       this.reserveEnd = position;
@@ -1719,34 +1692,30 @@ export class LogStore implements StreamStore, ReplicatedLog {
         );
       this.reserveEnd = position;
       await this.settleBackground();
-      const survivors = new Map<number, PendingWrite>();
+      const survivors: PendingWrite[] = [];
       for (const w of this.awaitingCommit) {
-        if (w.end <= position) survivors.set(w.end, w);
+        if (w.end <= position) survivors.push(w);
         else w.reject(cut);
       }
-      this.awaitingCommit = [];
+      this.awaitingCommit = survivors;
       const waiting: CommitWaiter[] = [];
       for (const w of this.commitWaiters) {
         if (w.position <= position) waiting.push(w);
         else w.reject(cut);
       }
       this.commitWaiters = waiting;
-      // The event-id index first (durably): it must never keep ids of records cut off.
-      await this.ids.truncate(position);
+      // What is cut: the log's tail from `position`, then queued writes that never reached it.
+      const logEnd = this.log.end;
+      // (A copy: the memory log hands out views of its blocks, which the cut clears.)
+      const tail = Buffer.from(
+        logEnd > position ? await this.log.read(position, logEnd - position) : Buffer.alloc(0),
+      );
       // The checkpoint first: recovery refuses a log that ends before it.
       if (this.durablePos > position)
         await this.log.writeCheckpoint({ durable: position, commit: this.commitPos }, true);
-      if (this.log.end > position) await this.log.truncate(position);
+      if (logEnd > position) await this.log.truncate(position);
       this.durablePos = Math.min(this.durablePos, position);
-      const from = await this.loadSnapshot(this.commitPos);
-      const scan = await this.scanIndex(from, position, this.commitPos);
-      if (scan.problem !== null || scan.batchStart !== position) {
-        throw new StoreError(
-          "CORRUPTED",
-          `rebuilding the index after truncating to ${position}: record at ${scan.problemAt} is damaged (${scan.problem ?? "short"})`,
-        );
-      }
-      for (const b of scan.pending) this.awaitingCommit.push(pendingWrite(b, survivors.get(b.end)));
+      await this.rollBackWriteView([{ start: position, data: tail }, ...dropped], position);
     } catch (err) {
       if (!(err instanceof TruncatedError) && err !== this.full && err !== this.failure)
         this.fail(err, []);
@@ -1854,7 +1823,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   getMetadata(streamId: string): StreamMetadata | null {
-    return this.streams.get(streamId)?.meta ?? null;
+    return this.streams.peek(streamId)?.meta ?? null;
   }
 
   stats(): LogStoreStats {
@@ -1867,6 +1836,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
       reservedPosition: this.reserveEnd,
       durablePosition: this.durablePos,
       idempotencyWindowSize: this.window.size,
+      cachedStreams: this.streams.size,
+      indexedPosition: this.streams.persistedUpTo,
       checkpointedCommitPosition: this.checkpointedCommit,
       storageFull: this.full !== null,
     };
@@ -1903,8 +1874,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const k = Math.ceil(hi / SPARSE_EVERY);
     let rev: number;
     let pos: number;
-    const sparsePos = state.sparse[k];
-    if (k * SPARSE_EVERY <= state.last && sparsePos !== undefined) {
+    const sparsePos = k * SPARSE_EVERY <= state.last ? this.streams.sparseAt(state, k) : undefined;
+    if (sparsePos !== undefined) {
       rev = k * SPARSE_EVERY;
       pos = sparsePos;
     } else {
@@ -1966,14 +1937,21 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const nowMs = this.nowMs();
     const events: StoredEvent[] = [];
     let scanned = 0;
+    // Each stream's committed view, looked up once per read (from the index when not cached).
+    const views = new Map<string, StreamView>();
+    const viewOf = (name: string): StreamView => {
+      let v = views.get(name);
+      if (v === undefined) {
+        v = this.streams.peek(name) ?? ABSENT_STREAM;
+        views.set(name, v);
+      }
+      return v;
+    };
     const take = (rec: LogRecord | null, position: number): boolean => {
       if (rec === null)
         throw new StoreError("CORRUPTED", `undecodable record at position ${position}`);
       scanned++;
-      if (
-        rec.kind === "event" &&
-        visibleInAll(rec, this.streams.get(rec.streamId) ?? ABSENT_STREAM, nowMs)
-      ) {
+      if (rec.kind === "event" && visibleInAll(rec, viewOf(rec.streamId), nowMs)) {
         const ev = toStored(rec, position);
         if (filter === undefined || filter(ev)) events.push(ev);
       }
@@ -2074,14 +2052,15 @@ export class LogStore implements StreamStore, ReplicatedLog {
 }
 
 /** An awaiting-commit entry for a rescanned batch, keeping the promise of its append if any. */
-function pendingWrite(batch: PendingBatch, write?: PendingWrite): PendingWrite {
+/** A recovered batch above the commit position, waiting for its commit like a write. */
+function pendingWrite(batch: PendingBatch): PendingWrite {
   return {
-    start: write?.start ?? 0,
-    data: write?.data ?? Buffer.alloc(0),
+    start: 0,
+    data: Buffer.alloc(0),
     end: batch.end,
     apply: batch.apply,
-    resolve: write?.resolve ?? (() => undefined),
-    reject: write?.reject ?? (() => undefined),
+    resolve: () => undefined,
+    reject: () => undefined,
   };
 }
 

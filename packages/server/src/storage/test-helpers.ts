@@ -72,3 +72,22 @@ export async function openError(
   await store.abort?.();
   throw new Error("open succeeded");
 }
+
+/** Deletes a disk store's index (derived data: the next open rebuilds it from the log). */
+export async function removeIndex(dir: string): Promise<void> {
+  await rm(join(dir, "index.mdb"), { force: true });
+  await rm(join(dir, "index.mdb-lock"), { force: true });
+}
+
+/** Polls `predicate` every few milliseconds until it holds, or fails after `timeoutMs`. */
+export async function until(
+  predicate: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

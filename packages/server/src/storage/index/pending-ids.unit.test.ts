@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MemoryEventIdIndex, PendingIds } from "./event-id-index.js";
+import { PendingIds } from "./pending-ids.js";
 
 /** A 16-byte id key (latin1) for a number. */
 function id(n: number): string {
@@ -66,23 +66,5 @@ describe("PendingIds", () => {
     expect(p.get(id(3))).toBeUndefined();
     expect(p.get(id(4))).toEqual({ position: 100, revision: 1 });
     expect(p.countBelow(Number.POSITIVE_INFINITY)).toBe(2);
-  });
-});
-
-describe("MemoryEventIdIndex", () => {
-  it("keeps every id, truncates, and starts empty at open", async () => {
-    const idx = new MemoryEventIdIndex();
-    await idx.open();
-    for (let i = 0; i < 50_000; i++) idx.add(id(i), i * 50, i);
-    expect(idx.get(id(0))).toEqual({ position: 0, revision: 0 });
-    expect(idx.get(id(49_999))).toEqual({ position: 49_999 * 50, revision: 49_999 });
-    expect(idx.memoryEntries).toBe(50_000);
-    await idx.truncate(100 * 50);
-    expect(idx.get(id(100))).toBeUndefined();
-    expect(idx.get(id(99))).toEqual({ position: 99 * 50, revision: 99 });
-    expect(idx.persistedUpTo).toBe(0);
-    await idx.close();
-    await idx.open();
-    expect(idx.get(id(0))).toBeUndefined();
   });
 });

@@ -1,0 +1,88 @@
+import { readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { tempDir } from "../test-helpers.js";
+import { LmdbKv } from "./lmdb-kv.js";
+import { LogIndex } from "./log-index.js";
+
+describe("LmdbKv under the log index", () => {
+  let dir: string;
+  let remove: () => Promise<void>;
+  const opened: LmdbKv[] = [];
+
+  beforeEach(async () => {
+    ({ dir, remove } = await tempDir());
+  });
+
+  afterEach(async () => {
+    for (const kv of opened.splice(0)) await kv.close();
+    await remove();
+  });
+
+  async function openIndex(obsolete: string[] = []) {
+    const kv = new LmdbKv(join(dir, "index.mdb"), obsolete);
+    opened.push(kv);
+    const index = new LogIndex(kv);
+    await index.open();
+    return { kv, index };
+  }
+
+  it("writes atomically in the background and reads back after a reopen", async () => {
+    const a = await openIndex();
+    expect(a.index.persistedUpTo).toBe(0);
+    const ids: Array<readonly [string, number, number]> = [];
+    for (let i = 0; i < 10_000; i++) {
+      const k = Buffer.alloc(16);
+      k.writeUInt32BE(i, 0);
+      ids.push([k.toString("latin1"), i * 100, 0]);
+    }
+    await a.index.write({
+      upTo: 1_000_000,
+      events: 10_000,
+      streamCount: 2,
+      streams: [
+        ["orders-1", { last: 40, lastPos: 4000, firstPos: 0, tombstoned: false, meta: null }],
+        ["gone", { last: 3, lastPos: 900, firstPos: 10, tombstoned: true, meta: { maxCount: 2 } }],
+      ],
+      sparse: [["orders-1", 1, 3200]],
+      ids,
+      epochs: [{ epochNumber: 3, epochId: "abc", position: 5_000_000_000 }],
+    });
+    expect(a.index.stream("orders-1")).toMatchObject({ last: 40, lastPos: 4000 });
+    await a.kv.close();
+    opened.splice(0);
+
+    const b = await openIndex();
+    expect(b.index.persistedUpTo).toBe(1_000_000);
+    expect(b.index.totals).toEqual({ events: 10_000, streams: 2 });
+    expect(b.index.stream("gone")).toEqual({
+      last: 3,
+      lastPos: 900,
+      firstPos: 10,
+      tombstoned: true,
+      meta: { maxCount: 2 },
+    });
+    expect(b.index.stream("orders-2")).toBeUndefined();
+    expect(b.index.sparse("orders-1", 1)).toBe(3200);
+    expect(b.index.sparse("orders-1", 2)).toBeUndefined();
+    expect(b.index.id(ids[9_999]![0])).toEqual({ position: 999_900, revision: 0 });
+    expect(b.index.epochs()).toEqual([{ epochNumber: 3, epochId: "abc", position: 5_000_000_000 }]);
+    await b.index.clear();
+    expect(b.index.persistedUpTo).toBe(0);
+    expect(b.index.stream("gone")).toBeUndefined();
+  });
+
+  it("removes the files of older index formats at open", async () => {
+    await writeFile(join(dir, "index.snapshot"), "old");
+    await writeFile(join(dir, "event-ids.mdb"), "old");
+    await openIndex([join(dir, "index.snapshot"), join(dir, "event-ids.mdb")]);
+    expect((await readdir(dir)).sort()).toEqual(["index.mdb", "index.mdb-lock"]);
+  });
+
+  it("refuses to let the persisted position go back", async () => {
+    const a = await openIndex();
+    const empty = { events: 0, streamCount: 0, streams: [], sparse: [], ids: [], epochs: [] };
+    await a.index.write({ upTo: 500, ...empty });
+    await expect(a.index.write({ upTo: 400, ...empty })).rejects.toThrow(/below 500/);
+  });
+});

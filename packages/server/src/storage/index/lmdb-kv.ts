@@ -1,0 +1,225 @@
+/**
+ * The index's engine on disk: LMDB (`lmdb` on npm: memory-mapped B+trees, crash-safe
+ * commits), one environment file (`<path>`, plus `<path>-lock`) with a named database per
+ * table.
+ *
+ * Reads are synchronous B+tree lookups in the memory map on the event loop's thread, through
+ * one read transaction renewed after each write. Writes run in a worker thread of their own:
+ * the event loop packs a batch into one buffer and hands it over (transferred, not copied);
+ * the worker applies it in one write transaction, its puts sorted by key so neighbouring
+ * inserts touch the same pages. LMDB syncs in the background (`overlappingSync`): a crash
+ * loses at most the last batches, never leaves half of one.
+ */
+import { rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
+import { open, type Database, type RootDatabase, type Transaction } from "lmdb";
+import { KV_TABLES, packOps, type Kv, type KvOp, type KvTable } from "./kv.js";
+
+/** The writer thread (CommonJS, evaluated: it must run from the sources under test as well). */
+const WRITER_SOURCE = `
+"use strict";
+const { parentPort, workerData } = require("node:worker_threads");
+const { open } = require(workerData.lmdb);
+const TABLES = ${JSON.stringify(KV_TABLES)};
+const env = open({ path: workerData.path, keyEncoding: "binary", encoding: "binary", maxDbs: 8 });
+const dbs = TABLES.map((name) => env.openDB({ name, keyEncoding: "binary", encoding: "binary" }));
+// The ops as packed by packOps() in kv.ts.
+function unpack(buf) {
+  const ops = [];
+  let o = 0;
+  while (o < buf.length) {
+    const table = buf.readUInt8(o);
+    const kl = buf.readUInt16LE(o + 1);
+    const key = buf.subarray(o + 3, o + 3 + kl);
+    o += 3 + kl;
+    const vl = buf.readUInt32LE(o);
+    o += 4;
+    if (vl === 0xffffffff) ops.push({ table, key, value: null });
+    else { ops.push({ table, key, value: buf.subarray(o, o + vl) }); o += vl; }
+  }
+  return ops;
+}
+function write(buf) {
+  const ops = unpack(buf);
+  // A stable sort: of two ops on one key, the later stays last.
+  ops.sort((a, b) => a.table - b.table || Buffer.compare(a.key, b.key));
+  env.transactionSync(() => {
+    for (const op of ops) {
+      if (op.value === null) dbs[op.table].removeSync(op.key);
+      else dbs[op.table].putSync(op.key, op.value);
+    }
+  });
+}
+async function handle(m) {
+  if (m.op === "write") {
+    write(Buffer.from(m.buf));
+  } else if (m.op === "clear") {
+    env.transactionSync(() => { for (const db of dbs) db.clearSync(); });
+    await env.flushed;
+  } else if (m.op === "close") {
+    await env.close();
+  }
+}
+parentPort.on("message", (m) => {
+  handle(m).then(
+    () => parentPort.postMessage({ seq: m.seq }),
+    (err) => parentPort.postMessage({ seq: m.seq, error: String((err && err.stack) || err) }),
+  );
+});
+`;
+
+type Request =
+  { op: "ready" } | { op: "write"; buf: ArrayBuffer } | { op: "clear" } | { op: "close" };
+
+export class LmdbKv implements Kv {
+  private env: RootDatabase<Buffer, Buffer> | null = null;
+  private dbs: Array<Database<Buffer, Buffer>> = [];
+  /**
+   * One read transaction for every lookup, renewed after each write of the writer (lmdb's own
+   * would be renewed, and a timer set, at every turn of the event loop).
+   */
+  private readTxn: Transaction | null = null;
+  private readOptions: { transaction: Transaction } | undefined;
+  private writer: Worker | null = null;
+  private writerBroken: Error | null = null;
+  private readonly replies = new Map<
+    number,
+    { resolve: () => void; reject: (err: Error) => void }
+  >();
+  private seq = 0;
+
+  /** `path`: the LMDB file. `obsolete`: files of older index formats, removed at open. */
+  constructor(
+    private readonly path: string,
+    private readonly obsolete: readonly string[] = [],
+  ) {}
+
+  async open(): Promise<void> {
+    if (this.env !== null) return;
+    for (const f of this.obsolete) await rm(f, { force: true });
+    let env: RootDatabase<Buffer, Buffer>;
+    try {
+      env = open<Buffer, Buffer>({
+        path: this.path,
+        keyEncoding: "binary",
+        encoding: "binary",
+        maxDbs: 8,
+      });
+    } catch (err) {
+      throw new Error(
+        `cannot open the index ${this.path}: ${err instanceof Error ? err.message : String(err)} ` +
+          `(it is derived from the log: delete it and ${this.path}-lock to rebuild it at the next start)`,
+        { cause: err },
+      );
+    }
+    this.env = env;
+    this.dbs = KV_TABLES.map((name) =>
+      env.openDB<Buffer, Buffer>({ name, keyEncoding: "binary", encoding: "binary" }),
+    );
+    this.renewReadTxn();
+    this.writerBroken = null;
+    const writer = new Worker(WRITER_SOURCE, {
+      eval: true,
+      workerData: { lmdb: createRequire(import.meta.url).resolve("lmdb"), path: this.path },
+    });
+    writer.unref(); // ref'd only while a request is outstanding
+    writer.on("message", (m: { seq: number; error?: string }) => {
+      const r = this.replies.get(m.seq);
+      if (r === undefined) return;
+      this.replies.delete(m.seq);
+      if (this.replies.size === 0) writer.unref();
+      if (m.error === undefined) r.resolve();
+      else r.reject(new Error(`index writer: ${m.error}`));
+    });
+    const broken = (err: Error): void => {
+      this.writerBroken = err;
+      for (const r of this.replies.values()) r.reject(err);
+      this.replies.clear();
+    };
+    writer.on("error", broken);
+    writer.on("exit", (code) => broken(new Error(`index writer exited (${code})`)));
+    this.writer = writer;
+    // The thread loads lmdb and opens the file now, not in the middle of the first writes.
+    try {
+      await this.request({ op: "ready" });
+    } catch (err) {
+      await this.release().catch(() => undefined);
+      throw new Error(
+        `cannot start the index writer for ${this.path}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  get(table: KvTable, key: Buffer): Buffer | undefined {
+    const db = this.dbs[KV_TABLES.indexOf(table)];
+    return db?.get(key, this.readOptions);
+  }
+
+  entries(table: KvTable): Array<[Buffer, Buffer]> {
+    const db = this.dbs[KV_TABLES.indexOf(table)];
+    if (db === undefined) return [];
+    const out: Array<[Buffer, Buffer]> = [];
+    for (const { key, value } of db.getRange({ transaction: this.readTxn ?? undefined }))
+      out.push([Buffer.from(key), Buffer.from(value)]);
+    return out;
+  }
+
+  async write(ops: readonly KvOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.request({ op: "write", buf: packOps(ops) });
+    this.renewReadTxn();
+  }
+
+  async clear(): Promise<void> {
+    await this.request({ op: "clear" });
+    this.renewReadTxn();
+  }
+
+  async close(): Promise<void> {
+    if (this.writer === null) return;
+    await this.release();
+  }
+
+  private request(req: Request): Promise<void> {
+    const writer = this.writer;
+    if (writer === null) return Promise.reject(new Error(`the index ${this.path} is closed`));
+    if (this.writerBroken !== null) return Promise.reject(this.writerBroken);
+    const seq = ++this.seq;
+    return new Promise<void>((resolve, reject) => {
+      if (this.replies.size === 0) writer.ref();
+      this.replies.set(seq, { resolve, reject });
+      writer.postMessage({ ...req, seq }, req.op === "write" ? [req.buf] : []);
+    });
+  }
+
+  private renewReadTxn(): void {
+    this.readTxn?.done();
+    this.readTxn = null;
+    this.readOptions = undefined;
+    if (this.env === null) return;
+    this.env.resetReadTxn();
+    this.readTxn = this.env.useReadTransaction();
+    this.readOptions = { transaction: this.readTxn };
+  }
+
+  private async release(): Promise<void> {
+    const writer = this.writer;
+    const env = this.env;
+    try {
+      if (this.writerBroken === null) await this.request({ op: "close" });
+    } finally {
+      this.writer = null;
+      this.env = null;
+      this.dbs = [];
+      this.replies.clear();
+      this.readTxn?.done();
+      this.readTxn = null;
+      this.readOptions = undefined;
+      writer?.removeAllListeners();
+      await writer?.terminate();
+      await env?.close();
+    }
+  }
+}
