@@ -396,6 +396,61 @@ describe.each(variants)("%s store: replication support", (_name, variant) => {
     expect(s2.epochs().map((e) => e.epochNumber)).toEqual([1]);
   });
 
+  it("reads during a truncation see the committed view, unchanged", async () => {
+    f = variant();
+    const s = await f.make({ autoCommit: false });
+    const commitNow = async (): Promise<void> => {
+      while (s.durableEnd < s.endPosition) await settle();
+      s.setCommitPosition(s.durableEnd);
+    };
+    for (let i = 0; i < 20; i++) void s.append(`c${i % 4}`, { kind: "any" }, events(3));
+    void s.append("gone", { kind: "any" }, events(2));
+    void s.delete("gone", { kind: "any" }, true);
+    await commitNow();
+    const committed = s.commitPosition;
+    const before = { c1: await streamOf(s, "c1"), all: await allOf(s) };
+    // A long uncommitted tail: more of the same streams, a new one, and a tombstone.
+    const tail: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 200; i++)
+      tail.push(s.append(i % 2 === 0 ? "c1" : "new", { kind: "any" }, events(2)));
+    tail.push(s.delete("c2", { kind: "any" }, true));
+    for (const p of tail) p.catch(() => undefined);
+    await durable(s);
+    const truncated = s.truncate(committed);
+    let done = false;
+    void truncated.finally(() => (done = true));
+    // A read starts at every turn of the event loop while the truncation runs (a read takes
+    // its view of the stream when it starts).
+    const reads: Array<Promise<unknown>> = [];
+    while (!done) {
+      reads.push(
+        streamOf(s, "c1"),
+        streamOf(s, "c2").then((e) => e.length),
+        allOf(s),
+        readS(s, "gone").catch((err: { code?: string }) => err.code),
+      );
+      await new Promise((r) => setImmediate(r));
+    }
+    await truncated;
+    expect(reads.length).toBeGreaterThanOrEqual(4);
+    const outcomes = await Promise.all(reads.map((p) => p.catch((err: unknown) => err)));
+    for (let i = 0; i < outcomes.length; i += 4) {
+      expect(outcomes[i]).toEqual(before.c1);
+      expect(outcomes[i + 1]).toBe(15);
+      expect(outcomes[i + 2]).toEqual(before.all);
+      expect(outcomes[i + 3]).toBe("STREAM_DELETED");
+    }
+    expect(s.endPosition).toBe(committed);
+    // The write view went back too: c1 continues at 15, c2 is not deleted, "new" is unknown.
+    const next = s.append("c1", { kind: "exact", revision: 14 }, events(1));
+    const c2 = s.append("c2", { kind: "exact", revision: 14 }, events(1));
+    const fresh = s.append("new", { kind: "no_stream" }, events(1));
+    await commitNow();
+    expect(okResult(await next).nextExpectedVersion).toBe(15);
+    expect(okResult(await c2).nextExpectedVersion).toBe(15);
+    expect(okResult(await fresh).nextExpectedVersion).toBe(0);
+  });
+
   it("hard state round-trips and survives a reopen", async () => {
     f = variant();
     let s = await f.make();
