@@ -20,3 +20,12 @@ export function corkUntilNextTick(socket: Corkable): void {
     socket.uncork();
   });
 }
+
+/**
+ * `corkUntilNextTick` for the socket under a `ws` WebSocket (its `_socket`; nothing when it
+ * has none, e.g. once closed).
+ */
+export function corkWebSocketUntilNextTick(ws: object): void {
+  const socket = (ws as { _socket?: Corkable | null })._socket;
+  if (socket) corkUntilNextTick(socket);
+}

@@ -1,5 +1,5 @@
 export { chorus } from "./gen/chorus.js";
-export { corkUntilNextTick, type Corkable } from "./cork.js";
+export { corkUntilNextTick, corkWebSocketUntilNextTick, type Corkable } from "./cork.js";
 export {
   DEFAULT_MAX_FRAME_BYTES,
   FrameError,

@@ -1,5 +1,5 @@
 import {
-  corkUntilNextTick,
+  corkWebSocketUntilNextTick,
   decodeFrame,
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
@@ -191,8 +191,7 @@ export class WebSocketTransport implements Transport {
       );
     }
     // Frames sent in the same tick (pipelined appends, credit grants) leave in one write.
-    const socket = (this.#ws as unknown as { _socket?: Socket | null })._socket;
-    if (socket) corkUntilNextTick(socket);
+    corkWebSocketUntilNextTick(this.#ws);
     this.#ws.send(encodeFrame({ ...frame, correlationId: id }), { binary: true }, (err) => {
       if (err)
         this.destroy(

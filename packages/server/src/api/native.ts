@@ -1,10 +1,9 @@
 import type { IncomingMessage, Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
-import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
   chorus,
-  corkUntilNextTick,
+  corkWebSocketUntilNextTick,
   decodeFrame,
   encodeFrame,
   FrameError,
@@ -337,8 +336,7 @@ class NativeConnection {
 
   #sendBytes(bytes: Uint8Array): void {
     // The replies one group commit releases leave in one write system call.
-    const socket = (this.#ws as unknown as { _socket?: Socket | null })._socket;
-    if (socket) corkUntilNextTick(socket);
+    corkWebSocketUntilNextTick(this.#ws);
     this.#ws.send(bytes, { binary: true }, () => this.#onFlushed());
     if (!this.#pausedForOutput && this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes * 8) {
       // The client does not read its replies: stop reading its requests until it does.

@@ -742,8 +742,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   /**
-   * Indexes a batch of decoded records into the write view, exactly as a local append does;
-   * returns the committed-view update to run when the batch commits.
+   * Indexes a batch of decoded records (replicated, or recovered above the commit position)
+   * into the write view, exactly as a local append does, but for the recent-id window: that
+   * cache holds this node's own appends only (a retry of any other is answered by the event-id
+   * index); returns the committed-view update to run when the batch commits.
    */
   private indexBatch(recs: readonly IndexedRecord[]): () => void {
     const ops: Array<() => void> = [];
@@ -752,7 +754,6 @@ export class LogStore implements StreamStore, ReplicatedLog {
         const s = this.stateFor(rec.streamId);
         const r = rec.revision;
         if (r % SPARSE_EVERY === 0) s.sparse.set(r / SPARSE_EVERY, position);
-        this.window.add(rec.idKey, { stream: s.name, revision: r, position });
         this.streams.addId(rec.idKey, position, r);
         s.wLast = r;
         s.wLastPos = position;
@@ -807,7 +808,6 @@ export class LogStore implements StreamStore, ReplicatedLog {
     s.last = s.wLast = rec.revision;
     s.lastPos = s.wLastPos = position;
     if (rec.revision % SPARSE_EVERY === 0) s.sparse.set(rec.revision / SPARSE_EVERY, position);
-    this.window.add(rec.idKey, { stream: s.name, revision: rec.revision, position });
     this.streams.addId(rec.idKey, position, rec.revision);
     this.eventCount++;
     this.streams.committed(s);

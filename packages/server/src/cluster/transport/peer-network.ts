@@ -31,6 +31,7 @@ import { isIP } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import {
+  corkWebSocketUntilNextTick,
   DEFAULT_MAX_FRAME_BYTES,
   decodeInternalFrame,
   encodeInternalFrame,
@@ -186,6 +187,9 @@ class OutboundLink {
   send(bytes: Uint8Array): boolean {
     const ws = this.#ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    // Frames sent in one tick (an Append and the heartbeats and replies around it) leave in
+    // one write system call.
+    corkWebSocketUntilNextTick(ws);
     ws.send(bytes, { binary: true });
     return true;
   }

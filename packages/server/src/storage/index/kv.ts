@@ -16,6 +16,19 @@ export interface KvOp {
   readonly value: Buffer | null;
 }
 
+/**
+ * Many puts of fixed-size keys and values into one table, written by `fill` straight into the
+ * packed batch (no object per entry: the event ids of a write are tens of thousands).
+ */
+export interface KvBlock {
+  readonly table: KvTable;
+  readonly count: number;
+  readonly keyBytes: number;
+  readonly valueBytes: number;
+  /** Writes entry `i`'s key at `keyAt` and its value at `valueAt` of `buf`. */
+  fill(i: number, buf: Buffer, keyAt: number, valueAt: number): void;
+}
+
 export interface Kv {
   /** Opens (creating when missing). */
   open(): Promise<void>;
@@ -23,8 +36,8 @@ export interface Kv {
   get(table: KvTable, key: Buffer): Buffer | undefined;
   /** Every entry of `table` in key order (small tables only: epochs). */
   entries(table: KvTable): Array<[Buffer, Buffer]>;
-  /** Applies `ops` atomically (all or none, also across a crash). One batch at a time. */
-  write(ops: readonly KvOp[]): Promise<void>;
+  /** Applies `ops` and `blocks` atomically (all or none, also across a crash). One at a time. */
+  write(ops: readonly KvOp[], blocks?: readonly KvBlock[]): Promise<void>;
   /** Removes everything, durably. */
   clear(): Promise<void>;
   /** Waits for writes in flight, then releases the engine. */
@@ -32,12 +45,13 @@ export interface Kv {
 }
 
 /**
- * Packs ops for a writer thread: [u8 table][u16 key length][key][u32 value length, or
- * 0xffffffff for a delete][value]; one buffer, transferred, not copied.
+ * Packs ops and blocks for a writer thread: per put [u8 table][u16 key length][key][u32 value
+ * length, or 0xffffffff for a delete][value]; one buffer, transferred, not copied.
  */
-export function packOps(ops: readonly KvOp[]): ArrayBuffer {
+export function packOps(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): ArrayBuffer {
   let bytes = 0;
   for (const op of ops) bytes += 7 + op.key.length + (op.value?.length ?? 0);
+  for (const b of blocks) bytes += b.count * (7 + b.keyBytes + b.valueBytes);
   const ab = new ArrayBuffer(bytes);
   const buf = Buffer.from(ab);
   let o = 0;
@@ -53,6 +67,17 @@ export function packOps(ops: readonly KvOp[]): ArrayBuffer {
       buf.writeUInt32LE(op.value.length, o);
       op.value.copy(buf, o + 4);
       o += 4 + op.value.length;
+    }
+  }
+  for (const b of blocks) {
+    const table = KV_TABLES.indexOf(b.table);
+    for (let i = 0; i < b.count; i++) {
+      buf.writeUInt8(table, o);
+      buf.writeUInt16LE(b.keyBytes, o + 1);
+      const valueAt = o + 3 + b.keyBytes + 4;
+      buf.writeUInt32LE(b.valueBytes, valueAt - 4);
+      b.fill(i, buf, o + 3, valueAt);
+      o = valueAt + b.valueBytes;
     }
   }
   return ab;
@@ -79,13 +104,24 @@ export class MemoryKv implements Kv {
       .sort((a, b) => Buffer.compare(a[0], b[0]));
   }
 
-  async write(ops: readonly KvOp[]): Promise<void> {
+  async write(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): Promise<void> {
     // Copies: the caller may reuse its buffers. Applied after a turn, like a writer thread.
     const copies = ops.map((op) => ({
       table: op.table,
       key: op.key.toString("latin1"),
       value: op.value === null ? null : Buffer.from(op.value),
     }));
+    for (const b of blocks) {
+      const entry = Buffer.alloc(b.keyBytes + b.valueBytes);
+      for (let i = 0; i < b.count; i++) {
+        b.fill(i, entry, 0, b.keyBytes);
+        copies.push({
+          table: b.table,
+          key: entry.toString("latin1", 0, b.keyBytes),
+          value: Buffer.from(entry.subarray(b.keyBytes)),
+        });
+      }
+    }
     await Promise.resolve();
     for (const op of copies) {
       if (op.value === null) this.table(op.table).delete(op.key);

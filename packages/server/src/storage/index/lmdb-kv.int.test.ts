@@ -30,11 +30,13 @@ describe("LmdbKv under the log index", () => {
   it("writes atomically in the background and reads back after a reopen", async () => {
     const a = await openIndex();
     expect(a.index.persistedUpTo).toBe(0);
-    const ids: Array<readonly [string, number, number]> = [];
+    const ids = { ids: [] as string[], positions: [] as number[], revisions: [] as number[] };
     for (let i = 0; i < 10_000; i++) {
       const k = Buffer.alloc(16);
       k.writeUInt32BE(i, 0);
-      ids.push([k.toString("latin1"), i * 100, 0]);
+      ids.ids.push(k.toString("latin1"));
+      ids.positions.push(i * 100);
+      ids.revisions.push(i % 7);
     }
     await a.index.write({
       upTo: 1_000_000,
@@ -65,7 +67,8 @@ describe("LmdbKv under the log index", () => {
     expect(b.index.stream("orders-2")).toBeUndefined();
     expect(b.index.sparse("orders-1", 1)).toBe(3200);
     expect(b.index.sparse("orders-1", 2)).toBeUndefined();
-    expect(b.index.id(ids[9_999]![0])).toEqual({ position: 999_900, revision: 0 });
+    expect(b.index.id(ids.ids[9_999]!)).toEqual({ position: 999_900, revision: 9_999 % 7 });
+    expect(b.index.id(ids.ids[1_234]!)).toEqual({ position: 123_400, revision: 1_234 % 7 });
     expect(b.index.epochs()).toEqual([{ epochNumber: 3, epochId: "abc", position: 5_000_000_000 }]);
     await b.index.clear();
     expect(b.index.persistedUpTo).toBe(0);
@@ -81,7 +84,8 @@ describe("LmdbKv under the log index", () => {
 
   it("refuses to let the persisted position go back", async () => {
     const a = await openIndex();
-    const empty = { events: 0, streamCount: 0, streams: [], sparse: [], ids: [], epochs: [] };
+    const ids = { ids: [], positions: [], revisions: [] };
+    const empty = { events: 0, streamCount: 0, streams: [], sparse: [], ids, epochs: [] };
     await a.index.write({ upTo: 500, ...empty });
     await expect(a.index.write({ upTo: 400, ...empty })).rejects.toThrow(/below 500/);
   });

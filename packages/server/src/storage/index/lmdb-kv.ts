@@ -14,7 +14,7 @@ import { rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import { open, type Database, type RootDatabase, type Transaction } from "lmdb";
-import { KV_TABLES, packOps, type Kv, type KvOp, type KvTable } from "./kv.js";
+import { KV_TABLES, packOps, type Kv, type KvBlock, type KvOp, type KvTable } from "./kv.js";
 
 /** The writer thread (CommonJS, evaluated: it must run from the sources under test as well). */
 const WRITER_SOURCE = `
@@ -24,32 +24,55 @@ const { open } = require(workerData.lmdb);
 const TABLES = ${JSON.stringify(KV_TABLES)};
 const env = open({ path: workerData.path, keyEncoding: "binary", encoding: "binary", maxDbs: 8 });
 const dbs = TABLES.map((name) => env.openDB({ name, keyEncoding: "binary", encoding: "binary" }));
-// The ops as packed by packOps() in kv.ts.
-function unpack(buf) {
-  const ops = [];
-  let o = 0;
-  while (o < buf.length) {
-    const table = buf.readUInt8(o);
-    const kl = buf.readUInt16LE(o + 1);
-    const key = buf.subarray(o + 3, o + 3 + kl);
-    o += 3 + kl;
-    const vl = buf.readUInt32LE(o);
-    o += 4;
-    if (vl === 0xffffffff) ops.push({ table, key, value: null });
-    else { ops.push({ table, key, value: buf.subarray(o, o + vl) }); o += vl; }
-  }
-  return ops;
-}
+// The ops as packed by packOps() in kv.ts (blocks are packed as plain puts), applied in key
+// order (neighbouring inserts touch the same B+tree pages): sorted by table and the key's first
+// 4 bytes as numbers (cheap), by the whole key only on a tie; stable, so of two ops on one key
+// the later stays last.
 function write(buf) {
-  const ops = unpack(buf);
-  // A stable sort: of two ops on one key, the later stays last.
-  ops.sort((a, b) => a.table - b.table || Buffer.compare(a.key, b.key));
+  let n = 0;
+  for (let o = 0; o < buf.length; n++) {
+    const kl = buf.readUInt16LE(o + 1);
+    const vl = buf.readUInt32LE(o + 3 + kl);
+    o += 7 + kl + (vl === 0xffffffff ? 0 : vl);
+  }
+  const at = new Uint32Array(n);
+  const rank = new Float64Array(n);
+  for (let i = 0, o = 0; i < n; i++) {
+    at[i] = o;
+    const kl = buf.readUInt16LE(o + 1);
+    let prefix = 0;
+    for (let j = 0; j < 4; j++) prefix = prefix * 256 + (j < kl ? buf[o + 3 + j] : 0);
+    rank[i] = buf[o] * 4294967296 + prefix;
+    const vl = buf.readUInt32LE(o + 3 + kl);
+    o += 7 + kl + (vl === 0xffffffff ? 0 : vl);
+  }
+  const key = (i) => buf.subarray(at[i] + 3, at[i] + 3 + buf.readUInt16LE(at[i] + 1));
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((x, y) => rank[x] - rank[y] || Buffer.compare(key(x), key(y)) || x - y);
   env.transactionSync(() => {
-    for (const op of ops) {
-      if (op.value === null) dbs[op.table].removeSync(op.key);
-      else dbs[op.table].putSync(op.key, op.value);
+    for (const i of order) {
+      const o = at[i];
+      const kl = buf.readUInt16LE(o + 1);
+      const vl = buf.readUInt32LE(o + 3 + kl);
+      const db = dbs[buf[o]];
+      const k = copyInto(keys, buf, o + 3, kl);
+      if (vl === 0xffffffff) db.removeSync(k);
+      else db.putSync(k, copyInto(values, buf, o + 7 + kl, vl));
     }
   });
+}
+// Reused buffers, one per length (LMDB copies keys and values): no garbage per put.
+const keys = new Map();
+const values = new Map();
+function copyInto(scratch, buf, from, length) {
+  let b = scratch.get(length);
+  if (b === undefined) {
+    if (scratch.size > 64) scratch.clear();
+    b = Buffer.allocUnsafe(length);
+    scratch.set(length, b);
+  }
+  buf.copy(b, 0, from, from + length);
+  return b;
 }
 async function handle(m) {
   if (m.op === "write") {
@@ -166,9 +189,9 @@ export class LmdbKv implements Kv {
     return out;
   }
 
-  async write(ops: readonly KvOp[]): Promise<void> {
-    if (ops.length === 0) return;
-    await this.request({ op: "write", buf: packOps(ops) });
+  async write(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): Promise<void> {
+    if (ops.length === 0 && blocks.every((b) => b.count === 0)) return;
+    await this.request({ op: "write", buf: packOps(ops, blocks) });
     this.renewReadTxn();
   }
 

@@ -46,7 +46,12 @@ export interface IndexDelta {
   readonly streamCount: number;
   readonly streams: ReadonlyArray<readonly [name: string, state: IndexedStream]>;
   readonly sparse: ReadonlyArray<readonly [name: string, k: number, position: number]>;
-  readonly ids: ReadonlyArray<readonly [idKey: string, position: number, revision: number]>;
+  /** Event ids with where they were written (columns: one entry per index). */
+  readonly ids: {
+    readonly ids: readonly string[];
+    readonly positions: readonly number[];
+    readonly revisions: readonly number[];
+  };
   readonly epochs: readonly EpochEntry[];
 }
 
@@ -176,12 +181,6 @@ export class LogIndex {
       v.writeDoubleLE(position, 0);
       ops.push({ table: "sparse", key: sparseKey(name, k), value: v });
     }
-    for (const [idKey, position, revision] of delta.ids) {
-      const v = Buffer.allocUnsafe(16);
-      v.writeDoubleLE(position, 0);
-      v.writeDoubleLE(revision, 8);
-      ops.push({ table: "ids", key: Buffer.from(idKey, "latin1"), value: v });
-    }
     for (const e of delta.epochs) {
       const id = Buffer.from(e.epochId, "utf8");
       const v = Buffer.allocUnsafe(8 + id.length);
@@ -195,7 +194,20 @@ export class LogIndex {
     state.writeDoubleLE(delta.events, 12);
     state.writeDoubleLE(delta.streamCount, 20);
     ops.push({ table: "meta", key: STATE_KEY, value: state });
-    await this.kv.write(ops);
+    const { ids, positions, revisions } = delta.ids;
+    await this.kv.write(ops, [
+      {
+        table: "ids",
+        count: ids.length,
+        keyBytes: 16,
+        valueBytes: 16,
+        fill: (i, buf, keyAt, valueAt) => {
+          buf.write(ids[i] as string, keyAt, 16, "latin1");
+          buf.writeDoubleLE(positions[i] as number, valueAt);
+          buf.writeDoubleLE(revisions[i] as number, valueAt + 8);
+        },
+      },
+    ]);
     this.upTo = delta.upTo;
     this.eventTotal = delta.events;
     this.streamTotal = delta.streamCount;

@@ -296,13 +296,6 @@ export class StreamCache {
       s.sparsePersisted = Math.max(s.sparsePersisted, top);
     }
     const below = this.index.persistedUpTo;
-    const ids: Array<readonly [string, number, number]> = [];
-    for (let i = 0; i < n; i++)
-      ids.push([
-        front.ids[i] as string,
-        front.positions[i] as number,
-        front.revisions[i] as number,
-      ]);
     this.flushing = this.index
       .write({
         upTo: Math.max(upTo, below),
@@ -310,7 +303,7 @@ export class StreamCache {
         streamCount: totals.streams,
         streams,
         sparse,
-        ids,
+        ids: front,
         epochs: totals.epochs.filter((e) => e.position >= below && e.position < upTo),
       })
       .then(

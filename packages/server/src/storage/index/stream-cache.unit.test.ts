@@ -105,9 +105,9 @@ describe("StreamCache", () => {
     const ctx = await setup(1, kv);
     const real = kv.write.bind(kv);
     let fail = true;
-    kv.write = async (ops) => {
+    kv.write = async (ops, blocks) => {
       if (fail) throw new Error("disk on fire");
-      return real(ops);
+      return real(ops, blocks);
     };
     const end = commitEvents(ctx, "a", 40, 0);
     commitEvents(ctx, "b", 1, end);
