@@ -21,7 +21,7 @@ import { PendingIds } from "./pending-ids.js";
 export const SPARSE_EVERY = 32;
 
 export const DEFAULT_STREAM_CACHE = 100_000;
-export const DEFAULT_INDEX_FLUSH_ENTRIES = 32_768;
+export const DEFAULT_INDEX_FLUSH_ENTRIES = 8192;
 export const DEFAULT_INDEX_FLUSH_EVERY_MS = 1000;
 
 /** States examined per eviction pass when one is added. */
@@ -102,7 +102,7 @@ export interface CommittedTotals {
 export interface StreamCacheOptions {
   /** Stream states kept beyond those with changes in flight (default 100,000). */
   capacity?: number;
-  /** Write to the index once this many ids or streams wait (default 32,768). */
+  /** Write to the index once this many ids or streams wait (default 8192). */
   flushEntries?: number;
   /** ... or this long after the commit position moved past the index (default 1000). */
   flushEveryMs?: number;
