@@ -415,12 +415,14 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
           const leaders = states.flatMap((s, i) => (s === "Leader" ? [i] : []));
           if (leaders.length !== 1) return undefined;
           const index = leaders[0] as number;
+          // A probe that fails (the node killed or paused mid-answer, a cut link) is a "not
+          // yet", as in stateOf: waitFor asks again until its deadline.
           const ready = await getJson(
             `${scheme}://${(nodes[index] as TestNode).httpEndpoint}/health/ready`,
             1_000,
             ca,
-          );
-          return ready.status === 200 ? index + 1 : undefined;
+          ).catch(() => undefined);
+          return ready?.status === 200 ? index + 1 : undefined;
         },
         { timeoutMs: opts.timeoutMs ?? 10_000, intervalMs: 50, message: "one leader" },
       ).then((i) => i - 1);
