@@ -48,7 +48,14 @@ export function roleChanges(node: TestNode): RoleChange[] {
   const changes: RoleChange[] = [];
   for (const line of node.output().split("\n")) {
     if (!line.includes('"cluster role changed"')) continue;
-    const entry = JSON.parse(line) as Omit<RoleChange, "timeMs"> & { time: number };
+    // The output interleaves stdout (JSON lines) with stderr, where native code may print
+    // without a newline (LMDB: "Write error: ..." on a full disk): the entry starts at "{".
+    let entry: Omit<RoleChange, "timeMs"> & { time: number };
+    try {
+      entry = JSON.parse(line.slice(line.indexOf("{"))) as typeof entry;
+    } catch {
+      continue;
+    }
     changes.push({
       timeMs: entry.time,
       role: entry.role,
