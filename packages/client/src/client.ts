@@ -69,9 +69,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   /** The leader connection itself, or one to a node of the nodePreference. */
   readonly #reads: Connection;
   readonly #ctx: OperationContext;
-  /** Operations (and other tracked work) not settled yet; close() waits for them. */
-  #pending = 0;
-  #idle: (() => void) | undefined;
+  readonly #inFlight = new Set<Promise<unknown>>();
   readonly #subscriptions = new Set<Subscription | PersistentSubscription>();
   /** Keeps the process alive while work is pending (and only then). */
   readonly #hold = new ProcessHold();
@@ -218,7 +216,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
         // (each within its operation timeout).
         for (const connection of this.#connections()) connection.drain();
         await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
-        await this.#settled();
+        await Promise.allSettled([...this.#inFlight]);
         await Promise.all(this.#connections().map((c) => c.close()));
         await this.#view.close();
       } finally {
@@ -244,41 +242,23 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
 
   #run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#closing) return Promise.reject(new ClientClosedError());
-    let p: Promise<T>;
-    try {
-      p = fn();
-    } catch (err) {
-      // A synchronous throw (validation) is a rejection like any other.
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as it came
-      p = Promise.reject(err);
-    }
-    return this.#track(p);
+    // An async wrapper turns a synchronous throw (validation) into a rejection.
+    return this.#track((async () => fn())());
   }
 
   /** Counts `p` as in-flight work (close() waits for it) that holds the process until it settles. */
   #track<T>(p: Promise<T>): Promise<T> {
     const release = this.#hold.acquire();
-    this.#pending++;
-    // One reaction per operation (not a promise and a set entry): this is on every call.
-    const settled = (): void => {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#inFlight.add(settled);
+    void settled.then(() => {
+      this.#inFlight.delete(settled);
       release();
-      if (--this.#pending === 0) this.#idle?.();
-    };
-    p.then(settled, settled);
-    return p;
-  }
-
-  /** Resolves once no tracked work is pending. */
-  #settled(): Promise<void> {
-    if (this.#pending === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const previous = this.#idle;
-      this.#idle = () => {
-        this.#idle = previous;
-        previous?.();
-        resolve();
-      };
     });
+    return p;
   }
 
   #trackIterable(iterable: AsyncIterable<ResolvedEvent>): AsyncIterable<ResolvedEvent> {

@@ -3,7 +3,6 @@ import type { ExpectedVersion, OperationOptions } from "../types.js";
 import type { OperationContext } from "./context.js";
 import { checkEventData, eventDataToWire, type EventData } from "./events.js";
 import { expectedVersionToWire, normalizeExpectedVersion } from "./expected-version.js";
-import type { OutgoingFrame } from "../transport/transport.js";
 import { sendRequest } from "./request.js";
 import { withRetry } from "./retry.js";
 import { checkOperationOptions, checkStreamName } from "./validate.js";
@@ -25,39 +24,29 @@ export interface AppendResult {
  * recognises a repeat and answers with the original result) on connection loss,
  * NOT_LEADER, NOT_READY and TOO_BUSY. Throws WrongExpectedVersionError on a conflict.
  */
-export function appendToStream(
+export async function appendToStream(
   ctx: OperationContext,
   streamId: string,
   events: EventData | readonly EventData[],
   options: AppendOptions = {},
 ): Promise<AppendResult> {
-  // Not an async function: the promise withRetry makes is the operation's (an async wrapper
-  // would add turns of the microtask queue to every append); bad input still rejects.
-  let expectedVersion: ExpectedVersion;
-  let frame: OutgoingFrame;
-  try {
-    checkStreamName(streamId);
-    checkOperationOptions(options);
-    const list = Array.isArray(events) ? (events as readonly EventData[]) : [events as EventData];
-    if (list.length === 0)
-      throw new InvalidArgumentError("appendToStream needs at least one event");
-    const ids = new Set<string>();
-    const wireEvents = list.map((e, i) => {
-      const event = checkEventData(e, i);
-      const key = event.id.toLowerCase();
-      if (ids.has(key))
-        throw new InvalidArgumentError(`event id ${event.id} appears twice in one append`);
-      ids.add(key);
-      return eventDataToWire(event);
-    });
-    expectedVersion = normalizeExpectedVersion(options.expectedVersion ?? "any");
-    frame = {
-      append: { streamId, expected: expectedVersionToWire(expectedVersion), events: wireEvents },
-    };
-  } catch (err) {
-    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as it came
-    return Promise.reject(err);
-  }
+  checkStreamName(streamId);
+  checkOperationOptions(options);
+  const list = Array.isArray(events) ? (events as readonly EventData[]) : [events as EventData];
+  if (list.length === 0) throw new InvalidArgumentError("appendToStream needs at least one event");
+  const ids = new Set<string>();
+  const wireEvents = list.map((e, i) => {
+    const event = checkEventData(e, i);
+    const key = event.id.toLowerCase();
+    if (ids.has(key))
+      throw new InvalidArgumentError(`event id ${event.id} appears twice in one append`);
+    ids.add(key);
+    return eventDataToWire(event);
+  });
+  const expectedVersion = normalizeExpectedVersion(options.expectedVersion ?? "any");
+  const frame = {
+    append: { streamId, expected: expectedVersionToWire(expectedVersion), events: wireEvents },
+  };
   return withRetry(
     ctx,
     { ...options, name: "appendToStream", requireLeader: options.requireLeader ?? true },

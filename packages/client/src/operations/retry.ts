@@ -84,9 +84,8 @@ export async function withRetry<T>(
     if (signal.aborted) throw signal.reason;
     let firstFailure: unknown;
     try {
-      // once(), inline: one async frame less on every operation, and no await at all for
-      // the session when one is live.
-      session = connection.liveSession() ?? (await connection.session(sessionOptions));
+      // once(), inline: one async frame less on every operation.
+      session = await connection.session(sessionOptions);
       checkLeader(session);
       return await attempt(session, signal);
     } catch (err) {

@@ -87,8 +87,6 @@ function context(
   ).build();
   const retargets: Array<{ from: Transport; leader: LeaderEndpoints | undefined }> = [];
   const connection = {
-    // No synchronous fast path here: every attempt takes its session from session().
-    liveSession: () => undefined,
     session: () => Promise.resolve(session),
     retarget: (from: Transport, leader: LeaderEndpoints | undefined) =>
       retargets.push({ from, leader }),
