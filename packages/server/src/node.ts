@@ -33,6 +33,9 @@ import {
   type ReplicatedStore,
 } from "./storage/index.js";
 import type { StreamStore } from "./streams/types.js";
+import { DatabaseMembership } from "./postgres/membership.js";
+import { PostgresStore } from "./postgres/store.js";
+import { isDatabaseUrl, redactDatabaseUrl } from "./postgres/url.js";
 
 export type { NodeEndpoints } from "./api/context.js";
 
@@ -94,13 +97,21 @@ function requireReplicatedLog(store: StreamStore): ReplicatedStore {
   return store;
 }
 
+/** Where the node keeps its data, for messages and the log (a database URL without its password). */
+function dataLocation(options: NodeOptions): string | null {
+  if (options.memDb) return null;
+  return isDatabaseUrl(options.db) ? redactDatabaseUrl(options.db) : resolvePath(options.db);
+}
+
 async function openStore<S extends StreamStore>(options: NodeOptions, store: S): Promise<S> {
   try {
     await store.open();
   } catch (err) {
+    if (store instanceof PostgresStore)
+      throw new StartupError(err instanceof Error ? err.message : String(err), { cause: err });
     const where = options.memDb
       ? "the in-memory store"
-      : `the data directory ${resolvePath(options.db)}`;
+      : `the data directory ${dataLocation(options)}`;
     throw new StartupError(
       `cannot open ${where}: ${err instanceof Error ? err.message : String(err)}`,
       { cause: err },
@@ -170,15 +181,27 @@ export async function createNode(
   const toPeers = peerTls(tls);
 
   const clustered = options.clusterSize > 1;
-  const store = extras.store ?? createStore(options, logger);
+  // Shared-database mode: the database is the cluster (resolveNodeOptions refused the flags of
+  // a replicated one).
+  const database =
+    extras.store === undefined && !options.memDb && isDatabaseUrl(options.db)
+      ? new PostgresStore({ url: options.db, logger })
+      : undefined;
+  const store = extras.store ?? database ?? createStore(options, logger);
   const replicated = clustered ? requireReplicatedLog(store) : undefined;
   const openedStore = await openStore(options, store);
   let cluster: ClusterRole | undefined;
+  let membership: DatabaseMembership | undefined;
   const apiStore: { current: StreamStore } = { current: openedStore };
   const metrics = new NodeMetrics(() => openedStore);
   /** The state gossip and /info show: while running, the cluster role's state. */
-  const shownState = (): NodeState =>
-    state === "Leader" && clustered ? (cluster?.state ?? "Unknown") : state;
+  const shownState = (): NodeState => {
+    if (state !== "Leader") return state;
+    if (clustered) return cluster?.state ?? "Unknown";
+    // An instance on a shared database serves while it reaches the database.
+    if (database) return membership?.healthy === false ? "Unknown" : state;
+    return state;
+  };
   const bound: Partial<Record<keyof NodeEndpoints, Endpoint>> = {};
   const live: { endpoints?: NodeEndpoints } = {};
   const ctx: NodeContext = {
@@ -194,8 +217,12 @@ export async function createNode(
     tls: tls !== null,
     ...(toPeers !== undefined && { peerTls: toPeers }),
     state: shownState,
-    isReady: () => state === "Leader" && (!clustered || cluster?.isReady() === true),
-    cluster: () => cluster,
+    isReady: () =>
+      state === "Leader" &&
+      (!clustered || cluster?.isReady() === true) &&
+      (database === undefined || membership?.healthy === true),
+    cluster: () => cluster ?? membership?.view,
+    persistentCluster: () => cluster ?? membership?.persistentView,
     endpoints: () => live.endpoints,
     track: <T>(work: Promise<T>): Promise<T> => {
       inflight.add(work);
@@ -278,8 +305,28 @@ export async function createNode(
     apiStore.current = new ClusterStore(replicated, cluster);
     cluster.start(intTcp);
   }
+  if (database) {
+    membership = new DatabaseMembership({
+      sql: database.sql,
+      instanceId,
+      selfInfo: () => memberInfo(ctx),
+      heartbeatIntervalMs: options.gossipIntervalMs,
+      deadAfterMs: Math.max(3 * options.gossipIntervalMs, options.gossipTimeoutMs),
+      logger,
+    });
+    try {
+      await membership.start();
+    } catch (err) {
+      native.beginShutdown();
+      await Promise.all(listeners.map((l) => closeServer(l.server)));
+      await openedStore.close().catch(() => undefined);
+      throw new StartupError(`cannot join the instances on ${database.where}: ${String(err)}`, {
+        cause: err,
+      });
+    }
+  }
   state = "Leader";
-  const db = options.memDb ? null : resolvePath(options.db);
+  const db = dataLocation(options);
   logger.info(
     {
       ...endpoints,
@@ -324,6 +371,7 @@ export async function createNode(
         // The peer links ride upgraded sockets of the internal TCP server: close them first.
         try {
           await cluster?.close();
+          await membership?.close();
         } catch (err) {
           logger.error({ err }, "closing the cluster role failed");
         }

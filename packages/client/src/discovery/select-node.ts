@@ -7,7 +7,8 @@ const SERVING = new Set(["Leader", "Follower", "ReadOnlyReplica"]);
 /**
  * Picks the member to connect to, or undefined when none can serve. Only alive members
  * with an external TCP endpoint count. Among several leaders (a stale view during an
- * election) the one of the highest epoch wins.
+ * election) the one of the highest epoch wins; among leaders of one epoch (the instances on
+ * a shared database) a random one.
  * - leader: the leader, else a follower, else a read-only replica;
  * - follower: a follower, else the leader, else a read-only replica;
  * - readOnlyReplica: a read-only replica, else a follower, else the leader;
@@ -22,9 +23,12 @@ export function selectNode(
     (m) => m.isAlive && m.externalTcp !== undefined && SERVING.has(m.state),
   );
   if (candidates.length === 0) return undefined;
-  const leaders = candidates
-    .filter((m) => m.state === "Leader")
-    .sort((a, b) => b.epochNumber - a.epochNumber);
+  // Shuffled first: instances on a shared database are all leaders of one epoch, and clients
+  // spread over them (the sort is stable, so equal epochs keep the shuffled order).
+  const leaders = shuffle(
+    candidates.filter((m) => m.state === "Leader"),
+    random,
+  ).sort((a, b) => b.epochNumber - a.epochNumber);
   const followers = shuffle(
     candidates.filter((m) => m.state === "Follower"),
     random,

@@ -60,6 +60,15 @@ describe("selectNode", () => {
     expect(selectNode("follower", [F1, F2], first)?.instanceId).toBe("F2");
     expect(selectNode("random", [L, F1, F2], first)?.instanceId).toBe("F1");
   });
+
+  it("spreads over leaders of one epoch (instances on a shared database), still preferring the highest epoch", () => {
+    const L2 = member("L2", "Leader");
+    const last = () => 0.999;
+    expect(selectNode("leader", [L, L2], last)?.instanceId).toBe("L");
+    expect(selectNode("leader", [L, L2], first)?.instanceId).toBe("L2");
+    expect(selectNode("leader", [oldLeader, L, L2], first)?.instanceId).not.toBe("OL");
+    expect(selectNode("leader", [L, oldLeader], last)?.instanceId).toBe("L");
+  });
 });
 
 describe("shuffle", () => {

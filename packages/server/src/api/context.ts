@@ -30,8 +30,16 @@ export interface NodeContext {
   isReady(): boolean;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
-  /** The cluster role (clusterSize > 1), once the node's listeners are up; else undefined. */
+  /**
+   * The cluster (a replicated cluster's role, or the instances on a shared database), once the
+   * node's listeners are up; undefined for a single node.
+   */
   cluster(): ClusterView | undefined;
+  /**
+   * Who serves persistent subscription groups: the cluster's leader (the same view as
+   * `cluster()`), or on a shared database the instance holding the groups' lock.
+   */
+  persistentCluster(): ClusterView | undefined;
   /** Registers a write in flight, so shutdown can wait for it. */
   track<T>(work: Promise<T>): Promise<T>;
 }

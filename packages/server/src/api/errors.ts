@@ -92,7 +92,10 @@ function errorResponse(
 }
 
 /** The ErrorResponse codes of the store's refusals. */
-const STORE_CODES: Record<Exclude<StoreErrorCode, "STORE_CLOSED" | "CORRUPTED">, CodeName> = {
+const STORE_CODES: Record<
+  Exclude<StoreErrorCode, "STORE_CLOSED" | "CORRUPTED" | "UNAVAILABLE">,
+  CodeName
+> = {
   STREAM_NOT_FOUND: "STREAM_NOT_FOUND",
   STREAM_DELETED: "STREAM_DELETED",
   INVALID_ARGUMENT: "INVALID_ARGUMENT",
@@ -109,12 +112,14 @@ const PERSISTENT_CODES: Record<PersistentErrorCode, CodeName> = {
   UNAVAILABLE: "SHUTTING_DOWN",
 };
 
-function storeError(err: StoreError): ErrorResponseWire {
+function storeError(err: StoreError): WireError {
   switch (err.code) {
     case "STORE_CLOSED":
       return errorResponse("SHUTTING_DOWN", "the node is shutting down", err.streamId);
     case "CORRUPTED":
       return errorResponse("INTERNAL", `storage error: ${err.message}`, err.streamId, true);
+    case "UNAVAILABLE":
+      return notReady(err.message);
     default:
       return errorResponse(STORE_CODES[err.code], err.message, err.streamId);
   }
@@ -141,6 +146,20 @@ function notLeader(err: NotLeaderError): NotHandledWire {
       ...(leaderTcp && { leaderTcp: { host: leaderTcp.host, port: leaderTcp.port } }),
       ...(leaderHttp && { leaderHttp: { host: leaderHttp.host, port: leaderHttp.port } }),
     },
+  };
+}
+
+/** The storage is out of reach for now: NotHandled NOT_READY (HTTP 503), which clients retry. */
+function notReady(message: string): NotHandledWire {
+  return {
+    kind: "notHandled",
+    code: "NOT_READY",
+    message,
+    streamId: undefined,
+    httpStatus: 503,
+    httpHeaders: {},
+    internal: false,
+    notHandled: { reason: chorus.NotHandled.Reason.NOT_READY, message },
   };
 }
 

@@ -59,8 +59,9 @@ function row(
   };
 }
 
-// Keyed by the store's codes, so a new StoreErrorCode does not compile until it is mapped here.
-const STORE: Record<StoreErrorCode, Expected> = {
+// Keyed by the store's codes, so a new StoreErrorCode does not compile until it is mapped here
+// (UNAVAILABLE is a NotHandled, tested below).
+const STORE: Record<Exclude<StoreErrorCode, "UNAVAILABLE">, Expected> = {
   STREAM_NOT_FOUND: row("STREAM_NOT_FOUND", 1, 404),
   STREAM_DELETED: row("STREAM_DELETED", 2, 410),
   INVALID_ARGUMENT: row("INVALID_ARGUMENT", 5, 400),
@@ -124,6 +125,24 @@ describe("toWireError", () => {
     ["a thrown non-Error", "oops", row("INTERNAL", 6, 500, internal)],
   ])("maps %s", (_name, err, expected) => {
     expectError(err, expected);
+  });
+
+  it("maps StoreError UNAVAILABLE to NotHandled NOT_READY / HTTP 503, which clients retry", () => {
+    expect(
+      toWireError(new StoreError("UNAVAILABLE", "the database is unreachable", "s-1")),
+    ).toEqual({
+      kind: "notHandled",
+      code: "NOT_READY",
+      message: "the database is unreachable",
+      streamId: undefined,
+      httpStatus: 503,
+      httpHeaders: {},
+      internal: false,
+      notHandled: {
+        reason: chorus.NotHandled.Reason.NOT_READY,
+        message: "the database is unreachable",
+      },
+    });
   });
 
   it("maps NotLeaderError to NotHandled NOT_LEADER / HTTP 503 with the leader's address", () => {

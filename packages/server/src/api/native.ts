@@ -78,7 +78,7 @@ export class NativeApi {
     this.#ctx = ctx;
     this.#persistent = new PersistentService({
       store: () => ctx.store,
-      cluster: () => ctx.cluster(),
+      cluster: () => ctx.persistentCluster(),
       logger: ctx.logger,
     });
     const persistent = this.#persistent;

@@ -1019,7 +1019,7 @@ export class ClusterStore implements StreamStore {
     return this.inner.readAll(options);
   }
 
-  getMetadata(streamId: string): StreamMetadata | null {
+  getMetadata(streamId: string): Promise<StreamMetadata | null> {
     return this.inner.getMetadata(streamId);
   }
 

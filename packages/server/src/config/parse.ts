@@ -4,6 +4,7 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import yargs from "yargs";
 import { TIMING_LIMITS, heartbeatProblem } from "../cluster/timings.js";
+import { databaseUrlProblem, isDatabaseUrl } from "../postgres/url.js";
 import { DEFAULT_MAX_FRAME_BYTES as PEER_MAX_FRAME_BYTES } from "@chorus/protocol";
 import {
   ConfigError,
@@ -36,7 +37,13 @@ export const FLAGS: readonly FlagSpec[] = [
     describe: "read settings from a YAML or JSON file (kebab-case keys)",
   },
   { flag: "mem-db", key: "memDb", kind: "bool", describe: "keep data in memory only" },
-  { flag: "db", key: "db", kind: "string", describe: "data directory (default ./data)" },
+  {
+    flag: "db",
+    key: "db",
+    kind: "string",
+    describe:
+      "data directory (default ./data), or postgres://user@host:5432/dbname to keep everything in a shared PostgreSQL database",
+  },
   { flag: "log", key: "log", kind: "string", describe: "directory for log files (stdout always)" },
   {
     flag: "log-level",
@@ -635,6 +642,23 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
   const heartbeat = heartbeatProblem(o.heartbeatIntervalMs, o.electionTimeoutMs);
   if (heartbeat !== undefined) throw new ConfigError(heartbeat);
+
+  // Shared-database mode: every instance on the database is a member, found through it; the
+  // flags of a replicated cluster or of a local store make no sense with it.
+  if (typeof o.db === "string" && isDatabaseUrl(o.db)) {
+    const problem = databaseUrlProblem(o.db);
+    if (problem !== null) throw new ConfigError(`invalid value for --db: ${problem}`);
+    const clash = (flag: string, why: string): ConfigError =>
+      new ConfigError(`${flag} cannot be used with a database URL in --db: ${why}`);
+    const found =
+      "instances on a shared database are members of one cluster, found through the database";
+    if (o.memDb) throw clash("--mem-db", "the data lives in the database");
+    if (o.clusterSize > 1) throw clash("--cluster-size", found);
+    if (o.gossipSeed.length > 0) throw clash("--gossip-seed", found);
+    if (o.clusterDns !== null) throw clash("--cluster-dns", found);
+    if (o.readOnlyReplica)
+      throw clash("--read-only-replica", "every instance on a shared database takes writes");
+  }
 
   // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS
   // (--cluster-dns: the name's A/AAAA records, on --cluster-gossip-port). A read-only replica

@@ -159,10 +159,42 @@ describe("parseConfig", () => {
       ["--int-ip", "10.1.2.3", "--certificate-file", "c", "--certificate-private-key-file", "k"],
       /refusing to start/,
     ],
+    [
+      "--mem-db with a database URL",
+      ["--mem-db", "--db", "postgres://u:pw@db/e"],
+      /^--mem-db cannot be used with a database URL in --db: the data lives in the database$/,
+    ],
+    [
+      "--cluster-size with a database URL",
+      ["--db", "postgres://u:pw@db/e", "--cluster-size", "3", "--gossip-seed", "127.0.0.1:2112"],
+      /^--cluster-size cannot be used with a database URL in --db/,
+    ],
+    [
+      "--gossip-seed with a database URL",
+      ["--db", "postgresql://db/e", "--gossip-seed", "127.0.0.1:2112"],
+      /^--gossip-seed cannot be used with a database URL in --db/,
+    ],
+    [
+      "--read-only-replica with a database URL",
+      ["--db", "postgres://db/e", "--read-only-replica"],
+      /^--read-only-replica cannot be used with a database URL/,
+    ],
+    [
+      "a database URL without a host",
+      ["--db", "postgres://u:pw@/e"],
+      /^invalid value for --db: the URL names no host$/,
+    ],
   ])("rejects %s", (_name, argv, message) => {
     const err = failure(argv);
     expect(err.exitCode).toBe(2);
     expect(err.message).toMatch(message);
+    expect(err.message).not.toContain("pw");
+  });
+
+  it("accepts a database URL (one host or several, with target_session_attrs)", () => {
+    const url = "postgres://chorus@pg1:5432,pg2:5432/events?target_session_attrs=read-write";
+    expect(run(["--db", url]).db).toBe(url);
+    expect(run(["--db", "postgresql://db/e"]).clusterSize).toBe(1);
   });
 
   it("accepts a cluster: --cluster-size with --gossip-seed", () => {

@@ -326,7 +326,7 @@ export class Group {
     this.#graceMs = this.#d.rejoinGraceMs ?? REJOIN_GRACE_MS;
     this.#claimBound = this.#d.fresh === true ? -1 : store.commitPosition;
     // Parked events: the replay cursor is the parked stream's truncateBefore.
-    const parkedMeta = store.getMetadata(parkedStream(this.key));
+    const parkedMeta = await store.getMetadata(parkedStream(this.key));
     this.#parkedFrom =
       typeof parkedMeta?.truncateBefore === "number" ? parkedMeta.truncateBefore : 0;
     const cp = await this.#lastEvent(checkpointStream(this.key));
@@ -1115,7 +1115,7 @@ export class Group {
   }
 
   async #setMetadata(streamId: string, metadata: Record<string, unknown>): Promise<void> {
-    const current = this.#d.store.getMetadata(streamId) ?? {};
+    const current = (await this.#d.store.getMetadata(streamId)) ?? {};
     await this.#write(metadataStreamOf(streamId), [
       { ...systemEvent(METADATA_EVENT_TYPE, { ...current, ...metadata }) },
     ]);

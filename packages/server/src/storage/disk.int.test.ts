@@ -85,7 +85,7 @@ describe("disk store durability and recovery", () => {
     expect(b.stats()).toMatchObject({ events: 4, streams: 3, commitPosition: a.commitPosition });
     expect(await b.append("c", { kind: "no_stream" }, batch)).toEqual(first);
     expect(await b.append("d", { kind: "any" }, other)).toEqual(second);
-    expect(b.getMetadata("d")).toEqual({ maxCount: 5 });
+    expect(await b.getMetadata("d")).toEqual({ maxCount: 5 });
     await expect(b.append("gone", { kind: "any" }, [newEvent()])).rejects.toMatchObject({
       code: "STREAM_DELETED",
     });

@@ -565,7 +565,7 @@ describe.each(variants)("%s store: restart with autoCommit false", (_name, varia
     await expectCommittedPrefix(s, src, src.mid);
     expect(await streamOf(s, "a")).toEqual((await streamOf(src.leader, "a")).slice(0, 3));
     expect((await streamOf(s, "b")).length).toBe(3);
-    expect(s.getMetadata("c")).toBeNull(); // $$c is pending
+    expect(await s.getMetadata("c")).toBeNull(); // $$c is pending
     await expect(readS(s, "c")).rejects.toMatchObject(notFound);
     // Expected versions see the pending tail (the write view)...
     expect(await s.append("a", { kind: "exact", revision: 7 }, events(1))).toEqual({
@@ -587,7 +587,7 @@ describe.each(variants)("%s store: restart with autoCommit false", (_name, varia
     expect(await retry).toMatchObject({ ok: true, nextExpectedVersion: 3 });
     expect(await allOf(s)).toEqual(await allOf(src.leader));
     expect((await streamOf(s, "c")).length).toBe(1); // $$c: maxCount 1
-    expect(s.getMetadata("c")).toEqual({ maxCount: 1 });
+    expect(await s.getMetadata("c")).toEqual({ maxCount: 1 });
     for (const st of ["a", "b", "c", "$$c"])
       expect(await streamOf(s, st)).toEqual(await streamOf(src.leader, st));
     expect(s.stats().events).toBe(src.leader.stats().events);

@@ -420,9 +420,9 @@ describe.each(variants)("%s store", (_name, make) => {
 
     it("applies maxCount, truncateBefore and maxAgeSec to stream and $all reads", async () => {
       okResult(await store.append("m", { kind: "any" }, events(10)));
-      expect(store.getMetadata("m")).toBeNull();
+      expect(await store.getMetadata("m")).toBeNull();
       await setMeta("m", { maxCount: 3, custom: "x" });
-      expect(store.getMetadata("m")).toEqual({ maxCount: 3, custom: "x" });
+      expect(await store.getMetadata("m")).toEqual({ maxCount: 3, custom: "x" });
       expect((await readAllOf("m")).map((e) => e.revision)).toEqual([7, 8, 9]);
       const all = await store.readAll({
         direction: "forwards",
@@ -469,7 +469,7 @@ describe.each(variants)("%s store", (_name, make) => {
           store.readStream("sd", { direction: "forwards", fromRevision: 0, maxCount: 10 }),
         ),
       ).toBe("STREAM_NOT_FOUND");
-      expect(store.getMetadata("sd")).toMatchObject({ custom: 1, truncateBefore: 3 });
+      expect(await store.getMetadata("sd")).toMatchObject({ custom: 1, truncateBefore: 3 });
       const all = await store.readAll({
         direction: "forwards",
         fromPosition: 0,

@@ -1822,8 +1822,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     };
   }
 
-  getMetadata(streamId: string): StreamMetadata | null {
-    return this.streams.peek(streamId)?.meta ?? null;
+  getMetadata(streamId: string): Promise<StreamMetadata | null> {
+    return Promise.resolve(this.streams.peek(streamId)?.meta ?? null);
   }
 
   stats(): LogStoreStats {

@@ -226,8 +226,8 @@ describe("a full disk (simulated)", () => {
     okResult(await store.append("s", { kind: "exact", revision: 3 }, events(1)));
     expect((await store.append("m", { kind: "no_stream" }, events(1))).ok).toBe(false);
     okResult(await store.append("new", { kind: "no_stream" }, events(1)));
-    expect(store.getMetadata("m")).toEqual({ maxCount: 10 });
-    expect(store.getMetadata("s")).toBeNull();
+    expect(await store.getMetadata("m")).toEqual({ maxCount: 10 });
+    expect(await store.getMetadata("s")).toBeNull();
     const after = await store.readStream("s", {
       direction: "forwards",
       fromRevision: 0,

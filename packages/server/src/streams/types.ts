@@ -58,7 +58,13 @@ export type StoreErrorCode =
   | "STORE_CLOSED"
   | "CORRUPTED"
   /** The disk is full: the write was not made; writes resume by themselves once space is freed. */
-  | "STORAGE_FULL";
+  | "STORAGE_FULL"
+  /**
+   * The storage cannot be reached for now (a shared database restarting or failing over): the
+   * operation was not done, or its outcome is unknown; a retry (idempotent for appends) may
+   * succeed here or on another instance.
+   */
+  | "UNAVAILABLE";
 
 /** An error the store raises on purpose; anything else is a bug or an I/O failure. */
 export class StoreError extends Error {
@@ -151,7 +157,7 @@ export interface StreamStore {
   readAll(options: ReadAllOptions): Promise<ReadAllResult>;
 
   /** Current metadata of a stream (from its `$$stream` metadata stream), or null. */
-  getMetadata(streamId: string): StreamMetadata | null;
+  getMetadata(streamId: string): Promise<StreamMetadata | null>;
 
   /** Everything below this position is committed and visible to readers. */
   readonly commitPosition: number;

@@ -1,0 +1,283 @@
+/**
+ * The cluster of instances on one database. There is no consensus to run: the database orders
+ * every write. What remains is knowing who is there and who serves the persistent
+ * subscription groups.
+ * - Membership: each instance upserts its gossip record into `chorus.members` every heartbeat
+ *   (the database's clock stamps it); records younger than the dead-after bound are alive.
+ *   `/gossip` on any instance lists them, so clients find and follow instances as they find
+ *   and follow the nodes of a replicated cluster. Every alive instance shows as `Leader`: each
+ *   takes writes.
+ * - Persistent subscription groups are served by the one instance holding a session-level
+ *   advisory lock (`PERSISTENT_LOCK`) on a connection of its own. Every instance tries to take
+ *   it each heartbeat; the holder checks each heartbeat that it still holds it (the same
+ *   backend process) and stops serving groups at once when it does not. The others refuse a
+ *   consumer with NOT_LEADER naming the holder, and the client moves there.
+ */
+import type { Logger } from "pino";
+import type { ReservedSql, Sql } from "postgres";
+import type {
+  ClusterView,
+  GossipDocument,
+  GossipEndpoint,
+  MemberInfo,
+  WriteRefusal,
+} from "../node-types.js";
+import { describeDatabaseError } from "./url.js";
+
+/** The advisory lock of the persistent subscription service ("chorusps" in ASCII). */
+export const PERSISTENT_LOCK = 0x63686f72757370;
+/** Member records not refreshed for this long are removed by whoever sees them. */
+const FORGET_AFTER_MS = 3_600_000;
+/** A heartbeat (one query) that takes longer than this counts as failed. */
+const HEARTBEAT_TIMEOUT_MS = 2_000;
+
+export interface MembershipOptions {
+  readonly sql: Sql;
+  readonly instanceId: string;
+  /** This instance's gossip record (state, endpoints, positions), as the HTTP API builds it. */
+  readonly selfInfo: () => MemberInfo;
+  readonly heartbeatIntervalMs: number;
+  /** A member whose last heartbeat is older than this is shown as dead. */
+  readonly deadAfterMs: number;
+  readonly logger: Logger;
+}
+
+interface MemberRow {
+  instance_id: string;
+  info: MemberInfo & { servesPersistent?: boolean };
+  age_ms: number;
+}
+
+export class DatabaseMembership {
+  readonly #o: MembershipOptions;
+  #members: Array<MemberInfo & { servesPersistent?: boolean }> = [];
+  #healthy = false;
+  #timer: NodeJS.Timeout | undefined;
+  #beating: Promise<void> | undefined;
+  #closed = false;
+  /** The connection holding the persistent lock, and its backend pid, while held. */
+  #lock: { conn: ReservedSql; pid: number } | undefined;
+  /** Bumped on every acquisition: the persistent service's "epoch". */
+  #lockTerm = 0;
+
+  constructor(options: MembershipOptions) {
+    this.#o = options;
+    const gossip = this.#gossipEndpoint();
+    this.view = {
+      writeRefusal: () => undefined,
+      epoch: 0,
+      logEnd: 0,
+      epochInfo: () => undefined,
+      gossip,
+    };
+    const lockTerm = (): number => this.#lockTerm;
+    this.persistentView = {
+      writeRefusal: () => this.#persistentRefusal(),
+      get epoch() {
+        return lockTerm();
+      },
+      logEnd: 0,
+      epochInfo: () => undefined,
+      gossip,
+    };
+  }
+
+  /** Writes the first heartbeat (so a started instance is listed at once) and starts beating. */
+  async start(): Promise<void> {
+    await this.#beat();
+    this.#timer = setInterval(() => {
+      this.#beating ??= this.#beat().finally(() => (this.#beating = undefined));
+    }, this.#o.heartbeatIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** Whether the last heartbeat reached the database. */
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  /** Stops beating, releases the lock, removes this instance's record (clients stop routing here). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#beating;
+    await this.#releaseLock();
+    try {
+      await this.#o.sql`DELETE FROM chorus.members WHERE instance_id = ${this.#o.instanceId}`;
+    } catch (err) {
+      this.#o.logger.warn(
+        { err: describeDatabaseError(err) },
+        "could not remove this instance's member record",
+      );
+    }
+  }
+
+  /** The view the API layer uses: every instance takes writes; /gossip lists the members. */
+  readonly view: ClusterView;
+
+  /** The view the persistent subscription service uses: only the lock holder serves groups. */
+  readonly persistentView: ClusterView;
+
+  /** Whether this instance serves the persistent subscription groups now. */
+  get servesPersistent(): boolean {
+    return this.#lock !== undefined;
+  }
+
+  #gossipEndpoint(): GossipEndpoint {
+    return {
+      document: (): GossipDocument => ({ members: this.#document() }),
+      handlePost: () => ({
+        status: 405,
+        body: {
+          error: "METHOD_NOT_ALLOWED",
+          message:
+            "instances on a shared database find each other through the database; nothing is pushed",
+        },
+      }),
+      maxBodyBytes: 0,
+      logError: (err) => this.#o.logger.error({ err }, "serving /gossip failed"),
+    };
+  }
+
+  #document(): MemberInfo[] {
+    const self = this.#o.selfInfo();
+    const others = this.#members.filter((m) => m.instanceId !== this.#o.instanceId);
+    return [{ ...self, isAlive: this.#healthy }, ...others.map(publicInfo)];
+  }
+
+  #persistentRefusal(): WriteRefusal | undefined {
+    if (this.#lock !== undefined) return undefined;
+    const holder = this.#members.find(
+      (m) => m.isAlive && m.servesPersistent === true && m.instanceId !== this.#o.instanceId,
+    );
+    return {
+      message: holder
+        ? `persistent subscription groups are served by instance ${holder.instanceId}`
+        : "no instance serves the persistent subscription groups yet; retry",
+      leaderTcp: holder?.externalTcp,
+      leaderHttp: holder?.externalHttp,
+    };
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#closed) return;
+    const { sql, instanceId } = this.#o;
+    try {
+      await this.#keepOrTakeLock();
+      const info = { ...this.#o.selfInfo(), servesPersistent: this.#lock !== undefined };
+      const rows = await withTimeout(
+        sql<MemberRow[]>`
+          WITH up AS (
+            INSERT INTO chorus.members (instance_id, info, heartbeat_at)
+            VALUES (${instanceId}, ${sql.json(info as never)}, now())
+            ON CONFLICT (instance_id) DO UPDATE SET info = EXCLUDED.info, heartbeat_at = now()
+          ), gone AS (
+            DELETE FROM chorus.members
+            WHERE heartbeat_at < now() - make_interval(secs => ${FORGET_AFTER_MS / 1000})
+          )
+          SELECT instance_id, info, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS age_ms
+          FROM chorus.members WHERE instance_id <> ${instanceId}`,
+        HEARTBEAT_TIMEOUT_MS,
+      );
+      this.#members = rows.map((r) => ({
+        ...r.info,
+        instanceId: r.instance_id,
+        isAlive: r.age_ms <= this.#o.deadAfterMs,
+      }));
+      if (!this.#healthy) this.#o.logger.info("connected to the database: serving");
+      this.#healthy = true;
+    } catch (err) {
+      if (this.#healthy)
+        this.#o.logger.warn({ err: describeDatabaseError(err) }, "the database cannot be reached");
+      this.#healthy = false;
+      await this.#releaseLock();
+    }
+  }
+
+  /** Checks the held lock (same backend) or tries to take it. */
+  async #keepOrTakeLock(): Promise<void> {
+    const lock = this.#lock;
+    if (lock !== undefined) {
+      try {
+        const [row] = await withTimeout(
+          lock.conn<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`,
+          HEARTBEAT_TIMEOUT_MS,
+        );
+        if (row?.pid === lock.pid) return;
+      } catch {
+        // lost with its connection
+      }
+      this.#o.logger.warn("lost the persistent subscription lock");
+      await this.#releaseLock();
+      return;
+    }
+    let conn: ReservedSql | undefined;
+    try {
+      conn = await withTimeout(this.#o.sql.reserve(), HEARTBEAT_TIMEOUT_MS);
+      const [row] = await withTimeout(
+        conn<
+          { locked: boolean; pid: number }[]
+        >`SELECT pg_try_advisory_lock(${PERSISTENT_LOCK}) AS locked, pg_backend_pid() AS pid`,
+        HEARTBEAT_TIMEOUT_MS,
+      );
+      if (row?.locked === true && !this.#closed) {
+        this.#lock = { conn, pid: row.pid };
+        this.#lockTerm++;
+        this.#o.logger.info("serving the persistent subscription groups");
+        return;
+      }
+      if (row?.locked === true) await conn`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`;
+    } catch (err) {
+      this.#o.logger.debug(
+        { err: describeDatabaseError(err) },
+        "could not try the persistent subscription lock",
+      );
+    }
+    conn?.release();
+  }
+
+  async #releaseLock(): Promise<void> {
+    const lock = this.#lock;
+    if (lock === undefined) return;
+    this.#lock = undefined;
+    try {
+      await withTimeout(
+        lock.conn`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`,
+        HEARTBEAT_TIMEOUT_MS,
+      );
+    } catch {
+      // the lock went with its session
+    }
+    lock.conn.release();
+  }
+
+  /** The persistent service's epoch: changes whenever this instance (re)takes the lock. */
+  get lockTerm(): number {
+    return this.#lockTerm;
+  }
+}
+
+function publicInfo(m: MemberInfo & { servesPersistent?: boolean }): MemberInfo {
+  const { servesPersistent: _, ...info } = m;
+  return info;
+}
+
+/** Rejects when `work` takes longer than `ms` (the query itself is left to the driver). */
+function withTimeout<T>(work: PromiseLike<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no answer from the database within ${ms} ms`)),
+      ms,
+    );
+    Promise.resolve(work).then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}

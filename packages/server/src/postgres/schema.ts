@@ -1,0 +1,87 @@
+/**
+ * The schema of the PostgreSQL backend, created or migrated at start. Several instances may
+ * start at once: each migrates inside one transaction holding a transaction-level advisory
+ * lock, so one of them does the work and the others find it done.
+ *
+ * Tables (schema `chorus`):
+ * - `head`: one row, the next `$all` position. Every write transaction locks it (SELECT ...
+ *   FOR UPDATE) before it assigns positions and keeps the lock until it commits, so positions
+ *   are assigned in commit order: a reader that sees position p sees every position below it
+ *   (docs/postgres.md has the argument).
+ * - `events`: one row per event; `(stream_id, revision)` and `(stream_id, event_id)` are
+ *   unique, so the database itself refuses a second event at a revision or a second copy of an
+ *   event id in a stream.
+ * - `streams`: per stream, its last revision and position, tombstone and current metadata
+ *   (the state the stream rules decide on).
+ * - `members`: the instances on this database, each heartbeating its gossip record.
+ */
+import type { Sql } from "postgres";
+
+export const SCHEMA = "chorus";
+/** The schema version this build writes; an older one is migrated, a newer one refused. */
+export const SCHEMA_VERSION = 1;
+/** The advisory lock key migrations hold (any constant; "chorus" in ASCII). */
+const MIGRATION_LOCK = 0x63686f727573;
+
+/** Migration n (1-based) brings a database at version n - 1 to version n. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE chorus.head (
+    id integer PRIMARY KEY CHECK (id = 1),
+    next_position bigint NOT NULL
+  );
+  INSERT INTO chorus.head (id, next_position) VALUES (1, 0);
+  CREATE TABLE chorus.streams (
+    stream_id text PRIMARY KEY,
+    last_revision bigint NOT NULL,
+    last_position bigint NOT NULL,
+    tombstoned boolean NOT NULL DEFAULT false,
+    meta text
+  );
+  CREATE TABLE chorus.events (
+    position bigint PRIMARY KEY,
+    stream_id text NOT NULL,
+    revision bigint NOT NULL,
+    event_id uuid NOT NULL,
+    event_type text NOT NULL,
+    is_json boolean NOT NULL,
+    data bytea NOT NULL,
+    metadata bytea NOT NULL,
+    created_ms bigint NOT NULL,
+    CONSTRAINT events_stream_revision UNIQUE (stream_id, revision),
+    CONSTRAINT events_stream_event_id UNIQUE (stream_id, event_id)
+  );
+  CREATE TABLE chorus.members (
+    instance_id uuid PRIMARY KEY,
+    info jsonb NOT NULL,
+    heartbeat_at timestamptz NOT NULL
+  );
+  `,
+];
+
+export class SchemaError extends Error {
+  override readonly name = "SchemaError";
+}
+
+/** Creates the schema or migrates it to SCHEMA_VERSION; returns the version found before. */
+export async function migrate(sql: Sql): Promise<number> {
+  return sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
+    await tx.unsafe(
+      `CREATE TABLE IF NOT EXISTS ${SCHEMA}.schema_version (version integer NOT NULL)`,
+    );
+    const rows = await tx<{ version: number }[]>`SELECT version FROM chorus.schema_version`;
+    const found = rows[0]?.version ?? 0;
+    if (found > SCHEMA_VERSION) {
+      throw new SchemaError(
+        `the database holds schema version ${found}, newer than this server's ${SCHEMA_VERSION}: upgrade the server`,
+      );
+    }
+    for (let v = found; v < SCHEMA_VERSION; v++) await tx.unsafe(MIGRATIONS[v] as string);
+    if (rows.length === 0)
+      await tx`INSERT INTO chorus.schema_version (version) VALUES (${SCHEMA_VERSION})`;
+    else await tx`UPDATE chorus.schema_version SET version = ${SCHEMA_VERSION}`;
+    return found;
+  });
+}

@@ -1,0 +1,612 @@
+/**
+ * The StreamStore on a shared PostgreSQL database (`--db postgres://...`). Stateless: every
+ * instance on the database serves reads and writes; the database keeps everything.
+ *
+ * Writes are group-committed: appends and deletes queue, and one transaction at a time per
+ * instance takes every write queued so far. The transaction locks the `head` row first (the
+ * next `$all` position), reads the rows of the streams it writes, decides every write with the
+ * shared stream rules (`batch.ts`), inserts the events, updates the stream rows and the head,
+ * notifies `chorus_commit` and commits: one round trip of reads, one of writes, one WAL flush
+ * for all of them. Because the head lock is held until commit, positions are handed out in
+ * commit order (docs/postgres.md: a reader never sees position p without every position below).
+ *
+ * Readers see the database's committed rows; `commitPosition` is this instance's knowledge of
+ * the committed head: moved by its own commits, by `chorus_commit` notifications from other
+ * instances, and by a poll (the fallback when notifications are lost with a connection).
+ */
+import type { Logger } from "pino";
+import postgres, { type Sql, type TransactionSql } from "postgres";
+import { invalid } from "../streams/errors.js";
+import {
+  validateExpectedVersion,
+  validateNewEvents,
+  validateReadAllOptions,
+  validateReadStreamOptions,
+  validateStreamId,
+} from "../streams/validate.js";
+import {
+  planStreamRead,
+  readableRange,
+  visibleInAll,
+  withinMaxAge,
+} from "../streams/visibility.js";
+import {
+  StoreError,
+  type ExpectedVersion,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type ReadStreamResult,
+  type StoreStats,
+  type StoredEvent,
+  type StreamMetadata,
+  type StreamStore,
+  type WriteResult,
+} from "../streams/types.js";
+import { ABSENT_ROW, Batch, idsOf, streamsOf, type StreamRow, type WriteOp } from "./batch.js";
+import { migrate } from "./schema.js";
+import { databaseUnavailable, describeDatabaseError, redactDatabaseUrl } from "./url.js";
+
+/** The channel commits are announced on (payload: the new head position). */
+export const COMMIT_CHANNEL = "chorus_commit";
+const DEFAULT_POLL_INTERVAL_MS = 1_000;
+const DEFAULT_MAX_CONNECTIONS = 10;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** At most this many writes go into one transaction; the rest wait for the next. */
+const MAX_BATCH_WRITES = 1_000;
+/** ... and at most about this many bytes of event data and metadata. */
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+/** Rows per INSERT statement (a large append is inserted in several, in one transaction). */
+const INSERT_CHUNK_ROWS = 2_000;
+/** Rows fetched per query while scanning `$all`. */
+const SCAN_CHUNK_ROWS = 1_000;
+const DEFAULT_MAX_SCAN = 100_000;
+
+export interface PostgresStoreOptions {
+  /** postgres:// or postgresql:// URL (several hosts and target_session_attrs allowed). */
+  readonly url: string;
+  readonly logger: Logger;
+  /** Connections in the pool (reads and the writer). Default 10. */
+  readonly maxConnections?: number;
+  /** How often the committed head is polled besides notifications. Default 1,000 ms. */
+  readonly pollIntervalMs?: number;
+  /** Deadline for the first connection at open. Default 10,000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** Clock for createdMs and maxAge (tests). */
+  readonly nowMs?: () => number;
+}
+
+interface PendingWrite {
+  readonly op: WriteOp;
+  readonly bytes: number;
+  readonly resolve: (result: WriteResult) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+interface StreamRowDb {
+  stream_id: string;
+  last_revision: number;
+  last_position: number;
+  tombstoned: boolean;
+  meta: string | null;
+}
+
+interface EventRowDb {
+  position: number;
+  stream_id: string;
+  revision: number;
+  event_id: string;
+  event_type: string;
+  is_json: boolean;
+  data: Buffer;
+  metadata: Buffer;
+  created_ms: number;
+}
+
+/** Element types of the arrays passed to unnest (postgres.js cannot infer bool[] or bytea[]). */
+const BOOL = 16;
+const BYTEA = 17;
+
+/** int8 as a JS number: positions and revisions stay below 2^53. */
+const INT8 = {
+  to: 20,
+  from: [20],
+  serialize: (x: number) => String(x),
+  parse: (x: string) => Number(x),
+};
+
+export class PostgresStore implements StreamStore {
+  readonly #o: PostgresStoreOptions;
+  readonly #now: () => number;
+  #sql: Sql | undefined;
+  #commit = 0;
+  readonly #listeners = new Set<(commitPosition: number) => void>();
+  readonly #queue: PendingWrite[] = [];
+  #writing: Promise<void> | undefined;
+  #state: "new" | "open" | "closing" | "closed" = "new";
+  #poll: NodeJS.Timeout | undefined;
+  #unlisten: (() => Promise<void>) | undefined;
+  #stats: StoreStats = { events: 0, streams: 0, logBytes: 0, commitPosition: 0 };
+
+  constructor(options: PostgresStoreOptions) {
+    this.#o = options;
+    this.#now = options.nowMs ?? Date.now;
+  }
+
+  /** The connection pool (open stores only): the instances' membership shares it. */
+  get sql(): Sql {
+    if (this.#sql === undefined) throw new StoreError("STORE_CLOSED", "the store is not open");
+    return this.#sql;
+  }
+
+  /** The URL without its password, for messages and logs. */
+  get where(): string {
+    return redactDatabaseUrl(this.#o.url);
+  }
+
+  async open(): Promise<void> {
+    if (this.#state !== "new") throw new Error("the store was opened already");
+    const connectTimeoutMs = this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const sql = postgres(this.#o.url, {
+      max: this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
+      onnotice: () => undefined,
+      types: { int8: INT8 },
+      connection: { application_name: "chorus-server" },
+    });
+    this.#sql = sql;
+    try {
+      await migrate(sql);
+      this.#setCommit(await this.#readHead(sql));
+      const listener = await sql.listen(
+        COMMIT_CHANNEL,
+        (payload) => {
+          const head = Number(payload);
+          if (Number.isSafeInteger(head)) this.#setCommit(head);
+        },
+        // On every (re)connect of the listening connection: notifications may have been missed.
+        () => void this.#pollHead(),
+      );
+      this.#unlisten = () => listener.unlisten();
+    } catch (err) {
+      await sql.end({ timeout: 0 }).catch(() => undefined);
+      this.#sql = undefined;
+      this.#state = "closed";
+      throw new Error(`cannot use the database ${this.where}: ${describeDatabaseError(err)}`, {
+        cause: err,
+      });
+    }
+    this.#state = "open";
+    const every = this.#o.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.#poll = setInterval(() => void this.#pollHead(), every);
+    this.#poll.unref();
+    void this.#refreshStats();
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === "closed" || this.#state === "new") {
+      this.#state = "closed";
+      return;
+    }
+    if (this.#state === "closing") return;
+    this.#state = "closing";
+    clearInterval(this.#poll);
+    // Writes already queued are finished; new ones are refused (assertOpen).
+    while (this.#writing !== undefined) await this.#writing;
+    await this.#unlisten?.().catch(() => undefined);
+    await this.#sql?.end({ timeout: 5 });
+    this.#state = "closed";
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  append(streamId: string, expected: ExpectedVersion, events: NewEvent[]): Promise<WriteResult> {
+    try {
+      this.#assertOpen();
+      validateStreamId(streamId);
+      validateExpectedVersion(expected, streamId);
+      validateNewEvents(events, streamId);
+      assertStorableText(streamId, events);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    let bytes = 0;
+    for (const e of events) bytes += e.data.byteLength + e.metadata.byteLength + 64;
+    return this.#enqueue({ kind: "append", streamId, expected, events }, bytes);
+  }
+
+  delete(streamId: string, expected: ExpectedVersion, hard: boolean): Promise<WriteResult> {
+    try {
+      this.#assertOpen();
+      validateStreamId(streamId);
+      validateExpectedVersion(expected, streamId);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return this.#enqueue({ kind: "delete", streamId, expected, hard }, 64);
+  }
+
+  #enqueue(op: WriteOp, bytes: number): Promise<WriteResult> {
+    return new Promise<WriteResult>((resolve, reject) => {
+      this.#queue.push({ op, bytes, resolve, reject });
+      this.#writing ??= this.#writeLoop();
+    });
+  }
+
+  async #writeLoop(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        let n = 0;
+        let bytes = 0;
+        while (
+          n < this.#queue.length &&
+          n < MAX_BATCH_WRITES &&
+          (n === 0 || bytes + (this.#queue[n] as PendingWrite).bytes <= MAX_BATCH_BYTES)
+        ) {
+          bytes += (this.#queue[n] as PendingWrite).bytes;
+          n++;
+        }
+        await this.#commitBatch(this.#queue.splice(0, n));
+      }
+    } finally {
+      this.#writing = undefined;
+    }
+  }
+
+  /** One transaction for these writes; settles each of them. Never throws. */
+  async #commitBatch(writes: PendingWrite[]): Promise<void> {
+    const sql = this.#sql as Sql;
+    const ops = writes.map((w) => w.op);
+    const outcomes: Array<{ ok: true; result: WriteResult } | { ok: false; error: unknown }> = [];
+    let head: number;
+    try {
+      head = await sql.begin(async (tx) => {
+        const [[h], rows, hits] = await Promise.all([
+          tx<
+            { next_position: number }[]
+          >`SELECT next_position FROM chorus.head WHERE id = 1 FOR UPDATE`,
+          tx<
+            StreamRowDb[]
+          >`SELECT stream_id, last_revision, last_position, tombstoned, meta FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`,
+          this.#loadIds(tx, ops),
+        ]);
+        const streams = new Map(rows.map((r) => [r.stream_id, toStreamRow(r)]));
+        const batch = new Batch(
+          {
+            stream: (id) => streams.get(id),
+            idInStream: (streamId, id) => hits.get(`${id}\u0000${streamId}`),
+            readIds: (streamId, from, to) => this.#readIds(tx, streamId, from, to),
+          },
+          (h as { next_position: number }).next_position,
+          this.#now(),
+        );
+        for (const op of ops) {
+          try {
+            outcomes.push({ ok: true, result: await batch.decide(op) });
+          } catch (err) {
+            if (!(err instanceof StoreError)) throw err;
+            outcomes.push({ ok: false, error: err });
+          }
+        }
+        if (batch.changedStreams.size === 0 && batch.events.length === 0) return this.#commit;
+        await Promise.all([
+          ...insertEvents(tx, batch),
+          upsertStreams(tx, batch.changedStreams),
+          tx`UPDATE chorus.head SET next_position = ${batch.nextPosition} WHERE id = 1`,
+          tx`SELECT pg_notify(${COMMIT_CHANNEL}, ${String(batch.nextPosition)})`,
+        ]);
+        return batch.nextPosition;
+      });
+    } catch (err) {
+      const error = databaseUnavailable(err) ?? err;
+      if (!(error instanceof StoreError))
+        this.#o.logger.error({ err: error }, "a write transaction failed");
+      for (const w of writes) w.reject(error);
+      return;
+    }
+    this.#setCommit(head);
+    writes.forEach((w, i) => {
+      const o = outcomes[i];
+      if (o?.ok === true) w.resolve(o.result);
+      else w.reject(o?.error);
+    });
+  }
+
+  async #loadIds(
+    tx: TransactionSql,
+    ops: readonly WriteOp[],
+  ): Promise<Map<string, { revision: number; position: number }>> {
+    const ids = idsOf(ops);
+    const hits = new Map<string, { revision: number; position: number }>();
+    if (ids.length === 0) return hits;
+    const rows = await tx<
+      { stream_id: string; event_id: string; revision: number; position: number }[]
+    >`
+      SELECT e.stream_id, e.event_id, e.revision, e.position
+      FROM unnest(${ids.map((f) => f.streamId)}::text[], ${ids.map((f) => f.id)}::uuid[]) AS k(stream_id, event_id)
+      JOIN chorus.events e ON e.stream_id = k.stream_id AND e.event_id = k.event_id`;
+    for (const r of rows)
+      hits.set(`${r.event_id}\u0000${r.stream_id}`, { revision: r.revision, position: r.position });
+    return hits;
+  }
+
+  async #readIds(
+    tx: TransactionSql,
+    streamId: string,
+    from: number,
+    to: number,
+  ): Promise<Array<{ id: string; revision: number; position: number }>> {
+    const rows = await tx<{ event_id: string; revision: number; position: number }[]>`
+      SELECT event_id, revision, position FROM chorus.events
+      WHERE stream_id = ${streamId} AND revision BETWEEN ${from} AND ${to} ORDER BY revision`;
+    return rows.map((r) => ({ id: r.event_id, revision: r.revision, position: r.position }));
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
+    this.#assertOpen();
+    validateStreamId(streamId);
+    validateReadStreamOptions(options, streamId);
+    const sql = this.#sql as Sql;
+    return this.#db(async () => {
+      const view = (await this.#streamRow(sql, streamId)) ?? ABSENT_ROW;
+      const readable = readableRange(streamId, view, this.#now());
+      const plan = planStreamRead(options, readable);
+      const rows =
+        plan.to < plan.from
+          ? []
+          : await sql<EventRowDb[]>`
+            SELECT position, stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms
+            FROM chorus.events WHERE stream_id = ${streamId} AND revision BETWEEN ${plan.from} AND ${plan.to}
+            ORDER BY revision`;
+      const events = rows.map(toStored);
+      if (options.direction === "backwards") events.reverse();
+      return {
+        events: events.filter((e) => withinMaxAge(e.createdMs, readable)),
+        nextRevision: plan.nextRevision,
+        endOfStream: plan.endOfStream,
+        lastRevision: readable.last,
+      };
+    });
+  }
+
+  async readAll(options: ReadAllOptions): Promise<ReadAllResult> {
+    this.#assertOpen();
+    const sql = this.#sql as Sql;
+    const { direction, fromPosition, maxCount, filter } = options;
+    // A position from another instance may be ahead of what this one has heard of.
+    if (typeof fromPosition === "number" && fromPosition > this.#commit) await this.#pollHead();
+    const commit = this.#commit;
+    validateReadAllOptions(options, commit);
+    const maxScan = options.maxScan ?? DEFAULT_MAX_SCAN;
+    const nowMs = this.#now();
+    const events: StoredEvent[] = [];
+    let scanned = 0;
+    return this.#db(async () => {
+      if (direction === "forwards") {
+        let pos = fromPosition === "end" ? commit : fromPosition;
+        while (pos < commit && events.length < maxCount && scanned < maxScan) {
+          const limit = Math.min(SCAN_CHUNK_ROWS, maxScan - scanned);
+          const rows = await sql<(EventRowDb & StreamRowDb)[]>`
+            SELECT e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.is_json, e.data,
+                   e.metadata, e.created_ms, s.last_revision, s.last_position, s.tombstoned, s.meta
+            FROM chorus.events e JOIN chorus.streams s ON s.stream_id = e.stream_id
+            WHERE e.position >= ${pos} AND e.position < ${commit}
+            ORDER BY e.position LIMIT ${limit}`;
+          let all = true;
+          for (const r of rows) {
+            scanned++;
+            pos = r.position + 1;
+            take(r);
+            if (events.length >= maxCount) {
+              all = r === rows[rows.length - 1];
+              break;
+            }
+          }
+          // Nothing more below the commit position (positions may have gaps: tombstones).
+          if (all && rows.length < limit) pos = commit;
+        }
+        return { events, nextPosition: pos, endOfStream: pos >= commit };
+      }
+      let pos = fromPosition === "end" ? commit : fromPosition;
+      while (pos > 0 && events.length < maxCount && scanned < maxScan) {
+        const limit = Math.min(SCAN_CHUNK_ROWS, maxScan - scanned);
+        const rows = await sql<(EventRowDb & StreamRowDb)[]>`
+          SELECT e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.is_json, e.data,
+                 e.metadata, e.created_ms, s.last_revision, s.last_position, s.tombstoned, s.meta
+          FROM chorus.events e JOIN chorus.streams s ON s.stream_id = e.stream_id
+          WHERE e.position < ${pos}
+          ORDER BY e.position DESC LIMIT ${limit}`;
+        let all = true;
+        for (const r of rows) {
+          scanned++;
+          pos = r.position;
+          take(r);
+          if (events.length >= maxCount) {
+            all = r === rows[rows.length - 1];
+            break;
+          }
+        }
+        if (all && rows.length < limit) pos = 0;
+      }
+      return { events, nextPosition: pos, endOfStream: pos <= 0 };
+    });
+
+    function take(r: EventRowDb & StreamRowDb): void {
+      const ev = toStored(r);
+      if (visibleInAll(ev, toStreamRow(r), nowMs) && (filter === undefined || filter(ev)))
+        events.push(ev);
+    }
+  }
+
+  async getMetadata(streamId: string): Promise<StreamMetadata | null> {
+    this.#assertOpen();
+    const sql = this.#sql as Sql;
+    return this.#db(async () => (await this.#streamRow(sql, streamId))?.meta ?? null);
+  }
+
+  get commitPosition(): number {
+    return this.#commit;
+  }
+
+  onCommit(listener: (commitPosition: number) => void): () => void {
+    const wrapped = (p: number): void => listener(p);
+    this.#listeners.add(wrapped);
+    return () => {
+      this.#listeners.delete(wrapped);
+    };
+  }
+
+  /** Estimates from the database's statistics (refreshed with the head poll), and the head. */
+  stats(): StoreStats {
+    return { ...this.#stats, commitPosition: this.#commit };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #assertOpen(): void {
+    if (this.#state !== "open") throw new StoreError("STORE_CLOSED", "the store is closed");
+  }
+
+  /** Runs a read; a lost or unusable database connection becomes StoreError UNAVAILABLE. */
+  async #db<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw databaseUnavailable(err) ?? err;
+    }
+  }
+
+  async #streamRow(sql: Sql, streamId: string): Promise<StreamRow | undefined> {
+    const [row] = await sql<StreamRowDb[]>`
+      SELECT stream_id, last_revision, last_position, tombstoned, meta
+      FROM chorus.streams WHERE stream_id = ${streamId}`;
+    return row === undefined ? undefined : toStreamRow(row);
+  }
+
+  async #readHead(sql: Sql): Promise<number> {
+    const [row] = await sql<
+      { next_position: number }[]
+    >`SELECT next_position FROM chorus.head WHERE id = 1`;
+    return row?.next_position ?? 0;
+  }
+
+  async #pollHead(): Promise<void> {
+    const sql = this.#sql;
+    if (sql === undefined || this.#state !== "open") return;
+    try {
+      this.#setCommit(await this.#readHead(sql));
+      await this.#refreshStats();
+    } catch (err) {
+      this.#o.logger.debug({ err: describeDatabaseError(err) }, "polling the database head failed");
+    }
+  }
+
+  async #refreshStats(): Promise<void> {
+    const sql = this.#sql;
+    if (sql === undefined) return;
+    try {
+      const [row] = await sql<{ events: number; streams: number; bytes: number }[]>`
+        SELECT (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'chorus.events'::regclass) AS events,
+               (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'chorus.streams'::regclass) AS streams,
+               pg_total_relation_size('chorus.events')::int8 AS bytes`;
+      if (row)
+        this.#stats = {
+          events: row.events,
+          streams: row.streams,
+          logBytes: row.bytes,
+          commitPosition: 0,
+        };
+    } catch {
+      // statistics are best effort
+    }
+  }
+
+  #setCommit(head: number): void {
+    if (head <= this.#commit) return;
+    this.#commit = head;
+    for (const l of this.#listeners) l(head);
+  }
+}
+
+/** PostgreSQL text cannot hold NUL characters (stream ids cannot have control characters anyway). */
+function assertStorableText(streamId: string, events: readonly NewEvent[]): void {
+  for (const e of events) {
+    if (e.type.includes("\u0000"))
+      throw invalid(
+        "event type must not contain NUL characters (the database cannot store them)",
+        streamId,
+      );
+  }
+}
+
+function toStreamRow(r: StreamRowDb): StreamRow {
+  return {
+    last: r.last_revision,
+    lastPosition: r.last_position,
+    tombstoned: r.tombstoned,
+    meta: r.meta === null ? null : (JSON.parse(r.meta) as StreamMetadata),
+  };
+}
+
+function toStored(r: EventRowDb): StoredEvent {
+  return {
+    streamId: r.stream_id,
+    revision: r.revision,
+    position: r.position,
+    id: r.event_id,
+    type: r.event_type,
+    isJson: r.is_json,
+    data: r.data,
+    metadata: r.metadata,
+    createdMs: r.created_ms,
+  };
+}
+
+function insertEvents(tx: TransactionSql, batch: Batch): Array<Promise<unknown>> {
+  const out: Array<Promise<unknown>> = [];
+  for (let i = 0; i < batch.events.length; i += INSERT_CHUNK_ROWS) {
+    const rows = batch.events.slice(i, i + INSERT_CHUNK_ROWS);
+    out.push(tx`
+      INSERT INTO chorus.events (position, stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms)
+      SELECT * FROM unnest(
+        ${rows.map((e) => e.position)}::int8[], ${rows.map((e) => e.streamId)}::text[],
+        ${rows.map((e) => e.revision)}::int8[], ${rows.map((e) => e.id)}::uuid[],
+        ${rows.map((e) => e.type)}::text[], ${tx.array(
+          rows.map((e) => e.isJson),
+          BOOL,
+        )}::bool[],
+        ${tx.array(
+          rows.map((e) => Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength)),
+          BYTEA,
+        )}::bytea[],
+        ${tx.array(
+          rows.map((e) =>
+            Buffer.from(e.metadata.buffer, e.metadata.byteOffset, e.metadata.byteLength),
+          ),
+          BYTEA,
+        )}::bytea[],
+        ${rows.map((e) => e.createdMs)}::int8[])`);
+  }
+  return out;
+}
+
+function upsertStreams(
+  tx: TransactionSql,
+  changed: ReadonlyMap<string, StreamRow>,
+): Promise<unknown> {
+  const names = [...changed.keys()];
+  const rows = names.map((n) => changed.get(n) as StreamRow);
+  return tx`
+    INSERT INTO chorus.streams (stream_id, last_revision, last_position, tombstoned, meta)
+    SELECT * FROM unnest(${names}::text[], ${rows.map((r) => r.last)}::int8[],
+      ${rows.map((r) => r.lastPosition)}::int8[], ${tx.array(
+        rows.map((r) => r.tombstoned),
+        BOOL,
+      )}::bool[],
+      ${rows.map((r) => (r.meta === null ? null : JSON.stringify(r.meta)))}::text[])
+    ON CONFLICT (stream_id) DO UPDATE SET last_revision = EXCLUDED.last_revision,
+      last_position = EXCLUDED.last_position, tombstoned = EXCLUDED.tombstoned, meta = EXCLUDED.meta`;
+}
