@@ -1,6 +1,8 @@
 // `npm start`: a local three-node cluster on loopback with on-disk data under
 // ./data/node1..3, printing its connection string. Ctrl-C stops it gracefully.
 // `npm start -- --single` runs one node under ./data/single instead.
+// `npm start -- --db postgres://user:pass@host:5432/dbname` runs three instances on that
+// PostgreSQL database instead (shared-database mode; nothing under ./data).
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -8,37 +10,62 @@ import { fileURLToPath } from "node:url";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = fileURLToPath(new URL("../packages/server/bin/chorus-server.js", import.meta.url));
 const single = process.argv.includes("--single");
-const extra = process.argv.slice(2).filter((a) => a !== "--single");
+const argv = process.argv.slice(2).filter((a) => a !== "--single");
+// --db URL / --db=URL: shared-database mode.
+let database;
+const extra = [];
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  const value = a === "--db" ? argv[++i] : a.startsWith("--db=") ? a.slice(5) : undefined;
+  if (value !== undefined && /^postgres(ql)?:\/\//i.test(value)) database = value;
+  else if (a === "--db") extra.push(a, value);
+  else extra.push(a);
+}
 
 // Ports per node i (1-based): native 1i13, HTTP 2i13, internal TCP 1i12, internal HTTP 2i12,
 // e.g. node 1: 11113 / 21113 / 11112 / 21112.
-const nodes = single
-  ? [{ name: "single", ext: 2113, args: ["--db", "./data/single", "--log", "./data/single/logs"] }]
-  : [1, 2, 3].map((i) => ({
-      name: `node${i}`,
+const ports = (i) => [
+  "--ext-tcp-port",
+  String(10_000 + i * 1000 + 113),
+  "--ext-http-port",
+  String(20_000 + i * 1000 + 113),
+  "--int-tcp-port",
+  String(10_000 + i * 1000 + 112),
+  "--int-http-port",
+  String(20_000 + i * 1000 + 112),
+];
+const nodes = database
+  ? [1, 2, 3].map((i) => ({
+      name: `instance${i}`,
       ext: 20_000 + i * 1000 + 113,
-      args: [
-        "--db",
-        `./data/node${i}`,
-        "--log",
-        `./data/node${i}/logs`,
-        "--ext-tcp-port",
-        String(10_000 + i * 1000 + 113),
-        "--ext-http-port",
-        String(20_000 + i * 1000 + 113),
-        "--int-tcp-port",
-        String(10_000 + i * 1000 + 112),
-        "--int-http-port",
-        String(20_000 + i * 1000 + 112),
-        "--cluster-size",
-        "3",
-        "--gossip-seed",
-        [1, 2, 3]
-          .filter((j) => j !== i)
-          .map((j) => `127.0.0.1:${20_000 + j * 1000 + 112}`)
-          .join(","),
-      ],
-    }));
+      args: ["--db", database, ...ports(i)],
+    }))
+  : single
+    ? [
+        {
+          name: "single",
+          ext: 2113,
+          args: ["--db", "./data/single", "--log", "./data/single/logs"],
+        },
+      ]
+    : [1, 2, 3].map((i) => ({
+        name: `node${i}`,
+        ext: 20_000 + i * 1000 + 113,
+        args: [
+          "--db",
+          `./data/node${i}`,
+          "--log",
+          `./data/node${i}/logs`,
+          ...ports(i),
+          "--cluster-size",
+          "3",
+          "--gossip-seed",
+          [1, 2, 3]
+            .filter((j) => j !== i)
+            .map((j) => `127.0.0.1:${20_000 + j * 1000 + 112}`)
+            .join(","),
+        ],
+      }));
 
 const levels = { 10: "TRACE", 20: "DEBUG", 30: "INFO ", 40: "WARN ", 50: "ERROR", 60: "FATAL" };
 let ready = 0;
@@ -59,11 +86,17 @@ const children = nodes.map((node) => {
     process.stdout.write(`${time} ${levels[entry.level] ?? "INFO "} [${node.name}] ${entry.msg}\n`);
     if (entry.msg === "node ready" && ++ready === nodes.length) {
       const hosts = nodes.map((n) => `127.0.0.1:${n.ext}`);
-      const url = single
-        ? `chorus://${hosts[0]}?tls=false`
-        : `chorus+discover://${hosts.join(",")}?tls=false`;
+      const url =
+        single && !database
+          ? `chorus://${hosts[0]}?tls=false`
+          : `chorus+discover://${hosts.join(",")}?tls=false`;
+      const what = database
+        ? "three instances, data in the PostgreSQL database"
+        : single
+          ? "one node, data in ./data"
+          : "three nodes, data in ./data";
       process.stdout.write(
-        `\nChorus is running (${single ? "one node" : "three nodes"}, data in ./data).\n` +
+        `\nChorus is running (${what}).\n` +
           `  connection string: ${url}\n` +
           `  HTTP API:          http://${hosts[0]}/info\n` +
           `Press Ctrl-C to stop.\n\n`,

@@ -305,6 +305,7 @@ export async function createNode(
     apiStore.current = new ClusterStore(replicated, cluster);
     cluster.start(intTcp);
   }
+  state = "Leader";
   if (database) {
     membership = new DatabaseMembership({
       sql: database.sql,
@@ -320,12 +321,15 @@ export async function createNode(
       native.beginShutdown();
       await Promise.all(listeners.map((l) => closeServer(l.server)));
       await openedStore.close().catch(() => undefined);
-      throw new StartupError(`cannot join the instances on ${database.where}: ${String(err)}`, {
-        cause: err,
-      });
+      state = "Shutdown";
+      throw new StartupError(
+        `cannot join the instances on ${database.where}: ${err instanceof Error ? err.message : String(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
   }
-  state = "Leader";
   const db = dataLocation(options);
   logger.info(
     {

@@ -56,3 +56,16 @@ export {
   type StartKernelFaultsOptions,
 } from "./kernel-faults.js";
 export { mountTmpfs, type Tmpfs } from "./tmpfs.js";
+export {
+  DEFAULT_POSTGRES_BIN_DIR,
+  DEFAULT_POSTGRES_START_TIMEOUT_MS,
+  DEFAULT_PSQL_TIMEOUT_MS,
+  POSTGRES_APP_ROLE,
+  POSTGRES_REPLICATION_ROLE,
+  postgresSupport,
+  startPostgres,
+  type StartPostgresOptions,
+  type TestPostgres,
+  type TestPostgresPrimary,
+  type TestPostgresStandby,
+} from "./postgres.js";

@@ -28,6 +28,11 @@ export interface StartNodeOptions {
   memDb?: boolean;
   /** Use this data directory instead of a fresh temp one (it is then not deleted on stop). */
   dataDir?: string;
+  /**
+   * A shared database (`--db postgres://...`, see startPostgres) instead of a data directory:
+   * the node is one instance on that database.
+   */
+  databaseUrl?: string;
   /** Interface for all listeners. Default 127.0.0.1. */
   host?: string;
   /** Enables authentication with user `admin`. */
@@ -88,10 +93,14 @@ export function serverBinPath(): string {
  */
 export async function startNode(options: StartNodeOptions = {}): Promise<TestNode> {
   const host = options.host ?? "127.0.0.1";
-  const ownsDir = !options.memDb && options.dataDir === undefined;
-  const dataDir = options.memDb
-    ? undefined
-    : (options.dataDir ?? (await mkdtemp(join(tmpdir(), "chorus-node-"))));
+  if (options.databaseUrl !== undefined && (options.memDb || options.dataDir !== undefined))
+    throw new Error("startNode: databaseUrl excludes memDb and dataDir");
+  const ownsDir =
+    !options.memDb && options.dataDir === undefined && options.databaseUrl === undefined;
+  const dataDir =
+    options.memDb || options.databaseUrl !== undefined
+      ? undefined
+      : (options.dataDir ?? (await mkdtemp(join(tmpdir(), "chorus-node-"))));
   let ports: Record<keyof NodeEndpoints, number> = {
     extTcp: options.ports?.extTcp ?? 0,
     extHttp: options.ports?.extHttp ?? 0,
@@ -109,11 +118,16 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     if (output.length > MAX_OUTPUT_CHARS) output = output.slice(-MAX_OUTPUT_CHARS / 2);
   };
 
+  const storeArgs = (): string[] => {
+    if (options.databaseUrl !== undefined) return ["--db", options.databaseUrl];
+    return dataDir === undefined ? ["--mem-db"] : ["--db", dataDir];
+  };
+
   let launch = async (): Promise<void> => {
     const args = [
       ...(options.nodeArgs ?? []),
       serverBinPath(),
-      ...(dataDir === undefined ? ["--mem-db"] : ["--db", dataDir]),
+      ...storeArgs(),
       "--int-ip",
       host,
       "--ext-ip",
@@ -217,7 +231,11 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     let embedded: Awaited<ReturnType<typeof createNode>> | undefined;
     const launchEmbedded = async () => {
       embedded = await createNode({
-        ...(dataDir === undefined ? { memDb: true } : { db: dataDir }),
+        ...(options.databaseUrl !== undefined
+          ? { db: options.databaseUrl }
+          : dataDir === undefined
+            ? { memDb: true }
+            : { db: dataDir }),
         intIp: host,
         extIp: host,
         extTcpPort: ports.extTcp,

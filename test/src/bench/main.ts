@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: one JSON object per line (rows and fields: README.md in this directory;
  * the design's quality.md). Options: --nodes 1|3, --quick (small counts, CI smoke),
- * --only NAME[,NAME], --profile (a V8 CPU profile of every process, see profile.ts).
+ * --only NAME[,NAME], --profile (a V8 CPU profile of every process, see profile.ts),
+ * --db postgres (the rows on instances sharing a PostgreSQL database, with floor rows of raw
+ * INSERTs: postgres.ts; every row then carries db: "postgres").
  * `append-seq-floor` is the same sequential append through raw TCP and fdatasync alone
  * (floor.ts): the machine's ceiling for `append-seq`, to read that row as a ratio.
  * Every figure is from the durable configuration: an on-disk node (fsync before
@@ -14,6 +16,7 @@ import { event } from "./events.js";
 import { seqFloor } from "./floor.js";
 import { indexScale } from "./index-scale.js";
 import { CpuMeter, type ServerPids } from "./proc.js";
+import { insertFloor, startPostgresBackend } from "./postgres.js";
 import { Profiling } from "./profile.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
 
@@ -40,10 +43,18 @@ interface Args {
   quick: boolean;
   only: Set<string> | undefined;
   profile: boolean;
+  /** "postgres": instances on a shared PostgreSQL database instead of nodes with a log. */
+  db: "log" | "postgres";
 }
 
+/** Rows on instances sharing a PostgreSQL database (--db postgres): no memory or recovery. */
+const POSTGRES_ROWS = new Set([
+  "append-seq-floor",
+  ...SINGLE_NODE_ROWS.filter((name) => name !== "memory" && name !== "recovery"),
+]);
+
 function parseArgs(argv: string[]): Args {
-  const args: Args = { nodes: 1, quick: false, only: undefined, profile: false };
+  const args: Args = { nodes: 1, quick: false, only: undefined, profile: false, db: "log" };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [name, inline] = arg.split("=", 2) as [string, string | undefined];
@@ -52,9 +63,13 @@ function parseArgs(argv: string[]): Args {
     else if (name === "--profile") args.profile = true;
     else if (name === "--nodes") args.nodes = Number(value());
     else if (name === "--only") args.only = new Set(value().split(","));
-    else
+    else if (name === "--db") {
+      const db = value();
+      if (db !== "postgres") throw new Error(`--db takes postgres, got ${db}`);
+      args.db = db;
+    } else
       throw new Error(
-        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile)`,
+        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres)`,
       );
   }
   if (args.nodes !== 1 && args.nodes !== 3) throw new Error("--nodes takes 1 or 3");
@@ -65,8 +80,11 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
+/** Fields every row of this run carries (db: "postgres" with --db postgres). */
+const rowTags: Record<string, unknown> = {};
+
 function emit(row: Record<string, unknown>): void {
-  process.stdout.write(JSON.stringify(row) + "\n");
+  process.stdout.write(JSON.stringify({ ...row, ...rowTags }) + "\n");
 }
 
 interface Ctx {
@@ -443,6 +461,11 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
   const only = (name: string) => !args.only || args.only.has(name);
   const nodeArgs = profiling?.nodeArgs ?? [];
   const cpu = new CpuMeter();
+  if (args.db === "postgres") {
+    rowTags.db = "postgres";
+    await runOnPostgres(args, only, nodeArgs, cpu, profiling);
+    return;
+  }
   if (only("append-seq-floor")) await appendSeqFloor(args);
   if (args.nodes === 3) {
     if (!CLUSTER_ROWS.some(only)) return;
@@ -501,6 +524,47 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
       onServer: (pid, role) => profiling?.note(pid, role),
     });
     emit(row);
+  }
+}
+
+/** --db postgres: floor rows of raw INSERTs, then the rows on instances sharing the database. */
+async function runOnPostgres(
+  args: Args,
+  only: (name: string) => boolean,
+  nodeArgs: string[],
+  cpu: CpuMeter,
+  profiling: Profiling | undefined,
+): Promise<void> {
+  const selected = (name: string): boolean => POSTGRES_ROWS.has(name) && only(name);
+  const backend = await startPostgresBackend(args.nodes, nodeArgs);
+  backend.nodes.forEach((node, i) => profiling?.note(node.pid, `instance ${i} on PostgreSQL`));
+  const client = new ChorusClient(`${backend.connectionString}&operationTimeout=30000`);
+  try {
+    if (selected("append-seq-floor")) {
+      const n = args.quick ? 500 : 5000;
+      const floor = await insertFloor(backend.pg, { n, warm: n / 10, connections: 1 });
+      emit({ test: "append-seq-floor", nodes: args.nodes, n, ...floor });
+    }
+    if (selected("append-pipelined")) {
+      const n = args.quick ? 5000 : 50_000;
+      const floor = await insertFloor(backend.pg, { n, warm: n / 10, connections: 32 });
+      emit({ test: "append-pipelined-floor", nodes: args.nodes, n, connections: 32, ...floor });
+    }
+    const ctx: Ctx = {
+      args,
+      node: backend.nodes[0]!,
+      client,
+      nodes: args.nodes,
+      cpu,
+      // Every instance takes writes: the client's (random) choice is counted as the "leader".
+      servers: () => Promise.resolve(serverPids(backend.nodes, 0)),
+    };
+    await client.connect();
+    await sharedRows(ctx, selected);
+    if (selected("read-all")) await readAllAndMemory(ctx, (name) => name === "read-all");
+  } finally {
+    await client.close().catch(() => undefined);
+    await backend.stop();
   }
 }
 

@@ -51,7 +51,9 @@ interface MemberRow {
 export class DatabaseMembership {
   readonly #o: MembershipOptions;
   #members: Array<MemberInfo & { servesPersistent?: boolean }> = [];
-  #healthy = false;
+  /** Whether the last heartbeat reached the database (start() fails when the first does not). */
+  #healthy = true;
+  #lastError: unknown;
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
   #closed = false;
@@ -85,6 +87,7 @@ export class DatabaseMembership {
   /** Writes the first heartbeat (so a started instance is listed at once) and starts beating. */
   async start(): Promise<void> {
     await this.#beat();
+    if (!this.#healthy) throw new Error(describeDatabaseError(this.#lastError));
     this.#timer = setInterval(() => {
       this.#beating ??= this.#beat().finally(() => (this.#beating = undefined));
     }, this.#o.heartbeatIntervalMs);
@@ -184,9 +187,10 @@ export class DatabaseMembership {
         instanceId: r.instance_id,
         isAlive: r.age_ms <= this.#o.deadAfterMs,
       }));
-      if (!this.#healthy) this.#o.logger.info("connected to the database: serving");
+      if (!this.#healthy) this.#o.logger.info("the database can be reached again: serving");
       this.#healthy = true;
     } catch (err) {
+      this.#lastError = err;
       if (this.#healthy)
         this.#o.logger.warn({ err: describeDatabaseError(err) }, "the database cannot be reached");
       this.#healthy = false;

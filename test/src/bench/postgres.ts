@@ -1,0 +1,98 @@
+/**
+ * `npm run bench -- --db postgres`: the rows on chorus-server instances sharing a PostgreSQL
+ * database (a real PostgreSQL 15 the bench starts, fsync and synchronous_commit on), beside
+ * two floor rows on the same server in the same run: raw INSERTs of the same events into a
+ * table of the same shape, with nothing else —
+ * - `append-seq-floor`: one awaited INSERT (its own transaction and WAL flush) at a time;
+ * - `append-pipelined-floor`: 32 connections, each one INSERT per event.
+ * `append-seq` reads as a fraction of the first; `append-pipelined` (256 in flight) as a
+ * multiple of the second, which is what group commit buys.
+ */
+import { startNode, startPostgres, type TestNode, type TestPostgresPrimary } from "@chorus/testing";
+import { performance } from "node:perf_hooks";
+import postgres from "postgres";
+import { event } from "./events.js";
+import { Latencies, round } from "./stats.js";
+
+export interface PostgresBackend {
+  readonly pg: TestPostgresPrimary;
+  readonly nodes: TestNode[];
+  /** Gossip seeds of every instance. */
+  readonly connectionString: string;
+  stop(): Promise<void>;
+}
+
+/** A PostgreSQL server and `instances` chorus-server instances on one fresh database. */
+export async function startPostgresBackend(
+  instances: number,
+  nodeArgs: string[],
+): Promise<PostgresBackend> {
+  const pg = await startPostgres({ settings: { max_connections: 200 } });
+  const nodes: TestNode[] = [];
+  try {
+    const url = await pg.createDatabase("bench");
+    for (let i = 0; i < instances; i++)
+      nodes.push(await startNode({ databaseUrl: url, startTimeoutMs: 60_000, nodeArgs }));
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await pg.stop();
+    throw err;
+  }
+  return {
+    pg,
+    nodes,
+    connectionString: `chorus+discover://${nodes.map((n) => n.httpEndpoint).join(",")}?tls=false`,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+      await pg.stop();
+    },
+  };
+}
+
+/**
+ * Raw INSERTs of `n` bench events (`warm` more first, not measured) into a table shaped like
+ * the event table, from `connections` connections each with one INSERT in flight.
+ */
+export async function insertFloor(
+  pg: TestPostgresPrimary,
+  options: { n: number; warm: number; connections: number },
+): Promise<{ ops_per_s: number; p50_ms: number; p99_ms: number }> {
+  const url = await pg.createDatabase(`floor_${options.connections}_${Date.now()}`);
+  const sql = postgres(url, { max: options.connections, onnotice: () => undefined });
+  try {
+    await sql`CREATE TABLE floor_events (
+      position bigserial PRIMARY KEY, stream_id text NOT NULL, revision bigint NOT NULL,
+      event_id uuid NOT NULL, event_type text NOT NULL, is_json boolean NOT NULL,
+      data bytea NOT NULL, metadata bytea NOT NULL, created_ms bigint NOT NULL,
+      UNIQUE (stream_id, revision), UNIQUE (stream_id, event_id))`;
+    let revision = 0;
+    const insert = async (i: number): Promise<void> => {
+      const e = event(i);
+      const r = revision++;
+      await sql`INSERT INTO floor_events (stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms)
+        VALUES (${`floor-${r % 1000}`}, ${r}, ${e.id}, ${e.type}, ${true}, ${Buffer.from(e.data)},
+                ${Buffer.alloc(0)}, ${Date.now()})`;
+    };
+    const lat = new Latencies();
+    const runLoops = async (count: number, measure: boolean): Promise<number> => {
+      let next = 0;
+      const start = performance.now();
+      await Promise.all(
+        Array.from({ length: options.connections }, async () => {
+          while (next < count) {
+            const i = next++;
+            const t0 = performance.now();
+            await insert(i);
+            if (measure) lat.record(performance.now() - t0);
+          }
+        }),
+      );
+      return (performance.now() - start) / 1000;
+    };
+    await runLoops(options.warm, false);
+    const s = await runLoops(options.n, true);
+    return { ops_per_s: round(options.n / s), ...lat.summary() };
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

@@ -1,0 +1,76 @@
+// A PostgreSQL primary with a synchronous standby under chorus-server instances: the primary
+// is SIGKILLed under writes and the standby promoted; the instances follow through the
+// multi-host URL (target_session_attrs=read-write) and every acknowledged write is there.
+import { ChorusClient, jsonEvent } from "@chorus/client";
+import {
+  postgresSupport,
+  startNode,
+  startPostgres,
+  waitFor,
+  type TestNode,
+  type TestPostgresPrimary,
+  type TestPostgresStandby,
+} from "@chorus/testing";
+import { afterAll, describe, expect, it } from "vitest";
+
+const support = postgresSupport();
+const CLIENT_OPTIONS =
+  "reconnectionDelay=20&discoverDelay=20&maxDiscoverAttempts=1000&maxReconnections=10000" +
+  "&operationTimeout=60000&maxRetries=1000";
+
+let primary: TestPostgresPrimary | undefined;
+let standby: TestPostgresStandby | undefined;
+
+afterAll(async () => {
+  await standby?.stop();
+  await primary?.stop();
+});
+
+describe.skipIf(!support.ok && !process.env.CI)("a PostgreSQL failover under the instances", () => {
+  it("primary killed, synchronous standby promoted: writes go on and every acknowledged one is there", async () => {
+    primary = await startPostgres();
+    const single = new URL(await primary.createDatabase());
+    standby = await primary.startStandby({ synchronous: true });
+    const url =
+      `postgres://${single.username}:${single.password}@${primary.host}:${primary.port},` +
+      `${standby.host}:${standby.port}${single.pathname}?target_session_attrs=read-write`;
+    const nodes: TestNode[] = [];
+    for (let i = 0; i < 2; i++) nodes.push(await startNode({ databaseUrl: url }));
+    const client = new ChorusClient(
+      `chorus+discover://${nodes.map((n) => n.httpEndpoint).join(",")}?${CLIENT_OPTIONS}`,
+    );
+    try {
+      const acknowledged: string[] = [];
+      let stop = false;
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; i < 2_000 && !stop; i++) {
+          const e = jsonEvent({ type: "Tick", data: { w, i } });
+          await client.appendToStream(`ticks-${w}`, e, { expectedVersion: "any" });
+          acknowledged.push(e.id);
+        }
+      });
+      await waitFor(() => acknowledged.length >= 200, { timeoutMs: 20_000 });
+
+      await primary.kill();
+      const atKill = acknowledged.length;
+      await standby.promote();
+      await waitFor(() => acknowledged.length >= atKill + 200, {
+        timeoutMs: 60_000,
+        message: "writes to go on once the standby was promoted",
+      });
+      stop = true;
+      await Promise.all(writers);
+
+      const stored = new Set<string>();
+      for (let w = 0; w < 4; w++) {
+        for await (const e of client.readStream(`ticks-${w}`, { maxCount: 100_000 }))
+          stored.add(e.event.id);
+      }
+      const lost = acknowledged.filter((id) => !stored.has(id));
+      expect(lost).toEqual([]);
+    } finally {
+      await client.close();
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  });
+});
