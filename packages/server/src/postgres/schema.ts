@@ -36,7 +36,8 @@ const MIGRATIONS: readonly string[] = [
     last_revision bigint NOT NULL,
     last_position bigint NOT NULL,
     tombstoned boolean NOT NULL DEFAULT false,
-    meta text
+    meta text,
+    version bigint NOT NULL DEFAULT 0
   );
   CREATE TABLE chorus.events (
     position bigint PRIMARY KEY,
@@ -56,6 +57,38 @@ const MIGRATIONS: readonly string[] = [
     info jsonb NOT NULL,
     heartbeat_at timestamptz NOT NULL
   );
+  -- The one-round-trip write of store.ts: appends decided on cached stream rows. Each
+  -- stream row must still be at the version the decisions saw (else SQLSTATE CH001, and the
+  -- writer decides again on fresh rows); the head is locked first, as in every write.
+  CREATE FUNCTION chorus.write_appends(
+    s_id text[], s_version int8[], s_last int8[], s_last_off int8[],
+    e_off int8[], e_stream text[], e_rev int8[], e_id uuid[], e_type text[], e_json bool[],
+    e_data bytea[], e_meta bytea[], e_created int8[]
+  ) RETURNS int8 LANGUAGE plpgsql AS $fn$
+  DECLARE
+    total int8 := cardinality(e_off);
+    first int8;
+    changed int;
+  BEGIN
+    UPDATE chorus.head SET next_position = next_position + total WHERE id = 1
+      RETURNING next_position - total INTO first;
+    UPDATE chorus.streams s
+      SET last_revision = u.last, last_position = first + u.off, version = s.version + 1
+      FROM unnest(s_id, s_version, s_last, s_last_off) AS u(id, ver, last, off)
+      WHERE s.stream_id = u.id AND s.version = u.ver;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    IF changed <> cardinality(s_id) THEN
+      RAISE EXCEPTION 'a stream changed since it was read' USING ERRCODE = 'CH001';
+    END IF;
+    INSERT INTO chorus.events
+      (position, stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms)
+      SELECT first + u.off, u.stream, u.rev, u.id, u.type, u.json, u.data, u.meta, u.created
+      FROM unnest(e_off, e_stream, e_rev, e_id, e_type, e_json, e_data, e_meta, e_created)
+        AS u(off, stream, rev, id, type, json, data, meta, created);
+    PERFORM pg_notify('chorus_commit', (first + total)::text);
+    RETURN first;
+  END
+  $fn$;
   `,
 ];
 

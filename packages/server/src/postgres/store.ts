@@ -17,6 +17,7 @@
 import type { Logger } from "pino";
 import postgres, { type Sql, type TransactionSql } from "postgres";
 import { invalid } from "../streams/errors.js";
+import { targetOfMetadataStream } from "../streams/metadata.js";
 import {
   validateExpectedVersion,
   validateNewEvents,
@@ -90,7 +91,17 @@ interface StreamRowDb {
   last_position: number;
   tombstoned: boolean;
   meta: string | null;
+  version: number;
 }
+
+/** A stream row as this instance last saw it, with the row's version (bumped on every change). */
+type CachedRow = StreamRow & { readonly version: number };
+
+/** Stream rows kept for the one-round-trip write (the oldest are forgotten beyond this). */
+const MAX_CACHED_STREAMS = 100_000;
+
+/** Why the one-round-trip write was not taken: the rows must be read (slow path). */
+const READ_ROWS = new Error("the write needs the stream rows read");
 
 interface EventRowDb {
   position: number;
@@ -128,6 +139,12 @@ export class PostgresStore implements StreamStore {
   #poll: NodeJS.Timeout | undefined;
   #unlisten: (() => Promise<void>) | undefined;
   #stats: StoreStats = { events: 0, streams: 0, logBytes: 0, commitPosition: 0 };
+  /**
+   * Stream rows this instance read or wrote. Appends to streams found here are decided on them
+   * and written in one round trip (`chorus.write_appends`), which checks each row's version:
+   * a row another instance changed since sends the batch back to the read-then-write path.
+   */
+  readonly #rows = new Map<string, CachedRow>();
 
   constructor(options: PostgresStoreOptions) {
     this.#o = options;
@@ -254,12 +271,126 @@ export class PostgresStore implements StreamStore {
     }
   }
 
-  /** One transaction for these writes; settles each of them. Never throws. */
+  /**
+   * One transaction for these writes; settles each of them. Never throws. Appends to streams
+   * whose rows this instance knows take one round trip (`#writeOnKnownRows`); anything else, or
+   * a row changed meanwhile, reads the rows under the position lock first (`#readThenWrite`).
+   */
   async #commitBatch(writes: PendingWrite[]): Promise<void> {
+    try {
+      if (await this.#writeOnKnownRows(writes)) return;
+    } catch (err) {
+      this.#failAll(writes, err);
+      return;
+    }
+    await this.#readThenWrite(writes);
+  }
+
+  #failAll(writes: readonly PendingWrite[], err: unknown): void {
+    const error = databaseUnavailable(err) ?? err;
+    if (!(error instanceof StoreError))
+      this.#o.logger.error({ err: error }, "a write transaction failed");
+    for (const w of writes) w.reject(error);
+  }
+
+  /**
+   * The one-round-trip write: every write is an append of events to a stream whose row is
+   * cached, each decided (shared rules) as a plain write on that row; one statement
+   * (`chorus.write_appends`, its own transaction) checks the rows' versions, takes the
+   * positions and inserts. False (nothing written) when the batch does not qualify, or a row
+   * changed, or an event id is in its stream already (a retry: the slow path answers it).
+   */
+  async #writeOnKnownRows(writes: readonly PendingWrite[]): Promise<boolean> {
+    for (const { op } of writes) {
+      if (op.kind !== "append" || op.events.length === 0 || !this.#rows.has(op.streamId))
+        return false;
+      if (targetOfMetadataStream(op.streamId) !== undefined) return false;
+    }
+    const batch = new Batch(
+      {
+        stream: (id) => this.#rows.get(id),
+        // Unknown here: an id already stored is refused by the unique constraint instead.
+        idInStream: () => undefined,
+        readIds: () => Promise.reject(READ_ROWS),
+      },
+      0, // positions are offsets until the database assigns the first
+      this.#now(),
+    );
+    const results: Array<WriteResult & { ok: true }> = [];
+    for (const { op } of writes) {
+      const before = batch.events.length;
+      let result: WriteResult;
+      try {
+        result = await batch.decide(op);
+      } catch {
+        return false;
+      }
+      if (!result.ok || batch.events.length === before) return false;
+      results.push(result);
+    }
+    const streams = [...batch.changedStreams];
+    const events = batch.events;
+    const sql = this.#sql as Sql;
+    let first: number;
+    try {
+      const [row] = await sql<{ first: number }[]>`SELECT chorus.write_appends(
+        ${streams.map(([id]) => id)}::text[],
+        ${streams.map(([id]) => (this.#rows.get(id) as CachedRow).version)}::int8[],
+        ${streams.map(([, r]) => r.last)}::int8[],
+        ${streams.map(([, r]) => r.lastPosition)}::int8[],
+        ${events.map((e) => e.position)}::int8[], ${events.map((e) => e.streamId)}::text[],
+        ${events.map((e) => e.revision)}::int8[], ${events.map((e) => e.id)}::uuid[],
+        ${events.map((e) => e.type)}::text[], ${sql.array(
+          events.map((e) => e.isJson),
+          BOOL,
+        )}::bool[],
+        ${sql.array(
+          events.map((e) => bytes(e.data)),
+          BYTEA,
+        )}::bytea[],
+        ${sql.array(
+          events.map((e) => bytes(e.metadata)),
+          BYTEA,
+        )}::bytea[],
+        ${events.map((e) => e.createdMs)}::int8[]) AS first`;
+      first = (row as { first: number }).first;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === "CH001" || code === "23505") {
+        for (const [id] of streams) this.#rows.delete(id);
+        return false;
+      }
+      throw err;
+    }
+    for (const [id, r] of streams) {
+      const version = (this.#rows.get(id) as CachedRow).version + 1;
+      this.#remember(id, { ...r, lastPosition: first + r.lastPosition, version });
+    }
+    this.#setCommit(first + batch.nextPosition);
+    writes.forEach((w, i) => {
+      const r = results[i] as WriteResult & { ok: true };
+      w.resolve({ ...r, position: first + r.position });
+    });
+    return true;
+  }
+
+  #remember(streamId: string, row: CachedRow): void {
+    this.#rows.delete(streamId);
+    this.#rows.set(streamId, row);
+    if (this.#rows.size > MAX_CACHED_STREAMS) {
+      const oldest = this.#rows.keys().next().value;
+      if (oldest !== undefined) this.#rows.delete(oldest);
+    }
+  }
+
+  /** The read-then-write transaction: rows and ids read under the position lock, then written. */
+  async #readThenWrite(writes: PendingWrite[]): Promise<void> {
     const sql = this.#sql as Sql;
     const ops = writes.map((w) => w.op);
     const outcomes: Array<{ ok: true; result: WriteResult } | { ok: false; error: unknown }> = [];
     let head: number;
+    let loaded: StreamRowDb[] = [];
+    let changed = new Map<string, StreamRow>();
     try {
       head = await sql.begin(async (tx) => {
         const [[h], rows, hits] = await Promise.all([
@@ -268,10 +399,11 @@ export class PostgresStore implements StreamStore {
           >`SELECT next_position FROM chorus.head WHERE id = 1 FOR UPDATE`,
           tx<
             StreamRowDb[]
-          >`SELECT stream_id, last_revision, last_position, tombstoned, meta FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`,
+          >`SELECT stream_id, last_revision, last_position, tombstoned, meta, version FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`,
           this.#loadIds(tx, ops),
         ]);
         const streams = new Map(rows.map((r) => [r.stream_id, toStreamRow(r)]));
+        loaded = rows;
         const batch = new Batch(
           {
             stream: (id) => streams.get(id),
@@ -289,6 +421,7 @@ export class PostgresStore implements StreamStore {
             outcomes.push({ ok: false, error: err });
           }
         }
+        changed = batch.changedStreams;
         if (batch.changedStreams.size === 0 && batch.events.length === 0) return this.#commit;
         await Promise.all([
           ...insertEvents(tx, batch),
@@ -299,11 +432,16 @@ export class PostgresStore implements StreamStore {
         return batch.nextPosition;
       });
     } catch (err) {
-      const error = databaseUnavailable(err) ?? err;
-      if (!(error instanceof StoreError))
-        this.#o.logger.error({ err: error }, "a write transaction failed");
-      for (const w of writes) w.reject(error);
+      for (const r of loaded) this.#rows.delete(r.stream_id);
+      this.#failAll(writes, err);
       return;
+    }
+    // The rows as they are now (a changed row's version was bumped; a new one starts at 0).
+    const versions = new Map(loaded.map((r) => [r.stream_id, r.version]));
+    for (const r of loaded) this.#remember(r.stream_id, { ...toStreamRow(r), version: r.version });
+    for (const [id, row] of changed) {
+      const before = versions.get(id);
+      this.#remember(id, { ...row, version: before === undefined ? 0 : before + 1 });
     }
     this.#setCommit(head);
     writes.forEach((w, i) => {
@@ -481,7 +619,7 @@ export class PostgresStore implements StreamStore {
 
   async #streamRow(sql: Sql, streamId: string): Promise<StreamRow | undefined> {
     const [row] = await sql<StreamRowDb[]>`
-      SELECT stream_id, last_revision, last_position, tombstoned, meta
+      SELECT stream_id, last_revision, last_position, tombstoned, meta, version
       FROM chorus.streams WHERE stream_id = ${streamId}`;
     return row === undefined ? undefined : toStreamRow(row);
   }
@@ -565,6 +703,11 @@ function toStored(r: EventRowDb): StoredEvent {
   };
 }
 
+/** The bytes as a Buffer without copying. */
+function bytes(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 function insertEvents(tx: TransactionSql, batch: Batch): Array<Promise<unknown>> {
   const out: Array<Promise<unknown>> = [];
   for (let i = 0; i < batch.events.length; i += INSERT_CHUNK_ROWS) {
@@ -579,13 +722,11 @@ function insertEvents(tx: TransactionSql, batch: Batch): Array<Promise<unknown>>
           BOOL,
         )}::bool[],
         ${tx.array(
-          rows.map((e) => Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength)),
+          rows.map((e) => bytes(e.data)),
           BYTEA,
         )}::bytea[],
         ${tx.array(
-          rows.map((e) =>
-            Buffer.from(e.metadata.buffer, e.metadata.byteOffset, e.metadata.byteLength),
-          ),
+          rows.map((e) => bytes(e.metadata)),
           BYTEA,
         )}::bytea[],
         ${rows.map((e) => e.createdMs)}::int8[])`);
@@ -608,5 +749,6 @@ function upsertStreams(
       )}::bool[],
       ${rows.map((r) => (r.meta === null ? null : JSON.stringify(r.meta)))}::text[])
     ON CONFLICT (stream_id) DO UPDATE SET last_revision = EXCLUDED.last_revision,
-      last_position = EXCLUDED.last_position, tombstoned = EXCLUDED.tombstoned, meta = EXCLUDED.meta`;
+      last_position = EXCLUDED.last_position, tombstoned = EXCLUDED.tombstoned, meta = EXCLUDED.meta,
+      version = chorus.streams.version + 1`;
 }
