@@ -15,7 +15,7 @@ import { performance } from "node:perf_hooks";
 import { event } from "./events.js";
 import { seqFloor } from "./floor.js";
 import { indexScale } from "./index-scale.js";
-import { CpuMeter, type ServerPids } from "./proc.js";
+import { CpuMeter, processTree, type ServerPids } from "./proc.js";
 import { insertFloor, startPostgresBackend } from "./postgres.js";
 import { Profiling } from "./profile.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
@@ -556,8 +556,13 @@ async function runOnPostgres(
       client,
       nodes: args.nodes,
       cpu,
-      // Every instance takes writes: the client's (random) choice is counted as the "leader".
-      servers: () => Promise.resolve(serverPids(backend.nodes, 0)),
+      // Every instance takes writes: the first one is counted as the "leader" (with one
+      // instance, the one); the database's processes as db_cpu_us.
+      servers: () =>
+        Promise.resolve({
+          ...serverPids(backend.nodes, 0),
+          database: backend.pg.pid === undefined ? [] : processTree(backend.pg.pid),
+        }),
     };
     await client.connect();
     await sharedRows(ctx, selected);

@@ -35,6 +35,8 @@ export interface ServerPids {
   leader: number;
   /** Empty with one node. */
   followers: number[];
+  /** A database server's processes (--db postgres): their CPU is `db_cpu_us`. */
+  database?: number[];
 }
 
 /** CPU of each process at the start of a measured interval. */
@@ -43,6 +45,7 @@ export interface CpuMark {
   pids: ServerPids;
   leaderTicks: number;
   followerTicks: number[];
+  databaseTicks: number;
 }
 
 /**
@@ -53,6 +56,21 @@ export interface CpuColumns {
   client_cpu_us: number;
   leader_cpu_us: number;
   follower_cpu_us?: number;
+  /** All processes of the database server together (--db postgres). */
+  db_cpu_us?: number;
+}
+
+/** Ticks of processes that may have exited meanwhile (a gone one counts 0). */
+function ticksOfAll(pids: readonly number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += cpuTicks(pid);
+    } catch {
+      // exited
+    }
+  }
+  return sum;
 }
 
 /** CPU per event of the bench process and the servers over a measured interval. */
@@ -63,7 +81,8 @@ export class CpuMeter {
   start(pids: ServerPids): CpuMark {
     const leaderTicks = cpuTicks(pids.leader);
     const followerTicks = pids.followers.map(cpuTicks);
-    return { pids, leaderTicks, followerTicks, client: process.cpuUsage() };
+    const databaseTicks = ticksOfAll(pids.database ?? []);
+    return { pids, leaderTicks, followerTicks, databaseTicks, client: process.cpuUsage() };
   }
 
   /** Call right after the timed loop; `events` is how many events it moved. */
@@ -79,8 +98,22 @@ export class CpuMeter {
     if (followers.length > 0) {
       columns.follower_cpu_us = perEvent(followers.reduce((a, b) => a + b, 0) / followers.length);
     }
+    if (mark.pids.database !== undefined)
+      columns.db_cpu_us = perEvent(ticksOfAll(mark.pids.database) - mark.databaseTicks);
     return columns;
   }
+}
+
+/** A process and its children (`pgrep -P`): a database server's postmaster and backends. */
+export function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    const text = execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8", timeout: 5_000 });
+    children = text.split("\n").filter(Boolean).map(Number);
+  } catch {
+    // no children (pgrep exits 1)
+  }
+  return [pid, ...children];
 }
 
 /** Anonymous resident memory of `pid` in KiB (RssAnon: no file-backed or mapped-file pages). */
