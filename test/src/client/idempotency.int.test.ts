@@ -3,15 +3,12 @@
 // The node's idempotency must turn the retry into the original result: one event, not two,
 // however many other events were written in between.
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import {
-  startFaultProxy,
-  startNode,
-  waitFor,
-  type FaultProxy,
-  type TestNode,
-} from "@chorus/testing";
+import { startFaultProxy, waitFor, type FaultProxy, type TestNode } from "@chorus/testing";
 import { createServer } from "node:net";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BACKENDS, closeBackends, startBackendNode, type Backend } from "../backends.js";
+
+afterAll(closeBackends);
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -22,7 +19,7 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-describe("a lost reply", () => {
+describe.each(BACKENDS)("a lost reply (%s)", (backend) => {
   let node: TestNode;
   let proxy: FaultProxy;
   let client: ChorusClient;
@@ -32,8 +29,7 @@ describe("a lost reply", () => {
     // through the proxy while gossip (HTTP) goes straight to the node.
     const nativePort = await freePort();
     proxy = await startFaultProxy({ target: { host: "127.0.0.1", port: nativePort } });
-    node = await startNode({
-      memDb: true,
+    node = await startBackendNode(backend, {
       ports: { extTcp: nativePort },
       args: ["--ext-tcp-port-advertise-as", String(proxy.endpoint.port)],
     });
@@ -88,15 +84,12 @@ describe("a lost reply", () => {
 /** More events than the bounded idempotency window of earlier versions held (100,000). */
 const OTHER_EVENTS = 120_000;
 
-describe.each([
-  ["on disk", false],
-  ["in memory (--mem-db)", true],
-])("a node %s", (_name, memDb) => {
+describe.each<Backend>(["disk", ...BACKENDS])("a node on %s", (backend) => {
   let n: TestNode;
   let c: ChorusClient;
 
   beforeEach(async () => {
-    n = await startNode({ memDb });
+    n = await startBackendNode(backend);
     c = new ChorusClient(`${n.connectionString}&operationTimeout=30000`);
   });
 
@@ -133,8 +126,9 @@ describe.each([
     expect(await c.appendToStream("retried", twice)).toEqual(second);
     expect(await count("retried")).toBe(3);
 
-    if (!memDb) {
-      // SIGKILL: the on-disk index catches up from the log at the restart.
+    if (backend !== "mem-db") {
+      // SIGKILL: the on-disk index catches up from the log at the restart; an instance on
+      // PostgreSQL finds the ids in the database.
       await c.close();
       await n.kill();
       await n.restart();

@@ -1,4 +1,4 @@
-// @chorus/client against a real chorus-server process (one node).
+// @chorus/client against a real chorus-server process (one node), on each backend.
 import {
   ChorusClient,
   ConnectionSettings,
@@ -8,27 +8,11 @@ import {
   WrongExpectedVersionError,
   type ResolvedEvent,
 } from "@chorus/client";
-import { startNode, type TestNode } from "@chorus/testing";
+import type { TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BACKENDS, closeBackends, startBackendNode } from "../backends.js";
 
-let node: TestNode;
-let client: ChorusClient;
-
-beforeAll(async () => {
-  node = await startNode({ memDb: true });
-  client = new ChorusClient(
-    ConnectionSettings.create()
-      .withSingleNode(node.httpEndpoint)
-      .withReconnectionDelay(20)
-      .withDiscoverDelay(50)
-      .build(),
-  );
-});
-
-afterAll(async () => {
-  await client?.close();
-  await node?.stop();
-});
+afterAll(closeBackends);
 
 async function collect(iterable: AsyncIterable<ResolvedEvent>): Promise<ResolvedEvent[]> {
   const out: ResolvedEvent[] = [];
@@ -36,7 +20,26 @@ async function collect(iterable: AsyncIterable<ResolvedEvent>): Promise<Resolved
   return out;
 }
 
-describe("client against a real node", () => {
+describe.each(BACKENDS)("client against a real node (%s)", (backend) => {
+  let node: TestNode;
+  let client: ChorusClient;
+
+  beforeAll(async () => {
+    node = await startBackendNode(backend);
+    client = new ChorusClient(
+      ConnectionSettings.create()
+        .withSingleNode(node.httpEndpoint)
+        .withReconnectionDelay(20)
+        .withDiscoverDelay(50)
+        .build(),
+    );
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await node?.stop();
+  });
+
   it("appends, reads back and enforces the expected version", async () => {
     const first = await client.appendToStream(
       "order-1",
