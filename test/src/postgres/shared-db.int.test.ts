@@ -83,6 +83,27 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
     }
   });
 
+  it("several instances starting at once on an empty database create its schema once", async () => {
+    const url = await pg.createDatabase();
+    const nodes = await Promise.all(
+      Array.from({ length: 3 }, () => startNode({ databaseUrl: url })),
+    );
+    try {
+      const db = new URL(url).pathname.slice(1);
+      expect(await pg.psql("SELECT version FROM chorus.schema_version", db)).toBe("1\n");
+      expect(await pg.psql("SELECT count(*) FROM chorus.head", db)).toBe("1\n");
+      const client = new ChorusClient(withOptions((nodes[1] as TestNode).connectionString));
+      try {
+        const r = await client.appendToStream("s", jsonEvent({ type: "T", data: 1 }));
+        expect(r.position).toBe(0n);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  });
+
   it("concurrent writers through three instances: a live $all subscriber gets every acknowledged event once, in position order, equal to a final read", async () => {
     const url = await pg.createDatabase();
     const nodes = await startInstances(url, 3);

@@ -15,7 +15,7 @@
  * instances, and by a poll (the fallback when notifications are lost with a connection).
  */
 import type { Logger } from "pino";
-import postgres, { type Sql, type TransactionSql } from "postgres";
+import postgres, { type ReservedSql, type Sql, type TransactionSql } from "postgres";
 import { invalid } from "../streams/errors.js";
 import { targetOfMetadataStream } from "../streams/metadata.js";
 import {
@@ -100,6 +100,16 @@ type CachedRow = StreamRow & { readonly version: number };
 /** Stream rows kept for the one-round-trip write (the oldest are forgotten beyond this). */
 const MAX_CACHED_STREAMS = 100_000;
 
+/** One-round-trip statements in flight at once on the writer connection. */
+const FAST_IN_FLIGHT = 2;
+
+/** A one-round-trip statement in flight: settles to the writes it did not answer (if any). */
+interface FastWrite {
+  readonly done: Promise<PendingWrite[] | undefined>;
+  /** Set once `done` has settled. */
+  finished: boolean;
+}
+
 /** Why the one-round-trip write was not taken: the rows must be read (slow path). */
 const READ_ROWS = new Error("the write needs the stream rows read");
 
@@ -145,6 +155,11 @@ export class PostgresStore implements StreamStore {
    * a row another instance changed since sends the batch back to the read-then-write path.
    */
   readonly #rows = new Map<string, CachedRow>();
+  /** One-round-trip statements sent and not yet answered, oldest first. */
+  readonly #inFlight: FastWrite[] = [];
+  #writer: Promise<ReservedSql> | undefined;
+  /** Wakes the write loop while it waits for a statement in flight. */
+  #wake: (() => void) | undefined;
 
   constructor(options: PostgresStoreOptions) {
     this.#o = options;
@@ -211,6 +226,9 @@ export class PostgresStore implements StreamStore {
     clearInterval(this.#poll);
     // Writes already queued are finished; new ones are refused (assertOpen).
     while (this.#writing !== undefined) await this.#writing;
+    const writer = this.#writer;
+    this.#writer = undefined;
+    await writer?.then((c) => c.release()).catch(() => undefined);
     await this.#unlisten?.().catch(() => undefined);
     await this.#sql?.end({ timeout: 5 });
     this.#state = "closed";
@@ -248,42 +266,80 @@ export class PostgresStore implements StreamStore {
     return new Promise<WriteResult>((resolve, reject) => {
       this.#queue.push({ op, bytes, resolve, reject });
       this.#writing ??= this.#writeLoop();
+      this.#wake?.();
     });
   }
 
   async #writeLoop(): Promise<void> {
     try {
-      while (this.#queue.length > 0) {
-        let n = 0;
-        let bytes = 0;
-        while (
-          n < this.#queue.length &&
-          n < MAX_BATCH_WRITES &&
-          (n === 0 || bytes + (this.#queue[n] as PendingWrite).bytes <= MAX_BATCH_BYTES)
-        ) {
-          bytes += (this.#queue[n] as PendingWrite).bytes;
-          n++;
+      for (;;) {
+        if (this.#queue.length === 0) {
+          // Nothing new: wait for the oldest statement in flight, or for a new write.
+          const oldest = this.#inFlight[0];
+          if (oldest === undefined) break;
+          const woken = new Promise<void>((resolve) => (this.#wake = resolve));
+          await Promise.race([oldest.done, woken]);
+          this.#wake = undefined;
+          if (oldest.finished) {
+            this.#inFlight.shift();
+            await this.#afterFast(await oldest.done);
+          }
+          continue;
         }
-        await this.#commitBatch(this.#queue.splice(0, n));
+        const writes = this.#takeBatch();
+        const sent = await this.#sendOnKnownRows(writes);
+        if (sent !== undefined) {
+          this.#inFlight.push(sent);
+          if (this.#inFlight.length >= FAST_IN_FLIGHT) {
+            const oldest = this.#inFlight.shift() as FastWrite;
+            await this.#afterFast(await oldest.done);
+          }
+          continue;
+        }
+        // The read-then-write path sees every earlier write committed.
+        await this.#drainFast();
+        await this.#readThenWrite(writes);
       }
     } finally {
       this.#writing = undefined;
     }
   }
 
-  /**
-   * One transaction for these writes; settles each of them. Never throws. Appends to streams
-   * whose rows this instance knows take one round trip (`#writeOnKnownRows`); anything else, or
-   * a row changed meanwhile, reads the rows under the position lock first (`#readThenWrite`).
-   */
-  async #commitBatch(writes: PendingWrite[]): Promise<void> {
-    try {
-      if (await this.#writeOnKnownRows(writes)) return;
-    } catch (err) {
-      this.#failAll(writes, err);
-      return;
+  /** The next batch from the queue: up to MAX_BATCH_WRITES writes and about MAX_BATCH_BYTES. */
+  #takeBatch(): PendingWrite[] {
+    let n = 0;
+    let bytes = 0;
+    while (
+      n < this.#queue.length &&
+      n < MAX_BATCH_WRITES &&
+      (n === 0 || bytes + (this.#queue[n] as PendingWrite).bytes <= MAX_BATCH_BYTES)
+    ) {
+      bytes += (this.#queue[n] as PendingWrite).bytes;
+      n++;
     }
-    await this.#readThenWrite(writes);
+    return this.#queue.splice(0, n);
+  }
+
+  /** Waits for every one-round-trip statement in flight (and for what they send back). */
+  async #drainFast(): Promise<void> {
+    for (let f = this.#inFlight.shift(); f !== undefined; f = this.#inFlight.shift())
+      await this.#afterFast(await f.done);
+  }
+
+  /**
+   * A one-round-trip statement came back unanswered (a row changed, an id was in its stream
+   * already): every later one in flight is waited for, then each goes through the
+   * read-then-write path in order (a later one on the same stream failed its version check
+   * too, so a stream's writes keep their order).
+   */
+  async #afterFast(unanswered: PendingWrite[] | undefined): Promise<void> {
+    if (unanswered === undefined) return;
+    const again = [unanswered];
+    for (let f = this.#inFlight.shift(); f !== undefined; f = this.#inFlight.shift()) {
+      const more = await f.done;
+      if (more !== undefined) again.push(more);
+    }
+    for (const writes of again) await this.#readThenWrite(writes);
   }
 
   #failAll(writes: readonly PendingWrite[], err: unknown): void {
@@ -297,14 +353,18 @@ export class PostgresStore implements StreamStore {
    * The one-round-trip write: every write is an append of events to a stream whose row is
    * cached, each decided (shared rules) as a plain write on that row; one statement
    * (`chorus.write_appends`, its own transaction) checks the rows' versions, takes the
-   * positions and inserts. False (nothing written) when the batch does not qualify, or a row
-   * changed, or an event id is in its stream already (a retry: the slow path answers it).
+   * positions and inserts. Undefined (nothing sent) when the batch does not qualify. The
+   * statement goes out on the writer connection, behind any still in flight (FAST_IN_FLIGHT):
+   * while PostgreSQL runs one, the next batch is decided and sent, and the answers to the
+   * previous one go back to the clients. The cached rows are moved on at once (version + 1),
+   * so the next batch is decided on them; a statement that fails its check leaves them
+   * stale, and the next one on those streams fails its check too.
    */
-  async #writeOnKnownRows(writes: readonly PendingWrite[]): Promise<boolean> {
+  async #sendOnKnownRows(writes: PendingWrite[]): Promise<FastWrite | undefined> {
     for (const { op } of writes) {
       if (op.kind !== "append" || op.events.length === 0 || !this.#rows.has(op.streamId))
-        return false;
-      if (targetOfMetadataStream(op.streamId) !== undefined) return false;
+        return undefined;
+      if (targetOfMetadataStream(op.streamId) !== undefined) return undefined;
     }
     const batch = new Batch(
       {
@@ -323,55 +383,91 @@ export class PostgresStore implements StreamStore {
       try {
         result = await batch.decide(op);
       } catch {
-        return false;
+        return undefined;
       }
-      if (!result.ok || batch.events.length === before) return false;
+      if (!result.ok || batch.events.length === before) return undefined;
       results.push(result);
     }
-    const streams = [...batch.changedStreams];
-    const events = batch.events;
-    const sql = this.#sql as Sql;
-    let first: number;
+    let writer: ReservedSql;
     try {
-      const [row] = await sql<{ first: number }[]>`SELECT chorus.write_appends(
-        ${streams.map(([id]) => id)}::text[],
-        ${streams.map(([id]) => (this.#rows.get(id) as CachedRow).version)}::int8[],
-        ${streams.map(([, r]) => r.last)}::int8[],
-        ${streams.map(([, r]) => r.lastPosition)}::int8[],
+      writer = await this.#writerConnection();
+    } catch (err) {
+      this.#failAll(writes, err);
+      return { done: Promise.resolve(undefined), finished: true };
+    }
+    const streams = [...batch.changedStreams].map(([id, row]) => ({
+      id,
+      row,
+      version: (this.#rows.get(id) as CachedRow).version,
+    }));
+    for (const { id, row, version } of streams)
+      this.#remember(id, { ...row, version: version + 1 });
+    const events = batch.events;
+    const statement = writer<{ first: number }[]>`SELECT chorus.write_appends(
+        ${streams.map((x) => x.id)}::text[], ${streams.map((x) => x.version)}::int8[],
+        ${streams.map((x) => x.row.last)}::int8[], ${streams.map((x) => x.row.lastPosition)}::int8[],
         ${events.map((e) => e.position)}::int8[], ${events.map((e) => e.streamId)}::text[],
         ${events.map((e) => e.revision)}::int8[], ${events.map((e) => e.id)}::uuid[],
-        ${events.map((e) => e.type)}::text[], ${sql.array(
+        ${events.map((e) => e.type)}::text[], ${writer.array(
           events.map((e) => e.isJson),
           BOOL,
         )}::bool[],
-        ${sql.array(
+        ${writer.array(
           events.map((e) => bytes(e.data)),
           BYTEA,
         )}::bytea[],
-        ${sql.array(
+        ${writer.array(
           events.map((e) => bytes(e.metadata)),
           BYTEA,
         )}::bytea[],
-        ${events.map((e) => e.createdMs)}::int8[]) AS first`;
-      first = (row as { first: number }).first;
+        ${events.map((e) => e.createdMs)}::int8[]) AS first`.execute();
+    const done = statement.then(
+      ([row]) => {
+        const first = (row as { first: number }).first;
+        for (const { id, row: r, version } of streams) {
+          const now = this.#rows.get(id);
+          if (now?.version === version + 1)
+            this.#remember(id, { ...now, lastPosition: first + r.lastPosition });
+        }
+        this.#setCommit(first + batch.nextPosition);
+        writes.forEach((w, i) => {
+          const r = results[i] as WriteResult & { ok: true };
+          w.resolve({ ...r, position: first + r.position });
+        });
+        return undefined;
+      },
+      (err: unknown) => {
+        for (const { id } of streams) this.#rows.delete(id);
+        const code = (err as { code?: unknown }).code;
+        if (code === "CH001" || code === "23505") return writes;
+        this.#dropWriter(writer);
+        this.#failAll(writes, err);
+        return undefined;
+      },
+    );
+    const fast: FastWrite = { done, finished: false };
+    void done.finally(() => (fast.finished = true));
+    return fast;
+  }
+
+  /** The connection one-round-trip statements go out on, in order (reserved at first use). */
+  async #writerConnection(): Promise<ReservedSql> {
+    this.#writer ??= (this.#sql as Sql).reserve();
+    try {
+      return await this.#writer;
     } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (code === "CH001" || code === "23505") {
-        for (const [id] of streams) this.#rows.delete(id);
-        return false;
-      }
+      this.#writer = undefined;
       throw err;
     }
-    for (const [id, r] of streams) {
-      const version = (this.#rows.get(id) as CachedRow).version + 1;
-      this.#remember(id, { ...r, lastPosition: first + r.lastPosition, version });
-    }
-    this.#setCommit(first + batch.nextPosition);
-    writes.forEach((w, i) => {
-      const r = results[i] as WriteResult & { ok: true };
-      w.resolve({ ...r, position: first + r.position });
+  }
+
+  /** A writer connection that failed is given back; the next statement reserves another. */
+  #dropWriter(writer: ReservedSql): void {
+    const current = this.#writer;
+    this.#writer = undefined;
+    void current?.then((c) => {
+      if (c === writer) c.release();
     });
-    return true;
   }
 
   #remember(streamId: string, row: CachedRow): void {
