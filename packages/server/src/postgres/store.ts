@@ -54,8 +54,13 @@ export const COMMIT_CHANNEL = "chorus_commit";
 const DEFAULT_POLL_INTERVAL_MS = 1_000;
 const DEFAULT_MAX_CONNECTIONS = 10;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** At most this many writes go into one transaction; the rest wait for the next. */
-const MAX_BATCH_WRITES = 1_000;
+/**
+ * At most this many writes go into one transaction; the rest go into the next. Smaller
+ * batches with several in flight (FAST_IN_FLIGHT) keep the client, the instance and
+ * PostgreSQL busy at once instead of in turn: 1,000 x 2 -> 128 x 3 gave append-pipelined
+ * +17% (and 128 x 3 beat 64 x 4), medians of 3, same run.
+ */
+const MAX_BATCH_WRITES = 128;
 /** ... and at most about this many bytes of event data and metadata. */
 const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 /** Rows per INSERT statement (a large append is inserted in several, in one transaction). */
@@ -101,7 +106,7 @@ type CachedRow = StreamRow & { readonly version: number };
 const MAX_CACHED_STREAMS = 100_000;
 
 /** One-round-trip statements in flight at once on the writer connection. */
-const FAST_IN_FLIGHT = 2;
+const FAST_IN_FLIGHT = 3;
 
 /** A one-round-trip statement in flight: settles to the writes it did not answer (if any). */
 interface FastWrite {
