@@ -309,6 +309,7 @@ export async function createNode(
   if (database) {
     membership = new DatabaseMembership({
       sql: database.sql,
+      lockSql: database.session(1),
       instanceId,
       selfInfo: () => memberInfo(ctx),
       heartbeatIntervalMs: options.gossipIntervalMs,
@@ -319,6 +320,7 @@ export async function createNode(
       await membership.start();
     } catch (err) {
       native.beginShutdown();
+      await membership.close().catch(() => undefined);
       await Promise.all(listeners.map((l) => closeServer(l.server)));
       await openedStore.close().catch(() => undefined);
       state = "Shutdown";

@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from "vitest";
 const support = postgresSupport();
 const CLIENT_OPTIONS =
   "reconnectionDelay=20&discoverDelay=20&maxDiscoverAttempts=1000&maxReconnections=10000" +
-  "&operationTimeout=60000&maxRetries=1000";
+  "&operationTimeout=60000&maxRetries=1000&queueTimeout=60000";
 
 let primary: TestPostgresPrimary | undefined;
 let standby: TestPostgresStandby | undefined;
@@ -36,11 +36,13 @@ describe.skipIf(!support.ok && !process.env.CI)("a PostgreSQL failover under the
       `${standby.host}:${standby.port}${single.pathname}?target_session_attrs=read-write`;
     const nodes: TestNode[] = [];
     for (let i = 0; i < 2; i++) nodes.push(await startNode({ databaseUrl: url }));
+    let stopWriters = async (): Promise<void> => undefined;
     const client = new ChorusClient(
       `chorus+discover://${nodes.map((n) => n.httpEndpoint).join(",")}?${CLIENT_OPTIONS}`,
     );
     try {
       const acknowledged: string[] = [];
+      const failures: unknown[] = [];
       let stop = false;
       const writers = Array.from({ length: 4 }, async (_, w) => {
         for (let i = 0; i < 2_000 && !stop; i++) {
@@ -48,18 +50,26 @@ describe.skipIf(!support.ok && !process.env.CI)("a PostgreSQL failover under the
           await client.appendToStream(`ticks-${w}`, e, { expectedVersion: "any" });
           acknowledged.push(e.id);
         }
-      });
+      }).map((p) => p.catch((err: unknown) => void failures.push(err)));
+      stopWriters = async () => {
+        stop = true;
+        await Promise.all(writers);
+      };
       await waitFor(() => acknowledged.length >= 200, { timeoutMs: 20_000 });
 
       await primary.kill();
       const atKill = acknowledged.length;
       await standby.promote();
       await waitFor(() => acknowledged.length >= atKill + 200, {
-        timeoutMs: 60_000,
+        timeoutMs: 45_000,
         message: "writes to go on once the standby was promoted",
+      }).catch((err: unknown) => {
+        // What the instances said, to tell a slow promotion from instances that did not follow.
+        const said = nodes.map((n, i) => `instance ${i}:\n${n.output().slice(-3000)}`).join("\n");
+        throw new Error(`${String(err)}; acknowledged ${acknowledged.length}\n${said}`);
       });
-      stop = true;
-      await Promise.all(writers);
+      await stopWriters();
+      expect(failures).toEqual([]);
 
       const stored = new Set<string>();
       for (let w = 0; w < 4; w++) {
@@ -69,8 +79,9 @@ describe.skipIf(!support.ok && !process.env.CI)("a PostgreSQL failover under the
       const lost = acknowledged.filter((id) => !stored.has(id));
       expect(lost).toEqual([]);
     } finally {
+      await stopWriters();
       await client.close();
       await Promise.all(nodes.map((n) => n.stop()));
     }
-  });
+  }, 120_000);
 });

@@ -56,12 +56,13 @@ describe.skipIf(!support.ok && !process.env.CI)(
         const sub = consumerClient.persistentSubscriptions.subscribe("orders", "billing", {
           bufferSize: 20,
         });
+        let consumerError: unknown;
         const consuming = (async () => {
           for await (const e of sub) {
             handed.set(e.event.id, (handed.get(e.event.id) ?? 0) + 1);
             void sub.ack(e);
           }
-        })();
+        })().catch((err: unknown) => (consumerError = err));
 
         const written: string[] = [];
         const write = async (n: number): Promise<void> => {
@@ -88,6 +89,7 @@ describe.skipIf(!support.ok && !process.env.CI)(
         expect(twice).toEqual([]);
         await sub.unsubscribe();
         await consuming;
+        expect(consumerError).toBeUndefined();
       } finally {
         await Promise.all([admin, consumerClient, writer].map((c) => c.close()));
         await Promise.all(nodes.map((n) => n.stop()));

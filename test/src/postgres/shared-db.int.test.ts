@@ -211,10 +211,11 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
     const url = await pg.createDatabase();
     const nodes = await startInstances(url, 3);
     const client = new ChorusClient(seeds(nodes));
+    let stop = false;
+    let writing: Promise<void> = Promise.resolve();
     try {
       const acknowledged: string[] = [];
-      let stop = false;
-      const writing = (async () => {
+      writing = (async () => {
         for (let i = 0; i < 5_000 && !stop; i++) {
           const e = jsonEvent({ type: "Tick", data: { i } });
           await client.appendToStream("ticks", e, { expectedVersion: "any" });
@@ -240,6 +241,8 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
       expect(stored.slice(0, acknowledged.length)).toEqual(acknowledged);
       expect(stored.length).toBeLessThanOrEqual(acknowledged.length + 1); // at most the one in flight
     } finally {
+      stop = true;
+      await writing.catch(() => undefined);
       await client.close();
       await Promise.all(nodes.map((n) => n.stop()));
     }

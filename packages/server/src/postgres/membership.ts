@@ -14,7 +14,7 @@
  *   consumer with NOT_LEADER naming the holder, and the client moves there.
  */
 import type { Logger } from "pino";
-import type { ReservedSql, Sql } from "postgres";
+import type { Sql } from "postgres";
 import type {
   ClusterView,
   GossipDocument,
@@ -33,6 +33,8 @@ const HEARTBEAT_TIMEOUT_MS = 2_000;
 
 export interface MembershipOptions {
   readonly sql: Sql;
+  /** A pool of one connection of its own for the persistent lock (ended by close()). */
+  readonly lockSql: Sql;
   readonly instanceId: string;
   /** This instance's gossip record (state, endpoints, positions), as the HTTP API builds it. */
   readonly selfInfo: () => MemberInfo;
@@ -57,8 +59,8 @@ export class DatabaseMembership {
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
   #closed = false;
-  /** The connection holding the persistent lock, and its backend pid, while held. */
-  #lock: { conn: ReservedSql; pid: number } | undefined;
+  /** The backend pid of the lock connection's session that holds the persistent lock. */
+  #lock: { pid: number } | undefined;
   /** Bumped on every acquisition: the persistent service's "epoch". */
   #lockTerm = 0;
 
@@ -105,6 +107,7 @@ export class DatabaseMembership {
     clearInterval(this.#timer);
     await this.#beating;
     await this.#releaseLock();
+    await this.#o.lockSql.end({ timeout: 2 }).catch(() => undefined);
     try {
       await this.#o.sql`DELETE FROM chorus.members WHERE instance_id = ${this.#o.instanceId}`;
     } catch (err) {
@@ -198,13 +201,18 @@ export class DatabaseMembership {
     }
   }
 
-  /** Checks the held lock (same backend) or tries to take it. */
+  /**
+   * Checks the held lock (the lock connection's session is the same backend) or tries to take
+   * it. The lock connection is a pool of one: after a lost connection it reconnects to a new
+   * session, which does not hold the lock, and the pid check says so.
+   */
   async #keepOrTakeLock(): Promise<void> {
+    const sql = this.#o.lockSql;
     const lock = this.#lock;
     if (lock !== undefined) {
       try {
         const [row] = await withTimeout(
-          lock.conn<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`,
+          sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`,
           HEARTBEAT_TIMEOUT_MS,
         );
         if (row?.pid === lock.pid) return;
@@ -215,44 +223,40 @@ export class DatabaseMembership {
       await this.#releaseLock();
       return;
     }
-    let conn: ReservedSql | undefined;
     try {
-      conn = await withTimeout(this.#o.sql.reserve(), HEARTBEAT_TIMEOUT_MS);
       const [row] = await withTimeout(
-        conn<
+        sql<
           { locked: boolean; pid: number }[]
         >`SELECT pg_try_advisory_lock(${PERSISTENT_LOCK}) AS locked, pg_backend_pid() AS pid`,
         HEARTBEAT_TIMEOUT_MS,
       );
-      if (row?.locked === true && !this.#closed) {
-        this.#lock = { conn, pid: row.pid };
-        this.#lockTerm++;
-        this.#o.logger.info("serving the persistent subscription groups");
+      if (row?.locked !== true) return;
+      if (this.#closed) {
+        await sql`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`;
         return;
       }
-      if (row?.locked === true) await conn`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`;
+      this.#lock = { pid: row.pid };
+      this.#lockTerm++;
+      this.#o.logger.info("serving the persistent subscription groups");
     } catch (err) {
       this.#o.logger.debug(
         { err: describeDatabaseError(err) },
         "could not try the persistent subscription lock",
       );
     }
-    conn?.release();
   }
 
   async #releaseLock(): Promise<void> {
-    const lock = this.#lock;
-    if (lock === undefined) return;
+    if (this.#lock === undefined) return;
     this.#lock = undefined;
     try {
       await withTimeout(
-        lock.conn`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`,
+        this.#o.lockSql`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`,
         HEARTBEAT_TIMEOUT_MS,
       );
     } catch {
       // the lock went with its session
     }
-    lock.conn.release();
   }
 
   /** The persistent service's epoch: changes whenever this instance (re)takes the lock. */

@@ -15,7 +15,7 @@
  * instances, and by a poll (the fallback when notifications are lost with a connection).
  */
 import type { Logger } from "pino";
-import postgres, { type ReservedSql, type Sql, type TransactionSql } from "postgres";
+import postgres, { type Options, type Sql, type TransactionSql } from "postgres";
 import { invalid } from "../streams/errors.js";
 import { targetOfMetadataStream } from "../streams/metadata.js";
 import {
@@ -54,6 +54,8 @@ export const COMMIT_CHANNEL = "chorus_commit";
 const DEFAULT_POLL_INTERVAL_MS = 1_000;
 const DEFAULT_MAX_CONNECTIONS = 10;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** The longest wait between attempts to reconnect to the database. */
+const MAX_RECONNECT_DELAY_MS = 1_000;
 /**
  * At most this many writes go into one transaction; the rest go into the next. Smaller
  * batches with several in flight (FAST_IN_FLIGHT) keep the client, the instance and
@@ -162,7 +164,11 @@ export class PostgresStore implements StreamStore {
   readonly #rows = new Map<string, CachedRow>();
   /** One-round-trip statements sent and not yet answered, oldest first. */
   readonly #inFlight: FastWrite[] = [];
-  #writer: Promise<ReservedSql> | undefined;
+  /**
+   * A pool of one connection for the one-round-trip statements: one connection keeps them in
+   * order; a pool (not a reserved connection of the main pool) reconnects by itself.
+   */
+  #writer: Sql | undefined;
   /** Wakes the write loop while it waits for a statement in flight. */
   #wake: (() => void) | undefined;
 
@@ -177,6 +183,27 @@ export class PostgresStore implements StreamStore {
     return this.#sql;
   }
 
+  /**
+   * A new pool of `max` connections to the database with this store's settings (the
+   * membership's lock takes one of its own). The caller ends it.
+   */
+  session(max: number): Sql {
+    const connectTimeoutMs = this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const options: Options<{ int8: typeof INT8 }> = {
+      max,
+      connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
+      // Connections live as long as the pool: a session-level lock must not lapse with them.
+      max_lifetime: null,
+      onnotice: () => undefined,
+      types: { int8: INT8 },
+      connection: { application_name: "chorus-server" },
+      // Reconnect attempts (seconds): the driver's default grows to 20 s between attempts,
+      // which would keep an instance out of service that long after a failover completed.
+      backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_MS / 1000),
+    };
+    return postgres(this.#o.url, options);
+  }
+
   /** The URL without its password, for messages and logs. */
   get where(): string {
     return redactDatabaseUrl(this.#o.url);
@@ -184,17 +211,15 @@ export class PostgresStore implements StreamStore {
 
   async open(): Promise<void> {
     if (this.#state !== "new") throw new Error("the store was opened already");
-    const connectTimeoutMs = this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const sql = postgres(this.#o.url, {
-      max: this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-      connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
-      onnotice: () => undefined,
-      types: { int8: INT8 },
-      connection: { application_name: "chorus-server" },
-    });
+    const sql = this.session(this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     this.#sql = sql;
+    const writer = this.session(1);
+    this.#writer = writer;
     try {
       await migrate(sql);
+      // The driver learns the array types on a connection's first query; the one-round-trip
+      // statements pass arrays of them.
+      await writer`SELECT 1`;
       this.#setCommit(await this.#readHead(sql));
       const listener = await sql.listen(
         COMMIT_CHANNEL,
@@ -208,7 +233,9 @@ export class PostgresStore implements StreamStore {
       this.#unlisten = () => listener.unlisten();
     } catch (err) {
       await sql.end({ timeout: 0 }).catch(() => undefined);
+      await writer.end({ timeout: 0 }).catch(() => undefined);
       this.#sql = undefined;
+      this.#writer = undefined;
       this.#state = "closed";
       throw new Error(`cannot use the database ${this.where}: ${describeDatabaseError(err)}`, {
         cause: err,
@@ -231,9 +258,8 @@ export class PostgresStore implements StreamStore {
     clearInterval(this.#poll);
     // Writes already queued are finished; new ones are refused (assertOpen).
     while (this.#writing !== undefined) await this.#writing;
-    const writer = this.#writer;
+    await this.#writer?.end({ timeout: 5 });
     this.#writer = undefined;
-    await writer?.then((c) => c.release()).catch(() => undefined);
     await this.#unlisten?.().catch(() => undefined);
     await this.#sql?.end({ timeout: 5 });
     this.#state = "closed";
@@ -393,13 +419,7 @@ export class PostgresStore implements StreamStore {
       if (!result.ok || batch.events.length === before) return undefined;
       results.push(result);
     }
-    let writer: ReservedSql;
-    try {
-      writer = await this.#writerConnection();
-    } catch (err) {
-      this.#failAll(writes, err);
-      return { done: Promise.resolve(undefined), finished: true };
-    }
+    const writer = this.#writer as Sql;
     const streams = [...batch.changedStreams].map(([id, row]) => ({
       id,
       row,
@@ -445,7 +465,6 @@ export class PostgresStore implements StreamStore {
         for (const { id } of streams) this.#rows.delete(id);
         const code = (err as { code?: unknown }).code;
         if (code === "CH001" || code === "23505") return writes;
-        this.#dropWriter(writer);
         this.#failAll(writes, err);
         return undefined;
       },
@@ -453,26 +472,6 @@ export class PostgresStore implements StreamStore {
     const fast: FastWrite = { done, finished: false };
     void done.finally(() => (fast.finished = true));
     return fast;
-  }
-
-  /** The connection one-round-trip statements go out on, in order (reserved at first use). */
-  async #writerConnection(): Promise<ReservedSql> {
-    this.#writer ??= (this.#sql as Sql).reserve();
-    try {
-      return await this.#writer;
-    } catch (err) {
-      this.#writer = undefined;
-      throw err;
-    }
-  }
-
-  /** A writer connection that failed is given back; the next statement reserves another. */
-  #dropWriter(writer: ReservedSql): void {
-    const current = this.#writer;
-    this.#writer = undefined;
-    void current?.then((c) => {
-      if (c === writer) c.release();
-    });
   }
 
   #remember(streamId: string, row: CachedRow): void {
