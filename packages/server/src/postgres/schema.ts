@@ -37,7 +37,7 @@ const MIGRATIONS: readonly string[] = [
     last_position bigint NOT NULL,
     tombstoned boolean NOT NULL DEFAULT false,
     meta text,
-    version bigint NOT NULL DEFAULT 0
+    version bigint NOT NULL
   );
   CREATE TABLE chorus.events (
     position bigint PRIMARY KEY,
@@ -59,9 +59,11 @@ const MIGRATIONS: readonly string[] = [
   );
   -- The one-round-trip write of store.ts: appends decided on cached stream rows. Each
   -- stream row must still be at the version the decisions saw (else SQLSTATE CH001, and the
-  -- writer decides again on fresh rows); the head is locked first, as in every write.
+  -- writer decides again on fresh rows); the head is locked first, as in every write. A
+  -- version is a random token the writer draws for each change, never a counter: two
+  -- instances that change a row from the same state must not arrive at the same version.
   CREATE FUNCTION chorus.write_appends(
-    s_id text[], s_version int8[], s_last int8[], s_last_off int8[],
+    s_id text[], s_version int8[], s_new_version int8[], s_last int8[], s_last_off int8[],
     e_off int8[], e_stream text[], e_rev int8[], e_id uuid[], e_type text[], e_json bool[],
     e_data bytea[], e_meta bytea[], e_created int8[]
   ) RETURNS int8 LANGUAGE plpgsql AS $fn$
@@ -73,8 +75,9 @@ const MIGRATIONS: readonly string[] = [
     UPDATE chorus.head SET next_position = next_position + total WHERE id = 1
       RETURNING next_position - total INTO first;
     UPDATE chorus.streams s
-      SET last_revision = u.last, last_position = first + u.off, version = s.version + 1
-      FROM unnest(s_id, s_version, s_last, s_last_off) AS u(id, ver, last, off)
+      SET last_revision = u.last, last_position = first + u.off, version = u.newver
+      FROM unnest(s_id, s_version, s_new_version, s_last, s_last_off)
+        AS u(id, ver, newver, last, off)
       WHERE s.stream_id = u.id AND s.version = u.ver;
     GET DIAGNOSTICS changed = ROW_COUNT;
     IF changed <> cardinality(s_id) THEN

@@ -14,6 +14,7 @@
  * the committed head: moved by its own commits, by `chorus_commit` notifications from other
  * instances, and by a poll (the fallback when notifications are lost with a connection).
  */
+import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import postgres, { type Options, type Sql, type TransactionSql } from "postgres";
 import { invalid } from "../streams/errors.js";
@@ -101,8 +102,19 @@ interface StreamRowDb {
   version: number;
 }
 
-/** A stream row as this instance last saw it, with the row's version (bumped on every change). */
+/**
+ * A stream row as this instance last saw it, with the row's version: a random token the
+ * writer of each change draws (`newVersion`), so that two instances changing a row from the
+ * same state never arrive at the same version (a counter would let a decision made on one
+ * instance's change pass the check against another's).
+ */
 type CachedRow = StreamRow & { readonly version: number };
+
+/** `n` fresh row versions: random, 48 bits each (safe as JS numbers and as int8). */
+function newVersions(n: number): number[] {
+  const bytes = randomBytes(6 * n);
+  return Array.from({ length: n }, (_, i) => bytes.readUIntBE(6 * i, 6));
+}
 
 /** Stream rows kept for the one-round-trip write (the oldest are forgotten beyond this). */
 const MAX_CACHED_STREAMS = 100_000;
@@ -387,7 +399,7 @@ export class PostgresStore implements StreamStore {
    * positions and inserts. Undefined (nothing sent) when the batch does not qualify. The
    * statement goes out on the writer connection, behind any still in flight (FAST_IN_FLIGHT):
    * while PostgreSQL runs one, the next batch is decided and sent, and the answers to the
-   * previous one go back to the clients. The cached rows are moved on at once (version + 1),
+   * previous one go back to the clients. The cached rows are moved on at once (a new version),
    * so the next batch is decided on them; a statement that fails its check leaves them
    * stale, and the next one on those streams fails its check too.
    */
@@ -420,16 +432,18 @@ export class PostgresStore implements StreamStore {
       results.push(result);
     }
     const writer = this.#writer as Sql;
-    const streams = [...batch.changedStreams].map(([id, row]) => ({
+    const next = newVersions(batch.changedStreams.size);
+    const streams = [...batch.changedStreams].map(([id, row], i) => ({
       id,
       row,
       version: (this.#rows.get(id) as CachedRow).version,
+      next: next[i] as number,
     }));
-    for (const { id, row, version } of streams)
-      this.#remember(id, { ...row, version: version + 1 });
+    for (const { id, row, next } of streams) this.#remember(id, { ...row, version: next });
     const events = batch.events;
     const statement = writer<{ first: number }[]>`SELECT chorus.write_appends(
         ${streams.map((x) => x.id)}::text[], ${streams.map((x) => x.version)}::int8[],
+        ${streams.map((x) => x.next)}::int8[],
         ${streams.map((x) => x.row.last)}::int8[], ${streams.map((x) => x.row.lastPosition)}::int8[],
         ${events.map((e) => e.position)}::int8[], ${events.map((e) => e.streamId)}::text[],
         ${events.map((e) => e.revision)}::int8[], ${events.map((e) => e.id)}::uuid[],
@@ -449,9 +463,9 @@ export class PostgresStore implements StreamStore {
     const done = statement.then(
       ([row]) => {
         const first = (row as { first: number }).first;
-        for (const { id, row: r, version } of streams) {
+        for (const { id, row: r, next } of streams) {
           const now = this.#rows.get(id);
-          if (now?.version === version + 1)
+          if (now?.version === next)
             this.#remember(id, { ...now, lastPosition: first + r.lastPosition });
         }
         this.#setCommit(first + batch.nextPosition);
@@ -491,6 +505,7 @@ export class PostgresStore implements StreamStore {
     let head: number;
     let loaded: StreamRowDb[] = [];
     let changed = new Map<string, StreamRow>();
+    const versions = new Map<string, number>();
     try {
       head = await sql.begin(async (tx) => {
         const [[h], rows, hits] = await Promise.all([
@@ -522,10 +537,12 @@ export class PostgresStore implements StreamStore {
           }
         }
         changed = batch.changedStreams;
+        const next = newVersions(changed.size);
+        [...changed.keys()].forEach((id, i) => versions.set(id, next[i] as number));
         if (batch.changedStreams.size === 0 && batch.events.length === 0) return this.#commit;
         await Promise.all([
           ...insertEvents(tx, batch),
-          upsertStreams(tx, batch.changedStreams),
+          upsertStreams(tx, batch.changedStreams, versions),
           tx`UPDATE chorus.head SET next_position = ${batch.nextPosition} WHERE id = 1`,
           tx`SELECT pg_notify(${COMMIT_CHANNEL}, ${String(batch.nextPosition)})`,
         ]);
@@ -536,13 +553,10 @@ export class PostgresStore implements StreamStore {
       this.#failAll(writes, err);
       return;
     }
-    // The rows as they are now (a changed row's version was bumped; a new one starts at 0).
-    const versions = new Map(loaded.map((r) => [r.stream_id, r.version]));
+    // The rows as they are now: as read, or as written with their new versions.
     for (const r of loaded) this.#remember(r.stream_id, { ...toStreamRow(r), version: r.version });
-    for (const [id, row] of changed) {
-      const before = versions.get(id);
-      this.#remember(id, { ...row, version: before === undefined ? 0 : before + 1 });
-    }
+    for (const [id, row] of changed)
+      this.#remember(id, { ...row, version: versions.get(id) as number });
     this.#setCommit(head);
     writes.forEach((w, i) => {
       const o = outcomes[i];
@@ -834,21 +848,24 @@ function insertEvents(tx: TransactionSql, batch: Batch): Array<Promise<unknown>>
   return out;
 }
 
+/** Writes the changed stream rows, each with its new version (`versions`, by stream). */
 function upsertStreams(
   tx: TransactionSql,
   changed: ReadonlyMap<string, StreamRow>,
+  versions: ReadonlyMap<string, number>,
 ): Promise<unknown> {
   const names = [...changed.keys()];
   const rows = names.map((n) => changed.get(n) as StreamRow);
   return tx`
-    INSERT INTO chorus.streams (stream_id, last_revision, last_position, tombstoned, meta)
+    INSERT INTO chorus.streams (stream_id, last_revision, last_position, tombstoned, meta, version)
     SELECT * FROM unnest(${names}::text[], ${rows.map((r) => r.last)}::int8[],
       ${rows.map((r) => r.lastPosition)}::int8[], ${tx.array(
         rows.map((r) => r.tombstoned),
         BOOL,
       )}::bool[],
-      ${rows.map((r) => (r.meta === null ? null : JSON.stringify(r.meta)))}::text[])
+      ${rows.map((r) => (r.meta === null ? null : JSON.stringify(r.meta)))}::text[],
+      ${names.map((n) => versions.get(n) as number)}::int8[])
     ON CONFLICT (stream_id) DO UPDATE SET last_revision = EXCLUDED.last_revision,
       last_position = EXCLUDED.last_position, tombstoned = EXCLUDED.tombstoned, meta = EXCLUDED.meta,
-      version = chorus.streams.version + 1`;
+      version = EXCLUDED.version`;
 }
