@@ -37,6 +37,7 @@ import { PersistentSubscriptions } from "./persistent/index.js";
 import type { PersistentSubscription } from "./persistent/subscription.js";
 import { ProcessHold } from "./util/process-hold.js";
 import { abortReason } from "./util/timers.js";
+import { checkOptions } from "./util/options.js";
 
 export interface ChorusClientEvents {
   connected: [node: MemberInfo];
@@ -45,6 +46,8 @@ export interface ChorusClientEvents {
   leaderChanged: [change: { previous?: MemberInfo; current: MemberInfo }];
   closed: [];
 }
+
+const SIGNAL_ONLY: readonly string[] = Object.freeze(["signal"]);
 
 /** @internal replaceable I/O for tests. */
 export type ChorusClientDependencies = ConnectionDependencies;
@@ -137,6 +140,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
    * preference, to a node of that preference too. Resolves with the leader's node.
    */
   async connect(options: { signal?: AbortSignal } = {}): Promise<MemberInfo> {
+    checkOptions("connect", options, SIGNAL_ONLY);
     this.#checkOpen();
     const [leader] = await this.#track(
       Promise.all(this.#connections().map((c) => c.connect(options.signal))),
@@ -146,6 +150,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
 
   /** The cluster's members from a fresh gossip round (the latest known ones if that fails and some are known). */
   async clusterMembers(options: { signal?: AbortSignal } = {}): Promise<MemberInfo[]> {
+    checkOptions("clusterMembers", options, SIGNAL_ONLY);
     this.#checkOpen();
     try {
       return await this.#track(this.#connection.refreshMembers(options.signal));

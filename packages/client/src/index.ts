@@ -37,6 +37,7 @@ export type {
   ReplayParkedOptions,
 } from "./persistent/management.js";
 export type {
+  AckOptions,
   NackAction,
   PersistentEvent,
   PersistentSubscribeOptions,

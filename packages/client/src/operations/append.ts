@@ -5,12 +5,21 @@ import { checkEventData, eventDataToWire, type EventData } from "./events.js";
 import { expectedVersionToWire, normalizeExpectedVersion } from "./expected-version.js";
 import { sendRequest } from "./request.js";
 import { withRetry } from "./retry.js";
+import { optionKeys } from "../util/options.js";
 import { checkOperationOptions, checkStreamName } from "./validate.js";
 
 export interface AppendOptions extends OperationOptions {
   /** Default "any". */
   expectedVersion?: ExpectedVersion;
 }
+
+export const APPEND_OPTION_KEYS = optionKeys<AppendOptions>({
+  credentials: true,
+  timeoutMs: true,
+  signal: true,
+  requireLeader: true,
+  expectedVersion: true,
+});
 
 export interface AppendResult {
   /** Revision of the last event written. */
@@ -31,7 +40,7 @@ export async function appendToStream(
   options: AppendOptions = {},
 ): Promise<AppendResult> {
   checkStreamName(streamId);
-  checkOperationOptions(options);
+  checkOperationOptions("appendToStream", options, APPEND_OPTION_KEYS);
   const list = Array.isArray(events) ? (events as readonly EventData[]) : [events as EventData];
   if (list.length === 0) throw new InvalidArgumentError("appendToStream needs at least one event");
   const ids = new Set<string>();

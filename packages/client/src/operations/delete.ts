@@ -4,6 +4,7 @@ import type { OperationContext } from "./context.js";
 import { expectedVersionToWire, normalizeExpectedVersion } from "./expected-version.js";
 import { sendRequest } from "./request.js";
 import { withRetry } from "./retry.js";
+import { optionKeys } from "../util/options.js";
 import { checkOperationOptions, checkStreamName } from "./validate.js";
 
 export interface DeleteStreamOptions extends OperationOptions {
@@ -12,6 +13,15 @@ export interface DeleteStreamOptions extends OperationOptions {
   /** A hard delete is forever: the stream answers StreamDeletedError afterwards. Default false. */
   hard?: boolean;
 }
+
+const DELETE_OPTION_KEYS = optionKeys<DeleteStreamOptions>({
+  credentials: true,
+  timeoutMs: true,
+  signal: true,
+  requireLeader: true,
+  expectedVersion: true,
+  hard: true,
+});
 
 export interface DeleteResult {
   readonly position: bigint;
@@ -24,7 +34,7 @@ export async function deleteStream(
   options: DeleteStreamOptions = {},
 ): Promise<DeleteResult> {
   checkStreamName(streamId);
-  checkOperationOptions(options);
+  checkOperationOptions("deleteStream", options, DELETE_OPTION_KEYS);
   const expectedVersion = normalizeExpectedVersion(options.expectedVersion ?? "any");
   const frame = {
     deleteStream: {

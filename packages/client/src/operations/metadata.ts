@@ -3,10 +3,11 @@ import { describe } from "../util/describe.js";
 import { InvalidArgumentError, StreamNotFoundError } from "../errors.js";
 import type { ExpectedVersion, OperationOptions } from "../types.js";
 import { appendToStream, type AppendResult } from "./append.js";
+import { optionKeys } from "../util/options.js";
 import type { OperationContext } from "./context.js";
 import { jsonEvent } from "./events.js";
 import { readStream } from "./read.js";
-import { checkStreamName } from "./validate.js";
+import { checkOperationOptions, checkStreamName } from "./validate.js";
 
 /** Stream metadata; the server applies maxCount, maxAgeSec and truncateBefore when reading. */
 export interface StreamMetadata {
@@ -25,6 +26,14 @@ export interface SetStreamMetadataOptions extends OperationOptions {
   /** Expected version of the metadata stream `$$stream`. Default "any". */
   expectedVersion?: ExpectedVersion;
 }
+
+const SET_METADATA_OPTION_KEYS = optionKeys<SetStreamMetadataOptions>({
+  credentials: true,
+  timeoutMs: true,
+  signal: true,
+  requireLeader: true,
+  expectedVersion: true,
+});
 
 export interface StreamMetadataResult {
   readonly streamId: string;
@@ -53,6 +62,7 @@ export async function setStreamMetadata(
   options: SetStreamMetadataOptions = {},
 ): Promise<AppendResult> {
   checkStreamName(streamId);
+  checkOperationOptions("setStreamMetadata", options, SET_METADATA_OPTION_KEYS);
   if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
     throw new InvalidArgumentError("stream metadata must be an object");
   }
@@ -84,6 +94,7 @@ export async function getStreamMetadata(
   options: OperationOptions = {},
 ): Promise<StreamMetadataResult> {
   checkStreamName(streamId);
+  checkOperationOptions("getStreamMetadata", options);
   try {
     for await (const resolved of readStream(ctx, metadataStreamOf(streamId), {
       ...options,

@@ -10,6 +10,7 @@ import { sendRequest } from "../operations/request.js";
 import { withRetry } from "../operations/retry.js";
 import { checkOperationOptions, checkStreamName } from "../operations/validate.js";
 import type { OperationOptions } from "../types.js";
+import { checkOptions, optionKeys } from "../util/options.js";
 
 export type ConsumerStrategy = "RoundRobin" | "DispatchToSingle" | "Pinned";
 
@@ -76,6 +77,34 @@ export interface ReplayParkedOptions extends OperationOptions {
   stopAt?: number;
 }
 
+const SETTING_KEYS = optionKeys<PersistentSubscriptionSettings>({
+  startFrom: true,
+  consumerStrategy: true,
+  messageTimeoutMs: true,
+  maxRetryCount: true,
+  liveBufferSize: true,
+  readBatchSize: true,
+  historyBufferSize: true,
+  checkpointAfterMs: true,
+  minCheckpointCount: true,
+  maxCheckpointCount: true,
+  maxSubscriberCount: true,
+  resolveLinks: true,
+});
+
+/** Settings the contract names and the server does not support yet: refused, not ignored. */
+const UNSUPPORTED_SETTINGS: Readonly<Record<string, string>> = Object.freeze({
+  filter: "persistent subscription groups over $all take every non-system event",
+});
+
+const REPLAY_PARKED_KEYS = optionKeys<ReplayParkedOptions>({
+  credentials: true,
+  timeoutMs: true,
+  signal: true,
+  requireLeader: true,
+  stopAt: true,
+});
+
 const Start = chorus.PersistentSettings.StartKind;
 const Strategy = chorus.PersistentSettings.Strategy;
 const STRATEGIES: Record<ConsumerStrategy, chorus.PersistentSettings.Strategy> = {
@@ -108,20 +137,15 @@ export function checkGroup(group: unknown): string {
 
 /** The wire form of the settings given (unset ones are left to the server). */
 export function settingsToWire(
+  where: string,
   settings: Partial<PersistentSubscriptionSettings>,
 ): chorus.IPersistentSettings {
-  if (typeof settings !== "object" || settings === null)
-    throw new InvalidArgumentError("settings must be an object");
-  const known = new Set<string>([
-    ...INTEGER_SETTINGS,
-    "startFrom",
-    "consumerStrategy",
-    "resolveLinks",
-  ]);
-  for (const key of Object.keys(settings)) {
-    if (!known.has(key))
-      throw new InvalidArgumentError(`unknown persistent subscription setting "${key}"`);
-  }
+  if (settings === undefined)
+    throw new InvalidArgumentError(`${where}: settings must be an object`);
+  checkOptions(where, settings, SETTING_KEYS, {
+    noun: "setting",
+    unsupported: UNSUPPORTED_SETTINGS,
+  });
   const wire: chorus.IPersistentSettings = {};
   const start = settings.startFrom;
   if (start !== undefined) {
@@ -237,7 +261,7 @@ async function manage(
   frame: Parameters<typeof sendRequest>[1],
   doneIfRetried?: new (...args: never[]) => Error,
 ): Promise<Frame> {
-  checkOperationOptions(options);
+  checkOperationOptions(name, options);
   let attempts = 0;
   return withRetry(ctx, { ...options, name, requireLeader: true }, async (session, signal) => {
     attempts++;
@@ -271,7 +295,7 @@ export async function createGroup(
     persistentCreate: {
       streamId: checkSource(streamId),
       group: checkGroup(group),
-      settings: settingsToWire(settings),
+      settings: settingsToWire("persistentSubscriptions.create", settings),
     },
   };
   expectDone(
@@ -298,7 +322,7 @@ export async function updateGroup(
     persistentUpdate: {
       streamId: checkSource(streamId),
       group: checkGroup(group),
-      settings: settingsToWire(settings),
+      settings: settingsToWire("persistentSubscriptions.update", settings),
     },
   };
   expectDone(
@@ -363,6 +387,7 @@ export async function replayParked(
   group: string,
   options: ReplayParkedOptions = {},
 ): Promise<void> {
+  checkOptions("persistentSubscriptions.replayParked", options, REPLAY_PARKED_KEYS);
   const { stopAt, ...rest } = options;
   if (stopAt !== undefined && (!Number.isSafeInteger(stopAt) || stopAt < 1))
     throw new InvalidArgumentError(`stopAt must be a positive integer, got ${String(stopAt)}`);

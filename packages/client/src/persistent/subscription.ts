@@ -19,6 +19,8 @@ import type { Channel } from "../transport/transport.js";
 import { converse, followSignal, runRejoinLoop } from "../subscriptions/rejoin.js";
 import type { Credentials, ResolvedEvent, TimerHandle } from "../types.js";
 import { sleep } from "../util/timers.js";
+import { checkOptions, optionKeys } from "../util/options.js";
+import { checkCredentialKeys } from "../operations/validate.js";
 import { checkGroup, checkSource } from "./management.js";
 
 /** An event of a persistent subscription: how many times it was delivered before. */
@@ -38,6 +40,20 @@ export interface PersistentSubscribeOptions {
   /** Ends the subscription (the iterator throws the signal's reason). */
   signal?: AbortSignal;
 }
+
+const SUBSCRIBE_KEYS = optionKeys<PersistentSubscribeOptions>({
+  bufferSize: true,
+  consumerName: true,
+  credentials: true,
+  signal: true,
+});
+
+/** ack() and nack() take no options yet; the parameter is there so that one is refused, not ignored. */
+export type AckOptions = Readonly<Record<string, never>>;
+
+const NACK_UNSUPPORTED: Readonly<Record<string, string>> = Object.freeze({
+  delayMs: "the server redelivers a retried event as soon as a consumer has room",
+});
 
 export interface PersistentSubscriptionEvents {
   /** Joined the group (the first time). */
@@ -149,6 +165,8 @@ export class PersistentSubscription
     options: PersistentSubscribeOptions = {},
   ) {
     super();
+    checkOptions("persistentSubscriptions.subscribe", options, SUBSCRIBE_KEYS);
+    checkCredentialKeys("persistentSubscriptions.subscribe", options?.credentials);
     this.#ctx = ctx;
     this.streamId = checkSource(streamId);
     this.group = checkGroup(group);
@@ -184,7 +202,13 @@ export class PersistentSubscription
    */
   ack(
     events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+    options?: AckOptions,
   ): Promise<void> {
+    try {
+      checkOptions("PersistentSubscription.ack", options, []);
+    } catch (err) {
+      return handled(err as Error);
+    }
     return this.#settle("ack", "", events);
   }
 
@@ -197,7 +221,13 @@ export class PersistentSubscription
     action: NackAction,
     reason: string,
     events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+    options?: AckOptions,
   ): Promise<void> {
+    try {
+      checkOptions("PersistentSubscription.nack", options, [], { unsupported: NACK_UNSUPPORTED });
+    } catch (err) {
+      return handled(err as Error);
+    }
     if (!(action in NACK_TO_WIRE))
       return handled(
         new InvalidArgumentError(

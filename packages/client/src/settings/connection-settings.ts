@@ -9,6 +9,8 @@ import type {
   Timers,
 } from "../types.js";
 import { silentLogger, systemTimers } from "../util/timers.js";
+import { checkOptions, optionKeys } from "../util/options.js";
+import { CREDENTIAL_KEYS } from "../operations/validate.js";
 import type { RetryBudgetSettings } from "../operations/retry-budget.js";
 import {
   DEFAULT_DISCOVER_DELAY_MS,
@@ -83,6 +85,19 @@ export interface HeartbeatSettings {
   readonly intervalMs: number;
   readonly timeoutMs: number;
 }
+
+const CLUSTER_DNS_KEYS = optionKeys<ClusterDnsOptions>({
+  gossipPort: true,
+  dnsServers: true,
+  srv: true,
+});
+const TLS_KEYS = optionKeys<TlsOptions>({ ca: true, caFile: true, rejectUnauthorized: true });
+const RETRY_BUDGET_KEYS = optionKeys<RetryBudgetOptions>({
+  ratio: true,
+  minRetriesPerSecond: true,
+  windowMs: true,
+});
+const HEARTBEAT_KEYS = optionKeys<HeartbeatSettings>({ intervalMs: true, timeoutMs: true });
 
 const redacted = Symbol.for("nodejs.util.inspect.custom");
 
@@ -259,6 +274,7 @@ export class ConnectionSettingsBuilder {
 
   /** A DNS name whose A/AAAA records (or SRV records with `srv: true`) are the cluster's nodes. */
   withClusterDns(name: string, options: ClusterDnsOptions = {}): this {
+    checkOptions("withClusterDns", options, CLUSTER_DNS_KEYS);
     if (typeof name !== "string" || name.trim() === "" || /[\s/:?#@]/.test(name)) {
       throw new InvalidArgumentError(`withClusterDns: invalid DNS name ${JSON.stringify(name)}`);
     }
@@ -299,6 +315,7 @@ export class ConnectionSettingsBuilder {
   }
 
   withDefaultCredentials(credentials: Credentials): this {
+    checkOptions("withDefaultCredentials", credentials, CREDENTIAL_KEYS, { noun: "key" });
     if (
       !credentials ||
       typeof credentials.username !== "string" ||
@@ -349,6 +366,7 @@ export class ConnectionSettingsBuilder {
    * that fails the operation with the error it would have retried.
    */
   withRetryBudget(options: RetryBudgetOptions = {}): this {
+    checkOptions("withRetryBudget", options, RETRY_BUDGET_KEYS);
     const ratio = options.ratio ?? DEFAULT_RETRY_BUDGET_RATIO;
     if (typeof ratio !== "number" || !(ratio >= 0 && ratio <= 10)) {
       throw new InvalidArgumentError(
@@ -410,6 +428,7 @@ export class ConnectionSettingsBuilder {
   }
 
   withHeartbeat(heartbeat: { intervalMs: number; timeoutMs: number }): this {
+    checkOptions("withHeartbeat", heartbeat, HEARTBEAT_KEYS);
     const intervalMs = positiveMs(heartbeat?.intervalMs, "heartbeat intervalMs");
     const timeoutMs = positiveMs(heartbeat?.timeoutMs, "heartbeat timeoutMs");
     this.#heartbeat = { intervalMs, timeoutMs };
@@ -418,6 +437,7 @@ export class ConnectionSettingsBuilder {
 
   /** wss:// and https:// with these trust options. */
   useTls(options: TlsOptions = {}): this {
+    checkOptions("useTls", options, TLS_KEYS);
     if (
       options.caFile !== undefined &&
       (typeof options.caFile !== "string" || options.caFile === "")

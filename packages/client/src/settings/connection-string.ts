@@ -13,6 +13,7 @@ import {
   DEFAULT_HEARTBEAT_TIMEOUT_MS,
 } from "./defaults.js";
 import { parseEndpoint } from "./endpoint.js";
+import { closestKey } from "../util/options.js";
 
 /** Query keys, lower-cased, and their canonical spelling. */
 const KEYS = [
@@ -150,7 +151,13 @@ export function parseConnectionString(connectionString: string): ConnectionSetti
         rawKey.toLowerCase() === "password",
       );
       const key = KEY_BY_LOWER.get(rawKey.toLowerCase());
-      if (!key) bad(`unknown query key "${rawKey}" (known: ${KEYS.join(", ")})`);
+      if (!key) {
+        const suggestion = closestKey(rawKey, KEYS);
+        bad(
+          `unknown query key "${rawKey}" (known: ${KEYS.join(", ")})` +
+            (suggestion ? `; did you mean "${suggestion}"?` : ""),
+        );
+      }
       if (value === "") bad(`${rawKey} has an empty value`);
       if (seen.has(key) && key !== "dnsServer") bad(`${rawKey} is given more than once`);
       seen.add(key);

@@ -17,6 +17,7 @@ import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
 import type { Channel } from "../transport/transport.js";
 import { converse, followSignal, runRejoinLoop } from "./rejoin.js";
 import type { Credentials, ResolvedEvent } from "../types.js";
+import { optionKeys } from "../util/options.js";
 
 export interface SubscriptionOptionsBase {
   credentials?: Credentials;
@@ -40,6 +41,26 @@ export interface SubscribeToAllOptions extends SubscriptionOptionsBase {
   fromPosition?: "start" | "end" | bigint | number;
   filter?: StreamFilter;
 }
+
+const SUBSCRIPTION_BASE_KEYS = {
+  credentials: true,
+  signal: true,
+  requireLeader: true,
+  resolveLinks: true,
+  bufferSize: true,
+  timeoutMs: true,
+} as const;
+
+const SUBSCRIBE_TO_STREAM_KEYS = optionKeys<SubscribeToStreamOptions>({
+  ...SUBSCRIPTION_BASE_KEYS,
+  fromRevision: true,
+});
+
+const SUBSCRIBE_TO_ALL_KEYS = optionKeys<SubscribeToAllOptions>({
+  ...SUBSCRIPTION_BASE_KEYS,
+  fromPosition: true,
+  filter: true,
+});
 
 export interface SubscriptionEvents {
   /** Every event before the live point has been handed to the application (emitted once). */
@@ -245,8 +266,6 @@ export class Subscription
   async #lastEventPosition(): Promise<bigint | undefined> {
     const opts = {
       direction: "backwards" as const,
-      fromRevision: "end" as const,
-      fromPosition: "end" as const,
       maxCount: 1,
       signal: this.#abort.signal,
       // the same node as the subscription's, so "end" is the end as that node knows it
@@ -257,8 +276,8 @@ export class Subscription
     try {
       const events =
         this.#target.kind === "stream"
-          ? readStream(this.#ctx, this.#target.streamId, opts)
-          : readAll(this.#ctx, opts);
+          ? readStream(this.#ctx, this.#target.streamId, { ...opts, fromRevision: "end" })
+          : readAll(this.#ctx, { ...opts, fromPosition: "end" });
       for await (const e of events)
         return this.#target.kind === "stream" ? e.event.revision : e.event.position;
     } catch (err) {
@@ -359,7 +378,7 @@ export function subscribeToStream(
   options: SubscribeToStreamOptions = {},
 ): Subscription {
   checkStreamName(streamId);
-  checkOperationOptions(options);
+  checkOperationOptions("subscribeToStream", options, SUBSCRIBE_TO_STREAM_KEYS);
   return new Subscription(ctx, { kind: "stream", streamId }, options.fromRevision, options);
 }
 
@@ -367,10 +386,10 @@ export function subscribeToAll(
   ctx: OperationContext,
   options: SubscribeToAllOptions = {},
 ): Subscription {
-  checkOperationOptions(options);
+  checkOperationOptions("subscribeToAll", options, SUBSCRIBE_TO_ALL_KEYS);
   return new Subscription(
     ctx,
-    { kind: "all", filter: filterToWire(options.filter) },
+    { kind: "all", filter: filterToWire("subscribeToAll", options.filter) },
     options.fromPosition,
     options,
   );

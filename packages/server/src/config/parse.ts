@@ -264,6 +264,11 @@ const UNSUPPORTED: Record<string, string> = {
     "--start-standard-projections is not supported: Chorus has no projections",
 };
 
+/** createNode options the design names that this server does not have yet: refused, not ignored. */
+const UNSUPPORTED_NODE_OPTIONS: Readonly<Record<string, string>> = {
+  listen: "a node always opens its ports (use port 0 for free ones)",
+};
+
 export type CommandLine =
   | { readonly kind: "run"; readonly options: NodeOptions }
   | { readonly kind: "help"; readonly text: string }
@@ -569,6 +574,16 @@ export function isLoopback(ip: string): boolean {
  * result. Used by parseConfig and by createNode (the embedded API). Throws ConfigError.
  */
 export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
+  // An unknown key (a misspelling, an option of another version) is refused, never dropped.
+  if (typeof partial !== "object" || partial === null || Array.isArray(partial))
+    throw new ConfigError(`node options must be an object, got ${show(partial)}`);
+  const known = Object.keys(DEFAULT_NODE_OPTIONS);
+  for (const key of Object.keys(partial)) {
+    if (Object.hasOwn(DEFAULT_NODE_OPTIONS, key)) continue;
+    const why = Object.hasOwn(UNSUPPORTED_NODE_OPTIONS, key) && UNSUPPORTED_NODE_OPTIONS[key];
+    if (why) throw new ConfigError(`node option "${key}" is not supported yet: ${why}`);
+    throw new ConfigError(`unknown node option "${key}" (known: ${known.sort().join(", ")})`);
+  }
   const defined = Object.fromEntries(
     Object.entries(partial).filter(([, v]) => v !== undefined),
   ) as Partial<NodeOptions>;

@@ -429,6 +429,25 @@ describe("resolveNodeOptions", () => {
     );
   });
 
+  it.each<[string, unknown, RegExp]>([
+    ["a misspelt key", { memdb: true }, /unknown node option "memdb" \(known: .*memDb/],
+    ["an unknown key", { port: 2113 }, /unknown node option "port"/],
+    ["an unknown key set to undefined", { dbPath: undefined }, /unknown node option "dbPath"/],
+    ["listen (not supported yet)", { listen: false }, /node option "listen" is not supported yet/],
+    ["null", null, /node options must be an object, got null/],
+    ["an array", [], /node options must be an object/],
+  ])("refuses %s with a ConfigError naming it", (_what, partial, message) => {
+    const refuse = () => resolveNodeOptions(partial as Partial<NodeOptions>);
+    expect(refuse).toThrow(ConfigError);
+    expect(refuse).toThrow(message);
+  });
+
+  it("accepts every key of NodeOptions", () => {
+    expect(resolveNodeOptions({ ...DEFAULT_NODE_OPTIONS, memDb: true })).toMatchObject({
+      memDb: true,
+    });
+  });
+
   it.each<[string, boolean]>([
     ["127.0.0.1", true],
     ["127.1.2.3", true],
