@@ -115,4 +115,14 @@ export interface ClusterView {
   /** The epoch fields of this node's gossip record; undefined before the first epoch. */
   epochInfo(): EpochInfo | undefined;
   readonly gossip: GossipEndpoint;
+  /** How often this node's role changed since it started (metrics); absent without elections. */
+  roleChanges?(): RoleChangeCounts;
+}
+
+/** Counts of role changes a cluster role has seen since the node started. */
+export interface RoleChangeCounts {
+  /** Elections this node started as a candidate. */
+  readonly elections: number;
+  /** Times this node learnt of a new leader (itself included). */
+  readonly leaderChanges: number;
 }

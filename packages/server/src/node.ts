@@ -76,7 +76,11 @@ interface Listener {
 }
 
 /** The store the options ask for; a cluster node's replicates its log (autoCommit false). */
-function createStore(options: NodeOptions, logger: Logger): ReplicatedStore {
+function createStore(
+  options: NodeOptions,
+  logger: Logger,
+  onSync: (seconds: number) => void,
+): ReplicatedStore {
   // A cluster moves the commit position itself (consensus); a single node commits on fsync.
   const autoCommit = options.clusterSize <= 1;
   const common = {
@@ -87,7 +91,7 @@ function createStore(options: NodeOptions, logger: Logger): ReplicatedStore {
   };
   return options.memDb
     ? createMemoryStore(common)
-    : createDiskStore({ dir: options.db, ...common });
+    : createDiskStore({ dir: options.db, ...common, onSync });
 }
 
 /** A cluster node's store: the cluster replicates its log, so it must be a ReplicatedLog. */
@@ -187,13 +191,16 @@ export async function createNode(
     extras.store === undefined && !options.memDb && isDatabaseUrl(options.db)
       ? new PostgresStore({ url: options.db, logger })
       : undefined;
-  const store = extras.store ?? database ?? createStore(options, logger);
+  const metrics = new NodeMetrics(() => openedStore);
+  const store =
+    extras.store ??
+    database ??
+    createStore(options, logger, (seconds) => metrics.fsyncDuration.observe(seconds));
   const replicated = clustered ? requireReplicatedLog(store) : undefined;
   const openedStore = await openStore(options, store);
   let cluster: ClusterRole | undefined;
   let membership: DatabaseMembership | undefined;
   const apiStore: { current: StreamStore } = { current: openedStore };
-  const metrics = new NodeMetrics(() => openedStore);
   /** The state gossip and /info show: while running, the cluster role's state. */
   const shownState = (): NodeState => {
     if (state !== "Leader") return state;
@@ -233,6 +240,8 @@ export async function createNode(
       return work;
     },
   };
+
+  metrics.node = ctx;
 
   const extHttp = makeServer(false);
   extHttp.on("request", createExternalHttpHandler(ctx));

@@ -52,6 +52,28 @@ describe("--mem-db voters that restart empty", () => {
     const leader = await cluster.leader({ timeoutMs: 20_000 });
     for (let i = 0; i < 3; i++) if (i !== leader) await waitForState(i, "Follower");
     await appendSome(100);
+
+    // The metrics an operator alerts on: role, epoch, elections, leader changes, append latency.
+    const scrapes = await Promise.all(
+      cluster.nodes.map(async (n) => (await fetch(`http://${n.httpEndpoint}/metrics`)).text()),
+    );
+    const sample = (text: string, key: string): number | undefined => {
+      const line = text.split("\n").find((l) => l.startsWith(`${key} `));
+      return line === undefined ? undefined : Number(line.slice(key.length + 1));
+    };
+    let elections = 0;
+    for (const [i, text] of scrapes.entries()) {
+      const role = i === leader ? "Leader" : "Follower";
+      expect(sample(text, `chorus_node_role{role="${role}"}`), `node ${i}`).toBe(1);
+      expect(sample(text, 'chorus_node_role{role="CatchingUp"}'), `node ${i}`).toBe(0);
+      expect(sample(text, "chorus_epoch"), `node ${i}`).toBeGreaterThanOrEqual(1);
+      expect(sample(text, "chorus_leader_changes_total"), `node ${i}`).toBeGreaterThanOrEqual(1);
+      elections += sample(text, "chorus_elections_total") ?? 0;
+    }
+    expect(elections).toBeGreaterThanOrEqual(1);
+    expect(
+      sample(scrapes[leader]!, 'chorus_append_duration_seconds_count{interface="native"}'),
+    ).toBeGreaterThanOrEqual(100);
   });
 
   it("a restarted follower comes back empty, catches up, and then counts again", async () => {

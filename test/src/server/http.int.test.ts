@@ -78,8 +78,19 @@ describe.each(BACKENDS)("%s", (backend) => {
       const info = (await (await fetch(httpUrl(node, "/info"))).json()) as Record<string, unknown>;
       expect(info).toMatchObject({ instanceId: node.instanceId, state: "Leader", clusterSize: 1 });
       expect(info["version"]).toMatch(/^\d+\.\d+\.\d+/);
-      expect((await post(`m-${randomUUID()}`, [ev(), ev()])).status).toBe(201);
       const scrape = async () => (await fetch(httpUrl(node, "/metrics"))).text();
+      /** The value of one sample (`name{labels}`, exactly as exposed); undefined when absent. */
+      const sample = (text: string, key: string): number | undefined => {
+        const line = text.split("\n").find((l) => l.startsWith(`${key} `));
+        return line === undefined ? undefined : Number(line.slice(key.length + 1));
+      };
+      const appendCount = async () =>
+        sample(await scrape(), 'chorus_append_duration_seconds_count{interface="http"}') ?? 0;
+      const appendsBefore = await appendCount();
+      for (let i = 0; i < 3; i++) {
+        expect((await post(`m-${randomUUID()}`, [ev(), ev()])).status).toBe(201);
+      }
+      expect(await appendCount()).toBe(appendsBefore + 3);
       // On PostgreSQL the store's counts are the database's statistics, refreshed about once a
       // second: they catch up with a write rather than move with it.
       if (backend === "postgres")
@@ -92,6 +103,16 @@ describe.each(BACKENDS)("%s", (backend) => {
       expect(metrics).toMatch(/chorus_store_events [1-9]/);
       expect(metrics).toMatch(/chorus_connections_active/);
       expect(metrics).toMatch(/chorus_subscriptions_active/);
+      expect(sample(metrics, 'chorus_node_role{role="Leader"}')).toBe(1);
+      expect(sample(metrics, 'chorus_node_role{role="Follower"}')).toBe(0);
+      expect(sample(metrics, "chorus_epoch")).toBe(0);
+      expect(sample(metrics, "chorus_elections_total")).toBe(0);
+      expect(sample(metrics, "process_cpu_seconds_total")).toBeGreaterThan(0);
+      expect(sample(metrics, "nodejs_eventloop_lag_seconds")).toBeDefined();
+      // Each metric family is declared once (prom-client refuses a clash when registering, but
+      // the process metrics are shared between nodes: this scrape shows them once).
+      const types = metrics.split("\n").filter((l) => l.startsWith("# TYPE "));
+      expect(new Set(types).size).toBe(types.length);
     });
 
     it("appends, reads, and honours expected versions", async () => {

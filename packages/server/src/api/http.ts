@@ -299,6 +299,20 @@ async function append(
   streamId: string,
   ok: Reply,
 ): Promise<void> {
+  const endTimer = ctx.metrics.appendDuration.startTimer({ interface: "http" });
+  try {
+    await appendBody(ctx, req, streamId, ok);
+  } finally {
+    endTimer();
+  }
+}
+
+async function appendBody(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  streamId: string,
+  ok: Reply,
+): Promise<void> {
   const expected = expectedFromText(header(req, "chorus-expected-version"), streamId);
   const body = await readBody(req, ctx.options.maxFrameBytes);
   let parsed: unknown;

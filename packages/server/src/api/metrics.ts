@@ -1,6 +1,47 @@
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { ClusterView, NodeState, RoleChangeCounts } from "../node-types.js";
 import type { GroupInfo } from "../persistent/group.js";
 import type { StreamStore } from "../streams/types.js";
+
+/** Every state `chorus_node_role` reports, so a dashboard sees a 0 for each state not held. */
+const NODE_STATES: readonly NodeState[] = [
+  "Initializing",
+  "Unknown",
+  "Leader",
+  "Follower",
+  "CatchingUp",
+  "PreReadOnlyReplica",
+  "ReadOnlyReplica",
+  "ShuttingDown",
+  "Shutdown",
+];
+
+/** Latency buckets in seconds, 0.1 ms to 10 s. */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+let processRegistry: Registry | undefined;
+
+/**
+ * prom-client's default metrics (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, ...),
+ * collected once per process: they describe the process, and each collection starts an event
+ * loop delay monitor and a GC observer that prom-client never stops. Both are unref'd, so they
+ * do not keep the process alive. Every node's registry shares these metric objects.
+ */
+function processMetrics(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** What the node-level gauges read at scrape time; node.ts passes its NodeContext. */
+export interface MetricsNodeView {
+  state(): NodeState;
+  cluster(): ClusterView | undefined;
+}
 
 /** The node's Prometheus metrics, in a registry of its own (never the global one). */
 export class NodeMetrics {
@@ -16,11 +57,18 @@ export class NodeMetrics {
   readonly requestErrors: Counter<"interface" | "code">;
   readonly protocolErrors: Counter<"reason">;
   readonly httpRequests: Counter<"method" | "status">;
+  readonly appendDuration: Histogram<"interface">;
+  readonly fsyncDuration: Histogram;
   /** The persistent subscription groups this node serves; set by the native API. */
   persistentGroups: () => readonly GroupInfo[] = () => [];
+  /** The node's state and cluster view; set by node.ts once its context exists. */
+  node: MetricsNodeView | undefined;
 
   constructor(store: () => StreamStore | undefined) {
     const registers = [this.registry];
+    for (const metric of processMetrics().getMetricsAsArray()) {
+      this.registry.registerMetric(metric as unknown as Parameters<Registry["registerMetric"]>[0]);
+    }
     this.appends = new Counter({
       name: "chorus_appends_total",
       help: "Append requests answered",
@@ -84,6 +132,65 @@ export class NodeMetrics {
       labelNames: ["method", "status"],
       registers,
     });
+
+    this.appendDuration = new Histogram({
+      name: "chorus_append_duration_seconds",
+      help: "Time from an append request's arrival to its answer (any result), in seconds",
+      labelNames: ["interface"],
+      buckets: [...LATENCY_BUCKETS],
+      registers,
+    });
+
+    this.fsyncDuration = new Histogram({
+      name: "chorus_fsync_duration_seconds",
+      help: "Time the write loop waited for each log sync (fdatasync) to finish, in seconds",
+      buckets: [...LATENCY_BUCKETS],
+      registers,
+    });
+
+    const node = (): MetricsNodeView | undefined => this.node;
+    new Gauge({
+      name: "chorus_node_role",
+      help: "The node's state: 1 for the state it is in, 0 for the others",
+      labelNames: ["role"],
+      registers,
+      collect() {
+        const n = node();
+        if (!n) return;
+        const current = n.state();
+        for (const role of NODE_STATES) this.set({ role }, role === current ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "chorus_epoch",
+      help: "The cluster's current epoch (term) as this node knows it; 0 for a single node",
+      registers,
+      collect() {
+        this.set(node()?.cluster()?.epoch ?? 0);
+      },
+    });
+    const roleCounter = (name: string, help: string, pick: (c: RoleChangeCounts) => number) => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const counts = node()?.cluster()?.roleChanges?.();
+          this.reset();
+          if (counts) this.inc(pick(counts));
+        },
+      });
+    };
+    roleCounter(
+      "chorus_elections_total",
+      "Elections this node started as a candidate",
+      (c) => c.elections,
+    );
+    roleCounter(
+      "chorus_leader_changes_total",
+      "Times this node saw a new leader (itself included)",
+      (c) => c.leaderChanges,
+    );
 
     const storeGauge = (
       name: string,

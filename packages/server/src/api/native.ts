@@ -547,33 +547,38 @@ class NativeConnection {
     const { store, metrics } = this.#ctx;
     switch (frame.body) {
       case "append": {
-        const req = frame.append ?? {};
-        const streamId = checkStreamName(req.streamId ?? "");
-        const expected = expectedFromWire(req.expected, streamId);
-        // Before the events are checked one by one: an oversized append costs nothing more.
-        checkWireAppendSize(req.events, streamId, this.#ctx.options.maxAppendBytes);
-        const events = eventsFromWire(req.events, streamId);
-        const result = await this.#ctx.track(store.append(streamId, expected, events));
-        if (result.ok) {
-          metrics.appends.inc({ interface: "native", result: "success" });
-          metrics.eventsWritten.inc({ interface: "native" }, events.length);
-          this.#send({
-            correlationId: id,
-            appendResult: {
-              success: {
-                nextExpectedVersion: result.nextExpectedVersion,
-                position: result.position,
+        const endTimer = metrics.appendDuration.startTimer({ interface: "native" });
+        try {
+          const req = frame.append ?? {};
+          const streamId = checkStreamName(req.streamId ?? "");
+          const expected = expectedFromWire(req.expected, streamId);
+          // Before the events are checked one by one: an oversized append costs nothing more.
+          checkWireAppendSize(req.events, streamId, this.#ctx.options.maxAppendBytes);
+          const events = eventsFromWire(req.events, streamId);
+          const result = await this.#ctx.track(store.append(streamId, expected, events));
+          if (result.ok) {
+            metrics.appends.inc({ interface: "native", result: "success" });
+            metrics.eventsWritten.inc({ interface: "native" }, events.length);
+            this.#send({
+              correlationId: id,
+              appendResult: {
+                success: {
+                  nextExpectedVersion: result.nextExpectedVersion,
+                  position: result.position,
+                },
               },
-            },
-          });
-        } else {
-          metrics.appends.inc({ interface: "native", result: "wrong_expected_version" });
-          this.#send({
-            correlationId: id,
-            appendResult: {
-              wrongExpectedVersion: wrongExpectedToWire(expected, result.wrongExpectedVersion),
-            },
-          });
+            });
+          } else {
+            metrics.appends.inc({ interface: "native", result: "wrong_expected_version" });
+            this.#send({
+              correlationId: id,
+              appendResult: {
+                wrongExpectedVersion: wrongExpectedToWire(expected, result.wrongExpectedVersion),
+              },
+            });
+          }
+        } finally {
+          endTimer();
         }
         return;
       }

@@ -47,6 +47,7 @@ import {
   NotLeaderError,
   type ClusterNodeState,
   type Endpoint,
+  type RoleChangeCounts,
   type WriteRefusal,
 } from "../node-types.js";
 import { ConsensusCore } from "./core/raft.js";
@@ -254,6 +255,11 @@ export class ClusterRole {
   private lastReportedDurable = -1;
   private role: Role | "none" = "none";
   private leaderId: NodeId | undefined;
+  /** For metrics: elections started, and (leader, epoch) pairs learnt, since the role started. */
+  private elections = 0;
+  private leaderChanges = 0;
+  private lastElectionEpoch = -1;
+  private lastLeader: { id: NodeId; epoch: number } | undefined;
   private chain: Promise<void> = Promise.resolve();
   /** Steps on `chain` not yet finished; 0 means a new step may start at once. */
   private pendingSteps = 0;
@@ -372,6 +378,11 @@ export class ClusterRole {
 
   get epoch(): number {
     return this.core?.state.epoch ?? 0;
+  }
+
+  /** Elections this node started, and leaders (a leader in an epoch) it learnt of. */
+  roleChanges(): RoleChangeCounts {
+    return { elections: this.elections, leaderChanges: this.leaderChanges };
   }
 
   /** A leader is known and this node is caught up (the leader, a follower or a replica). */
@@ -695,6 +706,17 @@ export class ClusterRole {
                 leaderHttp: undefined,
               }),
             );
+          }
+          if (effect.role === "candidate" && effect.epoch !== this.lastElectionEpoch) {
+            this.lastElectionEpoch = effect.epoch;
+            this.elections++;
+          }
+          if (
+            effect.leaderId !== undefined &&
+            (effect.leaderId !== this.lastLeader?.id || effect.epoch !== this.lastLeader.epoch)
+          ) {
+            this.lastLeader = { id: effect.leaderId, epoch: effect.epoch };
+            this.leaderChanges++;
           }
           this.role = effect.role;
           this.leaderId = effect.leaderId;

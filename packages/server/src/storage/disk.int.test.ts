@@ -69,6 +69,18 @@ describe("disk store durability and recovery", () => {
     expect(b.stats().events).toBe(6);
   });
 
+  it("tells onSync how long each write-loop sync took", async () => {
+    const seconds: number[] = [];
+    const a = await openStore({ onSync: (s) => seconds.push(s) });
+    const synced = a.stats().syncs;
+    for (let i = 0; i < 3; i++) okResult(await a.append("s", { kind: "any" }, events(1)));
+    // One sync per lone append (sequential appends are not grouped), each a duration >= 0.
+    expect(seconds).toHaveLength(a.stats().syncs - synced);
+    expect(seconds.length).toBe(3);
+    for (const s of seconds) expect(s).toBeGreaterThanOrEqual(0);
+    expect(seconds.every((s) => s < 10)).toBe(true);
+  });
+
   it("recovers without close() from the log alone, idempotency included", async () => {
     const a = await openStore({ indexFlush: { flushEntries: 1_000_000, flushEveryMs: 3_600_000 } });
     const batch = events(2);

@@ -60,6 +60,8 @@ export interface DiskStoreOptions {
   /** With a full disk, how often free space is looked for; writes resume then (default 1000). */
   storageFullProbeEveryMs?: number;
   nowMs?: () => number;
+  /** Told how long each log sync (fdatasync) of the write loop took, in seconds. */
+  onSync?: (seconds: number) => void;
 }
 
 export interface MemoryStoreOptions {

@@ -192,6 +192,8 @@ export interface LogStoreOptions {
   storageFullProbeEveryMs?: number;
   /** Clock for createdMs and maxAgeSec (ms since the epoch). */
   nowMs?: () => number;
+  /** Told how long each log sync of the write loop took, in seconds (metrics). */
+  onSync?: (seconds: number) => void;
 }
 
 export interface LogStoreStats extends StoreStats {
@@ -306,6 +308,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private syncCount = 0;
   private syncGate: (() => boolean) | undefined;
   private syncOffLoop: (() => boolean) | undefined;
+  private readonly onSync: ((seconds: number) => void) | undefined;
 
   private reserveEnd = 0;
   private durablePos = 0;
@@ -354,6 +357,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (!(this.storageFullProbeEveryMs > 0))
       throw new RangeError("storageFullProbeEveryMs must be > 0");
     this.nowMs = options.nowMs ?? Date.now;
+    this.onSync = options.onSync;
     const capacity = options.idempotencyWindow ?? DEFAULT_IDEMPOTENCY_WINDOW;
     if (!Number.isSafeInteger(capacity) || capacity < 0)
       throw new RangeError("idempotencyWindow must be an integer >= 0");
@@ -1079,7 +1083,9 @@ export class LogStore implements StreamStore, ReplicatedLog {
           const background = batch.length > 1 || this.syncOffLoop?.() === true;
           if (!background && this.syncGate?.() === true) await setImmediatePromise();
           stage = "fsync";
+          const syncStart = performance.now();
           await this.log.sync(background);
+          this.onSync?.((performance.now() - syncStart) / 1000);
         } catch (err) {
           this.inFlight = [];
           await this.writeFailed(err, stage, batch, data.length);
