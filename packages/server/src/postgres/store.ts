@@ -119,6 +119,34 @@ function newVersions(n: number): number[] {
 /** Stream rows kept for the one-round-trip write (the oldest are forgotten beyond this). */
 const MAX_CACHED_STREAMS = 100_000;
 
+/**
+ * The longest a write transaction or statement may go unanswered before its writes are
+ * answered UNAVAILABLE (an unknown outcome: clients retry, and retries are idempotent) and
+ * the write loop goes on; a wedged writer connection is replaced.
+ */
+const WRITE_TIMEOUT_MS = 15_000;
+
+/** `work`, or `onTimeout()`'s error when it has not settled within `ms`. */
+function withDeadline<T>(work: PromiseLike<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), ms);
+    Promise.resolve(work).then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+function unavailable(message: string): StoreError {
+  return new StoreError("UNAVAILABLE", `the database is unavailable: ${message}`);
+}
+
 /** One-round-trip statements in flight at once on the writer connection. */
 const FAST_IN_FLIGHT = 3;
 
@@ -181,6 +209,8 @@ export class PostgresStore implements StreamStore {
    * order; a pool (not a reserved connection of the main pool) reconnects by itself.
    */
   #writer: Sql | undefined;
+  /** The writer pool's first query (array types learnt); awaited before it is used. */
+  #writerWarm: Promise<void> = Promise.resolve();
   /** Wakes the write loop while it waits for a statement in flight. */
   #wake: (() => void) | undefined;
 
@@ -208,7 +238,12 @@ export class PostgresStore implements StreamStore {
       max_lifetime: null,
       onnotice: () => undefined,
       types: { int8: INT8 },
-      connection: { application_name: "chorus-server" },
+      connection: {
+        application_name: "chorus-server",
+        // A session of this instance that stops mid-transaction (a wedged connection) gives
+        // the head lock back instead of holding up every instance's writes.
+        idle_in_transaction_session_timeout: WRITE_TIMEOUT_MS,
+      },
       // Reconnect attempts (seconds): the driver's default grows to 20 s between attempts,
       // which would keep an instance out of service that long after a failover completed.
       backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_MS / 1000),
@@ -431,7 +466,13 @@ export class PostgresStore implements StreamStore {
       if (!result.ok || batch.events.length === before) return undefined;
       results.push(result);
     }
-    const writer = this.#writer as Sql;
+    let writer: Sql;
+    try {
+      writer = await this.#writerReady();
+    } catch (err) {
+      this.#failAll(writes, err);
+      return { done: Promise.resolve(undefined), finished: true };
+    }
     const next = newVersions(batch.changedStreams.size);
     const streams = [...batch.changedStreams].map(([id, row], i) => ({
       id,
@@ -460,7 +501,12 @@ export class PostgresStore implements StreamStore {
           BYTEA,
         )}::bytea[],
         ${events.map((e) => e.createdMs)}::int8[]) AS first`.execute();
-    const done = statement.then(
+    const done = withDeadline(statement, WRITE_TIMEOUT_MS, () => {
+      // No answer: the connection may be wedged. Its statements count as unknown outcomes
+      // (clients retry; retries are idempotent) and the next ones go on a new connection.
+      this.#replaceWriter(writer);
+      return unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`);
+    }).then(
       ([row]) => {
         const first = (row as { first: number }).first;
         for (const { id, row: r, next } of streams) {
@@ -488,6 +534,23 @@ export class PostgresStore implements StreamStore {
     return fast;
   }
 
+  /** The writer pool, once its first query (which teaches the driver the array types) is done. */
+  async #writerReady(): Promise<Sql> {
+    const writer = this.#writer as Sql;
+    await this.#writerWarm;
+    return writer;
+  }
+
+  /** Ends a writer pool that stopped answering and starts another (once). */
+  #replaceWriter(stuck: Sql): void {
+    if (this.#writer !== stuck || this.#state !== "open") return;
+    const writer = this.session(1);
+    this.#writer = writer;
+    this.#writerWarm = writer`SELECT 1`.then(() => undefined);
+    this.#writerWarm.catch(() => undefined);
+    void stuck.end({ timeout: 0 }).catch(() => undefined);
+  }
+
   #remember(streamId: string, row: CachedRow): void {
     this.#rows.delete(streamId);
     this.#rows.set(streamId, row);
@@ -507,47 +570,51 @@ export class PostgresStore implements StreamStore {
     let changed = new Map<string, StreamRow>();
     const versions = new Map<string, number>();
     try {
-      head = await sql.begin(async (tx) => {
-        const [[h], rows, hits] = await Promise.all([
-          tx<
-            { next_position: number }[]
-          >`SELECT next_position FROM chorus.head WHERE id = 1 FOR UPDATE`,
-          tx<
-            StreamRowDb[]
-          >`SELECT stream_id, last_revision, last_position, tombstoned, meta, version FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`,
-          this.#loadIds(tx, ops),
-        ]);
-        const streams = new Map(rows.map((r) => [r.stream_id, toStreamRow(r)]));
-        loaded = rows;
-        const batch = new Batch(
-          {
-            stream: (id) => streams.get(id),
-            idInStream: (streamId, id) => hits.get(`${id}\u0000${streamId}`),
-            readIds: (streamId, from, to) => this.#readIds(tx, streamId, from, to),
-          },
-          (h as { next_position: number }).next_position,
-          this.#now(),
-        );
-        for (const op of ops) {
-          try {
-            outcomes.push({ ok: true, result: await batch.decide(op) });
-          } catch (err) {
-            if (!(err instanceof StoreError)) throw err;
-            outcomes.push({ ok: false, error: err });
+      head = await withDeadline(
+        sql.begin(async (tx) => {
+          const [[h], rows, hits] = await Promise.all([
+            tx<
+              { next_position: number }[]
+            >`SELECT next_position FROM chorus.head WHERE id = 1 FOR UPDATE`,
+            tx<
+              StreamRowDb[]
+            >`SELECT stream_id, last_revision, last_position, tombstoned, meta, version FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`,
+            this.#loadIds(tx, ops),
+          ]);
+          const streams = new Map(rows.map((r) => [r.stream_id, toStreamRow(r)]));
+          loaded = rows;
+          const batch = new Batch(
+            {
+              stream: (id) => streams.get(id),
+              idInStream: (streamId, id) => hits.get(`${id}\u0000${streamId}`),
+              readIds: (streamId, from, to) => this.#readIds(tx, streamId, from, to),
+            },
+            (h as { next_position: number }).next_position,
+            this.#now(),
+          );
+          for (const op of ops) {
+            try {
+              outcomes.push({ ok: true, result: await batch.decide(op) });
+            } catch (err) {
+              if (!(err instanceof StoreError)) throw err;
+              outcomes.push({ ok: false, error: err });
+            }
           }
-        }
-        changed = batch.changedStreams;
-        const next = newVersions(changed.size);
-        [...changed.keys()].forEach((id, i) => versions.set(id, next[i] as number));
-        if (batch.changedStreams.size === 0 && batch.events.length === 0) return this.#commit;
-        await Promise.all([
-          ...insertEvents(tx, batch),
-          upsertStreams(tx, batch.changedStreams, versions),
-          tx`UPDATE chorus.head SET next_position = ${batch.nextPosition} WHERE id = 1`,
-          tx`SELECT pg_notify(${COMMIT_CHANNEL}, ${String(batch.nextPosition)})`,
-        ]);
-        return batch.nextPosition;
-      });
+          changed = batch.changedStreams;
+          const next = newVersions(changed.size);
+          [...changed.keys()].forEach((id, i) => versions.set(id, next[i] as number));
+          if (batch.changedStreams.size === 0 && batch.events.length === 0) return this.#commit;
+          await Promise.all([
+            ...insertEvents(tx, batch),
+            upsertStreams(tx, batch.changedStreams, versions),
+            tx`UPDATE chorus.head SET next_position = ${batch.nextPosition} WHERE id = 1`,
+            tx`SELECT pg_notify(${COMMIT_CHANNEL}, ${String(batch.nextPosition)})`,
+          ]);
+          return batch.nextPosition;
+        }),
+        WRITE_TIMEOUT_MS,
+        () => unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
+      );
     } catch (err) {
       for (const r of loaded) this.#rows.delete(r.stream_id);
       this.#failAll(writes, err);
