@@ -318,7 +318,8 @@ export async function createNode(
   if (database) {
     membership = new DatabaseMembership({
       sql: database.sql,
-      lockSql: database.session(1),
+      // The lock goes with its connection: the holder stops serving the moment it closes.
+      lockSql: database.session(1, () => membership?.lockConnectionClosed()),
       instanceId,
       selfInfo: () => memberInfo(ctx),
       heartbeatIntervalMs: options.gossipIntervalMs,

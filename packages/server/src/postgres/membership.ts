@@ -259,6 +259,17 @@ export class DatabaseMembership {
     }
   }
 
+  /**
+   * The lock connection closed (the database went away, or failed over): its session and the
+   * lock with it are gone. Stop serving at once rather than at the next heartbeat, so that
+   * another instance that takes the lock on a promoted standby does not serve alongside.
+   */
+  lockConnectionClosed(): void {
+    if (this.#lock === undefined) return;
+    this.#lock = undefined;
+    this.#o.logger.warn("lost the persistent subscription lock with its connection");
+  }
+
   /** The persistent service's epoch: changes whenever this instance (re)takes the lock. */
   get lockTerm(): number {
     return this.#lockTerm;

@@ -227,12 +227,14 @@ export class PostgresStore implements StreamStore {
 
   /**
    * A new pool of `max` connections to the database with this store's settings (the
-   * membership's lock takes one of its own). The caller ends it.
+   * membership's lock takes one of its own). `onClose`: told when one of its connections
+   * closes. The caller ends it.
    */
-  session(max: number): Sql {
+  session(max: number, onClose?: () => void): Sql {
     const connectTimeoutMs = this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const options: Options<{ int8: typeof INT8 }> = {
       max,
+      ...(onClose !== undefined && { onclose: onClose }),
       connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
       // Connections live as long as the pool: a session-level lock must not lapse with them.
       max_lifetime: null,
