@@ -315,11 +315,25 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * SIGKILL to every child, then to the postmaster. Returns the PIDs killed.
  */
 function crashSync(pid: number): number[] {
+  // runuser (when root) stops itself when its child stops, and a stopped runuser never reaps
+  // it: it goes too.
+  const parent = procStat(pid)?.ppid;
+  const wrapper = parent !== undefined && commOf(parent) === "runuser" ? parent : undefined;
   signal(pid, "SIGSTOP");
   const children = childrenOf(pid);
   for (const c of children) signal(c, "SIGKILL");
   signal(pid, "SIGKILL");
+  if (wrapper !== undefined) signal(wrapper, "SIGKILL");
   return [pid, ...children];
+}
+
+/** The command name of a process (`/proc/<pid>/comm`), or undefined when it is gone. */
+function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /** The postmaster.pid lines: [pid, dataDir, start time, port, socket dir, listen address, shmem key, status]. */
@@ -398,9 +412,14 @@ d="$1"
 pid=$(head -n 1 "$d/data/postmaster.pid" 2>/dev/null)
 case "$pid" in ''|*[!0-9]*) pid= ;; esac
 if [ -n "$pid" ] && tr '\\0' '\\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$d/data"; then
+  ppid=$(cut -d ')' -f 2 "/proc/$pid/stat" 2>/dev/null | cut -d ' ' -f 3)
   kill -STOP "$pid" 2>/dev/null
   pkill -KILL -P "$pid" 2>/dev/null
   kill -KILL "$pid" 2>/dev/null
+  # runuser stops itself when its child stops, and then never reaps it: it goes too.
+  if [ -n "$ppid" ] && [ "$(cat "/proc/$ppid/comm" 2>/dev/null)" = runuser ]; then
+    kill -KILL "$ppid" 2>/dev/null
+  fi
   i=0
   while [ $i -lt 100 ] && [ -e "/proc/$pid" ] && ! grep -q '^State:.*[ZX]' "/proc/$pid/status" 2>/dev/null; do
     sleep 0.05; i=$((i + 1))
