@@ -203,11 +203,13 @@ async function runScenario(
   }
   expect(duplicates, "events handed twice to a consumer that stayed up").toEqual([]);
   // Across consumers an event is handled twice only when its holder joins the new leader
-  // later than the rejoin grace (best effort: on a quiet machine this is 0).
-  const acrossConsumers = [...consumers.handed.values()].filter((l) => l.length > 1).length;
-  expect(acrossConsumers, "events handled by two consumers").toBeLessThanOrEqual(
-    Math.ceil(consumers.handed.size / 100),
-  );
+  // later than the rejoin grace, so only across a reconnect: never two handings with no
+  // consumer rejoining between them. (How many cross a reconnect depends on how slowly the
+  // consumers rejoin: 0 on a quiet machine, more on a loaded one; it is not a bound.)
+  const acrossWithoutRejoin = [...consumers.handed]
+    .filter(([, l]) => l.length > 1 && new Set(l.map((h) => h.rejoins)).size === 1)
+    .map(([id]) => id);
+  expect(acrossWithoutRejoin, "events handled by two consumers with no rejoin between").toEqual([]);
   expect(consumers.handedAfterConfirm, "events handed over after their ack was confirmed").toEqual(
     [],
   );
