@@ -22,6 +22,7 @@ import type {
   MemberInfo,
   WriteRefusal,
 } from "../node-types.js";
+import { withDeadline } from "./deadline.js";
 import { describeDatabaseError } from "./url.js";
 
 /** The advisory lock of the persistent subscription service ("chorusps" in ASCII). */
@@ -283,20 +284,5 @@ function publicInfo(m: MemberInfo & { servesPersistent?: boolean }): MemberInfo 
 
 /** Rejects when `work` takes longer than `ms` (the query itself is left to the driver). */
 function withTimeout<T>(work: PromiseLike<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no answer from the database within ${ms} ms`)),
-      ms,
-    );
-    Promise.resolve(work).then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
+  return withDeadline(work, ms, () => new Error(`no answer from the database within ${ms} ms`));
 }

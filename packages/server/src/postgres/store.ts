@@ -47,6 +47,7 @@ import {
   type WriteResult,
 } from "../streams/types.js";
 import { ABSENT_ROW, Batch, idsOf, streamsOf, type StreamRow, type WriteOp } from "./batch.js";
+import { withDeadline } from "./deadline.js";
 import { migrate } from "./schema.js";
 import { databaseUnavailable, describeDatabaseError, redactDatabaseUrl } from "./url.js";
 
@@ -125,23 +126,6 @@ const MAX_CACHED_STREAMS = 100_000;
  * the write loop goes on; a wedged writer connection is replaced.
  */
 const WRITE_TIMEOUT_MS = 15_000;
-
-/** `work`, or `onTimeout()`'s error when it has not settled within `ms`. */
-function withDeadline<T>(work: PromiseLike<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    Promise.resolve(work).then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}
 
 function unavailable(message: string): StoreError {
   return new StoreError("UNAVAILABLE", `the database is unavailable: ${message}`);
