@@ -4,7 +4,10 @@
  * - `"mem-db"`: the log in memory (`--mem-db`);
  * - `"disk"`: the log in a fresh temp data directory (for suites that have always run on disk);
  * - `"postgres"`: an instance on a fresh database (`--db postgres://...`) of a PostgreSQL
- *   server shared by the test file: started on first use, stopped by `closeBackends()`.
+ *   server shared by the test file: started on first use, stopped by `closeBackends()`;
+ * - `"in-process:mem-db"`, `"in-process:disk"`: a node inside the test process (createNode),
+ *   which the suite's clients reach with `withInProcessNode` instead of a socket
+ *   (`clientSettings`). The node still opens its ports, for the suite's raw-protocol checks.
  *
  * Use: `describe.each(BACKENDS)("... (%s)", (backend) => { ... startBackendNode(backend) ... })`
  * and `afterAll(closeBackends)` at the top of the file.
@@ -16,6 +19,7 @@
  * Module state (the shared PostgreSQL server) is per test file: vitest loads this module anew
  * in each file's worker.
  */
+import { ConnectionSettings, type ConnectionSettingsBuilder } from "@chorus/client";
 import {
   postgresSupport,
   startNode,
@@ -25,7 +29,7 @@ import {
   type TestPostgres,
 } from "@chorus/testing";
 
-export type Backend = "mem-db" | "disk" | "postgres";
+export type Backend = "mem-db" | "disk" | "postgres" | "in-process:mem-db" | "in-process:disk";
 
 const support = postgresSupport();
 
@@ -44,6 +48,24 @@ export const BACKENDS = withPostgres("mem-db");
 
 /** The disk log and PostgreSQL: for a suite that starts nodes on temp data directories. */
 export const DISK_BACKENDS = withPostgres("disk");
+
+/** BACKENDS, and a node in the test process reached without a socket: for client suites. */
+export const CLIENT_BACKENDS: readonly Backend[] = [...BACKENDS, "in-process:mem-db"];
+
+/** DISK_BACKENDS, and an on-disk node in the test process reached without a socket. */
+export const CLIENT_DISK_BACKENDS: readonly Backend[] = [...DISK_BACKENDS, "in-process:disk"];
+
+/**
+ * Connection settings that reach `node` as a client on `backend` does: in-process for the
+ * in-process backends, otherwise through its HTTP endpoint.
+ */
+export function clientSettings(backend: Backend, node: TestNode): ConnectionSettingsBuilder {
+  const builder = ConnectionSettings.create();
+  if (!backend.startsWith("in-process")) return builder.withSingleNode(node.httpEndpoint);
+  const embedded = node.embedded;
+  if (embedded === undefined) throw new Error(`the ${backend} node is not running`);
+  return builder.withInProcessNode(embedded);
+}
 
 let shared: Promise<TestPostgres> | undefined;
 
@@ -91,6 +113,10 @@ export async function startBackendNode(
       return startNode(options);
     case "postgres":
       return startNode({ ...options, databaseUrl: await createBackendDatabase() });
+    case "in-process:mem-db":
+      return startNode({ ...options, inProcess: true, memDb: true });
+    case "in-process:disk":
+      return startNode({ ...options, inProcess: true });
   }
 }
 
@@ -100,7 +126,7 @@ export async function startBackendNode(
  * in-process suites run in memory.
  */
 export async function backendNodeOptions(
-  backend: Exclude<Backend, "disk">,
+  backend: "mem-db" | "postgres",
 ): Promise<{ memDb: boolean; db?: string }> {
   return backend === "postgres"
     ? { memDb: false, db: await createBackendDatabase() }

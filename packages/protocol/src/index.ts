@@ -25,3 +25,11 @@ export {
   metadataStreamOf,
   streamNameProblem,
 } from "./validation.js";
+export {
+  asReceivedFrame,
+  isInProcessNode,
+  type InProcessClientEnd,
+  type InProcessNode,
+  type InProcessOpenResult,
+  type InProcessServerEnd,
+} from "./in-process.js";

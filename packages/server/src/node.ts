@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import type { Duplex } from "node:stream";
+import type { InProcessClientEnd, InProcessNode, InProcessOpenResult } from "@chorus/protocol";
 import type { Logger } from "pino";
 import { Authenticator } from "./auth/index.js";
 import {
@@ -18,7 +19,12 @@ import {
 } from "./config/index.js";
 import type { NodeContext, NodeEndpoints } from "./api/context.js";
 import type { Endpoint, NodeState } from "./node-types.js";
-import { createExternalHttpHandler, createInternalHttpHandler, memberInfo } from "./api/http.js";
+import {
+  createExternalHttpHandler,
+  createInternalHttpHandler,
+  gossipDocument,
+  memberInfo,
+} from "./api/http.js";
 import { ClusterRole, ClusterStore } from "./cluster/node-role.js";
 import { endpointKey } from "./cluster/gossip/wire.js";
 import { dnsSeedSource } from "./cluster/gossip/dns-seeds.js";
@@ -52,9 +58,14 @@ export interface NodeExtras {
   readonly store?: StreamStore;
 }
 
-export interface ChorusNode {
+/**
+ * A running node. It is also an InProcessNode: a client in the same process reaches it with
+ * `ConnectionSettings.create().withInProcessNode(node)`, with no socket.
+ */
+export interface ChorusNode extends InProcessNode {
   readonly instanceId: string;
   readonly options: NodeOptions;
+  /** The bound endpoints. Throws for a node started with `listen: false` (it has none). */
   readonly endpoints: NodeEndpoints;
   readonly store: StreamStore;
   readonly logger: Logger;
@@ -248,7 +259,7 @@ export async function createNode(
   const intHttp = makeServer(true);
   intHttp.on("request", createInternalHttpHandler(ctx));
   const extTcp = makeServer(false);
-  const native = new NativeApi(ctx, extTcp);
+  const native = new NativeApi(ctx, options.listen ? extTcp : undefined);
   const intTcp = makeServer(true);
   if (clustered) answerInternalTcpRequests(intTcp);
   else refuseInternalTcp(intTcp);
@@ -257,12 +268,14 @@ export async function createNode(
     s.requestTimeout = 60_000;
   }
 
-  const listeners: Listener[] = [
-    { name: "extTcp", server: extTcp, ip: options.extIp, port: options.extTcpPort },
-    { name: "extHttp", server: extHttp, ip: options.extIp, port: options.extHttpPort },
-    { name: "intTcp", server: intTcp, ip: options.intIp, port: options.intTcpPort },
-    { name: "intHttp", server: intHttp, ip: options.intIp, port: options.intHttpPort },
-  ];
+  const listeners: Listener[] = options.listen
+    ? [
+        { name: "extTcp", server: extTcp, ip: options.extIp, port: options.extTcpPort },
+        { name: "extHttp", server: extHttp, ip: options.extIp, port: options.extHttpPort },
+        { name: "intTcp", server: intTcp, ip: options.intIp, port: options.intTcpPort },
+        { name: "intHttp", server: intHttp, ip: options.intIp, port: options.intHttpPort },
+      ]
+    : [];
   try {
     for (const l of listeners) bound[l.name] = await listen(l);
   } catch (err) {
@@ -271,14 +284,16 @@ export async function createNode(
     await openedStore.close().catch(() => undefined);
     throw err;
   }
-  const endpoints: NodeEndpoints = Object.freeze({
-    extTcp: bound.extTcp as Endpoint,
-    extHttp: bound.extHttp as Endpoint,
-    intTcp: bound.intTcp as Endpoint,
-    intHttp: bound.intHttp as Endpoint,
-  });
-  live.endpoints = endpoints;
-  if (replicated !== undefined) {
+  const endpoints: NodeEndpoints | undefined = options.listen
+    ? Object.freeze({
+        extTcp: bound.extTcp as Endpoint,
+        extHttp: bound.extHttp as Endpoint,
+        intTcp: bound.intTcp as Endpoint,
+        intHttp: bound.intHttp as Endpoint,
+      })
+    : undefined;
+  if (endpoints) live.endpoints = endpoints;
+  if (replicated !== undefined && endpoints !== undefined) {
     const selfTcp = {
       host: options.intHostAdvertiseAs ?? endpoints.intTcp.host,
       port: options.intTcpPortAdvertiseAs ?? endpoints.intTcp.port,
@@ -345,7 +360,7 @@ export async function createNode(
   const db = dataLocation(options);
   logger.info(
     {
-      ...endpoints,
+      ...(endpoints ?? { listen: false }),
       instanceId,
       db,
       tls: tls !== null,
@@ -359,11 +374,35 @@ export async function createNode(
   const node: ChorusNode = {
     instanceId,
     options,
-    endpoints,
+    get endpoints(): NodeEndpoints {
+      if (endpoints === undefined)
+        throw new Error("this node was started with listen: false: it has no endpoints");
+      return endpoints;
+    },
     store: apiStore.current,
     logger,
     get state() {
       return shownState();
+    },
+    gossip(): unknown {
+      return gossipDocument(ctx);
+    },
+    openInProcess(
+      client: InProcessClientEnd,
+      open: {
+        readonly credentials?: { readonly username: string; readonly password: string };
+      } = {},
+    ): InProcessOpenResult {
+      const credentials = open.credentials;
+      if (
+        credentials !== undefined &&
+        (typeof credentials.username !== "string" || typeof credentials.password !== "string")
+      )
+        return { ok: false, status: 401, message: "credentials need a username and a password" };
+      return native.openInProcess(
+        client,
+        credentials && { username: credentials.username, password: credentials.password },
+      );
     },
     close() {
       closing ??= (async () => {

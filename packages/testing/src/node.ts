@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import type { ChorusNode } from "@chorus/server";
 
 export interface Endpoint {
   host: string;
@@ -50,6 +51,11 @@ export interface StartNodeOptions {
 }
 
 export interface TestNode extends NodeEndpoints {
+  /**
+   * The node itself while it runs in this process (`inProcess`), e.g. for a client's
+   * `withInProcessNode`; undefined for a child process. A restart makes a new one.
+   */
+  readonly embedded: ChorusNode | undefined;
   /** The external HTTP endpoint as "host:port": what a client's withSingleNode takes. */
   readonly httpEndpoint: string;
   /** `chorus://host:port` for this node. */
@@ -210,6 +216,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     child?.kill(signal);
   };
   let isRunning = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  let embeddedNode = (): ChorusNode | undefined => undefined;
   let terminate = async (signal: NodeJS.Signals) => {
     const proc = child;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
@@ -264,6 +271,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
       throw new Error("pause()/resume() need a child process; start the node without inProcess");
     };
     isRunning = () => embedded !== undefined;
+    embeddedNode = () => embedded;
   }
 
   await launch();
@@ -272,6 +280,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     return endpoints;
   };
   const node: TestNode = {
+    get embedded() {
+      return embeddedNode();
+    },
     get extTcp() {
       return ep().extTcp;
     },

@@ -1,7 +1,6 @@
 // @chorus/client against a real chorus-server process (one node), on each backend.
 import {
   ChorusClient,
-  ConnectionSettings,
   jsonEvent,
   StreamDeletedError,
   StreamNotFoundError,
@@ -10,7 +9,7 @@ import {
 } from "@chorus/client";
 import type { TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BACKENDS, closeBackends, startBackendNode } from "../backends.js";
+import { CLIENT_BACKENDS, clientSettings, closeBackends, startBackendNode } from "../backends.js";
 
 afterAll(closeBackends);
 
@@ -20,18 +19,14 @@ async function collect(iterable: AsyncIterable<ResolvedEvent>): Promise<Resolved
   return out;
 }
 
-describe.each(BACKENDS)("client against a real node (%s)", (backend) => {
+describe.each(CLIENT_BACKENDS)("client against a real node (%s)", (backend) => {
   let node: TestNode;
   let client: ChorusClient;
 
   beforeAll(async () => {
     node = await startBackendNode(backend);
     client = new ChorusClient(
-      ConnectionSettings.create()
-        .withSingleNode(node.httpEndpoint)
-        .withReconnectionDelay(20)
-        .withDiscoverDelay(50)
-        .build(),
+      clientSettings(backend, node).withReconnectionDelay(20).withDiscoverDelay(50).build(),
     );
   });
 

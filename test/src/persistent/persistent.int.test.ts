@@ -16,17 +16,22 @@ import {
 import { waitFor, type TestNode } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeBackends, DISK_BACKENDS, startBackendNode } from "../backends.js";
+import {
+  CLIENT_DISK_BACKENDS,
+  clientSettings,
+  closeBackends,
+  startBackendNode,
+  type Backend,
+} from "../backends.js";
 import { RawClient } from "../server/helpers.js";
 
 type StartedNode = TestNode;
 let node: StartedNode;
 let client: ChorusClient;
 
-function connect(n: StartedNode): ChorusClient {
+function connect(n: StartedNode, backend: Backend): ChorusClient {
   return new ChorusClient(
-    ConnectionSettings.create()
-      .withSingleNode(n.httpEndpoint)
+    clientSettings(backend, n)
       .keepReconnecting()
       .withReconnectionDelay(50)
       .withDiscoverDelay(50)
@@ -103,10 +108,10 @@ function rawDelivered(c: RawClient, id: number): number[] {
 
 afterAll(closeBackends);
 
-describe.each(DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
+describe.each(CLIENT_DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
   beforeAll(async () => {
     node = await startBackendNode(backend);
-    client = connect(node);
+    client = connect(node, backend);
   });
 
   afterAll(async () => {
@@ -266,7 +271,7 @@ describe.each(DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
       const ps = client.persistentSubscriptions;
       await append("crash", 6);
       await ps.create("crash", "g", { consumerStrategy: "DispatchToSingle" });
-      const other = connect(node);
+      const other = connect(node, backend);
       const victim = other.persistentSubscriptions.subscribe("crash", "g", { bufferSize: 10 });
       const held = await take(victim, 6);
       await victim.ack(held.slice(0, 2));
@@ -437,7 +442,7 @@ describe.each(DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
   describe("durability", () => {
     it("a replay of parked events interrupted by a SIGKILL and restart never offers the replayed and acknowledged ones again", async () => {
       const own = await startBackendNode(backend);
-      const c1 = connect(own);
+      const c1 = connect(own, backend);
       try {
         const stream = `replay-dur-${randomUUID()}`;
         await c1.appendToStream(
@@ -464,7 +469,7 @@ describe.each(DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
         await own.kill();
         await c1.close();
         await own.restart();
-        const c2 = connect(own);
+        const c2 = connect(own, backend);
         try {
           const ps2 = c2.persistentSubscriptions;
           expect((await ps2.getInfo(stream, "g")).parkedCount).toBe(4);
@@ -498,7 +503,7 @@ describe.each(DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
 
     it("after a SIGKILL and restart, acknowledged events never come back; unacknowledged ones do", async () => {
       const own = await startBackendNode(backend);
-      const c1 = connect(own);
+      const c1 = connect(own, backend);
       try {
         await c1.appendToStream(
           "dur",
@@ -518,7 +523,7 @@ describe.each(DISK_BACKENDS)("persistent subscriptions (%s)", (backend) => {
         await own.kill();
         await c1.close();
         await own.restart();
-        const c2 = connect(own);
+        const c2 = connect(own, backend);
         try {
           const again = c2.persistentSubscriptions.subscribe("dur", "g", { bufferSize: 30 });
           const redelivered = await take(again, 10);

@@ -3,15 +3,17 @@ import { readFile } from "node:fs/promises";
 import { discover } from "../discovery/discover.js";
 import { DnsPacketResolver } from "../discovery/dns-packet-resolver.js";
 import { uniqueEndpoints, type SeedResolver } from "../discovery/dns.js";
-import { HttpGossipReader, type GossipReader } from "../discovery/gossip.js";
+import { HttpGossipReader, parseGossip, type GossipReader } from "../discovery/gossip.js";
 import { leaderOf, selectNode } from "../discovery/select-node.js";
-import { ConnectionError, type DiscoveryCause } from "../errors.js";
+import { ConnectionError, DiscoveryError, type DiscoveryCause } from "../errors.js";
 import type { ConnectionSettings } from "../settings/connection-settings.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
 import { sameEndpoint } from "../settings/endpoint.js";
 import type { TransportFactory } from "../transport/transport.js";
 import { webSocketTransportFactory } from "../transport/ws-transport.js";
+import { IN_PROCESS_ENDPOINT, InProcessTransport } from "../transport/in-process-transport.js";
 import type { Endpoint, MemberInfo, NodePreference } from "../types.js";
+import type { InProcessNode } from "@chorus/protocol";
 
 /** Replaceable I/O, for tests. */
 export interface ConnectionDependencies {
@@ -90,6 +92,7 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
   ): Promise<{ node: MemberInfo; members: MemberInfo[] }> {
     const s = this.#settings;
     const location = s.location;
+    if (location.kind === "inProcess") return this.#inProcessMember(location.node);
     const io = await this.io();
     return discover({
       reader: io.reader,
@@ -116,6 +119,28 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
     });
   }
 
+  /**
+   * A node in this process is its own gossip seed: its view is read with a call. The client
+   * keeps to that node whatever its state (like a single node location); the member it
+   * connects to goes by IN_PROCESS_ENDPOINT.
+   */
+  #inProcessMember(node: InProcessNode): { node: MemberInfo; members: MemberInfo[] } {
+    let members: MemberInfo[];
+    try {
+      members = parseGossip(node.gossip());
+    } catch (err) {
+      throw new DiscoveryError("cannot read the gossip of the in-process node", [
+        { seed: `in-process node ${node.instanceId}`, error: err as Error },
+      ]);
+    }
+    this.update(members);
+    const self = members.find((m) => m.instanceId === node.instanceId);
+    if (self === undefined || !self.isAlive) {
+      throw new DiscoveryError(`the in-process node ${node.instanceId} is not serving`, []);
+    }
+    return { node: Object.freeze({ ...self, externalTcp: IN_PROCESS_ENDPOINT }), members };
+  }
+
   /** Seeds (never forgotten) plus the gossip endpoints of known members, without duplicates. */
   async #candidates(
     resolver: SeedResolver,
@@ -126,6 +151,8 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
     let seeds: readonly Endpoint[] = [];
     if (location.kind === "singleNode") {
       return { endpoints: [location.endpoint], failures };
+    } else if (location.kind === "inProcess") {
+      return { endpoints: [], failures };
     } else if (location.kind === "gossipSeeds") {
       seeds = location.seeds;
     } else {
@@ -177,7 +204,7 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
         reader = new HttpGossipReader({ tls, timers: s.timers });
         this.#ownedReader = reader;
       }
-      const transports =
+      const sockets =
         this.#deps.transportFactory ??
         webSocketTransportFactory({
           tls,
@@ -187,6 +214,19 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
           timers: s.timers,
           logger: s.logger,
         });
+      const location = s.location;
+      // The in-process node without a socket; other members (a leader it names) over the network.
+      const transports: TransportFactory =
+        location.kind === "inProcess"
+          ? (connect) =>
+              sameEndpoint(connect.endpoint, IN_PROCESS_ENDPOINT)
+                ? InProcessTransport.connect(
+                    location.node,
+                    { credentials: s.defaultCredentials, logger: s.logger },
+                    connect,
+                  )
+                : sockets(connect)
+          : sockets;
       return {
         reader,
         resolver: this.#deps.seedResolver ?? new DnsPacketResolver({ random: s.random }),

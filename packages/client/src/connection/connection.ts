@@ -299,7 +299,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   #watchPreference(session: Session, signal: AbortSignal): () => void {
     const s = this.#settings;
-    if (s.location.kind === "singleNode" || isPreferred(this.#preference, session.node))
+    if (
+      s.location.kind === "singleNode" ||
+      s.location.kind === "inProcess" ||
+      isPreferred(this.#preference, session.node)
+    )
       return () => undefined;
     let stopped = false;
     let timer: TimerHandle | undefined;

@@ -1,3 +1,4 @@
+import { isInProcessNode, type InProcessNode } from "@chorus/protocol";
 import { InvalidArgumentError } from "../errors.js";
 import type {
   Credentials,
@@ -36,6 +37,8 @@ import { formatEndpoint, parseEndpoint } from "./endpoint.js";
 /** Where the cluster is: exactly one of these. */
 export type ClusterLocation =
   | { readonly kind: "singleNode"; readonly endpoint: Endpoint }
+  /** A node of this process, reached without a socket (other members, if any, over the network). */
+  | { readonly kind: "inProcess"; readonly node: InProcessNode }
   | { readonly kind: "gossipSeeds"; readonly seeds: readonly Endpoint[] }
   | {
       readonly kind: "clusterDns";
@@ -254,7 +257,7 @@ export class ConnectionSettingsBuilder {
   #setLocation(location: ClusterLocation): this {
     if (this.#location && this.#location.kind !== location.kind) {
       throw new InvalidArgumentError(
-        `the cluster is already located by ${this.#location.kind}; use exactly one of withGossipSeeds, withClusterDns, withSingleNode`,
+        `the cluster is already located by ${this.#location.kind}; use exactly one of withGossipSeeds, withClusterDns, withSingleNode, withInProcessNode`,
       );
     }
     this.#location = Object.freeze(location);
@@ -302,6 +305,20 @@ export class ConnectionSettingsBuilder {
       kind: "singleNode",
       endpoint: parseEndpoint(endpoint, "single node"),
     });
+  }
+
+  /**
+   * A node running in this process (`createNode()` of @chorus/server, or any InProcessNode):
+   * requests and subscriptions reach it as objects, with no socket and no encoding. The node
+   * may open no port at all (`listen: false`).
+   */
+  withInProcessNode(node: InProcessNode): this {
+    if (!isInProcessNode(node)) {
+      throw new InvalidArgumentError(
+        "withInProcessNode needs a node of this process (the ChorusNode that createNode() of @chorus/server returns)",
+      );
+    }
+    return this.#setLocation({ kind: "inProcess", node });
   }
 
   withNodePreference(preference: NodePreference): this {
@@ -483,7 +500,7 @@ export class ConnectionSettingsBuilder {
   build(): ConnectionSettings {
     if (!this.#location) {
       throw new InvalidArgumentError(
-        "no cluster location: call withGossipSeeds, withClusterDns or withSingleNode",
+        "no cluster location: call withGossipSeeds, withClusterDns, withSingleNode or withInProcessNode",
       );
     }
     return new ConnectionSettings({
@@ -513,6 +530,8 @@ export function describeLocation(location: ClusterLocation): string {
   switch (location.kind) {
     case "singleNode":
       return formatEndpoint(location.endpoint);
+    case "inProcess":
+      return `in-process node ${location.node.instanceId}`;
     case "gossipSeeds":
       return location.seeds.map(formatEndpoint).join(",");
     case "clusterDns":

@@ -171,12 +171,13 @@ export function encodeEventsFrame(
 ): Uint8Array {
   if (!isWireUint(correlationId)) {
     // An id the varint writer does not handle: let protobufjs encode it.
-    return encodeFrame({ correlationId, ...wireBody(body, events) });
+    return encodeFrame({ correlationId, ...eventsFrameBody(body, events) });
   }
   return EventsFrame.encode(body, events).bytes(correlationId);
 }
 
-function wireBody(
+/** The body of a frame carrying `events`, as objects (for encoding, or for a client in this process). */
+export function eventsFrameBody(
   body: EventsBody,
   events: readonly StoredEvent[],
 ): Pick<chorus.IFrame, "readResult" | "subscriptionEvents" | "persistentEvents"> {
@@ -203,7 +204,7 @@ function encodeBody(body: EventsBody, events: readonly StoredEvent[]): Buffer {
   );
   if (!numbersFit) {
     // Values the varint writer below does not handle: let protobufjs encode them.
-    const wire = wireBody(body, events);
+    const wire = eventsFrameBody(body, events);
     const bytes = wire.readResult
       ? chorus.ReadResponse.encode(wire.readResult).finish()
       : wire.subscriptionEvents

@@ -98,6 +98,12 @@ export function memberInfo(ctx: NodeContext, req?: IncomingMessage): MemberInfo 
   };
 }
 
+/** The gossip document `GET /gossip` answers: the cluster's view, or this node alone. */
+export function gossipDocument(ctx: NodeContext, req?: IncomingMessage): unknown {
+  const cluster = ctx.cluster();
+  return cluster ? cluster.gossip.document() : { members: [memberInfo(ctx, req)] };
+}
+
 /** Request handler of the external HTTP port. */
 export function createExternalHttpHandler(
   ctx: NodeContext,

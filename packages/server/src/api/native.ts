@@ -3,15 +3,12 @@ import type { Server as HttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import {
   chorus,
-  corkWebSocketUntilNextTick,
-  decodeFrame,
-  encodeFrame,
-  FrameError,
-  messageBytes,
   type Frame,
   type FrameInit,
+  type InProcessClientEnd,
+  type InProcessOpenResult,
 } from "@chorus/protocol";
-import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
 import { parseBasicAuth, type Credentials } from "../auth/index.js";
 import type { Direction, StoredEvent } from "../streams/types.js";
 import {
@@ -33,7 +30,14 @@ import {
   wrongExpectedToWire,
 } from "./convert.js";
 import { RequestError, codeName, dropCodeToWire, invalidArgument, toWireError } from "./errors.js";
-import { EventsFrame, encodeEventsFrame, type EventsBody } from "./event-frames.js";
+import type { EventsBody } from "./event-frames.js";
+import {
+  closeReason,
+  InProcessLink,
+  WebSocketLink,
+  type NativeLink,
+  type PreparedFrame,
+} from "./native-links.js";
 import { checkGroupName, PersistentService } from "../persistent/service.js";
 import type { ConsumerHandle, GroupInfo, GroupKey, NackAction } from "../persistent/group.js";
 import { settingsToWire } from "../persistent/settings.js";
@@ -54,16 +58,12 @@ function batchBytesLimit(maxFrameBytes: number): number {
   return Math.max(64 * 1024, Math.min(4 * 1024 * 1024, Math.floor(maxFrameBytes / 2)));
 }
 
-/** Close reasons are limited to 123 bytes of UTF-8. */
-export function closeReason(text: string): string {
-  let out = text;
-  while (Buffer.byteLength(out, "utf8") > 123) out = out.slice(0, -1);
-  return out;
-}
+export { closeReason } from "./native-links.js";
 
 /**
  * The native client protocol (docs/protocol.md): WebSocket on the external TCP port, one
- * protobuf Frame per binary message.
+ * protobuf Frame per binary message; or the same frames as objects for a client in this
+ * process (openInProcess).
  */
 export class NativeApi {
   readonly #ctx: NodeContext;
@@ -74,7 +74,14 @@ export class NativeApi {
   readonly #persistent: PersistentService;
   #closing = false;
 
-  constructor(ctx: NodeContext, server: HttpServer | HttpsServer, options: NativeApiOptions = {}) {
+  #inProcessCount = 0;
+
+  /** `server`: the external TCP listener; none for a node that does not listen. */
+  constructor(
+    ctx: NodeContext,
+    server: HttpServer | HttpsServer | undefined,
+    options: NativeApiOptions = {},
+  ) {
     this.#ctx = ctx;
     this.#persistent = new PersistentService({
       store: () => ctx.store,
@@ -105,10 +112,10 @@ export class NativeApi {
       perMessageDeflate: false,
       WebSocket: ChorusWebSocket,
     });
-    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    server?.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
-    server.on("request", (req: IncomingMessage, res) => {
+    server?.on("request", (req: IncomingMessage, res) => {
       // A plain HTTP request on the native port: say what this port is, then hang up.
       ctx.logger.debug(
         { method: req.method, url: req.url },
@@ -123,7 +130,7 @@ export class NativeApi {
         "426 Upgrade Required: this is the Chorus native protocol port; connect with a WebSocket (ws:// or wss://)\n",
       );
     });
-    server.on("clientError", (err: Error, socket: Duplex) => {
+    server?.on("clientError", (err: Error, socket: Duplex) => {
       ctx.metrics.protocolErrors.inc({ reason: "not_http" });
       ctx.logger.debug({ err: err.message }, "non-WebSocket bytes on the native port");
       if (socket.writable) {
@@ -178,23 +185,63 @@ export class NativeApi {
         ws.close(1001, "the node is shutting down");
         return;
       }
-      const conn = new NativeConnection(
-        this.#ctx,
+      const remote = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`;
+      const link = new WebSocketLink(
         ws,
-        credentials,
-        this.#settings,
-        `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`,
-        this.#persistent,
+        remote,
+        this.#ctx.options.maxFrameBytes,
+        this.#settings.highWaterMarkBytes,
       );
-      this.#connections.add(conn);
-      this.#ctx.metrics.connectionsOpened.inc();
-      this.#ctx.metrics.connectionsActive.inc();
-      ws.on("close", () => {
-        this.#connections.delete(conn);
-        this.#ctx.metrics.connectionsActive.dec();
-        conn.dispose();
+      ws.on("error", (err: Error & { code?: string }) => {
+        // ws closes the connection itself (1009 for oversized, 1002 for bad framing).
+        this.#ctx.metrics.protocolErrors.inc({ reason: err.code ?? "ws_error" });
+        this.#ctx.logger.info({ remote, err: err.message }, "native connection error");
       });
+      const conn = this.#accept(link, credentials);
+      ws.on("close", () => this.#ended(conn));
     });
+  }
+
+  /**
+   * A connection from a client in this process (InProcessNode.openInProcess): the same
+   * protocol, the same checks and limits, with frames handed over as objects.
+   */
+  openInProcess(
+    client: InProcessClientEnd,
+    credentials: Credentials | undefined,
+  ): InProcessOpenResult {
+    if (this.#closing) return { ok: false, status: 503, message: "the node is shutting down" };
+    if (credentials !== undefined && this.#ctx.auth.enabled) {
+      if (!this.#ctx.auth.check(credentials).ok) {
+        this.#ctx.logger.info("in-process connection refused: wrong credentials");
+        return { ok: false, status: 401, message: "wrong username or password" };
+      }
+    }
+    const link = new InProcessLink(client, `in-process#${++this.#inProcessCount}`, () =>
+      this.#ended(conn),
+    );
+    const conn = this.#accept(link, credentials ?? null);
+    return { ok: true, connection: link.serverEnd() };
+  }
+
+  #accept(link: NativeLink, credentials: Credentials | null): NativeConnection {
+    const conn = new NativeConnection(
+      this.#ctx,
+      link,
+      credentials,
+      this.#settings,
+      this.#persistent,
+    );
+    this.#connections.add(conn);
+    this.#ctx.metrics.connectionsOpened.inc();
+    this.#ctx.metrics.connectionsActive.inc();
+    return conn;
+  }
+
+  #ended(conn: NativeConnection): void {
+    if (!this.#connections.delete(conn)) return;
+    this.#ctx.metrics.connectionsActive.dec();
+    conn.dispose();
   }
 
   /** Stops accepting connections and new requests (existing ones keep running). */
@@ -214,11 +261,11 @@ export class NativeApi {
   }
 }
 
-/** A page of $all with its reply encoded, so that a page read ahead is also encoded ahead. */
+/** A page of $all with its reply prepared, so that a page read ahead is also encoded ahead. */
 interface AllPage {
   endOfStream: boolean;
   nextPosition: number;
-  frame: EventsFrame;
+  frame: PreparedFrame;
 }
 
 /** Identifies a $all page request, to match it with a page read ahead. */
@@ -233,7 +280,7 @@ function readAheadKey(
 
 class NativeConnection {
   readonly #ctx: NodeContext;
-  readonly #ws: WebSocket;
+  readonly #link: NativeLink;
   readonly #credentials: Credentials | null;
   readonly #settings: Required<NativeApiOptions>;
   readonly #remote: string;
@@ -246,49 +293,44 @@ class NativeConnection {
   #inflight = 0;
   #pausedForInflight = false;
   #pausedForOutput = false;
-  #alive = true;
   #shuttingDown = false;
   /** The next $all page, read ahead for a sequential reader. */
   #readAhead: { key: string; page: Promise<AllPage>; commitPosition: number } | undefined;
 
   constructor(
     ctx: NodeContext,
-    ws: WebSocket,
+    link: NativeLink,
     credentials: Credentials | null,
     settings: Required<NativeApiOptions>,
-    remote: string,
     persistent: PersistentService,
   ) {
     this.#ctx = ctx;
     this.#persistentService = persistent;
-    this.#ws = ws;
+    this.#link = link;
     this.#credentials = credentials;
     this.#settings = settings;
-    this.#remote = remote;
+    this.#remote = link.remote;
     this.#batchBytes = batchBytesLimit(ctx.options.maxFrameBytes);
-    ws.on("pong", () => {
-      this.#alive = true;
-    });
-    ws.on("message", (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
-    ws.on("error", (err: Error & { code?: string }) => {
-      // ws closes the connection itself (1009 for oversized, 1002 for bad framing).
-      ctx.metrics.protocolErrors.inc({ reason: err.code ?? "ws_error" });
-      ctx.logger.info({ remote: this.#remote, err: err.message }, "native connection error");
+    link.attach({
+      receive: (frame) => this.#receive(frame),
+      unknownBody: (id) =>
+        this.#sendError(
+          id,
+          Code.BAD_REQUEST,
+          "unknown request type (the frame carries no body this server knows)",
+        ),
+      violation: (closeCode, reason) => this.#protocolError(closeCode, reason),
+      writable: () => this.#onWritable(),
     });
   }
 
   heartbeat(): void {
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
-    if (!this.#alive) {
+    this.#link.heartbeat(() =>
       this.#ctx.logger.info(
         { remote: this.#remote },
         "closing a native connection that missed its heartbeat",
-      );
-      this.#ws.terminate();
-      return;
-    }
-    this.#alive = false;
-    this.#ws.ping();
+      ),
+    );
   }
 
   beginShutdown(): void {
@@ -297,19 +339,7 @@ class NativeConnection {
 
   async closeGoingAway(timeoutMs: number): Promise<void> {
     this.dispose();
-    if (this.#ws.readyState === WebSocket.CLOSED) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#ws.terminate();
-        resolve();
-      }, timeoutMs);
-      timer.unref();
-      this.#ws.once("close", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1001, "the node is shutting down");
-    });
+    await this.#link.closeGoingAway(timeoutMs);
   }
 
   dispose(): void {
@@ -324,29 +354,28 @@ class NativeConnection {
   // ---------------------------------------------------------------- output
 
   #send(frame: FrameInit): void {
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
-    this.#sendBytes(encodeFrame(frame));
+    this.#link.send(frame);
+    this.#checkOutput();
   }
 
   /** Sends a frame that carries events (the bulk of the bytes a node sends). */
   #sendEventsFrame(correlationId: number, body: EventsBody, events: readonly StoredEvent[]): void {
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
-    this.#sendBytes(encodeEventsFrame(correlationId, body, events));
+    this.#link.sendEvents(correlationId, body, events);
+    this.#checkOutput();
   }
 
-  #sendBytes(bytes: Uint8Array): void {
-    // The replies one group commit releases leave in one write system call.
-    corkWebSocketUntilNextTick(this.#ws);
-    this.#ws.send(bytes, { binary: true }, () => this.#onFlushed());
-    if (!this.#pausedForOutput && this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes * 8) {
+  #checkOutput(): void {
+    if (
+      !this.#pausedForOutput &&
+      this.#link.bufferedAmount > this.#settings.highWaterMarkBytes * 8
+    ) {
       // The client does not read its replies: stop reading its requests until it does.
       this.#pausedForOutput = true;
       this.#updatePause();
     }
   }
 
-  #onFlushed(): void {
-    if (this.#ws.bufferedAmount > this.#settings.highWaterMarkBytes) return;
+  #onWritable(): void {
     if (this.#pausedForOutput) {
       this.#pausedForOutput = false;
       this.#updatePause();
@@ -357,13 +386,11 @@ class NativeConnection {
   }
 
   #updatePause(): void {
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
-    if (this.#pausedForInflight || this.#pausedForOutput) this.#ws.pause();
-    else this.#ws.resume();
+    this.#link.pauseInput(this.#pausedForInflight || this.#pausedForOutput);
   }
 
   #canSend(): boolean {
-    return this.#ws.bufferedAmount <= this.#settings.highWaterMarkBytes;
+    return this.#link.bufferedAmount <= this.#settings.highWaterMarkBytes;
   }
 
   #sendError(
@@ -383,47 +410,12 @@ class NativeConnection {
       "closing a native connection: protocol violation",
     );
     this.dispose();
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(closeCode, closeReason(reason));
+    this.#link.close(closeCode, reason);
   }
 
   // ---------------------------------------------------------------- input
 
-  #onMessage(data: RawData, isBinary: boolean): void {
-    this.#alive = true;
-    if (!isBinary) {
-      this.#protocolError(1003, "text frames are not supported: send binary protobuf Frames");
-      return;
-    }
-    const bytes = messageBytes(data);
-    let frame: Frame;
-    try {
-      frame = decodeFrame(bytes, this.#ctx.options.maxFrameBytes);
-    } catch (err) {
-      if (err instanceof FrameError && err.code === "FRAME_UNKNOWN_BODY") {
-        // Well-formed but of a kind this server does not know: answer, keep the connection.
-        let id = 0;
-        try {
-          id = Number(chorus.Frame.decode(bytes).correlationId ?? 0);
-        } catch {
-          /* decodeFrame decoded it already */
-        }
-        this.#sendError(
-          id,
-          Code.BAD_REQUEST,
-          "unknown request type (the frame carries no body this server knows)",
-        );
-        return;
-      }
-      if (err instanceof FrameError && err.code === "FRAME_TOO_LARGE") {
-        this.#protocolError(1009, err.message);
-        return;
-      }
-      this.#protocolError(
-        1002,
-        `protocol error: ${err instanceof Error ? err.message : String(err)}`,
-      );
-      return;
-    }
+  #receive(frame: Frame): void {
     const correlationId = Number(frame.correlationId ?? 0);
     if (correlationId === 0) {
       this.#sendError(0, Code.BAD_REQUEST, "correlation_id must not be 0");
@@ -643,11 +635,7 @@ class NativeConnection {
         } else {
           r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
         }
-        if (
-          !r.endOfStream &&
-          typeof fromPosition === "number" &&
-          this.#ws.readyState === WebSocket.OPEN
-        ) {
+        if (!r.endOfStream && typeof fromPosition === "number" && this.#link.isOpen) {
           // Sequential readers ask for the next page next: read it while this one travels.
           const next = r.nextPosition;
           const page = this.#readAllPage(direction, next, maxCount, filter);
@@ -659,7 +647,7 @@ class NativeConnection {
           };
         }
         metrics.reads.inc({ interface: "native", kind: "all" });
-        if (this.#ws.readyState === WebSocket.OPEN) this.#sendBytes(r.frame.bytes(id));
+        r.frame.send(id);
         return;
       }
       case "subscribe":
@@ -735,7 +723,6 @@ class NativeConnection {
         key,
         {
           deliver: (events, retryCounts) => {
-            if (this.#ws.readyState !== WebSocket.OPEN) return;
             this.#sendEventsFrame(id, { persistentEvents: { retryCounts } }, events);
           },
           acked: (positions) => this.#send({ correlationId: id, persistentAcked: { positions } }),
@@ -760,7 +747,7 @@ class NativeConnection {
       this.#consumers.delete(id);
       throw err;
     }
-    if (!this.#consumers.has(id) || this.#ws.readyState !== WebSocket.OPEN) {
+    if (!this.#consumers.has(id) || !this.#link.isOpen) {
       // Unsubscribed or disconnected while joining.
       handle.close();
       return;
@@ -792,7 +779,7 @@ class NativeConnection {
     if (fit < r.events.length) r = await read(fit);
     const { endOfStream, nextPosition } = r;
     // Forwards the next page starts at nextPosition (inclusive), backwards before it (exclusive).
-    const frame = EventsFrame.encode({ readResult: { endOfStream, nextPosition } }, r.events);
+    const frame = this.#link.prepareEvents({ readResult: { endOfStream, nextPosition } }, r.events);
     return { endOfStream, nextPosition, frame };
   }
 

@@ -82,6 +82,11 @@ export interface NodeOptions {
    * leader's heartbeat: that is `heartbeatIntervalMs`.)
    */
   readonly clientPingIntervalMs: number;
+  /**
+   * Open the node's ports (the default). `false` (createNode only): a single node that opens
+   * no port at all, reached by clients in its own process (`withInProcessNode`).
+   */
+  readonly listen: boolean;
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
@@ -143,6 +148,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxAppendBytes: DEFAULT_MAX_APPEND_BYTES,
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
+  listen: true,
 });
 
 /** A configuration problem: the node must not start. The CLI exits with code 2. */

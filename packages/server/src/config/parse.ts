@@ -265,9 +265,7 @@ const UNSUPPORTED: Record<string, string> = {
 };
 
 /** createNode options the design names that this server does not have yet: refused, not ignored. */
-const UNSUPPORTED_NODE_OPTIONS: Readonly<Record<string, string>> = {
-  listen: "a node always opens its ports (use port 0 for free ones)",
-};
+const UNSUPPORTED_NODE_OPTIONS: Readonly<Record<string, string>> = {};
 
 export type CommandLine =
   | { readonly kind: "run"; readonly options: NodeOptions }
@@ -673,6 +671,22 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     if (o.clusterDns !== null) throw clash("--cluster-dns", found);
     if (o.readOnlyReplica)
       throw clash("--read-only-replica", "every instance on a shared database takes writes");
+  }
+
+  // A node that opens no port serves clients in its own process only: nothing else can reach it.
+  if (typeof o.listen !== "boolean")
+    throw new ConfigError(`listen must be true or false, got ${show(o.listen)}`);
+  if (!o.listen) {
+    const alone = (what: string): ConfigError =>
+      new ConfigError(
+        `listen: false cannot be used with ${what}: a node that opens no port is a single node, reached only by clients in its own process`,
+      );
+    if (o.clusterSize > 1) throw alone(`clusterSize ${o.clusterSize}`);
+    if (o.gossipSeed.length > 0) throw alone("gossipSeed");
+    if (o.clusterDns !== null) throw alone("clusterDns");
+    if (o.readOnlyReplica) throw alone("readOnlyReplica");
+    if (typeof o.db === "string" && !o.memDb && isDatabaseUrl(o.db))
+      throw alone("a database URL in db (instances on a shared database reach each other)");
   }
 
   // Clustering: a fixed set of --cluster-size voters found through --gossip-seed and/or DNS

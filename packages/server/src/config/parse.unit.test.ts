@@ -433,7 +433,17 @@ describe("resolveNodeOptions", () => {
     ["a misspelt key", { memdb: true }, /unknown node option "memdb" \(known: .*memDb/],
     ["an unknown key", { port: 2113 }, /unknown node option "port"/],
     ["an unknown key set to undefined", { dbPath: undefined }, /unknown node option "dbPath"/],
-    ["listen (not supported yet)", { listen: false }, /node option "listen" is not supported yet/],
+    ["listen that is not a boolean", { listen: "no" }, /listen must be true or false, got "no"/],
+    [
+      "listen: false in a cluster",
+      { listen: false, clusterSize: 3, gossipSeed: ["127.0.0.1:2113"] },
+      /listen: false cannot be used with clusterSize 3/,
+    ],
+    [
+      "listen: false on a shared database",
+      { listen: false, db: "postgres://chorus@127.0.0.1/chorus" },
+      /listen: false cannot be used with a database URL/,
+    ],
     ["null", null, /node options must be an object, got null/],
     ["an array", [], /node options must be an object/],
   ])("refuses %s with a ConfigError naming it", (_what, partial, message) => {

@@ -1,0 +1,176 @@
+import type {
+  Frame,
+  InProcessClientEnd,
+  InProcessNode,
+  InProcessServerEnd,
+} from "@chorus/protocol";
+import { ConnectionError, NotAuthenticatedError } from "../errors.js";
+import type { Credentials, Endpoint, Logger } from "../types.js";
+import { abortReason } from "../util/timers.js";
+import type {
+  Channel,
+  ChannelHandler,
+  OutgoingFrame,
+  Transport,
+  TransportConnectOptions,
+} from "./transport.js";
+
+/** The endpoint a node reached in-process goes by (it may open no port at all). */
+export const IN_PROCESS_ENDPOINT: Endpoint = Object.freeze({ host: "in-process", port: 0 });
+
+export interface InProcessTransportOptions {
+  /** Connection-wide credentials, as HTTP Basic on a WebSocket upgrade would carry them. */
+  credentials?: Credentials | undefined;
+  logger: Logger;
+}
+
+/**
+ * A connection to a node in this process (InProcessNode): the native protocol's frames
+ * handed over as objects, with no socket, no encoding and no heartbeat (nothing can get
+ * lost between two ends of one process). Channels, ordering and the end of the connection
+ * behave as over a WebSocket.
+ */
+export class InProcessTransport implements Transport {
+  readonly endpoint = IN_PROCESS_ENDPOINT;
+  readonly closed: Promise<Error>;
+  readonly #node: InProcessNode;
+  readonly #logger: Logger;
+  readonly #channels = new Map<number, ChannelHandler>();
+  #server: InProcessServerEnd | undefined;
+  #nextId = 1;
+  #closeReason: Error | undefined;
+  #finished = false;
+  #resolveClosed!: (reason: Error) => void;
+
+  private constructor(node: InProcessNode, logger: Logger) {
+    this.#node = node;
+    this.#logger = logger;
+    this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
+  }
+
+  /** Opens a connection to `node`; rejects when the node refuses it (closed, credentials). */
+  static connect(
+    node: InProcessNode,
+    options: InProcessTransportOptions,
+    connect: TransportConnectOptions,
+  ): Promise<InProcessTransport> {
+    if (connect.signal?.aborted) return Promise.reject(abortReason(connect.signal));
+    const transport = new InProcessTransport(node, options.logger);
+    const clientEnd: InProcessClientEnd = {
+      receive: (frame) => transport.#receive(frame),
+      closed: (code, reason) =>
+        transport.#finish(
+          new ConnectionError(
+            `in-process connection to node ${node.instanceId} closed (${code}${reason ? `: ${reason}` : ""})`,
+          ),
+        ),
+    };
+    let result;
+    try {
+      result = node.openInProcess(
+        clientEnd,
+        options.credentials ? { credentials: { ...options.credentials } } : {},
+      );
+    } catch (err) {
+      return Promise.reject(
+        new ConnectionError(
+          `cannot connect to the in-process node ${node.instanceId}: ${(err as Error).message}`,
+          { cause: err },
+        ),
+      );
+    }
+    if (!result.ok) {
+      return Promise.reject(
+        result.status === 401
+          ? new NotAuthenticatedError(
+              `the in-process node ${node.instanceId} refused the credentials: ${result.message}`,
+            )
+          : new ConnectionError(
+              `cannot connect to the in-process node ${node.instanceId}: ${result.message}`,
+            ),
+      );
+    }
+    transport.#server = result.connection;
+    return Promise.resolve(transport);
+  }
+
+  get isOpen(): boolean {
+    return this.#closeReason === undefined;
+  }
+
+  open(handler: ChannelHandler): Channel {
+    const id = this.#nextId++;
+    if (!this.isOpen) {
+      const reason = this.#closeReason as Error;
+      // Tell the handler asynchronously, like any other close.
+      queueMicrotask(() => handler.onClose(reason));
+    } else {
+      this.#channels.set(id, handler);
+    }
+    return {
+      id,
+      send: (frame: OutgoingFrame) => this.#send(id, frame),
+      close: () => {
+        this.#channels.delete(id);
+      },
+    };
+  }
+
+  #send(id: number, frame: OutgoingFrame): void {
+    if (this.#closeReason !== undefined) throw this.#closeReason;
+    this.#server?.send({ ...frame, correlationId: id });
+  }
+
+  #receive(frame: Frame): void {
+    const handler = this.#channels.get(Number(frame.correlationId));
+    if (!handler) {
+      this.#logger.debug("frame for an unknown correlation id dropped", {
+        correlationId: frame.correlationId,
+        body: frame.body,
+      });
+      return;
+    }
+    handler.onFrame(frame);
+  }
+
+  #finish(reason: Error): void {
+    this.#closeReason ??= reason;
+    if (this.#finished) return;
+    this.#finished = true;
+    const handlers = [...this.#channels.values()];
+    this.#channels.clear();
+    for (const h of handlers) {
+      try {
+        h.onClose(this.#closeReason);
+      } catch (err) {
+        this.#logger.error("channel close handler threw", { error: String(err) });
+      }
+    }
+    this.#resolveClosed(this.#closeReason);
+  }
+
+  /** Ends the connection; the node drops its subscriptions as for a closed socket. */
+  async close(reason = "client closing"): Promise<void> {
+    this.#end(
+      new ConnectionError(
+        `in-process connection to node ${this.#node.instanceId} closed by the client (${reason})`,
+      ),
+    );
+    await this.closed;
+  }
+
+  destroy(error?: Error): void {
+    this.#end(
+      error ??
+        new ConnectionError(`in-process connection to node ${this.#node.instanceId} destroyed`),
+    );
+  }
+
+  #end(reason: Error): void {
+    if (this.#closeReason !== undefined) return;
+    this.#closeReason = reason;
+    this.#server?.close();
+    // Channels learn of it asynchronously, as after a socket's close event.
+    queueMicrotask(() => this.#finish(reason));
+  }
+}

@@ -1,0 +1,227 @@
+// A client reaching a node of its own process (withInProcessNode): what differs from a
+// socket. The semantics themselves run in the client suites parameterised over the
+// "in-process" backends (single-node, persistent).
+import {
+  ChorusClient,
+  ConnectionError,
+  ConnectionSettings,
+  InvalidArgumentError,
+  type ConnectionSettingsBuilder,
+  NotAuthenticatedError,
+  TimeoutError,
+  binaryEvent,
+  jsonEvent,
+  type ResolvedEvent,
+} from "@chorus/client";
+import { createNode, type ChorusNode } from "@chorus/server";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+
+const CLIENT_DIST = fileURLToPath(
+  new URL("../../../packages/client/dist/index.js", import.meta.url),
+);
+const SERVER_DIST = fileURLToPath(
+  new URL("../../../packages/server/dist/index.js", import.meta.url),
+);
+
+const opened: Array<{ close(): Promise<void> }> = [];
+afterEach(async () => {
+  for (const o of opened.splice(0).reverse()) await o.close();
+});
+
+async function embeddedNode(options: Parameters<typeof createNode>[0] = {}): Promise<ChorusNode> {
+  const node = await createNode({ memDb: true, listen: false, logLevel: "silent", ...options });
+  opened.push(node);
+  return node;
+}
+
+function clientOf(
+  node: ChorusNode,
+  configure = (b: ConnectionSettingsBuilder): ConnectionSettingsBuilder => b,
+): ChorusClient {
+  const client = new ChorusClient(
+    configure(ConnectionSettings.create().withInProcessNode(node)).build(),
+  );
+  opened.push(client);
+  return client;
+}
+
+/** Listening servers of this process (TCP and pipe servers), as Node counts them. */
+function listeningServers(): number {
+  return process
+    .getActiveResourcesInfo()
+    .filter((r) => r === "TCPServerWrap" || r === "PipeServerWrap").length;
+}
+
+describe("an in-process node", () => {
+  it("with listen: false opens no port and has no endpoints, and clients still work", async () => {
+    const before = listeningServers();
+    const node = await embeddedNode();
+    expect(listeningServers()).toBe(before);
+    expect(() => node.endpoints).toThrow(/listen: false/);
+    const client = clientOf(node);
+    const result = await client.appendToStream("order-1", jsonEvent({ type: "Placed", data: 1 }));
+    expect(result.nextExpectedVersion).toBe(0n);
+    const members = await client.clusterMembers();
+    expect(members.map((m) => [m.instanceId, m.state])).toEqual([[node.instanceId, "Leader"]]);
+    expect(listeningServers()).toBe(before);
+  });
+
+  it("is shared by several clients: one appends, another sees it live", async () => {
+    const node = await embeddedNode();
+    const writer = clientOf(node);
+    const reader = clientOf(node);
+    const sub = reader.subscribeToStream("shared", { fromRevision: "start" });
+    const caughtUp = new Promise<void>((resolve) => sub.once("caughtUp", () => resolve()));
+    await caughtUp;
+    await writer.appendToStream("shared", [
+      jsonEvent({ type: "A", data: { n: 1 } }),
+      jsonEvent({ type: "B", data: { n: 2 } }),
+    ]);
+    const seen: ResolvedEvent[] = [];
+    for await (const e of sub) {
+      seen.push(e);
+      if (seen.length === 2) break;
+    }
+    expect(seen.map((e) => [e.event.type, e.event.data])).toEqual([
+      ["A", { n: 1 }],
+      ["B", { n: 2 }],
+    ]);
+  });
+
+  it("hands the application its own copies: changing a read event's bytes changes nothing stored", async () => {
+    const node = await embeddedNode();
+    const client = clientOf(node);
+    const data = new Uint8Array([1, 2, 3]);
+    await client.appendToStream("bytes", binaryEvent({ type: "Raw", data }));
+    data[1] = 77; // the application reuses its buffer after the append
+
+    const first: ResolvedEvent[] = [];
+    for await (const e of client.readStream("bytes")) first.push(e);
+    (first[0]!.event.data as Uint8Array)[0] = 99;
+    const again: ResolvedEvent[] = [];
+    for await (const e of client.readStream("bytes")) again.push(e);
+    expect([...(again[0]!.event.data as Uint8Array)]).toEqual([1, 2, 3]);
+  });
+
+  it("checks credentials as a WebSocket upgrade does", async () => {
+    const node = await embeddedNode({ adminPassword: "changeit" });
+    const anonymous = clientOf(node);
+    await expect(
+      anonymous.appendToStream("secured", jsonEvent({ type: "A", data: 1 })),
+    ).rejects.toBeInstanceOf(NotAuthenticatedError);
+    const wrong = clientOf(node, (b) =>
+      b.withDefaultCredentials({ username: "admin", password: "wrong" }),
+    );
+    await expect(
+      wrong.appendToStream("secured", jsonEvent({ type: "A", data: 1 })),
+    ).rejects.toBeInstanceOf(NotAuthenticatedError);
+    const admin = clientOf(node, (b) =>
+      b.withDefaultCredentials({ username: "admin", password: "changeit" }),
+    );
+    const ok = await admin.appendToStream("secured", jsonEvent({ type: "A", data: 1 }));
+    expect(ok.nextExpectedVersion).toBe(0n);
+  });
+
+  it("a closed node fails operations at their deadline and drops subscriptions, never hangs", async () => {
+    const node = await embeddedNode();
+    const client = clientOf(node, (b) => b.withReconnectionDelay(10).limitReconnectionsTo(2));
+    await client.appendToStream("before", jsonEvent({ type: "A", data: 1 }));
+    const sub = client.subscribeToStream("before", { fromRevision: "start" });
+    const caughtUp = new Promise<void>((resolve) => sub.once("caughtUp", () => resolve()));
+    const iteration = (async () => {
+      for await (const e of sub) expect(e.event.streamId).toBe("before");
+    })().then(
+      () => new Error("the subscription ended without an error"),
+      (e: unknown) => e as Error,
+    );
+    await caughtUp;
+    await node.close();
+    const started = performance.now();
+    const err = await client
+      .appendToStream("after", jsonEvent({ type: "A", data: 1 }), { timeoutMs: 1_000 })
+      .catch((e: unknown) => e);
+    // Either the reconnections (limited to 2) ran out first, naming the node, or the deadline came.
+    if (err instanceof TimeoutError) {
+      expect(performance.now() - started).toBeGreaterThanOrEqual(995);
+    } else {
+      expect(err).toBeInstanceOf(ConnectionError);
+      expect((err as Error).message).toMatch(/in-process node .* shutting down|gave up/);
+    }
+    expect(performance.now() - started).toBeLessThan(5_000);
+    const reason = await iteration;
+    expect(reason.message).toMatch(/in-process node .*(shutting down|closed)|gave up/);
+  });
+
+  it("refuses what is not a node", () => {
+    expect(() => ConnectionSettings.create().withInProcessNode({} as never)).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() =>
+      ConnectionSettings.create()
+        .withSingleNode("127.0.0.1:2113")
+        .withInProcessNode({} as never),
+    ).toThrow(InvalidArgumentError);
+  });
+
+  it("refuses listen: false for a cluster member", async () => {
+    await expect(
+      createNode({
+        memDb: true,
+        listen: false,
+        clusterSize: 3,
+        gossipSeed: ["127.0.0.1:2113"],
+        logLevel: "silent",
+      }),
+    ).rejects.toThrow(/listen: false cannot be used with clusterSize 3/);
+  });
+
+  it("leaves nothing behind: a script with a node and a client exits by itself once both are closed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "chorus-in-process-"));
+    try {
+      const file = join(dir, "embedded.mjs");
+      await writeFile(
+        file,
+        `import { createNode } from ${JSON.stringify(pathToFileURL(SERVER_DIST).href)};
+import { ChorusClient, ConnectionSettings, jsonEvent } from ${JSON.stringify(pathToFileURL(CLIENT_DIST).href)};
+const node = await createNode({ db: ${JSON.stringify(join(dir, "data"))}, listen: false, logLevel: "silent" });
+const client = new ChorusClient(ConnectionSettings.create().withInProcessNode(node).build());
+await client.appendToStream("s", jsonEvent({ type: "A", data: 1 }));
+const sub = client.subscribeToAll({ fromPosition: "start" });
+for await (const e of sub) { if (e.event.streamId === "s") break; }
+const ps = client.persistentSubscriptions;
+await ps.create("s", "g");
+const consumer = ps.subscribe("s", "g");
+for await (const e of consumer) { await consumer.ack(e); break; }
+await client.close();
+await node.close();
+process.stdout.write("closed\\n");
+`,
+      );
+      const child = spawn(process.execPath, [file], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          reject(new Error(`the script did not exit within 20 s; stdout: ${out} stderr: ${err}`));
+        }, 20_000);
+        child.on("exit", (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        });
+      });
+      expect(err).toBe("");
+      expect(out).toBe("closed\n");
+      expect(code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
