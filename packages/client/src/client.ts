@@ -38,6 +38,7 @@ import type { PersistentSubscription } from "./persistent/subscription.js";
 import { ProcessHold } from "./util/process-hold.js";
 import { abortReason } from "./util/timers.js";
 import { checkOptions } from "./util/options.js";
+import { publishLeaderChanged, publishReconnect } from "./diagnostics.js";
 
 export interface ChorusClientEvents {
   connected: [node: MemberInfo];
@@ -107,9 +108,15 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     for (const connection of this.#connections()) {
       connection.on("connected", (node) => this.emit("connected", node));
       connection.on("disconnected", (reason) => this.emit("disconnected", reason));
-      connection.on("reconnecting", (attempt) => this.emit("reconnecting", attempt));
+      connection.on("reconnecting", (attempt) => {
+        publishReconnect(attempt);
+        this.emit("reconnecting", attempt);
+      });
     }
-    view.on("leaderChanged", (change) => this.emit("leaderChanged", change));
+    view.on("leaderChanged", (change) => {
+      publishLeaderChanged(change);
+      this.emit("leaderChanged", change);
+    });
     this.persistentSubscriptions = new PersistentSubscriptions(
       this.#ctx,
       (fn) => this.#run(fn),

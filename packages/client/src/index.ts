@@ -14,6 +14,23 @@ export {
 export * from "./settings/defaults.js";
 export type { ConnectionStatus } from "./connection/connection.js";
 export { jsonEvent, binaryEvent, type EventData } from "./operations/events.js";
+export {
+  ACK_CHANNEL_PREFIX,
+  APPEND_CHANNEL_PREFIX,
+  DELIVER_CHANNEL,
+  LEADER_CHANGED_CHANNEL,
+  READ_CHANNEL_PREFIX,
+  RECONNECT_CHANNEL,
+  TRACING_EVENTS,
+  type AckMessage,
+  type AppendMessage,
+  type DeliverMessage,
+  type LeaderChangedMessage,
+  type PropagationFields,
+  type ReadMessage,
+  type ReadPageResult,
+  type ReconnectMessage,
+} from "./diagnostics.js";
 export type { AppendOptions, AppendResult } from "./operations/append.js";
 export type { DeleteStreamOptions, DeleteResult } from "./operations/delete.js";
 export type { ReadStreamOptions, ReadAllOptions, StreamFilter } from "./operations/read.js";

@@ -255,7 +255,7 @@ export async function createNode(
   metrics.node = ctx;
 
   const extHttp = makeServer(false);
-  extHttp.on("request", createExternalHttpHandler(ctx));
+  extHttp.on("request", createExternalHttpHandler(ctx, { persistent: () => native.persistent }));
   const intHttp = makeServer(true);
   intHttp.on("request", createInternalHttpHandler(ctx));
   const extTcp = makeServer(false);

@@ -24,6 +24,7 @@ import {
   type Backend,
 } from "../backends.js";
 import { RawClient } from "../server/helpers.js";
+import { nextEvent } from "../iterate.js";
 
 type StartedNode = TestNode;
 let node: StartedNode;
@@ -62,22 +63,6 @@ async function take(
     out.push(await nextEvent(it, left));
   }
   return out;
-}
-
-/** The next event of an iterator, with a deadline. */
-async function nextEvent(
-  it: AsyncIterator<PersistentEvent>,
-  timeoutMs = 10_000,
-): Promise<PersistentEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const r = await Promise.race([
-    it.next(),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("no event before the deadline")), timeoutMs);
-    }),
-  ]).finally(() => clearTimeout(timer));
-  if (r.done === true) throw new Error("the subscription ended");
-  return r.value;
 }
 
 const n = (e: PersistentEvent): number => (e.event.data as { n: number }).n;

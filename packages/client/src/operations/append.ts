@@ -1,3 +1,4 @@
+import { traceAppend } from "../diagnostics.js";
 import { InvalidArgumentError, ServerError, wrongExpectedVersionFromWire } from "../errors.js";
 import type { ExpectedVersion, OperationOptions } from "../types.js";
 import type { OperationContext } from "./context.js";
@@ -44,17 +45,34 @@ export async function appendToStream(
   const list = Array.isArray(events) ? (events as readonly EventData[]) : [events as EventData];
   if (list.length === 0) throw new InvalidArgumentError("appendToStream needs at least one event");
   const ids = new Set<string>();
-  const wireEvents = list.map((e, i) => {
+  const checked = list.map((e, i) => {
     const event = checkEventData(e, i);
     const key = event.id.toLowerCase();
     if (ids.has(key))
       throw new InvalidArgumentError(`event id ${event.id} appears twice in one append`);
     ids.add(key);
-    return eventDataToWire(event);
+    return event;
   });
   const expectedVersion = normalizeExpectedVersion(options.expectedVersion ?? "any");
+  // The diagnostics seam: a subscriber may add metadata (trace context) before encoding.
+  return traceAppend(streamId, checked, expectedVersion, (events) =>
+    send(ctx, streamId, events, expectedVersion, options),
+  );
+}
+
+function send(
+  ctx: OperationContext,
+  streamId: string,
+  events: readonly EventData[],
+  expectedVersion: ExpectedVersion,
+  options: AppendOptions,
+): Promise<AppendResult> {
   const frame = {
-    append: { streamId, expected: expectedVersionToWire(expectedVersion), events: wireEvents },
+    append: {
+      streamId,
+      expected: expectedVersionToWire(expectedVersion),
+      events: events.map(eventDataToWire),
+    },
   };
   return withRetry(
     ctx,

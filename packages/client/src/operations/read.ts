@@ -1,4 +1,5 @@
 import { chorus } from "@chorus/protocol";
+import { traceRead, type ReadMessage } from "../diagnostics.js";
 import { describe } from "../util/describe.js";
 import { InvalidArgumentError, ServerError } from "../errors.js";
 import { DEFAULT_READ_PAGE_SIZE } from "../settings/defaults.js";
@@ -151,6 +152,7 @@ async function* pagedRead(
   cursor: ReadCursor,
   fetch: (request: ReturnType<ReadCursor["next"]>, signal: AbortSignal) => Promise<Page>,
   userSignal: AbortSignal | undefined,
+  target: Pick<ReadMessage, "operation" | "streamId">,
 ): AsyncGenerator<ResolvedEvent, void, undefined> {
   if (cursor.done) return;
   const local = new AbortController();
@@ -158,7 +160,17 @@ async function* pagedRead(
   userSignal?.addEventListener("abort", onAbort, { once: true });
   if (userSignal?.aborted) onAbort();
   const start = (): Promise<Page> => {
-    const p = fetch(cursor.next(), local.signal);
+    const req = cursor.next();
+    // One traced request per page (diagnostics channels; nothing is built without a listener).
+    const p = traceRead(
+      () => ({
+        ...target,
+        direction: cursor.direction,
+        from: req.fromEnd ? "end" : BigInt(req.from),
+        maxCount: req.maxCount,
+      }),
+      () => fetch(req, local.signal),
+    );
     p.catch(() => undefined); // surfaces when awaited; never an unhandled rejection
     return p;
   };
@@ -235,6 +247,7 @@ export function readStream(
         },
       ),
     options.signal,
+    { operation: "readStream", streamId },
   );
 }
 
@@ -285,5 +298,6 @@ export function readAll(
         };
       }),
     options.signal,
+    { operation: "readAll", streamId: "$all" },
   );
 }

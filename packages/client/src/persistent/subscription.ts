@@ -12,6 +12,7 @@ import {
   SubscriptionDroppedError,
   TimeoutError,
 } from "../errors.js";
+import { publishDeliver, traceAck } from "../diagnostics.js";
 import type { OperationContext } from "../operations/context.js";
 import { resolvedEventFromWire } from "../operations/events.js";
 import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
@@ -209,7 +210,7 @@ export class PersistentSubscription
     } catch (err) {
       return handled(err as Error);
     }
-    return this.#settle("ack", "", events);
+    return this.#traced("ack", "", events);
   }
 
   /**
@@ -234,7 +235,25 @@ export class PersistentSubscription
           `nack action must be park, retry, skip or stop, got ${String(action)}`,
         ),
       );
-    return this.#settle(action, String(reason ?? ""), events);
+    return this.#traced(action, String(reason ?? ""), events);
+  }
+
+  /** #settle, published on the ack diagnostics channels. */
+  #traced(
+    action: "ack" | NackAction,
+    reason: string,
+    events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+  ): Promise<void> {
+    return traceAck(
+      () => ({
+        action,
+        reason,
+        streamId: this.streamId,
+        group: this.group,
+        events: isEventList(events) ? [...events] : [events],
+      }),
+      () => this.#settle(action, reason, events),
+    );
   }
 
   /** Leaves the group after sending outstanding acks (waiting up to the operation timeout for them). */
@@ -273,6 +292,7 @@ export class PersistentSubscription
         const position = Number(event.event.position);
         this.#buffered.delete(position);
         this.#handed.set(position, event.retryCount);
+        publishDeliver(event, this.group, this.streamId);
         return { done: false, value: event };
       }
       if (this.#failure) {

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { chorus, type Frame } from "@chorus/protocol";
 import type { Session } from "../connection/connection.js";
+import { publishDeliver } from "../diagnostics.js";
 import {
   errorFromWire,
   InvalidArgumentError,
@@ -182,6 +183,7 @@ export class Subscription
           this.#buffer.shift();
           this.emit("caughtUp");
         }
+        publishDeliver(item.event);
         return { done: false, value: item.event };
       }
       if (this.#failure) {

@@ -11,6 +11,8 @@ import {
 import type { NodeContext } from "./context.js";
 import { invalidArgument, toWireError } from "./errors.js";
 import { createGossipHandler } from "./gossip-handler.js";
+import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
+import { isUiPath, serveUi } from "./ui-assets.js";
 import { sendJson } from "./json.js";
 import {
   MAX_PAGE_EVENTS,
@@ -107,9 +109,10 @@ export function gossipDocument(ctx: NodeContext, req?: IncomingMessage): unknown
 /** Request handler of the external HTTP port. */
 export function createExternalHttpHandler(
   ctx: NodeContext,
+  admin: AdminDependencies = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    serve(ctx, req, res, true).catch((err: unknown) => fail(ctx, req, res, err));
+    serve(ctx, req, res, true, admin).catch((err: unknown) => fail(ctx, req, res, err));
   };
 }
 
@@ -152,6 +155,7 @@ async function serve(
   req: IncomingMessage,
   res: ServerResponse,
   external: boolean,
+  admin: AdminDependencies = {},
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://node");
   const path = url.pathname;
@@ -189,6 +193,11 @@ async function serve(
       `no such endpoint ${path}: the internal HTTP port serves /gossip and /health only`,
     );
 
+  // The admin UI's files need no credentials: the page asks for them in its own form.
+  if (isUiPath(path)) {
+    serveUi(ctx, req, res, path);
+    return;
+  }
   if (!OPEN_PATHS.has(path) && ctx.auth.enabled) {
     const result = ctx.auth.checkHeader(req.headers.authorization);
     if (!result.ok) {
@@ -198,9 +207,19 @@ async function serve(
         result.reason === "missing"
           ? "authentication required (HTTP Basic)"
           : "wrong username or password",
-        { "WWW-Authenticate": 'Basic realm="chorus"' },
+        // A page's own requests (the admin UI sends X-Requested-With) get no challenge, so the
+        // browser shows no Basic-auth popup over the page's login form.
+        req.headers["x-requested-with"] === undefined
+          ? { "WWW-Authenticate": 'Basic realm="chorus"' }
+          : {},
       );
     }
+  }
+  if (isAdminPath(path)) {
+    await serveAdmin(ctx, req, res, url, admin, (refusal) =>
+      forwardToLeader(ctx, req, res, refusal),
+    );
+    return;
   }
 
   if (path === "/info") {

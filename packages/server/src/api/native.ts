@@ -244,6 +244,11 @@ export class NativeApi {
     conn.dispose();
   }
 
+  /** The node's persistent subscription groups (the HTTP admin endpoints serve them too). */
+  get persistent(): PersistentService {
+    return this.#persistent;
+  }
+
   /** Stops accepting connections and new requests (existing ones keep running). */
   beginShutdown(): void {
     this.#closing = true;

@@ -1,0 +1,359 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ChorusClient, jsonEvent } from "@chorus/client";
+import { freePorts, startNode, waitFor, type TestNode } from "@chorus/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+const PASSWORD = "pa55-w0rd-never-shown";
+const RUN_TIMEOUT_MS = 20_000;
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** A running `chorus` process: its output so far, and its end. */
+interface Running {
+  readonly child: ReturnType<typeof spawn>;
+  stdout(): string;
+  stderr(): string;
+  readonly result: Promise<Result>;
+}
+
+function start(args: string[], env: Record<string, string> = {}): Running {
+  const { CHORUS_CONNECTION: _ignored, ...inherited } = process.env;
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...inherited, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+  const begun = Date.now();
+  const result = new Promise<Result>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`chorus ${args.join(" ")} did not exit within ${RUN_TIMEOUT_MS} ms`));
+    }, RUN_TIMEOUT_MS);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - begun });
+    });
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, result };
+}
+
+/** Runs `chorus args` to its end; its output never holds the password. */
+async function chorus(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  const r = await start(args, env).result;
+  expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+  return r;
+}
+
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+let secured: TestNode; // authentication on: every command carries admin credentials
+let plain: TestNode;
+let dir: string;
+let conn: string;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  [secured, plain] = await Promise.all([
+    startNode({ memDb: true, adminPassword: PASSWORD }),
+    startNode({ memDb: true }),
+  ]);
+  dir = await mkdtemp(join(tmpdir(), "chorus-cli-"));
+  conn = `chorus://admin:${PASSWORD}@${secured.httpEndpoint}?tls=false`;
+  env = { CHORUS_CONNECTION: conn };
+});
+
+afterAll(async () => {
+  await Promise.all([secured?.stop(), plain?.stop()]);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("chorus", () => {
+  it("appends and reads back, as text and as JSON", async () => {
+    const id = "3f1c1c8e-0b5e-4d0b-9d3a-6f3c2a1b0c01";
+    const first = await chorus(
+      ["append", "order-1", "--type", "OrderPlaced", "--data", '{"id":1}', "--id", id, "--json"],
+      env,
+    );
+    expect(first).toMatchObject({ code: 0, stderr: "" });
+    expect(jsonLines(first.stdout)).toEqual([
+      { streamId: "order-1", eventId: id, revision: "0", position: expect.any(String) },
+    ]);
+    // --connection wins over the environment (here a port nobody listens on)
+    const [unused] = await freePorts(1);
+    const second = await chorus(
+      [
+        "--connection",
+        conn,
+        "append",
+        "order-1",
+        "--type",
+        "OrderPaid",
+        "--data",
+        '{"id":1,"amount":5}',
+        "--metadata",
+        '{"by":"cli"}',
+        "--expected-version",
+        "0",
+      ],
+      { CHORUS_CONNECTION: `chorus://127.0.0.1:${unused}?tls=false` },
+    );
+    expect(second.code).toBe(0);
+    expect(second.stdout).toMatch(/^appended [0-9a-f-]{36} to order-1@1 \(position \d+\)\n$/);
+
+    const text = await chorus(["read", "order-1"], env);
+    expect(text).toMatchObject({ code: 0, stderr: "" });
+    expect(text.stdout).toBe(
+      'order-1@0  OrderPlaced  {"id":1}\norder-1@1  OrderPaid  {"id":1,"amount":5}\n',
+    );
+
+    const json = await chorus(["read", "order-1", "--json", "--backwards", "--count", "1"], env);
+    expect(json.code).toBe(0);
+    expect(jsonLines(json.stdout)).toEqual([
+      expect.objectContaining({
+        streamId: "order-1",
+        revision: "1",
+        eventType: "OrderPaid",
+        isJson: true,
+        data: { id: 1, amount: 5 },
+        metadata: { by: "cli" },
+      }),
+    ]);
+
+    const conflict = await chorus(
+      ["append", "order-1", "--type", "T", "--expected-version", "no_stream"],
+      env,
+    );
+    expect(conflict.code).toBe(1);
+    expect(conflict.stderr).toMatch(/^chorus: wrong expected version on stream "order-1"[^\n]*\n$/);
+  });
+
+  it("names the node in status without its credentials", async () => {
+    const r = await chorus(["status"], env);
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    expect(r.stdout).toContain(
+      `chorus://***@${secured.httpEndpoint}?tls=false: 1 member, leader ${secured.httpEndpoint}`,
+    );
+  });
+
+  it("fails with exit code 1 and one line on a stream that does not exist", async () => {
+    const r = await chorus(["read", "no-such-stream"], env);
+    expect(r).toMatchObject({
+      code: 1,
+      stdout: "",
+      stderr: 'chorus: stream "no-such-stream" not found\n',
+    });
+  });
+
+  it("refuses an unknown flag, an unknown command and a bad value with exit code 2", async () => {
+    const flag = await chorus(["read", "order-1", "--no-such-flag"], env);
+    expect(flag).toMatchObject({ code: 2, stdout: "" });
+    expect(flag.stderr).toMatch(/unknown option '--no-such-flag'/);
+    const command = await chorus(["frobnicate"], env);
+    expect(command.code).toBe(2);
+    expect(command.stderr).toMatch(/unknown command 'frobnicate'/);
+    const value = await chorus(["read", "order-1", "--count", "-3"], env);
+    expect(value.code).toBe(2);
+    expect(value.stderr).toMatch(/--count/);
+    const both = await chorus(["export", "--all", "--stream", "s", "--out", join(dir, "x")], env);
+    expect(both).toMatchObject({
+      code: 2,
+      stderr: "chorus: export: give exactly one of --stream STREAM or --all\n",
+    });
+  });
+
+  it("gives up on an unreachable cluster within --timeout-ms, naming it without its credentials", async () => {
+    const [port] = await freePorts(1);
+    const r = await chorus([
+      "--connection",
+      `chorus://admin:${PASSWORD}@127.0.0.1:${port}?tls=false`,
+      "--timeout-ms",
+      "500",
+      "read",
+      "order-1",
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr.split("\n")).toHaveLength(2); // one line and its newline
+    expect(r.stderr).toContain(`could not connect to chorus://***@127.0.0.1:${port}?tls=false`);
+    expect(r.stderr).toContain("within 500 ms");
+    expect(r.ms).toBeLessThan(5_000);
+  });
+
+  it("tails a stream: catch-up, a live event, then Ctrl-C ends it with exit code 0", async () => {
+    expect((await chorus(["append", "tailed", "--type", "Before"], env)).code).toBe(0);
+    const tail = start(["tail", "tailed", "--from", "start", "--json"], env);
+    try {
+      await waitFor(() => tail.stdout().includes('"Before"'), {
+        timeoutMs: 15_000,
+        message: "the catch-up event",
+      });
+      expect(
+        (await chorus(["append", "tailed", "--type", "Live", "--data", "[1]"], env)).code,
+      ).toBe(0);
+      await waitFor(() => tail.stdout().includes('"Live"'), {
+        timeoutMs: 15_000,
+        message: "the live event",
+      });
+      tail.child.kill("SIGINT");
+      const r = await tail.result;
+      expect(r.code).toBe(0);
+      expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+      expect(jsonLines(r.stdout).map((e) => [e["revision"], e["eventType"], e["data"]])).toEqual([
+        ["0", "Before", {}],
+        ["1", "Live", [1]],
+      ]);
+    } finally {
+      if (tail.child.exitCode === null) tail.child.kill("SIGKILL");
+    }
+  });
+
+  it("exports to JSON lines and imports into another node: the same events, twice idempotent", async () => {
+    const binary = join(dir, "blob.bin");
+    await writeFile(binary, Buffer.from([0, 1, 2, 0xff, 0xfe]));
+    for (const args of [
+      ["append", "cart-9", "--type", "Added", "--data", '{"sku":"a","n":2}'],
+      ["append", "cart-9", "--type", "Blob", "--file", binary],
+      ["append", "cart-9", "--type", "Note", "--data", '"text"', "--metadata", '{"m":[1]}'],
+    ])
+      expect((await chorus(args, env)).code).toBe(0);
+
+    const out = join(dir, "all.jsonl");
+    const exported = await chorus(["export", "--all", "--out", out, "--json"], env);
+    expect(exported).toMatchObject({ code: 0, stderr: "" }); // stderr is no TTY: no progress bar
+    const lines = jsonLines(await readFile(out, "utf8"));
+    expect(JSON.parse(exported.stdout)).toEqual({ exported: lines.length, from: "$all", out });
+    expect(lines.map((l) => l["streamId"])).toEqual(expect.arrayContaining(["order-1", "cart-9"]));
+    expect(lines.every((l) => typeof l["position"] === "string")).toBe(true);
+    const blob = lines.find((l) => l["eventType"] === "Blob");
+    expect(blob).toMatchObject({ isJson: false, dataBase64: "AAEC//4=" });
+
+    const target = ["--connection", plain.connectionString];
+    const once = await chorus([...target, "import", out]);
+    expect(once).toMatchObject({ code: 0, stderr: "" });
+    const twice = await chorus([...target, "import", out, "--json"]);
+    expect(twice.code).toBe(0);
+    expect(JSON.parse(twice.stdout)).toMatchObject({ imported: lines.length });
+
+    const essentials = (r: Result) =>
+      jsonLines(r.stdout).map(
+        ({ eventId, eventType, streamId, revision, isJson, data, dataBase64, metadata }) => ({
+          eventId,
+          eventType,
+          streamId,
+          revision,
+          isJson,
+          data,
+          dataBase64,
+          metadata,
+        }),
+      );
+    for (const stream of ["order-1", "cart-9", "tailed"]) {
+      const source = await chorus(["read", stream, "--json"], env);
+      const copy = await chorus([...target, "read", stream, "--json"]);
+      expect(copy.code).toBe(0);
+      expect(essentials(copy)).toEqual(essentials(source));
+      expect(essentials(copy).length).toBe(lines.filter((l) => l["streamId"] === stream).length);
+    }
+
+    // one stream's export, to stdout
+    const single = await chorus(["export", "--stream", "cart-9", "--out", "-"], env);
+    expect(single.code).toBe(0);
+    expect(jsonLines(single.stdout).map((l) => l["eventType"])).toEqual(["Added", "Blob", "Note"]);
+  });
+
+  it("manages persistent subscription groups: create, list, info, replay-parked, delete", async () => {
+    const stream = "ps-orders";
+    const create = await chorus(
+      [
+        "subscriptions",
+        "create",
+        stream,
+        "billing",
+        "--strategy",
+        "DispatchToSingle",
+        "--max-retry-count",
+        "0",
+      ],
+      env,
+    );
+    expect(create).toMatchObject({ code: 0, stderr: "" });
+    const again = await chorus(["subscriptions", "create", stream, "billing"], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^chorus: [^\n]*billing[^\n]*exists\n$/);
+
+    const list = await chorus(["subscriptions", "list", stream, "--json"], env);
+    expect(list.code).toBe(0);
+    expect(jsonLines(list.stdout)).toEqual([
+      expect.objectContaining({
+        streamId: stream,
+        group: "billing",
+        settings: expect.objectContaining({
+          consumerStrategy: "DispatchToSingle",
+          maxRetryCount: 0,
+        }),
+      }),
+    ]);
+    const listText = await chorus(["subscriptions", "list"], env);
+    expect(listText.stdout).toMatch(new RegExp(`^${stream}\\s+billing\\s`, "m"));
+
+    // park one event with a consumer of our own, then replay it
+    const client = new ChorusClient(conn);
+    try {
+      await client.appendToStream(stream, jsonEvent({ type: "Bill", data: { n: 1 } }));
+      const sub = client.persistentSubscriptions.subscribe(stream, "billing");
+      const it = sub[Symbol.asyncIterator]();
+      const firstDelivery = await it.next();
+      if (firstDelivery.done) throw new Error("the subscription ended before its first event");
+      await sub.nack("park", "testing replay", firstDelivery.value);
+      await waitFor(
+        async () =>
+          (await client.persistentSubscriptions.getInfo(stream, "billing")).parkedCount === 1,
+        { timeoutMs: 15_000, message: "the event parked" },
+      );
+      const info = await chorus(["subscriptions", "info", stream, "billing", "--json"], env);
+      expect(info.code).toBe(0);
+      expect(JSON.parse(info.stdout)).toMatchObject({ group: "billing", parkedCount: 1 });
+      const infoText = await chorus(["subscriptions", "info", stream, "billing"], env);
+      expect(infoText.stdout).toMatch(/^parked:\s+1$/m);
+
+      const replay = await chorus(
+        ["subscriptions", "replay-parked", stream, "billing", "--stop-at", "10"],
+        env,
+      );
+      expect(replay).toMatchObject({ code: 0, stderr: "" });
+      const redelivered = await it.next();
+      if (redelivered.done) throw new Error("the subscription ended before the replayed event");
+      expect(redelivered.value.event.id).toBe(firstDelivery.value.event.id);
+      await sub.ack(redelivered.value);
+      await sub.unsubscribe();
+    } finally {
+      await client.close();
+    }
+
+    const del = await chorus(["subscriptions", "delete", stream, "billing"], env);
+    expect(del).toMatchObject({ code: 0, stderr: "" });
+    const gone = await chorus(["subscriptions", "info", stream, "billing"], env);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr.split("\n")).toHaveLength(2);
+    expect((await chorus(["subscriptions", "list", stream, "--json"], env)).stdout).toBe("");
+  });
+});

@@ -1,0 +1,198 @@
+/** `chorus subscriptions list|info|create|delete|replay-parked`: persistent subscription groups. */
+import type { PersistentSubscriptionInfo, PersistentSubscriptionSettings } from "@chorus/client";
+import type { Context } from "../context.js";
+import { jsonLine, table } from "../records.js";
+
+export interface ListOptions {
+  json?: boolean;
+}
+
+export async function listGroups(
+  ctx: Context,
+  stream: string | undefined,
+  options: ListOptions,
+): Promise<void> {
+  const groups = await ctx.withClient((client) =>
+    client.persistentSubscriptions.list(stream, { timeoutMs: ctx.timeoutMs }),
+  );
+  if (options.json) {
+    for (const g of groups) await ctx.out.line(jsonLine(infoJson(g)));
+    return;
+  }
+  if (groups.length === 0) {
+    await ctx.out.line(
+      stream === undefined
+        ? "no persistent subscription groups"
+        : `no persistent subscription groups on ${stream}`,
+    );
+    return;
+  }
+  await ctx.out.lines(
+    table(
+      ["STREAM", "GROUP", "STATUS", "CONSUMERS", "IN-FLIGHT", "PARKED", "CHECKPOINT"],
+      groups.map((g) => [
+        g.streamId,
+        g.group,
+        g.status,
+        String(g.consumers.length),
+        String(g.inFlight),
+        String(g.parkedCount),
+        g.lastCheckpoint?.toString() ?? "-",
+      ]),
+    ),
+  );
+}
+
+export async function groupInfo(
+  ctx: Context,
+  stream: string,
+  group: string,
+  options: ListOptions,
+): Promise<void> {
+  const info = await ctx.withClient((client) =>
+    client.persistentSubscriptions.getInfo(stream, group, { timeoutMs: ctx.timeoutMs }),
+  );
+  if (options.json) {
+    await ctx.out.line(jsonLine(infoJson(info)));
+    return;
+  }
+  await ctx.out.lines(describeInfo(info));
+}
+
+/** A group's info for --json: a group with no checkpoint yet has `"lastCheckpoint": null`. */
+function infoJson(info: PersistentSubscriptionInfo): object {
+  return { ...info, lastCheckpoint: info.lastCheckpoint ?? null };
+}
+
+function describeInfo(info: PersistentSubscriptionInfo): string[] {
+  const s = info.settings;
+  const lines = [
+    `stream:           ${info.streamId}`,
+    `group:            ${info.group}`,
+    `status:           ${info.status}`,
+    `in flight:        ${info.inFlight}`,
+    `parked:           ${info.parkedCount}`,
+    `last checkpoint:  ${info.lastCheckpoint?.toString() ?? "-"}`,
+    `delivered:        ${info.totalDelivered} (${info.deliveryRate.toFixed(1)}/s)`,
+    `acknowledged:     ${info.totalAcked} (${info.ackRate.toFixed(1)}/s)`,
+    `parked in total:  ${info.totalParked}`,
+    "settings:",
+    ...Object.entries(s).map(([k, v]) => `  ${k}: ${String(v)}`),
+    `consumers:        ${info.consumers.length}`,
+  ];
+  for (const c of info.consumers) {
+    lines.push(
+      `  ${c.name} ${c.connection}: in flight ${c.inFlight}, buffer ${c.bufferSize}, delivered ${c.delivered}, acknowledged ${c.acked}`,
+    );
+  }
+  return lines;
+}
+
+/** The flags of `create`, as commander parses them. */
+export interface CreateOptions {
+  startFrom?: "start" | "end" | bigint;
+  strategy?: PersistentSubscriptionSettings["consumerStrategy"];
+  messageTimeoutMs?: number;
+  maxRetryCount?: number;
+  maxSubscriberCount?: number;
+  liveBufferSize?: number;
+  readBatchSize?: number;
+  historyBufferSize?: number;
+  checkpointAfterMs?: number;
+  minCheckpointCount?: number;
+  maxCheckpointCount?: number;
+  json?: boolean;
+}
+
+/** The group settings the flags give (the rest are the server's defaults). */
+export function settingsOf(options: CreateOptions): Partial<PersistentSubscriptionSettings> {
+  const settings: Partial<PersistentSubscriptionSettings> = {};
+  if (options.startFrom !== undefined) settings.startFrom = options.startFrom;
+  if (options.strategy !== undefined) settings.consumerStrategy = options.strategy;
+  const numeric = [
+    "messageTimeoutMs",
+    "maxRetryCount",
+    "maxSubscriberCount",
+    "liveBufferSize",
+    "readBatchSize",
+    "historyBufferSize",
+    "checkpointAfterMs",
+    "minCheckpointCount",
+    "maxCheckpointCount",
+  ] as const;
+  for (const key of numeric) {
+    const v = options[key];
+    if (v !== undefined) settings[key] = v;
+  }
+  return settings;
+}
+
+export async function createGroup(
+  ctx: Context,
+  stream: string,
+  group: string,
+  options: CreateOptions,
+): Promise<void> {
+  await ctx.withClient((client) =>
+    client.persistentSubscriptions.create(stream, group, settingsOf(options), {
+      timeoutMs: ctx.timeoutMs,
+    }),
+  );
+  await done(
+    ctx,
+    options,
+    { created: { streamId: stream, group } },
+    `created group ${group} on ${stream}`,
+  );
+}
+
+export async function deleteGroup(
+  ctx: Context,
+  stream: string,
+  group: string,
+  options: ListOptions,
+): Promise<void> {
+  await ctx.withClient((client) =>
+    client.persistentSubscriptions.delete(stream, group, { timeoutMs: ctx.timeoutMs }),
+  );
+  await done(
+    ctx,
+    options,
+    { deleted: { streamId: stream, group } },
+    `deleted group ${group} on ${stream}`,
+  );
+}
+
+export interface ReplayOptions {
+  stopAt?: number;
+  json?: boolean;
+}
+
+export async function replayParked(
+  ctx: Context,
+  stream: string,
+  group: string,
+  options: ReplayOptions,
+): Promise<void> {
+  await ctx.withClient((client) =>
+    client.persistentSubscriptions.replayParked(stream, group, {
+      timeoutMs: ctx.timeoutMs,
+      ...(options.stopAt !== undefined && { stopAt: options.stopAt }),
+    }),
+  );
+  await done(
+    ctx,
+    options,
+    { replayParked: { streamId: stream, group, stopAt: options.stopAt ?? null } },
+    `replaying ${options.stopAt === undefined ? "every parked event" : `up to ${options.stopAt} parked events`} of group ${group} on ${stream}`,
+  );
+}
+
+async function done(
+  ctx: Context,
+  options: { json?: boolean },
+  json: object,
+  text: string,
+): Promise<void> {
+  await ctx.out.line(options.json ? jsonLine(json) : text);
+}

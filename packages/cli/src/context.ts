@@ -1,0 +1,145 @@
+/** What every command gets: where to print, the cluster, the deadline of each network wait. */
+import { once } from "node:events";
+import { ChorusClient, InvalidArgumentError, type MemberInfo } from "@chorus/client";
+import { CommandError, UsageError } from "./errors.js";
+import { redactConnection } from "./connection.js";
+
+export interface OutputStream {
+  readonly isTTY?: boolean;
+  readonly columns?: number;
+  write(text: string): boolean;
+  once(event: "drain" | "error" | "close", listener: (...args: unknown[]) => void): unknown;
+  removeListener(
+    event: "drain" | "error" | "close",
+    listener: (...args: unknown[]) => void,
+  ): unknown;
+}
+
+export interface Io {
+  readonly stdout: OutputStream;
+  readonly stderr: OutputStream;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Writes lines to stdout, waiting for it to drain when its buffer is full. */
+export class Printer {
+  readonly #stream: OutputStream;
+
+  constructor(stream: OutputStream) {
+    this.#stream = stream;
+  }
+
+  async line(text: string): Promise<void> {
+    if (!this.#stream.write(`${text}\n`)) await once(this.#stream as never, "drain");
+  }
+
+  async lines(texts: readonly string[]): Promise<void> {
+    for (const t of texts) await this.line(t);
+  }
+}
+
+export class Context {
+  readonly io: Io;
+  readonly out: Printer;
+  /** The connection string as given (holds credentials: never print it). */
+  readonly connection: string;
+  /** The connection string safe to print. */
+  readonly where: string;
+  /** Deadline of each network wait, in ms. */
+  readonly timeoutMs: number;
+
+  constructor(io: Io, connection: string, timeoutMs: number) {
+    this.io = io;
+    this.out = new Printer(io.stdout);
+    this.connection = connection;
+    this.where = redactConnection(connection);
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** A notice for a person at a terminal (stderr, only when it is a TTY). */
+  notice(text: string): void {
+    if (this.io.stderr.isTTY === true) this.io.stderr.write(`chorus: ${text}\n`);
+  }
+
+  /** A client for the connection string (not connected yet). A malformed string is a usage error. */
+  client(): ChorusClient {
+    try {
+      return new ChorusClient(this.connection);
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) throw new UsageError(`--connection: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` with a client connected to the leader (connecting within the deadline), then
+   * closes the client (also within the deadline).
+   */
+  async withClient<T>(fn: (client: ChorusClient) => Promise<T>, connect = true): Promise<T> {
+    const client = this.client();
+    try {
+      if (connect) await this.#connect(client);
+      return await fn(client);
+    } finally {
+      await this.#close(client);
+    }
+  }
+
+  /** An AbortSignal that aborts after the deadline with a message naming the wait. */
+  deadline(what: string): { signal: AbortSignal; clear: () => void } {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () =>
+        controller.abort(new CommandError(`${what} did not finish within ${this.timeoutMs} ms`)),
+      this.timeoutMs,
+    );
+    return { signal: controller.signal, clear: () => clearTimeout(timer) };
+  }
+
+  async #connect(client: ChorusClient): Promise<void> {
+    const { signal, clear } = this.deadline("connecting");
+    try {
+      await client.connect({ signal });
+    } catch (err) {
+      if (!signal.aborted || err !== signal.reason) throw err;
+      throw new CommandError(
+        `could not connect to ${this.where} within ${this.timeoutMs} ms${await this.#diagnose(client)}`,
+      );
+    } finally {
+      clear();
+    }
+  }
+
+  /** Why a connection did not come: what one quick gossip round says (for the message). */
+  async #diagnose(client: ChorusClient): Promise<string> {
+    try {
+      const members = await client.clusterMembers({
+        signal: AbortSignal.timeout(Math.min(1_000, this.timeoutMs)),
+      });
+      if (members.length === 0) return "";
+      const leader = members.some((m) => m.isAlive && m.state === "Leader");
+      return ` (${leader ? "" : "no leader; "}members: ${members.map(describeMember).join(", ")})`;
+    } catch (err) {
+      return err instanceof Error && err.message ? ` (${err.message})` : "";
+    }
+  }
+
+  async #close(client: ChorusClient): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      client.close().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+export function endpointOf(m: MemberInfo): string {
+  return m.externalHttp ? `${m.externalHttp.host}:${m.externalHttp.port}` : m.instanceId;
+}
+
+function describeMember(m: MemberInfo): string {
+  return `${endpointOf(m)} ${m.isAlive ? m.state : "dead"}`;
+}

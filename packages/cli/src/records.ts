@@ -1,0 +1,136 @@
+/**
+ * The JSON form of an event, one object per line: what `read --json` and `tail --json` print
+ * and what `export` writes and `import` reads back.
+ *
+ * `revision` and `position` are decimal strings (they may exceed 2^53). A JSON event's data
+ * and metadata are JSON values (`data`, `metadata`); anything else is base64 under
+ * `dataBase64` / `metadataBase64`: the key itself is the marker. A key that is absent means
+ * empty.
+ */
+import { eventTypeProblem, isUuid, streamNameProblem } from "@chorus/protocol";
+import type { EventData, ResolvedEvent } from "@chorus/client";
+
+export interface EventRecord {
+  eventId: string;
+  eventType: string;
+  streamId: string;
+  revision: string;
+  position: string;
+  isJson: boolean;
+  data?: unknown;
+  dataBase64?: string;
+  metadata?: unknown;
+  metadataBase64?: string;
+  created: string;
+}
+
+/** The record of a read or delivered event. */
+export function toRecord(resolved: ResolvedEvent): EventRecord {
+  const e = resolved.event;
+  const record: EventRecord = {
+    eventId: e.id,
+    eventType: e.type,
+    streamId: e.streamId,
+    revision: e.revision.toString(),
+    position: e.position.toString(),
+    isJson: e.isJson,
+    created: e.created.toISOString(),
+  };
+  setBody(record, "data", e.data);
+  setBody(record, "metadata", e.metadata);
+  return record;
+}
+
+function setBody(record: EventRecord, key: "data" | "metadata", value: unknown): void {
+  if (value === undefined) return;
+  if (value instanceof Uint8Array) {
+    if (value.byteLength > 0) record[`${key}Base64`] = Buffer.from(value).toString("base64");
+    return;
+  }
+  record[key] = value;
+}
+
+/** The line of an event as `read` and `tail` print it without --json. */
+export function toTextLine(resolved: ResolvedEvent): string {
+  const e = resolved.event;
+  return `${e.streamId}@${e.revision.toString()}  ${e.type}  ${bodyText(e.data)}`.trimEnd();
+}
+
+function bodyText(value: unknown): string {
+  if (value === undefined) return "";
+  if (value instanceof Uint8Array) return `<${value.byteLength} bytes>`;
+  return JSON.stringify(value);
+}
+
+/** One event to append, read back from a record. */
+export interface ImportedEvent {
+  readonly streamId: string;
+  readonly event: EventData;
+  /** Bytes of data and metadata (for batching under the server's append limit). */
+  readonly size: number;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const encoder = new TextEncoder();
+
+/**
+ * The event a record (a parsed line of an export file) describes, keeping its id, type and
+ * body bytes. Throws an Error naming the offending field.
+ */
+export function fromRecord(value: unknown): ImportedEvent {
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new Error("expected a JSON object");
+  const r = value as Record<string, unknown>;
+  if (!isUuid(r["eventId"])) throw new Error(`"eventId" must be a UUID`);
+  const typeProblem = eventTypeProblem(r["eventType"]);
+  if (typeProblem) throw new Error(`"eventType": ${typeProblem}`);
+  const streamProblem = streamNameProblem(r["streamId"]);
+  if (streamProblem) throw new Error(`"streamId": ${streamProblem}`);
+  const isJson = r["isJson"] === undefined ? "data" in r : r["isJson"];
+  if (typeof isJson !== "boolean") throw new Error(`"isJson" must be true or false`);
+  const data = bodyBytes(r, "data") ?? new Uint8Array(0);
+  const metadata = bodyBytes(r, "metadata");
+  const event: EventData = Object.freeze({
+    id: r["eventId"],
+    type: r["eventType"] as string,
+    isJson,
+    data,
+    metadata,
+  });
+  return {
+    streamId: r["streamId"] as string,
+    event,
+    size: data.byteLength + (metadata?.byteLength ?? 0),
+  };
+}
+
+function bodyBytes(r: Record<string, unknown>, key: "data" | "metadata"): Uint8Array | undefined {
+  const b64Key = `${key}Base64`;
+  const hasJson = key in r && r[key] !== undefined;
+  const hasB64 = b64Key in r && r[b64Key] !== undefined;
+  if (hasJson && hasB64) throw new Error(`"${key}" and "${b64Key}" exclude each other`);
+  if (hasJson) return encoder.encode(JSON.stringify(r[key]));
+  if (hasB64) {
+    const text = r[b64Key];
+    if (typeof text !== "string" || text.length % 4 !== 0 || !BASE64.test(text))
+      throw new Error(`"${b64Key}" must be base64 text`);
+    return new Uint8Array(Buffer.from(text, "base64"));
+  }
+  return undefined;
+}
+
+/** JSON text of a value whose bigints become decimal strings and Dates ISO strings. */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+/** Left-aligned columns separated by two spaces, with a header row. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
