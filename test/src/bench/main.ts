@@ -3,14 +3,20 @@
  * the design's quality.md). Options: --nodes 1|3, --quick (small counts, CI smoke),
  * --only NAME[,NAME], --profile (a V8 CPU profile of every process, see profile.ts),
  * --db postgres (the rows on instances sharing a PostgreSQL database, with floor rows of raw
- * INSERTs: postgres.ts; every row then carries db: "postgres").
+ * INSERTs: postgres.ts; every row then carries db: "postgres"), --embedded (the rows a node
+ * in the bench's own process serves through withInProcessNode, each beside the same row over
+ * loopback to a node process: every row then carries transport and store).
  * `append-seq-floor` is the same sequential append through raw TCP and fdatasync alone
  * (floor.ts): the machine's ceiling for `append-seq`, to read that row as a ratio.
  * Every figure is from the durable configuration: an on-disk node (fsync before
  * acknowledging) and the client in separate processes.
  */
-import { ChorusClient } from "@chorus/client";
+import { ChorusClient, ConnectionSettings } from "@chorus/client";
 import { startCluster, startNode, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
+import { createNode } from "@chorus/server";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { event } from "./events.js";
 import { seqFloor } from "./floor.js";
@@ -45,7 +51,12 @@ interface Args {
   profile: boolean;
   /** "postgres": instances on a shared PostgreSQL database instead of nodes with a log. */
   db: "log" | "postgres";
+  /** In-process rows beside loopback ones (runEmbedded). */
+  embedded: boolean;
 }
+
+/** Rows of an --embedded run. */
+const EMBEDDED_ROWS = new Set(["append-seq-floor", "append-seq", "subscribe-live", "read-all"]);
 
 /** Rows on instances sharing a PostgreSQL database (--db postgres): no memory or recovery. */
 const POSTGRES_ROWS = new Set([
@@ -54,7 +65,14 @@ const POSTGRES_ROWS = new Set([
 ]);
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { nodes: 1, quick: false, only: undefined, profile: false, db: "log" };
+  const args: Args = {
+    nodes: 1,
+    quick: false,
+    only: undefined,
+    profile: false,
+    db: "log",
+    embedded: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [name, inline] = arg.split("=", 2) as [string, string | undefined];
@@ -62,6 +80,7 @@ function parseArgs(argv: string[]): Args {
     if (name === "--quick") args.quick = true;
     else if (name === "--profile") args.profile = true;
     else if (name === "--nodes") args.nodes = Number(value());
+    else if (name === "--embedded") args.embedded = true;
     else if (name === "--only") args.only = new Set(value().split(","));
     else if (name === "--db") {
       const db = value();
@@ -69,10 +88,12 @@ function parseArgs(argv: string[]): Args {
       args.db = db;
     } else
       throw new Error(
-        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres)`,
+        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres, --embedded)`,
       );
   }
   if (args.nodes !== 1 && args.nodes !== 3) throw new Error("--nodes takes 1 or 3");
+  if (args.embedded && (args.nodes !== 1 || args.db !== "log"))
+    throw new Error("--embedded runs one node on its log: not with --nodes 3 or --db");
   const unknown = [...(args.only ?? [])].filter((name) => !ROWS.has(name));
   if (unknown.length > 0) {
     throw new Error(`unknown row ${unknown.join(", ")} (known: ${[...ROWS].join(", ")})`);
@@ -84,12 +105,28 @@ function parseArgs(argv: string[]): Args {
 const rowTags: Record<string, unknown> = {};
 
 function emit(row: Record<string, unknown>): void {
-  process.stdout.write(JSON.stringify({ ...row, ...rowTags }) + "\n");
+  const cpu = embeddedCpu(row);
+  process.stdout.write(JSON.stringify({ ...row, ...cpu, ...rowTags }) + "\n");
+}
+
+/**
+ * --embedded rows: `cpu_us` is all the CPU per event, client and node together. In process
+ * they are one process (the client column already holds both; the leader column, the same
+ * process again, is dropped); over loopback, the bench process plus the node's.
+ */
+function embeddedCpu(row: Record<string, unknown>): Record<string, unknown> {
+  if (rowTags.transport === undefined || typeof row.client_cpu_us !== "number") return {};
+  if (rowTags.transport === "in-process") {
+    delete row.leader_cpu_us;
+    return { cpu_us: row.client_cpu_us };
+  }
+  return { cpu_us: round(row.client_cpu_us + Number(row.leader_cpu_us ?? 0), 1) };
 }
 
 interface Ctx {
   args: Args;
-  node: TestNode;
+  /** The node process (undefined for a node in this process). */
+  node: TestNode | undefined;
   client: ChorusClient;
   nodes: number;
   cpu: CpuMeter;
@@ -210,6 +247,7 @@ async function subscribeLive(ctx: Ctx): Promise<void> {
   const lat = new Latencies();
   const sentAt = new Map<number, number>();
   let received = 0;
+  const cpu = ctx.cpu.start(await ctx.servers());
   const start = performance.now();
   const reader = (async () => {
     for await (const e of sub) {
@@ -237,6 +275,7 @@ async function subscribeLive(ctx: Ctx): Promise<void> {
     n,
     ops_per_s: round(received / s),
     ...lat.summary(),
+    ...ctx.cpu.stop(cpu, received),
   });
 }
 
@@ -329,7 +368,7 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
   const existing = await countAll(ctx);
   const fillSeconds = existing < target ? await populate(ctx, target - existing) : 0;
   if (only("memory")) {
-    const pid = ctx.node.pid;
+    const pid = ctx.node?.pid;
     if (pid !== undefined) {
       emit({
         test: "memory",
@@ -344,11 +383,13 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
   if (only("read-all")) {
     const runs: number[] = [];
     let n = 0;
+    const cpu = ctx.cpu.start(await ctx.servers());
     for (let r = 0; r < 3; r++) {
       const start = performance.now();
       n = await countAll(ctx);
       runs.push(n / ((performance.now() - start) / 1000));
     }
+    const cpuColumns = ctx.cpu.stop(cpu, 3 * n);
     runs.sort((a, b) => a - b);
     emit({
       test: "read-all",
@@ -356,9 +397,11 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
       n,
       ops_per_s: round(runs[1]!),
       runs: runs.map((v) => round(v)),
+      ...cpuColumns,
     });
   }
   if (only("recovery")) {
+    if (ctx.node === undefined) throw new Error("recovery needs a node process");
     await ctx.client.close();
     await ctx.node.kill();
     const start = performance.now();
@@ -461,6 +504,10 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
   const only = (name: string) => !args.only || args.only.has(name);
   const nodeArgs = profiling?.nodeArgs ?? [];
   const cpu = new CpuMeter();
+  if (args.embedded) {
+    await runEmbedded(args, (name) => EMBEDDED_ROWS.has(name) && only(name), cpu);
+    return;
+  }
   if (args.db === "postgres") {
     rowTags.db = "postgres";
     await runOnPostgres(args, only, nodeArgs, cpu, profiling);
@@ -570,6 +617,70 @@ async function runOnPostgres(
   } finally {
     await client.close().catch(() => undefined);
     await backend.stop();
+  }
+}
+
+/**
+ * --embedded: for each store (memory, then disk), the rows over loopback to a node process,
+ * then the same rows in process (a node in this process, reached with withInProcessNode).
+ * The floor row first, as in a plain run.
+ */
+async function runEmbedded(
+  args: Args,
+  selected: (name: string) => boolean,
+  cpu: CpuMeter,
+): Promise<void> {
+  if (selected("append-seq-floor")) await appendSeqFloor(args);
+  for (const store of ["mem-db", "disk"] as const) {
+    for (const transport of ["loopback", "in-process"] as const) {
+      // In process: a node of this process that opens no port, as an embedding application
+      // runs it, on a temp data directory for "disk".
+      const dir = store === "disk" ? await mkdtemp(join(tmpdir(), "chorus-bench-")) : undefined;
+      const embedded =
+        transport === "in-process"
+          ? await createNode({
+              ...(dir === undefined ? { memDb: true } : { db: dir }),
+              listen: false,
+              logLevel: "silent",
+            })
+          : undefined;
+      const node =
+        embedded === undefined
+          ? await startNode({ startTimeoutMs: 60_000, memDb: store === "mem-db" })
+          : undefined;
+      const client = new ChorusClient(
+        embedded
+          ? ConnectionSettings.create()
+              .withInProcessNode(embedded)
+              .withOperationTimeout(30_000)
+              .build()
+          : `${node!.connectionString}&operationTimeout=30000`,
+      );
+      rowTags.transport = transport;
+      rowTags.store = store;
+      const ctx: Ctx = {
+        args,
+        node,
+        client,
+        nodes: 1,
+        cpu,
+        servers: async () =>
+          node === undefined ? { leader: process.pid, followers: [] } : serverPids([node], 0),
+      };
+      try {
+        await client.connect();
+        if (selected("append-seq")) await appendSeq(ctx);
+        if (selected("subscribe-live")) await subscribeLive(ctx);
+        if (selected("read-all")) await readAllAndMemory(ctx, (name) => name === "read-all");
+      } finally {
+        await client.close().catch(() => undefined);
+        await node?.stop();
+        await embedded?.close();
+        if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+        delete rowTags.transport;
+        delete rowTags.store;
+      }
+    }
   }
 }
 

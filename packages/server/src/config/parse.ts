@@ -824,3 +824,5 @@ export function helpText(): string {
   lines.push("  --version".padEnd(46) + "print the version");
   return lines.join("\n") + "\n";
 }
+  // A node that opens no port is reached only from its own process.
+  if (!o.listen) return warnings;
