@@ -99,6 +99,8 @@ const children = nodes.map((node) => {
         `\nChorus is running (${what}).\n` +
           `  connection string: ${url}\n` +
           `  HTTP API:          http://${hosts[0]}/info\n` +
+          `  admin UI:          http://${hosts[0]}/ui/\n` +
+          `  command line:      npx chorus --connection "${url}" status\n` +
           `Press Ctrl-C to stop.\n\n`,
       );
     }
