@@ -68,12 +68,12 @@ export function isInProcessNode(value: unknown): value is InProcessNode {
 export function asReceivedFrame(frame: FrameInit): Frame {
   const received = frame as FrameInit & { body?: FrameBodyKind };
   if (received.body === undefined) {
-    for (const key in frame) {
-      if (
-        Object.hasOwn(frameBodies, key) &&
-        (frame as Record<string, unknown>)[key] !== null &&
-        (frame as Record<string, unknown>)[key] !== undefined
-      ) {
+    // A frame has one body besides its correlation id and credentials.
+    const keys = Object.keys(frame);
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
+      if (key === "correlationId" || key === "credentials") continue;
+      if ((frame as Record<string, unknown>)[key] != null && Object.hasOwn(frameBodies, key)) {
         received.body = key as FrameBodyKind;
         break;
       }
