@@ -795,6 +795,8 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
 /** Human-readable notes about the security posture, for the startup log. */
 export function securityWarnings(o: NodeOptions): string[] {
   const warnings: string[] = [];
+  // A node that opens no port is reached only from its own process.
+  if (!o.listen) return warnings;
   if (o.insecure) warnings.push("running with --insecure: no TLS and no authentication");
   else {
     if (o.certificateFile === null) warnings.push("TLS is off (loopback only)");
@@ -824,5 +826,3 @@ export function helpText(): string {
   lines.push("  --version".padEnd(46) + "print the version");
   return lines.join("\n") + "\n";
 }
-  // A node that opens no port is reached only from its own process.
-  if (!o.listen) return warnings;
