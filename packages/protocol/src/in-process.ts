@@ -13,8 +13,9 @@ import type { Frame, FrameBodyKind, FrameInit } from "./frame.js";
 /** What a node calls on the client end of an in-process connection. */
 export interface InProcessClientEnd {
   /**
-   * One frame from the node, shaped as `decodeFrame` gives it: `body` names its body. Fields a
-   * decoded frame would hold at their default value may be absent.
+   * One frame from the node, with the fields `decodeFrame` gives except `body` (the receiver
+   * reads the body field it expects). Fields a decoded frame would hold at their default
+   * value may be absent.
    */
   receive(frame: Frame): void;
   /** The node ended the connection; `code` and `reason` are what a WebSocket close carries. */
@@ -62,22 +63,17 @@ export function isInProcessNode(value: unknown): value is InProcessNode {
 }
 
 /**
- * The frame as `decodeFrame` would give it, for the fields the receiver reads: `body` set to
- * the name of its body. The frame object itself is reused.
+ * The name of the body a frame carries (what `decodeFrame` puts in `body`), read from the
+ * frame's own keys without changing the frame; undefined when it carries no known body.
  */
-export function asReceivedFrame(frame: FrameInit): Frame {
-  const received = frame as FrameInit & { body?: FrameBodyKind };
-  if (received.body === undefined) {
-    // A frame has one body besides its correlation id and credentials.
-    const keys = Object.keys(frame);
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i] as string;
-      if (key === "correlationId" || key === "credentials") continue;
-      if ((frame as Record<string, unknown>)[key] != null && Object.hasOwn(frameBodies, key)) {
-        received.body = key as FrameBodyKind;
-        break;
-      }
-    }
+export function frameBodyOf(frame: FrameInit): FrameBodyKind | undefined {
+  // A frame has one body besides its correlation id and credentials.
+  const keys = Object.keys(frame);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    if (key === "correlationId" || key === "credentials") continue;
+    if ((frame as Record<string, unknown>)[key] != null && Object.hasOwn(frameBodies, key))
+      return key as FrameBodyKind;
   }
-  return received as unknown as Frame;
+  return undefined;
 }

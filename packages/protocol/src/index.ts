@@ -26,7 +26,7 @@ export {
   streamNameProblem,
 } from "./validation.js";
 export {
-  asReceivedFrame,
+  frameBodyOf,
   isInProcessNode,
   type InProcessClientEnd,
   type InProcessNode,

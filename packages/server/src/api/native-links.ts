@@ -4,14 +4,15 @@
  * frames, reports flow control and ends.
  */
 import {
-  asReceivedFrame,
   chorus,
   corkWebSocketUntilNextTick,
   decodeFrame,
   encodeFrame,
   FrameError,
   messageBytes,
+  frameBodyOf,
   type Frame,
+  type FrameBodyKind,
   type FrameInit,
   type InProcessClientEnd,
   type InProcessServerEnd,
@@ -27,8 +28,8 @@ import {
 
 /** What a link hands to the connection it carries. */
 export interface LinkHandler {
-  /** A request frame. */
-  receive(frame: Frame): void;
+  /** A request frame and the name of its body. */
+  receive(frame: Frame, body: FrameBodyKind): void;
   /** A well-formed frame of a kind this server does not know (answered, the link stays). */
   unknownBody(correlationId: number): void;
   /** The peer broke the protocol: the connection ends with this close code. */
@@ -208,7 +209,7 @@ export class WebSocketLink implements NativeLink {
       );
       return;
     }
-    this.#handler.receive(frame);
+    this.#handler.receive(frame, frame.body as FrameBodyKind);
   }
 }
 
@@ -268,12 +269,13 @@ export class InProcessLink implements NativeLink {
       this.#inputScheduled = false;
       while (this.#open && !this.#paused && this.#input.length > 0) {
         const frame = this.#input.shift() as FrameInit;
-        const received = asReceivedFrame(frame);
-        if (received.body === undefined || received.body === null) {
+        const body = frameBodyOf(frame);
+        if (body === undefined) {
           this.#handler.unknownBody(Number(frame.correlationId ?? 0));
           continue;
         }
-        this.#handler.receive(received);
+        // The client's own object: a decoded frame in all but `body`, which comes alongside.
+        this.#handler.receive(frame as Frame, body);
       }
     });
   }
@@ -287,12 +289,12 @@ export class InProcessLink implements NativeLink {
 
   send(frame: FrameInit): void {
     if (!this.#open) return;
-    this.#deliver(asReceivedFrame(frame));
+    this.#deliver(frame as Frame);
   }
 
   sendEvents(correlationId: number, body: EventsBody, events: readonly StoredEvent[]): void {
     if (!this.#open) return;
-    this.#deliver(asReceivedFrame({ correlationId, ...eventsFrameBody(body, events) }));
+    this.#deliver({ correlationId, ...eventsFrameBody(body, events) } as Frame);
   }
 
   prepareEvents(body: EventsBody, events: readonly StoredEvent[]): PreparedFrame {

@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream";
 import {
   chorus,
   type Frame,
+  type FrameBodyKind,
   type FrameInit,
   type InProcessClientEnd,
   type InProcessOpenResult,
@@ -317,7 +318,7 @@ class NativeConnection {
     this.#remote = link.remote;
     this.#batchBytes = batchBytesLimit(ctx.options.maxFrameBytes);
     link.attach({
-      receive: (frame) => this.#receive(frame),
+      receive: (frame, body) => this.#receive(frame, body),
       unknownBody: (id) =>
         this.#sendError(
           id,
@@ -420,17 +421,17 @@ class NativeConnection {
 
   // ---------------------------------------------------------------- input
 
-  #receive(frame: Frame): void {
+  #receive(frame: Frame, body: FrameBodyKind): void {
     const correlationId = Number(frame.correlationId ?? 0);
     if (correlationId === 0) {
       this.#sendError(0, Code.BAD_REQUEST, "correlation_id must not be 0");
       return;
     }
-    this.#dispatch(correlationId, frame);
+    this.#dispatch(correlationId, frame, body);
   }
 
-  #dispatch(id: number, frame: Frame): void {
-    switch (frame.body) {
+  #dispatch(id: number, frame: Frame, body: FrameBodyKind): void {
+    switch (body) {
       case "ping":
         this.#send({
           correlationId: id,
@@ -488,7 +489,7 @@ class NativeConnection {
         this.#sendError(
           id,
           Code.BAD_REQUEST,
-          `${String(frame.body)} is not a request a client may send`,
+          `${String(body)} is not a request a client may send`,
         );
         return;
     }
@@ -506,11 +507,11 @@ class NativeConnection {
       this.#pausedForInflight = true;
       this.#updatePause();
     }
-    this.#handle(id, frame)
+    this.#handle(id, frame, body)
       .catch((err: unknown) => {
         const wire = toWireError(err);
         if (wire.internal)
-          this.#ctx.logger.error({ err, request: frame.body }, "native request failed");
+          this.#ctx.logger.error({ err, request: body }, "native request failed");
         if (wire.kind === "notHandled")
           this.#send({ correlationId: id, notHandled: wire.notHandled });
         else this.#sendError(id, wire.nativeCode, wire.message, wire.streamId);
@@ -540,9 +541,9 @@ class NativeConnection {
       : "wrong username or password";
   }
 
-  async #handle(id: number, frame: Frame): Promise<void> {
+  async #handle(id: number, frame: Frame, body: FrameBodyKind): Promise<void> {
     const { store, metrics } = this.#ctx;
-    switch (frame.body) {
+    switch (body) {
       case "append": {
         const endTimer = metrics.appendDuration.startTimer({ interface: "native" });
         try {
