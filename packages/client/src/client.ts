@@ -39,12 +39,26 @@ import { ProcessHold } from "./util/process-hold.js";
 import { abortReason } from "./util/timers.js";
 import { checkOptions } from "./util/options.js";
 import { publishLeaderChanged, publishReconnect } from "./diagnostics.js";
+import {
+  PartitionedClient,
+  type PartitionedReadAllOptions,
+} from "./partitions/partitioned-client.js";
+import { PartitionedPersistentSubscriptions } from "./partitions/persistent.js";
+import {
+  MergedSubscription,
+  type PartitionedSubscribeToAllOptions,
+} from "./partitions/merged-subscription.js";
 
+/**
+ * With partitions (`withPartitions`), every event names its replication group: the nodes
+ * carry `partition`, `disconnected` and `reconnecting` get the group's name as a second
+ * argument, and `leaderChanged` changes carry `partition`.
+ */
 export interface ChorusClientEvents {
   connected: [node: MemberInfo];
-  disconnected: [reason: Error];
-  reconnecting: [attempt: number];
-  leaderChanged: [change: { previous?: MemberInfo; current: MemberInfo }];
+  disconnected: [reason: Error, partition?: string];
+  reconnecting: [attempt: number, partition?: string];
+  leaderChanged: [change: { previous?: MemberInfo; current: MemberInfo; partition?: string }];
   closed: [];
 }
 
@@ -79,6 +93,8 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   readonly #hold = new ProcessHold();
   /** Persistent subscription groups: create, update, delete, list, getInfo, replayParked, subscribe. */
   readonly persistentSubscriptions: PersistentSubscriptions;
+  /** With partitions: one client per replication group, which every call goes through. */
+  readonly #partitioned: PartitionedClient | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(settings: ConnectionSettings | string, dependencies: ChorusClientDependencies = {}) {
@@ -117,29 +133,45 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
       publishLeaderChanged(change);
       this.emit("leaderChanged", change);
     });
-    this.persistentSubscriptions = new PersistentSubscriptions(
-      this.#ctx,
-      (fn) => this.#run(fn),
-      (make) => {
-        this.#checkOpen();
-        return this.#trackSubscription(make());
-      },
-    );
+    const partitions = this.settings.partitions;
+    this.#partitioned = partitions
+      ? new PartitionedClient(partitions, (group) => new ChorusClient(group, dependencies), {
+          connected: (node) => this.emit("connected", node),
+          disconnected: (reason, partition) => this.emit("disconnected", reason, partition),
+          reconnecting: (attempt, partition) => this.emit("reconnecting", attempt, partition),
+          leaderChanged: (change) => this.emit("leaderChanged", change),
+        })
+      : undefined;
+    this.persistentSubscriptions = this.#partitioned
+      ? new PartitionedPersistentSubscriptions(this.#ctx, this.#partitioned)
+      : new PersistentSubscriptions(
+          this.#ctx,
+          (fn) => this.#run(fn),
+          (make) => {
+            this.#checkOpen();
+            return this.#trackSubscription(make());
+          },
+        );
   }
 
-  /** idle | connecting | connected | reconnecting | closed: of the connection to the leader. */
+  /**
+   * idle | connecting | connected | reconnecting | closed: of the connection to the leader.
+   * With partitions: "reconnecting" or "connecting" while any group is, else "connected"
+   * when a group is (groups connect when first used; `connect()` connects them all).
+   */
   get status(): ConnectionStatus {
+    if (this.#partitioned) return this.#closing ? "closed" : this.#partitioned.status;
     return this.#connection.status;
   }
 
-  /** The node writes go to (the leader), if connected. */
+  /** The node writes go to (the leader), if connected. Undefined with partitions (see clusterMembers()). */
   get node(): MemberInfo | undefined {
-    return this.#connection.node;
+    return this.#partitioned ? undefined : this.#connection.node;
   }
 
-  /** The node reads go to, if connected: a node of the nodePreference (or the leader). */
+  /** The node reads go to, if connected: a node of the nodePreference (or the leader). Undefined with partitions. */
   get readNode(): MemberInfo | undefined {
-    return this.#reads.node;
+    return this.#partitioned ? undefined : this.#reads.node;
   }
 
   /**
@@ -149,6 +181,11 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   async connect(options: { signal?: AbortSignal } = {}): Promise<MemberInfo> {
     checkOptions("connect", options, SIGNAL_ONLY);
     this.#checkOpen();
+    if (this.#partitioned) {
+      // Every group; resolves with the first group's leader (each carries `partition`).
+      const [first] = await this.#track(this.#partitioned.connect(options.signal));
+      return first!;
+    }
     const [leader] = await this.#track(
       Promise.all(this.#connections().map((c) => c.connect(options.signal))),
     );
@@ -159,6 +196,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   async clusterMembers(options: { signal?: AbortSignal } = {}): Promise<MemberInfo[]> {
     checkOptions("clusterMembers", options, SIGNAL_ONLY);
     this.#checkOpen();
+    if (this.#partitioned) return this.#track(this.#partitioned.clusterMembers(options.signal));
     try {
       return await this.#track(this.#connection.refreshMembers(options.signal));
     } catch (err) {
@@ -174,22 +212,39 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     events: EventData | readonly EventData[],
     options?: AppendOptions,
   ): Promise<AppendResult> {
+    const p = this.#partitioned;
+    if (p) return p.clientOf(streamId).appendToStream(streamId, events, options);
     return this.#run(() => appendToStream(this.#ctx, streamId, events, options));
   }
 
   /** An AsyncIterable over the stream's events (iterate it once). */
   readStream(streamId: string, options?: ReadStreamOptions): AsyncIterable<ResolvedEvent> {
     this.#checkOpen();
+    const p = this.#partitioned;
+    if (p) return p.clientOf(streamId).readStream(streamId, options);
     return this.#trackIterable(readStream(this.#ctx, streamId, options));
   }
 
-  /** An AsyncIterable over $all (iterate it once). */
-  readAll(options?: ReadAllOptions): AsyncIterable<ResolvedEvent> {
+  /**
+   * An AsyncIterable over $all (iterate it once). With partitions: every group's $all,
+   * merged; each event carries `partition`, and `fromPosition` may give each group's
+   * position (`{ east: 120n, west: 64n }`).
+   */
+  readAll(options?: ReadAllOptions | PartitionedReadAllOptions): AsyncIterable<ResolvedEvent> {
     this.#checkOpen();
-    return this.#trackIterable(readAll(this.#ctx, options));
+    const p = this.#partitioned;
+    if (p) return this.#trackIterable(p.readAll(options));
+    if (options?.fromPosition !== undefined && typeof options.fromPosition === "object") {
+      throw new InvalidArgumentError(
+        "readAll: fromPosition as an object of partition positions needs a partitioned client (withPartitions)",
+      );
+    }
+    return this.#trackIterable(readAll(this.#ctx, options as ReadAllOptions | undefined));
   }
 
   deleteStream(streamId: string, options?: DeleteStreamOptions): Promise<DeleteResult> {
+    const p = this.#partitioned;
+    if (p) return p.clientOf(streamId).deleteStream(streamId, options);
     return this.#run(() => deleteStream(this.#ctx, streamId, options));
   }
 
@@ -198,21 +253,50 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     metadata: StreamMetadata,
     options?: SetStreamMetadataOptions,
   ): Promise<AppendResult> {
+    const p = this.#partitioned;
+    if (p) return p.clientOf(streamId).setStreamMetadata(streamId, metadata, options);
     return this.#run(() => setStreamMetadata(this.#ctx, streamId, metadata, options));
   }
 
   getStreamMetadata(streamId: string, options?: OperationOptions): Promise<StreamMetadataResult> {
+    const p = this.#partitioned;
+    if (p) return p.clientOf(streamId).getStreamMetadata(streamId, options);
     return this.#run(() => getStreamMetadata(this.#ctx, streamId, options));
   }
 
   subscribeToStream(streamId: string, options?: SubscribeToStreamOptions): Subscription {
     this.#checkOpen();
+    const p = this.#partitioned;
+    if (p) return p.clientOf(streamId).subscribeToStream(streamId, options);
     return this.#trackSubscription(subscribeToStream(this.#ctx, streamId, options));
   }
 
-  subscribeToAll(options?: SubscribeToAllOptions): Subscription {
+  /**
+   * Catch-up, then live, over $all. With partitions: one subscription per group, merged (a
+   * `MergedSubscription`: order holds within a group; each event carries `partition`; the
+   * "checkpoint" event and `positions` give every group's position, and `fromPosition`
+   * takes such an object to resume).
+   */
+  subscribeToAll(options?: SubscribeToAllOptions | PartitionedSubscribeToAllOptions): Subscription {
     this.#checkOpen();
-    return this.#trackSubscription(subscribeToAll(this.#ctx, options));
+    const p = this.#partitioned;
+    if (p) {
+      const merged = new MergedSubscription(
+        p.names.map((name) => ({ name, client: p.client(name) })),
+        options,
+      );
+      // The same surface as a Subscription (iteration, unsubscribe, finished, events), with
+      // per-group positions: see MergedSubscription.
+      return this.#trackSubscription(merged as unknown as Subscription);
+    }
+    if (options?.fromPosition !== undefined && typeof options.fromPosition === "object") {
+      throw new InvalidArgumentError(
+        "subscribeToAll: fromPosition as an object of partition positions needs a partitioned client (withPartitions)",
+      );
+    }
+    return this.#trackSubscription(
+      subscribeToAll(this.#ctx, options as SubscribeToAllOptions | undefined),
+    );
   }
 
   /**
@@ -227,6 +311,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
         // Requests that are still waiting for a node fail now; sent ones settle below
         // (each within its operation timeout).
         for (const connection of this.#connections()) connection.drain();
+        await this.#partitioned?.close();
         await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
         await Promise.allSettled([...this.#inFlight]);
         await Promise.all(this.#connections().map((c) => c.close()));

@@ -23,6 +23,7 @@ export type ChorusErrorCode =
   | "SUBSCRIPTION_DROPPED"
   | "INVALID_ARGUMENT"
   | "STORAGE_FULL"
+  | "WRONG_PARTITION"
   | "SERVER_ERROR";
 
 /** Base class of every error the client raises on purpose. `code` is stable. */
@@ -214,6 +215,24 @@ export class StorageFullError extends ChorusError {
   readonly code = "STORAGE_FULL" as const;
 }
 
+/**
+ * Partitioned deployments: the node's replication group does not own the stream; `owner`
+ * names the group that does. The client's group list differs from the servers' (a group
+ * missing, misspelled or pointed at the wrong nodes). Not retried.
+ */
+export class WrongPartitionError extends ChorusError {
+  override readonly name = "WrongPartitionError";
+  readonly code = "WRONG_PARTITION" as const;
+  constructor(
+    readonly streamId: string,
+    /** The name of the group that owns the stream. */
+    readonly owner: string,
+    message = `stream "${streamId}" belongs to partition ${owner}`,
+  ) {
+    super(message);
+  }
+}
+
 /** The server reported an error the client has no more specific class for. */
 export class ServerError extends ChorusError {
   override readonly name = "ServerError";
@@ -315,6 +334,8 @@ export function errorFromWire(
       return new NotLeaderError(undefined, message ?? "the node is not the leader");
     case ErrorCode.STORAGE_FULL:
       return new StorageFullError(message ?? "the node's disk is full");
+    case ErrorCode.WRONG_PARTITION:
+      return new WrongPartitionError(streamId, err.owner ?? "", message);
     default: {
       const name = ErrorCode[err.code ?? 0] ?? `CODE_${String(err.code)}`;
       return new ServerError(name, message ?? `server error ${name}`);

@@ -47,6 +47,15 @@ export type {
 } from "./subscriptions/subscription.js";
 export type { PersistentSubscriptions } from "./persistent/index.js";
 export type {
+  PartitionPositions,
+  PartitionedReadAllOptions,
+} from "./partitions/partitioned-client.js";
+export type {
+  MergedSubscription,
+  MergedSubscriptionEvents,
+  PartitionedSubscribeToAllOptions,
+} from "./partitions/merged-subscription.js";
+export type {
   ConsumerStrategy,
   PersistentConsumerInfo,
   PersistentSubscriptionInfo,
@@ -56,6 +65,7 @@ export type {
 export type {
   AckOptions,
   NackAction,
+  NackOptions,
   PersistentEvent,
   PersistentSubscribeOptions,
   PersistentSubscription,
@@ -80,6 +90,7 @@ export {
   SubscriptionDroppedError,
   InvalidArgumentError,
   StorageFullError,
+  WrongPartitionError,
   ServerError,
   type ChorusErrorCode,
   type DiscoveryCause,

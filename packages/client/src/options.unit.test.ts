@@ -147,7 +147,7 @@ const CASES: Case[] = [
     style: "throws",
     bad: (c) => c.readAll(any({ filter: { streamNamePrefx: ["order-"] } })),
     message:
-      /^readAll: unknown option "filter.streamNamePrefx" \(known: eventTypePrefix, includeSystem, streamNamePrefix\); did you mean "filter.streamNamePrefix"\?$/,
+      /^readAll: unknown option "filter.streamNamePrefx" \(known: checkpointInterval, eventTypePrefix, eventTypeRegex, includeSystem, streamNamePrefix, streamNameRegex\); did you mean "filter.streamNamePrefix"\?$/,
     good: (c) =>
       drain(
         c.readAll({
@@ -156,24 +156,24 @@ const CASES: Case[] = [
       ),
   },
   {
-    name: 'readAll "filter.streamNameRegex" (not supported yet)',
+    name: 'readAll "filter.streamNameRegex" that does not compile',
     style: "throws",
-    bad: (c) => c.readAll(any({ filter: { streamNameRegex: "^order-" } })),
-    message: /^readAll: option "filter.streamNameRegex" is not supported yet: .*streamNamePrefix/,
-    good: (c) => drain(c.readAll({ filter: { streamNamePrefix: ["order-"] } })),
+    bad: (c) => c.readAll({ filter: { streamNameRegex: "^order-(" } }),
+    message: /^readAll: filter.streamNameRegex is not a valid regular expression: /,
+    good: (c) => drain(c.readAll({ filter: { streamNameRegex: "^order-" } })),
   },
   {
-    name: 'readAll "filter.eventTypeRegex" (not supported yet)',
+    name: 'readAll "filter.eventTypeRegex" beside eventTypePrefix',
     style: "throws",
-    bad: (c) => c.readAll(any({ filter: { eventTypeRegex: "^T" } })),
-    message: /^readAll: option "filter.eventTypeRegex" is not supported yet: .*eventTypePrefix/,
-    good: (c) => drain(c.readAll({ filter: { eventTypePrefix: ["T"] } })),
+    bad: (c) => c.readAll({ filter: { eventTypeRegex: "^T", eventTypePrefix: ["T"] } }),
+    message: /^readAll: filter takes eventTypePrefix or eventTypeRegex, not both/,
+    good: (c) => drain(c.readAll({ filter: { eventTypeRegex: "^T" } })),
   },
   {
-    name: 'readAll "filter.checkpointInterval" (not supported yet)',
+    name: 'readAll "filter.checkpointInterval" (subscriptions only)',
     style: "throws",
-    bad: (c) => c.readAll(any({ filter: { includeSystem: true, checkpointInterval: 10 } })),
-    message: /^readAll: option "filter.checkpointInterval" is not supported yet/,
+    bad: (c) => c.readAll({ filter: { includeSystem: true, checkpointInterval: 10 } }),
+    message: /^readAll: filter.checkpointInterval applies to subscribeToAll only/,
     good: (c) => drain(c.readAll({ filter: { includeSystem: true } })),
   },
   {
@@ -224,11 +224,19 @@ const CASES: Case[] = [
     good: (c) => c.subscribeToAll({ fromPosition: "end", bufferSize: 10 }).unsubscribe(),
   },
   {
-    name: 'subscribeToAll "filter.eventTypeRegex" (not supported yet)',
+    name: 'subscribeToAll "filter.eventTypeRegex" too long',
     style: "throws",
-    bad: (c) => c.subscribeToAll(any({ filter: { eventTypeRegex: "^T" } })),
-    message: /^subscribeToAll: option "filter.eventTypeRegex" is not supported yet/,
-    good: (c) => c.subscribeToAll({ filter: { eventTypePrefix: ["T"] } }).unsubscribe(),
+    bad: (c) => c.subscribeToAll({ filter: { eventTypeRegex: "T".repeat(1_001) } }),
+    message: /^subscribeToAll: filter.eventTypeRegex is 1001 characters long; at most 1000/,
+    good: (c) => c.subscribeToAll({ filter: { eventTypeRegex: "T".repeat(1_000) } }).unsubscribe(),
+  },
+  {
+    name: 'subscribeToAll "filter.checkpointInterval" 0',
+    style: "throws",
+    bad: (c) => c.subscribeToAll({ filter: { checkpointInterval: 0 } }),
+    message:
+      /^subscribeToAll: filter.checkpointInterval must be an integer in 1\.\.4294967295, got 0/,
+    good: (c) => c.subscribeToAll({ filter: { checkpointInterval: 1_000 } }).unsubscribe(),
   },
   {
     name: 'connect "signl"',
@@ -361,18 +369,54 @@ const CASES: Case[] = [
     },
   },
   {
-    name: 'PersistentSubscription.nack "delayMs" (not supported yet)',
+    name: 'PersistentSubscription.nack "delay"',
     style: "rejects",
     bad: (c) => {
       const sub = c.persistentSubscriptions.subscribe(S, "g");
       void sub.unsubscribe();
-      return sub.nack("retry", "later", EVENT, any({ delayMs: 5_000 }));
+      return sub.nack("retry", "later", EVENT, any({ delay: 5_000 }));
     },
-    message: /^PersistentSubscription.nack: option "delayMs" is not supported yet/,
+    message:
+      /^PersistentSubscription.nack: unknown option "delay" \(known: delayMs\); did you mean "delayMs"\?$/,
     good: async (c) => {
       const sub = c.persistentSubscriptions.subscribe(S, "g");
       await sub.unsubscribe();
-      await expect(sub.nack("retry", "later", EVENT, undefined)).rejects.toBeInstanceOf(
+      // past the options: the subscription has ended
+      await expect(sub.nack("retry", "later", EVENT, { delayMs: 5_000 })).rejects.toBeInstanceOf(
+        SubscriptionDroppedError,
+      );
+    },
+  },
+  {
+    name: 'PersistentSubscription.nack "delayMs" out of range',
+    style: "rejects",
+    bad: (c) => {
+      const sub = c.persistentSubscriptions.subscribe(S, "g");
+      void sub.unsubscribe();
+      return sub.nack("retry", "later", EVENT, { delayMs: 3_600_001 });
+    },
+    message: /^PersistentSubscription.nack: delayMs must be an integer in 0..3600000, got 3600001$/,
+    good: async (c) => {
+      const sub = c.persistentSubscriptions.subscribe(S, "g");
+      await sub.unsubscribe();
+      await expect(sub.nack("retry", "later", EVENT, { delayMs: 0 })).rejects.toBeInstanceOf(
+        SubscriptionDroppedError,
+      );
+    },
+  },
+  {
+    name: 'PersistentSubscription.nack "delayMs" with "park"',
+    style: "rejects",
+    bad: (c) => {
+      const sub = c.persistentSubscriptions.subscribe(S, "g");
+      void sub.unsubscribe();
+      return sub.nack("park", "later", EVENT, { delayMs: 1_000 });
+    },
+    message: /^PersistentSubscription.nack: delayMs is for "retry" only, not "park"$/,
+    good: async (c) => {
+      const sub = c.persistentSubscriptions.subscribe(S, "g");
+      await sub.unsubscribe();
+      await expect(sub.nack("park", "later", EVENT, {})).rejects.toBeInstanceOf(
         SubscriptionDroppedError,
       );
     },

@@ -54,6 +54,8 @@ export interface MemberInfo {
   readonly epochId: string;
   readonly nodePriority: number;
   readonly isReadOnlyReplica: boolean;
+  /** Partitioned deployments (`withPartitions`): the name of the member's replication group. */
+  readonly partition?: string;
 }
 
 /**
@@ -74,6 +76,8 @@ export interface RecordedEvent<T = unknown> {
   /** Parsed JSON for a JSON event, a Uint8Array otherwise (undefined when empty). */
   readonly metadata: unknown;
   readonly created: Date;
+  /** Partitioned deployments (`withPartitions`): the replication group the event was read from. */
+  readonly partition?: string;
 }
 
 export interface ResolvedEvent<T = unknown> {

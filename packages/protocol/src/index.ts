@@ -33,3 +33,11 @@ export {
   type InProcessOpenResult,
   type InProcessServerEnd,
 } from "./in-process.js";
+export {
+  PARTITION_NAME_PATTERN,
+  partitionKeyOf,
+  partitionListProblem,
+  partitionNameProblem,
+  partitionOf,
+  partitionWeight,
+} from "./partition.js";

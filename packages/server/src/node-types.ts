@@ -126,3 +126,16 @@ export interface RoleChangeCounts {
   /** Times this node learnt of a new leader (itself included). */
   readonly leaderChanges: number;
 }
+
+/** How far one follower is behind the leader (the leader's replication metrics). */
+export interface FollowerLag {
+  /** The follower's internal TCP endpoint `host:port` (its NodeId). */
+  readonly follower: string;
+  /** The leader's log end minus the position the follower acknowledged as durable. */
+  readonly bytes: number;
+  /**
+   * How long ago the leader wrote the oldest record the follower has not acknowledged as
+   * durable; 0 when it has acknowledged the leader's whole log.
+   */
+  readonly ms: number;
+}

@@ -325,7 +325,10 @@ export async function createNode(
       },
       ...(toPeers !== undefined && { tls: toPeers }),
       localAddress: options.intIp,
+      onReplicationRoundTrip: (seconds) => metrics.replicationRoundTrip.observe(seconds),
     });
+    const role = cluster;
+    metrics.replicationLag = () => role.replicationLag();
     apiStore.current = new ClusterStore(replicated, cluster);
     cluster.start(intTcp);
   }

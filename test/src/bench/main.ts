@@ -24,6 +24,7 @@ import { indexScale } from "./index-scale.js";
 import { CpuMeter, processTree, type ServerPids } from "./proc.js";
 import { insertFloor, startPostgresBackend } from "./postgres.js";
 import { Profiling } from "./profile.js";
+import { readAllFiltered } from "./read-all-filtered.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
 
 /** Rows on the shared node(s) of a run, by node count; index-scale starts its own node. */
@@ -40,6 +41,7 @@ const SINGLE_NODE_ROWS = [
   ...CLUSTER_ROWS.filter((name) => name !== "failover"),
   "memory",
   "read-all",
+  "read-all-filtered",
   "recovery",
 ];
 const ROWS = new Set(["append-seq-floor", ...CLUSTER_ROWS, ...SINGLE_NODE_ROWS, "index-scale"]);
@@ -400,6 +402,8 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
       ...cpuColumns,
     });
   }
+  if (only("read-all-filtered"))
+    emit({ nodes: ctx.nodes, ...(await readAllFiltered(ctx.client, await countAll(ctx))) });
   if (only("recovery")) {
     if (ctx.node === undefined) throw new Error("recovery needs a node process");
     await ctx.client.close();
@@ -556,7 +560,8 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
     try {
       await client.connect();
       await sharedRows(ctx, only);
-      if (only("read-all") || only("memory") || only("recovery")) await readAllAndMemory(ctx, only);
+      if (["read-all", "read-all-filtered", "memory", "recovery"].some(only))
+        await readAllAndMemory(ctx, only);
     } finally {
       await client.close().catch(() => undefined);
       await node.stop();
@@ -613,7 +618,8 @@ async function runOnPostgres(
     };
     await client.connect();
     await sharedRows(ctx, selected);
-    if (selected("read-all")) await readAllAndMemory(ctx, (name) => name === "read-all");
+    if (selected("read-all") || selected("read-all-filtered"))
+      await readAllAndMemory(ctx, (name) => name.startsWith("read-all") && selected(name));
   } finally {
     await client.close().catch(() => undefined);
     await backend.stop();

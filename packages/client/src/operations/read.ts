@@ -29,11 +29,30 @@ export interface ReadStreamOptions extends ReadOptionsBase {
   fromRevision?: "start" | "end" | bigint | number;
 }
 
+/**
+ * Which events of `$all` a read or subscription gets; the server applies it next to the log,
+ * so only matching events travel. Conditions on the stream name and on the event type must
+ * both hold. A field takes prefixes or a regular expression, not both.
+ */
 export interface StreamFilter {
+  /** Streams whose name starts with one of these. */
   streamNamePrefix?: readonly string[];
+  /**
+   * Streams whose name matches this JavaScript regular expression (compiled with the "u"
+   * flag; matches anywhere unless anchored with ^ and $). At most 1,000 characters.
+   */
+  streamNameRegex?: string;
+  /** Events whose type starts with one of these. */
   eventTypePrefix?: readonly string[];
+  /** Events whose type matches this regular expression (as streamNameRegex). */
+  eventTypeRegex?: string;
   /** Include system streams ("$..."). Default false. */
   includeSystem?: boolean;
+  /**
+   * subscribeToAll only: the server sends a "checkpoint" (a position to resume after) once
+   * this many events were examined without a match. Default: the server's own schedule.
+   */
+  checkpointInterval?: number;
 }
 
 export interface ReadAllOptions extends ReadOptionsBase {
@@ -66,20 +85,17 @@ const READ_ALL_OPTION_KEYS = optionKeys<ReadAllOptions>({
 
 export const FILTER_KEYS = optionKeys<StreamFilter>({
   streamNamePrefix: true,
+  streamNameRegex: true,
   eventTypePrefix: true,
+  eventTypeRegex: true,
   includeSystem: true,
+  checkpointInterval: true,
 });
 
-/**
- * Filter keys the contract (api.md "More subscription options") names and the server does
- * not support yet: refused, so a filter is never silently wider than asked.
- */
-export const UNSUPPORTED_FILTER_KEYS: Readonly<Record<string, string>> = Object.freeze({
-  streamNameRegex: "the server filters by stream name prefix only (use streamNamePrefix)",
-  eventTypeRegex: "the server filters by event type prefix only (use eventTypePrefix)",
-  checkpointInterval:
-    "the server sends filtered $all checkpoints on its own schedule; the interval cannot be set",
-});
+/** Longest filter regular expression the server accepts, in UTF-16 code units. */
+export const MAX_FILTER_PATTERN_LENGTH = 1_000;
+/** Largest checkpointInterval (the wire field is 32-bit). */
+export const MAX_CHECKPOINT_INTERVAL = 0xffff_ffff;
 
 function direction(value: unknown): Direction {
   if (value === undefined) return "forwards";
@@ -113,28 +129,85 @@ function startOf(value: unknown, dir: Direction, what: string): "start" | "end" 
   );
 }
 
-/** The wire filter; `where` names the call for messages. Refuses unknown and unsupported keys. */
+/**
+ * The wire filter; `where` names the call for messages. Refuses unknown keys, patterns that
+ * do not compile or are too long, prefixes together with a pattern on the same field, and
+ * (for reads) a checkpointInterval. The server checks again (it also refuses patterns that
+ * nest unbounded quantifiers, such as `(a+)+`).
+ */
 export function filterToWire(
   where: string,
   filter: StreamFilter | undefined,
 ): chorus.IFilter | undefined {
-  checkOptions(where, filter, FILTER_KEYS, {
-    path: "filter",
-    unsupported: UNSUPPORTED_FILTER_KEYS,
-  });
+  checkOptions(where, filter, FILTER_KEYS, { path: "filter" });
   if (!filter) return undefined;
   const list = (v: unknown, what: string): string[] => {
     if (v === undefined) return [];
     if (!Array.isArray(v) || v.some((s) => typeof s !== "string" || s === "")) {
-      throw new InvalidArgumentError(`filter.${what} must be an array of non-empty strings`);
+      throw new InvalidArgumentError(
+        `${where}: filter.${what} must be an array of non-empty strings`,
+      );
     }
     return [...(v as string[])];
   };
+  const streamNamePrefix = list(filter.streamNamePrefix, "streamNamePrefix");
+  const eventTypePrefix = list(filter.eventTypePrefix, "eventTypePrefix");
+  const streamNameRegex = pattern(where, filter.streamNameRegex, "streamNameRegex");
+  const eventTypeRegex = pattern(where, filter.eventTypeRegex, "eventTypeRegex");
+  for (const [prefixes, regex, p, r] of [
+    [streamNamePrefix, streamNameRegex, "streamNamePrefix", "streamNameRegex"],
+    [eventTypePrefix, eventTypeRegex, "eventTypePrefix", "eventTypeRegex"],
+  ] as const) {
+    if (prefixes.length > 0 && regex !== undefined) {
+      throw new InvalidArgumentError(
+        `${where}: filter takes ${p} or ${r}, not both (for both conditions, write them into the regular expression)`,
+      );
+    }
+  }
+  const interval = filter.checkpointInterval;
+  if (interval !== undefined) {
+    if (where === "readAll") {
+      throw new InvalidArgumentError(
+        `${where}: filter.checkpointInterval applies to subscribeToAll only (a read has no checkpoint events)`,
+      );
+    }
+    if (!Number.isInteger(interval) || interval < 1 || interval > MAX_CHECKPOINT_INTERVAL) {
+      throw new InvalidArgumentError(
+        `${where}: filter.checkpointInterval must be an integer in 1..${MAX_CHECKPOINT_INTERVAL}, got ${describe(interval)}`,
+      );
+    }
+  }
   return {
-    streamNamePrefix: list(filter.streamNamePrefix, "streamNamePrefix"),
-    eventTypePrefix: list(filter.eventTypePrefix, "eventTypePrefix"),
+    streamNamePrefix,
+    eventTypePrefix,
+    ...(streamNameRegex !== undefined && { streamNameRegex }),
+    ...(eventTypeRegex !== undefined && { eventTypeRegex }),
     includeSystem: filter.includeSystem === true,
+    ...(interval !== undefined && { checkpointInterval: interval }),
   };
+}
+
+/** A filter pattern, checked as the server compiles it ("u" flag, bounded length). */
+function pattern(where: string, value: unknown, field: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || value === "") {
+    throw new InvalidArgumentError(
+      `${where}: filter.${field} must be a non-empty string, got ${describe(value)}`,
+    );
+  }
+  if (value.length > MAX_FILTER_PATTERN_LENGTH) {
+    throw new InvalidArgumentError(
+      `${where}: filter.${field} is ${value.length} characters long; at most ${MAX_FILTER_PATTERN_LENGTH} are accepted`,
+    );
+  }
+  try {
+    new RegExp(value, "u");
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `${where}: filter.${field} is not a valid regular expression: ${(err as Error).message}`,
+    );
+  }
+  return value;
 }
 
 interface Page {

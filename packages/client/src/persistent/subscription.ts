@@ -49,12 +49,38 @@ const SUBSCRIBE_KEYS = optionKeys<PersistentSubscribeOptions>({
   signal: true,
 });
 
-/** ack() and nack() take no options yet; the parameter is there so that one is refused, not ignored. */
+/** ack() takes no options yet; the parameter is there so that one is refused, not ignored. */
 export type AckOptions = Readonly<Record<string, never>>;
 
-const NACK_UNSUPPORTED: Readonly<Record<string, string>> = Object.freeze({
-  delayMs: "the server redelivers a retried event as soon as a consumer has room",
-});
+/** The longest delay of a nack "retry": one hour. */
+export const MAX_RETRY_DELAY_MS = 3_600_000;
+
+export interface NackOptions {
+  /**
+   * "retry" only: the server redelivers the events no sooner than this many ms after it
+   * confirmed the nack (integer, 0..3,600,000; default 0: as soon as a consumer has room).
+   * The delay is kept across a leader change; the redelivery has retryCount + 1.
+   */
+  delayMs?: number;
+}
+
+const NACK_KEYS = optionKeys<NackOptions>({ delayMs: true });
+
+/** The delay of a nack, checked: a number of ms, or an InvalidArgumentError naming the problem. */
+function nackDelay(action: NackAction, options: NackOptions | undefined): number {
+  checkOptions("PersistentSubscription.nack", options, NACK_KEYS);
+  const delayMs = options?.delayMs;
+  if (delayMs === undefined) return 0;
+  if (action !== "retry")
+    throw new InvalidArgumentError(
+      `PersistentSubscription.nack: delayMs is for "retry" only, not "${String(action)}"`,
+    );
+  if (!Number.isSafeInteger(delayMs) || delayMs < 0 || delayMs > MAX_RETRY_DELAY_MS)
+    throw new InvalidArgumentError(
+      `PersistentSubscription.nack: delayMs must be an integer in 0..${MAX_RETRY_DELAY_MS}, got ${String(delayMs)}`,
+    );
+  return delayMs;
+}
 
 export interface PersistentSubscriptionEvents {
   /** Joined the group (the first time). */
@@ -80,6 +106,8 @@ interface Waiter {
 interface Pending {
   action: "ack" | NackAction;
   reason: string;
+  /** A nack "retry": its delay (0: none). */
+  delayMs: number;
   waiters: Waiter[];
 }
 
@@ -215,27 +243,28 @@ export class PersistentSubscription
 
   /**
    * Negative acknowledgement: "park" (move to the parked stream), "retry" (deliver again,
-   * retryCount + 1), "skip" (done without handling), "stop" (end this subscription; the
-   * events go to other consumers).
+   * retryCount + 1; with `delayMs`, no sooner than that after the nack is confirmed), "skip"
+   * (done without handling), "stop" (end this subscription; the events go to other consumers).
    */
   nack(
     action: NackAction,
     reason: string,
     events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
-    options?: AckOptions,
+    options?: NackOptions,
   ): Promise<void> {
-    try {
-      checkOptions("PersistentSubscription.nack", options, [], { unsupported: NACK_UNSUPPORTED });
-    } catch (err) {
-      return handled(err as Error);
-    }
     if (!(action in NACK_TO_WIRE))
       return handled(
         new InvalidArgumentError(
           `nack action must be park, retry, skip or stop, got ${String(action)}`,
         ),
       );
-    return this.#traced(action, String(reason ?? ""), events);
+    let delayMs: number;
+    try {
+      delayMs = nackDelay(action, options);
+    } catch (err) {
+      return handled(err as Error);
+    }
+    return this.#traced(action, String(reason ?? ""), events, delayMs);
   }
 
   /** #settle, published on the ack diagnostics channels. */
@@ -243,6 +272,7 @@ export class PersistentSubscription
     action: "ack" | NackAction,
     reason: string,
     events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+    delayMs = 0,
   ): Promise<void> {
     return traceAck(
       () => ({
@@ -252,7 +282,7 @@ export class PersistentSubscription
         group: this.group,
         events: isEventList(events) ? [...events] : [events],
       }),
-      () => this.#settle(action, reason, events),
+      () => this.#settle(action, reason, events, delayMs),
     );
   }
 
@@ -319,6 +349,7 @@ export class PersistentSubscription
     action: "ack" | NackAction,
     reason: string,
     events: PersistentEvent | ResolvedEvent | readonly (PersistentEvent | ResolvedEvent)[],
+    delayMs: number,
   ): Promise<void> {
     const list = isEventList(events) ? events : [events];
     const positions: number[] = [];
@@ -356,7 +387,7 @@ export class PersistentSubscription
     for (const p of positions) {
       let pending = this.#pending.get(p);
       if (!pending || pending.action !== action) {
-        pending = { action, reason, waiters: pending?.waiters ?? [] };
+        pending = { action, reason, delayMs, waiters: pending?.waiters ?? [] };
         this.#pending.set(p, pending);
       }
       pending.waiters.push(waiter);
@@ -368,7 +399,7 @@ export class PersistentSubscription
         setImmediate(() => this.#flushAcks());
       }
     } else {
-      this.#sendNack(positions, action, reason);
+      this.#sendNack(positions, action, reason, delayMs);
     }
     return all;
   }
@@ -398,11 +429,16 @@ export class PersistentSubscription
     }
   }
 
-  #sendNack(positions: number[], action: NackAction, reason: string): void {
+  #sendNack(positions: number[], action: NackAction, reason: string, delayMs = 0): void {
     if (!this.#channel) return;
     try {
       this.#channel.send({
-        persistentNack: { positions, action: NACK_TO_WIRE[action], reason },
+        persistentNack: {
+          positions,
+          action: NACK_TO_WIRE[action],
+          reason,
+          ...(delayMs > 0 && { delayMs }),
+        },
         ...this.#credentials(),
       });
     } catch {
@@ -418,8 +454,11 @@ export class PersistentSubscription
   /** Events this consumer holds (handed over or buffered, and not given back): the group keeps them here. */
   #held(): number[] {
     const held = new Set<number>([...this.#handed.keys(), ...this.#buffered]);
+    // Handed back by leaving the old connection. A delayed retry not confirmed yet stays
+    // claimed: its nack is sent again, so the delay holds whether or not the leader had it.
     for (const [p, pending] of this.#pending)
-      if (pending.action === "retry" || pending.action === "stop") held.delete(p);
+      if (pending.action === "stop" || (pending.action === "retry" && pending.delayMs === 0))
+        held.delete(p);
     return [...held].slice(0, this.#bufferSize);
   }
 
@@ -443,25 +482,30 @@ export class PersistentSubscription
   /** After joining again: everything not yet confirmed is sent again. */
   #resend(): void {
     const acks: number[] = [];
-    const nacks = new Map<string, { action: NackAction; reason: string; positions: number[] }>();
+    const nacks = new Map<
+      string,
+      { action: NackAction; reason: string; delayMs: number; positions: number[] }
+    >();
     for (const [p, pending] of this.#pending) {
       if (pending.action === "ack") acks.push(p);
-      else if (pending.action === "retry" || pending.action === "stop") {
+      else if (pending.action === "stop" || (pending.action === "retry" && pending.delayMs === 0)) {
         // Leaving the old connection already handed these back to the group.
         this.#pending.delete(p);
         this.#handed.delete(p);
         for (const w of pending.waiters) w.resolve();
       } else {
-        const k = `${pending.action}\u0000${pending.reason}`;
+        // Park, skip, and a delayed retry (claimed in the join: the group delays it now, or
+        // confirms at once when it already has the delay).
+        const { action, reason, delayMs } = pending;
+        const k = `${action}\u0000${reason}\u0000${delayMs}`;
         let n = nacks.get(k);
-        if (!n)
-          nacks.set(k, (n = { action: pending.action, reason: pending.reason, positions: [] }));
+        if (!n) nacks.set(k, (n = { action, reason, delayMs, positions: [] }));
         n.positions.push(p);
       }
     }
     this.#ackQueue = [...new Set([...acks, ...this.#ackQueue])];
     this.#flushAcks();
-    for (const n of nacks.values()) this.#sendNack(n.positions, n.action, n.reason);
+    for (const n of nacks.values()) this.#sendNack(n.positions, n.action, n.reason, n.delayMs);
   }
 
   #end(error: Error | undefined, emitDropped: boolean): void {

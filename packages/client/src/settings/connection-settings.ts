@@ -1,4 +1,4 @@
-import { isInProcessNode, type InProcessNode } from "@chorus/protocol";
+import { isInProcessNode, partitionListProblem, type InProcessNode } from "@chorus/protocol";
 import { InvalidArgumentError } from "../errors.js";
 import type {
   Credentials,
@@ -127,6 +127,11 @@ export class ConnectionSettings {
   readonly logger: Logger;
   readonly timers: Timers;
   readonly random: Random;
+  /**
+   * Partitioned deployments (`withPartitions`): every replication group's own settings, by
+   * group name; undefined for one group. With partitions, `location` is the first group's.
+   */
+  readonly partitions: Readonly<Record<string, ConnectionSettings>> | undefined;
 
   /** @internal Use ConnectionSettings.create() ... build(). */
   constructor(init: ConnectionSettingsInit) {
@@ -147,6 +152,7 @@ export class ConnectionSettings {
     this.logger = init.logger;
     this.timers = init.timers;
     this.random = init.random;
+    this.partitions = init.partitions ? Object.freeze({ ...init.partitions }) : undefined;
     Object.freeze(this);
   }
 
@@ -184,6 +190,11 @@ export class ConnectionSettings {
             rejectUnauthorized: this.tls.rejectUnauthorized,
           }
         : undefined,
+      ...(this.partitions && {
+        partitions: Object.fromEntries(
+          Object.entries(this.partitions).map(([name, group]) => [name, group.toJSON()]),
+        ),
+      }),
     };
   }
 
@@ -253,8 +264,14 @@ export class ConnectionSettingsBuilder {
   #logger: Logger = silentLogger;
   #timers: Timers = systemTimers;
   #random: Random = Math.random;
+  #partitions: Readonly<Record<string, ConnectionSettings>> | undefined;
 
   #setLocation(location: ClusterLocation): this {
+    if (this.#partitions) {
+      throw new InvalidArgumentError(
+        "withPartitions locates every group itself; do not combine it with withGossipSeeds, withClusterDns, withSingleNode or withInProcessNode",
+      );
+    }
     if (this.#location && this.#location.kind !== location.kind) {
       throw new InvalidArgumentError(
         `the cluster is already located by ${this.#location.kind}; use exactly one of withGossipSeeds, withClusterDns, withSingleNode, withInProcessNode`,
@@ -497,14 +514,77 @@ export class ConnectionSettingsBuilder {
     return this;
   }
 
-  build(): ConnectionSettings {
-    if (!this.#location) {
+  /**
+   * Partitioned deployments: several replication groups, by name (1 to 32 characters of
+   * a-z, 0-9 and -, the names the servers are started with in `--partitions`). Each value
+   * is a group's connection string or its built ConnectionSettings, which carry all of that
+   * group's settings (the builder's other settings do not apply to the groups). Streams go
+   * to their owning group (`partitionOf` of @chorus/protocol); each group discovers its
+   * nodes and fails over on its own.
+   */
+  withPartitions(groups: Readonly<Record<string, string | ConnectionSettings>>): this {
+    if (typeof groups !== "object" || groups === null || Array.isArray(groups)) {
       throw new InvalidArgumentError(
-        "no cluster location: call withGossipSeeds, withClusterDns, withSingleNode or withInProcessNode",
+        "withPartitions needs an object of group name -> connection string or ConnectionSettings",
       );
     }
-    return new ConnectionSettings({
-      location: this.#location,
+    if (this.#location) {
+      throw new InvalidArgumentError(
+        `withPartitions locates every group itself; the cluster is already located by ${this.#location.kind}`,
+      );
+    }
+    const names = Object.keys(groups);
+    const problem = partitionListProblem(names);
+    if (problem !== null) throw new InvalidArgumentError(`withPartitions: ${problem}`);
+    const resolved: Record<string, ConnectionSettings> = {};
+    for (const name of names) {
+      const value = groups[name];
+      let settings: ConnectionSettings;
+      if (typeof value === "string") {
+        try {
+          settings = ConnectionSettings.fromConnectionString(value);
+        } catch (err) {
+          throw new InvalidArgumentError(
+            `withPartitions: group ${name}: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
+      } else if (value instanceof ConnectionSettings) {
+        settings = value;
+      } else {
+        throw new InvalidArgumentError(
+          `withPartitions: group ${name} needs a connection string or ConnectionSettings, got ${typeof value}`,
+        );
+      }
+      if (settings.partitions) {
+        throw new InvalidArgumentError(
+          `withPartitions: group ${name} is itself partitioned; give each group its own nodes`,
+        );
+      }
+      resolved[name] = settings;
+    }
+    this.#partitions = Object.freeze(resolved);
+    return this;
+  }
+
+  build(): ConnectionSettings {
+    if (this.#partitions) {
+      const first = Object.values(this.#partitions)[0]!;
+      return new ConnectionSettings({
+        ...this.#init(first.location),
+        partitions: this.#partitions,
+      });
+    }
+    if (!this.#location) {
+      throw new InvalidArgumentError(
+        "no cluster location: call withGossipSeeds, withClusterDns, withSingleNode, withInProcessNode or withPartitions",
+      );
+    }
+    return new ConnectionSettings({ ...this.#init(this.#location), partitions: undefined });
+  }
+
+  #init(location: ClusterLocation): Omit<ConnectionSettingsInit, "partitions"> {
+    return {
+      location,
       nodePreference: this.#nodePreference,
       defaultCredentials: this.#credentials,
       maxReconnections: this.#maxReconnections,
@@ -521,7 +601,7 @@ export class ConnectionSettingsBuilder {
       logger: this.#logger,
       timers: this.#timers,
       random: this.#random,
-    });
+    };
   }
 }
 

@@ -68,11 +68,21 @@ export interface SubscriptionEvents {
   caughtUp: [];
   /** The subscription ended because of `error`; the iterator throws it after the buffered events. */
   dropped: [error: Error];
+  /**
+   * Filtered $all subscriptions: the server has examined the log up to `position` and every
+   * match before it has been handed over, so a new subscription from `position` (exclusive)
+   * repeats nothing and skips nothing, even when nothing matched for a long time. Emitted in
+   * order with the events: once the application asks for the event after the checkpoint.
+   */
+  checkpoint: [position: bigint];
 }
 
 type Target =
   { kind: "stream"; streamId: string } | { kind: "all"; filter: chorus.IFilter | undefined };
-type Item = { kind: "event"; event: ResolvedEvent } | { kind: "caughtUp" };
+type Item =
+  | { kind: "event"; event: ResolvedEvent }
+  | { kind: "caughtUp" }
+  | { kind: "checkpoint"; position: bigint };
 
 const StartKind = chorus.SubscribeRequest.StartKind;
 
@@ -175,6 +185,10 @@ export class Subscription
         this.emit("caughtUp");
         continue;
       }
+      if (item?.kind === "checkpoint") {
+        this.emit("checkpoint", item.position);
+        continue;
+      }
       if (item) {
         this.#buffered--;
         this.#replenish();
@@ -198,6 +212,21 @@ export class Subscription
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
+  }
+
+  /**
+   * A message with no events is a checkpoint. It is said in order: at once when the
+   * application waits for the next event (it is done with every event before), else when it
+   * next asks. Checkpoints not said yet collapse into the latest.
+   */
+  #queueCheckpoint(position: bigint): void {
+    if (this.#buffer.length === 0 && this.#wake !== undefined) {
+      this.emit("checkpoint", position);
+      return;
+    }
+    const last = this.#buffer[this.#buffer.length - 1];
+    if (last?.kind === "checkpoint") last.position = position;
+    else this.#buffer.push({ kind: "checkpoint", position });
   }
 
   #notify(): void {
@@ -345,8 +374,10 @@ export class Subscription
       const checkpoint = frame.subscriptionEvents.checkpointPosition;
       if (this.#target.kind === "all" && checkpoint) {
         const cp = BigInt(checkpoint);
-        if (this.#after === undefined || (typeof this.#after === "bigint" && cp > this.#after))
+        if (this.#after === undefined || (typeof this.#after === "bigint" && cp > this.#after)) {
           this.#after = cp;
+          if (events.length === 0) this.#queueCheckpoint(cp);
+        }
       }
       if (events.length > 0) this.#notify();
       return;

@@ -7,6 +7,7 @@ import {
   streamNameProblem,
 } from "@chorus/protocol";
 import { RECORD_OVERHEAD_BYTES } from "../storage/record.js";
+import { eventFilter, FilterError } from "../streams/filters.js";
 import { parseMetadata } from "../streams/metadata.js";
 import type {
   ExpectedVersion,
@@ -245,21 +246,41 @@ export function eventWireBytes(e: StoredEvent): number {
 export interface FilterInput {
   streamNamePrefix?: readonly string[] | null;
   eventTypePrefix?: readonly string[] | null;
+  streamNameRegex?: string | null;
+  eventTypeRegex?: string | null;
   includeSystem?: boolean | null;
+  checkpointInterval?: number | null;
 }
 
-/** Builds the store-side predicate of a $all filter; undefined when there is no filter. */
+/**
+ * Builds the store-side predicate of a $all filter (its patterns compiled once, here);
+ * undefined when there is no filter. A filter that cannot be used is INVALID_ARGUMENT.
+ */
 export function filterFromWire(
   filter: FilterInput | null | undefined,
 ): ((e: StoredEvent) => boolean) | undefined {
   if (!filter) return undefined;
-  const streams = [...(filter.streamNamePrefix ?? [])];
-  const types = [...(filter.eventTypePrefix ?? [])];
-  const includeSystem = filter.includeSystem === true;
-  if (streams.length + types.length > 1000)
-    throw invalidArgument("a filter may hold at most 1000 prefixes");
-  return (e) =>
-    (includeSystem || !e.streamId.startsWith("$")) &&
-    (streams.length === 0 || streams.some((p) => e.streamId.startsWith(p))) &&
-    (types.length === 0 || types.some((p) => e.type.startsWith(p)));
+  try {
+    return eventFilter({
+      streamNamePrefixes: filter.streamNamePrefix ?? [],
+      eventTypePrefixes: filter.eventTypePrefix ?? [],
+      ...(filter.streamNameRegex ? { streamNameRegex: filter.streamNameRegex } : {}),
+      ...(filter.eventTypeRegex ? { eventTypeRegex: filter.eventTypeRegex } : {}),
+      includeSystem: filter.includeSystem === true,
+    });
+  } catch (err) {
+    if (err instanceof FilterError) throw invalidArgument(`filter: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * The checkpoint interval of a $all subscription's filter: records examined with no match
+ * before the server sends a checkpoint; undefined for the server's own schedule.
+ */
+export function checkpointIntervalFromWire(
+  filter: FilterInput | null | undefined,
+): number | undefined {
+  const n = filter?.checkpointInterval ?? 0;
+  return n > 0 ? n : undefined;
 }

@@ -22,6 +22,8 @@ export class RequestError extends Error {
     readonly code: chorus.ErrorResponse.Code,
     message: string,
     readonly streamId?: string,
+    /** WRONG_PARTITION: the group that owns the stream. */
+    readonly owner?: string,
   ) {
     super(message);
   }
@@ -46,6 +48,8 @@ const HTTP_STATUS: Partial<Record<CodeName, number>> = {
   SHUTTING_DOWN: 503,
   INTERNAL: 500,
   STORAGE_FULL: 507,
+  // Partitioned deployments: the stream belongs to another group (see `owner`).
+  WRONG_PARTITION: 421,
 };
 
 interface WireErrorBase {
@@ -57,6 +61,8 @@ interface WireErrorBase {
   readonly httpHeaders: Readonly<Record<string, string>>;
   /** True when the failure is ours (a bug or an I/O failure): logged as an error. */
   readonly internal: boolean;
+  /** WRONG_PARTITION: the group that owns the stream (HTTP: `owner` and `Chorus-Partition`). */
+  readonly owner?: string;
 }
 
 /** Answered with an ErrorResponse on the native protocol. */
@@ -166,7 +172,9 @@ function notReady(message: string): NotHandledWire {
 /** Maps anything thrown while serving a request to what the client is told. */
 export function toWireError(err: unknown): WireError {
   if (err instanceof RequestError) {
-    return errorResponse(codeName(err.code) as CodeName, err.message, err.streamId);
+    const wire = errorResponse(codeName(err.code) as CodeName, err.message, err.streamId);
+    if (err.owner === undefined) return wire;
+    return { ...wire, owner: err.owner, httpHeaders: { "Chorus-Partition": err.owner } };
   }
   if (err instanceof StoreError) return storeError(err);
   if (err instanceof NotLeaderError) return notLeader(err);

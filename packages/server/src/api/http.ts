@@ -10,6 +10,7 @@ import {
 } from "../node-types.js";
 import type { NodeContext } from "./context.js";
 import { invalidArgument, toWireError } from "./errors.js";
+import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
@@ -130,11 +131,12 @@ function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: 
   let code: string;
   let message: string;
   let headers: Readonly<Record<string, string>>;
+  let owner: string | undefined;
   if (err instanceof HttpError) {
     ({ status, code, message, headers } = err);
   } else {
     const wire = toWireError(err);
-    ({ httpStatus: status, code, message, httpHeaders: headers } = wire);
+    ({ httpStatus: status, code, message, httpHeaders: headers, owner } = wire);
     if (wire.internal)
       ctx.logger.error(
         { err, method: req.method, path: req.url?.split("?")[0] },
@@ -147,7 +149,7 @@ function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: 
     res.destroy();
     return;
   }
-  sendJson(res, status, { error: code, message }, headers);
+  sendJson(res, status, { error: code, message, ...(owner !== undefined && { owner }) }, headers);
 }
 
 async function serve(
@@ -251,6 +253,7 @@ async function serve(
       throw invalidArgument("the stream name in the path is not valid percent-encoding");
     }
     const streamId = checkStreamName(raw);
+    checkStreamOwnership(ctx.options, streamId);
     if (method === "POST" || method === "DELETE") {
       const refusal = ctx.cluster()?.writeRefusal();
       if (refusal) {

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { ClusterView, NodeState, RoleChangeCounts } from "../node-types.js";
-import type { GroupInfo } from "../persistent/group.js";
+import type { ClusterView, FollowerLag, NodeState, RoleChangeCounts } from "../node-types.js";
+import type { ConsumerHandle, GroupInfo, GroupKey } from "../persistent/group.js";
 import type { StreamStore } from "../streams/types.js";
 
 /** Every state `chorus_node_role` reports, so a dashboard sees a 0 for each state not held. */
@@ -22,6 +22,18 @@ export const LATENCY_BUCKETS: readonly number[] = [
 ];
 
 let processRegistry: Registry | undefined;
+
+/**
+ * prom-client's default metrics left out: gauges named `_total`, which Prometheus reserves for
+ * counters (`promtool check metrics` refuses them). `nodejs_active_handles`,
+ * `nodejs_active_requests` and `nodejs_active_resources` (by type) remain; their sum is the
+ * same number.
+ */
+const EXCLUDED_PROCESS_METRICS: ReadonlySet<string> = new Set([
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+]);
 
 /**
  * prom-client's default metrics (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, ...),
@@ -59,6 +71,11 @@ export class NodeMetrics {
   readonly httpRequests: Counter<"method" | "status">;
   readonly appendDuration: Histogram<"interface">;
   readonly fsyncDuration: Histogram;
+  /** A leader's replication round trips; fed by the cluster role. */
+  readonly replicationRoundTrip: Histogram;
+  readonly persistentAckLatency: Histogram<"stream" | "group">;
+  /** A leader's view of its followers' lag; set by node.ts on a replicated cluster node. */
+  replicationLag: () => readonly FollowerLag[] = () => [];
   /** The persistent subscription groups this node serves; set by the native API. */
   persistentGroups: () => readonly GroupInfo[] = () => [];
   /** The node's state and cluster view; set by node.ts once its context exists. */
@@ -67,6 +84,7 @@ export class NodeMetrics {
   constructor(store: () => StreamStore | undefined) {
     const registers = [this.registry];
     for (const metric of processMetrics().getMetricsAsArray()) {
+      if (EXCLUDED_PROCESS_METRICS.has(metric.name)) continue;
       this.registry.registerMetric(metric as unknown as Parameters<Registry["registerMetric"]>[0]);
     }
     this.appends = new Counter({
@@ -147,6 +165,43 @@ export class NodeMetrics {
       buckets: [...LATENCY_BUCKETS],
       registers,
     });
+
+    this.replicationRoundTrip = new Histogram({
+      name: "chorus_replication_round_trip_seconds",
+      help: "Leader: time from sending records to a follower until it reports them durable, in seconds",
+      buckets: [...LATENCY_BUCKETS],
+      registers,
+    });
+    this.persistentAckLatency = new Histogram({
+      name: "chorus_persistent_ack_latency_seconds",
+      help: "Time from a persistent subscription event's delivery to a consumer until its ack arrives, in seconds",
+      labelNames: ["stream", "group"],
+      buckets: [...LATENCY_BUCKETS],
+      registers,
+    });
+    const lagGauge = (name: string, help: string, pick: (l: FollowerLag) => number): void => {
+      const lag = () => this.replicationLag();
+      new Gauge({
+        name,
+        help,
+        labelNames: ["follower"],
+        registers,
+        collect() {
+          this.reset();
+          for (const l of lag()) this.set({ follower: l.follower }, pick(l));
+        },
+      });
+    };
+    lagGauge(
+      "chorus_replication_lag_bytes",
+      "Leader: its log end minus the position each follower acknowledged as durable",
+      (l) => l.bytes,
+    );
+    lagGauge(
+      "chorus_replication_lag_seconds",
+      "Leader: age of the oldest record each follower has not acknowledged as durable, in seconds",
+      (l) => l.ms / 1000,
+    );
 
     const node = (): MetricsNodeView | undefined => this.node;
     new Gauge({
@@ -241,5 +296,77 @@ export class NodeMetrics {
       ["acked", "Events acknowledged since this node took the group on", (g) => g.totalAcked],
     ];
     for (const [name, help, pick] of perGroup) groupGauge(`chorus_persistent_${name}`, help, pick);
+  }
+
+  /** Times the acks of one consumer of persistent subscription group `key` (the native API). */
+  ackTimer(key: GroupKey, bufferSize: number): AckTimer {
+    const child = this.persistentAckLatency.labels({ stream: key.streamId, group: key.group });
+    return new AckTimer((seconds) => child.observe(seconds), bufferSize);
+  }
+}
+
+/**
+ * Times one persistent subscription consumer's events from their delivery until its acks
+ * arrive: delivery times by position, at most `capacity` (the consumer's buffer size: the
+ * server never has more in flight with it), the oldest forgotten first.
+ */
+export class AckTimer {
+  readonly #deliveredMs = new Map<number, number>();
+  readonly #observe: (seconds: number) => void;
+  readonly #capacity: number;
+
+  constructor(observe: (seconds: number) => void, capacity: number) {
+    this.#observe = observe;
+    this.#capacity = Math.max(1, capacity);
+  }
+
+  /** Events went to the consumer (a redelivery restarts the clock). */
+  delivered(events: readonly { readonly position: number }[], nowMs: number): void {
+    for (const e of events) {
+      this.#deliveredMs.delete(e.position);
+      if (this.#deliveredMs.size >= this.#capacity) {
+        const oldest = this.#deliveredMs.keys().next();
+        if (oldest.done !== true) this.#deliveredMs.delete(oldest.value);
+      }
+      this.#deliveredMs.set(e.position, nowMs);
+    }
+  }
+
+  /** The consumer acked these positions: one observation each for those delivered to it. */
+  acked(positions: readonly number[], nowMs: number): void {
+    for (const p of positions) {
+      const at = this.#deliveredMs.get(p);
+      if (at === undefined) continue;
+      this.#deliveredMs.delete(p);
+      this.#observe(Math.max(0, nowMs - at) / 1000);
+    }
+  }
+
+  /** Nacked positions are no longer waited for (a nack is not an ack). */
+  forget(positions: readonly number[]): void {
+    for (const p of positions) this.#deliveredMs.delete(p);
+  }
+
+  get size(): number {
+    return this.#deliveredMs.size;
+  }
+
+  /** The consumer's handle, with its acks and nacks timed; closing it forgets the rest. */
+  wrap(handle: ConsumerHandle): ConsumerHandle {
+    return {
+      id: handle.id,
+      ack: (positions) => {
+        this.acked(positions, performance.now());
+        handle.ack(positions);
+      },
+      nack: (positions, action, reason, delayMs) => {
+        this.forget(positions);
+        handle.nack(positions, action, reason, delayMs);
+      },
+      close: () => {
+        this.#deliveredMs.clear();
+        handle.close();
+      },
+    };
   }
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ClusterView, NodeState, RoleChangeCounts } from "../node-types.js";
-import { NodeMetrics } from "./metrics.js";
+import type { ConsumerHandle } from "../persistent/group.js";
+import { AckTimer, NodeMetrics } from "./metrics.js";
 
 /**
  * Checks a text exposition without prom-client: every line is a comment or a sample in the
@@ -111,6 +112,66 @@ describe("NodeMetrics", () => {
     s = parseExposition(await m.registry.metrics());
     expect(s.get("chorus_epoch")).toBe(0);
     expect(s.get("chorus_elections_total")).toBe(0);
+  });
+
+  it("exposes replication round trips and each follower's lag, dropping followers gone", async () => {
+    const m = new NodeMetrics(() => undefined);
+    m.replicationRoundTrip.observe(0.002);
+    m.replicationRoundTrip.observe(0.04);
+    let lag = [
+      { follower: "10.0.0.2:1112", bytes: 0, ms: 0 },
+      { follower: "10.0.0.3:1112", bytes: 4096, ms: 1500 },
+    ];
+    m.replicationLag = () => lag;
+    let s = parseExposition(await m.registry.metrics());
+    expect(s.get("chorus_replication_round_trip_seconds_count")).toBe(2);
+    expect(s.get('chorus_replication_round_trip_seconds_bucket{le="0.0025"}')).toBe(1);
+    expect(s.get('chorus_replication_lag_bytes{follower="10.0.0.2:1112"}')).toBe(0);
+    expect(s.get('chorus_replication_lag_bytes{follower="10.0.0.3:1112"}')).toBe(4096);
+    expect(s.get('chorus_replication_lag_seconds{follower="10.0.0.3:1112"}')).toBe(1.5);
+
+    lag = lag.slice(0, 1);
+    s = parseExposition(await m.registry.metrics());
+    expect(s.has('chorus_replication_lag_bytes{follower="10.0.0.3:1112"}')).toBe(false);
+    expect(s.has('chorus_replication_lag_seconds{follower="10.0.0.3:1112"}')).toBe(false);
+    expect(s.get('chorus_replication_lag_bytes{follower="10.0.0.2:1112"}')).toBe(0);
+  });
+
+  it("times persistent acks per group from delivery to ack, through the consumer's handle", async () => {
+    const m = new NodeMetrics(() => undefined);
+    const calls: string[] = [];
+    const inner: ConsumerHandle = {
+      id: "c1",
+      ack: (p) => calls.push(`ack ${p.join(",")}`),
+      nack: (p, action) => calls.push(`nack ${p.join(",")} ${action}`),
+      close: () => calls.push("close"),
+    };
+    const timer = m.ackTimer({ streamId: "orders", group: "billing" }, 10);
+    const handle = timer.wrap(inner);
+    expect(handle.id).toBe("c1");
+    timer.delivered([{ position: 10 }, { position: 20 }, { position: 30 }], performance.now());
+    handle.ack([10, 20, 99]); // 99 was never delivered here: not timed
+    handle.nack([30], "retry", "busy");
+    expect(timer.size).toBe(0);
+    handle.ack([30]); // nacked: no longer timed
+    handle.close();
+    expect(calls).toEqual(["ack 10,20,99", "nack 30 retry", "ack 30", "close"]);
+    const s = parseExposition(await m.registry.metrics());
+    const labels = 'stream="orders",group="billing"';
+    expect(s.get(`chorus_persistent_ack_latency_seconds_count{${labels}}`)).toBe(2);
+    expect(s.get(`chorus_persistent_ack_latency_seconds_bucket{le="+Inf",${labels}}`)).toBe(2);
+  });
+
+  it("an ack timer observes delivery-to-ack time and holds at most its capacity", () => {
+    const seen: number[] = [];
+    const timer = new AckTimer((seconds) => seen.push(seconds), 2);
+    timer.delivered([{ position: 1 }, { position: 2 }], 1000);
+    timer.delivered([{ position: 1 }], 1100); // redelivered: the clock restarts
+    timer.delivered([{ position: 3 }], 1200); // over capacity: the oldest (2) is forgotten
+    expect(timer.size).toBe(2);
+    timer.acked([1, 2, 3], 1250);
+    expect(seen).toEqual([0.15, 0.05]);
+    expect(timer.size).toBe(0);
   });
 
   it("the exposition check rejects malformed text", () => {

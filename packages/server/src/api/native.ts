@@ -27,10 +27,12 @@ import {
   eventWireBytes,
   eventsFromWire,
   expectedFromWire,
+  checkpointIntervalFromWire,
   filterFromWire,
   wrongExpectedToWire,
 } from "./convert.js";
 import { RequestError, codeName, dropCodeToWire, invalidArgument, toWireError } from "./errors.js";
+import { checkFrameOwnership } from "./partition-guard.js";
 import type { EventsBody } from "./event-frames.js";
 import {
   closeReason,
@@ -40,7 +42,13 @@ import {
   type PreparedFrame,
 } from "./native-links.js";
 import { checkGroupName, PersistentService } from "../persistent/service.js";
-import type { ConsumerHandle, GroupInfo, GroupKey, NackAction } from "../persistent/group.js";
+import {
+  MAX_RETRY_DELAY_MS,
+  type ConsumerHandle,
+  type GroupInfo,
+  type GroupKey,
+  type NackAction,
+} from "../persistent/group.js";
 import { settingsToWire } from "../persistent/settings.js";
 
 const Code = chorus.ErrorResponse.Code;
@@ -404,9 +412,13 @@ class NativeConnection {
     code: chorus.ErrorResponse.Code,
     message: string,
     streamId?: string,
+    owner?: string,
   ): void {
     this.#ctx.metrics.requestErrors.inc({ interface: "native", code: codeName(code) });
-    this.#send({ correlationId, error: { code, message, streamId: streamId ?? "" } });
+    this.#send({
+      correlationId,
+      error: { code, message, streamId: streamId ?? "", ...(owner !== undefined && { owner }) },
+    });
   }
 
   #protocolError(closeCode: number, reason: string): void {
@@ -467,9 +479,20 @@ class NativeConnection {
           this.#sendError(id, Code.BAD_REQUEST, `unknown nack action ${String(nack.action)}`);
           return;
         }
+        const delayMs = nack.delayMs ?? 0;
+        if (delayMs > MAX_RETRY_DELAY_MS || (delayMs > 0 && action !== "retry")) {
+          this.#sendError(
+            id,
+            Code.BAD_REQUEST,
+            delayMs > MAX_RETRY_DELAY_MS
+              ? `nack delayMs must be at most ${MAX_RETRY_DELAY_MS}, got ${delayMs}`
+              : `nack delayMs is for "retry" only, not "${action}"`,
+          );
+          return;
+        }
         this.#consumers
           .get(id)
-          ?.nack((nack.positions ?? []).map(Number), action, nack.reason ?? "");
+          ?.nack((nack.positions ?? []).map(Number), action, nack.reason ?? "", delayMs);
         return;
       }
       case "persistentCreate":
@@ -486,11 +509,7 @@ class NativeConnection {
       case "subscribe":
         break;
       default:
-        this.#sendError(
-          id,
-          Code.BAD_REQUEST,
-          `${String(body)} is not a request a client may send`,
-        );
+        this.#sendError(id, Code.BAD_REQUEST, `${String(body)} is not a request a client may send`);
         return;
     }
     if (this.#shuttingDown) {
@@ -510,11 +529,10 @@ class NativeConnection {
     this.#handle(id, frame, body)
       .catch((err: unknown) => {
         const wire = toWireError(err);
-        if (wire.internal)
-          this.#ctx.logger.error({ err, request: body }, "native request failed");
+        if (wire.internal) this.#ctx.logger.error({ err, request: body }, "native request failed");
         if (wire.kind === "notHandled")
           this.#send({ correlationId: id, notHandled: wire.notHandled });
-        else this.#sendError(id, wire.nativeCode, wire.message, wire.streamId);
+        else this.#sendError(id, wire.nativeCode, wire.message, wire.streamId, wire.owner);
       })
       .finally(() => {
         this.#inflight--;
@@ -543,6 +561,7 @@ class NativeConnection {
 
   async #handle(id: number, frame: Frame, body: FrameBodyKind): Promise<void> {
     const { store, metrics } = this.#ctx;
+    checkFrameOwnership(this.#ctx.options, frame);
     switch (body) {
       case "append": {
         const endTimer = metrics.appendDuration.startTimer({ interface: "native" });
@@ -627,6 +646,10 @@ class NativeConnection {
         const direction = directionOf(req.direction);
         const fromPosition = req.fromEnd ? "end" : safeNumber(req.fromPosition, "from_position");
         const filter = filterFromWire(req.filter);
+        if (checkpointIntervalFromWire(req.filter) !== undefined)
+          throw invalidArgument(
+            "filter: checkpoint_interval applies to $all subscriptions, not reads",
+          );
         const maxCount = pageSize(req.maxCount);
         const key = readAheadKey(direction, fromPosition, maxCount, req.filter);
         const ahead = this.#readAhead;
@@ -723,12 +746,15 @@ class NativeConnection {
     // Counted from here (joining included) until it ends: dropped, unsubscribed or disconnected.
     if (this.#refuseOverSubscriptionLimit(id)) return;
     this.#consumers.set(id, undefined);
+    // Times each event from its delivery here until the consumer's ack for it arrives.
+    const acks = this.#ctx.metrics.ackTimer(key, bufferSize);
     let handle: ConsumerHandle;
     try {
       handle = await this.#persistentService.subscribe(
         key,
         {
           deliver: (events, retryCounts) => {
+            acks.delivered(events, performance.now());
             this.#sendEventsFrame(id, { persistentEvents: { retryCounts } }, events);
           },
           acked: (positions) => this.#send({ correlationId: id, persistentAcked: { positions } }),
@@ -758,7 +784,7 @@ class NativeConnection {
       handle.close();
       return;
     }
-    this.#consumers.set(id, handle);
+    this.#consumers.set(id, acks.wrap(handle));
     this.#send({
       correlationId: id,
       persistentConfirmed: { subscriptionId: `${key.streamId}::${key.group}::${handle.id}` },
@@ -820,7 +846,11 @@ class NativeConnection {
       throw invalidArgument("a $all subscription must not name a stream");
     }
     const target: SubscriptionTarget = all
-      ? { kind: "all", filter: filterFromWire(req.filter) }
+      ? {
+          kind: "all",
+          filter: filterFromWire(req.filter),
+          checkpointInterval: checkpointIntervalFromWire(req.filter),
+        }
       : { kind: "stream", streamId: checkStreamName(streamIdText) };
     const Kind = chorus.SubscribeRequest.StartKind;
     let start: SubscriptionStart;

@@ -47,6 +47,7 @@ import {
   NotLeaderError,
   type ClusterNodeState,
   type Endpoint,
+  type FollowerLag,
   type RoleChangeCounts,
   type WriteRefusal,
 } from "../node-types.js";
@@ -72,6 +73,7 @@ import {
 import { endpointKey, parseEndpoint } from "./gossip/wire.js";
 import { messageFromWire, messageToWire } from "./transport/messages.js";
 import { PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
+import { ReplicationStats } from "./replication-stats.js";
 import type { Server as HttpServer } from "node:http";
 import type { PeerTls } from "../tls.js";
 import {
@@ -124,6 +126,8 @@ export interface ClusterRoleOptions {
   readonly tls?: PeerTls;
   /** Connections to peers leave from this address (the node's `--int-ip`). */
   readonly localAddress?: string;
+  /** A leader's replication round trips (metrics), one per Append with records, in seconds. */
+  readonly onReplicationRoundTrip?: (seconds: number) => void;
 }
 
 /**
@@ -260,6 +264,9 @@ export class ClusterRole {
   private leaderChanges = 0;
   private lastElectionEpoch = -1;
   private lastLeader: { id: NodeId; epoch: number } | undefined;
+  /** For metrics: a leader's replication round trips and per-follower lag. */
+  private readonly replication: ReplicationStats;
+  private roleEpoch = -1;
   private chain: Promise<void> = Promise.resolve();
   /** Steps on `chain` not yet finished; 0 means a new step may start at once. */
   private pendingSteps = 0;
@@ -276,6 +283,7 @@ export class ClusterRole {
     this.store = opts.store;
     this.log = opts.logger;
     this.readOnlyReplica = opts.readOnlyReplica === true;
+    this.replication = new ReplicationStats(opts.onReplicationRoundTrip);
     const t = opts.timings ?? {};
     this.tickMs = t.tickMs ?? DEFAULT_CLUSTER_TICK_MS;
     this.maxBatchBytes = t.maxBatchBytes ?? DEFAULT_MAX_REPLICATION_BATCH_BYTES;
@@ -322,6 +330,8 @@ export class ClusterRole {
         }
         if (message === undefined) return;
         const m = message;
+        if (m.type === "AppendReply" && m.ok && m.epoch === this.roleEpoch)
+          this.replication.acked(sender, m.durableEnd, performance.now());
         this.run((core) => core.receive(sender, m, performance.now()));
       },
     });
@@ -383,6 +393,13 @@ export class ClusterRole {
   /** Elections this node started, and leaders (a leader in an epoch) it learnt of. */
   roleChanges(): RoleChangeCounts {
     return { elections: this.elections, leaderChanges: this.leaderChanges };
+  }
+
+  /** A leader's view of each follower's (voters and replicas) replication lag; empty otherwise. */
+  replicationLag(): FollowerLag[] {
+    if (this.role !== "leader") return [];
+    const followers = [...this.voters, ...this.learners].filter((id) => id !== this.opts.selfId);
+    return this.replication.lag(followers, this.announced, performance.now());
   }
 
   /** A leader is known and this node is caught up (the leader, a follower or a replica). */
@@ -649,6 +666,7 @@ export class ClusterRole {
           const last = records[records.length - 1];
           if (!first || !last) break;
           const end = last.position + last.length;
+          if (this.role === "leader") this.replication.wrote(end, performance.now());
           if (records.every((r) => this.proposed.has(r.payload))) {
             // Our own local batches: already in the store at exactly these positions.
             for (const r of records) this.proposed.delete(r.payload);
@@ -686,6 +704,10 @@ export class ClusterRole {
         case "send": {
           const to = parseEndpoint(effect.to);
           if (to) this.peers.send(to, messageToWire(effect.message));
+          const m = effect.message;
+          const sent = m.type === "Append" ? m.records[m.records.length - 1] : undefined;
+          if (sent !== undefined && this.role === "leader")
+            this.replication.sent(effect.to, sent.position + sent.length, performance.now());
           break;
         }
         case "roleChanged":
@@ -718,7 +740,11 @@ export class ClusterRole {
             this.lastLeader = { id: effect.leaderId, epoch: effect.epoch };
             this.leaderChanges++;
           }
+          if (effect.role !== "leader") this.replication.stopLeading();
+          else if (this.role !== "leader")
+            this.replication.startLeading(this.announced, performance.now());
           this.role = effect.role;
+          this.roleEpoch = effect.epoch;
           this.leaderId = effect.leaderId;
           break;
         case "persist":

@@ -87,6 +87,16 @@ export interface NodeOptions {
    * no port at all, reached by clients in its own process (`withInProcessNode`).
    */
   readonly listen: boolean;
+  /**
+   * Partitioned deployments: this replication group's name (`--partition`), one of
+   * `partitions`; null when the node is not partitioned.
+   */
+  readonly partition: string | null;
+  /**
+   * Every group's name (`--partitions A,B,C`): the node refuses operations on streams another
+   * group owns with WRONG_PARTITION. Empty when the node is not partitioned.
+   */
+  readonly partitions: readonly string[];
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
@@ -149,6 +159,8 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   maxAppendBytes: DEFAULT_MAX_APPEND_BYTES,
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
   listen: true,
+  partition: null,
+  partitions: Object.freeze([]),
 });
 
 /** A configuration problem: the node must not start. The CLI exits with code 2. */

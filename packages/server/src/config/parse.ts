@@ -5,7 +5,11 @@ import { parse as parseYaml } from "yaml";
 import yargs from "yargs";
 import { TIMING_LIMITS, heartbeatProblem } from "../cluster/timings.js";
 import { databaseUrlProblem, isDatabaseUrl } from "../postgres/url.js";
-import { DEFAULT_MAX_FRAME_BYTES as PEER_MAX_FRAME_BYTES } from "@chorus/protocol";
+import {
+  DEFAULT_MAX_FRAME_BYTES as PEER_MAX_FRAME_BYTES,
+  partitionListProblem,
+  partitionNameProblem,
+} from "@chorus/protocol";
 import {
   ConfigError,
   DEFAULT_NODE_OPTIONS,
@@ -15,7 +19,17 @@ import {
 } from "./options.js";
 
 type Kind =
-  "bool" | "string" | "ip" | "port" | "int" | "ms" | "size" | "list" | "level" | "hostport";
+  | "bool"
+  | "string"
+  | "ip"
+  | "port"
+  | "int"
+  | "ms"
+  | "size"
+  | "list"
+  | "names"
+  | "level"
+  | "hostport";
 
 interface FlagSpec {
   readonly flag: string;
@@ -252,6 +266,18 @@ export const FLAGS: readonly FlagSpec[] = [
     max: MAX_APPEND_BYTES_LIMIT,
     describe:
       "largest append in bytes as stored; must fit one replication frame (default 1MiB, at most 16MiB - 64KiB)",
+  },
+  {
+    flag: "partition",
+    key: "partition",
+    kind: "string",
+    describe: "this replication group's name, one of --partitions (partitioned deployments)",
+  },
+  {
+    flag: "partitions",
+    key: "partitions",
+    kind: "names",
+    describe: "every replication group's name, A,B,C; streams of other groups are refused",
   },
 ];
 
@@ -544,6 +570,11 @@ function convert(spec: FlagSpec, raw: RawValue): unknown {
         items.filter((s) => s.trim() !== "").map((s) => parseHostPort(spec, raw, s)),
       );
     }
+    case "names": {
+      const items = Array.isArray(v) ? v.map(String) : typeof v === "string" ? v.split(",") : null;
+      if (!items) throw invalid(spec, raw, `${show(v)} is not a list of names`);
+      return Object.freeze(items.map((s) => s.trim()).filter((s) => s !== ""));
+    }
     case "string":
       if (typeof v !== "string" && typeof v !== "number")
         throw invalid(spec, raw, `${show(v)} is not a string`);
@@ -652,6 +683,7 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   }
   if (!o.memDb && (typeof o.db !== "string" || o.db === ""))
     problems.push("db must name a directory");
+  if (!Array.isArray(o.partitions)) problems.push(`partitions must be a list of names`);
   if (problems.length > 0) throw new ConfigError(`invalid options: ${problems.join("; ")}`);
   const heartbeat = heartbeatProblem(o.heartbeatIntervalMs, o.electionTimeoutMs);
   if (heartbeat !== undefined) throw new ConfigError(heartbeat);
@@ -672,6 +704,8 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     if (o.readOnlyReplica)
       throw clash("--read-only-replica", "every instance on a shared database takes writes");
   }
+
+  checkPartitions(o.partition, o.partitions);
 
   // A node that opens no port serves clients in its own process only: nothing else can reach it.
   if (typeof o.listen !== "boolean")
@@ -785,11 +819,40 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
     ...o,
     discoverViaDns,
     gossipSeed: Object.freeze([...o.gossipSeed]),
+    partitions: Object.freeze([...o.partitions]),
     // --insecure turns TLS and authentication off, whatever else is configured.
     ...(o.insecure
       ? { certificateFile: null, certificatePrivateKeyFile: null, adminPassword: null }
       : {}),
   });
+}
+
+/**
+ * Partitioned deployments: --partition and --partitions come together, the names are valid
+ * and distinct, and this group's name is in the list (a node of a group the list does not
+ * name would refuse every stream, or accept streams another group owns).
+ */
+function checkPartitions(partition: string | null, partitions: readonly string[]): void {
+  if (partition === null && partitions.length === 0) return;
+  if (partition === null) {
+    throw new ConfigError(
+      "--partitions needs --partition NAME (this replication group's name, one of --partitions)",
+    );
+  }
+  if (partitions.length === 0) {
+    throw new ConfigError(
+      `--partition ${partition} needs --partitions A,B,C (every replication group's name, ${partition} among them)`,
+    );
+  }
+  const nameProblem = partitionNameProblem(partition);
+  if (nameProblem !== null) throw new ConfigError(`invalid value for --partition: ${nameProblem}`);
+  const listProblem = partitionListProblem(partitions);
+  if (listProblem !== null) throw new ConfigError(`invalid value for --partitions: ${listProblem}`);
+  if (!partitions.includes(partition)) {
+    throw new ConfigError(
+      `--partition ${partition} is not one of --partitions ${partitions.join(",")}: every node must name its own group in the list (is one of the flags mistyped?)`,
+    );
+  }
 }
 
 /** Human-readable notes about the security posture, for the startup log. */
@@ -819,7 +882,7 @@ export function helpText(): string {
     const arg =
       spec.kind === "bool"
         ? ""
-        : ` <${spec.kind === "list" ? "h:p,h:p" : spec.kind === "hostport" ? "h:p" : spec.kind === "string" ? "value" : spec.kind}>`;
+        : ` <${spec.kind === "list" ? "h:p,h:p" : spec.kind === "names" ? "a,b,c" : spec.kind === "hostport" ? "h:p" : spec.kind === "string" ? "value" : spec.kind}>`;
     lines.push(`  --${spec.flag}${arg}`.padEnd(46) + spec.describe);
   }
   lines.push("  --help".padEnd(46) + "show this help");

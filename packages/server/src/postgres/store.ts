@@ -713,7 +713,7 @@ export class PostgresStore implements StreamStore {
           // Nothing more below the commit position (positions may have gaps: tombstones).
           if (all && rows.length < limit) pos = commit;
         }
-        return { events, nextPosition: pos, endOfStream: pos >= commit };
+        return { events, nextPosition: pos, endOfStream: pos >= commit, scanned };
       }
       let pos = fromPosition === "end" ? commit : fromPosition;
       while (pos > 0 && events.length < maxCount && scanned < maxScan) {
@@ -736,7 +736,7 @@ export class PostgresStore implements StreamStore {
         }
         if (all && rows.length < limit) pos = 0;
       }
-      return { events, nextPosition: pos, endOfStream: pos <= 0 };
+      return { events, nextPosition: pos, endOfStream: pos <= 0, scanned };
     });
 
     function take(r: EventRowDb & StreamRowDb): void {

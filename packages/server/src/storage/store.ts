@@ -1979,13 +1979,13 @@ export class LogStore implements StreamStore, ReplicatedLog {
           `log record at position ${res.position} is damaged (${res.problem})`,
         );
       }
-      return { events, nextPosition: res.position, endOfStream: res.position >= commit };
+      return { events, nextPosition: res.position, endOfStream: res.position >= commit, scanned };
     }
     const from = fromPosition === "end" ? commit : fromPosition;
     const pos = await this.scanBackward(from, (buf, at, length, position) =>
       take(decodeCheckedRecord(buf, at, length, true), position),
     );
-    return { events, nextPosition: pos, endOfStream: pos <= 0 };
+    return { events, nextPosition: pos, endOfStream: pos <= 0, scanned };
   }
 
   /**

@@ -123,6 +123,8 @@ export interface ReadAllResult {
   nextPosition: number;
   /** True when the read reached the committed end (forwards) or the start (backwards). */
   endOfStream: boolean;
+  /** Records examined (matching or not); filtered reads report it, for checkpoint intervals. */
+  scanned?: number;
 }
 
 export interface StoreStats {

@@ -13,6 +13,12 @@ export type SubscriptionTarget =
       readonly kind: "all";
       /** undefined: every event. */
       readonly filter?: (event: StoredEvent) => boolean;
+      /**
+       * With a filter: send a checkpoint (events() with no events) once this many records
+       * were examined with no match. Undefined: at most one every `checkpointIntervalMs`,
+       * and one at the end of history.
+       */
+      readonly checkpointInterval?: number;
     };
 
 export type DropCode =
@@ -85,6 +91,8 @@ export class Subscription {
   #caughtUp = false;
   #waitingForTransport = false;
   #lastCheckpointAt = Number.NEGATIVE_INFINITY;
+  /** Records examined since the last match or checkpoint (with a checkpoint interval). */
+  #sinceCheckpoint = 0;
   #unlisten: (() => void) | undefined;
   /** Set once the start point is resolved: no reading before. */
   #started = false;
@@ -345,11 +353,17 @@ export class Subscription {
     }
 
     const filtered = target.filter !== undefined;
+    const interval = filtered ? target.checkpointInterval : undefined;
+    // With an interval, a read stops where the next checkpoint falls due.
+    const maxScan =
+      interval === undefined
+        ? this.#maxScan
+        : Math.max(1, Math.min(this.#maxScan, interval - this.#sinceCheckpoint));
     const r = await store.readAll({
       direction: "forwards",
       fromPosition: this.#cursor,
       maxCount,
-      ...(filtered ? { filter: target.filter, maxScan: this.#maxScan } : {}),
+      ...(filtered ? { filter: target.filter, maxScan } : {}),
     });
     if (this.#closed) return false;
     const skip = this.#skipThrough;
@@ -364,7 +378,15 @@ export class Subscription {
     if (r.events.length > 0) {
       this.#credit -= r.events.length;
       this.#lastCheckpointAt = this.#now();
+      this.#sinceCheckpoint = 0;
       sink.events(r.events, checkpoint);
+    } else if (interval !== undefined) {
+      // Records without events (none visible, or only other kinds) count too.
+      this.#sinceCheckpoint += r.scanned ?? 0;
+      if (this.#sinceCheckpoint >= interval && moved && checkpoint !== undefined) {
+        this.#sinceCheckpoint = 0;
+        sink.events([], checkpoint);
+      }
     } else if (filtered && moved && checkpoint !== undefined) {
       const now = this.#now();
       if (r.endOfStream || now - this.#lastCheckpointAt >= this.#checkpointIntervalMs) {

@@ -77,3 +77,63 @@ describe("Subscription backpressure", () => {
     await store.close();
   });
 });
+
+describe("Subscription checkpoint interval", () => {
+  class CheckpointSink extends FakeSink {
+    checkpoints: number[] = [];
+    /** Checkpoints sent beside events (not counted as event-less checkpoints). */
+    override events(events: StoredEvent[], checkpointPosition?: number): void {
+      this.delivered.push(...events);
+      if (events.length === 0 && checkpointPosition !== undefined)
+        this.checkpoints.push(checkpointPosition);
+    }
+  }
+
+  it.each([
+    // [non-matching events, matches after every, interval, least and most checkpoints]
+    [1_000, 0, 100, 9, 10],
+    [1_000, 0, 250, 4, 4],
+    [1_000, 500, 100, 8, 10], // a match restarts the count
+    [50, 0, 100, 0, 0],
+  ])(
+    "%d events, a match after every %d, interval %d: %d..%d checkpoints",
+    async (noise, every, interval, least, most) => {
+      const store = createMemoryStore();
+      await store.open();
+      for (let i = 0; i < noise; i++) {
+        await store.append(`noise-${i % 7}`, { kind: "any" }, [event(i)]);
+        if (every > 0 && (i + 1) % every === 0)
+          await store.append("match", { kind: "any" }, [event(1_000_000 + i)]);
+      }
+      const sink = new CheckpointSink();
+      const sub = new Subscription({
+        store,
+        target: {
+          kind: "all",
+          filter: (e) => e.streamId === "match",
+          checkpointInterval: interval,
+        },
+        start: { kind: "start" },
+        initialCredit: 100,
+        sink,
+        logger: pino({ level: "silent" }),
+      });
+      await sub.start();
+      await until(() => sink.caughtUpCount === 1);
+      sub.close();
+      expect(sink.delivered.map((e) => e.streamId)).toEqual(
+        Array.from({ length: every > 0 ? Math.floor(noise / every) : 0 }, () => "match"),
+      );
+      expect(sink.checkpoints.length).toBeGreaterThanOrEqual(least);
+      expect(sink.checkpoints.length).toBeLessThanOrEqual(most);
+      // Increasing, and each one a place a subscription can resume after.
+      expect([...sink.checkpoints].sort((a, b) => a - b)).toEqual(sink.checkpoints);
+      for (const cp of sink.checkpoints) {
+        await expect(
+          store.readAll({ direction: "forwards", fromPosition: cp + 1, maxCount: 1 }),
+        ).resolves.toBeDefined();
+      }
+      await store.close();
+    },
+  );
+});

@@ -1,0 +1,75 @@
+import { chorus } from "@chorus/protocol";
+import { describe, expect, it } from "vitest";
+import {
+  InvalidArgumentError,
+  WrongPartitionError,
+  errorFromWire,
+  isRetriable,
+} from "../errors.js";
+import { ConnectionSettings } from "../settings/connection-settings.js";
+
+const EAST = "chorus://127.0.0.1:2113?tls=false";
+const WEST = "chorus+discover://10.0.2.1:2113,10.0.2.2:2113?tls=false&username=u&password=secret";
+
+describe("withPartitions", () => {
+  it("takes connection strings or built settings, one per group", () => {
+    const west = ConnectionSettings.fromConnectionString(WEST);
+    const settings = ConnectionSettings.create().withPartitions({ east: EAST, west }).build();
+    expect(Object.keys(settings.partitions!)).toEqual(["east", "west"]);
+    expect(settings.partitions!["west"]).toBe(west);
+    expect(settings.partitions!["east"]!.location).toEqual({
+      kind: "singleNode",
+      endpoint: { host: "127.0.0.1", port: 2113 },
+    });
+    // The location is the first group's; the groups' passwords stay hidden.
+    expect(settings.location).toEqual(settings.partitions!["east"]!.location);
+    expect(JSON.stringify(settings)).not.toContain("secret");
+    expect(JSON.stringify(settings)).toContain('"partitions"');
+    expect(ConnectionSettings.create().withSingleNode("h:1").build().partitions).toBeUndefined();
+  });
+
+  it.each([
+    ["no group", {}, /withPartitions: the partition list is empty/],
+    ["a bad name", { East: EAST }, /partition name "East" is not 1 to 32 characters/],
+    ["a bad connection string", { east: "http://x" }, /withPartitions: group east: /],
+    [
+      "a value of another kind",
+      { east: 42 },
+      /group east needs a connection string or ConnectionSettings/,
+    ],
+  ])("refuses %s", (_what, groups, message) => {
+    expect(() =>
+      ConnectionSettings.create().withPartitions(groups as Record<string, string>),
+    ).toThrow(message);
+  });
+
+  it("refuses a partitioned group and a location besides the groups", () => {
+    const nested = ConnectionSettings.create().withPartitions({ a: EAST }).build();
+    expect(() => ConnectionSettings.create().withPartitions({ b: nested })).toThrow(
+      /group b is itself partitioned/,
+    );
+    expect(() =>
+      ConnectionSettings.create().withSingleNode("h:1").withPartitions({ a: EAST }),
+    ).toThrow(InvalidArgumentError);
+    expect(() =>
+      ConnectionSettings.create().withPartitions({ a: EAST }).withGossipSeeds(["h:1"]),
+    ).toThrow(/do not combine it with withGossipSeeds/);
+  });
+});
+
+describe("WrongPartitionError", () => {
+  it("is what a WRONG_PARTITION reply becomes, with the owner, and is not retried", () => {
+    const err = errorFromWire({
+      error: {
+        code: chorus.ErrorResponse.Code.WRONG_PARTITION,
+        message: 'stream "s" belongs to partition west, not to this node\'s partition east',
+        streamId: "s",
+        owner: "west",
+      },
+    });
+    expect(err).toBeInstanceOf(WrongPartitionError);
+    expect(err).toMatchObject({ code: "WRONG_PARTITION", owner: "west", streamId: "s" });
+    expect(err.message).toContain("belongs to partition west");
+    expect(isRetriable(err)).toBe(false);
+  });
+});

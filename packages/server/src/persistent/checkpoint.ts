@@ -1,0 +1,89 @@
+/**
+ * Checkpoints: `{base}-checkpoint` holds `Checkpoint {point, position, acksFrom}`: every event
+ * up to `point` (a revision, or a position for $all) is done; acknowledgements of later events
+ * are in the acks stream from revision `acksFrom`. A checkpoint never passes an event not done.
+ * The decisions here are pure; `readCheckpoint` reads the stream.
+ */
+import type { StreamStore } from "../streams/types.js";
+import {
+  checkpointStream,
+  lastEvent,
+  parseJson,
+  type Entry,
+  type GroupKey,
+  type ReadPoint,
+} from "./common.js";
+
+export interface CheckpointSettings {
+  readonly checkpointAfterMs: number;
+  readonly minCheckpointCount: number;
+  readonly maxCheckpointCount: number;
+}
+
+/** The group's last durable checkpoint and where its acks start. */
+export async function readCheckpoint(
+  store: StreamStore,
+  key: GroupKey,
+): Promise<{ checkpoint: ReadPoint | undefined; acksFrom: number }> {
+  const cp = await lastEvent(store, checkpointStream(key));
+  const data = cp ? parseJson(cp.data) : undefined;
+  if (!cp || typeof data !== "object" || data === null)
+    return { checkpoint: undefined, acksFrom: 0 };
+  const { point, position, acksFrom } = data as {
+    point?: number;
+    position?: number;
+    acksFrom?: number;
+  };
+  return {
+    checkpoint:
+      Number.isSafeInteger(point) && Number.isSafeInteger(position)
+        ? { point: point as number, position: position as number }
+        : undefined,
+    acksFrom: Number(acksFrom ?? 0),
+  };
+}
+
+/**
+ * The checkpoint candidate: the point read just before the first event not yet done (`first`,
+ * the lowest of them), or the last read when every event read is done.
+ */
+export function checkpointCandidate(first: Entry | undefined, lastRead: ReadPoint): ReadPoint {
+  if (first) return { point: first.prevPoint, position: first.prevPosition };
+  return lastRead;
+}
+
+/** When the next checkpoint is written. */
+export class CheckpointClock {
+  /** The last durable checkpoint. */
+  checkpoint: ReadPoint | undefined;
+  /** Events done since the last checkpoint. */
+  doneSince = 0;
+  lastMs = 0;
+
+  /**
+   * What to do about `candidate` at `nowMs`: "write" it, "wait" (a checkpoint is owed but
+   * not due; try again after `checkpointAfterMs`), or "none" (it would not move forward).
+   */
+  decide(
+    candidate: ReadPoint,
+    settings: CheckpointSettings,
+    nowMs: number,
+    force: boolean,
+  ): "write" | "wait" | "none" {
+    if (candidate.position < 0 || (this.checkpoint && candidate.point <= this.checkpoint.point))
+      return "none";
+    const due =
+      force ||
+      this.doneSince >= settings.maxCheckpointCount ||
+      (this.doneSince >= settings.minCheckpointCount &&
+        nowMs - this.lastMs >= settings.checkpointAfterMs);
+    return due ? "write" : "wait";
+  }
+
+  /** A checkpoint at `cp` is durable; `counted` events were done when it was decided. */
+  written(cp: ReadPoint, counted: number, nowMs: number): void {
+    this.checkpoint = cp;
+    this.doneSince = Math.max(0, this.doneSince - counted);
+    this.lastMs = nowMs;
+  }
+}
