@@ -56,8 +56,14 @@ export type {
   PartitionedSubscribeToAllOptions,
 } from "./partitions/merged-subscription.js";
 export type {
+  MergedPersistentSubscription,
+  MergedPersistentSubscriptionEvents,
+} from "./partitions/merged-persistent.js";
+export type { PartitionedPersistentSubscriptionInfo } from "./partitions/persistent.js";
+export type {
   ConsumerStrategy,
   PersistentConsumerInfo,
+  PersistentSubscriptionFilter,
   PersistentSubscriptionInfo,
   PersistentSubscriptionSettings,
   ReplayParkedOptions,

@@ -261,12 +261,32 @@ const CASES: Case[] = [
     good: (c) => c.persistentSubscriptions.create(S, "g", { messageTimeoutMs: 1_000 }),
   },
   {
-    name: 'persistentSubscriptions.create setting "filter" (not supported yet)',
+    name: 'persistentSubscriptions.create setting "filter.streamNamePrefixes"',
     style: "rejects",
     bad: (c) =>
-      c.persistentSubscriptions.create("$all", "g", any({ filter: { streamNamePrefix: ["o"] } })),
-    message: /^persistentSubscriptions.create: setting "filter" is not supported yet/,
-    good: (c) => c.persistentSubscriptions.create("$all", "g", { startFrom: "start" }),
+      c.persistentSubscriptions.create("$all", "g", any({ filter: { streamNamePrefixes: ["o"] } })),
+    message:
+      /^persistentSubscriptions.create: unknown option "filter.streamNamePrefixes" .*did you mean "filter.streamNamePrefix"/,
+    good: (c) =>
+      c.persistentSubscriptions.create("$all", "g", { filter: { streamNamePrefix: ["o"] } }),
+  },
+  {
+    name: 'persistentSubscriptions.create setting "filter.checkpointInterval"',
+    style: "rejects",
+    bad: (c) =>
+      c.persistentSubscriptions.create("$all", "g", any({ filter: { checkpointInterval: 10 } })),
+    message:
+      /^persistentSubscriptions.create: filter.checkpointInterval does not apply to persistent subscription groups/,
+    good: (c) =>
+      c.persistentSubscriptions.create("$all", "g", { filter: { includeSystem: false } }),
+  },
+  {
+    name: 'persistentSubscriptions.update setting "filter" on a stream group',
+    style: "rejects",
+    bad: (c) => c.persistentSubscriptions.update(S, "g", { filter: { eventTypePrefix: ["o"] } }),
+    message: /^persistentSubscriptions.update: a filter applies to groups on "\$all" only/,
+    good: (c) =>
+      c.persistentSubscriptions.update("$all", "g", { filter: { eventTypePrefix: ["o"] } }),
   },
   {
     name: 'persistentSubscriptions.create option "requireLeadr"',

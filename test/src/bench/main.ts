@@ -25,6 +25,8 @@ import { CpuMeter, processTree, type ServerPids } from "./proc.js";
 import { insertFloor, startPostgresBackend } from "./postgres.js";
 import { Profiling } from "./profile.js";
 import { readAllFiltered } from "./read-all-filtered.js";
+import { appendPipelined, subscribeLive } from "./rows.js";
+import { runPartitions } from "./partitions.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
 
 /** Rows on the shared node(s) of a run, by node count; index-scale starts its own node. */
@@ -55,6 +57,8 @@ interface Args {
   db: "log" | "postgres";
   /** In-process rows beside loopback ones (runEmbedded). */
   embedded: boolean;
+  /** --partitions N: the rows of partitions.ts (N groups beside one plain node). */
+  partitions: number | undefined;
 }
 
 /** Rows of an --embedded run. */
@@ -74,6 +78,7 @@ function parseArgs(argv: string[]): Args {
     profile: false,
     db: "log",
     embedded: false,
+    partitions: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -83,6 +88,7 @@ function parseArgs(argv: string[]): Args {
     else if (name === "--profile") args.profile = true;
     else if (name === "--nodes") args.nodes = Number(value());
     else if (name === "--embedded") args.embedded = true;
+    else if (name === "--partitions") args.partitions = Number(value());
     else if (name === "--only") args.only = new Set(value().split(","));
     else if (name === "--db") {
       const db = value();
@@ -90,12 +96,20 @@ function parseArgs(argv: string[]): Args {
       args.db = db;
     } else
       throw new Error(
-        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres, --embedded)`,
+        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres, --embedded, --partitions N)`,
       );
   }
   if (args.nodes !== 1 && args.nodes !== 3) throw new Error("--nodes takes 1 or 3");
   if (args.embedded && (args.nodes !== 1 || args.db !== "log"))
     throw new Error("--embedded runs one node on its log: not with --nodes 3 or --db");
+  if (args.partitions !== undefined) {
+    if (!Number.isInteger(args.partitions) || args.partitions < 2 || args.partitions > 16)
+      throw new Error(`--partitions takes a number of groups in 2..16, got ${args.partitions}`);
+    if (args.nodes !== 1 || args.db !== "log" || args.embedded)
+      throw new Error(
+        "--partitions runs single-node groups on their log: not with --nodes 3, --db or --embedded",
+      );
+  }
   const unknown = [...(args.only ?? [])].filter((name) => !ROWS.has(name));
   if (unknown.length > 0) {
     throw new Error(`unknown row ${unknown.join(", ")} (known: ${[...ROWS].join(", ")})`);
@@ -182,44 +196,6 @@ async function appendSeqFloor(args: Args): Promise<void> {
   emit({ test: "append-seq-floor", nodes: args.nodes, n, ...result });
 }
 
-async function appendPipelined(ctx: Ctx): Promise<void> {
-  const n = ctx.args.quick ? 5000 : 100_000;
-  const inFlight = 256;
-  const lat = new Latencies();
-  let next = 0;
-  // Warm-up, not measured.
-  const warm = ctx.args.quick ? 500 : 5000;
-  await Promise.all(
-    Array.from({ length: inFlight }, async (_, w) => {
-      for (let i = w; i < warm; i += inFlight)
-        await ctx.client.appendToStream(`pipe-${i % 1000}`, event(i));
-    }),
-  );
-  const servers = await ctx.servers();
-  const cpu = ctx.cpu.start(servers);
-  const start = performance.now();
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      const t0 = performance.now();
-      await ctx.client.appendToStream(`pipe-${i % 1000}`, event(i));
-      lat.record(performance.now() - t0);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, worker));
-  const s = (performance.now() - start) / 1000;
-  const cpuColumns = ctx.cpu.stop(cpu, n);
-  emit({
-    test: "append-pipelined",
-    nodes: ctx.nodes,
-    n,
-    in_flight: inFlight,
-    ops_per_s: round(n / s),
-    ...lat.summary(),
-    ...cpuColumns,
-  });
-}
-
 async function appendBatch(ctx: Ctx): Promise<void> {
   const batches = ctx.args.quick ? 50 : 1000;
   const size = 100;
@@ -239,45 +215,6 @@ async function appendBatch(ctx: Ctx): Promise<void> {
     batch: size,
     ops_per_s: round((batches * size) / s),
     ...lat.summary(),
-  });
-}
-
-async function subscribeLive(ctx: Ctx): Promise<void> {
-  const n = ctx.args.quick ? 2000 : 50_000;
-  const stream = `live-${Date.now()}`;
-  const sub = ctx.client.subscribeToStream(stream, { fromRevision: "start" });
-  const lat = new Latencies();
-  const sentAt = new Map<number, number>();
-  let received = 0;
-  const cpu = ctx.cpu.start(await ctx.servers());
-  const start = performance.now();
-  const reader = (async () => {
-    for await (const e of sub) {
-      const data = e.event.data as { n: number };
-      const t = sentAt.get(data.n);
-      if (t !== undefined) lat.record(performance.now() - t);
-      sentAt.delete(data.n);
-      if (++received >= n) break;
-    }
-  })();
-  let next = 0;
-  const writer = async () => {
-    while (next < n) {
-      const i = next++;
-      sentAt.set(i, performance.now());
-      await ctx.client.appendToStream(stream, event(i));
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, writer));
-  await reader;
-  const s = (performance.now() - start) / 1000;
-  emit({
-    test: "subscribe-live",
-    nodes: ctx.nodes,
-    n,
-    ops_per_s: round(received / s),
-    ...lat.summary(),
-    ...ctx.cpu.stop(cpu, received),
   });
 }
 
@@ -508,6 +445,18 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
   const only = (name: string) => !args.only || args.only.has(name);
   const nodeArgs = profiling?.nodeArgs ?? [];
   const cpu = new CpuMeter();
+  if (args.partitions !== undefined) {
+    const count = args.partitions;
+    await runPartitions({
+      count,
+      quick: args.quick,
+      only,
+      emit,
+      nodeArgs,
+      onServer: (pid, role) => profiling?.note(pid, role),
+    });
+    return;
+  }
   if (args.embedded) {
     await runEmbedded(args, (name) => EMBEDDED_ROWS.has(name) && only(name), cpu);
     return;
@@ -676,7 +625,7 @@ async function runEmbedded(
       try {
         await client.connect();
         if (selected("append-seq")) await appendSeq(ctx);
-        if (selected("subscribe-live")) await subscribeLive(ctx);
+        if (selected("subscribe-live")) emit(await subscribeLive(ctx));
         if (selected("read-all")) await readAllAndMemory(ctx, (name) => name === "read-all");
       } finally {
         await client.close().catch(() => undefined);
@@ -693,9 +642,9 @@ async function runEmbedded(
 /** The rows both a single node and a cluster run, in this order. */
 async function sharedRows(ctx: Ctx, only: (row: string) => boolean): Promise<void> {
   if (only("append-seq")) await appendSeq(ctx);
-  if (only("append-pipelined")) await appendPipelined(ctx);
+  if (only("append-pipelined")) emit(await appendPipelined(ctx));
   if (only("append-batch")) await appendBatch(ctx);
-  if (only("subscribe-live")) await subscribeLive(ctx);
+  if (only("subscribe-live")) emit(await subscribeLive(ctx));
   await persistentConsume(ctx, only);
 }
 

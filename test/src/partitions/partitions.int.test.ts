@@ -8,6 +8,7 @@ import {
   jsonEvent,
   type MemberInfo,
   type MergedSubscription,
+  type PartitionedPersistentSubscriptionInfo,
 } from "@chorus/client";
 import { partitionOf } from "@chorus/protocol";
 import { waitFor, type TestNode } from "@chorus/testing";
@@ -281,9 +282,18 @@ describe("a partitioned client", () => {
     );
     const listed = await client.persistentSubscriptions.list();
     expect(listed.filter((g) => g.group === group)).toHaveLength(3);
-    expect(() => client.persistentSubscriptions.subscribe("$all", group)).toThrow(
-      InvalidArgumentError,
-    );
+    // getInfo of a $all group: every group's info under `partitions`, sums at the top.
+    const info = (await client.persistentSubscriptions.getInfo(
+      "$all",
+      group,
+    )) as PartitionedPersistentSubscriptionInfo;
+    expect(Object.keys(info.partitions)).toEqual([...GROUPS]);
+    for (const name of GROUPS) {
+      expect(info.partitions[name]!.streamId).toBe("$all");
+      expect(info.partitions[name]!.group).toBe(group);
+    }
+    expect(info.group).toBe(group);
+    expect(info.lastCheckpoint).toBeUndefined();
     await client.persistentSubscriptions.delete("$all", group);
     for (const name of GROUPS) {
       const list = await direct[name]!.persistentSubscriptions.list("$all");

@@ -13,29 +13,13 @@ import { waitFor, type TestNode } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CLIENT_DISK_BACKENDS,
-  clientSettings,
-  closeBackends,
-  startBackendNode,
-  type Backend,
-} from "../backends.js";
+import { CLIENT_DISK_BACKENDS, closeBackends, startBackendNode } from "../backends.js";
 import { nextEvent } from "../iterate.js";
+import { connect } from "./connect.js";
 import { RawClient } from "../server/helpers.js";
 
 let node: TestNode;
 let client: ChorusClient;
-
-function connect(n: TestNode, backend: Backend): ChorusClient {
-  return new ChorusClient(
-    clientSettings(backend, n)
-      .keepReconnecting()
-      .withReconnectionDelay(50)
-      .withDiscoverDelay(50)
-      .withOperationTimeout(20_000)
-      .build(),
-  );
-}
 
 async function append(c: ChorusClient, stream: string, from: number, count: number): Promise<void> {
   await c.appendToStream(

@@ -16,30 +16,14 @@ import {
 import { waitFor, type TestNode } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CLIENT_DISK_BACKENDS,
-  clientSettings,
-  closeBackends,
-  startBackendNode,
-  type Backend,
-} from "../backends.js";
+import { CLIENT_DISK_BACKENDS, closeBackends, startBackendNode } from "../backends.js";
 import { RawClient } from "../server/helpers.js";
 import { nextEvent } from "../iterate.js";
+import { connect } from "./connect.js";
 
 type StartedNode = TestNode;
 let node: StartedNode;
 let client: ChorusClient;
-
-function connect(n: StartedNode, backend: Backend): ChorusClient {
-  return new ChorusClient(
-    clientSettings(backend, n)
-      .keepReconnecting()
-      .withReconnectionDelay(50)
-      .withDiscoverDelay(50)
-      .withOperationTimeout(20_000)
-      .build(),
-  );
-}
 
 async function append(stream: string, count: number, from = 0): Promise<void> {
   await client.appendToStream(

@@ -1,7 +1,7 @@
 /**
  * `client.persistentSubscriptions` of a partitioned client: a group on a stream lives in
  * the stream's partition; a group on `$all` is created, updated, deleted and replayed on
- * every partition. Consuming a `$all` group across partitions is not available yet.
+ * every partition, and consumed from all of them at once (MergedPersistentSubscription).
  */
 import type { OperationContext } from "../operations/context.js";
 import { InvalidArgumentError } from "../errors.js";
@@ -16,7 +16,46 @@ import type {
   PersistentSubscription,
 } from "../persistent/subscription.js";
 import type { OperationOptions } from "../types.js";
+import { MergedPersistentSubscription } from "./merged-persistent.js";
 import type { PartitionedClient } from "./partitioned-client.js";
+
+/**
+ * `getInfo("$all", group)` of a partitioned client: the group in every partition under
+ * `partitions`, and at the top the sums (in flight, parked, rates, totals), every partition's
+ * consumers, "Live" when some partition's group is, the first partition's settings, and no
+ * `lastCheckpoint` (a position means nothing across partitions: see each partition's).
+ */
+export interface PartitionedPersistentSubscriptionInfo extends PersistentSubscriptionInfo {
+  readonly partitions: Readonly<Record<string, PersistentSubscriptionInfo>>;
+}
+
+function mergeInfos(
+  streamId: string,
+  group: string,
+  names: readonly string[],
+  infos: readonly PersistentSubscriptionInfo[],
+): PartitionedPersistentSubscriptionInfo {
+  const sum = (pick: (i: PersistentSubscriptionInfo) => number) =>
+    infos.reduce((total, i) => total + pick(i), 0);
+  const partitions: Record<string, PersistentSubscriptionInfo> = {};
+  names.forEach((name, i) => (partitions[name] = infos[i]!));
+  return {
+    streamId,
+    group,
+    settings: infos[0]!.settings,
+    status: infos.some((i) => i.status === "Live") ? "Live" : infos[0]!.status,
+    consumers: infos.flatMap((i) => i.consumers),
+    inFlight: sum((i) => i.inFlight),
+    parkedCount: sum((i) => i.parkedCount),
+    lastCheckpoint: undefined,
+    deliveryRate: sum((i) => i.deliveryRate),
+    ackRate: sum((i) => i.ackRate),
+    totalDelivered: sum((i) => i.totalDelivered),
+    totalAcked: sum((i) => i.totalAcked),
+    totalParked: sum((i) => i.totalParked),
+    partitions,
+  };
+}
 
 function notAcrossPartitions(what: string): InvalidArgumentError {
   return new InvalidArgumentError(
@@ -105,13 +144,15 @@ export class PartitionedPersistentSubscriptions extends PersistentSubscriptions 
     return this.#owner(streamId).list(streamId, options);
   }
 
+  /** With "$all": a PartitionedPersistentSubscriptionInfo, the group in every partition. */
   override async getInfo(
     streamId: string,
     group: string,
     options?: OperationOptions,
   ): Promise<PersistentSubscriptionInfo> {
     if (streamId === "$all") {
-      throw notAcrossPartitions("getInfo of a $all group (it has one state per partition)");
+      const infos = await onEvery(this.#partitioned, (ps) => ps.getInfo(streamId, group, options));
+      return mergeInfos(streamId, group, this.#partitioned.names, infos);
     }
     return this.#owner(streamId).getInfo(streamId, group, options);
   }
@@ -128,12 +169,25 @@ export class PartitionedPersistentSubscriptions extends PersistentSubscriptions 
     return this.#owner(streamId).replayParked(streamId, group, options);
   }
 
+  /**
+   * With "$all": a MergedPersistentSubscription, one consumer in every partition, merged;
+   * each event carries `partition` and its ack / nack go to that partition's group.
+   */
   override subscribe(
     streamId: string,
     group: string,
     options?: PersistentSubscribeOptions,
   ): PersistentSubscription {
-    if (streamId === "$all") throw notAcrossPartitions('subscribe("$all", ...)');
+    if (streamId === "$all") {
+      const p = this.#partitioned;
+      const merged = new MergedPersistentSubscription(
+        p.names.map((name) => ({ name, client: p.client(name) })),
+        group,
+        options,
+      );
+      // The same surface as a PersistentSubscription: see MergedPersistentSubscription.
+      return merged as unknown as PersistentSubscription;
+    }
     return this.#owner(streamId).subscribe(streamId, group, options);
   }
 }

@@ -6,6 +6,7 @@ import {
   ServerError,
 } from "../errors.js";
 import type { OperationContext } from "../operations/context.js";
+import { filterToWire, type StreamFilter } from "../operations/read.js";
 import { sendRequest } from "../operations/request.js";
 import { withRetry } from "../operations/retry.js";
 import { checkOperationOptions, checkStreamName } from "../operations/validate.js";
@@ -13,6 +14,14 @@ import type { OperationOptions } from "../types.js";
 import { checkOptions, optionKeys } from "../util/options.js";
 
 export type ConsumerStrategy = "RoundRobin" | "DispatchToSingle" | "Pinned";
+
+/**
+ * Which events a group on `$all` delivers: the filter of `readAll` / `subscribeToAll`, run on
+ * the server. No `checkpointInterval`: a group checkpoints by its own settings
+ * (`checkpointAfterMs`, `minCheckpointCount`, `maxCheckpointCount`), over events the filter
+ * leaves out too.
+ */
+export type PersistentSubscriptionFilter = Omit<StreamFilter, "checkpointInterval">;
 
 /** Settings of a persistent subscription group (api.md); every one has a server default. */
 export interface PersistentSubscriptionSettings {
@@ -40,6 +49,11 @@ export interface PersistentSubscriptionSettings {
   maxSubscriberCount: number;
   /** Not supported by this server (it stores no link events); must be false. */
   resolveLinks: boolean;
+  /**
+   * `$all` groups only (InvalidArgumentError on a stream group): the events the group
+   * delivers. Default: every non-system event. `update` with `filter: {}` removes it.
+   */
+  filter: PersistentSubscriptionFilter | undefined;
 }
 
 export interface PersistentConsumerInfo {
@@ -90,11 +104,7 @@ const SETTING_KEYS = optionKeys<PersistentSubscriptionSettings>({
   maxCheckpointCount: true,
   maxSubscriberCount: true,
   resolveLinks: true,
-});
-
-/** Settings the contract names and the server does not support yet: refused, not ignored. */
-const UNSUPPORTED_SETTINGS: Readonly<Record<string, string>> = Object.freeze({
-  filter: "persistent subscription groups over $all take every non-system event",
+  filter: true,
 });
 
 const REPLAY_PARKED_KEYS = optionKeys<ReplayParkedOptions>({
@@ -142,10 +152,7 @@ export function settingsToWire(
 ): chorus.IPersistentSettings {
   if (settings === undefined)
     throw new InvalidArgumentError(`${where}: settings must be an object`);
-  checkOptions(where, settings, SETTING_KEYS, {
-    noun: "setting",
-    unsupported: UNSUPPORTED_SETTINGS,
-  });
+  checkOptions(where, settings, SETTING_KEYS, { noun: "setting" });
   const wire: chorus.IPersistentSettings = {};
   const start = settings.startFrom;
   if (start !== undefined) {
@@ -183,12 +190,51 @@ export function settingsToWire(
       throw new InvalidArgumentError("resolveLinks must be a boolean");
     wire.resolveLinks = settings.resolveLinks;
   }
+  if (settings.filter !== undefined) {
+    const filter = settings.filter as StreamFilter;
+    if (typeof filter === "object" && filter !== null && "checkpointInterval" in filter)
+      throw new InvalidArgumentError(
+        `${where}: filter.checkpointInterval does not apply to persistent subscription groups (they checkpoint by checkpointAfterMs, minCheckpointCount and maxCheckpointCount)`,
+      );
+    wire.filter = filterToWire(where, filter);
+  }
   const { readBatchSize: batch, historyBufferSize: history } = settings;
   if (batch !== undefined && history !== undefined && batch >= history)
     throw new InvalidArgumentError(
       `readBatchSize (${batch}) must be below historyBufferSize (${history})`,
     );
   return wire;
+}
+
+/** A group's filter as the server shows it; undefined when it has none. */
+function filterFromWire(
+  f: chorus.IFilter | null | undefined,
+): PersistentSubscriptionFilter | undefined {
+  if (!f) return undefined;
+  const filter: PersistentSubscriptionFilter = {
+    ...(f.streamNamePrefix?.length && { streamNamePrefix: Object.freeze([...f.streamNamePrefix]) }),
+    ...(f.streamNameRegex && { streamNameRegex: f.streamNameRegex }),
+    ...(f.eventTypePrefix?.length && { eventTypePrefix: Object.freeze([...f.eventTypePrefix]) }),
+    ...(f.eventTypeRegex && { eventTypeRegex: f.eventTypeRegex }),
+    ...(f.includeSystem === true && { includeSystem: true }),
+  };
+  return Object.keys(filter).length > 0 ? Object.freeze(filter) : undefined;
+}
+
+/**
+ * Refuses a filter on a group of one stream (InvalidArgumentError): only `$all` groups take
+ * one. The server refuses it too.
+ */
+function checkFilterSource(where: string, streamId: string, settings: unknown): void {
+  if (
+    streamId !== "$all" &&
+    typeof settings === "object" &&
+    settings !== null &&
+    (settings as { filter?: unknown }).filter !== undefined
+  )
+    throw new InvalidArgumentError(
+      `${where}: a filter applies to groups on "$all" only, not on stream "${streamId}" (a stream group takes every event of its stream)`,
+    );
 }
 
 function settingsFromWire(
@@ -216,6 +262,7 @@ function settingsFromWire(
     maxCheckpointCount: Number(s.maxCheckpointCount ?? 0),
     maxSubscriberCount: Number(s.maxSubscriberCount ?? 0),
     resolveLinks: s.resolveLinks === true,
+    filter: filterFromWire(s.filter),
   });
 }
 
@@ -291,6 +338,7 @@ export async function createGroup(
   settings: Partial<PersistentSubscriptionSettings> = {},
   options: OperationOptions = {},
 ): Promise<void> {
+  checkFilterSource("persistentSubscriptions.create", checkSource(streamId), settings);
   const frame = {
     persistentCreate: {
       streamId: checkSource(streamId),
@@ -318,6 +366,7 @@ export async function updateGroup(
   settings: Partial<PersistentSubscriptionSettings>,
   options: OperationOptions = {},
 ): Promise<void> {
+  checkFilterSource("persistentSubscriptions.update", checkSource(streamId), settings);
   const frame = {
     persistentUpdate: {
       streamId: checkSource(streamId),

@@ -1,7 +1,9 @@
 /**
- * Checkpoints: `{base}-checkpoint` holds `Checkpoint {point, position, acksFrom}`: every event
- * up to `point` (a revision, or a position for $all) is done; acknowledgements of later events
- * are in the acks stream from revision `acksFrom`. A checkpoint never passes an event not done.
+ * Checkpoints: `{base}-checkpoint` holds `Checkpoint {point, position, acksFrom, next?}`: every
+ * event up to `point` (a revision, or a position for $all) is done; acknowledgements of later
+ * events are in the acks stream from revision `acksFrom`. `next` ($all): the read had scanned
+ * on to this record start (point = position = next - 1) and resumes there. A checkpoint never
+ * passes an event not done.
  * The decisions here are pure; `readCheckpoint` reads the stream.
  */
 import type { StreamStore } from "../streams/types.js";
@@ -29,15 +31,20 @@ export async function readCheckpoint(
   const data = cp ? parseJson(cp.data) : undefined;
   if (!cp || typeof data !== "object" || data === null)
     return { checkpoint: undefined, acksFrom: 0 };
-  const { point, position, acksFrom } = data as {
+  const { point, position, acksFrom, next } = data as {
     point?: number;
     position?: number;
     acksFrom?: number;
+    next?: number;
   };
   return {
     checkpoint:
       Number.isSafeInteger(point) && Number.isSafeInteger(position)
-        ? { point: point as number, position: position as number }
+        ? {
+            point: point as number,
+            position: position as number,
+            ...(Number.isSafeInteger(next) && { next: next as number }),
+          }
         : undefined,
     acksFrom: Number(acksFrom ?? 0),
   };
@@ -48,7 +55,10 @@ export async function readCheckpoint(
  * the lowest of them), or the last read when every event read is done.
  */
 export function checkpointCandidate(first: Entry | undefined, lastRead: ReadPoint): ReadPoint {
-  if (first) return { point: first.prevPoint, position: first.prevPosition };
+  if (first) {
+    const { prevPoint: point, prevPosition: position, prevNext: next } = first;
+    return { point, position, ...(next !== undefined && { next }) };
+  }
   return lastRead;
 }
 
@@ -72,6 +82,9 @@ export class CheckpointClock {
   ): "write" | "wait" | "none" {
     if (candidate.position < 0 || (this.checkpoint && candidate.point <= this.checkpoint.point))
       return "none";
+    // Only records of system streams were read past (the group's own writes among them):
+    // nothing to write, and no timer to keep.
+    if (this.doneSince === 0 && !force) return "none";
     const due =
       force ||
       this.doneSince >= settings.maxCheckpointCount ||

@@ -76,6 +76,11 @@ export interface InitialCursor {
 export interface ReadPoint {
   readonly point: number;
   readonly position: number;
+  /**
+   * $all only: the read scanned on to this record start (the events between matched nothing);
+   * `point` and `position` are then `next - 1`, and reading resumes at `next`.
+   */
+  readonly next?: number;
 }
 
 /**
@@ -94,6 +99,8 @@ export interface Entry {
   /** The point and position of the event read just before this one (for the checkpoint). */
   readonly prevPoint: number;
   readonly prevPosition: number;
+  /** $all: the previous read point was a scan's end (ReadPoint.next). */
+  readonly prevNext: number | undefined;
   state: EntryState;
   consumer: Consumer | undefined;
   deadlineMs: number;
@@ -120,6 +127,7 @@ export function newEntry(
     point,
     prevPoint: prev.point,
     prevPosition: prev.position,
+    prevNext: prev.next,
     state: "queued",
     consumer: undefined,
     deadlineMs: 0,

@@ -187,7 +187,7 @@ export class Group {
     this.#settings = settings;
     this.#initial = initial;
     this.#now = deps.nowMs ?? (() => performance.timeOrigin + performance.now());
-    this.#source = new Source(key.streamId);
+    this.#source = new Source(key.streamId, settings.filter);
     this.#dispatcher = new Dispatcher(() => this.#settings);
     this.#delayTimer = new DueTimer(this.#now, () => this.#delaysDue());
     this.#deliveries = new RateMeter(this.#now);
@@ -366,10 +366,16 @@ export class Group {
       ) {
         const room = Math.min(this.#settings.readBatchSize, this.#cap() - this.#pending.size);
         const commits = this.#source.commits;
-        const { events, next, end } = await this.#source.read(this.#d.store, Math.max(1, room));
+        const { events, next, end, skipped } = await this.#source.read(
+          this.#d.store,
+          Math.max(1, room),
+        );
         if (this.#stopped) return;
-        this.#source.advance(next);
         for (const e of events) this.#take(e);
+        // After the events: what the read scanned past counts as read, so the checkpoint
+        // moves over events the filter left out (they count towards it like done ones).
+        this.#source.advance(next);
+        this.#cp.doneSince += skipped;
         if (end && commits === this.#source.commits) this.#source.caughtUp = true;
         this.#dispatch();
         this.#maybeCheckpoint();
@@ -736,7 +742,12 @@ export class Group {
       const acksFrom = this.#acks.acksFrom;
       const done = this.#cp.doneSince;
       await this.#write(checkpointStream(this.key), [
-        systemEvent("Checkpoint", { point: cp.point, position: cp.position, acksFrom }),
+        systemEvent("Checkpoint", {
+          point: cp.point,
+          position: cp.position,
+          ...(cp.next !== undefined && { next: cp.next }),
+          acksFrom,
+        }),
       ]);
       this.#cp.written(cp, done, this.#now());
       this.#acks.checkpointed(cp.position);

@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import { NotLeaderError, type ClusterView } from "../node-types.js";
 import { StoreError, type StreamStore } from "../streams/types.js";
 import { PersistentError } from "./errors.js";
+import { ALL } from "./source.js";
 import {
   acksStream,
   checkpointStream,
@@ -76,6 +77,20 @@ export function checkGroupName(group: unknown): string {
       "the group name must be at most 256 characters without control characters",
     );
   return group;
+}
+
+/** A filter belongs to $all groups: a group of one stream takes every event of it. */
+function checkFilterSource(
+  key: GroupKey,
+  wire: chorus.IPersistentSettings | null | undefined,
+): void {
+  if (key.streamId !== ALL && wire?.filter !== null && wire?.filter !== undefined) {
+    throw new PersistentError(
+      "INVALID_ARGUMENT",
+      `a filter applies to persistent subscription groups on "$all" only, not on stream "${key.streamId}" (a stream group takes every event of its stream)`,
+      key.streamId,
+    );
+  }
 }
 
 export class PersistentService {
@@ -285,6 +300,7 @@ export class PersistentService {
 
   create(key: GroupKey, wire: chorus.IPersistentSettings | null | undefined): Promise<void> {
     return this.#serial(async () => {
+      checkFilterSource(key, wire);
       const settings = settingsFromWire(wire, DEFAULT_GROUP_SETTINGS);
       const gen = await this.#current();
       if (gen.groups.has(keyOf(key))) {
@@ -307,6 +323,7 @@ export class PersistentService {
 
   update(key: GroupKey, wire: chorus.IPersistentSettings | null | undefined): Promise<void> {
     return this.#serial(async () => {
+      checkFilterSource(key, wire);
       const gen = await this.#current();
       const entry = gen.groups.get(keyOf(key));
       if (!entry) throw notFound(key);

@@ -3,6 +3,7 @@
  * Pure: no I/O.
  */
 import { chorus } from "@chorus/protocol";
+import { eventFilter, FilterError, type EventFilter } from "../streams/filters.js";
 
 export type ConsumerStrategy = "RoundRobin" | "DispatchToSingle" | "Pinned";
 
@@ -24,6 +25,11 @@ export interface GroupSettings {
   /** 0: no limit. */
   readonly maxSubscriberCount: number;
   readonly resolveLinks: boolean;
+  /**
+   * $all groups: the events the group delivers (compiled by streams/filters.ts, as for $all
+   * reads). Undefined: every non-system event.
+   */
+  readonly filter?: GroupFilter | undefined;
 }
 
 export const DEFAULT_GROUP_SETTINGS: GroupSettings = Object.freeze({
@@ -88,7 +94,92 @@ export function validateSettings(s: GroupSettings): GroupSettings {
   if (s.resolveLinks) {
     throw new SettingsError("resolveLinks is not supported: this server stores no link events");
   }
+  if (s.filter !== undefined) compileGroupFilter(s.filter);
   return s;
+}
+
+/**
+ * A $all group's filter, with the names of the public API (`streamNamePrefix`, ...): so it is
+ * stored in the config stream, shown by getInfo / list and by the HTTP admin API.
+ */
+export interface GroupFilter {
+  readonly streamNamePrefix?: readonly string[];
+  readonly streamNameRegex?: string;
+  readonly eventTypePrefix?: readonly string[];
+  readonly eventTypeRegex?: string;
+  readonly includeSystem?: boolean;
+}
+
+/** The filter of streams/filters.ts a group's filter stands for (none: every non-system event). */
+export function toEventFilter(f: GroupFilter | undefined): EventFilter {
+  if (f === undefined) return { includeSystem: false };
+  return {
+    streamNamePrefixes: f.streamNamePrefix ?? [],
+    eventTypePrefixes: f.eventTypePrefix ?? [],
+    ...(f.streamNameRegex !== undefined && { streamNameRegex: f.streamNameRegex }),
+    ...(f.eventTypeRegex !== undefined && { eventTypeRegex: f.eventTypeRegex }),
+    includeSystem: f.includeSystem === true,
+  };
+}
+
+/**
+ * Compiles a group's filter as reads do (one code path: eventFilter of streams/filters.ts); a
+ * bad one throws SettingsError with the message a read gets ("filter: ...").
+ */
+export function compileGroupFilter(f: GroupFilter | undefined): ReturnType<typeof eventFilter> {
+  try {
+    return eventFilter(toEventFilter(f));
+  } catch (err) {
+    if (err instanceof FilterError) throw new SettingsError(`filter: ${err.message}`);
+    throw err;
+  }
+}
+
+const isStringArray = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((x) => typeof x === "string");
+
+/**
+ * The filter of a wire or stored form, with only the fields that say something; undefined for
+ * one with no condition and no system streams (every non-system event: no filter).
+ */
+function normalFilter(f: Record<string, unknown>): GroupFilter | undefined {
+  const { streamNamePrefix, eventTypePrefix, streamNameRegex, eventTypeRegex } = f;
+  const out: GroupFilter = {
+    ...(isStringArray(streamNamePrefix) &&
+      streamNamePrefix.length > 0 && { streamNamePrefix: [...streamNamePrefix] }),
+    ...(typeof streamNameRegex === "string" && streamNameRegex !== "" && { streamNameRegex }),
+    ...(isStringArray(eventTypePrefix) &&
+      eventTypePrefix.length > 0 && { eventTypePrefix: [...eventTypePrefix] }),
+    ...(typeof eventTypeRegex === "string" && eventTypeRegex !== "" && { eventTypeRegex }),
+    ...(f["includeSystem"] === true && { includeSystem: true }),
+  };
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** The wire filter of a group (checkpoint_interval refused: groups checkpoint by their settings). */
+function filterFromWire(w: chorus.IFilter): GroupFilter | undefined {
+  if ((w.checkpointInterval ?? 0) > 0) {
+    throw new SettingsError(
+      "filter: checkpoint_interval does not apply to persistent subscription groups (they checkpoint by checkpointAfterMs, minCheckpointCount and maxCheckpointCount)",
+    );
+  }
+  return normalFilter({
+    streamNamePrefix: w.streamNamePrefix,
+    streamNameRegex: w.streamNameRegex,
+    eventTypePrefix: w.eventTypePrefix,
+    eventTypeRegex: w.eventTypeRegex,
+    includeSystem: w.includeSystem,
+  });
+}
+
+function filterToWire(f: GroupFilter): chorus.IFilter {
+  return {
+    streamNamePrefix: [...(f.streamNamePrefix ?? [])],
+    eventTypePrefix: [...(f.eventTypePrefix ?? [])],
+    ...(f.streamNameRegex !== undefined && { streamNameRegex: f.streamNameRegex }),
+    ...(f.eventTypeRegex !== undefined && { eventTypeRegex: f.eventTypeRegex }),
+    includeSystem: f.includeSystem === true,
+  };
 }
 
 const WireStart = chorus.PersistentSettings.StartKind;
@@ -146,6 +237,7 @@ export function settingsFromWire(
     maxCheckpointCount: num(w.maxCheckpointCount) ?? base.maxCheckpointCount,
     maxSubscriberCount: num(w.maxSubscriberCount) ?? base.maxSubscriberCount,
     resolveLinks: w.resolveLinks ?? base.resolveLinks,
+    filter: w.filter === null || w.filter === undefined ? base.filter : filterFromWire(w.filter),
   });
 }
 
@@ -176,11 +268,16 @@ export function settingsToWire(s: GroupSettings): chorus.IPersistentSettings {
     maxCheckpointCount: s.maxCheckpointCount,
     maxSubscriberCount: s.maxSubscriberCount,
     resolveLinks: s.resolveLinks,
+    ...(s.filter !== undefined && { filter: filterToWire(s.filter) }),
   };
 }
 
 /** Settings as stored in the config stream (JSON); unknown or missing keys take defaults. */
 export function settingsFromJson(value: unknown): GroupSettings {
   const o = (typeof value === "object" && value !== null ? value : {}) as Partial<GroupSettings>;
-  return validateSettings({ ...DEFAULT_GROUP_SETTINGS, ...o });
+  const filter =
+    typeof o.filter === "object" && o.filter !== null
+      ? normalFilter(o.filter as Record<string, unknown>)
+      : undefined;
+  return validateSettings({ ...DEFAULT_GROUP_SETTINGS, ...o, filter });
 }

@@ -67,4 +67,48 @@ describe("group settings", () => {
     expect(settingsFromJson(JSON.parse(JSON.stringify(s)))).toEqual(s);
     expect(settingsFromJson({})).toEqual(DEFAULT_GROUP_SETTINGS);
   });
+
+  describe("filter", () => {
+    const filter = { streamNamePrefix: ["order-"], eventTypeRegex: "^Order(Placed|Paid)$" };
+
+    it("round-trips through the wire and through JSON (as the config stream stores it)", () => {
+      const s: GroupSettings = { ...DEFAULT_GROUP_SETTINGS, filter };
+      const wire = chorus.PersistentSettings.decode(
+        chorus.PersistentSettings.encode(settingsToWire(s)).finish(),
+      );
+      expect(wire.filter?.streamNamePrefix).toEqual(["order-"]);
+      expect(settingsFromWire(wire, DEFAULT_GROUP_SETTINGS).filter).toEqual(filter);
+      expect(settingsFromJson(JSON.parse(JSON.stringify(s))).filter).toEqual(filter);
+    });
+
+    it("is kept by an update without one, replaced by one with one, and dropped by an empty one", () => {
+      const base: GroupSettings = { ...DEFAULT_GROUP_SETTINGS, filter };
+      expect(settingsFromWire({ maxRetryCount: 3 }, base).filter).toEqual(filter);
+      expect(settingsFromWire({ filter: { streamNameRegex: "^cart-" } }, base).filter).toEqual({
+        streamNameRegex: "^cart-",
+      });
+      expect(settingsFromWire({ filter: {} }, base).filter).toBeUndefined();
+      expect(settingsFromWire({ filter: { includeSystem: true } }, base).filter).toEqual({
+        includeSystem: true,
+      });
+    });
+
+    it.each<[chorus.IFilter, RegExp]>([
+      [{ streamNameRegex: "(" }, /^filter: streamNameRegex is not a valid regular expression/],
+      [{ eventTypeRegex: "(a+)+$" }, /^filter: eventTypeRegex nests unbounded quantifiers/],
+      [
+        { streamNamePrefix: ["a"], streamNameRegex: "^b" },
+        /^filter: a filter takes streamNamePrefix or streamNameRegex, not both/,
+      ],
+      [{ streamNameRegex: "x".repeat(1_001) }, /at most 1000 are accepted/],
+      [{ checkpointInterval: 10 }, /^filter: checkpoint_interval does not apply to persistent/],
+    ])("refuses %j with the message a read gets", (wireFilter, message) => {
+      expect(() => settingsFromWire({ filter: wireFilter }, DEFAULT_GROUP_SETTINGS)).toThrow(
+        SettingsError,
+      );
+      expect(() => settingsFromWire({ filter: wireFilter }, DEFAULT_GROUP_SETTINGS)).toThrow(
+        message,
+      );
+    });
+  });
 });

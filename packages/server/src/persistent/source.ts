@@ -1,20 +1,55 @@
 /**
- * Reading a group's source (one stream, or $all without the system streams): the read cursor,
- * what was read last (for checkpoints), and whether the read has caught up with the commits.
+ * Reading a group's source (one stream, or $all through the group's filter, without the
+ * system streams unless it asks for them): the read cursor, what was read last (for
+ * checkpoints), and whether the read has caught up with the commits.
+ *
+ * A $all read scans past events the filter leaves out. What it scanned counts as read: after
+ * a read, the last read point is the scan's end (`next`, the start of the next record, with
+ * point and position `next - 1`), so the checkpoint moves over long runs of events the group
+ * does not take and a restart does not scan them again.
  */
 import type { StoredEvent, StreamStore } from "../streams/types.js";
 import { StoreError } from "../streams/types.js";
-import { eventFilter } from "../streams/filters.js";
+import { eventFilter, isSystemStream } from "../streams/filters.js";
 import type { InitialCursor, ReadPoint } from "./common.js";
+import { toEventFilter, type GroupFilter } from "./settings.js";
 
 export const ALL = "$all";
 /** How many $all records one read may scan past the filter. */
-const MAX_SCAN = 16_384;
+export const MAX_SCAN = 16_384;
+
+/**
+ * The streams of persistent subscription groups themselves (config, checkpoints, acks,
+ * parked copies) and their metadata streams: never delivered by a group, even with
+ * `includeSystem` (a group taking its own acks records would feed itself for ever).
+ */
+export function isGroupStateStream(streamId: string): boolean {
+  return streamId.startsWith("$persistent-") || streamId.startsWith("$$$persistent-");
+}
+
+/**
+ * The predicate a $all group reads with: the filter compiled as for $all reads
+ * (streams/filters.ts), without the groups' own streams. `skipped` is called for each event
+ * of a non-system stream it leaves out (those count towards the group's next checkpoint).
+ */
+export function groupFilter(
+  filter: GroupFilter | undefined,
+  skipped: () => void,
+): (e: StoredEvent) => boolean {
+  const matches = eventFilter(toEventFilter(filter));
+  return (e) => {
+    if (matches(e) && !isGroupStateStream(e.streamId)) return true;
+    if (!isSystemStream(e.streamId)) skipped();
+    return false;
+  };
+}
 
 export class Source {
   readonly isAll: boolean;
   readonly #streamId: string;
   readonly #filter: ((e: StoredEvent) => boolean) | undefined;
+  /** Events of non-system streams the filter left out during the current read. */
+  #skipped = 0;
 
   /** Read position: the next revision, or the $all position to read from. */
   #from = 0;
@@ -25,10 +60,11 @@ export class Source {
   #commits = 0;
   caughtUp = false;
 
-  constructor(streamId: string) {
+  /** `filter`: $all only (settings.ts refuses it on a stream group). */
+  constructor(streamId: string, filter?: GroupFilter) {
     this.#streamId = streamId;
     this.isAll = streamId === ALL;
-    this.#filter = this.isAll ? eventFilter({ includeSystem: false }) : undefined;
+    this.#filter = this.isAll ? groupFilter(filter, () => this.#skipped++) : undefined;
   }
 
   /** What was read last (the checkpoint's point and position before anything is read). */
@@ -48,9 +84,13 @@ export class Source {
   /** Positions the cursor at the checkpoint, or at the group's initial cursor without one. */
   start(checkpoint: ReadPoint | undefined, initial: InitialCursor): void {
     if (checkpoint) {
-      const { point, position } = checkpoint;
-      this.#lastRead = { point, position };
-      if (this.isAll) {
+      const { point, position, next } = checkpoint;
+      this.#lastRead = { point, position, ...(next !== undefined && { next }) };
+      if (this.isAll && next !== undefined) {
+        // The checkpoint is a scan's end: every record before `next` was read.
+        this.#from = next;
+        this.#skipThrough = next - 1;
+      } else if (this.isAll) {
         this.#from = position;
         this.#skipThrough = position;
       } else {
@@ -70,19 +110,23 @@ export class Source {
     this.caughtUp = false;
   }
 
-  /** Reads up to `maxCount` events from the cursor (nothing from a missing or deleted stream). */
+  /**
+   * Reads up to `maxCount` events from the cursor (nothing from a missing or deleted stream).
+   * `skipped`: events of non-system streams a $all read scanned past (0 for a stream).
+   */
   async read(
     store: StreamStore,
     maxCount: number,
-  ): Promise<{ events: StoredEvent[]; next: number; end: boolean }> {
+  ): Promise<{ events: StoredEvent[]; next: number; end: boolean; skipped: number }> {
     if (this.isAll) {
+      this.#skipped = 0;
       const r = await store.readAll({
         direction: "forwards",
         fromPosition: this.#from,
         maxCount,
         ...(this.#filter && { filter: this.#filter, maxScan: MAX_SCAN }),
       });
-      return { events: r.events, next: r.nextPosition, end: r.endOfStream };
+      return { events: r.events, next: r.nextPosition, end: r.endOfStream, skipped: this.#skipped };
     }
     try {
       const r = await store.readStream(this.#streamId, {
@@ -90,21 +134,26 @@ export class Source {
         fromRevision: this.#from,
         maxCount,
       });
-      return { events: r.events, next: r.nextRevision, end: r.endOfStream };
+      return { events: r.events, next: r.nextRevision, end: r.endOfStream, skipped: 0 };
     } catch (err) {
       // A source that does not exist (yet) or was deleted has nothing to deliver.
       if (
         err instanceof StoreError &&
         (err.code === "STREAM_NOT_FOUND" || err.code === "STREAM_DELETED")
       )
-        return { events: [], next: this.#from, end: true };
+        return { events: [], next: this.#from, end: true, skipped: 0 };
       throw err;
     }
   }
 
-  /** Moves the cursor after a read. */
+  /**
+   * Moves the cursor after a read, once its events were taken (accept). For $all, what the
+   * read scanned counts as read: the last read point becomes the scan's end.
+   */
   advance(next: number): void {
     this.#from = next;
+    if (this.isAll && next - 1 > this.#lastRead.position)
+      this.#lastRead = { point: next - 1, position: next - 1, next };
   }
 
   /**

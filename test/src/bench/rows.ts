@@ -1,0 +1,143 @@
+/**
+ * Rows that several runs share (main.ts's plain runs, partitions.ts): each returns its row
+ * for the caller to emit with the run's tags.
+ */
+import type { ChorusClient } from "@chorus/client";
+import { performance } from "node:perf_hooks";
+import { event } from "./events.js";
+import type { CpuColumns, CpuMark, ServerPids } from "./proc.js";
+import { Latencies, round } from "./stats.js";
+
+/** What a shared row needs of its run. */
+export interface RowCtx {
+  readonly args: { readonly quick: boolean };
+  readonly client: ChorusClient;
+  readonly nodes: number;
+  readonly cpu: {
+    start(pids: ServerPids): CpuMark;
+    stop(mark: CpuMark, events: number): CpuColumns;
+  };
+  /** The server processes now: the leader's pid and the followers'. */
+  servers(): Promise<ServerPids>;
+}
+
+export type Row = Record<string, unknown>;
+
+/** One client keeps 256 appends in flight over 1,000 streams; CPU columns. */
+export async function appendPipelined(ctx: RowCtx): Promise<Row> {
+  const n = ctx.args.quick ? 5000 : 100_000;
+  const inFlight = 256;
+  const lat = new Latencies();
+  let next = 0;
+  // Warm-up, not measured.
+  const warm = ctx.args.quick ? 500 : 5000;
+  await Promise.all(
+    Array.from({ length: inFlight }, async (_, w) => {
+      for (let i = w; i < warm; i += inFlight)
+        await ctx.client.appendToStream(`pipe-${i % 1000}`, event(i));
+    }),
+  );
+  const servers = await ctx.servers();
+  const cpu = ctx.cpu.start(servers);
+  const start = performance.now();
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const t0 = performance.now();
+      await ctx.client.appendToStream(`pipe-${i % 1000}`, event(i));
+      lat.record(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  const s = (performance.now() - start) / 1000;
+  const cpuColumns = ctx.cpu.stop(cpu, n);
+  return {
+    test: "append-pipelined",
+    nodes: ctx.nodes,
+    n,
+    in_flight: inFlight,
+    ops_per_s: round(n / s),
+    ...lat.summary(),
+    ...cpuColumns,
+  };
+}
+
+/** The longest wait for a `$all` subscription to go live before the row starts. */
+const LIVE_DEADLINE_MS = 30_000;
+
+/**
+ * Live delivery while 32 writers append. `over: "stream"` (the plain rows): a subscription
+ * to the one stream they write. `over: "$all"`: a subscription to `$all` from its end (with
+ * partitions, every group's, merged), live before the writers start, while they write over
+ * 64 streams (with partitions, spread over the groups). CPU columns.
+ */
+export async function subscribeLive(ctx: RowCtx, over: "stream" | "$all" = "stream"): Promise<Row> {
+  const n = ctx.args.quick ? 2000 : 50_000;
+  const prefix = `live-${Date.now()}`;
+  const streamOf = over === "stream" ? () => prefix : (i: number) => `${prefix}-${i % 64}`;
+  const sub =
+    over === "stream"
+      ? ctx.client.subscribeToStream(prefix, { fromRevision: "start" })
+      : ctx.client.subscribeToAll({ fromPosition: "end" });
+  const live =
+    over === "stream"
+      ? Promise.resolve()
+      : new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error(`subscribe-live: $all not live within ${LIVE_DEADLINE_MS} ms`)),
+            LIVE_DEADLINE_MS,
+          );
+          sub.once("caughtUp", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+  const lat = new Latencies();
+  const sentAt = new Map<number, number>();
+  let received = 0;
+  let cpu: CpuMark | undefined;
+  const servers = await ctx.servers();
+  if (over === "stream") cpu = ctx.cpu.start(servers);
+  let start = performance.now();
+  const reader = (async () => {
+    for await (const e of sub) {
+      if (!e.event.streamId.startsWith(prefix)) continue;
+      const data = e.event.data as { n: number };
+      const t = sentAt.get(data.n);
+      if (t !== undefined) lat.record(performance.now() - t);
+      sentAt.delete(data.n);
+      if (++received >= n) break;
+    }
+  })();
+  try {
+    await live;
+  } catch (err) {
+    await sub.unsubscribe();
+    await reader;
+    throw err;
+  }
+  if (cpu === undefined) {
+    cpu = ctx.cpu.start(servers);
+    start = performance.now();
+  }
+  let next = 0;
+  const writer = async () => {
+    while (next < n) {
+      const i = next++;
+      sentAt.set(i, performance.now());
+      await ctx.client.appendToStream(streamOf(i), event(i));
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, writer));
+  await reader;
+  const s = (performance.now() - start) / 1000;
+  return {
+    test: "subscribe-live",
+    nodes: ctx.nodes,
+    n,
+    ...(over === "$all" && { over: "$all", streams: 64 }),
+    ops_per_s: round(received / s),
+    ...lat.summary(),
+    ...ctx.cpu.stop(cpu, received),
+  };
+}
