@@ -113,11 +113,16 @@ describe("chorus", () => {
         '{"by":"cli"}',
         "--expected-version",
         "0",
+        // A fixed id: a retried run of this test is an idempotent repeat, not a conflict.
+        "--id",
+        "3f1c1c8e-0b5e-4d0b-9d3a-6f3c2a1b0c02",
       ],
       { CHORUS_CONNECTION: `chorus://127.0.0.1:${unused}?tls=false` },
     );
     expect(second.code).toBe(0);
-    expect(second.stdout).toMatch(/^appended [0-9a-f-]{36} to order-1@1 \(position \d+\)\n$/);
+    expect(second.stdout).toMatch(
+      /^appended 3f1c1c8e-0b5e-4d0b-9d3a-6f3c2a1b0c02 to order-1@1 \(position \d+\)\n$/,
+    );
 
     const text = await chorus(["read", "order-1"], env);
     expect(text).toMatchObject({ code: 0, stderr: "" });
