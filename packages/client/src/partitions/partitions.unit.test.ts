@@ -57,6 +57,30 @@ describe("withPartitions", () => {
   });
 });
 
+describe("withPartitions and the builder's other settings", () => {
+  it("refuses a setting that would reach no group, naming it", () => {
+    expect(() =>
+      ConnectionSettings.create().withPartitions({ a: EAST }).withOperationTimeout(5_000).build(),
+    ).toThrow(/withPartitions: operationTimeoutMs would not reach the groups/);
+    expect(() =>
+      ConnectionSettings.create()
+        .withPartitions({ a: EAST })
+        .withDefaultCredentials({ username: "u", password: "p" })
+        .keepReconnecting()
+        .build(),
+    ).toThrow(/defaultCredentials, maxReconnections would not reach the groups/);
+  });
+
+  it("builds when only the groups carry settings", () => {
+    const group = ConnectionSettings.create()
+      .withSingleNode("h:1")
+      .withOperationTimeout(5_000)
+      .build();
+    const settings = ConnectionSettings.create().withPartitions({ a: group }).build();
+    expect(settings.partitions?.["a"]?.operationTimeoutMs).toBe(5_000);
+  });
+});
+
 describe("WrongPartitionError", () => {
   it("is what a WRONG_PARTITION reply becomes, with the owner, and is not retried", () => {
     const err = errorFromWire({

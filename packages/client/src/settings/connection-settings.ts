@@ -569,10 +569,18 @@ export class ConnectionSettingsBuilder {
   build(): ConnectionSettings {
     if (this.#partitions) {
       const first = Object.values(this.#partitions)[0]!;
-      return new ConnectionSettings({
-        ...this.#init(first.location),
-        partitions: this.#partitions,
-      });
+      const init = this.#init(first.location);
+      // Each group's settings are its own; a builder setting would reach none of them.
+      const defaults = new ConnectionSettingsBuilder().#init(first.location);
+      const set = (Object.keys(init) as Array<keyof typeof init>).filter(
+        (key) => key !== "location" && !sameSetting(init[key], defaults[key]),
+      );
+      if (set.length > 0) {
+        throw new InvalidArgumentError(
+          `withPartitions: ${set.join(", ")} would not reach the groups; set ${set.length === 1 ? "it" : "them"} in each group's connection string or ConnectionSettings`,
+        );
+      }
+      return new ConnectionSettings({ ...init, partitions: this.#partitions });
     }
     if (!this.#location) {
       throw new InvalidArgumentError(
@@ -603,6 +611,13 @@ export class ConnectionSettingsBuilder {
       random: this.#random,
     };
   }
+}
+
+/** The same setting value: identical, or equal plain data (heartbeat, retry budget, TLS). */
+function sameSetting(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** "host:port" of the location, for messages. */
