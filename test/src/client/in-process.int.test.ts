@@ -9,10 +9,12 @@ import {
   type ConnectionSettingsBuilder,
   NotAuthenticatedError,
   TimeoutError,
+  WrongPartitionError,
   binaryEvent,
   jsonEvent,
   type ResolvedEvent,
 } from "@chorus/client";
+import { partitionOf } from "@chorus/protocol";
 import { createNode, type ChorusNode } from "@chorus/server";
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -155,6 +157,22 @@ describe("an in-process node", () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     const reason = await iteration;
     expect(reason.message).toMatch(/in-process node .*(shutting down|closed)|gave up/);
+  });
+
+  it("refuses a stream another replication group owns, as over a socket", async () => {
+    const groups = ["east", "west"];
+    const node = await embeddedNode({ partition: "east", partitions: groups });
+    const client = clientOf(node);
+    const streams = Array.from({ length: 20 }, (_, i) => `account-${i}`);
+    const foreign = streams.find((s) => partitionOf(s, groups) === "west")!;
+    const own = streams.find((s) => partitionOf(s, groups) === "east")!;
+    const err = await client
+      .appendToStream(foreign, jsonEvent({ type: "A", data: 1 }))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WrongPartitionError);
+    expect((err as WrongPartitionError).owner).toBe("west");
+    const ok = await client.appendToStream(own, jsonEvent({ type: "A", data: 1 }));
+    expect(ok.nextExpectedVersion).toBe(0n);
   });
 
   it("refuses what is not a node", () => {

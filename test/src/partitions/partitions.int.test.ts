@@ -101,6 +101,12 @@ describe("a node of a partitioned deployment", () => {
     expect(body.message).toContain(foreign);
     const read = await fetch(`http://${host}:${port}/streams/${encodeURIComponent(foreign)}`);
     expect(read.status).toBe(421);
+    // The admin endpoints of a persistent group on a foreign stream too.
+    const group = `http://${host}:${port}/subscriptions/${encodeURIComponent(foreign)}/g`;
+    const info = await fetch(group);
+    expect(info.status).toBe(421);
+    expect(((await info.json()) as { owner: string }).owner).toBe("west");
+    expect((await fetch(`${group}/replay-parked`, { method: "POST" })).status).toBe(421);
   });
 
   it("serves its own $all, whatever the other groups hold", async () => {

@@ -15,6 +15,7 @@ import { MAX_PAGE_EVENTS, MAX_SCAN_RECORDS, checkStreamName } from "./convert.js
 import { eventToJson } from "./http.js";
 import { sendJson } from "./json.js";
 import { LATENCY_BUCKETS } from "./metrics.js";
+import { checkStreamOwnership } from "./partition-guard.js";
 
 /** What the admin endpoints need besides the node's context. */
 export interface AdminDependencies {
@@ -386,6 +387,8 @@ async function subscriptions(
       `no such endpoint ${path}: use /subscriptions, /subscriptions/{stream}/{group} or /subscriptions/{stream}/{group}/replay-parked`,
     );
   }
+  // A group on a stream lives with the stream's replication group (`$all` is local).
+  if (key !== undefined) checkStreamOwnership(ctx.options, key.streamId);
   const streamFilter = nameParam(q, "stream");
   let listStream: string | undefined;
   if (streamFilter !== undefined) {

@@ -561,7 +561,7 @@ class NativeConnection {
 
   async #handle(id: number, frame: Frame, body: FrameBodyKind): Promise<void> {
     const { store, metrics } = this.#ctx;
-    checkFrameOwnership(this.#ctx.options, frame);
+    checkFrameOwnership(this.#ctx.options, frame, body);
     switch (body) {
       case "append": {
         const endTimer = metrics.appendDuration.startTimer({ interface: "native" });

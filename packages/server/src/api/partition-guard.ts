@@ -8,7 +8,7 @@
  * The one place both protocols ask: native.ts (`checkFrameOwnership`) and http.ts
  * (`checkStreamOwnership`).
  */
-import { chorus, partitionOf, type Frame } from "@chorus/protocol";
+import { chorus, partitionOf, type Frame, type FrameBodyKind } from "@chorus/protocol";
 import type { NodeOptions } from "../config/index.js";
 import { RequestError } from "./errors.js";
 
@@ -30,9 +30,12 @@ export function checkStreamOwnership(
   );
 }
 
-/** The stream a native request operates on, if any ("" and "$all" for none). */
-function frameStreamId(frame: Frame): string {
-  switch (frame.body) {
+/**
+ * The stream a native request operates on, if any ("" and "$all" for none). `body` is the
+ * name of the frame's body (a frame from a client in this process carries no `body` field).
+ */
+function frameStreamId(frame: Frame, body: FrameBodyKind): string {
+  switch (body) {
     case "append":
       return frame.append?.streamId ?? "";
     case "deleteStream":
@@ -63,7 +66,8 @@ function frameStreamId(frame: Frame): string {
 export function checkFrameOwnership(
   options: Pick<NodeOptions, "partition" | "partitions">,
   frame: Frame,
+  body: FrameBodyKind,
 ): void {
   if (options.partition === null) return;
-  checkStreamOwnership(options, frameStreamId(frame));
+  checkStreamOwnership(options, frameStreamId(frame, body));
 }

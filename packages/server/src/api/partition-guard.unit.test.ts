@@ -1,4 +1,4 @@
-import { chorus, partitionOf } from "@chorus/protocol";
+import { chorus, frameBodyOf, partitionOf } from "@chorus/protocol";
 import { describe, expect, it } from "vitest";
 import { RequestError, toWireError } from "./errors.js";
 import { checkFrameOwnership, checkStreamOwnership } from "./partition-guard.js";
@@ -71,9 +71,14 @@ describe("partition guard", () => {
       { persistentSubscribe: { streamId: foreign, group: "g" } },
     ];
     for (const init of frames) {
-      const frame = chorus.Frame.fromObject({ correlationId: 1, ...init });
-      const err = caught(() => checkFrameOwnership(EAST, frame));
-      expect((err as RequestError | undefined)?.owner, frame.body).toBe("west");
+      // As decoded from a socket, and as a client in this process hands it over (no `body`).
+      const decoded = chorus.Frame.fromObject({ correlationId: 1, ...init });
+      const inProcess = { correlationId: 1, ...init } as chorus.Frame;
+      const body = frameBodyOf(init)!;
+      for (const frame of [decoded, inProcess]) {
+        const err = caught(() => checkFrameOwnership(EAST, frame, body));
+        expect((err as RequestError | undefined)?.owner, body).toBe("west");
+      }
     }
     const local: chorus.IFrame[] = [
       { readAll: {} },
@@ -85,9 +90,10 @@ describe("partition guard", () => {
     ];
     for (const init of local) {
       const frame = chorus.Frame.fromObject({ correlationId: 1, ...init });
+      const body = frameBodyOf(init)!;
       expect(
-        caught(() => checkFrameOwnership(EAST, frame)),
-        frame.body,
+        caught(() => checkFrameOwnership(EAST, frame, body)),
+        body,
       ).toBeUndefined();
     }
   });
