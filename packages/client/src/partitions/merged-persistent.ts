@@ -18,6 +18,7 @@ import type {
 } from "../persistent/subscription.js";
 import type { ResolvedEvent } from "../types.js";
 import { checkOptions } from "../util/options.js";
+import { SingleIteration } from "../util/single-iteration.js";
 
 export interface MergedPersistentSubscriptionEvents {
   /** Every partition's consumer has joined its group (emitted once). */
@@ -64,7 +65,10 @@ export class MergedPersistentSubscription
   readonly #done: Promise<void>;
   #ended = false;
   #failure: Error | undefined;
-  #iterating = false;
+  readonly #iteration = new SingleIteration<PersistentEvent>(
+    () => this.#next(),
+    () => this.unsubscribe(),
+  );
   #wake: (() => void) | undefined;
 
   /** @internal use client.persistentSubscriptions.subscribe("$all", group) of a partitioned client */
@@ -185,17 +189,7 @@ export class MergedPersistentSubscription
   }
 
   [Symbol.asyncIterator](): AsyncIterator<PersistentEvent> {
-    if (this.#iterating)
-      throw new InvalidArgumentError("a subscription can be iterated only once at a time");
-    this.#iterating = true;
-    return {
-      next: () => this.#next(),
-      return: async () => {
-        this.#iterating = false;
-        await this.unsubscribe();
-        return { done: true, value: undefined };
-      },
-    };
+    return this.#iteration.begin();
   }
 
   async #next(): Promise<IteratorResult<PersistentEvent>> {
@@ -205,11 +199,11 @@ export class MergedPersistentSubscription
       if (this.#failure) {
         const err = this.#failure;
         this.#failure = undefined;
-        this.#iterating = false;
+        this.#iteration.end();
         throw err;
       }
       if (this.#ended) {
-        this.#iterating = false;
+        this.#iteration.end();
         return { done: true, value: undefined };
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));

@@ -13,6 +13,7 @@ import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
 import type { SubscribeToAllOptions, Subscription } from "../subscriptions/subscription.js";
 import type { ResolvedEvent } from "../types.js";
 import type { PartitionPositions } from "./partitioned-client.js";
+import { SingleIteration } from "../util/single-iteration.js";
 
 /** subscribeToAll options of a partitioned client: `fromPosition` may give each group's position. */
 export type PartitionedSubscribeToAllOptions = Omit<SubscribeToAllOptions, "fromPosition"> & {
@@ -90,7 +91,10 @@ export class MergedSubscription
   readonly #done: Promise<void>;
   #ended = false;
   #failure: Error | undefined;
-  #iterating = false;
+  readonly #iteration = new SingleIteration<ResolvedEvent>(
+    () => this.#next(),
+    () => this.unsubscribe(),
+  );
   /** Wakes the iterator (an item or the end arrived). */
   #wake: (() => void) | undefined;
   /** Wake the pumps (room in the queue, or the end). */
@@ -155,17 +159,7 @@ export class MergedSubscription
   }
 
   [Symbol.asyncIterator](): AsyncIterator<ResolvedEvent> {
-    if (this.#iterating)
-      throw new InvalidArgumentError("a subscription can be iterated only once at a time");
-    this.#iterating = true;
-    return {
-      next: () => this.#next(),
-      return: async () => {
-        this.#iterating = false;
-        await this.unsubscribe();
-        return { done: true, value: undefined };
-      },
-    };
+    return this.#iteration.begin();
   }
 
   async #next(): Promise<IteratorResult<ResolvedEvent>> {

@@ -23,6 +23,7 @@ import { sleep } from "../util/timers.js";
 import { checkOptions, optionKeys } from "../util/options.js";
 import { checkCredentialKeys } from "../operations/validate.js";
 import { checkGroup, checkSource } from "./management.js";
+import { SingleIteration } from "../util/single-iteration.js";
 
 /** An event of a persistent subscription: how many times it was delivered before. */
 export type PersistentEvent<T = unknown> = ResolvedEvent<T> & {
@@ -182,7 +183,10 @@ export class PersistentSubscription
   #ended = false;
   #failure: Error | undefined;
   #wake: (() => void) | undefined;
-  #iterating = false;
+  readonly #iteration = new SingleIteration<PersistentEvent>(
+    () => this.#next(),
+    () => this.unsubscribe(),
+  );
   #joined = 0;
   readonly #done: Promise<void>;
 
@@ -302,17 +306,7 @@ export class PersistentSubscription
   }
 
   [Symbol.asyncIterator](): AsyncIterator<PersistentEvent> {
-    if (this.#iterating)
-      throw new InvalidArgumentError("a subscription can be iterated only once at a time");
-    this.#iterating = true;
-    return {
-      next: () => this.#next(),
-      return: async () => {
-        this.#iterating = false;
-        await this.unsubscribe();
-        return { done: true, value: undefined };
-      },
-    };
+    return this.#iteration.begin();
   }
 
   async #next(): Promise<IteratorResult<PersistentEvent>> {
@@ -328,11 +322,11 @@ export class PersistentSubscription
       if (this.#failure) {
         const err = this.#failure;
         this.#failure = undefined;
-        this.#iterating = false;
+        this.#iteration.end();
         throw err;
       }
       if (this.#ended) {
-        this.#iterating = false;
+        this.#iteration.end();
         return { done: true, value: undefined };
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));

@@ -19,6 +19,7 @@ import type { Channel } from "../transport/transport.js";
 import { converse, followSignal, runRejoinLoop } from "./rejoin.js";
 import type { Credentials, ResolvedEvent } from "../types.js";
 import { optionKeys } from "../util/options.js";
+import { SingleIteration } from "../util/single-iteration.js";
 
 export interface SubscriptionOptionsBase {
   credentials?: Credentials;
@@ -112,7 +113,10 @@ export class Subscription
   #ended = false;
   #failure: Error | undefined;
   #wake: (() => void) | undefined;
-  #iterating = false;
+  readonly #iteration = new SingleIteration<ResolvedEvent>(
+    () => this.#next(),
+    () => this.unsubscribe(),
+  );
   readonly #done: Promise<void>;
 
   /** @internal use client.subscribeToStream / subscribeToAll */
@@ -165,17 +169,7 @@ export class Subscription
   }
 
   [Symbol.asyncIterator](): AsyncIterator<ResolvedEvent> {
-    if (this.#iterating)
-      throw new InvalidArgumentError("a subscription can be iterated only once at a time");
-    this.#iterating = true;
-    return {
-      next: () => this.#next(),
-      return: async () => {
-        this.#iterating = false;
-        await this.unsubscribe();
-        return { done: true, value: undefined };
-      },
-    };
+    return this.#iteration.begin();
   }
 
   async #next(): Promise<IteratorResult<ResolvedEvent>> {
@@ -203,11 +197,11 @@ export class Subscription
       if (this.#failure) {
         const err = this.#failure;
         this.#failure = undefined;
-        this.#iterating = false;
+        this.#iteration.end();
         throw err;
       }
       if (this.#ended) {
-        this.#iterating = false;
+        this.#iteration.end();
         return { done: true, value: undefined };
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));
