@@ -1,12 +1,8 @@
-import type {
-  Frame,
-  InProcessClientEnd,
-  InProcessNode,
-  InProcessServerEnd,
-} from "@chorus/protocol";
+import type { InProcessClientEnd, InProcessNode, InProcessServerEnd } from "@chorus/protocol";
 import { ConnectionError, NotAuthenticatedError } from "../errors.js";
 import type { Credentials, Endpoint, Logger } from "../types.js";
 import { abortReason } from "../util/timers.js";
+import { Channels } from "./channels.js";
 import type {
   Channel,
   ChannelHandler,
@@ -34,17 +30,15 @@ export class InProcessTransport implements Transport {
   readonly endpoint = IN_PROCESS_ENDPOINT;
   readonly closed: Promise<Error>;
   readonly #node: InProcessNode;
-  readonly #logger: Logger;
-  readonly #channels = new Map<number, ChannelHandler>();
+  readonly #channels: Channels;
   #server: InProcessServerEnd | undefined;
-  #nextId = 1;
   #closeReason: Error | undefined;
   #finished = false;
   #resolveClosed!: (reason: Error) => void;
 
   private constructor(node: InProcessNode, logger: Logger) {
     this.#node = node;
-    this.#logger = logger;
+    this.#channels = new Channels(logger);
     this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
   }
 
@@ -57,7 +51,7 @@ export class InProcessTransport implements Transport {
     if (connect.signal?.aborted) return Promise.reject(abortReason(connect.signal));
     const transport = new InProcessTransport(node, options.logger);
     const clientEnd: InProcessClientEnd = {
-      receive: (frame) => transport.#receive(frame),
+      receive: (frame) => transport.#channels.dispatch(frame),
       closed: (code, reason) =>
         transport.#finish(
           new ConnectionError(
@@ -99,21 +93,7 @@ export class InProcessTransport implements Transport {
   }
 
   open(handler: ChannelHandler): Channel {
-    const id = this.#nextId++;
-    if (!this.isOpen) {
-      const reason = this.#closeReason as Error;
-      // Tell the handler asynchronously, like any other close.
-      queueMicrotask(() => handler.onClose(reason));
-    } else {
-      this.#channels.set(id, handler);
-    }
-    return {
-      id,
-      send: (frame: OutgoingFrame) => this.#send(id, frame),
-      close: () => {
-        this.#channels.delete(id);
-      },
-    };
+    return this.#channels.open(handler, this.#closeReason, (id, frame) => this.#send(id, frame));
   }
 
   #send(id: number, frame: OutgoingFrame): void {
@@ -121,31 +101,11 @@ export class InProcessTransport implements Transport {
     this.#server?.send({ ...frame, correlationId: id });
   }
 
-  #receive(frame: Frame): void {
-    const handler = this.#channels.get(Number(frame.correlationId));
-    if (!handler) {
-      this.#logger.debug("frame for an unknown correlation id dropped", {
-        correlationId: frame.correlationId,
-        body: frame.body,
-      });
-      return;
-    }
-    handler.onFrame(frame);
-  }
-
   #finish(reason: Error): void {
     this.#closeReason ??= reason;
     if (this.#finished) return;
     this.#finished = true;
-    const handlers = [...this.#channels.values()];
-    this.#channels.clear();
-    for (const h of handlers) {
-      try {
-        h.onClose(this.#closeReason);
-      } catch (err) {
-        this.#logger.error("channel close handler threw", { error: String(err) });
-      }
-    }
+    this.#channels.closeAll(this.#closeReason);
     this.#resolveClosed(this.#closeReason);
   }
 

@@ -13,6 +13,7 @@ import { ConnectionError, NotAuthenticatedError } from "../errors.js";
 import { formatEndpoint } from "../settings/endpoint.js";
 import type { Credentials, Endpoint, Logger, TimerHandle, Timers } from "../types.js";
 import { abortReason } from "../util/timers.js";
+import { Channels } from "./channels.js";
 import type {
   Channel,
   ChannelHandler,
@@ -45,8 +46,7 @@ export class WebSocketTransport implements Transport {
   readonly closed: Promise<Error>;
   readonly #ws: WebSocket;
   readonly #options: WebSocketTransportOptions;
-  readonly #channels = new Map<number, ChannelHandler>();
-  #nextId = 1;
+  readonly #channels: Channels;
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
   #pingTimer: TimerHandle | undefined;
@@ -56,6 +56,7 @@ export class WebSocketTransport implements Transport {
     this.#ws = ws;
     this.endpoint = endpoint;
     this.#options = options;
+    this.#channels = new Channels(options.logger);
     this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
     // An open connection alone does not keep the process alive (an idle client that nobody
     // closed must not stop a script from exiting); the client holds the process while it
@@ -164,23 +165,11 @@ export class WebSocketTransport implements Transport {
   }
 
   open(handler: ChannelHandler): Channel {
-    const id = this.#nextId++;
-    if (!this.isOpen) {
-      const reason =
-        this.#closeReason ??
-        new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`);
-      // Tell the handler asynchronously, like any other close.
-      queueMicrotask(() => handler.onClose(reason));
-    } else {
-      this.#channels.set(id, handler);
-    }
-    return {
-      id,
-      send: (frame: OutgoingFrame) => this.#send(id, frame),
-      close: () => {
-        this.#channels.delete(id);
-      },
-    };
+    const ended = this.isOpen
+      ? undefined
+      : (this.#closeReason ??
+        new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`));
+    return this.#channels.open(handler, ended, (id, frame) => this.#send(id, frame));
   }
 
   #send(id: number, frame: OutgoingFrame): void {
@@ -226,15 +215,7 @@ export class WebSocketTransport implements Transport {
       }
       throw err;
     }
-    const handler = this.#channels.get(frame.correlationId);
-    if (!handler) {
-      this.#options.logger.debug("frame for an unknown correlation id dropped", {
-        correlationId: frame.correlationId,
-        body: frame.body,
-      });
-      return;
-    }
-    handler.onFrame(frame);
+    this.#channels.dispatch(frame);
   }
 
   #schedulePing(): void {
@@ -285,15 +266,7 @@ export class WebSocketTransport implements Transport {
   #finish(reason: Error): void {
     this.#closeReason ??= reason;
     this.#clearTimers();
-    const handlers = [...this.#channels.values()];
-    this.#channels.clear();
-    for (const h of handlers) {
-      try {
-        h.onClose(this.#closeReason);
-      } catch (err) {
-        this.#options.logger.error("channel close handler threw", { error: String(err) });
-      }
-    }
+    this.#channels.closeAll(this.#closeReason);
     this.#resolveClosed(this.#closeReason);
   }
 
