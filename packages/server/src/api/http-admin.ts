@@ -16,6 +16,7 @@ import { eventToJson } from "./http.js";
 import { sendJson } from "./json.js";
 import { LATENCY_BUCKETS } from "./metrics.js";
 import { checkStreamOwnership } from "./partition-guard.js";
+import { HttpError } from "./http-error.js";
 
 /** What the admin endpoints need besides the node's context. */
 export interface AdminDependencies {
@@ -35,21 +36,8 @@ export const STREAM_LIST_SCAN_EVENTS = 100_000;
 /** Longest `prefix` / `after` accepted (stream names are at most this long). */
 const MAX_NAME_TEXT = 1_024;
 
-/** A refusal of the admin endpoints: an HTTP status, an error code and a message. */
-export class AdminHttpError extends Error {
-  override readonly name = "AdminHttpError";
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-function badRequest(message: string): AdminHttpError {
-  return new AdminHttpError(400, "INVALID_ARGUMENT", message);
+function badRequest(message: string): HttpError {
+  return new HttpError(400, "INVALID_ARGUMENT", message);
 }
 
 type Reply = (status: number, body: unknown) => void;
@@ -87,18 +75,8 @@ export async function serveAdmin(
     ctx.metrics.httpRequests.inc({ method, status: String(status) });
     sendJson(res, status, body);
   };
-  try {
-    await route(ctx, req, url, method, deps, forward, ok);
-  } catch (err) {
-    if (!(err instanceof AdminHttpError)) throw err;
-    ctx.metrics.requestErrors.inc({ interface: "http", code: err.code });
-    ctx.metrics.httpRequests.inc({ method, status: String(err.status) });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    sendJson(res, err.status, { error: err.code, message: err.message }, err.headers);
-  }
+  // A refusal (HttpError) or a domain error propagates to http.ts, which answers both.
+  await route(ctx, req, url, method, deps, forward, ok);
 }
 
 async function route(
@@ -133,7 +111,7 @@ async function route(
 
 function requireMethod(method: string, allowed: string[], where: string): void {
   if (!allowed.includes(method)) {
-    throw new AdminHttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${where}`, {
+    throw new HttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${where}`, {
       Allow: allowed.join(", "),
     });
   }
@@ -381,7 +359,7 @@ async function subscriptions(
       throw badRequest("replay-parked takes no body; pass stopAt as a query parameter");
     replay = true;
   } else {
-    throw new AdminHttpError(
+    throw new HttpError(
       404,
       "NOT_FOUND",
       `no such endpoint ${path}: use /subscriptions, /subscriptions/{stream}/{group} or /subscriptions/{stream}/{group}/replay-parked`,
@@ -408,7 +386,7 @@ async function subscriptions(
   }
   const service = deps.persistent?.();
   if (service === undefined) {
-    throw new AdminHttpError(
+    throw new HttpError(
       503,
       "NOT_READY",
       "persistent subscriptions are not available on this node",
@@ -426,7 +404,7 @@ async function subscriptions(
     }
   } catch (err) {
     if (err instanceof PersistentError && err.code === "GROUP_NOT_FOUND")
-      throw new AdminHttpError(404, "PERSISTENT_SUBSCRIPTION_NOT_FOUND", err.message);
+      throw new HttpError(404, "PERSISTENT_SUBSCRIPTION_NOT_FOUND", err.message);
     if (err instanceof NotLeaderError) {
       await forward(err.refusal);
       return;

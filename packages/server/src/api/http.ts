@@ -12,6 +12,7 @@ import type { NodeContext } from "./context.js";
 import { invalidArgument, toWireError } from "./errors.js";
 import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
+import { HttpError } from "./http-error.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
 import { sendJson } from "./json.js";
@@ -27,21 +28,6 @@ import {
 const ZERO_UUID = "00000000-0000-0000-0000-000000000000";
 /** Paths served without authentication. */
 const OPEN_PATHS = new Set(["/health/live", "/health/ready", "/gossip"]);
-
-/**
- * An answer of the HTTP layer's own (routing, methods, bodies, authentication, forwarding): it
- * names its status and code itself. Errors from the domain go through errors.ts instead.
- */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
 
 /** An advertised host: the bound IP, or for a wildcard bind the address the request came in on. */
 function advertised(bound: Endpoint, req: IncomingMessage | undefined): Endpoint {
