@@ -87,7 +87,10 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
   /** The leader connection itself, or one to a node of the nodePreference. */
   readonly #reads: Connection;
   readonly #ctx: OperationContext;
-  readonly #inFlight = new Set<Promise<unknown>>();
+  /** Operations (and other tracked work) not settled yet; close() waits for them. */
+  #pending = 0;
+  /** Called when #pending drops to 0 (close() waiting). */
+  #idle: (() => void) | undefined;
   readonly #subscriptions = new Set<Subscription | PersistentSubscription>();
   /** Keeps the process alive while work is pending (and only then). */
   readonly #hold = new ProcessHold();
@@ -313,7 +316,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
         for (const connection of this.#connections()) connection.drain();
         await this.#partitioned?.close();
         await Promise.allSettled([...this.#subscriptions].map((s) => s.unsubscribe()));
-        await Promise.allSettled([...this.#inFlight]);
+        await this.#settled();
         await Promise.all(this.#connections().map((c) => c.close()));
         await this.#view.close();
       } finally {
@@ -339,23 +342,43 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
 
   #run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#closing) return Promise.reject(new ClientClosedError());
-    // An async wrapper turns a synchronous throw (validation) into a rejection.
-    return this.#track((async () => fn())());
+    // Not an async wrapper (that would add turns of the microtask queue to every operation):
+    // a synchronous throw (validation) becomes a rejection here.
+    let p: Promise<T>;
+    try {
+      p = fn();
+    } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrown as it came
+      p = Promise.reject(err);
+    }
+    return this.#track(p);
   }
 
   /** Counts `p` as in-flight work (close() waits for it) that holds the process until it settles. */
   #track<T>(p: Promise<T>): Promise<T> {
-    const release = this.#hold.acquire();
-    const settled = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#inFlight.add(settled);
-    void settled.then(() => {
-      this.#inFlight.delete(settled);
-      release();
-    });
+    this.#hold.claim();
+    this.#pending++;
+    // One reaction per operation, with a handler shared by all (not a promise and a set entry).
+    p.then(this.#onSettled, this.#onSettled);
     return p;
+  }
+
+  readonly #onSettled = (): void => {
+    this.#hold.unclaim();
+    if (--this.#pending === 0) this.#idle?.();
+  };
+
+  /** Resolves once no tracked work is pending. */
+  #settled(): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const previous = this.#idle;
+      this.#idle = () => {
+        this.#idle = previous;
+        previous?.();
+        resolve();
+      };
+    });
   }
 
   #trackIterable(iterable: AsyncIterable<ResolvedEvent>): AsyncIterable<ResolvedEvent> {

@@ -27,6 +27,128 @@ describe("frame codec", () => {
     expect(Array.from(frame.append?.events?.[0]?.data ?? [])).toEqual([123, 125]);
   });
 
+  describe("append frames encode to the bytes of chorus.Frame.encode", () => {
+    const id = "3f0e2a5c-8d7b-4c1e-9a6f-1b2c3d4e5f60";
+    const Kind = chorus.ExpectedVersion.Kind;
+    const event = (extra: Partial<chorus.IEventData> = {}): chorus.IEventData => ({
+      id,
+      type: "Placed",
+      isJson: true,
+      data: new Uint8Array([123, 125]),
+      metadata: new Uint8Array(0),
+      ...extra,
+    });
+    const frames: Array<[string, chorus.IFrame]> = [
+      [
+        "a plain append",
+        {
+          correlationId: 7,
+          append: { streamId: "s", expected: { kind: Kind.ANY }, events: [event()] },
+        },
+      ],
+      ["no correlation id", { append: { streamId: "s", events: [event()] } }],
+      ["correlation id 0", { correlationId: 0, append: { streamId: "s", events: [event()] } }],
+      [
+        "a large correlation id",
+        { correlationId: 2 ** 40 + 3, append: { streamId: "s", events: [event()] } },
+      ],
+      [
+        "an exact revision",
+        {
+          correlationId: 300,
+          append: { streamId: "s", expected: { kind: Kind.EXACT, revision: 2 ** 35 + 1 } },
+        },
+      ],
+      [
+        "the largest revision",
+        {
+          correlationId: 1,
+          append: {
+            streamId: "s",
+            expected: { kind: Kind.EXACT, revision: Number.MAX_SAFE_INTEGER },
+          },
+        },
+      ],
+      [
+        "an empty expected version",
+        { correlationId: 1, append: { streamId: "s", expected: {}, events: [] } },
+      ],
+      ["no events", { correlationId: 1, append: { streamId: "s" } }],
+      ["an empty append", { correlationId: 1, append: {} }],
+      [
+        "many events, some without metadata or flags",
+        {
+          correlationId: 99_999,
+          append: {
+            streamId: "orders-ünïcödé-€-😀",
+            expected: { kind: Kind.NO_STREAM },
+            events: [
+              event(),
+              { id, type: "T", data: new Uint8Array(200).fill(7) },
+              event({ isJson: false, metadata: new Uint8Array([1, 2, 3]) }),
+              { id, type: "x".repeat(300), isJson: false, data: new Uint8Array(70_000).fill(1) },
+              { type: "no-id" },
+              {},
+            ],
+          },
+        },
+      ],
+      [
+        "a long stream name",
+        { correlationId: 5, append: { streamId: "s".repeat(200), events: [event()] } },
+      ],
+      [
+        "lone surrogates, short",
+        { correlationId: 5, append: { streamId: "a\ud800b", events: [event({ type: "\udc00" })] } },
+      ],
+      [
+        "lone surrogates, long",
+        {
+          correlationId: 5,
+          append: {
+            streamId: "a\ud800b".repeat(20),
+            events: [event({ type: "\udc00".repeat(50) })],
+          },
+        },
+      ],
+      [
+        "bytes as a plain array",
+        {
+          correlationId: 5,
+          append: { events: [event({ data: [1, 2, 300] as unknown as Uint8Array })] },
+        },
+      ],
+      [
+        "bytes as base64 text",
+        {
+          correlationId: 5,
+          append: { events: [event({ data: "AQID" as unknown as Uint8Array })] },
+        },
+      ],
+      [
+        "per-request credentials",
+        {
+          correlationId: 5,
+          credentials: { username: "u", password: "p" },
+          append: { streamId: "s", events: [event()] },
+        },
+      ],
+    ];
+    it.each(frames)("%s", (_name, frame) => {
+      const expected = chorus.Frame.encode(frame).finish();
+      expect(Buffer.from(encodeFrame(frame)).equals(Buffer.from(expected))).toBe(true);
+    });
+
+    it("stamps the correlation id given beside the frame", () => {
+      const frame = { append: { streamId: "s", events: [event()] } };
+      const expected = chorus.Frame.encode({ ...frame, correlationId: 12_345 }).finish();
+      expect(Buffer.from(encodeFrame(frame, 12_345)).equals(Buffer.from(expected))).toBe(true);
+      expect(Buffer.from(encodeFrame({ ...frame, correlationId: 1 }, 12_345))).toEqual(
+        Buffer.from(expected),
+      );
+    });
+  });
+
   it("keeps 2^53-1 positions exact", () => {
     const max = Number.MAX_SAFE_INTEGER;
     const frame = decodeFrame(

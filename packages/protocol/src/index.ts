@@ -8,6 +8,7 @@ export {
   encodeInternalFrame,
   type InternalFrame,
   type InternalFrameInit,
+  encodeAppendSuccess,
   encodeFrame,
   messageBytes,
   type Frame,

@@ -106,6 +106,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.#session?.transport.isOpen ? this.#session : undefined;
   }
 
+  /**
+   * What `session()` would resolve with at once, synchronously: the live session, when the
+   * connection takes work (not closed or draining); otherwise undefined (then `session()`
+   * waits, or rejects with the reason). Saves operations an await on the common path.
+   */
+  liveSession(): Session | undefined {
+    if (this.#status === "closed" || this.#draining) return undefined;
+    return this.currentSession;
+  }
+
   #setStatus(status: ConnectionStatus): void {
     if (this.#status === status) return;
     this.#status = status;

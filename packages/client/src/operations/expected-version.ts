@@ -29,14 +29,19 @@ export function normalizeExpectedVersion(value: unknown): ExpectedVersion {
   );
 }
 
+// The wire forms of the named versions, made once (every append sends one).
+const ANY_WIRE: chorus.IExpectedVersion = Object.freeze({ kind: Kind.ANY });
+const NO_STREAM_WIRE: chorus.IExpectedVersion = Object.freeze({ kind: Kind.NO_STREAM });
+const STREAM_EXISTS_WIRE: chorus.IExpectedVersion = Object.freeze({ kind: Kind.STREAM_EXISTS });
+
 export function expectedVersionToWire(value: ExpectedVersion): chorus.IExpectedVersion {
   switch (value) {
     case "any":
-      return { kind: Kind.ANY };
+      return ANY_WIRE;
     case "no_stream":
-      return { kind: Kind.NO_STREAM };
+      return NO_STREAM_WIRE;
     case "stream_exists":
-      return { kind: Kind.STREAM_EXISTS };
+      return STREAM_EXISTS_WIRE;
     default:
       return { kind: Kind.EXACT, revision: Number(value) };
   }

@@ -50,6 +50,8 @@ export class RetryBudget {
 
   /** An operation started: it earns the client `ratio` of a retry. */
   deposit(): void {
+    // Deposits earn nothing at a ratio of 0 (the unlimited budget): no clock read then.
+    if (this.#ratio === 0) return;
     this.#current().deposits++;
   }
 

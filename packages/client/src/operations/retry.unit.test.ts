@@ -87,6 +87,7 @@ function context(
   ).build();
   const retargets: Array<{ from: Transport; leader: LeaderEndpoints | undefined }> = [];
   const connection = {
+    liveSession: () => session,
     session: () => Promise.resolve(session),
     retarget: (from: Transport, leader: LeaderEndpoints | undefined) =>
       retargets.push({ from, leader }),
@@ -160,6 +161,44 @@ describe("withRetry", () => {
     expect((result.error as Error).message).toBe("appendToStream timed out after 1000 ms");
     expect((result.error as Error).cause).toBeInstanceOf(NotHandledError);
     expect(attempts).toBeGreaterThan(3);
+    expect(timers.pending()).toBe(0);
+  });
+
+  it("fires the deadlines of operations in flight together each on time, on one timer", async () => {
+    const { ctx, timers } = context();
+    /** An attempt that never gets a reply: it ends when its signal aborts. */
+    const hang = (
+      _session: Session,
+      signal: { addEventListener(t: "abort", l: () => void): void },
+    ) =>
+      new Promise<never>((_resolve, reject) =>
+        signal.addEventListener("abort", () => reject(new ConnectionError("aborted"))),
+      );
+    const a = watch(withRetry(ctx, { name: "a", requireLeader: true, timeoutMs: 1_000 }, hang));
+    await timers.advance(100);
+    const b = watch(withRetry(ctx, { name: "b", requireLeader: true, timeoutMs: 300 }, hang));
+    const c = watch(withRetry(ctx, { name: "c", requireLeader: true, timeoutMs: 2_000 }, hang));
+    const d = watch(
+      withRetry(ctx, { name: "d", requireLeader: true, timeoutMs: 2_000 }, async () => "done"),
+    );
+    await settle();
+    expect(d).toEqual({ settled: true, value: "done" });
+    expect(timers.pending()).toBe(1);
+    await timers.advance(299);
+    expect([a.settled, b.settled, c.settled]).toEqual([false, false, false]);
+    await timers.advance(1);
+    expect((b.error as Error).message).toBe("b timed out after 300 ms");
+    expect([a.settled, c.settled]).toEqual([false, false]);
+    await timers.advance(599);
+    expect(a.settled).toBe(false);
+    await timers.advance(1);
+    expect((a.error as Error).message).toBe("a timed out after 1000 ms");
+    expect(c.settled).toBe(false);
+    expect(timers.pending()).toBe(1);
+    await timers.advance(1_099);
+    expect(c.settled).toBe(false);
+    await timers.advance(1);
+    expect(c.error).toBeInstanceOf(TimeoutError);
     expect(timers.pending()).toBe(0);
   });
 

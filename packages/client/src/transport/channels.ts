@@ -28,13 +28,7 @@ export class Channels {
     const id = this.#nextId++;
     if (ended !== undefined) queueMicrotask(() => handler.onClose(ended));
     else this.#handlers.set(id, handler);
-    return {
-      id,
-      send: (frame: OutgoingFrame) => send(id, frame),
-      close: () => {
-        this.#handlers.delete(id);
-      },
-    };
+    return new OpenChannel(id, this.#handlers, send);
   }
 
   /** Hands a frame to the channel of its correlation id; a frame for none is dropped. */
@@ -61,5 +55,30 @@ export class Channels {
         this.#logger.error("channel close handler threw", { error: String(err) });
       }
     }
+  }
+}
+
+/** A channel as one object, not an object and two closures: one is opened per request. */
+class OpenChannel implements Channel {
+  readonly id: number;
+  readonly #handlers: Map<number, ChannelHandler>;
+  readonly #send: (id: number, frame: OutgoingFrame) => void;
+
+  constructor(
+    id: number,
+    handlers: Map<number, ChannelHandler>,
+    send: (id: number, frame: OutgoingFrame) => void,
+  ) {
+    this.id = id;
+    this.#handlers = handlers;
+    this.#send = send;
+  }
+
+  send(frame: OutgoingFrame): void {
+    this.#send(this.id, frame);
+  }
+
+  close(): void {
+    this.#handlers.delete(this.id);
   }
 }

@@ -93,8 +93,10 @@ export class InProcessTransport implements Transport {
   }
 
   open(handler: ChannelHandler): Channel {
-    return this.#channels.open(handler, this.#closeReason, (id, frame) => this.#send(id, frame));
+    return this.#channels.open(handler, this.#closeReason, this.#sendOnChannel);
   }
+
+  readonly #sendOnChannel = (id: number, frame: OutgoingFrame): void => this.#send(id, frame);
 
   #send(id: number, frame: OutgoingFrame): void {
     if (this.#closeReason !== undefined) throw this.#closeReason;

@@ -40,15 +40,16 @@ export function checkOptions(
 ): void {
   if (options === undefined) return;
   const noun = extra.noun ?? "option";
-  const what = extra.path ? `${noun} "${extra.path}"` : `${noun}s`;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    const what = extra.path ? `${noun} "${extra.path}"` : `${noun}s`;
     throw new InvalidArgumentError(
       `${where}: ${what} must be an object, got ${Array.isArray(options) ? "an array" : describe(options)}`,
     );
   }
-  const prefix = extra.path ? `${extra.path}.` : "";
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue;
+  for (const key in options) {
+    // Own keys only (for...in without Object.keys' array: this runs on every operation).
+    if (!Object.hasOwn(options, key) || known.includes(key)) continue;
+    const prefix = extra.path ? `${extra.path}.` : "";
     const reason =
       extra.unsupported && Object.hasOwn(extra.unsupported, key)
         ? extra.unsupported[key]

@@ -24,17 +24,32 @@ export class ProcessHold {
    * nothing). After `dispose()` it holds nothing.
    */
   acquire(): () => void {
-    if (this.#disposed) return noop;
-    if (this.#claims++ === 0) {
-      if (this.#handle) this.#handle.ref();
-      else this.#handle = setInterval(noop, MAX_TIMER_DELAY_MS);
-    }
+    if (!this.claim()) return noop;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.#release();
     };
+  }
+
+  /**
+   * `acquire()` without the release function, for a caller that releases every claim once
+   * with `unclaim()` (an operation, where the function would be one more allocation).
+   * False (nothing claimed, nothing to release) after `dispose()`.
+   */
+  claim(): boolean {
+    if (this.#disposed) return false;
+    if (this.#claims++ === 0) {
+      if (this.#handle) this.#handle.ref();
+      else this.#handle = setInterval(noop, MAX_TIMER_DELAY_MS);
+    }
+    return true;
+  }
+
+  /** Releases one claim of `claim()`. */
+  unclaim(): void {
+    this.#release();
   }
 
   /** Claims not yet released. */

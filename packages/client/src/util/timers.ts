@@ -1,8 +1,15 @@
 import type { TimerHandle, Timers } from "../types.js";
 
-/** The real clock, backed by the global timers. Timers never keep the process alive. */
+/** Read once: `performance.timeOrigin` is a getter that costs more than `performance.now()`. */
+const TIME_ORIGIN_MS = performance.timeOrigin;
+
+/**
+ * The real clock, backed by the global timers. Timers never keep the process alive. `now()`
+ * is milliseconds since the epoch on the monotonic clock: deadlines measured on it hold
+ * across steps of the wall clock.
+ */
 export const systemTimers: Timers = Object.freeze({
-  now: () => Date.now(),
+  now: () => TIME_ORIGIN_MS + performance.now(),
   setTimeout: (fn: () => void, ms: number): TimerHandle => {
     const handle = setTimeout(fn, ms);
     handle.unref();
@@ -109,14 +116,19 @@ export interface Abortable {
 export class CancelSource implements Abortable {
   aborted = false;
   reason: unknown = undefined;
-  #listeners: Set<() => void> | undefined;
+  /** The first listener in a field of its own: an operation's signal has one listener, rarely more. */
+  #first: (() => void) | undefined;
+  #more: Set<() => void> | undefined;
 
   addEventListener(_type: "abort", listener: () => void): void {
-    if (!this.aborted) (this.#listeners ??= new Set()).add(listener);
+    if (this.aborted) return;
+    if (this.#first === undefined && !this.#more?.has(listener)) this.#first = listener;
+    else if (this.#first !== listener) (this.#more ??= new Set()).add(listener);
   }
 
   removeEventListener(_type: "abort", listener: () => void): void {
-    this.#listeners?.delete(listener);
+    if (this.#first === listener) this.#first = undefined;
+    else this.#more?.delete(listener);
   }
 
   /** Throws the reason when aborted, like AbortSignal's. */
@@ -128,47 +140,176 @@ export class CancelSource implements Abortable {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
-    const listeners = this.#listeners;
-    this.#listeners = undefined;
-    if (listeners) for (const fn of listeners) fn();
+    const first = this.#first;
+    const more = this.#more;
+    this.#first = undefined;
+    this.#more = undefined;
+    if (first) first();
+    if (more) for (const fn of more) fn();
+  }
+}
+
+/**
+ * The deadlines of many operations on one timer. Operations of a client nearly all have
+ * the same timeout, so a deadline is almost always the latest one: they are kept in a
+ * doubly linked list sorted by due time, inserted from the tail (O(1) in practice) and
+ * unlinked in O(1) when the operation settles. ONE timer of the injected `timers` is armed
+ * for the earliest deadline; a deadline removed before it is due leaves the timer as it is
+ * (the timer then finds nothing due, and is armed again for the new earliest one), so a
+ * steady stream of operations sets about one timer per timeout period instead of a
+ * setTimeout and a clearTimeout per operation. Deadlines fire when due, never early, and no
+ * later than the timers run them. The timer is cleared once no deadline is left, so an idle
+ * client holds no timer.
+ */
+class DeadlineQueue {
+  readonly #timers: Timers;
+  #head: OperationDeadline | undefined;
+  #tail: OperationDeadline | undefined;
+  #timer: TimerHandle | undefined;
+  /** When the armed timer fires. */
+  #timerDueMs = 0;
+  /** Expiring deadlines: the timer is armed once that is done. */
+  #firing = false;
+
+  constructor(timers: Timers) {
+    this.#timers = timers;
+  }
+
+  add(d: OperationDeadline): void {
+    // From the tail: operations with the same timeout come in due order.
+    let after = this.#tail;
+    while (after !== undefined && after.dueMs > d.dueMs) after = after.prev;
+    d.prev = after;
+    d.next = after === undefined ? this.#head : after.next;
+    if (d.next === undefined) this.#tail = d;
+    else d.next.prev = d;
+    if (after === undefined) this.#head = d;
+    else after.next = d;
+    d.queued = true;
+    if (!this.#firing && (this.#timer === undefined || d.dueMs < this.#timerDueMs))
+      this.#arm(d.dueMs);
+  }
+
+  remove(d: OperationDeadline): void {
+    if (!d.queued) return;
+    d.queued = false;
+    if (d.prev === undefined) this.#head = d.next;
+    else d.prev.next = d.next;
+    if (d.next === undefined) this.#tail = d.prev;
+    else d.next.prev = d.prev;
+    d.prev = d.next = undefined;
+    if (this.#head === undefined && this.#timer !== undefined) {
+      this.#timers.clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #arm(dueMs: number): void {
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
+    this.#timerDueMs = dueMs;
+    // Clamped to what a Node.js timer takes (a longer delay would fire at once); a deadline
+    // further away is then reached by arming again.
+    this.#timer = this.#timers.setTimeout(
+      () => this.#fire(),
+      Math.min(MAX_TIMER_DELAY_MS, Math.max(0, dueMs - this.#timers.now())),
+    );
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#firing = true;
+    try {
+      const now = this.#timers.now();
+      let d = this.#head;
+      while (d !== undefined && d.dueMs <= now) {
+        this.remove(d);
+        d.expire();
+        d = this.#head;
+      }
+    } finally {
+      this.#firing = false;
+      // The earliest deadline left (a timer that fired a little early finds it here too).
+      if (this.#head !== undefined) this.#arm(this.#head.dueMs);
+    }
+  }
+}
+
+/** The longest delay a Node.js timer takes (about 24.8 days). */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+/** One queue per timers object: the clients on the same clock share its timer. */
+const queues = new WeakMap<Timers, DeadlineQueue>();
+
+/**
+ * The deadline of one operation, and its cancellation signal (`signal` is itself): aborts
+ * when the caller's signal aborts, or when `ms` have passed, with `timeoutReason()`.
+ * `dispose()` takes it out of the deadline queue and removes the listener.
+ */
+class OperationDeadline extends CancelSource {
+  dueMs = 0;
+  prev: OperationDeadline | undefined;
+  next: OperationDeadline | undefined;
+  queued = false;
+  readonly #queue: DeadlineQueue | undefined;
+  readonly #userSignal: AbortSignal | undefined;
+  readonly #timeoutReason: () => unknown;
+  readonly #onUserAbort: (() => void) | undefined;
+
+  constructor(
+    timers: Timers,
+    userSignal: AbortSignal | undefined,
+    ms: number,
+    timeoutReason: () => unknown,
+  ) {
+    super();
+    this.#timeoutReason = timeoutReason;
+    this.#userSignal = userSignal;
+    if (userSignal?.aborted) {
+      this.abort(abortReason(userSignal));
+      return;
+    }
+    if (userSignal) {
+      this.#onUserAbort = () => {
+        this.abort(abortReason(userSignal));
+        this.dispose();
+      };
+      userSignal.addEventListener("abort", this.#onUserAbort, { once: true });
+    }
+    if (Number.isFinite(ms)) {
+      let queue = queues.get(timers);
+      if (queue === undefined) queues.set(timers, (queue = new DeadlineQueue(timers)));
+      this.#queue = queue;
+      this.dueMs = timers.now() + Math.max(0, ms);
+      queue.add(this);
+    }
+  }
+
+  get signal(): Abortable {
+    return this;
+  }
+
+  /** Called by the queue when due. */
+  expire(): void {
+    this.abort(this.#timeoutReason());
+    this.dispose();
+  }
+
+  dispose(): void {
+    this.#queue?.remove(this);
+    if (this.#onUserAbort) this.#userSignal?.removeEventListener("abort", this.#onUserAbort);
   }
 }
 
 /**
  * The deadline of one operation: aborts when the caller's signal aborts, or after `ms`
- * with `timeoutReason()`. `dispose()` clears the timer and the listener.
+ * with `timeoutReason()` (on the client's shared deadline queue: see DeadlineQueue).
+ * `dispose()` clears the deadline and the listener.
  */
 export function operationDeadline(
   timers: Timers,
   userSignal: AbortSignal | undefined,
   ms: number,
   timeoutReason: () => unknown,
-): { signal: Abortable; dispose(): void } {
-  const source = new CancelSource();
-  let handle: TimerHandle | undefined;
-  const onAbort = () => {
-    source.abort(abortReason(userSignal!));
-    dispose();
-  };
-  const dispose = () => {
-    if (handle !== undefined) timers.clearTimeout(handle);
-    handle = undefined;
-    userSignal?.removeEventListener("abort", onAbort);
-  };
-  if (userSignal?.aborted) {
-    source.abort(abortReason(userSignal));
-    return { signal: source, dispose };
-  }
-  userSignal?.addEventListener("abort", onAbort, { once: true });
-  if (Number.isFinite(ms)) {
-    handle = timers.setTimeout(
-      () => {
-        handle = undefined;
-        source.abort(timeoutReason());
-        dispose();
-      },
-      Math.max(0, ms),
-    );
-  }
-  return { signal: source, dispose };
+): { readonly signal: Abortable; dispose(): void } {
+  return new OperationDeadline(timers, userSignal, ms, timeoutReason);
 }
