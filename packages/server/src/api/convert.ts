@@ -1,14 +1,9 @@
-import {
-  chorus,
-  eventTypeProblem,
-  isMetadataStream,
-  isUuid,
-  METADATA_EVENT_TYPE,
-  streamNameProblem,
-} from "@chorus/protocol";
+import { chorus, isMetadataStream, METADATA_EVENT_TYPE } from "@chorus/protocol";
 import { RECORD_OVERHEAD_BYTES } from "../storage/record.js";
 import { eventFilter, FilterError } from "../streams/filters.js";
 import { parseMetadata } from "../streams/metadata.js";
+import { isUuidText } from "../streams/uuid.js";
+import { eventTypeProblemOf, streamNameProblemOf } from "../streams/validate.js";
 import type {
   ExpectedVersion,
   NewEvent,
@@ -26,24 +21,29 @@ const Kind = chorus.ExpectedVersion.Kind;
 
 /** Throws INVALID_ARGUMENT when the stream name cannot be written or read. */
 export function checkStreamName(name: unknown): string {
-  const problem = streamNameProblem(name);
+  const problem = streamNameProblemOf(name);
   if (problem !== null) throw invalidArgument(`invalid stream name: ${problem}`);
   return name as string;
 }
+
+/** The expected versions without a revision, shared (read only): no object per append. */
+const EXPECT_ANY: ExpectedVersion = Object.freeze({ kind: "any" });
+const EXPECT_NO_STREAM: ExpectedVersion = Object.freeze({ kind: "no_stream" });
+const EXPECT_STREAM_EXISTS: ExpectedVersion = Object.freeze({ kind: "stream_exists" });
 
 export function expectedFromWire(
   wire: chorus.IExpectedVersion | null | undefined,
   streamId: string,
 ): ExpectedVersion {
-  if (!wire) return { kind: "any" };
+  if (!wire) return EXPECT_ANY;
   const kind = wire.kind ?? Kind.ANY;
   switch (kind) {
     case Kind.ANY:
-      return { kind: "any" };
+      return EXPECT_ANY;
     case Kind.NO_STREAM:
-      return { kind: "no_stream" };
+      return EXPECT_NO_STREAM;
     case Kind.STREAM_EXISTS:
-      return { kind: "stream_exists" };
+      return EXPECT_STREAM_EXISTS;
     case Kind.EXACT: {
       const revision = Number(wire.revision ?? 0);
       if (!Number.isSafeInteger(revision) || revision < 0) {
@@ -105,24 +105,46 @@ export interface EventInput {
 export function checkEvents(events: readonly EventInput[], streamId: string): NewEvent[] {
   if (events.length === 0)
     throw invalidArgument("an append must carry at least one event", streamId);
-  const seen = new Set<string>();
-  return events.map((e, i) => {
-    if (!isUuid(e.id)) {
-      throw invalidArgument(
-        `event ${i}: id ${JSON.stringify(typeof e.id === "string" ? e.id.slice(0, 64) : (e.id ?? null))} is not a UUID`,
-        streamId,
-      );
-    }
-    const id = e.id.toLowerCase();
+  const seen = events.length > 1 ? new Set<string>() : undefined;
+  const out: NewEvent[] = [];
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i] as EventInput;
+    out.push(checkEvent(e.id, e.type, e.isJson, e.data, e.metadata, i, streamId, seen));
+  }
+  return out;
+}
+
+/**
+ * One event of an append (the `i`th), as `checkEvents` checks it. `seen`: the ids of the
+ * events before it (none for a lone event: it cannot repeat one).
+ */
+function checkEvent(
+  rawId: unknown,
+  type: unknown,
+  isJson: boolean,
+  data: Uint8Array,
+  metadata: Uint8Array,
+  i: number,
+  streamId: string,
+  seen: Set<string> | undefined,
+): NewEvent {
+  // A hand-written parse of the id's text (no regular expression): this runs per event.
+  if (!isUuidText(rawId)) {
+    throw invalidArgument(
+      `event ${i}: id ${JSON.stringify(typeof rawId === "string" ? rawId.slice(0, 64) : (rawId ?? null))} is not a UUID`,
+      streamId,
+    );
+  }
+  const id = rawId.toLowerCase();
+  if (seen !== undefined) {
     if (seen.has(id))
       throw invalidArgument(`event ${i}: id ${id} appears twice in one append`, streamId);
     seen.add(id);
-    const typeProblem = eventTypeProblem(e.type);
-    if (typeProblem !== null) throw invalidArgument(`event ${i}: ${typeProblem}`, streamId);
-    if (e.type === METADATA_EVENT_TYPE && isMetadataStream(streamId))
-      checkMetadata(e.data, streamId);
-    return { id, type: e.type as string, isJson: e.isJson, data: e.data, metadata: e.metadata };
-  });
+  }
+  const typeProblem = eventTypeProblemOf(type);
+  if (typeProblem !== null) throw invalidArgument(`event ${i}: ${typeProblem}`, streamId);
+  if (type === METADATA_EVENT_TYPE && isMetadataStream(streamId)) checkMetadata(data, streamId);
+  return { id, type: type as string, isJson, data, metadata };
 }
 
 /** Metadata keys of access control lists (ours, and the `$acl` of other event stores). */
@@ -215,16 +237,27 @@ export function eventsFromWire(
   events: readonly chorus.IEventData[] | null | undefined,
   streamId: string,
 ): NewEvent[] {
-  return checkEvents(
-    (events ?? []).map((e) => ({
-      id: e.id ?? "",
-      type: e.type ?? "",
-      isJson: e.isJson === true,
-      data: e.data ?? new Uint8Array(0),
-      metadata: e.metadata ?? new Uint8Array(0),
-    })),
-    streamId,
-  );
+  // checkEvents over the wire's events, without an intermediate object per event.
+  if (!events || events.length === 0)
+    throw invalidArgument("an append must carry at least one event", streamId);
+  const seen = events.length > 1 ? new Set<string>() : undefined;
+  const out: NewEvent[] = [];
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i] as chorus.IEventData;
+    out.push(
+      checkEvent(
+        e.id ?? "",
+        e.type ?? "",
+        e.isJson === true,
+        e.data ?? new Uint8Array(0),
+        e.metadata ?? new Uint8Array(0),
+        i,
+        streamId,
+        seen,
+      ),
+    );
+  }
+  return out;
 }
 
 export function wrongExpectedToWire(

@@ -69,7 +69,9 @@ export class NodeMetrics {
   readonly requestErrors: Counter<"interface" | "code">;
   readonly protocolErrors: Counter<"reason">;
   readonly httpRequests: Counter<"method" | "status">;
-  readonly appendDuration: Histogram<"interface">;
+  readonly appendDuration: LatencyHistogram;
+  /** The native API's append outcomes, counted in plain numbers (see `AppendTally`). */
+  readonly nativeAppends = new AppendTally();
   readonly fsyncDuration: Histogram;
   /** A leader's replication round trips; fed by the cluster role. */
   readonly replicationRoundTrip: Histogram;
@@ -87,17 +89,22 @@ export class NodeMetrics {
       if (EXCLUDED_PROCESS_METRICS.has(metric.name)) continue;
       this.registry.registerMetric(metric as unknown as Parameters<Registry["registerMetric"]>[0]);
     }
+    // The native appends' tally joins these counters whenever either is read.
+    const tally = this.nativeAppends;
+    const addTally = (): void => tally.addTo(this.appends, this.eventsWritten);
     this.appends = new Counter({
       name: "chorus_appends_total",
       help: "Append requests answered",
       labelNames: ["interface", "result"],
       registers,
+      collect: addTally,
     });
     this.eventsWritten = new Counter({
       name: "chorus_events_written_total",
       help: "Events written by appends",
       labelNames: ["interface"],
       registers,
+      collect: addTally,
     });
     this.reads = new Counter({
       name: "chorus_reads_total",
@@ -151,13 +158,14 @@ export class NodeMetrics {
       registers,
     });
 
-    this.appendDuration = new Histogram({
-      name: "chorus_append_duration_seconds",
-      help: "Time from an append request's arrival to its answer (any result), in seconds",
-      labelNames: ["interface"],
-      buckets: [...LATENCY_BUCKETS],
-      registers,
-    });
+    this.appendDuration = new LatencyHistogram(
+      "chorus_append_duration_seconds",
+      "Time from an append request's arrival to its answer (any result), in seconds",
+      "interface",
+    );
+    this.registry.registerMetric(
+      this.appendDuration as unknown as Parameters<Registry["registerMetric"]>[0],
+    );
 
     this.fsyncDuration = new Histogram({
       name: "chorus_fsync_duration_seconds",
@@ -302,6 +310,128 @@ export class NodeMetrics {
   ackTimer(key: GroupKey, bufferSize: number): AckTimer {
     const child = this.persistentAckLatency.labels({ stream: key.streamId, group: key.group });
     return new AckTimer((seconds) => child.observe(seconds), bufferSize);
+  }
+}
+
+/**
+ * Counts of one interface's appends kept in plain numbers, added to the `appends` and
+ * `eventsWritten` counters when they are read: prom-client validates and hashes the labels
+ * on every `inc`, too much for a call per append.
+ */
+export class AppendTally {
+  success = 0;
+  wrongExpectedVersion = 0;
+  events = 0;
+
+  constructor(private readonly iface = "native") {}
+
+  addTo(appends: Counter<"interface" | "result">, eventsWritten: Counter<"interface">): void {
+    const labels = { interface: this.iface };
+    if (this.success > 0) appends.inc({ ...labels, result: "success" }, this.success);
+    if (this.wrongExpectedVersion > 0)
+      appends.inc({ ...labels, result: "wrong_expected_version" }, this.wrongExpectedVersion);
+    if (this.events > 0) eventsWritten.inc(labels, this.events);
+    this.success = this.wrongExpectedVersion = this.events = 0;
+  }
+}
+
+/** One label value's series of a `LatencyHistogram`. */
+export class LatencySeries {
+  /** Observations per bucket (not cumulative); the last one is above every bound (+Inf). */
+  readonly counts = new Float64Array(LATENCY_BUCKETS.length + 1);
+  sum = 0;
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[i] as number)) i++;
+    (this.counts[i] as number)++;
+    this.sum += seconds;
+  }
+}
+
+/**
+ * A histogram of durations over LATENCY_BUCKETS with one label, served by a prom-client
+ * registry like prom-client's own (same exposition). Its series are bound once per label
+ * value (`series`), so an observation is a bucket search and two additions: prom-client's
+ * Histogram builds, validates and hashes a label object on every observation.
+ */
+export class LatencyHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  readonly #series = new Map<string, LatencySeries>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelName: string,
+  ) {}
+
+  /** The series of one label value (kept; call once and hold it on a hot path). */
+  series(value: string): LatencySeries {
+    let s = this.#series.get(value);
+    if (s === undefined) {
+      s = new LatencySeries();
+      this.#series.set(value, s);
+    }
+    return s;
+  }
+
+  observe(labels: Readonly<Record<string, string>>, seconds: number): void {
+    if (!Number.isFinite(seconds)) throw new TypeError(`Value is not a valid number: ${seconds}`);
+    this.series(labels[this.labelName] ?? "").observe(seconds);
+  }
+
+  /** Starts timing; the function returned observes the seconds since and returns them. */
+  startTimer(labels: Readonly<Record<string, string>>): () => number {
+    const series = this.series(labels[this.labelName] ?? "");
+    const start = performance.now();
+    return () => {
+      const seconds = (performance.now() - start) / 1000;
+      series.observe(seconds);
+      return seconds;
+    };
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+
+  /** What a prom-client registry reads (the shape of prom-client's Histogram#get). */
+  get(): Promise<{
+    name: string;
+    help: string;
+    type: "histogram";
+    aggregator: "sum";
+    values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }>;
+  }> {
+    const values: Array<{
+      labels: Record<string, string | number>;
+      value: number;
+      metricName: string;
+    }> = [];
+    for (const [labelValue, s] of this.#series) {
+      const labels = { [this.labelName]: labelValue };
+      let acc = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        acc += s.counts[i] as number;
+        values.push({ labels: { le, ...labels }, value: acc, metricName: `${this.name}_bucket` });
+      });
+      const count = acc + (s.counts[LATENCY_BUCKETS.length] as number);
+      values.push({
+        labels: { le: "+Inf", ...labels },
+        value: count,
+        metricName: `${this.name}_bucket`,
+      });
+      values.push({ labels, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels, value: count, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    });
   }
 }
 

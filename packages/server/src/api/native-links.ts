@@ -4,6 +4,7 @@
  * frames, reports flow control and ends.
  */
 import {
+  encodeAppendSuccess,
   chorus,
   corkWebSocketUntilNextTick,
   decodeFrame,
@@ -52,6 +53,8 @@ export interface NativeLink {
   readonly remote: string;
   attach(handler: LinkHandler): void;
   send(frame: FrameInit): void;
+  /** Answers an append with success (the frame `{ correlationId, appendResult: { success } }`). */
+  sendAppendSuccess(correlationId: number, nextExpectedVersion: number, position: number): void;
   /** Sends a frame carrying events. */
   sendEvents(correlationId: number, body: EventsBody, events: readonly StoredEvent[]): void;
   /** Prepares a frame carrying events (a page read ahead). */
@@ -115,6 +118,11 @@ export class WebSocketLink implements NativeLink {
   send(frame: FrameInit): void {
     if (!this.isOpen) return;
     this.#sendBytes(encodeFrame(frame));
+  }
+
+  sendAppendSuccess(correlationId: number, nextExpectedVersion: number, position: number): void {
+    if (!this.isOpen) return;
+    this.#sendBytes(encodeAppendSuccess(correlationId, nextExpectedVersion, position));
   }
 
   sendEvents(correlationId: number, body: EventsBody, events: readonly StoredEvent[]): void {
@@ -290,6 +298,10 @@ export class InProcessLink implements NativeLink {
   send(frame: FrameInit): void {
     if (!this.#open) return;
     this.#deliver(frame as Frame);
+  }
+
+  sendAppendSuccess(correlationId: number, nextExpectedVersion: number, position: number): void {
+    this.send({ correlationId, appendResult: { success: { nextExpectedVersion, position } } });
   }
 
   sendEvents(correlationId: number, body: EventsBody, events: readonly StoredEvent[]): void {

@@ -19,6 +19,7 @@ import {
   type SubscriptionTarget,
 } from "../subscriptions/index.js";
 import type { NodeContext } from "./context.js";
+import type { LatencySeries } from "./metrics.js";
 import {
   MAX_PAGE_EVENTS,
   MAX_SCAN_RECORDS,
@@ -303,6 +304,8 @@ class NativeConnection {
   /** Persistent subscription consumers by correlation id; undefined while joining. */
   readonly #consumers = new Map<number, ConsumerHandle | undefined>();
   readonly #batchBytes: number;
+  /** The native series of the append duration histogram, bound once. */
+  readonly #appendLatency: LatencySeries;
   #writableWaiters: (() => void)[] = [];
   #inflight = 0;
   #pausedForInflight = false;
@@ -325,6 +328,7 @@ class NativeConnection {
     this.#settings = settings;
     this.#remote = link.remote;
     this.#batchBytes = batchBytesLimit(ctx.options.maxFrameBytes);
+    this.#appendLatency = ctx.metrics.appendDuration.series("native");
     link.attach({
       receive: (frame, body) => this.#receive(frame, body),
       unknownBody: (id) =>
@@ -526,21 +530,29 @@ class NativeConnection {
       this.#pausedForInflight = true;
       this.#updatePause();
     }
-    this.#handle(id, frame, body)
-      .catch((err: unknown) => {
-        const wire = toWireError(err);
-        if (wire.internal) this.#ctx.logger.error({ err, request: body }, "native request failed");
-        if (wire.kind === "notHandled")
-          this.#send({ correlationId: id, notHandled: wire.notHandled });
-        else this.#sendError(id, wire.nativeCode, wire.message, wire.streamId, wire.owner);
-      })
-      .finally(() => {
-        this.#inflight--;
-        if (this.#pausedForInflight && this.#inflight < this.#settings.maxInflightRequests / 2) {
-          this.#pausedForInflight = false;
-          this.#updatePause();
-        }
-      });
+    void this.#serve(id, frame, body);
+  }
+
+  /**
+   * Handles a request and answers its failure; the request is no longer in flight after.
+   * (One async function rather than `.catch().finally()`: two promises fewer per request.)
+   */
+  async #serve(id: number, frame: Frame, body: FrameBodyKind): Promise<void> {
+    try {
+      await this.#handle(id, frame, body);
+    } catch (err: unknown) {
+      const wire = toWireError(err);
+      if (wire.internal) this.#ctx.logger.error({ err, request: body }, "native request failed");
+      if (wire.kind === "notHandled")
+        this.#send({ correlationId: id, notHandled: wire.notHandled });
+      else this.#sendError(id, wire.nativeCode, wire.message, wire.streamId, wire.owner);
+    } finally {
+      this.#inflight--;
+      if (this.#pausedForInflight && this.#inflight < this.#settings.maxInflightRequests / 2) {
+        this.#pausedForInflight = false;
+        this.#updatePause();
+      }
+    }
   }
 
   /** null when allowed; otherwise why not. Credentials are never logged. */
@@ -564,7 +576,7 @@ class NativeConnection {
     checkFrameOwnership(this.#ctx.options, frame, body);
     switch (body) {
       case "append": {
-        const endTimer = metrics.appendDuration.startTimer({ interface: "native" });
+        const started = performance.now();
         try {
           const req = frame.append ?? {};
           const streamId = checkStreamName(req.streamId ?? "");
@@ -573,20 +585,15 @@ class NativeConnection {
           checkWireAppendSize(req.events, streamId, this.#ctx.options.maxAppendBytes);
           const events = eventsFromWire(req.events, streamId);
           const result = await this.#ctx.track(store.append(streamId, expected, events));
+          // Counted in plain numbers (AppendTally): prom-client's inc costs a label hash.
+          const tally = metrics.nativeAppends;
           if (result.ok) {
-            metrics.appends.inc({ interface: "native", result: "success" });
-            metrics.eventsWritten.inc({ interface: "native" }, events.length);
-            this.#send({
-              correlationId: id,
-              appendResult: {
-                success: {
-                  nextExpectedVersion: result.nextExpectedVersion,
-                  position: result.position,
-                },
-              },
-            });
+            tally.success++;
+            tally.events += events.length;
+            this.#link.sendAppendSuccess(id, result.nextExpectedVersion, result.position);
+            this.#checkOutput();
           } else {
-            metrics.appends.inc({ interface: "native", result: "wrong_expected_version" });
+            tally.wrongExpectedVersion++;
             this.#send({
               correlationId: id,
               appendResult: {
@@ -595,7 +602,7 @@ class NativeConnection {
             });
           }
         } finally {
-          endTimer();
+          this.#appendLatency.observe((performance.now() - started) / 1000);
         }
         return;
       }

@@ -20,6 +20,7 @@ import {
   type NewRecord,
   type NodeId,
 } from "./core/types.js";
+import { joinPayloads } from "./transport/messages.js";
 
 export class StoreLogView implements LogView<Buffer> {
   constructor(private readonly store: ReplicatedLog) {}
@@ -90,6 +91,12 @@ export interface ApplyHooks {
   other?: (effect: Effect<Buffer>) => void | Promise<void>;
   /** An appended batch failed to commit for a reason other than being truncated. */
   onAppendError?: (err: unknown) => void;
+  /**
+   * The appended records' CRCs were verified already (a node's records come from its own
+   * encoder or from `splitRecords`, which checks every record it receives): the store does not
+   * compute them again.
+   */
+  crcVerified?: boolean;
 }
 
 /**
@@ -154,8 +161,8 @@ function appendRecords(
       );
     position += r.length;
   }
-  const bytes = records.length === 1 ? first.payload : Buffer.concat(records.map((r) => r.payload));
-  store.appendRaw(first.position, bytes).catch((err: unknown) => {
+  const bytes = joinPayloads(records);
+  store.appendRaw(first.position, bytes, hooks.crcVerified === true).catch((err: unknown) => {
     if (isTruncatedError(err)) return;
     hooks.onAppendError?.(err);
   });

@@ -58,6 +58,7 @@ import {
   type LogPoint,
   type LogRecord,
   type LogView,
+  type Message,
   type NewRecord,
   type NodeId,
   type Role,
@@ -72,7 +73,7 @@ import {
 } from "./gossip/index.js";
 import { endpointKey, parseEndpoint } from "./gossip/wire.js";
 import { messageFromWire, messageToWire } from "./transport/messages.js";
-import { PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
+import { OutgoingFrame, PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
 import { ReplicationStats } from "./replication-stats.js";
 import type { Server as HttpServer } from "node:http";
 import type { PeerTls } from "../tls.js";
@@ -256,6 +257,8 @@ export class ClusterRole {
   /** The core's log ends here; local batches beyond are not proposed yet. */
   private announced = 0;
   private readonly proposed = new Set<Buffer>();
+  /** Frames of the messages being sent (see wireFrame). */
+  private readonly frames = new WeakMap<Message<Buffer>, OutgoingFrame>();
   private lastReportedDurable = -1;
   private role: Role | "none" = "none";
   private leaderId: NodeId | undefined;
@@ -657,6 +660,19 @@ export class ClusterRole {
     await this.store.truncate(this.announced);
   }
 
+  /**
+   * The frame for a message to a peer. The core hands every caught-up follower the same Append
+   * object: its frame (and so its encoding, see PeerNetwork.send) is made once for them all.
+   */
+  private wireFrame(message: Message<Buffer>): OutgoingFrame {
+    let frame = this.frames.get(message);
+    if (frame === undefined) {
+      frame = new OutgoingFrame(messageToWire(message));
+      this.frames.set(message, frame);
+    }
+    return frame;
+  }
+
   private async perform(effects: readonly Effect<Buffer>[]): Promise<void> {
     for (const effect of effects) {
       switch (effect.type) {
@@ -676,8 +692,11 @@ export class ClusterRole {
           // Local writes that were never proposed sit where the leader's records go.
           if (this.store.endPosition > first.position) await this.store.truncate(first.position);
           try {
+            // A follower's records were CRC-checked on receipt (splitRecords); a leader's
+            // EPOCH record is its own: the store need not compute the CRCs again.
             await applyEffects(this.store, [effect], {
               onAppendError: (err) => this.log.error({ err }, "replicated append failed"),
+              crcVerified: true,
             });
           } catch (err) {
             if (!(err instanceof StoreError && err.code === "STORAGE_FULL")) throw err;
@@ -703,7 +722,7 @@ export class ClusterRole {
           break;
         case "send": {
           const to = parseEndpoint(effect.to);
-          if (to) this.peers.send(to, messageToWire(effect.message));
+          if (to) this.peers.send(to, this.wireFrame(effect.message));
           const m = effect.message;
           const sent = m.type === "Append" ? m.records[m.records.length - 1] : undefined;
           if (sent !== undefined && this.role === "leader")

@@ -14,52 +14,75 @@ export interface WindowEntry {
 /**
  * The bounded map of recent event ids (16-byte latin1 keys) to where they were written. A ring
  * of keys gives the eviction order (a Map used as a FIFO degrades: V8 leaves deleted slots at
- * its front that every `keys().next()` has to skip).
+ * its front that every `keys().next()` has to skip). Each slot's stream, revision and position
+ * are kept in columns, the map holding only slot numbers: no object per id written (fewer
+ * allocations per append, and far fewer long-lived objects for the garbage collector to mark).
  */
 export class IdempotencyWindow {
-  private readonly entries = new Map<string, WindowEntry & { slot: number }>();
+  /** Key -> its slot. */
+  private readonly slots = new Map<string, number>();
   private ring: Array<string | undefined> = [];
+  private streams: string[] = [];
+  private revisions: number[] = [];
+  private positions: number[] = [];
   private next = 0;
 
   constructor(readonly capacity: number) {}
 
   get size(): number {
-    return this.entries.size;
+    return this.slots.size;
   }
 
   get(key: string): WindowEntry | undefined {
-    return this.entries.get(key);
+    const slot = this.slots.get(key);
+    if (slot === undefined) return undefined;
+    return {
+      stream: this.streams[slot] as string,
+      revision: this.revisions[slot] as number,
+      position: this.positions[slot] as number,
+    };
+  }
+
+  /** Whether `key` is here (get without building the entry). */
+  has(key: string): boolean {
+    return this.slots.has(key);
   }
 
   add(key: string, entry: WindowEntry): void {
+    this.put(key, entry.stream, entry.revision, entry.position);
+  }
+
+  /** `add`, the entry given as its fields. */
+  put(key: string, stream: string, revision: number, position: number): void {
     if (this.capacity <= 0) return;
     const slot = this.next;
     const evicted = this.ring[slot];
-    if (evicted !== undefined && this.entries.get(evicted)?.slot === slot)
-      this.entries.delete(evicted);
-    const previous = this.entries.get(key);
-    if (previous !== undefined) this.ring[previous.slot] = undefined;
-    this.entries.set(key, {
-      stream: entry.stream,
-      revision: entry.revision,
-      position: entry.position,
-      slot,
-    });
+    if (evicted !== undefined && this.slots.get(evicted) === slot) this.slots.delete(evicted);
+    const previous = this.slots.get(key);
+    if (previous !== undefined) this.ring[previous] = undefined;
+    this.slots.set(key, slot);
+    // Slots fill in order, so these arrays grow by appending (packed, numbers unboxed).
     this.ring[slot] = key;
+    this.streams[slot] = stream;
+    this.revisions[slot] = revision;
+    this.positions[slot] = position;
     this.next = slot + 1 === this.capacity ? 0 : slot + 1;
   }
 
   /** Forgets `key` (an append that was never written). */
   delete(key: string): void {
-    const e = this.entries.get(key);
-    if (e === undefined) return;
-    this.entries.delete(key);
-    this.ring[e.slot] = undefined;
+    const slot = this.slots.get(key);
+    if (slot === undefined) return;
+    this.slots.delete(key);
+    this.ring[slot] = undefined;
   }
 
   clear(): void {
-    this.entries.clear();
+    this.slots.clear();
     this.ring = [];
+    this.streams = [];
+    this.revisions = [];
+    this.positions = [];
     this.next = 0;
   }
 
@@ -68,7 +91,7 @@ export class IdempotencyWindow {
     for (let i = 0; i < this.ring.length; i++) {
       const key = this.ring[(this.next + i) % this.ring.length];
       if (key === undefined) continue;
-      const e = this.entries.get(key);
+      const e = this.get(key);
       if (e !== undefined) yield [key, e];
     }
   }

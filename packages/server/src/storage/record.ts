@@ -7,6 +7,7 @@
  * Every payload starts with a flags byte; bit 0 marks the last record of an atomic batch.
  */
 import { crc32c } from "@node-rs/crc32";
+import { uuidBytes } from "../streams/uuid.js";
 
 export const RECORD_HEADER_BYTES = 9;
 export const RECORD_TRAILER_BYTES = 4;
@@ -79,9 +80,9 @@ export type DecodeResult =
 
 // ---- UUIDs ----
 
-/** Canonical UUID text -> 16 bytes as a latin1 string. */
+/** UUID text -> 16 bytes as a latin1 string; "" when `id` is not UUID text. */
 export function uuidToKey(id: string): string {
-  return Buffer.from(id.replace(/-/g, ""), "hex").toString("latin1");
+  return uuidBytes(id) ?? "";
 }
 
 /** Two lower-case hex digits of every byte value. */
@@ -131,54 +132,116 @@ export interface EventRecordInit {
   metadata: Uint8Array;
 }
 
+/**
+ * Writes `text`, `bytes` long in UTF-8, at `at`. ASCII text (its UTF-8 length is its length)
+ * goes byte by byte: for short names that is cheaper than a call into Buffer#write.
+ */
+function writeText(buf: Buffer, at: number, text: string, bytes: number): void {
+  if (bytes !== text.length || bytes > 64) {
+    buf.write(text, at, bytes, "utf8");
+    return;
+  }
+  for (let i = 0; i < bytes; i++) buf[at + i] = text.charCodeAt(i);
+}
+
+// CRC-32C (Castagnoli, reflected polynomial 0x82f63b78) tables for slicing by 8.
+const CRC_TABLES = Array.from({ length: 8 }, () => new Int32Array(256));
+for (let n = 0; n < 256; n++) {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  (CRC_TABLES[0] as Int32Array)[n] = c;
+}
+for (let n = 0; n < 256; n++) {
+  for (let k = 1; k < 8; k++) {
+    const prev = (CRC_TABLES[k - 1] as Int32Array)[n] as number;
+    (CRC_TABLES[k] as Int32Array)[n] =
+      (prev >>> 8) ^ ((CRC_TABLES[0] as Int32Array)[prev & 255] as number);
+  }
+}
+const [C0, C1, C2, C3, C4, C5, C6, C7] = CRC_TABLES as [
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+];
+/** Up to this many bytes the CRC is computed here; above, by the native (hardware) one. */
+const JS_CRC_MAX_BYTES = 512;
+
+/**
+ * The CRC-32C of `buf[start, end)`, as `crc32c` computes it. A small record's is computed in
+ * JavaScript (slicing by 8): cheaper than the native call and the view it needs.
+ */
+export function crc32cOf(buf: Buffer, start: number, end: number): number {
+  if (end - start > JS_CRC_MAX_BYTES) return crc32c(buf.subarray(start, end));
+  let c = -1;
+  let i = start;
+  for (; i + 8 <= end; i += 8) {
+    const lo = c ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));
+    c =
+      C7[lo & 255]! ^
+      C6[(lo >>> 8) & 255]! ^
+      C5[(lo >>> 16) & 255]! ^
+      C4[lo >>> 24]! ^
+      C3[buf[i + 4]!]! ^
+      C2[buf[i + 5]!]! ^
+      C1[buf[i + 6]!]! ^
+      C0[buf[i + 7]!]!;
+  }
+  for (; i < end; i++) c = C0[(c ^ buf[i]!) & 255]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+/** Fixed bytes of an EVENT record: framing, flags, 3 f64, the id, the 4 lengths. */
+const EVENT_FIXED_BYTES = RECORD_OVERHEAD_BYTES + 1 + 8 + 8 + 8 + 16 + 2 + 2 + 4 + 4;
+
 export function encodeEvent(e: EventRecordInit): Buffer {
   const streamBytes = Buffer.byteLength(e.streamId, "utf8");
   const typeBytes = Buffer.byteLength(e.type, "utf8");
   if (streamBytes > 0xffff || typeBytes > 0xffff)
     throw new RangeError("stream name or event type too long");
-  if (e.idKey.length !== 16) throw new RangeError("event id key must be 16 bytes");
-  const payloadBytes =
-    1 +
-    8 +
-    8 +
-    8 +
-    16 +
-    2 +
-    streamBytes +
-    2 +
-    typeBytes +
-    4 +
-    e.data.length +
-    4 +
-    e.metadata.length;
-  return frame(RecordType.EVENT, payloadBytes, (buf, at) => {
-    let o = at;
-    buf.writeUInt8((e.batchEnd ? FLAG_BATCH_END : 0) | (e.isJson ? FLAG_IS_JSON : 0), o);
-    o += 1;
-    buf.writeDoubleLE(e.revision, o);
-    o += 8;
-    buf.writeDoubleLE(e.prevPosition, o);
-    o += 8;
-    buf.writeDoubleLE(e.createdMs, o);
-    o += 8;
-    buf.write(e.idKey, o, 16, "latin1");
-    o += 16;
-    buf.writeUInt16LE(streamBytes, o);
-    o += 2;
-    buf.write(e.streamId, o, streamBytes, "utf8");
-    o += streamBytes;
-    buf.writeUInt16LE(typeBytes, o);
-    o += 2;
-    buf.write(e.type, o, typeBytes, "utf8");
-    o += typeBytes;
-    buf.writeUInt32LE(e.data.length, o);
-    o += 4;
-    buf.set(e.data, o);
-    o += e.data.length;
-    buf.writeUInt32LE(e.metadata.length, o);
-    o += 4;
-    buf.set(e.metadata, o);
-  });
+  const idKey = e.idKey;
+  if (idKey.length !== 16) throw new RangeError("event id key must be 16 bytes");
+  const length = EVENT_FIXED_BYTES + streamBytes + typeBytes + e.data.length + e.metadata.length;
+  if (length > MAX_RECORD_BYTES) {
+    throw new RangeError(`record of ${length} bytes exceeds the limit of ${MAX_RECORD_BYTES}`);
+  }
+  // One allocation and straight-line writes (the hottest encoder: one call per event written).
+  const buf = Buffer.allocUnsafe(length);
+  buf.writeUInt32LE(length, 0);
+  buf[8] = RecordType.EVENT;
+  let o = RECORD_HEADER_BYTES;
+  buf[o] = (e.batchEnd ? FLAG_BATCH_END : 0) | (e.isJson ? FLAG_IS_JSON : 0);
+  o += 1;
+  buf.writeDoubleLE(e.revision, o);
+  o += 8;
+  buf.writeDoubleLE(e.prevPosition, o);
+  o += 8;
+  buf.writeDoubleLE(e.createdMs, o);
+  o += 8;
+  for (let i = 0; i < 16; i++) buf[o + i] = idKey.charCodeAt(i);
+  o += 16;
+  buf.writeUInt16LE(streamBytes, o);
+  o += 2;
+  writeText(buf, o, e.streamId, streamBytes);
+  o += streamBytes;
+  buf.writeUInt16LE(typeBytes, o);
+  o += 2;
+  writeText(buf, o, e.type, typeBytes);
+  o += typeBytes;
+  buf.writeUInt32LE(e.data.length, o);
+  o += 4;
+  buf.set(e.data, o);
+  o += e.data.length;
+  buf.writeUInt32LE(e.metadata.length, o);
+  o += 4;
+  buf.set(e.metadata, o);
+  buf.writeUInt32LE(crc32cOf(buf, 8, length - RECORD_TRAILER_BYTES), 4);
+  buf.writeUInt32LE(length, length - RECORD_TRAILER_BYTES);
+  return buf;
 }
 
 export function encodeTombstone(t: {
@@ -230,10 +293,13 @@ export function encodeRaw(type: number, payload: Uint8Array): Buffer {
 /**
  * Checks framing and CRC of the record starting at `at` in `buf` without decoding the payload.
  * Returns its length, or the problem. "short" means the buffer ends before the record does.
+ * `crcVerified`: the caller already verified these exact bytes' CRC (a follower's replicated
+ * records are verified once on receipt), so only the framing is checked.
  */
 export function checkRecord(
   buf: Buffer,
   at: number,
+  crcVerified = false,
 ): { ok: true; length: number } | { ok: false; problem: RecordProblem } {
   if (buf.length - at < 4) return { ok: false, problem: "short" };
   const length = buf.readUInt32LE(at);
@@ -242,6 +308,7 @@ export function checkRecord(
   if (buf.length - at < length) return { ok: false, problem: "short" };
   if (buf.readUInt32LE(at + length - RECORD_TRAILER_BYTES) !== length)
     return { ok: false, problem: "bad_trailer" };
+  if (crcVerified) return { ok: true, length };
   const crc = crc32c(buf.subarray(at + 8, at + length - RECORD_TRAILER_BYTES));
   if (crc !== buf.readUInt32LE(at + 4)) return { ok: false, problem: "bad_crc" };
   return { ok: true, length };

@@ -64,8 +64,10 @@ export interface ReplicatedLog {
   /**
    * Appends whole batches of a leader's raw bytes at `position` = `endPosition`; throws at
    * once, changing nothing, unless they are sound and continue this log. Resolves on commit.
+   * `crcVerified`: the caller has verified every record's CRC in exactly these bytes
+   * (`checkRecord`), so it is not computed again; framing and payloads are still checked.
    */
-  appendRaw(position: number, bytes: Uint8Array): Promise<void>;
+  appendRaw(position: number, bytes: Uint8Array, crcVerified?: boolean): Promise<void>;
   /**
    * Cuts the log back to the boundary `position` (never below `commitPosition`); the writes
    * beyond it reject with an error `isTruncatedError` recognises.

@@ -835,11 +835,21 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   append(streamId: string, expected: ExpectedVersion, events: NewEvent[]): Promise<WriteResult> {
-    return this.appendOnce(streamId, expected, events, true);
+    try {
+      return this.appendOnce(streamId, expected, events, true);
+    } catch (err) {
+      // A refusal (a StoreError): the caller gets it as a rejection, as from an async function.
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
-  /** `useIdIndex` false: the event-id index was asked already, and the ids are not this stream's. */
-  private async appendOnce(
+  /**
+   * `useIdIndex` false: the event-id index was asked already, and the ids are not this
+   * stream's. Not an async function: a new append (the common case) decides synchronously
+   * and gets the write's own promise, without a promise per layer; it throws its refusals
+   * (`append` turns them into a rejection).
+   */
+  private appendOnce(
     streamId: string,
     expected: ExpectedVersion,
     events: NewEvent[],
@@ -848,8 +858,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     this.assertWritable();
     validateStreamId(streamId);
     validateExpectedVersion(expected, streamId);
-    validateNewEvents(events, streamId);
-    const keys = events.map((e) => uuidToKey(e.id));
+    // The ids' 16 bytes come out of their validation (one pass over each id's text).
+    const keys = validateNewEvents(events, streamId);
     const target = targetOfMetadataStream(streamId);
     let newMeta: StreamMetadata | undefined;
     if (target !== undefined) {
@@ -860,44 +870,52 @@ export class LogStore implements StreamStore, ReplicatedLog {
     assertNotTombstoned(streamId, state?.wTombstoned === true);
     const view = writeView(state);
 
-    // Idempotent retry of a recent append?
-    const recent = decideFromRecentIds(view, expected, keys, (key) => {
-      const e = this.window.get(key);
-      return state !== undefined && e?.stream === state.name ? e : undefined;
-    });
-    if (recent.kind === "conflict") return recent.result;
-    if (recent.kind === "idempotent") {
-      await this.waitForCommit(recent.result.position + 1);
-      return recent.result;
+    // Idempotent retry of a recent append? (Not when the first id is not in the window: the
+    // decision is "new" then, so the common append looks the window up once.)
+    const k0 = keys[0];
+    const inWindow = k0 !== undefined && this.window.has(k0);
+    if (inWindow) {
+      const recent = decideFromRecentIds(view, expected, keys, (key) => {
+        const e = this.window.get(key);
+        return state !== undefined && e?.stream === state.name ? e : undefined;
+      });
+      if (recent.kind === "conflict") return Promise.resolve(recent.result);
+      if (recent.kind === "idempotent") {
+        const result = recent.result;
+        return this.waitForCommit(result.position + 1).then(() => result);
+      }
     }
     // An any / stream_exists retry older than the window: the event-id index knows every id.
     // (exact / no_stream retries are answered by reading the stream, below.)
-    const k0 = keys[0];
     if (
       useIdIndex &&
       state !== undefined &&
       k0 !== undefined &&
       findsRetriesById(expected) &&
-      this.window.get(k0) === undefined
+      !inWindow
     ) {
       const hit = this.streams.id(k0);
       if (hit !== undefined && hit.revision <= state.wLast) {
-        const fromIndex = await this.matchIndexed(state, hit, keys);
-        // Not this stream's event: decide again on the state as it is now.
-        return fromIndex ?? this.appendOnce(streamId, expected, events, false);
+        return this.matchIndexed(state, hit, keys).then(
+          // Not this stream's event: decide again on the state as it is now.
+          (fromIndex) => fromIndex ?? this.appendOnce(streamId, expected, events, false),
+        );
       }
     }
 
     const check = checkExpectedVersion(streamId, expected, view);
-    if (check.kind === "conflict") return check.result;
+    if (check.kind === "conflict") return Promise.resolve(check.result);
     if (check.kind === "compare-ids") {
       return state === undefined
-        ? wrongExpectedVersion(view)
+        ? Promise.resolve(wrongExpectedVersion(view))
         : this.matchLog(state, check.fromRevision, keys);
     }
     if (events.length === 0) {
-      await this.waitForCommit(this.reserveEnd);
-      return { ok: true, nextExpectedVersion: view.last, position: state?.wLastPos ?? -1 };
+      return this.waitForCommit(this.reserveEnd).then(() => ({
+        ok: true,
+        nextExpectedVersion: view.last,
+        position: state?.wLastPos ?? -1,
+      }));
     }
     const s = state ?? this.stateFor(streamId);
     const targetState =
@@ -974,7 +992,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     return decideFromStream(view, from, keys, storedIds(recs)).result;
   }
 
-  private async enqueueEvents(
+  /** Throws (synchronously) an event that cannot be encoded, before anything changes. */
+  private enqueueEvents(
     s: StreamState,
     events: NewEvent[],
     keys: string[],
@@ -1020,7 +1039,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       const r = firstRev + i;
       const p = positions[i] as number;
       if (r % SPARSE_EVERY === 0) s.sparse.set(r / SPARSE_EVERY, p);
-      this.window.add(keys[i] as string, { stream: s.name, revision: r, position: p });
+      this.window.put(keys[i] as string, s.name, r, p);
       this.streams.addId(keys[i] as string, p, r);
     }
     s.wLast = rev;
@@ -1029,7 +1048,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const lastRev = rev;
     const lastPos = prev;
     const count = events.length;
-    await this.enqueue(
+    const result: WriteResult = { ok: true, nextExpectedVersion: lastRev, position: lastPos };
+    return this.enqueueFor(
       start,
       buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers, pos - start),
       () => {
@@ -1043,19 +1063,31 @@ export class LogStore implements StreamStore, ReplicatedLog {
           this.streams.committed(metaTarget);
         }
       },
+      result,
     );
-    return { ok: true, nextExpectedVersion: lastRev, position: lastPos };
   }
 
   private enqueue(start: number, data: Buffer, apply: () => void): Promise<void> {
+    return this.enqueueFor(start, data, apply, undefined);
+  }
+
+  /** `enqueue`, resolving with `result` once committed. */
+  private enqueueFor<T>(start: number, data: Buffer, apply: () => void, result: T): Promise<T> {
     if (start !== this.reserveEnd)
       throw new Error(
         `internal: enqueue at ${start} but the log is reserved up to ${this.reserveEnd}`,
       );
     this.reserveEnd = start + data.length;
     this.noteBoundary(this.reserveEnd);
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ start, data, end: start + data.length, apply, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({
+        start,
+        data,
+        end: start + data.length,
+        apply,
+        resolve: () => resolve(result),
+        reject,
+      });
       if (this.writer === null) this.writer = this.writeLoop();
     });
   }
@@ -1587,8 +1619,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
    * batch end, event revisions and back-links must continue this log's streams and epochs must
    * increase; otherwise this throws at once and changes nothing. The batches then go through
    * the group commit and are indexed exactly like local appends. Resolves when committed.
+   * With `crcVerified` the caller has verified the CRCs of exactly these bytes (a follower does
+   * on receipt), so they are not computed a second time.
    */
-  appendRaw(position: number, bytes: Uint8Array): Promise<void> {
+  appendRaw(position: number, bytes: Uint8Array, crcVerified = false): Promise<void> {
     this.assertWritable();
     if (position !== this.reserveEnd)
       throw invalid(`appendRaw at ${position}, but this log ends at ${this.reserveEnd}`);
@@ -1602,7 +1636,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     let off = 0;
     while (off < buf.length) {
       const at = position + off;
-      const c = checkRecord(buf, off);
+      const c = checkRecord(buf, off, crcVerified);
       if (!c.ok) {
         throw invalid(
           c.problem === "short"

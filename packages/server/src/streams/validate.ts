@@ -3,16 +3,48 @@
  * the store has always thrown (same message, same stream id), checking in the same order, so
  * every backend refuses the same requests with the same words.
  */
-import { eventTypeProblem, isUuid, streamNameProblem } from "@chorus/protocol";
+import { eventTypeProblem, streamNameProblem } from "@chorus/protocol";
 import { invalid } from "./errors.js";
 import type { ExpectedVersion, NewEvent, ReadAllOptions, ReadStreamOptions } from "./types.js";
+import { uuidBytes } from "./uuid.js";
+
+/**
+ * Longest name (in UTF-16 units) surely within 1024 UTF-8 bytes: a unit is at most 3 bytes
+ * (a surrogate pair, 2 units, is 4).
+ */
+const SURELY_SHORT_UNITS = 341;
+
+/**
+ * `streamNameProblem`, answered without a UTF-8 length or a regular expression for the
+ * common name (short, no control character): it is checked on every append.
+ */
+export function streamNameProblemOf(name: unknown): string | null {
+  if (typeof name === "string" && name.length > 0 && name.length <= SURELY_SHORT_UNITS) {
+    let plain = true;
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      if (c < 0x20 || c === 0x7f) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain && name !== "$all" && name !== "$$") return null;
+  }
+  return streamNameProblem(name);
+}
+
+/** `eventTypeProblem`, without a UTF-8 length for the common (short) type. */
+export function eventTypeProblemOf(type: unknown): string | null {
+  if (typeof type === "string" && type.length > 0 && type.length <= SURELY_SHORT_UNITS) return null;
+  return eventTypeProblem(type);
+}
 
 /**
  * A stream id is a non-empty string of at most 1024 UTF-8 bytes without control characters,
  * and neither `$all` nor `$$` (the protocol's `streamNameProblem`, word for word).
  */
 export function validateStreamId(streamId: string): void {
-  const problem = streamNameProblem(streamId);
+  const problem = streamNameProblemOf(streamId);
   if (problem !== null) throw invalid(problem, streamId);
 }
 
@@ -39,18 +71,23 @@ export function validateExpectedVersion(expected: ExpectedVersion, streamId: str
  * The events of an append: an array (possibly empty) in which, event by event, the id is a
  * UUID, the type is a valid event type (non-empty string of at most 1024 UTF-8 bytes) and data
  * and metadata are byte arrays. The first problem is the one reported. (Sizes are the
- * backend's: the log refuses a record above 64 MiB.)
+ * backend's: the log refuses a record above 64 MiB.) Returns the ids' 16 bytes as latin1
+ * strings (`uuidBytes`), parsed by the same check.
  */
-export function validateNewEvents(events: NewEvent[], streamId: string): void {
+export function validateNewEvents(events: NewEvent[], streamId: string): string[] {
   if (!Array.isArray(events)) throw invalid("events must be an array", streamId);
+  const keys: string[] = [];
   for (const e of events) {
-    if (!isUuid(e.id)) throw invalid(`event id ${String(e.id)} is not a UUID`, streamId);
-    const typeProblem = eventTypeProblem(e.type);
+    const key = uuidBytes(e.id);
+    if (key === undefined) throw invalid(`event id ${String(e.id)} is not a UUID`, streamId);
+    keys.push(key);
+    const typeProblem = eventTypeProblemOf(e.type);
     if (typeProblem !== null) throw invalid(typeProblem, streamId);
     if (!(e.data instanceof Uint8Array) || !(e.metadata instanceof Uint8Array)) {
       throw invalid("event data and metadata must be byte arrays", streamId);
     }
   }
+  return keys;
 }
 
 /**

@@ -498,26 +498,34 @@ export class ConsensusCore<P> {
     // Peers that were caught up get the new records at once, in messages of about
     // maxBatchBytes, as long as what they have not acknowledged stays within bounds; the
     // others catch up from the log on their next reply or heartbeat.
-    const chunks = this.chunk(appended);
+    // Every such peer gets the same message objects, so the driver can encode them once.
+    let messages: AppendMessage<P>[] | undefined;
     for (const peer of this.others) {
       const p = this.peers.get(peer);
       if (p === undefined || p.next !== last.position) continue;
       if (p.next - p.acked + (position - last.position) > this.maxInFlightBytes) continue;
-      let prev = last;
-      for (const records of chunks) {
-        this.send(peer, {
-          type: "Append",
-          epoch: this.epoch,
-          prev,
-          records,
-          leaderCommit: this.commit,
-        });
-        const end = records[records.length - 1]!;
-        prev = { epoch: end.epoch, position: end.position + end.length };
-      }
+      messages ??= this.appendMessages(last, appended);
+      for (const m of messages) this.send(peer, m);
       p.next = position;
     }
     return appended;
+  }
+
+  /** Append messages carrying `records` (which follow `prev`) in runs of about maxBatchBytes. */
+  private appendMessages(prev: LogPoint, records: readonly LogRecord<P>[]): AppendMessage<P>[] {
+    const messages: AppendMessage<P>[] = [];
+    for (const run of this.chunk(records)) {
+      messages.push({
+        type: "Append",
+        epoch: this.epoch,
+        prev,
+        records: run,
+        leaderCommit: this.commit,
+      });
+      const end = run[run.length - 1]!;
+      prev = { epoch: end.epoch, position: end.position + end.length };
+    }
+    return messages;
   }
 
   /** Splits records into runs of about maxBatchBytes (at least one record each). */

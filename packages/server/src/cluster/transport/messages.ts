@@ -15,6 +15,28 @@ export type RecordSplitter = (
 
 type Body = Omit<chorus.IInternalFrame, "from">;
 
+/**
+ * The records' payloads as one buffer. Payloads that lie back to back in one buffer (a run
+ * read from the log, or split from one received Append) are one view of it, not a copy.
+ */
+export function joinPayloads(records: readonly { readonly payload: Buffer }[]): Buffer {
+  const first = records[0];
+  if (first === undefined) return Buffer.alloc(0);
+  let length = first.payload.length;
+  let adjacent = true;
+  for (let i = 1; i < records.length; i++) {
+    const p = records[i]!.payload;
+    adjacent &&=
+      p.buffer === first.payload.buffer && p.byteOffset === first.payload.byteOffset + length;
+    length += p.length;
+  }
+  if (adjacent) return Buffer.from(first.payload.buffer, first.payload.byteOffset, length);
+  return Buffer.concat(
+    records.map((r) => r.payload),
+    length,
+  );
+}
+
 function pointToWire(p: LogPoint): chorus.ILogPoint {
   return { epoch: p.epoch, position: p.position };
 }
@@ -46,10 +68,7 @@ export function messageToWire(message: Message<Buffer>): Body {
         appendEntries: {
           epoch: message.epoch,
           prev: pointToWire(message.prev),
-          records:
-            message.records.length === 1
-              ? message.records[0]!.payload
-              : Buffer.concat(message.records.map((r) => r.payload)),
+          records: joinPayloads(message.records),
           leaderCommit: message.leaderCommit,
         },
       };

@@ -1,7 +1,7 @@
 import { decodeInternalFrame, encodeInternalFrame } from "@chorus/protocol";
 import { describe, expect, it } from "vitest";
 import type { LogRecord, Message } from "../core/types.js";
-import { messageFromWire, messageToWire, type RecordSplitter } from "./messages.js";
+import { joinPayloads, messageFromWire, messageToWire, type RecordSplitter } from "./messages.js";
 
 /** Test codec: each record is [length byte][epoch byte][filler]; an epoch byte > 0 starts an epoch. */
 const split: RecordSplitter = (bytes, position, prevEpoch) => {
@@ -84,5 +84,30 @@ describe("consensus messages on the wire", () => {
       encodeInternalFrame({ from: "a", hello: { instanceId: "a", clusterSize: 3 } }),
     );
     expect(messageFromWire(frame, split)).toBeUndefined();
+  });
+});
+
+describe("joinPayloads", () => {
+  it("gives payloads that lie back to back in one buffer as one view of it", () => {
+    const bytes = Buffer.from([1, 2, 3, 4, 5, 6]);
+    const joined = joinPayloads([
+      { payload: bytes.subarray(0, 2) },
+      { payload: bytes.subarray(2, 5) },
+    ]);
+    expect([...joined]).toEqual([1, 2, 3, 4, 5]);
+    expect(joined.buffer).toBe(bytes.buffer);
+    expect(joined.byteOffset).toBe(bytes.byteOffset);
+  });
+
+  it("copies payloads that do not", () => {
+    const bytes = Buffer.from([1, 2, 3, 4, 5, 6]);
+    const apart = joinPayloads([
+      { payload: bytes.subarray(0, 2) },
+      { payload: bytes.subarray(3, 5) },
+    ]);
+    expect([...apart]).toEqual([1, 2, 4, 5]);
+    const other = joinPayloads([{ payload: bytes.subarray(0, 2) }, { payload: Buffer.from([9]) }]);
+    expect([...other]).toEqual([1, 2, 9]);
+    expect(joinPayloads([])).toHaveLength(0);
   });
 });

@@ -154,6 +154,25 @@ interface Held {
   lastWarnMs: number;
 }
 
+/** ws `generateMask`: the all-zero masking key (see OutboundLink). */
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
+/**
+ * A frame for one or more peers, encoded on its first send only: the same Append to every
+ * follower costs one encoding.
+ */
+export class OutgoingFrame {
+  #bytes: Uint8Array | undefined;
+  constructor(readonly body: Omit<InternalFrameInit, "from">) {}
+
+  /** The encoded frame, as sent by `from`. */
+  bytes(from: string): Uint8Array {
+    return (this.#bytes ??= encodeInternalFrame({ ...this.body, from }));
+  }
+}
+
 /** One outbound link that keeps reconnecting until closed. */
 class OutboundLink {
   #ws: WebSocket | undefined;
@@ -223,6 +242,10 @@ class OutboundLink {
     const localAddress = sourceAddressFor(this.net.options.localAddress, this.endpoint.host);
     const ws = new WebSocket(`${scheme}://${key(this.endpoint)}/`, {
       perMessageDeflate: false,
+      // A zero masking key: ws then neither masks what it sends nor the peer unmasks what it
+      // receives (a pass over every byte each). Masking guards browsers' proxies against
+      // forged requests; a node-to-node link carries no browser traffic.
+      generateMask: zeroMask,
       maxPayload: this.net.maxFrameBytes,
       handshakeTimeout: this.net.helloTimeoutMs,
       ...(localAddress !== undefined && { localAddress }),
@@ -365,15 +388,16 @@ export class PeerNetwork {
    * Sends one frame to a peer. False when it was not sent: the link is not open, or the frame
    * is an Append carrying records and the link is over its high-water mark (logged).
    */
-  send(endpoint: PeerEndpoint, frame: Omit<InternalFrameInit, "from">): boolean {
+  send(endpoint: PeerEndpoint, frame: OutgoingFrame | Omit<InternalFrameInit, "from">): boolean {
     const link = this.#links.get(key(endpoint));
     if (!link?.open) return false;
-    const records = frame.appendEntries?.records;
+    const out = frame instanceof OutgoingFrame ? frame : new OutgoingFrame(frame);
+    const records = out.body.appendEntries?.records;
     if (records && records.length > 0 && link.bufferedBytes > this.maxBufferedBytes) {
       this.#noteHeld(link, records.length);
       return false;
     }
-    return link.send(encodeInternalFrame({ ...frame, from: this.options.self.instanceId }));
+    return link.send(out.bytes(this.options.self.instanceId));
   }
 
   /** Takes WebSocket upgrades of the internal TCP port's server. */

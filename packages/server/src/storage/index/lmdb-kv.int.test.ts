@@ -1,7 +1,7 @@
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { tempDir } from "../test-helpers.js";
+import { tempDir, until } from "../test-helpers.js";
 import { LmdbKv } from "./lmdb-kv.js";
 import { LogIndex } from "./log-index.js";
 
@@ -88,5 +88,80 @@ describe("LmdbKv under the log index", () => {
     const empty = { events: 0, streamCount: 0, streams: [], sparse: [], ids, epochs: [] };
     await a.index.write({ upTo: 500, ...empty });
     await expect(a.index.write({ upTo: 400, ...empty })).rejects.toThrow(/below 500/);
+  });
+
+  it("builds the id filter from the persisted ids: every one is found after a reopen, new ones are ruled out", async () => {
+    const a = await openIndex();
+    const key = (i: number): string => {
+      const k = Buffer.alloc(16);
+      k.writeUInt32BE(i, 4);
+      k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 12);
+      return k.toString("latin1");
+    };
+    let upTo = 0;
+    // Several writes, past the size of the first filter (rebuilt larger as it fills).
+    for (let round = 0; round < 5; round++) {
+      const ids = { ids: [] as string[], positions: [] as number[], revisions: [] as number[] };
+      for (let i = round * 10_000; i < (round + 1) * 10_000; i++) {
+        ids.ids.push(key(i));
+        ids.positions.push(i);
+        ids.revisions.push(0);
+      }
+      upTo += 10_000;
+      await a.index.write({
+        upTo,
+        events: upTo,
+        streamCount: 1,
+        streams: [],
+        sparse: [],
+        ids,
+        epochs: [],
+      });
+      for (let i = 0; i < upTo; i += 97) expect(a.index.id(key(i))?.position).toBe(i);
+    }
+    await a.kv.close();
+    opened.length = 0;
+    const b = await openIndex();
+    // Lookups answer right while the filter is built and once it is.
+    expect(b.index.idFilterReady).toBe(false);
+    for (let i = 0; i < upTo; i += 7) expect(b.index.id(key(i))?.position).toBe(i);
+    await until(() => b.index.idFilterReady, "the id filter");
+    for (let i = 0; i < upTo; i++) expect(b.index.id(key(i))?.position).toBe(i);
+    for (let i = upTo; i < 2 * upTo; i++) expect(b.index.id(key(i))).toBeUndefined();
+  });
+
+  it("applies a batch in key order, the later of two puts of one key winning", async () => {
+    const a = await openIndex();
+    const key = (i: number): Buffer => {
+      const k = Buffer.alloc(16);
+      k.writeUInt32BE((i * 2654435761) % 4294967296, 0);
+      k.writeUInt32BE(i, 12);
+      return k;
+    };
+    const value = (v: number): Buffer => {
+      const b = Buffer.alloc(16);
+      b.writeDoubleLE(v, 0);
+      return b;
+    };
+    const ops = [];
+    for (let i = 0; i < 3000; i++)
+      ops.push({ table: "ids" as const, key: key(i), value: value(i) });
+    // Keys sharing their first 4 bytes, and every key put a second time later in the batch.
+    for (let i = 0; i < 50; i++) {
+      const k = Buffer.alloc(16);
+      k.writeUInt32BE(7, 0);
+      k.writeUInt32BE(i, 12);
+      ops.push({ table: "ids" as const, key: k, value: value(-i - 1) });
+    }
+    for (let i = 0; i < 3000; i++)
+      ops.push({ table: "ids" as const, key: key(i), value: value(i + 0.5) });
+    await a.kv.write(ops);
+    for (let i = 0; i < 3000; i++) expect(a.kv.get("ids", key(i))?.readDoubleLE(0)).toBe(i + 0.5);
+    const k = Buffer.alloc(16);
+    k.writeUInt32BE(7, 0);
+    for (let i = 0; i < 50; i++) {
+      k.writeUInt32BE(i, 12);
+      expect(a.kv.get("ids", k)?.readDoubleLE(0)).toBe(-i - 1);
+    }
   });
 });

@@ -16,7 +16,11 @@
  */
 import type { StreamMetadata } from "../../streams/types.js";
 import type { EpochEntry } from "../replicated-log.js";
+import { IdFilter } from "./id-filter.js";
 import type { Kv, KvOp } from "./kv.js";
+
+/** Ids read per turn of the event loop while the id filter is built. */
+const FILTER_SCAN_CHUNK = 16_384;
 
 /** Bump when the layout changes: an index of another format is rebuilt from the log. */
 const FORMAT = 1;
@@ -53,6 +57,14 @@ export interface IndexDelta {
     readonly revisions: readonly number[];
   };
   readonly epochs: readonly EpochEntry[];
+}
+
+/**
+ * Writes a 16-byte id key (latin1) at `at`: a loop of 16 stores, cheaper than Buffer#write's
+ * call into the runtime (one per append looked up, one per id persisted).
+ */
+function writeIdKey(buf: Buffer, at: number, idKey: string): void {
+  for (let i = 0; i < 16; i++) buf[at + i] = idKey.charCodeAt(i);
 }
 
 function positionKey(p: number): Buffer {
@@ -109,6 +121,15 @@ export class LogIndex {
   private epochList: EpochEntry[] = [];
   /** Lookups reuse one key buffer (the engine copies it). */
   private readonly idKey = Buffer.alloc(16);
+  /**
+   * Every id persisted (and some more): an id it has not got is not looked up on disk. Null
+   * until built (then every id is looked up).
+   */
+  private idFilter: IdFilter | null = null;
+  /** The filter being built: the ids scanned so far and every id written since it began. */
+  private building: IdFilter | null = null;
+  /** Bumped to stop a build (clear, close, a newer build). */
+  private filterGeneration = 0;
 
   constructor(private readonly kv: Kv) {}
 
@@ -133,17 +154,24 @@ export class LogIndex {
       const hadOne = state !== undefined;
       if (hadOne) await this.kv.clear();
       this.reset();
+      this.buildIdFilter(0);
       return !hadOne;
     }
     this.upTo = state.readDoubleLE(4);
     this.eventTotal = state.readDoubleLE(12);
     this.streamTotal = state.readDoubleLE(20);
+    this.buildIdFilter(0);
     this.epochList = this.kv.entries("epochs").map(([k, v]) => ({
       position: k.readUInt32BE(0) * 4294967296 + k.readUInt32BE(4),
       epochNumber: v.readDoubleLE(0),
       epochId: v.toString("utf8", 8),
     }));
     return true;
+  }
+
+  /** Whether the id filter is built (lookups of new ids skip the engine). */
+  get idFilterReady(): boolean {
+    return this.idFilter !== null;
   }
 
   /** The persisted epochs (below `persistedUpTo`), ascending. */
@@ -163,7 +191,9 @@ export class LogIndex {
   }
 
   id(idKey: string): EventIdHit | undefined {
-    this.idKey.write(idKey, 0, 16, "latin1");
+    // Most appends carry new ids: the filter rules them out without a lookup on disk.
+    if (this.idFilter !== null && !this.idFilter.mayHave(idKey)) return undefined;
+    writeIdKey(this.idKey, 0, idKey);
     const v = this.kv.get("ids", this.idKey);
     if (v === undefined || v.length < 16) return undefined;
     return { position: v.readDoubleLE(0), revision: v.readDoubleLE(8) };
@@ -195,6 +225,13 @@ export class LogIndex {
     state.writeDoubleLE(delta.streamCount, 20);
     ops.push({ table: "meta", key: STATE_KEY, value: state });
     const { ids, positions, revisions } = delta.ids;
+    // Into the filters before the write: an id is in them before a lookup can find it on disk.
+    if (this.idFilter?.crowded === true && this.building === null)
+      this.buildIdFilter(this.idFilter.count * 2);
+    for (const id of ids) {
+      this.idFilter?.add(id);
+      this.building?.add(id);
+    }
     await this.kv.write(ops, [
       {
         table: "ids",
@@ -202,7 +239,7 @@ export class LogIndex {
         keyBytes: 16,
         valueBytes: 16,
         fill: (i, buf, keyAt, valueAt) => {
-          buf.write(ids[i] as string, keyAt, 16, "latin1");
+          writeIdKey(buf, keyAt, ids[i] as string);
           buf.writeDoubleLE(positions[i] as number, valueAt);
           buf.writeDoubleLE(revisions[i] as number, valueAt + 8);
         },
@@ -218,9 +255,11 @@ export class LogIndex {
   async clear(): Promise<void> {
     await this.kv.clear();
     this.reset();
+    this.buildIdFilter(0);
   }
 
   async close(): Promise<void> {
+    this.stopIdFilter();
     await this.kv.close();
   }
 
@@ -229,5 +268,46 @@ export class LogIndex {
     this.eventTotal = 0;
     this.streamTotal = 0;
     this.epochList = [];
+    this.stopIdFilter();
+  }
+
+  private stopIdFilter(): void {
+    this.filterGeneration++;
+    this.idFilter = null;
+    this.building = null;
+  }
+
+  /**
+   * Builds a filter sized for `expectedIds` (at least the events persisted), scanning
+   * the persisted ids a chunk per turn of the event loop; it replaces the one in use once the
+   * scan is done. No id can be missed: ids are never removed but by `clear` (which starts
+   * over), every id persisted before the build began is in every snapshot the scan reads, and
+   * every id written from then on is added to it by `write` (one write at a time, and none is
+   * in flight when a build begins: open, clear, or `write` itself before it writes).
+   */
+  private buildIdFilter(expectedIds: number): void {
+    const scanKeys = this.kv.scanKeys?.bind(this.kv);
+    if (scanKeys === undefined) return;
+    const generation = ++this.filterGeneration;
+    const filter = new IdFilter(Math.max(expectedIds, this.eventTotal));
+    this.building = filter;
+    let after: Buffer | undefined;
+    const step = (): void => {
+      if (generation !== this.filterGeneration) return;
+      try {
+        after = scanKeys("ids", after, FILTER_SCAN_CHUNK, (key) => filter.addBytes(key, 0));
+      } catch {
+        // No filter then: every id is looked up, as without one.
+        if (generation === this.filterGeneration) this.building = null;
+        return;
+      }
+      if (after !== undefined) {
+        setImmediate(step).unref();
+        return;
+      }
+      this.idFilter = filter;
+      this.building = null;
+    };
+    setImmediate(step).unref();
   }
 }
