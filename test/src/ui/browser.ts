@@ -19,7 +19,7 @@ export const chromiumMissing: string | undefined = existsSync(CHROMIUM_PATH)
 
 if (chromiumMissing !== undefined) console.warn(chromiumMissing);
 
-/** Where the docs' screenshots go (docs/ui/). */
+/** Where the docs' screenshots go (docs/ui/), when CHORUS_UI_SCREENSHOTS=1. */
 export const SCREENSHOT_DIR = fileURLToPath(new URL("../../../docs/ui/", import.meta.url));
 
 export interface TestBrowser {
@@ -35,6 +35,7 @@ export interface TestPage {
   readonly errors: string[];
   /** Every HTTP answer the page got: method, URL path and status. */
   readonly responses: { method: string; path: string; status: number }[];
+  /** Writes docs/ui/NAME.png when CHORUS_UI_SCREENSHOTS=1 (to refresh the docs); else nothing. */
   screenshot(name: string): Promise<void>;
 }
 
@@ -92,6 +93,8 @@ export async function launchBrowser(): Promise<TestBrowser> {
         errors,
         responses,
         async screenshot(name) {
+          // Only on request: a test run must not rewrite files of the repository.
+          if (process.env.CHORUS_UI_SCREENSHOTS !== "1") return;
           await mkdir(SCREENSHOT_DIR, { recursive: true });
           await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
         },
