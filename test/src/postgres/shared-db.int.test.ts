@@ -90,7 +90,7 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
     );
     try {
       const db = new URL(url).pathname.slice(1);
-      expect(await pg.psql("SELECT version FROM chorus.schema_version", db)).toBe("1\n");
+      expect(await pg.psql("SELECT version FROM chorus.schema_version", db)).toBe("2\n");
       expect(await pg.psql("SELECT count(*) FROM chorus.head", db)).toBe("1\n");
       const client = new ChorusClient(withOptions((nodes[1] as TestNode).connectionString));
       try {
