@@ -8,6 +8,8 @@
  * loopback to a node process: every row then carries transport and store).
  * `append-seq-floor` is the same sequential append through raw TCP and fdatasync alone
  * (floor.ts): the machine's ceiling for `append-seq`, to read that row as a ratio.
+ * --peers: after those rows, `append-seq` and `append-pipelined` on JetStream, etcd and
+ * PostgreSQL when installed (peers/runner.ts; every such row carries `peer`).
  * Every figure is from the durable configuration: an on-disk node (fsync before
  * acknowledging) and the client in separate processes.
  */
@@ -22,6 +24,7 @@ import { seqFloor } from "./floor.js";
 import { indexScale } from "./index-scale.js";
 import { CpuMeter, processTree, type ServerPids } from "./proc.js";
 import { insertFloor, startPostgresBackend } from "./postgres.js";
+import { runPeers } from "./peers/runner.js";
 import { Profiling } from "./profile.js";
 import { readAllFiltered } from "./read-all-filtered.js";
 import { appendPipelined, subscribeLive } from "./rows.js";
@@ -58,6 +61,8 @@ interface Args {
   embedded: boolean;
   /** --partitions N: the rows of partitions.ts (N groups beside one plain node). */
   partitions: number | undefined;
+  /** After the rows, the same append rows on other systems (peers/runner.ts). */
+  peers: boolean;
 }
 
 /** Rows of an --embedded run. */
@@ -78,6 +83,7 @@ function parseArgs(argv: string[]): Args {
     db: "log",
     embedded: false,
     partitions: undefined,
+    peers: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -87,6 +93,7 @@ function parseArgs(argv: string[]): Args {
     else if (name === "--profile") args.profile = true;
     else if (name === "--nodes") args.nodes = Number(value());
     else if (name === "--embedded") args.embedded = true;
+    else if (name === "--peers") args.peers = true;
     else if (name === "--partitions") args.partitions = Number(value());
     else if (name === "--only") args.only = new Set(value().split(","));
     else if (name === "--db") {
@@ -95,7 +102,7 @@ function parseArgs(argv: string[]): Args {
       args.db = db;
     } else
       throw new Error(
-        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres, --embedded, --partitions N)`,
+        `unknown option ${arg} (known: --nodes 1|3, --quick, --only NAME, --profile, --db postgres, --embedded, --partitions N, --peers)`,
       );
   }
   if (args.nodes !== 1 && args.nodes !== 3) throw new Error("--nodes takes 1 or 3");
@@ -109,6 +116,10 @@ function parseArgs(argv: string[]): Args {
         "--partitions runs single-node groups on their log: not with --nodes 3, --db or --embedded",
       );
   }
+  if (args.peers && (args.db !== "log" || args.embedded || args.partitions !== undefined))
+    throw new Error(
+      "--peers runs beside the plain rows: not with --db, --embedded or --partitions",
+    );
   const unknown = [...(args.only ?? [])].filter((name) => !ROWS.has(name));
   if (unknown.length > 0) {
     throw new Error(`unknown row ${unknown.join(", ")} (known: ${[...ROWS].join(", ")})`);
@@ -655,6 +666,13 @@ async function main(): Promise<void> {
   const profiling = args.profile ? await Profiling.start() : undefined;
   try {
     await run(args, profiling);
+    if (args.peers)
+      await runPeers({
+        nodes: args.nodes === 3 ? 3 : 1,
+        quick: args.quick,
+        only: (name) => !args.only || args.only.has(name),
+        emit,
+      });
   } finally {
     if (profiling) {
       await profiling.stop();

@@ -8,6 +8,7 @@
  * `append-seq` reads as a fraction of the first; `append-pipelined` (256 in flight) as a
  * multiple of the second, which is what group commit buys.
  */
+import type { EventData } from "@chorus/client";
 import { startNode, startPostgres, type TestNode, type TestPostgresPrimary } from "@chorus/testing";
 import { performance } from "node:perf_hooks";
 import postgres from "postgres";
@@ -49,6 +50,27 @@ export async function startPostgresBackend(
   };
 }
 
+/** A table shaped like the event table, with its indexes (the floor rows, the postgres peer). */
+export async function createFloorTable(sql: postgres.Sql): Promise<void> {
+  await sql`CREATE TABLE floor_events (
+    position bigserial PRIMARY KEY, stream_id text NOT NULL, revision bigint NOT NULL,
+    event_id uuid NOT NULL, event_type text NOT NULL, is_json boolean NOT NULL,
+    data bytea NOT NULL, metadata bytea NOT NULL, created_ms bigint NOT NULL,
+    UNIQUE (stream_id, revision), UNIQUE (stream_id, event_id))`;
+}
+
+/** One INSERT (its own transaction) of `e` into createFloorTable's table. */
+export async function insertFloorEvent(
+  sql: postgres.Sql,
+  stream: string,
+  revision: number,
+  e: EventData,
+): Promise<void> {
+  await sql`INSERT INTO floor_events (stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms)
+    VALUES (${stream}, ${revision}, ${e.id}, ${e.type}, ${true}, ${Buffer.from(e.data)},
+            ${Buffer.alloc(0)}, ${Date.now()})`;
+}
+
 /**
  * Raw INSERTs of `n` bench events (`warm` more first, not measured) into a table shaped like
  * the event table, from `connections` connections each with one INSERT in flight.
@@ -60,18 +82,11 @@ export async function insertFloor(
   const url = await pg.createDatabase(`floor_${options.connections}_${Date.now()}`);
   const sql = postgres(url, { max: options.connections, onnotice: () => undefined });
   try {
-    await sql`CREATE TABLE floor_events (
-      position bigserial PRIMARY KEY, stream_id text NOT NULL, revision bigint NOT NULL,
-      event_id uuid NOT NULL, event_type text NOT NULL, is_json boolean NOT NULL,
-      data bytea NOT NULL, metadata bytea NOT NULL, created_ms bigint NOT NULL,
-      UNIQUE (stream_id, revision), UNIQUE (stream_id, event_id))`;
+    await createFloorTable(sql);
     let revision = 0;
     const insert = async (i: number): Promise<void> => {
-      const e = event(i);
       const r = revision++;
-      await sql`INSERT INTO floor_events (stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms)
-        VALUES (${`floor-${r % 1000}`}, ${r}, ${e.id}, ${e.type}, ${true}, ${Buffer.from(e.data)},
-                ${Buffer.alloc(0)}, ${Date.now()})`;
+      await insertFloorEvent(sql, `floor-${r % 1000}`, r, event(i));
     };
     const lat = new Latencies();
     const runLoops = async (count: number, measure: boolean): Promise<number> => {

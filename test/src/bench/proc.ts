@@ -61,7 +61,7 @@ export interface CpuColumns {
 }
 
 /** Ticks of processes that may have exited meanwhile (a gone one counts 0). */
-function ticksOfAll(pids: readonly number[]): number {
+export function ticksOfAll(pids: readonly number[]): number {
   let sum = 0;
   for (const pid of pids) {
     try {
