@@ -2,6 +2,7 @@
  * Consumer strategies: which consumer of a group gets an event. Pure functions over the
  * consumers that are connected, in the order they joined.
  */
+import { fmix32 } from "../streams/hash.js";
 
 /** FNV-1a over UTF-16 code units, then a final avalanche (murmur3's fmix32). */
 export function hash32(text: string): number {
@@ -10,12 +11,7 @@ export function hash32(text: string): number {
     h ^= text.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h);
 }
 
 /**

@@ -3,6 +3,7 @@
  * are not, so the append of a new event (the common case) skips the index lookup on disk. It
  * never says "not there" for an id that is: every id it was told of answers "maybe".
  */
+import { fmix32 } from "../../streams/hash.js";
 
 /**
  * Bits per id aimed for (rounded up to a power of two). With 4 probes: about 1 false "maybe"
@@ -13,16 +14,6 @@ const PROBES = 4;
 /** The filter's largest size: beyond it more new ids get a "maybe" (and a lookup). */
 export const MAX_FILTER_BYTES = 64 * 1024 * 1024;
 const MIN_FILTER_BITS = 1 << 16;
-
-/** 32-bit mix of four 32-bit words (murmur3's finalizer over a running xor-multiply). */
-function mix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 function word(key: string, at: number): number {
   return (
@@ -61,8 +52,8 @@ export class IdFilter {
 
   /** Adds a 16-byte id key (latin1 string). */
   add(key: string): void {
-    let h1 = mix(word(key, 0) ^ Math.imul(word(key, 4), 0x9e3779b1));
-    const h2 = mix(word(key, 8) ^ Math.imul(word(key, 12), 0x85ebca77)) | 1;
+    let h1 = fmix32(word(key, 0) ^ Math.imul(word(key, 4), 0x9e3779b1));
+    const h2 = fmix32(word(key, 8) ^ Math.imul(word(key, 12), 0x85ebca77)) | 1;
     const mask = this.size - 1;
     for (let i = 0; i < PROBES; i++) {
       const bit = h1 & mask;
@@ -74,8 +65,8 @@ export class IdFilter {
 
   /** False when the id was surely never added. */
   mayHave(key: string): boolean {
-    let h1 = mix(word(key, 0) ^ Math.imul(word(key, 4), 0x9e3779b1));
-    const h2 = mix(word(key, 8) ^ Math.imul(word(key, 12), 0x85ebca77)) | 1;
+    let h1 = fmix32(word(key, 0) ^ Math.imul(word(key, 4), 0x9e3779b1));
+    const h2 = fmix32(word(key, 8) ^ Math.imul(word(key, 12), 0x85ebca77)) | 1;
     const mask = this.size - 1;
     for (let i = 0; i < PROBES; i++) {
       const bit = h1 & mask;
