@@ -15,6 +15,11 @@ import {
 
 /** Leader kills in the long write test (issue target: 20); CHORUS_CHAOS_WRITE_KILLS overrides. */
 const WRITE_KILLS = Number(process.env.CHORUS_CHAOS_WRITE_KILLS ?? 20);
+/**
+ * Each kill is a failover (well under a second), a process start and a store open (about a
+ * second on an idle machine, more on a loaded one); every wait in it has its own deadline.
+ */
+const WRITE_KILLS_TIMEOUT_MS = 30_000 + WRITE_KILLS * 6_000;
 
 let cluster: TestCluster | undefined;
 let writers: Writers | undefined;
@@ -45,19 +50,25 @@ describe("three-node cluster under faults", () => {
     await checkHistory(cluster, w);
   });
 
-  it(`loses and duplicates no acknowledged write across ${WRITE_KILLS} leader SIGKILLs`, async () => {
-    cluster = await startCluster({ size: 3 });
-    const w = (writers = startWriters(cluster, 2));
-    await writesContinue(w, 50, "writes flowing");
-    for (let k = 0; k < WRITE_KILLS; k++) {
-      const old = await cluster.leader({ timeoutMs: 20_000 });
-      await cluster.kill(old);
-      await writesContinue(w, 50, `writes resume after kill ${k + 1}`);
-      await cluster.restart(old);
-    }
-    await w.stop();
-    await checkHistory(cluster, w);
-  });
+  it(
+    `loses and duplicates no acknowledged write across ${WRITE_KILLS} leader SIGKILLs`,
+    {
+      timeout: WRITE_KILLS_TIMEOUT_MS,
+    },
+    async () => {
+      cluster = await startCluster({ size: 3 });
+      const w = (writers = startWriters(cluster, 2));
+      await writesContinue(w, 50, "writes flowing");
+      for (let k = 0; k < WRITE_KILLS; k++) {
+        const old = await cluster.leader({ timeoutMs: 20_000 });
+        await cluster.kill(old);
+        await writesContinue(w, 50, `writes resume after kill ${k + 1}`);
+        await cluster.restart(old);
+      }
+      await w.stop();
+      await checkHistory(cluster, w);
+    },
+  );
 
   it("a leader paused past the election timeout acknowledges nothing after it resumes", async () => {
     cluster = await startCluster({ size: 3 });

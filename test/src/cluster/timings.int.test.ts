@@ -18,6 +18,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { epochOf, roleChanges, type RoleChange } from "./helpers.js";
 
 const TEST_TIMEOUT_MS = 20_000;
+/** A 2 s election timeout: the default timings otherwise. */
+const SLOW_ELECTIONS = {
+  electionTimeoutMs: 2_000,
+  heartbeatIntervalMs: 50,
+  gossipIntervalMs: 500,
+  gossipTimeoutMs: 1_000,
+};
 
 let cluster: TestCluster | undefined;
 
@@ -47,16 +54,21 @@ function formedWith(node: TestNode): Record<string, unknown> | undefined {
 }
 
 /**
- * Starts three in-memory nodes with `timings`, checks every node runs with them, pauses or
- * kills the leader and times, from the survivors' logs, the first one standing and the new
- * leader.
+ * Starts three nodes with `timings`, checks every node runs with them, pauses or kills the
+ * leader and times, from the survivors' logs, the first one standing and the new leader.
+ * "kill-after-restart" first kills a follower and restarts it, and kills the leader as soon
+ * as that follower's process is up: the survivors' links to the restarted one are then still
+ * in their reconnection backoff.
  */
 async function failover(
   timings: Required<ClusterTimings>,
-  fault: "pause" | "kill",
+  fault: "pause" | "kill" | "kill-after-restart",
 ): Promise<Failover> {
-  const c = (cluster = await startCluster({ size: 3, memDb: true, timings }));
-  const old = await c.leader({ timeoutMs: 15_000 });
+  // On disk for a restart: an in-memory node comes back empty and must recover before it
+  // votes.
+  const memDb = fault !== "kill-after-restart";
+  const c = (cluster = await startCluster({ size: 3, memDb, timings }));
+  let old = await c.leader({ timeoutMs: 15_000 });
   await waitFor(() => c.nodes.every((node) => formedWith(node) !== undefined), {
     message: "every node formed",
   });
@@ -66,10 +78,16 @@ async function failover(
       electionTimeoutMs: [timings.electionTimeoutMs, 2 * timings.electionTimeoutMs],
     });
   }
+  if (fault === "kill-after-restart") {
+    const follower = (old + 1) % c.nodes.length;
+    await c.kill(follower);
+    await c.restart(follower);
+    old = await c.leader({ timeoutMs: 15_000 });
+  }
   const survivors = c.nodes.filter((_, i) => i !== old);
   const killedAt = Date.now();
-  if (fault === "kill") await c.kill(old);
-  else c.nodes[old]!.pause();
+  if (fault === "pause") c.nodes[old]!.pause();
+  else await c.kill(old);
   const first = (wanted: (change: RoleChange) => boolean): RoleChange | undefined =>
     survivors
       .flatMap((node) => roleChanges(node))
@@ -120,12 +138,7 @@ describe("cluster timings", () => {
       // Followers stand after a random [2 s, 4 s] without hearing the leader.
       what: "with --election-timeout-ms 2000 nobody stands within 1.5 s of a SIGSTOP; a leader within 4.5 s",
       fault: "pause" as const,
-      timings: {
-        electionTimeoutMs: 2_000,
-        heartbeatIntervalMs: 50,
-        gossipIntervalMs: 500,
-        gossipTimeoutMs: 1_000,
-      },
+      timings: SLOW_ELECTIONS,
       standsAfterMs: 1_500,
       electedWithinMs: 4_500,
     },
@@ -147,12 +160,17 @@ describe("cluster timings", () => {
       // heartbeats, long before a 2 s election timeout.
       what: "with --election-timeout-ms 2000 a leader within 1 s of a SIGKILL",
       fault: "kill" as const,
-      timings: {
-        electionTimeoutMs: 2_000,
-        heartbeatIntervalMs: 50,
-        gossipIntervalMs: 500,
-        gossipTimeoutMs: 1_000,
-      },
+      timings: SLOW_ELECTIONS,
+      standsAfterMs: 0,
+      electedWithinMs: 1_000,
+    },
+    {
+      // The same right after a follower restarted: the survivor's link to the restarted
+      // follower reopens as soon as that follower reaches it (not after the backoff), and
+      // the vote request goes again when it does.
+      what: "with --election-timeout-ms 2000 a leader within 1 s of a SIGKILL right after a follower restarted",
+      fault: "kill-after-restart" as const,
+      timings: SLOW_ELECTIONS,
       standsAfterMs: 0,
       electedWithinMs: 1_000,
     },

@@ -249,6 +249,12 @@ export class ClusterRole {
   private readonly readOnlyReplica: boolean;
   private instanceToNode = new Map<string, NodeId>();
   /**
+   * The instance that answered this node's own link to each peer endpoint (its hello). Gossip
+   * learns a restarted peer's new instance only on a later round; the link knows at once, so
+   * the peer's frames (a vote reply, say) are taken from the moment the link is up.
+   */
+  private readonly linkedInstances = new Map<NodeId, string>();
+  /**
    * The other members as gossip last reported them (refreshed on the timer). Kept as a
    * snapshot because gossip.members() asks for this node's own record, which asks for state.
    */
@@ -316,6 +322,15 @@ export class ClusterRole {
         const node = this.instanceToNode.get(peer.instanceId);
         if (node === undefined || !this.core) return;
         this.run((core) => core.peerLost(node, performance.now()));
+      },
+      onPeerReachable: (endpoint, peer) => {
+        const node = endpointKey(endpoint);
+        const before = this.linkedInstances.get(node);
+        if (before !== undefined && before !== peer.instanceId) this.instanceToNode.delete(before);
+        this.linkedInstances.set(node, peer.instanceId);
+        this.instanceToNode.set(peer.instanceId, node);
+        if (!this.core) return;
+        this.run((core) => core.peerReachable(node, performance.now()));
       },
       onFrame: (from, frame) => {
         const node = this.instanceToNode.get(from.instanceId);
@@ -790,6 +805,7 @@ export class ClusterRole {
       // Replicas too: the leader takes their append replies (the core drops other messages).
       map.set(m.record.instanceId, endpointKey(m.record.internalTcp));
     }
+    for (const [node, instanceId] of this.linkedInstances) map.set(instanceId, node);
     this.instanceToNode = map;
     this.others = members.filter((m) => !m.isSelf);
   }

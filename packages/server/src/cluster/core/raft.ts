@@ -75,6 +75,8 @@ export class ConsensusCore<P> {
   /** When this follower last sent its leader an AppendReply (see onAppend). */
   private lastReplyMs = Number.NEGATIVE_INFINITY;
   private votes = new Set<NodeId>();
+  /** The PreVote or Vote of this node's current round, sent again to a peer that comes back. */
+  private voteRequest: PreVoteMessage | VoteMessage | undefined = undefined;
   /** Follower: highest commit position heard from any leader. */
   private knownCommit = 0;
   /** Follower: the log matches the current leader's up to here. */
@@ -193,6 +195,27 @@ export class ConsensusCore<P> {
       const slot = this.priorityRank * others.length + Math.max(0, others.indexOf(this.cfg.id));
       const soonMs = this.nowMs + Math.floor((slot + this.cfg.random()) * this.cfg.heartbeatMs);
       if (soonMs < this.electionDeadlineMs) this.electionDeadlineMs = soonMs;
+    }
+    return this.flush();
+  }
+
+  /**
+   * This node's link to `peer` has just opened. Messages sent while no link was open are lost
+   * (the transport does not queue them), so a pre-candidate or candidate that has no answer
+   * from `peer` yet asks it again now, instead of after a whole election timeout: after a
+   * node restarts, the survivors' links to it reopen only after their backoff, and a vote
+   * request sent before that is gone. Asking twice in one round is harmless: a voter answers
+   * the same request the same way (a granted vote is `votedFor`).
+   */
+  peerReachable(peer: NodeId, nowMs: number): Effect<P>[] {
+    this.advanceClock(nowMs);
+    const request = this.voteRequest;
+    const asking =
+      request !== undefined &&
+      request.type ===
+        (this.role === "preCandidate" ? "PreVote" : this.role === "candidate" ? "Vote" : "");
+    if (asking && this.cfg.voters.includes(peer) && peer !== this.cfg.id && !this.votes.has(peer)) {
+      this.send(peer, request);
     }
     return this.flush();
   }
@@ -320,6 +343,7 @@ export class ConsensusCore<P> {
       epoch: this.epoch + 1,
       last: this.log.lastPoint(),
     };
+    this.voteRequest = message;
     for (const v of this.cfg.voters) if (v !== this.cfg.id) this.send(v, message);
   }
 
@@ -340,6 +364,7 @@ export class ConsensusCore<P> {
       last: this.log.lastPoint(),
       transfer,
     };
+    this.voteRequest = message;
     for (const v of this.cfg.voters) if (v !== this.cfg.id) this.send(v, message);
   }
 
@@ -805,6 +830,7 @@ export class ConsensusCore<P> {
 
   private setRole(role: Role, leaderId: NodeId | undefined): void {
     const changed = role !== this.role || leaderId !== this.leaderId;
+    if (role !== "preCandidate" && role !== "candidate") this.voteRequest = undefined;
     this.role = role;
     this.leaderId = leaderId;
     if (changed || this.lastAnnouncedEpoch !== this.epoch) {

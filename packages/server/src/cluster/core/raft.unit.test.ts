@@ -325,6 +325,44 @@ describe("consensus core: votes", () => {
     expect(follower.sent("PreVote").map((m) => m.to)).toEqual(["n1", "n3"]);
   });
 
+  it("a pre-candidate or candidate asks a peer again when its link to that peer opens", () => {
+    const node = new TestNode("n2", { log: [[1, 16]], hardState: { epoch: 1, votedFor: "n1" } });
+    // Not standing: a link opening sends nothing.
+    node.run(node.core.peerReachable("n3", 100));
+    expect(node.sent()).toEqual([]);
+    node.tick(2 * MAX_MS);
+    expect(node.core.state.role).toBe("preCandidate");
+    const preVote = node.sentTo("n3");
+    expect(preVote).toMatchObject({ type: "PreVote", epoch: 2 });
+    // The request to n3 was lost (no link): it goes again, the same, when the link opens.
+    node.run(node.core.peerReachable("n3", 2 * MAX_MS + 10));
+    expect(node.sent()).toEqual([{ to: "n3", message: preVote }]);
+    node.receive(
+      "n3",
+      { type: "VoteReply", epoch: 2, preVote: true, granted: true, voterEpoch: 1 },
+      2 * MAX_MS + 20,
+    );
+    expect(node.core.state.role).toBe("candidate");
+    const vote = node.sentTo("n3");
+    expect(vote).toMatchObject({ type: "Vote", epoch: 2 });
+    // The vote goes again to a voter that has not granted it.
+    node.run(node.core.peerReachable("n1", 2 * MAX_MS + 30));
+    expect(node.sent()).toEqual([{ to: "n1", message: vote }]);
+    // Not a voter: never asked.
+    node.run(node.core.peerReachable("n9", 2 * MAX_MS + 40));
+    expect(node.sent()).toEqual([]);
+    node.receive(
+      "n1",
+      { type: "VoteReply", epoch: 2, preVote: false, granted: true, voterEpoch: 2 },
+      2 * MAX_MS + 50,
+    );
+    expect(node.core.state.role).toBe("leader");
+    // A leader asks nobody.
+    node.run(node.core.peerReachable("n3", 2 * MAX_MS + 60));
+    expect(node.sent("Vote")).toEqual([]);
+    expect(node.sent("PreVote")).toEqual([]);
+  });
+
   it("followers that lose the leader's link together stand in separate heartbeat slots", () => {
     const heartbeat: Message<string> = {
       type: "Append",

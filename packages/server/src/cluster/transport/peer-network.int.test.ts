@@ -173,16 +173,23 @@ describe("PeerNetwork", () => {
     expect(a.net.send({ host: "127.0.0.1", port: 1 }, { timeoutNow: { epoch: 1 } })).toBe(false);
   });
 
-  it("reconnects when the peer comes back on the same port", async () => {
-    const a = await startPeer("node-a");
+  it("reconnects when the peer comes back on the same port, and says it is reachable", async () => {
+    const reachable: string[] = [];
+    const a = await startPeer("node-a", 3, 0, {
+      onPeerReachable: (endpoint, peer) =>
+        reachable.push(`${peer.instanceId}@${endpoint.host}:${endpoint.port}`),
+    });
     let b = await startPeer("node-b");
     const port = b.endpoint.port;
     a.net.connect(b.endpoint);
     await until(() => a.net.isConnected(b.endpoint), "first connection");
+    await until(() => reachable.length === 1, "reachable");
     await stopPeer(b);
     await until(() => !a.net.isConnected({ host: "127.0.0.1", port }), "link noticed the loss");
-    b = await startPeer("node-b", 3, port);
+    b = await startPeer("node-b2", 3, port);
     await until(() => a.net.isConnected(b.endpoint), "reconnected");
+    await until(() => reachable.length === 2, "reachable again");
+    expect(reachable).toEqual([`node-b@127.0.0.1:${port}`, `node-b2@127.0.0.1:${port}`]);
     expect(a.net.send(b.endpoint, { timeoutNow: { epoch: 7 } })).toBe(true);
     await until(() => b.received.length === 1, "frame after reconnect");
     expect(b.received[0]?.frame.timeoutNow?.epoch).toBe(7);
@@ -356,6 +363,27 @@ describe("PeerNetwork", () => {
     // b's link to a breaks and comes back: a hears node-b's hello and dials b again now.
     toA.resetAll();
     await until(() => a.net.isConnected(toB.endpoint), "a -> b again, long before 30 s");
+  });
+
+  it("reopens a link in backoff at once when the peer restarts as a new instance and reaches this node", async () => {
+    // A long backoff: only the restarted peer's own link can bring a -> b back quickly.
+    const a = await startPeer("node-a", 3, 0, {
+      reconnectDelayMs: 30_000,
+      maxReconnectDelayMs: 30_000,
+    });
+    let b = await startPeer("node-b");
+    const port = b.endpoint.port;
+    a.net.connect(b.endpoint);
+    await until(() => a.net.isConnected(b.endpoint), "first connection");
+    await stopPeer(b);
+    // a's link broke, its immediate retry was refused: it now waits out a 30 s backoff.
+    await until(() => a.gone.includes("node-b"), "node-b gone");
+    expect(a.net.isConnected({ host: "127.0.0.1", port })).toBe(false);
+    b = await startPeer("node-b-restarted", 3, port);
+    b.net.connect(a.endpoint);
+    await until(() => a.net.isConnected(b.endpoint), "a -> b again, long before 30 s");
+    expect(a.net.send(b.endpoint, { timeoutNow: { epoch: 3 } })).toBe(true);
+    await until(() => b.received.some((r) => r.from.instanceId === "node-a"), "frame from a");
   });
 
   it("keeps a quiet but healthy link open", async () => {

@@ -70,6 +70,11 @@ export interface PeerNetworkOptions {
    */
   readonly onPeerGone?: (peer: PeerIdentity) => void;
   /**
+   * Called when this node's own link to `endpoint` has opened and the peer said who it is:
+   * frames sent to `endpoint` are delivered again (while no link is open, `send` drops them).
+   */
+  readonly onPeerReachable?: (endpoint: PeerEndpoint, peer: PeerIdentity) => void;
+  /**
    * TLS for outbound links (wss): the roots that signed the peers' certificates, and this
    * node's certificate and key, which the peers' internal port demands.
    */
@@ -469,6 +474,7 @@ export class PeerNetwork {
       this.checkLoss(before, true);
       this.#dropIfUnused(before);
     }
+    this.options.onPeerReachable?.(link.endpoint, identity);
   }
 
   /** A link with `instanceId` is open: any loss in progress is over. */
@@ -640,9 +646,12 @@ export class PeerNetwork {
         peer.inbound.add(ws);
         this.linkUp(hello.instanceId);
         // The peer reaches this node again (after a partition, say): so may this node's own
-        // link to it, without waiting out its backoff.
+        // link to it, without waiting out its backoff. A new instance (a peer that restarted)
+        // says nothing of the address it listens on, so every link in backoff tries again: one
+        // of them reaches it, and those to peers still down are refused at once.
+        const known = [...this.#links.values()].some((l) => l.peerId === hello.instanceId);
         for (const link of this.#links.values()) {
-          if (link.peerId === hello.instanceId && !link.open) link.retryNow();
+          if (!link.open && (!known || link.peerId === hello.instanceId)) link.retryNow();
         }
         return;
       }
