@@ -1,4 +1,5 @@
 export { chorus } from "./gen/chorus.js";
+export { scanAppendFrame, type AppendFrameScan } from "./append-scan.js";
 export { corkUntilNextTick, corkWebSocketUntilNextTick, type Corkable } from "./cork.js";
 export {
   DEFAULT_MAX_FRAME_BYTES,

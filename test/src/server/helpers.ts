@@ -145,8 +145,9 @@ export async function append(
   streamId: string,
   events: chorus.IEventData[],
   expected: chorus.IExpectedVersion = { kind: Kind.ANY },
+  timeoutMs?: number,
 ): Promise<Frame> {
-  return c.request({ append: { streamId, expected, events } });
+  return c.request({ append: { streamId, expected, events } }, timeoutMs);
 }
 
 export async function readAllForwards(

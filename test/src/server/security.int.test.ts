@@ -97,6 +97,40 @@ describe("authentication", () => {
     await authed.close();
   });
 
+  it("answers an append too large to store with authentication first, then its size", async () => {
+    // Large enough (megabytes) that the node refuses it from a scan of the frame, without
+    // decoding its events: the same checks come first all the same.
+    const stream = `auth-big-${randomUUID()}`;
+    const events = Array.from({ length: 20_000 }, (_, i) =>
+      jsonEvent("Big", { i, pad: "p".repeat(40) }),
+    );
+    const stored = node.store.stats().events;
+    const c = await RawClient.connect(nativeUrl(node));
+    const missing = await append(c, stream, events, undefined, 30_000);
+    expect(missing.error?.code).toBe(Code.NOT_AUTHENTICATED);
+    const wrong = await c.request(
+      {
+        credentials: { username: "admin", password: "nope" },
+        append: { streamId: stream, events },
+      },
+      30_000,
+    );
+    expect(wrong.error?.code).toBe(Code.NOT_AUTHENTICATED);
+    const right = await c.request(
+      {
+        credentials: { username: "admin", password: PASSWORD },
+        append: { streamId: stream, events },
+      },
+      30_000,
+    );
+    expect(right.error?.code).toBe(Code.INVALID_ARGUMENT);
+    expect(right.error?.message).toMatch(
+      /^append of 20000 events \(\d+ bytes as stored\) exceeds the largest append, 1048576 bytes/,
+    );
+    expect(node.store.stats().events).toBe(stored);
+    await c.close();
+  });
+
   it("protects the HTTP API except health and gossip", async () => {
     for (const path of ["/health/live", "/health/ready", "/gossip"]) {
       expect((await fetch(httpUrl(node, path))).status).toBe(200);

@@ -207,19 +207,30 @@ export function checkWireAppendSize(
   maxAppendBytes: number,
 ): void {
   if (!events) return;
-  const perEvent = EVENT_RECORD_FIXED_BYTES + Buffer.byteLength(streamId, "utf8");
-  let bytes = 0;
+  let payloadBytes = 0;
   for (const e of events) {
-    bytes +=
-      perEvent +
+    payloadBytes +=
       Buffer.byteLength(e.type ?? "", "utf8") +
       (e.data?.byteLength ?? 0) +
       (e.metadata?.byteLength ?? 0);
   }
-  refuseOversized(events.length, bytes, streamId, maxAppendBytes);
+  refuseOversized(
+    events.length,
+    storedAppendBytes(events.length, streamId, payloadBytes),
+    streamId,
+    maxAppendBytes,
+  );
 }
 
-function refuseOversized(
+/**
+ * The size as stored of `count` events on `streamId` whose types, data and metadata come to
+ * `payloadBytes`.
+ */
+export function storedAppendBytes(count: number, streamId: string, payloadBytes: number): number {
+  return count * (EVENT_RECORD_FIXED_BYTES + Buffer.byteLength(streamId, "utf8")) + payloadBytes;
+}
+
+export function refuseOversized(
   count: number,
   bytes: number,
   streamId: string,

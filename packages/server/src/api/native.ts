@@ -3,6 +3,7 @@ import type { Server as HttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import {
   chorus,
+  type AppendFrameScan,
   type Frame,
   type FrameBodyKind,
   type FrameInit,
@@ -24,6 +25,8 @@ import {
   MAX_PAGE_EVENTS,
   MAX_SCAN_RECORDS,
   checkWireAppendSize,
+  refuseOversized,
+  storedAppendBytes,
   checkStreamName,
   eventWireBytes,
   eventsFromWire,
@@ -53,6 +56,12 @@ import {
 import { settingsToWire } from "../persistent/settings.js";
 
 const Code = chorus.ErrorResponse.Code;
+
+/**
+ * Append frames the link scanned and the connection found too large to store (events not
+ * decoded): what the refusal says.
+ */
+const scannedOversized = new WeakMap<Frame, { events: number; bytes: number }>();
 
 export interface NativeApiOptions {
   /** Stop pushing subscription events while a connection buffers more than this many bytes. */
@@ -331,6 +340,7 @@ class NativeConnection {
     this.#appendLatency = ctx.metrics.appendDuration.series("native");
     link.attach({
       receive: (frame, body) => this.#receive(frame, body),
+      largeAppend: (scan) => this.#largeAppend(scan),
       unknownBody: (id) =>
         this.#sendError(
           id,
@@ -436,6 +446,20 @@ class NativeConnection {
   }
 
   // ---------------------------------------------------------------- input
+
+  /**
+   * An append too large to store is refused from the link's scan, its events never decoded
+   * (it goes through the same checks as any request first: authentication, the stream's
+   * name and owner); anything else is decoded as usual (false).
+   */
+  #largeAppend(scan: AppendFrameScan): boolean {
+    const streamId = scan.frame.append?.streamId ?? "";
+    const bytes = storedAppendBytes(scan.events, streamId, scan.payloadBytes);
+    if (bytes <= this.#ctx.options.maxAppendBytes) return false;
+    scannedOversized.set(scan.frame, { events: scan.events, bytes });
+    this.#receive(scan.frame, "append");
+    return true;
+  }
 
   #receive(frame: Frame, body: FrameBodyKind): void {
     const correlationId = Number(frame.correlationId ?? 0);
@@ -582,6 +606,15 @@ class NativeConnection {
           const streamId = checkStreamName(req.streamId ?? "");
           const expected = expectedFromWire(req.expected, streamId);
           // Before the events are checked one by one: an oversized append costs nothing more.
+          const scanned = scannedOversized.get(frame);
+          if (scanned !== undefined) {
+            refuseOversized(
+              scanned.events,
+              scanned.bytes,
+              streamId,
+              this.#ctx.options.maxAppendBytes,
+            );
+          }
           checkWireAppendSize(req.events, streamId, this.#ctx.options.maxAppendBytes);
           const events = eventsFromWire(req.events, streamId);
           const result = await this.#ctx.track(store.append(streamId, expected, events));
