@@ -1811,12 +1811,15 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private readBytesSync(position: number, length: number): Buffer {
     const end = Math.min(position + length, this.reserveEnd);
     if (position < 0 || end <= position) return Buffer.alloc(0);
-    const logEnd = this.log.end;
+    // The writes in flight and queued hold the log's last bytes (from the end of the file
+    // before the write in flight) in memory: those are not read back from the file. A
+    // leader proposes what it has just written this way, without a read.
+    const memoryStart = (this.inFlight[0] ?? this.queue[0])?.start ?? this.log.end;
     const parts: Buffer[] = [];
-    if (position < logEnd)
-      parts.push(this.log.readSync(position, Math.min(end, logEnd) - position));
-    if (end > logEnd) {
-      const lo = Math.max(position, logEnd);
+    if (position < memoryStart)
+      parts.push(this.log.readSync(position, Math.min(end, memoryStart) - position));
+    if (end > memoryStart) {
+      const lo = Math.max(position, memoryStart);
       for (const w of [...this.inFlight, ...this.queue]) {
         if (w.end <= lo || w.start >= end) continue;
         const from = Math.max(lo, w.start);

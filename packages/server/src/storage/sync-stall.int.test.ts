@@ -64,4 +64,45 @@ describe("a stalled fdatasync", () => {
       await store.close();
     }
   });
+
+  it("a leader reads what it has just written from memory while the sync runs, not from the file", async () => {
+    process.env["CHORUS_TEST_SYNC_STALL"] = "1";
+    const { DiskLog } = await import("./disk-log.js");
+    const { LogStore } = await import("./store.js");
+    const { SYNC_STALL_FILE } = await import("./sync-stall.js");
+    const dir = await mkdtemp(join(tmpdir(), "chorus-sync-stall-"));
+    dirs.push(dir);
+    let fileReads = 0;
+    class CountingLog extends DiskLog {
+      override readSync(position: number, length: number): Buffer {
+        fileReads++;
+        return super.readSync(position, length);
+      }
+    }
+    const store = new LogStore(new CountingLog({ dir, segmentBytes: 1024 * 1024 }));
+    await store.open();
+    try {
+      store.setSyncOffLoop(() => true);
+      okResult(await store.append("s", { kind: "any" }, events(2)));
+      const from = store.endPosition;
+      await writeFile(join(dir, SYNC_STALL_FILE), String(STALL_MS));
+      const pending = store.append("s", { kind: "any" }, events(3));
+      // Written, its sync stalled: what a leader proposes to its followers now.
+      const deadline = performance.now() + STALL_MS;
+      while (store.stats().logBytes <= from && performance.now() < deadline)
+        await new Promise((r) => setImmediate(r));
+      const readsBefore = fileReads;
+      const during = store.readRaw(from, 1 << 20);
+      expect(fileReads).toBe(readsBefore);
+      expect(during.batchEnds).toEqual([store.endPosition]);
+      okResult(await pending);
+      // The same bytes as the file holds once the sync is done.
+      const after = store.readRaw(from, 1 << 20);
+      expect(fileReads).toBeGreaterThan(readsBefore);
+      expect(after.batchEnds).toEqual(during.batchEnds);
+      expect(Buffer.compare(after.bytes, during.bytes)).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
 });
