@@ -65,8 +65,9 @@ export class ReadCursor {
     const progressed = this.#fromEnd || page.next !== this.#from;
     this.#fromEnd = false;
     this.#from = page.next;
-    if (page.endOfStream || this.#remaining <= 0 || page.count === 0 || !progressed)
-      this.#done = true;
+    // An empty page that moved on is not the end: a filtered read of $all examines a bounded
+    // number of records per request and may find no match among them.
+    if (page.endOfStream || this.#remaining <= 0 || !progressed) this.#done = true;
     return deliver;
   }
 }

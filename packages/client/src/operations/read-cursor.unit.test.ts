@@ -37,7 +37,16 @@ describe("ReadCursor", () => {
     expect(c.next()).toEqual({ fromEnd: false, from: 899, maxCount: 100 });
   });
 
-  it("stops on an empty page or a cursor that does not move (never spins)", () => {
+  it("goes on after an empty page that moved on (a filtered read that found no match yet)", () => {
+    const c = new ReadCursor({ direction: "forwards", from: "start", maxCount: 5, pageSize: 10 });
+    expect(c.advance({ count: 0, endOfStream: false, next: 16_384 })).toBe(0);
+    expect(c.done).toBe(false);
+    expect(c.next()).toEqual({ fromEnd: false, from: 16_384, maxCount: 5 });
+    expect(c.advance({ count: 2, endOfStream: true, next: 20_000 })).toBe(2);
+    expect(c.done).toBe(true);
+  });
+
+  it("stops on an empty page that does not move, or any page that does not (never spins)", () => {
     const empty = new ReadCursor({
       direction: "forwards",
       from: "start",
