@@ -324,7 +324,7 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
         nodes: ctx.nodes,
         n: target,
         streams: 10_000,
-        rss_mb: await rssMiB(pid),
+        ...(await rssMiB(pid)),
         fill_s: round(fillSeconds, 1),
       });
     }

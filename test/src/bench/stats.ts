@@ -37,11 +37,20 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** Resident set size of a process, from /proc, in MiB. */
-export async function rssMiB(pid: number): Promise<number> {
+/**
+ * Resident memory of a process, from /proc, in MiB: all of it (VmRSS), its anonymous part
+ * (RssAnon: heaps, buffers) and the pages of mapped files (RssFile: the index's memory map,
+ * the node binary), which the kernel reclaims under memory pressure.
+ */
+export async function rssMiB(
+  pid: number,
+): Promise<{ rss_mb: number; rss_anon_mb: number; rss_file_mb: number }> {
   const { readFile } = await import("node:fs/promises");
   const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const match = /VmRSS:\s+(\d+)\s+kB/.exec(status);
-  if (!match?.[1]) throw new Error(`no VmRSS for pid ${pid}`);
-  return round(Number(match[1]) / 1024, 1);
+  const field = (name: string): number => {
+    const match = new RegExp(`${name}:\\s+(\\d+)\\s+kB`).exec(status);
+    if (!match?.[1]) throw new Error(`no ${name} for pid ${pid}`);
+    return round(Number(match[1]) / 1024, 1);
+  };
+  return { rss_mb: field("VmRSS"), rss_anon_mb: field("RssAnon"), rss_file_mb: field("RssFile") };
 }
