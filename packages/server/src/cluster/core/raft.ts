@@ -384,13 +384,15 @@ export class ConsensusCore<P> {
 
   private onPreVote(from: NodeId, m: PreVoteMessage): void {
     this.report(from, m.epoch - 1, m.last);
-    const granted =
-      this.isVoter &&
-      !this.recovering &&
-      m.epoch > this.epoch &&
-      !this.inLease() &&
-      this.upToDate(m.last);
+    const eligible = this.isVoter && !this.recovering && !this.inLease();
+    const upToDate = this.upToDate(m.last);
+    const granted = eligible && m.epoch > this.epoch && upToDate;
     this.send(from, this.voteReply(m.epoch, true, granted));
+    // A follower without a leader that refuses a pre-candidate because that one's log is
+    // behind its own stands now: it can win where the other cannot, and waiting for its own
+    // turn (a later slot after the leader's loss, or an election timeout) only prolongs the
+    // outage. Safe as any election is; no split vote, as the other cannot get this vote.
+    if (eligible && !upToDate && this.role === "follower") this.startPreVote();
   }
 
   private onVote(from: NodeId, m: VoteMessage): void {

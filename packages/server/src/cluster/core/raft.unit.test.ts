@@ -404,6 +404,46 @@ describe("consensus core: votes", () => {
     expect(other.sentTo("n2")).toMatchObject({ preVote: true, granted: false });
   });
 
+  it("a follower without a leader that refuses a pre-vote for a shorter log stands at once", () => {
+    const heartbeat: Message<string> = {
+      type: "Append",
+      epoch: 1,
+      prev: { epoch: 1, position: 32 },
+      records: [],
+      leaderCommit: 16,
+    };
+    const behind: Message<string> = { type: "PreVote", epoch: 2, last: { epoch: 1, position: 16 } };
+    const node = new TestNode("n2", {
+      log: [
+        [1, 16],
+        [1, 16],
+      ],
+      hardState: { epoch: 1, votedFor: "n1" },
+    });
+    node.receive("n1", heartbeat, 1_000);
+    // Still hearing the leader: refuses, and stays a follower.
+    node.receive("n3", behind, 1_100);
+    expect(node.sentTo("n3")).toMatchObject({ preVote: true, granted: false });
+    expect(node.core.state.role).toBe("follower");
+    // The leader gone: refuses the shorter log, and stands itself right away.
+    node.run(node.core.peerLost("n1", 1_200));
+    node.receive("n3", behind, 1_201);
+    expect(node.sentTo("n3")).toMatchObject({ type: "VoteReply", preVote: true, granted: false });
+    expect(node.core.state.role).toBe("preCandidate");
+    expect(node.sent("PreVote").map((m) => m.to)).toEqual(["n1", "n3"]);
+    // An up-to-date pre-candidate gets the pre-vote instead, and nobody stands against it.
+    const peer = new TestNode("n1", {
+      log: [
+        [1, 16],
+        [1, 16],
+      ],
+      hardState: { epoch: 1, votedFor: "n1" },
+    });
+    peer.receive("n3", { type: "PreVote", epoch: 2, last: { epoch: 1, position: 32 } }, 5_000);
+    expect(peer.sentTo("n3")).toMatchObject({ preVote: true, granted: true });
+    expect(peer.core.state.role).toBe("follower");
+  });
+
   it("a pre-candidate only bumps the epoch after a majority of pre-votes", () => {
     const node = new TestNode("n1");
     node.tick(MAX_MS);
