@@ -75,7 +75,7 @@ export class NodeMetrics {
   readonly fsyncDuration: Histogram;
   /** A leader's replication round trips; fed by the cluster role. */
   readonly replicationRoundTrip: Histogram;
-  readonly persistentAckLatency: Histogram<"stream" | "group">;
+  readonly persistentAckLatency: LatencyHistogram;
   /** A leader's view of its followers' lag; set by node.ts on a replicated cluster node. */
   replicationLag: () => readonly FollowerLag[] = () => [];
   /** The persistent subscription groups this node serves; set by the native API. */
@@ -180,13 +180,14 @@ export class NodeMetrics {
       buckets: [...LATENCY_BUCKETS],
       registers,
     });
-    this.persistentAckLatency = new Histogram({
-      name: "chorus_persistent_ack_latency_seconds",
-      help: "Time from a persistent subscription event's delivery to a consumer until its ack arrives, in seconds",
-      labelNames: ["stream", "group"],
-      buckets: [...LATENCY_BUCKETS],
-      registers,
-    });
+    this.persistentAckLatency = new LatencyHistogram(
+      "chorus_persistent_ack_latency_seconds",
+      "Time from a persistent subscription event's delivery to a consumer until its ack arrives, in seconds",
+      ["stream", "group"],
+    );
+    this.registry.registerMetric(
+      this.persistentAckLatency as unknown as Parameters<Registry["registerMetric"]>[0],
+    );
     const lagGauge = (name: string, help: string, pick: (l: FollowerLag) => number): void => {
       const lag = () => this.replicationLag();
       new Gauge({
@@ -308,8 +309,8 @@ export class NodeMetrics {
 
   /** Times the acks of one consumer of persistent subscription group `key` (the native API). */
   ackTimer(key: GroupKey, bufferSize: number): AckTimer {
-    const child = this.persistentAckLatency.labels({ stream: key.streamId, group: key.group });
-    return new AckTimer((seconds) => child.observe(seconds), bufferSize);
+    const series = this.persistentAckLatency.seriesFor({ stream: key.streamId, group: key.group });
+    return new AckTimer((seconds) => series.observe(seconds), bufferSize);
   }
 }
 
@@ -350,40 +351,52 @@ export class LatencySeries {
 }
 
 /**
- * A histogram of durations over LATENCY_BUCKETS with one label, served by a prom-client
- * registry like prom-client's own (same exposition). Its series are bound once per label
- * value (`series`), so an observation is a bucket search and two additions: prom-client's
- * Histogram builds, validates and hashes a label object on every observation.
+ * A histogram of durations over LATENCY_BUCKETS, served by a prom-client registry like
+ * prom-client's own (same exposition). Its series are bound once per set of label values
+ * (`series`, `seriesFor`), so an observation is a bucket search and two additions:
+ * prom-client's Histogram builds, validates and hashes a label object on every observation.
  */
 export class LatencyHistogram {
   readonly type = "histogram";
   readonly aggregator = "sum";
-  readonly #series = new Map<string, LatencySeries>();
+  readonly labelNames: readonly string[];
+  readonly #series = new Map<string, { labels: Record<string, string>; series: LatencySeries }>();
 
   constructor(
     readonly name: string,
     readonly help: string,
-    readonly labelName: string,
-  ) {}
+    labelNames: string | readonly string[],
+  ) {
+    this.labelNames = typeof labelNames === "string" ? [labelNames] : [...labelNames];
+  }
 
-  /** The series of one label value (kept; call once and hold it on a hot path). */
+  /** The series of one value of the first label (kept; call once and hold it on a hot path). */
   series(value: string): LatencySeries {
-    let s = this.#series.get(value);
-    if (s === undefined) {
-      s = new LatencySeries();
-      this.#series.set(value, s);
+    return this.seriesFor({ [this.labelNames[0] as string]: value });
+  }
+
+  /** The series of these label values (kept; call once and hold it on a hot path). */
+  seriesFor(labels: Readonly<Record<string, string>>): LatencySeries {
+    const values = this.labelNames.map((name) => labels[name] ?? "");
+    const key = values.join("\u0000");
+    let entry = this.#series.get(key);
+    if (entry === undefined) {
+      const bound: Record<string, string> = {};
+      this.labelNames.forEach((name, i) => (bound[name] = values[i] as string));
+      entry = { labels: bound, series: new LatencySeries() };
+      this.#series.set(key, entry);
     }
-    return s;
+    return entry.series;
   }
 
   observe(labels: Readonly<Record<string, string>>, seconds: number): void {
     if (!Number.isFinite(seconds)) throw new TypeError(`Value is not a valid number: ${seconds}`);
-    this.series(labels[this.labelName] ?? "").observe(seconds);
+    this.seriesFor(labels).observe(seconds);
   }
 
   /** Starts timing; the function returned observes the seconds since and returns them. */
   startTimer(labels: Readonly<Record<string, string>>): () => number {
-    const series = this.series(labels[this.labelName] ?? "");
+    const series = this.seriesFor(labels);
     const start = performance.now();
     return () => {
       const seconds = (performance.now() - start) / 1000;
@@ -409,8 +422,7 @@ export class LatencyHistogram {
       value: number;
       metricName: string;
     }> = [];
-    for (const [labelValue, s] of this.#series) {
-      const labels = { [this.labelName]: labelValue };
+    for (const { labels, series: s } of this.#series.values()) {
       let acc = 0;
       LATENCY_BUCKETS.forEach((le, i) => {
         acc += s.counts[i] as number;
