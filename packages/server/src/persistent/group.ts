@@ -157,6 +157,8 @@ export class Group {
 
   #flushing = false;
   #flushScheduled = false;
+  /** Waiting for the parked copies and acks queued now to be written (`#flushed`). */
+  #flushWaiters: (() => void)[] = [];
   #checkpointing = false;
   #checkpointTimer: NodeJS.Timeout | undefined;
 
@@ -332,6 +334,7 @@ export class Group {
   stop(code: DropCode, message: string): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#releaseFlushWaiters();
     this.#stopRunning();
     if (this.#holdTimer) clearTimeout(this.#holdTimer);
     this.#holdTimer = undefined;
@@ -611,6 +614,27 @@ export class Group {
     });
   }
 
+  #releaseFlushWaiters(): void {
+    for (const resolve of this.#flushWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * Resolves once the events parked so far have their copies and acks records written (at
+   * once when nothing waits to be written), or the group stops.
+   */
+  #flushed(): Promise<void> {
+    const pending =
+      this.#flushing ||
+      this.#flushScheduled ||
+      this.#parking.queue.length > 0 ||
+      this.#acks.hasBatch;
+    if (!pending || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#flushWaiters.push(resolve);
+      this.#scheduleFlush();
+    });
+  }
+
   /** Writes parked copies, then one acks record; one write at a time, so batches grow under load. */
   async #flush(): Promise<void> {
     if (this.#flushing || this.#stopped) return;
@@ -653,11 +677,14 @@ export class Group {
             this.#dispatcher.setDue(d.entry, Math.max(d.record.dueMs, confirmedMs + d.delayMs));
           this.#armDelays();
         }
+        // Every event parked so far has its copy and its acks record written.
+        if (this.#parking.queue.length === 0) this.#releaseFlushWaiters();
       }
     } catch (err) {
       this.#fail(err);
     } finally {
       this.#flushing = false;
+      this.#releaseFlushWaiters();
     }
     this.#maybeCheckpoint();
     void this.#fill();
@@ -780,6 +807,11 @@ export class Group {
   /** Offers parked events (up to `stopAt` of them; 0: all) to the consumers again. */
   async replayParked(stopAt: number): Promise<number> {
     if (this.#parking.replayEnd !== undefined) return 0;
+    // An event parked a moment ago is counted as soon as its copy is written, but the group
+    // holds it until its acks record is written too: read before that, it would look still
+    // in hand (`known`), be left out, and the cursor would move past its copy unreplayed.
+    await this.#flushed();
+    if (this.#stopped || this.#parking.replayEnd !== undefined) return 0;
     const read = await this.#parking.readReplay(
       this.#d.store,
       this.key,
