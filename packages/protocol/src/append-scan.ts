@@ -55,8 +55,7 @@ function scan(bytes: Uint8Array): AppendFrameScan | undefined {
     const field = tag >>> 3;
     const wire = tag & 7;
     if (field === FRAME_CORRELATION_ID && wire === WIRE_VARINT) {
-      const id = r.uint64();
-      correlationId = Number(id);
+      correlationId = Number(r.uint64());
     } else if (field === FRAME_CREDENTIALS && wire === WIRE_LENGTH_DELIMITED) {
       credentials = chorus.Credentials.decode(r, r.uint32());
     } else if (field === FRAME_APPEND && wire === WIRE_LENGTH_DELIMITED) {

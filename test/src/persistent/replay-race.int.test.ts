@@ -59,8 +59,10 @@ describe("replaying parked events", () => {
         message: "the event parked",
       });
       expect(held).toBeGreaterThan(0);
-      // The replay is asked for while the acks record of the park waits; it goes on once
-      // that record is written.
+      // The replay is asked for while the acks record of the park is held; the record is let
+      // through 100 ms later. That is the fault's window, not a wait for anything: a node
+      // that replays at once (the bug) reads the parked stream well inside it, and a correct
+      // one waits for the record however long it is held.
       const replay = ps.replayParked("parked-race", "g");
       setTimeout(release, 100);
       await replay;

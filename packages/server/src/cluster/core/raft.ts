@@ -75,7 +75,10 @@ export class ConsensusCore<P> {
   /** When this follower last sent its leader an AppendReply (see onAppend). */
   private lastReplyMs = Number.NEGATIVE_INFINITY;
   private votes = new Set<NodeId>();
-  /** The PreVote or Vote of this node's current round, sent again to a peer that comes back. */
+  /**
+   * The PreVote or Vote of this node's current round while it stands (cleared on any other
+   * role), sent again to a peer that comes back.
+   */
   private voteRequest: PreVoteMessage | VoteMessage | undefined = undefined;
   /** Follower: highest commit position heard from any leader. */
   private knownCommit = 0;
@@ -209,12 +212,14 @@ export class ConsensusCore<P> {
    */
   peerReachable(peer: NodeId, nowMs: number): Effect<P>[] {
     this.advanceClock(nowMs);
+    // Set while this node stands (pre-candidate or candidate), to that round's request.
     const request = this.voteRequest;
-    const asking =
+    if (
       request !== undefined &&
-      request.type ===
-        (this.role === "preCandidate" ? "PreVote" : this.role === "candidate" ? "Vote" : "");
-    if (asking && this.cfg.voters.includes(peer) && peer !== this.cfg.id && !this.votes.has(peer)) {
+      this.cfg.voters.includes(peer) &&
+      peer !== this.cfg.id &&
+      !this.votes.has(peer)
+    ) {
       this.send(peer, request);
     }
     return this.flush();
