@@ -1,4 +1,5 @@
-import { readdir, writeFile } from "node:fs/promises";
+import { randomFillSync } from "node:crypto";
+import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir, until } from "../test-helpers.js";
@@ -163,5 +164,34 @@ describe("LmdbKv under the log index", () => {
       k.writeUInt32BE(i, 12);
       expect(a.kv.get("ids", k)?.readDoubleLE(0)).toBe(-i - 1);
     }
+  });
+  it("maps its file once however far it grows (its pages resident once, not once per map)", async () => {
+    const { kv } = await openIndex();
+    const path = join(dir, "index.mdb");
+    // 40 writes of 8,192 random ids: the file grows from a few pages to about 20 MB, past
+    // every size a map that started small would have outgrown.
+    for (let w = 0; w < 40; w++) {
+      await kv.write(
+        [],
+        [
+          {
+            table: "ids",
+            count: 8192,
+            keyBytes: 16,
+            valueBytes: 16,
+            fill: (i, buf, keyAt, valueAt) => {
+              randomFillSync(buf, keyAt, 16);
+              buf.writeDoubleLE(w * 8192 + i, valueAt);
+              buf.writeDoubleLE(0, valueAt + 8);
+            },
+          },
+        ],
+      );
+    }
+    expect((await stat(path)).size).toBeGreaterThan(8 * 1024 * 1024);
+    const maps = (await readFile("/proc/self/maps", "utf8"))
+      .split("\n")
+      .filter((line) => line.endsWith(` ${path}`));
+    expect(maps).toHaveLength(1);
   });
 });

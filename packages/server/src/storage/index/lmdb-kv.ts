@@ -22,7 +22,7 @@ const WRITER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { open } = require(workerData.lmdb);
 const TABLES = ${JSON.stringify(KV_TABLES)};
-const env = open({ path: workerData.path, keyEncoding: "binary", encoding: "binary", maxDbs: 8 });
+const env = open({ path: workerData.path, keyEncoding: "binary", encoding: "binary", maxDbs: 8, ...workerData.map });
 const dbs = TABLES.map((name) => env.openDB({ name, keyEncoding: "binary", encoding: "binary" }));
 // The ops as packed by packOps() in kv.ts (blocks are packed as plain puts), applied in key
 // order (neighbouring inserts touch the same B+tree pages): sorted by table and the key's first
@@ -105,6 +105,16 @@ parentPort.on("message", (m) => {
 });
 `;
 
+/**
+ * The address space the index's memory map reserves at open: virtual only (the map is
+ * read-only and the file grows as pages are written). Without it lmdb starts with a small map
+ * and doubles it as the file grows, and each map it outgrows stays mapped (readers may still
+ * point into it), so the file's pages were resident in several maps at once: about twice the
+ * file in the process's resident memory. An index past this size still grows it by doubling.
+ * Where the address space is limited (ulimit -v), the index opens without it.
+ */
+const MAP_BYTES = 64 * 1024 ** 3;
+
 type Request =
   { op: "ready" } | { op: "write"; buf: ArrayBuffer } | { op: "clear" } | { op: "close" };
 
@@ -135,13 +145,22 @@ export class LmdbKv implements Kv {
     if (this.env !== null) return;
     for (const f of this.obsolete) await rm(f, { force: true });
     let env: RootDatabase<Buffer, Buffer>;
-    try {
-      env = open<Buffer, Buffer>({
+    let map: { mapSize?: number } = { mapSize: MAP_BYTES };
+    const openEnv = () =>
+      open<Buffer, Buffer>({
         path: this.path,
         keyEncoding: "binary",
         encoding: "binary",
         maxDbs: 8,
+        ...map,
       });
+    try {
+      try {
+        env = openEnv();
+      } catch {
+        map = {};
+        env = openEnv();
+      }
     } catch (err) {
       throw new Error(
         `cannot open the index ${this.path}: ${err instanceof Error ? err.message : String(err)} ` +
@@ -157,7 +176,7 @@ export class LmdbKv implements Kv {
     this.writerBroken = null;
     const writer = new Worker(WRITER_SOURCE, {
       eval: true,
-      workerData: { lmdb: createRequire(import.meta.url).resolve("lmdb"), path: this.path },
+      workerData: { lmdb: createRequire(import.meta.url).resolve("lmdb"), path: this.path, map },
     });
     writer.unref(); // ref'd only while a request is outstanding
     writer.on("message", (m: { seq: number; error?: string }) => {
