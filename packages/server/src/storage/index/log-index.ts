@@ -14,13 +14,18 @@
  * - `epochs`: [u32 BE high][u32 BE low] position of the EPOCH record → [f64 number][utf8 id];
  * - `meta`: `state` → [u32 format][f64 upTo][f64 events][f64 streams].
  */
+import { performance } from "node:perf_hooks";
 import type { StreamMetadata } from "../../streams/types.js";
 import type { EpochEntry } from "../replicated-log.js";
 import { IdFilter } from "./id-filter.js";
 import type { Kv, KvOp } from "./kv.js";
 
-/** Ids read per turn of the event loop while the id filter is built. */
-const FILTER_SCAN_CHUNK = 16_384;
+/**
+ * Ids read per call while the id filter is built, and how long one turn of the event loop
+ * may spend on it: the build runs beside appends, whose latency it must not stretch.
+ */
+const FILTER_SCAN_CHUNK = 1024;
+const FILTER_SCAN_TURN_MS = 4;
 
 /** Bump when the layout changes: an index of another format is rebuilt from the log. */
 const FORMAT = 1;
@@ -295,7 +300,9 @@ export class LogIndex {
     const step = (): void => {
       if (generation !== this.filterGeneration) return;
       try {
-        after = scanKeys("ids", after, FILTER_SCAN_CHUNK, (key) => filter.addBytes(key, 0));
+        const turnEnd = performance.now() + FILTER_SCAN_TURN_MS;
+        do after = scanKeys("ids", after, FILTER_SCAN_CHUNK, (key) => filter.addBytes(key, 0));
+        while (after !== undefined && performance.now() < turnEnd);
       } catch {
         // No filter then: every id is looked up, as without one.
         if (generation === this.filterGeneration) this.building = null;
