@@ -57,9 +57,16 @@ export interface Kv {
 
 /**
  * Packs ops and blocks for a writer thread: per put [u8 table][u16 key length][key][u32 value
- * length, or 0xffffffff for a delete][value]; one buffer, transferred, not copied.
+ * length, or 0xffffffff for a delete][value]; one buffer, transferred, not copied. Pauses
+ * (yields) after every `slice` block entries, so a caller on the event loop can pack tens of
+ * thousands of entries a slice per turn and not hold up the requests behind it; returns the
+ * buffer when done.
  */
-export function packOps(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): ArrayBuffer {
+export function* packOps(
+  ops: readonly KvOp[],
+  blocks: readonly KvBlock[],
+  slice: number,
+): Generator<void, ArrayBuffer, void> {
   let bytes = 0;
   for (const op of ops) bytes += 7 + op.key.length + (op.value?.length ?? 0);
   for (const b of blocks) bytes += b.count * (7 + b.keyBytes + b.valueBytes);
@@ -80,9 +87,14 @@ export function packOps(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): 
       o += 4 + op.value.length;
     }
   }
+  let packed = 0;
   for (const b of blocks) {
     const table = KV_TABLES.indexOf(b.table);
     for (let i = 0; i < b.count; i++) {
+      if (++packed > slice) {
+        yield;
+        packed = 1;
+      }
       buf.writeUInt8(table, o);
       buf.writeUInt16LE(b.keyBytes, o + 1);
       const valueAt = o + 3 + b.keyBytes + 4;

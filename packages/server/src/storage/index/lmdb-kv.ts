@@ -12,6 +12,7 @@
  */
 import { rm } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { Worker } from "node:worker_threads";
 import { open, type Database, type RootDatabase, type Transaction } from "lmdb";
 import { KV_TABLES, packOps, type Kv, type KvBlock, type KvOp, type KvTable } from "./kv.js";
@@ -114,6 +115,9 @@ parentPort.on("message", (m) => {
  * Where the address space is limited (ulimit -v), the index opens without it.
  */
 const MAP_BYTES = 64 * 1024 ** 3;
+
+/** Entries packed per turn of the event loop (about 0.2 ms of work). */
+const PACK_SLICE = 2048;
 
 type Request =
   { op: "ready" } | { op: "write"; buf: ArrayBuffer } | { op: "clear" } | { op: "close" };
@@ -243,7 +247,14 @@ export class LmdbKv implements Kv {
 
   async write(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): Promise<void> {
     if (ops.length === 0 && blocks.every((b) => b.count === 0)) return;
-    await this.request({ op: "write", buf: packOps(ops, blocks) });
+    // A write carries thousands of event ids: packed a slice per turn of the event loop.
+    const packing = packOps(ops, blocks, PACK_SLICE);
+    let step = packing.next();
+    while (step.done !== true) {
+      await setImmediatePromise();
+      step = packing.next();
+    }
+    await this.request({ op: "write", buf: step.value });
     this.renewReadTxn();
   }
 

@@ -230,13 +230,10 @@ export class LogIndex {
     state.writeDoubleLE(delta.streamCount, 20);
     ops.push({ table: "meta", key: STATE_KEY, value: state });
     const { ids, positions, revisions } = delta.ids;
-    // Into the filters before the write: an id is in them before a lookup can find it on disk.
     if (this.idFilter?.crowded === true && this.building === null)
       this.buildIdFilter(this.idFilter.count * 2);
-    for (const id of ids) {
-      this.idFilter?.add(id);
-      this.building?.add(id);
-    }
+    const filter = this.idFilter;
+    const building = this.building;
     await this.kv.write(ops, [
       {
         table: "ids",
@@ -244,7 +241,12 @@ export class LogIndex {
         keyBytes: 16,
         valueBytes: 16,
         fill: (i, buf, keyAt, valueAt) => {
-          writeIdKey(buf, keyAt, ids[i] as string);
+          // Into the filters as it is packed, before the write: an id is in them before a
+          // lookup can find it on disk (until the write is done, lookups find it in memory).
+          const id = ids[i] as string;
+          filter?.add(id);
+          building?.add(id);
+          writeIdKey(buf, keyAt, id);
           buf.writeDoubleLE(positions[i] as number, valueAt);
           buf.writeDoubleLE(revisions[i] as number, valueAt + 8);
         },

@@ -10,6 +10,7 @@
  * passed gets a second chance) and is read back from the index when next needed. So memory
  * holds `capacity` states plus those with changes in flight, whatever the number of streams.
  */
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { StreamMetadata } from "../../streams/types.js";
 import { ABSENT_STREAM, type StreamView } from "../../streams/view.js";
 import type { Logger } from "../log.js";
@@ -21,8 +22,17 @@ import { PendingIds } from "./pending-ids.js";
 export const SPARSE_EVERY = 32;
 
 export const DEFAULT_STREAM_CACHE = 100_000;
-export const DEFAULT_INDEX_FLUSH_ENTRIES = 8192;
+/**
+ * Ids per index write. Event ids are random keys: each one lands on its own B+tree leaf, so a
+ * write of k ids rewrites up to k pages (4 KiB each), however few bytes the ids are. Larger
+ * writes share leaves: at 1M ids indexed, 8,192 ids rewrite about 3 KiB of pages per id and
+ * 65,536 about 1 KiB. The fewer bytes the index writes, the less its syncs delay the log's.
+ */
+export const DEFAULT_INDEX_FLUSH_ENTRIES = 65_536;
 export const DEFAULT_INDEX_FLUSH_EVERY_MS = 1000;
+
+/** Persisted ids forgotten per turn of the event loop after an index write (about 0.4 ms). */
+const DROP_SLICE = 4096;
 
 /** States examined per eviction pass when one is added. */
 const EVICT_STEP = 8;
@@ -123,6 +133,8 @@ export class StreamCache {
   private failedFlushes = 0;
   private active = false;
   private evictQueued = false;
+  /** Bumped by `reset`: work of an earlier generation stops. */
+  private generation = 0;
 
   constructor(
     private readonly index: LogIndex,
@@ -165,6 +177,7 @@ export class StreamCache {
     this.states = new Map();
     this.dirty = new Set();
     this.ids.clear();
+    this.generation++;
     this.failedFlushes = 0;
   }
 
@@ -307,8 +320,8 @@ export class StreamCache {
         epochs: totals.epochs.filter((e) => e.position >= below && e.position < upTo),
       })
       .then(
-        () => {
-          this.ids.drop(n);
+        async () => {
+          await this.dropPersisted(n);
           this.failedFlushes = 0;
           posted.forEach((s, i) => {
             s.inFlight--;
@@ -332,6 +345,17 @@ export class StreamCache {
         this.flushing = null;
         if (this.active) this.noteCommit(this.totals().commit);
       });
+  }
+
+  /** Forgets the first `n` pending ids (persisted now), a slice per turn of the event loop. */
+  private async dropPersisted(n: number): Promise<void> {
+    const generation = this.generation;
+    for (let left = n; left > 0 && generation === this.generation;) {
+      const k = Math.min(left, DROP_SLICE);
+      this.ids.drop(k);
+      left -= k;
+      if (left > 0) await setImmediatePromise();
+    }
   }
 
   private stopTimer(): void {
