@@ -22,13 +22,33 @@ import { PendingIds } from "./pending-ids.js";
 export const SPARSE_EVERY = 32;
 
 export const DEFAULT_STREAM_CACHE = 100_000;
+/** Ids (or changed streams) per index write at most: what the event loop packs and keeps. */
+export const MAX_INDEX_FLUSH_ENTRIES = 65_536;
 /**
- * Ids per index write. Event ids are random keys: each one lands on its own B+tree leaf, so a
- * write of k ids rewrites up to k pages (4 KiB each), however few bytes the ids are. Larger
- * writes share leaves: at 1M ids indexed, 8,192 ids rewrite about 3 KiB of pages per id and
- * 65,536 about 1 KiB. The fewer bytes the index writes, the less its syncs delay the log's.
+ * The B+tree leaves one index write may rewrite, at most (32 MiB of 4 KiB pages): LMDB
+ * allocates a transaction's dirty pages and keeps them for reuse, so this bounds the memory
+ * the index holds on top of its data.
  */
-export const DEFAULT_INDEX_FLUSH_ENTRIES = 65_536;
+const MAX_DIRTY_PAGES = 8192;
+/** Ids per leaf of the `ids` table: 42 bytes per entry, leaves about 69% full (random keys). */
+const IDS_PER_LEAF = 64;
+
+/**
+ * How many ids to gather before an index write, when `persistedIds` are in the index. Event
+ * ids are random keys: each lands on a leaf of its own, so a write of k ids rewrites up to k
+ * pages of 4 KiB, however few bytes they are. The more ids a write carries, the more of them
+ * share a leaf: fewer bytes written (less I/O to delay the log's fsyncs) and less CPU per id.
+ * While the whole table has at most MAX_DIRTY_PAGES leaves, a write takes up to
+ * MAX_INDEX_FLUSH_ENTRIES ids; past that, as many as rewrite about MAX_DIRTY_PAGES leaves
+ * (k random ids touch leaves * (1 - e^(-k / leaves)) of them), never fewer than that many ids.
+ */
+export function indexFlushEntries(persistedIds: number): number {
+  const leaves = persistedIds / IDS_PER_LEAF;
+  if (leaves <= MAX_DIRTY_PAGES) return MAX_INDEX_FLUSH_ENTRIES;
+  const k = -leaves * Math.log(1 - MAX_DIRTY_PAGES / leaves);
+  return Math.max(MAX_DIRTY_PAGES, Math.min(MAX_INDEX_FLUSH_ENTRIES, Math.floor(k)));
+}
+
 export const DEFAULT_INDEX_FLUSH_EVERY_MS = 1000;
 
 /** Persisted ids forgotten per turn of the event loop after an index write (about 0.4 ms). */
@@ -112,7 +132,7 @@ export interface CommittedTotals {
 export interface StreamCacheOptions {
   /** Stream states kept beyond those with changes in flight (default 100,000). */
   capacity?: number;
-  /** Write to the index once this many ids or streams wait (default 8192). */
+  /** Write to the index once this many ids or streams wait (default: `indexFlushEntries`). */
   flushEntries?: number;
   /** ... or this long after the commit position moved past the index (default 1000). */
   flushEveryMs?: number;
@@ -121,7 +141,8 @@ export interface StreamCacheOptions {
 
 export class StreamCache {
   readonly capacity: number;
-  private readonly flushEntries: number;
+  /** Set by the options; else `indexFlushEntries` of the index's size. */
+  private readonly fixedFlushEntries: number | undefined;
   private readonly flushEveryMs: number;
   private readonly logger: Logger | undefined;
   private states = new Map<string, StreamState>();
@@ -142,12 +163,13 @@ export class StreamCache {
     options: StreamCacheOptions = {},
   ) {
     this.capacity = options.capacity ?? DEFAULT_STREAM_CACHE;
-    this.flushEntries = options.flushEntries ?? DEFAULT_INDEX_FLUSH_ENTRIES;
+    this.fixedFlushEntries = options.flushEntries;
     this.flushEveryMs = options.flushEveryMs ?? DEFAULT_INDEX_FLUSH_EVERY_MS;
     this.logger = options.logger;
     if (!Number.isSafeInteger(this.capacity) || this.capacity < 1)
       throw new RangeError("stream cache capacity must be an integer >= 1");
-    if (!(this.flushEntries >= 1)) throw new RangeError("flushEntries must be >= 1");
+    if (options.flushEntries !== undefined && !(options.flushEntries >= 1))
+      throw new RangeError("flushEntries must be >= 1");
     if (!(this.flushEveryMs >= 0)) throw new RangeError("flushEveryMs must be >= 0");
   }
 
@@ -163,7 +185,8 @@ export class StreamCache {
 
   /** Enough waits in memory to be worth a write (a long recovery writes as it goes). */
   get wantsPersist(): boolean {
-    return this.dirty.size >= this.flushEntries || this.ids.length >= this.flushEntries;
+    const enough = this.flushEntries();
+    return this.dirty.size >= enough || this.ids.length >= enough;
   }
 
   /** Event ids held in memory (not persisted yet). */
@@ -246,7 +269,8 @@ export class StreamCache {
   /** The commit position moved: write to the index now or soon. */
   noteCommit(commit: number): void {
     if (!this.active || this.flushing !== null) return;
-    if (this.dirty.size >= this.flushEntries || this.ids.countBelow(commit) >= this.flushEntries) {
+    const enough = this.flushEntries();
+    if (this.dirty.size >= enough || this.ids.countBelow(commit) >= enough) {
       this.flush();
     } else if (this.timer === null && commit > this.index.persistedUpTo) {
       this.timer = setTimeout(() => {
@@ -345,6 +369,10 @@ export class StreamCache {
         this.flushing = null;
         if (this.active) this.noteCommit(this.totals().commit);
       });
+  }
+
+  private flushEntries(): number {
+    return this.fixedFlushEntries ?? indexFlushEntries(this.index.totals.events);
   }
 
   /** Forgets the first `n` pending ids (persisted now), a slice per turn of the event loop. */
