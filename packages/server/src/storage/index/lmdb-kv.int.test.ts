@@ -100,7 +100,7 @@ describe("LmdbKv under the log index", () => {
       return k.toString("latin1");
     };
     let upTo = 0;
-    // Several writes, past the size of the first filter (rebuilt larger as it fills).
+    // Several writes, past the size of the first filter (it grows layers as it fills).
     for (let round = 0; round < 5; round++) {
       const ids = { ids: [] as string[], positions: [] as number[], revisions: [] as number[] };
       for (let i = round * 10_000; i < (round + 1) * 10_000; i++) {

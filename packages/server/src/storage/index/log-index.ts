@@ -159,13 +159,13 @@ export class LogIndex {
       const hadOne = state !== undefined;
       if (hadOne) await this.kv.clear();
       this.reset();
-      this.buildIdFilter(0);
+      this.buildIdFilter();
       return !hadOne;
     }
     this.upTo = state.readDoubleLE(4);
     this.eventTotal = state.readDoubleLE(12);
     this.streamTotal = state.readDoubleLE(20);
-    this.buildIdFilter(0);
+    this.buildIdFilter();
     this.epochList = this.kv.entries("epochs").map(([k, v]) => ({
       position: k.readUInt32BE(0) * 4294967296 + k.readUInt32BE(4),
       epochNumber: v.readDoubleLE(0),
@@ -230,8 +230,6 @@ export class LogIndex {
     state.writeDoubleLE(delta.streamCount, 20);
     ops.push({ table: "meta", key: STATE_KEY, value: state });
     const { ids, positions, revisions } = delta.ids;
-    if (this.idFilter?.crowded === true && this.building === null)
-      this.buildIdFilter(this.idFilter.count * 2);
     const filter = this.idFilter;
     const building = this.building;
     await this.kv.write(ops, [
@@ -262,7 +260,7 @@ export class LogIndex {
   async clear(): Promise<void> {
     await this.kv.clear();
     this.reset();
-    this.buildIdFilter(0);
+    this.buildIdFilter();
   }
 
   async close(): Promise<void> {
@@ -285,18 +283,18 @@ export class LogIndex {
   }
 
   /**
-   * Builds a filter sized for `expectedIds` (at least the events persisted), scanning
-   * the persisted ids a chunk per turn of the event loop; it replaces the one in use once the
-   * scan is done. No id can be missed: ids are never removed but by `clear` (which starts
-   * over), every id persisted before the build began is in every snapshot the scan reads, and
-   * every id written from then on is added to it by `write` (one write at a time, and none is
-   * in flight when a build begins: open, clear, or `write` itself before it writes).
+   * Builds the filter (open, clear), sized for the events persisted, scanning the persisted
+   * ids a few milliseconds per turn of the event loop; it is used once the scan is done (it
+   * grows by itself from then on). No id can be missed: ids are never removed but by `clear`
+   * (which starts over), every id persisted before the build began is in every snapshot the
+   * scan reads, and every id written from then on is added to it by `write` (one write at a
+   * time, and none is in flight when a build begins).
    */
-  private buildIdFilter(expectedIds: number): void {
+  private buildIdFilter(): void {
     const scanKeys = this.kv.scanKeys?.bind(this.kv);
     if (scanKeys === undefined) return;
     const generation = ++this.filterGeneration;
-    const filter = new IdFilter(Math.max(expectedIds, this.eventTotal));
+    const filter = new IdFilter(this.eventTotal);
     this.building = filter;
     let after: Buffer | undefined;
     const step = (): void => {
