@@ -190,15 +190,13 @@ export class ConsensusCore<P> {
     this.advanceClock(nowMs);
     if (this.role !== "leader" && this.isVoter && this.leaderId === peer) {
       this.lastLeaderContactMs = Number.NEGATIVE_INFINITY;
-      // Every remaining voter learns of the loss at about the same moment. Each stands at the
-      // start of a slot of its own, one heartbeat apart (by priority, then by id), so two of
-      // them do not ask for votes in the same epoch at once and split it (which would cost a
-      // whole election timeout). The slots are distinct, so no random offset is needed within
-      // one: the first voter stands at once, and has won long before the next slot begins
-      // (two round trips and a vote's fsync), whose voter then hears the new leader.
+      // Every remaining voter learns of the loss at about the same moment. Each stands in a
+      // slot of its own, one heartbeat wide (by priority, then by id), so two of them do not
+      // ask for votes in the same epoch at once and split it (which would cost a whole
+      // election timeout).
       const others = this.cfg.voters.filter((v) => v !== peer).sort();
       const slot = this.priorityRank * others.length + Math.max(0, others.indexOf(this.cfg.id));
-      const soonMs = this.nowMs + slot * this.cfg.heartbeatMs;
+      const soonMs = this.nowMs + Math.floor((slot + this.cfg.random()) * this.cfg.heartbeatMs);
       if (soonMs < this.electionDeadlineMs) this.electionDeadlineMs = soonMs;
     }
     return this.flush();

@@ -371,7 +371,7 @@ describe("consensus core: votes", () => {
       records: [],
       leaderCommit: 16,
     };
-    // Whatever the random draws (both the same here), the slots keep them apart.
+    // The worst case for a split vote: both draw the same random offset.
     const standsAt = (id: string): number => {
       const node = new TestNode(id, {
         log: [[1, 16]],
@@ -388,9 +388,9 @@ describe("consensus core: votes", () => {
     };
     const n2 = standsAt("n2");
     const n3 = standsAt("n3");
-    // The first slot's voter stands at once (its next tick), the second's a heartbeat later.
-    expect(n2).toBe(0);
-    expect(n3).toBe(50);
+    expect(n2).toBeLessThan(50);
+    expect(n3).toBeGreaterThanOrEqual(50);
+    expect(n3).toBeLessThan(100);
   });
 
   it("a follower that still hears the leader refuses the pre-vote of one whose link closed", () => {
