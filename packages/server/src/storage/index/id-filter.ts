@@ -48,7 +48,6 @@ export class IdFilter {
   private readonly layers: Layer[];
   private last: Layer;
   private bytes: number;
-  private added = 0;
 
   /** Sized for `expectedIds` ids (within MAX_FILTER_BYTES) before it grows a layer. */
   constructor(expectedIds: number) {
@@ -58,11 +57,6 @@ export class IdFilter {
     this.last = layer(size);
     this.layers = [this.last];
     this.bytes = size / 8;
-  }
-
-  /** Ids added (counting repeats). */
-  get count(): number {
-    return this.added;
   }
 
   /** Layers so far. */
@@ -131,6 +125,5 @@ export class IdFilter {
       h1 = (h1 + h2) >>> 0;
     }
     target.added++;
-    this.added++;
   }
 }
