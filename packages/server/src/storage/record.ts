@@ -462,26 +462,52 @@ export function decodeRecord(buf: Buffer, at = 0, copy = true): DecodeResult {
   return { ok: true, record, length: checked.length };
 }
 
-/** The fields recovery needs from a checked EVENT record, without copying data (fast path). */
+/**
+ * The fields the index needs from a checked EVENT record, without decoding the rest (no type
+ * text, no data views): what recovery and a follower's `appendRaw` use for the events of
+ * plain streams.
+ */
 export interface EventSummary {
+  kind: "summary";
   batchEnd: boolean;
   streamId: string;
   revision: number;
+  /** Position of the previous event of the same stream, -1 for the first. */
+  prevPosition: number;
   idKey: string;
 }
 
-/** Reads the index fields of a checked record if it is an EVENT; null for other types or a bad payload. */
-export function summarizeEvent(buf: Buffer, at: number, length: number): EventSummary | null {
+/**
+ * Reads the index fields of a checked record if it is an EVENT; null for other types or a bad
+ * payload. With `wholeLayout`, the lengths of the fields it skips are checked too, as a full
+ * decode would.
+ */
+export function summarizeEvent(
+  buf: Buffer,
+  at: number,
+  length: number,
+  wholeLayout = false,
+): EventSummary | null {
   if (buf.readUInt8(at + 8) !== RecordType.EVENT) return null;
   const start = at + RECORD_HEADER_BYTES;
   const limit = at + length - RECORD_TRAILER_BYTES;
   if (start + 43 > limit) return null;
   const streamBytes = buf.readUInt16LE(start + 41);
-  if (start + 43 + streamBytes > limit) return null;
+  const streamEnd = start + 43 + streamBytes;
+  if (streamEnd > limit) return null;
+  if (wholeLayout) {
+    if (streamEnd + 2 > limit) return null;
+    const dataAt = streamEnd + 2 + buf.readUInt16LE(streamEnd);
+    if (dataAt + 4 > limit) return null;
+    const metaAt = dataAt + 4 + buf.readUInt32LE(dataAt);
+    if (metaAt + 4 > limit || metaAt + 4 + buf.readUInt32LE(metaAt) > limit) return null;
+  }
   return {
+    kind: "summary",
     batchEnd: (buf.readUInt8(start) & FLAG_BATCH_END) !== 0,
     revision: buf.readDoubleLE(start + 1),
+    prevPosition: buf.readDoubleLE(start + 9),
     idKey: buf.toString("latin1", start + 25, start + 41),
-    streamId: buf.toString("utf8", start + 43, start + 43 + streamBytes),
+    streamId: buf.toString("utf8", start + 43, streamEnd),
   };
 }

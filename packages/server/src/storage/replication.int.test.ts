@@ -168,6 +168,32 @@ describe.each(variants)("%s store: replication support", (_name, variant) => {
     expect((await allOf(s)).length).toBe(85);
   });
 
+  it("readRaw gives the same batches from writes still in memory as from the log", async () => {
+    f = variant();
+    const s = await f.make();
+    okResult(await s.append("a", { kind: "any" }, events(2)));
+    const from = s.endPosition;
+    // Not awaited: queued or in flight while readRaw answers from memory.
+    const writes = [1, 3, 1, 2, 5, 1].map((n, i) => s.append(`m${i}`, { kind: "any" }, events(n)));
+    const limits = [1, 200, 700, 1500, 1 << 20];
+    const during = limits.map((max) => s.readRaw(from, max));
+    const midway = during[4]?.batchEnds[2] as number;
+    const duringMid = s.readRaw(midway, 900);
+    for (const w of writes) okResult(await w);
+    await settle();
+    const after = limits.map((max) => s.readRaw(from, max));
+    expect(during[4]?.batchEnds.length).toBe(6);
+    expect(during[0]?.batchEnds.length).toBe(1);
+    for (let i = 0; i < limits.length; i++) {
+      expect(during[i]?.batchEnds).toEqual(after[i]?.batchEnds);
+      expect(during[i]?.end).toBe(after[i]?.end);
+      expect(Buffer.compare(during[i]?.bytes as Buffer, after[i]?.bytes as Buffer)).toBe(0);
+    }
+    const afterMid = s.readRaw(midway, 900);
+    expect(duringMid.batchEnds).toEqual(afterMid.batchEnds);
+    expect(Buffer.compare(duringMid.bytes, afterMid.bytes)).toBe(0);
+  });
+
   it("appendRaw of readRaw bytes gives an identical follower, idempotency included", async () => {
     f = variant();
     const leader = await f.make();

@@ -238,9 +238,14 @@ interface PendingBatch {
 }
 
 interface IndexedRecord {
-  rec: LogRecord;
+  rec: LogRecord | EventSummary;
   position: number;
+  /** An event's stream, set by `indexBatch` for the commit. */
+  state: StreamState | undefined;
 }
+
+/** The settlement of a write nobody awaits (see `appendRaw`). */
+const NOOP = (): void => undefined;
 
 function toStored(rec: EventRecord, position: number): StoredEvent {
   return {
@@ -656,7 +661,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     /** A batch starts below `committedUpTo` and ends above it: not a boundary. */
     straddled: boolean;
   }> {
-    let batch: Array<{ rec: LogRecord | EventSummary; position: number }> = [];
+    let batch: IndexedRecord[] = [];
     let batchStart = from;
     let badPayloadAt = -1;
     let straddled = false;
@@ -683,7 +688,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
             badPayloadAt = position;
             return false;
           }
-          batch.push({ rec, position });
+          batch.push({ rec, position, state: undefined });
           if (rec.batchEnd) {
             if (end <= committedUpTo) {
               for (const r of batch) this.recoverRecord(r.rec, r.position);
@@ -695,7 +700,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
                 batch = [];
                 return false;
               }
-              pending.push({ end, apply: this.indexBatch(batch as IndexedRecord[]) });
+              pending.push({ end, apply: this.indexBatch(batch) });
             }
             batch = [];
             batchStart = end;
@@ -721,7 +726,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   private recoverRecord(rec: LogRecord | EventSummary, position: number): void {
-    if (!("kind" in rec)) {
+    if (rec.kind === "summary") {
       this.recoverEvent(rec, position);
       return;
     }
@@ -752,28 +757,25 @@ export class LogStore implements StreamStore, ReplicatedLog {
    * index); returns the committed-view update to run when the batch commits.
    */
   private indexBatch(recs: readonly IndexedRecord[]): () => void {
-    const ops: Array<() => void> = [];
-    for (const { rec, position } of recs) {
-      if (rec.kind === "event") {
+    // The commit goes over the records again (a follower indexes every event it receives:
+    // no closure per event). The rarer records keep a closure each.
+    let others: Array<() => void> | undefined;
+    for (const r of recs) {
+      const { rec, position } = r;
+      if (rec.kind === "event" || rec.kind === "summary") {
         const s = this.stateFor(rec.streamId);
-        const r = rec.revision;
-        if (r % SPARSE_EVERY === 0) s.sparse.set(r / SPARSE_EVERY, position);
-        this.streams.addId(rec.idKey, position, r);
-        s.wLast = r;
+        const rev = rec.revision;
+        if (rev % SPARSE_EVERY === 0) s.sparse.set(rev / SPARSE_EVERY, position);
+        this.streams.addId(rec.idKey, position, rev);
+        s.wLast = rev;
         s.wLastPos = position;
-        ops.push(() => {
-          if (s.last < 0) this.streamCount++;
-          s.last = r;
-          s.lastPos = position;
-          this.eventCount++;
-          this.streams.committed(s);
-        });
-        const metaOf = metadataTarget(rec.streamId, rec.type);
+        r.state = s;
+        const metaOf = rec.kind === "event" ? metadataTarget(rec.streamId, rec.type) : undefined;
         if (metaOf !== undefined) {
           const target = this.stateFor(metaOf);
-          const meta = parseMetadata(rec.data);
+          const meta = parseMetadata((rec as EventRecord).data);
           target.wMeta = meta;
-          ops.push(() => {
+          (others ??= []).push(() => {
             target.meta = meta;
             this.streams.committed(target);
           });
@@ -781,7 +783,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       } else if (rec.kind === "tombstone") {
         const s = this.stateFor(rec.streamId);
         s.wTombstoned = true;
-        ops.push(() => {
+        (others ??= []).push(() => {
           s.tombstoned = true;
           this.streams.committed(s);
         });
@@ -790,7 +792,16 @@ export class LogStore implements StreamStore, ReplicatedLog {
       }
     }
     return () => {
-      for (const op of ops) op();
+      for (const r of recs) {
+        const s = r.state;
+        if (s === undefined) continue;
+        if (s.last < 0) this.streamCount++;
+        s.last = (r.rec as EventSummary | EventRecord).revision;
+        s.lastPos = r.position;
+        this.eventCount++;
+        this.streams.committed(s);
+      }
+      if (others !== undefined) for (const op of others) op();
     };
   }
 
@@ -800,7 +811,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       this.recentEnds.splice(0, this.recentEnds.length - RECENT_BOUNDARIES);
   }
 
-  private recoverEvent(rec: EventSummary, position: number): void {
+  private recoverEvent(rec: EventSummary | EventRecord, position: number): void {
     const s = this.stateFor(rec.streamId);
     if (rec.revision !== s.last + 1) {
       throw new StoreError(
@@ -1073,23 +1084,32 @@ export class LogStore implements StreamStore, ReplicatedLog {
 
   /** `enqueue`, resolving with `result` once committed. */
   private enqueueFor<T>(start: number, data: Buffer, apply: () => void, result: T): Promise<T> {
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<T>((res, rej) => {
+      resolve = () => res(result);
+      reject = rej;
+    });
+    this.enqueueWrite(start, data, apply, resolve, reject);
+    return promise;
+  }
+
+  /** Reserves and queues one batch's write; `resolve` runs once it is committed. */
+  private enqueueWrite(
+    start: number,
+    data: Buffer,
+    apply: () => void,
+    resolve: () => void,
+    reject: (err: unknown) => void,
+  ): void {
     if (start !== this.reserveEnd)
       throw new Error(
         `internal: enqueue at ${start} but the log is reserved up to ${this.reserveEnd}`,
       );
     this.reserveEnd = start + data.length;
     this.noteBoundary(this.reserveEnd);
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({
-        start,
-        data,
-        end: start + data.length,
-        apply,
-        resolve: () => resolve(result),
-        reject,
-      });
-      if (this.writer === null) this.writer = this.writeLoop();
-    });
+    this.queue.push({ start, data, end: start + data.length, apply, resolve, reject });
+    if (this.writer === null) this.writer = this.writeLoop();
   }
 
   /** The group-commit loop: everything queued goes out in one write and one sync. */
@@ -1595,6 +1615,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     this.assertReadable();
     if (!this.isRecordBoundary(fromPosition))
       throw invalid(`position ${fromPosition} is not a record boundary of this log`);
+    const inMemory = this.readRawInMemory(fromPosition, maxBytes);
+    if (inMemory !== undefined) return inMemory;
     const batchEnds: number[] = [];
     let end = fromPosition;
     const res = this.walkSync(fromPosition, this.reserveEnd, (buf, at, length, position) => {
@@ -1629,6 +1651,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (bytes.length === 0) throw invalid("appendRaw of no bytes");
     const buf = Buffer.from(bytes); // a copy: the caller may reuse its buffer
     const batches: Array<{ start: number; end: number; recs: IndexedRecord[] }> = [];
+    /** Where each stream of these bytes is so far (one object per stream, not per event). */
     const streams = new Map<string, { last: number; lastPos: number }>();
     let lastEpoch = this.lastEpoch;
     let recs: IndexedRecord[] = [];
@@ -1644,14 +1667,20 @@ export class LogStore implements StreamStore, ReplicatedLog {
             : `appendRaw: the record at ${at} is damaged (${c.problem})`,
         );
       }
-      const rec = decodeCheckedRecord(buf, off, c.length, false);
+      // Events of plain streams need only their index fields; the rest is decoded in full.
+      const summary = summarizeEvent(buf, off, c.length, true);
+      const rec =
+        summary !== null && !isMetadataStream(summary.streamId)
+          ? summary
+          : decodeCheckedRecord(buf, off, c.length, false);
       if (rec === null) throw invalid(`appendRaw: the record at ${at} has a bad payload`);
-      if (rec.kind === "event") {
-        const s = this.streams.get(rec.streamId);
-        const prev = streams.get(rec.streamId) ?? {
-          last: s?.wLast ?? -1,
-          lastPos: s?.wLastPos ?? -1,
-        };
+      if (rec.kind === "event" || rec.kind === "summary") {
+        let prev = streams.get(rec.streamId);
+        if (prev === undefined) {
+          const s = this.streams.get(rec.streamId);
+          prev = { last: s?.wLast ?? -1, lastPos: s?.wLastPos ?? -1 };
+          streams.set(rec.streamId, prev);
+        }
         if (rec.revision !== prev.last + 1 || rec.prevPosition !== prev.lastPos) {
           throw invalid(
             `appendRaw: the event at ${at} is ${rec.streamId}@${rec.revision} after ${rec.prevPosition}, ` +
@@ -1659,7 +1688,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
             rec.streamId,
           );
         }
-        streams.set(rec.streamId, { last: rec.revision, lastPos: at });
+        prev.last = rec.revision;
+        prev.lastPos = at;
       } else if (rec.kind === "epoch") {
         if (recs.length > 0 || !rec.batchEnd)
           throw invalid(`appendRaw: the EPOCH record at ${at} is not a batch of its own`);
@@ -1669,7 +1699,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
           );
         lastEpoch = rec.epochNumber;
       }
-      recs.push({ rec, position: at });
+      recs.push({ rec, position: at, state: undefined });
       off += c.length;
       if (rec.batchEnd) {
         batches.push({ start: batchStart, end: position + off, recs });
@@ -1679,13 +1709,25 @@ export class LogStore implements StreamStore, ReplicatedLog {
     }
     if (recs.length > 0)
       throw invalid(`appendRaw: the bytes end inside an atomic batch starting at ${batchStart}`);
-    // Valid: from here on nothing throws.
-    const done: Array<Promise<void>> = [];
-    for (const b of batches) {
-      const apply = this.indexBatch(b.recs);
-      done.push(this.enqueue(b.start, buf.subarray(b.start - position, b.end - position), apply));
+    // Valid: from here on nothing throws. Batches commit in order, so the last one's promise
+    // stands for them all (a failure or a cut rejects every write from it on).
+    const last = batches.length - 1;
+    for (let i = 0; i < last; i++) {
+      const b = batches[i] as (typeof batches)[number];
+      this.enqueueWrite(
+        b.start,
+        buf.subarray(b.start - position, b.end - position),
+        this.indexBatch(b.recs),
+        NOOP,
+        NOOP,
+      );
     }
-    return Promise.all(done).then(() => undefined);
+    const b = batches[last] as (typeof batches)[number];
+    return this.enqueue(
+      b.start,
+      buf.subarray(b.start - position, b.end - position),
+      this.indexBatch(b.recs),
+    );
   }
 
   /**
@@ -1808,6 +1850,36 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   /** Bytes of the write view (the log, then writes in flight and queued), synchronously. */
+  /**
+   * `readRaw` from the writes in flight and queued when `fromPosition` is where one of them
+   * starts. Each holds exactly one batch, made by this process's encoder or CRC-checked on
+   * receipt (`appendRaw`), so the records need no walk and no CRC: a leader proposes what it
+   * has just written this way. Undefined when `fromPosition` is not in memory.
+   */
+  private readRawInMemory(
+    fromPosition: number,
+    maxBytes: number,
+  ): { bytes: Buffer; end: number; batchEnds: number[] } | undefined {
+    const first = this.inFlight[0] ?? this.queue[0];
+    if (first === undefined || fromPosition < first.start) return undefined;
+    const parts: Buffer[] = [];
+    const batchEnds: number[] = [];
+    scan: for (const writes of [this.inFlight, this.queue]) {
+      for (const w of writes) {
+        if (w.start < fromPosition) continue;
+        if (w.start !== (batchEnds.at(-1) ?? fromPosition)) return undefined;
+        if (batchEnds.length > 0 && w.end - fromPosition > maxBytes) break scan;
+        parts.push(w.data);
+        batchEnds.push(w.end);
+        if (w.end - fromPosition >= maxBytes) break scan;
+      }
+    }
+    const end = batchEnds.at(-1);
+    if (end === undefined) return undefined;
+    const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+    return { bytes, end, batchEnds };
+  }
+
   private readBytesSync(position: number, length: number): Buffer {
     const end = Math.min(position + length, this.reserveEnd);
     if (position < 0 || end <= position) return Buffer.alloc(0);

@@ -16,7 +16,11 @@ export class PendingIds {
   private base = 0;
   /** Entries before this index are dropped (persisted). */
   private head = 0;
-  private readonly latest = new Map<string, number>();
+  /**
+   * Id -> slot of its latest entry, built at the first lookup and kept from then on. A
+   * follower never looks ids up (only a leader checks retries): it pays for no map at all.
+   */
+  private latest: Map<string, number> | null = null;
   /** Some id was added twice (its older entry is shadowed in `latest`). */
   private shadowed = false;
 
@@ -25,7 +29,7 @@ export class PendingIds {
   }
 
   get(idKey: string): EventIdHit | undefined {
-    const slot = this.latest.get(idKey);
+    const slot = (this.latest ?? this.buildLatest()).get(idKey);
     if (slot === undefined) return undefined;
     const i = slot - this.base;
     return { position: this.positions[i] as number, revision: this.revisions[i] as number };
@@ -36,20 +40,18 @@ export class PendingIds {
    * last one added means the log was cut back there: the entries from it on go first.
    */
   add(idKey: string, position: number, revision: number): boolean {
-    let slot = this.latest.get(idKey);
-    if (
-      slot !== undefined &&
-      this.positions[slot - this.base] === position &&
-      this.revisions[slot - this.base] === revision
-    )
-      return false;
     const n = this.ids.length;
     if (n > this.head && position <= (this.positions[n - 1] as number)) {
+      const i = this.head + this.countBelow(position);
+      if (this.positions[i] === position && this.ids[i] === idKey && this.revisions[i] === revision)
+        return false;
       this.truncate(position);
-      slot = this.latest.get(idKey);
     }
-    if (slot !== undefined) this.shadowed = true;
-    this.latest.set(idKey, this.base + this.ids.length);
+    const latest = this.latest;
+    if (latest !== null) {
+      if (latest.has(idKey)) this.shadowed = true;
+      latest.set(idKey, this.base + this.ids.length);
+    }
     this.ids.push(idKey);
     this.positions.push(position);
     this.revisions.push(revision);
@@ -81,9 +83,12 @@ export class PendingIds {
   /** Forgets the first `n` entries (persisted now). */
   drop(n: number): void {
     const end = this.head + n;
-    for (let i = this.head; i < end; i++) {
-      const id = this.ids[i] as string;
-      if (this.latest.get(id) === this.base + i) this.latest.delete(id);
+    const latest = this.latest;
+    if (latest !== null) {
+      for (let i = this.head; i < end; i++) {
+        const id = this.ids[i] as string;
+        if (latest.get(id) === this.base + i) latest.delete(id);
+      }
     }
     this.head = end;
     if (this.head === this.ids.length) {
@@ -101,16 +106,19 @@ export class PendingIds {
   truncate(position: number): void {
     const keep = this.head + this.countBelow(position);
     if (keep === this.ids.length) return;
-    for (let i = keep; i < this.ids.length; i++) {
-      const id = this.ids[i] as string;
-      if (this.latest.get(id) === this.base + i) this.latest.delete(id);
+    const latest = this.latest;
+    if (latest !== null) {
+      for (let i = keep; i < this.ids.length; i++) {
+        const id = this.ids[i] as string;
+        if (latest.get(id) === this.base + i) latest.delete(id);
+      }
     }
     this.ids.length = keep;
     this.positions.length = keep;
     this.revisions.length = keep;
-    if (this.shadowed) {
+    if (latest !== null && this.shadowed) {
       // A removed entry may have shadowed an older one of the same id: map them again.
-      for (let i = this.head; i < keep; i++) this.latest.set(this.ids[i] as string, this.base + i);
+      for (let i = this.head; i < keep; i++) latest.set(this.ids[i] as string, this.base + i);
     }
   }
 
@@ -120,7 +128,16 @@ export class PendingIds {
     this.revisions = [];
     this.base += this.head;
     this.head = 0;
-    this.latest.clear();
+    this.latest?.clear();
     this.shadowed = false;
+  }
+
+  private buildLatest(): Map<string, number> {
+    const latest = new Map<string, number>();
+    for (let i = this.head; i < this.ids.length; i++)
+      latest.set(this.ids[i] as string, this.base + i);
+    this.shadowed = latest.size < this.ids.length - this.head;
+    this.latest = latest;
+    return latest;
   }
 }

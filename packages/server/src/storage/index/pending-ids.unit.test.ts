@@ -67,4 +67,29 @@ describe("PendingIds", () => {
     expect(p.get(id(4))).toEqual({ position: 100, revision: 1 });
     expect(p.countBelow(Number.POSITIVE_INFINITY)).toBe(2);
   });
+
+  it("answers the same whether its map was built before or after the adds, drops and cuts", () => {
+    // The map from id to entry is built at the first lookup (a follower never looks up): the
+    // entries must say the same as a map kept from the start.
+    const run = (lookFirst: boolean) => {
+      const p = new PendingIds();
+      if (lookFirst) p.get(id(0));
+      for (let i = 0; i < 9000; i++) p.add(id(i % 7000), i * 10, i);
+      p.drop(3000);
+      p.truncate(80_000);
+      p.add(id(5), 80_000, 8000);
+      expect(p.add(id(5), 80_000, 8000)).toBe(false);
+      return [0, 5, 6999, 999, 1000, 3500].map((n) => p.get(id(n)));
+    };
+    const eager = run(true);
+    expect(run(false)).toEqual(eager);
+    expect(eager).toEqual([
+      { position: 70_000, revision: 7000 },
+      { position: 80_000, revision: 8000 },
+      { position: 69_990, revision: 6999 },
+      { position: 79_990, revision: 7999 },
+      undefined,
+      { position: 35_000, revision: 3500 },
+    ]);
+  });
 });
