@@ -64,8 +64,11 @@ export interface ChorusClientEvents {
 
 const SIGNAL_ONLY: readonly string[] = Object.freeze(["signal"]);
 
-/** @internal replaceable I/O for tests. */
-export type ChorusClientDependencies = ConnectionDependencies;
+/**
+ * @internal replaceable I/O for tests; `partition` names the replication group a client
+ * serves inside a partitioned client (the events it creates carry it).
+ */
+export type ChorusClientDependencies = ConnectionDependencies & { readonly partition?: string };
 
 /**
  * The Chorus client. Operations connect lazily; `connect()` connects eagerly.
@@ -118,6 +121,7 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
         : new Connection(this.settings, {}, { view });
     this.#ctx = Object.freeze({
       settings: this.settings,
+      partition: dependencies.partition,
       connection: this.#connection,
       readConnection: this.#reads,
       retryBudget: new RetryBudget(this.settings.retryBudget ?? UNLIMITED_RETRY_BUDGET, () =>
@@ -138,12 +142,16 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     });
     const partitions = this.settings.partitions;
     this.#partitioned = partitions
-      ? new PartitionedClient(partitions, (group) => new ChorusClient(group, dependencies), {
-          connected: (node) => this.emit("connected", node),
-          disconnected: (reason, partition) => this.emit("disconnected", reason, partition),
-          reconnecting: (attempt, partition) => this.emit("reconnecting", attempt, partition),
-          leaderChanged: (change) => this.emit("leaderChanged", change),
-        })
+      ? new PartitionedClient(
+          partitions,
+          (group, partition) => new ChorusClient(group, { ...dependencies, partition }),
+          {
+            connected: (node) => this.emit("connected", node),
+            disconnected: (reason, partition) => this.emit("disconnected", reason, partition),
+            reconnecting: (attempt, partition) => this.emit("reconnecting", attempt, partition),
+            leaderChanged: (change) => this.emit("leaderChanged", change),
+          },
+        )
       : undefined;
     this.persistentSubscriptions = this.#partitioned
       ? new PartitionedPersistentSubscriptions(this.#ctx, this.#partitioned)

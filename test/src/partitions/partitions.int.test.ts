@@ -170,15 +170,23 @@ describe("a partitioned client", () => {
     expect((err as Error).name).toBe("StreamNotFoundError");
   });
 
-  it("subscribes to a stream on its owning group", async () => {
+  it("subscribes to a stream on its owning group; its events name the group and are frozen", async () => {
     const stream = streamOwnedBy("west", `sub-${randomUUID().slice(0, 8)}`);
     const sub = client.subscribeToStream(stream);
     await client.appendToStream(stream, jsonEvent({ type: "Live", data: 1 }));
     for await (const e of sub) {
       expect(e.event.streamId).toBe(stream);
+      expect(e.event.partition).toBe("west");
+      expect(Object.isFrozen(e.event)).toBe(true);
       break;
     }
     await sub.unsubscribe();
+    const [read] = await collect(client.readStream(stream));
+    expect(read?.event.partition).toBe("west");
+    expect(Object.isFrozen(read?.event)).toBe(true);
+    // A client of one group is no partitioned client: its events carry no partition.
+    const [plain] = await collect(direct.west!.readStream(stream));
+    expect(plain?.event).not.toHaveProperty("partition");
   });
 
   it("lists every group's members, each with partition set", async () => {

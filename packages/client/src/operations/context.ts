@@ -14,6 +14,8 @@ export interface OperationContext {
   readonly readConnection: Connection;
   /** Shared by every operation of the client. */
   readonly retryBudget: RetryBudget;
+  /** The replication group of a partitioned client's group client: its events carry it. */
+  readonly partition?: string | undefined;
 }
 
 /** The connection an operation goes through: the leader's, or the one of the node preference. */

@@ -169,25 +169,30 @@ function decodeBody(
   return new Uint8Array(b);
 }
 
-/** A wire RecordedEvent in client terms: bigints, parsed JSON, copied bytes. */
-export function recordedEventFromWire(e: chorus.IRecordedEvent): RecordedEvent {
+/**
+ * A wire RecordedEvent in client terms: bigints, parsed JSON, copied bytes; with `partition`
+ * (a partitioned client's group), the event carries its group from the start.
+ */
+export function recordedEventFromWire(e: chorus.IRecordedEvent, partition?: string): RecordedEvent {
   const isJson = e.isJson === true;
-  return Object.freeze({
-    streamId: e.streamId ?? "",
-    revision: BigInt(e.revision ?? 0),
-    position: BigInt(e.position ?? 0),
-    id: e.id ?? "",
-    type: e.type ?? "",
-    isJson,
-    data: decodeBody(e.data, isJson, false),
-    metadata: decodeBody(e.metadata, isJson, true),
-    created: new Date(Number(e.createdMs ?? 0)),
-  });
+  const streamId = e.streamId ?? "";
+  const revision = BigInt(e.revision ?? 0);
+  const position = BigInt(e.position ?? 0);
+  const id = e.id ?? "";
+  const type = e.type ?? "";
+  const data = decodeBody(e.data, isJson, false);
+  const metadata = decodeBody(e.metadata, isJson, true);
+  const created = new Date(Number(e.createdMs ?? 0));
+  return Object.freeze(
+    partition === undefined
+      ? { streamId, revision, position, id, type, isJson, data, metadata, created }
+      : { streamId, revision, position, id, type, isJson, data, metadata, created, partition },
+  );
 }
 
-export function resolvedEventFromWire(e: chorus.IResolvedEvent): ResolvedEvent {
-  const event = recordedEventFromWire(e.event ?? {});
+export function resolvedEventFromWire(e: chorus.IResolvedEvent, partition?: string): ResolvedEvent {
+  const event = recordedEventFromWire(e.event ?? {}, partition);
   return e.link
-    ? Object.freeze({ event, link: recordedEventFromWire(e.link) })
+    ? Object.freeze({ event, link: recordedEventFromWire(e.link, partition) })
     : Object.freeze({ event });
 }

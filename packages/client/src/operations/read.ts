@@ -313,7 +313,7 @@ export function readStream(
               `unexpected reply to a stream read: ${reply.body ?? "none"}`,
             );
           return {
-            events: (r.events ?? []).map(resolvedEventFromWire),
+            events: (r.events ?? []).map((e) => resolvedEventFromWire(e, ctx.partition)),
             endOfStream: r.endOfStream === true,
             next: Number(r.nextRevision ?? 0),
           };
@@ -365,7 +365,7 @@ export function readAll(
             `unexpected reply to a read of $all: ${reply.body ?? "none"}`,
           );
         return {
-          events: (r.events ?? []).map(resolvedEventFromWire),
+          events: (r.events ?? []).map((e) => resolvedEventFromWire(e, ctx.partition)),
           endOfStream: r.endOfStream === true,
           next: Number(r.nextPosition ?? 0),
         };

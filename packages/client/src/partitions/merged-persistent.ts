@@ -40,14 +40,6 @@ function handled(err: Error): Promise<never> {
   return p;
 }
 
-function tagEvent(e: PersistentEvent, partition: string): PersistentEvent {
-  return {
-    event: { ...e.event, partition },
-    ...(e.link && { link: { ...e.link, partition } }),
-    retryCount: e.retryCount,
-  };
-}
-
 /**
  * A consumer of a `$all` persistent subscription group across every partition. It has the
  * surface of a PersistentSubscription (iterate, ack, nack, unsubscribe, finished, events).
@@ -217,7 +209,7 @@ export class MergedPersistentSubscription
       for await (const e of part) {
         // Once ended, the part is being stopped (once, by #end): what it still hands over is dropped.
         if (this.#ended) continue;
-        this.#queue.push(tagEvent(e, name));
+        this.#queue.push(e); // carries its `partition` (made by the group's client)
         this.#wake?.();
       }
       // A partition's consumer that ends by itself (its client closed) ends them all.

@@ -7,7 +7,10 @@ import { InvalidArgumentError } from "../errors.js";
 import type { PersistentEvent } from "../persistent/subscription.js";
 import { MergedPersistentSubscription } from "./merged-persistent.js";
 
-/** A stand-in for one partition's PersistentSubscription. */
+/**
+ * A stand-in for one partition's PersistentSubscription: its events carry the partition's
+ * name, as a group client of a partitioned client makes them.
+ */
 class FakePart extends EventEmitter {
   readonly acks: bigint[][] = [];
   readonly nacks: { action: string; positions: bigint[] }[] = [];
@@ -21,6 +24,10 @@ class FakePart extends EventEmitter {
   #finish!: () => void;
   readonly finished = new Promise<void>((resolve) => (this.#finish = resolve));
 
+  constructor(readonly partition: string) {
+    super();
+  }
+
   deliver(position: bigint): void {
     this.#queue.push({
       event: {
@@ -33,6 +40,7 @@ class FakePart extends EventEmitter {
         metadata: undefined,
         contentType: "application/json",
         created: new Date(0),
+        partition: this.partition,
       },
       retryCount: 0,
     } as unknown as PersistentEvent);
@@ -82,8 +90,8 @@ class FakePart extends EventEmitter {
 }
 
 function setup(): { sub: MergedPersistentSubscription; a: FakePart; b: FakePart } {
-  const a = new FakePart();
-  const b = new FakePart();
+  const a = new FakePart("a");
+  const b = new FakePart("b");
   const client = (part: FakePart) =>
     ({ persistentSubscriptions: { subscribe: () => part } }) as unknown as ChorusClient;
   const sub = new MergedPersistentSubscription(

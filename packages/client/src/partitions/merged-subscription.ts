@@ -37,13 +37,6 @@ type Item =
   | { kind: "caughtUp"; partition: string }
   | { kind: "checkpoint"; partition: string; position: bigint };
 
-function tagEvent(e: ResolvedEvent, partition: string): ResolvedEvent {
-  return {
-    event: { ...e.event, partition },
-    ...(e.link && { link: { ...e.link, partition } }),
-  };
-}
-
 /** Each group's start: "start", "end", or the position to resume after. */
 export function startsOf(
   names: readonly string[],
@@ -215,7 +208,8 @@ export class MergedSubscription
     try {
       for await (const e of sub) {
         if (this.#ended) break;
-        this.#push({ kind: "event", partition: name, event: tagEvent(e, name) });
+        // The group's client made the event with its `partition` already.
+        this.#push({ kind: "event", partition: name, event: e });
         flushCaughtUp();
         while (this.#queue.length >= this.#capacity && !this.#ended) {
           await new Promise<void>((resolve) => this.#room.push(resolve));

@@ -48,13 +48,14 @@ export class PartitionedClient {
 
   constructor(
     partitions: Readonly<Record<string, ConnectionSettings>>,
-    makeClient: (settings: ConnectionSettings) => ChorusClient,
+    /** A plain client of one group, whose events carry the group's name. */
+    makeClient: (settings: ConnectionSettings, partition: string) => ChorusClient,
     sink: PartitionEventSink,
   ) {
     this.names = Object.freeze(Object.keys(partitions));
     const clients = new Map<string, ChorusClient>();
     for (const name of this.names) {
-      const client = makeClient(partitions[name]!);
+      const client = makeClient(partitions[name]!, name);
       client.on("connected", (node) => sink.connected(tagMember(node, name)));
       client.on("disconnected", (reason) => sink.disconnected(reason, name));
       client.on("reconnecting", (attempt) => sink.reconnecting(attempt, name));
@@ -180,13 +181,6 @@ interface Source {
   readonly iterable: AsyncIterable<ResolvedEvent>;
 }
 
-function tagEvent(e: ResolvedEvent, partition: string): ResolvedEvent {
-  return {
-    event: { ...e.event, partition },
-    ...(e.link && { link: { ...e.link, partition } }),
-  };
-}
-
 /** A k-way merge of the groups' reads: one event buffered per group. */
 function mergeByCreated(
   sources: readonly Source[],
@@ -229,7 +223,7 @@ function mergeByCreated(
             if (!r.done && !skipped[i] && r.value.event.position === sources[i]!.skip)
               r = await iterators[i]!.next();
             skipped[i] = true;
-            heads[i] = r.done ? null : tagEvent(r.value, sources[i]!.name);
+            heads[i] = r.done ? null : r.value;
           }),
         );
       } catch (err) {

@@ -562,7 +562,10 @@ export class PersistentSubscription
       const retries = frame.persistentEvents.retryCounts ?? [];
       let added = false;
       for (let i = 0; i < events.length; i++) {
-        const resolved = resolvedEventFromWire(events[i] as chorus.IResolvedEvent);
+        const resolved = resolvedEventFromWire(
+          events[i] as chorus.IResolvedEvent,
+          this.#ctx.partition,
+        );
         const retryCount = retries[i] ?? 0;
         const position = Number(resolved.event.position);
         // Offered again after a reconnect while the application holds it (or its ack is on the

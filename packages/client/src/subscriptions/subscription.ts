@@ -355,7 +355,7 @@ export class Subscription
     if (frame.subscriptionEvents) {
       const events = frame.subscriptionEvents.events ?? [];
       for (const wire of events) {
-        const resolved = resolvedEventFromWire(wire);
+        const resolved = resolvedEventFromWire(wire, this.#ctx.partition);
         const mark =
           this.#target.kind === "stream" ? resolved.event.revision : resolved.event.position;
         // Never hand over an event twice (a server replaying after a resubscription).
