@@ -189,7 +189,11 @@ export async function createNode(
   const instanceId = randomUUID();
   const auth = new Authenticator(options.adminPassword);
   let state: NodeState = "Initializing";
-  const inflight = new Set<Promise<unknown>>();
+  // Writes handed to the store and not settled yet, by count: a Set would take an insert and a
+  // delete per write, and V8 rebuilds a Set's table every few hundred of those, each replaced
+  // table keeping its entries and a link to the next (see the client's channel table).
+  let inflight = 0;
+  let drained: (() => void) | undefined;
   // Internal listeners with trusted roots let in only clients with a member's certificate.
   const makeServer = (internal: boolean): HttpServer =>
     tls ? createHttpsServer(serverTlsOptions(tls, internal)) : createHttpServer();
@@ -243,9 +247,9 @@ export async function createNode(
     persistentCluster: () => cluster ?? membership?.persistentView,
     endpoints: () => live.endpoints,
     track: <T>(work: Promise<T>): Promise<T> => {
-      inflight.add(work);
+      inflight++;
       const done = (): void => {
-        inflight.delete(work);
+        if (--inflight === 0) drained?.();
       };
       work.then(done, done);
       return work;
@@ -424,7 +428,9 @@ export async function createNode(
         const deadline = new Promise<void>((resolve) =>
           setTimeout(resolve, SHUTDOWN_GRACE_MS).unref(),
         );
-        await Promise.race([Promise.allSettled([...inflight]), deadline]);
+        const settled =
+          inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
+        await Promise.race([settled, deadline]);
         await native.closeConnections(SHUTDOWN_GRACE_MS);
         // The peer links ride upgraded sockets of the internal TCP server: close them first.
         try {

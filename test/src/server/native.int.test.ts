@@ -3,7 +3,10 @@
 import { chorus } from "@chorus/protocol";
 import type { ChorusNode } from "@chorus/server";
 import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { BACKENDS, backendNodeOptions, closeBackends } from "../backends.js";
@@ -396,5 +399,43 @@ describe.each(BACKENDS)("%s", (backend) => {
       expect(n.state).toBe("Shutdown");
       await expect(RawClient.connect(nativeUrl(n))).rejects.toThrow();
     });
+  });
+});
+
+describe("native protocol: shutdown with appends in flight", () => {
+  it("answers every append the store took before it stops, and keeps nothing unanswered", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "chorus-shutdown-"));
+    try {
+      const n = await startNode({ memDb: false, db: dir });
+      const c = await RawClient.connect(nativeUrl(n));
+      const stream = `inflight-${randomUUID()}`;
+      expect(
+        (await append(c, stream, [jsonEvent("First", {})])).appendResult?.success,
+      ).toBeTruthy();
+      // Many appends, unawaited, then the stop: the ones the store took are answered before
+      // the connection closes, the rest fail with the connection.
+      const replies = Array.from({ length: 3_000 }, (_, i) =>
+        append(c, stream, [jsonEvent("E", { i })], { kind: Kind.ANY }, 3_000).then(
+          (f) => (f.appendResult?.success ? "ok" : "refused"),
+          () => "lost",
+        ),
+      );
+      await Promise.race(replies); // the first answer: the others are with the store or on their way
+      await n.close();
+      const outcome = await Promise.all(replies);
+      const acknowledged = outcome.filter((o) => o === "ok").length;
+      const again = await startNode({ memDb: false, db: dir });
+      try {
+        const r = await RawClient.connect(nativeUrl(again));
+        const stored = (await readAllForwards(r, stream)).length - 1;
+        await r.close();
+        // Everything acknowledged is stored, and everything stored was acknowledged.
+        expect(stored).toBe(acknowledged);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
