@@ -125,11 +125,38 @@ export async function runPartitions(run: PartitionsRun): Promise<void> {
   ];
   try {
     await Promise.all([plain.connect(), partitioned.connect()]);
-    for (const { partitions, ctx } of variants) {
-      if (run.only("append-pipelined")) run.emit({ ...(await appendPipelined(ctx)), partitions });
-      if (run.only("subscribe-live"))
-        run.emit({ ...(await subscribeLive(ctx, "$all")), partitions });
+    // Each row three times per client, alternating (plain, partitioned; partitioned, plain;
+    // plain, partitioned): a row's CPU per event depends on when in the process it runs (JIT,
+    // heap), so each client gets early and late places. The ratios compare medians.
+    const cpuOf = new Map<string, number[]>();
+    let events = 0;
+    for (const test of selected) {
+      for (const round of [1, 2, 3]) {
+        for (const { partitions, ctx } of round === 2 ? [...variants].reverse() : variants) {
+          const row =
+            test === "append-pipelined"
+              ? await appendPipelined(ctx)
+              : await subscribeLive(ctx, "$all");
+          run.emit({ ...row, partitions, round });
+          events += Number(row.n);
+          const key = `${test}/${partitions}`;
+          cpuOf.set(key, [...(cpuOf.get(key) ?? []), Number(row.client_cpu_us)]);
+        }
+      }
     }
+    const median = (key: string) => {
+      const values = [...(cpuOf.get(key) ?? [])].sort((a, b) => a - b);
+      return values[values.length >> 1]!;
+    };
+    const ratios: Row = {
+      test: "partitions-client-cpu",
+      nodes: 1,
+      n: events,
+      partitions: run.count,
+    };
+    for (const test of selected)
+      ratios[`${test}_ratio`] = round(median(`${test}/${run.count}`) / median(`${test}/1`), 2);
+    run.emit(ratios);
   } finally {
     await Promise.allSettled([plain.close(), partitioned.close()]);
     await Promise.allSettled(nodes.map((n) => n.stop()));

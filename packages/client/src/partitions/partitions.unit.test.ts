@@ -1,4 +1,5 @@
-import { chorus } from "@chorus/protocol";
+import { chorus, partitionOf } from "@chorus/protocol";
+import type { ChorusClient } from "../client.js";
 import { describe, expect, it } from "vitest";
 import {
   InvalidArgumentError,
@@ -7,6 +8,7 @@ import {
   isRetriable,
 } from "../errors.js";
 import { ConnectionSettings } from "../settings/connection-settings.js";
+import { PartitionedClient } from "./partitioned-client.js";
 
 const EAST = "chorus://127.0.0.1:2113?tls=false";
 const WEST = "chorus+discover://10.0.2.1:2113,10.0.2.2:2113?tls=false&username=u&password=secret";
@@ -95,5 +97,37 @@ describe("WrongPartitionError", () => {
     expect(err).toMatchObject({ code: "WRONG_PARTITION", owner: "west", streamId: "s" });
     expect(err.message).toContain("belongs to partition west");
     expect(isRetriable(err)).toBe(false);
+  });
+});
+
+describe("PartitionedClient routing", () => {
+  it("sends each stream to its owner, with the owner remembered or not", () => {
+    const groups = { east: EAST, west: EAST, north: EAST };
+    const settings = ConnectionSettings.create().withPartitions(groups).build();
+    const made = new Map<object, string>();
+    const sink = { connected() {}, disconnected() {}, reconnecting() {}, leaderChanged() {} };
+    const routing = new PartitionedClient(
+      settings.partitions!,
+      (_s, name) => {
+        const client = { on() {} } as unknown as ChorusClient;
+        made.set(client, name);
+        return client;
+      },
+      sink,
+    );
+    const names = Object.keys(groups);
+    // More ids than the cache holds (it is cleared and refilled), each asked twice in a row
+    // (the second answer from the cache), then a working set asked again; and ids too long
+    // to be kept.
+    const ids = Array.from({ length: 20_000 }, (_, i) => `tenant{${i % 700}}-order-${i}`);
+    ids.push("x".repeat(300), `${"y".repeat(300)}{7}`);
+    const check = (id: string): void => {
+      const owner = made.get(routing.clientOf(id));
+      if (owner !== partitionOf(id, names)) throw new Error(`${id} went to ${owner}`);
+    };
+    for (const id of ids) for (const _ of [1, 2]) check(id);
+    for (const _ of [1, 2]) for (const id of ids.slice(0, 1000)) check(id);
+    const owners = new Set(ids.map((id) => made.get(routing.clientOf(id))));
+    expect(owners).toEqual(new Set(names));
   });
 });
