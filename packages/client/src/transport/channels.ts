@@ -3,11 +3,6 @@ import type { Logger } from "../types.js";
 import type { Channel, ChannelHandler, OutgoingFrame } from "./transport.js";
 
 /**
- * The channels of one transport by correlation id, whatever carries the frames: opening
- * one, handing each incoming frame to its channel, and telling every channel once when the
- * transport has ended.
- */
-/**
  * Slots of the channel table: more than the requests a client keeps in flight on one
  * connection in practice (a pipelined writer keeps hundreds).
  */
@@ -67,6 +62,11 @@ class ChannelTable {
   }
 }
 
+/**
+ * The channels of one transport by correlation id, whatever carries the frames: opening
+ * one, handing each incoming frame to its channel, and telling every channel once when the
+ * transport has ended.
+ */
 export class Channels {
   readonly #handlers = new ChannelTable();
   readonly #logger: Logger;
