@@ -16,7 +16,7 @@ import {
   type ServerPids,
 } from "./proc.js";
 import { appendPipelined, subscribeLive, type Row, type RowCtx } from "./rows.js";
-import { round } from "./stats.js";
+import { median, round } from "./stats.js";
 
 /** The rows of a --partitions run. */
 export const PARTITION_ROWS: ReadonlySet<string> = new Set(["append-pipelined", "subscribe-live"]);
@@ -140,14 +140,12 @@ export async function runPartitions(run: PartitionsRun): Promise<void> {
           run.emit({ ...row, partitions, round });
           events += Number(row.n);
           const key = `${test}/${partitions}`;
-          cpuOf.set(key, [...(cpuOf.get(key) ?? []), Number(row.client_cpu_us)]);
+          const cpu = cpuOf.get(key) ?? [];
+          cpu.push(Number(row.client_cpu_us));
+          cpuOf.set(key, cpu);
         }
       }
     }
-    const median = (key: string) => {
-      const values = [...(cpuOf.get(key) ?? [])].sort((a, b) => a - b);
-      return values[values.length >> 1]!;
-    };
     const ratios: Row = {
       test: "partitions-client-cpu",
       nodes: 1,
@@ -155,7 +153,10 @@ export async function runPartitions(run: PartitionsRun): Promise<void> {
       partitions: run.count,
     };
     for (const test of selected)
-      ratios[`${test}_ratio`] = round(median(`${test}/${run.count}`) / median(`${test}/1`), 2);
+      ratios[`${test}_ratio`] = round(
+        median(cpuOf.get(`${test}/${run.count}`)!) / median(cpuOf.get(`${test}/1`)!),
+        2,
+      );
     run.emit(ratios);
   } finally {
     await Promise.allSettled([plain.close(), partitioned.close()]);
