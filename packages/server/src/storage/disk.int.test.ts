@@ -56,6 +56,7 @@ describe("disk store durability and recovery", () => {
     expect((await readdir(dir)).sort()).toEqual([
       "checkpoint",
       SEGMENT,
+      "index-ids",
       "index.mdb",
       "index.mdb-lock",
       "log.json",

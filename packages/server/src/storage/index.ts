@@ -33,7 +33,10 @@ export type { Checkpoint, Log, Logger } from "./log.js";
 export { SOFT_DELETED_KEY } from "../streams/metadata.js";
 export { DEFAULT_STREAM_CACHE } from "./index/stream-cache.js";
 
-/** The index's file in a data directory (LMDB; its lock file is `index.mdb-lock`). */
+/**
+ * The index's file in a data directory (LMDB; its lock file is `index.mdb-lock`, its event-id
+ * runs are in `index-ids/`).
+ */
 export const INDEX_FILE = "index.mdb";
 /** Index files of older versions: derived data, removed at open (the index is rebuilt). */
 const OBSOLETE_INDEX_FILES = ["index.snapshot", "event-ids.mdb", "event-ids.mdb-lock"];
@@ -80,10 +83,17 @@ export function createDiskStore(options: DiskStoreOptions): LogStore {
     segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
     ...(options.logger !== undefined && { logger: options.logger }),
   });
-  const index = new LmdbKv(
-    join(options.dir, INDEX_FILE),
-    OBSOLETE_INDEX_FILES.map((f) => join(options.dir, f)),
-  );
+  const logger = options.logger;
+  const index = new LmdbKv(join(options.dir, INDEX_FILE), {
+    obsolete: OBSOLETE_INDEX_FILES.map((f) => join(options.dir, f)),
+    ...(logger !== undefined && {
+      onMergeError: (err: Error) =>
+        logger.warn(
+          { err },
+          "merging event-id runs of the index failed; retrying at the next write",
+        ),
+    }),
+  });
   return new LogStore(log, { ...options, index });
 }
 

@@ -77,6 +77,7 @@ export async function openError(
 export async function removeIndex(dir: string): Promise<void> {
   await rm(join(dir, "index.mdb"), { force: true });
   await rm(join(dir, "index.mdb-lock"), { force: true });
+  await rm(join(dir, "index-ids"), { recursive: true, force: true });
 }
 
 /** Polls `predicate` every few milliseconds until it holds, or fails after `timeoutMs`. */

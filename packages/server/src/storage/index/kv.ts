@@ -36,17 +36,6 @@ export interface Kv {
   get(table: KvTable, key: Buffer): Buffer | undefined;
   /** Every entry of `table` in key order (small tables only: epochs). */
   entries(table: KvTable): Array<[Buffer, Buffer]>;
-  /**
-   * Up to `limit` keys of `table` after `after` (from the first without), in key order, each
-   * handed to `visit` (valid during the call only); returns a copy of the last one, undefined
-   * when there were none. Optional: an engine without it gets no id filter (`id-filter.ts`).
-   */
-  scanKeys?(
-    table: KvTable,
-    after: Buffer | undefined,
-    limit: number,
-    visit: (key: Buffer) => void,
-  ): Buffer | undefined;
   /** Applies `ops` and `blocks` atomically (all or none, also across a crash). One at a time. */
   write(ops: readonly KvOp[], blocks?: readonly KvBlock[]): Promise<void>;
   /** Removes everything, durably. */

@@ -1,8 +1,9 @@
 import { randomFillSync } from "node:crypto";
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { open } from "lmdb";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { tempDir, until } from "../test-helpers.js";
+import { tempDir } from "../test-helpers.js";
 import { LmdbKv } from "./lmdb-kv.js";
 import { LogIndex } from "./log-index.js";
 
@@ -21,7 +22,7 @@ describe("LmdbKv under the log index", () => {
   });
 
   async function openIndex(obsolete: string[] = []) {
-    const kv = new LmdbKv(join(dir, "index.mdb"), obsolete);
+    const kv = new LmdbKv(join(dir, "index.mdb"), { obsolete });
     opened.push(kv);
     const index = new LogIndex(kv);
     await index.open();
@@ -80,7 +81,7 @@ describe("LmdbKv under the log index", () => {
     await writeFile(join(dir, "index.snapshot"), "old");
     await writeFile(join(dir, "event-ids.mdb"), "old");
     await openIndex([join(dir, "index.snapshot"), join(dir, "event-ids.mdb")]);
-    expect((await readdir(dir)).sort()).toEqual(["index.mdb", "index.mdb-lock"]);
+    expect((await readdir(dir)).sort()).toEqual(["index-ids", "index.mdb", "index.mdb-lock"]);
   });
 
   it("refuses to let the persisted position go back", async () => {
@@ -91,24 +92,26 @@ describe("LmdbKv under the log index", () => {
     await expect(a.index.write({ upTo: 400, ...empty })).rejects.toThrow(/below 500/);
   });
 
-  it("builds the id filter from the persisted ids: every one is found after a reopen, new ones are ruled out", async () => {
+  it("keeps event ids in runs: every one found after merges and a reopen, new ones not", async () => {
     const a = await openIndex();
     const key = (i: number): string => {
       const k = Buffer.alloc(16);
-      k.writeUInt32BE(i, 4);
-      k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 12);
+      k.writeUInt32BE(Math.imul(i, 2654435761) >>> 0, 0);
+      k.writeUInt32BE(i, 12);
       return k.toString("latin1");
     };
+    const runFiles = async () =>
+      (await readdir(join(dir, "index-ids"))).filter((f) => f.endsWith(".run"));
     let upTo = 0;
-    // Several writes, past the size of the first filter (it grows layers as it fills).
-    for (let round = 0; round < 5; round++) {
+    // Nine writes of 5,000 ids: every fourth one makes a size class full, which merges.
+    for (let round = 0; round < 9; round++) {
       const ids = { ids: [] as string[], positions: [] as number[], revisions: [] as number[] };
-      for (let i = round * 10_000; i < (round + 1) * 10_000; i++) {
+      for (let i = round * 5000; i < (round + 1) * 5000; i++) {
         ids.ids.push(key(i));
         ids.positions.push(i);
-        ids.revisions.push(0);
+        ids.revisions.push(i % 3);
       }
-      upTo += 10_000;
+      upTo += 5000;
       await a.index.write({
         upTo,
         events: upTo,
@@ -120,15 +123,58 @@ describe("LmdbKv under the log index", () => {
       });
       for (let i = 0; i < upTo; i += 97) expect(a.index.id(key(i))?.position).toBe(i);
     }
+    // 9 runs of 5,000: two merges into 20,000 each, and one run left.
+    await expect.poll(runFiles, { timeout: 10_000 }).toHaveLength(3);
+    for (let i = 0; i < upTo; i++)
+      expect(a.index.id(key(i))).toEqual({ position: i, revision: i % 3 });
     await a.kv.close();
     opened.length = 0;
     const b = await openIndex();
-    // Lookups answer right while the filter is built and once it is.
-    expect(b.index.idFilterReady).toBe(false);
-    for (let i = 0; i < upTo; i += 7) expect(b.index.id(key(i))?.position).toBe(i);
-    await until(() => b.index.idFilterReady, "the id filter");
+    expect(await runFiles()).toHaveLength(3);
     for (let i = 0; i < upTo; i++) expect(b.index.id(key(i))?.position).toBe(i);
     for (let i = upTo; i < 2 * upTo; i++) expect(b.index.id(key(i))).toBeUndefined();
+    await b.index.clear();
+    expect(await runFiles()).toHaveLength(0);
+    expect(b.index.id(key(1))).toBeUndefined();
+  });
+
+  it("empties an index whose ids are of the layout before runs, or whose runs are damaged", async () => {
+    const a = await openIndex();
+    const ids = { ids: ["x".repeat(16)], positions: [7], revisions: [0] };
+    const delta = {
+      upTo: 100,
+      events: 1,
+      streamCount: 0,
+      streams: [],
+      sparse: [],
+      ids,
+      epochs: [],
+    };
+    await a.index.write(delta);
+    await a.kv.close();
+    opened.length = 0;
+    // A run file the list names, cut short: the index is rebuilt from the log.
+    const [run] = (await readdir(join(dir, "index-ids"))).filter((f) => f.endsWith(".run"));
+    await truncate(join(dir, "index-ids", run!), 40);
+    const b = await openIndex();
+    expect(b.index.persistedUpTo).toBe(0);
+    expect(b.index.id("x".repeat(16))).toBeUndefined();
+    await b.index.write(delta);
+    await b.kv.close();
+    opened.length = 0;
+    // Ids as keys of the ids database itself (the layout before runs).
+    const env = open({
+      path: join(dir, "index.mdb"),
+      maxDbs: 8,
+      keyEncoding: "binary",
+      encoding: "binary",
+    });
+    await env
+      .openDB({ name: "ids", keyEncoding: "binary", encoding: "binary" })
+      .put(Buffer.alloc(16, 1), Buffer.alloc(16));
+    await env.close();
+    const c = await openIndex();
+    expect(c.index.persistedUpTo).toBe(0);
   });
 
   it("applies a batch in key order, the later of two puts of one key winning", async () => {
@@ -146,36 +192,37 @@ describe("LmdbKv under the log index", () => {
     };
     const ops = [];
     for (let i = 0; i < 3000; i++)
-      ops.push({ table: "ids" as const, key: key(i), value: value(i) });
+      ops.push({ table: "streams" as const, key: key(i), value: value(i) });
     // Keys sharing their first 4 bytes, and every key put a second time later in the batch.
     for (let i = 0; i < 50; i++) {
       const k = Buffer.alloc(16);
       k.writeUInt32BE(7, 0);
       k.writeUInt32BE(i, 12);
-      ops.push({ table: "ids" as const, key: k, value: value(-i - 1) });
+      ops.push({ table: "streams" as const, key: k, value: value(-i - 1) });
     }
     for (let i = 0; i < 3000; i++)
-      ops.push({ table: "ids" as const, key: key(i), value: value(i + 0.5) });
+      ops.push({ table: "streams" as const, key: key(i), value: value(i + 0.5) });
     await a.kv.write(ops);
-    for (let i = 0; i < 3000; i++) expect(a.kv.get("ids", key(i))?.readDoubleLE(0)).toBe(i + 0.5);
+    for (let i = 0; i < 3000; i++)
+      expect(a.kv.get("streams", key(i))?.readDoubleLE(0)).toBe(i + 0.5);
     const k = Buffer.alloc(16);
     k.writeUInt32BE(7, 0);
     for (let i = 0; i < 50; i++) {
       k.writeUInt32BE(i, 12);
-      expect(a.kv.get("ids", k)?.readDoubleLE(0)).toBe(-i - 1);
+      expect(a.kv.get("streams", k)?.readDoubleLE(0)).toBe(-i - 1);
     }
   });
   it("maps its file once however far it grows (its pages resident once, not once per map)", async () => {
     const { kv } = await openIndex();
     const path = join(dir, "index.mdb");
-    // 40 writes of 8,192 random ids: the file grows from a few pages to about 20 MB, past
+    // 40 writes of 8,192 random keys: the file grows from a few pages to about 20 MB, past
     // every size a map that started small would have outgrown.
     for (let w = 0; w < 40; w++) {
       await kv.write(
         [],
         [
           {
-            table: "ids",
+            table: "streams",
             count: 8192,
             keyBytes: 16,
             valueBytes: 16,

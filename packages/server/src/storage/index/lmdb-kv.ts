@@ -1,20 +1,29 @@
 /**
  * The index's engine on disk: LMDB (`lmdb` on npm: memory-mapped B+trees, crash-safe
  * commits), one environment file (`<path>`, plus `<path>-lock`) with a named database per
- * table.
+ * table; and, for the `ids` table, sorted run files (`id-runs.ts`) in a directory beside it,
+ * which the `ids` database lists.
  *
  * Reads are synchronous B+tree lookups in the memory map on the event loop's thread, through
- * one read transaction renewed after each write. Writes run in a worker thread of their own:
+ * one read transaction renewed after each write of the writer. Writes run in a worker thread of their own:
  * the event loop packs a batch into one buffer and hands it over (transferred, not copied);
  * the worker applies it in one write transaction, its puts sorted by key so neighbouring
  * inserts touch the same pages. LMDB syncs in the background (`overlappingSync`): a crash
- * loses at most the last batches, never leaves half of one.
+ * loses at most the last batches, never leaves half of one. A write's event ids go to a new
+ * run file, written and synced first; the transaction lists it with the rest of the batch.
  */
 import { rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { Worker } from "node:worker_threads";
 import { open, type Database, type RootDatabase, type Transaction } from "lmdb";
+import {
+  decodeRunList,
+  encodeRunList,
+  IdRuns,
+  IdRunsCorruptError,
+  type RunInfo,
+} from "./id-runs.js";
 import { KV_TABLES, packOps, type Kv, type KvBlock, type KvOp, type KvTable } from "./kv.js";
 
 /** The writer thread (CommonJS, evaluated: it must run from the sources under test as well). */
@@ -91,6 +100,7 @@ function copyInto(scratch, buf, from, length) {
 async function handle(m) {
   if (m.op === "write") {
     write(Buffer.from(m.buf));
+    if (m.durable) await env.flushed;
   } else if (m.op === "clear") {
     env.transactionSync(() => { for (const db of dbs) db.clearSync(); });
     await env.flushed;
@@ -120,7 +130,36 @@ const MAP_BYTES = 64 * 1024 ** 3;
 const PACK_SLICE = 2048;
 
 type Request =
-  { op: "ready" } | { op: "write"; buf: ArrayBuffer } | { op: "clear" } | { op: "close" };
+  | { op: "ready" }
+  | { op: "write"; buf: ArrayBuffer; durable?: boolean }
+  | { op: "clear" }
+  | { op: "close" };
+
+/** The entries of several blocks as one: their count and a `fill` over all of them. */
+function joined(blocks: readonly KvBlock[]): [number, KvBlock["fill"]] {
+  const total = blocks.reduce((n, b) => n + b.count, 0);
+  if (blocks.length === 1) return [total, blocks[0]!.fill.bind(blocks[0])];
+  return [
+    total,
+    (i, buf, keyAt, valueAt) => {
+      let b = 0;
+      while (i >= blocks[b]!.count) i -= blocks[b++]!.count;
+      blocks[b]!.fill(i, buf, keyAt, valueAt);
+    },
+  ];
+}
+
+/** The key of the live id runs' list in the `ids` database (its only key). */
+const RUNS_KEY = Buffer.from("runs", "latin1");
+
+export interface LmdbKvOptions {
+  /** Files of older index formats, removed at open. */
+  obsolete?: readonly string[];
+  /** The directory of the id runs (default: `<path>` without `.mdb`, then `-ids`). */
+  runsDir?: string;
+  /** Told of a background merge of id runs that failed (its runs stay; retried later). */
+  onMergeError?: (err: Error) => void;
+}
 
 export class LmdbKv implements Kv {
   private env: RootDatabase<Buffer, Buffer> | null = null;
@@ -138,16 +177,25 @@ export class LmdbKv implements Kv {
     { resolve: () => void; reject: (err: Error) => void }
   >();
   private seq = 0;
+  private readonly runs: IdRuns;
+  /** Commits (writes, and merges' list changes) one at a time, in order. */
+  private commits: Promise<void> = Promise.resolve();
+  private merging: Promise<void> | null = null;
+  /** The write in flight (one at a time), settled. */
+  private writing: Promise<void> = Promise.resolve();
+  private stopMerges = false;
 
-  /** `path`: the LMDB file. `obsolete`: files of older index formats, removed at open. */
+  /** `path`: the LMDB file. */
   constructor(
     private readonly path: string,
-    private readonly obsolete: readonly string[] = [],
-  ) {}
+    private readonly options: LmdbKvOptions = {},
+  ) {
+    this.runs = new IdRuns(options.runsDir ?? `${path.replace(/\.mdb$/, "")}-ids`);
+  }
 
   async open(): Promise<void> {
     if (this.env !== null) return;
-    for (const f of this.obsolete) await rm(f, { force: true });
+    for (const f of this.options.obsolete ?? []) await rm(f, { force: true });
     let env: RootDatabase<Buffer, Buffer>;
     let map: { mapSize?: number } = { mapSize: MAP_BYTES };
     const openEnv = () =>
@@ -209,14 +257,46 @@ export class LmdbKv implements Kv {
         { cause: err },
       );
     }
+    this.stopMerges = false;
+    await this.openRuns();
+  }
+
+  /**
+   * Opens the runs the `ids` database lists. An index whose `ids` database holds anything else
+   * (ids themselves: the layout before runs) or whose runs are damaged is emptied: it is
+   * derived data, rebuilt from the log.
+   */
+  private async openRuns(): Promise<void> {
+    const ids = this.db("ids");
+    let listed: RunInfo[] | undefined = [];
+    for (const key of ids.getKeys({ limit: 2, ...this.readOptions }))
+      if (!key.equals(RUNS_KEY)) listed = undefined;
+    try {
+      const list = listed && ids.get(RUNS_KEY, this.readOptions);
+      if (list !== undefined && listed !== undefined) listed = decodeRunList(list);
+      if (listed !== undefined) return await this.runs.open(listed);
+    } catch (err) {
+      if (!(err instanceof IdRunsCorruptError)) throw err;
+    }
+    await this.request({ op: "clear" });
+    this.renewReadTxn();
+    await this.runs.open([]);
+  }
+
+  private db(table: KvTable): Database<Buffer, Buffer> {
+    const db = this.dbs[KV_TABLES.indexOf(table)];
+    if (db === undefined) throw new Error(`the index ${this.path} is closed`);
+    return db;
   }
 
   get(table: KvTable, key: Buffer): Buffer | undefined {
+    if (table === "ids") return this.runs.get(key);
     const db = this.dbs[KV_TABLES.indexOf(table)];
     return db?.get(key, this.readOptions);
   }
 
   entries(table: KvTable): Array<[Buffer, Buffer]> {
+    if (table === "ids") throw new RangeError("the ids table is read by key only");
     const db = this.dbs[KV_TABLES.indexOf(table)];
     if (db === undefined) return [];
     const out: Array<[Buffer, Buffer]> = [];
@@ -225,46 +305,112 @@ export class LmdbKv implements Kv {
     return out;
   }
 
-  scanKeys(
-    table: KvTable,
-    after: Buffer | undefined,
-    limit: number,
-    visit: (key: Buffer) => void,
-  ): Buffer | undefined {
-    const db = this.dbs[KV_TABLES.indexOf(table)];
-    if (db === undefined) return undefined;
-    let last: Buffer | undefined;
-    for (const key of db.getKeys({
-      ...(after !== undefined ? { start: after, exclusiveStart: true } : {}),
-      limit,
-      ...(this.readTxn !== null ? { transaction: this.readTxn } : {}),
-    })) {
-      visit(key);
-      last = key;
-    }
-    return last === undefined ? undefined : Buffer.from(last);
+  write(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): Promise<void> {
+    const done = this.writeNow(ops, blocks);
+    this.writing = done.catch(() => undefined);
+    return done;
   }
 
-  async write(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): Promise<void> {
-    if (ops.length === 0 && blocks.every((b) => b.count === 0)) return;
-    // A write carries thousands of event ids: packed a slice per turn of the event loop.
-    const packing = packOps(ops, blocks, PACK_SLICE);
-    let step = packing.next();
-    while (step.done !== true) {
-      await setImmediatePromise();
-      step = packing.next();
+  private async writeNow(ops: readonly KvOp[], blocks: readonly KvBlock[]): Promise<void> {
+    if (ops.some((op) => op.table === "ids"))
+      throw new RangeError("event ids are written as a block, not as single ops");
+    const idBlocks = blocks.filter((b) => b.table === "ids" && b.count > 0);
+    if (idBlocks.some((b) => b.keyBytes !== 16 || b.valueBytes !== 16))
+      throw new RangeError("an event id block has 16-byte keys and 16-byte values");
+    const rest = blocks.filter((b) => b.table !== "ids");
+    if (ops.length === 0 && idBlocks.length === 0 && rest.every((b) => b.count === 0)) return;
+    const run = idBlocks.length === 0 ? undefined : await this.runs.write(...joined(idBlocks));
+    try {
+      await this.commit(async () => {
+        const list: KvOp[] =
+          run === undefined
+            ? []
+            : [{ table: "ids", key: RUNS_KEY, value: encodeRunList(this.runs.listWith(run)) }];
+        // A write carries thousands of stream changes at times: packed a slice per turn.
+        const packing = packOps([...ops, ...list], rest, PACK_SLICE);
+        let step = packing.next();
+        while (step.done !== true) {
+          await setImmediatePromise();
+          step = packing.next();
+        }
+        await this.request({ op: "write", buf: step.value });
+        this.runs.install(run);
+        this.renewReadTxn();
+      });
+    } catch (err) {
+      if (run !== undefined) await this.runs.discard(run);
+      throw err;
     }
-    await this.request({ op: "write", buf: step.value });
-    this.renewReadTxn();
+    this.mergeRuns();
+  }
+
+  /** Runs `body` after every commit before it. */
+  private commit(body: () => Promise<void>): Promise<void> {
+    const done = this.commits.then(body);
+    this.commits = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Starts merging id runs in the background when some are due (one merge at a time). */
+  private mergeRuns(): void {
+    if (this.merging !== null || this.stopMerges || this.runs.plan() === undefined) return;
+    this.merging = (async () => {
+      for (let inputs = this.runs.plan(); inputs !== undefined; inputs = this.runs.plan()) {
+        const out = await this.runs.merge(inputs, () => this.stopMerges);
+        if (out === undefined) return;
+        try {
+          await this.commit(async () => {
+            if (this.stopMerges) throw new Error("stopped");
+            const value = encodeRunList(this.runs.listWith(out, inputs));
+            const packing = packOps([{ table: "ids", key: RUNS_KEY, value }], [], PACK_SLICE);
+            const step = packing.next();
+            if (step.done !== true) throw new Error("a one-op batch packs in one step");
+            // Durable before the inputs' files go: a list naming them may not come back.
+            await this.request({ op: "write", buf: step.value, durable: true });
+            this.runs.install(out, inputs);
+            this.renewReadTxn();
+          });
+        } catch (err) {
+          await this.runs.discard(out);
+          if (this.stopMerges) return;
+          throw err;
+        }
+      }
+    })()
+      .catch((err: unknown) => {
+        if (!this.stopMerges)
+          this.options.onMergeError?.(err instanceof Error ? err : new Error(String(err)));
+      })
+      .finally(() => {
+        this.merging = null;
+      });
+  }
+
+  /** Stops a merge in flight (its output is dropped; its inputs stay live). */
+  private async haltMerges(): Promise<void> {
+    this.stopMerges = true;
+    await this.merging;
   }
 
   async clear(): Promise<void> {
-    await this.request({ op: "clear" });
-    this.renewReadTxn();
+    await this.haltMerges();
+    try {
+      await this.commit(async () => {
+        await this.request({ op: "clear" });
+        this.renewReadTxn();
+        await this.runs.clear();
+      });
+    } finally {
+      this.stopMerges = false;
+    }
   }
 
   async close(): Promise<void> {
     if (this.writer === null) return;
+    await this.writing;
+    await this.haltMerges();
+    await this.commits;
+    this.runs.close();
     await this.release();
   }
 

@@ -14,18 +14,9 @@
  * - `epochs`: [u32 BE high][u32 BE low] position of the EPOCH record → [f64 number][utf8 id];
  * - `meta`: `state` → [u32 format][f64 upTo][f64 events][f64 streams].
  */
-import { performance } from "node:perf_hooks";
 import type { StreamMetadata } from "../../streams/types.js";
 import type { EpochEntry } from "../replicated-log.js";
-import { IdFilter } from "./id-filter.js";
 import type { Kv, KvOp } from "./kv.js";
-
-/**
- * Ids read per call while the id filter is built, and how long one turn of the event loop
- * may spend on it: the build runs beside appends, whose latency it must not stretch.
- */
-const FILTER_SCAN_CHUNK = 1024;
-const FILTER_SCAN_TURN_MS = 4;
 
 /** Bump when the layout changes: an index of another format is rebuilt from the log. */
 const FORMAT = 1;
@@ -126,16 +117,6 @@ export class LogIndex {
   private epochList: EpochEntry[] = [];
   /** Lookups reuse one key buffer (the engine copies it). */
   private readonly idKey = Buffer.alloc(16);
-  /**
-   * Every id persisted (and some more): an id it has not got is not looked up on disk. Null
-   * until built (then every id is looked up).
-   */
-  private idFilter: IdFilter | null = null;
-  /** The filter being built: the ids scanned so far and every id written since it began. */
-  private building: IdFilter | null = null;
-  /** Bumped to stop a build (clear, close, a newer build). */
-  private filterGeneration = 0;
-
   constructor(private readonly kv: Kv) {}
 
   /** Every committed record below this log position is in the index. */
@@ -159,24 +140,17 @@ export class LogIndex {
       const hadOne = state !== undefined;
       if (hadOne) await this.kv.clear();
       this.reset();
-      this.buildIdFilter();
       return !hadOne;
     }
     this.upTo = state.readDoubleLE(4);
     this.eventTotal = state.readDoubleLE(12);
     this.streamTotal = state.readDoubleLE(20);
-    this.buildIdFilter();
     this.epochList = this.kv.entries("epochs").map(([k, v]) => ({
       position: k.readUInt32BE(0) * 4294967296 + k.readUInt32BE(4),
       epochNumber: v.readDoubleLE(0),
       epochId: v.toString("utf8", 8),
     }));
     return true;
-  }
-
-  /** Whether the id filter is built (lookups of new ids skip the engine). */
-  get idFilterReady(): boolean {
-    return this.idFilter !== null;
   }
 
   /** The persisted epochs (below `persistedUpTo`), ascending. */
@@ -196,8 +170,6 @@ export class LogIndex {
   }
 
   id(idKey: string): EventIdHit | undefined {
-    // Most appends carry new ids: the filter rules them out without a lookup on disk.
-    if (this.idFilter !== null && !this.idFilter.mayHave(idKey)) return undefined;
     writeIdKey(this.idKey, 0, idKey);
     const v = this.kv.get("ids", this.idKey);
     if (v === undefined || v.length < 16) return undefined;
@@ -230,8 +202,6 @@ export class LogIndex {
     state.writeDoubleLE(delta.streamCount, 20);
     ops.push({ table: "meta", key: STATE_KEY, value: state });
     const { ids, positions, revisions } = delta.ids;
-    const filter = this.idFilter;
-    const building = this.building;
     await this.kv.write(ops, [
       {
         table: "ids",
@@ -239,12 +209,7 @@ export class LogIndex {
         keyBytes: 16,
         valueBytes: 16,
         fill: (i, buf, keyAt, valueAt) => {
-          // Into the filters as it is packed, before the write: an id is in them before a
-          // lookup can find it on disk (until the write is done, lookups find it in memory).
-          const id = ids[i] as string;
-          filter?.add(id);
-          building?.add(id);
-          writeIdKey(buf, keyAt, id);
+          writeIdKey(buf, keyAt, ids[i] as string);
           buf.writeDoubleLE(positions[i] as number, valueAt);
           buf.writeDoubleLE(revisions[i] as number, valueAt + 8);
         },
@@ -260,11 +225,9 @@ export class LogIndex {
   async clear(): Promise<void> {
     await this.kv.clear();
     this.reset();
-    this.buildIdFilter();
   }
 
   async close(): Promise<void> {
-    this.stopIdFilter();
     await this.kv.close();
   }
 
@@ -273,48 +236,5 @@ export class LogIndex {
     this.eventTotal = 0;
     this.streamTotal = 0;
     this.epochList = [];
-    this.stopIdFilter();
-  }
-
-  private stopIdFilter(): void {
-    this.filterGeneration++;
-    this.idFilter = null;
-    this.building = null;
-  }
-
-  /**
-   * Builds the filter (open, clear), sized for the events persisted, scanning the persisted
-   * ids a few milliseconds per turn of the event loop; it is used once the scan is done (it
-   * grows by itself from then on). No id can be missed: ids are never removed but by `clear`
-   * (which starts over), every id persisted before the build began is in every snapshot the
-   * scan reads, and every id written from then on is added to it by `write` (one write at a
-   * time, and none is in flight when a build begins).
-   */
-  private buildIdFilter(): void {
-    const scanKeys = this.kv.scanKeys?.bind(this.kv);
-    if (scanKeys === undefined) return;
-    const generation = ++this.filterGeneration;
-    const filter = new IdFilter(this.eventTotal);
-    this.building = filter;
-    let after: Buffer | undefined;
-    const step = (): void => {
-      if (generation !== this.filterGeneration) return;
-      try {
-        const turnEnd = performance.now() + FILTER_SCAN_TURN_MS;
-        do after = scanKeys("ids", after, FILTER_SCAN_CHUNK, (key) => filter.addBytes(key, 0));
-        while (after !== undefined && performance.now() < turnEnd);
-      } catch {
-        // No filter then: every id is looked up, as without one.
-        if (generation === this.filterGeneration) this.building = null;
-        return;
-      }
-      if (after !== undefined) {
-        setImmediate(step).unref();
-        return;
-      }
-      this.idFilter = filter;
-      this.building = null;
-    };
-    setImmediate(step).unref();
   }
 }

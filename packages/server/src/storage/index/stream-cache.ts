@@ -22,32 +22,12 @@ import { PendingIds } from "./pending-ids.js";
 export const SPARSE_EVERY = 32;
 
 export const DEFAULT_STREAM_CACHE = 100_000;
-/** Ids (or changed streams) per index write at most: what the event loop packs and keeps. */
+/**
+ * Ids (or changed streams) per index write at most: what the event loop packs and keeps. The
+ * ids of a write become one sorted run file (`id-runs.ts`), so larger writes mean fewer runs
+ * to merge; this bounds the memory of one write (about 2 MiB of packed ids).
+ */
 export const MAX_INDEX_FLUSH_ENTRIES = 65_536;
-/**
- * The B+tree leaves one index write may rewrite, at most (32 MiB of 4 KiB pages): LMDB
- * allocates a transaction's dirty pages and keeps them for reuse, so this bounds the memory
- * the index holds on top of its data.
- */
-const MAX_DIRTY_PAGES = 8192;
-/** Ids per leaf of the `ids` table: 42 bytes per entry, leaves about 69% full (random keys). */
-const IDS_PER_LEAF = 64;
-
-/**
- * How many ids to gather before an index write, when `persistedIds` are in the index. Event
- * ids are random keys: each lands on a leaf of its own, so a write of k ids rewrites up to k
- * pages of 4 KiB, however few bytes they are. The more ids a write carries, the more of them
- * share a leaf: fewer bytes written (less I/O to delay the log's fsyncs) and less CPU per id.
- * While the whole table has at most MAX_DIRTY_PAGES leaves, a write takes up to
- * MAX_INDEX_FLUSH_ENTRIES ids; past that, as many as rewrite about MAX_DIRTY_PAGES leaves
- * (k random ids touch leaves * (1 - e^(-k / leaves)) of them), never fewer than that many ids.
- */
-export function indexFlushEntries(persistedIds: number): number {
-  const leaves = persistedIds / IDS_PER_LEAF;
-  if (leaves <= MAX_DIRTY_PAGES) return MAX_INDEX_FLUSH_ENTRIES;
-  const k = -leaves * Math.log(1 - MAX_DIRTY_PAGES / leaves);
-  return Math.max(MAX_DIRTY_PAGES, Math.min(MAX_INDEX_FLUSH_ENTRIES, Math.floor(k)));
-}
 
 export const DEFAULT_INDEX_FLUSH_EVERY_MS = 1000;
 
@@ -132,7 +112,7 @@ export interface CommittedTotals {
 export interface StreamCacheOptions {
   /** Stream states kept beyond those with changes in flight (default 100,000). */
   capacity?: number;
-  /** Write to the index once this many ids or streams wait (default: `indexFlushEntries`). */
+  /** Write to the index once this many ids or streams wait (default MAX_INDEX_FLUSH_ENTRIES). */
   flushEntries?: number;
   /** ... or this long after the commit position moved past the index (default 1000). */
   flushEveryMs?: number;
@@ -141,8 +121,7 @@ export interface StreamCacheOptions {
 
 export class StreamCache {
   readonly capacity: number;
-  /** Set by the options; else `indexFlushEntries` of the index's size. */
-  private readonly fixedFlushEntries: number | undefined;
+  private readonly flushEntryCount: number;
   private readonly flushEveryMs: number;
   private readonly logger: Logger | undefined;
   private states = new Map<string, StreamState>();
@@ -163,7 +142,7 @@ export class StreamCache {
     options: StreamCacheOptions = {},
   ) {
     this.capacity = options.capacity ?? DEFAULT_STREAM_CACHE;
-    this.fixedFlushEntries = options.flushEntries;
+    this.flushEntryCount = options.flushEntries ?? MAX_INDEX_FLUSH_ENTRIES;
     this.flushEveryMs = options.flushEveryMs ?? DEFAULT_INDEX_FLUSH_EVERY_MS;
     this.logger = options.logger;
     if (!Number.isSafeInteger(this.capacity) || this.capacity < 1)
@@ -372,7 +351,7 @@ export class StreamCache {
   }
 
   private flushEntries(): number {
-    return this.fixedFlushEntries ?? indexFlushEntries(this.index.totals.events);
+    return this.flushEntryCount;
   }
 
   /** Forgets the first `n` pending ids (persisted now), a slice per turn of the event loop. */

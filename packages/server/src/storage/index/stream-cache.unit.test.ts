@@ -1,13 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MemoryKv } from "./kv.js";
 import { LogIndex } from "./log-index.js";
-import {
-  indexFlushEntries,
-  MAX_INDEX_FLUSH_ENTRIES,
-  SPARSE_EVERY,
-  StreamCache,
-  type CommittedTotals,
-} from "./stream-cache.js";
+import { SPARSE_EVERY, StreamCache, type CommittedTotals } from "./stream-cache.js";
 
 function id(n: number): string {
   const b = Buffer.alloc(16);
@@ -145,32 +139,5 @@ describe("StreamCache", () => {
     const again = await setup(4, kv);
     expect(again.index.epochs()).toEqual(ctx.totals.epochs);
     expect(again.cache.get("m")).toMatchObject({ last: -1, meta: { maxCount: 3 } });
-  });
-});
-
-describe("indexFlushEntries", () => {
-  // Leaves of the ids table a write of k random ids rewrites, with the estimate's own numbers.
-  const dirtied = (persisted: number, k: number) => {
-    const leaves = persisted / 64;
-    return leaves * (1 - Math.exp(-k / leaves));
-  };
-
-  it("gathers the most ids while the whole ids table is small", () => {
-    expect(indexFlushEntries(0)).toBe(MAX_INDEX_FLUSH_ENTRIES);
-    expect(indexFlushEntries(500_000)).toBe(MAX_INDEX_FLUSH_ENTRIES);
-  });
-
-  it("keeps a write's rewritten leaves near 8,192 as the table grows, never below 8,192 ids", () => {
-    let previous = MAX_INDEX_FLUSH_ENTRIES;
-    for (const persisted of [530_000, 600_000, 1e6, 2e6, 1e7, 1e9]) {
-      const k = indexFlushEntries(persisted);
-      expect(k).toBeLessThanOrEqual(previous);
-      expect(k).toBeGreaterThanOrEqual(8192);
-      expect(dirtied(persisted, k)).toBeLessThanOrEqual(8192.5);
-      previous = k;
-    }
-    // Far past the bound a write carries hardly more ids than the leaves it may rewrite.
-    expect(indexFlushEntries(1e9)).toBeLessThan(8300);
-    expect(indexFlushEntries(1e6)).toBeGreaterThan(10_000);
   });
 });

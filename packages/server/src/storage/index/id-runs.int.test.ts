@@ -1,0 +1,240 @@
+import { randomBytes } from "node:crypto";
+import { open, readdir, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { tempDir } from "../test-helpers.js";
+import {
+  compareIds,
+  decodeRunList,
+  encodeRunList,
+  ENTRY_BYTES,
+  IdRuns,
+  IdRunsCorruptError,
+  MERGE_WIDTH,
+  planMerge,
+  sortEntries,
+  type RunInfo,
+} from "./id-runs.js";
+
+/** An id: 16 bytes, as the index's latin1 key string. */
+const newId = (): string => randomBytes(16).toString("latin1");
+
+interface Put {
+  id: string;
+  position: number;
+  revision: number;
+}
+
+async function writeRun(runs: IdRuns, puts: readonly Put[]): Promise<RunInfo> {
+  const run = await runs.write(puts.length, (i, buf, keyAt, valueAt) => {
+    const p = puts[i]!;
+    buf.write(p.id, keyAt, "latin1");
+    buf.writeDoubleLE(p.position, valueAt);
+    buf.writeDoubleLE(p.revision, valueAt + 8);
+  });
+  runs.install(run);
+  return run;
+}
+
+function lookup(runs: IdRuns, id: string): { position: number; revision: number } | undefined {
+  const v = runs.get(Buffer.from(id, "latin1"));
+  return v === undefined ? undefined : { position: v.readDoubleLE(0), revision: v.readDoubleLE(8) };
+}
+
+describe("sortEntries", () => {
+  it("orders entries by id, equal ids in their order, ids sharing their first 5 bytes too", () => {
+    const n = 20_000;
+    const buf = Buffer.alloc(n * ENTRY_BYTES);
+    for (let i = 0; i < n; i++) {
+      const at = i * ENTRY_BYTES;
+      randomBytes(16).copy(buf, at);
+      if (i % 10 === 0) buf.fill(7, at, at + 5); // many share a 5-byte prefix
+      if (i % 97 === 0 && i > 0) buf.copy(buf, at, at - ENTRY_BYTES, at - ENTRY_BYTES + 16); // repeats
+      buf.writeDoubleLE(i, at + 16);
+    }
+    const gen = sortEntries(buf, n);
+    let step = gen.next();
+    let yields = 0;
+    while (step.done !== true) {
+      yields++;
+      step = gen.next();
+    }
+    const order = step.value;
+    expect(yields).toBeGreaterThan(0);
+    expect(new Set(order).size).toBe(n);
+    for (let j = 1; j < n; j++) {
+      const a = order[j - 1]! * ENTRY_BYTES;
+      const b = order[j]! * ENTRY_BYTES;
+      const d = compareIds(buf, a, buf, b);
+      expect(d <= 0).toBe(true);
+      if (d === 0) expect(order[j - 1]! < order[j]!).toBe(true);
+    }
+  });
+});
+
+describe("planMerge", () => {
+  it("merges MERGE_WIDTH runs of the smallest size class that has as many, and nothing else", () => {
+    const r = (id: number, count: number): RunInfo => ({ id, count });
+    expect(planMerge([r(1, 100), r(2, 100), r(3, 100)])).toBeUndefined();
+    expect(planMerge([r(1, 100), r(2, 4000), r(3, 1), r(4, 4096)])?.map((x) => x.id)).toEqual([
+      1, 2, 3, 4,
+    ]);
+    // Classes: ≤4096, ≤16384, ≤65536 …: a large run never merges with small ones.
+    const mixed = [r(1, 60_000), r(2, 5000), r(3, 5000), r(4, 5000), r(5, 10), r(6, 10)];
+    expect(planMerge(mixed)).toBeUndefined();
+    expect(planMerge([...mixed, r(7, 16_000)])?.map((x) => x.id)).toEqual([2, 3, 4, 7]);
+    expect(MERGE_WIDTH).toBe(4);
+  });
+
+  it("lists runs in a form it reads back, and refuses a damaged list", () => {
+    const list = [
+      { id: 3, count: 70_000 },
+      { id: 1, count: 5 },
+    ];
+    expect(decodeRunList(encodeRunList(list))).toEqual(list);
+    expect(decodeRunList(encodeRunList([]))).toEqual([]);
+    expect(() => decodeRunList(encodeRunList(list).subarray(0, 10))).toThrow(IdRunsCorruptError);
+  });
+});
+
+describe("IdRuns", () => {
+  let dir: string;
+  let remove: () => Promise<void>;
+  let runs: IdRuns;
+
+  beforeEach(async () => {
+    ({ dir, remove } = await tempDir());
+    runs = new IdRuns(join(dir, "ids"));
+    await runs.open([]);
+  });
+
+  afterEach(async () => {
+    runs.close();
+    await remove();
+  });
+
+  it("finds every id written with its latest occurrence, and no other id", async () => {
+    const ids = Array.from({ length: 9000 }, newId);
+    const puts: Put[] = ids.map((id, i) => ({ id, position: i * 10, revision: i }));
+    // Some ids again later in the same write, and one id put again with a lower position
+    // after a higher one: the highest position is the latest occurrence.
+    for (let i = 0; i < 9000; i += 50) puts.push({ id: ids[i]!, position: 1e6 + i, revision: -i });
+    puts.push({ id: ids[1]!, position: 5, revision: 99 });
+    const run = await writeRun(runs, puts);
+    expect(run.count).toBe(9000);
+    for (let i = 0; i < 9000; i++) {
+      const want =
+        i % 50 === 0 ? { position: 1e6 + i, revision: -i } : { position: i * 10, revision: i };
+      expect(lookup(runs, ids[i]!)).toEqual(want);
+    }
+    for (let i = 0; i < 5000; i++) expect(lookup(runs, newId())).toBeUndefined();
+  });
+
+  it("merges runs into one that answers as they did, then removes their files", async () => {
+    const model = new Map<string, { position: number; revision: number }>();
+    const pool = Array.from({ length: 3000 }, newId);
+    let position = 0;
+    // Ids whose highest position is in an older run: a merged run is listed first, ahead of
+    // runs written while it merged, so the list's order is not the order of positions.
+    const early = Array.from({ length: 50 }, newId);
+    const put = (puts: Put[], p: Put): void => {
+      puts.push(p);
+      if ((model.get(p.id)?.position ?? -1) < p.position)
+        model.set(p.id, { position: p.position, revision: p.revision });
+    };
+    for (let w = 0; w < MERGE_WIDTH; w++) {
+      const puts: Put[] = [];
+      for (let i = 0; i < 2500; i++) {
+        // A third of each write repeats ids of the pool (seen in earlier runs or not).
+        const id = i % 3 === 0 ? pool[(w * 7919 + i) % pool.length]! : newId();
+        put(puts, { id, position: ++position, revision: w });
+      }
+      for (const id of early) put(puts, { id, position: 1e9 - w, revision: w });
+      await writeRun(runs, puts);
+    }
+    for (const [id, want] of model) expect(lookup(runs, id)).toEqual(want);
+    const inputs = runs.plan();
+    expect(inputs).toHaveLength(MERGE_WIDTH);
+    const merged = await runs.merge(inputs!, () => false);
+    expect(merged!.count).toBe(model.size);
+    runs.install(merged, inputs);
+    expect(runs.list).toEqual([{ id: merged!.id, count: model.size }]);
+    for (const [id, want] of model) expect(lookup(runs, id)).toEqual(want);
+    for (let i = 0; i < 2000; i++) expect(lookup(runs, newId())).toBeUndefined();
+    await expect.poll(async () => (await readdir(join(dir, "ids"))).length).toBe(1);
+  });
+
+  it("stops a merge when told, keeping its inputs and no file of its own", async () => {
+    for (let w = 0; w < MERGE_WIDTH; w++)
+      await writeRun(
+        runs,
+        Array.from({ length: 3000 }, (_, i) => ({
+          id: newId(),
+          position: w * 3000 + i,
+          revision: 0,
+        })),
+      );
+    const before = (await readdir(join(dir, "ids"))).sort();
+    expect(await runs.merge(runs.plan()!, () => true)).toBeUndefined();
+    expect((await readdir(join(dir, "ids"))).sort()).toEqual(before);
+    expect(runs.list).toHaveLength(MERGE_WIDTH);
+  });
+
+  it("at open, keeps the listed runs and removes every other run file", async () => {
+    const a = await writeRun(runs, [{ id: "a".repeat(16), position: 1, revision: 0 }]);
+    const b = await writeRun(runs, [{ id: "b".repeat(16), position: 2, revision: 0 }]);
+    runs.close();
+    await writeFile(join(dir, "ids", "ids-0000000099.run.tmp"), "cut off");
+    runs = new IdRuns(join(dir, "ids"));
+    await runs.open([a]);
+    expect(await readdir(join(dir, "ids"))).toEqual(["ids-0000000001.run"]);
+    expect(lookup(runs, "a".repeat(16))).toEqual({ position: 1, revision: 0 });
+    expect(lookup(runs, "b".repeat(16))).toBeUndefined();
+    // New runs never take a number a file had.
+    const c = await writeRun(runs, [{ id: "c".repeat(16), position: 3, revision: 0 }]);
+    expect(c.id).toBeGreaterThan(Math.max(b.id, 99));
+  });
+
+  it("refuses a listed run that is missing, short or damaged, and a damaged block at lookup", async () => {
+    const ids = Array.from({ length: 1000 }, newId);
+    const run = await writeRun(
+      runs,
+      ids.map((id, i) => ({ id, position: i, revision: 0 })),
+    );
+    runs.close();
+    const path = join(dir, "ids", "ids-0000000001.run");
+    await expect(new IdRuns(join(dir, "ids")).open([run, { id: 5, count: 1 }])).rejects.toThrow(
+      IdRunsCorruptError,
+    );
+    await expect(new IdRuns(join(dir, "ids")).open([{ id: run.id, count: 999 }])).rejects.toThrow(
+      /holds 1000 ids, not 999/,
+    );
+    // A flipped byte in an entry: found when its block is read.
+    const f = await open(path, "r+");
+    const byte = Buffer.alloc(1);
+    await f.read(byte, 0, 1, 64 + 100 * ENTRY_BYTES + 20);
+    byte[0] = byte[0]! ^ 0xff;
+    await f.write(byte, 0, 1, 64 + 100 * ENTRY_BYTES + 20);
+    runs = new IdRuns(join(dir, "ids"));
+    await runs.open([run]);
+    let damaged = 0;
+    for (const id of ids) {
+      try {
+        lookup(runs, id);
+      } catch (err) {
+        expect(err).toBeInstanceOf(IdRunsCorruptError);
+        damaged++;
+      }
+    }
+    expect(damaged).toBe(128); // the whole block of the flipped byte, nothing else
+    runs.close();
+    // A flipped byte in the tail (the filter): refused at open.
+    const size = (await stat(path)).size;
+    await f.read(byte, 0, 1, size - 30);
+    byte[0] = byte[0] ^ 0xff;
+    await f.write(byte, 0, 1, size - 30);
+    await f.close();
+    runs = new IdRuns(join(dir, "ids"));
+    await expect(runs.open([run])).rejects.toThrow(/fails its CRC/);
+  });
+});
