@@ -46,8 +46,12 @@ export const MERGE_WIDTH = 4;
 const CLASS_BASE = 4096;
 /** Entries sorted, packed or merged per turn of the event loop (well under a millisecond). */
 const SLICE = 4096;
-/** Bytes per read or write of a merge (a whole number of blocks). */
-const IO_BYTES = 256 * BLOCK_BYTES;
+/**
+ * Bytes per read or write of a run file (a whole number of blocks). The buffers are kept and
+ * reused: buffers of this size allocated per write or merge and freed again fragment the
+ * allocator's heap, which then holds tens of megabytes it does not give back.
+ */
+const IO_BYTES = 64 * BLOCK_BYTES;
 
 /** A run as the owner lists it. */
 export interface RunInfo {
@@ -114,15 +118,20 @@ export function planMerge<R extends RunInfo>(runs: readonly R[]): R[] | undefine
 /**
  * The order of the `count` entries of `buf` ascending by id; equal ids keep their order. A
  * counting sort by the first byte, then each bucket by its next 4 bytes (a native sort of
- * numbers, no comparator call per pair), then ties of those 5 bytes by the whole id. Yields
+ * numbers, no comparator call per pair), then ties of those 5 bytes by the whole id, written
+ * to `into` (at least `count` long; returned, cut to `count`). Yields
  * between slices of work, so a caller on the event loop can spread it over turns.
  */
-export function* sortEntries(buf: Buffer, count: number): Generator<void, Uint32Array, void> {
+export function* sortEntries(
+  buf: Buffer,
+  count: number,
+  into: Uint32Array = new Uint32Array(count),
+): Generator<void, Uint32Array, void> {
   const starts = new Uint32Array(257);
   for (let i = 0; i < count; i++) starts[buf[i * ENTRY_BYTES]! + 1]!++;
   for (let b = 0; b < 256; b++) starts[b + 1]! += starts[b]!;
   const next = starts.slice(0, 256);
-  const order = new Uint32Array(count);
+  const order = into.subarray(0, count);
   for (let i = 0; i < count; i++) order[next[buf[i * ENTRY_BYTES]!]!++] = i;
   const PLACE = 2 ** 20; // a bucket's places fit below it (packed with 32 bits: exact in a double)
   let work = 0;
@@ -217,7 +226,7 @@ class Run implements RunInfo {
         throw new IdRunsCorruptError(`${path} is not a whole id run`);
       const tail = Buffer.alloc(tailBytes);
       readFully(fd, tail, tailBytes, tailAt, path);
-      if (crc32c(Buffer.concat([header.subarray(0, 28), tail])) !== header.readUInt32LE(28))
+      if (crc32c(tail, crc32c(header.subarray(0, 28))) !== header.readUInt32LE(28))
         throw new IdRunsCorruptError(`${path} fails its CRC`);
       const bits = new Int32Array(filterBytes / 4);
       Buffer.from(bits.buffer).set(tail.subarray(0, filterBytes));
@@ -237,17 +246,18 @@ class Run implements RunInfo {
 
 /** Writes a run file from entries handed over in id order. */
 class RunWriter {
-  private readonly out = Buffer.allocUnsafe(IO_BYTES);
   private used = 0;
-  private count = 0;
+  count = 0;
   private fileAt = HEADER_BYTES;
-  private readonly filter: IdFilter;
-  private fences: Buffer;
+  readonly filter: IdFilter;
+  fences: Buffer;
   private readonly crcs: number[] = [];
 
+  /** `out`: an IO_BYTES buffer the writer may use until it is done. */
   constructor(
     private readonly file: FileHandle,
     maxCount: number,
+    private readonly out: Buffer,
   ) {
     this.filter = new IdFilter(maxCount);
     this.fences = Buffer.allocUnsafe(Math.max(1, Math.ceil(maxCount / BLOCK_ENTRIES)) * ID_BYTES);
@@ -284,17 +294,22 @@ class RunWriter {
     const filter = Buffer.from(this.filter.bits.buffer, 0, this.filter.bits.byteLength);
     const crcs = Buffer.allocUnsafe(blocks * 4);
     this.crcs.forEach((c, b) => crcs.writeUInt32LE(c, b * 4));
-    const tail = Buffer.concat([filter, this.fences.subarray(0, blocks * ID_BYTES), crcs]);
+    this.fences = this.fences.subarray(0, blocks * ID_BYTES);
+    const tail = Buffer.concat([filter, this.fences, crcs]);
     const header = Buffer.alloc(HEADER_BYTES);
     header.write(MAGIC, 0, "latin1");
     header.writeUInt32LE(VERSION, 8);
     header.writeDoubleLE(this.count, 12);
     header.writeUInt32LE(filter.length, 20);
     header.writeUInt32LE(blocks, 24);
-    header.writeUInt32LE(crc32c(Buffer.concat([header.subarray(0, 28), tail])), 28);
+    header.writeUInt32LE(crc32c(tail, crc32c(header.subarray(0, 28))), 28);
     await writeAll(this.file, tail, this.fileAt);
     await writeAll(this.file, header, 0);
     await this.file.datasync();
+  }
+
+  get blockCrcs(): Uint32Array {
+    return Uint32Array.from(this.crcs);
   }
 }
 
@@ -307,7 +322,6 @@ async function writeAll(file: FileHandle, buf: Buffer, position: number): Promis
 
 /** Reads a run's entries in order, a chunk of blocks at a time, checking each block's CRC. */
 class RunCursor {
-  readonly buf = Buffer.allocUnsafe(IO_BYTES);
   at = 0;
   private end = 0;
   private read = 0;
@@ -316,10 +330,12 @@ class RunCursor {
   private constructor(
     private readonly run: Run,
     private readonly file: FileHandle,
+    /** An IO_BYTES buffer the cursor may use until it is closed. */
+    readonly buf: Buffer,
   ) {}
 
-  static async open(run: Run): Promise<RunCursor> {
-    const c = new RunCursor(run, await open(run.path, "r"));
+  static async open(run: Run, buf: Buffer): Promise<RunCursor> {
+    const c = new RunCursor(run, await open(run.path, "r"), buf);
     try {
       await c.fill();
     } catch (err) {
@@ -379,6 +395,15 @@ export class IdRuns {
   private nextId = 1;
   /** One block, for lookups. */
   private readonly scratch = Buffer.allocUnsafe(BLOCK_BYTES);
+  /** A write's entries (grown to the largest write), and its output buffer. */
+  private entries = Buffer.alloc(0);
+  private order = new Uint32Array(0);
+  private readonly writeOut = Buffer.allocUnsafe(IO_BYTES);
+  /** A merge's input buffers (one per input) and output buffer: one merge at a time. */
+  private readonly mergeIn = Array.from({ length: MERGE_WIDTH }, () =>
+    Buffer.allocUnsafe(IO_BYTES),
+  );
+  private readonly mergeOut = Buffer.allocUnsafe(IO_BYTES);
 
   constructor(readonly dir: string) {}
 
@@ -477,19 +502,22 @@ export class IdRuns {
     count: number,
     fill: (i: number, buf: Buffer, keyAt: number, valueAt: number) => void,
   ): Promise<RunInfo> {
-    const entries = Buffer.allocUnsafe(count * ENTRY_BYTES);
+    if (this.entries.length < count * ENTRY_BYTES)
+      this.entries = Buffer.allocUnsafe(count * ENTRY_BYTES);
+    const entries = this.entries;
+    if (this.order.length < count) this.order = new Uint32Array(count);
     for (let i = 0; i < count; i++) {
       fill(i, entries, i * ENTRY_BYTES, i * ENTRY_BYTES + ID_BYTES);
       if ((i + 1) % SLICE === 0) await nextTurn();
     }
-    const sorting = sortEntries(entries, count);
+    const sorting = sortEntries(entries, count, this.order);
     let step = sorting.next();
     while (step.done !== true) {
       await nextTurn();
       step = sorting.next();
     }
     const order = step.value;
-    const run = await this.produce(count, async (writer) => {
+    const run = await this.produce(count, this.writeOut, async (writer) => {
       for (let j = 0; j < count;) {
         let best = order[j]! * ENTRY_BYTES;
         for (j++; j < count; j++) {
@@ -519,12 +547,14 @@ export class IdRuns {
    */
   async merge(inputs: readonly RunInfo[], stopped: () => boolean): Promise<RunInfo | undefined> {
     const runs = inputs.map((r) => this.live.find((x) => x.id === r.id));
-    if (runs.some((r) => r === undefined)) throw new Error("a merge input is not a live run");
+    if (runs.some((r) => r === undefined) || runs.length > MERGE_WIDTH)
+      throw new Error(`a merge takes up to ${MERGE_WIDTH} live runs`);
     const cursors: RunCursor[] = [];
     try {
-      for (const r of runs as Run[]) cursors.push(await RunCursor.open(r));
+      for (const [k, r] of (runs as Run[]).entries())
+        cursors.push(await RunCursor.open(r, this.mergeIn[k]!));
       const total = inputs.reduce((n, r) => n + r.count, 0);
-      return await this.produce(total, async (writer) => {
+      return await this.produce(total, this.mergeOut, async (writer) => {
         for (let n = 1; ; n++) {
           // The smallest id (of its occurrences, the highest position), and every cursor on it.
           let min: RunCursor | undefined;
@@ -560,28 +590,43 @@ export class IdRuns {
   /** Writes a run file with `body` (false: stopped, nothing kept); opens it. */
   private async produce(
     maxCount: number,
+    out: Buffer,
     body: (writer: RunWriter) => Promise<boolean>,
   ): Promise<RunInfo | undefined> {
     const id = this.nextId++;
     const path = join(this.dir, runFile(id));
     const tmp = `${path}.tmp`;
     const file = await open(tmp, "w");
-    let kept = false;
+    let writer: RunWriter | undefined;
     try {
-      const writer = new RunWriter(file, maxCount);
-      if (!(await body(writer))) return undefined;
-      await writer.finish();
-      await file.close();
-      await rename(tmp, path);
-      await this.syncDir();
-      kept = true;
+      writer = new RunWriter(file, maxCount, out);
+      if (!(await body(writer))) writer = undefined;
+      else {
+        await writer.finish();
+        await file.close();
+        await rename(tmp, path);
+        await this.syncDir();
+      }
+    } catch (err) {
+      writer = undefined;
+      throw err;
     } finally {
-      if (!kept) {
+      if (writer === undefined) {
         await file.close().catch(() => undefined);
         await rm(tmp, { force: true });
       }
     }
-    const run = Run.open(id, path);
+    if (writer === undefined) return undefined;
+    // Live from what the writer kept (its filter, fences and block CRCs), not read back.
+    const run = new Run(
+      id,
+      writer.count,
+      path,
+      openSync(path, "r"),
+      writer.filter,
+      writer.fences,
+      writer.blockCrcs,
+    );
     this.pending.set(id, run);
     return run;
   }
