@@ -44,8 +44,35 @@ const VERSION = 1;
 export const MERGE_WIDTH = 4;
 /** Runs of up to this many ids are of the smallest size class; each next one is MERGE_WIDTH × larger. */
 const CLASS_BASE = 4096;
-/** Entries sorted, packed or merged per turn of the event loop (well under a millisecond). */
-const SLICE = 4096;
+/**
+ * How long a write or a merge may hold the event loop in one turn: the requests behind it wait
+ * that long. The clock is read every CHECK_EVERY entries.
+ */
+const TURN_MS = 0.5;
+const CHECK_EVERY = 128;
+
+/** Tells, every CHECK_EVERY calls, whether this turn of the event loop has run its time. */
+class Turns {
+  private calls = 0;
+  private turnEnd = performance.now() + TURN_MS;
+
+  /** Call once per entry; when true, yield (`await nextTurn()`), then call `next`. */
+  due(): boolean {
+    if (++this.calls < CHECK_EVERY) return false;
+    this.calls = 0;
+    return performance.now() >= this.turnEnd;
+  }
+
+  /** `due`, reading the clock now (for steps of many entries). */
+  dueNow(): boolean {
+    this.calls = 0;
+    return performance.now() >= this.turnEnd;
+  }
+
+  next(): void {
+    this.turnEnd = performance.now() + TURN_MS;
+  }
+}
 /**
  * Bytes per read or write of a run file (a whole number of blocks). The buffers are kept and
  * reused: buffers of this size allocated per write or merge and freed again fragment the
@@ -130,11 +157,13 @@ export function* sortEntries(
   const starts = new Uint32Array(257);
   for (let i = 0; i < count; i++) starts[buf[i * ENTRY_BYTES]! + 1]!++;
   for (let b = 0; b < 256; b++) starts[b + 1]! += starts[b]!;
+  yield;
   const next = starts.slice(0, 256);
   const order = into.subarray(0, count);
   for (let i = 0; i < count; i++) order[next[buf[i * ENTRY_BYTES]!]!++] = i;
+  yield;
   const PLACE = 2 ** 20; // a bucket's places fit below it (packed with 32 bits: exact in a double)
-  let work = 0;
+  const turns = new Turns();
   for (let b = 0; b < 256; b++) {
     const from = starts[b]!;
     const to = starts[b + 1]!;
@@ -163,10 +192,9 @@ export function* sortEntries(
       }
       order[k + 1] = x;
     }
-    work += n;
-    if (work >= SLICE) {
-      work = 0;
+    if (turns.dueNow()) {
       yield;
+      turns.next();
     }
   }
   return order;
@@ -506,9 +534,13 @@ export class IdRuns {
       this.entries = Buffer.allocUnsafe(count * ENTRY_BYTES);
     const entries = this.entries;
     if (this.order.length < count) this.order = new Uint32Array(count);
+    const turns = new Turns();
     for (let i = 0; i < count; i++) {
       fill(i, entries, i * ENTRY_BYTES, i * ENTRY_BYTES + ID_BYTES);
-      if ((i + 1) % SLICE === 0) await nextTurn();
+      if (turns.due()) {
+        await nextTurn();
+        turns.next();
+      }
     }
     const sorting = sortEntries(entries, count, this.order);
     let step = sorting.next();
@@ -528,7 +560,10 @@ export class IdRuns {
         }
         writer.add(entries, best);
         if (writer.full) await writer.flush();
-        if (j % SLICE === 0) await nextTurn();
+        if (turns.due()) {
+          await nextTurn();
+          turns.next();
+        }
       }
       return true;
     });
@@ -554,8 +589,9 @@ export class IdRuns {
       for (const [k, r] of (runs as Run[]).entries())
         cursors.push(await RunCursor.open(r, this.mergeIn[k]!));
       const total = inputs.reduce((n, r) => n + r.count, 0);
+      const turns = new Turns();
       return await this.produce(total, this.mergeOut, async (writer) => {
-        for (let n = 1; ; n++) {
+        for (;;) {
           // The smallest id (of its occurrences, the highest position), and every cursor on it.
           let min: RunCursor | undefined;
           let onMin = 0;
@@ -576,8 +612,9 @@ export class IdRuns {
           for (let k = 0; k < cursors.length; k++)
             if ((onMin & (1 << k)) !== 0 && cursors[k]!.advance()) await cursors[k]!.fill();
           if (writer.full) await writer.flush();
-          if (n % SLICE === 0) {
+          if (turns.due()) {
             await nextTurn();
+            turns.next();
             if (stopped()) return false;
           }
         }
