@@ -92,6 +92,8 @@ export function createDiskStore(options: DiskStoreOptions): LogStore {
           { err },
           "merging event-id runs of the index failed; retrying at the next write",
         ),
+      onDiscard: (reason: string) =>
+        logger.warn({ reason }, "the index is emptied and rebuilt from the log"),
     }),
   });
   return new LogStore(log, { ...options, index });

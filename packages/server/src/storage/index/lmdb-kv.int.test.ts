@@ -21,8 +21,13 @@ describe("LmdbKv under the log index", () => {
     await remove();
   });
 
+  const discarded: string[] = [];
+
   async function openIndex(obsolete: string[] = []) {
-    const kv = new LmdbKv(join(dir, "index.mdb"), { obsolete });
+    const kv = new LmdbKv(join(dir, "index.mdb"), {
+      obsolete,
+      onDiscard: (reason) => discarded.push(reason),
+    });
     opened.push(kv);
     const index = new LogIndex(kv);
     await index.open();
@@ -159,6 +164,7 @@ describe("LmdbKv under the log index", () => {
     const b = await openIndex();
     expect(b.index.persistedUpTo).toBe(0);
     expect(b.index.id("x".repeat(16))).toBeUndefined();
+    expect(discarded.splice(0)).toEqual([expect.stringMatching(/ids-0000000001.run is shorter/)]);
     await b.index.write(delta);
     await b.kv.close();
     opened.length = 0;
@@ -175,6 +181,7 @@ describe("LmdbKv under the log index", () => {
     await env.close();
     const c = await openIndex();
     expect(c.index.persistedUpTo).toBe(0);
+    expect(discarded.splice(0)).toEqual([expect.stringMatching(/layout before id runs/)]);
   });
 
   it("applies a batch in key order, the later of two puts of one key winning", async () => {

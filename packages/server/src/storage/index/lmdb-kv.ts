@@ -17,13 +17,7 @@ import { createRequire } from "node:module";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { Worker } from "node:worker_threads";
 import { open, type Database, type RootDatabase, type Transaction } from "lmdb";
-import {
-  decodeRunList,
-  encodeRunList,
-  IdRuns,
-  IdRunsCorruptError,
-  type RunInfo,
-} from "./id-runs.js";
+import { decodeRunList, encodeRunList, IdRuns, IdRunsCorruptError } from "./id-runs.js";
 import { KV_TABLES, packOps, type Kv, type KvBlock, type KvOp, type KvTable } from "./kv.js";
 
 /** The writer thread (CommonJS, evaluated: it must run from the sources under test as well). */
@@ -159,6 +153,8 @@ export interface LmdbKvOptions {
   runsDir?: string;
   /** Told of a background merge of id runs that failed (its runs stay; retried later). */
   onMergeError?: (err: Error) => void;
+  /** Told why an index found at open is emptied (the store then rebuilds it from the log). */
+  onDiscard?: (reason: string) => void;
 }
 
 export class LmdbKv implements Kv {
@@ -268,16 +264,18 @@ export class LmdbKv implements Kv {
    */
   private async openRuns(): Promise<void> {
     const ids = this.db("ids");
-    let listed: RunInfo[] | undefined = [];
-    for (const key of ids.getKeys({ limit: 2, ...this.readOptions }))
-      if (!key.equals(RUNS_KEY)) listed = undefined;
+    let reason = "its event ids are of the layout before id runs";
     try {
-      const list = listed && ids.get(RUNS_KEY, this.readOptions);
-      if (list !== undefined && listed !== undefined) listed = decodeRunList(list);
-      if (listed !== undefined) return await this.runs.open(listed);
+      const keys = [...ids.getKeys({ limit: 2, ...this.readOptions })];
+      if (keys.every((key) => key.equals(RUNS_KEY))) {
+        const list = ids.get(RUNS_KEY, this.readOptions);
+        return await this.runs.open(list === undefined ? [] : decodeRunList(list));
+      }
     } catch (err) {
       if (!(err instanceof IdRunsCorruptError)) throw err;
+      reason = err.message;
     }
+    this.options.onDiscard?.(reason);
     await this.request({ op: "clear" });
     this.renewReadTxn();
     await this.runs.open([]);
