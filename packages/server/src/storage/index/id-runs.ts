@@ -497,7 +497,7 @@ export class IdRuns {
 
   /** Reads the block of `run` that may hold `key` into `scratch`; the entry's offset, or -1. */
   private find(run: Run, key: Buffer): number {
-    if (compareIds(run.fences, 0, key, 0) > 0) return -1;
+    if (run.count === 0 || compareIds(run.fences, 0, key, 0) > 0) return -1;
     let lo = 0;
     let hi = run.blocks - 1;
     while (lo < hi) {
