@@ -32,10 +32,10 @@ import { setImmediate as nextTurn } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import { IdFilter } from "./id-filter.js";
 
-export const ID_BYTES = 16;
+const ID_BYTES = 16;
 /** [16-byte id][f64 position][f64 revision] */
 export const ENTRY_BYTES = 32;
-export const BLOCK_ENTRIES = 128;
+const BLOCK_ENTRIES = 128;
 const BLOCK_BYTES = BLOCK_ENTRIES * ENTRY_BYTES;
 const HEADER_BYTES = 64;
 const MAGIC = "CHIDRUN1";
@@ -470,11 +470,6 @@ export class IdRuns {
     return this.live.map((r) => ({ id: r.id, count: r.count }));
   }
 
-  /** Ids in the live runs (an id in several runs counts in each, until they are merged). */
-  get ids(): number {
-    return this.live.reduce((n, r) => n + r.count, 0);
-  }
-
   /** The live list once `add` is in and `remove` out: what the owner records. */
   listWith(add: RunInfo | undefined, remove: readonly RunInfo[] = []): RunInfo[] {
     const out = this.list.filter((r) => !remove.some((x) => x.id === r.id));
@@ -683,6 +678,7 @@ export class IdRuns {
     ];
     for (const r of retired) {
       closeSync(r.fd);
+      // No longer listed: a file this fails to remove is removed at the next open.
       void rm(r.path, { force: true }).catch(() => undefined);
     }
   }

@@ -5,7 +5,7 @@
  * which the `ids` database lists.
  *
  * Reads are synchronous B+tree lookups in the memory map on the event loop's thread, through
- * one read transaction renewed after each write of the writer. Writes run in a worker thread of their own:
+ * one read transaction renewed after each write. Writes run in a worker thread of their own:
  * the event loop packs a batch into one buffer and hands it over (transferred, not copied);
  * the worker applies it in one write transaction, its puts sorted by key so neighbouring
  * inserts touch the same pages. LMDB syncs in the background (`overlappingSync`): a crash
@@ -129,18 +129,18 @@ type Request =
   | { op: "clear" }
   | { op: "close" };
 
-/** The entries of several blocks as one: their count and a `fill` over all of them. */
-function joined(blocks: readonly KvBlock[]): [number, KvBlock["fill"]] {
-  const total = blocks.reduce((n, b) => n + b.count, 0);
-  if (blocks.length === 1) return [total, blocks[0]!.fill.bind(blocks[0])];
-  return [
-    total,
-    (i, buf, keyAt, valueAt) => {
-      let b = 0;
-      while (i >= blocks[b]!.count) i -= blocks[b++]!.count;
-      blocks[b]!.fill(i, buf, keyAt, valueAt);
-    },
-  ];
+/**
+ * `packOps` a slice per turn of the event loop: a write carries thousands of stream changes at
+ * times.
+ */
+async function packed(ops: readonly KvOp[], blocks: readonly KvBlock[] = []): Promise<ArrayBuffer> {
+  const packing = packOps(ops, blocks, PACK_SLICE);
+  let step = packing.next();
+  while (step.done !== true) {
+    await setImmediatePromise();
+    step = packing.next();
+  }
+  return step.value;
 }
 
 /** The key of the live id runs' list in the `ids` database (its only key). */
@@ -313,25 +313,21 @@ export class LmdbKv implements Kv {
     if (ops.some((op) => op.table === "ids"))
       throw new RangeError("event ids are written as a block, not as single ops");
     const idBlocks = blocks.filter((b) => b.table === "ids" && b.count > 0);
-    if (idBlocks.some((b) => b.keyBytes !== 16 || b.valueBytes !== 16))
+    if (idBlocks.length > 1) throw new RangeError("a write carries its event ids in one block");
+    const ids = idBlocks[0];
+    if (ids !== undefined && (ids.keyBytes !== 16 || ids.valueBytes !== 16))
       throw new RangeError("an event id block has 16-byte keys and 16-byte values");
     const rest = blocks.filter((b) => b.table !== "ids");
-    if (ops.length === 0 && idBlocks.length === 0 && rest.every((b) => b.count === 0)) return;
-    const run = idBlocks.length === 0 ? undefined : await this.runs.write(...joined(idBlocks));
+    if (ops.length === 0 && ids === undefined && rest.every((b) => b.count === 0)) return;
+    const run =
+      ids === undefined ? undefined : await this.runs.write(ids.count, ids.fill.bind(ids));
     try {
       await this.commit(async () => {
         const list: KvOp[] =
           run === undefined
             ? []
             : [{ table: "ids", key: RUNS_KEY, value: encodeRunList(this.runs.listWith(run)) }];
-        // A write carries thousands of stream changes at times: packed a slice per turn.
-        const packing = packOps([...ops, ...list], rest, PACK_SLICE);
-        let step = packing.next();
-        while (step.done !== true) {
-          await setImmediatePromise();
-          step = packing.next();
-        }
-        await this.request({ op: "write", buf: step.value });
+        await this.request({ op: "write", buf: await packed([...ops, ...list], rest) });
         this.runs.install(run);
         this.renewReadTxn();
       });
@@ -360,11 +356,9 @@ export class LmdbKv implements Kv {
           await this.commit(async () => {
             if (this.stopMerges) throw new Error("stopped");
             const value = encodeRunList(this.runs.listWith(out, inputs));
-            const packing = packOps([{ table: "ids", key: RUNS_KEY, value }], [], PACK_SLICE);
-            const step = packing.next();
-            if (step.done !== true) throw new Error("a one-op batch packs in one step");
+            const buf = await packed([{ table: "ids", key: RUNS_KEY, value }]);
             // Durable before the inputs' files go: a list naming them may not come back.
-            await this.request({ op: "write", buf: step.value, durable: true });
+            await this.request({ op: "write", buf, durable: true });
             this.runs.install(out, inputs);
             this.renewReadTxn();
           });
