@@ -3,6 +3,7 @@
  * (`index/`), which finds every id ever written. It answers the retry of a recent append
  * without a lookup on disk.
  */
+import { IdTable } from "./id-table.js";
 
 export interface WindowEntry {
   /** The stream's name. */
@@ -15,19 +16,22 @@ export interface WindowEntry {
  * The bounded map of recent event ids (16-byte latin1 keys) to where they were written. A ring
  * of keys gives the eviction order (a Map used as a FIFO degrades: V8 leaves deleted slots at
  * its front that every `keys().next()` has to skip). Each slot's stream, revision and position
- * are kept in columns, the map holding only slot numbers: no object per id written (fewer
+ * are kept in columns, the table holding only slot numbers: no object per id written (fewer
  * allocations per append, and far fewer long-lived objects for the garbage collector to mark).
  */
 export class IdempotencyWindow {
-  /** Key -> its slot. */
-  private readonly slots = new Map<string, number>();
+  /** Key -> its slot (an IdTable: one insert and one delete per id written, see there). */
+  private readonly slots: IdTable;
   private ring: Array<string | undefined> = [];
   private streams: string[] = [];
   private revisions: number[] = [];
   private positions: number[] = [];
   private next = 0;
 
-  constructor(readonly capacity: number) {}
+  constructor(readonly capacity: number) {
+    // Sized up front for the default window; a larger one grows as it fills.
+    this.slots = new IdTable(Math.min(Math.max(0, capacity), 1 << 17));
+  }
 
   get size(): number {
     return this.slots.size;
@@ -35,7 +39,7 @@ export class IdempotencyWindow {
 
   get(key: string): WindowEntry | undefined {
     const slot = this.slots.get(key);
-    if (slot === undefined) return undefined;
+    if (slot < 0) return undefined;
     return {
       stream: this.streams[slot] as string,
       revision: this.revisions[slot] as number,
@@ -57,10 +61,9 @@ export class IdempotencyWindow {
     if (this.capacity <= 0) return;
     const slot = this.next;
     const evicted = this.ring[slot];
-    if (evicted !== undefined && this.slots.get(evicted) === slot) this.slots.delete(evicted);
-    const previous = this.slots.get(key);
-    if (previous !== undefined) this.ring[previous] = undefined;
-    this.slots.set(key, slot);
+    if (evicted !== undefined) this.slots.deleteIf(evicted, slot);
+    const previous = this.slots.set(key, slot);
+    if (previous >= 0) this.ring[previous] = undefined;
     // Slots fill in order, so these arrays grow by appending (packed, numbers unboxed).
     this.ring[slot] = key;
     this.streams[slot] = stream;
@@ -72,7 +75,7 @@ export class IdempotencyWindow {
   /** Forgets `key` (an append that was never written). */
   delete(key: string): void {
     const slot = this.slots.get(key);
-    if (slot === undefined) return;
+    if (slot < 0) return;
     this.slots.delete(key);
     this.ring[slot] = undefined;
   }

@@ -2,11 +2,16 @@
  * Event ids added to the index and not persisted yet, in position order, with a map from id to
  * the latest of them: what the index's lookups see before the persisted part.
  */
+import { IdTable } from "../id-table.js";
 import type { EventIdHit } from "./log-index.js";
+
+/** Slots are renumbered from 0 before they outgrow an IdTable value (2^31 - 1). */
+const REBASE_AT = 2 ** 30;
 
 /**
  * Events added and not yet persisted, in position order, with a map from id to the latest of
- * them. Slots are absolute (never reused), so the map stays valid when the front is dropped.
+ * them. Slots are absolute (not reused until every entry is gone or they are renumbered), so
+ * the map stays valid when the front is dropped.
  */
 export class PendingIds {
   private ids: string[] = [];
@@ -19,10 +24,14 @@ export class PendingIds {
   /**
    * Id -> slot of its latest entry, built at the first lookup and kept from then on. A
    * follower never looks ids up (only a leader checks retries): it pays for no map at all.
+   * An IdTable (an insert per id added, a delete per id persisted: see there).
    */
-  private latest: Map<string, number> | null = null;
+  private latest: IdTable | null = null;
   /** Some id was added twice (its older entry is shadowed in `latest`). */
   private shadowed = false;
+
+  /** `rebaseAt`: slot numbers are renumbered from 0 beyond it (a parameter for tests). */
+  constructor(private readonly rebaseAt = REBASE_AT) {}
 
   get length(): number {
     return this.ids.length - this.head;
@@ -30,7 +39,7 @@ export class PendingIds {
 
   get(idKey: string): EventIdHit | undefined {
     const slot = (this.latest ?? this.buildLatest()).get(idKey);
-    if (slot === undefined) return undefined;
+    if (slot < 0) return undefined;
     const i = slot - this.base;
     return { position: this.positions[i] as number, revision: this.revisions[i] as number };
   }
@@ -47,11 +56,8 @@ export class PendingIds {
         return false;
       this.truncate(position);
     }
-    const latest = this.latest;
-    if (latest !== null) {
-      if (latest.has(idKey)) this.shadowed = true;
-      latest.set(idKey, this.base + this.ids.length);
-    }
+    if (this.latest !== null && this.latest.set(idKey, this.base + this.ids.length) >= 0)
+      this.shadowed = true;
     this.ids.push(idKey);
     this.positions.push(position);
     this.revisions.push(revision);
@@ -85,10 +91,7 @@ export class PendingIds {
     const end = this.head + n;
     const latest = this.latest;
     if (latest !== null) {
-      for (let i = this.head; i < end; i++) {
-        const id = this.ids[i] as string;
-        if (latest.get(id) === this.base + i) latest.delete(id);
-      }
+      for (let i = this.head; i < end; i++) latest.deleteIf(this.ids[i] as string, this.base + i);
     }
     this.head = end;
     if (this.head === this.ids.length) {
@@ -99,6 +102,10 @@ export class PendingIds {
       this.revisions = this.revisions.slice(this.head);
       this.base += this.head;
       this.head = 0;
+      if (this.base > this.rebaseAt) {
+        this.base = 0;
+        this.latest = null; // rebuilt with the new numbers at the next lookup
+      }
     }
   }
 
@@ -108,10 +115,8 @@ export class PendingIds {
     if (keep === this.ids.length) return;
     const latest = this.latest;
     if (latest !== null) {
-      for (let i = keep; i < this.ids.length; i++) {
-        const id = this.ids[i] as string;
-        if (latest.get(id) === this.base + i) latest.delete(id);
-      }
+      for (let i = keep; i < this.ids.length; i++)
+        latest.deleteIf(this.ids[i] as string, this.base + i);
     }
     this.ids.length = keep;
     this.positions.length = keep;
@@ -126,14 +131,14 @@ export class PendingIds {
     this.ids = [];
     this.positions = [];
     this.revisions = [];
-    this.base += this.head;
+    this.base = 0; // nothing holds a slot any more
     this.head = 0;
     this.latest?.clear();
     this.shadowed = false;
   }
 
-  private buildLatest(): Map<string, number> {
-    const latest = new Map<string, number>();
+  private buildLatest(): IdTable {
+    const latest = new IdTable(this.ids.length - this.head);
     for (let i = this.head; i < this.ids.length; i++)
       latest.set(this.ids[i] as string, this.base + i);
     this.shadowed = latest.size < this.ids.length - this.head;

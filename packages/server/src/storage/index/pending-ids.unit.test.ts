@@ -92,4 +92,21 @@ describe("PendingIds", () => {
       { position: 35_000, revision: 3500 },
     ]);
   });
+
+  it("renumbers its slots when they grow large, finding every pending id before and after", () => {
+    const p = new PendingIds(10_000);
+    let next = 0;
+    // Keep about 6,000 pending while 60,000 pass through: the front is cut and compacted
+    // (slots move up by thousands each time) until the renumbering threshold is crossed.
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 3000; i++, next++) p.add(id(next), next * 10, next);
+      expect(p.get(id(next - 1))).toEqual({ position: (next - 1) * 10, revision: next - 1 });
+      if (p.length > 6000) p.drop(p.length - 3000);
+      for (const k of [next - 3000, next - 1500, next - 1])
+        expect(p.get(id(k))).toEqual({ position: k * 10, revision: k });
+      const firstPending = next - p.length;
+      if (firstPending > 0) expect(p.get(id(firstPending - 1))).toBeUndefined();
+    }
+    expect(next).toBe(60_000);
+  });
 });
