@@ -14,6 +14,7 @@ import { constants, fdatasyncSync, readSync, writeSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { StoreError } from "../streams/types.js";
+import { fsyncDir } from "./fsync-dir.js";
 import { SYNC_STALL_ENABLED, injectSyncStall } from "./sync-stall.js";
 import { RECOVERY_ADVICE, silentLogger, type Checkpoint, type Log, type Logger } from "./log.js";
 
@@ -29,15 +30,6 @@ const HARD_STATE_FILE = "hardstate";
 
 function segmentName(index: number): string {
   return `chunk-${String(index).padStart(6, "0")}.log`;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 function isNotFound(err: unknown): boolean {

@@ -3,16 +3,14 @@ import { open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir } from "../test-helpers.js";
+import { compareIds, ENTRY_BYTES, sortEntries } from "./id-run-format.js";
 import {
-  compareIds,
   decodeRunList,
   encodeRunList,
-  ENTRY_BYTES,
   IdRuns,
   IdRunsCorruptError,
   MERGE_WIDTH,
   planMerge,
-  sortEntries,
   type RunInfo,
 } from "./id-runs.js";
 
@@ -52,15 +50,7 @@ describe("sortEntries", () => {
       if (i % 97 === 0 && i > 0) buf.copy(buf, at, at - ENTRY_BYTES, at - ENTRY_BYTES + 16); // repeats
       buf.writeDoubleLE(i, at + 16);
     }
-    const gen = sortEntries(buf, n);
-    let step = gen.next();
-    let yields = 0;
-    while (step.done !== true) {
-      yields++;
-      step = gen.next();
-    }
-    const order = step.value;
-    expect(yields).toBeGreaterThan(0);
+    const order = sortEntries(buf, n);
     expect(new Set(order).size).toBe(n);
     for (let j = 1; j < n; j++) {
       const a = order[j - 1]! * ENTRY_BYTES;
@@ -155,7 +145,7 @@ describe("IdRuns", () => {
     for (const [id, want] of model) expect(lookup(runs, id)).toEqual(want);
     const inputs = runs.plan();
     expect(inputs).toHaveLength(MERGE_WIDTH);
-    const merged = await runs.merge(inputs!, () => false);
+    const merged = await runs.merge(inputs!);
     expect(merged!.count).toBe(model.size);
     runs.install(merged, inputs);
     expect(runs.list).toEqual([{ id: merged!.id, count: model.size }]);
@@ -175,9 +165,31 @@ describe("IdRuns", () => {
         })),
       );
     const before = (await readdir(join(dir, "ids"))).sort();
-    expect(await runs.merge(runs.plan()!, () => true)).toBeUndefined();
+    expect(await runs.merge(runs.plan()!, AbortSignal.abort())).toBeUndefined();
     expect((await readdir(join(dir, "ids"))).sort()).toEqual(before);
     expect(runs.list).toHaveLength(MERGE_WIDTH);
+  });
+
+  it("stops a merge in flight on the worker, leaving no file behind", async () => {
+    const puts: Put[][] = [];
+    for (let w = 0; w < MERGE_WIDTH; w++) {
+      puts.push(
+        Array.from({ length: 30_000 }, (_, i) => ({
+          id: newId(),
+          position: w * 30_000 + i,
+          revision: 0,
+        })),
+      );
+      await writeRun(runs, puts[w]!);
+    }
+    const before = (await readdir(join(dir, "ids"))).sort();
+    const stop = new AbortController();
+    const merging = runs.merge(runs.plan()!, stop.signal);
+    stop.abort();
+    expect(await merging).toBeUndefined();
+    expect((await readdir(join(dir, "ids"))).sort()).toEqual(before);
+    // The inputs still answer.
+    expect(lookup(runs, puts[2]![7]!.id)).toEqual({ position: 2 * 30_000 + 7, revision: 0 });
   });
 
   it("at open, keeps the listed runs and removes every other run file", async () => {

@@ -24,29 +24,43 @@
  * Which runs are live, the owner records (`lmdb-kv.ts`, in the index write's transaction): a
  * run is written and synced before a list names it, and its file is removed only once a list
  * without it is durable; a file that no list names at open is a leftover, and is removed.
+ *
+ * Writing and merging runs happens on a worker thread of lower priority (`id-runs-worker.ts`;
+ * the file code is in `id-run-format.ts`); lookups, and the list of live runs, stay here.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { mkdir, open, readdir, rename, rm, type FileHandle } from "node:fs/promises";
+import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { crc32c } from "@node-rs/crc32";
 import { IdFilter } from "./id-filter.js";
+import {
+  BLOCK_BYTES,
+  BLOCK_ENTRIES,
+  compareIds,
+  ENTRY_BYTES,
+  HEADER_BYTES,
+  ID_BYTES,
+  IdRunsCorruptError,
+  MAGIC,
+  MERGE_WIDTH,
+  RUN_FILE,
+  runFile,
+  VERSION,
+  type RunFile,
+} from "./id-run-format.js";
+import type { RunsReply, RunsRequest } from "./id-runs-worker.js";
 
-const ID_BYTES = 16;
-/** [16-byte id][f64 position][f64 revision] */
-export const ENTRY_BYTES = 32;
-const BLOCK_ENTRIES = 128;
-const BLOCK_BYTES = BLOCK_ENTRIES * ENTRY_BYTES;
-const HEADER_BYTES = 64;
-const MAGIC = "CHIDRUN1";
-const VERSION = 1;
-/** A size class merges once it has this many runs. */
-export const MERGE_WIDTH = 4;
+export { IdRunsCorruptError, MERGE_WIDTH } from "./id-run-format.js";
+
 /** Runs of up to this many ids are of the smallest size class; each next one is MERGE_WIDTH × larger. */
 const CLASS_BASE = 4096;
+
 /**
- * How long a write or a merge may hold the event loop in one turn: the requests behind it wait
- * that long. The clock is read every CHECK_EVERY entries.
+ * How long filling a write's entries may hold the event loop in one turn: the requests behind
+ * it wait that long. The clock is read every CHECK_EVERY entries.
  */
 const TURN_MS = 0.5;
 const CHECK_EVERY = 128;
@@ -63,32 +77,15 @@ class Turns {
     return performance.now() >= this.turnEnd;
   }
 
-  /** `due`, reading the clock now (for steps of many entries). */
-  dueNow(): boolean {
-    this.calls = 0;
-    return performance.now() >= this.turnEnd;
-  }
-
   next(): void {
     this.turnEnd = performance.now() + TURN_MS;
   }
 }
-/**
- * Bytes per read or write of a run file (a whole number of blocks). The buffers are kept and
- * reused: buffers of this size allocated per write or merge and freed again fragment the
- * allocator's heap, which then holds tens of megabytes it does not give back.
- */
-const IO_BYTES = 64 * BLOCK_BYTES;
 
 /** A run as the owner lists it. */
 export interface RunInfo {
   readonly id: number;
   readonly count: number;
-}
-
-/** A run file that is missing, short or fails its CRC: the index must be rebuilt. */
-export class IdRunsCorruptError extends Error {
-  override readonly name = "IdRunsCorruptError";
 }
 
 /** The live runs' list as stored: [u32 n] then n × [u32 id][f64 count]. */
@@ -112,15 +109,6 @@ export function decodeRunList(b: Buffer): RunInfo[] {
   }));
 }
 
-/** Orders the 16-byte ids at `a[ai]` and `b[bi]` as bytes. */
-export function compareIds(a: Buffer, ai: number, b: Buffer, bi: number): number {
-  for (let i = 0; i < ID_BYTES; i += 4) {
-    const d = a.readUInt32BE(ai + i) - b.readUInt32BE(bi + i);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
 function sizeClass(count: number): number {
   let c = 0;
   for (let cap = CLASS_BASE; count > cap; cap *= MERGE_WIDTH) c++;
@@ -142,64 +130,6 @@ export function planMerge<R extends RunInfo>(runs: readonly R[]): R[] | undefine
   return full[0]![1].slice(0, MERGE_WIDTH);
 }
 
-/**
- * The order of the `count` entries of `buf` ascending by id; equal ids keep their order. A
- * counting sort by the first byte, then each bucket by its next 4 bytes (a native sort of
- * numbers, no comparator call per pair), then ties of those 5 bytes by the whole id, written
- * to `into` (at least `count` long; returned, cut to `count`). Yields
- * between slices of work, so a caller on the event loop can spread it over turns.
- */
-export function* sortEntries(
-  buf: Buffer,
-  count: number,
-  into: Uint32Array = new Uint32Array(count),
-): Generator<void, Uint32Array, void> {
-  const starts = new Uint32Array(257);
-  for (let i = 0; i < count; i++) starts[buf[i * ENTRY_BYTES]! + 1]!++;
-  for (let b = 0; b < 256; b++) starts[b + 1]! += starts[b]!;
-  yield;
-  const next = starts.slice(0, 256);
-  const order = into.subarray(0, count);
-  for (let i = 0; i < count; i++) order[next[buf[i * ENTRY_BYTES]!]!++] = i;
-  yield;
-  const PLACE = 2 ** 20; // a bucket's places fit below it (packed with 32 bits: exact in a double)
-  const turns = new Turns();
-  for (let b = 0; b < 256; b++) {
-    const from = starts[b]!;
-    const to = starts[b + 1]!;
-    const n = to - from;
-    if (n < 2) continue;
-    const bucket = order.slice(from, to);
-    if (n < PLACE) {
-      const packed = new Float64Array(n);
-      for (let j = 0; j < n; j++)
-        packed[j] = buf.readUInt32BE(bucket[j]! * ENTRY_BYTES + 1) * PLACE + j;
-      packed.sort();
-      for (let j = 0; j < n; j++) order[from + j] = bucket[packed[j]! % PLACE]!;
-    } else {
-      const sorted = Array.from(bucket).sort(
-        (x, y) => compareIds(buf, x * ENTRY_BYTES, buf, y * ENTRY_BYTES) || x - y,
-      );
-      order.set(sorted, from);
-    }
-    // Sorted by 5 bytes; an insertion pass puts ids sharing them in order (stable).
-    for (let j = from + 1; j < to; j++) {
-      const x = order[j]!;
-      let k = j - 1;
-      while (k >= from && compareIds(buf, order[k]! * ENTRY_BYTES, buf, x * ENTRY_BYTES) > 0) {
-        order[k + 1] = order[k]!;
-        k--;
-      }
-      order[k + 1] = x;
-    }
-    if (turns.dueNow()) {
-      yield;
-      turns.next();
-    }
-  }
-  return order;
-}
-
 function readFully(fd: number, buf: Buffer, length: number, position: number, path: string): void {
   let done = 0;
   while (done < length) {
@@ -210,7 +140,7 @@ function readFully(fd: number, buf: Buffer, length: number, position: number, pa
 }
 
 /** A run open for lookups. */
-class Run implements RunInfo {
+class Run implements RunInfo, RunFile {
   constructor(
     readonly id: number,
     readonly count: number,
@@ -272,166 +202,98 @@ class Run implements RunInfo {
   }
 }
 
-/** Writes a run file from entries handed over in id order. */
-class RunWriter {
-  private used = 0;
-  count = 0;
-  private fileAt = HEADER_BYTES;
-  readonly filter: IdFilter;
-  fences: Buffer;
-  private readonly crcs: number[] = [];
-
-  /** `out`: an IO_BYTES buffer the writer may use until it is done. */
-  constructor(
-    private readonly file: FileHandle,
-    maxCount: number,
-    private readonly out: Buffer,
-  ) {
-    this.filter = new IdFilter(maxCount);
-    this.fences = Buffer.allocUnsafe(Math.max(1, Math.ceil(maxCount / BLOCK_ENTRIES)) * ID_BYTES);
-  }
-
-  /** Takes the entry at `at` of `src` (ids ascending, each once); then `flush` if `full`. */
-  add(src: Buffer, at: number): void {
-    if (this.count % BLOCK_ENTRIES === 0)
-      src.copy(this.fences, (this.count / BLOCK_ENTRIES) * ID_BYTES, at, at + ID_BYTES);
-    // A loop, not Buffer#copy: that makes a view per call, and this runs once per id merged.
-    const out = this.out;
-    for (let i = 0, o = this.used; i < ENTRY_BYTES; i++) out[o + i] = src[at + i]!;
-    this.filter.addBytes(src, at);
-    this.used += ENTRY_BYTES;
-    this.count++;
-  }
-
-  get full(): boolean {
-    return this.used === this.out.length;
-  }
-
-  async flush(): Promise<void> {
-    for (let b = 0; b < this.used; b += BLOCK_BYTES)
-      this.crcs.push(crc32c(this.out.subarray(b, Math.min(b + BLOCK_BYTES, this.used))));
-    await writeAll(this.file, this.out.subarray(0, this.used), this.fileAt);
-    this.fileAt += this.used;
-    this.used = 0;
-  }
-
-  /** Writes the tail and the header and syncs the file. */
-  async finish(): Promise<void> {
-    await this.flush();
-    const blocks = this.crcs.length;
-    const filter = Buffer.from(this.filter.bits.buffer, 0, this.filter.bits.byteLength);
-    const crcs = Buffer.allocUnsafe(blocks * 4);
-    this.crcs.forEach((c, b) => crcs.writeUInt32LE(c, b * 4));
-    this.fences = this.fences.subarray(0, blocks * ID_BYTES);
-    const tail = Buffer.concat([filter, this.fences, crcs]);
-    const header = Buffer.alloc(HEADER_BYTES);
-    header.write(MAGIC, 0, "latin1");
-    header.writeUInt32LE(VERSION, 8);
-    header.writeDoubleLE(this.count, 12);
-    header.writeUInt32LE(filter.length, 20);
-    header.writeUInt32LE(blocks, 24);
-    header.writeUInt32LE(crc32c(tail, crc32c(header.subarray(0, 28))), 28);
-    await writeAll(this.file, tail, this.fileAt);
-    await writeAll(this.file, header, 0);
-    await this.file.datasync();
-  }
-
-  get blockCrcs(): Uint32Array {
-    return Uint32Array.from(this.crcs);
-  }
+/**
+ * The worker's script. Built, it sits beside this module; run from the sources (the tests), it
+ * is the built one, which `npm test` builds first.
+ */
+function workerScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  const path = here.endsWith(".ts")
+    ? fileURLToPath(new URL("../../../dist/storage/index/id-runs-worker.js", import.meta.url))
+    : fileURLToPath(new URL("./id-runs-worker.js", import.meta.url));
+  if (!existsSync(path))
+    throw new Error(
+      `the id runs' worker script ${path} is missing: build the server (npm run build)`,
+    );
+  return path;
 }
 
-async function writeAll(file: FileHandle, buf: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < buf.length;) {
-    const { bytesWritten } = await file.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
+/** Requests to the worker thread, and their replies. */
+class RunsThread {
+  private worker: Worker | null = null;
+  private seq = 0;
+  private readonly replies = new Map<
+    number,
+    { resolve: (r: RunsReply) => void; reject: (err: Error) => void }
+  >();
+
+  /** Sends `req` (its seq set here; `transfer` moved, not copied); resolves with the reply. */
+  ask(req: RunsRequest, transfer: ArrayBuffer[] = []): { seq: number; reply: Promise<RunsReply> } {
+    const worker = this.worker ?? this.start();
+    const seq = ++this.seq;
+    const reply = new Promise<RunsReply>((resolve, reject) => {
+      if (this.replies.size === 0) worker.ref();
+      this.replies.set(seq, { resolve, reject });
+    });
+    worker.postMessage({ ...req, seq }, transfer);
+    return { seq, reply };
+  }
+
+  /** Asks the merge of request `seq` to stop (it answers without a run). */
+  stop(seq: number): void {
+    if (this.replies.has(seq)) this.worker?.postMessage({ op: "stop", seq });
+  }
+
+  /** Ends the thread; what it was doing is cut off (leftover files go at the next open). */
+  close(): void {
+    const worker = this.worker;
+    this.worker = null;
+    if (worker !== null) void worker.terminate();
+    this.failAll(new Error("the id runs are closed"));
+  }
+
+  private start(): Worker {
+    const worker = new Worker(workerScript());
+    worker.unref(); // ref'd only while a request is outstanding
+    worker.on("message", (m: RunsReply) => {
+      const r = this.replies.get(m.seq);
+      if (r === undefined) return;
+      this.replies.delete(m.seq);
+      if (this.replies.size === 0) worker.unref();
+      if (m.error === undefined) r.resolve(m);
+      else
+        r.reject(
+          m.error.corrupt ? new IdRunsCorruptError(m.error.message) : new Error(m.error.message),
+        );
+    });
+    const broken = (err: Error): void => {
+      if (this.worker === worker) this.worker = null; // the next request starts another
+      this.failAll(err);
+    };
+    worker.on("error", broken);
+    worker.on("exit", (code) => broken(new Error(`the id runs' worker exited (${code})`)));
+    this.worker = worker;
+    return worker;
+  }
+
+  private failAll(err: Error): void {
+    const replies = [...this.replies.values()];
+    this.replies.clear();
+    for (const r of replies) r.reject(err);
   }
 }
-
-/** Reads a run's entries in order, a chunk of blocks at a time, checking each block's CRC. */
-class RunCursor {
-  at = 0;
-  private end = 0;
-  private read = 0;
-  done = false;
-
-  private constructor(
-    private readonly run: Run,
-    private readonly file: FileHandle,
-    /** An IO_BYTES buffer the cursor may use until it is closed. */
-    readonly buf: Buffer,
-  ) {}
-
-  static async open(run: Run, buf: Buffer): Promise<RunCursor> {
-    const c = new RunCursor(run, await open(run.path, "r"), buf);
-    try {
-      await c.fill();
-    } catch (err) {
-      await c.close();
-      throw err;
-    }
-    return c;
-  }
-
-  get position(): number {
-    return this.buf.readDoubleLE(this.at + ID_BYTES);
-  }
-
-  /** Moves to the next entry; true when the chunk is used up (then `fill`). */
-  advance(): boolean {
-    this.at += ENTRY_BYTES;
-    return this.at === this.end;
-  }
-
-  async fill(): Promise<void> {
-    const n = Math.min(this.run.count - this.read, IO_BYTES / ENTRY_BYTES);
-    if (n === 0) {
-      this.done = true;
-      return;
-    }
-    const bytes = n * ENTRY_BYTES;
-    const from = HEADER_BYTES + this.read * ENTRY_BYTES;
-    for (let done = 0; done < bytes;) {
-      const { bytesRead } = await this.file.read(this.buf, done, bytes - done, from + done);
-      if (bytesRead === 0) throw new IdRunsCorruptError(`${this.run.path} is short`);
-      done += bytesRead;
-    }
-    const firstBlock = this.read / BLOCK_ENTRIES;
-    for (let b = 0; b * BLOCK_BYTES < bytes; b++) {
-      const block = this.buf.subarray(b * BLOCK_BYTES, Math.min((b + 1) * BLOCK_BYTES, bytes));
-      if (crc32c(block) !== this.run.blockCrcs[firstBlock + b])
-        throw new IdRunsCorruptError(`${this.run.path}: block ${firstBlock + b} fails its CRC`);
-    }
-    this.read += n;
-    this.at = 0;
-    this.end = bytes;
-  }
-
-  close(): Promise<void> {
-    return this.file.close();
-  }
-}
-
-function runFile(id: number): string {
-  return `ids-${String(id).padStart(10, "0")}.run`;
-}
-
-const RUN_FILE = /^ids-(\d{10})\.run(\.tmp)?$/;
 
 export class IdRuns {
   private live: Run[] = [];
   private nextId = 1;
   /** One block, for lookups. */
   private readonly scratch = Buffer.allocUnsafe(BLOCK_BYTES);
-  /** A write's entries (grown to the largest write), and its output buffer. */
-  private entries = Buffer.alloc(0);
-  private order = new Uint32Array(0);
-  private readonly writeOut = Buffer.allocUnsafe(IO_BYTES);
-  /** A merge's input buffers (one per input) and output buffer: one merge at a time. */
-  private readonly mergeIn = Array.from({ length: MERGE_WIDTH }, () =>
-    Buffer.allocUnsafe(IO_BYTES),
-  );
-  private readonly mergeOut = Buffer.allocUnsafe(IO_BYTES);
+  /**
+   * A write's entries (grown to the largest write): lent to the worker during a write, handed
+   * back with its reply. Over an ArrayBuffer of its own, so it can be moved, not copied.
+   */
+  private entries: Buffer = Buffer.from(new ArrayBuffer(0));
+  private readonly thread = new RunsThread();
 
   constructor(readonly dir: string) {}
 
@@ -519,16 +381,15 @@ export class IdRuns {
   /**
    * Writes a run of `count` entries that `fill` writes (entry i: its id at `keyAt`, position
    * and revision at `valueAt` of `buf`), sorted, each id once, synced. Not live until
-   * `install`ed.
+   * `install`ed. Filling is done here, in turns of the event loop; the rest on the worker.
    */
   async write(
     count: number,
     fill: (i: number, buf: Buffer, keyAt: number, valueAt: number) => void,
   ): Promise<RunInfo> {
     if (this.entries.length < count * ENTRY_BYTES)
-      this.entries = Buffer.allocUnsafe(count * ENTRY_BYTES);
+      this.entries = Buffer.from(new ArrayBuffer(count * ENTRY_BYTES));
     const entries = this.entries;
-    if (this.order.length < count) this.order = new Uint32Array(count);
     const turns = new Turns();
     for (let i = 0; i < count; i++) {
       fill(i, entries, i * ENTRY_BYTES, i * ENTRY_BYTES + ID_BYTES);
@@ -537,33 +398,15 @@ export class IdRuns {
         turns.next();
       }
     }
-    const sorting = sortEntries(entries, count, this.order);
-    let step = sorting.next();
-    while (step.done !== true) {
-      await nextTurn();
-      step = sorting.next();
-    }
-    const order = step.value;
-    const run = await this.produce(count, this.writeOut, async (writer) => {
-      for (let j = 0; j < count;) {
-        let best = order[j]! * ENTRY_BYTES;
-        for (j++; j < count; j++) {
-          const at = order[j]! * ENTRY_BYTES;
-          if (compareIds(entries, at, entries, best) !== 0) break;
-          if (entries.readDoubleLE(at + ID_BYTES) >= entries.readDoubleLE(best + ID_BYTES))
-            best = at;
-        }
-        writer.add(entries, best);
-        if (writer.full) await writer.flush();
-        if (turns.due()) {
-          await nextTurn();
-          turns.next();
-        }
-      }
-      return true;
-    });
-    if (run === undefined) throw new Error("an id run's write cannot stop");
-    return run;
+    const id = this.nextId++;
+    const buffer = entries.buffer as ArrayBuffer;
+    const { reply } = this.thread.ask(
+      { op: "write", seq: 0, dir: this.dir, id, count, entries: buffer },
+      [buffer],
+    );
+    const r = await reply;
+    if (r.entries !== undefined) this.entries = Buffer.from(r.entries);
+    return this.opened(id, r);
   }
 
   /** The live runs to merge next, or none. */
@@ -573,92 +416,41 @@ export class IdRuns {
 
   /**
    * Merges `inputs` (live runs) into one run, not live until `install`ed (with `inputs` to
-   * remove). Undefined when `stopped()` said so first.
+   * remove). Undefined when `signal` aborts first.
    */
-  async merge(inputs: readonly RunInfo[], stopped: () => boolean): Promise<RunInfo | undefined> {
+  async merge(inputs: readonly RunInfo[], signal?: AbortSignal): Promise<RunInfo | undefined> {
     const runs = inputs.map((r) => this.live.find((x) => x.id === r.id));
     if (runs.some((r) => r === undefined) || runs.length > MERGE_WIDTH)
       throw new Error(`a merge takes up to ${MERGE_WIDTH} live runs`);
-    const cursors: RunCursor[] = [];
+    if (signal?.aborted === true) return undefined;
+    const id = this.nextId++;
+    const files = (runs as Run[]).map((r) => ({
+      path: r.path,
+      count: r.count,
+      blockCrcs: r.blockCrcs,
+    }));
+    const { seq, reply } = this.thread.ask({
+      op: "merge",
+      seq: 0,
+      dir: this.dir,
+      id,
+      inputs: files,
+    });
+    const stop = (): void => this.thread.stop(seq);
+    signal?.addEventListener("abort", stop, { once: true });
     try {
-      for (const [k, r] of (runs as Run[]).entries())
-        cursors.push(await RunCursor.open(r, this.mergeIn[k]!));
-      const total = inputs.reduce((n, r) => n + r.count, 0);
-      const turns = new Turns();
-      return await this.produce(total, this.mergeOut, async (writer) => {
-        for (;;) {
-          // The smallest id (of its occurrences, the highest position), and every cursor on it.
-          let min: RunCursor | undefined;
-          let onMin = 0;
-          for (let k = 0; k < cursors.length; k++) {
-            const c = cursors[k]!;
-            if (c.done) continue;
-            const d = min === undefined ? -1 : compareIds(c.buf, c.at, min.buf, min.at);
-            if (d < 0) {
-              min = c;
-              onMin = 1 << k;
-            } else if (d === 0) {
-              onMin |= 1 << k;
-              if (c.position > min!.position) min = c;
-            }
-          }
-          if (min === undefined) return true;
-          writer.add(min.buf, min.at);
-          for (let k = 0; k < cursors.length; k++)
-            if ((onMin & (1 << k)) !== 0 && cursors[k]!.advance()) await cursors[k]!.fill();
-          if (writer.full) await writer.flush();
-          if (turns.due()) {
-            await nextTurn();
-            turns.next();
-            if (stopped()) return false;
-          }
-        }
-      });
+      const r = await reply;
+      return r.count === undefined ? undefined : this.opened(id, r);
     } finally {
-      for (const c of cursors) await c.close();
+      signal?.removeEventListener("abort", stop);
     }
   }
 
-  /** Writes a run file with `body` (false: stopped, nothing kept); opens it. */
-  private async produce(
-    maxCount: number,
-    out: Buffer,
-    body: (writer: RunWriter) => Promise<boolean>,
-  ): Promise<RunInfo | undefined> {
-    const id = this.nextId++;
-    const path = join(this.dir, runFile(id));
-    const tmp = `${path}.tmp`;
-    const file = await open(tmp, "w");
-    let writer: RunWriter | undefined;
-    try {
-      writer = new RunWriter(file, maxCount, out);
-      if (!(await body(writer))) writer = undefined;
-      else {
-        await writer.finish();
-        await file.close();
-        await rename(tmp, path);
-        await this.syncDir();
-      }
-    } catch (err) {
-      writer = undefined;
-      throw err;
-    } finally {
-      if (writer === undefined) {
-        await file.close().catch(() => undefined);
-        await rm(tmp, { force: true });
-      }
-    }
-    if (writer === undefined) return undefined;
-    // Live from what the writer kept (its filter, fences and block CRCs), not read back.
-    const run = new Run(
-      id,
-      writer.count,
-      path,
-      openSync(path, "r"),
-      writer.filter,
-      writer.fences,
-      writer.blockCrcs,
-    );
+  /** Opens run `id` that the worker wrote (`reply`), as pending. */
+  private opened(id: number, reply: RunsReply): Run {
+    const run = Run.open(id, join(this.dir, runFile(id)));
+    if (run.count !== reply.count)
+      throw new IdRunsCorruptError(`${run.path} holds ${run.count} ids, not ${reply.count}`);
     this.pending.set(id, run);
     return run;
   }
@@ -699,19 +491,11 @@ export class IdRuns {
       if (RUN_FILE.test(name)) await rm(join(this.dir, name), { force: true });
   }
 
-  /** Closes the files (they stay on disk). */
+  /** Closes the files (they stay on disk) and ends the worker (a write or merge in flight fails). */
   close(): void {
+    this.thread.close();
     for (const r of [...this.live, ...this.pending.values()]) closeSync(r.fd);
     this.live = [];
     this.pending.clear();
-  }
-
-  private async syncDir(): Promise<void> {
-    const d = await open(this.dir, "r");
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
   }
 }

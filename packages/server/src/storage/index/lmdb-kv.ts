@@ -179,7 +179,7 @@ export class LmdbKv implements Kv {
   private merging: Promise<void> | null = null;
   /** The write in flight (one at a time), settled. */
   private writing: Promise<void> = Promise.resolve();
-  private stopMerges = false;
+  private mergeStop = new AbortController();
 
   /** `path`: the LMDB file. */
   constructor(
@@ -253,7 +253,7 @@ export class LmdbKv implements Kv {
         { cause: err },
       );
     }
-    this.stopMerges = false;
+    this.mergeStop = new AbortController();
     await this.openRuns();
   }
 
@@ -347,14 +347,15 @@ export class LmdbKv implements Kv {
 
   /** Starts merging id runs in the background when some are due (one merge at a time). */
   private mergeRuns(): void {
-    if (this.merging !== null || this.stopMerges || this.runs.plan() === undefined) return;
+    if (this.merging !== null || this.mergeStop.signal.aborted || this.runs.plan() === undefined)
+      return;
     this.merging = (async () => {
       for (let inputs = this.runs.plan(); inputs !== undefined; inputs = this.runs.plan()) {
-        const out = await this.runs.merge(inputs, () => this.stopMerges);
+        const out = await this.runs.merge(inputs, this.mergeStop.signal);
         if (out === undefined) return;
         try {
           await this.commit(async () => {
-            if (this.stopMerges) throw new Error("stopped");
+            if (this.mergeStop.signal.aborted) throw new Error("stopped");
             const value = encodeRunList(this.runs.listWith(out, inputs));
             const buf = await packed([{ table: "ids", key: RUNS_KEY, value }]);
             // Durable before the inputs' files go: a list naming them may not come back.
@@ -364,13 +365,13 @@ export class LmdbKv implements Kv {
           });
         } catch (err) {
           await this.runs.discard(out);
-          if (this.stopMerges) return;
+          if (this.mergeStop.signal.aborted) return;
           throw err;
         }
       }
     })()
       .catch((err: unknown) => {
-        if (!this.stopMerges)
+        if (!this.mergeStop.signal.aborted)
           this.options.onMergeError?.(err instanceof Error ? err : new Error(String(err)));
       })
       .finally(() => {
@@ -380,7 +381,7 @@ export class LmdbKv implements Kv {
 
   /** Stops a merge in flight (its output is dropped; its inputs stay live). */
   private async haltMerges(): Promise<void> {
-    this.stopMerges = true;
+    this.mergeStop.abort();
     await this.merging;
   }
 
@@ -393,7 +394,7 @@ export class LmdbKv implements Kv {
         await this.runs.clear();
       });
     } finally {
-      this.stopMerges = false;
+      this.mergeStop = new AbortController();
     }
   }
 
