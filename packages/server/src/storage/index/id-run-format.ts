@@ -109,8 +109,8 @@ class RunWriter {
   private used = 0;
   count = 0;
   private fileAt = HEADER_BYTES;
-  readonly filter: IdFilter;
-  fences: Buffer;
+  private readonly filter: IdFilter;
+  private fences: Buffer;
   private readonly crcs: number[] = [];
 
   /** `out`: an IO_BYTES buffer the writer may use until it is done. */
@@ -166,10 +166,6 @@ class RunWriter {
     await writeAll(this.file, tail, this.fileAt);
     await writeAll(this.file, header, 0);
     await this.file.datasync();
-  }
-
-  get blockCrcs(): Uint32Array {
-    return Uint32Array.from(this.crcs);
   }
 }
 
