@@ -31,6 +31,16 @@ export class IdRunsCorruptError extends Error {
   override readonly name = "IdRunsCorruptError";
 }
 
+/** A run just written: what a lookup keeps of its tail. */
+export interface WrittenRun {
+  count: number;
+  /** The id filter's bits (`IdFilter.bits`). */
+  filterBits: Int32Array;
+  /** The first id of every block. */
+  fences: ArrayBuffer;
+  blockCrcs: Uint32Array;
+}
+
 /** A run file to read: where it is, its entries and the CRC-32C of each of its blocks. */
 export interface RunFile {
   readonly path: string;
@@ -120,7 +130,10 @@ class RunWriter {
     private readonly out: Buffer,
   ) {
     this.filter = new IdFilter(maxCount);
-    this.fences = Buffer.allocUnsafe(Math.max(1, Math.ceil(maxCount / BLOCK_ENTRIES)) * ID_BYTES);
+    // Over an ArrayBuffer of its own: handed to the owner's thread (moved, not copied).
+    this.fences = Buffer.from(
+      new ArrayBuffer(Math.max(1, Math.ceil(maxCount / BLOCK_ENTRIES)) * ID_BYTES),
+    );
   }
 
   /** Takes the entry at `at` of `src` (ids ascending, each once); then `flush` if `full`. */
@@ -166,6 +179,16 @@ class RunWriter {
     await writeAll(this.file, tail, this.fileAt);
     await writeAll(this.file, header, 0);
     await this.file.datasync();
+  }
+
+  /** The run's tail as kept for lookups (after `finish`): its own buffers, transferable. */
+  written(): WrittenRun {
+    return {
+      count: this.count,
+      filterBits: this.filter.bits,
+      fences: this.fences.buffer.slice(0, this.fences.length) as ArrayBuffer,
+      blockCrcs: Uint32Array.from(this.crcs),
+    };
   }
 }
 
@@ -257,7 +280,7 @@ export async function writeRun(
   entries: Buffer,
   count: number,
   bufs: RunBuffers,
-): Promise<number> {
+): Promise<WrittenRun> {
   if (bufs.order.length < count) bufs.order = new Uint32Array(count);
   const order = sortEntries(entries, count, bufs.order);
   const written = await produce(dir, id, count, bufs.out, async (writer) => {
@@ -287,7 +310,7 @@ export async function mergeRuns(
   inputs: readonly RunFile[],
   bufs: RunBuffers,
   stopped: () => boolean,
-): Promise<number | undefined> {
+): Promise<WrittenRun | undefined> {
   if (inputs.length > MERGE_WIDTH) throw new Error(`a merge takes up to ${MERGE_WIDTH} runs`);
   const cursors: RunCursor[] = [];
   try {
@@ -325,14 +348,14 @@ export async function mergeRuns(
   }
 }
 
-/** Writes run file `id` with `body` (false: stopped, nothing kept); its entry count. */
+/** Writes run file `id` with `body` (false: stopped, nothing kept); what lookups keep of it. */
 async function produce(
   dir: string,
   id: number,
   maxCount: number,
   out: Buffer,
   body: (writer: RunWriter) => Promise<boolean>,
-): Promise<number | undefined> {
+): Promise<WrittenRun | undefined> {
   const path = join(dir, runFile(id));
   const tmp = `${path}.tmp`;
   await mkdir(dir, { recursive: true });
@@ -356,5 +379,5 @@ async function produce(
       await rm(tmp, { force: true });
     }
   }
-  return writer?.count;
+  return writer?.written();
 }

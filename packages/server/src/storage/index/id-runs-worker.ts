@@ -15,6 +15,7 @@ import {
   RunBuffers,
   writeRun,
   type RunFile,
+  type WrittenRun,
 } from "./id-run-format.js";
 
 /** What the owner asks. */
@@ -23,10 +24,10 @@ export type RunsRequest =
   | { op: "merge"; seq: number; dir: string; id: number; inputs: RunFile[] }
   | { op: "stop"; seq: number };
 
-/** What the thread answers: the run's entry count, or undefined for a stopped merge. */
+/** What the thread answers: the run written, or none (a stopped merge, or an error). */
 export interface RunsReply {
   seq: number;
-  count?: number;
+  run?: WrittenRun;
   /** A write hands its entries buffer back, for the next write. */
   entries?: ArrayBuffer;
   error?: { message: string; corrupt: boolean };
@@ -56,6 +57,13 @@ function fail(seq: number, err: unknown): RunsReply {
   return { seq, error: { message, corrupt: err instanceof IdRunsCorruptError } };
 }
 
+/** The buffers of a reply's run, moved to the owner rather than copied (large for big runs). */
+function tailOf(reply: RunsReply): ArrayBuffer[] {
+  const run = reply.run;
+  if (run === undefined) return [];
+  return [run.filterBits.buffer as ArrayBuffer, run.fences, run.blockCrcs.buffer as ArrayBuffer];
+}
+
 port.on("message", (req: RunsRequest) => {
   if (req.op === "stop") {
     stops.add(req.seq);
@@ -68,26 +76,26 @@ port.on("message", (req: RunsRequest) => {
       try {
         reply = {
           seq: req.seq,
-          count: await writeRun(req.dir, req.id, entries, req.count, writeBufs),
+          run: await writeRun(req.dir, req.id, entries, req.count, writeBufs),
         };
       } catch (err) {
         reply = fail(req.seq, err);
       }
-      port.postMessage({ ...reply, entries: req.entries }, [req.entries]);
+      port.postMessage({ ...reply, entries: req.entries }, [req.entries, ...tailOf(reply)]);
     });
     return;
   }
   merges = merges.then(async () => {
     let reply: RunsReply = { seq: req.seq };
     try {
-      const count = stops.has(req.seq)
+      const run = stops.has(req.seq)
         ? undefined
         : await mergeRuns(req.dir, req.id, req.inputs, mergeBufs, () => stops.has(req.seq));
-      if (count !== undefined) reply = { seq: req.seq, count };
+      if (run !== undefined) reply = { seq: req.seq, run };
     } catch (err) {
       reply = fail(req.seq, err);
     }
     stops.delete(req.seq);
-    port.postMessage(reply);
+    port.postMessage(reply, tailOf(reply));
   });
 });

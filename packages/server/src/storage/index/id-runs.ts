@@ -406,7 +406,9 @@ export class IdRuns {
     );
     const r = await reply;
     if (r.entries !== undefined) this.entries = Buffer.from(r.entries);
-    return this.opened(id, r);
+    const run = this.opened(id, r);
+    if (run === undefined) throw new Error("the id runs' worker wrote no run");
+    return run;
   }
 
   /** The live runs to merge next, or none. */
@@ -439,18 +441,27 @@ export class IdRuns {
     const stop = (): void => this.thread.stop(seq);
     signal?.addEventListener("abort", stop, { once: true });
     try {
-      const r = await reply;
-      return r.count === undefined ? undefined : this.opened(id, r);
+      return this.opened(id, await reply);
     } finally {
       signal?.removeEventListener("abort", stop);
     }
   }
 
-  /** Opens run `id` that the worker wrote (`reply`), as pending. */
-  private opened(id: number, reply: RunsReply): Run {
-    const run = Run.open(id, join(this.dir, runFile(id)));
-    if (run.count !== reply.count)
-      throw new IdRunsCorruptError(`${run.path} holds ${run.count} ids, not ${reply.count}`);
+  /** Run `id` as the worker wrote it (`reply`), open for lookups, pending. */
+  private opened(id: number, reply: RunsReply): Run | undefined {
+    const w = reply.run;
+    if (w === undefined) return undefined;
+    const path = join(this.dir, runFile(id));
+    // From what the writer kept (filter, fences, block CRCs: moved here), not read back.
+    const run = new Run(
+      id,
+      w.count,
+      path,
+      openSync(path, "r"),
+      new IdFilter(0, w.filterBits),
+      Buffer.from(w.fences),
+      w.blockCrcs,
+    );
     this.pending.set(id, run);
     return run;
   }
