@@ -3,7 +3,7 @@
  * a run, reading one in order and merging runs. What `id-runs-worker.ts` does off the event
  * loop; no state of the index lives here.
  */
-import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { fsyncDir } from "../fsync-dir.js";
@@ -358,7 +358,6 @@ async function produce(
 ): Promise<WrittenRun | undefined> {
   const path = join(dir, runFile(id));
   const tmp = `${path}.tmp`;
-  await mkdir(dir, { recursive: true });
   const file = await open(tmp, "w");
   let writer: RunWriter | undefined;
   try {

@@ -18,11 +18,13 @@ import {
   type WrittenRun,
 } from "./id-run-format.js";
 
-/** What the owner asks. */
-export type RunsRequest =
-  | { op: "write"; seq: number; dir: string; id: number; count: number; entries: ArrayBuffer }
-  | { op: "merge"; seq: number; dir: string; id: number; inputs: RunFile[] }
-  | { op: "stop"; seq: number };
+/** The work the owner hands over: a run to write, or runs to merge. */
+export type RunsJob =
+  | { op: "write"; dir: string; id: number; count: number; entries: ArrayBuffer }
+  | { op: "merge"; dir: string; id: number; inputs: RunFile[] };
+
+/** What the owner sends: a job under its number, or a stop for the merge of that number. */
+export type RunsRequest = (RunsJob & { seq: number }) | { op: "stop"; seq: number };
 
 /** What the thread answers: the run written, or none (a stopped merge, or an error). */
 export interface RunsReply {
@@ -49,7 +51,8 @@ const mergeBufs = new RunBuffers();
 /** One write and one merge at a time each; a write may run while a merge does. */
 let writes: Promise<unknown> = Promise.resolve();
 let merges: Promise<unknown> = Promise.resolve();
-/** Merges asked to stop, by their request's seq. */
+/** Merges queued or running, by their request's seq; and those of them asked to stop. */
+const mergesOpen = new Set<number>();
 const stops = new Set<number>();
 
 function fail(seq: number, err: unknown): RunsReply {
@@ -66,7 +69,7 @@ function tailOf(reply: RunsReply): ArrayBuffer[] {
 
 port.on("message", (req: RunsRequest) => {
   if (req.op === "stop") {
-    stops.add(req.seq);
+    if (mergesOpen.has(req.seq)) stops.add(req.seq); // a stop for a finished merge is moot
     return;
   }
   if (req.op === "write") {
@@ -85,6 +88,7 @@ port.on("message", (req: RunsRequest) => {
     });
     return;
   }
+  mergesOpen.add(req.seq);
   merges = merges.then(async () => {
     let reply: RunsReply = { seq: req.seq };
     try {
@@ -95,6 +99,7 @@ port.on("message", (req: RunsRequest) => {
     } catch (err) {
       reply = fail(req.seq, err);
     }
+    mergesOpen.delete(req.seq);
     stops.delete(req.seq);
     port.postMessage(reply, tailOf(reply));
   });

@@ -51,7 +51,7 @@ import {
   VERSION,
   type RunFile,
 } from "./id-run-format.js";
-import type { RunsReply, RunsRequest } from "./id-runs-worker.js";
+import type { RunsJob, RunsReply, RunsRequest } from "./id-runs-worker.js";
 
 export { IdRunsCorruptError, MERGE_WIDTH } from "./id-run-format.js";
 
@@ -227,21 +227,23 @@ class RunsThread {
     { resolve: (r: RunsReply) => void; reject: (err: Error) => void }
   >();
 
-  /** Sends `req` (its seq set here; `transfer` moved, not copied); resolves with the reply. */
-  ask(req: RunsRequest, transfer: ArrayBuffer[] = []): { seq: number; reply: Promise<RunsReply> } {
+  /** Sends `job` under a new seq (`transfer` moved, not copied); its reply resolves `reply`. */
+  ask(job: RunsJob, transfer: ArrayBuffer[] = []): { seq: number; reply: Promise<RunsReply> } {
     const worker = this.worker ?? this.start();
     const seq = ++this.seq;
     const reply = new Promise<RunsReply>((resolve, reject) => {
       if (this.replies.size === 0) worker.ref();
       this.replies.set(seq, { resolve, reject });
     });
-    worker.postMessage({ ...req, seq }, transfer);
+    const req: RunsRequest = { ...job, seq };
+    worker.postMessage(req, transfer);
     return { seq, reply };
   }
 
   /** Asks the merge of request `seq` to stop (it answers without a run). */
   stop(seq: number): void {
-    if (this.replies.has(seq)) this.worker?.postMessage({ op: "stop", seq });
+    const req: RunsRequest = { op: "stop", seq };
+    if (this.replies.has(seq)) this.worker?.postMessage(req);
   }
 
   /** Ends the thread; what it was doing is cut off (leftover files go at the next open). */
@@ -400,10 +402,9 @@ export class IdRuns {
     }
     const id = this.nextId++;
     const buffer = entries.buffer as ArrayBuffer;
-    const { reply } = this.thread.ask(
-      { op: "write", seq: 0, dir: this.dir, id, count, entries: buffer },
-      [buffer],
-    );
+    const { reply } = this.thread.ask({ op: "write", dir: this.dir, id, count, entries: buffer }, [
+      buffer,
+    ]);
     const r = await reply;
     if (r.entries !== undefined) this.entries = Buffer.from(r.entries);
     const run = this.opened(id, r);
@@ -433,7 +434,6 @@ export class IdRuns {
     }));
     const { seq, reply } = this.thread.ask({
       op: "merge",
-      seq: 0,
       dir: this.dir,
       id,
       inputs: files,
