@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { ClusterView, FollowerLag, NodeState, RoleChangeCounts } from "../node-types.js";
 import type { ConsumerHandle, GroupInfo, GroupKey } from "../persistent/group.js";
 import type { StreamStore } from "../streams/types.js";
@@ -72,9 +72,10 @@ export class NodeMetrics {
   readonly appendDuration: LatencyHistogram;
   /** The native API's append outcomes, counted in plain numbers (see `AppendTally`). */
   readonly nativeAppends = new AppendTally();
-  readonly fsyncDuration: Histogram;
-  /** A leader's replication round trips; fed by the cluster role. */
-  readonly replicationRoundTrip: Histogram;
+  /** Observed once per log sync: a bound series, so the write path pays a bucket search. */
+  readonly fsyncDuration: LatencySeries;
+  /** A leader's replication round trips (one per follower reply); fed by the cluster role. */
+  readonly replicationRoundTrip: LatencySeries;
   readonly persistentAckLatency: LatencyHistogram;
   /** A leader's view of its followers' lag; set by node.ts on a replicated cluster node. */
   replicationLag: () => readonly FollowerLag[] = () => [];
@@ -167,19 +168,21 @@ export class NodeMetrics {
       this.appendDuration as unknown as Parameters<Registry["registerMetric"]>[0],
     );
 
-    this.fsyncDuration = new Histogram({
-      name: "chorus_fsync_duration_seconds",
-      help: "Time the write loop waited for each log sync (fdatasync) to finish, in seconds",
-      buckets: [...LATENCY_BUCKETS],
-      registers,
-    });
-
-    this.replicationRoundTrip = new Histogram({
-      name: "chorus_replication_round_trip_seconds",
-      help: "Leader: time from sending records to a follower until it reports them durable, in seconds",
-      buckets: [...LATENCY_BUCKETS],
-      registers,
-    });
+    const unlabelled = (name: string, help: string): LatencySeries => {
+      const histogram = new LatencyHistogram(name, help, []);
+      this.registry.registerMetric(
+        histogram as unknown as Parameters<Registry["registerMetric"]>[0],
+      );
+      return histogram.seriesFor({});
+    };
+    this.fsyncDuration = unlabelled(
+      "chorus_fsync_duration_seconds",
+      "Time the write loop waited for each log sync (fdatasync) to finish, in seconds",
+    );
+    this.replicationRoundTrip = unlabelled(
+      "chorus_replication_round_trip_seconds",
+      "Leader: time from sending records to a follower until it reports them durable, in seconds",
+    );
     this.persistentAckLatency = new LatencyHistogram(
       "chorus_persistent_ack_latency_seconds",
       "Time from a persistent subscription event's delivery to a consumer until its ack arrives, in seconds",

@@ -114,6 +114,20 @@ describe("NodeMetrics", () => {
     expect(s.get("chorus_elections_total")).toBe(0);
   });
 
+  it("exposes log sync durations, at zero before the first sync", async () => {
+    const m = new NodeMetrics(() => undefined);
+    let s = parseExposition(await m.registry.metrics());
+    expect(s.get("chorus_fsync_duration_seconds_count")).toBe(0);
+    expect(s.get('chorus_fsync_duration_seconds_bucket{le="+Inf"}')).toBe(0);
+    m.fsyncDuration.observe(0.0004);
+    m.fsyncDuration.observe(0.3);
+    s = parseExposition(await m.registry.metrics());
+    expect(s.get("chorus_fsync_duration_seconds_count")).toBe(2);
+    expect(s.get("chorus_fsync_duration_seconds_sum")).toBeCloseTo(0.3004, 6);
+    expect(s.get('chorus_fsync_duration_seconds_bucket{le="0.0005"}')).toBe(1);
+    expect(s.get('chorus_fsync_duration_seconds_bucket{le="+Inf"}')).toBe(2);
+  });
+
   it("exposes replication round trips and each follower's lag, dropping followers gone", async () => {
     const m = new NodeMetrics(() => undefined);
     m.replicationRoundTrip.observe(0.002);
