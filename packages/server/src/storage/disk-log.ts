@@ -49,6 +49,8 @@ export class DiskLog implements Log {
   private dirNeedsSync = false;
   private checkpointFile: Promise<FileHandle> | null = null;
   private syncAverageMs = 0;
+  /** Asynchronous reads not finished: their completions wait for the event loop. */
+  private readsInFlight = 0;
 
   constructor(
     private readonly options: {
@@ -204,16 +206,18 @@ export class DiskLog implements Log {
     if (position < 0 || end <= position) return Buffer.alloc(0);
     const out = Buffer.allocUnsafe(end - position);
     let done = 0;
-    while (done < out.length) {
-      const p = position + done;
-      const index = Math.floor(p / this.segmentBytes);
-      const fh = this.segments[index];
-      if (fh === undefined) break;
-      const offset = p - index * this.segmentBytes;
-      const n = Math.min(this.segmentBytes - offset, out.length - done);
-      const { bytesRead } = await fh.read(out, done, n, offset);
-      if (bytesRead === 0) break;
-      done += bytesRead;
+    this.readsInFlight++;
+    try {
+      while (done < out.length) {
+        const at = this.segmentAt(position + done);
+        if (at === undefined) break;
+        const n = Math.min(at.room, out.length - done);
+        const { bytesRead } = await at.fh.read(out, done, n, at.offset);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    } finally {
+      this.readsInFlight--;
     }
     return done === out.length ? out : out.subarray(0, done);
   }
@@ -224,17 +228,23 @@ export class DiskLog implements Log {
     const out = Buffer.allocUnsafe(end - position);
     let done = 0;
     while (done < out.length) {
-      const p = position + done;
-      const index = Math.floor(p / this.segmentBytes);
-      const fh = this.segments[index];
-      if (fh === undefined) break;
-      const offset = p - index * this.segmentBytes;
-      const n = Math.min(this.segmentBytes - offset, out.length - done);
-      const bytesRead = readSync(fh.fd, out, done, n, offset);
+      const at = this.segmentAt(position + done);
+      if (at === undefined) break;
+      const n = Math.min(at.room, out.length - done);
+      const bytesRead = readSync(at.fh.fd, out, done, n, at.offset);
       if (bytesRead === 0) break;
       done += bytesRead;
     }
     return done === out.length ? out : out.subarray(0, done);
+  }
+
+  /** The open segment holding log position `p`, the offset in it and the bytes after. */
+  private segmentAt(p: number): { fh: FileHandle; offset: number; room: number } | undefined {
+    const index = Math.floor(p / this.segmentBytes);
+    const fh = this.segments[index];
+    if (fh === undefined) return undefined;
+    const offset = p - index * this.segmentBytes;
+    return { fh, offset, room: this.segmentBytes - offset };
   }
 
   async write(position: number, data: Buffer): Promise<void> {
@@ -264,16 +274,19 @@ export class DiskLog implements Log {
   /**
    * Makes everything written so far durable. A lone write's fdatasync runs on the event
    * loop's thread while it is fast (an exponentially weighted average below
-   * INLINE_SYNC_BELOW_MS): a thread-pool round trip costs about as much as the fdatasync
-   * itself on a fast disk, and sequential appends wait for both. A `background` sync (more
-   * work is queued) and any sync on a slow disk go to the thread pool, so the event loop
-   * keeps taking requests, and a stalled disk does not stall heartbeats and reads.
+   * INLINE_SYNC_BELOW_MS) and no read of the log is in flight: a thread-pool round trip costs
+   * about as much as the fdatasync itself on a fast disk, and sequential appends wait for
+   * both. A `background` sync (more work is queued), a sync on a slow disk and a sync while
+   * reads are in flight (their completions would wait behind it: a persistent group writing
+   * acks while it reads ahead, a subscription catching up) go to the thread pool, so the
+   * event loop keeps serving, and a stalled disk does not stall heartbeats and reads.
    */
   async sync(background = false): Promise<void> {
     const indexes = [...this.dirty];
     this.dirty.clear();
     const start = performance.now();
-    const inline = !background && this.syncAverageMs < INLINE_SYNC_BELOW_MS;
+    const inline =
+      !background && this.syncAverageMs < INLINE_SYNC_BELOW_MS && this.readsInFlight === 0;
     if (SYNC_STALL_ENABLED) await injectSyncStall(this.dir, inline);
     if (inline) {
       for (const i of indexes) fdatasyncSync((this.segments[i] as FileHandle).fd);

@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import type { DiskLog } from "./disk-log.js";
 import { events, okResult } from "./test-helpers.js";
 
 const STALL_MS = 400;
@@ -34,24 +35,35 @@ async function longestLoopGapMs(work: () => Promise<void>): Promise<number> {
   return Math.max(longest, performance.now() - last);
 }
 
+/** A store on a fresh log in a temp dir, with the stall injection on; and its stall file. */
+async function stallableStore(
+  makeLog?: (Log: typeof DiskLog, options: { dir: string; segmentBytes: number }) => DiskLog,
+) {
+  // Read when sync-stall.ts is loaded: set it first, then load the store.
+  process.env["CHORUS_TEST_SYNC_STALL"] = "1";
+  const { DiskLog: Log } = await import("./disk-log.js");
+  const { LogStore } = await import("./store.js");
+  const { SYNC_STALL_ENABLED, SYNC_STALL_FILE } = await import("./sync-stall.js");
+  expect(SYNC_STALL_ENABLED).toBe(true);
+  const dir = await mkdtemp(join(tmpdir(), "chorus-sync-stall-"));
+  dirs.push(dir);
+  const options = { dir, segmentBytes: 1024 * 1024 };
+  const log = makeLog?.(Log, options) ?? new Log(options);
+  const store = new LogStore(log);
+  await store.open();
+  const stall = (ms: number) => writeFile(join(dir, SYNC_STALL_FILE), String(ms));
+  return { store, log, stall };
+}
+
 describe("a stalled fdatasync", () => {
   it.each([
     ["blocks the event loop when the sync runs inline", false],
     ["leaves the event loop free with setSyncOffLoop", true],
   ])("%s", async (_name, offLoop) => {
-    // Read when sync-stall.ts is loaded: set it first, then load the store.
-    process.env["CHORUS_TEST_SYNC_STALL"] = "1";
-    const { DiskLog } = await import("./disk-log.js");
-    const { LogStore } = await import("./store.js");
-    const { SYNC_STALL_ENABLED, SYNC_STALL_FILE } = await import("./sync-stall.js");
-    expect(SYNC_STALL_ENABLED).toBe(true);
-    const dir = await mkdtemp(join(tmpdir(), "chorus-sync-stall-"));
-    dirs.push(dir);
-    const store = new LogStore(new DiskLog({ dir, segmentBytes: 1024 * 1024 }));
-    await store.open();
+    const { store, stall } = await stallableStore();
     try {
       if (offLoop) store.setSyncOffLoop(() => true);
-      await writeFile(join(dir, SYNC_STALL_FILE), String(STALL_MS));
+      await stall(STALL_MS);
       const startedAt = performance.now();
       // A lone write on a fresh log: the kind the store syncs inline when it may.
       const gapMs = await longestLoopGapMs(async () => {
@@ -65,27 +77,44 @@ describe("a stalled fdatasync", () => {
     }
   });
 
-  it("a leader reads what it has just written from memory while the sync runs, not from the file", async () => {
-    process.env["CHORUS_TEST_SYNC_STALL"] = "1";
-    const { DiskLog } = await import("./disk-log.js");
-    const { LogStore } = await import("./store.js");
-    const { SYNC_STALL_FILE } = await import("./sync-stall.js");
-    const dir = await mkdtemp(join(tmpdir(), "chorus-sync-stall-"));
-    dirs.push(dir);
-    let fileReads = 0;
-    class CountingLog extends DiskLog {
-      override readSync(position: number, length: number): Buffer {
-        fileReads++;
-        return super.readSync(position, length);
-      }
+  it("leaves the event loop free when a read of the log is in flight as the sync starts", async () => {
+    const { store, log, stall } = await stallableStore();
+    try {
+      okResult(await store.append("s", { kind: "any" }, events(1)));
+      await stall(STALL_MS);
+      let readDoneAt = 0;
+      const startedAt = performance.now();
+      const gapMs = await longestLoopGapMs(async () => {
+        // The read completes on a later turn of the loop; the write's sync starts before it.
+        const reading = log.read(0, 64).then(() => (readDoneAt = performance.now()));
+        okResult(await store.append("s", { kind: "any" }, events(1)));
+        await reading;
+      });
+      expect(performance.now() - startedAt).toBeGreaterThanOrEqual(STALL_MS - 5);
+      expect(gapMs).toBeLessThan(STALL_MS / 2);
+      // The read was answered during the stalled sync, not after it.
+      expect(readDoneAt - startedAt).toBeLessThan(STALL_MS / 2);
+    } finally {
+      await store.close();
     }
-    const store = new LogStore(new CountingLog({ dir, segmentBytes: 1024 * 1024 }));
-    await store.open();
+  });
+
+  it("a leader reads what it has just written from memory while the sync runs, not from the file", async () => {
+    let fileReads = 0;
+    const { store, stall } = await stallableStore(
+      (Log, options) =>
+        new (class CountingLog extends Log {
+          override readSync(position: number, length: number): Buffer {
+            fileReads++;
+            return super.readSync(position, length);
+          }
+        })(options),
+    );
     try {
       store.setSyncOffLoop(() => true);
       okResult(await store.append("s", { kind: "any" }, events(2)));
       const from = store.endPosition;
-      await writeFile(join(dir, SYNC_STALL_FILE), String(STALL_MS));
+      await stall(STALL_MS);
       const pending = store.append("s", { kind: "any" }, events(3));
       // Written, its sync stalled: what a leader proposes to its followers now.
       const deadline = performance.now() + STALL_MS;
