@@ -12,7 +12,7 @@ import { LogStore, type LogStoreOptions } from "./store.js";
 
 export { DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
 export {
-  DEFAULT_COMMIT_CHECKPOINT_EVERY_MS,
+  DEFAULT_CHECKPOINT_EVERY_MS,
   DEFAULT_IDEMPOTENCY_WINDOW,
   DEFAULT_MAX_SCAN,
   DEFAULT_STORAGE_FULL_PROBE_EVERY_MS,
@@ -58,8 +58,8 @@ export interface DiskStoreOptions {
   indexFlush?: LogStoreOptions["indexFlush"];
   /** false: a cluster moves the commit position with setCommitPosition(). Default true. */
   autoCommit?: boolean;
-  /** autoCommit false: the latest commit position reaches the checkpoint within this (default 100). */
-  commitCheckpointEveryMs?: number;
+  /** The durable end and the commit position reach the checkpoint within this (default 100). */
+  checkpointEveryMs?: number;
   /** With a full disk, how often free space is looked for; writes resume then (default 1000). */
   storageFullProbeEveryMs?: number;
   nowMs?: () => number;
@@ -73,7 +73,7 @@ export interface MemoryStoreOptions {
   streamCache?: number;
   indexFlush?: LogStoreOptions["indexFlush"];
   autoCommit?: boolean;
-  commitCheckpointEveryMs?: number;
+  checkpointEveryMs?: number;
   nowMs?: () => number;
 }
 

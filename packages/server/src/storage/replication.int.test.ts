@@ -19,7 +19,7 @@ import { events, newEvent, okResult, tempDir, until } from "./test-helpers.js";
 
 interface MakeOptions {
   autoCommit?: boolean;
-  commitCheckpointEveryMs?: number;
+  checkpointEveryMs?: number;
 }
 
 interface Factory {
@@ -626,7 +626,7 @@ describe.each(variants)("%s store: restart with autoCommit false", (_name, varia
   it("after a crash with the commit checkpoint written: exactly the committed prefix; the tail truncates", async () => {
     f = variant();
     const src = await buildSource(f);
-    let s = await f.make({ autoCommit: false, commitCheckpointEveryMs: 1 });
+    let s = await f.make({ autoCommit: false, checkpointEveryMs: 1 });
     void ship(src.leader, s);
     await durable(s);
     s.setCommitPosition(src.mid);
@@ -662,7 +662,7 @@ describe.each(variants)("%s store: restart with autoCommit false", (_name, varia
     f = variant();
     const src = await buildSource(f);
     // No timer write within the test: only group commits carry the commit position.
-    let s = await f.make({ autoCommit: false, commitCheckpointEveryMs: 3_600_000 });
+    let s = await f.make({ autoCommit: false, checkpointEveryMs: 3_600_000 });
     void ship(src.leader, s);
     await durable(s);
     s.setCommitPosition(src.mid); // after the last sync: never checkpointed
@@ -720,7 +720,7 @@ describe("disk store: commit checkpoint and index with autoCommit false", () => 
     let s = await openAt({
       autoCommit: false,
       indexFlush: { flushEveryMs: 0 },
-      commitCheckpointEveryMs: 3_600_000,
+      checkpointEveryMs: 3_600_000,
     });
     void ship(src.leader, s, src.mid);
     void ship(src.leader, s, src.leader.endPosition - 100); // part of the tail, before the commit

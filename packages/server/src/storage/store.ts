@@ -88,7 +88,7 @@ import {
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
 export const DEFAULT_MAX_SCAN = 100_000;
 /** With autoCommit false, a moved commit position reaches the checkpoint file within this. */
-export const DEFAULT_COMMIT_CHECKPOINT_EVERY_MS = 100;
+export const DEFAULT_CHECKPOINT_EVERY_MS = 100;
 /** With a full disk, how often the store looks for free space again. */
 export const DEFAULT_STORAGE_FULL_PROBE_EVERY_MS = 1000;
 /** Writes resume once this much space is free (or the failed write's size, if larger). */
@@ -181,10 +181,11 @@ export interface LogStoreOptions {
    */
   autoCommit?: boolean;
   /**
-   * With autoCommit false: the commit position is recorded in the checkpoint (no fsync) after
-   * each group commit and, when it moved without one, at most this long after it moved.
+   * How far the checkpoint (the durable end and the commit position; a page-cache write, no
+   * fsync) may lag: it is written after a group commit or a commit move once this long has
+   * passed since its last write, else by a timer when it has.
    */
-  commitCheckpointEveryMs?: number;
+  checkpointEveryMs?: number;
   /**
    * After a write failed for want of space (ENOSPC), writes are refused with STORAGE_FULL and
    * the free space is looked at this often; writes resume by themselves once there is room.
@@ -342,9 +343,12 @@ export class LogStore implements StreamStore, ReplicatedLog {
 
   private background = new Set<Promise<void>>();
   private checkpointInFlight = false;
-  private readonly commitCheckpointEveryMs: number;
-  private commitCheckpointTimer: NodeJS.Timeout | null = null;
-  /** Commit position of the last checkpoint write (page cache, maybe not durable). */
+  private readonly checkpointEveryMs: number;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  /** When the last lazy checkpoint write started (performance.now()). */
+  private checkpointAtMs = -Infinity;
+  /** Durable end and commit position of the last checkpoint write (page cache, maybe not durable). */
+  private checkpointedDurable = 0;
   private checkpointedCommit = 0;
 
   constructor(
@@ -353,10 +357,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
   ) {
     this.logger = options.logger ?? silentLogger;
     this.autoCommit = options.autoCommit ?? true;
-    this.commitCheckpointEveryMs =
-      options.commitCheckpointEveryMs ?? DEFAULT_COMMIT_CHECKPOINT_EVERY_MS;
-    if (!(this.commitCheckpointEveryMs >= 0))
-      throw new RangeError("commitCheckpointEveryMs must be >= 0");
+    this.checkpointEveryMs = options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS;
+    if (!(this.checkpointEveryMs >= 0)) throw new RangeError("checkpointEveryMs must be >= 0");
     this.storageFullProbeEveryMs =
       options.storageFullProbeEveryMs ?? DEFAULT_STORAGE_FULL_PROBE_EVERY_MS;
     if (!(this.storageFullProbeEveryMs > 0))
@@ -426,6 +428,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     // The recovered tail above the commit position: durable, not yet committed.
     for (const b of recovered.pending) this.awaitingCommit.push(pendingWrite(b));
     this.checkpointedCommit = this.commitPos;
+    this.checkpointedDurable = this.durablePos;
     this.phase = "open";
     this.streams.start();
     this.streams.noteCommit(this.commitPos);
@@ -444,7 +447,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   async close(): Promise<void> {
     if (this.phase !== "open") return;
     this.phase = "closing";
-    this.stopCommitCheckpointTimer();
+    this.stopCheckpointTimer();
     this.stopSpaceProbe();
     try {
       while (this.writer !== null) await this.writer;
@@ -470,7 +473,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   async abort(): Promise<void> {
     if (this.phase !== "open") return;
     this.phase = "closing";
-    this.stopCommitCheckpointTimer();
+    this.stopCheckpointTimer();
     this.stopSpaceProbe();
     const err = new StoreError("STORE_CLOSED", "store aborted");
     this.failure ??= err;
@@ -1334,22 +1337,37 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   private afterSync(): void {
-    this.writeCheckpointLazily();
+    this.checkpointSoon();
   }
 
   /**
-   * Records the durable end and the commit position in the checkpoint, without fsync (a crash
-   * may lose it: both only lag). One write at a time; none while a truncation runs (it writes
-   * the checkpoint itself). Returns false when it could not start one now.
+   * The checkpoint only lags (a crash may lose it: the durable end and the commit position
+   * are found again, or learnt from the leader), so it is written at most once per
+   * checkpointEveryMs rather than once per group commit: a syscall less on each sequential
+   * append. At once when that long has passed since the last write, else by a timer then.
+   */
+  private checkpointSoon(): void {
+    const waitMs = this.checkpointAtMs + this.checkpointEveryMs - performance.now();
+    if (waitMs <= 0 && this.writeCheckpointLazily()) return;
+    this.scheduleCheckpoint(Math.max(1, waitMs));
+  }
+
+  /**
+   * Records the durable end and the commit position in the checkpoint, without fsync. One
+   * write at a time; none while a truncation runs (it writes the checkpoint itself). Returns
+   * false when it could not start one now.
    */
   private writeCheckpointLazily(): boolean {
     if (this.checkpointInFlight || this.truncating !== null) return false;
     this.checkpointInFlight = true;
+    this.checkpointAtMs = performance.now();
+    const durable = this.durablePos;
     const commit = this.commitPos;
     this.track(
       this.log
-        .writeCheckpoint({ durable: this.durablePos, commit }, false)
+        .writeCheckpoint({ durable, commit }, false)
         .then(() => {
+          this.checkpointedDurable = Math.max(this.checkpointedDurable, durable);
           this.checkpointedCommit = Math.max(this.checkpointedCommit, commit);
         })
         .finally(() => {
@@ -1359,21 +1377,22 @@ export class LogStore implements StreamStore, ReplicatedLog {
     return true;
   }
 
-  /** autoCommit false: the commit moved outside a group commit; checkpoint it soon. */
-  private scheduleCommitCheckpoint(): void {
-    if (this.commitCheckpointTimer !== null || this.phase !== "open") return;
-    this.commitCheckpointTimer = setTimeout(() => {
-      this.commitCheckpointTimer = null;
-      if (this.phase !== "open" || this.commitPos <= this.checkpointedCommit) return;
-      if (!this.writeCheckpointLazily()) this.scheduleCommitCheckpoint();
-    }, this.commitCheckpointEveryMs);
-    this.commitCheckpointTimer.unref();
+  private scheduleCheckpoint(delayMs: number): void {
+    if (this.checkpointTimer !== null || this.phase !== "open") return;
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = null;
+      if (this.phase !== "open") return;
+      if (this.durablePos <= this.checkpointedDurable && this.commitPos <= this.checkpointedCommit)
+        return;
+      this.checkpointSoon();
+    }, delayMs);
+    this.checkpointTimer.unref();
   }
 
-  private stopCommitCheckpointTimer(): void {
-    if (this.commitCheckpointTimer === null) return;
-    clearTimeout(this.commitCheckpointTimer);
-    this.commitCheckpointTimer = null;
+  private stopCheckpointTimer(): void {
+    if (this.checkpointTimer === null) return;
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
   }
 
   /**
@@ -1391,7 +1410,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
 
   private commitTo(position: number): void {
     this.commitPos = position;
-    if (!this.autoCommit) this.scheduleCommitCheckpoint();
+    if (!this.autoCommit) this.checkpointSoon();
     let n = 0;
     while (
       n < this.awaitingCommit.length &&
