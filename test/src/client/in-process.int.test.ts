@@ -95,6 +95,36 @@ describe("an in-process node", () => {
     ]);
   });
 
+  it("leaves the process its turns while a loop of awaited appends runs: timers fire, a live subscriber keeps up", async () => {
+    const node = await embeddedNode();
+    const writer = clientOf(node);
+    const reader = clientOf(node);
+    const sub = reader.subscribeToStream("busy", { fromRevision: "start" });
+    await new Promise<void>((resolve) => sub.once("caughtUp", () => resolve()));
+    let received = 0;
+    let receivedBeforeLastWrite = -1;
+    const reading = (async () => {
+      for await (const _ of sub) if (++received === 20_000) break;
+    })();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    let ticksDuringWrites: number;
+    try {
+      // An in-memory node answers without any I/O: this loop never waits for the event loop.
+      for (let i = 0; i < 20_000; i++) {
+        if (i === 19_999) receivedBeforeLastWrite = received;
+        await writer.appendToStream("busy", jsonEvent({ type: "T", data: { i } }));
+      }
+      ticksDuringWrites = ticks;
+    } finally {
+      clearInterval(timer);
+    }
+    await reading;
+    expect(ticksDuringWrites).toBeGreaterThan(0);
+    // Delivered along the way, not all after the writer's loop.
+    expect(receivedBeforeLastWrite).toBeGreaterThan(10_000);
+  });
+
   it("hands the application its own copies: changing a read event's bytes changes nothing stored", async () => {
     const node = await embeddedNode();
     const client = clientOf(node);

@@ -22,6 +22,7 @@ import {
 } from "@chorus/protocol";
 import { WebSocket, type RawData } from "ws";
 import type { StoredEvent } from "../streams/types.js";
+import { handOver } from "./fair-turns.js";
 import {
   EventsFrame,
   encodeEventsFrame,
@@ -246,8 +247,9 @@ export class WebSocketLink implements NativeLink {
 }
 
 /**
- * A client in this process: frames cross as objects, each direction in order and in a later
- * microtask (never inside the call that sent it). Nothing is buffered towards the client
+ * A client in this process: frames cross as objects, each direction in order and later
+ * (never inside the call that sent it): in a microtask, or on the event loop's next turn once
+ * in-process work has run for a while without one (fair-turns.ts). Nothing is buffered towards the client
  * (it takes every frame as it comes and bounds subscriptions with credit), so the output is
  * always writable; requests that arrive while input is paused wait in order.
  */
@@ -297,7 +299,7 @@ export class InProcessLink implements NativeLink {
   #scheduleInput(): void {
     if (this.#inputScheduled || this.#paused) return;
     this.#inputScheduled = true;
-    queueMicrotask(() => {
+    handOver(() => {
       this.#inputScheduled = false;
       while (this.#open && !this.#paused && this.#input.length > 0) {
         const frame = this.#input.shift() as FrameInit;
@@ -341,7 +343,7 @@ export class InProcessLink implements NativeLink {
     this.#output.push(frame);
     if (this.#outputScheduled) return;
     this.#outputScheduled = true;
-    queueMicrotask(() => this.#flushOutput());
+    handOver(() => this.#flushOutput());
   }
 
   #flushOutput(): void {
@@ -384,7 +386,7 @@ export class InProcessLink implements NativeLink {
     this.#ended = { code, reason: closeReason(reason), notified: !tellClient };
     if (tellClient && !this.#outputScheduled) {
       this.#outputScheduled = true;
-      queueMicrotask(() => this.#flushOutput());
+      handOver(() => this.#flushOutput());
     }
     this.#onEnd();
   }
