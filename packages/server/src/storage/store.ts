@@ -87,7 +87,7 @@ import {
 /** Recent event ids cached in memory in front of the event-id index (not a bound of idempotency). */
 export const DEFAULT_IDEMPOTENCY_WINDOW = 100_000;
 export const DEFAULT_MAX_SCAN = 100_000;
-/** With autoCommit false, a moved commit position reaches the checkpoint file within this. */
+/** The durable end and the commit position reach the checkpoint file within this. */
 export const DEFAULT_CHECKPOINT_EVERY_MS = 100;
 /** With a full disk, how often the store looks for free space again. */
 export const DEFAULT_STORAGE_FULL_PROBE_EVERY_MS = 1000;
@@ -1812,8 +1812,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
         logEnd > position ? await this.log.read(position, logEnd - position) : Buffer.alloc(0),
       );
       // The checkpoint first: recovery refuses a log that ends before it.
-      if (this.durablePos > position)
+      if (this.durablePos > position) {
         await this.log.writeCheckpoint({ durable: position, commit: this.commitPos }, true);
+        this.checkpointedDurable = position;
+      }
       if (logEnd > position) await this.log.truncate(position);
       this.durablePos = Math.min(this.durablePos, position);
       await this.rollBackWriteView([{ start: position, data: tail }, ...dropped], position);
