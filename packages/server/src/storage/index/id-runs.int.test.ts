@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Worker } from "node:worker_threads";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir } from "../test-helpers.js";
 import { compareIds, ENTRY_BYTES, sortEntries } from "./id-run-format.js";
@@ -190,6 +191,73 @@ describe("IdRuns", () => {
     expect((await readdir(join(dir, "ids"))).sort()).toEqual(before);
     // The inputs still answer.
     expect(lookup(runs, puts[2]![7]!.id)).toEqual({ position: 2 * 30_000 + 7, revision: 0 });
+  });
+
+  it("survives its worker thread dying mid-merge and mid-write: those fail, the next requests start another", async () => {
+    // Reached into: nothing outside can kill the thread.
+    interface Thread {
+      worker: Worker | null;
+      ask: (...args: unknown[]) => unknown;
+    }
+    const thread = (): Thread => (runs as unknown as { thread: Thread }).thread;
+    const worker = (): Worker | null => thread().worker;
+    /** Kills the thread as soon as the next request is on it. */
+    const killAtNextRequest = (): void => {
+      const t = thread();
+      const ask = t.ask;
+      t.ask = (...args) => {
+        t.ask = ask;
+        const asked = ask.apply(t, args);
+        void t.worker?.terminate();
+        return asked;
+      };
+    };
+    const puts: Put[][] = [];
+    for (let w = 0; w < MERGE_WIDTH; w++) {
+      puts.push(
+        Array.from({ length: 30_000 }, (_, i) => ({
+          id: newId(),
+          position: w * 30_000 + i,
+          revision: 0,
+        })),
+      );
+      await writeRun(runs, puts[w]!);
+    }
+    const inputs = runs.plan()!;
+    const first = worker();
+    expect(first).not.toBeNull();
+    killAtNextRequest();
+    const merging = runs.merge(inputs);
+    await expect(merging).rejects.toThrow(/worker exited/);
+    // The inputs still answer; the next merge runs on a new thread.
+    expect(lookup(runs, puts[1]![5]!.id)).toEqual({ position: 30_000 + 5, revision: 0 });
+    const merged = await runs.merge(inputs);
+    expect(worker()).not.toBe(first);
+    runs.install(merged, inputs);
+    expect(lookup(runs, puts[3]![9]!.id)).toEqual({ position: 3 * 30_000 + 9, revision: 0 });
+
+    // A write whose thread dies: its entries went with the thread; the next write has its own.
+    const lost = Array.from({ length: 20_000 }, (_, i) => ({
+      id: newId(),
+      position: 1e6 + i,
+      revision: 1,
+    }));
+    killAtNextRequest();
+    const writing = writeRun(runs, lost);
+    await expect(writing).rejects.toThrow(/worker exited/);
+    const again = await writeRun(runs, lost.slice(0, 100));
+    expect(again.count).toBe(100);
+    expect(lookup(runs, lost[7]!.id)).toEqual({ position: 1e6 + 7, revision: 1 });
+    expect(lookup(runs, lost[150]!.id)).toBeUndefined();
+
+    // What the dead thread left half-written goes at the next open.
+    const list = runs.list;
+    runs.close();
+    runs = new IdRuns(join(dir, "ids"));
+    await runs.open(list);
+    expect((await readdir(join(dir, "ids"))).sort()).toEqual(
+      list.map((r) => `ids-${String(r.id).padStart(10, "0")}.run`).sort(),
+    );
   });
 
   it("at open, keeps the listed runs and removes every other run file", async () => {
