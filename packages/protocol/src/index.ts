@@ -1,4 +1,5 @@
 export { chorus } from "./gen/chorus.js";
+export { wireBigInt, wireNumber, type WireInt } from "./wire-int.js";
 export { scanAppendFrame, type AppendFrameScan } from "./append-scan.js";
 export { corkUntilNextTick, corkWebSocketUntilNextTick, type Corkable } from "./cork.js";
 export {

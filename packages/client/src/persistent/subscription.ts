@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { chorus, type Frame } from "@chorus/protocol";
+import { chorus, wireNumber, type Frame } from "@chorus/protocol";
 import {
   AccessDeniedError,
   ConnectionError,
@@ -582,7 +582,7 @@ export class PersistentSubscription
       return;
     }
     if (frame.persistentAcked) {
-      this.#confirmed((frame.persistentAcked.positions ?? []).map(Number));
+      this.#confirmed((frame.persistentAcked.positions ?? []).map(wireNumber));
       return;
     }
     if (frame.persistentConfirmed) {

@@ -9,6 +9,7 @@ import {
   type FrameInit,
   type InProcessClientEnd,
   type InProcessOpenResult,
+  wireNumber,
 } from "@chorus/protocol";
 import { WebSocket, WebSocketServer } from "ws";
 import { parseBasicAuth, type Credentials } from "../auth/index.js";
@@ -496,7 +497,7 @@ class NativeConnection {
         return;
       }
       case "persistentAck": {
-        const positions = (frame.persistentAck?.positions ?? []).map(Number);
+        const positions = (frame.persistentAck?.positions ?? []).map(wireNumber);
         this.#consumers.get(id)?.ack(positions);
         return;
       }
@@ -520,7 +521,7 @@ class NativeConnection {
         }
         this.#consumers
           .get(id)
-          ?.nack((nack.positions ?? []).map(Number), action, nack.reason ?? "", delayMs);
+          ?.nack((nack.positions ?? []).map(wireNumber), action, nack.reason ?? "", delayMs);
         return;
       }
       case "persistentCreate":
@@ -812,7 +813,7 @@ class NativeConnection {
           bufferSize,
           name: req.consumerName ?? "",
           connection: this.#remote,
-          held: (req.heldPositions ?? []).slice(0, bufferSize).map(Number),
+          held: (req.heldPositions ?? []).slice(0, bufferSize).map(wireNumber),
         },
       );
     } catch (err) {
