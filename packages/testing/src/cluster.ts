@@ -245,6 +245,16 @@ export function getJson(
   });
 }
 
+/** How often startCluster picks new ports when one it picked was taken before a node bound it. */
+const PORT_ATTEMPTS = 4;
+
+/** A start that failed because a port picked for it was taken meanwhile (by any process). */
+function portTaken(err: unknown): boolean {
+  return /address is in use|EADDRINUSE|address already in use/.test(
+    err instanceof Error ? err.message : String(err),
+  );
+}
+
 /**
  * Starts `size` `chorus-server` processes (on 127.0.0.1, or `hosts`) with fixed, pre-picked
  * free ports, `--cluster-size size` and `--gossip-seed` naming every node's internal HTTP
@@ -254,6 +264,19 @@ export function getJson(
  * Resolves once every process reports ready (listening); use `leader()` to wait for an election.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<TestCluster> {
+  // The ports are picked free, released, then bound by the nodes (each must know the others'
+  // before any starts): in between, another process may take one, an outgoing connection's
+  // ephemeral port included. Everything started is stopped and the start tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(options);
+    } catch (err) {
+      if (attempt >= PORT_ATTEMPTS || !portTaken(err)) throw err;
+    }
+  }
+}
+
+async function startClusterOnce(options: StartClusterOptions): Promise<TestCluster> {
   const size = options.size ?? 3;
   const replicas = options.readOnlyReplicas ?? 0;
   const count = size + replicas;
