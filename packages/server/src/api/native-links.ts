@@ -249,9 +249,9 @@ export class WebSocketLink implements NativeLink {
 /**
  * A client in this process: frames cross as objects, each direction in order and later
  * (never inside the call that sent it): in a microtask, or on the event loop's next turn once
- * in-process work has run for a while without one (fair-turns.ts). Nothing is buffered towards the client
- * (it takes every frame as it comes and bounds subscriptions with credit), so the output is
- * always writable; requests that arrive while input is paused wait in order.
+ * in-process work has run for a while without one (fair-turns.ts). Nothing is buffered
+ * towards the client (it takes every frame as it comes and bounds subscriptions with credit),
+ * so the output is always writable; requests that arrive while input is paused wait in order.
  */
 export class InProcessLink implements NativeLink {
   readonly remote: string;
