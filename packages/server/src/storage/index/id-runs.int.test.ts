@@ -35,6 +35,22 @@ async function writeRun(runs: IdRuns, puts: readonly Put[]): Promise<RunInfo> {
   return run;
 }
 
+/** MERGE_WIDTH runs of `size` new ids each (run w at positions w * size + i): one merge's worth. */
+async function writeMergeable(runs: IdRuns, size: number): Promise<Put[][]> {
+  const puts: Put[][] = [];
+  for (let w = 0; w < MERGE_WIDTH; w++) {
+    puts.push(
+      Array.from({ length: size }, (_, i) => ({
+        id: newId(),
+        position: w * size + i,
+        revision: 0,
+      })),
+    );
+    await writeRun(runs, puts[w]!);
+  }
+  return puts;
+}
+
 function lookup(runs: IdRuns, id: string): { position: number; revision: number } | undefined {
   const v = runs.get(Buffer.from(id, "latin1"));
   return v === undefined ? undefined : { position: v.readDoubleLE(0), revision: v.readDoubleLE(8) };
@@ -156,15 +172,7 @@ describe("IdRuns", () => {
   });
 
   it("stops a merge when told, keeping its inputs and no file of its own", async () => {
-    for (let w = 0; w < MERGE_WIDTH; w++)
-      await writeRun(
-        runs,
-        Array.from({ length: 3000 }, (_, i) => ({
-          id: newId(),
-          position: w * 3000 + i,
-          revision: 0,
-        })),
-      );
+    await writeMergeable(runs, 3000);
     const before = (await readdir(join(dir, "ids"))).sort();
     expect(await runs.merge(runs.plan()!, AbortSignal.abort())).toBeUndefined();
     expect((await readdir(join(dir, "ids"))).sort()).toEqual(before);
@@ -172,17 +180,7 @@ describe("IdRuns", () => {
   });
 
   it("stops a merge in flight on the worker, leaving no file behind", async () => {
-    const puts: Put[][] = [];
-    for (let w = 0; w < MERGE_WIDTH; w++) {
-      puts.push(
-        Array.from({ length: 30_000 }, (_, i) => ({
-          id: newId(),
-          position: w * 30_000 + i,
-          revision: 0,
-        })),
-      );
-      await writeRun(runs, puts[w]!);
-    }
+    const puts = await writeMergeable(runs, 30_000);
     const before = (await readdir(join(dir, "ids"))).sort();
     const stop = new AbortController();
     const merging = runs.merge(runs.plan()!, stop.signal);
@@ -212,17 +210,7 @@ describe("IdRuns", () => {
         return asked;
       };
     };
-    const puts: Put[][] = [];
-    for (let w = 0; w < MERGE_WIDTH; w++) {
-      puts.push(
-        Array.from({ length: 30_000 }, (_, i) => ({
-          id: newId(),
-          position: w * 30_000 + i,
-          revision: 0,
-        })),
-      );
-      await writeRun(runs, puts[w]!);
-    }
+    const puts = await writeMergeable(runs, 30_000);
     const inputs = runs.plan()!;
     const first = worker();
     expect(first).not.toBeNull();
