@@ -12,11 +12,14 @@ import {
   WrongPartitionError,
   binaryEvent,
   jsonEvent,
+  READ_CHANNEL_PREFIX,
+  type ReadMessage,
   type ResolvedEvent,
 } from "@chorus/client";
 import { partitionOf } from "@chorus/protocol";
 import { createNode, type ChorusNode } from "@chorus/server";
 import { spawn } from "node:child_process";
+import diagnostics from "node:diagnostics_channel";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,6 +141,31 @@ describe("an in-process node", () => {
     const again: ResolvedEvent[] = [];
     for await (const e of client.readStream("bytes")) again.push(e);
     expect([...(again[0]!.event.data as Uint8Array)]).toEqual([1, 2, 3]);
+  });
+
+  it("reads in pages of 512 events unless asked otherwise (2048 over a socket)", async () => {
+    const node = await embeddedNode();
+    const client = clientOf(node);
+    const total = 2 * 512 + 10;
+    const events = Array.from({ length: total }, (_, i) => jsonEvent({ type: "T", data: { i } }));
+    await client.appendToStream("paged", events);
+    const asked: number[] = [];
+    const onRead = (message: unknown) => asked.push((message as ReadMessage).maxCount);
+    const channel = `${READ_CHANNEL_PREFIX}:start`;
+    diagnostics.subscribe(channel, onRead);
+    try {
+      const read: ResolvedEvent[] = [];
+      for await (const e of client.readStream("paged")) read.push(e);
+      expect(read.map((e) => (e.event.data as { i: number }).i)).toEqual(events.map((_, i) => i));
+      expect(asked).toEqual([512, 512, 512]);
+      asked.length = 0;
+      let count = 0;
+      for await (const _ of client.readAll({ pageSize: 2048 })) count++;
+      expect(count).toBeGreaterThanOrEqual(total);
+      expect(asked[0]).toBe(2048);
+    } finally {
+      diagnostics.unsubscribe(channel, onRead);
+    }
   });
 
   it("checks credentials as a WebSocket upgrade does", async () => {

@@ -2,7 +2,7 @@ import { chorus } from "@chorus/protocol";
 import { traceRead, type ReadMessage } from "../diagnostics.js";
 import { describe } from "../util/describe.js";
 import { InvalidArgumentError, ServerError } from "../errors.js";
-import { DEFAULT_READ_PAGE_SIZE } from "../settings/defaults.js";
+import { DEFAULT_IN_PROCESS_READ_PAGE_SIZE, DEFAULT_READ_PAGE_SIZE } from "../settings/defaults.js";
 import type { Direction, OperationOptions, ResolvedEvent } from "../types.js";
 import { checkOptions, optionKeys } from "../util/options.js";
 import { abortReason } from "../util/timers.js";
@@ -20,7 +20,10 @@ export interface ReadOptionsBase extends OperationOptions {
   /** Most events delivered in total. Default: all. */
   maxCount?: number | bigint;
   resolveLinks?: boolean;
-  /** Events per page request. Default DEFAULT_READ_PAGE_SIZE. `timeoutMs` applies per page. */
+  /**
+   * Events per page request. Default DEFAULT_READ_PAGE_SIZE (DEFAULT_IN_PROCESS_READ_PAGE_SIZE
+   * from a node of this process). `timeoutMs` applies per page.
+   */
   pageSize?: number;
 }
 
@@ -113,8 +116,11 @@ function maxCountOf(value: unknown): number {
   throw new InvalidArgumentError(`maxCount must be a non-negative integer, got ${describe(value)}`);
 }
 
-function pageSizeOf(value: unknown): number {
-  if (value === undefined) return DEFAULT_READ_PAGE_SIZE;
+function pageSizeOf(value: unknown, ctx: OperationContext): number {
+  if (value === undefined)
+    return ctx.settings.location.kind === "inProcess"
+      ? DEFAULT_IN_PROCESS_READ_PAGE_SIZE
+      : DEFAULT_READ_PAGE_SIZE;
   if (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 4096)
     return value;
   throw new InvalidArgumentError(`pageSize must be an integer in 1..4096, got ${describe(value)}`);
@@ -281,7 +287,7 @@ export function readStream(
     direction: dir,
     from: startOf(options.fromRevision, dir, "fromRevision"),
     maxCount: maxCountOf(options.maxCount),
-    pageSize: pageSizeOf(options.pageSize),
+    pageSize: pageSizeOf(options.pageSize, ctx),
   });
   const requireLeader = options.requireLeader ?? ctx.settings.nodePreference === "leader";
   return pagedRead(
@@ -336,7 +342,7 @@ export function readAll(
     direction: dir,
     from: startOf(options.fromPosition, dir, "fromPosition"),
     maxCount: maxCountOf(options.maxCount),
-    pageSize: pageSizeOf(options.pageSize),
+    pageSize: pageSizeOf(options.pageSize, ctx),
   });
   const requireLeader = options.requireLeader ?? ctx.settings.nodePreference === "leader";
   return pagedRead(

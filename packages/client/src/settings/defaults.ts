@@ -26,8 +26,16 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 750;
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 1_500;
 /** Deadline of the WebSocket handshake with a chosen node, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-/** Events per page of a read. */
+/** Events per page of a read over a socket. */
 export const DEFAULT_READ_PAGE_SIZE = 2048;
+/**
+ * Events per page of a read from a node of this process (withInProcessNode). Smaller than over
+ * a socket: a page costs no round trip here, and pages of 2048 (the node's read-ahead page,
+ * the page being consumed and the one prefetched, all in one heap) outlived the young
+ * generation's collections: a read of $all ran at about 160k events/s against about 265k with
+ * pages of 512, in memory and on disk alike.
+ */
+export const DEFAULT_IN_PROCESS_READ_PAGE_SIZE = 512;
 /** Events a subscription buffers ahead of the application (and the credit it grants). */
 export const DEFAULT_SUBSCRIPTION_BUFFER_SIZE = 500;
 /** Default gossip port of cluster DNS discovery. */
