@@ -1,4 +1,7 @@
 import { ChorusClient, jsonEvent } from "@chorus/client";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startNode, type TestNode } from "./index.js";
 
@@ -45,5 +48,29 @@ describe("startNode", () => {
     await expect(startNode({ args: ["--no-such-flag"] })).rejects.toThrow(
       /exited \(code 2[\s\S]*no-such-flag/,
     );
+  });
+
+  it("leaves nothing of a node that cannot start: no data directory, no exit listener", async () => {
+    const parent = await mkdtemp(join(tmpdir(), "chorus-startnode-"));
+    const tmp = process.env["TMPDIR"];
+    process.env["TMPDIR"] = parent; // where startNode makes the node's data directory
+    try {
+      const listeners = process.listenerCount("exit");
+      for (let i = 0; i < 3; i++)
+        await expect(startNode({ args: ["--no-such-flag"] })).rejects.toThrow(/no-such-flag/);
+      expect(await readdir(parent)).toEqual([]);
+      expect(process.listenerCount("exit")).toBe(listeners);
+
+      // A node that started and stopped leaves nothing either.
+      const started = await startNode();
+      expect(started.dataDir?.startsWith(parent)).toBe(true);
+      await started.stop();
+      expect(await readdir(parent)).toEqual([]);
+      expect(process.listenerCount("exit")).toBe(listeners);
+    } finally {
+      if (tmp === undefined) delete process.env["TMPDIR"];
+      else process.env["TMPDIR"] = tmp;
+      await rm(parent, { recursive: true, force: true });
+    }
   });
 });

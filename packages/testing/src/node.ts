@@ -117,7 +117,6 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
   let exited: Promise<void> = Promise.resolve();
   let output = "";
   let endpoints: NodeEndpoints | undefined;
-  let removeExitHook = () => {};
 
   const append = (text: string) => {
     output += text;
@@ -155,11 +154,16 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
       stdio: ["pipe", "pipe", "pipe"],
     });
     child = proc;
-    // A test runner that dies must not leave servers behind.
+    // A test runner that dies must not leave servers behind (held only while this one runs:
+    // a node that failed to start, or was stopped, leaves no listener behind).
     const onExit = () => proc.kill("SIGKILL");
     process.once("exit", onExit);
-    removeExitHook = () => process.removeListener("exit", onExit);
-    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
+    exited = new Promise((resolve) =>
+      proc.once("exit", () => {
+        process.removeListener("exit", onExit);
+        resolve();
+      }),
+    );
     proc.stderr.setEncoding("utf8").on("data", append);
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     await new Promise<void>((resolve, reject) => {
@@ -225,7 +229,6 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     const killTimer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
     await exited;
     clearTimeout(killTimer);
-    removeExitHook();
   };
 
   if (options.inProcess) {
@@ -274,7 +277,14 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     embeddedNode = () => embedded;
   }
 
-  await launch();
+  try {
+    await launch();
+  } catch (err) {
+    // Nothing of a node that never started stays behind: not its process, not its directory.
+    await exited;
+    if (ownsDir && dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const ep = () => {
     if (!endpoints) throw new Error("node has not started");
     return endpoints;
