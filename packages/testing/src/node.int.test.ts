@@ -63,8 +63,11 @@ describe("startNode", () => {
 
       // A node that started and stopped leaves nothing either.
       const started = await startNode();
-      expect(started.dataDir?.startsWith(parent)).toBe(true);
-      await started.stop();
+      try {
+        expect(started.dataDir?.startsWith(parent)).toBe(true);
+      } finally {
+        await started.stop();
+      }
       expect(await readdir(parent)).toEqual([]);
       expect(process.listenerCount("exit")).toBe(listeners);
     } finally {
