@@ -20,6 +20,22 @@ import { RECOVERY_ADVICE, silentLogger, type Checkpoint, type Log, type Logger }
 
 export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
 
+/**
+ * Zeros kept written and synced ahead of the log's end in its last segment (see
+ * `preallocate`): an append then overwrites bytes the file already has, and its fdatasync
+ * writes the data alone, not the file's new size as well (on this machine's ext4, a lone
+ * 188-byte write and fdatasync took 0.14 ms into zeros against 0.21 ms at the file's end).
+ */
+export const DEFAULT_PREALLOCATE_BYTES = 4 * 1024 * 1024;
+
+/** Preallocation waits while free space is below this many times one step of it. */
+const PREALLOCATE_FREE_FACTOR = 16;
+/** statfs `type` of file systems in memory, where preallocating only takes memory. */
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+/** The zeros that preallocation writes, a block at a time. */
+const ZEROS = Buffer.alloc(1024 * 1024);
+
 /** fdatasync runs inline while its recent average stays below this (see DiskLog.sync). */
 export const INLINE_SYNC_BELOW_MS = 1;
 
@@ -39,7 +55,7 @@ function isNotFound(err: unknown): boolean {
 /**
  * The log on disk: segment files `chunk-NNNNNN.log` of `segmentBytes` each forming one byte
  * space (a record may span two segments), plus `log.json` (layout), `checkpoint` and
- * `hardstate`.
+ * `hardstate`. The last segment may hold zeros past the end of the log (`preallocate`).
  */
 export class DiskLog implements Log {
   private segmentBytes: number;
@@ -51,6 +67,19 @@ export class DiskLog implements Log {
   private syncAverageMs = 0;
   /** Asynchronous reads not finished: their completions wait for the event loop. */
   private readsInFlight = 0;
+  private readonly preallocateBytes: number;
+  /**
+   * Where the last segment's file ends, as a log position: the bytes from `length` to here
+   * are zeros (preallocated, or left by a crash), never records.
+   */
+  private allocated = 0;
+  /** The preallocation in flight: it writes zeros from `allocated` on. */
+  private filling: Promise<void> | null = null;
+  /**
+   * No preallocation before the log reaches this position: after a failure or with free space
+   * short, one step further on; on a file system in memory, never.
+   */
+  private preallocateFrom = 0;
 
   constructor(
     private readonly options: {
@@ -59,12 +88,19 @@ export class DiskLog implements Log {
       logger?: Logger;
       /** Called with the path of every file or directory `syncFrom` fsyncs (tests observe them). */
       onRecoverySync?: (path: string) => void;
+      /** Zeros written ahead of the end (`preallocate`); default 0, none. */
+      preallocateBytes?: number;
     },
   ) {
     if (!Number.isSafeInteger(options.segmentBytes) || options.segmentBytes < 4096) {
       throw new RangeError("segmentBytes must be an integer >= 4096");
     }
     this.segmentBytes = options.segmentBytes;
+    const preallocate = options.preallocateBytes ?? 0;
+    if (!Number.isSafeInteger(preallocate) || preallocate < 0) {
+      throw new RangeError("preallocateBytes must be an integer >= 0");
+    }
+    this.preallocateBytes = preallocate;
   }
 
   get end(): number {
@@ -102,6 +138,10 @@ export class DiskLog implements Log {
     }
     this.length = 0;
     for (const size of sizes) this.length += size;
+    // The end includes a preallocated tail, if any: the store's recovery finds the last
+    // record, sees only zeros after it and truncates them away.
+    this.allocated = this.length;
+    this.preallocateFrom = 0;
   }
 
   /**
@@ -252,6 +292,11 @@ export class DiskLog implements Log {
       throw new Error(`write at ${position} but the log ends at ${this.length}`);
     let done = 0;
     while (done < data.length) {
+      // Zeros being written from `allocated` on would land over these bytes: wait for them.
+      if (this.filling !== null && this.length + data.length - done > this.allocated) {
+        await this.filling;
+        continue;
+      }
       const p = this.length;
       const index = Math.floor(p / this.segmentBytes);
       let fh = this.segments[index];
@@ -268,7 +313,70 @@ export class DiskLog implements Log {
       this.dirty.add(index);
       done += bytesWritten;
       this.length += bytesWritten;
+      if (this.length > this.allocated) this.allocated = this.length;
     }
+    this.preallocate();
+  }
+
+  /**
+   * Keeps zeros ahead of the end of the last segment, written and fdatasync'd on the thread
+   * pool: once fewer than half of `preallocateBytes` are left, the next `preallocateBytes`
+   * (up to the segment's end). Appends into them change data only, so their fdatasync has
+   * no file size to write. What this asks of recovery: zeros after the last record are the
+   * end of the log, not damage (store.ts, `recover`). Skipped on a file system in memory
+   * and while free space is short; a failure (a full disk) leaves the rest of the segment
+   * to grow as it is written.
+   */
+  private preallocate(): void {
+    if (this.preallocateBytes === 0 || this.filling !== null) return;
+    if (this.length < this.preallocateFrom) return;
+    if (this.allocated - this.length >= this.preallocateBytes / 2) return;
+    const index = Math.floor(this.length / this.segmentBytes);
+    const fh = this.segments[index];
+    if (fh === undefined) return;
+    const from = this.allocated;
+    const to = Math.min((index + 1) * this.segmentBytes, from + this.preallocateBytes);
+    if (to <= from) return;
+    this.filling = this.fill(fh, index * this.segmentBytes, from, to).finally(() => {
+      this.filling = null;
+    });
+  }
+
+  private async fill(fh: FileHandle, base: number, from: number, to: number): Promise<void> {
+    try {
+      const fs = await statfs(this.dir);
+      if (fs.type === TMPFS_MAGIC || fs.type === RAMFS_MAGIC) {
+        this.preallocateFrom = Number.POSITIVE_INFINITY;
+        return;
+      }
+      if (fs.bavail * fs.bsize < PREALLOCATE_FREE_FACTOR * (to - from)) {
+        this.preallocateFrom = this.length + this.preallocateBytes;
+        return;
+      }
+      for (let at = from; at < to;) {
+        const { bytesWritten } = await fh.write(
+          ZEROS,
+          0,
+          Math.min(ZEROS.length, to - at),
+          at - base,
+        );
+        at += bytesWritten;
+      }
+      await fh.datasync();
+      this.allocated = Math.max(this.allocated, to);
+    } catch (err) {
+      // Zeros written past `allocated` are harmless: recovery reads them as the end.
+      this.preallocateFrom = this.length + this.preallocateBytes;
+      (this.options.logger ?? silentLogger).warn(
+        { err, dir: this.dir },
+        "could not preallocate the log's next bytes; the segment grows as it is written",
+      );
+    }
+  }
+
+  /** Waits for the preallocation in flight (it never rejects). */
+  private async settleFill(): Promise<void> {
+    while (this.filling !== null) await this.filling;
   }
 
   /**
@@ -306,6 +414,7 @@ export class DiskLog implements Log {
   async truncate(position: number): Promise<void> {
     if (position < 0 || position > this.length)
       throw new RangeError(`cannot truncate to ${position}`);
+    await this.settleFill();
     const keep = Math.max(1, Math.ceil(position / this.segmentBytes));
     while (this.segments.length > keep) {
       const index = this.segments.length - 1;
@@ -318,11 +427,12 @@ export class DiskLog implements Log {
       await last.truncate(position - (keep - 1) * this.segmentBytes);
       await last.datasync();
     }
-    this.length = position;
+    this.length = this.allocated = position;
     await fsyncDir(this.dir);
   }
 
   async close(): Promise<void> {
+    await this.settleFill();
     const handles = [...this.segments];
     this.segments = [];
     const checkpointFile = this.checkpointFile;

@@ -18,9 +18,11 @@ import {
 import { TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT = "chunk-000000.log";
+/** These tests read the log's end off its file's size: no zeros ahead of it (see preallocate.int.test.ts). */
+const NO_PREALLOCATION = { preallocateBytes: 0 };
 
 describe("disk store durability and recovery", () => {
-  const temp = new TempDiskStores();
+  const temp = new TempDiskStores(NO_PREALLOCATION);
   const stores = temp.stores;
   let dir: string;
   beforeEach(async () => {
@@ -91,7 +93,7 @@ describe("disk store durability and recovery", () => {
     okResult(await a.append("$$d", { kind: "any" }, [newEvent({ maxCount: 5 }, "$metadata")]));
     okResult(await a.delete("gone", { kind: "any" }, true));
     // A second process opens the directory as after a crash: no index was ever written.
-    const b = createDiskStore({ dir });
+    const b = createDiskStore({ dir, ...NO_PREALLOCATION });
     stores.push(b);
     await b.open();
     expect(b.stats().indexedPosition).toBe(0);
@@ -202,7 +204,7 @@ describe("disk store durability and recovery", () => {
     await b.close();
     // Without the index, recovery scans the log and refuses to open.
     await removeIndex(dir);
-    const err = await openError(createDiskStore({ dir }));
+    const err = await openError(createDiskStore({ dir, ...NO_PREALLOCATION }));
     expect(err.code).toBe("CORRUPTED");
     expect(err.message).toContain(`position ${second}`);
   });
@@ -213,9 +215,9 @@ describe("disk store durability and recovery", () => {
     await a.close();
     const size = (await stat(join(dir, SEGMENT))).size;
     await truncate(join(dir, SEGMENT), size - 10);
-    expect((await openError(createDiskStore({ dir }))).code).toBe("CORRUPTED");
+    expect((await openError(createDiskStore({ dir, ...NO_PREALLOCATION }))).code).toBe("CORRUPTED");
     await removeIndex(dir);
-    expect((await openError(createDiskStore({ dir }))).code).toBe("CORRUPTED");
+    expect((await openError(createDiskStore({ dir, ...NO_PREALLOCATION }))).code).toBe("CORRUPTED");
   });
 
   it("spreads the log over segments, records spanning files", async () => {

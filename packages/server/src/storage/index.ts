@@ -3,7 +3,7 @@
  * StreamStore built over them. `createDiskStore` backs `--db`, `createMemoryStore` `--mem-db`.
  */
 import { join } from "node:path";
-import { DiskLog, DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
+import { DiskLog, DEFAULT_PREALLOCATE_BYTES, DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
 import { MemoryKv } from "./index/kv.js";
 import { LmdbKv } from "./index/lmdb-kv.js";
 import type { Logger } from "./log.js";
@@ -48,6 +48,11 @@ export interface DiskStoreOptions {
   /** Size of one segment file (default 256 MiB). */
   segmentBytes?: number;
   /**
+   * Zeros kept written ahead of the log's end, so an append's fdatasync has no file size to
+   * write (default 4 MiB; 0: none). See DiskLog.preallocate.
+   */
+  preallocateBytes?: number;
+  /**
    * Recent event ids kept in memory in front of the on-disk event-id index (default 100,000):
    * a cache; idempotency of `any` / `stream_exists` appends does not depend on it.
    */
@@ -81,6 +86,7 @@ export function createDiskStore(options: DiskStoreOptions): LogStore {
   const log = new DiskLog({
     dir: options.dir,
     segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+    preallocateBytes: options.preallocateBytes ?? DEFAULT_PREALLOCATE_BYTES,
     ...(options.logger !== undefined && { logger: options.logger }),
   });
   const logger = options.logger;

@@ -17,7 +17,8 @@ function segment(i: number): string {
 }
 
 describe("recovery on segment files", () => {
-  const temp = new TempDiskStores({ segmentBytes: SEGMENT_BYTES });
+  // File sizes are the log's end here: no zeros ahead of it (see preallocate.int.test.ts).
+  const temp = new TempDiskStores({ segmentBytes: SEGMENT_BYTES, preallocateBytes: 0 });
   const stores = temp.stores;
   let dir: string;
   beforeEach(async () => {

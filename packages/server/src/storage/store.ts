@@ -95,6 +95,28 @@ export const DEFAULT_STORAGE_FULL_PROBE_EVERY_MS = 1000;
 const STORAGE_FULL_RESUME_BYTES = 64 * 1024;
 const READ_BLOCK_BYTES = 256 * 1024;
 const RECOVERY_BLOCK_BYTES = 8 * 1024 * 1024;
+/** Compared against, a piece at a time, to find the zeros past the end of a log. */
+const ZERO_BLOCK = Buffer.alloc(64 * 1024);
+
+/**
+ * Refuses to open a log that ends before a position something durable reaches (each entry:
+ * that position, what reaches it, what kind of data that makes missing).
+ */
+function refuseEndBefore(
+  end: number,
+  zerosAfter: boolean,
+  reached: readonly (readonly [number, string, string])[],
+): void {
+  for (const [position, what, data] of reached) {
+    if (position > end) {
+      throw new StoreError(
+        "CORRUPTED",
+        `log ends at ${end}${zerosAfter ? " (only zeros after it)" : ""}, before ${what}: ` +
+          `${data} data is missing. ${RECOVERY_ADVICE}`,
+      );
+    }
+  }
+}
 const RECORD_PROBE_BYTES = 4096;
 /** Batch ends remembered for cheap boundary checks (older ones are checked on the log). */
 const RECENT_BOUNDARIES = 65_536;
@@ -525,14 +547,11 @@ export class LogStore implements StreamStore, ReplicatedLog {
     syncedUpTo: number;
   }> {
     let from = this.loadIndex();
+    const indexed = from;
     const end = this.log.end;
-    if (from > end) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log ends at ${end}, before the position ${from} its index reaches: committed data is ` +
-          `missing. ${RECOVERY_ADVICE}`,
-      );
-    }
+    refuseEndBefore(end, false, [
+      [indexed, `the position ${indexed} its index reaches`, "committed"],
+    ]);
     this.reserveEnd = end;
     if (from > 0 && !this.boundaryOnDisk(from)) {
       this.logger.warn(
@@ -544,26 +563,41 @@ export class LogStore implements StreamStore, ReplicatedLog {
     }
     const saved = await this.log.readCheckpoint();
     const durable = Math.max(saved.durable ?? 0, from);
-    if (durable > end) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log ends at ${end}, before the checkpoint ${durable}: durable data is missing`,
-      );
-    }
     const commitFloor = this.autoCommit
       ? Number.POSITIVE_INFINITY
       : Math.max(from, saved.commit ?? 0);
-    if (commitFloor !== Number.POSITIVE_INFINITY && commitFloor > end) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log ends at ${end}, before the commit checkpoint ${commitFloor}: committed data is missing`,
-      );
-    }
+    const reached: [number, string, string][] = [
+      [durable, `the checkpoint ${durable}`, "durable"],
+      ...(this.autoCommit
+        ? []
+        : [
+            [commitFloor, `the commit checkpoint ${commitFloor}`, "committed"] as [
+              number,
+              string,
+              string,
+            ],
+          ]),
+    ];
+    refuseEndBefore(end, false, reached);
     // Committed data was fsync'd before it was committed: a problem below it is corruption.
     const checkpoint = this.autoCommit ? durable : Math.max(durable, commitFloor);
     const scan = await this.scanIndex(from, end, commitFloor, checkpoint);
     const { problem, problemAt, batchStart } = scan;
     if (problem !== null) {
+      if (problemAt === batchStart && (await this.zerosFrom(problemAt))) {
+        // Only zeros from a batch boundary on: the log ends there, before the disk log's
+        // preallocated space (or before a write a crash cut short ahead of its first byte).
+        refuseEndBefore(problemAt, true, [
+          [indexed, `the position ${indexed} its index reaches`, "committed"],
+          ...reached,
+        ]);
+        this.logger.debug(
+          { position: problemAt, zeroBytes: end - problemAt },
+          "the log ends where its preallocated zeros begin",
+        );
+        await this.log.truncate(problemAt);
+        return this.recovered(durable, commitFloor, scan);
+      }
       const where = `log record at position ${problemAt} (${this.log.describePosition(problemAt)})`;
       if (problemAt < checkpoint || batchStart < checkpoint) {
         throw new StoreError(
@@ -589,6 +623,15 @@ export class LogStore implements StreamStore, ReplicatedLog {
       await this.log.truncate(batchStart);
       this.recentEnds.splice(lastAtOrBelow(this.recentEnds, batchStart) + 1);
     }
+    return this.recovered(durable, commitFloor, scan);
+  }
+
+  /** What `recover` returns once the log ends at its last complete batch. */
+  private recovered(
+    durable: number,
+    commitFloor: number,
+    scan: { pending: PendingBatch[]; straddled: boolean },
+  ): { commit: number; pending: PendingBatch[]; syncedUpTo: number } {
     const syncedUpTo = Math.min(durable, this.log.end);
     if (this.autoCommit) return { commit: this.log.end, pending: [], syncedUpTo };
     if (scan.straddled) {
@@ -598,6 +641,21 @@ export class LogStore implements StreamStore, ReplicatedLog {
       );
     }
     return { commit: commitFloor, pending: scan.pending, syncedUpTo };
+  }
+
+  /** Whether every byte from `from` to the end of the log is zero. */
+  private async zerosFrom(from: number): Promise<boolean> {
+    const end = this.log.end;
+    for (let pos = from; pos < end;) {
+      const buf = await this.log.read(pos, Math.min(RECOVERY_BLOCK_BYTES, end - pos));
+      if (buf.length === 0) return false;
+      for (let off = 0; off < buf.length; off += ZERO_BLOCK.length) {
+        const part = buf.subarray(off, Math.min(buf.length, off + ZERO_BLOCK.length));
+        if (!part.equals(ZERO_BLOCK.subarray(0, part.length))) return false;
+      }
+      pos += buf.length;
+    }
+    return true;
   }
 
   /**
