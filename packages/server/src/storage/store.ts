@@ -97,26 +97,6 @@ const READ_BLOCK_BYTES = 256 * 1024;
 const RECOVERY_BLOCK_BYTES = 8 * 1024 * 1024;
 /** Compared against, a piece at a time, to find the zeros past the end of a log. */
 const ZERO_BLOCK = Buffer.alloc(64 * 1024);
-
-/**
- * Refuses to open a log that ends before a position something durable reaches (each entry:
- * that position, what reaches it, what kind of data that makes missing).
- */
-function refuseEndBefore(
-  end: number,
-  zerosAfter: boolean,
-  reached: readonly (readonly [number, string, string])[],
-): void {
-  for (const [position, what, data] of reached) {
-    if (position > end) {
-      throw new StoreError(
-        "CORRUPTED",
-        `log ends at ${end}${zerosAfter ? " (only zeros after it)" : ""}, before ${what}: ` +
-          `${data} data is missing. ${RECOVERY_ADVICE}`,
-      );
-    }
-  }
-}
 const RECORD_PROBE_BYTES = 4096;
 /** Batch ends remembered for cheap boundary checks (older ones are checked on the log). */
 const RECENT_BOUNDARIES = 65_536;
@@ -282,6 +262,22 @@ function toStored(rec: EventRecord, position: number): StoredEvent {
     metadata: rec.metadata,
     createdMs: rec.createdMs,
   };
+}
+
+/** A position something durable reaches, what reaches it, and what data that makes missing. */
+type Reached = readonly [position: number, what: string, data: "durable" | "committed"];
+
+/** Refuses to open a log that ends before a position something durable reaches. */
+function refuseEndBefore(end: number, zerosAfter: boolean, reached: readonly Reached[]): void {
+  for (const [position, what, data] of reached) {
+    if (position > end) {
+      throw new StoreError(
+        "CORRUPTED",
+        `log ends at ${end}${zerosAfter ? " (only zeros after it)" : ""}, before ${what}: ` +
+          `${data} data is missing. ${RECOVERY_ADVICE}`,
+      );
+    }
+  }
 }
 
 /**
@@ -535,6 +531,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
    * boundary) is rebuilt from the start of the log.
    * `syncedUpTo`: the log is known fsync'd up to there (the checkpoint may lag, never lead).
    *
+   * Only zeros from a batch boundary to the end are the end of the log (the disk log's
+   * preallocated space), cut without a warning unless something durable reaches beyond.
    * A damaged record (or a batch without its end) with no valid record after it is a torn
    * tail, the trace of a crash before an fsync: cut, when it lies after the checkpoint. A
    * damaged record followed by a valid one (a bit flip, a lost block) is corruption, never
@@ -566,18 +564,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const commitFloor = this.autoCommit
       ? Number.POSITIVE_INFINITY
       : Math.max(from, saved.commit ?? 0);
-    const reached: [number, string, string][] = [
-      [durable, `the checkpoint ${durable}`, "durable"],
-      ...(this.autoCommit
-        ? []
-        : [
-            [commitFloor, `the commit checkpoint ${commitFloor}`, "committed"] as [
-              number,
-              string,
-              string,
-            ],
-          ]),
-    ];
+    const reached: Reached[] = [[durable, `the checkpoint ${durable}`, "durable"]];
+    if (!this.autoCommit) {
+      reached.push([commitFloor, `the commit checkpoint ${commitFloor}`, "committed"]);
+    }
     refuseEndBefore(end, false, reached);
     // Committed data was fsync'd before it was committed: a problem below it is corruption.
     const checkpoint = this.autoCommit ? durable : Math.max(durable, commitFloor);
