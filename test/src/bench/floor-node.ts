@@ -6,14 +6,14 @@
  *   floor-node.js follower FILE
  *   floor-node.js leader FILE [FOLLOWER_PORT...]
  *
- * Records are RECORD_BYTES each. A follower writes what it gets, syncs, and answers 8 bytes
- * per record. The leader sends a client's records to its followers, writes and syncs them
+ * Records are RECORD_BYTES each, written into zeros the process wrote and synced first. A
+ * follower writes what it gets, syncs, and answers 8 bytes per record. The leader sends a client's records to its followers, writes and syncs them
  * itself (inline, as the server does for a lone write), and answers the client once its own
  * sync and one follower's answer (none without followers) cover the record.
  */
 import { closeSync, fdatasyncSync, openSync, writeSync } from "node:fs";
 import { createConnection, createServer, type Socket } from "node:net";
-import { RECORD_BYTES } from "./floor.js";
+import { PREALLOCATE_BYTES, RECORD_BYTES } from "./floor.js";
 
 const ACK_BYTES = 8;
 
@@ -23,6 +23,12 @@ if ((role !== "leader" && role !== "follower") || file === undefined) {
 }
 const fd = openSync(file, "w+");
 let end = 0;
+// Zeros ahead of the records, synced before the row starts, as the disk log keeps them
+// (docs/storage.md, "Preallocation"): each fdatasync then writes data, not a new file size.
+const ZEROS = Buffer.alloc(1024 * 1024);
+for (let at = 0; at < PREALLOCATE_BYTES; at += ZEROS.length)
+  writeSync(fd, ZEROS, 0, ZEROS.length, at);
+fdatasyncSync(fd);
 
 function appendDurably(records: Buffer): void {
   writeSync(fd, records, 0, records.length, end);

@@ -1,8 +1,8 @@
 /**
  * The `append-seq-floor` bench row: sequential appends through the least a quorum append can
- * cost here (floor-node.ts: raw TCP between processes, a write and an fdatasync per node,
- * the leader answering after its own sync and one follower's), with no protocol, index or
- * consensus. It is the ceiling of `append-seq` on the machine of the run, so the two compare
+ * cost here (floor-node.ts: raw TCP between processes, a write into preallocated zeros and
+ * an fdatasync per node, the leader answering after its own sync and one follower's), with no
+ * protocol, index or consensus. It is the ceiling of `append-seq` on the machine of the run, so the two compare
  * as a ratio within one run, whatever the machine's speed that day.
  */
 import { fork, type ChildProcess } from "node:child_process";
@@ -16,6 +16,11 @@ import { Latencies } from "./stats.js";
 
 /** Bytes of one record: about an event of the other rows as the log stores it. */
 export const RECORD_BYTES = 200;
+/**
+ * Zeros each floor process writes and syncs ahead of its records before the row starts: the
+ * disk log's default preallocation (more than a row's records take).
+ */
+export const PREALLOCATE_BYTES = 4 * 1024 * 1024;
 const START_TIMEOUT_MS = 10_000;
 const REPLY_TIMEOUT_MS = 10_000;
 
