@@ -2,7 +2,6 @@ import { appendFile, readFile, readdir, stat, truncate, writeFile } from "node:f
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { StreamStore } from "../streams/types.js";
-import { DiskLog } from "./disk-log.js";
 import { createDiskStore, createMemoryStore, LogStore, type DiskStoreOptions } from "./index.js";
 import { MemoryLog } from "./memory-log.js";
 import {
@@ -15,7 +14,7 @@ import {
   removeIndex,
   until,
 } from "./test-helpers.js";
-import { TempDiskStores } from "./test-disk-stores.js";
+import { setCheckpoint as setDiskCheckpoint, TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT = "chunk-000000.log";
 /** These tests read the log's end off its file's size: no zeros ahead of it (see preallocate.int.test.ts). */
@@ -31,12 +30,7 @@ describe("disk store durability and recovery", () => {
   afterEach(() => temp.tearDown());
   const openStore = (options: Partial<DiskStoreOptions> = {}) => temp.open(options);
 
-  async function setCheckpoint(position: number): Promise<void> {
-    const log = new DiskLog({ dir, segmentBytes: 256 * 1024 * 1024 });
-    await log.open();
-    await log.writeCheckpoint({ durable: position, commit: position }, true);
-    await log.close();
-  }
+  const setCheckpoint = (position: number) => setDiskCheckpoint(dir, position);
 
   async function streamRevisions(s: StreamStore, stream: string): Promise<number[]> {
     const r = await s.readStream(stream, {

@@ -20,7 +20,7 @@ import {
   tempDir,
   until,
 } from "./test-helpers.js";
-import { TempDiskStores } from "./test-disk-stores.js";
+import { setCheckpoint, TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT = "chunk-000000.log";
 const PREALLOCATE = 64 * 1024;
@@ -37,13 +37,6 @@ async function overwrite(dir: string, at: number, length: number, fill = 0): Pro
   } finally {
     await fh.close();
   }
-}
-
-async function setCheckpoint(dir: string, position: number): Promise<void> {
-  const log = new DiskLog({ dir, segmentBytes: 256 * 1024 * 1024 });
-  await log.open();
-  await log.writeCheckpoint({ durable: position, commit: position }, true);
-  await log.close();
 }
 
 async function numbers(s: LogStore, stream: string): Promise<unknown[]> {
@@ -102,7 +95,7 @@ describe("a preallocated disk log", () => {
   });
 
   it("cuts a record torn inside the zeros as a torn tail", async () => {
-    const { store: a, positions } = await preallocated(3);
+    const { store: a } = await preallocated(3);
     const [torn] = await appendRange(a, "s", 3, 4);
     const end = a.endPosition;
     await a.abort();
@@ -117,7 +110,6 @@ describe("a preallocated disk log", () => {
     expect(logger.warnings).toEqual(["truncating a torn tail of the log"]);
     expect(b.endPosition).toBe(torn);
     expect(await numbers(b, "s")).toEqual([0, 1, 2]);
-    expect(positions.length).toBe(3);
   });
 
   it("refuses zeros in the middle of the log, with records after them", async () => {

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiskLog } from "./disk-log.js";
 import { createDiskStore, LogStore, type DiskStoreOptions } from "./index.js";
 import { newEvent, okResult, openError, recordingLogger } from "./test-helpers.js";
-import { TempDiskStores } from "./test-disk-stores.js";
+import { setCheckpoint as setDiskCheckpoint, TempDiskStores } from "./test-disk-stores.js";
 
 const SEGMENT_BYTES = 4096;
 
@@ -27,13 +27,7 @@ describe("recovery on segment files", () => {
   afterEach(() => temp.tearDown());
   const openStore = (options: Partial<DiskStoreOptions> = {}) => temp.open(options);
 
-  /** Rewrites the checkpoint, as a lagging lazy checkpoint write or a crash leaves it. */
-  async function setCheckpoint(position: number): Promise<void> {
-    const log = new DiskLog({ dir, segmentBytes: SEGMENT_BYTES });
-    await log.open();
-    await log.writeCheckpoint({ durable: position, commit: position }, true);
-    await log.close();
-  }
+  const setCheckpoint = (position: number) => setDiskCheckpoint(dir, position);
 
   /** Appends `n` single-event batches of ~`pad` bytes each; returns each event's position. */
   async function writeBatches(

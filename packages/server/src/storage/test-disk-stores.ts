@@ -3,7 +3,13 @@
  * (and with it the disk log), which some tests must load only after setting up their
  * environment.
  */
-import { createDiskStore, type DiskStoreOptions, type LogStore } from "./index.js";
+import { DiskLog } from "./disk-log.js";
+import {
+  createDiskStore,
+  DEFAULT_SEGMENT_BYTES,
+  type DiskStoreOptions,
+  type LogStore,
+} from "./index.js";
 import { tempDir } from "./test-helpers.js";
 
 /**
@@ -39,4 +45,15 @@ export class TempDiskStores {
     await s.open();
     return s;
   }
+}
+
+/**
+ * Rewrites the checkpoint of the log in `dir` (both slots at `position`), as a lagging lazy
+ * checkpoint write or a crash leaves it. The log's own segment size (log.json) applies.
+ */
+export async function setCheckpoint(dir: string, position: number): Promise<void> {
+  const log = new DiskLog({ dir, segmentBytes: DEFAULT_SEGMENT_BYTES });
+  await log.open();
+  await log.writeCheckpoint({ durable: position, commit: position }, true);
+  await log.close();
 }
