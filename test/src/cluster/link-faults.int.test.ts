@@ -1,6 +1,7 @@
 // Peer links and disk stalls against a healthy leader: links reset again and again, a link
 // that goes silent (blackholed), and a leader whose fdatasync stalls past the election
-// timeout. None of them may change the leader; the write checker runs after each.
+// timeout. None of them may change the leader; the write checker runs after each. Then a
+// leader whose disk stalls for good: it hands leadership over, and writes go on.
 import { unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
@@ -29,6 +30,34 @@ function electionsSince(c: TestCluster, marks: readonly number[]): string[] {
       .filter((r) => r.role === "preCandidate" || r.role === "candidate")
       .map((r) => `node ${i}: ${r.role} in epoch ${r.epoch}`),
   );
+}
+
+/** A cluster whose nodes stall their log syncs as a file in their data directory asks. */
+async function startStallableCluster(): Promise<TestCluster> {
+  // Read by storage/sync-stall.ts in the server processes started below (and only there).
+  process.env["CHORUS_TEST_SYNC_STALL"] = "1";
+  try {
+    return await startCluster({ size: 3 });
+  } finally {
+    delete process.env["CHORUS_TEST_SYNC_STALL"];
+  }
+}
+
+/** The value of an unlabelled metric that node `i` of `c` exposes now. */
+async function metricOf(c: TestCluster, i: number, name: string): Promise<number> {
+  const res = await fetch(`http://${c.nodes[i]!.httpEndpoint}/metrics`, {
+    signal: AbortSignal.timeout(5_000),
+  });
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(await res.text());
+  if (!m) throw new Error(`node ${i} exposes no ${name}`);
+  return Number(m[1]);
+}
+
+/** Makes each log sync of node `i` take `stallMs` longer from now on; unlink the file returned to stop. */
+async function stallSyncs(c: TestCluster, i: number, stallMs: number): Promise<string> {
+  const file = join(c.nodes[i]!.dataDir!, "sync-stall-ms");
+  await writeFile(file, String(stallMs));
+  return file;
 }
 
 describe("peer links and disk stalls around a healthy leader", () => {
@@ -92,23 +121,15 @@ describe("peer links and disk stalls around a healthy leader", () => {
   });
 
   it("a leader whose fdatasync stalls past the election timeout keeps its followers", async () => {
-    // Read by storage/sync-stall.ts in the server processes started below (and only there).
-    process.env["CHORUS_TEST_SYNC_STALL"] = "1";
-    try {
-      cluster = await startCluster({ size: 3 });
-    } finally {
-      delete process.env["CHORUS_TEST_SYNC_STALL"];
-    }
-    const c = cluster;
+    const c = (cluster = await startStallableCluster());
     // One writer: every write is a lone write, the kind a node may sync inline.
     const w = (writers = startWriters(c, 1));
     await writesContinue(w, 100, "writes flowing");
     const leader = await c.leader();
     const epoch = await epochOf(c.nodes[leader]!);
     const marks = c.nodes.map((n) => roleChanges(n).length);
-    const stallFile = join(c.nodes[leader]!.dataDir!, "sync-stall-ms");
     const stallMs = 3 * ELECTION_TIMEOUT_MS;
-    await writeFile(stallFile, String(stallMs));
+    const stallFile = await stallSyncs(c, leader, stallMs);
     const stalledAt = performance.now();
     try {
       // Each acknowledgement now waits for one stalled sync of the leader: three of them
@@ -122,6 +143,55 @@ describe("peer links and disk stalls around a healthy leader", () => {
     expect(electionsSince(c, marks)).toEqual([]);
     expect(await c.leader()).toBe(leader);
     expect(await epochOf(c.nodes[leader]!)).toBe(epoch);
+    await w.stop();
+    await checkHistory(c, w);
+  });
+});
+
+describe("a leader whose disk stalls for good", () => {
+  it("hands leadership over after 4 election timeouts; writes go on at the new leader, none lost", async () => {
+    const c = (cluster = await startStallableCluster());
+    const w = (writers = startWriters(c, 2));
+    await writesContinue(w, 100, "writes flowing");
+    const leader = await c.leader();
+    const epoch = await epochOf(c.nodes[leader]!);
+    // Longer than the test waits for the hand-over: for the cluster, the disk stalls for good.
+    const stallMs = 16 * ELECTION_TIMEOUT_MS;
+    const stallFile = await stallSyncs(c, leader, stallMs);
+    const stalledAt = performance.now();
+    let next = -1;
+    try {
+      await waitFor(
+        async () => {
+          for (const i of [0, 1, 2]) {
+            if (i !== leader && (await c.stateOf(i)) === "Leader") next = i;
+          }
+          return next >= 0;
+        },
+        { timeoutMs: stallMs / 2, message: "a follower takes over" },
+      );
+      const handOverMs = performance.now() - stalledAt;
+      expect(handOverMs).toBeGreaterThan(4 * ELECTION_TIMEOUT_MS);
+      expect(handOverMs).toBeLessThan(stallMs / 2);
+      // What an operator's alert sees: the sync still running on the old leader.
+      expect(await metricOf(c, leader, "chorus_fsync_running_seconds")).toBeGreaterThanOrEqual(
+        (4 * ELECTION_TIMEOUT_MS) / 1000,
+      );
+      expect(await metricOf(c, next, "chorus_fsync_running_seconds")).toBeLessThan(1);
+      // While the old leader's disk still stalls, the cluster takes writes.
+      await writesContinue(w, 100, "writes at the new leader");
+      expect(performance.now() - stalledAt).toBeLessThan(stallMs);
+    } finally {
+      await unlink(stallFile);
+    }
+    expect(c.nodes[leader]!.output()).toContain("handing leadership over to a follower");
+    expect(await epochOf(c.nodes[next]!)).toBeGreaterThan(epoch);
+    // The old leader's stalled sync ends: it follows the new leader and has every write.
+    await waitFor(async () => (await c.stateOf(leader)) === "Follower", {
+      timeoutMs: 2 * stallMs,
+      message: "the old leader follows once its disk answers",
+    });
+    await writesContinue(w, 50, "writes after the stall");
     await w.stop();
     await checkHistory(c, w);
   });

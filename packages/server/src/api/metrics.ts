@@ -278,6 +278,11 @@ export class NodeMetrics {
     storeGauge("chorus_store_streams", "Streams in the store", (s) => s.streams);
     storeGauge("chorus_store_log_bytes", "Bytes of log on disk", (s) => s.logBytes);
     storeGauge("chorus_store_commit_position", "Committed end of the log", (s) => s.commitPosition);
+    storeGauge(
+      "chorus_fsync_running_seconds",
+      "How long the log sync in flight has been running, in seconds (0 when none is): a stalled disk",
+      (s) => (s.syncRunningMs ?? 0) / 1000,
+    );
 
     // Per persistent subscription group served here (the leader). The totals count from when
     // this node took the group on, so they are gauges: they restart on a leader change.

@@ -81,6 +81,7 @@ import {
   DEFAULT_ELECTION_TIMEOUT_MS,
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   electionTimeoutRange,
+  STALLED_SYNC_HAND_OVER_TIMEOUTS,
 } from "./timings.js";
 
 export const DEFAULT_CLUSTER_TICK_MS = 10;
@@ -477,7 +478,7 @@ export class ClusterRole {
       return;
     }
     this.syncLearners();
-    this.handOverIfFull();
+    this.handOverIfDiskFails();
     if (!this.tickQueued) {
       this.tickQueued = true;
       this.run((core) => {
@@ -519,19 +520,32 @@ export class ClusterRole {
     );
   }
 
-  private lastFullHandOverMs = Number.NEGATIVE_INFINITY;
+  private lastHandOverMs = Number.NEGATIVE_INFINITY;
 
   /**
-   * A leader whose disk is full refuses every write while its followers may have room: it
-   * hands leadership over to the most up-to-date one (at most once per election timeout).
+   * A leader whose disk fails it hands leadership over to the most up-to-date follower (at
+   * most once per election timeout):
+   * - when the disk is full: it refuses every write while its followers may have room;
+   * - when a sync has run for STALLED_SYNC_HAND_OVER_TIMEOUTS election timeouts: nothing
+   *   commits past the leader's own durable end, so a disk that stalls for good would stop
+   *   every write to the cluster, while the leader's heartbeats (sent on, since its syncs run
+   *   on the thread pool) keep its followers from standing.
    */
-  private handOverIfFull(): void {
-    if (this.role !== "leader" || this.resigning || !this.store.stats().storageFull) return;
+  private handOverIfDiskFails(): void {
+    if (this.role !== "leader" || this.resigning) return;
+    const { storageFull, syncRunningMs } = this.store.stats();
+    const timeoutMs = this.opts.timings?.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS;
+    const stalled = syncRunningMs >= STALLED_SYNC_HAND_OVER_TIMEOUTS * timeoutMs;
+    if (!storageFull && !stalled) return;
     const now = performance.now();
-    const waitMs = this.opts.timings?.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS;
-    if (now - this.lastFullHandOverMs < waitMs) return;
-    this.lastFullHandOverMs = now;
-    this.log.warn({}, "the disk is full: handing leadership over to a follower");
+    if (now - this.lastHandOverMs < timeoutMs) return;
+    this.lastHandOverMs = now;
+    if (storageFull) this.log.warn({}, "the disk is full: handing leadership over to a follower");
+    else
+      this.log.warn(
+        { syncRunningMs: Math.round(syncRunningMs) },
+        "a log sync has not finished for a long time (the disk stalls): handing leadership over to a follower",
+      );
     this.run((core) => core.transferLeadership());
   }
 

@@ -13,6 +13,13 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 50;
  * refuses pre-votes.
  */
 export const DEFAULT_ELECTION_TIMEOUT_MS = 500;
+/**
+ * A leader whose log sync has run this many election timeouts (2 s at the default t) hands
+ * leadership over to a follower: its disk stalls, and nothing commits past the leader's own
+ * durable end. Shorter stalls (a busy disk's few hundred ms) ride it out, as a hand-over
+ * interrupts writes for a moment too.
+ */
+export const STALLED_SYNC_HAND_OVER_TIMEOUTS = 4;
 /** How often a node gossips with the others (`--gossip-interval-ms`). */
 export const DEFAULT_GOSSIP_INTERVAL_MS = 500;
 /** Deadline of one gossip request (`--gossip-timeout-ms`). */

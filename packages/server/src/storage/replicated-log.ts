@@ -90,12 +90,16 @@ export interface ReplicatedLog {
   /** While `offLoop()` says so, every sync runs off the event loop. undefined removes it. */
   setSyncOffLoop(offLoop: (() => boolean) | undefined): void;
   /**
-   * Rejects with `err`, now, every durable but uncommitted write and every wait for a commit
-   * (this node stopped leading: their outcome is unknown); the records stay.
+   * Rejects with `err`, now, every uncommitted write (durable or still being written and
+   * synced) and every wait for a commit (this node stopped leading: their outcome is
+   * unknown); the records stay.
    */
   abandonUncommitted(err: Error): void;
-  /** Only `storageFull` is part of this contract: writes are refused until space is freed. */
-  stats(): { readonly storageFull: boolean };
+  /**
+   * Only these are part of this contract: `storageFull` (writes are refused until space is
+   * freed) and `syncRunningMs` (how long the sync in flight has been running; 0 when none is).
+   */
+  stats(): { readonly storageFull: boolean; readonly syncRunningMs: number };
 }
 
 /**

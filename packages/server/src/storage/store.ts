@@ -214,6 +214,8 @@ export interface LogStoreStats extends StoreStats {
   checkpointedCommitPosition: number;
   /** Writes are refused because the disk is full (they resume once space is freed). */
   storageFull: boolean;
+  /** How long the write loop's sync in flight has been running, in ms; 0 when none is. */
+  syncRunningMs: number;
 }
 
 interface PendingWrite {
@@ -331,6 +333,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private streamCount = 0;
   private syncCount = 0;
   private syncGate: (() => boolean) | undefined;
+  /** When the write loop's sync in flight started (performance.now()); null when none is. */
+  private syncStartMs: number | null = null;
   private syncOffLoop: (() => boolean) | undefined;
   private readonly onSync: ((seconds: number) => void) | undefined;
 
@@ -1187,9 +1191,12 @@ export class LogStore implements StreamStore, ReplicatedLog {
           if (!background && this.syncGate?.() === true) await setImmediatePromise();
           stage = "fsync";
           const syncStart = performance.now();
+          this.syncStartMs = syncStart;
           await this.log.sync(background);
+          this.syncStartMs = null;
           this.onSync?.((performance.now() - syncStart) / 1000);
         } catch (err) {
+          this.syncStartMs = null;
           this.inFlight = [];
           await this.writeFailed(err, stage, batch, data.length);
           return;
@@ -1502,14 +1509,15 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   /**
-   * Cluster use, when this node stops leading: every write that is durable but not committed
-   * (and every wait for a commit) rejects with `err` now, as its outcome is unknown: a later
-   * leader may commit the records or truncate them. The records stay; a later commit still
-   * applies them to the committed view.
+   * Cluster use, when this node stops leading: every write not committed (durable, or still
+   * being written and synced: a stalled disk's writes wait for as long as it stalls) and every
+   * wait for a commit rejects with `err` now, as its outcome is unknown: a later leader may
+   * commit the records or truncate them. The records stay; a later commit still applies them
+   * to the committed view.
    */
   abandonUncommitted(err: Error): void {
     const noop = (): void => undefined;
-    for (const w of this.awaitingCommit) {
+    for (const w of [...this.inFlight, ...this.queue, ...this.awaitingCommit]) {
       const reject = w.reject;
       w.resolve = noop;
       w.reject = noop;
@@ -2024,6 +2032,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       indexedPosition: this.streams.persistedUpTo,
       checkpointedCommitPosition: this.checkpointedCommit,
       storageFull: this.full !== null,
+      syncRunningMs: this.syncStartMs === null ? 0 : performance.now() - this.syncStartMs,
     };
   }
 

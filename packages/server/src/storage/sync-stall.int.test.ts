@@ -134,4 +134,37 @@ describe("a stalled fdatasync", () => {
       await store.close();
     }
   });
+
+  it("reports how long the sync in flight has run; abandonUncommitted fails the writes waiting for it at once", async () => {
+    const { store, stall } = await stallableStore();
+    try {
+      store.setSyncOffLoop(() => true);
+      okResult(await store.append("s", { kind: "any" }, events(1)));
+      expect(store.stats().syncRunningMs).toBe(0);
+      await stall(STALL_MS);
+      const pending = store.append("s", { kind: "any" }, events(1, 1));
+      const outcome = pending.then(
+        () => "acknowledged",
+        (err: unknown) => err,
+      );
+      const deadline = performance.now() + STALL_MS;
+      while (store.stats().syncRunningMs < STALL_MS / 4 && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, 5));
+      expect(store.stats().syncRunningMs).toBeGreaterThanOrEqual(STALL_MS / 4);
+      // This node stops leading: the write's outcome is unknown, and its client hears so now.
+      const abandonedAt = performance.now();
+      const err = new Error("stopped leading");
+      store.abandonUncommitted(err);
+      expect(await outcome).toBe(err);
+      expect(performance.now() - abandonedAt).toBeLessThan(STALL_MS / 4);
+      await stall(0);
+      // The record stays: once the sync ends it is durable, and (this store commits what is
+      // durable) the next append lands after it.
+      const next = okResult(await store.append("s", { kind: "any" }, events(1, 2)));
+      expect(next.nextExpectedVersion).toBe(2);
+      expect(store.stats().syncRunningMs).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -133,6 +133,8 @@ export interface StoreStats {
   /** Bytes of log on disk (0 in memory). */
   logBytes: number;
   commitPosition: number;
+  /** How long the log sync in flight has been running, in ms (0 when none is; absent: no log syncs). */
+  syncRunningMs?: number;
 }
 
 export interface StreamStore {
