@@ -10,7 +10,7 @@ import {
   type AppendRecord,
   type LogEntry,
 } from "../cluster/write-checker.js";
-import { parseRealArgs, UsageError } from "./main.js";
+import { kindsOf, parseRealArgs, UsageError } from "./main.js";
 import { planFaults, type FaultKind } from "./schedule.js";
 
 /** A log of `entries` ([stream, id] pairs) with revisions per stream and positions 100, 200, ... */
@@ -256,6 +256,16 @@ describe("the soak's schedule and flags", () => {
     for (const f of process.filter((f) => f.kind === "pause-node")) {
       expect(f.durationMs).toBeGreaterThan(1_000);
     }
+  });
+
+  it("stalls disks in the on-disk phase only; fills one only where a tmpfs can be mounted", () => {
+    const stalls = ["disk-stall-leader", "disk-stall-node"];
+    const disk = kindsOf("disk", { kernelFaults: false, tmpfs: false });
+    expect(disk).toEqual(expect.arrayContaining(stalls));
+    expect(disk).not.toContain("disk-full");
+    expect(kindsOf("disk", { kernelFaults: false, tmpfs: true })).toContain("disk-full");
+    const mem = kindsOf("mem", { kernelFaults: true, tmpfs: true });
+    for (const k of [...stalls, "disk-full"]) expect(mem).not.toContain(k);
   });
 
   it("parses --minutes, --seed, --phases and --faults, and refuses anything else", () => {

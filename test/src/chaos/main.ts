@@ -100,6 +100,7 @@ export function kindsOf(
     phase === "mem"
       ? ["memdb-restart-leader", "memdb-restart-node", "pause-leader", "pause-node"]
       : ["kill-leader", "kill-node", "pause-leader", "pause-node"];
+  if (phase === "disk") kinds.push("disk-stall-leader", "disk-stall-node");
   if (phase === "disk" && capabilities.tmpfs) kinds.push("disk-full");
   for (const k of NETWORK_FAULTS) {
     if (k.startsWith("kernel-") && !capabilities.kernelFaults) continue;

@@ -3,7 +3,7 @@
 // when its time is up, and records what it did. Also the size-limited tmpfs a node's data
 // directory moves to, so that its disk can be filled and freed.
 import type { TestCluster } from "@chorus/testing";
-import { cp, open, rm, symlink } from "node:fs/promises";
+import { cp, open, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mountTmpfs, waitFor } from "@chorus/testing";
@@ -283,6 +283,21 @@ export function createNemesis(options: NemesisOptions): Nemesis {
             await hold(f.durationMs, signal);
           } finally {
             await disk.free();
+          }
+          break;
+        }
+        case "disk-stall-leader":
+        case "disk-stall-node": {
+          // The nodes run with CHORUS_TEST_SYNC_STALL=1 (runPhase): while this file holds N,
+          // each log sync of the node takes N ms longer (server storage/sync-stall.ts).
+          const dir = cluster.nodes[node]!.dataDir;
+          if (dir === undefined) break;
+          const file = join(dir, "sync-stall-ms");
+          await writeFile(file, String(f.durationMs));
+          try {
+            await hold(f.durationMs, signal);
+          } finally {
+            await rm(file, { force: true });
           }
           break;
         }

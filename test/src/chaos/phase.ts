@@ -97,6 +97,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       await writers?.stop().catch(() => []);
       await Promise.all(subscribers.map((s) => s.stop().catch(() => undefined)));
       await cluster?.stop().catch(() => undefined);
+      delete process.env["CHORUS_TEST_SYNC_STALL"];
       await disk?.close().catch(() => undefined);
     })();
     return cleaned;
@@ -107,6 +108,9 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       `${tag}: starting 3 voters${name === "mem" ? " with --mem-db" : " on disk"}, link proxies` +
         `${options.kernelFaults ? ", iptables" : ""}${options.tmpfs ? `, node ${TMPFS_NODE} on a tmpfs` : ""}`,
     );
+    // The disk phase's stall faults: its nodes, restarts included, take the test hook of
+    // the server's storage/sync-stall.ts (a file in the data directory stalls the log syncs).
+    if (name === "disk") process.env["CHORUS_TEST_SYNC_STALL"] = "1";
     cluster = await startCluster({
       size: NODES,
       memDb: name === "mem",

@@ -42,6 +42,8 @@ export const PROCESS_FAULTS = [
   "memdb-restart-leader",
   "memdb-restart-node",
   "disk-full",
+  "disk-stall-leader",
+  "disk-stall-node",
 ] as const;
 
 /** Faults on the network between nodes: one at a time. */
@@ -94,6 +96,8 @@ export const LANE_GAP_MS = { min: 500, max: 4_000 } as const;
 export const NETWORK_FAULT_MS = { min: 500, max: 5_000 } as const;
 export const KILL_DOWN_MS = { min: 0, max: 3_000 } as const;
 export const DISK_FULL_MS = { min: 1_000, max: 5_000 } as const;
+/** A disk stall: each log sync started during it takes this long (past 4t: a leader hands over). */
+export const DISK_STALL_MS = { min: 300, max: 5_000 } as const;
 
 function durationOf(random: Random, kind: FaultKind, electionTimeoutMs: number): number {
   switch (kind) {
@@ -108,6 +112,9 @@ function durationOf(random: Random, kind: FaultKind, electionTimeoutMs: number):
       return randomInt(random, 2 * electionTimeoutMs + 200, 6 * electionTimeoutMs);
     case "disk-full":
       return randomInt(random, DISK_FULL_MS.min, DISK_FULL_MS.max);
+    case "disk-stall-leader":
+    case "disk-stall-node":
+      return randomInt(random, DISK_STALL_MS.min, DISK_STALL_MS.max);
     case "proxy-reset":
       return 0;
     default:
