@@ -724,7 +724,12 @@ export class ClusterRole {
             // A follower's records were CRC-checked on receipt (splitRecords); a leader's
             // EPOCH record is its own: the store need not compute the CRCs again.
             await applyEffects(this.store, [effect], {
-              onAppendError: (err) => this.log.error({ err }, "replicated append failed"),
+              onAppendError: (err) => {
+                // Abandoned when this node stopped leading (abandonUncommitted): the records
+                // stay, and the next leader decides their fate. Nothing failed.
+                if (err instanceof NotLeaderError) return;
+                this.log.error({ err }, "replicated append failed");
+              },
               crcVerified: true,
             });
           } catch (err) {
