@@ -26,6 +26,7 @@ import {
   memberInfo,
 } from "./api/http.js";
 import { ClusterRole, ClusterStore } from "./cluster/node-role.js";
+import { STALLED_SYNC_HAND_OVER_TIMEOUTS } from "./cluster/timings.js";
 import { endpointKey } from "./cluster/gossip/wire.js";
 import { dnsSeedSource } from "./cluster/gossip/dns-seeds.js";
 import { NodeMetrics } from "./api/metrics.js";
@@ -239,6 +240,10 @@ export async function createNode(
     tls: tls !== null,
     ...(toPeers !== undefined && { peerTls: toPeers }),
     state: shownState,
+    stalledSyncMs: () => {
+      const ms = openedStore.stats().syncRunningMs ?? 0;
+      return ms >= STALLED_SYNC_HAND_OVER_TIMEOUTS * options.electionTimeoutMs ? ms : undefined;
+    },
     isReady: () =>
       state === "Leader" &&
       (!clustered || cluster?.isReady() === true) &&

@@ -28,6 +28,11 @@ export interface NodeContext {
   state(): NodeState;
   /** Single node: open and not shutting down. Cluster: also a leader is known and this node is caught up. */
   isReady(): boolean;
+  /**
+   * How long the store's log sync in flight has been running, in ms, when that is past
+   * STALLED_SYNC_HAND_OVER_TIMEOUTS election timeouts (the disk stalls); undefined otherwise.
+   */
+  stalledSyncMs(): number | undefined;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
   /**

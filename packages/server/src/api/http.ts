@@ -170,7 +170,13 @@ async function serve(
   }
   if (path === "/health/ready") {
     requireMethod(method, ["GET", "HEAD"]);
-    if (ctx.isReady()) ok(200, { status: "ready" });
+    const stalledMs = ctx.stalledSyncMs();
+    if (stalledMs !== undefined)
+      ok(503, {
+        error: "NOT_READY",
+        message: `the disk stalls: a log sync has been running for ${Math.round(stalledMs)} ms`,
+      });
+    else if (ctx.isReady()) ok(200, { status: "ready" });
     else ok(503, { error: "NOT_READY", message: `the node is ${ctx.state()}` });
     return;
   }
