@@ -187,7 +187,7 @@ describe("a leader whose disk stalls for good", () => {
     } finally {
       await unlink(stallFile);
     }
-    expect(c.nodes[leader]!.output()).toContain("handing leadership over to a follower");
+    expect(c.nodes[leader]!.output()).toContain("(the disk stalls): handing leadership over");
     expect(await epochOf(c.nodes[next]!)).toBeGreaterThan(epoch);
     // The old leader's stalled sync ends: it follows the new leader and has every write.
     await waitFor(async () => (await c.stateOf(leader)) === "Follower", {
