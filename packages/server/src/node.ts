@@ -26,7 +26,7 @@ import {
   memberInfo,
 } from "./api/http.js";
 import { ClusterRole, ClusterStore } from "./cluster/node-role.js";
-import { STALLED_SYNC_HAND_OVER_TIMEOUTS } from "./cluster/timings.js";
+import { stalledSyncThresholdMs } from "./cluster/timings.js";
 import { endpointKey } from "./cluster/gossip/wire.js";
 import { dnsSeedSource } from "./cluster/gossip/dns-seeds.js";
 import { NodeMetrics } from "./api/metrics.js";
@@ -242,7 +242,7 @@ export async function createNode(
     state: shownState,
     stalledSyncMs: () => {
       const ms = openedStore.stats().syncRunningMs ?? 0;
-      return ms >= STALLED_SYNC_HAND_OVER_TIMEOUTS * options.electionTimeoutMs ? ms : undefined;
+      return ms >= stalledSyncThresholdMs(options.electionTimeoutMs) ? ms : undefined;
     },
     isReady: () =>
       state === "Leader" &&

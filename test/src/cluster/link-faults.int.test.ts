@@ -178,7 +178,9 @@ describe("a leader whose disk stalls for good", () => {
         (4 * ELECTION_TIMEOUT_MS) / 1000,
       );
       expect(await metricOf(c, next, "chorus_fsync_running_seconds")).toBeLessThan(1);
-      const ready = await fetch(`http://${c.nodes[leader]!.httpEndpoint}/health/ready`);
+      const ready = await fetch(`http://${c.nodes[leader]!.httpEndpoint}/health/ready`, {
+        signal: AbortSignal.timeout(5_000),
+      });
       expect(ready.status).toBe(503);
       expect(((await ready.json()) as { message: string }).message).toMatch(/^the disk stalls/);
       // While the old leader's disk still stalls, the cluster takes writes.

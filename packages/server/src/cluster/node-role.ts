@@ -81,7 +81,7 @@ import {
   DEFAULT_ELECTION_TIMEOUT_MS,
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   electionTimeoutRange,
-  STALLED_SYNC_HAND_OVER_TIMEOUTS,
+  stalledSyncThresholdMs,
 } from "./timings.js";
 
 export const DEFAULT_CLUSTER_TICK_MS = 10;
@@ -535,7 +535,7 @@ export class ClusterRole {
     if (this.role !== "leader" || this.resigning) return;
     const { storageFull, syncRunningMs } = this.store.stats();
     const timeoutMs = this.opts.timings?.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS;
-    const stalled = syncRunningMs >= STALLED_SYNC_HAND_OVER_TIMEOUTS * timeoutMs;
+    const stalled = syncRunningMs >= stalledSyncThresholdMs(timeoutMs);
     if (!storageFull && !stalled) return;
     const now = performance.now();
     if (now - this.lastHandOverMs < timeoutMs) return;

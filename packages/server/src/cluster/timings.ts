@@ -20,6 +20,11 @@ export const DEFAULT_ELECTION_TIMEOUT_MS = 500;
  * interrupts writes for a moment too.
  */
 export const STALLED_SYNC_HAND_OVER_TIMEOUTS = 4;
+
+/** How long a log sync may run before the disk counts as stalled (ms), for an election timeout. */
+export function stalledSyncThresholdMs(electionTimeoutMs: number): number {
+  return STALLED_SYNC_HAND_OVER_TIMEOUTS * electionTimeoutMs;
+}
 /** How often a node gossips with the others (`--gossip-interval-ms`). */
 export const DEFAULT_GOSSIP_INTERVAL_MS = 500;
 /** Deadline of one gossip request (`--gossip-timeout-ms`). */
