@@ -3,7 +3,12 @@
  * StreamStore built over them. `createDiskStore` backs `--db`, `createMemoryStore` `--mem-db`.
  */
 import { join } from "node:path";
-import { DiskLog, DEFAULT_PREALLOCATE_BYTES, DEFAULT_SEGMENT_BYTES } from "./disk-log.js";
+import {
+  DiskLog,
+  DEFAULT_PREALLOCATE_BYTES,
+  DEFAULT_SEGMENT_BYTES,
+  DEFAULT_TAIL_CACHE_BYTES,
+} from "./disk-log.js";
 import { MemoryKv } from "./index/kv.js";
 import { LmdbKv } from "./index/lmdb-kv.js";
 import type { Logger } from "./log.js";
@@ -53,6 +58,11 @@ export interface DiskStoreOptions {
    */
   preallocateBytes?: number;
   /**
+   * The log's last bytes kept in memory, so reads of its tail need no file read (default
+   * 4 MiB; 0: none). See TailCache.
+   */
+  tailCacheBytes?: number;
+  /**
    * Recent event ids kept in memory in front of the on-disk event-id index (default 100,000):
    * a cache; idempotency of `any` / `stream_exists` appends does not depend on it.
    */
@@ -87,6 +97,7 @@ export function createDiskStore(options: DiskStoreOptions): LogStore {
     dir: options.dir,
     segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
     preallocateBytes: options.preallocateBytes ?? DEFAULT_PREALLOCATE_BYTES,
+    tailCacheBytes: options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES,
     ...(options.logger !== undefined && { logger: options.logger }),
   });
   const logger = options.logger;
