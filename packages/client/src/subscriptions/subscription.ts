@@ -87,6 +87,9 @@ type Item =
 
 const StartKind = chorus.SubscribeRequest.StartKind;
 
+/** Checkpoints that wait for a busy application; past this, the newest replaces the last. */
+const MAX_CHECKPOINTS_WAITING = 1000;
+
 /**
  * A catch-up subscription: catch-up, then live. An async iterable over a bounded buffer
  * with credit-based flow control (the server may send only as many events as the buffer
@@ -105,6 +108,8 @@ export class Subscription
   readonly #abort = new AbortController();
   readonly #buffer: Item[] = [];
   #buffered = 0;
+  /** Checkpoints in `#buffer`, not said yet. */
+  #checkpointsQueued = 0;
   #outstanding = 0;
   /** undefined: from the start; "end": not resolved yet; otherwise exclusive start. */
   #after: bigint | "end" | undefined;
@@ -180,6 +185,7 @@ export class Subscription
         continue;
       }
       if (item?.kind === "checkpoint") {
+        this.#checkpointsQueued--;
         this.emit("checkpoint", item.position);
         continue;
       }
@@ -211,7 +217,9 @@ export class Subscription
   /**
    * A message with no events is a checkpoint. It is said in order: at once when the
    * application waits for the next event (it is done with every event before), else when it
-   * next asks. Checkpoints not said yet collapse into the latest.
+   * next asks. Each is said (one per `checkpointInterval` records scanned) while fewer than
+   * MAX_CHECKPOINTS_WAITING wait; beyond that, the newest replaces the last one waiting, which
+   * bounds the memory of an application that does not keep up (the latest is the resume point).
    */
   #queueCheckpoint(position: bigint): void {
     if (this.#buffer.length === 0 && this.#wake !== undefined) {
@@ -219,8 +227,12 @@ export class Subscription
       return;
     }
     const last = this.#buffer[this.#buffer.length - 1];
-    if (last?.kind === "checkpoint") last.position = position;
-    else this.#buffer.push({ kind: "checkpoint", position });
+    if (last?.kind === "checkpoint" && this.#checkpointsQueued >= MAX_CHECKPOINTS_WAITING) {
+      last.position = position;
+      return;
+    }
+    this.#buffer.push({ kind: "checkpoint", position });
+    this.#checkpointsQueued++;
   }
 
   #notify(): void {
