@@ -282,6 +282,59 @@ describe("a partitioned client", () => {
     expect(() => client.subscribeToAll({ fromPosition: 7n })).toThrow(InvalidArgumentError);
   });
 
+  it("says a filtered merged subscription's checkpoints in order per group, and ends it with an abort signal's reason", async () => {
+    const run = randomUUID().slice(0, 8);
+    // In each group: noise, a match, more noise, a match (checkpoints fall between them).
+    for (const name of GROUPS) {
+      for (const round of [0, 1]) {
+        for (let i = 0; i < 12; i++) {
+          const noise = streamOwnedBy(name, `noise-${run}-${round}-${i}`);
+          await client.appendToStream(noise, jsonEvent({ type: "N", data: { i } }));
+        }
+        const match = streamOwnedBy(name, `match-${run}-${round}`);
+        await client.appendToStream(match, jsonEvent({ type: "M", data: { round } }));
+      }
+    }
+    const abort = new AbortController();
+    const sub = client.subscribeToAll({
+      fromPosition: "start",
+      filter: { streamNamePrefix: [`match-${run}`], checkpointInterval: 4 },
+      signal: abort.signal,
+    });
+    const seen: { kind: "event" | "checkpoint"; partition: string; position: bigint }[] = [];
+    sub.on("checkpoint", (positions) => {
+      for (const [partition, position] of Object.entries(positions)) {
+        if (typeof position !== "bigint") continue;
+        const last = seen.findLast((s) => s.partition === partition);
+        if (last?.position !== position) seen.push({ kind: "checkpoint", partition, position });
+      }
+    });
+    const reason = new Error("the application stops");
+    let matches = 0;
+    const thrown = await settle(
+      (async () => {
+        for await (const e of sub) {
+          seen.push({ kind: "event", partition: e.event.partition!, position: e.event.position });
+          if (++matches === 4) setImmediate(() => abort.abort(reason));
+        }
+      })(),
+    );
+    expect(thrown).toBe(reason);
+    expect(sub.isEnded).toBe(true);
+    for (const name of GROUPS) {
+      const mine = seen.filter((s) => s.partition === name);
+      expect(mine.filter((s) => s.kind === "event")).toHaveLength(2);
+      expect(mine.some((s) => s.kind === "checkpoint")).toBe(true);
+      // Each group's resume points only move forwards, and a checkpoint said before an
+      // event lies before it: resuming from any of them would not skip that event.
+      for (let i = 1; i < mine.length; i++) {
+        const [before, after] = [mine[i - 1]!, mine[i]!];
+        if (after.kind === "event") expect(before.position).toBeLessThan(after.position);
+        else expect(before.position).toBeLessThanOrEqual(after.position);
+      }
+    }
+  });
+
   it("creates a $all persistent group on every group and a stream's group on its owner", async () => {
     const group = `g-${randomUUID().slice(0, 8)}`;
     await client.persistentSubscriptions.create("$all", group);

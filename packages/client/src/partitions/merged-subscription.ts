@@ -9,7 +9,6 @@
 import { EventEmitter } from "node:events";
 import type { ChorusClient } from "../client.js";
 import { InvalidArgumentError } from "../errors.js";
-import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
 import type { SubscribeToAllOptions, Subscription } from "../subscriptions/subscription.js";
 import type { ResolvedEvent } from "../types.js";
 import type { PartitionPositions } from "./partitioned-client.js";
@@ -31,11 +30,6 @@ export interface MergedSubscriptionEvents {
    */
   checkpoint: [positions: PartitionPositions];
 }
-
-type Item =
-  | { kind: "event"; partition: string; event: ResolvedEvent }
-  | { kind: "caughtUp"; partition: string }
-  | { kind: "checkpoint"; partition: string; position: bigint };
 
 /** Each group's start: "start", "end", or the position to resume after. */
 export function startsOf(
@@ -72,26 +66,30 @@ export function startsOf(
   return result;
 }
 
+/**
+ * The merge pulls: the iterator takes the next ready event from the groups' subscriptions in
+ * turn (`takeReady`, no promise per event between a group's subscription and this one) and
+ * waits on all of them when none has one. Each group's subscription keeps its own buffer and
+ * flow control (`bufferSize` each).
+ */
 export class MergedSubscription
   extends EventEmitter<MergedSubscriptionEvents>
   implements AsyncIterable<ResolvedEvent>
 {
   readonly #subs: readonly { readonly name: string; readonly sub: Subscription }[];
-  readonly #capacity: number;
-  readonly #queue: Item[] = [];
   readonly #positions: Record<string, bigint | "start">;
   readonly #caughtUp = new Set<string>();
   readonly #done: Promise<void>;
   #ended = false;
   #failure: Error | undefined;
+  /** The group whose subscription is asked first next time (turns keep the groups fair). */
+  #turn = 0;
+  /** Groups whose subscriptions have ended and handed over everything. */
+  readonly #exhausted = new Set<number>();
   readonly #iteration = new SingleIteration<ResolvedEvent>(
     () => this.#next(),
     () => this.unsubscribe(),
   );
-  /** Wakes the iterator (an item or the end arrived). */
-  #wake: (() => void) | undefined;
-  /** Wake the pumps (room in the queue, or the end). */
-  #room: (() => void)[] = [];
 
   /** @internal use client.subscribeToAll of a partitioned client */
   constructor(
@@ -101,8 +99,6 @@ export class MergedSubscription
     super();
     const names = clients.map((c) => c.name);
     const starts = startsOf(names, options.fromPosition, "subscribeToAll");
-    const size = options.bufferSize ?? DEFAULT_SUBSCRIPTION_BUFFER_SIZE;
-    this.#capacity = Number.isInteger(size) && size >= 1 ? size : DEFAULT_SUBSCRIPTION_BUFFER_SIZE;
     this.#positions = {};
     for (const name of names) {
       const start = starts.get(name)!;
@@ -121,9 +117,23 @@ export class MergedSubscription
       throw err;
     }
     this.#subs = subs;
-    this.#done = Promise.all(subs.map(({ name, sub }) => this.#pump(name, sub))).then(async () => {
-      await Promise.all(subs.map(({ sub }) => sub.finished));
-    });
+    for (const { name, sub } of subs) {
+      // Said by a group's subscription as it hands over its last event before the live point
+      // (or at once when there is none): the merge has then handed it over too.
+      sub.on("caughtUp", () => {
+        this.#caughtUp.add(name);
+        if (this.#caughtUp.size === subs.length) this.emit("caughtUp");
+      });
+      // Said in order, once the application asks for the event after it.
+      sub.on("checkpoint", (position) => {
+        this.#positions[name] = position;
+        this.emit("checkpoint", this.positions);
+      });
+      sub.on("dropped", (error) => this.#end(error));
+      // A group's subscription that ends by itself (its client closed) ends them all.
+      void sub.finished.then(() => this.#end(undefined));
+    }
+    this.#done = Promise.all(subs.map(({ sub }) => sub.finished)).then(() => undefined);
   }
 
   /** True once the subscription has ended (unsubscribed, dropped or client closed). */
@@ -157,70 +167,53 @@ export class MergedSubscription
 
   async #next(): Promise<IteratorResult<ResolvedEvent>> {
     for (;;) {
-      const item = this.#queue.shift();
-      if (item === undefined) {
-        if (this.#ended) {
-          if (this.#failure) throw this.#failure;
-          return { done: true, value: undefined };
-        }
-        await new Promise<void>((resolve) => (this.#wake = resolve));
-        this.#wake = undefined;
+      const ready = this.#take();
+      if (ready !== undefined) return ready;
+      await new Promise<void>((resolve) => {
+        for (const { sub } of this.#subs) sub.waitReady(resolve);
+      });
+      for (const { sub } of this.#subs) sub.stopWaiting();
+    }
+  }
+
+  /** The next ready event of any group (taking turns), the end, or undefined: none yet. */
+  #take(): IteratorResult<ResolvedEvent> | undefined {
+    const n = this.#subs.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.#turn + k) % n;
+      if (this.#exhausted.has(i)) continue;
+      const { name, sub } = this.#subs[i]!;
+      let ready: IteratorResult<ResolvedEvent> | undefined;
+      try {
+        ready = sub.takeReady();
+      } catch (err) {
+        // Its failure (or its signal's reason) is what the iterator throws at the end, even
+        // when the merge had ended already (a signal ends every group's subscription).
+        const error = err instanceof Error ? err : new Error(String(err));
+        this.#exhausted.add(i);
+        this.#failure ??= error;
+        this.#end(error);
         continue;
       }
-      this.#room.shift()?.();
-      switch (item.kind) {
-        case "caughtUp":
-          this.#caughtUp.add(item.partition);
-          if (this.#caughtUp.size === this.#subs.length) this.emit("caughtUp");
-          continue;
-        case "checkpoint":
-          this.#positions[item.partition] = item.position;
-          this.emit("checkpoint", this.positions);
-          continue;
-        case "event":
-          this.#positions[item.partition] = item.event.event.position;
-          return { done: false, value: item.event };
+      if (ready === undefined) continue;
+      if (ready.done === true) {
+        this.#exhausted.add(i);
+        this.#end(undefined);
+        continue;
       }
+      this.#turn = i + 1;
+      // The group's client made the event with its `partition` already.
+      this.#positions[name] = ready.value.event.position;
+      return ready;
     }
-  }
-
-  #push(item: Item): void {
-    this.#queue.push(item);
-    this.#wake?.();
-  }
-
-  async #pump(name: string, sub: Subscription): Promise<void> {
-    // A group's subscription says it caught up while handing over its last event before the
-    // live point: the marker goes after that event (or on its own when there was none).
-    let caughtUp = false;
-    const flushCaughtUp = () => {
-      if (!caughtUp) return;
-      caughtUp = false;
-      this.#push({ kind: "caughtUp", partition: name });
-    };
-    sub.on("caughtUp", () => {
-      caughtUp = true;
-      setImmediate(flushCaughtUp);
-    });
-    sub.on("checkpoint", (position) =>
-      this.#push({ kind: "checkpoint", partition: name, position }),
-    );
-    try {
-      for await (const e of sub) {
-        if (this.#ended) break;
-        // The group's client made the event with its `partition` already.
-        this.#push({ kind: "event", partition: name, event: e });
-        flushCaughtUp();
-        while (this.#queue.length >= this.#capacity && !this.#ended) {
-          await new Promise<void>((resolve) => this.#room.push(resolve));
-        }
-        if (this.#ended) break;
-      }
-      // A group's subscription that ends by itself (its client closed) ends them all.
-      this.#end(undefined);
-    } catch (err) {
-      this.#end(err instanceof Error ? err : new Error(String(err)));
+    if (this.#exhausted.size < n) return undefined;
+    this.#iteration.end();
+    if (this.#failure) {
+      const err = this.#failure;
+      this.#failure = undefined;
+      throw err;
     }
+    return { done: true, value: undefined };
   }
 
   #end(error: Error | undefined): void {
@@ -228,8 +221,6 @@ export class MergedSubscription
     this.#ended = true;
     this.#failure = error;
     for (const { sub } of this.#subs) void sub.unsubscribe();
-    for (const resolve of this.#room.splice(0)) resolve();
-    this.#wake?.();
     if (error) this.emit("dropped", error);
   }
 }

@@ -179,6 +179,20 @@ export class Subscription
 
   async #next(): Promise<IteratorResult<ResolvedEvent>> {
     for (;;) {
+      const ready = this.takeReady();
+      if (ready !== undefined) return ready;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  /**
+   * @internal The iterator's step without waiting: the next event (saying `caughtUp` and
+   * checkpoints on the way, as the iterator does), the end (`done`, or the failure thrown),
+   * or undefined when nothing is ready yet. A merged subscription over several groups pulls
+   * from each group's subscription with it, with no promise per event between them.
+   */
+  takeReady(): IteratorResult<ResolvedEvent> | undefined {
+    for (;;) {
       const item = this.#buffer.shift();
       if (item?.kind === "caughtUp") {
         this.emit("caughtUp");
@@ -210,8 +224,22 @@ export class Subscription
         this.#iteration.end();
         return { done: true, value: undefined };
       }
-      await new Promise<void>((resolve) => (this.#wake = resolve));
+      return undefined;
     }
+  }
+
+  /**
+   * @internal Calls `wake` once when `takeReady` may have something (an event, the end),
+   * unless `stopWaiting` comes first. While it waits, the application counts as waiting for
+   * the next event: a checkpoint is said at once.
+   */
+  waitReady(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  /** @internal The wait of `waitReady` is over (another group's subscription had an event). */
+  stopWaiting(): void {
+    this.#wake = undefined;
   }
 
   /**
