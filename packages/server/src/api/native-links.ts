@@ -22,7 +22,7 @@ import {
 } from "@chorus/protocol";
 import { WebSocket, type RawData } from "ws";
 import type { StoredEvent } from "../streams/types.js";
-import { handOver } from "./fair-turns.js";
+import { handOver } from "../fair-turns.js";
 import {
   EventsFrame,
   encodeEventsFrame,

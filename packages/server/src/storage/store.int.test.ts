@@ -325,6 +325,38 @@ describe.each(variants)("%s store", (_name, make) => {
   });
 
   describe("readAll", () => {
+    it("gives the event loop turns while a filtered scan matches nothing, forwards and backwards", async () => {
+      // 20,000 events, read from memory in the memory stores (and mostly from the disk log's
+      // tail kept in memory): without turns, the scan would run as one chain of microtasks,
+      // and no timer or socket of the process would run until it ended.
+      for (let b = 0; b < 100; b++)
+        okResult(await store.append(`scan-${b % 10}`, { kind: "any" }, events(200)));
+      let turns = 0;
+      let counting = true;
+      const tick = (): void => {
+        turns++;
+        if (counting) setImmediate(tick);
+      };
+      setImmediate(tick);
+      try {
+        for (const direction of ["forwards", "backwards"] as const) {
+          const before = turns;
+          const page = await store.readAll({
+            direction,
+            fromPosition: direction === "forwards" ? 0 : "end",
+            maxCount: 10,
+            maxScan: 100_000,
+            filter: () => false,
+          });
+          expect(page.events).toEqual([]);
+          if (direction === "forwards") expect(page.scanned).toBe(20_000);
+          expect(turns - before).toBeGreaterThan(0);
+        }
+      } finally {
+        counting = false;
+      }
+    });
+
     it("reads forwards and backwards with paging and a filter", async () => {
       for (let i = 0; i < 10; i++)
         okResult(

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import { METADATA_EVENT_TYPE, isMetadataStream, isUuid, metadataStreamOf } from "@chorus/protocol";
+import { turnIfDue } from "../fair-turns.js";
 import { assertNotTombstoned, decideDelete } from "../streams/deletes.js";
 import { invalid } from "../streams/errors.js";
 import { checkExpectedVersion, wrongExpectedVersion } from "../streams/expected-version.js";
@@ -2188,6 +2189,9 @@ export class LogStore implements StreamStore, ReplicatedLog {
     let pos = from;
     let want = blockBytes;
     while (pos < limit) {
+      // Blocks read from memory come without a turn of the event loop: give one now and then.
+      const due = turnIfDue();
+      if (due !== undefined) await due;
       const step = scanBlock(
         await this.log.read(pos, Math.min(want, limit - pos)),
         pos,
@@ -2209,6 +2213,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
     let pos = from;
     let want = READ_BLOCK_BYTES;
     while (pos > 0) {
+      const due = turnIfDue();
+      if (due !== undefined) await due;
       const start = Math.max(0, pos - want);
       const buf = await this.log.read(start, pos - start);
       want = READ_BLOCK_BYTES;
