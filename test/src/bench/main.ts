@@ -14,7 +14,14 @@
  * acknowledging) and the client in separate processes.
  */
 import { ChorusClient, ConnectionSettings } from "@chorus/client";
-import { startCluster, startNode, waitFor, type TestCluster, type TestNode } from "@chorus/testing";
+import {
+  startCluster,
+  startNode,
+  waitFor,
+  type TestCluster,
+  type TestNode,
+  type TestPostgresPrimary,
+} from "@chorus/testing";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,12 +29,18 @@ import { performance } from "node:perf_hooks";
 import { event } from "./events.js";
 import { seqFloor } from "./floor.js";
 import { indexScale } from "./index-scale.js";
-import { CpuMeter, processTree, type ServerPids } from "./proc.js";
-import { insertFloor, startPostgresBackend } from "./postgres.js";
+import { CpuMeter, processTree, type CpuColumns, type ServerPids } from "./proc.js";
+import { FloorInserts, insertFloor, startPostgresBackend } from "./postgres.js";
 import { runPeers } from "./peers/runner.js";
 import { Profiling } from "./profile.js";
 import { readAllFiltered } from "./read-all-filtered.js";
-import { appendPipelined, subscribeLive } from "./rows.js";
+import {
+  appendPipelined,
+  PIPELINED_IN_FLIGHT,
+  pipelinedSlice,
+  subscribeLive,
+  warmPipelined,
+} from "./rows.js";
 import { runPartitions } from "./partitions.js";
 import { Latencies, median, round, rssMiB } from "./stats.js";
 
@@ -175,19 +188,10 @@ function serverPids(nodes: readonly TestNode[], leader: number): ServerPids {
 async function appendSeq(ctx: Ctx): Promise<void> {
   const n = ctx.args.quick ? 500 : 5000;
   const lat = new Latencies();
-  const stream = `seq-${Date.now()}`;
-  // Warm up the connection, the stream and both processes' JIT; not measured.
-  for (let i = 0; i < (ctx.args.quick ? 50 : 5000); i++)
-    await ctx.client.appendToStream(stream, event(-1));
+  const stream = await warmAppendSeq(ctx);
   const servers = await ctx.servers();
   const cpu = ctx.cpu.start(servers);
-  const start = performance.now();
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await ctx.client.appendToStream(stream, event(i));
-    lat.record(performance.now() - t0);
-  }
-  const s = (performance.now() - start) / 1000;
+  const s = await appendSeqSlice(ctx, stream, 0, n, lat);
   const cpuColumns = ctx.cpu.stop(cpu, n);
   emit({
     test: "append-seq",
@@ -197,6 +201,31 @@ async function appendSeq(ctx: Ctx): Promise<void> {
     ...lat.summary(),
     ...cpuColumns,
   });
+}
+
+/** Warms up the connection, a stream and both processes' JIT (not measured); the stream. */
+async function warmAppendSeq(ctx: Ctx): Promise<string> {
+  const stream = `seq-${Date.now()}`;
+  for (let i = 0; i < (ctx.args.quick ? 50 : 5000); i++)
+    await ctx.client.appendToStream(stream, event(-1));
+  return stream;
+}
+
+/** `count` awaited appends to `stream`, one at a time, each latency into `lat`; the seconds. */
+async function appendSeqSlice(
+  ctx: Ctx,
+  stream: string,
+  first: number,
+  count: number,
+  lat: Latencies,
+): Promise<number> {
+  const start = performance.now();
+  for (let i = first; i < first + count; i++) {
+    const t0 = performance.now();
+    await ctx.client.appendToStream(stream, event(i));
+    lat.record(performance.now() - t0);
+  }
+  return (performance.now() - start) / 1000;
 }
 
 /** The machine's ceiling for append-seq (floor.ts); run before the nodes start. */
@@ -538,6 +567,80 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
   }
 }
 
+/** A row measured beside its floor row (--db postgres). */
+interface BesideFloor {
+  readonly test: string;
+  readonly n: number;
+  /** Warms up the row (not measured). */
+  warm(): Promise<void>;
+  /** Slice `k` of the row: `count` events, each latency into `lat`; the seconds. */
+  slice(k: number, count: number, lat: Latencies): Promise<number>;
+  readonly fields: Record<string, unknown>;
+  readonly floor: {
+    readonly test: string;
+    readonly n: number;
+    readonly connections: number;
+    readonly fields: Record<string, unknown>;
+  };
+}
+
+/**
+ * --db postgres: a row and its floor row in interleaved slices (floor, row, floor, row, ...),
+ * so that both see the same machine. The fsync latency of the database's disk drifts by up
+ * to 2x within minutes on the development VM, and the ratio of two rows measured one after
+ * the other moved with it: append-seq over its floor read 0.49 to 1.1 in three runs of one
+ * hour, and 0.49 to 0.53 interleaved.
+ */
+async function rowBesideFloor(ctx: Ctx, pg: TestPostgresPrimary, spec: BesideFloor): Promise<void> {
+  const slices = 5;
+  const floor = await FloorInserts.open(pg, spec.floor.connections);
+  try {
+    await floor.run(spec.floor.n / 10);
+    await spec.warm();
+    const floorLat = new Latencies();
+    const rowLat = new Latencies();
+    let floorSeconds = 0;
+    let rowSeconds = 0;
+    const cpuSlices: CpuColumns[] = [];
+    for (let k = 0; k < slices; k++) {
+      floorSeconds += await floor.run(spec.floor.n / slices, floorLat);
+      const cpu = ctx.cpu.start(await ctx.servers());
+      rowSeconds += await spec.slice(k, spec.n / slices, rowLat);
+      cpuSlices.push(ctx.cpu.stop(cpu, spec.n / slices));
+    }
+    emit({
+      test: spec.floor.test,
+      nodes: ctx.nodes,
+      n: spec.floor.n,
+      ...spec.floor.fields,
+      interleaved: slices,
+      ops_per_s: round(spec.floor.n / floorSeconds),
+      ...floorLat.summary(),
+    });
+    emit({
+      test: spec.test,
+      nodes: ctx.nodes,
+      n: spec.n,
+      ...spec.fields,
+      interleaved: slices,
+      ops_per_s: round(spec.n / rowSeconds),
+      ...rowLat.summary(),
+      ...meanColumns(cpuSlices),
+    });
+  } finally {
+    await floor.close();
+  }
+}
+
+/** The mean of each CPU column over slices of equal size. */
+function meanColumns(slices: readonly CpuColumns[]): Record<string, number> {
+  const sums = new Map<string, number>();
+  for (const columns of slices)
+    for (const [key, value] of Object.entries(columns))
+      if (typeof value === "number") sums.set(key, (sums.get(key) ?? 0) + value);
+  return Object.fromEntries([...sums].map(([key, sum]) => [key, round(sum / slices.length, 1)]));
+}
+
 /** --db postgres: floor rows of raw INSERTs, then the rows on instances sharing the database. */
 async function runOnPostgres(
   args: Args,
@@ -551,15 +654,10 @@ async function runOnPostgres(
   backend.nodes.forEach((node, i) => profiling?.note(node.pid, `instance ${i} on PostgreSQL`));
   const client = new ChorusClient(`${backend.connectionString}&operationTimeout=30000`);
   try {
-    if (selected("append-seq-floor")) {
+    if (selected("append-seq-floor") && !selected("append-seq")) {
       const n = args.quick ? 500 : 5000;
       const floor = await insertFloor(backend.pg, { n, warm: n / 10, connections: 1 });
       emit({ test: "append-seq-floor", nodes: args.nodes, n, ...floor });
-    }
-    if (selected("append-pipelined")) {
-      const n = args.quick ? 5000 : 50_000;
-      const floor = await insertFloor(backend.pg, { n, warm: n / 10, connections: 32 });
-      emit({ test: "append-pipelined-floor", nodes: args.nodes, n, connections: 32, ...floor });
     }
     const ctx: Ctx = {
       args,
@@ -576,7 +674,37 @@ async function runOnPostgres(
         }),
     };
     await client.connect();
-    await sharedRows(ctx, selected);
+    // Each append row beside its floor row (the floor of append-seq when both are selected).
+    const besideFloor = new Set<string>();
+    if (selected("append-seq") && selected("append-seq-floor")) {
+      let stream = "";
+      await rowBesideFloor(ctx, backend.pg, {
+        test: "append-seq",
+        n: args.quick ? 500 : 5000,
+        warm: async () => void (stream = await warmAppendSeq(ctx)),
+        slice: (k, count, lat) => appendSeqSlice(ctx, stream, k * count, count, lat),
+        fields: {},
+        floor: { test: "append-seq-floor", n: args.quick ? 500 : 5000, connections: 1, fields: {} },
+      });
+      besideFloor.add("append-seq");
+    }
+    if (selected("append-pipelined")) {
+      await rowBesideFloor(ctx, backend.pg, {
+        test: "append-pipelined",
+        n: args.quick ? 5000 : 100_000,
+        warm: () => warmPipelined(ctx),
+        slice: (_k, count, lat) => pipelinedSlice(ctx, count, lat),
+        fields: { in_flight: PIPELINED_IN_FLIGHT },
+        floor: {
+          test: "append-pipelined-floor",
+          n: args.quick ? 5000 : 50_000,
+          connections: 32,
+          fields: { connections: 32 },
+        },
+      });
+      besideFloor.add("append-pipelined");
+    }
+    await sharedRows(ctx, (name) => selected(name) && !besideFloor.has(name));
     if (selected("read-all") || selected("read-all-filtered"))
       await readAllAndMemory(ctx, (name) => name.startsWith("read-all") && selected(name));
   } finally {

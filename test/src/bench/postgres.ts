@@ -72,42 +72,66 @@ export async function insertFloorEvent(
 }
 
 /**
- * Raw INSERTs of `n` bench events (`warm` more first, not measured) into a table shaped like
- * the event table, from `connections` connections each with one INSERT in flight.
+ * Raw INSERTs of bench events into a fresh table shaped like the event table (a database of
+ * its own), from `connections` connections each with one INSERT in flight; `run` may be called
+ * several times (warm-up, or slices interleaved with another row's).
  */
+export class FloorInserts {
+  #revision = 0;
+  #next = 0;
+
+  private constructor(
+    private readonly sql: postgres.Sql,
+    private readonly connections: number,
+  ) {}
+
+  static async open(pg: TestPostgresPrimary, connections: number): Promise<FloorInserts> {
+    const url = await pg.createDatabase(`floor_${connections}_${Date.now()}`);
+    const sql = postgres(url, { max: connections, onnotice: () => undefined });
+    try {
+      await createFloorTable(sql);
+    } catch (err) {
+      await sql.end({ timeout: 5 });
+      throw err;
+    }
+    return new FloorInserts(sql, connections);
+  }
+
+  /** `count` INSERTs; each one's latency into `lat` when given. Returns the seconds taken. */
+  async run(count: number, lat?: Latencies): Promise<number> {
+    let done = 0;
+    const start = performance.now();
+    await Promise.all(
+      Array.from({ length: this.connections }, async () => {
+        while (done < count) {
+          done++;
+          const r = this.#revision++;
+          const t0 = performance.now();
+          await insertFloorEvent(this.sql, `floor-${r % 1000}`, r, event(this.#next++));
+          lat?.record(performance.now() - t0);
+        }
+      }),
+    );
+    return (performance.now() - start) / 1000;
+  }
+
+  close(): Promise<void> {
+    return this.sql.end({ timeout: 5 });
+  }
+}
+
+/** `n` raw INSERTs (`warm` more first, not measured) from `connections` connections. */
 export async function insertFloor(
   pg: TestPostgresPrimary,
   options: { n: number; warm: number; connections: number },
 ): Promise<{ ops_per_s: number; p50_ms: number; p99_ms: number }> {
-  const url = await pg.createDatabase(`floor_${options.connections}_${Date.now()}`);
-  const sql = postgres(url, { max: options.connections, onnotice: () => undefined });
+  const floor = await FloorInserts.open(pg, options.connections);
   try {
-    await createFloorTable(sql);
-    let revision = 0;
-    const insert = async (i: number): Promise<void> => {
-      const r = revision++;
-      await insertFloorEvent(sql, `floor-${r % 1000}`, r, event(i));
-    };
+    await floor.run(options.warm);
     const lat = new Latencies();
-    const runLoops = async (count: number, measure: boolean): Promise<number> => {
-      let next = 0;
-      const start = performance.now();
-      await Promise.all(
-        Array.from({ length: options.connections }, async () => {
-          while (next < count) {
-            const i = next++;
-            const t0 = performance.now();
-            await insert(i);
-            if (measure) lat.record(performance.now() - t0);
-          }
-        }),
-      );
-      return (performance.now() - start) / 1000;
-    };
-    await runLoops(options.warm, false);
-    const s = await runLoops(options.n, true);
+    const s = await floor.run(options.n, lat);
     return { ops_per_s: round(options.n / s), ...lat.summary() };
   } finally {
-    await sql.end({ timeout: 5 });
+    await floor.close();
   }
 }
