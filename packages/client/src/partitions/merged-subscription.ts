@@ -9,7 +9,12 @@
 import { EventEmitter } from "node:events";
 import type { ChorusClient } from "../client.js";
 import { InvalidArgumentError } from "../errors.js";
-import type { SubscribeToAllOptions, Subscription } from "../subscriptions/subscription.js";
+import {
+  pullOf,
+  type SubscribeToAllOptions,
+  type Subscription,
+  type SubscriptionPull,
+} from "../subscriptions/subscription.js";
 import type { ResolvedEvent } from "../types.js";
 import type { PartitionPositions } from "./partitioned-client.js";
 import { SingleIteration } from "../util/single-iteration.js";
@@ -68,15 +73,19 @@ export function startsOf(
 
 /**
  * The merge pulls: the iterator takes the next ready event from the groups' subscriptions in
- * turn (`takeReady`, no promise per event between a group's subscription and this one) and
- * waits on all of them when none has one. Each group's subscription keeps its own buffer and
+ * turn (`pullOf`: no promise per event between a group's subscription and this one) and waits
+ * on all of them when none has one. Each group's subscription keeps its own buffer and
  * flow control (`bufferSize` each).
  */
 export class MergedSubscription
   extends EventEmitter<MergedSubscriptionEvents>
   implements AsyncIterable<ResolvedEvent>
 {
-  readonly #subs: readonly { readonly name: string; readonly sub: Subscription }[];
+  readonly #subs: readonly {
+    readonly name: string;
+    readonly sub: Subscription;
+    readonly pull: SubscriptionPull;
+  }[];
   readonly #positions: Record<string, bigint | "start">;
   readonly #caughtUp = new Set<string>();
   readonly #done: Promise<void>;
@@ -106,11 +115,11 @@ export class MergedSubscription
       this.#positions[name] = typeof start === "bigint" ? start : "start";
     }
     const { fromPosition: _from, ...rest } = options;
-    const subs: { name: string; sub: Subscription }[] = [];
+    const subs: { name: string; sub: Subscription; pull: SubscriptionPull }[] = [];
     try {
       for (const { name, client } of clients) {
         const sub = client.subscribeToAll({ ...rest, fromPosition: starts.get(name)! });
-        subs.push({ name, sub });
+        subs.push({ name, sub, pull: pullOf(sub) });
       }
     } catch (err) {
       for (const { sub } of subs) void sub.unsubscribe();
@@ -170,9 +179,9 @@ export class MergedSubscription
       const ready = this.#take();
       if (ready !== undefined) return ready;
       await new Promise<void>((resolve) => {
-        for (const { sub } of this.#subs) sub.waitReady(resolve);
+        for (const { pull } of this.#subs) pull.waitReady(resolve);
       });
-      for (const { sub } of this.#subs) sub.stopWaiting();
+      for (const { pull } of this.#subs) pull.stopWaiting();
     }
   }
 
@@ -182,10 +191,10 @@ export class MergedSubscription
     for (let k = 0; k < n; k++) {
       const i = (this.#turn + k) % n;
       if (this.#exhausted.has(i)) continue;
-      const { name, sub } = this.#subs[i]!;
+      const { name, pull } = this.#subs[i]!;
       let ready: IteratorResult<ResolvedEvent> | undefined;
       try {
-        ready = sub.takeReady();
+        ready = pull.takeReady();
       } catch (err) {
         // Its failure (or its signal's reason) is what the iterator throws at the end, even
         // when the merge had ended already (a signal ends every group's subscription).

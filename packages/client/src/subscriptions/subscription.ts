@@ -91,6 +91,31 @@ const StartKind = chorus.SubscribeRequest.StartKind;
 const MAX_CHECKPOINTS_WAITING = 1000;
 
 /**
+ * A subscription pulled by another object instead of iterated: what a merged subscription
+ * over several groups uses to take each group's events with no promise per event between them
+ * (`pullOf`; not part of the package's exports).
+ */
+export interface SubscriptionPull {
+  /**
+   * The iterator's next step without waiting: the next event (saying `caughtUp` and
+   * checkpoints on the way, as the iterator does), the end (`done`, or the failure thrown),
+   * or undefined when nothing is ready yet.
+   */
+  takeReady(): IteratorResult<ResolvedEvent> | undefined;
+  /**
+   * Calls `wake` once when `takeReady` may have something (an event, the end), unless
+   * `stopWaiting` comes first. While it waits, the application counts as waiting for the next
+   * event: a checkpoint is said at once.
+   */
+  waitReady(wake: () => void): void;
+  /** The wait of `waitReady` is over (another group's subscription had an event). */
+  stopWaiting(): void;
+}
+
+/** The pull side of a subscription (set by the class below, which alone sees its fields). */
+export let pullOf: (sub: Subscription) => SubscriptionPull;
+
+/**
  * A catch-up subscription: catch-up, then live. An async iterable over a bounded buffer
  * with credit-based flow control (the server may send only as many events as the buffer
  * has room for; credit is replenished as the application consumes). After a connection
@@ -179,19 +204,26 @@ export class Subscription
 
   async #next(): Promise<IteratorResult<ResolvedEvent>> {
     for (;;) {
-      const ready = this.takeReady();
+      const ready = this.#takeReady();
       if (ready !== undefined) return ready;
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
   }
 
+  static {
+    pullOf = (sub) => ({
+      takeReady: () => sub.#takeReady(),
+      waitReady: (wake) => (sub.#wake = wake),
+      stopWaiting: () => (sub.#wake = undefined),
+    });
+  }
+
   /**
-   * @internal The iterator's step without waiting: the next event (saying `caughtUp` and
-   * checkpoints on the way, as the iterator does), the end (`done`, or the failure thrown),
-   * or undefined when nothing is ready yet. A merged subscription over several groups pulls
-   * from each group's subscription with it, with no promise per event between them.
+   * The iterator's step without waiting: the next event (saying `caughtUp` and checkpoints on
+   * the way, as the iterator does), the end (`done`, or the failure thrown), or undefined
+   * when nothing is ready yet.
    */
-  takeReady(): IteratorResult<ResolvedEvent> | undefined {
+  #takeReady(): IteratorResult<ResolvedEvent> | undefined {
     for (;;) {
       const item = this.#buffer.shift();
       if (item?.kind === "caughtUp") {
@@ -226,20 +258,6 @@ export class Subscription
       }
       return undefined;
     }
-  }
-
-  /**
-   * @internal Calls `wake` once when `takeReady` may have something (an event, the end),
-   * unless `stopWaiting` comes first. While it waits, the application counts as waiting for
-   * the next event: a checkpoint is said at once.
-   */
-  waitReady(wake: () => void): void {
-    this.#wake = wake;
-  }
-
-  /** @internal The wait of `waitReady` is over (another group's subscription had an event). */
-  stopWaiting(): void {
-    this.#wake = undefined;
   }
 
   /**
