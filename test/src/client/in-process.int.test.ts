@@ -128,6 +128,39 @@ describe("an in-process node", () => {
     expect(receivedBeforeLastWrite).toBeGreaterThan(10_000);
   });
 
+  it("leaves the process its turns while a filtered subscription catches up over events that match nothing", async () => {
+    const node = await embeddedNode();
+    const client = clientOf(node);
+    for (let b = 0; b < 100; b++)
+      await client.appendToStream(
+        `quiet-${b % 10}`,
+        Array.from({ length: 1000 }, (_, i) => jsonEvent({ type: "Q", data: { i } })),
+      );
+    // The node reads its log from memory and the filter matches nothing: no event is sent, so
+    // no credit is spent, and nothing in the catch-up waits for I/O. The node's scans still
+    // give the event loop a turn every few milliseconds.
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    let ticksDuringCatchUp: number;
+    try {
+      const sub = client.subscribeToAll({
+        fromPosition: "start",
+        filter: { streamNamePrefix: ["loud-"] },
+      });
+      const caughtUp = new Promise<void>((resolve) => sub.once("caughtUp", () => resolve()));
+      const reading = (async () => {
+        for await (const e of sub) throw new Error(`matched ${e.event.streamId}`);
+      })();
+      await caughtUp;
+      ticksDuringCatchUp = ticks;
+      await sub.unsubscribe();
+      await reading;
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticksDuringCatchUp).toBeGreaterThanOrEqual(5);
+  });
+
   it("hands the application its own copies: changing a read event's bytes changes nothing stored", async () => {
     const node = await embeddedNode();
     const client = clientOf(node);
