@@ -77,7 +77,7 @@ export async function insertFloorEvent(
  * several times (warm-up, or slices interleaved with another row's).
  */
 export class FloorInserts {
-  #revision = 0;
+  /** The next event's number, also its revision (each in a stream of its own number mod 1,000). */
   #next = 0;
 
   private constructor(
@@ -105,9 +105,9 @@ export class FloorInserts {
       Array.from({ length: this.connections }, async () => {
         while (done < count) {
           done++;
-          const r = this.#revision++;
+          const i = this.#next++;
           const t0 = performance.now();
-          await insertFloorEvent(this.sql, `floor-${r % 1000}`, r, event(this.#next++));
+          await insertFloorEvent(this.sql, `floor-${i % 1000}`, i, event(i));
           lat?.record(performance.now() - t0);
         }
       }),
