@@ -276,6 +276,12 @@ export class DiskLog implements Log {
     return done === out.length ? out : out.subarray(0, done);
   }
 
+  readHeld(position: number, length: number): Buffer | undefined {
+    const end = Math.min(this.length, position + length);
+    if (position < 0 || end <= position) return Buffer.alloc(0);
+    return this.tail.read(position, end - position);
+  }
+
   readSync(position: number, length: number): Buffer {
     const end = Math.min(this.length, position + length);
     if (position < 0 || end <= position) return Buffer.alloc(0);

@@ -190,11 +190,16 @@ describe("disk store durability and recovery", () => {
     bytes[second + 40] = (bytes[second + 40] ?? 0) ^ 0x01;
     await writeFile(file, bytes);
 
-    // With the index, open is fast and reading the damaged event reports it.
+    // With the index, open is fast and reading the damaged event reports it: read from the
+    // file (not held in memory since the open), every record's CRC is checked.
     const b = await openStore();
     await expect(
       b.readStream("f", { direction: "forwards", fromRevision: 0, maxCount: 10 }),
     ).rejects.toMatchObject({ code: "CORRUPTED" });
+    for (const direction of ["forwards", "backwards"] as const)
+      await expect(
+        b.readAll({ direction, fromPosition: direction === "forwards" ? 0 : "end", maxCount: 10 }),
+      ).rejects.toMatchObject({ code: "CORRUPTED" });
     await b.close();
     // Without the index, recovery scans the log and refuses to open.
     await removeIndex(dir);

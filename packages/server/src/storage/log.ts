@@ -20,6 +20,14 @@ export interface Log {
    * loop on disk: for bounded replication reads and header probes only.
    */
   readSync(position: number, length: number): Buffer;
+  /**
+   * `read` when this process still holds all of those bytes as it wrote them (the memory log
+   * always; a disk log while they are in its tail cache); otherwise undefined. Every record
+   * reached `write` with its CRC computed from these very bytes or checked on receipt, so a
+   * reader of held bytes checks their framing only: the CRC guards what comes back from a
+   * disk.
+   */
+  readHeld(position: number, length: number): Buffer | undefined;
   /** Writes `data` at `position`, which must equal `end`. */
   write(position: number, data: Buffer): Promise<void>;
   /**

@@ -26,6 +26,10 @@ export class MemoryLog implements Log {
     return this.readSync(position, length);
   }
 
+  readHeld(position: number, length: number): Buffer {
+    return this.readSync(position, length);
+  }
+
   readSync(position: number, length: number): Buffer {
     const end = Math.min(this.length, position + length);
     if (position < 0 || end <= position) return Buffer.alloc(0);

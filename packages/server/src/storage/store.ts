@@ -139,6 +139,8 @@ const STREAM_READ_BLOCK_BYTES = 16 * 1024;
 class BackwardReader {
   private buf: Buffer = Buffer.alloc(0);
   private start = 0;
+  /** The bytes `bytes` last returned came from `Log.readHeld` (their CRCs need no check). */
+  held = false;
 
   constructor(
     private readonly log: Log,
@@ -153,7 +155,9 @@ class BackwardReader {
     }
     const blockEnd = Math.min(this.limit, Math.max(end, position + RECORD_PROBE_BYTES));
     const blockStart = Math.max(0, Math.min(position, blockEnd - STREAM_READ_BLOCK_BYTES));
-    this.buf = await this.log.read(blockStart, blockEnd - blockStart);
+    const held = this.log.readHeld(blockStart, blockEnd - blockStart);
+    this.held = held !== undefined;
+    this.buf = held ?? (await this.log.read(blockStart, blockEnd - blockStart));
     this.start = blockStart;
     return this.buf.subarray(
       position - blockStart,
@@ -286,13 +290,15 @@ function refuseEndBefore(end: number, zerosAfter: boolean, reached: readonly Rea
 /**
  * Visits the valid records of one block read at `pos`. Either the scan is finished
  * (`done`: `visit` said stop, or a problem at a position), or it goes on at `position`,
- * reading `nextWant` bytes next when a record is larger than the block.
+ * reading `nextWant` bytes next when a record is larger than the block. `held`: the block
+ * came from `Log.readHeld` (framing checked, not CRCs).
  */
 function scanBlock(
   buf: Buffer,
   pos: number,
   limit: number,
   visit: (buf: Buffer, at: number, length: number, position: number) => boolean,
+  held = false,
 ): {
   done?: { position: number; problem?: RecordProblem };
   position: number;
@@ -300,7 +306,7 @@ function scanBlock(
 } {
   let off = 0;
   while (off < buf.length) {
-    const c = checkRecord(buf, off);
+    const c = checkRecord(buf, off, held);
     if (!c.ok) {
       if (c.problem === "short" && pos + buf.length < limit) break;
       return { done: { position: pos + off, problem: c.problem }, position: pos + off };
@@ -2109,12 +2115,12 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private async readEventAt(reader: BackwardReader, position: number): Promise<EventRecord | null> {
     const limit = this.durablePos;
     let buf = await reader.bytes(position, RECORD_PROBE_BYTES);
-    let c = checkRecord(buf, 0);
+    let c = checkRecord(buf, 0, reader.held);
     if (!c.ok && c.problem === "short" && buf.length >= 4) {
       const length = buf.readUInt32LE(0);
       if (length <= MAX_RECORD_BYTES && position + length <= limit) {
         buf = await reader.bytes(position, length);
-        c = checkRecord(buf, 0);
+        c = checkRecord(buf, 0, reader.held);
       }
     }
     if (!c.ok) return null;
@@ -2192,11 +2198,14 @@ export class LogStore implements StreamStore, ReplicatedLog {
       // Blocks read from memory come without a turn of the event loop: give one now and then.
       const due = turnIfDue();
       if (due !== undefined) await due;
+      const length = Math.min(want, limit - pos);
+      const held = this.log.readHeld(pos, length);
       const step = scanBlock(
-        await this.log.read(pos, Math.min(want, limit - pos)),
+        held ?? (await this.log.read(pos, length)),
         pos,
         limit,
         visit,
+        held !== undefined,
       );
       if (step.done) return step.done;
       want = step.nextWant ?? blockBytes;
@@ -2216,13 +2225,14 @@ export class LogStore implements StreamStore, ReplicatedLog {
       const due = turnIfDue();
       if (due !== undefined) await due;
       const start = Math.max(0, pos - want);
-      const buf = await this.log.read(start, pos - start);
+      const held = this.log.readHeld(start, pos - start);
+      const buf = held ?? (await this.log.read(start, pos - start));
       want = READ_BLOCK_BYTES;
       let end = buf.length;
       while (end >= RECORD_TRAILER_BYTES) {
         const length = buf.readUInt32LE(end - RECORD_TRAILER_BYTES);
         if (length > end) break;
-        const c = checkRecord(buf, end - length);
+        const c = checkRecord(buf, end - length, held !== undefined);
         if (!c.ok || c.length !== length) {
           if (start + end === from) throw invalid(`position ${from} is not the end of a record`);
           throw new StoreError(

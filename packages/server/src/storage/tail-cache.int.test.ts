@@ -30,6 +30,9 @@ describe("DiskLog tail cache", () => {
       const want = model.subarray(at, at + length);
       expect((await log.read(at, length)).equals(want)).toBe(true);
       expect(log.readSync(at, length).equals(want)).toBe(true);
+      // Held bytes, when the cache has them all, are the same bytes.
+      const held = log.readHeld(at, length);
+      if (held !== undefined) expect(held.equals(want)).toBe(true);
       // The last bytes, the way a live reader asks for them.
       const tailAt = Math.max(0, model.length - 300);
       expect((await log.read(tailAt, 300)).equals(model.subarray(tailAt))).toBe(true);
@@ -71,7 +74,11 @@ describe("DiskLog tail cache", () => {
     const tailAt = written.length - 100;
     expect((await log.read(tailAt, 100)).equals(written.subarray(tailAt))).toBe(true);
     expect(log.readSync(tailAt, 100).equals(written.subarray(tailAt))).toBe(true);
+    expect(log.readHeld(tailAt, 100)?.equals(written.subarray(tailAt))).toBe(true);
     expect((await log.read(0, 100)).equals(Buffer.alloc(100, 0x5a))).toBe(true);
+    // Bytes only the file has are not held: their reader checks their CRCs.
+    expect(log.readHeld(0, 100)).toBeUndefined();
+    expect(log.readHeld(TAIL_BYTES - 10, 20)).toBeUndefined();
     // A read straddling the cache's start goes to the file as a whole.
     expect((await log.read(TAIL_BYTES - 10, 20)).equals(Buffer.alloc(20, 0x5a))).toBe(true);
     await log.close();
