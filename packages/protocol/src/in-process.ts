@@ -24,8 +24,12 @@ export interface InProcessClientEnd {
 
 /** What the client calls on the node end of an in-process connection. */
 export interface InProcessServerEnd {
-  /** One request frame (the client's own objects; the node may keep what they reference). */
-  send(frame: FrameInit): void;
+  /**
+   * One request: its correlation id, and its frame without one (the client's own object, which
+   * it may send again under another id; the node may keep what it references). The id comes
+   * alongside so that the frame is handed over as it is, not copied to carry it.
+   */
+  send(correlationId: number, frame: FrameInit): void;
   /** The client ends the connection, as a WebSocket close 1000 would. */
   close(): void;
 }

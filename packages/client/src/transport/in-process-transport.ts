@@ -100,7 +100,7 @@ export class InProcessTransport implements Transport {
 
   #send(id: number, frame: OutgoingFrame): void {
     if (this.#closeReason !== undefined) throw this.#closeReason;
-    this.#server?.send({ ...frame, correlationId: id });
+    this.#server?.send(id, frame);
   }
 
   #finish(reason: Error): void {

@@ -32,8 +32,11 @@ import {
 
 /** What a link hands to the connection it carries. */
 export interface LinkHandler {
-  /** A request frame and the name of its body. */
-  receive(frame: Frame, body: FrameBodyKind): void;
+  /**
+   * A request frame, the name of its body and its correlation id (an in-process client's
+   * frame does not carry the id itself).
+   */
+  receive(frame: Frame, body: FrameBodyKind, correlationId: number): void;
   /**
    * A large append frame, read without decoding its events (`LARGE_APPEND_SCAN_BYTES`). True
    * when the connection has answered it from the scan (it refused it as too large); false to
@@ -242,7 +245,7 @@ export class WebSocketLink implements NativeLink {
       );
       return;
     }
-    this.#handler.receive(frame, frame.body as FrameBodyKind);
+    this.#handler.receive(frame, frame.body as FrameBodyKind, Number(frame.correlationId ?? 0));
   }
 }
 
@@ -259,8 +262,12 @@ export class InProcessLink implements NativeLink {
   #handler: LinkHandler = NO_HANDLER;
   #open = true;
   #paused = false;
-  /** Requests not handed to the connection yet (paused, or waiting for their microtask). */
+  /**
+   * Requests not handed to the connection yet (paused, or waiting for their microtask): their
+   * frames, and their correlation ids at the same index.
+   */
   #input: FrameInit[] = [];
+  #inputIds: number[] = [];
   #inputScheduled = false;
   /** Frames not handed to the client yet. */
   #output: Frame[] = [];
@@ -290,9 +297,10 @@ export class InProcessLink implements NativeLink {
   // ------------------------------------------------------------ client -> node
 
   /** A request from the client (its own object, which it does not touch after sending). */
-  sendFromClient(frame: FrameInit): void {
+  sendFromClient(correlationId: number, frame: FrameInit): void {
     if (!this.#open) return;
     this.#input.push(frame);
+    this.#inputIds.push(correlationId);
     this.#scheduleInput();
   }
 
@@ -303,13 +311,15 @@ export class InProcessLink implements NativeLink {
       this.#inputScheduled = false;
       while (this.#open && !this.#paused && this.#input.length > 0) {
         const frame = this.#input.shift() as FrameInit;
+        const correlationId = this.#inputIds.shift() as number;
         const body = frameBodyOf(frame);
         if (body === undefined) {
-          this.#handler.unknownBody(Number(frame.correlationId ?? 0));
+          this.#handler.unknownBody(correlationId);
           continue;
         }
-        // The client's own object: a decoded frame in all but `body`, which comes alongside.
-        this.#handler.receive(frame as Frame, body);
+        // The client's own object: a decoded frame in all but `body` and `correlationId`,
+        // which come alongside.
+        this.#handler.receive(frame as Frame, body, correlationId);
       }
     });
   }
@@ -383,6 +393,7 @@ export class InProcessLink implements NativeLink {
     if (!this.#open) return;
     this.#open = false;
     this.#input = [];
+    this.#inputIds = [];
     this.#ended = { code, reason: closeReason(reason), notified: !tellClient };
     if (tellClient && !this.#outputScheduled) {
       this.#outputScheduled = true;
@@ -394,7 +405,7 @@ export class InProcessLink implements NativeLink {
   /** The end the client holds. */
   serverEnd(): InProcessServerEnd {
     return {
-      send: (frame) => this.sendFromClient(frame),
+      send: (correlationId, frame) => this.sendFromClient(correlationId, frame),
       close: () => this.closeFromClient(),
     };
   }

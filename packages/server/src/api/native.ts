@@ -340,7 +340,7 @@ class NativeConnection {
     this.#batchBytes = batchBytesLimit(ctx.options.maxFrameBytes);
     this.#appendLatency = ctx.metrics.appendDuration.series("native");
     link.attach({
-      receive: (frame, body) => this.#receive(frame, body),
+      receive: (frame, body, correlationId) => this.#receive(frame, body, correlationId),
       largeAppend: (scan) => this.#largeAppend(scan),
       unknownBody: (id) =>
         this.#sendError(
@@ -458,12 +458,11 @@ class NativeConnection {
     const bytes = storedAppendBytes(scan.events, streamId, scan.payloadBytes);
     if (bytes <= this.#ctx.options.maxAppendBytes) return false;
     scannedOversized.set(scan.frame, { events: scan.events, bytes });
-    this.#receive(scan.frame, "append");
+    this.#receive(scan.frame, "append", Number(scan.frame.correlationId ?? 0));
     return true;
   }
 
-  #receive(frame: Frame, body: FrameBodyKind): void {
-    const correlationId = Number(frame.correlationId ?? 0);
+  #receive(frame: Frame, body: FrameBodyKind, correlationId: number): void {
     if (correlationId === 0) {
       this.#sendError(0, Code.BAD_REQUEST, "correlation_id must not be 0");
       return;
