@@ -19,19 +19,29 @@ const MIN_BUCKETS = 16;
 export function idHash(key: string): number {
   let h = key.length;
   let i = 0;
-  for (; i + 4 <= key.length; i += 4) {
-    let k =
+  for (; i + 4 <= key.length; i += 4)
+    h = murmurMix(
+      h,
       key.charCodeAt(i) |
-      (key.charCodeAt(i + 1) << 8) |
-      (key.charCodeAt(i + 2) << 16) |
-      (key.charCodeAt(i + 3) << 24);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
+        (key.charCodeAt(i + 1) << 8) |
+        (key.charCodeAt(i + 2) << 16) |
+        (key.charCodeAt(i + 3) << 24),
+    );
   for (; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return murmurFinish(h);
+}
+
+/** MurmurHash3's step: the state `h` after taking in the 32-bit word `k`. */
+export function murmurMix(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  h ^= Math.imul(k, 0x1b873593);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/** MurmurHash3's finish: every bit of the state spread over the hash. */
+export function murmurFinish(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
