@@ -71,6 +71,10 @@ export async function readAllFiltered(
     start = performance.now();
     const viaSubscription = await catchUp(client);
     catchUpRuns.push(n / ((performance.now() - start) / 1000));
+    if (matched === 0)
+      throw new Error(
+        `read-all-filtered: no event of $all is in a stream ${FILTERED_STREAM_REGEX} matches`,
+      );
     if (viaSubscription !== matched) {
       throw new Error(`the read matched ${matched} events, the subscription ${viaSubscription}`);
     }
