@@ -2,7 +2,7 @@ import { chorus, isMetadataStream, METADATA_EVENT_TYPE } from "@chorus/protocol"
 import { RECORD_OVERHEAD_BYTES } from "../storage/record.js";
 import { eventFilter, FilterError } from "../streams/filters.js";
 import { parseMetadata } from "../streams/metadata.js";
-import { isUuidText } from "../streams/uuid.js";
+import { uuidBytes } from "../streams/uuid.js";
 import { eventTypeProblemOf, streamNameProblemOf } from "../streams/validate.js";
 import type {
   ExpectedVersion,
@@ -128,14 +128,16 @@ function checkEvent(
   streamId: string,
   seen: Set<string> | undefined,
 ): NewEvent {
-  // A hand-written parse of the id's text (no regular expression): this runs per event.
-  if (!isUuidText(rawId)) {
+  // A hand-written parse of the id's text (no regular expression): this runs per event. The
+  // bytes go to the store with the event, which would parse the text again otherwise.
+  const idKey = uuidBytes(rawId);
+  if (idKey === undefined) {
     throw invalidArgument(
       `event ${i}: id ${JSON.stringify(typeof rawId === "string" ? rawId.slice(0, 64) : (rawId ?? null))} is not a UUID`,
       streamId,
     );
   }
-  const id = rawId.toLowerCase();
+  const id = (rawId as string).toLowerCase();
   if (seen !== undefined) {
     if (seen.has(id))
       throw invalidArgument(`event ${i}: id ${id} appears twice in one append`, streamId);
@@ -144,7 +146,7 @@ function checkEvent(
   const typeProblem = eventTypeProblemOf(type);
   if (typeProblem !== null) throw invalidArgument(`event ${i}: ${typeProblem}`, streamId);
   if (type === METADATA_EVENT_TYPE && isMetadataStream(streamId)) checkMetadata(data, streamId);
-  return { id, type: type as string, isJson, data, metadata };
+  return { id, idKey, type: type as string, isJson, data, metadata };
 }
 
 /** Metadata keys of access control lists (ours, and the `$acl` of other event stores). */

@@ -22,6 +22,11 @@ export type ExpectedVersion =
 export interface NewEvent {
   /** Canonical UUID text, validated before it reaches the store. */
   id: string;
+  /**
+   * `id`'s 16 bytes as a latin1 string, when the caller has parsed it already (the API layer
+   * does, to name a bad id in its answer): the log store does not parse it a second time.
+   */
+  idKey?: string;
   type: string;
   isJson: boolean;
   data: Uint8Array;

@@ -72,13 +72,14 @@ export function validateExpectedVersion(expected: ExpectedVersion, streamId: str
  * UUID, the type is a valid event type (non-empty string of at most 1024 UTF-8 bytes) and data
  * and metadata are byte arrays. The first problem is the one reported. (Sizes are the
  * backend's: the log refuses a record above 64 MiB.) Returns the ids' 16 bytes as latin1
- * strings (`uuidBytes`), parsed by the same check.
+ * strings (`uuidBytes`), parsed by the same check, or an event's `idKey` when its caller
+ * parsed the id already.
  */
 export function validateNewEvents(events: NewEvent[], streamId: string): string[] {
   if (!Array.isArray(events)) throw invalid("events must be an array", streamId);
   const keys: string[] = [];
   for (const e of events) {
-    const key = uuidBytes(e.id);
+    const key = e.idKey ?? uuidBytes(e.id);
     if (key === undefined) throw invalid(`event id ${String(e.id)} is not a UUID`, streamId);
     keys.push(key);
     const typeProblem = eventTypeProblemOf(e.type);
