@@ -152,7 +152,13 @@ export class MemoryKv implements Kv {
       return { block: b, bytes };
     });
     await Promise.resolve();
-    for (const op of copies) this.table(op.table).set(op.key, op.value);
+    for (const op of copies) {
+      const ops = this.table(op.table);
+      if (op.value !== null) ops.set(op.key, op.value);
+      // A deletion is kept only where it hides a block's entry.
+      else if (this.packed.get(op.table)?.has(Buffer.from(op.key, "latin1"))) ops.set(op.key, null);
+      else ops.delete(op.key);
+    }
     for (const { block, bytes } of filled) {
       const { keyBytes, valueBytes } = block;
       const ops = this.table(block.table);
@@ -226,6 +232,10 @@ class PackedTable {
     if (b < 0) return undefined;
     const at = ((this.#cells[2 * b] as number) - 1) * this.#width + this.keyBytes;
     return Buffer.from(this.#entries.subarray(at, at + this.valueBytes));
+  }
+
+  has(key: Buffer): boolean {
+    return key.length === this.keyBytes && this.#find(key, 0, hashBytes(key, 0, key.length)) >= 0;
   }
 
   /** Puts the key at `keyAt` of `src` with the value at `valueAt` (a new entry or in place). */

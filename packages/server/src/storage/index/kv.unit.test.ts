@@ -98,6 +98,11 @@ describe("MemoryKv", () => {
       [3, 16],
       [9, 4],
     ]);
+    // A key an op put, then deleted, reads as absent.
+    await kv.write([{ table: "streams", key: Buffer.from("s"), value: Buffer.from([1]) }], []);
+    await kv.write([{ table: "streams", key: Buffer.from("s"), value: null }], []);
+    expect(kv.get("streams", Buffer.from("s"))).toBeUndefined();
+    expect(kv.entries("streams")).toEqual([]);
     await kv.clear();
     expect(kv.entries("ids")).toEqual([]);
     await kv.write([], [idBlock(2)]);
