@@ -1,7 +1,6 @@
 export { chorus } from "./gen/chorus.js";
 export { wireBigInt, wireNumber, type WireInt } from "./wire-int.js";
 export { scanAppendFrame, type AppendFrameScan } from "./append-scan.js";
-export { corkUntilNextTick, corkWebSocketUntilNextTick, type Corkable } from "./cork.js";
 export {
   DEFAULT_MAX_FRAME_BYTES,
   FrameError,
@@ -44,3 +43,9 @@ export {
   partitionOf,
   partitionWeight,
 } from "./partition.js";
+export {
+  WebSocketOutbox,
+  socketOfWebSocket,
+  type OutboxSocket,
+  type WebSocketOutboxOptions,
+} from "./ws-outbox.js";

@@ -6,7 +6,6 @@
 import {
   encodeAppendSuccess,
   chorus,
-  corkWebSocketUntilNextTick,
   decodeFrame,
   encodeFrame,
   FrameError,
@@ -19,6 +18,8 @@ import {
   type FrameInit,
   type InProcessClientEnd,
   type InProcessServerEnd,
+  WebSocketOutbox,
+  socketOfWebSocket,
 } from "@chorus/protocol";
 import { WebSocket, type RawData } from "ws";
 import type { StoredEvent } from "../streams/types.js";
@@ -111,12 +112,26 @@ export class WebSocketLink implements NativeLink {
   readonly #highWaterMarkBytes: number;
   #handler: LinkHandler = NO_HANDLER;
   #alive = true;
+  /**
+   * The frames sent in this tick, written together at its end: the replies one group commit
+   * releases leave in one write of one buffer (ws-outbox.ts).
+   */
+  readonly #outbox: WebSocketOutbox;
 
   constructor(ws: WebSocket, remote: string, maxFrameBytes: number, highWaterMarkBytes: number) {
     this.#ws = ws;
     this.remote = remote;
     this.#maxFrameBytes = maxFrameBytes;
     this.#highWaterMarkBytes = highWaterMarkBytes;
+    this.#outbox = new WebSocketOutbox({
+      masked: false,
+      schedule: (flush) => process.nextTick(flush),
+      socket: () => (this.isOpen ? socketOfWebSocket(ws) : undefined),
+      onWritten: (err) => {
+        // A failed write ends the socket, and ws reports the close.
+        if (!err && this.bufferedAmount <= this.#highWaterMarkBytes) this.#handler.writable();
+      },
+    });
     ws.on("pong", () => {
       this.#alive = true;
     });
@@ -132,7 +147,7 @@ export class WebSocketLink implements NativeLink {
   }
 
   get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
+    return this.#ws.bufferedAmount + this.#outbox.pendingBytes;
   }
 
   send(frame: FrameInit): void {
@@ -161,11 +176,7 @@ export class WebSocketLink implements NativeLink {
   }
 
   #sendBytes(bytes: Uint8Array): void {
-    // The replies one group commit releases leave in one write system call.
-    corkWebSocketUntilNextTick(this.#ws);
-    this.#ws.send(bytes, { binary: true }, () => {
-      if (this.#ws.bufferedAmount <= this.#highWaterMarkBytes) this.#handler.writable();
-    });
+    this.#outbox.push(bytes);
   }
 
   pauseInput(paused: boolean): void {
@@ -175,7 +186,10 @@ export class WebSocketLink implements NativeLink {
   }
 
   close(code: number, reason: string): void {
-    if (this.isOpen) this.#ws.close(code, closeReason(reason));
+    if (!this.isOpen) return;
+    // What was sent before the close goes out before the close frame.
+    this.#outbox.flush();
+    this.#ws.close(code, closeReason(reason));
   }
 
   heartbeat(onDead: () => void): void {
@@ -201,7 +215,10 @@ export class WebSocketLink implements NativeLink {
         clearTimeout(timer);
         resolve();
       });
-      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1001, "the node is shutting down");
+      if (this.#ws.readyState === WebSocket.OPEN) {
+        this.#outbox.flush();
+        this.#ws.close(1001, "the node is shutting down");
+      }
     });
   }
 

@@ -31,7 +31,8 @@ import { isIP } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import {
-  corkWebSocketUntilNextTick,
+  WebSocketOutbox,
+  socketOfWebSocket,
   DEFAULT_MAX_FRAME_BYTES,
   decodeInternalFrame,
   encodeInternalFrame,
@@ -190,6 +191,20 @@ class OutboundLink {
   /** The latest attempt to (re)open this link failed: refused, or no handshake in time. */
   failed = false;
   readonly held: Held = { frames: 0, bytes: 0, lastWarnMs: Number.NEGATIVE_INFINITY };
+  /**
+   * Frames sent in one tick (an Append and the heartbeats and replies around it), written to
+   * the socket together at its end (ws-outbox.ts; masked with the zero key, as zeroMask).
+   */
+  readonly #outbox = new WebSocketOutbox({
+    masked: true,
+    schedule: (flush) => process.nextTick(flush),
+    socket: () => {
+      const ws = this.#ws;
+      return ws?.readyState === WebSocket.OPEN ? socketOfWebSocket(ws) : undefined;
+    },
+    // A failed write ends the socket, and ws reports the close.
+    onWritten: () => undefined,
+  });
 
   constructor(
     readonly endpoint: PeerEndpoint,
@@ -205,16 +220,15 @@ class OutboundLink {
   /** Bytes waiting in the socket (0 when not open). */
   get bufferedBytes(): number {
     const ws = this.#ws;
-    return ws && ws.readyState === WebSocket.OPEN ? ws.bufferedAmount : 0;
+    return ws && ws.readyState === WebSocket.OPEN
+      ? ws.bufferedAmount + this.#outbox.pendingBytes
+      : 0;
   }
 
   send(bytes: Uint8Array): boolean {
     const ws = this.#ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    // Frames sent in one tick (an Append and the heartbeats and replies around it) leave in
-    // one write system call.
-    corkWebSocketUntilNextTick(ws);
-    ws.send(bytes, { binary: true });
+    this.#outbox.push(bytes);
     return true;
   }
 
