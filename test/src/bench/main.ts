@@ -285,6 +285,9 @@ async function persistentConsume(ctx: Ctx, only: (name: string) => boolean): Pro
   }
 }
 
+/** The longest a persistent-consume run may take (the full row takes seconds). */
+const CONSUME_DEADLINE_MS = 300_000;
+
 /** Writes `n` events to a new stream and consumes them once through a new group; the seconds. */
 async function consumeOnce(
   ctx: Ctx,
@@ -308,20 +311,38 @@ async function consumeOnce(
   let handled = 0;
   let confirmed = 0;
   let allConfirmed: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (allConfirmed = resolve));
+  let failed: (err: unknown) => void = () => undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    allConfirmed = resolve;
+    failed = reject;
+  });
+  done.catch(() => undefined); // awaited below; a failure during the loop must not go unhandled
   const onConfirmed = (): void => {
     if (++confirmed === n) allConfirmed();
   };
-  for await (const e of sub) {
-    if (awaited) {
-      await sub.ack(e);
-      onConfirmed();
-    } else {
-      sub.ack(e).then(onConfirmed, () => undefined);
+  // A consumer that stops receiving, or acks that never confirm, end the row with an error.
+  const deadline = setTimeout(() => {
+    failed(
+      new Error(
+        `persistent-consume: ${n} events not consumed and acked within ${CONSUME_DEADLINE_MS} ms`,
+      ),
+    );
+    void sub.unsubscribe();
+  }, CONSUME_DEADLINE_MS);
+  try {
+    for await (const e of sub) {
+      if (awaited) {
+        await sub.ack(e);
+        onConfirmed();
+      } else {
+        sub.ack(e).then(onConfirmed, failed);
+      }
+      if (++handled === n) break;
     }
-    if (++handled === n) break;
+    await done;
+  } finally {
+    clearTimeout(deadline);
   }
-  await done;
   const s = (performance.now() - start) / 1000;
   await ps.delete(stream, "bench");
   return s;
