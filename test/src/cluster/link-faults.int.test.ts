@@ -1,7 +1,7 @@
 // Peer links and disk stalls against a healthy leader: links reset again and again, a link
-// that goes silent (blackholed), and a leader whose fdatasync stalls past the election
-// timeout. None of them may change the leader; the write checker runs after each. Then a
-// leader whose disk stalls for good: it hands leadership over, and writes go on.
+// that goes silent (blackholed), a leader and a follower whose fdatasync stalls past the
+// election timeout. None of them may change the leader; the write checker runs after each.
+// Then a leader whose disk stalls for good: it hands leadership over, and writes go on.
 import { unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
@@ -145,6 +145,47 @@ describe("peer links and disk stalls around a healthy leader", () => {
     expect(await epochOf(c.nodes[leader]!)).toBe(epoch);
     await w.stop();
     await checkHistory(c, w);
+  });
+  it("a follower whose fdatasync stalls past the election timeout holds up nothing; it catches up after", async () => {
+    const c = (cluster = await startStallableCluster());
+    // One writer: every write is a lone write, which a follower syncs inline while syncs are fast.
+    const w = (writers = startWriters(c, 1));
+    await writesContinue(w, 100, "writes flowing");
+    const leader = await c.leader();
+    const epoch = await epochOf(c.nodes[leader]!);
+    const follower = (leader + 1) % 3;
+    const marks = c.nodes.map((n) => roleChanges(n).length);
+    const stallMs = 3 * ELECTION_TIMEOUT_MS;
+    const stallFile = await stallSyncs(c, follower, stallMs);
+    const stalledAt = performance.now();
+    let during: number;
+    try {
+      // The leader commits with its own sync and the other follower's: the writes do not wait
+      // for the stalled one, not even for its first stall, which holds up its event loop.
+      await writesContinue(w, 100, "writes during the stall");
+      during = performance.now() - stalledAt;
+    } finally {
+      await unlink(stallFile);
+    }
+    expect(during).toBeLessThan(stallMs);
+    await writesContinue(w, 50, "writes after the stall");
+    await w.stop();
+    // Every acknowledged write on every node: the stalled follower woke and caught up.
+    await checkHistory(c, w);
+    // It did stall: one of its syncs took longer than 1 s.
+    const syncs = await metricOf(c, follower, "chorus_fsync_duration_seconds_count");
+    const underOneSecond = await metricOf(
+      c,
+      follower,
+      'chorus_fsync_duration_seconds_bucket\\{le="1"\\}',
+    );
+    expect(syncs - underOneSecond).toBeGreaterThanOrEqual(1);
+    // When it woke, its timers ran before the leader's messages waiting in its socket: it may
+    // have stood for a pre-vote. Nobody granted one: no candidate, the same leader and epoch.
+    const elections = electionsSince(c, marks);
+    expect(elections.filter((e) => !e.startsWith(`node ${follower}: preCandidate`))).toEqual([]);
+    expect(await c.leader()).toBe(leader);
+    expect(await epochOf(c.nodes[leader]!)).toBe(epoch);
   });
 });
 

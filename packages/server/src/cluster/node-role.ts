@@ -950,9 +950,13 @@ export class ClusterRole {
     this.stopDurable = this.store.onDurable(() => this.queueDurable());
     // A leader's local writes go to its followers before its own (blocking) sync starts.
     this.store.setSyncGate(() => this.role === "leader" && this.store.endPosition > this.announced);
-    // A cluster node never syncs inline: a disk stall must not hold up its event loop, which
-    // sends the heartbeats, answers votes and replies to appends.
-    this.store.setSyncOffLoop(() => true);
+    // A leader (or a node standing for election) never syncs inline: a disk stall must not
+    // hold up its event loop, which sends the heartbeats and answers votes. A follower or a
+    // learner may, as a single node does (a lone write while syncs are fast: see
+    // DiskLog.sync): the thread-pool round trip cost a sequential append about a tenth of its
+    // latency. A stall then holds up only that node; the leader commits with the others, and
+    // the follower's pre-vote when it wakes is refused (docs/cluster-design.md).
+    this.store.setSyncOffLoop(() => this.role !== "follower" && this.role !== "learner");
     for (const v of voters) {
       if (v === this.opts.selfId) continue;
       const ep = parseEndpoint(v);
