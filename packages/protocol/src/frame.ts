@@ -325,12 +325,138 @@ function decodeChecked<T extends { body?: string }>(
 export type InternalFrame = chorus.InternalFrame;
 export type InternalFrameInit = chorus.IInternalFrame;
 
-/** Encodes one node-to-node frame (the same bytes as `chorus.InternalFrame.encode`). */
-export function encodeInternalFrame(frame: InternalFrameInit): Uint8Array {
+/**
+ * Encodes one node-to-node frame (the same bytes as `chorus.InternalFrame.encode`). `from`,
+ * when given, stands for the frame's own (a node stamps its id on a frame without copying it).
+ */
+export function encodeInternalFrame(frame: InternalFrameInit, from?: string): Uint8Array {
+  const sender = from ?? (present(frame, "from") ? frame.from : undefined);
+  const replication = encodeReplicationFrame(frame, sender);
+  if (replication !== undefined) return replication;
   const w = protobuf.Writer.create();
-  if (frame.from != null) w.uint32(10).string(frame.from);
+  if (sender != null) w.uint32(10).string(sender);
   writeBodies(w, frame, internalFrameBodies);
   return w.finish();
+}
+
+// ------------------------------------------------------------ replication frames, by hand
+//
+// Append (leader to follower) and AppendReply (back) are the frames every replicated write
+// sends, and a sequential write waits for both. protobufjs's Writer queues about a dozen
+// objects for one of them: 4.6-5.7 µs a frame in a loop, 14-20 µs on a node woken by one
+// sequential write (its caches cold). Encoded like appends above (measured, then written
+// into one buffer): 1.0-1.4 and 9-10 µs. The generated encoders' bytes: a field is written
+// when it is not null and is the object's own. Anything else (a number that is not a
+// non-negative safe integer, base64 text for bytes) takes the generic path.
+
+const U64 = 0;
+const BOOL = 1;
+const POINT = 2;
+const BYTES = 3;
+type Field = readonly [key: string, tag: number, kind: 0 | 1 | 2 | 3];
+
+const POINT_FIELDS: readonly Field[] = [
+  ["epoch", 8, U64],
+  ["position", 16, U64],
+];
+const APPEND_FIELDS: readonly Field[] = [
+  ["epoch", 8, U64],
+  ["prev", 18, POINT],
+  ["records", 26, BYTES],
+  ["leaderCommit", 32, U64],
+];
+const APPEND_REPLY_FIELDS: readonly Field[] = [
+  ["epoch", 8, U64],
+  ["ok", 16, BOOL],
+  ["match", 26, POINT],
+  ["durableEnd", 32, U64],
+  ["hint", 42, POINT],
+];
+/** InternalFrame.append_entries (14) and append_reply (15), length-delimited. */
+const TAG_APPEND_ENTRIES = 114;
+const TAG_APPEND_REPLY = 122;
+
+/** Bytes of `m`'s present fields, or -1 when one needs the generic encoder. */
+function measureFields(m: object, fields: readonly Field[]): number {
+  let n = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const [key, , kind] = fields[i]!;
+    if (!present(m, key)) continue;
+    const value = (m as Record<string, unknown>)[key];
+    if (kind === U64) {
+      if (!isWireInteger(value)) return -1;
+      n += 1 + varintBytes(value);
+    } else if (kind === BOOL) {
+      n += 2;
+    } else if (kind === POINT) {
+      const inner = typeof value === "object" ? measureFields(value as object, POINT_FIELDS) : -1;
+      if (inner < 0) return -1;
+      n += 1 + varintBytes(inner) + inner;
+    } else {
+      const f = bytesField(value);
+      if (f < 0) return -1;
+      n += f;
+    }
+  }
+  return n;
+}
+
+/** Writes what measureFields measured; the position after it. */
+function writeFields(buf: Buffer, pos: number, m: object, fields: readonly Field[]): number {
+  for (let i = 0; i < fields.length; i++) {
+    const [key, tag, kind] = fields[i]!;
+    if (!present(m, key)) continue;
+    const value = (m as Record<string, unknown>)[key];
+    if (kind === U64) {
+      buf[pos++] = tag;
+      pos = writeVarint(buf, pos, value as number);
+    } else if (kind === BOOL) {
+      buf[pos++] = tag;
+      buf[pos++] = value ? 1 : 0;
+    } else if (kind === POINT) {
+      buf[pos++] = tag;
+      pos = writeVarint(buf, pos, measureFields(value as object, POINT_FIELDS));
+      pos = writeFields(buf, pos, value as object, POINT_FIELDS);
+    } else {
+      pos = writeBytes(buf, pos, tag, value as ArrayLike<number>);
+    }
+  }
+  return pos;
+}
+
+/** An Append or AppendReply frame (and nothing else), or undefined for the generic path. */
+function encodeReplicationFrame(
+  frame: InternalFrameInit,
+  from: string | null | undefined,
+): Uint8Array | undefined {
+  let tag = 0;
+  let body: object | undefined;
+  let fields: readonly Field[] = APPEND_FIELDS;
+  for (const key in frame) {
+    const value = (frame as Record<string, unknown>)[key];
+    if (key === "from" || value == null || internalFrameBodies[key] === undefined) continue;
+    if (body !== undefined || !Object.hasOwn(frame, key)) return undefined;
+    if (key === "appendEntries") tag = TAG_APPEND_ENTRIES;
+    else if (key === "appendReply") {
+      tag = TAG_APPEND_REPLY;
+      fields = APPEND_REPLY_FIELDS;
+    } else return undefined;
+    body = value as object;
+  }
+  if (body === undefined) return undefined;
+  const length = measureFields(body, fields);
+  if (length < 0) return undefined;
+  const fromField = from != null ? stringField(from, 0) : 0;
+  if (fromField < 0) return undefined;
+  const total = fromField + 1 + varintBytes(length) + length;
+  const buf = Buffer.allocUnsafe(total);
+  let pos = 0;
+  if (from != null) pos = writeString(buf, pos, 10, from, scratch[0]!);
+  buf[pos++] = tag;
+  pos = writeVarint(buf, pos, length);
+  pos = writeFields(buf, pos, body, fields);
+  if (pos !== total) throw new Error(`internal frame encoded to ${pos} bytes, measured ${total}`);
+  return buf;
 }
 
 /** Decodes one node-to-node frame; the same checks and errors as decodeFrame. */

@@ -266,6 +266,8 @@ export class ClusterRole {
   private readonly proposed = new Set<Buffer>();
   /** Frames of the messages being sent (see wireFrame). */
   private readonly frames = new WeakMap<Message<Buffer>, OutgoingFrame>();
+  /** The endpoints of the node ids messages went to (see endpointOf). */
+  private readonly endpoints = new Map<NodeId, Endpoint | undefined>();
   private lastReportedDurable = -1;
   private role: Role | "none" = "none";
   private leaderId: NodeId | undefined;
@@ -702,6 +704,20 @@ export class ClusterRole {
     return frame;
   }
 
+  /**
+   * The endpoint of node id `id` (its "host:port"), parsed once: every message a node sends
+   * goes to one of a few ids. Forgotten all at once should ids ever come and go by the dozen.
+   */
+  private endpointOf(id: NodeId): Endpoint | undefined {
+    let endpoint = this.endpoints.get(id);
+    if (endpoint === undefined && !this.endpoints.has(id)) {
+      if (this.endpoints.size >= 64) this.endpoints.clear();
+      endpoint = parseEndpoint(id);
+      this.endpoints.set(id, endpoint);
+    }
+    return endpoint;
+  }
+
   private async perform(effects: readonly Effect<Buffer>[]): Promise<void> {
     for (const effect of effects) {
       switch (effect.type) {
@@ -755,7 +771,7 @@ export class ClusterRole {
           this.lastReportedDurable = Math.min(this.lastReportedDurable, effect.position);
           break;
         case "send": {
-          const to = parseEndpoint(effect.to);
+          const to = this.endpointOf(effect.to);
           if (to) this.peers.send(to, this.wireFrame(effect.message));
           const m = effect.message;
           const sent = m.type === "Append" ? m.records[m.records.length - 1] : undefined;

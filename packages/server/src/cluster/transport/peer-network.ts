@@ -175,7 +175,7 @@ export class OutgoingFrame {
 
   /** The encoded frame, as sent by `from`. */
   bytes(from: string): Uint8Array {
-    return (this.#bytes ??= encodeInternalFrame({ ...this.body, from }));
+    return (this.#bytes ??= encodeInternalFrame(this.body, from));
   }
 }
 
