@@ -218,7 +218,9 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       },
       { timeoutMs: CAUGHT_UP_TIMEOUT_MS, intervalMs: 500, message: "every voter holds one log" },
     ).catch(() => undefined);
-    for (const v of checkLogsAgree(logs)) violation(v);
+    const disagree = checkLogsAgree(logs);
+    for (const v of disagree) violation(v);
+    if (disagree.length > 0) for (const line of await describeNodes(c)) print(`${tag}: ${line}`);
     const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
 
     // Subscribers: handed every committed event of theirs, then stopped.
@@ -274,4 +276,37 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     removeInterrupt();
     await cleanup();
   }
+}
+
+/**
+ * What each node says of itself when the logs disagree after healing: its state, commit
+ * position and log size (`/stats`), and a leader's view of each follower's lag (`/metrics`).
+ */
+async function describeNodes(c: TestCluster): Promise<string[]> {
+  const get = async (url: string): Promise<string> => {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      return await res.text();
+    } catch (err) {
+      return `(no answer: ${String(err)})`;
+    }
+  };
+  return Promise.all(
+    c.nodes.map(async (node, i) => {
+      const base = `http://${node.httpEndpoint}`;
+      const stats = await get(`${base}/stats`);
+      let summary = stats;
+      try {
+        const s = JSON.parse(stats) as { state?: string; store?: object };
+        summary = JSON.stringify({ state: s.state, ...s.store });
+      } catch {
+        // Not JSON: printed as it came.
+      }
+      const lag = (await get(`${base}/metrics`))
+        .split("\n")
+        .filter((l) => l.startsWith("chorus_replication_lag_bytes{"))
+        .join(" ");
+      return `node ${i}: ${summary}${lag ? ` ${lag}` : ""}`;
+    }),
+  );
 }

@@ -5,19 +5,13 @@
  * the old leader catches up by itself.
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { mountTmpfs, startCluster, waitFor, type TestCluster, type Tmpfs } from "@chorus/testing";
-import { mkdir, rm, statfs, writeFile } from "node:fs/promises";
+import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
+import { rm, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { idsOn } from "./helpers.js";
+import { emptyDataDirs, idsOn, tmpfsPerNode } from "./helpers.js";
 
-const mounts: Tmpfs[] = [];
-let skipReason: string | null = null;
-for (let i = 0; i < 3 && skipReason === null; i++) {
-  const m = await mountTmpfs(32 * 1024 * 1024);
-  if (typeof m === "string") skipReason = m;
-  else mounts.push(m);
-}
+const { mounts, skipReason } = await tmpfsPerNode(3, 32 * 1024 * 1024);
 
 describe.skipIf(skipReason !== null)(
   `a cluster whose leader's disk fills up${skipReason !== null ? ` (skipped: ${skipReason})` : ""}`,
@@ -32,14 +26,7 @@ describe.skipIf(skipReason !== null)(
     });
 
     it("hands leadership to a node with room, loses nothing, and the old leader catches up", async () => {
-      const dataDirs = await Promise.all(
-        mounts.map(async (m) => {
-          const d = join(m.dir, "db");
-          await mkdir(d, { recursive: true });
-          return d;
-        }),
-      );
-      cluster = await startCluster({ size: 3, dataDirs });
+      cluster = await startCluster({ size: 3, dataDirs: await emptyDataDirs(mounts) });
       client = new ChorusClient(cluster.connectionString);
       const full = await cluster.leader({ timeoutMs: 20_000 });
 

@@ -1,4 +1,6 @@
-import { getJson, type TestNode } from "@chorus/testing";
+import { getJson, mountTmpfs, type TestNode, type Tmpfs } from "@chorus/testing";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 
 /**
  * The committed events of `stream` as `node` serves them over HTTP (ids, in order); over
@@ -64,4 +66,37 @@ export function roleChanges(node: TestNode): RoleChange[] {
     });
   }
   return changes;
+}
+
+/**
+ * `count` tmpfs mounts of `bytes` each, one per node of a disk-full test; or why they cannot
+ * be had (mounting needs root), with any mounted so far unmounted.
+ */
+export async function tmpfsPerNode(
+  count: number,
+  bytes: number,
+): Promise<{ mounts: Tmpfs[]; skipReason: string | null }> {
+  const mounts: Tmpfs[] = [];
+  for (let i = 0; i < count; i++) {
+    const m = await mountTmpfs(bytes);
+    if (typeof m === "string") {
+      for (const done of mounts) await done.unmount();
+      return { mounts: [], skipReason: m };
+    }
+    mounts.push(m);
+  }
+  return { mounts, skipReason: null };
+}
+
+/** An empty data directory on each mount (whatever an earlier attempt left there removed). */
+export async function emptyDataDirs(mounts: readonly Tmpfs[]): Promise<string[]> {
+  return Promise.all(
+    mounts.map(async (m) => {
+      const d = join(m.dir, "db");
+      await rm(join(m.dir, "filler"), { force: true });
+      await rm(d, { recursive: true, force: true });
+      await mkdir(d, { recursive: true });
+      return d;
+    }),
+  );
 }

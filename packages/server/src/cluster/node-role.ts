@@ -72,6 +72,7 @@ import {
   type SelfMemberInfo,
 } from "./gossip/index.js";
 import { endpointKey, parseEndpoint } from "./gossip/wire.js";
+import { StepWatch } from "./step-watch.js";
 import { messageFromWire, messageToWire } from "./transport/messages.js";
 import { OutgoingFrame, PeerNetwork, type PeerLogger } from "./transport/peer-network.js";
 import { ReplicationStats } from "./replication-stats.js";
@@ -88,6 +89,8 @@ export const DEFAULT_CLUSTER_TICK_MS = 10;
 export const DEFAULT_MAX_REPLICATION_BATCH_BYTES = 1024 * 1024;
 /** A follower within this many bytes of the leader's commit position counts as caught up. */
 export const CAUGHT_UP_SLACK_BYTES = 1024 * 1024;
+/** A step of the chain (see enqueueStep) running this long is logged (see watchSteps). */
+export const STEP_WARN_MS = 10_000;
 
 export type ClusterLogger = GossipLogger & PeerLogger;
 
@@ -282,6 +285,10 @@ export class ClusterRole {
   private chain: Promise<void> = Promise.resolve();
   /** Steps on `chain` not yet finished; 0 means a new step may start at once. */
   private pendingSteps = 0;
+  /** Steps finished; the effect the running step performs (see watchSteps). */
+  private stepsDone = 0;
+  private stepEffect = "";
+  private readonly stepWatch = new StepWatch(STEP_WARN_MS);
   private tickQueued = false;
   private announceQueued = false;
   private durableQueued = false;
@@ -474,6 +481,7 @@ export class ClusterRole {
 
   private onTimer(): void {
     if (this.closed) return;
+    this.watchSteps(performance.now());
     this.refreshMembership(false);
     if (!this.core) {
       this.maybeForm();
@@ -483,17 +491,48 @@ export class ClusterRole {
     this.handOverIfDiskFails();
     if (!this.tickQueued) {
       this.tickQueued = true;
-      this.run((core) => {
-        this.tickQueued = false;
-        return core.tick(performance.now());
-      });
+      this.run(
+        (core) => core.tick(performance.now()),
+        () => {
+          this.tickQueued = false;
+        },
+      );
     }
     if (this.store.endPosition !== this.announced) this.queueAnnounce();
   }
 
-  /** Serialises one input and the performance of its effects. */
-  private run(step: (core: ConsensusCore<Buffer>) => Effect<Buffer>[]): void {
+  /** Logs what StepWatch reports: a step at the head of the chain for STEP_WARN_MS, and its end. */
+  private watchSteps(nowMs: number): void {
+    const report = this.stepWatch.check(nowMs, this.pendingSteps, this.stepsDone);
+    if (report === undefined) return;
+    const runningMs = Math.round(report.runningMs);
+    if (report.kind === "finished") {
+      this.log.info({ runningMs }, "the long-running cluster step finished");
+      return;
+    }
+    const { storageFull, syncRunningMs } = this.store.stats();
+    this.log.warn(
+      {
+        runningMs,
+        effect: this.stepEffect || null,
+        waiting: this.pendingSteps - 1,
+        storageFull,
+        syncRunningMs: Math.round(syncRunningMs),
+      },
+      "a cluster step has not finished for a long time: this node takes no messages or ticks until it does",
+    );
+  }
+
+  /**
+   * Serialises one input and the performance of its effects. The step is skipped when its
+   * turn comes with no core, after close, or after a failed write rolled the log back (the
+   * role starts over). `onTurn` runs at its turn in every case: a flag that keeps an input
+   * from being queued twice (the tick, the durable report) is cleared there, never only in
+   * a step that may be skipped, or that input would never be queued again.
+   */
+  private run(step: (core: ConsensusCore<Buffer>) => Effect<Buffer>[], onTurn?: () => void): void {
     this.enqueueStep(async () => {
+      onTurn?.();
       const core = this.core;
       if (!core || this.closed || this.rolledBack()) return;
       await this.perform(step(core));
@@ -598,6 +637,8 @@ export class ClusterRole {
     const onError = (err: unknown) => this.failStop(err, failure);
     const done = () => {
       this.pendingSteps--;
+      this.stepsDone++;
+      this.stepEffect = "";
     };
     this.pendingSteps++;
     if (this.pendingSteps === 1) {
@@ -641,10 +682,12 @@ export class ClusterRole {
   private queueDurable(): void {
     if (this.durableQueued) return;
     this.durableQueued = true;
-    this.run((core) => {
-      this.durableQueued = false;
-      return this.reportDurable(core);
-    });
+    this.run(
+      (core) => this.reportDurable(core),
+      () => {
+        this.durableQueued = false;
+      },
+    );
   }
 
   private reportDurable(core: ConsensusCore<Buffer>): Effect<Buffer>[] {
@@ -720,6 +763,7 @@ export class ClusterRole {
 
   private async perform(effects: readonly Effect<Buffer>[]): Promise<void> {
     for (const effect of effects) {
+      this.stepEffect = effect.type;
       switch (effect.type) {
         case "append": {
           const records = effect.records;
