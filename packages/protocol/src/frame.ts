@@ -441,7 +441,7 @@ function encodeReplicationFrame(
       tag = TAG_APPEND_REPLY;
       fields = APPEND_REPLY_FIELDS;
     } else return undefined;
-    body = value as object;
+    body = value;
   }
   if (body === undefined) return undefined;
   const length = measureFields(body, fields);
