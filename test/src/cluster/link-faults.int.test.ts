@@ -43,6 +43,20 @@ async function startStallableCluster(): Promise<TestCluster> {
   }
 }
 
+/**
+ * A stallable cluster (startStallableCluster) with `writerCount` writers whose writes flow:
+ * its leader, the leader's epoch, and every node's role-change count (for electionsSince).
+ */
+async function steadyStallableCluster(writerCount: number) {
+  const c = (cluster = await startStallableCluster());
+  const w = (writers = startWriters(c, writerCount));
+  await writesContinue(w, 100, "writes flowing");
+  const leader = await c.leader();
+  const epoch = await epochOf(c.nodes[leader]!);
+  const marks = c.nodes.map((n) => roleChanges(n).length);
+  return { c, w, leader, epoch, marks };
+}
+
 /** The value of an unlabelled metric that node `i` of `c` exposes now. */
 async function metricOf(c: TestCluster, i: number, name: string): Promise<number> {
   const res = await fetch(`http://${c.nodes[i]!.httpEndpoint}/metrics`, {
@@ -121,13 +135,8 @@ describe("peer links and disk stalls around a healthy leader", () => {
   });
 
   it("a leader whose fdatasync stalls past the election timeout keeps its followers", async () => {
-    const c = (cluster = await startStallableCluster());
     // One writer: every write is a lone write, the kind a node may sync inline.
-    const w = (writers = startWriters(c, 1));
-    await writesContinue(w, 100, "writes flowing");
-    const leader = await c.leader();
-    const epoch = await epochOf(c.nodes[leader]!);
-    const marks = c.nodes.map((n) => roleChanges(n).length);
+    const { c, w, leader, epoch, marks } = await steadyStallableCluster(1);
     const stallMs = 3 * ELECTION_TIMEOUT_MS;
     const stallFile = await stallSyncs(c, leader, stallMs);
     const stalledAt = performance.now();
@@ -147,14 +156,9 @@ describe("peer links and disk stalls around a healthy leader", () => {
     await checkHistory(c, w);
   });
   it("a follower whose fdatasync stalls past the election timeout holds up nothing; it catches up after", async () => {
-    const c = (cluster = await startStallableCluster());
     // One writer: every write is a lone write, which a follower syncs inline while syncs are fast.
-    const w = (writers = startWriters(c, 1));
-    await writesContinue(w, 100, "writes flowing");
-    const leader = await c.leader();
-    const epoch = await epochOf(c.nodes[leader]!);
+    const { c, w, leader, epoch, marks } = await steadyStallableCluster(1);
     const follower = (leader + 1) % 3;
-    const marks = c.nodes.map((n) => roleChanges(n).length);
     const stallMs = 3 * ELECTION_TIMEOUT_MS;
     const stallFile = await stallSyncs(c, follower, stallMs);
     const stalledAt = performance.now();
@@ -191,11 +195,7 @@ describe("peer links and disk stalls around a healthy leader", () => {
 
 describe("a leader whose disk stalls for good", () => {
   it("hands leadership over after 4 election timeouts; writes go on at the new leader, none lost", async () => {
-    const c = (cluster = await startStallableCluster());
-    const w = (writers = startWriters(c, 2));
-    await writesContinue(w, 100, "writes flowing");
-    const leader = await c.leader();
-    const epoch = await epochOf(c.nodes[leader]!);
+    const { c, w, leader, epoch } = await steadyStallableCluster(2);
     // Longer than the test waits for the hand-over: for the cluster, the disk stalls for good.
     const stallMs = 16 * ELECTION_TIMEOUT_MS;
     const stallFile = await stallSyncs(c, leader, stallMs);
