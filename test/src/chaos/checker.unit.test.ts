@@ -6,9 +6,11 @@ import { describe, expect, it } from "vitest";
 import {
   checkAppendHistory,
   checkLogsAgree,
+  checkPersistentHistory,
   checkSubscriptionHistory,
   type AppendRecord,
   type LogEntry,
+  type PersistentHanding,
 } from "../cluster/write-checker.js";
 import { kindsOf, parseRealArgs, UsageError } from "./main.js";
 import { planFaults, type FaultKind } from "./schedule.js";
@@ -217,6 +219,92 @@ describe("checkSubscriptionHistory", () => {
     expect(checkSubscriptionHistory("sub", [...log, phantom], log)).toEqual([
       "sub: delivered 1 events beyond the committed log, from s@3 (position 500) (lost)",
     ]);
+  });
+});
+
+describe("checkPersistentHistory", () => {
+  const log = logOf([
+    ["s", "a"],
+    ["t", "b"],
+    ["s", "c"],
+  ]);
+  const to = (consumer: string, e: LogEntry): PersistentHanding => ({ consumer, ...e });
+  /** Every handing's ack confirmed right after it. */
+  const confirmedEach = (handings: readonly PersistentHanding[]) =>
+    new Map(handings.map((h, k) => [h.id, k + 1]));
+
+  it("passes every committed event handed once and confirmed, and counts events two consumers handled", () => {
+    const handings = [to("c1", log[0]!), to("c2", log[1]!), to("c1", log[2]!)];
+    expect(
+      checkPersistentHistory("g", { handings, confirmedAt: confirmedEach(handings) }, log),
+    ).toEqual({
+      violations: [],
+      byTwo: 0,
+    });
+    // b handed to c1, whose connection dropped before its ack was confirmed; then to c2.
+    const again = [to("c1", log[0]!), to("c1", log[1]!), to("c2", log[1]!), to("c2", log[2]!)];
+    const confirmedAt = new Map([
+      ["a", 1],
+      ["b", 3],
+      ["c", 4],
+    ]);
+    expect(checkPersistentHistory("g", { handings: again, confirmedAt }, log)).toEqual({
+      violations: [],
+      byTwo: 1,
+    });
+  });
+
+  it("reports a committed event never handed, and one whose ack was never confirmed", () => {
+    const handings = [to("c1", log[0]!), to("c1", log[1]!)];
+    const { violations } = checkPersistentHistory(
+      "g",
+      { handings, confirmedAt: new Map([["a", 1]]) },
+      log,
+    );
+    expect(violations).toEqual([
+      "g: committed but never handed to a consumer: 1 event(s): s@1 (position 300) (c)",
+      "g: handed but its ack never confirmed: 1 event(s): t@0 (position 200) (b)",
+    ]);
+  });
+
+  it("reports an event the log does not hold, one handed twice to a consumer, and one handed after its ack was confirmed", () => {
+    const phantom = { streamId: "s", id: "lost", revision: 2n, position: 400n };
+    const handings = [
+      to("c1", log[0]!),
+      to("c1", log[1]!),
+      to("c1", log[1]!),
+      to("c2", log[2]!),
+      to("c2", log[0]!),
+      to("c2", phantom),
+    ];
+    const confirmedAt = new Map([
+      ["a", 1],
+      ["b", 2],
+      ["c", 4],
+      ["lost", 6],
+    ]);
+    const { violations, byTwo } = checkPersistentHistory("g", { handings, confirmedAt }, log);
+    expect(violations).toEqual([
+      "g: handed an event the committed log does not hold: 1 event(s): s@2 (position 400) (lost) to c2",
+      "g: handed twice to one consumer: 1 event(s): t@0 (position 200) (b) to c1",
+      "g: handed again after its ack was confirmed: 2 event(s): " +
+        "t@0 (position 200) (b) to c1, handing 2, confirmed at 2; " +
+        "s@0 (position 100) (a) to c2, handing 4, confirmed at 1",
+    ]);
+    expect(byTwo).toBe(1);
+  });
+
+  it("spells out at most five events of a kind", () => {
+    const many = logOf(Array.from({ length: 8 }, (_, i) => ["s", `e${i}`] as const));
+    const { violations } = checkPersistentHistory(
+      "g",
+      { handings: [], confirmedAt: new Map() },
+      many,
+    );
+    expect(violations).toHaveLength(1);
+    expect(violations[0]).toMatch(
+      /^g: committed but never handed to a consumer: 8 event\(s\): s@0 .*; \.\.\. 3 more$/,
+    );
   });
 });
 

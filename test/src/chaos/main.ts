@@ -214,7 +214,18 @@ export async function main(argv: readonly string[]): Promise<number> {
       `faults ${sum((r) => r.injected.length)} (${faults}); ` +
       `appends checked: acknowledged ${sum((r) => r.acknowledged)}, unknown ${sum((r) => r.unknown)}, ` +
       `failed ${sum((r) => r.failed)}; events delivered to subscribers ${delivered} ` +
-      `(resubscribes ${sum((r) => r.resubscribes)}); log entries checked ${sum((r) => r.logEntries)}; ` +
+      `(resubscribes ${sum((r) => r.resubscribes)}); persistent group ` +
+      results
+        .map((r) => {
+          const drops = [...r.persistent.drops].map(([k, n]) => `${k}=${n}`).join(" ");
+          return (
+            `${r.name}: ${r.persistent.strategy}, handed ${r.persistent.handed}, by two consumers ` +
+            `${r.persistent.byTwo}, acks made again ${r.persistent.ackRetries}` +
+            (drops ? `, subscriptions ended: ${drops}` : "")
+          );
+        })
+        .join("; ") +
+      `; log entries checked ${sum((r) => r.logEntries)}; ` +
       `violations ${violations.length}` +
       (unknownReasons.size > 0
         ? `; unknown outcomes: ${[...unknownReasons].map(([k, n]) => `${k}=${n}`).join(" ")}`

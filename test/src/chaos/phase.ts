@@ -8,20 +8,23 @@ import { join } from "node:path";
 import {
   checkAppendHistory,
   checkLogsAgree,
+  checkPersistentHistory,
   checkSubscriptionHistory,
   committedLogOn,
   leadersByEpoch,
   type LogEntry,
 } from "../cluster/write-checker.js";
 import { createNemesis, moveToTmpfs, type InjectedFault, type TmpfsDisk } from "./nemesis.js";
-import { deriveSeed, seededRandom, type FaultKind, type PlannedFault } from "./schedule.js";
+import { deriveSeed, pick, seededRandom, type FaultKind, type PlannedFault } from "./schedule.js";
 import {
   OPERATION_TIMEOUT_MS,
   SETTLE_GRACE_MS,
+  startPersistentConsumers,
   startSubscriber,
   startWriters,
   STREAM_PREFIX,
   streamName,
+  type PersistentConsumers,
   type Subscriber,
   type Writers,
 } from "./workload.js";
@@ -40,6 +43,9 @@ export const PROGRESS_APPENDS = 20;
 export const PROGRESS_LINE_INTERVAL_MS = 5_000;
 /** The node whose data directory moves to a tmpfs for disk-full faults (disk phase). */
 export const TMPFS_NODE = 2;
+/** The persistent group on `$all`; its strategy is drawn from the seed. */
+export const PERSISTENT_GROUP = "chaos";
+const STRATEGIES = ["RoundRobin", "DispatchToSingle", "Pinned"] as const;
 
 export type PhaseName = "disk" | "mem";
 
@@ -67,6 +73,14 @@ export interface PhaseResult {
   /** Events handed to each subscriber. */
   readonly delivered: ReadonlyMap<string, number>;
   readonly resubscribes: number;
+  /** The persistent group's consumers: its strategy, handings, events two consumers handled, drops. */
+  readonly persistent: {
+    readonly strategy: string;
+    readonly handed: number;
+    readonly byTwo: number;
+    readonly drops: ReadonlyMap<string, number>;
+    readonly ackRetries: number;
+  };
   readonly logEntries: number;
   readonly violations: readonly string[];
   /** Where the nodes' output went, when there were violations. */
@@ -87,6 +101,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   let disk: TmpfsDisk | undefined;
   let writers: Writers | undefined;
   const subscribers: Subscriber[] = [];
+  let persistent: PersistentConsumers | undefined;
   let progressTimer: NodeJS.Timeout | undefined;
   const controller = new AbortController();
   let cleaned: Promise<void> | undefined;
@@ -96,6 +111,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       clearInterval(progressTimer);
       await writers?.stop().catch(() => []);
       await Promise.all(subscribers.map((s) => s.stop().catch(() => undefined)));
+      await persistent?.stop().catch(() => undefined);
       await cluster?.stop().catch(() => undefined);
       delete process.env["CHORUS_TEST_SYNC_STALL"];
       await disk?.close().catch(() => undefined);
@@ -125,6 +141,12 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     const c = cluster;
     if (options.tmpfs) disk = await moveToTmpfs(c, TMPFS_NODE);
     await c.leader({ timeoutMs: START_TIMEOUT_MS });
+    const strategy = pick(seededRandom(deriveSeed(options.seed, name, "persistent")), STRATEGIES);
+    persistent = await startPersistentConsumers(c.connectionString, {
+      group: PERSISTENT_GROUP,
+      strategy,
+    });
+    const p = persistent;
     const random = seededRandom(deriveSeed(options.seed, name, "workload"));
     writers = startWriters(c.connectionString, WRITERS, random);
     const w = writers;
@@ -156,7 +178,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       const active = [...nemesis.active].join(", ") || "none";
       print(
         `${tag} ${seconds(performance.now() - faultsStart)}: acknowledged ${w.acknowledged}, ` +
-          `failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}; ` +
+          `failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}, ` +
+          `persistent ${p.handings.length}; ` +
           `faults ${nemesis.injected.length}, now: ${active}` +
           (w.oldestPendingMs() > OPERATION_TIMEOUT_MS + SETTLE_GRACE_MS
             ? `; an append pending for ${(w.oldestPendingMs() / 1_000).toFixed(0)}s`
@@ -233,6 +256,13 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       message: "subscribers caught up",
     }).catch(() => undefined);
     await Promise.all(subscribers.map((s) => s.stop()));
+    // The persistent group: every committed event of the writers' streams handed and acked.
+    const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
+    await waitFor(() => p.confirmedAt.size >= groupEvents.length, {
+      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+      message: "the persistent group's consumers caught up",
+    }).catch(() => undefined);
+    await p.stop();
 
     // The checkers.
     // On the longest log, and on any log that is not a prefix of it (a lagging node is
@@ -247,6 +277,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     for (const s of subscribers) {
       for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) violation(v);
     }
+    const group = checkPersistentHistory(`persistent group (${strategy})`, p, groupEvents);
+    for (const v of group.violations) violation(v);
     for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
       if (leaders.size > 1)
         violation(`epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
@@ -268,6 +300,13 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       unknownReasons: w.unknownReasons,
       delivered: new Map(subscribers.map((s) => [s.name, s.delivered.length])),
       resubscribes: subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
+      persistent: {
+        strategy,
+        handed: p.handings.length,
+        byTwo: group.byTwo,
+        drops: p.drops,
+        ackRetries: p.ackRetries,
+      },
       logEntries: longest.length,
       violations,
       logsDir,

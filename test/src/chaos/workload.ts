@@ -1,17 +1,23 @@
 // The soak's workload: writers appending with every expected-version kind over a bounded set
 // of streams, recording each append and its outcome; catch-up subscribers on `$all` and on a
-// stream, recording what they were handed. Every loop ends when stopped or at its bound.
+// stream, and the consumers of a persistent group on `$all`, recording what they were
+// handed. Every loop ends when stopped or at its bound.
 import {
   ChorusClient,
   jsonEvent,
   WrongExpectedVersionError,
+  type ConsumerStrategy,
   type ExpectedVersion,
+  type PersistentEvent,
+  type PersistentSubscription,
   type Subscription,
 } from "@chorus/client";
 import type {
   AppendRecord,
   CheckedExpectedVersion,
   DeliveredEvent,
+  PersistentHanding,
+  PersistentHistory,
 } from "../cluster/write-checker.js";
 import { randomInt, type Random } from "./schedule.js";
 
@@ -286,6 +292,130 @@ export function startSubscriber(
           await settlesWithin(loop, SETTLE_GRACE_MS);
         }
         await client.close().catch(() => undefined);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The persistent group's consumers. */
+export const PERSISTENT_CONSUMERS = 2;
+/** The persistent group's settings besides its strategy: frequent checkpoints, short timeouts. */
+export const PERSISTENT_SETTINGS = {
+  checkpointAfterMs: 200,
+  minCheckpointCount: 10,
+  maxCheckpointCount: 200,
+  messageTimeoutMs: 5_000,
+} as const;
+/** How many times one handing's ack is made, at most. */
+const MAX_ACK_ATTEMPTS = 100;
+
+export interface PersistentConsumers extends PersistentHistory {
+  readonly group: string;
+  readonly strategy: ConsumerStrategy;
+  /** How many times a consumer's subscription ended (and a new one joined), by error. */
+  readonly drops: ReadonlyMap<string, number>;
+  /** Acks made again after one was not confirmed within the operation timeout. */
+  readonly ackRetries: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Creates a persistent group on `$all` (the writers' streams only, from the start) and runs
+ * `PERSISTENT_CONSUMERS` consumers of it, each on its own client, acking every event as it
+ * is handed (not awaited) and never nacking. A subscription that ends is replaced by a new
+ * one, which the checker counts as another consumer (the promise of no duplicates is per
+ * subscription that stays up).
+ */
+export async function startPersistentConsumers(
+  connectionString: string,
+  options: { group: string; strategy: ConsumerStrategy },
+): Promise<PersistentConsumers> {
+  const admin = new ChorusClient(`${connectionString}${CLIENT_OPTIONS}`);
+  try {
+    await admin.persistentSubscriptions.create("$all", options.group, {
+      consumerStrategy: options.strategy,
+      startFrom: "start",
+      filter: { streamNamePrefix: [STREAM_PREFIX] },
+      ...PERSISTENT_SETTINGS,
+    });
+  } finally {
+    await admin.close();
+  }
+  const handings: PersistentHanding[] = [];
+  const confirmedAt = new Map<string, number>();
+  const drops = new Map<string, number>();
+  let stopping = false;
+  const current = new Set<PersistentSubscription>();
+  const clients: ChorusClient[] = [];
+  let ackRetries = 0;
+  /**
+   * Acks `e` and records when the ack is confirmed. An ack not confirmed within the client's
+   * operation timeout rejects (the subscription still sends it again after it joins again):
+   * acked again, as an application that awaits its acks would, so that a later confirmation
+   * is seen. The checker reports any that never is.
+   */
+  const ackUntilConfirmed = (
+    sub: PersistentSubscription,
+    e: PersistentEvent,
+    id: string,
+    attempt: number,
+  ): void => {
+    sub.ack(e).then(
+      () => {
+        if (!confirmedAt.has(id)) confirmedAt.set(id, handings.length);
+      },
+      () => {
+        if (stopping || sub.isEnded || attempt >= MAX_ACK_ATTEMPTS) return;
+        ackRetries++;
+        ackUntilConfirmed(sub, e, id, attempt + 1);
+      },
+    );
+  };
+  const loops = Array.from({ length: PERSISTENT_CONSUMERS }, async (_, i) => {
+    const client = new ChorusClient(`${connectionString}${CLIENT_OPTIONS}`);
+    clients.push(client);
+    for (let attempt = 0; !stopping && attempt <= MAX_RESUBSCRIBES; attempt++) {
+      const consumer = `consumer ${i}.${attempt}`;
+      const sub = client.persistentSubscriptions.subscribe("$all", options.group, {
+        bufferSize: 50,
+        consumerName: consumer,
+      });
+      current.add(sub);
+      try {
+        for await (const e of sub) {
+          const { id, streamId, revision, position } = e.event;
+          handings.push({ consumer, id, streamId, revision, position });
+          ackUntilConfirmed(sub, e, id, 0);
+        }
+      } catch (err) {
+        if (stopping) break;
+        const name =
+          err instanceof Error ? `${err.name}: ${err.message.slice(0, 80)}` : String(err);
+        drops.set(name, (drops.get(name) ?? 0) + 1);
+      } finally {
+        current.delete(sub);
+      }
+      if (stopping) break;
+      await new Promise((resolve) => setTimeout(resolve, RESUBSCRIBE_DELAY_MS));
+    }
+  });
+  let stopped: Promise<void> | undefined;
+  return {
+    group: options.group,
+    strategy: options.strategy,
+    handings,
+    confirmedAt,
+    drops,
+    get ackRetries() {
+      return ackRetries;
+    },
+    stop() {
+      stopping = true;
+      stopped ??= (async () => {
+        await settlesWithin(Promise.all([...current].map((s) => s.unsubscribe())), SETTLE_GRACE_MS);
+        await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+        await settlesWithin(Promise.all(loops), SETTLE_GRACE_MS);
       })();
       return stopped;
     },

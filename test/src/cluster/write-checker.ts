@@ -472,3 +472,79 @@ export function checkLogsAgree(logs: readonly (readonly LogEntry[])[]): string[]
   }
   return violations;
 }
+
+/** An event a persistent subscription handed to the application, in the order of handing. */
+export interface PersistentHanding {
+  /** The subscription object that handed it (a new one after a drop is another consumer). */
+  readonly consumer: string;
+  readonly id: string;
+  readonly streamId: string;
+  readonly revision: bigint;
+  readonly position: bigint;
+}
+
+export interface PersistentHistory {
+  /** Every handing, across consumers, in the order they happened. */
+  readonly handings: readonly PersistentHanding[];
+  /**
+   * Event id -> how many handings there were when its ack was confirmed durable
+   * (`PersistentAcked`): a handing of the id at that index or later came after.
+   */
+  readonly confirmedAt: ReadonlyMap<string, number>;
+}
+
+/** Sentences of one kind, at most `shown` of them spelled out. */
+function capped(violations: string[], kind: string, items: readonly string[], shown = 5): void {
+  if (items.length === 0) return;
+  violations.push(
+    `${kind}: ${items.length} event(s): ${items.slice(0, shown).join("; ")}` +
+      (items.length > shown ? `; ... ${items.length - shown} more` : ""),
+  );
+}
+
+/**
+ * The persistent-subscription checker of quality.md over one group's consumers (which ack
+ * every event as it is handed and never nack) and the group's events in the committed log
+ * (`expected`, in `$all` order):
+ * - every committed event is handed to some consumer, and its ack is confirmed;
+ * - nothing is handed that the committed log does not hold (an event later lost);
+ * - no consumer (subscription object) is handed the same event twice;
+ * - no event is handed again, to any consumer, once its ack was confirmed.
+ * An event handled by two consumers is allowed (at least once across consumers, while
+ * consumers join again): counted in `byTwo`, not a violation.
+ */
+export function checkPersistentHistory(
+  name: string,
+  history: PersistentHistory,
+  expected: readonly LogEntry[],
+): { violations: string[]; byTwo: number } {
+  const violations: string[] = [];
+  const inLog = new Map(expected.map((e) => [e.id, e]));
+  const consumersOf = new Map<string, string[]>();
+  const notInLog: string[] = [];
+  const twice: string[] = [];
+  const afterConfirm: string[] = [];
+  for (const [k, h] of history.handings.entries()) {
+    if (!inLog.has(h.id)) notInLog.push(`${at(h)} (${h.id}) to ${h.consumer}`);
+    const consumers = consumersOf.get(h.id) ?? [];
+    if (consumers.includes(h.consumer)) twice.push(`${at(h)} (${h.id}) to ${h.consumer}`);
+    consumers.push(h.consumer);
+    consumersOf.set(h.id, consumers);
+    const confirmed = history.confirmedAt.get(h.id);
+    if (confirmed !== undefined && k >= confirmed)
+      afterConfirm.push(
+        `${at(h)} (${h.id}) to ${h.consumer}, handing ${k}, confirmed at ${confirmed}`,
+      );
+  }
+  const lost = expected.filter((e) => !consumersOf.has(e.id)).map((e) => `${at(e)} (${e.id})`);
+  const unconfirmed = expected
+    .filter((e) => consumersOf.has(e.id) && !history.confirmedAt.has(e.id))
+    .map((e) => `${at(e)} (${e.id})`);
+  capped(violations, `${name}: committed but never handed to a consumer`, lost);
+  capped(violations, `${name}: handed but its ack never confirmed`, unconfirmed);
+  capped(violations, `${name}: handed an event the committed log does not hold`, notInLog);
+  capped(violations, `${name}: handed twice to one consumer`, twice);
+  capped(violations, `${name}: handed again after its ack was confirmed`, afterConfirm);
+  const byTwo = [...consumersOf.values()].filter((c) => new Set(c).size > 1).length;
+  return { violations, byTwo };
+}
