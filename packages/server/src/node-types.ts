@@ -125,6 +125,11 @@ export interface RoleChangeCounts {
   readonly elections: number;
   /** Times this node learnt of a new leader (itself included). */
   readonly leaderChanges: number;
+  /**
+   * Times this node started its part in the cluster over from what it holds durably, as after
+   * a crash, because a write failed (a full disk, a failed sync).
+   */
+  readonly roleRestarts: number;
 }
 
 /** How far one follower is behind the leader (the leader's replication metrics). */

@@ -7,21 +7,26 @@
  *
  * A follower's disk fills up and frees again, over and over, while the others take writes:
  * each time space returns, the follower catches up by itself (its commit reaches the
- * leader's). While its disk is full, a follower refuses the leader's records and starts its
- * part in the cluster over, again and again. A durable report (or a tick) queued just then
- * used to be skipped with its "queued" flag left set: the follower never reported what it had
- * synced again, and its commit stayed behind for good (found by `npm run chaos -- --real`).
+ * leader's). When its disk fills, a follower refuses the leader's records and starts its
+ * part in the cluster over. A durable report (or a tick) queued just then used to be skipped
+ * with its "queued" flag left set: the follower never reported what it had synced again, and
+ * its commit stayed behind for good (found by `npm run chaos -- --real`). While the disk stays
+ * full, the follower takes the leader's Appends without their records and starts over no more
+ * (it used to, about once per heartbeat): checked with `chorus_role_restarts_total`.
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { getJson, startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { rm, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { metricSample } from "../server/helpers.js";
 import { emptyDataDirs, idsOn, tmpfsPerNode } from "./helpers.js";
 
 const { mounts, skipReason } = await tmpfsPerNode(3, 48 * 1024 * 1024);
 
 const CYCLES = 5;
+/** Appends the cluster commits in each cycle while the follower's disk stays full. */
+const HOLD_APPENDS = 1_000;
 const WRITERS = 8;
 /** Bounds of the follower test's load: it stops at whichever comes first. */
 const MAX_APPENDS = 150_000;
@@ -128,6 +133,12 @@ describe.skipIf(skipReason !== null)(
         };
         const refusals = () =>
           (c.nodes[follower]!.output().match(/log write failed: the disk is full/g) ?? []).length;
+        const restarts = async (): Promise<number> => {
+          const res = await fetch(`http://${c.nodes[follower]!.httpEndpoint}/metrics`, {
+            signal: AbortSignal.timeout(2_000),
+          });
+          return metricSample(await res.text(), "chorus_role_restarts_total") ?? NaN;
+        };
 
         let stop = false;
         let acked = 0;
@@ -165,6 +176,19 @@ describe.skipIf(skipReason !== null)(
               intervalMs: 50,
               message: `cycle ${cycle}: the follower refusing records for want of space`,
             });
+            // Held full while the other two commit HOLD_APPENDS more (many heartbeats): the
+            // follower keeps its leader and does not start its role over at every Append.
+            const restartsBefore = await restarts();
+            const ackedBefore = acked;
+            await waitFor(() => acked >= ackedBefore + HOLD_APPENDS, {
+              timeoutMs: 20_000,
+              intervalMs: 20,
+              message: `cycle ${cycle}: writes going on while the follower's disk is full`,
+            });
+            expect(
+              (await restarts()) - restartsBefore,
+              `cycle ${cycle}: role restarts of the follower while its disk stayed full`,
+            ).toBeLessThanOrEqual(1);
             await rm(filler);
             const target = await commitOf(await c.leader({ timeoutMs: 10_000 }));
             await waitFor(async () => (await commitOf(follower)) >= target, {

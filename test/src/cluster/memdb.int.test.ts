@@ -3,6 +3,7 @@
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { metricSample } from "../server/helpers.js";
 import { idsOn } from "./helpers.js";
 
 let cluster: TestCluster;
@@ -57,22 +58,20 @@ describe("--mem-db voters that restart empty", () => {
     const scrapes = await Promise.all(
       cluster.nodes.map(async (n) => (await fetch(`http://${n.httpEndpoint}/metrics`)).text()),
     );
-    const sample = (text: string, key: string): number | undefined => {
-      const line = text.split("\n").find((l) => l.startsWith(`${key} `));
-      return line === undefined ? undefined : Number(line.slice(key.length + 1));
-    };
     let elections = 0;
     for (const [i, text] of scrapes.entries()) {
       const role = i === leader ? "Leader" : "Follower";
-      expect(sample(text, `chorus_node_role{role="${role}"}`), `node ${i}`).toBe(1);
-      expect(sample(text, 'chorus_node_role{role="CatchingUp"}'), `node ${i}`).toBe(0);
-      expect(sample(text, "chorus_epoch"), `node ${i}`).toBeGreaterThanOrEqual(1);
-      expect(sample(text, "chorus_leader_changes_total"), `node ${i}`).toBeGreaterThanOrEqual(1);
-      elections += sample(text, "chorus_elections_total") ?? 0;
+      expect(metricSample(text, `chorus_node_role{role="${role}"}`), `node ${i}`).toBe(1);
+      expect(metricSample(text, 'chorus_node_role{role="CatchingUp"}'), `node ${i}`).toBe(0);
+      expect(metricSample(text, "chorus_epoch"), `node ${i}`).toBeGreaterThanOrEqual(1);
+      expect(metricSample(text, "chorus_leader_changes_total"), `node ${i}`).toBeGreaterThanOrEqual(
+        1,
+      );
+      elections += metricSample(text, "chorus_elections_total") ?? 0;
     }
     expect(elections).toBeGreaterThanOrEqual(1);
     expect(
-      sample(scrapes[leader]!, 'chorus_append_duration_seconds_count{interface="native"}'),
+      metricSample(scrapes[leader]!, 'chorus_append_duration_seconds_count{interface="native"}'),
     ).toBeGreaterThanOrEqual(100);
   });
 

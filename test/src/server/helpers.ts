@@ -3,6 +3,12 @@ import { createLogger, createNode, type ChorusNode, type NodeOptions } from "@ch
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 
+/** The value of the sample `key` of a `/metrics` text (`name{labels}` exactly as exposed), or undefined. */
+export function metricSample(text: string, key: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(`${key} `));
+  return line === undefined ? undefined : Number(line.slice(key.length + 1));
+}
+
 export const PORTS_0 = { extTcpPort: 0, extHttpPort: 0, intTcpPort: 0, intHttpPort: 0 } as const;
 
 export async function startNode(options: Partial<NodeOptions> = {}): Promise<ChorusNode> {

@@ -4,7 +4,7 @@ import { waitFor } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BACKENDS, backendNodeOptions, closeBackends } from "../backends.js";
-import { httpUrl, startNode } from "./helpers.js";
+import { httpUrl, metricSample, startNode } from "./helpers.js";
 
 let node: ChorusNode;
 
@@ -79,13 +79,8 @@ describe.each(BACKENDS)("%s", (backend) => {
       expect(info).toMatchObject({ instanceId: node.instanceId, state: "Leader", clusterSize: 1 });
       expect(info["version"]).toMatch(/^\d+\.\d+\.\d+/);
       const scrape = async () => (await fetch(httpUrl(node, "/metrics"))).text();
-      /** The value of one sample (`name{labels}`, exactly as exposed); undefined when absent. */
-      const sample = (text: string, key: string): number | undefined => {
-        const line = text.split("\n").find((l) => l.startsWith(`${key} `));
-        return line === undefined ? undefined : Number(line.slice(key.length + 1));
-      };
       const appendCount = async () =>
-        sample(await scrape(), 'chorus_append_duration_seconds_count{interface="http"}') ?? 0;
+        metricSample(await scrape(), 'chorus_append_duration_seconds_count{interface="http"}') ?? 0;
       const appendsBefore = await appendCount();
       for (let i = 0; i < 3; i++) {
         expect((await post(`m-${randomUUID()}`, [ev(), ev()])).status).toBe(201);
@@ -103,12 +98,12 @@ describe.each(BACKENDS)("%s", (backend) => {
       expect(metrics).toMatch(/chorus_store_events [1-9]/);
       expect(metrics).toMatch(/chorus_connections_active/);
       expect(metrics).toMatch(/chorus_subscriptions_active/);
-      expect(sample(metrics, 'chorus_node_role{role="Leader"}')).toBe(1);
-      expect(sample(metrics, 'chorus_node_role{role="Follower"}')).toBe(0);
-      expect(sample(metrics, "chorus_epoch")).toBe(0);
-      expect(sample(metrics, "chorus_elections_total")).toBe(0);
-      expect(sample(metrics, "process_cpu_seconds_total")).toBeGreaterThan(0);
-      expect(sample(metrics, "nodejs_eventloop_lag_seconds")).toBeDefined();
+      expect(metricSample(metrics, 'chorus_node_role{role="Leader"}')).toBe(1);
+      expect(metricSample(metrics, 'chorus_node_role{role="Follower"}')).toBe(0);
+      expect(metricSample(metrics, "chorus_epoch")).toBe(0);
+      expect(metricSample(metrics, "chorus_elections_total")).toBe(0);
+      expect(metricSample(metrics, "process_cpu_seconds_total")).toBeGreaterThan(0);
+      expect(metricSample(metrics, "nodejs_eventloop_lag_seconds")).toBeDefined();
       // Each metric family is declared once (prom-client refuses a clash when registering, but
       // the process metrics are shared between nodes: this scrape shows them once).
       const types = metrics.split("\n").filter((l) => l.startsWith("# TYPE "));

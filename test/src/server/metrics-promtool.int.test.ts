@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { metricSample } from "./helpers.js";
 
 const PROMTOOL = "/usr/bin/promtool";
 const PROMTOOL_TIMEOUT_MS = 20_000;
@@ -51,12 +52,6 @@ async function scrape(node: TestNode): Promise<string> {
   });
   expect(res.status).toBe(200);
   return res.text();
-}
-
-/** The value of the sample `key` (`name{labels}` exactly as exposed), or undefined. */
-function sample(text: string, key: string): number | undefined {
-  const line = text.split("\n").find((l) => l.startsWith(`${key} `));
-  return line === undefined ? undefined : Number(line.slice(key.length + 1));
 }
 
 const internalEndpoint = (n: TestNode): string => `${n.intTcp.host}:${n.intTcp.port}`;
@@ -102,21 +97,21 @@ describe.skipIf(missing)(title, () => {
         const t = await scrape(leaderNode);
         const caughtUp = followers.every(
           (f) =>
-            sample(t, lag("chorus_replication_lag_bytes", f)) === 0 &&
-            sample(t, lag("chorus_replication_lag_seconds", f)) === 0,
+            metricSample(t, lag("chorus_replication_lag_bytes", f)) === 0 &&
+            metricSample(t, lag("chorus_replication_lag_seconds", f)) === 0,
         );
         return caughtUp ? t : undefined;
       },
       { timeoutMs: 15_000, intervalMs: 100, message: "both followers' lag at 0 on the leader" },
     );
-    expect(sample(text, "chorus_replication_round_trip_seconds_count")).toBeGreaterThan(0);
-    expect(sample(text, "chorus_replication_round_trip_seconds_sum")).toBeGreaterThan(0);
-    expect(sample(text, ackCount)).toBeGreaterThanOrEqual(EVENTS);
-    expect(sample(text, 'chorus_node_role{role="Leader"}')).toBe(1);
+    expect(metricSample(text, "chorus_replication_round_trip_seconds_count")).toBeGreaterThan(0);
+    expect(metricSample(text, "chorus_replication_round_trip_seconds_sum")).toBeGreaterThan(0);
+    expect(metricSample(text, ackCount)).toBeGreaterThanOrEqual(EVENTS);
+    expect(metricSample(text, 'chorus_node_role{role="Leader"}')).toBe(1);
     // One lag series per follower, none for the leader itself.
     const lagSeries = text.split("\n").filter((l) => l.startsWith("chorus_replication_lag_bytes{"));
     expect(lagSeries).toHaveLength(2);
-    expect(sample(text, lag("chorus_replication_lag_bytes", leader))).toBeUndefined();
+    expect(metricSample(text, lag("chorus_replication_lag_bytes", leader))).toBeUndefined();
 
     const leaderCheck = await promtoolCheck(text);
     expect(leaderCheck.output).toBe("");
@@ -125,8 +120,8 @@ describe.skipIf(missing)(title, () => {
     // A follower measures no replication (it does not lead) and still passes promtool.
     const follower = cluster.nodes[followers[0]!]!;
     const followerText = await scrape(follower);
-    expect(sample(followerText, 'chorus_node_role{role="Follower"}')).toBe(1);
-    expect(sample(followerText, "chorus_replication_round_trip_seconds_count")).toBe(0);
+    expect(metricSample(followerText, 'chorus_node_role{role="Follower"}')).toBe(1);
+    expect(metricSample(followerText, "chorus_replication_round_trip_seconds_count")).toBe(0);
     expect(followerText).not.toMatch(/^chorus_replication_lag_bytes\{/m);
     const followerCheck = await promtoolCheck(followerText);
     expect(followerCheck.output).toBe("");
@@ -147,20 +142,22 @@ describe.skipIf(missing)(title, () => {
       async () => {
         const t = await scrape(leaderNode);
         const ok =
-          (sample(t, of("chorus_replication_lag_bytes", gone)) ?? 0) > 0 &&
-          sample(t, of("chorus_replication_lag_bytes", alive)) === 0;
+          (metricSample(t, of("chorus_replication_lag_bytes", gone)) ?? 0) > 0 &&
+          metricSample(t, of("chorus_replication_lag_bytes", alive)) === 0;
         return ok ? t : undefined;
       },
       { timeoutMs: 10_000, intervalMs: 50, message: "the stopped follower's lag on the leader" },
     );
-    const firstSeconds = sample(first, of("chorus_replication_lag_seconds", gone))!;
+    const firstSeconds = metricSample(first, of("chorus_replication_lag_seconds", gone))!;
     expect(firstSeconds).toBeGreaterThan(0);
-    expect(sample(first, of("chorus_replication_lag_seconds", alive))).toBe(0);
+    expect(metricSample(first, of("chorus_replication_lag_seconds", alive))).toBe(0);
     // The stopped follower is still a member: its series stays, and its age keeps growing.
     await waitFor(
       async () => {
         const t = await scrape(leaderNode);
-        return (sample(t, of("chorus_replication_lag_seconds", gone)) ?? 0) >= firstSeconds + 0.2;
+        return (
+          (metricSample(t, of("chorus_replication_lag_seconds", gone)) ?? 0) >= firstSeconds + 0.2
+        );
       },
       { timeoutMs: 10_000, intervalMs: 50, message: "the stopped follower's lag growing" },
     );

@@ -258,6 +258,11 @@ export class NodeMetrics {
       "Times this node saw a new leader (itself included)",
       (c) => c.leaderChanges,
     );
+    roleCounter(
+      "chorus_role_restarts_total",
+      "Times this node started its part in the cluster over after a failed write (a full disk, a failed sync)",
+      (c) => c.roleRestarts,
+    );
 
     const storeGauge = (
       name: string,

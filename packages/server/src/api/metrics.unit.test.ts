@@ -85,10 +85,14 @@ describe("NodeMetrics", () => {
     expect(s.get('chorus_append_duration_seconds_sum{interface="http"}')).toBe(20);
   });
 
-  it("reports the node's role, epoch, elections and leader changes when scraped", async () => {
+  it("reports the node's role, epoch, elections, leader changes and role restarts when scraped", async () => {
     const m = new NodeMetrics(() => undefined);
     let state: NodeState = "Follower";
-    let cluster: ClusterView | undefined = fakeCluster(7, { elections: 2, leaderChanges: 5 });
+    let cluster: ClusterView | undefined = fakeCluster(7, {
+      elections: 2,
+      leaderChanges: 5,
+      roleRestarts: 1,
+    });
     m.node = { state: () => state, cluster: () => cluster };
     let s = parseExposition(await m.registry.metrics());
     expect(s.get('chorus_node_role{role="Follower"}')).toBe(1);
@@ -97,15 +101,17 @@ describe("NodeMetrics", () => {
     expect(s.get("chorus_epoch")).toBe(7);
     expect(s.get("chorus_elections_total")).toBe(2);
     expect(s.get("chorus_leader_changes_total")).toBe(5);
+    expect(s.get("chorus_role_restarts_total")).toBe(1);
 
     state = "Leader";
-    cluster = fakeCluster(8, { elections: 3, leaderChanges: 6 });
+    cluster = fakeCluster(8, { elections: 3, leaderChanges: 6, roleRestarts: 4 });
     s = parseExposition(await m.registry.metrics());
     expect(s.get('chorus_node_role{role="Follower"}')).toBe(0);
     expect(s.get('chorus_node_role{role="Leader"}')).toBe(1);
     expect(s.get("chorus_epoch")).toBe(8);
     expect(s.get("chorus_elections_total")).toBe(3);
     expect(s.get("chorus_leader_changes_total")).toBe(6);
+    expect(s.get("chorus_role_restarts_total")).toBe(4);
 
     // A single node: no cluster, no elections.
     cluster = undefined;

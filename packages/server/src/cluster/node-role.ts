@@ -277,6 +277,7 @@ export class ClusterRole {
   /** For metrics: elections started, and (leader, epoch) pairs learnt, since the role started. */
   private elections = 0;
   private leaderChanges = 0;
+  private roleRestarts = 0;
   private lastElectionEpoch = -1;
   private lastLeader: { id: NodeId; epoch: number } | undefined;
   /** For metrics: a leader's replication round trips and per-follower lag. */
@@ -297,6 +298,11 @@ export class ClusterRole {
   private closed = false;
   private failed = false;
   private resigning = false;
+  /**
+   * The store refused the leader's records for want of space: until it has room again, the
+   * leader's Appends reach the core without their records (see onFrame).
+   */
+  private refusingRecords = false;
 
   constructor(private readonly opts: ClusterRoleOptions) {
     this.store = opts.store;
@@ -357,7 +363,17 @@ export class ClusterRole {
           return;
         }
         if (message === undefined) return;
-        const m = message;
+        let m = message;
+        if (this.refusingRecords && m.type === "Append" && m.records.length > 0) {
+          // While the disk is full, the records could not be written; handed to the core,
+          // they would make it believe its log holds them, and the role would start over
+          // (rolledBack) at every Append, about once per heartbeat. Without them the Append
+          // is a heartbeat (a prefix of what the leader sent is always a valid Append): the
+          // follower keeps its leader, answers with the log it has, and takes the records
+          // once the store has room.
+          if (this.store.stats().storageFull) m = { ...m, records: [] };
+          else this.refusingRecords = false;
+        }
         if (m.type === "AppendReply" && m.ok && m.epoch === this.roleEpoch)
           this.replication.acked(sender, m.durableEnd, performance.now());
         this.run((core) => core.receive(sender, m, performance.now()));
@@ -420,7 +436,11 @@ export class ClusterRole {
 
   /** Elections this node started, and leaders (a leader in an epoch) it learnt of. */
   roleChanges(): RoleChangeCounts {
-    return { elections: this.elections, leaderChanges: this.leaderChanges };
+    return {
+      elections: this.elections,
+      leaderChanges: this.leaderChanges,
+      roleRestarts: this.roleRestarts,
+    };
   }
 
   /** A leader's view of each follower's (voters and replicas) replication lag; empty otherwise. */
@@ -608,6 +628,7 @@ export class ClusterRole {
    * effects after a failed one were never performed (a failed `persist` sent nothing).
    */
   private restartRole(): void {
+    this.roleRestarts++;
     if (this.role === "leader") {
       this.store.abandonUncommitted(
         new NotLeaderError({
@@ -655,6 +676,7 @@ export class ClusterRole {
   private failStop(err: unknown, what: string): void {
     if (isDiskFull(err) && this.core && !this.closed) {
       // A full disk is not the node's fault and passes: start over from what is durable.
+      this.refusingRecords = true;
       this.noteStorageFull(err as Error);
       this.restartRole();
       return;
@@ -795,8 +817,10 @@ export class ClusterRole {
           } catch (err) {
             if (!(err instanceof StoreError && err.code === "STORAGE_FULL")) throw err;
             // The disk is full: the records are not in the log, though the core believes so.
-            // The next step starts the role over (see rolledBack) from the log as it is.
+            // The next step starts the role over (see rolledBack) from the log as it is;
+            // the leader's records wait until the store has room (refusingRecords).
             this.announced = end;
+            this.refusingRecords = true;
             this.noteStorageFull(err);
             return;
           }
