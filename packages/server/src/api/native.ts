@@ -939,6 +939,15 @@ class NativeConnection {
             this.#subs.delete(id);
             this.#ctx.metrics.subscriptionsActive.dec();
           }
+          // The storage is out of reach for now: NotHandled NOT_READY, which a client answers
+          // by subscribing again from where it was (a drop would end its subscription).
+          if (code === "NOT_READY") {
+            this.#send({
+              correlationId: id,
+              notHandled: { reason: chorus.NotHandled.Reason.NOT_READY, message },
+            });
+            return;
+          }
           this.#send({
             correlationId: id,
             subscriptionDropped: {

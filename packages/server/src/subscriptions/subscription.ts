@@ -21,8 +21,17 @@ export type SubscriptionTarget =
       readonly checkpointInterval?: number;
     };
 
+/**
+ * Why a subscription ended. NOT_READY: the storage is out of reach for now (a shared database
+ * that went away); the client subscribes again from where it was, as after a lost connection.
+ */
 export type DropCode =
-  "STREAM_DELETED" | "SHUTTING_DOWN" | "INTERNAL" | "INVALID_ARGUMENT" | "UNSUBSCRIBED";
+  | "STREAM_DELETED"
+  | "SHUTTING_DOWN"
+  | "INTERNAL"
+  | "INVALID_ARGUMENT"
+  | "UNSUBSCRIBED"
+  | "NOT_READY";
 
 /**
  * Where a subscription delivers. The transport implements it; the subscription never buffers
@@ -419,6 +428,12 @@ export class Subscription {
       this.drop("INVALID_ARGUMENT", err.message);
     } else if (err instanceof StoreError && err.code === "STORE_CLOSED") {
       this.drop("SHUTTING_DOWN", "the node is shutting down");
+    } else if (err instanceof StoreError && err.code === "UNAVAILABLE") {
+      this.#o.logger.warn(
+        { err: err.message },
+        "subscription dropped: the storage is unavailable; its client subscribes again",
+      );
+      this.drop("NOT_READY", err.message);
     } else {
       this.#o.logger.error({ err }, "subscription failed");
       this.drop("INTERNAL", "internal error");
