@@ -64,6 +64,11 @@ export interface TestNode extends NodeEndpoints {
   /** The server process id while it runs (undefined in process). */
   readonly pid: number | undefined;
   readonly running: boolean;
+  /**
+   * How the server process last exited (`code`, or the `signal` that ended it), undefined
+   * while it has not (and for a node in process).
+   */
+  readonly lastExit: { readonly code: number | null; readonly signal: string | null } | undefined;
   /** Everything the server printed (stdout and stderr), newest last. */
   output(): string;
   /** Graceful stop (SIGTERM) and, for a temp data directory, its removal. */
@@ -116,6 +121,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let output = "";
+  let lastExit: TestNode["lastExit"];
   let endpoints: NodeEndpoints | undefined;
 
   const append = (text: string) => {
@@ -159,8 +165,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     const onExit = () => proc.kill("SIGKILL");
     process.once("exit", onExit);
     exited = new Promise((resolve) =>
-      proc.once("exit", () => {
+      proc.once("exit", (code, signal) => {
         process.removeListener("exit", onExit);
+        lastExit = { code, signal };
         resolve();
       }),
     );
@@ -317,6 +324,9 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     },
     get running() {
       return isRunning();
+    },
+    get lastExit() {
+      return lastExit;
     },
     output: () => output,
     async stop() {

@@ -1,31 +1,40 @@
-// `npm run chaos -- --real --minutes N [--seed S] [--phases disk,mem]`: the real-process
+// `npm run chaos -- --real --minutes N [--seed S] [--phases disk,mem,pg]`: the real-process
 // nemesis soak (scripts/chaos.mjs dispatches `--real` here). Real chorus-server processes on
-// loopback hosts, on disk and with --mem-db voters, under a random fault schedule drawn from
-// the seed while writers and subscribers run; then heal, wait until every node is caught up
-// and check the histories. Exit 0 when every check passed, 1 on a violation (with the seed
+// loopback hosts, on disk and with --mem-db voters (or, with `pg`, stateless instances on one
+// PostgreSQL database), under a random fault schedule drawn from the seed while writers and
+// subscribers run; then heal, wait until every node is caught up and check the histories. Exit 0 when every check passed, 1 on a violation (with the seed
 // and the faults to replay it), 2 on a usage error.
-import { kernelFaultsSupport } from "@chorus/testing";
+import { kernelFaultsSupport, postgresSupport } from "@chorus/testing";
 import { describeInjected, tmpfsUnavailable } from "./nemesis.js";
 import { ELECTION_TIMEOUT_MS, NODES, runPhase, type PhaseName, type PhaseResult } from "./phase.js";
+import { runPostgresPhase } from "./postgres-phase.js";
 import {
   describePlanned,
   NETWORK_FAULTS,
   planFaults,
+  POSTGRES_FAULTS,
   PROCESS_FAULTS,
+  type AnyFaultKind,
   type FaultKind,
   type PlannedFault,
 } from "./schedule.js";
 
 export const DEFAULT_MINUTES = 5;
-const PHASES: readonly PhaseName[] = ["disk", "mem"];
-const ALL_FAULTS: readonly FaultKind[] = [...PROCESS_FAULTS, ...NETWORK_FAULTS];
+const PHASES: readonly PhaseName[] = ["disk", "mem", "pg"];
+/** The phases a run without --phases runs. */
+const DEFAULT_PHASES: readonly PhaseName[] = ["disk", "mem"];
+const ALL_FAULTS: readonly AnyFaultKind[] = [
+  ...PROCESS_FAULTS,
+  ...NETWORK_FAULTS,
+  ...POSTGRES_FAULTS,
+];
 
 export interface RealChaosArgs {
   readonly minutes: number;
   readonly seed: number;
   readonly phases: readonly PhaseName[];
   /** Only these fault kinds (default: every kind the phase and the machine allow). */
-  readonly faults: readonly FaultKind[] | undefined;
+  readonly faults: readonly AnyFaultKind[] | undefined;
 }
 
 export class UsageError extends Error {
@@ -33,10 +42,11 @@ export class UsageError extends Error {
 }
 
 export const USAGE =
-  "usage: npm run chaos -- --real [--minutes N] [--seed S] [--phases disk,mem] [--faults K,...]\n" +
+  "usage: npm run chaos -- --real [--minutes N] [--seed S] [--phases disk,mem,pg] [--faults K,...]\n" +
   "  --minutes N   total time under faults, split over the phases (fractions allowed; default 5)\n" +
   "  --seed S      the fault schedule's seed (an integer; default random): replays a schedule\n" +
-  "  --phases P    disk (nodes on disk), mem (--mem-db voters), or both (default disk,mem)\n" +
+  "  --phases P    disk (nodes on disk), mem (--mem-db voters), pg (instances on one\n" +
+  "                PostgreSQL database), comma-separated (default disk,mem)\n" +
   "  --faults K,K  only these fault kinds (to narrow a replay down), of:\n" +
   `                ${ALL_FAULTS.join(", ")}`;
 
@@ -47,8 +57,8 @@ export function parseRealArgs(
 ): RealChaosArgs {
   let minutes = DEFAULT_MINUTES;
   let seed: number | undefined;
-  let phases: readonly PhaseName[] = PHASES;
-  let faults: FaultKind[] | undefined;
+  let phases: readonly PhaseName[] = DEFAULT_PHASES;
+  let faults: AnyFaultKind[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf("=");
@@ -74,7 +84,9 @@ export function parseRealArgs(
       const list = value().split(",");
       const bad = list.filter((p) => !(PHASES as readonly string[]).includes(p));
       if (bad.length > 0 || list.length === 0) {
-        throw new UsageError(`chaos: unknown phase ${bad.join(", ")} (known: disk, mem)`);
+        throw new UsageError(
+          `chaos: unknown phase ${bad.join(", ")} (known: ${PHASES.join(", ")})`,
+        );
       }
       phases = [...new Set(list)] as PhaseName[];
     } else if (name === "--faults") {
@@ -83,7 +95,7 @@ export function parseRealArgs(
       if (bad.length > 0) {
         throw new UsageError(`chaos: unknown fault kind ${bad.join(", ")}\n${USAGE}`);
       }
-      faults = list as FaultKind[];
+      faults = list as AnyFaultKind[];
     } else {
       throw new UsageError(`chaos: unknown option ${arg} with --real\n${USAGE}`);
     }
@@ -93,7 +105,7 @@ export function parseRealArgs(
 
 /** The fault kinds of a phase on this machine. */
 export function kindsOf(
-  phase: PhaseName,
+  phase: Exclude<PhaseName, "pg">,
   capabilities: { kernelFaults: boolean; tmpfs: boolean },
 ): FaultKind[] {
   const kinds: FaultKind[] =
@@ -132,7 +144,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   const phaseMs = (args.minutes * 60_000) / args.phases.length;
   const replay =
     `npm run chaos -- --real --minutes ${args.minutes} --seed ${args.seed}` +
-    (args.phases.length === PHASES.length ? "" : ` --phases ${args.phases.join(",")}`) +
+    (args.phases.join(",") === DEFAULT_PHASES.join(",")
+      ? ""
+      : ` --phases ${args.phases.join(",")}`) +
     (args.faults === undefined ? "" : ` --faults ${args.faults.join(",")}`);
   print(
     `chaos --real: seed ${args.seed}, ${args.minutes} min under faults ` +
@@ -157,6 +171,33 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     for (const phase of args.phases) {
       const only = args.faults;
+      const onInterrupt = (cleanup: () => Promise<void>) => {
+        interruptCleanups.add(cleanup);
+        return () => interruptCleanups.delete(cleanup);
+      };
+      if (phase === "pg") {
+        const pg = postgresSupport();
+        if (!pg.ok) {
+          print(`chaos: note: phase pg skipped (${pg.reason})`);
+          continue;
+        }
+        try {
+          results.push(
+            await runPostgresPhase({
+              seed: args.seed,
+              faultMs: phaseMs,
+              kinds: POSTGRES_FAULTS.filter((k) => only === undefined || only.includes(k)),
+              print,
+              onInterrupt,
+            }),
+          );
+        } catch (err) {
+          failure = `phase pg could not run: ${err instanceof Error ? err.message : String(err)}`;
+          break;
+        }
+        if (results.some((r) => r.violations.length > 0)) break;
+        continue;
+      }
       const kinds = kindsOf(phase, capabilities).filter(
         (k) => only === undefined || only.includes(k),
       );
@@ -180,10 +221,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             kernelFaults: capabilities.kernelFaults,
             tmpfs: phase === "disk" && capabilities.tmpfs,
             print,
-            onInterrupt: (cleanup) => {
-              interruptCleanups.add(cleanup);
-              return () => interruptCleanups.delete(cleanup);
-            },
+            onInterrupt,
           }),
         );
       } catch (err) {

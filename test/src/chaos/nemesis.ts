@@ -7,7 +7,7 @@ import { cp, open, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mountTmpfs, waitFor } from "@chorus/testing";
-import { peerOf, type FaultKind, type PlannedFault } from "./schedule.js";
+import { peerOf, type AnyFaultKind, type PlannedFault } from "./schedule.js";
 
 /** How long a `--mem-db` voter may take to be a Follower again after its restart. */
 export const MEMDB_RECOVERY_TIMEOUT_MS = 60_000;
@@ -18,7 +18,7 @@ export const TMPFS_BYTES = 512 * 1024 * 1024;
 
 /** One fault as it was injected. */
 export interface InjectedFault {
-  readonly kind: FaultKind;
+  readonly kind: AnyFaultKind;
   /** When it started, ms after the phase's faults started. */
   readonly atMs: number;
   /** How long it lasted until healed, ms. */

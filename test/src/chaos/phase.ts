@@ -45,9 +45,9 @@ export const PROGRESS_LINE_INTERVAL_MS = 5_000;
 export const TMPFS_NODE = 2;
 /** The persistent group on `$all`; its strategy is drawn from the seed. */
 export const PERSISTENT_GROUP = "chaos";
-const STRATEGIES = ["RoundRobin", "DispatchToSingle", "Pinned"] as const;
+export const STRATEGIES = ["RoundRobin", "DispatchToSingle", "Pinned"] as const;
 
-export type PhaseName = "disk" | "mem";
+export type PhaseName = "disk" | "mem" | "pg";
 
 export interface PhaseOptions {
   readonly name: PhaseName;
@@ -195,8 +195,10 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     await nemesis.healAll();
     for (const [i, node] of c.nodes.entries()) {
       if (!node.running) {
+        const exit = node.lastExit;
         violation(
-          `node ${i} exited on its own: ${node.output().trim().split("\n").slice(-3).join(" | ")}`,
+          `node ${i} exited on its own (code ${exit?.code ?? "?"}, signal ${exit?.signal ?? "none"}): ` +
+            node.output().trim().split("\n").slice(-3).join(" | "),
         );
         await c
           .restart(i)
@@ -256,6 +258,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       message: "subscribers caught up",
     }).catch(() => undefined);
     await Promise.all(subscribers.map((s) => s.stop()));
+    for (const s of subscribers)
+      for (const [reason, n] of s.drops) print(`${tag}: ${s.name} dropped ${n} time(s): ${reason}`);
     // The persistent group: every committed event of the writers' streams handed and acked.
     const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
     await waitFor(() => p.confirmedAt.size >= groupEvents.length, {

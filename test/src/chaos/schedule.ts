@@ -56,9 +56,26 @@ export const NETWORK_FAULTS = [
   "kernel-one-way",
 ] as const;
 
+/**
+ * Faults of the shared-database phase (postgres-phase.ts), one at a time: an instance killed
+ * and restarted, or paused; an instance's database link blackholed or reset; the database
+ * server crashing and recovering.
+ */
+export const POSTGRES_FAULTS = [
+  "kill-instance",
+  "pause-instance",
+  "db-link-blackhole",
+  "db-link-reset",
+  "db-crash",
+] as const;
+
 export type ProcessFaultKind = (typeof PROCESS_FAULTS)[number];
 export type NetworkFaultKind = (typeof NETWORK_FAULTS)[number];
+/** A fault of the replicated phases. */
 export type FaultKind = ProcessFaultKind | NetworkFaultKind;
+export type PostgresFaultKind = (typeof POSTGRES_FAULTS)[number];
+/** A fault of any phase. */
+export type AnyFaultKind = FaultKind | PostgresFaultKind;
 
 /** One planned fault. Targets are node indexes, or the leader at the time of injection. */
 export interface PlannedFault {

@@ -1,0 +1,376 @@
+// The soak's shared-database phase (`--phases pg`): three stateless chorus-server instances on
+// one real PostgreSQL database, each reaching it through a fault proxy of its own, under a
+// fault schedule drawn from the seed, with the same workload and checkers as the replicated
+// phases (writers with every expected-version kind, catch-up subscribers, a persistent group).
+// The faults are the ones this mode has: instances killed and restarted or paused, an
+// instance's database link blackholed or reset, and the database server crashing (SIGKILL of
+// every PostgreSQL process, then crash recovery on the same data directory).
+import {
+  startFaultProxy,
+  startNode,
+  startPostgres,
+  waitFor,
+  type FaultProxy,
+  type TestNode,
+  type TestPostgres,
+} from "@chorus/testing";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  checkAppendHistory,
+  checkLogsAgree,
+  checkPersistentHistory,
+  checkSubscriptionHistory,
+  committedLogOn,
+  type LogEntry,
+} from "../cluster/write-checker.js";
+import type { InjectedFault } from "./nemesis.js";
+import {
+  CAUGHT_UP_TIMEOUT_MS,
+  FIRST_WRITES_TIMEOUT_MS,
+  PERSISTENT_GROUP,
+  PROGRESS_AFTER_HEAL_TIMEOUT_MS,
+  PROGRESS_APPENDS,
+  PROGRESS_LINE_INTERVAL_MS,
+  START_TIMEOUT_MS,
+  STRATEGIES,
+  WRITERS,
+  type PhaseResult,
+} from "./phase.js";
+import {
+  deriveSeed,
+  pick,
+  randomInt,
+  seededRandom,
+  type PostgresFaultKind,
+  type Random,
+} from "./schedule.js";
+import {
+  OPERATION_TIMEOUT_MS,
+  SETTLE_GRACE_MS,
+  startPersistentConsumers,
+  startSubscriber,
+  startWriters,
+  STREAM_PREFIX,
+  streamName,
+  type PersistentConsumers,
+  type Subscriber,
+  type Writers,
+} from "./workload.js";
+
+export const INSTANCES = 3;
+/** The pause between two faults, ms. */
+const GAP_MS = { min: 200, max: 1_500 } as const;
+/** How long each fault lasts before it is healed, ms (a reset is instant). */
+const DURATION_MS: Record<PostgresFaultKind, { min: number; max: number }> = {
+  "kill-instance": { min: 300, max: 3_000 },
+  "pause-instance": { min: 300, max: 3_000 },
+  "db-link-blackhole": { min: 300, max: 5_000 },
+  "db-link-reset": { min: 0, max: 0 },
+  "db-crash": { min: 200, max: 2_000 },
+};
+
+export interface PostgresPhaseOptions {
+  readonly seed: number;
+  /** Faults are injected for this long. */
+  readonly faultMs: number;
+  /** Only these fault kinds (default: every one). */
+  readonly kinds: readonly PostgresFaultKind[];
+  readonly print: (line: string) => void;
+  /** Registers a cleanup for an interrupt (SIGINT); returns its removal. */
+  readonly onInterrupt: (cleanup: () => Promise<void>) => () => void;
+}
+
+const seconds = (ms: number) => `${(ms / 1_000).toFixed(1)}s`;
+
+/** The database URL with its host and port replaced by the proxy's. */
+function through(url: string, proxy: FaultProxy): string {
+  const u = new URL(url);
+  u.host = `${proxy.endpoint.host}:${proxy.endpoint.port}`;
+  return u.toString();
+}
+
+export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<PhaseResult> {
+  const { print } = options;
+  const tag = "chaos[pg]";
+  const violations: string[] = [];
+  const violation = (text: string) => {
+    violations.push(text);
+    print(`${tag}: VIOLATION ${text}`);
+  };
+  let pg: TestPostgres | undefined;
+  const proxies: FaultProxy[] = [];
+  const instances: TestNode[] = [];
+  let writers: Writers | undefined;
+  const subscribers: Subscriber[] = [];
+  let persistent: PersistentConsumers | undefined;
+  let progressTimer: NodeJS.Timeout | undefined;
+  const controller = new AbortController();
+  let cleaned: Promise<void> | undefined;
+  const cleanup = () => {
+    cleaned ??= (async () => {
+      controller.abort();
+      clearInterval(progressTimer);
+      for (const n of instances) if (n.running) n.resume();
+      await writers?.stop().catch(() => []);
+      await Promise.all(subscribers.map((s) => s.stop().catch(() => undefined)));
+      await persistent?.stop().catch(() => undefined);
+      await Promise.all(instances.map((n) => n.stop().catch(() => undefined)));
+      await Promise.all(proxies.map((p) => p.close().catch(() => undefined)));
+      await pg?.stop().catch(() => undefined);
+    })();
+    return cleaned;
+  };
+  const removeInterrupt = options.onInterrupt(cleanup);
+  try {
+    print(`${tag}: starting PostgreSQL and ${INSTANCES} instances on it, each through a proxy`);
+    const db = await startPostgres();
+    pg = db;
+    const url = await db.createDatabase("chaos");
+    for (let i = 0; i < INSTANCES; i++) {
+      proxies.push(await startFaultProxy({ target: { host: db.host, port: db.port } }));
+    }
+    // Together: the schema is created once, whichever instance gets there first.
+    instances.push(
+      ...(await Promise.all(
+        proxies.map((proxy) =>
+          startNode({ databaseUrl: through(url, proxy), startTimeoutMs: START_TIMEOUT_MS }),
+        ),
+      )),
+    );
+    const connectionString = `chorus+discover://${instances.map((n) => n.httpEndpoint).join(",")}?tls=false`;
+    const strategy = pick(seededRandom(deriveSeed(options.seed, "pg", "persistent")), STRATEGIES);
+    persistent = await startPersistentConsumers(connectionString, {
+      group: PERSISTENT_GROUP,
+      strategy,
+    });
+    const p = persistent;
+    writers = startWriters(
+      connectionString,
+      WRITERS,
+      seededRandom(deriveSeed(options.seed, "pg", "workload")),
+    );
+    const w = writers;
+    subscribers.push(
+      startSubscriber(connectionString, { name: "$all subscriber" }),
+      startSubscriber(connectionString, {
+        name: `${streamName(0)} subscriber`,
+        streamId: streamName(0),
+        nodePreference: "random",
+      }),
+    );
+    await waitFor(() => w.acknowledged >= PROGRESS_APPENDS, {
+      timeoutMs: FIRST_WRITES_TIMEOUT_MS,
+      message: "the first appends acknowledged",
+    });
+
+    const injected: InjectedFault[] = [];
+    const active = new Set<string>();
+    const faultsStart = performance.now();
+    progressTimer = setInterval(() => {
+      const delivered = subscribers.map((s) => s.delivered.length).join("/");
+      print(
+        `${tag} ${seconds(performance.now() - faultsStart)}: acknowledged ${w.acknowledged}, ` +
+          `failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}, ` +
+          `persistent ${p.handings.length}; faults ${injected.length}, ` +
+          `now: ${[...active].join(", ") || "none"}` +
+          (w.oldestPendingMs() > OPERATION_TIMEOUT_MS + SETTLE_GRACE_MS
+            ? `; an append pending for ${(w.oldestPendingMs() / 1_000).toFixed(0)}s`
+            : ""),
+      );
+    }, PROGRESS_LINE_INTERVAL_MS);
+    const stopFaults = setTimeout(() => controller.abort(), options.faultMs);
+    await runFaults({
+      random: seededRandom(deriveSeed(options.seed, "pg", "faults")),
+      kinds: options.kinds,
+      db,
+      proxies,
+      instances,
+      signal: controller.signal,
+      startMs: faultsStart,
+      injected,
+      active,
+      violation,
+    });
+    clearTimeout(stopFaults);
+    clearInterval(progressTimer);
+
+    // Heal: every instance running and resumed, every link open, the database up.
+    for (const proxy of proxies) proxy.heal();
+    for (const [i, node] of instances.entries()) {
+      if (node.running) continue;
+      const exit = node.lastExit;
+      violation(
+        `instance ${i} exited on its own (code ${exit?.code ?? "?"}, signal ${exit?.signal ?? "none"}): ` +
+          node.output().trim().split("\n").slice(-3).join(" | "),
+      );
+      await node
+        .restart()
+        .catch((err: unknown) => violation(`instance ${i} did not start again: ${String(err)}`));
+    }
+    print(`${tag}: healed after ${injected.length} faults; waiting for progress`);
+    const before = w.acknowledged;
+    await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
+      timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
+      message: "appends acknowledged after healing",
+    }).catch(() =>
+      violation(
+        `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
+      ),
+    );
+    for (const v of await w.stop()) violation(v);
+
+    // One log, as every instance serves it.
+    let logs: LogEntry[][] = [];
+    await waitFor(
+      async () => {
+        logs = await Promise.all(instances.map((node) => committedLogOn(node)));
+        return checkLogsAgree(logs).length === 0;
+      },
+      {
+        timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+        intervalMs: 500,
+        message: "every instance serves one log",
+      },
+    ).catch(() => undefined);
+    for (const v of checkLogsAgree(logs)) violation(v.replace(/^node/, "instance"));
+    const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
+
+    const expectedFor = (s: Subscriber) =>
+      longest.filter((e) =>
+        s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId,
+      );
+    await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedFor(s).length), {
+      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+      message: "subscribers caught up",
+    }).catch(() => undefined);
+    await Promise.all(subscribers.map((s) => s.stop()));
+    for (const s of subscribers)
+      for (const [reason, n] of s.drops) print(`${tag}: ${s.name} dropped ${n} time(s): ${reason}`);
+    const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
+    await waitFor(() => p.confirmedAt.size >= groupEvents.length, {
+      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+      message: "the persistent group's consumers caught up",
+    }).catch(() => undefined);
+    await p.stop();
+
+    for (const v of checkAppendHistory(w.appends, longest)) violation(`the log: ${v}`);
+    for (const s of subscribers) {
+      for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) violation(v);
+    }
+    const group = checkPersistentHistory(`persistent group (${strategy})`, p, groupEvents);
+    for (const v of group.violations) violation(v);
+
+    let logsDir: string | undefined;
+    if (violations.length > 0) {
+      logsDir = await mkdtemp(join(tmpdir(), `chorus-chaos-${options.seed}-pg-`));
+      for (const [i, node] of instances.entries()) {
+        await writeFile(join(logsDir, `instance-${i}.log`), node.output());
+      }
+      await writeFile(
+        join(logsDir, "postgres.log"),
+        await readFile(db.logFile).catch((err: unknown) => `(not read: ${String(err)})`),
+      );
+    }
+    return {
+      name: "pg",
+      injected,
+      acknowledged: w.acknowledged,
+      failed: w.failed,
+      unknown: w.unknown,
+      unknownReasons: w.unknownReasons,
+      delivered: new Map(subscribers.map((s) => [s.name, s.delivered.length])),
+      resubscribes: subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
+      persistent: {
+        strategy,
+        handed: p.handings.length,
+        byTwo: group.byTwo,
+        drops: p.drops,
+        ackRetries: p.ackRetries,
+      },
+      logEntries: longest.length,
+      violations,
+      logsDir,
+    };
+  } finally {
+    removeInterrupt();
+    await cleanup();
+  }
+}
+
+interface FaultRun {
+  readonly random: Random;
+  readonly kinds: readonly PostgresFaultKind[];
+  readonly db: TestPostgres;
+  readonly proxies: readonly FaultProxy[];
+  readonly instances: readonly TestNode[];
+  readonly signal: AbortSignal;
+  readonly startMs: number;
+  readonly injected: InjectedFault[];
+  readonly active: Set<string>;
+  readonly violation: (text: string) => void;
+}
+
+/** Injects one fault at a time, each healed when its time is up, until the signal aborts. */
+async function runFaults(run: FaultRun): Promise<void> {
+  const { random, signal } = run;
+  const wait = (ms: number) =>
+    sleep(ms, undefined, { signal }).then(
+      () => true,
+      () => false,
+    );
+  while (!signal.aborted && run.kinds.length > 0) {
+    if (!(await wait(randomInt(random, GAP_MS.min, GAP_MS.max)))) return;
+    const kind = pick(random, run.kinds);
+    const { min, max } = DURATION_MS[kind];
+    const holdMs = randomInt(random, min, max);
+    const target = randomInt(random, 0, INSTANCES - 1);
+    const label = kind === "db-crash" ? kind : `${kind}(${target})`;
+    const atMs = performance.now() - run.startMs;
+    const fault: InjectedFault = {
+      kind,
+      atMs,
+      durationMs: 0,
+      nodes: kind === "db-crash" ? [] : [target],
+      note: "",
+    };
+    run.injected.push(fault);
+    run.active.add(label);
+    const node = run.instances[target]!;
+    const proxy = run.proxies[target]!;
+    try {
+      switch (kind) {
+        case "kill-instance":
+          await node.kill();
+          await sleep(holdMs);
+          await node.restart();
+          break;
+        case "pause-instance":
+          node.pause();
+          await sleep(holdMs);
+          node.resume();
+          break;
+        case "db-link-blackhole":
+          proxy.blackhole();
+          await sleep(holdMs);
+          proxy.heal();
+          break;
+        case "db-link-reset":
+          proxy.resetAll();
+          break;
+        case "db-crash":
+          await run.db.kill();
+          await sleep(holdMs);
+          await run.db.restart();
+          break;
+      }
+    } catch (err) {
+      run.violation(`${label}: the fault could not be healed: ${String(err)}`);
+    } finally {
+      fault.durationMs = performance.now() - run.startMs - atMs;
+      run.active.delete(label);
+    }
+  }
+}
