@@ -248,25 +248,15 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     if (disagree.length > 0) for (const line of await describeNodes(c)) print(`${tag}: ${line}`);
     const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
 
-    // Subscribers: handed every committed event of theirs, then stopped.
-    const expectedFor = (s: Subscriber) =>
-      longest.filter((e) =>
-        s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId,
-      );
-    await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedFor(s).length), {
-      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
-      message: "subscribers caught up",
-    }).catch(() => undefined);
-    await Promise.all(subscribers.map((s) => s.stop()));
-    for (const s of subscribers)
-      for (const [reason, n] of s.drops) print(`${tag}: ${s.name} dropped ${n} time(s): ${reason}`);
-    // The persistent group: every committed event of the writers' streams handed and acked.
-    const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
-    await waitFor(() => p.confirmedAt.size >= groupEvents.length, {
-      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
-      message: "the persistent group's consumers caught up",
-    }).catch(() => undefined);
-    await p.stop();
+    const { byTwo } = await checkReaders({
+      tag,
+      print,
+      violation,
+      subscribers,
+      persistent: p,
+      strategy,
+      longest,
+    });
 
     // The checkers.
     // On the longest log, and on any log that is not a prefix of it (a lagging node is
@@ -278,11 +268,6 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       const where = log === longest ? "the longest log" : `node ${i}`;
       for (const v of checkAppendHistory(w.appends, log)) violation(`${where}: ${v}`);
     }
-    for (const s of subscribers) {
-      for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) violation(v);
-    }
-    const group = checkPersistentHistory(`persistent group (${strategy})`, p, groupEvents);
-    for (const v of group.violations) violation(v);
     for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
       if (leaders.size > 1)
         violation(`epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
@@ -295,26 +280,18 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
         await writeFile(join(logsDir, `node-${i}.log`), node.output());
       }
     }
-    return {
+    return phaseResult({
       name,
       injected: nemesis.injected,
-      acknowledged: w.acknowledged,
-      failed: w.failed,
-      unknown: w.unknown,
-      unknownReasons: w.unknownReasons,
-      delivered: new Map(subscribers.map((s) => [s.name, s.delivered.length])),
-      resubscribes: subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
-      persistent: {
-        strategy,
-        handed: p.handings.length,
-        byTwo: group.byTwo,
-        drops: p.drops,
-        ackRetries: p.ackRetries,
-      },
-      logEntries: longest.length,
+      writers: w,
+      subscribers,
+      persistent: p,
+      strategy,
+      byTwo,
+      longest,
       violations,
       logsDir,
-    };
+    });
   } finally {
     removeInterrupt();
     await cleanup();
@@ -352,4 +329,86 @@ async function describeNodes(c: TestCluster): Promise<string[]> {
       return `node ${i}: ${summary}${lag ? ` ${lag}` : ""}`;
     }),
   );
+}
+
+/** What checkReaders needs: the phase's readers, and the committed log after healing. */
+export interface Readers {
+  readonly tag: string;
+  readonly print: (line: string) => void;
+  readonly violation: (text: string) => void;
+  readonly subscribers: readonly Subscriber[];
+  readonly persistent: PersistentConsumers;
+  readonly strategy: string;
+  /** The committed log, in `$all` order. */
+  readonly longest: readonly LogEntry[];
+}
+
+/**
+ * Waits (with deadlines) until the catch-up subscribers and the persistent group's consumers
+ * were handed the committed events that are theirs, stops them, and checks what they were
+ * handed; returns how many events two consumers of the group handled.
+ */
+export async function checkReaders(r: Readers): Promise<{ byTwo: number }> {
+  const { subscribers, persistent: p, longest } = r;
+  const expectedFor = (s: Subscriber) =>
+    longest.filter((e) =>
+      s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId,
+    );
+  await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedFor(s).length), {
+    timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+    message: "subscribers caught up",
+  }).catch(() => undefined);
+  await Promise.all(subscribers.map((s) => s.stop()));
+  for (const s of subscribers)
+    for (const [reason, n] of s.drops)
+      r.print(`${r.tag}: ${s.name} dropped ${n} time(s): ${reason}`);
+  // The persistent group: every committed event of the writers' streams handed and acked.
+  const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
+  await waitFor(() => p.confirmedAt.size >= groupEvents.length, {
+    timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+    message: "the persistent group's consumers caught up",
+  }).catch(() => undefined);
+  await p.stop();
+  for (const s of subscribers) {
+    for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) r.violation(v);
+  }
+  const group = checkPersistentHistory(`persistent group (${r.strategy})`, p, groupEvents);
+  for (const v of group.violations) r.violation(v);
+  return { byTwo: group.byTwo };
+}
+
+/** A phase's result, from what its workload recorded and its checks found. */
+export function phaseResult(o: {
+  readonly name: PhaseName;
+  readonly injected: readonly InjectedFault[];
+  readonly writers: Writers;
+  readonly subscribers: readonly Subscriber[];
+  readonly persistent: PersistentConsumers;
+  readonly strategy: string;
+  readonly byTwo: number;
+  readonly longest: readonly LogEntry[];
+  readonly violations: readonly string[];
+  readonly logsDir: string | undefined;
+}): PhaseResult {
+  const w = o.writers;
+  return {
+    name: o.name,
+    injected: o.injected,
+    acknowledged: w.acknowledged,
+    failed: w.failed,
+    unknown: w.unknown,
+    unknownReasons: w.unknownReasons,
+    delivered: new Map(o.subscribers.map((s) => [s.name, s.delivered.length])),
+    resubscribes: o.subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
+    persistent: {
+      strategy: o.strategy,
+      handed: o.persistent.handings.length,
+      byTwo: o.byTwo,
+      drops: o.persistent.drops,
+      ackRetries: o.persistent.ackRetries,
+    },
+    logEntries: o.longest.length,
+    violations: o.violations,
+    logsDir: o.logsDir,
+  };
 }

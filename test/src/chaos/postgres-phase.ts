@@ -21,8 +21,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   checkAppendHistory,
   checkLogsAgree,
-  checkPersistentHistory,
-  checkSubscriptionHistory,
   committedLogOn,
   type LogEntry,
 } from "../cluster/write-checker.js";
@@ -35,6 +33,8 @@ import {
   PROGRESS_APPENDS,
   PROGRESS_LINE_INTERVAL_MS,
   START_TIMEOUT_MS,
+  checkReaders,
+  phaseResult,
   STRATEGIES,
   WRITERS,
   type PhaseResult,
@@ -53,7 +53,6 @@ import {
   startPersistentConsumers,
   startSubscriber,
   startWriters,
-  STREAM_PREFIX,
   streamName,
   type PersistentConsumers,
   type Subscriber,
@@ -238,30 +237,16 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     for (const v of checkLogsAgree(logs)) violation(v.replace(/^node/, "instance"));
     const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
 
-    const expectedFor = (s: Subscriber) =>
-      longest.filter((e) =>
-        s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId,
-      );
-    await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedFor(s).length), {
-      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
-      message: "subscribers caught up",
-    }).catch(() => undefined);
-    await Promise.all(subscribers.map((s) => s.stop()));
-    for (const s of subscribers)
-      for (const [reason, n] of s.drops) print(`${tag}: ${s.name} dropped ${n} time(s): ${reason}`);
-    const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
-    await waitFor(() => p.confirmedAt.size >= groupEvents.length, {
-      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
-      message: "the persistent group's consumers caught up",
-    }).catch(() => undefined);
-    await p.stop();
-
     for (const v of checkAppendHistory(w.appends, longest)) violation(`the log: ${v}`);
-    for (const s of subscribers) {
-      for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) violation(v);
-    }
-    const group = checkPersistentHistory(`persistent group (${strategy})`, p, groupEvents);
-    for (const v of group.violations) violation(v);
+    const { byTwo } = await checkReaders({
+      tag,
+      print,
+      violation,
+      subscribers,
+      persistent: p,
+      strategy,
+      longest,
+    });
 
     let logsDir: string | undefined;
     if (violations.length > 0) {
@@ -274,26 +259,18 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
         await readFile(db.logFile).catch((err: unknown) => `(not read: ${String(err)})`),
       );
     }
-    return {
+    return phaseResult({
       name: "pg",
       injected,
-      acknowledged: w.acknowledged,
-      failed: w.failed,
-      unknown: w.unknown,
-      unknownReasons: w.unknownReasons,
-      delivered: new Map(subscribers.map((s) => [s.name, s.delivered.length])),
-      resubscribes: subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
-      persistent: {
-        strategy,
-        handed: p.handings.length,
-        byTwo: group.byTwo,
-        drops: p.drops,
-        ackRetries: p.ackRetries,
-      },
-      logEntries: longest.length,
+      writers: w,
+      subscribers,
+      persistent: p,
+      strategy,
+      byTwo,
+      longest,
       violations,
       logsDir,
-    };
+    });
   } finally {
     removeInterrupt();
     await cleanup();
