@@ -157,10 +157,6 @@ interface EventRowDb {
   created_ms: number;
 }
 
-/** Element types of the arrays passed to unnest (postgres.js cannot infer bool[] or bytea[]). */
-const BOOL = 16;
-const BYTEA = 17;
-
 /** int8 as a JS number: positions and revisions stay below 2^53. */
 const INT8 = {
   to: 20,
@@ -868,11 +864,6 @@ function toStored(r: EventRowDb): StoredEvent {
   };
 }
 
-/** The bytes as a Buffer without copying. */
-function bytes(b: Uint8Array): Buffer {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
-
 function insertEvents(tx: TransactionSql, batch: Batch): Array<Promise<unknown>> {
   const out: Array<Promise<unknown>> = [];
   for (let i = 0; i < batch.events.length; i += INSERT_CHUNK_ROWS) {
@@ -882,18 +873,8 @@ function insertEvents(tx: TransactionSql, batch: Batch): Array<Promise<unknown>>
       SELECT * FROM unnest(
         ${rows.map((e) => e.position)}::int8[], ${rows.map((e) => e.streamId)}::text[],
         ${rows.map((e) => e.revision)}::int8[], ${rows.map((e) => e.id)}::uuid[],
-        ${rows.map((e) => e.type)}::text[], ${tx.array(
-          rows.map((e) => e.isJson),
-          BOOL,
-        )}::bool[],
-        ${tx.array(
-          rows.map((e) => bytes(e.data)),
-          BYTEA,
-        )}::bytea[],
-        ${tx.array(
-          rows.map((e) => bytes(e.metadata)),
-          BYTEA,
-        )}::bytea[],
+        ${rows.map((e) => e.type)}::text[], ${boolArray(rows.map((e) => e.isJson))}::bool[],
+        ${byteaArray(rows.map((e) => e.data))}::bytea[], ${byteaArray(rows.map((e) => e.metadata))}::bytea[],
         ${rows.map((e) => e.createdMs)}::int8[])`);
   }
   return out;
@@ -910,10 +891,7 @@ function upsertStreams(
   return tx`
     INSERT INTO chorus.streams (stream_id, last_revision, last_position, tombstoned, meta, version)
     SELECT * FROM unnest(${names}::text[], ${rows.map((r) => r.last)}::int8[],
-      ${rows.map((r) => r.lastPosition)}::int8[], ${tx.array(
-        rows.map((r) => r.tombstoned),
-        BOOL,
-      )}::bool[],
+      ${rows.map((r) => r.lastPosition)}::int8[], ${boolArray(rows.map((r) => r.tombstoned))}::bool[],
       ${rows.map((r) => (r.meta === null ? null : JSON.stringify(r.meta)))}::text[],
       ${names.map((n) => versions.get(n) as number)}::int8[])
     ON CONFLICT (stream_id) DO UPDATE SET last_revision = EXCLUDED.last_revision,
