@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { chorus } from "@chorus/protocol";
 import type { Logger } from "pino";
 import { NotLeaderError, type ClusterView } from "../node-types.js";
-import { StoreError, type StreamStore } from "../streams/types.js";
+import { StoreError, type ExpectedVersion, type StreamStore } from "../streams/types.js";
 import { PersistentError } from "./errors.js";
 import { ALL } from "./source.js";
 import {
@@ -52,9 +52,20 @@ interface GroupRecord {
 interface Generation {
   readonly epoch: number;
   readonly groups: Map<string, { record: GroupRecord; group: Group }>;
+  /**
+   * The revision the next record of CONFIG_STREAM takes, as this generation knows it. Records
+   * are appended expecting it, so a record another server wrote meanwhile (a lock holder that
+   * has not yet noticed losing its lock, in the shared-database mode) is never overlooked.
+   */
+  configNext: number;
   ready: Promise<void>;
   dead: boolean;
 }
+
+type ConfigRecords = Map<string, { key: GroupKey; record: GroupRecord }>;
+
+/** How often a management operation reads the config again after another server wrote it. */
+const CONFIG_ATTEMPTS = 5;
 
 function keyOf(k: GroupKey): string {
   return `${k.streamId}\u0000${k.group}`;
@@ -116,7 +127,7 @@ export class PersistentService {
     let gen = this.#gen;
     if (!gen || gen.dead || gen.epoch !== epoch) {
       if (gen) this.#stopGeneration(gen, "NOT_LEADER", "leadership changed; subscribe again");
-      gen = { epoch, groups: new Map(), ready: Promise.resolve(), dead: false };
+      gen = { epoch, groups: new Map(), configNext: 0, ready: Promise.resolve(), dead: false };
       const g = gen;
       gen.ready = this.#load(g).catch((err: unknown) => {
         g.dead = true;
@@ -191,7 +202,8 @@ export class PersistentService {
         });
       }
     }
-    const records = await this.#readConfig(store);
+    const { records, next } = await this.#readConfig(store);
+    gen.configNext = next;
     for (const [k, { key, record }] of records) {
       const group = this.#makeGroup(gen, key, record);
       await group.load();
@@ -199,10 +211,43 @@ export class PersistentService {
     }
   }
 
-  async #readConfig(
-    store: StreamStore,
-  ): Promise<Map<string, { key: GroupKey; record: GroupRecord }>> {
-    const out = new Map<string, { key: GroupKey; record: GroupRecord }>();
+  /**
+   * Brings the generation's groups up to the config stream as stored: groups created, changed
+   * or deleted by another server since this one read it. Only the shared-database mode has
+   * other writers (a lock holder that has not yet noticed losing its lock); a replicated
+   * leader is the only writer of its term, and finds nothing new. Runs inside #serial.
+   */
+  async #syncConfig(gen: Generation): Promise<void> {
+    const { records, next } = await this.#readConfig(this.#d.store());
+    if (gen.dead || next === gen.configNext) return;
+    gen.configNext = next;
+    for (const [k, entry] of gen.groups) {
+      const now = records.get(k);
+      if (now !== undefined && JSON.stringify(now.record) === JSON.stringify(entry.record))
+        continue;
+      gen.groups.delete(k);
+      entry.group.stop(
+        now === undefined ? "PERSISTENT_SUBSCRIPTION_NOT_FOUND" : "UNKNOWN",
+        now === undefined
+          ? `persistent subscription group "${entry.group.key.group}" on "${entry.group.key.streamId}" was deleted`
+          : "the group's settings changed; subscribe again",
+      );
+    }
+    for (const [k, { key, record }] of records) {
+      if (gen.groups.has(k)) continue;
+      const group = this.#makeGroup(gen, key, record);
+      await group.load();
+      if (!gen.dead) gen.groups.set(k, { record, group });
+    }
+    this.#d.logger.info(
+      { next },
+      "persistent subscription groups read again: another server changed them",
+    );
+  }
+
+  /** The groups as CONFIG_STREAM holds them, and the revision its next record takes. */
+  async #readConfig(store: StreamStore): Promise<{ records: ConfigRecords; next: number }> {
+    const out: ConfigRecords = new Map();
     let from = 0;
     for (;;) {
       let page;
@@ -213,7 +258,8 @@ export class PersistentService {
           maxCount: 512,
         });
       } catch (err) {
-        if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND") return out;
+        if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND")
+          return { records: out, next: 0 };
         throw err;
       }
       for (const e of page.events) {
@@ -244,7 +290,7 @@ export class PersistentService {
         };
         out.set(k, { key, record: { settings, initial } });
       }
-      if (page.endOfStream) return out;
+      if (page.endOfStream) return { records: out, next: page.lastRevision + 1 };
       from = page.nextRevision;
     }
   }
@@ -302,53 +348,56 @@ export class PersistentService {
     return this.#serial(async () => {
       checkFilterSource(key, wire);
       const settings = settingsFromWire(wire, DEFAULT_GROUP_SETTINGS);
-      const gen = await this.#current();
-      if (gen.groups.has(keyOf(key))) {
-        throw new PersistentError(
-          "GROUP_EXISTS",
-          `persistent subscription group "${key.group}" on "${key.streamId}" already exists`,
-          key.streamId,
-        );
-      }
-      const initial = await this.#initialCursor(key, settings);
-      // A group created again after a delete starts afresh.
-      const record: GroupRecord = { settings, initial };
-      await this.#appendConfig("GroupCreated", key, record);
-      const group = this.#makeGroup(gen, key, record, true);
-      await group.initStreams();
-      await group.load();
-      gen.groups.set(keyOf(key), { record, group });
+      await this.#changeConfig(async (gen) => {
+        if (gen.groups.has(keyOf(key))) {
+          throw new PersistentError(
+            "GROUP_EXISTS",
+            `persistent subscription group "${key.group}" on "${key.streamId}" already exists`,
+            key.streamId,
+          );
+        }
+        const initial = await this.#initialCursor(key, settings);
+        // A group created again after a delete starts afresh.
+        const record: GroupRecord = { settings, initial };
+        await this.#appendConfig(gen, "GroupCreated", key, record);
+        const group = this.#makeGroup(gen, key, record, true);
+        await group.initStreams();
+        await group.load();
+        gen.groups.set(keyOf(key), { record, group });
+      });
     });
   }
 
   update(key: GroupKey, wire: chorus.IPersistentSettings | null | undefined): Promise<void> {
     return this.#serial(async () => {
       checkFilterSource(key, wire);
-      const gen = await this.#current();
-      const entry = gen.groups.get(keyOf(key));
-      if (!entry) throw notFound(key);
-      const settings = settingsFromWire(wire, entry.record.settings);
-      const record: GroupRecord = { settings, initial: entry.record.initial };
-      await this.#appendConfig("GroupUpdated", key, record);
-      // Consumers subscribe again and get the new settings.
-      entry.group.stop("UNKNOWN", "the group's settings changed; subscribe again");
-      const group = this.#makeGroup(gen, key, record);
-      await group.load();
-      gen.groups.set(keyOf(key), { record, group });
+      await this.#changeConfig(async (gen) => {
+        const entry = gen.groups.get(keyOf(key));
+        if (!entry) throw notFound(key);
+        const settings = settingsFromWire(wire, entry.record.settings);
+        const record: GroupRecord = { settings, initial: entry.record.initial };
+        await this.#appendConfig(gen, "GroupUpdated", key, record);
+        // Consumers subscribe again and get the new settings.
+        entry.group.stop("UNKNOWN", "the group's settings changed; subscribe again");
+        const group = this.#makeGroup(gen, key, record);
+        await group.load();
+        gen.groups.set(keyOf(key), { record, group });
+      });
     });
   }
 
   delete(key: GroupKey): Promise<void> {
     return this.#serial(async () => {
-      const gen = await this.#current();
-      const entry = gen.groups.get(keyOf(key));
-      if (!entry) throw notFound(key);
-      await this.#appendConfig("GroupDeleted", key, undefined);
-      gen.groups.delete(keyOf(key));
-      entry.group.stop(
-        "PERSISTENT_SUBSCRIPTION_NOT_FOUND",
-        `persistent subscription group "${key.group}" on "${key.streamId}" was deleted`,
-      );
+      await this.#changeConfig(async (gen) => {
+        const entry = gen.groups.get(keyOf(key));
+        if (!entry) throw notFound(key);
+        await this.#appendConfig(gen, "GroupDeleted", key, undefined);
+        gen.groups.delete(keyOf(key));
+        entry.group.stop(
+          "PERSISTENT_SUBSCRIPTION_NOT_FOUND",
+          `persistent subscription group "${key.group}" on "${key.streamId}" was deleted`,
+        );
+      });
       const store = this.#d.store();
       for (const s of [checkpointStream(key), acksStream(key), parkedStream(key)]) {
         try {
@@ -376,17 +425,27 @@ export class PersistentService {
   }
 
   async getInfo(key: GroupKey): Promise<GroupInfo> {
-    const gen = await this.#current();
-    const entry = gen.groups.get(keyOf(key));
-    if (!entry) throw notFound(key);
-    return entry.group.info();
+    return (await this.#find(key)).group.info();
   }
 
   async replayParked(key: GroupKey, stopAt: number): Promise<number> {
+    return (await this.#find(key)).group.replayParked(stopAt);
+  }
+
+  /**
+   * The group's entry in the current generation. One this server does not know is looked for
+   * in the config stream as stored before the answer is GROUP_NOT_FOUND (#syncConfig).
+   */
+  async #find(key: GroupKey): Promise<{ record: GroupRecord; group: Group }> {
     const gen = await this.#current();
-    const entry = gen.groups.get(keyOf(key));
+    let entry = gen.groups.get(keyOf(key));
+    if (!entry) {
+      await this.#serial(() => this.#syncConfig(gen));
+      if (gen.dead) throw this.#leadershipLost();
+      entry = gen.groups.get(keyOf(key));
+    }
     if (!entry) throw notFound(key);
-    return entry.group.replayParked(stopAt);
+    return entry;
   }
 
   /**
@@ -398,9 +457,7 @@ export class PersistentService {
     sink: ConsumerSink,
     options: ConsumerOptions,
   ): Promise<ConsumerHandle> {
-    const gen = await this.#current();
-    const entry = gen.groups.get(keyOf(key));
-    if (!entry) throw notFound(key);
+    const entry = await this.#find(key);
     const max = entry.record.settings.maxSubscriberCount;
     if (max > 0 && entry.group.consumerCount >= max) {
       throw new PersistentError(
@@ -461,13 +518,42 @@ export class PersistentService {
     }
   }
 
+  /**
+   * Runs a change of the groups (inside #serial) on the current generation. When another
+   * server appended to the config stream first (ConfigConflict), the groups are read again and
+   * the change decided again on them.
+   */
+  async #changeConfig(work: (gen: Generation) => Promise<void>): Promise<void> {
+    const gen = await this.#current();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work(gen);
+      } catch (err) {
+        if (!(err instanceof ConfigConflict)) throw err;
+        if (attempt >= CONFIG_ATTEMPTS)
+          throw new PersistentError(
+            "UNAVAILABLE",
+            "the persistent subscription groups keep being changed by another server; retry",
+          );
+        await this.#syncConfig(gen);
+        if (gen.dead) throw this.#leadershipLost();
+      }
+    }
+  }
+
+  /** Appends a config record expecting the generation's known revision (ConfigConflict if not). */
   async #appendConfig(
+    gen: Generation,
     type: "GroupCreated" | "GroupUpdated" | "GroupDeleted",
     key: GroupKey,
     record: GroupRecord | undefined,
   ): Promise<void> {
     const body = { streamId: key.streamId, group: key.group, ...record };
-    await this.#d.store().append(CONFIG_STREAM, { kind: "any" }, [
+    const expected: ExpectedVersion =
+      gen.configNext === 0
+        ? { kind: "no_stream" }
+        : { kind: "exact", revision: gen.configNext - 1 };
+    const result = await this.#d.store().append(CONFIG_STREAM, expected, [
       {
         id: randomUUID(),
         type,
@@ -476,5 +562,10 @@ export class PersistentService {
         metadata: new Uint8Array(0),
       },
     ]);
+    if (!result.ok) throw new ConfigConflict();
+    gen.configNext = result.nextExpectedVersion + 1;
   }
 }
+
+/** The config stream moved on since this server read it: another server changed the groups. */
+class ConfigConflict extends Error {}
