@@ -370,7 +370,7 @@ describe("the soak's schedule and flags", () => {
     const pg = parseRealArgs(["--phases", "disk,pg", "--faults", "db-crash,kill-instance"]);
     expect(pg.phases).toEqual(["disk", "pg"]);
     expect(pg.faults).toEqual(["db-crash", "kill-instance"]);
-    expect(parseRealArgs([]).phases).toEqual(["disk", "mem"]);
+    expect(parseRealArgs([]).phases).toEqual(["disk", "mem", "pg"]);
     expect(() => parseRealArgs(["--voters", "5"])).toThrow(UsageError);
     expect(() => parseRealArgs(["--minutes", "0"])).toThrow(/positive/);
     expect(() => parseRealArgs(["--seed", "x"])).toThrow(/integer/);

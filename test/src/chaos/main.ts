@@ -1,7 +1,7 @@
 // `npm run chaos -- --real --minutes N [--seed S] [--phases disk,mem,pg]`: the real-process
 // nemesis soak (scripts/chaos.mjs dispatches `--real` here). Real chorus-server processes on
-// loopback hosts, on disk and with --mem-db voters (or, with `pg`, stateless instances on one
-// PostgreSQL database), under a random fault schedule drawn from the seed while writers and
+// loopback hosts, on disk and with --mem-db voters, and stateless instances on one
+// PostgreSQL database (`pg`), under a random fault schedule drawn from the seed while writers and
 // subscribers run; then heal, wait until every node is caught up and check the histories. Exit 0 when every check passed, 1 on a violation (with the seed
 // and the faults to replay it), 2 on a usage error.
 import { kernelFaultsSupport, postgresSupport } from "@chorus/testing";
@@ -22,7 +22,7 @@ import {
 export const DEFAULT_MINUTES = 5;
 const PHASES: readonly PhaseName[] = ["disk", "mem", "pg"];
 /** The phases a run without --phases runs. */
-const DEFAULT_PHASES: readonly PhaseName[] = ["disk", "mem"];
+const DEFAULT_PHASES: readonly PhaseName[] = ["disk", "mem", "pg"];
 const ALL_FAULTS: readonly AnyFaultKind[] = [
   ...PROCESS_FAULTS,
   ...NETWORK_FAULTS,
@@ -46,7 +46,8 @@ export const USAGE =
   "  --minutes N   total time under faults, split over the phases (fractions allowed; default 5)\n" +
   "  --seed S      the fault schedule's seed (an integer; default random): replays a schedule\n" +
   "  --phases P    disk (nodes on disk), mem (--mem-db voters), pg (instances on one\n" +
-  "                PostgreSQL database), comma-separated (default disk,mem)\n" +
+  "                PostgreSQL database; skipped without PostgreSQL), comma-separated\n" +
+  "                (default disk,mem,pg)\n" +
   "  --faults K,K  only these fault kinds (to narrow a replay down), of:\n" +
   `                ${ALL_FAULTS.join(", ")}`;
 
