@@ -371,6 +371,7 @@ const APPEND_REPLY_FIELDS: readonly Field[] = [
   ["match", 26, POINT],
   ["durableEnd", 32, U64],
   ["hint", 42, POINT],
+  ["storageFull", 48, BOOL],
 ];
 /** InternalFrame.append_entries (14) and append_reply (15), length-delimited. */
 const TAG_APPEND_ENTRIES = 114;

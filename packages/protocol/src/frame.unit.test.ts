@@ -245,6 +245,7 @@ function replicationFrames(): { frames: chorus.IInternalFrame[]; records: Buffer
   ];
   const replies: chorus.IAppendReply[] = [
     { epoch: 5, ok: true, match: { epoch: 5, position: 300 }, durableEnd: 200 },
+    { epoch: 5, ok: true, match: { epoch: 5, position: 300 }, durableEnd: 200, storageFull: true },
     { epoch: 5, ok: false, hint: { epoch: 4, position: 0 } },
     { epoch: big, ok: true, match: { epoch: 1, position: big }, durableEnd: 0 },
     { ok: false },

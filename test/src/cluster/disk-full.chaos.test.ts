@@ -12,11 +12,14 @@
  * with its "queued" flag left set: the follower never reported what it had synced again, and
  * its commit stayed behind for good (found by `npm run chaos -- --real`). While the disk stays
  * full, the follower takes the leader's Appends without their records and starts over no more
- * (it used to, about once per heartbeat): checked with `chorus_role_restarts_total`.
+ * (it used to, about once per heartbeat): checked with `chorus_role_restarts_total`. Its
+ * replies say its storage is full, and the leader sends it heartbeats only until it has room
+ * (it used to send the same records again every heartbeat): checked with the bytes the
+ * follower's process read meanwhile.
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { getJson, startCluster, waitFor, type TestCluster } from "@chorus/testing";
-import { rm, statfs, writeFile } from "node:fs/promises";
+import { readFile, rm, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { metricSample } from "../server/helpers.js";
@@ -133,6 +136,13 @@ describe.skipIf(skipReason !== null)(
         };
         const refusals = () =>
           (c.nodes[follower]!.output().match(/log write failed: the disk is full/g) ?? []).length;
+        /** Bytes the follower's process has read (sockets and files), from /proc. */
+        const bytesRead = async (): Promise<number> => {
+          const pid = c.nodes[follower]!.pid;
+          if (pid === undefined) throw new Error("the follower is not running");
+          const io = await readFile(`/proc/${pid}/io`, "utf8");
+          return Number(/^rchar: (\d+)$/m.exec(io)?.[1] ?? NaN);
+        };
         const restarts = async (): Promise<number> => {
           const res = await fetch(`http://${c.nodes[follower]!.httpEndpoint}/metrics`, {
             signal: AbortSignal.timeout(2_000),
@@ -179,16 +189,24 @@ describe.skipIf(skipReason !== null)(
             // Held full while the other two commit HOLD_APPENDS more (many heartbeats): the
             // follower keeps its leader and does not start its role over at every Append.
             const restartsBefore = await restarts();
+            const readBefore = await bytesRead();
             const ackedBefore = acked;
             await waitFor(() => acked >= ackedBefore + HOLD_APPENDS, {
               timeoutMs: 20_000,
               intervalMs: 20,
               message: `cycle ${cycle}: writes going on while the follower's disk is full`,
             });
+            const read = (await bytesRead()) - readBefore;
             expect(
               (await restarts()) - restartsBefore,
               `cycle ${cycle}: role restarts of the follower while its disk stayed full`,
             ).toBeLessThanOrEqual(1);
+            // Records the follower could not take are not sent again and again: it reads less
+            // than the events the others committed meanwhile (HOLD_APPENDS of ~300 bytes).
+            expect(
+              read,
+              `cycle ${cycle}: bytes the follower read while its disk stayed full`,
+            ).toBeLessThan(HOLD_APPENDS * 300);
             await rm(filler);
             const target = await commitOf(await c.leader({ timeoutMs: 10_000 }));
             await waitFor(async () => (await commitOf(follower)) >= target, {

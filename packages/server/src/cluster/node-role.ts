@@ -670,6 +670,21 @@ export class ClusterRole {
   }
 
   /**
+   * `message`, with `storageFull` set when it is an accepting AppendReply of a follower whose
+   * disk is still full (refusingRecords): its leader then sends heartbeats only, instead of
+   * records this node would drop, until a reply without it. The first reply after the store
+   * has room again ends the refusal and asks for the records.
+   */
+  private withStorageFull(message: Message<Buffer>): Message<Buffer> {
+    if (!this.refusingRecords || message.type !== "AppendReply" || !message.ok) return message;
+    if (!this.store.stats().storageFull) {
+      this.refusingRecords = false;
+      return message;
+    }
+    return { ...message, storageFull: true };
+  }
+
+  /**
    * A storage effect failed: the core already believes it happened, so continuing could break
    * its invariants. Stop taking part (state Unknown, writes refused) and say so loudly.
    */
@@ -840,8 +855,8 @@ export class ClusterRole {
           break;
         case "send": {
           const to = this.endpointOf(effect.to);
-          if (to) this.peers.send(to, this.wireFrame(effect.message));
-          const m = effect.message;
+          const m = this.withStorageFull(effect.message);
+          if (to) this.peers.send(to, this.wireFrame(m));
           const sent = m.type === "Append" ? m.records[m.records.length - 1] : undefined;
           if (sent !== undefined && this.role === "leader")
             this.replication.sent(effect.to, sent.position + sent.length, performance.now());

@@ -45,6 +45,8 @@ interface PeerProgress {
   /** Everything sent below here was acknowledged (or never sent): next - acked is in flight. */
   acked: number;
   lastHeardMs: number;
+  /** The peer's last reply said its storage is full: it gets heartbeats only until one does not. */
+  storageFull?: boolean;
 }
 
 interface Transfer {
@@ -534,7 +536,7 @@ export class ConsensusCore<P> {
     let messages: AppendMessage<P>[] | undefined;
     for (const peer of this.others) {
       const p = this.peers.get(peer);
-      if (p === undefined || p.next !== last.position) continue;
+      if (p === undefined || p.next !== last.position || p.storageFull === true) continue;
       if (p.next - p.acked + (position - last.position) > this.maxInFlightBytes) continue;
       messages ??= this.appendMessages(last, appended);
       for (const m of messages) this.send(peer, m);
@@ -587,9 +589,9 @@ export class ConsensusCore<P> {
       p.next = back.position;
       prevEpoch = back.epoch;
     }
-    // Only a heartbeat while the peer has too much unacknowledged.
-    const full = p.next - p.acked >= this.maxInFlightBytes;
-    const records = full ? [] : this.log.read(p.next, this.cfg.maxBatchBytes);
+    // Only a heartbeat while the peer has too much unacknowledged, or no room for records.
+    const hold = p.storageFull === true || p.next - p.acked >= this.maxInFlightBytes;
+    const records = hold ? [] : this.log.read(p.next, this.cfg.maxBatchBytes);
     this.send(peer, {
       type: "Append",
       epoch: this.epoch,
@@ -611,13 +613,20 @@ export class ConsensusCore<P> {
     if (p === undefined) return;
     p.lastHeardMs = this.nowMs;
     if (m.ok) {
+      p.storageFull = m.storageFull === true;
       p.match = Math.max(p.match, m.match.position);
       p.acked = Math.max(p.acked, p.match);
+      // A full peer took nothing past its match: its heartbeats carry that as their prev.
+      if (p.storageFull) p.next = p.acked = p.match;
       p.durable = Math.max(p.durable, Math.min(m.durableEnd, m.match.position));
       if (p.next < p.match) p.next = p.match;
       this.maybeCommit();
       if (this.transfer?.target === from) this.maybeSendTimeoutNow();
-      if (p.next < this.log.lastPoint().position && p.next - p.acked < this.maxInFlightBytes) {
+      if (
+        !p.storageFull &&
+        p.next < this.log.lastPoint().position &&
+        p.next - p.acked < this.maxInFlightBytes
+      ) {
         this.sendAppend(from);
       }
     } else {

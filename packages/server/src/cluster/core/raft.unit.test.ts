@@ -157,6 +157,11 @@ function ok(epoch: number, match: LogPoint, durableEnd: number): Message<string>
   return { type: "AppendReply", epoch, ok: true, match, durableEnd };
 }
 
+/** An accepting reply of a follower whose storage is full (it took no records). */
+function okButFull(epoch: number, match: LogPoint, durableEnd: number): Message<string> {
+  return { type: "AppendReply", epoch, ok: true, match, durableEnd, storageFull: true };
+}
+
 describe("consensus core: votes", () => {
   it.each<[string, Spec, LogPoint, boolean]>([
     [
@@ -1103,5 +1108,37 @@ describe("consensus core: flow control", () => {
     }
     expect(leader.core.state.role).toBe("leader");
     expect(sent).toBe(2_000);
+  });
+
+  it("sends a follower whose storage is full heartbeats only, until a reply says it has room", () => {
+    const leader = new TestNode("n1", { maxBatchBytes: 1_000, maxInFlightBytes: 100_000 });
+    elect(leader, ["n2"]);
+    leader.receive("n2", ok(1, { epoch: 1, position: 16 }, 16));
+    leader.receive("n3", ok(1, { epoch: 1, position: 16 }, 16));
+    const propose = (i: number) =>
+      leader.run(leader.core.propose([{ length: 500, payload: `p${i}` }]).effects);
+    propose(0);
+    expect(bytesSentTo(leader, "n3")).toBe(500);
+    // n3 dropped those records: its disk is full.
+    leader.receive("n3", okButFull(1, { epoch: 1, position: 16 }, 16));
+    expect(bytesSentTo(leader, "n3")).toBe(0);
+    let sent = 0;
+    for (let t = 1; t <= 20; t++) {
+      propose(t);
+      sent += bytesSentTo(leader, "n3");
+      leader.receive("n2", ok(1, { epoch: 1, position: 16 + 500 * (t + 1) }, 16 + 500 * (t + 1)));
+      leader.tick(2 * MAX_MS + t * 50);
+      sent += bytesSentTo(leader, "n3");
+      const heartbeat = leader.sentTo("n3") as AppendMessage<string> | undefined;
+      if (heartbeat !== undefined) expect(heartbeat.prev.position).toBe(16); // where n3's log ends
+      leader.receive("n3", okButFull(1, { epoch: 1, position: 16 }, 16));
+      sent += bytesSentTo(leader, "n3");
+    }
+    expect(sent).toBe(0);
+    // Room again: the next reply lacks the flag, and the records flow from where n3's log ends.
+    leader.receive("n3", ok(1, { epoch: 1, position: 16 }, 16));
+    const resumed = leader.sentTo("n3") as AppendMessage<string>;
+    expect(resumed.prev.position).toBe(16);
+    expect(bytesSentTo(leader, "n3")).toBe(1_000);
   });
 });

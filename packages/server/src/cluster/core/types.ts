@@ -117,6 +117,11 @@ export type AppendReplyMessage =
       readonly match: LogPoint;
       /** Durable end of the follower, at most `match.position`. */
       readonly durableEnd: number;
+      /**
+       * The follower's storage is full: it took no records (the driver strips them) and wants
+       * none until a reply without this; its leader sends it heartbeats only meanwhile.
+       */
+      readonly storageFull?: boolean;
     }
   | {
       readonly type: "AppendReply";

@@ -80,6 +80,7 @@ export function messageToWire(message: Message<Buffer>): Body {
               ok: true,
               match: pointToWire(message.match),
               durableEnd: message.durableEnd,
+              ...(message.storageFull === true && { storageFull: true }),
             },
           }
         : { appendReply: { epoch: message.epoch, ok: false, hint: pointToWire(message.hint) } };
@@ -143,6 +144,7 @@ export function messageFromWire(
           ok: true,
           match: pointFromWire(r.match),
           durableEnd: r.durableEnd ?? 0,
+          ...(r.storageFull === true && { storageFull: true }),
         }
       : { type: "AppendReply", epoch: r.epoch ?? 0, ok: false, hint: pointFromWire(r.hint) };
   }
