@@ -552,15 +552,17 @@ export class PostgresStore implements StreamStore {
     try {
       head = await withDeadline(
         sql.begin(async (tx) => {
-          const [[h], rows, hits] = await Promise.all([
-            tx<
-              { next_position: number }[]
-            >`SELECT next_position FROM chorus.head WHERE id = 1 FOR UPDATE`,
-            tx<
-              StreamRowDb[]
-            >`SELECT stream_id, last_revision, last_position, tombstoned, meta, version FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`,
-            this.#loadIds(tx, ops),
-          ]);
+          // One round trip, in this order: the driver sends a statement when it is first
+          // awaited or executed, and the reads must come after the head lock (each then sees
+          // every write committed before the lock was granted; an id read before it could
+          // miss an event committed meanwhile, and be inserted again).
+          const lock = tx<
+            { next_position: number }[]
+          >`SELECT next_position FROM chorus.head WHERE id = 1 FOR UPDATE`.execute();
+          const streamRows = tx<
+            StreamRowDb[]
+          >`SELECT stream_id, last_revision, last_position, tombstoned, meta, version FROM chorus.streams WHERE stream_id = ANY(${[...streamsOf(ops)]})`.execute();
+          const [[h], rows, hits] = await Promise.all([lock, streamRows, this.#loadIds(tx, ops)]);
           const streams = new Map(rows.map((r) => [r.stream_id, toStreamRow(r)]));
           loaded = rows;
           const batch = new Batch(
