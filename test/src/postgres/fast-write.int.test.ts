@@ -2,26 +2,13 @@
 // was given, whatever the characters of stream ids and event types and whatever the bytes of
 // data and metadata; a database at schema version 1 is migrated on start.
 import { ChorusClient, binaryEvent, jsonEvent, type ResolvedEvent } from "@chorus/client";
-import {
-  postgresSupport,
-  startNode,
-  startPostgres,
-  type TestPostgresPrimary,
-} from "@chorus/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startNode } from "@chorus/testing";
+import { describe, expect, it } from "vitest";
+import { sharedPostgres } from "./helpers.js";
 
-const support = postgresSupport();
 const CLIENT_OPTIONS = "operationTimeout=20000";
 
-let pg: TestPostgresPrimary;
-
-beforeAll(async () => {
-  if (support.ok) pg = await startPostgres();
-}, 60_000);
-
-afterAll(async () => {
-  await pg?.stop();
-});
+const pg = sharedPostgres();
 
 async function readAll(client: ChorusClient, stream: string): Promise<ResolvedEvent[]> {
   const out: ResolvedEvent[] = [];
@@ -29,9 +16,9 @@ async function readAll(client: ChorusClient, stream: string): Promise<ResolvedEv
   return out;
 }
 
-describe.skipIf(!support.ok && !process.env.CI)("the one-round-trip write on PostgreSQL", () => {
+describe.skipIf(!pg.runs)("the one-round-trip write on PostgreSQL", () => {
   it("stores stream ids, types, data and metadata exactly, in position order", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const node = await startNode({ databaseUrl: url });
     const client = new ChorusClient(`${node.connectionString}&${CLIENT_OPTIONS}`);
     try {
@@ -76,12 +63,12 @@ describe.skipIf(!support.ok && !process.env.CI)("the one-round-trip write on Pos
   });
 
   it("migrates a database at schema version 1 and writes on it", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const db = new URL(url).pathname.slice(1);
     let node = await startNode({ databaseUrl: url });
     await node.stop();
     // Back to version 1: its function only.
-    await pg.psql(
+    await pg().psql(
       "DROP FUNCTION chorus.write_appends(text[], int8[], int8[], int8[], int8[], text[], int8[], uuid[], text[], bool[], bytea[], bytea[], int8);" +
         " UPDATE chorus.schema_version SET version = 1;",
       db,
@@ -89,7 +76,7 @@ describe.skipIf(!support.ok && !process.env.CI)("the one-round-trip write on Pos
     node = await startNode({ databaseUrl: url });
     const client = new ChorusClient(`${node.connectionString}&${CLIENT_OPTIONS}`);
     try {
-      expect(await pg.psql("SELECT version FROM chorus.schema_version", db)).toBe("2\n");
+      expect(await pg().psql("SELECT version FROM chorus.schema_version", db)).toBe("2\n");
       for (let i = 0; i < 3; i++)
         await client.appendToStream("s", jsonEvent({ type: "T", data: { i } }));
       expect((await readAll(client, "s")).map((e) => e.event.data)).toEqual([

@@ -3,19 +3,10 @@
 // wrong database URL.
 import { spawn } from "node:child_process";
 import { ChorusClient, jsonEvent, type ResolvedEvent } from "@chorus/client";
-import {
-  getJson,
-  postgresSupport,
-  serverBinPath,
-  startNode,
-  startPostgres,
-  waitFor,
-  type TestNode,
-  type TestPostgresPrimary,
-} from "@chorus/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getJson, serverBinPath, startNode, waitFor, type TestNode } from "@chorus/testing";
+import { describe, expect, it } from "vitest";
+import { sharedPostgres } from "./helpers.js";
 
-const support = postgresSupport();
 const CLIENT_OPTIONS =
   "reconnectionDelay=20&discoverDelay=20&maxDiscoverAttempts=200&maxReconnections=1000&operationTimeout=20000";
 
@@ -26,15 +17,7 @@ interface Member {
   externalTcp: { host: string; port: number };
 }
 
-let pg: TestPostgresPrimary;
-
-beforeAll(async () => {
-  if (support.ok) pg = await startPostgres();
-}, 60_000);
-
-afterAll(async () => {
-  await pg?.stop();
-});
+const pg = sharedPostgres();
 
 async function startInstances(url: string, n: number): Promise<TestNode[]> {
   const nodes: TestNode[] = [];
@@ -56,9 +39,9 @@ async function aliveMembers(node: TestNode): Promise<Member[]> {
   return (body as { members: Member[] }).members.filter((m) => m.isAlive);
 }
 
-describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQL database", () => {
+describe.skipIf(!pg.runs)("instances on a shared PostgreSQL database", () => {
   it("find each other through the database: /gossip on each lists every live instance as serving", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const nodes = await startInstances(url, 3);
     try {
       for (const node of nodes) {
@@ -84,14 +67,14 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
   });
 
   it("several instances starting at once on an empty database create its schema once", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const nodes = await Promise.all(
       Array.from({ length: 3 }, () => startNode({ databaseUrl: url })),
     );
     try {
       const db = new URL(url).pathname.slice(1);
-      expect(await pg.psql("SELECT version FROM chorus.schema_version", db)).toBe("2\n");
-      expect(await pg.psql("SELECT count(*) FROM chorus.head", db)).toBe("1\n");
+      expect(await pg().psql("SELECT version FROM chorus.schema_version", db)).toBe("2\n");
+      expect(await pg().psql("SELECT count(*) FROM chorus.head", db)).toBe("1\n");
       const client = new ChorusClient(withOptions((nodes[1] as TestNode).connectionString));
       try {
         const r = await client.appendToStream("s", jsonEvent({ type: "T", data: 1 }));
@@ -105,7 +88,7 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
   });
 
   it("concurrent writers through three instances: a live $all subscriber gets every acknowledged event once, in position order, equal to a final read", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const nodes = await startInstances(url, 3);
     const writers = nodes.map((n) => new ChorusClient(withOptions(n.connectionString)));
     const reader = new ChorusClient(withOptions((nodes[0] as TestNode).connectionString));
@@ -172,7 +155,7 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
   });
 
   it("a retried append through another instance returns the original result and is stored once", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const nodes = await startInstances(url, 2);
     const a = new ChorusClient(withOptions((nodes[0] as TestNode).connectionString));
     try {
@@ -208,7 +191,7 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
   });
 
   it("SIGKILL of an instance under writes: the client moves to another, nothing acknowledged is lost or doubled", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const nodes = await startInstances(url, 3);
     const client = new ChorusClient(seeds(nodes));
     let stop = false;
@@ -249,7 +232,7 @@ describe.skipIf(!support.ok && !process.env.CI)("instances on a shared PostgreSQ
   });
 });
 
-describe.skipIf(!support.ok && !process.env.CI)("a database URL that does not work", () => {
+describe.skipIf(!pg.runs)("a database URL that does not work", () => {
   async function run(args: string[]): Promise<{ code: number | null; output: string }> {
     const child = spawn(process.execPath, [serverBinPath(), ...args], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -277,11 +260,11 @@ describe.skipIf(!support.ok && !process.env.CI)("a database URL that does not wo
   ];
 
   it("fails to start with exit code 1 and says why, never printing the password", async () => {
-    const wrongPassword = pg.url.replace(`:${pg.password}@`, ":not-the-password-4711@");
+    const wrongPassword = pg().url.replace(`:${pg().password}@`, ":not-the-password-4711@");
     const cases: Array<[string, RegExp]> = [
       [wrongPassword, /cannot use the database postgres:\/\/chorus:\*\*\*@.*authentication failed/],
       [
-        `postgres://chorus:not-the-password-4711@127.0.0.1:${pg.port}/no_such_db`,
+        `postgres://chorus:not-the-password-4711@127.0.0.1:${pg().port}/no_such_db`,
         /authentication failed|database "no_such_db" does not exist/,
       ],
       [
@@ -298,9 +281,9 @@ describe.skipIf(!support.ok && !process.env.CI)("a database URL that does not wo
   });
 
   it("refuses flags of a replicated cluster with exit code 2", async () => {
-    const { code, output } = await run(["--db", pg.url, "--cluster-size", "3", ...ports]);
+    const { code, output } = await run(["--db", pg().url, "--cluster-size", "3", ...ports]);
     expect(code).toBe(2);
     expect(output).toContain("--cluster-size cannot be used with a database URL in --db");
-    expect(output).not.toContain(pg.password);
+    expect(output).not.toContain(pg().password);
   });
 });

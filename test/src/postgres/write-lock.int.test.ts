@@ -7,33 +7,17 @@
 // so an event committed in between was inserted again, and the unique constraint failed the
 // whole batch with "internal error".
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import {
-  postgresSupport,
-  startNode,
-  startPostgres,
-  waitFor,
-  type TestNode,
-  type TestPostgresPrimary,
-} from "@chorus/testing";
+import { startNode, waitFor, type TestNode } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { sharedPostgres } from "./helpers.js";
 
-const support = postgresSupport();
+const pg = sharedPostgres();
 
-let pg: TestPostgresPrimary;
-
-beforeAll(async () => {
-  if (support.ok) pg = await startPostgres();
-}, 60_000);
-
-afterAll(async () => {
-  await pg?.stop();
-});
-
-describe.skipIf(!support.ok && !process.env.CI)("the read-then-write transaction", () => {
+describe.skipIf(!pg.runs)("the read-then-write transaction", () => {
   it("finds an event committed while it waited for the head lock, and answers a retry of it with its original result", async () => {
-    const url = await pg.createDatabase();
+    const url = await pg().createDatabase();
     const node: TestNode = await startNode({ databaseUrl: url });
     const client = new ChorusClient(`${node.connectionString}&operationTimeout=20000`);
     const sql = postgres(url, { max: 2, onnotice: () => undefined });
