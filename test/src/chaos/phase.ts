@@ -273,13 +273,13 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
         violation(`epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
     }
 
-    let logsDir: string | undefined;
-    if (violations.length > 0) {
-      logsDir = await mkdtemp(join(tmpdir(), `chorus-chaos-${options.seed}-${name}-`));
-      for (const [i, node] of c.nodes.entries()) {
-        await writeFile(join(logsDir, `node-${i}.log`), node.output());
-      }
-    }
+    const logsDir =
+      violations.length > 0
+        ? await saveLogs(
+            `${options.seed}-${name}`,
+            c.nodes.map((node, i) => [`node-${i}.log`, node.output()]),
+          )
+        : undefined;
     return phaseResult({
       name,
       injected: nemesis.injected,
@@ -375,6 +375,19 @@ export async function checkReaders(r: Readers): Promise<{ byTwo: number }> {
   const group = checkPersistentHistory(`persistent group (${r.strategy})`, p, groupEvents);
   for (const v of group.violations) r.violation(v);
   return { byTwo: group.byTwo };
+}
+
+/**
+ * Writes a failed phase's logs (file name, text) into a fresh directory named after `label`
+ * (seed and phase); its path, printed with the result.
+ */
+export async function saveLogs(
+  label: string,
+  files: ReadonlyArray<readonly [string, string]>,
+): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `chorus-chaos-${label}-`));
+  for (const [file, text] of files) await writeFile(join(dir, file), text);
+  return dir;
 }
 
 /** A phase's result, from what its workload recorded and its checks found. */

@@ -14,9 +14,7 @@ import {
   type TestNode,
   type TestPostgres,
 } from "@chorus/testing";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   checkAppendHistory,
@@ -35,6 +33,7 @@ import {
   START_TIMEOUT_MS,
   checkReaders,
   phaseResult,
+  saveLogs,
   STRATEGIES,
   WRITERS,
   type PhaseResult,
@@ -248,17 +247,18 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
       longest,
     });
 
-    let logsDir: string | undefined;
-    if (violations.length > 0) {
-      logsDir = await mkdtemp(join(tmpdir(), `chorus-chaos-${options.seed}-pg-`));
-      for (const [i, node] of instances.entries()) {
-        await writeFile(join(logsDir, `instance-${i}.log`), node.output());
-      }
-      await writeFile(
-        join(logsDir, "postgres.log"),
-        await readFile(db.logFile).catch((err: unknown) => `(not read: ${String(err)})`),
-      );
-    }
+    const logsDir =
+      violations.length > 0
+        ? await saveLogs(`${options.seed}-pg`, [
+            ...instances.map((node, i) => [`instance-${i}.log`, node.output()] as const),
+            [
+              "postgres.log",
+              await readFile(db.logFile, "utf8").catch(
+                (err: unknown) => `(not read: ${String(err)})`,
+              ),
+            ],
+          ])
+        : undefined;
     return phaseResult({
       name: "pg",
       injected,
