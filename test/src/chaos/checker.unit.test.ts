@@ -13,6 +13,8 @@ import {
   type PersistentHanding,
 } from "../cluster/write-checker.js";
 import { kindsOf, parseRealArgs, UsageError } from "./main.js";
+import { checkReaders } from "./phase.js";
+import type { PersistentConsumers, Subscriber } from "./workload.js";
 import { planFaults, type FaultKind } from "./schedule.js";
 
 /** A log of `entries` ([stream, id] pairs) with revisions per stream and positions 100, 200, ... */
@@ -308,6 +310,73 @@ describe("checkPersistentHistory", () => {
   });
 });
 
+describe("checkReaders over the groups of a partitioned deployment", () => {
+  // Two groups, each with positions of its own (both have 100 and 200).
+  const a = logOf([
+    ["chaos-2", "a1"],
+    ["chaos-2", "a2"],
+  ]);
+  const b = logOf([
+    ["chaos-0", "b1"],
+    ["chaos-1", "b2"],
+  ]);
+  const tagged = (partition: string, e: LogEntry) => ({ ...e, partition });
+  const subscriber = (delivered: Subscriber["delivered"]): Subscriber => ({
+    name: "merged",
+    streamId: undefined,
+    delivered,
+    resubscribes: 0,
+    drops: new Map(),
+    stop: () => Promise.resolve(),
+  });
+  const consumers = (events: readonly LogEntry[]): PersistentConsumers => ({
+    group: "g",
+    strategy: "RoundRobin",
+    handings: events.map((e) => ({ consumer: "c", ...e })),
+    confirmedAt: new Map(events.map((e, k) => [e.id, k + 1])),
+    drops: new Map(),
+    ackRetries: 0,
+    stop: () => Promise.resolve(),
+  });
+  const check = async (delivered: Subscriber["delivered"]) => {
+    const violations: string[] = [];
+    await checkReaders({
+      tag: "t",
+      print: () => undefined,
+      violation: (v) => violations.push(v),
+      subscribers: [subscriber(delivered)],
+      persistent: consumers([...a, ...b]),
+      strategy: "RoundRobin",
+      logs: [
+        { partition: "a", log: a },
+        { partition: "b", log: b },
+      ],
+    });
+    return violations;
+  };
+
+  it("checks each group's events in that group's order, however the groups interleave", async () => {
+    const merged = [tagged("b", b[0]!), tagged("a", a[0]!), tagged("a", a[1]!), tagged("b", b[1]!)];
+    expect(await check(merged)).toEqual([]);
+  });
+
+  it("reports a repeat within a group, and an event of no known group", async () => {
+    const violations = await check([
+      tagged("a", a[0]!),
+      tagged("b", b[0]!),
+      tagged("b", b[0]!),
+      tagged("a", a[1]!),
+      tagged("b", b[1]!),
+      tagged("c", b[1]!),
+    ]);
+    expect(violations).toContainEqual("merged, group b: repeat: event b1 delivered 2 times");
+    expect(violations).toContainEqual(
+      expect.stringMatching(/^merged: 1 event\(s\) from an unknown group, first b2 \(c\)/),
+    );
+    expect(violations.filter((v) => v.startsWith("merged, group a"))).toEqual([]);
+  });
+});
+
 describe("checkLogsAgree", () => {
   it("reports a lagging node and a diverging one", () => {
     const log = logOf([
@@ -370,10 +439,11 @@ describe("the soak's schedule and flags", () => {
     const pg = parseRealArgs(["--phases", "disk,pg", "--faults", "db-crash,kill-instance"]);
     expect(pg.phases).toEqual(["disk", "pg"]);
     expect(pg.faults).toEqual(["db-crash", "kill-instance"]);
-    expect(parseRealArgs([]).phases).toEqual(["disk", "mem", "pg"]);
+    expect(parseRealArgs([]).phases).toEqual(["disk", "mem", "pg", "parts"]);
     expect(() => parseRealArgs(["--voters", "5"])).toThrow(UsageError);
     expect(() => parseRealArgs(["--minutes", "0"])).toThrow(/positive/);
     expect(() => parseRealArgs(["--seed", "x"])).toThrow(/integer/);
+    expect(parseRealArgs(["--phases", "parts"]).phases).toEqual(["parts"]);
     expect(() => parseRealArgs(["--phases", "cloud"])).toThrow(/unknown phase/);
     expect(() => parseRealArgs(["--faults", "meteor"])).toThrow(/unknown fault kind/);
   });

@@ -1,12 +1,14 @@
-// `npm run chaos -- --real --minutes N [--seed S] [--phases disk,mem,pg]`: the real-process
-// nemesis soak (scripts/chaos.mjs dispatches `--real` here). Real chorus-server processes on
-// loopback hosts, on disk and with --mem-db voters, and stateless instances on one
-// PostgreSQL database (`pg`), under a random fault schedule drawn from the seed while writers and
+// `npm run chaos -- --real --minutes N [--seed S] [--phases disk,mem,pg,parts]`: the
+// real-process nemesis soak (scripts/chaos.mjs dispatches `--real` here). Real chorus-server
+// processes on loopback hosts, on disk and with --mem-db voters, stateless instances on one
+// PostgreSQL database (`pg`), and two replication groups of one partitioned deployment
+// (`parts`), under a random fault schedule drawn from the seed while writers and
 // subscribers run; then heal, wait until every node is caught up and check the histories. Exit 0 when every check passed, 1 on a violation (with the seed
 // and the faults to replay it), 2 on a usage error.
 import { kernelFaultsSupport, postgresSupport } from "@chorus/testing";
 import { describeInjected, tmpfsUnavailable } from "./nemesis.js";
 import { ELECTION_TIMEOUT_MS, NODES, runPhase, type PhaseName, type PhaseResult } from "./phase.js";
+import { GROUPS, runPartitionsPhase } from "./partitions-phase.js";
 import { runPostgresPhase } from "./postgres-phase.js";
 import {
   describePlanned,
@@ -20,9 +22,9 @@ import {
 } from "./schedule.js";
 
 export const DEFAULT_MINUTES = 5;
-const PHASES: readonly PhaseName[] = ["disk", "mem", "pg"];
+const PHASES: readonly PhaseName[] = ["disk", "mem", "pg", "parts"];
 /** The phases a run without --phases runs. */
-const DEFAULT_PHASES: readonly PhaseName[] = ["disk", "mem", "pg"];
+const DEFAULT_PHASES: readonly PhaseName[] = ["disk", "mem", "pg", "parts"];
 const ALL_FAULTS: readonly AnyFaultKind[] = [
   ...PROCESS_FAULTS,
   ...NETWORK_FAULTS,
@@ -46,8 +48,9 @@ export const USAGE =
   "  --minutes N   total time under faults, split over the phases (fractions allowed; default 5)\n" +
   "  --seed S      the fault schedule's seed (an integer; default random): replays a schedule\n" +
   "  --phases P    disk (nodes on disk), mem (--mem-db voters), pg (instances on one\n" +
-  "                PostgreSQL database; skipped without PostgreSQL), comma-separated\n" +
-  "                (default disk,mem,pg)\n" +
+  "                PostgreSQL database; skipped without PostgreSQL), parts (two replication\n" +
+  "                groups, one on disk and one --mem-db, through partitioned clients),\n" +
+  "                comma-separated (default disk,mem,pg,parts)\n" +
   "  --faults K,K  only these fault kinds (to narrow a replay down), of:\n" +
   `                ${ALL_FAULTS.join(", ")}`;
 
@@ -106,7 +109,7 @@ export function parseRealArgs(
 
 /** The fault kinds of a phase on this machine. */
 export function kindsOf(
-  phase: Exclude<PhaseName, "pg">,
+  phase: "disk" | "mem",
   capabilities: { kernelFaults: boolean; tmpfs: boolean },
 ): FaultKind[] {
   const kinds: FaultKind[] =
@@ -194,6 +197,43 @@ export async function main(argv: readonly string[]): Promise<number> {
           );
         } catch (err) {
           failure = `phase pg could not run: ${err instanceof Error ? err.message : String(err)}`;
+          break;
+        }
+        if (results.some((r) => r.violations.length > 0)) break;
+        continue;
+      }
+      if (phase === "parts") {
+        // Group a on disk (no tmpfs), group b with --mem-db and no iptables rules of its own.
+        const lanesOf = (group: (typeof GROUPS)[number]) =>
+          planFaults({
+            seed: args.seed,
+            phase: `parts-${group}`,
+            durationMs: phaseMs,
+            nodes: NODES,
+            kinds: kindsOf(group === "a" ? "disk" : "mem", {
+              kernelFaults: group === "a" && capabilities.kernelFaults,
+              tmpfs: false,
+            }).filter((k) => only === undefined || only.includes(k)),
+            electionTimeoutMs: ELECTION_TIMEOUT_MS,
+          });
+        const lanes = { a: lanesOf("a"), b: lanesOf("b") };
+        plans.set(phase, {
+          process: [...lanes.a.process, ...lanes.b.process],
+          network: [...lanes.a.network, ...lanes.b.network],
+        });
+        try {
+          results.push(
+            await runPartitionsPhase({
+              seed: args.seed,
+              faultMs: phaseMs,
+              lanes,
+              kernelFaults: capabilities.kernelFaults,
+              print,
+              onInterrupt,
+            }),
+          );
+        } catch (err) {
+          failure = `phase parts could not run: ${err instanceof Error ? err.message : String(err)}`;
           break;
         }
         if (results.some((r) => r.violations.length > 0)) break;

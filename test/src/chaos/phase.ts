@@ -17,6 +17,7 @@ import {
 import { createNemesis, moveToTmpfs, type InjectedFault, type TmpfsDisk } from "./nemesis.js";
 import { deriveSeed, pick, seededRandom, type FaultKind, type PlannedFault } from "./schedule.js";
 import {
+  clientsOf,
   OPERATION_TIMEOUT_MS,
   SETTLE_GRACE_MS,
   startPersistentConsumers,
@@ -25,7 +26,9 @@ import {
   STREAM_PREFIX,
   streamName,
   type PersistentConsumers,
+  type ClientFactory,
   type Subscriber,
+  type SubscriberOptions,
   type Writers,
 } from "./workload.js";
 
@@ -47,7 +50,7 @@ export const TMPFS_NODE = 2;
 export const PERSISTENT_GROUP = "chaos";
 export const STRATEGIES = ["RoundRobin", "DispatchToSingle", "Pinned"] as const;
 
-export type PhaseName = "disk" | "mem" | "pg";
+export type PhaseName = "disk" | "mem" | "pg" | "parts";
 
 export interface PhaseOptions {
   readonly name: PhaseName;
@@ -89,29 +92,120 @@ export interface PhaseResult {
 
 const seconds = (ms: number) => `${(ms / 1_000).toFixed(1)}s`;
 
+/**
+ * What every phase keeps while it runs: its violations (each printed as found), its workload
+ * (stopped by `stopWorkload`, every loop within its deadline), the abort of its faults and
+ * its progress line.
+ */
+export class PhaseRun {
+  readonly violations: string[] = [];
+  writers: Writers | undefined;
+  readonly subscribers: Subscriber[] = [];
+  persistent: PersistentConsumers | undefined;
+  /** Aborted when the phase's fault time is over (or on cleanup). */
+  readonly controller = new AbortController();
+  #progressTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly tag: string,
+    readonly print: (line: string) => void,
+  ) {}
+
+  readonly violation = (text: string): void => {
+    this.violations.push(text);
+    this.print(`${this.tag}: VIOLATION ${text}`);
+  };
+
+  /**
+   * Starts the workload through `clientOf`'s clients: the persistent group's consumers (its
+   * strategy drawn from the seed and `label`), the writers and the catch-up subscribers.
+   */
+  async startWorkload(
+    clientOf: ClientFactory,
+    seed: number,
+    label: string,
+    subscribers: readonly SubscriberOptions[],
+  ): Promise<{ writers: Writers; persistent: PersistentConsumers; strategy: string }> {
+    const strategy = pick(seededRandom(deriveSeed(seed, label, "persistent")), STRATEGIES);
+    const persistent = await startPersistentConsumers(clientOf, {
+      group: PERSISTENT_GROUP,
+      strategy,
+    });
+    this.persistent = persistent;
+    const writers = startWriters(
+      clientOf,
+      WRITERS,
+      seededRandom(deriveSeed(seed, label, "workload")),
+    );
+    this.writers = writers;
+    for (const options of subscribers) this.subscribers.push(startSubscriber(clientOf, options));
+    return { writers, persistent, strategy };
+  }
+
+  /** checkReaders on this phase's subscribers and persistent group. */
+  checkReaders(strategy: string, logs: Readers["logs"]): Promise<{ byTwo: number }> {
+    return checkReaders({
+      tag: this.tag,
+      print: this.print,
+      violation: this.violation,
+      subscribers: this.subscribers,
+      persistent: this.persistent as PersistentConsumers,
+      strategy,
+      logs,
+    });
+  }
+
+  /**
+   * Prints a progress line every PROGRESS_LINE_INTERVAL_MS until stopProgress: the appends'
+   * outcomes (with `detail` after the acknowledged count), the deliveries, and the faults.
+   */
+  startProgress(
+    faults: () => { count: number; active: readonly string[] },
+    detail: () => string = () => "",
+  ): void {
+    const start = performance.now();
+    this.#progressTimer = setInterval(() => {
+      const w = this.writers;
+      if (w === undefined) return;
+      const delivered = this.subscribers.map((s) => s.delivered.length).join("/");
+      const { count, active } = faults();
+      this.print(
+        `${this.tag} ${seconds(performance.now() - start)}: acknowledged ${w.acknowledged}` +
+          `${detail()}, failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}, ` +
+          `persistent ${this.persistent?.handings.length ?? 0}; ` +
+          `faults ${count}, now: ${active.join(", ") || "none"}` +
+          (w.oldestPendingMs() > OPERATION_TIMEOUT_MS + SETTLE_GRACE_MS
+            ? `; an append pending for ${(w.oldestPendingMs() / 1_000).toFixed(0)}s`
+            : ""),
+      );
+    }, PROGRESS_LINE_INTERVAL_MS);
+  }
+
+  stopProgress(): void {
+    clearInterval(this.#progressTimer);
+  }
+
+  /** Ends the faults and the progress line, and stops the workload. */
+  async stopWorkload(): Promise<void> {
+    this.controller.abort();
+    this.stopProgress();
+    await this.writers?.stop().catch(() => []);
+    await Promise.all(this.subscribers.map((s) => s.stop().catch(() => undefined)));
+    await this.persistent?.stop().catch(() => undefined);
+  }
+}
+
 export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   const { name, print } = options;
   const tag = `chaos[${name}]`;
-  const violations: string[] = [];
-  const violation = (text: string) => {
-    violations.push(text);
-    print(`${tag}: VIOLATION ${text}`);
-  };
+  const run = new PhaseRun(tag, print);
+  const { violation, violations } = run;
   let cluster: TestCluster | undefined;
   let disk: TmpfsDisk | undefined;
-  let writers: Writers | undefined;
-  const subscribers: Subscriber[] = [];
-  let persistent: PersistentConsumers | undefined;
-  let progressTimer: NodeJS.Timeout | undefined;
-  const controller = new AbortController();
   let cleaned: Promise<void> | undefined;
   const cleanup = () => {
     cleaned ??= (async () => {
-      controller.abort();
-      clearInterval(progressTimer);
-      await writers?.stop().catch(() => []);
-      await Promise.all(subscribers.map((s) => s.stop().catch(() => undefined)));
-      await persistent?.stop().catch(() => undefined);
+      await run.stopWorkload();
       await cluster?.stop().catch(() => undefined);
       delete process.env["CHORUS_TEST_SYNC_STALL"];
       await disk?.close().catch(() => undefined);
@@ -141,22 +235,18 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     const c = cluster;
     if (options.tmpfs) disk = await moveToTmpfs(c, TMPFS_NODE);
     await c.leader({ timeoutMs: START_TIMEOUT_MS });
-    const strategy = pick(seededRandom(deriveSeed(options.seed, name, "persistent")), STRATEGIES);
-    persistent = await startPersistentConsumers(c.connectionString, {
-      group: PERSISTENT_GROUP,
-      strategy,
-    });
-    const p = persistent;
-    const random = seededRandom(deriveSeed(options.seed, name, "workload"));
-    writers = startWriters(c.connectionString, WRITERS, random);
-    const w = writers;
-    subscribers.push(
-      startSubscriber(c.connectionString, { name: "$all subscriber" }),
-      startSubscriber(c.connectionString, {
-        name: `${streamName(0)} subscriber (follower reads)`,
-        streamId: streamName(0),
-        nodePreference: "follower",
-      }),
+    const { writers: w, strategy } = await run.startWorkload(
+      clientsOf(c.connectionString),
+      options.seed,
+      name,
+      [
+        { name: "$all subscriber" },
+        {
+          name: `${streamName(0)} subscriber (follower reads)`,
+          streamId: streamName(0),
+          nodePreference: "follower",
+        },
+      ],
     );
     await waitFor(() => w.acknowledged >= PROGRESS_APPENDS, {
       timeoutMs: FIRST_WRITES_TIMEOUT_MS,
@@ -168,110 +258,26 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       phase: name,
       memDb: name === "mem",
       disk,
-      signal: controller.signal,
+      signal: run.controller.signal,
       print,
       violation,
     });
-    const faultsStart = performance.now();
-    progressTimer = setInterval(() => {
-      const delivered = subscribers.map((s) => s.delivered.length).join("/");
-      const active = [...nemesis.active].join(", ") || "none";
-      print(
-        `${tag} ${seconds(performance.now() - faultsStart)}: acknowledged ${w.acknowledged}, ` +
-          `failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}, ` +
-          `persistent ${p.handings.length}; ` +
-          `faults ${nemesis.injected.length}, now: ${active}` +
-          (w.oldestPendingMs() > OPERATION_TIMEOUT_MS + SETTLE_GRACE_MS
-            ? `; an append pending for ${(w.oldestPendingMs() / 1_000).toFixed(0)}s`
-            : ""),
-      );
-    }, PROGRESS_LINE_INTERVAL_MS);
-    const stopFaults = setTimeout(() => controller.abort(), options.faultMs);
+    run.startProgress(() => ({ count: nemesis.injected.length, active: [...nemesis.active] }));
+    const stopFaults = setTimeout(() => run.controller.abort(), options.faultMs);
     await nemesis.run(options.lanes);
     clearTimeout(stopFaults);
-    clearInterval(progressTimer);
+    run.stopProgress();
 
     // Heal everything; a node that exited without being killed crashed.
     await nemesis.healAll();
-    for (const [i, node] of c.nodes.entries()) {
-      if (!node.running) {
-        const exit = node.lastExit;
-        violation(
-          `node ${i} exited on its own (code ${exit?.code ?? "?"}, signal ${exit?.signal ?? "none"}): ` +
-            node.output().trim().split("\n").slice(-3).join(" | "),
-        );
-        await c
-          .restart(i)
-          .catch((err: unknown) => violation(`node ${i} did not start again: ${String(err)}`));
-      }
-    }
+    await restartExited(c, "", violation);
     print(`${tag}: healed after ${nemesis.injected.length} faults; waiting for progress`);
-    const before = w.acknowledged;
-    await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
-      timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
-      message: "appends acknowledged after healing",
-    }).catch(() =>
-      violation(
-        `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
-      ),
-    );
+    await progressAfterHeal(w, violation);
     for (const v of await w.stop()) violation(v);
 
-    // Every node up, one leader, the others following, and one log on every voter.
-    await waitFor(
-      async () => {
-        const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
-        return (
-          states.filter((s) => s === "Leader").length === 1 &&
-          states.every((s) => s === "Leader" || s === "Follower")
-        );
-      },
-      {
-        timeoutMs: CAUGHT_UP_TIMEOUT_MS,
-        intervalMs: 200,
-        message: "one leader, every other node a Follower",
-      },
-    ).catch(async () => {
-      const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
-      violation(`not every node is up after healing: states ${states.join(", ")}`);
-    });
-    let logs: LogEntry[][] = [];
-    await waitFor(
-      async () => {
-        logs = await Promise.all(c.nodes.map((node) => committedLogOn(node)));
-        return checkLogsAgree(logs).length === 0;
-      },
-      { timeoutMs: CAUGHT_UP_TIMEOUT_MS, intervalMs: 500, message: "every voter holds one log" },
-    ).catch(() => undefined);
-    const disagree = checkLogsAgree(logs);
-    for (const v of disagree) violation(v);
-    if (disagree.length > 0) for (const line of await describeNodes(c)) print(`${tag}: ${line}`);
-    const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
-
-    const { byTwo } = await checkReaders({
-      tag,
-      print,
-      violation,
-      subscribers,
-      persistent: p,
-      strategy,
-      longest,
-    });
-
-    // The checkers.
-    // On the longest log, and on any log that is not a prefix of it (a lagging node is
-    // reported above; its missing tail would only repeat that here).
-    const isPrefix = (log: LogEntry[]) =>
-      log.every((e, k) => e.id === longest[k]!.id && e.position === longest[k]!.position);
-    for (const [i, log] of logs.entries()) {
-      if (log !== longest && isPrefix(log)) continue;
-      const where = log === longest ? "the longest log" : `node ${i}`;
-      for (const v of checkAppendHistory(w.appends, log)) violation(`${where}: ${v}`);
-    }
-    for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
-      if (leaders.size > 1)
-        violation(`epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
-    }
+    const { logs, longest } = await settledLogs(c, "", tag, print, violation);
+    const { byTwo } = await run.checkReaders(strategy, [{ partition: undefined, log: longest }]);
+    checkClusterHistory(c, logs, longest, w.appends, "", violation);
 
     const logsDir =
       violations.length > 0
@@ -282,19 +288,122 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
         : undefined;
     return phaseResult({
       name,
+      run,
       injected: nemesis.injected,
-      writers: w,
-      subscribers,
-      persistent: p,
       strategy,
       byTwo,
       longest,
-      violations,
       logsDir,
     });
   } finally {
     removeInterrupt();
     await cleanup();
+  }
+}
+
+/** After healing: restarts the nodes that exited without being killed (a crash, reported). */
+export async function restartExited(
+  c: TestCluster,
+  label: string,
+  violation: (text: string) => void,
+): Promise<void> {
+  for (const [i, node] of c.nodes.entries()) {
+    if (node.running) continue;
+    const exit = node.lastExit;
+    violation(
+      `${label}node ${i} exited on its own (code ${exit?.code ?? "?"}, signal ${exit?.signal ?? "none"}): ` +
+        node.output().trim().split("\n").slice(-3).join(" | "),
+    );
+    await c
+      .restart(i)
+      .catch((err: unknown) => violation(`${label}node ${i} did not start again: ${String(err)}`));
+  }
+}
+
+/** After healing: PROGRESS_APPENDS more appends acknowledged within the deadline, or a violation. */
+export async function progressAfterHeal(
+  w: Writers,
+  violation: (text: string) => void,
+): Promise<void> {
+  const before = w.acknowledged;
+  await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
+    timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
+    message: "appends acknowledged after healing",
+  }).catch(() =>
+    violation(
+      `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
+    ),
+  );
+}
+
+/**
+ * Waits (with deadlines) until the cluster has one leader and only followers besides, and
+ * every voter holds one log; reports what it does not reach. The committed logs, and the
+ * longest of them.
+ */
+export async function settledLogs(
+  c: TestCluster,
+  label: string,
+  tag: string,
+  print: (line: string) => void,
+  violation: (text: string) => void,
+): Promise<{ logs: LogEntry[][]; longest: LogEntry[] }> {
+  await waitFor(
+    async () => {
+      const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+      return (
+        states.filter((s) => s === "Leader").length === 1 &&
+        states.every((s) => s === "Leader" || s === "Follower")
+      );
+    },
+    {
+      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+      intervalMs: 200,
+      message: "one leader, every other node a Follower",
+    },
+  ).catch(async () => {
+    const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+    violation(`${label}not every node is up after healing: states ${states.join(", ")}`);
+  });
+  let logs: LogEntry[][] = [];
+  await waitFor(
+    async () => {
+      logs = await Promise.all(c.nodes.map((node) => committedLogOn(node)));
+      return checkLogsAgree(logs).length === 0;
+    },
+    { timeoutMs: CAUGHT_UP_TIMEOUT_MS, intervalMs: 500, message: "every voter holds one log" },
+  ).catch(() => undefined);
+  const disagree = checkLogsAgree(logs);
+  for (const v of disagree) violation(`${label}${v}`);
+  if (disagree.length > 0)
+    for (const line of await describeNodes(c)) print(`${tag}: ${label}${line}`);
+  const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
+  return { logs, longest };
+}
+
+/**
+ * The write checker on the longest log, and on any log that is not a prefix of it (a lagging
+ * node is reported by settledLogs; its missing tail would only repeat that here); at most one
+ * leader per epoch.
+ */
+export function checkClusterHistory(
+  c: TestCluster,
+  logs: readonly LogEntry[][],
+  longest: readonly LogEntry[],
+  appends: Writers["appends"],
+  label: string,
+  violation: (text: string) => void,
+): void {
+  const isPrefix = (log: LogEntry[]) =>
+    log.every((e, k) => e.id === longest[k]!.id && e.position === longest[k]!.position);
+  for (const [i, log] of logs.entries()) {
+    if (log !== longest && isPrefix(log)) continue;
+    const where = log === longest ? "the longest log" : `node ${i}`;
+    for (const v of checkAppendHistory(appends, log)) violation(`${label}${where}: ${v}`);
+  }
+  for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
+    if (leaders.size > 1)
+      violation(`${label}epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
   }
 }
 
@@ -331,7 +440,7 @@ async function describeNodes(c: TestCluster): Promise<string[]> {
   );
 }
 
-/** What checkReaders needs: the phase's readers, and the committed log after healing. */
+/** What checkReaders needs: the phase's readers, and the committed logs after healing. */
 export interface Readers {
   readonly tag: string;
   readonly print: (line: string) => void;
@@ -339,8 +448,14 @@ export interface Readers {
   readonly subscribers: readonly Subscriber[];
   readonly persistent: PersistentConsumers;
   readonly strategy: string;
-  /** The committed log, in `$all` order. */
-  readonly longest: readonly LogEntry[];
+  /**
+   * The committed log of each replication group, in `$all` order: one with no partition name,
+   * or one per group of a partitioned deployment (its events come with its name).
+   */
+  readonly logs: ReadonlyArray<{
+    readonly partition: string | undefined;
+    readonly log: readonly LogEntry[];
+  }>;
 }
 
 /**
@@ -349,12 +464,12 @@ export interface Readers {
  * handed; returns how many events two consumers of the group handled.
  */
 export async function checkReaders(r: Readers): Promise<{ byTwo: number }> {
-  const { subscribers, persistent: p, longest } = r;
-  const expectedFor = (s: Subscriber) =>
-    longest.filter((e) =>
-      s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId,
-    );
-  await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedFor(s).length), {
+  const { subscribers, persistent: p, logs } = r;
+  const isOf = (s: Subscriber) => (e: { streamId: string }) =>
+    s.streamId === undefined ? e.streamId.startsWith(STREAM_PREFIX) : e.streamId === s.streamId;
+  const expectedCount = (s: Subscriber) =>
+    logs.reduce((n, { log }) => n + log.filter(isOf(s)).length, 0);
+  await waitFor(() => subscribers.every((s) => s.delivered.length >= expectedCount(s)), {
     timeoutMs: CAUGHT_UP_TIMEOUT_MS,
     message: "subscribers caught up",
   }).catch(() => undefined);
@@ -363,14 +478,28 @@ export async function checkReaders(r: Readers): Promise<{ byTwo: number }> {
     for (const [reason, n] of s.drops)
       r.print(`${r.tag}: ${s.name} dropped ${n} time(s): ${reason}`);
   // The persistent group: every committed event of the writers' streams handed and acked.
-  const groupEvents = longest.filter((e) => e.streamId.startsWith(STREAM_PREFIX));
+  const groupEvents = logs.flatMap(({ log }) =>
+    log.filter((e) => e.streamId.startsWith(STREAM_PREFIX)),
+  );
   await waitFor(() => p.confirmedAt.size >= groupEvents.length, {
     timeoutMs: CAUGHT_UP_TIMEOUT_MS,
     message: "the persistent group's consumers caught up",
   }).catch(() => undefined);
   await p.stop();
+  // Each group's events in that group's order (a merged subscription orders no two groups).
+  const partitions = new Set(logs.map((g) => g.partition));
   for (const s of subscribers) {
-    for (const v of checkSubscriptionHistory(s.name, s.delivered, expectedFor(s))) r.violation(v);
+    const stray = s.delivered.filter((e) => !partitions.has(e.partition));
+    if (stray.length > 0)
+      r.violation(
+        `${s.name}: ${stray.length} event(s) from an unknown group, first ${stray[0]!.id} (${String(stray[0]!.partition)})`,
+      );
+    for (const { partition, log } of logs) {
+      const name = partition === undefined ? s.name : `${s.name}, group ${partition}`;
+      const delivered = s.delivered.filter((e) => e.partition === partition);
+      for (const v of checkSubscriptionHistory(name, delivered, log.filter(isOf(s))))
+        r.violation(v);
+    }
   }
   const group = checkPersistentHistory(`persistent group (${r.strategy})`, p, groupEvents);
   for (const v of group.violations) r.violation(v);
@@ -393,17 +522,16 @@ export async function saveLogs(
 /** A phase's result, from what its workload recorded and its checks found. */
 export function phaseResult(o: {
   readonly name: PhaseName;
+  readonly run: PhaseRun;
   readonly injected: readonly InjectedFault[];
-  readonly writers: Writers;
-  readonly subscribers: readonly Subscriber[];
-  readonly persistent: PersistentConsumers;
   readonly strategy: string;
   readonly byTwo: number;
   readonly longest: readonly LogEntry[];
-  readonly violations: readonly string[];
   readonly logsDir: string | undefined;
 }): PhaseResult {
-  const w = o.writers;
+  const w = o.run.writers as Writers;
+  const p = o.run.persistent as PersistentConsumers;
+  const subscribers = o.run.subscribers;
   return {
     name: o.name,
     injected: o.injected,
@@ -411,17 +539,17 @@ export function phaseResult(o: {
     failed: w.failed,
     unknown: w.unknown,
     unknownReasons: w.unknownReasons,
-    delivered: new Map(o.subscribers.map((s) => [s.name, s.delivered.length])),
-    resubscribes: o.subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
+    delivered: new Map(subscribers.map((s) => [s.name, s.delivered.length])),
+    resubscribes: subscribers.reduce((sum, s) => sum + s.resubscribes, 0),
     persistent: {
       strategy: o.strategy,
-      handed: o.persistent.handings.length,
+      handed: p.handings.length,
       byTwo: o.byTwo,
-      drops: o.persistent.drops,
-      ackRetries: o.persistent.ackRetries,
+      drops: p.drops,
+      ackRetries: p.ackRetries,
     },
     logEntries: o.longest.length,
-    violations: o.violations,
+    violations: o.run.violations,
     logsDir: o.logsDir,
   };
 }

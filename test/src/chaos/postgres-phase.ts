@@ -26,16 +26,12 @@ import type { InjectedFault } from "./nemesis.js";
 import {
   CAUGHT_UP_TIMEOUT_MS,
   FIRST_WRITES_TIMEOUT_MS,
-  PERSISTENT_GROUP,
-  PROGRESS_AFTER_HEAL_TIMEOUT_MS,
   PROGRESS_APPENDS,
-  PROGRESS_LINE_INTERVAL_MS,
+  progressAfterHeal,
   START_TIMEOUT_MS,
-  checkReaders,
   phaseResult,
+  PhaseRun,
   saveLogs,
-  STRATEGIES,
-  WRITERS,
   type PhaseResult,
 } from "./phase.js";
 import {
@@ -46,17 +42,7 @@ import {
   type PostgresFaultKind,
   type Random,
 } from "./schedule.js";
-import {
-  OPERATION_TIMEOUT_MS,
-  SETTLE_GRACE_MS,
-  startPersistentConsumers,
-  startSubscriber,
-  startWriters,
-  streamName,
-  type PersistentConsumers,
-  type Subscriber,
-  type Writers,
-} from "./workload.js";
+import { clientsOf, streamName } from "./workload.js";
 
 export const INSTANCES = 3;
 /** The pause between two faults, ms. */
@@ -81,8 +67,6 @@ export interface PostgresPhaseOptions {
   readonly onInterrupt: (cleanup: () => Promise<void>) => () => void;
 }
 
-const seconds = (ms: number) => `${(ms / 1_000).toFixed(1)}s`;
-
 /** The database URL with its host and port replaced by the proxy's. */
 function through(url: string, proxy: FaultProxy): string {
   const u = new URL(url);
@@ -93,28 +77,16 @@ function through(url: string, proxy: FaultProxy): string {
 export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<PhaseResult> {
   const { print } = options;
   const tag = "chaos[pg]";
-  const violations: string[] = [];
-  const violation = (text: string) => {
-    violations.push(text);
-    print(`${tag}: VIOLATION ${text}`);
-  };
+  const run = new PhaseRun(tag, print);
+  const { violation, violations } = run;
   let pg: TestPostgres | undefined;
   const proxies: FaultProxy[] = [];
   const instances: TestNode[] = [];
-  let writers: Writers | undefined;
-  const subscribers: Subscriber[] = [];
-  let persistent: PersistentConsumers | undefined;
-  let progressTimer: NodeJS.Timeout | undefined;
-  const controller = new AbortController();
   let cleaned: Promise<void> | undefined;
   const cleanup = () => {
     cleaned ??= (async () => {
-      controller.abort();
-      clearInterval(progressTimer);
       for (const n of instances) if (n.running) n.resume();
-      await writers?.stop().catch(() => []);
-      await Promise.all(subscribers.map((s) => s.stop().catch(() => undefined)));
-      await persistent?.stop().catch(() => undefined);
+      await run.stopWorkload();
       await Promise.all(instances.map((n) => n.stop().catch(() => undefined)));
       await Promise.all(proxies.map((p) => p.close().catch(() => undefined)));
       await pg?.stop().catch(() => undefined);
@@ -139,25 +111,14 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
       )),
     );
     const connectionString = `chorus+discover://${instances.map((n) => n.httpEndpoint).join(",")}?tls=false`;
-    const strategy = pick(seededRandom(deriveSeed(options.seed, "pg", "persistent")), STRATEGIES);
-    persistent = await startPersistentConsumers(connectionString, {
-      group: PERSISTENT_GROUP,
-      strategy,
-    });
-    const p = persistent;
-    writers = startWriters(
-      connectionString,
-      WRITERS,
-      seededRandom(deriveSeed(options.seed, "pg", "workload")),
-    );
-    const w = writers;
-    subscribers.push(
-      startSubscriber(connectionString, { name: "$all subscriber" }),
-      startSubscriber(connectionString, {
-        name: `${streamName(0)} subscriber`,
-        streamId: streamName(0),
-        nodePreference: "random",
-      }),
+    const { writers: w, strategy } = await run.startWorkload(
+      clientsOf(connectionString),
+      options.seed,
+      "pg",
+      [
+        { name: "$all subscriber" },
+        { name: `${streamName(0)} subscriber`, streamId: streamName(0), nodePreference: "random" },
+      ],
     );
     await waitFor(() => w.acknowledged >= PROGRESS_APPENDS, {
       timeoutMs: FIRST_WRITES_TIMEOUT_MS,
@@ -167,33 +128,22 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     const injected: InjectedFault[] = [];
     const active = new Set<string>();
     const faultsStart = performance.now();
-    progressTimer = setInterval(() => {
-      const delivered = subscribers.map((s) => s.delivered.length).join("/");
-      print(
-        `${tag} ${seconds(performance.now() - faultsStart)}: acknowledged ${w.acknowledged}, ` +
-          `failed ${w.failed}, unknown ${w.unknown}; delivered ${delivered}, ` +
-          `persistent ${p.handings.length}; faults ${injected.length}, ` +
-          `now: ${[...active].join(", ") || "none"}` +
-          (w.oldestPendingMs() > OPERATION_TIMEOUT_MS + SETTLE_GRACE_MS
-            ? `; an append pending for ${(w.oldestPendingMs() / 1_000).toFixed(0)}s`
-            : ""),
-      );
-    }, PROGRESS_LINE_INTERVAL_MS);
-    const stopFaults = setTimeout(() => controller.abort(), options.faultMs);
+    run.startProgress(() => ({ count: injected.length, active: [...active] }));
+    const stopFaults = setTimeout(() => run.controller.abort(), options.faultMs);
     await runFaults({
       random: seededRandom(deriveSeed(options.seed, "pg", "faults")),
       kinds: options.kinds,
       db,
       proxies,
       instances,
-      signal: controller.signal,
+      signal: run.controller.signal,
       startMs: faultsStart,
       injected,
       active,
       violation,
     });
     clearTimeout(stopFaults);
-    clearInterval(progressTimer);
+    run.stopProgress();
 
     // Heal: every instance running and resumed, every link open, the database up.
     for (const proxy of proxies) proxy.heal();
@@ -209,15 +159,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
         .catch((err: unknown) => violation(`instance ${i} did not start again: ${String(err)}`));
     }
     print(`${tag}: healed after ${injected.length} faults; waiting for progress`);
-    const before = w.acknowledged;
-    await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
-      timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
-      message: "appends acknowledged after healing",
-    }).catch(() =>
-      violation(
-        `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
-      ),
-    );
+    await progressAfterHeal(w, violation);
     for (const v of await w.stop()) violation(v);
 
     // One log, as every instance serves it.
@@ -237,15 +179,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
 
     for (const v of checkAppendHistory(w.appends, longest)) violation(`the log: ${v}`);
-    const { byTwo } = await checkReaders({
-      tag,
-      print,
-      violation,
-      subscribers,
-      persistent: p,
-      strategy,
-      longest,
-    });
+    const { byTwo } = await run.checkReaders(strategy, [{ partition: undefined, log: longest }]);
 
     const logsDir =
       violations.length > 0
@@ -259,18 +193,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
             ],
           ])
         : undefined;
-    return phaseResult({
-      name: "pg",
-      injected,
-      writers: w,
-      subscribers,
-      persistent: p,
-      strategy,
-      byTwo,
-      longest,
-      violations,
-      logsDir,
-    });
+    return phaseResult({ name: "pg", run, injected, strategy, byTwo, longest, logsDir });
   } finally {
     removeInterrupt();
     await cleanup();

@@ -4,6 +4,7 @@
 // handed. Every loop ends when stopped or at its bound.
 import {
   ChorusClient,
+  ConnectionSettings,
   jsonEvent,
   WrongExpectedVersionError,
   type ConsumerStrategy,
@@ -42,6 +43,31 @@ export const CLIENT_OPTIONS =
   "&maxDiscoverAttempts=100000&heartbeatInterval=200&heartbeatTimeout=1000";
 
 export const streamName = (k: number): string => `${STREAM_PREFIX}${k}`;
+
+/**
+ * Makes a client of the phase's deployment with CLIENT_OPTIONS and `options` (more
+ * `&name=value` settings) on every connection string it has.
+ */
+export type ClientFactory = (options?: string) => ChorusClient;
+
+/** Clients of one cluster or one set of instances. */
+export function clientsOf(connectionString: string): ClientFactory {
+  return (options = "") => new ChorusClient(`${connectionString}${CLIENT_OPTIONS}${options}`);
+}
+
+/** Partitioned clients over these groups (name -> connection string). */
+export function partitionedClientsOf(groups: Readonly<Record<string, string>>): ClientFactory {
+  return (options = "") =>
+    new ChorusClient(
+      ConnectionSettings.create()
+        .withPartitions(
+          Object.fromEntries(
+            Object.entries(groups).map(([name, cs]) => [name, `${cs}${CLIENT_OPTIONS}${options}`]),
+          ),
+        )
+        .build(),
+    );
+}
 
 export interface Writers {
   /** Every append made so far, completed ones only (in completion order). */
@@ -94,8 +120,8 @@ function pickKind(random: Random): Kind {
   return "any";
 }
 
-/** `count` writers on `connectionString`, until stopped. */
-export function startWriters(connectionString: string, count: number, random: Random): Writers {
+/** `count` writers, each with a client of its own, until stopped. */
+export function startWriters(clientOf: ClientFactory, count: number, random: Random): Writers {
   const appends: AppendRecord[] = [];
   const unknownReasons = new Map<string, number>();
   let acknowledged = 0;
@@ -106,7 +132,7 @@ export function startWriters(connectionString: string, count: number, random: Ra
   /** When each writer's append in flight started (performance.now()), or undefined. */
   const pendingSince: (number | undefined)[] = Array.from({ length: count }, () => undefined);
   const loops = Array.from({ length: count }, async (_, writer) => {
-    const client = new ChorusClient(`${connectionString}${CLIENT_OPTIONS}`);
+    const client = clientOf();
     clients.push(client);
     /** What this writer last learnt of each stream's revision. */
     const known = new Map<string, bigint | "no_stream">();
@@ -229,25 +255,37 @@ export interface Subscriber {
  * one stream; when its subscription drops it subscribes again from the last event it was
  * handed (as an application would), so the checker also covers resubscription.
  */
-export function startSubscriber(
-  connectionString: string,
-  options: { name: string; streamId?: string; nodePreference?: "leader" | "follower" | "random" },
-): Subscriber {
-  const client = new ChorusClient(
-    `${connectionString}${CLIENT_OPTIONS}&nodePreference=${options.nodePreference ?? "leader"}`,
-  );
+export interface SubscriberOptions {
+  readonly name: string;
+  /** A catch-up subscription to this stream; without one, to `$all` (the writers' streams). */
+  readonly streamId?: string;
+  readonly nodePreference?: "leader" | "follower" | "random";
+  /** The groups of a partitioned client: `$all` resumes from a checkpoint of each. */
+  readonly partitions?: readonly string[];
+}
+
+export function startSubscriber(clientOf: ClientFactory, options: SubscriberOptions): Subscriber {
+  const client = clientOf(`&nodePreference=${options.nodePreference ?? "leader"}`);
   const delivered: DeliveredEvent[] = [];
   const drops = new Map<string, number>();
   let resubscribes = 0;
   let stopping = false;
   let current: Subscription | undefined;
+  /** Where `$all` resumes: the last position handed, of every group with partitions. */
+  const resumeAt = (): bigint | "start" | Record<string, bigint | "start"> => {
+    if (options.partitions === undefined) return delivered.at(-1)?.position ?? "start";
+    const checkpoint: Record<string, bigint | "start"> = {};
+    for (const g of options.partitions) checkpoint[g] = "start";
+    for (const e of delivered) if (e.partition !== undefined) checkpoint[e.partition] = e.position;
+    return checkpoint;
+  };
   const loop = (async () => {
     for (let attempt = 0; !stopping && attempt <= MAX_RESUBSCRIBES; attempt++) {
       const last = delivered[delivered.length - 1];
       const sub =
         options.streamId === undefined
           ? client.subscribeToAll({
-              fromPosition: last === undefined ? "start" : last.position,
+              fromPosition: resumeAt(),
               filter: { streamNamePrefix: [STREAM_PREFIX] },
             })
           : client.subscribeToStream(options.streamId, {
@@ -261,6 +299,7 @@ export function startSubscriber(
             id: event.id,
             streamId: event.streamId,
             revision: event.revision,
+            partition: event.partition,
           });
         }
       } catch (err) {
@@ -328,10 +367,10 @@ export interface PersistentConsumers extends PersistentHistory {
  * subscription that stays up).
  */
 export async function startPersistentConsumers(
-  connectionString: string,
+  clientOf: ClientFactory,
   options: { group: string; strategy: ConsumerStrategy },
 ): Promise<PersistentConsumers> {
-  const admin = new ChorusClient(`${connectionString}${CLIENT_OPTIONS}`);
+  const admin = clientOf();
   try {
     await admin.persistentSubscriptions.create("$all", options.group, {
       consumerStrategy: options.strategy,
@@ -373,7 +412,7 @@ export async function startPersistentConsumers(
     );
   };
   const loops = Array.from({ length: PERSISTENT_CONSUMERS }, async (_, i) => {
-    const client = new ChorusClient(`${connectionString}${CLIENT_OPTIONS}`);
+    const client = clientOf();
     clients.push(client);
     for (let attempt = 0; !stopping && attempt <= MAX_RESUBSCRIBES; attempt++) {
       const consumer = `consumer ${i}.${attempt}`;

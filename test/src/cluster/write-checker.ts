@@ -250,6 +250,8 @@ export interface DeliveredEvent {
   readonly id: string;
   readonly streamId: string;
   readonly revision: bigint;
+  /** The replication group it came from (a partitioned client), else undefined. */
+  readonly partition?: string | undefined;
 }
 
 const at = (e: { streamId: string; revision: bigint; position: bigint }) =>
