@@ -47,8 +47,20 @@ export interface PartitionsPhaseOptions {
   readonly onInterrupt: (cleanup: () => Promise<void>) => () => void;
 }
 
-/** The group that owns `streamId` (the partitioned client's and the nodes' rule). */
-export const ownerOf = (streamId: string): GroupName => partitionOf(streamId, GROUPS) as GroupName;
+const owners = new Map<string, GroupName>();
+/**
+ * The group that owns `streamId` (the partitioned client's and the nodes' rule), hashed once
+ * per stream: the checks ask for every append, and the phase's own event loop also carries
+ * every link proxy, so it must not spend seconds hashing.
+ */
+export function ownerOf(streamId: string): GroupName {
+  let owner = owners.get(streamId);
+  if (owner === undefined) {
+    owner = partitionOf(streamId, GROUPS) as GroupName;
+    owners.set(streamId, owner);
+  }
+  return owner;
+}
 
 export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promise<PhaseResult> {
   const { print } = options;
@@ -109,10 +121,19 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
         nodePreference: "follower" as const,
       })),
     ]);
-    /** Appends acknowledged by each group so far. */
-    const acknowledgedBy = (g: GroupName) =>
-      w.appends.filter((a) => a.outcome.kind === "acknowledged" && ownerOf(a.streamId) === g)
-        .length;
+    /**
+     * Appends acknowledged by each group so far, counted as the writers record them (each
+     * record once: polled while tens of thousands accumulate).
+     */
+    const acknowledged: Record<GroupName, number> = { a: 0, b: 0 };
+    let counted = 0;
+    const acknowledgedBy = (g: GroupName) => {
+      for (; counted < w.appends.length; counted++) {
+        const a = w.appends[counted]!;
+        if (a.outcome.kind === "acknowledged") acknowledged[ownerOf(a.streamId)]++;
+      }
+      return acknowledged[g];
+    };
     const progress = async (deadlineMs: number, what: string) => {
       const before = new Map(GROUPS.map((g) => [g, acknowledgedBy(g)]));
       await Promise.all(
