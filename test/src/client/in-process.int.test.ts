@@ -333,4 +333,89 @@ process.stdout.write("closed\\n");
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("keeps every acknowledged append when its application is killed mid-write: the next node on the directory has each once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "chorus-in-process-crash-"));
+    const data = join(dir, "data");
+    let child: ReturnType<typeof spawn> | undefined;
+    try {
+      const file = join(dir, "writer.mjs");
+      // Appends until killed, printing each acknowledged append's stream, revision and id.
+      await writeFile(
+        file,
+        `import { createNode } from ${JSON.stringify(pathToFileURL(SERVER_DIST).href)};
+import { ChorusClient, ConnectionSettings, jsonEvent } from ${JSON.stringify(pathToFileURL(CLIENT_DIST).href)};
+const node = await createNode({ db: ${JSON.stringify(data)}, listen: false, logLevel: "silent" });
+const client = new ChorusClient(ConnectionSettings.create().withInProcessNode(node).build());
+const writer = async (w) => {
+  for (let n = 0; n < 100000; n++) {
+    const e = jsonEvent({ type: "Crash", data: { w, n } });
+    const r = await client.appendToStream(\`crash-\${w}\`, e);
+    process.stdout.write(\`\${w} \${r.nextExpectedVersion} \${e.id}\\n\`);
+  }
+};
+await Promise.all([0, 1, 2, 3].map(writer));
+`,
+      );
+      const acked = new Map<string, { stream: string; revision: bigint }>();
+      let err = "";
+      let partial = "";
+      const c = spawn(process.execPath, [file], { stdio: ["ignore", "pipe", "pipe"] });
+      child = c;
+      c.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<void>((resolve) => c.on("exit", () => resolve()));
+      // Killed once 400 appends were acknowledged (or failed after 30 s).
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`fewer than 400 appends within 30 s; stderr: ${err}`)),
+          30_000,
+        );
+        c.stdout.on("data", (d: Buffer) => {
+          const lines = (partial + d.toString()).split("\n");
+          partial = lines.pop() ?? "";
+          for (const line of lines) {
+            const [w, revision, id] = line.split(" ");
+            acked.set(id!, { stream: `crash-${w}`, revision: BigInt(revision!) });
+          }
+          if (acked.size >= 400) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        c.on("exit", () => {
+          clearTimeout(timer);
+          reject(new Error(`the writer exited on its own; stderr: ${err}`));
+        });
+      });
+      c.kill("SIGKILL");
+      await exited;
+      expect(err).toBe("");
+
+      // The application starts again on its directory: every acknowledged event is there once,
+      // at the revision it was told, and each stream's revisions run 0, 1, 2, ...
+      const node = await embeddedNode({ db: data, memDb: false });
+      const client = clientOf(node);
+      const seen = new Map<string, { stream: string; revision: bigint }>();
+      const next = new Map<string, bigint>();
+      for await (const { event } of client.readAll({ fromPosition: "start" })) {
+        if (!event.streamId.startsWith("crash-")) continue;
+        expect(seen.has(event.id), `event ${event.id} read twice`).toBe(false);
+        seen.set(event.id, { stream: event.streamId, revision: event.revision });
+        expect(event.revision).toBe(next.get(event.streamId) ?? 0n);
+        next.set(event.streamId, event.revision + 1n);
+      }
+      const missing = [...acked].filter(([id]) => !seen.has(id));
+      expect(missing, "acknowledged appends missing after the crash").toEqual([]);
+      for (const [id, at] of acked) expect(seen.get(id)).toEqual(at);
+      // Writable again where it stopped.
+      const last = next.get("crash-0") ?? 0n;
+      const r = await client.appendToStream("crash-0", jsonEvent({ type: "After", data: 1 }), {
+        expectedVersion: last - 1n,
+      });
+      expect(r.nextExpectedVersion).toBe(last);
+    } finally {
+      child?.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
