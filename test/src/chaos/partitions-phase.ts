@@ -10,7 +10,6 @@ import { partitionOf } from "@chorus/protocol";
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { createNemesis, type InjectedFault, type Nemesis } from "./nemesis.js";
 import {
-  checkClusterHistory,
   ELECTION_TIMEOUT_MS,
   FIRST_WRITES_TIMEOUT_MS,
   HEARTBEAT_INTERVAL_MS,
@@ -19,9 +18,7 @@ import {
   PROGRESS_APPENDS,
   phaseResult,
   PhaseRun,
-  restartExited,
   saveLogs,
-  settledLogs,
   START_TIMEOUT_MS,
   type PhaseResult,
 } from "./phase.js";
@@ -179,7 +176,7 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
     // Heal both groups; a node that exited without being killed crashed.
     for (const g of GROUPS) {
       await (nemeses.get(g) as Nemesis).healAll();
-      await restartExited(clusterOf(g), `group ${g}: `, violation);
+      await run.restartExited(clusterOf(g), `group ${g}: `);
     }
     print(`${tag}: healed after ${injectedCount()} faults; waiting for progress in both groups`);
     await progress(PROGRESS_AFTER_HEAL_TIMEOUT_MS, "appends acknowledged after healing").catch(
@@ -191,9 +188,9 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
     );
     for (const v of await w.stop()) violation(v);
 
-    const settled = new Map<GroupName, Awaited<ReturnType<typeof settledLogs>>>();
+    const settled = new Map<GroupName, Awaited<ReturnType<PhaseRun["settledLogs"]>>>();
     for (const g of GROUPS) {
-      settled.set(g, await settledLogs(clusterOf(g), `group ${g}: `, tag, print, violation));
+      settled.set(g, await run.settledLogs(clusterOf(g), `group ${g}: `));
     }
     const longestOf = (g: GroupName) => settled.get(g)?.longest ?? [];
     const { byTwo } = await run.checkReaders(
@@ -201,13 +198,11 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
       GROUPS.map((g) => ({ partition: g, log: longestOf(g) })),
     );
     for (const g of GROUPS) {
-      checkClusterHistory(
+      run.checkClusterHistory(
         clusterOf(g),
-        settled.get(g)?.logs ?? [],
-        longestOf(g),
+        settled.get(g) ?? { logs: [], longest: [] },
         w.appends.filter((a) => ownerOf(a.streamId) === g),
         `group ${g}: `,
-        violation,
       );
     }
 

@@ -125,7 +125,7 @@ export class PhaseRun {
     seed: number,
     label: string,
     subscribers: readonly SubscriberOptions[],
-  ): Promise<{ writers: Writers; persistent: PersistentConsumers; strategy: string }> {
+  ): Promise<{ writers: Writers; strategy: string }> {
     const strategy = pick(seededRandom(deriveSeed(seed, label, "persistent")), STRATEGIES);
     const persistent = await startPersistentConsumers(clientOf, {
       group: PERSISTENT_GROUP,
@@ -139,7 +139,7 @@ export class PhaseRun {
     );
     this.writers = writers;
     for (const options of subscribers) this.subscribers.push(startSubscriber(clientOf, options));
-    return { writers, persistent, strategy };
+    return { writers, strategy };
   }
 
   /** checkReaders on this phase's subscribers and persistent group. */
@@ -183,6 +183,105 @@ export class PhaseRun {
 
   stopProgress(): void {
     clearInterval(this.#progressTimer);
+  }
+
+  /** After healing: restarts the nodes that exited without being killed (a crash, reported). */
+  async restartExited(c: TestCluster, label: string): Promise<void> {
+    for (const [i, node] of c.nodes.entries()) {
+      if (node.running) continue;
+      const exit = node.lastExit;
+      this.violation(
+        `${label}node ${i} exited on its own (code ${exit?.code ?? "?"}, signal ${exit?.signal ?? "none"}): ` +
+          node.output().trim().split("\n").slice(-3).join(" | "),
+      );
+      await c
+        .restart(i)
+        .catch((err: unknown) =>
+          this.violation(`${label}node ${i} did not start again: ${String(err)}`),
+        );
+    }
+  }
+
+  /** After healing: PROGRESS_APPENDS more appends acknowledged within the deadline, or a violation. */
+  async progressAfterHeal(): Promise<void> {
+    const w = this.writers as Writers;
+    const before = w.acknowledged;
+    await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
+      timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
+      message: "appends acknowledged after healing",
+    }).catch(() =>
+      this.violation(
+        `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
+      ),
+    );
+  }
+
+  /**
+   * Waits (with deadlines) until the cluster has one leader and only followers besides, and
+   * every voter holds one log; reports what it does not reach. The committed logs, and the
+   * longest of them.
+   */
+  async settledLogs(
+    c: TestCluster,
+    label: string,
+  ): Promise<{ logs: LogEntry[][]; longest: LogEntry[] }> {
+    await waitFor(
+      async () => {
+        const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+        return (
+          states.filter((s) => s === "Leader").length === 1 &&
+          states.every((s) => s === "Leader" || s === "Follower")
+        );
+      },
+      {
+        timeoutMs: CAUGHT_UP_TIMEOUT_MS,
+        intervalMs: 200,
+        message: "one leader, every other node a Follower",
+      },
+    ).catch(async () => {
+      const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+      this.violation(`${label}not every node is up after healing: states ${states.join(", ")}`);
+    });
+    let logs: LogEntry[][] = [];
+    await waitFor(
+      async () => {
+        logs = await Promise.all(c.nodes.map((node) => committedLogOn(node)));
+        return checkLogsAgree(logs).length === 0;
+      },
+      { timeoutMs: CAUGHT_UP_TIMEOUT_MS, intervalMs: 500, message: "every voter holds one log" },
+    ).catch(() => undefined);
+    const disagree = checkLogsAgree(logs);
+    for (const v of disagree) this.violation(`${label}${v}`);
+    if (disagree.length > 0)
+      for (const line of await describeNodes(c)) this.print(`${this.tag}: ${label}${line}`);
+    const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
+    return { logs, longest };
+  }
+
+  /**
+   * The write checker over `appends` on the longest log, and on any log that is not a prefix
+   * of it (a lagging node is reported by settledLogs; its missing tail would only repeat that
+   * here); at most one leader per epoch.
+   */
+  checkClusterHistory(
+    c: TestCluster,
+    { logs, longest }: { logs: readonly LogEntry[][]; longest: readonly LogEntry[] },
+    appends: Writers["appends"],
+    label: string,
+  ): void {
+    const isPrefix = (log: LogEntry[]) =>
+      log.every((e, k) => e.id === longest[k]!.id && e.position === longest[k]!.position);
+    for (const [i, log] of logs.entries()) {
+      if (log !== longest && isPrefix(log)) continue;
+      const where = log === longest ? "the longest log" : `node ${i}`;
+      for (const v of checkAppendHistory(appends, log)) this.violation(`${label}${where}: ${v}`);
+    }
+    for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
+      if (leaders.size > 1)
+        this.violation(
+          `${label}epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`,
+        );
+    }
   }
 
   /** Ends the faults and the progress line, and stops the workload. */
@@ -270,14 +369,15 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
 
     // Heal everything; a node that exited without being killed crashed.
     await nemesis.healAll();
-    await restartExited(c, "", violation);
+    await run.restartExited(c, "");
     print(`${tag}: healed after ${nemesis.injected.length} faults; waiting for progress`);
-    await progressAfterHeal(w, violation);
+    await run.progressAfterHeal();
     for (const v of await w.stop()) violation(v);
 
-    const { logs, longest } = await settledLogs(c, "", tag, print, violation);
+    const settled = await run.settledLogs(c, "");
+    const { longest } = settled;
     const { byTwo } = await run.checkReaders(strategy, [{ partition: undefined, log: longest }]);
-    checkClusterHistory(c, logs, longest, w.appends, "", violation);
+    run.checkClusterHistory(c, settled, w.appends, "");
 
     const logsDir =
       violations.length > 0
@@ -298,112 +398,6 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   } finally {
     removeInterrupt();
     await cleanup();
-  }
-}
-
-/** After healing: restarts the nodes that exited without being killed (a crash, reported). */
-export async function restartExited(
-  c: TestCluster,
-  label: string,
-  violation: (text: string) => void,
-): Promise<void> {
-  for (const [i, node] of c.nodes.entries()) {
-    if (node.running) continue;
-    const exit = node.lastExit;
-    violation(
-      `${label}node ${i} exited on its own (code ${exit?.code ?? "?"}, signal ${exit?.signal ?? "none"}): ` +
-        node.output().trim().split("\n").slice(-3).join(" | "),
-    );
-    await c
-      .restart(i)
-      .catch((err: unknown) => violation(`${label}node ${i} did not start again: ${String(err)}`));
-  }
-}
-
-/** After healing: PROGRESS_APPENDS more appends acknowledged within the deadline, or a violation. */
-export async function progressAfterHeal(
-  w: Writers,
-  violation: (text: string) => void,
-): Promise<void> {
-  const before = w.acknowledged;
-  await waitFor(() => w.acknowledged >= before + PROGRESS_APPENDS, {
-    timeoutMs: PROGRESS_AFTER_HEAL_TIMEOUT_MS,
-    message: "appends acknowledged after healing",
-  }).catch(() =>
-    violation(
-      `no progress: fewer than ${PROGRESS_APPENDS} appends acknowledged within ${PROGRESS_AFTER_HEAL_TIMEOUT_MS} ms of healing`,
-    ),
-  );
-}
-
-/**
- * Waits (with deadlines) until the cluster has one leader and only followers besides, and
- * every voter holds one log; reports what it does not reach. The committed logs, and the
- * longest of them.
- */
-export async function settledLogs(
-  c: TestCluster,
-  label: string,
-  tag: string,
-  print: (line: string) => void,
-  violation: (text: string) => void,
-): Promise<{ logs: LogEntry[][]; longest: LogEntry[] }> {
-  await waitFor(
-    async () => {
-      const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
-      return (
-        states.filter((s) => s === "Leader").length === 1 &&
-        states.every((s) => s === "Leader" || s === "Follower")
-      );
-    },
-    {
-      timeoutMs: CAUGHT_UP_TIMEOUT_MS,
-      intervalMs: 200,
-      message: "one leader, every other node a Follower",
-    },
-  ).catch(async () => {
-    const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
-    violation(`${label}not every node is up after healing: states ${states.join(", ")}`);
-  });
-  let logs: LogEntry[][] = [];
-  await waitFor(
-    async () => {
-      logs = await Promise.all(c.nodes.map((node) => committedLogOn(node)));
-      return checkLogsAgree(logs).length === 0;
-    },
-    { timeoutMs: CAUGHT_UP_TIMEOUT_MS, intervalMs: 500, message: "every voter holds one log" },
-  ).catch(() => undefined);
-  const disagree = checkLogsAgree(logs);
-  for (const v of disagree) violation(`${label}${v}`);
-  if (disagree.length > 0)
-    for (const line of await describeNodes(c)) print(`${tag}: ${label}${line}`);
-  const longest = logs.reduce<LogEntry[]>((a, b) => (b.length > a.length ? b : a), []);
-  return { logs, longest };
-}
-
-/**
- * The write checker on the longest log, and on any log that is not a prefix of it (a lagging
- * node is reported by settledLogs; its missing tail would only repeat that here); at most one
- * leader per epoch.
- */
-export function checkClusterHistory(
-  c: TestCluster,
-  logs: readonly LogEntry[][],
-  longest: readonly LogEntry[],
-  appends: Writers["appends"],
-  label: string,
-  violation: (text: string) => void,
-): void {
-  const isPrefix = (log: LogEntry[]) =>
-    log.every((e, k) => e.id === longest[k]!.id && e.position === longest[k]!.position);
-  for (const [i, log] of logs.entries()) {
-    if (log !== longest && isPrefix(log)) continue;
-    const where = log === longest ? "the longest log" : `node ${i}`;
-    for (const v of checkAppendHistory(appends, log)) violation(`${label}${where}: ${v}`);
-  }
-  for (const [epoch, leaders] of leadersByEpoch(c.nodes)) {
-    if (leaders.size > 1)
-      violation(`${label}epoch ${epoch} had ${leaders.size} leaders: ${[...leaders].join(", ")}`);
   }
 }
 

@@ -27,7 +27,6 @@ import {
   CAUGHT_UP_TIMEOUT_MS,
   FIRST_WRITES_TIMEOUT_MS,
   PROGRESS_APPENDS,
-  progressAfterHeal,
   START_TIMEOUT_MS,
   phaseResult,
   PhaseRun,
@@ -159,7 +158,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
         .catch((err: unknown) => violation(`instance ${i} did not start again: ${String(err)}`));
     }
     print(`${tag}: healed after ${injected.length} faults; waiting for progress`);
-    await progressAfterHeal(w, violation);
+    await run.progressAfterHeal();
     for (const v of await w.stop()) violation(v);
 
     // One log, as every instance serves it.
