@@ -219,10 +219,10 @@ export class AckLog {
   }
 
   /**
-   * The record of `batch` is committed at `revision` (undefined: the store did not say).
-   * Returns how many replayed parked copies became done by it.
+   * The record of `batch` is committed at `revision`. Returns how many replayed parked copies
+   * became done by it.
    */
-  written(batch: AckBatch, revision: number | undefined, parkedFrom: number): number {
+  written(batch: AckBatch, revision: number, parkedFrom: number): number {
     const body = AckLog.recordOf(batch);
     let max = -1;
     for (const p of batch.positions) max = Math.max(max, p);
@@ -233,14 +233,12 @@ export class AckLog {
       this.replayedDone.add(r);
       newlyReplayed++;
     }
-    if (revision !== undefined) {
-      this.#records.push({
-        revision,
-        maxPosition: max,
-        replayed: (body.replayed?.length ?? 0) > 0,
-      });
-      this.#nextRevision = revision + 1;
-    }
+    this.#records.push({
+      revision,
+      maxPosition: max,
+      replayed: (body.replayed?.length ?? 0) > 0,
+    });
+    this.#nextRevision = revision + 1;
     return newlyReplayed;
   }
 
@@ -265,6 +263,11 @@ export class AckLog {
   carried(revision: number): void {
     this.#records.push({ revision, maxPosition: -1, replayed: true });
     this.#nextRevision = revision + 1;
+  }
+
+  /** The acks stream's last revision as loaded and written since (-1: none). */
+  get lastRevision(): number {
+    return this.#nextRevision - 1;
   }
 
   /** Where the acks stream starts to matter: the first record the checkpoint has not passed. */

@@ -9,8 +9,8 @@
 import type { StreamStore } from "../streams/types.js";
 import {
   checkpointStream,
-  lastEvent,
   parseJson,
+  streamEnd,
   type Entry,
   type GroupKey,
   type ReadPoint,
@@ -22,15 +22,18 @@ export interface CheckpointSettings {
   readonly maxCheckpointCount: number;
 }
 
-/** The group's last durable checkpoint and where its acks start. */
+/**
+ * The group's last durable checkpoint, where its acks start, and the checkpoint stream's last
+ * revision (-1: none).
+ */
 export async function readCheckpoint(
   store: StreamStore,
   key: GroupKey,
-): Promise<{ checkpoint: ReadPoint | undefined; acksFrom: number }> {
-  const cp = await lastEvent(store, checkpointStream(key));
+): Promise<{ checkpoint: ReadPoint | undefined; acksFrom: number; last: number }> {
+  const { event: cp, last } = await streamEnd(store, checkpointStream(key));
   const data = cp ? parseJson(cp.data) : undefined;
   if (!cp || typeof data !== "object" || data === null)
-    return { checkpoint: undefined, acksFrom: 0 };
+    return { checkpoint: undefined, acksFrom: 0, last };
   const { point, position, acksFrom, next } = data as {
     point?: number;
     position?: number;
@@ -47,6 +50,7 @@ export async function readCheckpoint(
           }
         : undefined,
     acksFrom: Number(acksFrom ?? 0),
+    last,
   };
 }
 

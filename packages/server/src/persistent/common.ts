@@ -168,20 +168,25 @@ export function systemEvent(type: string, data: unknown): NewEvent {
   return { id: randomUUID(), type, isJson: true, data: json(data), metadata: new Uint8Array(0) };
 }
 
-/** The last event of a stream, or undefined when it has none. */
-export async function lastEvent(
+/**
+ * The last event of a stream and the stream's last revision. The event is undefined when none
+ * is readable (absent, metadata only, soft-deleted, or every event truncated); `last` is -1
+ * when the stream has no readable event at all (absent, metadata only, or soft-deleted).
+ */
+export async function streamEnd(
   store: StreamStore,
   streamId: string,
-): Promise<StoredEvent | undefined> {
+): Promise<{ event: StoredEvent | undefined; last: number }> {
   try {
     const r = await store.readStream(streamId, {
       direction: "backwards",
       fromRevision: "end",
       maxCount: 1,
     });
-    return r.events[0];
+    return { event: r.events[0], last: r.lastRevision };
   } catch (err) {
-    if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND") return undefined;
+    if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND")
+      return { event: undefined, last: -1 };
     throw err;
   }
 }

@@ -23,3 +23,23 @@ export class PersistentError extends Error {
     super(message);
   }
 }
+
+/**
+ * One of a group's own streams moved past the revision the group expected: another server
+ * wrote it (in the shared-database mode, a lock holder that had not yet noticed losing its
+ * lock). The group stops and is loaded again from what is stored; its consumers subscribe again.
+ */
+export class GroupFencedError extends Error {
+  override readonly name = "GroupFencedError";
+  constructor(
+    readonly streamId: string,
+    /** The revision the group expected to be last (-1: no event). */
+    readonly expected: number,
+    /** The stream's last revision (-1: no event). */
+    readonly actual: number,
+  ) {
+    super(
+      `${streamId} was written by another server (expected its last revision ${expected}, found ${actual})`,
+    );
+  }
+}

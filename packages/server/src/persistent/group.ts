@@ -16,7 +16,7 @@
  */
 import type { Logger } from "pino";
 import { METADATA_EVENT_TYPE, metadataStreamOf } from "@chorus/protocol";
-import type { NewEvent, StoredEvent, StreamStore, WriteResult } from "../streams/types.js";
+import type { StoredEvent, StreamStore } from "../streams/types.js";
 import { AckLog, MAX_ACKS_PER_RECORD } from "./acks.js";
 import { CheckpointClock, checkpointCandidate, readCheckpoint } from "./checkpoint.js";
 import {
@@ -38,6 +38,7 @@ import {
 } from "./common.js";
 import { DueTimer } from "./delays.js";
 import { Dispatcher } from "./dispatch.js";
+import { OwnStream } from "./own-stream.js";
 import { parkedCopy, Parking } from "./parking.js";
 import type { GroupSettings } from "./settings.js";
 import { Source } from "./source.js";
@@ -155,6 +156,9 @@ export class Group {
    */
   #claimBound = -1;
 
+  /** The group's own streams, written with the revision expected (own-stream.ts). */
+  readonly #own: { acks: OwnStream; checkpoint: OwnStream; parked: OwnStream };
+
   #flushing = false;
   #flushScheduled = false;
   /** Waiting for the parked copies and acks queued now to be written (`#flushed`). */
@@ -194,6 +198,11 @@ export class Group {
     this.#delayTimer = new DueTimer(this.#now, () => this.#delaysDue());
     this.#deliveries = new RateMeter(this.#now);
     this.#ackRate = new RateMeter(this.#now);
+    this.#own = {
+      acks: new OwnStream(acksStream(key)),
+      checkpoint: new OwnStream(checkpointStream(key)),
+      parked: new OwnStream(parkedStream(key)),
+    };
   }
 
   get settings(): GroupSettings {
@@ -212,7 +221,8 @@ export class Group {
     this.#graceMs = this.#d.rejoinGraceMs ?? REJOIN_GRACE_MS;
     this.#claimBound = this.#d.fresh === true ? -1 : store.commitPosition;
     await this.#parking.load(store, this.key);
-    const { checkpoint, acksFrom } = await readCheckpoint(store, this.key);
+    const { checkpoint, acksFrom, last } = await readCheckpoint(store, this.key);
+    this.#own.checkpoint.loaded(last);
     this.#cp.checkpoint = checkpoint;
     this.#source.start(checkpoint, this.#initial);
     await this.#acks.load(
@@ -222,7 +232,10 @@ export class Group {
       checkpoint?.position ?? -1,
       this.#parking.from,
     );
-    await this.#parking.countWaiting(store, this.key, this.#acks.replayedDone.size);
+    this.#own.acks.loaded(this.#acks.lastRevision);
+    this.#own.parked.loaded(
+      await this.#parking.countWaiting(store, this.key, this.#acks.replayedDone.size),
+    );
   }
 
   // ---------------------------------------------------------------- consumers
@@ -349,6 +362,18 @@ export class Group {
 
   get stopped(): boolean {
     return this.#stopped;
+  }
+
+  /**
+   * Resolves once the writes to the group's own streams begun so far have finished: after
+   * stop(), nothing of this run is written after that (a group loaded next finds it all).
+   */
+  async settled(): Promise<void> {
+    await Promise.all([
+      this.#own.acks.idle(),
+      this.#own.checkpoint.idle(),
+      this.#own.parked.idle(),
+    ]);
   }
 
   // ---------------------------------------------------------------- reading
@@ -643,26 +668,26 @@ export class Group {
       while (!this.#stopped && (this.#acks.hasBatch || this.#parking.queue.length > 0)) {
         if (this.#parking.queue.length > 0) {
           const parked = this.#parking.queue.splice(0, MAX_ACKS_PER_RECORD);
-          await this.#write(
-            parkedStream(this.key),
+          await this.#own.parked.append(
+            this.#d.store,
             parked.map(({ entry, reason }) => parkedCopy(entry.event, reason)),
           );
+          if (this.#stopped) return;
           this.#parking.count += parked.length;
           this.#totalParked += parked.length;
           for (const { entry } of parked) this.#acks.add(entry.event.position, entry, undefined);
         }
         if (!this.#acks.hasBatch) continue;
         const batch = this.#acks.takeBatch();
-        const result = await this.#write(acksStream(this.key), [
-          systemEvent("Acked", AckLog.recordOf(batch)),
-        ]);
-        if (this.#stopped) return;
-        const replayedNow = this.#acks.written(
-          batch,
-          result.ok ? result.nextExpectedVersion : undefined,
-          this.#parking.from,
+        await this.#own.acks.append(
+          this.#d.store,
+          [systemEvent("Acked", AckLog.recordOf(batch))],
+          (revision) => {
+            const replayedNow = this.#acks.written(batch, revision, this.#parking.from);
+            this.#parking.count = Math.max(0, this.#parking.count - replayedNow);
+          },
         );
-        this.#parking.count = Math.max(0, this.#parking.count - replayedNow);
+        if (this.#stopped) return;
         this.#done(batch.entries, batch.positions);
         for (const [c, positions] of batch.waiters) if (!c.closed) c.sink.acked(positions);
         for (const e of batch.entries) {
@@ -721,10 +746,6 @@ export class Group {
       void this.#finishReplay();
   }
 
-  async #write(streamId: string, events: NewEvent[]): Promise<WriteResult> {
-    return this.#d.store.append(streamId, { kind: "any" }, events);
-  }
-
   #fail(err: unknown): void {
     if (this.#stopped) return;
     this.#d.logger.warn(
@@ -760,15 +781,16 @@ export class Group {
       if (carry) {
         // The records that name replayed events go with this checkpoint: name them again in
         // one record after it, so an unfinished replay still skips them after a leader change.
-        const carried = await this.#write(acksStream(this.key), [
-          systemEvent("Acked", { positions: [], replayed: carry }),
-        ]);
+        await this.#own.acks.append(
+          this.#d.store,
+          [systemEvent("Acked", { positions: [], replayed: carry })],
+          (revision) => this.#acks.carried(revision),
+        );
         if (this.#stopped) return;
-        if (carried.ok) this.#acks.carried(carried.nextExpectedVersion);
       }
       const acksFrom = this.#acks.acksFrom;
       const done = this.#cp.doneSince;
-      await this.#write(checkpointStream(this.key), [
+      await this.#own.checkpoint.append(this.#d.store, [
         systemEvent("Checkpoint", {
           point: cp.point,
           position: cp.position,
@@ -776,6 +798,7 @@ export class Group {
           acksFrom,
         }),
       ]);
+      if (this.#stopped) return;
       this.#cp.written(cp, done, this.#now());
       this.#acks.checkpointed(cp.position);
       if (acksFrom > 0) {
@@ -792,8 +815,8 @@ export class Group {
 
   async #setMetadata(streamId: string, metadata: Record<string, unknown>): Promise<void> {
     const current = (await this.#d.store.getMetadata(streamId)) ?? {};
-    await this.#write(metadataStreamOf(streamId), [
-      { ...systemEvent(METADATA_EVENT_TYPE, { ...current, ...metadata }) },
+    await this.#d.store.append(metadataStreamOf(streamId), { kind: "any" }, [
+      systemEvent(METADATA_EVENT_TYPE, { ...current, ...metadata }),
     ]);
   }
 
@@ -838,7 +861,7 @@ export class Group {
   /** Every replayed event is done: move the parked stream's start past them. */
   async #finishReplay(): Promise<void> {
     const end = this.#parking.replayEnd;
-    if (end === undefined) return;
+    if (end === undefined || this.#stopped) return;
     try {
       await this.#setMetadata(parkedStream(this.key), { truncateBefore: end });
       this.#parking.replayFinished(end, this.#acks.replayFinished(end));

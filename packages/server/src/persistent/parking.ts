@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { StoreError, type NewEvent, type StoredEvent, type StreamStore } from "../streams/types.js";
-import { json, lastEvent, parkedStream, parseJson, type Entry, type GroupKey } from "./common.js";
+import { json, parkedStream, parseJson, streamEnd, type Entry, type GroupKey } from "./common.js";
 
 /** Parked copies read per page. */
 const PAGE = 512;
@@ -107,10 +107,14 @@ export class Parking {
     this.from = typeof meta?.truncateBefore === "number" ? meta.truncateBefore : 0;
   }
 
-  /** After the acks are loaded: how many parked events wait for a replay. */
-  async countWaiting(store: StreamStore, key: GroupKey, replayedDone: number): Promise<void> {
-    const parked = await lastEvent(store, parkedStream(key));
-    this.count = parked ? Math.max(0, parked.revision + 1 - this.from - replayedDone) : 0;
+  /**
+   * After the acks are loaded: how many parked events wait for a replay. Returns the parked
+   * stream's last revision (-1: none).
+   */
+  async countWaiting(store: StreamStore, key: GroupKey, replayedDone: number): Promise<number> {
+    const { last } = await streamEnd(store, parkedStream(key));
+    this.count = Math.max(0, last + 1 - this.from - replayedDone);
+    return last;
   }
 
   /**

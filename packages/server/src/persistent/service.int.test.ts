@@ -46,16 +46,19 @@ describe("persistent subscription services of two servers on one store", () => {
   function consumerSink(): {
     sink: Parameters<PersistentService["subscribe"]>[1];
     got: StoredEvent[];
+    acked: number[];
     drops: DropCode[];
   } {
     const got: StoredEvent[] = [];
+    const acked: number[] = [];
     const drops: DropCode[] = [];
     return {
       got,
+      acked,
       drops,
       sink: {
         deliver: (evs) => got.push(...evs),
-        acked: () => {},
+        acked: (positions) => acked.push(...positions),
         dropped: (code) => drops.push(code),
       },
     };
@@ -120,6 +123,48 @@ describe("persistent subscription services of two servers on one store", () => {
       "GroupUpdated",
       "GroupUpdated",
     ]);
+  });
+
+  it("a group both run: the server with the older view is refused, and its consumer, subscribing again, gets only what nobody acknowledged", async () => {
+    const key = { streamId: "orders", group: "g" };
+    okResult(await store.append("orders", { kind: "any" }, events(10)));
+    await a.create(key, null);
+    const options = (name: string) => ({ bufferSize: 20, name, connection: "test" });
+    const ca = consumerSink();
+    const ha = await a.subscribe(key, ca.sink, options("ca"));
+    const cb = consumerSink();
+    const hb = await b.subscribe(key, cb.sink, options("cb")); // b loads the group too
+    await expect.poll(() => ca.got.length, { timeout: 5_000 }).toBe(10);
+    await expect.poll(() => cb.got.length, { timeout: 5_000 }).toBe(10);
+    const positions = ca.got.map((e) => e.position);
+    const [firstHalf, secondHalf] = [positions.slice(0, 5), positions.slice(5)];
+
+    // a's consumer acknowledges the first half: a's acks record is written and confirmed.
+    ha.ack(firstHalf);
+    await expect.poll(() => ca.acked, { timeout: 5_000 }).toEqual(firstHalf);
+    // b's consumer acknowledges the second half on b's view, which has not seen a's record:
+    // b's write is refused, b's consumer is told to subscribe again, and nothing is confirmed.
+    hb.ack(secondHalf);
+    await expect.poll(() => cb.drops, { timeout: 5_000 }).toEqual(["UNKNOWN"]);
+    expect(cb.acked).toEqual([]);
+    const acks = await store.readStream("$persistent-orders::g-acks", {
+      direction: "forwards",
+      fromRevision: 0,
+      maxCount: 10,
+    });
+    expect(acks.events.map((e) => JSON.parse(Buffer.from(e.data).toString()) as unknown)).toEqual([
+      { positions: firstHalf },
+    ]);
+
+    // Subscribing again on b: the group was loaded again from what is stored.
+    const again = consumerSink();
+    const hb2 = await b.subscribe(key, again.sink, options("cb"));
+    await expect.poll(() => again.got.length, { timeout: 5_000 }).toBe(5);
+    expect(again.got.map((e) => e.position)).toEqual(secondHalf);
+    hb2.ack(secondHalf);
+    await expect.poll(() => again.acked, { timeout: 5_000 }).toEqual(secondHalf);
+    ha.close();
+    hb2.close();
   });
 
   it("answers GROUP_NOT_FOUND for a group nobody created", async () => {

@@ -8,7 +8,7 @@ import type { chorus } from "@chorus/protocol";
 import type { Logger } from "pino";
 import { NotLeaderError, type ClusterView } from "../node-types.js";
 import { StoreError, type ExpectedVersion, type StreamStore } from "../streams/types.js";
-import { PersistentError } from "./errors.js";
+import { GroupFencedError, PersistentError } from "./errors.js";
 import { ALL } from "./source.js";
 import {
   acksStream,
@@ -60,6 +60,8 @@ interface Generation {
   configNext: number;
   ready: Promise<void>;
   dead: boolean;
+  /** Groups being loaded again after a failure: a consumer subscribing meanwhile waits for it. */
+  readonly reloads: Map<string, Promise<void>>;
 }
 
 type ConfigRecords = Map<string, { key: GroupKey; record: GroupRecord }>;
@@ -127,7 +129,14 @@ export class PersistentService {
     let gen = this.#gen;
     if (!gen || gen.dead || gen.epoch !== epoch) {
       if (gen) this.#stopGeneration(gen, "NOT_LEADER", "leadership changed; subscribe again");
-      gen = { epoch, groups: new Map(), configNext: 0, ready: Promise.resolve(), dead: false };
+      gen = {
+        epoch,
+        groups: new Map(),
+        configNext: 0,
+        ready: Promise.resolve(),
+        dead: false,
+        reloads: new Map(),
+      };
       const g = gen;
       gen.ready = this.#load(g).catch((err: unknown) => {
         g.dead = true;
@@ -304,12 +313,11 @@ export class PersistentService {
         ...(fresh && { rejoinGraceMs: 0, fresh: true }),
         onFailed: (err) => {
           const lost = err instanceof NotLeaderError;
-          group.stop(
-            lost ? "NOT_LEADER" : "INTERNAL",
-            lost
-              ? "this node is no longer the leader; subscribe again"
-              : `the group stopped: ${err instanceof Error ? err.message : String(err)}`,
-          );
+          if (lost) group.stop("NOT_LEADER", "this node is no longer the leader; subscribe again");
+          // Another server wrote the group's state: loaded again from it, the group goes on.
+          else if (err instanceof GroupFencedError)
+            group.stop("UNKNOWN", `${err.message}; subscribe again`);
+          else group.stop("INTERNAL", `the group stopped: ${errorText(err)}`);
           const entry = gen.groups.get(keyOf(key));
           if (entry?.group === group) gen.groups.delete(keyOf(key));
           // A lost leadership ends the generation; any other failure reloads this group on next use.
@@ -326,13 +334,20 @@ export class PersistentService {
 
   /** After a group failed for a reason other than leadership, rebuild it from its durable state. */
   #reloadLater(gen: Generation, key: GroupKey, record: GroupRecord): void {
+    const k = keyOf(key);
     const group = this.#makeGroup(gen, key, record);
-    const work = group.load().then(() => {
-      if (!gen.dead && !gen.groups.has(keyOf(key))) gen.groups.set(keyOf(key), { record, group });
-    });
-    work.catch((err: unknown) =>
-      this.#d.logger.error({ err, ...key }, "reloading a persistent group failed"),
-    );
+    const work = group
+      .load()
+      .then(() => {
+        if (!gen.dead && !gen.groups.has(k)) gen.groups.set(k, { record, group });
+      })
+      .catch((err: unknown) =>
+        this.#d.logger.error({ err, ...key }, "reloading a persistent group failed"),
+      )
+      .finally(() => {
+        if (gen.reloads.get(k) === work) gen.reloads.delete(k);
+      });
+    gen.reloads.set(k, work);
   }
 
   /** Management operations run one at a time. */
@@ -379,6 +394,7 @@ export class PersistentService {
         await this.#appendConfig(gen, "GroupUpdated", key, record);
         // Consumers subscribe again and get the new settings.
         entry.group.stop("UNKNOWN", "the group's settings changed; subscribe again");
+        await entry.group.settled();
         const group = this.#makeGroup(gen, key, record);
         await group.load();
         gen.groups.set(keyOf(key), { record, group });
@@ -397,6 +413,8 @@ export class PersistentService {
           "PERSISTENT_SUBSCRIPTION_NOT_FOUND",
           `persistent subscription group "${key.group}" on "${key.streamId}" was deleted`,
         );
+        // Its last writes land before the streams are deleted, never after.
+        await entry.group.settled();
       });
       const store = this.#d.store();
       for (const s of [checkpointStream(key), acksStream(key), parkedStream(key)]) {
@@ -439,6 +457,12 @@ export class PersistentService {
   async #find(key: GroupKey): Promise<{ record: GroupRecord; group: Group }> {
     const gen = await this.#current();
     let entry = gen.groups.get(keyOf(key));
+    const reload = entry === undefined ? gen.reloads.get(keyOf(key)) : undefined;
+    if (reload) {
+      await reload;
+      if (gen.dead) throw this.#leadershipLost();
+      entry = gen.groups.get(keyOf(key));
+    }
     if (!entry) {
       await this.#serial(() => this.#syncConfig(gen));
       if (gen.dead) throw this.#leadershipLost();
@@ -569,3 +593,7 @@ export class PersistentService {
 
 /** The config stream moved on since this server read it: another server changed the groups. */
 class ConfigConflict extends Error {}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
