@@ -40,7 +40,7 @@ import {
   type ReplicatedStore,
 } from "./storage/index.js";
 import type { StreamStore } from "./streams/types.js";
-import { DatabaseMembership } from "./postgres/membership.js";
+import { DatabaseMembership, lockIdleTimeoutMs } from "./postgres/membership.js";
 import { PostgresStore } from "./postgres/store.js";
 import { isDatabaseUrl, redactDatabaseUrl } from "./postgres/url.js";
 
@@ -343,10 +343,19 @@ export async function createNode(
   }
   state = "Leader";
   if (database) {
+    if (!database.idleSessionTimeouts)
+      logger.warn(
+        "this PostgreSQL (before 14) cannot end a silent session: an instance cut off from the database while it serves the persistent subscription groups keeps them unserved until the database drops its connection",
+      );
     membership = new DatabaseMembership({
       sql: database.sql,
       // The lock goes with its connection: the holder stops serving the moment it closes.
-      lockSql: database.session(1, () => membership?.lockConnectionClosed()),
+      // The database ends the session when the instance falls silent (cut off, or paused),
+      // and the lock with it, so that another instance can take over.
+      lockSql: database.session(1, {
+        onClose: () => membership?.lockConnectionClosed(),
+        idleSessionTimeoutMs: lockIdleTimeoutMs(options.gossipIntervalMs),
+      }),
       instanceId,
       selfInfo: () => memberInfo(ctx),
       heartbeatIntervalMs: options.gossipIntervalMs,

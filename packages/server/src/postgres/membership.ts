@@ -32,6 +32,18 @@ const FORGET_AFTER_MS = 3_600_000;
 /** A heartbeat (one query) that takes longer than this counts as failed. */
 const HEARTBEAT_TIMEOUT_MS = 2_000;
 
+/**
+ * How long the database keeps the lock session of an instance that has sent nothing on it
+ * (`idle_session_timeout`): an instance cut off from the database, or paused, would otherwise
+ * hold the persistent lock for as long as the database keeps its connection (hours, without
+ * TCP keepalives), and no instance would serve the groups. Every heartbeat sends a query on
+ * it; a heartbeat lasts at most two queries' timeouts, and the next starts an interval later.
+ * An instance whose heartbeat fails stops serving at once, well before its session ends.
+ */
+export function lockIdleTimeoutMs(heartbeatIntervalMs: number): number {
+  return heartbeatIntervalMs + 2 * HEARTBEAT_TIMEOUT_MS + 1_000;
+}
+
 export interface MembershipOptions {
   readonly sql: Sql;
   /** A pool of one connection of its own for the persistent lock (ended by close()). */

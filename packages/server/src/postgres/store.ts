@@ -157,6 +157,12 @@ interface EventRowDb {
   created_ms: number;
 }
 
+/** What `PostgresStore.session` takes beyond the pool size. */
+export interface SessionOptions {
+  readonly onClose?: () => void;
+  readonly idleSessionTimeoutMs?: number;
+}
+
 /** int8 as a JS number: positions and revisions stay below 2^53. */
 const INT8 = {
   to: 20,
@@ -194,6 +200,8 @@ export class PostgresStore implements StreamStore {
   #writerWarm: Promise<void> = Promise.resolve();
   /** Wakes the write loop while it waits for a statement in flight. */
   #wake: (() => void) | undefined;
+  /** The server's `server_version_num` (read at open). */
+  #serverVersion = 0;
 
   constructor(options: PostgresStoreOptions) {
     this.#o = options;
@@ -207,11 +215,21 @@ export class PostgresStore implements StreamStore {
   }
 
   /**
+   * Whether sessions can be given an idle timeout (`idle_session_timeout`, PostgreSQL 14 and
+   * later; known once the store is open).
+   */
+  get idleSessionTimeouts(): boolean {
+    return this.#serverVersion >= 140_000;
+  }
+
+  /**
    * A new pool of `max` connections to the database with this store's settings (the
    * membership's lock takes one of its own). `onClose`: told when one of its connections
-   * closes. The caller ends it.
+   * closes. `idleSessionTimeoutMs` (where `idleSessionTimeouts`): the database ends a session
+   * of the pool that has sent nothing for that long. The caller ends the pool.
    */
-  session(max: number, onClose?: () => void): Sql {
+  session(max: number, sessionOptions: SessionOptions = {}): Sql {
+    const { onClose, idleSessionTimeoutMs } = sessionOptions;
     const connectTimeoutMs = this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const options: Options<{ int8: typeof INT8 }> = {
       max,
@@ -226,6 +244,8 @@ export class PostgresStore implements StreamStore {
         // A session of this instance that stops mid-transaction (a wedged connection) gives
         // the head lock back instead of holding up every instance's writes.
         idle_in_transaction_session_timeout: WRITE_TIMEOUT_MS,
+        ...(idleSessionTimeoutMs !== undefined &&
+          this.idleSessionTimeouts && { idle_session_timeout: idleSessionTimeoutMs }),
       },
       // Reconnect attempts (seconds): the driver's default grows to 20 s between attempts,
       // which would keep an instance out of service that long after a failover completed.
@@ -247,6 +267,10 @@ export class PostgresStore implements StreamStore {
     this.#writer = writer;
     try {
       await migrate(sql);
+      const [version] = await sql<
+        { v: number }[]
+      >`SELECT current_setting('server_version_num')::int AS v`;
+      this.#serverVersion = version?.v ?? 0;
       // The driver learns the array types on a connection's first query; the one-round-trip
       // statements pass arrays of them.
       await writer`SELECT 1`;
