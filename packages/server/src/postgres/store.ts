@@ -128,6 +128,16 @@ const MAX_CACHED_STREAMS = 100_000;
  */
 const WRITE_TIMEOUT_MS = 15_000;
 
+/**
+ * How long the database waits for an instance in the middle of a transaction before it ends
+ * the session (`idle_in_transaction_session_timeout`). A write transaction holds the head
+ * lock, which every instance's writes take: an instance cut off from the database (or paused)
+ * between two round trips of one would hold up every instance's writes until then. Between
+ * its round trips an instance only decides on what it read (milliseconds); a transaction ended
+ * this way answers its writes UNAVAILABLE, and their retries are idempotent.
+ */
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 2_000;
+
 function unavailable(message: string): StoreError {
   return new StoreError("UNAVAILABLE", `the database is unavailable: ${message}`);
 }
@@ -241,9 +251,9 @@ export class PostgresStore implements StreamStore {
       types: { int8: INT8 },
       connection: {
         application_name: "chorus-server",
-        // A session of this instance that stops mid-transaction (a wedged connection) gives
-        // the head lock back instead of holding up every instance's writes.
-        idle_in_transaction_session_timeout: WRITE_TIMEOUT_MS,
+        // A session of this instance that stops mid-transaction (cut off, paused, wedged)
+        // gives the head lock back instead of holding up every instance's writes.
+        idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
         ...(idleSessionTimeoutMs !== undefined &&
           this.idleSessionTimeouts && { idle_session_timeout: idleSessionTimeoutMs }),
       },
