@@ -361,6 +361,14 @@ export async function createNode(
       heartbeatIntervalMs: options.gossipIntervalMs,
       deadAfterMs: Math.max(3 * options.gossipIntervalMs, options.gossipTimeoutMs),
       logger,
+      // Writes waiting on a database this instance cannot reach are answered now (their
+      // clients retry, and move to an instance that reaches it), not after the write timeout.
+      onUnreachable: () => database.interruptWrites("this instance cannot reach the database"),
+    });
+    const gate = membership.view;
+    apiStore.current = new ClusterStore(openedStore, {
+      writeRefusal: () => gate.writeRefusal(),
+      afterWrite: () => undefined,
     });
     try {
       await membership.start();

@@ -1,10 +1,19 @@
 /**
- * The PostgreSQL server a test file shares: started before the file's tests, stopped after.
+ * The PostgreSQL server a test file shares: started before the file's tests, stopped after;
+ * and an instance that can be cut off from it.
  * Outside CI, a machine without PostgreSQL binaries skips the PostgreSQL tests (`runs` false);
  * in CI (CI=true) they run, so a missing install fails the run instead of passing it with
  * fewer tests.
  */
-import { postgresSupport, startPostgres, type TestPostgresPrimary } from "@chorus/testing";
+import {
+  postgresSupport,
+  startFaultProxy,
+  startNode,
+  startPostgres,
+  type FaultProxy,
+  type TestNode,
+  type TestPostgresPrimary,
+} from "@chorus/testing";
 import { afterAll, beforeAll } from "vitest";
 
 export interface SharedPostgres {
@@ -30,4 +39,43 @@ export function sharedPostgres(): SharedPostgres {
     return server;
   };
   return Object.assign(get, { runs: support.ok || Boolean(process.env.CI) });
+}
+
+/** An instance that reaches its database through a fault proxy, which can cut it off. */
+export interface CutOffInstance {
+  /** The database's own URL (for instances that reach it directly). */
+  readonly url: string;
+  readonly proxy: FaultProxy;
+  readonly node: TestNode;
+  /** Heals the proxy, stops the instance, closes the proxy. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Creates a database on `server` and starts an instance on it through a fault proxy:
+ * `proxy.blackhole()` then holds its traffic both ways (a partition: no connection is
+ * closed, and the database keeps the instance's sessions).
+ */
+export async function startCutOffInstance(server: TestPostgresPrimary): Promise<CutOffInstance> {
+  const url = await server.createDatabase();
+  const proxy = await startFaultProxy({ target: { host: server.host, port: server.port } });
+  const through = new URL(url);
+  through.host = `${proxy.endpoint.host}:${proxy.endpoint.port}`;
+  let node: TestNode;
+  try {
+    node = await startNode({ databaseUrl: through.toString() });
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+  return {
+    url,
+    proxy,
+    node,
+    async stop() {
+      proxy.heal();
+      await node.stop();
+      await proxy.close();
+    },
+  };
 }

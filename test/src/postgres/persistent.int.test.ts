@@ -3,9 +3,9 @@
 // serving instance is SIGKILLed under writes, or cut off from the database, and the
 // consumer, staying up, gets every event exactly once.
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { startFaultProxy, startNode, waitFor, type TestNode } from "@chorus/testing";
+import { startNode, waitFor, type TestNode } from "@chorus/testing";
 import { describe, expect, it } from "vitest";
-import { sharedPostgres } from "./helpers.js";
+import { sharedPostgres, startCutOffInstance } from "./helpers.js";
 
 const CLIENT_OPTIONS =
   "reconnectionDelay=20&discoverDelay=20&maxDiscoverAttempts=1000&maxReconnections=10000" +
@@ -100,22 +100,18 @@ describe.skipIf(!pg.runs)("persistent subscriptions on a shared database", () =>
   });
 
   it("the serving instance is cut off from the database: another takes the groups over, and a consumer that stays up gets every event exactly once", async () => {
-    const url = new URL(await pg().createDatabase());
-    // The first instance reaches the database through a proxy that can swallow its traffic
-    // (the instance and the database both keep their connections: nothing is closed, as in a
-    // network partition); the second connects directly.
-    const proxy = await startFaultProxy({ target: { host: pg().host, port: pg().port } });
-    const cutUrl = new URL(url);
-    cutUrl.host = `${proxy.endpoint.host}:${proxy.endpoint.port}`;
-    const cut = await startNode({ databaseUrl: cutUrl.toString() });
-    const nodes: TestNode[] = [cut];
+    // The first instance reaches the database through a proxy that can cut it off; the
+    // second connects directly.
+    const cutOff = await startCutOffInstance(pg());
+    const { proxy, node: cut } = cutOff;
+    const nodes: TestNode[] = [];
     const clients: ChorusClient[] = [];
     try {
       await waitFor(() => cut.output().includes(SERVING), {
         timeoutMs: 10_000,
         message: "the first instance to serve the persistent subscription groups",
       });
-      const other = await startNode({ databaseUrl: url.toString() });
+      const other = await startNode({ databaseUrl: cutOff.url });
       nodes.push(other);
       const connection = `chorus+discover://${cut.httpEndpoint},${other.httpEndpoint}?${CLIENT_OPTIONS}`;
       const admin = new ChorusClient(connection);
@@ -141,7 +137,7 @@ describe.skipIf(!pg.runs)("persistent subscriptions on a shared database", () =>
       proxy.heal();
       await Promise.all(clients.map((c) => c.close()));
       await Promise.all(nodes.map((n) => n.stop()));
-      await proxy.close();
+      await cutOff.stop();
     }
   });
 });

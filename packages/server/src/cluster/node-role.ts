@@ -1168,17 +1168,27 @@ export function isLostLeadership(err: unknown): boolean {
   );
 }
 
+/** What decides whether this node takes writes now (`ClusterStore`). */
+export interface WriteGate {
+  /** Why this node does not take writes now (and where to go), or undefined when it does. */
+  writeRefusal(): WriteRefusal | undefined;
+  /** A write was handed to the store. */
+  afterWrite(): void;
+}
+
 /**
- * The store the API uses on a cluster node: writes only on the leader (otherwise they throw
- * NotLeaderError), and every write handed to the store is proposed to the core right after.
- * Reads serve the committed prefix (the store's own behaviour with autoCommit false). `inner`
- * is the same store the role replicates (its `ReplicatedLog` side); only its `StreamStore` side
- * is used here.
+ * The store the API uses where writes may be refused. On a cluster node (the gate is its
+ * ClusterRole): writes only on the leader (otherwise they throw NotLeaderError), and every
+ * write handed to the store is proposed to the core right after; reads serve the committed
+ * prefix (the store's own behaviour with autoCommit false), and `inner` is the same store the
+ * role replicates (its `ReplicatedLog` side), of which only the `StreamStore` side is used
+ * here. On a shared database (the gate is the membership's view): an instance that cannot
+ * reach the database sends writers to another.
  */
 export class ClusterStore implements StreamStore {
   constructor(
     private readonly inner: StreamStore,
-    private readonly role: ClusterRole,
+    private readonly role: WriteGate,
   ) {}
 
   open(): Promise<void> {

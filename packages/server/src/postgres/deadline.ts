@@ -1,20 +1,37 @@
 /** A deadline on a database call whose own wait has none (the driver has no query timeout). */
 
-/** `work`, or `onTimeout()`'s error when it has not settled within `ms`. */
+/**
+ * `work`, or `onTimeout()`'s error when it has not settled within `ms`. `interrupts`: while
+ * `work` runs, a call of any function in it ends the wait at once with `onTimeout(cause)`'s
+ * error (the set holds each waiting call's function only while it waits).
+ */
 export function withDeadline<T>(
   work: PromiseLike<T>,
   ms: number,
-  onTimeout: () => Error,
+  onTimeout: (cause?: Error) => Error,
+  interrupts?: Set<(cause: Error) => void>,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
+    const end = (): void => {
+      clearTimeout(timer);
+      interrupts?.delete(interrupt);
+    };
+    const interrupt = (cause: Error): void => {
+      end();
+      reject(onTimeout(cause));
+    };
+    const timer = setTimeout(() => {
+      end();
+      reject(onTimeout());
+    }, ms);
+    interrupts?.add(interrupt);
     Promise.resolve(work).then(
       (v) => {
-        clearTimeout(timer);
+        end();
         resolve(v);
       },
       (err: unknown) => {
-        clearTimeout(timer);
+        end();
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );

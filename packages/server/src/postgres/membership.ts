@@ -6,7 +6,8 @@
  *   (the database's clock stamps it); records younger than the dead-after bound are alive.
  *   `/gossip` on any instance lists them, so clients find and follow instances as they find
  *   and follow the nodes of a replicated cluster. Every alive instance shows as `Leader`: each
- *   takes writes.
+ *   takes writes. One whose last heartbeat failed shows as `Unknown` and refuses writes with
+ *   NOT_LEADER, so that its clients move to an instance that reaches the database.
  * - Persistent subscription groups are served by the one instance holding a session-level
  *   advisory lock (`PERSISTENT_LOCK`) on a connection of its own. Every instance tries to take
  *   it each heartbeat; the holder checks each heartbeat that it still holds it (the same
@@ -55,6 +56,8 @@ export interface MembershipOptions {
   /** A member whose last heartbeat is older than this is shown as dead. */
   readonly deadAfterMs: number;
   readonly logger: Logger;
+  /** Told when a heartbeat fails after one that did not: the database cannot be reached. */
+  readonly onUnreachable?: () => void;
 }
 
 interface MemberRow {
@@ -81,7 +84,7 @@ export class DatabaseMembership {
     this.#o = options;
     const gossip = this.#gossipEndpoint();
     this.view = {
-      writeRefusal: () => undefined,
+      writeRefusal: () => this.#unreachableRefusal(),
       epoch: 0,
       logEnd: 0,
       epochInfo: () => undefined,
@@ -164,6 +167,22 @@ export class DatabaseMembership {
     return [{ ...self, isAlive: this.#healthy }, ...others.map(publicInfo)];
   }
 
+  /**
+   * While the last heartbeat failed: this instance cannot reach the database, and its writes
+   * would wait for it in vain. The refusal names no other instance: this one's view of them is
+   * as old as its last heartbeat (when the database itself is down, each would name another).
+   * The client moves to the leader it knows, or discovers one, in which this instance shows as
+   * Unknown.
+   */
+  #unreachableRefusal(): WriteRefusal | undefined {
+    if (this.#healthy) return undefined;
+    return {
+      message: "this instance cannot reach the database; retry on another instance",
+      leaderTcp: undefined,
+      leaderHttp: undefined,
+    };
+  }
+
   #persistentRefusal(): WriteRefusal | undefined {
     if (this.#lock !== undefined) return undefined;
     const holder = this.#members.find(
@@ -181,8 +200,12 @@ export class DatabaseMembership {
   async #beat(): Promise<void> {
     if (this.#closed) return;
     const { sql, instanceId } = this.#o;
+    // The lock is checked (or tried) on its own connection while the record is written: a
+    // database out of reach is then known one query timeout after the heartbeat starts, not
+    // after the lock's queries time out too. The record says whether this instance served the
+    // groups when the heartbeat started.
+    const lock = this.#keepOrTakeLock();
     try {
-      await this.#keepOrTakeLock();
       const info = { ...this.#o.selfInfo(), servesPersistent: this.#lock !== undefined };
       const rows = await withTimeout(
         sql<MemberRow[]>`
@@ -205,11 +228,16 @@ export class DatabaseMembership {
       }));
       if (!this.#healthy) this.#o.logger.info("the database can be reached again: serving");
       this.#healthy = true;
+      await lock;
     } catch (err) {
       this.#lastError = err;
-      if (this.#healthy)
-        this.#o.logger.warn({ err: describeDatabaseError(err) }, "the database cannot be reached");
+      const was = this.#healthy;
       this.#healthy = false;
+      if (was) {
+        this.#o.logger.warn({ err: describeDatabaseError(err) }, "the database cannot be reached");
+        this.#o.onUnreachable?.();
+      }
+      await lock;
       await this.#releaseLock();
     }
   }

@@ -212,6 +212,8 @@ export class PostgresStore implements StreamStore {
   #wake: (() => void) | undefined;
   /** The server's `server_version_num` (read at open). */
   #serverVersion = 0;
+  /** The waits of the write statements and transactions in flight (interruptWrites). */
+  readonly #writeWaits = new Set<(cause: Error) => void>();
 
   constructor(options: PostgresStoreOptions) {
     this.#o = options;
@@ -355,6 +357,17 @@ export class PostgresStore implements StreamStore {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return this.#enqueue({ kind: "delete", streamId, expected, hard }, 64);
+  }
+
+  /**
+   * The database cannot be reached (the instances' heartbeat says so): the writes queued and
+   * in flight are answered UNAVAILABLE now, as unknown outcomes (clients retry them, and
+   * retries are idempotent), instead of after WRITE_TIMEOUT_MS each.
+   */
+  interruptWrites(message: string): void {
+    const error = unavailable(message);
+    for (const interrupt of [...this.#writeWaits]) interrupt(error);
+    for (const w of this.#queue.splice(0)) w.reject(error);
   }
 
   #enqueue(op: WriteOp, bytes: number): Promise<WriteResult> {
@@ -514,12 +527,17 @@ export class PostgresStore implements StreamStore {
         ${textArray(events.map((e) => e.type))}::text[], ${boolArray(events.map((e) => e.isJson))}::bool[],
         ${byteaArray(events.map((e) => e.data))}::bytea[], ${byteaArray(events.map((e) => e.metadata))}::bytea[],
         ${nowMs}::int8) AS first`.execute();
-    const done = withDeadline(statement, WRITE_TIMEOUT_MS, () => {
-      // No answer: the connection may be wedged. Its statements count as unknown outcomes
-      // (clients retry; retries are idempotent) and the next ones go on a new connection.
-      this.#replaceWriter(writer);
-      return unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`);
-    }).then(
+    const done = withDeadline(
+      statement,
+      WRITE_TIMEOUT_MS,
+      (cause) => {
+        // No answer: the connection may be wedged. Its statements count as unknown outcomes
+        // (clients retry; retries are idempotent) and the next ones go on a new connection.
+        this.#replaceWriter(writer);
+        return cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`);
+      },
+      this.#writeWaits,
+    ).then(
       ([row]) => {
         const first = (row as { first: number }).first;
         for (const { id, row: r, next } of streams) {
@@ -629,7 +647,9 @@ export class PostgresStore implements StreamStore {
           return batch.nextPosition;
         }),
         WRITE_TIMEOUT_MS,
-        () => unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
+        (cause) =>
+          cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
+        this.#writeWaits,
       );
     } catch (err) {
       for (const r of loaded) this.#rows.delete(r.stream_id);
