@@ -108,6 +108,8 @@ export interface EpochInfo {
 export interface ClusterView {
   /** undefined when this node may take writes now; otherwise where to go. */
   writeRefusal(): WriteRefusal | undefined;
+  /** undefined when this node serves reads now; otherwise where to go (absent: it always does). */
+  readRefusal?(): WriteRefusal | undefined;
   /** The current epoch (term); 0 before the cluster has formed. */
   readonly epoch: number;
   /** The end of this node's log, committed or not. */

@@ -361,13 +361,19 @@ export async function createNode(
       heartbeatIntervalMs: options.gossipIntervalMs,
       deadAfterMs: Math.max(3 * options.gossipIntervalMs, options.gossipTimeoutMs),
       logger,
-      // Writes waiting on a database this instance cannot reach are answered now (their
-      // clients retry, and move to an instance that reaches it), not after the write timeout.
-      onUnreachable: () => database.interruptWrites("this instance cannot reach the database"),
+      // What waits on a database this instance cannot reach is answered now, and catch-up
+      // subscriptions are sent elsewhere: their clients retry, subscribe again, and move to
+      // an instance that reaches it (this one refuses them meanwhile).
+      onUnreachable: () => {
+        const message = "this instance cannot reach the database";
+        database.interrupt(message);
+        native.storageUnreachable(message);
+      },
     });
     const gate = membership.view;
     apiStore.current = new ClusterStore(openedStore, {
       writeRefusal: () => gate.writeRefusal(),
+      readRefusal: () => gate.readRefusal?.(),
       afterWrite: () => undefined,
     });
     try {

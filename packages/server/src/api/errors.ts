@@ -188,7 +188,7 @@ export function toWireError(err: unknown): WireError {
 
 /** The SubscriptionDropped code of a catch-up subscription's or a persistent group's drop. */
 export function dropCodeToWire(
-  code: Exclude<SubscriptionDropCode, "NOT_READY"> | GroupDropCode,
+  code: Exclude<SubscriptionDropCode, "NOT_READY" | "NOT_LEADER"> | GroupDropCode,
 ): chorus.ErrorResponse.Code {
   return code === "UNSUBSCRIBED" ? Code.UNKNOWN : Code[code];
 }

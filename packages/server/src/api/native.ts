@@ -269,6 +269,14 @@ export class NativeApi {
     return this.#persistent;
   }
 
+  /**
+   * This node cannot reach its storage (an instance cut off from its shared database): every
+   * catch-up subscription is answered NOT_LEADER, and its client subscribes again elsewhere.
+   */
+  storageUnreachable(message: string): void {
+    for (const c of this.#connections) c.dropSubscriptions("NOT_LEADER", message);
+  }
+
   /** Stops accepting connections and new requests (existing ones keep running). */
   beginShutdown(): void {
     this.#closing = true;
@@ -364,6 +372,11 @@ class NativeConnection {
 
   beginShutdown(): void {
     this.#shuttingDown = true;
+  }
+
+  /** Ends every catch-up subscription of this connection with `code`. */
+  dropSubscriptions(code: DropCode, message: string): void {
+    for (const sub of [...this.#subs.values()]) sub.drop(code, message);
   }
 
   async closeGoingAway(timeoutMs: number): Promise<void> {
@@ -939,12 +952,13 @@ class NativeConnection {
             this.#subs.delete(id);
             this.#ctx.metrics.subscriptionsActive.dec();
           }
-          // The storage is out of reach for now: NotHandled NOT_READY, which a client answers
-          // by subscribing again from where it was (a drop would end its subscription).
-          if (code === "NOT_READY") {
+          // The storage is out of reach for now (NOT_READY), or out of this node's reach
+          // (NOT_LEADER): a NotHandled, which a client answers by subscribing again from where
+          // it was, on this node or on another (a drop would end its subscription).
+          if (code === "NOT_READY" || code === "NOT_LEADER") {
             this.#send({
               correlationId: id,
-              notHandled: { reason: chorus.NotHandled.Reason.NOT_READY, message },
+              notHandled: { reason: chorus.NotHandled.Reason[code], message },
             });
             return;
           }

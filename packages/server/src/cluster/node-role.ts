@@ -1168,10 +1168,12 @@ export function isLostLeadership(err: unknown): boolean {
   );
 }
 
-/** What decides whether this node takes writes now (`ClusterStore`). */
-export interface WriteGate {
+/** What decides whether this node takes writes (and reads) now (`ClusterStore`). */
+export interface StoreGate {
   /** Why this node does not take writes now (and where to go), or undefined when it does. */
   writeRefusal(): WriteRefusal | undefined;
+  /** Why this node does not serve reads now; absent: it always does. */
+  readRefusal?(): WriteRefusal | undefined;
   /** A write was handed to the store. */
   afterWrite(): void;
 }
@@ -1183,12 +1185,12 @@ export interface WriteGate {
  * prefix (the store's own behaviour with autoCommit false), and `inner` is the same store the
  * role replicates (its `ReplicatedLog` side), of which only the `StreamStore` side is used
  * here. On a shared database (the gate is the membership's view): an instance that cannot
- * reach the database sends writers to another.
+ * reach the database sends writers and readers to another.
  */
 export class ClusterStore implements StreamStore {
   constructor(
     private readonly inner: StreamStore,
-    private readonly role: WriteGate,
+    private readonly role: StoreGate,
   ) {}
 
   open(): Promise<void> {
@@ -1227,15 +1229,20 @@ export class ClusterStore implements StreamStore {
   }
 
   readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
-    return this.inner.readStream(streamId, options);
+    return this.read(() => this.inner.readStream(streamId, options));
   }
 
   readAll(options: ReadAllOptions): Promise<ReadAllResult> {
-    return this.inner.readAll(options);
+    return this.read(() => this.inner.readAll(options));
   }
 
   getMetadata(streamId: string): Promise<StreamMetadata | null> {
-    return this.inner.getMetadata(streamId);
+    return this.read(() => this.inner.getMetadata(streamId));
+  }
+
+  private read<T>(work: () => Promise<T>): Promise<T> {
+    const refusal = this.role.readRefusal?.();
+    return refusal ? Promise.reject(new NotLeaderError(refusal)) : work();
   }
 
   get commitPosition(): number {

@@ -1,7 +1,8 @@
 /** A deadline on a database call whose own wait has none (the driver has no query timeout). */
 
 /**
- * `work`, or `onTimeout()`'s error when it has not settled within `ms`. `interrupts`: while
+ * `work`, or `onTimeout()`'s error when it has not settled within `ms` (Infinity: no
+ * deadline, only interrupts). `interrupts`: while
  * `work` runs, a call of any function in it ends the wait at once with `onTimeout(cause)`'s
  * error (the set holds each waiting call's function only while it waits).
  */
@@ -20,10 +21,13 @@ export function withDeadline<T>(
       end();
       reject(onTimeout(cause));
     };
-    const timer = setTimeout(() => {
-      end();
-      reject(onTimeout());
-    }, ms);
+    const timer =
+      ms === Infinity
+        ? undefined
+        : setTimeout(() => {
+            end();
+            reject(onTimeout());
+          }, ms);
     interrupts?.add(interrupt);
     Promise.resolve(work).then(
       (v) => {

@@ -85,6 +85,7 @@ export class DatabaseMembership {
     const gossip = this.#gossipEndpoint();
     this.view = {
       writeRefusal: () => this.#unreachableRefusal(),
+      readRefusal: () => this.#unreachableRefusal(),
       epoch: 0,
       logEnd: 0,
       epochInfo: () => undefined,
@@ -169,7 +170,7 @@ export class DatabaseMembership {
 
   /**
    * While the last heartbeat failed: this instance cannot reach the database, and its writes
-   * would wait for it in vain. The refusal names no other instance: this one's view of them is
+   * and reads would wait for it in vain. The refusal names no other instance: this one's view of them is
    * as old as its last heartbeat (when the database itself is down, each would name another).
    * The client moves to the leader it knows, or discovers one, in which this instance shows as
    * Unknown.

@@ -212,8 +212,8 @@ export class PostgresStore implements StreamStore {
   #wake: (() => void) | undefined;
   /** The server's `server_version_num` (read at open). */
   #serverVersion = 0;
-  /** The waits of the write statements and transactions in flight (interruptWrites). */
-  readonly #writeWaits = new Set<(cause: Error) => void>();
+  /** The waits of the statements and transactions in flight (interrupt()). */
+  readonly #waits = new Set<(cause: Error) => void>();
 
   constructor(options: PostgresStoreOptions) {
     this.#o = options;
@@ -361,12 +361,13 @@ export class PostgresStore implements StreamStore {
 
   /**
    * The database cannot be reached (the instances' heartbeat says so): the writes queued and
-   * in flight are answered UNAVAILABLE now, as unknown outcomes (clients retry them, and
-   * retries are idempotent), instead of after WRITE_TIMEOUT_MS each.
+   * in flight, and the reads in flight, are answered UNAVAILABLE now (writes as unknown
+   * outcomes: clients retry them, and retries are idempotent), instead of after
+   * WRITE_TIMEOUT_MS each, or, for reads, whenever the network gives up.
    */
-  interruptWrites(message: string): void {
+  interrupt(message: string): void {
     const error = unavailable(message);
-    for (const interrupt of [...this.#writeWaits]) interrupt(error);
+    for (const interrupt of [...this.#waits]) interrupt(error);
     for (const w of this.#queue.splice(0)) w.reject(error);
   }
 
@@ -536,7 +537,7 @@ export class PostgresStore implements StreamStore {
         this.#replaceWriter(writer);
         return cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`);
       },
-      this.#writeWaits,
+      this.#waits,
     ).then(
       ([row]) => {
         const first = (row as { first: number }).first;
@@ -649,7 +650,7 @@ export class PostgresStore implements StreamStore {
         WRITE_TIMEOUT_MS,
         (cause) =>
           cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
-        this.#writeWaits,
+        this.#waits,
       );
     } catch (err) {
       for (const r of loaded) this.#rows.delete(r.stream_id);
@@ -825,10 +826,18 @@ export class PostgresStore implements StreamStore {
     if (this.#state !== "open") throw new StoreError("STORE_CLOSED", "the store is closed");
   }
 
-  /** Runs a read; a lost or unusable database connection becomes StoreError UNAVAILABLE. */
+  /**
+   * Runs a read; a lost or unusable database connection becomes StoreError UNAVAILABLE, and so
+   * does interrupt() while it runs.
+   */
   async #db<T>(work: () => Promise<T>): Promise<T> {
     try {
-      return await work();
+      return await withDeadline(
+        work(),
+        Infinity,
+        (cause) => cause ?? unavailable("interrupted"),
+        this.#waits,
+      );
     } catch (err) {
       throw databaseUnavailable(err) ?? err;
     }

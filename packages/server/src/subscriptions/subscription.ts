@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { NotLeaderError } from "../node-types.js";
 import { StoreError, type StoredEvent, type StreamStore } from "../streams/types.js";
 
 /** Where a subscription starts. AFTER is exclusive. */
@@ -24,6 +25,8 @@ export type SubscriptionTarget =
 /**
  * Why a subscription ended. NOT_READY: the storage is out of reach for now (a shared database
  * that went away); the client subscribes again from where it was, as after a lost connection.
+ * NOT_LEADER: this node cannot serve it now, another can (an instance cut off from its shared
+ * database); the client subscribes again from where it was, on another node.
  */
 export type DropCode =
   | "STREAM_DELETED"
@@ -31,7 +34,8 @@ export type DropCode =
   | "INTERNAL"
   | "INVALID_ARGUMENT"
   | "UNSUBSCRIBED"
-  | "NOT_READY";
+  | "NOT_READY"
+  | "NOT_LEADER";
 
 /**
  * Where a subscription delivers. The transport implements it; the subscription never buffers
@@ -434,6 +438,8 @@ export class Subscription {
         "subscription dropped: the storage is unavailable; its client subscribes again",
       );
       this.drop("NOT_READY", err.message);
+    } else if (err instanceof NotLeaderError) {
+      this.drop("NOT_LEADER", err.message);
     } else {
       this.#o.logger.error({ err }, "subscription failed");
       this.drop("INTERNAL", "internal error");
