@@ -6,8 +6,9 @@
  *   (the database's clock stamps it); records younger than the dead-after bound are alive.
  *   `/gossip` on any instance lists them, so clients find and follow instances as they find
  *   and follow the nodes of a replicated cluster. Every alive instance shows as `Leader`: each
- *   takes writes. One whose last heartbeat failed shows as `Unknown` and refuses writes with
- *   NOT_LEADER, so that its clients move to an instance that reaches the database.
+ *   takes writes. One whose last heartbeat failed shows as `Unknown` and refuses writes, reads
+ *   and catch-up subscriptions with NOT_LEADER, so that its clients move to an instance that
+ *   reaches the database.
  * - Persistent subscription groups are served by the one instance holding a session-level
  *   advisory lock (`PERSISTENT_LOCK`) on a connection of its own. Every instance tries to take
  *   it each heartbeat; the holder checks each heartbeat that it still holds it (the same
@@ -170,10 +171,10 @@ export class DatabaseMembership {
 
   /**
    * While the last heartbeat failed: this instance cannot reach the database, and its writes
-   * and reads would wait for it in vain. The refusal names no other instance: this one's view of them is
-   * as old as its last heartbeat (when the database itself is down, each would name another).
-   * The client moves to the leader it knows, or discovers one, in which this instance shows as
-   * Unknown.
+   * and reads would wait for it in vain. The refusal names no other instance: this one's view
+   * of them is as old as its last heartbeat (when the database itself is down, each would name
+   * another). The client moves to the leader it knows, or discovers one, in which this
+   * instance shows as Unknown.
    */
   #unreachableRefusal(): WriteRefusal | undefined {
     if (this.#healthy) return undefined;

@@ -136,7 +136,7 @@ const WRITE_TIMEOUT_MS = 15_000;
  * its round trips an instance only decides on what it read (milliseconds); a transaction ended
  * this way answers its writes UNAVAILABLE, and their retries are idempotent.
  */
-export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 2_000;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 2_000;
 
 function unavailable(message: string): StoreError {
   return new StoreError("UNAVAILABLE", `the database is unavailable: ${message}`);
