@@ -476,9 +476,17 @@ export class PostgresStore implements StreamStore {
       if (targetOfMetadataStream(op.streamId) !== undefined) return undefined;
     }
     const nowMs = this.#now();
+    // The version of each row as the decisions saw it: the statement checks the rows are still
+    // at it. (The cache may change before the statement is sent: a statement in flight that
+    // fails forgets its rows, and the writer connection may be awaited.)
+    const seen = new Map<string, number>();
     const batch = new Batch(
       {
-        stream: (id) => this.#rows.get(id),
+        stream: (id) => {
+          const row = this.#rows.get(id);
+          if (row !== undefined && !seen.has(id)) seen.set(id, row.version);
+          return row;
+        },
         // Unknown here: an id already stored is refused by the unique constraint instead.
         idInStream: () => undefined,
         readIds: () => Promise.reject(READ_ROWS),
@@ -498,6 +506,8 @@ export class PostgresStore implements StreamStore {
       if (!result.ok || batch.events.length === before) return undefined;
       results.push(result);
     }
+    // A row forgotten while deciding (a failed statement): decided as absent, so not here.
+    for (const id of batch.changedStreams.keys()) if (!seen.has(id)) return undefined;
     let writer: Sql;
     try {
       writer = await this.#writerReady();
@@ -509,7 +519,7 @@ export class PostgresStore implements StreamStore {
     const streams = [...batch.changedStreams].map(([id, row], i) => ({
       id,
       row,
-      version: (this.#rows.get(id) as CachedRow).version,
+      version: seen.get(id) as number,
       next: next[i] as number,
     }));
     for (const { id, row, next } of streams) this.#remember(id, { ...row, version: next });
