@@ -158,6 +158,8 @@ export class Group {
 
   /** The group's own streams, written with the revision expected (own-stream.ts). */
   readonly #own: { acks: OwnStream; checkpoint: OwnStream; parked: OwnStream };
+  /** Checkpoints and replay ends being written (they also write metadata): `settled()` waits. */
+  readonly #sideWrites = new Set<Promise<void>>();
 
   #flushing = false;
   #flushScheduled = false;
@@ -373,7 +375,15 @@ export class Group {
       this.#own.acks.idle(),
       this.#own.checkpoint.idle(),
       this.#own.parked.idle(),
+      ...this.#sideWrites,
     ]);
+  }
+
+  /** Runs `work` (which handles its own errors), tracked until it ends. */
+  #side(work: Promise<void>): Promise<void> {
+    this.#sideWrites.add(work);
+    void work.finally(() => this.#sideWrites.delete(work));
+    return work;
   }
 
   // ---------------------------------------------------------------- reading
@@ -743,7 +753,7 @@ export class Group {
       }
     }
     if (this.#replays.size === 0 && this.#parking.replayEnd !== undefined)
-      void this.#finishReplay();
+      void this.#side(this.#finishReplay());
   }
 
   #fail(err: unknown): void {
@@ -771,7 +781,7 @@ export class Group {
       this.#checkpointTimer.unref();
       return;
     }
-    void this.#writeCheckpoint(cp);
+    void this.#side(this.#writeCheckpoint(cp));
   }
 
   async #writeCheckpoint(cp: ReadPoint): Promise<void> {
@@ -853,7 +863,7 @@ export class Group {
     }
     // Parked events go first, in the order they were parked.
     this.#dispatcher.enqueueFirst(replayed);
-    if (this.#replays.size === 0) await this.#finishReplay();
+    if (this.#replays.size === 0) await this.#side(this.#finishReplay());
     this.#dispatch();
     return read.events.length;
   }
