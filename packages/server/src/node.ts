@@ -205,7 +205,11 @@ export async function createNode(
   // a replicated one).
   const database =
     extras.store === undefined && !options.memDb && isDatabaseUrl(options.db)
-      ? new PostgresStore({ url: options.db, logger })
+      ? new PostgresStore({
+          url: options.db,
+          logger,
+          applicationName: `chorus-server ${instanceId}`,
+        })
       : undefined;
   const metrics = new NodeMetrics(() => openedStore);
   const store =

@@ -245,7 +245,7 @@ export function getJson(
   });
 }
 
-/** How often startCluster picks new ports when one it picked was taken before a node bound it. */
+/** How often a start picks new ports when one it picked was taken before a node bound it. */
 const PORT_ATTEMPTS = 4;
 
 /** A start that failed because a port picked for it was taken meanwhile (by any process). */
@@ -253,6 +253,23 @@ function portTaken(err: unknown): boolean {
   return /address is in use|EADDRINUSE|address already in use/.test(
     err instanceof Error ? err.message : String(err),
   );
+}
+
+/**
+ * Runs `start` again, up to 4 times in all, while it fails because a port it picked with
+ * `freePorts` was taken before a process bound it. Ports picked free are released before the
+ * nodes bind them (each node must know the others' first): in between, another process may take
+ * one, an outgoing connection's ephemeral port included. `start` picks its ports itself and
+ * stops everything it started before it throws.
+ */
+export async function retryWhilePortTaken<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= PORT_ATTEMPTS || !portTaken(err)) throw err;
+    }
+  }
 }
 
 /**
@@ -264,16 +281,7 @@ function portTaken(err: unknown): boolean {
  * Resolves once every process reports ready (listening); use `leader()` to wait for an election.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<TestCluster> {
-  // The ports are picked free, released, then bound by the nodes (each must know the others'
-  // before any starts): in between, another process may take one, an outgoing connection's
-  // ephemeral port included. Everything started is stopped and the start tried again.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startClusterOnce(options);
-    } catch (err) {
-      if (attempt >= PORT_ATTEMPTS || !portTaken(err)) throw err;
-    }
-  }
+  return retryWhilePortTaken(() => startClusterOnce(options));
 }
 
 async function startClusterOnce(options: StartClusterOptions): Promise<TestCluster> {
@@ -345,7 +353,8 @@ async function startClusterOnce(options: StartClusterOptions): Promise<TestClust
         })),
       );
     }
-    const started = await Promise.all(
+    // Settled, not all: a node still starting when another fails must be stopped too.
+    const starts = await Promise.allSettled(
       plan.map((p, i) => {
         const nodeOptions: StartNodeOptions = {
           host: p.host,
@@ -379,7 +388,13 @@ async function startClusterOnce(options: StartClusterOptions): Promise<TestClust
         });
       }),
     );
-    nodes.splice(0, nodes.length, ...started);
+    const failed = starts.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    nodes.splice(
+      0,
+      nodes.length,
+      ...starts.map((r) => (r as PromiseFulfilledResult<TestNode>).value),
+    );
   } catch (err) {
     await stopAll();
     throw err;

@@ -30,6 +30,7 @@ export {
 export {
   freePorts,
   freePortsOnAll,
+  retryWhilePortTaken,
   getJson,
   startCluster,
   timingArgs,

@@ -1,5 +1,6 @@
 import {
   freePorts,
+  retryWhilePortTaken,
   startFaultProxy,
   startNode,
   waitFor,
@@ -25,7 +26,11 @@ export interface ProxiedCluster {
 
 const HOST = "127.0.0.1";
 
-export async function startProxiedCluster(size = 3): Promise<ProxiedCluster> {
+export function startProxiedCluster(size = 3): Promise<ProxiedCluster> {
+  return retryWhilePortTaken(() => startProxiedClusterOnce(size));
+}
+
+async function startProxiedClusterOnce(size: number): Promise<ProxiedCluster> {
   const ports = await freePorts(size * 4, HOST);
   const plan = Array.from({ length: size }, (_, i) => ({
     extTcp: ports[i * 4] as number,
@@ -43,7 +48,8 @@ export async function startProxiedCluster(size = 3): Promise<ProxiedCluster> {
     await Promise.allSettled(proxies.map((p) => p.close()));
   };
   try {
-    await Promise.all(
+    // Settled, not all: a node still starting when another fails must be stopped too.
+    const started = await Promise.allSettled(
       plan.map(async (p, i) => {
         const node = await startNode({
           host: HOST,
@@ -60,6 +66,8 @@ export async function startProxiedCluster(size = 3): Promise<ProxiedCluster> {
         nodes[i] = node;
       }),
     );
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
   } catch (err) {
     await stop();
     throw err;

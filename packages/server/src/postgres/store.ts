@@ -86,6 +86,11 @@ export interface PostgresStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Clock for createdMs and maxAge (tests). */
   readonly nowMs?: () => number;
+  /**
+   * Names this instance's sessions in `pg_stat_activity.application_name` (what an operator
+   * matches to a member of `/gossip`). Default "chorus-server".
+   */
+  readonly applicationName?: string;
 }
 
 interface PendingWrite {
@@ -252,7 +257,7 @@ export class PostgresStore implements StreamStore {
       onnotice: () => undefined,
       types: { int8: INT8 },
       connection: {
-        application_name: "chorus-server",
+        application_name: this.#o.applicationName ?? "chorus-server",
         // A session of this instance that stops mid-transaction (cut off, paused, wedged)
         // gives the head lock back instead of holding up every instance's writes.
         idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
