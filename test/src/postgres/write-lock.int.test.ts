@@ -52,7 +52,7 @@ describe.skipIf(!pg.runs)("the read-then-write transaction", () => {
           async () => {
             const [row] = await sql<{ n: string }[]>`
               SELECT count(*) AS n FROM pg_stat_activity
-              WHERE application_name = 'chorus-server' AND wait_event_type = 'Lock'`;
+              WHERE application_name LIKE 'chorus-server %' AND wait_event_type = 'Lock'`;
             return Number(row!.n) > 0;
           },
           { timeoutMs: 10_000, intervalMs: 10, message: "the instance waiting for the head lock" },
