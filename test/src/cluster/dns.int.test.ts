@@ -1,10 +1,10 @@
 // A three-node cluster whose nodes find each other through DNS (--cluster-dns), not seeds:
 // dnsmasq answers cluster.test -> 127.0.0.1, 127.0.0.2, 127.0.0.3; node i listens on
 // 127.0.0.i with the same ports as the others, as nodes behind one DNS name would.
-import { createServer } from "node:net";
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import {
-  freePorts,
+  freePortsOnAll,
+  retryWhilePortTaken,
   startDnsServer,
   startNode,
   waitFor,
@@ -21,28 +21,6 @@ let dns: TestDnsServer | undefined;
 const nodes: TestNode[] = [];
 let client: ChorusClient | undefined;
 
-async function isFree(host: string, port: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const s = createServer();
-    s.once("error", () => resolve(false));
-    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
-
-/** Four ports free on every address in HOSTS. */
-async function portsFreeEverywhere(): Promise<[number, number, number, number]> {
-  return waitFor(
-    async () => {
-      const ports = await freePorts(4, HOSTS[0]);
-      for (const host of HOSTS.slice(1)) {
-        for (const port of ports) if (!(await isFree(host, port))) return undefined;
-      }
-      return ports as [number, number, number, number];
-    },
-    { timeoutMs: 5_000, message: "four ports free on 127.0.0.1-3" },
-  );
-}
-
 async function stateOf(node: TestNode): Promise<string | undefined> {
   try {
     const res = await fetch(`http://${node.httpEndpoint}/info`, {
@@ -57,29 +35,42 @@ async function stateOf(node: TestNode): Promise<string | undefined> {
 
 beforeAll(async () => {
   dns = await startDnsServer({ addresses: { [NAME]: [...HOSTS] } });
-  const [extTcp, extHttp, intTcp, intHttp] = await portsFreeEverywhere();
-  const started = await Promise.allSettled(
-    HOSTS.map((host) =>
-      startNode({
-        host,
-        ports: { extTcp, extHttp, intTcp, intHttp },
-        args: [
-          "--cluster-size",
-          "3",
-          "--discover-via-dns=true",
-          "--cluster-dns",
-          NAME,
-          "--cluster-gossip-port",
-          String(intHttp),
-          "--dns-server",
-          (dns as TestDnsServer).address,
-        ],
-      }),
-    ),
-  );
-  for (const r of started) if (r.status === "fulfilled") nodes.push(r.value);
-  const failed = started.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
+  // Ports picked free are bound by the nodes later; another process may take one meanwhile.
+  const extHttp = await retryWhilePortTaken(async () => {
+    const [extTcp, extHttp, intTcp, intHttp] = (await freePortsOnAll(4, HOSTS)) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    const started = await Promise.allSettled(
+      HOSTS.map((host) =>
+        startNode({
+          host,
+          ports: { extTcp, extHttp, intTcp, intHttp },
+          args: [
+            "--cluster-size",
+            "3",
+            "--discover-via-dns=true",
+            "--cluster-dns",
+            NAME,
+            "--cluster-gossip-port",
+            String(intHttp),
+            "--dns-server",
+            (dns as TestDnsServer).address,
+          ],
+        }),
+      ),
+    );
+    const up = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) {
+      await Promise.allSettled(up.map((n) => n.stop()));
+      throw failed.reason;
+    }
+    nodes.push(...up);
+    return extHttp;
+  });
   client = new ChorusClient(
     `chorus+discover://${HOSTS.map((h) => `${h}:${extHttp}`).join(",")}?tls=false`,
   );
