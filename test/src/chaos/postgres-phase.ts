@@ -54,6 +54,7 @@ const DURATION_MS: Record<PostgresFaultKind, { min: number; max: number }> = {
   // takes the persistent groups over while the first still runs (docs/postgres.md).
   "db-link-blackhole": { min: 300, max: 10_000 },
   "db-link-reset": { min: 0, max: 0 },
+  "db-link-lost-replies": { min: 300, max: 6_000 },
   "db-crash": { min: 200, max: 2_000 },
 };
 
@@ -259,6 +260,15 @@ async function runFaults(run: FaultRun): Promise<void> {
           proxy.heal();
           break;
         case "db-link-reset":
+          proxy.resetAll();
+          break;
+        case "db-link-lost-replies":
+          // The database runs what the instance sends (commits included) and its answers are
+          // lost: every outcome in that time is unknown to the instance. Then the connections
+          // break, as TCP gives up on a link that loses one direction.
+          proxy.dropRepliesAfterForwarding();
+          await sleep(holdMs);
+          proxy.heal();
           proxy.resetAll();
           break;
         case "db-crash":

@@ -66,6 +66,7 @@ export const POSTGRES_FAULTS = [
   "pause-instance",
   "db-link-blackhole",
   "db-link-reset",
+  "db-link-lost-replies",
   "db-crash",
 ] as const;
 

@@ -582,10 +582,26 @@ export class PostgresStore implements StreamStore {
     return fast;
   }
 
-  /** The writer pool, once its first query (which teaches the driver the array types) is done. */
+  /**
+   * The writer pool, once its first query (which teaches the driver the array types) is done.
+   * That query has a deadline, and one that failed is not kept: the pool is replaced, so the
+   * next batch waits on a new connection instead of failing on the old answer for good (a
+   * replacement started while the link was broken failed with it).
+   */
   async #writerReady(): Promise<Sql> {
     const writer = this.#writer as Sql;
-    await this.#writerWarm;
+    try {
+      await withDeadline(
+        this.#writerWarm,
+        WRITE_TIMEOUT_MS,
+        (cause) =>
+          cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
+        this.#waits,
+      );
+    } catch (err) {
+      this.#replaceWriter(writer);
+      throw err;
+    }
     return writer;
   }
 
