@@ -356,10 +356,11 @@ export async function createNode(
       // The lock goes with its connection: the holder stops serving the moment it closes.
       // The database ends the session when the instance falls silent (cut off, or paused),
       // and the lock with it, so that another instance can take over.
-      lockSql: database.session(1, {
-        onClose: () => membership?.lockConnectionClosed(),
-        idleSessionTimeoutMs: lockIdleTimeoutMs(options.gossipIntervalMs),
-      }),
+      lockSession: (onClose) =>
+        database.session(1, {
+          onClose,
+          idleSessionTimeoutMs: lockIdleTimeoutMs(options.gossipIntervalMs),
+        }),
       instanceId,
       selfInfo: () => memberInfo(ctx),
       heartbeatIntervalMs: options.gossipIntervalMs,

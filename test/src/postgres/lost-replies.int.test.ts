@@ -5,8 +5,13 @@
 // connection had been replaced when the cut was noticed, the new one's first query failed
 // with the broken link, and every later write awaited that failed query and answered
 // NOT_READY at once, forever; the instance stayed healthy, so its clients stayed with it.
+// - Its lock queries run too: a try of the persistent subscription lock that goes unanswered
+//   may have taken it. Before, the instance went on using that session, which kept the lock
+//   unknown to it for as long as its link lost answers (with TCP, until the database's side
+//   gives up on retransmitting: many minutes), and no instance served the groups.
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { waitFor } from "@chorus/testing";
+import { startNode, waitFor, type TestNode } from "@chorus/testing";
+import postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { sharedPostgres, startCutOffInstance } from "./helpers.js";
 
@@ -21,6 +26,16 @@ const STREAMS_PER_WRITER = 5;
  * within any time.
  */
 const RESUME_BOUND_MS = 5_000;
+
+const SERVING = "serving the persistent subscription groups";
+const LOST = "lost the persistent subscription lock";
+/** The instances' heartbeat interval (--gossip-interval-ms default). */
+const HEARTBEAT_MS = 500;
+
+async function instanceIdOf(httpEndpoint: string): Promise<string> {
+  const res = await fetch(`http://${httpEndpoint}/info`);
+  return ((await res.json()) as { instanceId: string }).instanceId;
+}
 
 async function ready(httpEndpoint: string): Promise<boolean> {
   try {
@@ -100,6 +115,60 @@ describe.skipIf(!pg.runs)("an instance whose database answers are lost for a whi
       }
     } finally {
       await client.close();
+      await cut.stop();
+    }
+  }, 120_000);
+
+  it("does not keep the persistent subscription lock unknown to it: another instance takes the groups over", async () => {
+    const cut = await startCutOffInstance(pg());
+    const { proxy, node: cutNode } = cut;
+    const watcher = postgres(cut.url, { max: 1, onnotice: () => undefined });
+    let other: TestNode | undefined;
+    try {
+      await waitFor(() => cutNode.output().includes(SERVING), {
+        timeoutMs: 10_000,
+        message: "the instance on the lossy link serving the groups",
+      });
+      const started = await startNode({ databaseUrl: cut.url });
+      other = started;
+      const otherId = await instanceIdOf(started.httpEndpoint);
+      // The other instance stands still, so that the first one is the only one to try the
+      // lock while its answers are lost.
+      started.pause();
+      proxy.dropRepliesAfterForwarding();
+      await waitFor(async () => !(await ready(cutNode.httpEndpoint)), {
+        timeoutMs: 10_000,
+        message: "the instance noticing it gets no answers",
+      });
+      await waitFor(() => cutNode.output().includes(LOST), {
+        timeoutMs: 10_000,
+        message: "the instance giving the lock up",
+      });
+      // The scenario: the other instance stays paused for two more heartbeats, in which the
+      // first one tries the lock again (each try runs on the database, its answer lost).
+      const pausedAt = Date.now();
+      await waitFor(() => Date.now() - pausedAt >= 2 * HEARTBEAT_MS, { timeoutMs: 10_000 });
+      started.resume();
+      // While the link still loses the answers, the other instance takes the lock.
+      await waitFor(
+        async () =>
+          (
+            await watcher<{ n: number }[]>`
+              SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted
+                AND a.application_name = ${`chorus-server ${otherId}`}`
+          )[0]!.n > 0,
+        { timeoutMs: 10_000, message: "the other instance holding the persistent lock" },
+      );
+      await waitFor(() => started.output().includes(SERVING), {
+        timeoutMs: 5_000,
+        message: "the other instance serving the groups",
+      });
+    } finally {
+      other?.resume();
+      proxy.heal();
+      await watcher.end();
+      await other?.stop();
       await cut.stop();
     }
   }, 120_000);

@@ -13,7 +13,10 @@
  *   advisory lock (`PERSISTENT_LOCK`) on a connection of its own. Every instance tries to take
  *   it each heartbeat; the holder checks each heartbeat that it still holds it (the same
  *   backend process) and stops serving groups at once when it does not. The others refuse a
- *   consumer with NOT_LEADER naming the holder, and the client moves there.
+ *   consumer with NOT_LEADER naming the holder, and the client moves there. A lock query that
+ *   goes unanswered may still have run (the database's answers can be lost while what the
+ *   instance sends still arrives): the instance then closes that connection and opens
+ *   another, so that a lock its session took unknown to it ends with the session.
  */
 import type { Logger } from "pino";
 import type { Sql } from "postgres";
@@ -48,8 +51,12 @@ export function lockIdleTimeoutMs(heartbeatIntervalMs: number): number {
 
 export interface MembershipOptions {
   readonly sql: Sql;
-  /** A pool of one connection of its own for the persistent lock (ended by close()). */
-  readonly lockSql: Sql;
+  /**
+   * Opens a pool of one connection of its own for the persistent lock; called again to replace
+   * one whose answers stopped coming (the membership ends the pools it opened). `onClose`:
+   * tell it when the pool's connection closes.
+   */
+  readonly lockSession: (onClose: () => void) => Sql;
   readonly instanceId: string;
   /** This instance's gossip record (state, endpoints, positions), as the HTTP API builds it. */
   readonly selfInfo: () => MemberInfo;
@@ -80,9 +87,12 @@ export class DatabaseMembership {
   #lock: { pid: number } | undefined;
   /** Bumped on every acquisition: the persistent service's "epoch". */
   #lockTerm = 0;
+  /** The lock connection's pool (replaced by #renewLockSession). */
+  #lockSql: Sql;
 
   constructor(options: MembershipOptions) {
     this.#o = options;
+    this.#lockSql = this.#openLockSession();
     const gossip = this.#gossipEndpoint();
     this.view = {
       writeRefusal: () => this.#unreachableRefusal(),
@@ -125,7 +135,7 @@ export class DatabaseMembership {
     clearInterval(this.#timer);
     await this.#beating;
     await this.#releaseLock();
-    await this.#o.lockSql.end({ timeout: 2 }).catch(() => undefined);
+    await this.#lockSql.end({ timeout: 2 }).catch(() => undefined);
     try {
       await this.#o.sql`DELETE FROM chorus.members WHERE instance_id = ${this.#o.instanceId}`;
     } catch (err) {
@@ -250,7 +260,7 @@ export class DatabaseMembership {
    * session, which does not hold the lock, and the pid check says so.
    */
   async #keepOrTakeLock(): Promise<void> {
-    const sql = this.#o.lockSql;
+    const sql = this.#lockSql;
     const lock = this.#lock;
     if (lock !== undefined) {
       try {
@@ -259,11 +269,14 @@ export class DatabaseMembership {
           HEARTBEAT_TIMEOUT_MS,
         );
         if (row?.pid === lock.pid) return;
+        this.#o.logger.warn("lost the persistent subscription lock");
+        await this.#releaseLock();
       } catch {
-        // lost with its connection
+        // Lost with its connection, or no answer: the session may hold it still.
+        this.#o.logger.warn("lost the persistent subscription lock");
+        this.#lock = undefined;
+        this.#renewLockSession();
       }
-      this.#o.logger.warn("lost the persistent subscription lock");
-      await this.#releaseLock();
       return;
     }
     try {
@@ -286,6 +299,8 @@ export class DatabaseMembership {
         { err: describeDatabaseError(err) },
         "could not try the persistent subscription lock",
       );
+      // It may have been taken all the same, unknown to this instance: end that session.
+      this.#renewLockSession();
     }
   }
 
@@ -294,12 +309,33 @@ export class DatabaseMembership {
     this.#lock = undefined;
     try {
       await withTimeout(
-        this.#o.lockSql`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`,
+        this.#lockSql`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`,
         HEARTBEAT_TIMEOUT_MS,
       );
     } catch {
-      // the lock went with its session
+      // Gone with its session, or no answer: end the session, and the lock with it.
+      this.#renewLockSession();
     }
+  }
+
+  #openLockSession(): Sql {
+    const pool: Sql = this.#o.lockSession(() => {
+      // A pool replaced already closing does not concern the lock of the current one.
+      if (pool === this.#lockSql) this.lockConnectionClosed();
+    });
+    return pool;
+  }
+
+  /**
+   * Closes the lock connection and opens another for the next heartbeat. The database ends the
+   * old session once it sees the connection close (the direction that still works when only
+   * its answers are lost), and any lock that session held with it.
+   */
+  #renewLockSession(): void {
+    if (this.#closed) return;
+    const old = this.#lockSql;
+    this.#lockSql = this.#openLockSession();
+    void old.end({ timeout: 0 }).catch(() => undefined);
   }
 
   /**
