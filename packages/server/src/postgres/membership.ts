@@ -288,7 +288,7 @@ export class DatabaseMembership {
       );
       if (row?.locked !== true) return;
       if (this.#closed) {
-        await sql`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`;
+        await withTimeout(sql`SELECT pg_advisory_unlock(${PERSISTENT_LOCK})`, HEARTBEAT_TIMEOUT_MS);
         return;
       }
       this.#lock = { pid: row.pid };
