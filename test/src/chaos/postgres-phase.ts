@@ -3,8 +3,9 @@
 // fault schedule drawn from the seed, with the same workload and checkers as the replicated
 // phases (writers with every expected-version kind, catch-up subscribers, a persistent group).
 // The faults are the ones this mode has: instances killed and restarted or paused, an
-// instance's database link blackholed or reset, and the database server crashing (SIGKILL of
-// every PostgreSQL process, then crash recovery on the same data directory).
+// instance's database link blackholed, reset or losing the database's answers, the instance's
+// sessions ended by the database (pg_terminate_backend), and the database server crashing
+// (SIGKILL of every PostgreSQL process, then crash recovery on the same data directory).
 import {
   startFaultProxy,
   startNode,
@@ -44,6 +45,8 @@ import {
 import { clientsOf, streamName } from "./workload.js";
 
 export const INSTANCES = 3;
+/** The phase's database. */
+const DATABASE = "chaos";
 /** The pause between two faults, ms. */
 const GAP_MS = { min: 200, max: 1_500 } as const;
 /** How long each fault lasts before it is healed, ms (a reset is instant). */
@@ -55,6 +58,7 @@ const DURATION_MS: Record<PostgresFaultKind, { min: number; max: number }> = {
   "db-link-blackhole": { min: 300, max: 10_000 },
   "db-link-reset": { min: 0, max: 0 },
   "db-link-lost-replies": { min: 300, max: 6_000 },
+  "db-terminate-sessions": { min: 0, max: 0 },
   "db-crash": { min: 200, max: 2_000 },
 };
 
@@ -100,7 +104,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     print(`${tag}: starting PostgreSQL and ${INSTANCES} instances on it, each through a proxy`);
     const db = await startPostgres();
     pg = db;
-    const url = await db.createDatabase("chaos");
+    const url = await db.createDatabase(DATABASE);
     for (let i = 0; i < INSTANCES; i++) {
       proxies.push(await startFaultProxy({ target: { host: db.host, port: db.port } }));
     }
@@ -202,6 +206,17 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
   }
 }
 
+/** The instance's id (`/info`), which names its database sessions. */
+async function instanceIdOf(node: TestNode): Promise<string> {
+  const res = await fetch(`http://${node.httpEndpoint}/info`, {
+    signal: AbortSignal.timeout(5_000),
+  });
+  const { instanceId } = (await res.json()) as { instanceId?: unknown };
+  if (typeof instanceId !== "string" || !/^[0-9a-f-]{36}$/.test(instanceId))
+    throw new Error(`no instance id in /info: ${JSON.stringify(instanceId)}`);
+  return instanceId;
+}
+
 interface FaultRun {
   readonly random: Random;
   readonly kinds: readonly PostgresFaultKind[];
@@ -271,6 +286,18 @@ async function runFaults(run: FaultRun): Promise<void> {
           proxy.heal();
           proxy.resetAll();
           break;
+        case "db-terminate-sessions": {
+          // An operator, a pooler or a failover tool ends the instance's sessions: each gets
+          // a FATAL error and its connection closes, in a transaction or not, holding the
+          // persistent lock or not. The instance is found by its sessions' name.
+          const id = await instanceIdOf(node);
+          const ended = await run.db.psql(
+            `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'chorus-server ${id}';`,
+            DATABASE,
+          );
+          fault.note = `${ended.trim()} session(s) ended`;
+          break;
+        }
         case "db-crash":
           await run.db.kill();
           await sleep(holdMs);
