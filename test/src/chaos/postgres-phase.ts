@@ -3,7 +3,7 @@
 // fault schedule drawn from the seed, with the same workload and checkers as the replicated
 // phases (writers with every expected-version kind, catch-up subscribers, a persistent group).
 // The faults are the ones this mode has: instances killed and restarted or paused, an
-// instance's database link blackholed, reset or losing the database's answers, the instance's
+// instance's database link blackholed, reset, slowed or losing the database's answers, the instance's
 // sessions ended by the database (pg_terminate_backend), and the database server crashing
 // (SIGKILL of every PostgreSQL process, then crash recovery on the same data directory).
 import {
@@ -59,6 +59,7 @@ const DURATION_MS: Record<PostgresFaultKind, { min: number; max: number }> = {
   "db-link-reset": { min: 0, max: 0 },
   "db-link-lost-replies": { min: 300, max: 6_000 },
   "db-terminate-sessions": { min: 0, max: 0 },
+  "db-link-slow": { min: 1_000, max: 8_000 },
   "db-crash": { min: 200, max: 2_000 },
 };
 
@@ -286,6 +287,16 @@ async function runFaults(run: FaultRun): Promise<void> {
           proxy.heal();
           proxy.resetAll();
           break;
+        case "db-link-slow": {
+          // A slow link (or an overloaded database): every answer takes longer, sometimes past
+          // the heartbeat's 2 s, so the instance may stop serving while what it sent commits.
+          const delayMs = randomInt(random, 50, 1_200);
+          proxy.latency({ delayMs, jitterMs: delayMs / 2 });
+          fault.note = `${delayMs} ms each way, +50% jitter`;
+          await sleep(holdMs);
+          proxy.heal();
+          break;
+        }
         case "db-terminate-sessions": {
           // An operator, a pooler or a failover tool ends the instance's sessions: each gets
           // a FATAL error and its connection closes, in a transaction or not, holding the

@@ -67,6 +67,7 @@ export const POSTGRES_FAULTS = [
   "db-link-blackhole",
   "db-link-reset",
   "db-link-lost-replies",
+  "db-link-slow",
   "db-terminate-sessions",
   "db-crash",
 ] as const;

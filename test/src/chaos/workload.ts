@@ -178,7 +178,11 @@ export function startWriters(clientOf: ClientFactory, count: number, random: Ran
         } else {
           known.delete(streamId);
           unknown++;
-          const name = err instanceof Error ? err.name : typeof err;
+          // With the server's code where there is one: "ServerError(INTERNAL)".
+          const code = (err as { serverCode?: unknown } | undefined)?.serverCode;
+          const name =
+            (err instanceof Error ? err.name : typeof err) +
+            (typeof code === "string" ? `(${code})` : "");
           unknownReasons.set(name, (unknownReasons.get(name) ?? 0) + 1);
           const reason = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
           appends.push({

@@ -342,7 +342,11 @@ export class PersistentService {
         if (!gen.dead && !gen.groups.has(k)) gen.groups.set(k, { record, group });
       })
       .catch((err: unknown) =>
-        this.#d.logger.error({ err, ...key }, "reloading a persistent group failed"),
+        // Mostly the store unreachable for now: the group is loaded again on its next use.
+        this.#d.logger.warn(
+          { err: errorText(err), ...key },
+          "reloading a persistent group failed; it is loaded again when next used",
+        ),
       )
       .finally(() => {
         if (gen.reloads.get(k) === work) gen.reloads.delete(k);
