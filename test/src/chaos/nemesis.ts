@@ -25,7 +25,8 @@ export interface InjectedFault {
   durationMs: number;
   /** The nodes it hit, resolved ("leader" became an index). */
   readonly nodes: readonly number[];
-  readonly note: string;
+  /** What it did beyond its kind ("" for nothing more); set as it runs. */
+  note: string;
 }
 
 export function describeInjected(f: InjectedFault): string {
