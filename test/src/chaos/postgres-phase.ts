@@ -3,9 +3,10 @@
 // fault schedule drawn from the seed, with the same workload and checkers as the replicated
 // phases (writers with every expected-version kind, catch-up subscribers, a persistent group).
 // The faults are the ones this mode has: instances killed and restarted or paused, an
-// instance's database link blackholed, reset, slowed or losing the database's answers, the instance's
-// sessions ended by the database (pg_terminate_backend), and the database server crashing
-// (SIGKILL of every PostgreSQL process, then crash recovery on the same data directory).
+// instance's database link blackholed, reset, slowed or losing the database's answers, the
+// instance's sessions ended by the database (pg_terminate_backend), and the database server
+// crashing (SIGKILL of every PostgreSQL process, then crash recovery on the same data
+// directory).
 import {
   startFaultProxy,
   startNode,
