@@ -269,14 +269,13 @@ export class DatabaseMembership {
           HEARTBEAT_TIMEOUT_MS,
         );
         if (row?.pid === lock.pid) return;
-        this.#o.logger.warn("lost the persistent subscription lock");
-        await this.#releaseLock();
+        // Another session: the lock went with the one that held it.
       } catch {
         // Lost with its connection, or no answer: the session may hold it still.
-        this.#o.logger.warn("lost the persistent subscription lock");
-        this.#lock = undefined;
         this.#renewLockSession();
       }
+      this.#o.logger.warn("lost the persistent subscription lock");
+      this.#lock = undefined;
       return;
     }
     try {

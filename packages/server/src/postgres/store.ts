@@ -147,6 +147,11 @@ function unavailable(message: string): StoreError {
   return new StoreError("UNAVAILABLE", `the database is unavailable: ${message}`);
 }
 
+/** A write's deadline error: the interrupt's cause, or no answer within WRITE_TIMEOUT_MS. */
+function writeUnanswered(cause?: Error): Error {
+  return cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`);
+}
+
 /** One-round-trip statements in flight at once on the writer connection. */
 const FAST_IN_FLIGHT = 3;
 
@@ -550,7 +555,7 @@ export class PostgresStore implements StreamStore {
         // No answer: the connection may be wedged. Its statements count as unknown outcomes
         // (clients retry; retries are idempotent) and the next ones go on a new connection.
         this.#replaceWriter(writer);
-        return cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`);
+        return writeUnanswered(cause);
       },
       this.#waits,
     ).then(
@@ -591,13 +596,7 @@ export class PostgresStore implements StreamStore {
   async #writerReady(): Promise<Sql> {
     const writer = this.#writer as Sql;
     try {
-      await withDeadline(
-        this.#writerWarm,
-        WRITE_TIMEOUT_MS,
-        (cause) =>
-          cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
-        this.#waits,
-      );
+      await withDeadline(this.#writerWarm, WRITE_TIMEOUT_MS, writeUnanswered, this.#waits);
     } catch (err) {
       this.#replaceWriter(writer);
       throw err;
@@ -679,8 +678,7 @@ export class PostgresStore implements StreamStore {
           return batch.nextPosition;
         }),
         WRITE_TIMEOUT_MS,
-        (cause) =>
-          cause ?? unavailable(`no answer from the database within ${WRITE_TIMEOUT_MS} ms`),
+        writeUnanswered,
         this.#waits,
       );
     } catch (err) {
