@@ -248,6 +248,12 @@ export async function createNode(
       const ms = openedStore.stats().syncRunningMs ?? 0;
       return ms >= stalledSyncThresholdMs(options.electionTimeoutMs) ? ms : undefined;
     },
+    restartNeeded: () => {
+      const stopped = cluster?.stoppedTakingPart;
+      if (stopped !== undefined) return `this node stopped taking part in its cluster: ${stopped}`;
+      const refused = openedStore.stats().writesRefused;
+      return refused === undefined ? undefined : `the store refuses writes: ${refused}`;
+    },
     isReady: () =>
       state === "Leader" &&
       (!clustered || cluster?.isReady() === true) &&

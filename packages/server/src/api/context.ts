@@ -33,6 +33,12 @@ export interface NodeContext {
    * STALLED_SYNC_HAND_OVER_TIMEOUTS election timeouts (the disk stalls); undefined otherwise.
    */
   stalledSyncMs(): number | undefined;
+  /**
+   * Why only a restart brings this node back (its store refuses writes after a failed log
+   * write, or it stopped taking part in its cluster); undefined otherwise. /health/live
+   * answers 503 with it, so a supervisor restarts the node.
+   */
+  restartNeeded(): string | undefined;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
   /**

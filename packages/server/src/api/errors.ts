@@ -99,7 +99,7 @@ function errorResponse(
 
 /** The ErrorResponse codes of the store's refusals. */
 const STORE_CODES: Record<
-  Exclude<StoreErrorCode, "STORE_CLOSED" | "CORRUPTED" | "UNAVAILABLE">,
+  Exclude<StoreErrorCode, "STORE_CLOSED" | "CORRUPTED" | "IO_FAILED" | "UNAVAILABLE">,
   CodeName
 > = {
   STREAM_NOT_FOUND: "STREAM_NOT_FOUND",
@@ -123,6 +123,7 @@ function storeError(err: StoreError): WireError {
     case "STORE_CLOSED":
       return errorResponse("SHUTTING_DOWN", "the node is shutting down", err.streamId);
     case "CORRUPTED":
+    case "IO_FAILED":
       return errorResponse("INTERNAL", `storage error: ${err.message}`, err.streamId, true);
     case "UNAVAILABLE":
       return notReady(err.message);

@@ -68,6 +68,7 @@ const STORE: Record<Exclude<StoreErrorCode, "UNAVAILABLE">, Expected> = {
   STORE_CLOSED: row("SHUTTING_DOWN", 9, 503, { message: "the node is shutting down" }),
   STORAGE_FULL: row("STORAGE_FULL", 14, 507),
   CORRUPTED: row("INTERNAL", 6, 500, { message: "storage error: boom", internal: true }),
+  IO_FAILED: row("INTERNAL", 6, 500, { message: "storage error: boom", internal: true }),
 };
 
 // Persistent subscriptions are served on the native protocol only: the HTTP status is the
@@ -118,7 +119,7 @@ describe("toWireError", () => {
       row("INVALID_ARGUMENT", 5, 400, { streamId: undefined }),
     ],
     [
-      "any other Error (a bug or an I/O failure)",
+      "any other Error (a bug)",
       Object.assign(new Error("EIO: i/o error"), { code: "EIO" }),
       row("INTERNAL", 6, 500, internal),
     ],

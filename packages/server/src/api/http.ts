@@ -165,7 +165,9 @@ async function serve(
   }
   if (path === "/health/live") {
     requireMethod(method, ["GET", "HEAD"]);
-    ok(200, { status: "live" });
+    const restart = ctx.restartNeeded();
+    if (restart === undefined) ok(200, { status: "live" });
+    else ok(503, { error: "RESTART_NEEDED", message: `${restart}; restart the node` });
     return;
   }
   if (path === "/health/ready") {

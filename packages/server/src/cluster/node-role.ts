@@ -29,6 +29,7 @@
  * input.
  */
 import {
+  FailedWriteError,
   StoreError,
   type ExpectedVersion,
   type NewEvent,
@@ -296,7 +297,8 @@ export class ClusterRole {
   private timer: NodeJS.Timeout | undefined;
   private stopDurable: (() => void) | undefined;
   private closed = false;
-  private failed = false;
+  /** Why this node stopped taking part in the cluster until restarted; undefined while it takes part. */
+  private failure: string | undefined;
   private resigning = false;
   /**
    * The store refused the leader's records for want of space: until it has room again, the
@@ -472,6 +474,15 @@ export class ClusterRole {
       leaderTcp: leader?.externalTcp,
       leaderHttp: leader?.externalHttp,
     };
+  }
+
+  /**
+   * Why this node stopped taking part in the cluster (a storage step failed, or its
+   * configuration does not match the cluster it formed): only a restart brings it back.
+   * undefined while it takes part.
+   */
+  get stoppedTakingPart(): string | undefined {
+    return this.failure;
   }
 
   /** The end of this node's log (committed or not). A new leader's data is current once its commit position reaches the end it had when its epoch began. */
@@ -700,7 +711,7 @@ export class ClusterRole {
     this.core = undefined;
     this.role = "none";
     this.leaderId = undefined;
-    this.failed = true;
+    this.failure = `${what} (${err instanceof Error ? err.message : String(err)})`;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -929,7 +940,7 @@ export class ClusterRole {
   }
 
   private maybeForm(): void {
-    if (this.forming || this.closed || this.failed) return;
+    if (this.forming || this.closed || this.failure !== undefined) return;
     if (this.storedVoters === undefined) {
       if (this.loadingStoredVoters) return;
       this.loadingStoredVoters = true;
@@ -966,7 +977,7 @@ export class ClusterRole {
           { voters: stored, self: this.opts.selfId },
           `this node cannot take part in its cluster: ${problem}. Membership is fixed once formed`,
         );
-        this.failed = true;
+        this.failure = `it cannot take part in its cluster: ${problem}`;
         return;
       }
       const moved = Object.keys(priorities).filter((id) => !stored.includes(id));
@@ -1223,6 +1234,22 @@ export class ClusterStore implements StreamStore {
             leaderHttp: undefined,
           },
         );
+      }
+      // This node's disk failed the write: it stops leading, and another node can take
+      // writes. Its records may already be on the followers, so the next leader decides
+      // the outcome: the client retries with the same event ids, and learns it.
+      if (
+        err instanceof FailedWriteError ||
+        (err instanceof StoreError && err.code === "IO_FAILED")
+      ) {
+        const unknown = err instanceof FailedWriteError;
+        throw new NotLeaderError({
+          message:
+            `this node's disk failed (${err.message}); it leads no more: retry` +
+            (unknown ? " (the write may yet be committed: its outcome is unknown)" : ""),
+          leaderTcp: undefined,
+          leaderHttp: undefined,
+        });
       }
       throw err;
     });

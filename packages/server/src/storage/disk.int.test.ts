@@ -267,11 +267,11 @@ describe("failures and cluster hooks", () => {
     ]);
     expect(
       settled.every(
-        (s) => s.status === "rejected" && (s.reason as { code?: string }).code === "EIO",
+        (s) => s.status === "rejected" && (s.reason as { code?: string }).code === "IO_FAILED",
       ),
     ).toBe(true);
     await expect(store.append("a", { kind: "any" }, events(1))).rejects.toMatchObject({
-      code: "EIO",
+      code: "IO_FAILED",
     });
     expect(store.stats().events).toBe(1);
     const read = await store.readStream("a", {

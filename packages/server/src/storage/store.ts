@@ -38,6 +38,7 @@ import {
   withinMaxAge,
 } from "../streams/visibility.js";
 import {
+  FailedWriteError,
   StoreError,
   type ExpectedVersion,
   type NewEvent,
@@ -1222,11 +1223,13 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   /**
-   * A write or its fsync failed: nothing of `batch` or the queue is durable. They reject;
-   * the log, its end and its last epoch go back to the durable end (the file is cut there),
-   * so the node never reports or votes with records it does not have. For want of space
+   * A write or its fsync failed: nothing of `batch` or the queue is durable. The log, its end
+   * and its last epoch go back to the durable end (the file is cut there), so the node never
+   * reports or votes with records it does not have; then they reject. For want of space
    * (ENOSPC, EDQUOT) the store then refuses writes with STORAGE_FULL until the probe finds
-   * room again, and keeps serving reads; any other failure refuses writes for good.
+   * room again, and keeps serving reads; any other failure refuses writes until a restart
+   * (IO_FAILED). A write is said not to have been made only when the cut succeeded: otherwise
+   * its records may still be in the file, and come back at the next open.
    */
   private async writeFailed(
     cause: unknown,
@@ -1237,34 +1240,56 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const code = (cause as NodeJS.ErrnoException | null)?.code;
     const noSpace = code === "ENOSPC" || code === "EDQUOT";
     const reason = cause instanceof Error ? cause.message : String(cause);
-    let err: Error;
-    if (noSpace) {
-      err = this.full = new StoreError(
-        "STORAGE_FULL",
-        `the disk is full (${reason}): the write was not made and writes are refused until ` +
-          `space is freed (reads still work; writes resume by themselves)`,
+    let cutBack = true;
+    // Writes are refused from now on, while the log is cut back, and after.
+    const refusal = (outcome: string): string =>
+      noSpace && cutBack
+        ? `the disk is full (${reason}): ${outcome}writes are refused until space is freed ` +
+          `(reads still work; writes resume by themselves)`
+        : `log ${stage} failed (${reason}): ${outcome}the store refuses further writes until ` +
+          `the node is restarted`;
+    if (noSpace) this.full = new StoreError("STORAGE_FULL", refusal(""));
+    else this.failure = new StoreError("IO_FAILED", refusal(""), undefined, { cause });
+    const failed = [...batch, ...this.queue];
+    this.queue = [];
+    try {
+      await this.rollBackWriteView(failed, this.durablePos);
+      if (this.log.end > this.durablePos) await this.log.truncate(this.durablePos);
+    } catch (rollbackErr) {
+      cutBack = false;
+      this.logger.error(
+        { err: rollbackErr, position: this.durablePos },
+        "could not cut the log back to its durable end",
       );
+    }
+    const errCode = noSpace && cutBack ? "STORAGE_FULL" : "IO_FAILED";
+    const err = new FailedWriteError(
+      errCode,
+      refusal(
+        cutBack
+          ? "the write was not made, and "
+          : "the write's outcome is unknown (the log could not be cut back, so it may be " +
+              "there after a restart: retry with the same event ids), and ",
+      ),
+      undefined,
+      { cause },
+    );
+    // What later writes are refused with, at once.
+    const refused = new StoreError(errCode, refusal(""), undefined, { cause });
+    if (noSpace && cutBack) {
+      this.full = refused;
       this.logger.error(
         { err: cause, position: this.durablePos, bytes },
         "log write failed: the disk is full; writes are refused until space is freed",
       );
     } else {
-      err = Object.assign(
-        new Error(
-          `log ${stage} failed (${reason}): the write was not made and the store refuses ` +
-            `further writes until the node is restarted`,
-          { cause },
-        ),
-        { code },
-      );
-      this.failure = err;
+      this.full = null;
+      this.failure = refused;
       this.logger.error(
         { err: cause, position: this.durablePos },
-        `log ${stage} failed; the store refuses further writes`,
+        `log ${stage} failed; the store refuses further writes until the node is restarted`,
       );
     }
-    const failed = [...batch, ...this.queue];
-    this.queue = [];
     for (const w of failed) w.reject(err);
     const still: CommitWaiter[] = [];
     for (const w of this.commitWaiters) {
@@ -1272,19 +1297,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       else still.push(w);
     }
     this.commitWaiters = still;
-    try {
-      await this.rollBackWriteView(failed, this.durablePos);
-      if (this.log.end > this.durablePos) await this.log.truncate(this.durablePos);
-    } catch (rollbackErr) {
-      this.logger.error(
-        { err: rollbackErr, position: this.durablePos },
-        "could not roll the log back to its durable end; the store refuses further writes",
-      );
-      this.failure ??= err;
-      this.full = null;
-      return;
-    }
-    if (noSpace) this.probeSpace(Math.max(STORAGE_FULL_RESUME_BYTES, bytes));
+    if (noSpace && cutBack) this.probeSpace(Math.max(STORAGE_FULL_RESUME_BYTES, bytes));
   }
 
   /**
@@ -1384,9 +1397,16 @@ export class LogStore implements StreamStore, ReplicatedLog {
   }
 
   private fail(cause: unknown, inFlight: PendingWrite[]): void {
-    const err = cause instanceof Error ? cause : new Error(String(cause));
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    const err = new StoreError(
+      "IO_FAILED",
+      `cutting the log failed (${reason}): the store refuses further writes until the node is ` +
+        `restarted`,
+      undefined,
+      { cause },
+    );
     this.failure = err;
-    this.logger.error({ err }, "log write or sync failed; the store refuses further writes");
+    this.logger.error({ err: cause }, "cutting the log failed; the store refuses further writes");
     for (const w of inFlight) w.reject(err);
     for (const w of this.queue) w.reject(err);
     this.queue = [];
@@ -2039,6 +2059,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
       indexedPosition: this.streams.persistedUpTo,
       checkpointedCommitPosition: this.checkpointedCommit,
       storageFull: this.full !== null,
+      ...(this.failure !== null &&
+        this.phase === "open" && { writesRefused: this.failure.message }),
       syncRunningMs: this.syncStartMs === null ? 0 : performance.now() - this.syncStartMs,
     };
   }

@@ -21,9 +21,14 @@ function ioError(code: string, syscall: string): NodeJS.ErrnoException {
 /** A disk log whose next writes or syncs fail on demand (after the bytes reached the file). */
 class FaultyDiskLog extends DiskLog {
   failSyncWith: string | null = null;
+  failTruncateWith: string | null = null;
   override async sync(background?: boolean): Promise<void> {
     if (this.failSyncWith !== null) throw ioError(this.failSyncWith, "fdatasync");
     return super.sync(background);
+  }
+  override async truncate(position: number): Promise<void> {
+    if (this.failTruncateWith !== null) throw ioError(this.failTruncateWith, "ftruncate");
+    return super.truncate(position);
   }
 }
 
@@ -98,10 +103,14 @@ describe("a failed fsync", () => {
     expect(store.endPosition).toBeGreaterThan(durable + 4096);
     const errs = await Promise.all([rejection(epoch2), rejection(more)]);
     for (const err of errs) {
-      expect(err.code).toBe("EIO");
-      expect(err.message).toMatch(/^log fsync failed \(EIO: simulated, fdatasync\)/);
-      expect(err.message).toContain("refuses further writes");
+      expect(err).toBeInstanceOf(StoreError);
+      expect(err.code).toBe("IO_FAILED");
+      expect((err.cause as NodeJS.ErrnoException).code).toBe("EIO");
+      expect(err.message).toMatch(
+        /^log fsync failed \(EIO: simulated, fdatasync\): the write was not made, and the store refuses further writes until the node is restarted$/,
+      );
     }
+    expect(store.stats().writesRefused).toMatch(/^log fsync failed \(EIO/);
     await waitUntil(() => log.end === durable);
     // What the consensus core votes with is what is really on disk.
     expect(store.endPosition).toBe(durable);
@@ -121,7 +130,7 @@ describe("a failed fsync", () => {
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(durable);
     // Writes stay refused, reads go on.
     await expect(store.append("s", { kind: "any" }, events(1))).rejects.toMatchObject({
-      code: "EIO",
+      code: "IO_FAILED",
     });
     const read = await store.readStream("s", {
       direction: "forwards",
@@ -129,6 +138,28 @@ describe("a failed fsync", () => {
       maxCount: 100,
     });
     expect(read.events.map((e) => e.revision)).toEqual([0, 1, 2]);
+  });
+
+  it("says a failed write's outcome is unknown when the log cannot be cut back", async () => {
+    const log = new FaultyDiskLog({ dir, segmentBytes: 1 << 20 });
+    const store = new LogStore(log);
+    stores.push(store);
+    await store.open();
+    okResult(await store.append("s", { kind: "any" }, events(2)));
+    log.failSyncWith = "EIO";
+    log.failTruncateWith = "EIO";
+    const err = await rejection(store.append("s", { kind: "any" }, events(1)));
+    expect(err).toBeInstanceOf(StoreError);
+    expect(err.code).toBe("IO_FAILED");
+    expect(err.message).toMatch(
+      /^log fsync failed \(EIO: simulated, fdatasync\): the write's outcome is unknown \(the log could not be cut back, so it may be there after a restart: retry with the same event ids\), and the store refuses further writes until the node is restarted$/,
+    );
+    // Its records are still in the file: a restart finds them (the outcome really is unknown).
+    await store.close();
+    const again = new LogStore(new DiskLog({ dir, segmentBytes: 1 << 20 }));
+    stores.push(again);
+    await again.open();
+    expect(again.stats().events).toBe(3);
   });
 
   it("acknowledges nothing that was not durable, and a reopen finds only the durable records", async () => {

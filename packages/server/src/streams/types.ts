@@ -65,6 +65,11 @@ export type StoreErrorCode =
   /** The disk is full: the write was not made; writes resume by themselves once space is freed. */
   | "STORAGE_FULL"
   /**
+   * A log write or sync failed for another reason (EIO, ...): the store refuses writes until
+   * the node is restarted (after a failed fsync the page cache cannot be trusted); reads go on.
+   */
+  | "IO_FAILED"
+  /**
    * The storage cannot be reached for now (a shared database restarting or failing over): the
    * operation was not done, or its outcome is unknown; a retry (idempotent for appends) may
    * succeed here or on another instance.
@@ -78,10 +83,19 @@ export class StoreError extends Error {
     readonly code: StoreErrorCode,
     message: string,
     readonly streamId?: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
+
+/**
+ * A write the store had taken (its records placed in the log) failed on the disk (STORAGE_FULL
+ * or IO_FAILED). On a single node it was not made (unless the message says its outcome is
+ * unknown); in a replicated log its records may already have reached other nodes, so there its
+ * outcome is unknown until the next leader decides it.
+ */
+export class FailedWriteError extends StoreError {}
 
 export interface StreamMetadata {
   maxCount?: number;
@@ -140,6 +154,8 @@ export interface StoreStats {
   commitPosition: number;
   /** How long the log sync in flight has been running, in ms (0 when none is; absent: no log syncs). */
   syncRunningMs?: number;
+  /** Why writes are refused until the node is restarted (a failed log write); absent otherwise. */
+  writesRefused?: string;
 }
 
 export interface StreamStore {
