@@ -415,14 +415,18 @@ describe("the soak's schedule and flags", () => {
     }
   });
 
-  it("stalls disks in the on-disk phase only; fills one only where a tmpfs can be mounted", () => {
+  it("stalls and fails disks in the on-disk phase only, where their file systems can be mounted", () => {
     const stalls = ["disk-stall-leader", "disk-stall-node"];
     const disk = kindsOf("disk", { kernelFaults: false, tmpfs: false });
     expect(disk).toEqual(expect.arrayContaining(stalls));
     expect(disk).not.toContain("disk-full");
     expect(kindsOf("disk", { kernelFaults: false, tmpfs: true })).toContain("disk-full");
-    const mem = kindsOf("mem", { kernelFaults: true, tmpfs: true });
-    for (const k of [...stalls, "disk-full"]) expect(mem).not.toContain(k);
+    expect(disk).not.toContain("disk-eio");
+    expect(kindsOf("disk", { kernelFaults: false, tmpfs: false, faultyFs: true })).toContain(
+      "disk-eio",
+    );
+    const mem = kindsOf("mem", { kernelFaults: true, tmpfs: true, faultyFs: true });
+    for (const k of [...stalls, "disk-full", "disk-eio"]) expect(mem).not.toContain(k);
   });
 
   it("parses --minutes, --seed, --phases and --faults, and refuses anything else", () => {

@@ -6,7 +6,7 @@
 // subscribers run; then heal, wait until every node is caught up and check the histories. Exit 0 when every check passed, 1 on a violation (with the seed
 // and the faults to replay it), 2 on a usage error.
 import { kernelFaultsSupport, postgresSupport } from "@chorus/testing";
-import { describeInjected, tmpfsUnavailable } from "./nemesis.js";
+import { describeInjected, faultyFsUnavailable, tmpfsUnavailable } from "./nemesis.js";
 import { ELECTION_TIMEOUT_MS, NODES, runPhase, type PhaseName, type PhaseResult } from "./phase.js";
 import { GROUPS, runPartitionsPhase } from "./partitions-phase.js";
 import { runPostgresPhase } from "./postgres-phase.js";
@@ -110,7 +110,7 @@ export function parseRealArgs(
 /** The fault kinds of a phase on this machine. */
 export function kindsOf(
   phase: "disk" | "mem",
-  capabilities: { kernelFaults: boolean; tmpfs: boolean },
+  capabilities: { kernelFaults: boolean; tmpfs: boolean; faultyFs?: boolean },
 ): FaultKind[] {
   const kinds: FaultKind[] =
     phase === "mem"
@@ -118,6 +118,7 @@ export function kindsOf(
       : ["kill-leader", "kill-node", "pause-leader", "pause-node"];
   if (phase === "disk") kinds.push("disk-stall-leader", "disk-stall-node");
   if (phase === "disk" && capabilities.tmpfs) kinds.push("disk-full");
+  if (phase === "disk" && capabilities.faultyFs === true) kinds.push("disk-eio");
   for (const k of NETWORK_FAULTS) {
     if (k.startsWith("kernel-") && !capabilities.kernelFaults) continue;
     kinds.push(k);
@@ -141,9 +142,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const support = await kernelFaultsSupport();
   const tmpfsWhyNot = await tmpfsUnavailable();
-  const capabilities = { kernelFaults: support.available, tmpfs: tmpfsWhyNot === undefined };
+  const faultyFsWhyNot = await faultyFsUnavailable();
+  const capabilities = {
+    kernelFaults: support.available,
+    tmpfs: tmpfsWhyNot === undefined,
+    faultyFs: faultyFsWhyNot === undefined,
+  };
   if (!support.available) print(`chaos: note: kernel partitions skipped (${support.reason})`);
   if (tmpfsWhyNot !== undefined) print(`chaos: note: disk-full skipped (${tmpfsWhyNot})`);
+  if (faultyFsWhyNot !== undefined) print(`chaos: note: disk-eio skipped (${faultyFsWhyNot})`);
 
   const phaseMs = (args.minutes * 60_000) / args.phases.length;
   const replay =
@@ -261,6 +268,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             kinds,
             kernelFaults: capabilities.kernelFaults,
             tmpfs: phase === "disk" && capabilities.tmpfs,
+            faultyFs: phase === "disk" && kinds.includes("disk-eio"),
             print,
             onInterrupt,
           }),
@@ -282,7 +290,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   const sum = (f: (r: PhaseResult) => number) => results.reduce((s, r) => s + f(r), 0);
   const delivered = sum((r) => [...r.delivered.values()].reduce((a, b) => a + b, 0));
   const violations = results.flatMap((r) => r.violations.map((v) => `[${r.name}] ${v}`));
-  const faults = [...counts].map(([k, n]) => `${k}=${n}`).join(" ") || "none";
+  // A disk-eio fault restarts its node when a write failed meanwhile (its note says so).
+  const restarted = results
+    .flatMap((r) => r.injected)
+    .filter((f) => f.kind === "disk-eio" && f.note.includes("restarted")).length;
+  const faults =
+    [...counts]
+      .map(([k, n]) => `${k}=${n}${k === "disk-eio" ? ` (${restarted} restarted)` : ""}`)
+      .join(" ") || "none";
   const unknownReasons = new Map<string, number>();
   for (const r of results) {
     for (const [k, n] of r.unknownReasons) unknownReasons.set(k, (unknownReasons.get(k) ?? 0) + n);

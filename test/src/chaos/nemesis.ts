@@ -1,12 +1,13 @@
 // The soak's nemesis: runs a phase's planned faults against a real cluster, two lanes at once
 // (process/disk faults on one node at a time; network faults one at a time), heals each fault
-// when its time is up, and records what it did. Also the size-limited tmpfs a node's data
-// directory moves to, so that its disk can be filled and freed.
-import type { TestCluster } from "@chorus/testing";
+// when its time is up, and records what it did. Also the file systems a node's data directory
+// moves to: a size-limited tmpfs, so that its disk can be filled and freed, and a faulty one
+// (a FUSE mount), so that its writes and syncs can fail with EIO.
+import type { FaultyFs, TestCluster } from "@chorus/testing";
 import { cp, open, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { mountTmpfs, waitFor } from "@chorus/testing";
+import { getJson, mountFaultyFs, mountTmpfs, waitFor } from "@chorus/testing";
 import { peerOf, type AnyFaultKind, type PlannedFault } from "./schedule.js";
 
 /** How long a `--mem-db` voter may take to be a Follower again after its restart. */
@@ -62,11 +63,6 @@ export async function tmpfsUnavailable(): Promise<string | undefined> {
  * The tmpfs is unmounted by `close()`, or at the latest when this process exits.
  */
 export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<TmpfsDisk> {
-  const node = cluster.nodes[index];
-  const dataDir = node?.dataDir;
-  if (node === undefined || dataDir === undefined) {
-    throw new Error(`moveToTmpfs: node ${index} has no data directory`);
-  }
   const tmpfs = await mountTmpfs(TMPFS_BYTES);
   if (typeof tmpfs === "string") throw new Error(`moveToTmpfs: ${tmpfs}`);
   const mountDir = tmpfs.dir;
@@ -106,17 +102,58 @@ export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<
     },
   };
   try {
-    await cluster.kill(index);
-    const db = join(mountDir, "db");
-    await cp(dataDir, db, { recursive: true });
-    await rm(dataDir, { recursive: true, force: true });
-    await symlink(db, dataDir);
-    await cluster.restart(index);
+    await moveDataDir(cluster, index, mountDir);
   } catch (err) {
     await disk.close();
     throw err;
   }
   return disk;
+}
+
+/**
+ * Moves node `index`'s data directory into `mountDir`: SIGKILL, copy the data there, leave a
+ * symlink at the old path (the node's command line stays the same), restart.
+ */
+async function moveDataDir(cluster: TestCluster, index: number, mountDir: string): Promise<void> {
+  const dataDir = cluster.nodes[index]?.dataDir;
+  if (dataDir === undefined) throw new Error(`node ${index} has no data directory`);
+  await cluster.kill(index);
+  const db = join(mountDir, "db");
+  await cp(dataDir, db, { recursive: true });
+  await rm(dataDir, { recursive: true, force: true });
+  await symlink(db, dataDir);
+  await cluster.restart(index);
+}
+
+/** A node's data directory on a faulty file system of its own (@chorus/testing's mountFaultyFs). */
+export interface FaultyDisk {
+  readonly node: number;
+  readonly fs: FaultyFs;
+}
+
+/** Whether a faulty file system can be mounted here: undefined, or why not. */
+export async function faultyFsUnavailable(): Promise<string | undefined> {
+  const probe = await mountFaultyFs();
+  if (typeof probe === "string") return probe;
+  await probe.unmount();
+  return undefined;
+}
+
+/**
+ * Moves node `index`'s data directory onto a fresh faulty file system (as moveToTmpfs does).
+ * Unmount it (`fs.unmount()`) after the node has stopped; at the latest it goes when this
+ * process exits.
+ */
+export async function moveToFaultyFs(cluster: TestCluster, index: number): Promise<FaultyDisk> {
+  const fs = await mountFaultyFs();
+  if (typeof fs === "string") throw new Error(`moveToFaultyFs: ${fs}`);
+  try {
+    await moveDataDir(cluster, index, fs.dir);
+  } catch (err) {
+    await fs.unmount();
+    throw err;
+  }
+  return { node: index, fs };
 }
 
 export interface NemesisOptions {
@@ -125,6 +162,7 @@ export interface NemesisOptions {
   /** The phase's `--mem-db` voters lose their memory on a restart. */
   readonly memDb: boolean;
   readonly disk: TmpfsDisk | undefined;
+  readonly faultyDisk: FaultyDisk | undefined;
   /** Aborted when the phase's fault time is over: lanes stop and heal what they hold. */
   readonly signal: AbortSignal;
   /** A progress or note line. */
@@ -200,7 +238,8 @@ export function createNemesis(options: NemesisOptions): Nemesis {
     }
   };
 
-  const awaitRecovered = async (index: number): Promise<void> => {
+  /** Node `index`, just restarted, is a Follower (or Leader) again; a violation otherwise. */
+  const awaitRecovered = async (index: number, why: string): Promise<void> => {
     try {
       await waitFor(
         async () => {
@@ -215,10 +254,29 @@ export function createNemesis(options: NemesisOptions): Nemesis {
       );
     } catch {
       options.violation(
-        `node ${index} was not a Follower (or Leader) within ${MEMDB_RECOVERY_TIMEOUT_MS} ms of its --mem-db restart ` +
+        `node ${index} was not a Follower (or Leader) within ${MEMDB_RECOVERY_TIMEOUT_MS} ms of its restart ${why} ` +
           `(last state ${await cluster.stateOf(index)})`,
       );
     }
+  };
+
+  /**
+   * A node whose disk failed a write stops taking part and asks for a restart (/health/live
+   * answers 503): restarts it, as its supervisor would, and waits until it follows again.
+   * Returns whether it did.
+   */
+  const restartIfAsked = async (index: number): Promise<boolean> => {
+    const target = cluster.nodes[index];
+    if (target === undefined || !target.running || killed.has(index)) return false;
+    const live = await getJson(`http://${target.httpEndpoint}/health/live`, 2_000).catch(
+      () => undefined,
+    );
+    if (live?.status !== 503) return false;
+    killed.add(index);
+    await cluster.kill(index);
+    await restart(index);
+    await awaitRecovered(index, "after its disk failed");
+    return true;
   };
 
   /** Runs one fault: inject, hold, heal. Returns what was done. */
@@ -233,13 +291,16 @@ export function createNemesis(options: NemesisOptions): Nemesis {
       nodes:
         f.kind === "disk-full" && options.disk !== undefined
           ? [options.disk.node]
-          : pair
-            ? [node, peer]
-            : [node],
+          : f.kind === "disk-eio" && options.faultyDisk !== undefined
+            ? [options.faultyDisk.node]
+            : pair
+              ? [node, peer]
+              : [node],
       note: [
         note,
         f.kind.startsWith("kernel-") ? f.mode : "",
         f.kind === "kernel-isolate" && f.clients ? "clients too" : "",
+        f.kind === "disk-eio" ? (f.writesToo ? "writes and syncs" : "syncs") : "",
       ]
         .filter((s) => s !== "")
         .join(", "),
@@ -259,7 +320,7 @@ export function createNemesis(options: NemesisOptions): Nemesis {
           await cluster.kill(node);
           await hold(f.durationMs, signal);
           await restart(node);
-          if (options.memDb) await awaitRecovered(node);
+          if (options.memDb) await awaitRecovered(node, "with --mem-db");
           break;
         }
         case "pause-leader":
@@ -285,6 +346,18 @@ export function createNemesis(options: NemesisOptions): Nemesis {
           } finally {
             await disk.free();
           }
+          break;
+        }
+        case "disk-eio": {
+          const faulty = options.faultyDisk;
+          if (faulty === undefined) break;
+          await faulty.fs.fail(f.writesToo ? ["write", "fsync"] : ["fsync"]);
+          try {
+            await hold(f.durationMs, signal);
+          } finally {
+            await faulty.fs.heal();
+          }
+          if (await restartIfAsked(faulty.node)) record.note += ", restarted";
           break;
         }
         case "disk-stall-leader":
@@ -385,6 +458,10 @@ export function createNemesis(options: NemesisOptions): Nemesis {
       paused.clear();
       await options.disk?.free();
       for (const i of [...killed]) await restart(i);
+      if (options.faultyDisk !== undefined) {
+        await options.faultyDisk.fs.heal();
+        await restartIfAsked(options.faultyDisk.node);
+      }
     },
   };
 }

@@ -152,6 +152,7 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
           phase: `parts ${g}`,
           memDb: g === "b",
           disk: undefined,
+          faultyDisk: undefined,
           signal: run.controller.signal,
           print,
           violation: (text) => violation(`group ${g}: ${text}`),

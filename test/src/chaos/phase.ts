@@ -14,7 +14,14 @@ import {
   leadersByEpoch,
   type LogEntry,
 } from "../cluster/write-checker.js";
-import { createNemesis, moveToTmpfs, type InjectedFault, type TmpfsDisk } from "./nemesis.js";
+import {
+  createNemesis,
+  moveToFaultyFs,
+  moveToTmpfs,
+  type FaultyDisk,
+  type InjectedFault,
+  type TmpfsDisk,
+} from "./nemesis.js";
 import { deriveSeed, pick, seededRandom, type FaultKind, type PlannedFault } from "./schedule.js";
 import {
   clientsOf,
@@ -46,6 +53,8 @@ export const PROGRESS_APPENDS = 20;
 export const PROGRESS_LINE_INTERVAL_MS = 5_000;
 /** The node whose data directory moves to a tmpfs for disk-full faults (disk phase). */
 export const TMPFS_NODE = 2;
+/** The node whose data directory moves to a faulty file system for disk-eio faults (disk phase). */
+export const FAULTY_DISK_NODE = 1;
 /** The persistent group on `$all`; its strategy is drawn from the seed. */
 export const PERSISTENT_GROUP = "chaos";
 export const STRATEGIES = ["RoundRobin", "DispatchToSingle", "Pinned"] as const;
@@ -61,6 +70,8 @@ export interface PhaseOptions {
   readonly kinds: readonly FaultKind[];
   readonly kernelFaults: boolean;
   readonly tmpfs: boolean;
+  /** Node FAULTY_DISK_NODE on a faulty file system, for disk-eio faults. */
+  readonly faultyFs: boolean;
   readonly print: (line: string) => void;
   /** Registers a cleanup for an interrupt (SIGINT); returns its removal. */
   readonly onInterrupt: (cleanup: () => Promise<void>) => () => void;
@@ -301,6 +312,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   const { violation, violations } = run;
   let cluster: TestCluster | undefined;
   let disk: TmpfsDisk | undefined;
+  let faultyDisk: FaultyDisk | undefined;
   let cleaned: Promise<void> | undefined;
   const cleanup = () => {
     cleaned ??= (async () => {
@@ -308,6 +320,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       await cluster?.stop().catch(() => undefined);
       delete process.env["CHORUS_TEST_SYNC_STALL"];
       await disk?.close().catch(() => undefined);
+      await faultyDisk?.fs.unmount().catch(() => undefined);
     })();
     return cleaned;
   };
@@ -315,7 +328,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   try {
     print(
       `${tag}: starting 3 voters${name === "mem" ? " with --mem-db" : " on disk"}, link proxies` +
-        `${options.kernelFaults ? ", iptables" : ""}${options.tmpfs ? `, node ${TMPFS_NODE} on a tmpfs` : ""}`,
+        `${options.kernelFaults ? ", iptables" : ""}${options.tmpfs ? `, node ${TMPFS_NODE} on a tmpfs` : ""}` +
+        `${options.faultyFs ? `, node ${FAULTY_DISK_NODE} on a faulty file system` : ""}`,
     );
     // The disk phase's stall faults: its nodes, restarts included, take the test hook of
     // the server's storage/sync-stall.ts (a file in the data directory stalls the log syncs).
@@ -333,6 +347,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     });
     const c = cluster;
     if (options.tmpfs) disk = await moveToTmpfs(c, TMPFS_NODE);
+    if (options.faultyFs) faultyDisk = await moveToFaultyFs(c, FAULTY_DISK_NODE);
     await c.leader({ timeoutMs: START_TIMEOUT_MS });
     const { writers: w, strategy } = await run.startWorkload(
       clientsOf(c.connectionString),
@@ -357,6 +372,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       phase: name,
       memDb: name === "mem",
       disk,
+      faultyDisk,
       signal: run.controller.signal,
       print,
       violation,

@@ -44,6 +44,7 @@ export const PROCESS_FAULTS = [
   "disk-full",
   "disk-stall-leader",
   "disk-stall-node",
+  "disk-eio",
 ] as const;
 
 /** Faults on the network between nodes: one at a time. */
@@ -96,6 +97,8 @@ export interface PlannedFault {
   readonly mode: "drop" | "reject";
   /** kernel-isolate: also cut the node off from the clients. */
   readonly clients: boolean;
+  /** disk-eio: the node's writes fail as well as its syncs. */
+  readonly writesToo: boolean;
 }
 
 export interface ScheduleOptions {
@@ -118,6 +121,8 @@ export const KILL_DOWN_MS = { min: 0, max: 3_000 } as const;
 export const DISK_FULL_MS = { min: 1_000, max: 5_000 } as const;
 /** A disk stall: each log sync started during it takes this long (past 4t: a leader hands over). */
 export const DISK_STALL_MS = { min: 300, max: 5_000 } as const;
+/** A failing disk: its writes or syncs return EIO for this long. */
+export const DISK_EIO_MS = { min: 300, max: 3_000 } as const;
 
 function durationOf(random: Random, kind: FaultKind, electionTimeoutMs: number): number {
   switch (kind) {
@@ -135,6 +140,8 @@ function durationOf(random: Random, kind: FaultKind, electionTimeoutMs: number):
     case "disk-stall-leader":
     case "disk-stall-node":
       return randomInt(random, DISK_STALL_MS.min, DISK_STALL_MS.max);
+    case "disk-eio":
+      return randomInt(random, DISK_EIO_MS.min, DISK_EIO_MS.max);
     case "proxy-reset":
       return 0;
     default:
@@ -160,7 +167,8 @@ function planLane(
     const peer = randomInt(random, 1, options.nodes - 1);
     const mode = random() < 0.25 ? ("reject" as const) : ("drop" as const);
     const clients = random() < 0.3;
-    out.push({ lane, kind, atMs, durationMs, node, peer, mode, clients });
+    const writesToo = random() < 0.5;
+    out.push({ lane, kind, atMs, durationMs, node, peer, mode, clients, writesToo });
     atMs += durationMs + randomInt(random, LANE_GAP_MS.min, LANE_GAP_MS.max);
   }
   return out;
@@ -199,6 +207,7 @@ export function describePlanned(f: PlannedFault): string {
       : String(f.node);
   const extra =
     (f.kind.startsWith("kernel-") ? ` ${f.mode}` : "") +
-    (f.kind === "kernel-isolate" && f.clients ? " +clients" : "");
+    (f.kind === "kernel-isolate" && f.clients ? " +clients" : "") +
+    (f.kind === "disk-eio" && f.writesToo ? " +writes" : "");
   return `+${(f.atMs / 1_000).toFixed(1)}s ${f.kind} ${target}${extra} for ${(f.durationMs / 1_000).toFixed(1)}s`;
 }
