@@ -50,7 +50,7 @@ import { boolArray, byteaArray, intArray, textArray, uuidArray } from "./arrays.
 import { ABSENT_ROW, Batch, idsOf, streamsOf, type StreamRow, type WriteOp } from "./batch.js";
 import { withDeadline } from "./deadline.js";
 import { migrate } from "./schema.js";
-import { databaseUnavailable, describeDatabaseError, redactDatabaseUrl } from "./url.js";
+import { databaseStoreError, describeDatabaseError, redactDatabaseUrl } from "./url.js";
 
 /** The channel commits are announced on (payload: the new head position). */
 export const COMMIT_CHANNEL = "chorus_commit";
@@ -462,7 +462,7 @@ export class PostgresStore implements StreamStore {
   }
 
   #failAll(writes: readonly PendingWrite[], err: unknown): void {
-    const error = databaseUnavailable(err) ?? err;
+    const error = databaseStoreError(err) ?? err;
     if (!(error instanceof StoreError))
       this.#o.logger.error({ err: error }, "a write transaction failed");
     for (const w of writes) w.reject(error);
@@ -868,7 +868,7 @@ export class PostgresStore implements StreamStore {
         this.#waits,
       );
     } catch (err) {
-      throw databaseUnavailable(err) ?? err;
+      throw databaseStoreError(err) ?? err;
     }
   }
 

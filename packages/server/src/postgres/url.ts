@@ -87,21 +87,40 @@ const UNAVAILABLE_CODES = new Set([
   "08006",
   "08001",
   "08004",
-  // class 57: operator intervention (shutdown, crash recovery, cannot connect now)
+  // class 57: operator intervention (shutdown, crash recovery, cannot connect now, a
+  // session ended for idling past idle_session_timeout), and a statement cancelled (by an
+  // operator's pg_cancel_backend, or a statement_timeout): the statement was not done
   "57P01",
   "57P02",
   "57P03",
+  "57P05",
+  "57014",
+  // a session ended for idling in a transaction past idle_in_transaction_session_timeout (a
+  // slow link between two round trips of one): the transaction was rolled back
+  "25P03",
   // a standby (read only) after a failover, before the driver reconnects to the new primary
   "25006",
-  // too many connections; serialization failure; deadlock
+  // too many connections, out of memory, other resources; serialization failure; deadlock
   "53300",
+  "53200",
+  "53000",
   "40001",
   "40P01",
 ]);
 
-/** StoreError UNAVAILABLE for errors that mean the database is out of reach for now; else undefined. */
-export function databaseUnavailable(err: unknown): StoreError | undefined {
+/**
+ * StoreError UNAVAILABLE for errors that mean the database is out of reach for now, and
+ * STORAGE_FULL when its disk is full (53100: the statement was not done; like a node's full
+ * disk, not retried); else undefined.
+ */
+export function databaseStoreError(err: unknown): StoreError | undefined {
   const code = (err as DriverError | undefined)?.code;
+  if (code === "53100") {
+    return new StoreError(
+      "STORAGE_FULL",
+      `the database's disk is full (${describeDatabaseError(err)}): the write was not made`,
+    );
+  }
   if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) {
     return new StoreError(
       "UNAVAILABLE",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  databaseUnavailable,
+  databaseStoreError,
   databaseUrlProblem,
   describeDatabaseError,
   isDatabaseUrl,
@@ -65,16 +65,35 @@ describe("database errors", () => {
   const err = (code: string, message = "boom", more: object = {}) =>
     Object.assign(new Error(message), { code, ...more });
 
-  it("connection losses, shutdowns and a read-only standby are UNAVAILABLE (clients retry)", () => {
-    for (const code of ["CONNECTION_CLOSED", "ECONNREFUSED", "57P01", "25006", "08006", "40001"]) {
-      expect(databaseUnavailable(err(code))?.code).toBe("UNAVAILABLE");
+  it("connection losses, shutdowns, ended sessions and a read-only standby are UNAVAILABLE (clients retry)", () => {
+    for (const code of [
+      "CONNECTION_CLOSED",
+      "ECONNREFUSED",
+      "57P01",
+      "57P05",
+      "57014",
+      "25P03",
+      "25006",
+      "08006",
+      "40001",
+      "53200",
+    ]) {
+      expect(databaseStoreError(err(code))?.code).toBe("UNAVAILABLE");
     }
   });
 
+  it("a full disk on the database is STORAGE_FULL, naming it", () => {
+    const full = databaseStoreError(err("53100", "could not extend file: No space left on device"));
+    expect(full?.code).toBe("STORAGE_FULL");
+    expect(full?.message).toMatch(
+      /^the database's disk is full \(.*No space left on device.*\): the write was not made$/,
+    );
+  });
+
   it("other errors are not", () => {
-    expect(databaseUnavailable(err("23505"))).toBeUndefined();
-    expect(databaseUnavailable(new Error("x"))).toBeUndefined();
-    expect(databaseUnavailable("x")).toBeUndefined();
+    expect(databaseStoreError(err("23505"))).toBeUndefined();
+    expect(databaseStoreError(new Error("x"))).toBeUndefined();
+    expect(databaseStoreError("x")).toBeUndefined();
   });
 
   it("says what a driver error means", () => {
