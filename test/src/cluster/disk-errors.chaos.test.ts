@@ -8,7 +8,8 @@
  *   error": their records may already be on the followers, and there the next leader commits
  *   them. The clients retry with the same event ids and are told the original result, so
  *   none of them sees a failure. Another node leads and writes go on. The failed node stops
- *   taking part and asks for a restart on /health/live (503, naming the error). Once the disk
+ *   taking part and asks for a restart on /health/live (503, naming the error) and in the
+ *   `chorus_restart_needed` gauge. Once the disk
  *   is healthy and the node restarted, it catches up, and every node holds every acknowledged
  *   append exactly once.
  * - A follower's writes fail: the other two go on; the follower asks for a restart, and
@@ -30,6 +31,7 @@ import {
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { metricSample } from "../server/helpers.js";
 import { idsOn } from "./helpers.js";
 import { checkWrites, startWriters, writesContinue, type Writers } from "./write-checker.js";
 
@@ -52,6 +54,14 @@ async function freshDataDirs(): Promise<string[]> {
       return dir;
     }),
   );
+}
+
+/** The node's `chorus_restart_needed` gauge. */
+async function restartNeededMetric(node: TestNode): Promise<number | undefined> {
+  const res = await fetch(`http://${node.httpEndpoint}/metrics`, {
+    signal: AbortSignal.timeout(2_000),
+  });
+  return metricSample(await res.text(), "chorus_restart_needed");
 }
 
 /** What node `node`'s /health/live answers. */
@@ -125,6 +135,8 @@ describe.skipIf(skipReason !== null)(
         );
         expect(live.message).toMatch(/EIO/);
         expect(live.message).toMatch(/restart the node$/);
+        expect(await restartNeededMetric(c.nodes[failed]!)).toBe(1);
+        expect(await restartNeededMetric(c.nodes[leader]!)).toBe(0);
         expect(await c.stateOf(failed)).not.toBe("Follower");
         expect(await c.stateOf(failed)).not.toBe("Leader");
         expect(await liveness(c.nodes[leader]!)).toEqual({ status: 200, message: undefined });

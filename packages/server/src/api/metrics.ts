@@ -53,6 +53,8 @@ function processMetrics(): Registry {
 export interface MetricsNodeView {
   state(): NodeState;
   cluster(): ClusterView | undefined;
+  /** Why only a restart brings the node back; undefined otherwise (NodeContext's). */
+  restartNeeded?(): string | undefined;
 }
 
 /** The node's Prometheus metrics, in a registry of its own (never the global one). */
@@ -226,6 +228,14 @@ export class NodeMetrics {
         if (!n) return;
         const current = n.state();
         for (const role of NODE_STATES) this.set({ role }, role === current ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "chorus_restart_needed",
+      help: "1 when only a restart brings the node back (a failed log write; /health/live says why), else 0",
+      registers,
+      collect() {
+        this.set(node()?.restartNeeded?.() === undefined ? 0 : 1);
       },
     });
     new Gauge({

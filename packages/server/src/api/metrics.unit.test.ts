@@ -85,7 +85,7 @@ describe("NodeMetrics", () => {
     expect(s.get('chorus_append_duration_seconds_sum{interface="http"}')).toBe(20);
   });
 
-  it("reports the node's role, epoch, elections, leader changes and role restarts when scraped", async () => {
+  it("reports the node's role, epoch, elections, leader changes, role restarts and a needed restart when scraped", async () => {
     const m = new NodeMetrics(() => undefined);
     let state: NodeState = "Follower";
     let cluster: ClusterView | undefined = fakeCluster(7, {
@@ -93,8 +93,10 @@ describe("NodeMetrics", () => {
       leaderChanges: 5,
       roleRestarts: 1,
     });
-    m.node = { state: () => state, cluster: () => cluster };
+    let restart: string | undefined = undefined;
+    m.node = { state: () => state, cluster: () => cluster, restartNeeded: () => restart };
     let s = parseExposition(await m.registry.metrics());
+    expect(s.get("chorus_restart_needed")).toBe(0);
     expect(s.get('chorus_node_role{role="Follower"}')).toBe(1);
     expect(s.get('chorus_node_role{role="Leader"}')).toBe(0);
     expect(s.get('chorus_node_role{role="ShuttingDown"}')).toBe(0);
@@ -105,7 +107,9 @@ describe("NodeMetrics", () => {
 
     state = "Leader";
     cluster = fakeCluster(8, { elections: 3, leaderChanges: 6, roleRestarts: 4 });
+    restart = "the store refuses writes: log fsync failed (EIO)";
     s = parseExposition(await m.registry.metrics());
+    expect(s.get("chorus_restart_needed")).toBe(1);
     expect(s.get('chorus_node_role{role="Follower"}')).toBe(0);
     expect(s.get('chorus_node_role{role="Leader"}')).toBe(1);
     expect(s.get("chorus_epoch")).toBe(8);
