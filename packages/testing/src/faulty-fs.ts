@@ -107,15 +107,18 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
   let done: Promise<void> | undefined;
   return {
     dir,
-    fail: (operations, errno = "EIO") => {
+    fail: async (operations, errno = "EIO") => {
       if (operations.length === 0) throw new TypeError("fail() needs at least one operation");
-      return setControl(`${errno} ${operations.join(",")}\n`);
+      await setControl(`${errno} ${operations.join(",")}\n`);
     },
     heal: () => setControl(""),
     unmount() {
       done ??= (async () => {
         process.removeListener("exit", unmountSync);
-        await run("umount", [dir]).catch(() => run("umount", ["-l", dir]));
+        // (Not mounted any more when the file system's process has died.)
+        await run("umount", [dir])
+          .catch(() => run("umount", ["-l", dir]))
+          .catch(() => undefined);
         if (!exited) {
           child.kill("SIGTERM");
           await waitFor(() => exited, { timeoutMs: 2_000 }).catch(() => child.kill("SIGKILL"));
