@@ -1,5 +1,5 @@
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -48,6 +48,27 @@ describe("startNode", () => {
     await expect(startNode({ args: ["--no-such-flag"] })).rejects.toThrow(
       /exited \(code 2[\s\S]*no-such-flag/,
     );
+  });
+
+  it("reports a restart whose server exits before it is ready at once, with its output", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "chorus-startnode-restart-"));
+    try {
+      node = await startNode({ dataDir: join(dir, "db"), startTimeoutMs: 20_000 });
+      await node.kill();
+      // The data directory is a file now: the server cannot open it, and says so.
+      await rm(join(dir, "db"), { recursive: true });
+      await writeFile(join(dir, "db"), "not a directory");
+      const t0 = performance.now();
+      await expect(node.restart()).rejects.toThrow(
+        /exited \(code 1[\s\S]*cannot open the data directory/,
+      );
+      // It used to wait for the start timeout: the first start's readiness counted again.
+      expect(performance.now() - t0).toBeLessThan(10_000);
+    } finally {
+      await node?.stop();
+      node = undefined;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("leaves nothing of a node that cannot start: no data directory, no exit listener", async () => {

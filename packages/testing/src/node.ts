@@ -174,6 +174,8 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     proc.stderr.setEncoding("utf8").on("data", append);
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     await new Promise<void>((resolve, reject) => {
+      // This launch's own readiness: a restart's process that exits early fails at once.
+      let ready = false;
       const lines = createInterface({ input: proc.stdout });
       const timer = setTimeout(() => {
         fail(new Error(`chorus-server did not report ready within ${timeoutMs} ms`));
@@ -184,7 +186,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
         reject(new Error(`${err.message}\n--- server output ---\n${output}`, { cause: err }));
       };
       proc.once("exit", (code, signal) => {
-        if (!endpoints || child !== proc)
+        if (!ready)
           fail(
             new Error(`chorus-server exited (code ${code}, signal ${signal}) before it was ready`),
           );
@@ -214,6 +216,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
             intTcp: endpoints.intTcp.port,
             intHttp: endpoints.intHttp.port,
           };
+          ready = true;
           clearTimeout(timer);
           resolve();
         } catch {

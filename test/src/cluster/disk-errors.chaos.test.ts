@@ -15,7 +15,8 @@
  * - A follower's writes fail: the other two go on; the follower asks for a restart, and
  *   catches up after one.
  * - A single node's syncs fail: the append is refused with the cause named, reads go on, and
- *   /health/live asks for a restart.
+ *   /health/live asks for a restart. Restarted while the disk still fails, it refuses to
+ *   start, naming the error; once the disk heals, it starts with every acknowledged event.
  */
 import { ChorusClient, jsonEvent, ServerError } from "@chorus/client";
 import {
@@ -167,7 +168,7 @@ describe.skipIf(skipReason !== null)(
       },
     );
 
-    it("a single node whose syncs fail refuses the append naming the cause, and reads go on", async () => {
+    it("a single node whose syncs fail refuses the append naming the cause, reads go on, and it restarts once the disk heals", async () => {
       const [dir] = await freshDataDirs();
       node = await startNode({ dataDir: dir! });
       const client = new ChorusClient(node.connectionString);
@@ -198,6 +199,17 @@ describe.skipIf(skipReason !== null)(
       } finally {
         await client.close();
       }
+      // Restarted while the disk still fails, the node refuses to start, naming the error.
+      await mounts[0]!.fail(["fsync"]);
+      await node.kill();
+      await expect(node.restart()).rejects.toThrow(
+        /cannot open the data directory .*: EIO: i\/o error/,
+      );
+      // Once the disk is healthy, it starts, with every acknowledged event.
+      await mounts[0]!.heal();
+      await node.restart();
+      const after = await idsOn(node, "single");
+      expect(after?.length).toBeGreaterThanOrEqual(5);
     });
   },
 );
