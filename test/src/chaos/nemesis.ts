@@ -4,7 +4,7 @@
 // moves to: a size-limited tmpfs, so that its disk can be filled and freed, and a faulty one
 // (a FUSE mount), so that its writes and syncs can fail with EIO.
 import type { FaultyFs, TestCluster } from "@chorus/testing";
-import { cp, open, rm, symlink, writeFile } from "node:fs/promises";
+import { cp, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { getJson, mountFaultyFs, mountTmpfs, waitFor } from "@chorus/testing";
@@ -66,40 +66,12 @@ export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<
   const tmpfs = await mountTmpfs(TMPFS_BYTES);
   if (typeof tmpfs === "string") throw new Error(`moveToTmpfs: ${tmpfs}`);
   const mountDir = tmpfs.dir;
-  const filler = join(mountDir, "filler");
-  let closed: Promise<void> | undefined;
   const disk: TmpfsDisk = {
     node: index,
     mountDir,
-    async fill() {
-      const file = await open(filler, "a");
-      try {
-        for (const size of [1024 * 1024, 4096, 1]) {
-          const chunk = Buffer.alloc(size, 1);
-          // Bounded: the tmpfs holds at most TMPFS_BYTES.
-          for (let i = 0; i < 1_000_000; i++) {
-            try {
-              await file.write(chunk);
-            } catch (err) {
-              if ((err as NodeJS.ErrnoException).code === "ENOSPC") break;
-              throw err;
-            }
-          }
-        }
-      } finally {
-        await file.close();
-      }
-    },
-    async free() {
-      await rm(filler, { force: true });
-    },
-    close() {
-      closed ??= (async () => {
-        await rm(filler, { force: true }).catch(() => undefined);
-        await tmpfs.unmount().catch(() => undefined);
-      })();
-      return closed;
-    },
+    fill: () => tmpfs.fill(),
+    free: () => tmpfs.free(),
+    close: () => tmpfs.unmount(),
   };
   try {
     await moveDataDir(cluster, index, mountDir);

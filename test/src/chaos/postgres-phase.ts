@@ -4,9 +4,10 @@
 // phases (writers with every expected-version kind, catch-up subscribers, a persistent group).
 // The faults are the ones this mode has: instances killed and restarted or paused, an
 // instance's database link blackholed, reset, slowed or losing the database's answers, the
-// instance's sessions ended by the database (pg_terminate_backend), and the database server
+// instance's sessions ended by the database (pg_terminate_backend), the database server
 // crashing (SIGKILL of every PostgreSQL process, then crash recovery on the same data
-// directory).
+// directory), and, as root, the database's disk filling up (the phase's tables live in a
+// tablespace on a tmpfs of their own, ../postgres/tablespace.ts).
 import {
   startFaultProxy,
   startNode,
@@ -44,6 +45,7 @@ import {
   type Random,
 } from "./schedule.js";
 import { clientsOf, streamName } from "./workload.js";
+import { tmpfsTablespace, type TmpfsTablespace } from "../postgres/tablespace.js";
 
 export const INSTANCES = 3;
 /** The phase's database. */
@@ -62,7 +64,10 @@ const DURATION_MS: Record<PostgresFaultKind, { min: number; max: number }> = {
   "db-terminate-sessions": { min: 0, max: 0 },
   "db-link-slow": { min: 1_000, max: 8_000 },
   "db-crash": { min: 200, max: 2_000 },
+  "db-disk-full": { min: 500, max: 5_000 },
 };
+/** The tmpfs the phase's tables live on (db-disk-full); it only takes what is written. */
+const TABLESPACE_BYTES = 1024 * 1024 * 1024;
 
 export interface PostgresPhaseOptions {
   readonly seed: number;
@@ -88,6 +93,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
   const run = new PhaseRun(tag, print);
   const { violation, violations } = run;
   let pg: TestPostgres | undefined;
+  let tablespace: TmpfsTablespace | undefined;
   const proxies: FaultProxy[] = [];
   const instances: TestNode[] = [];
   let cleaned: Promise<void> | undefined;
@@ -98,6 +104,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
       await Promise.all(instances.map((n) => n.stop().catch(() => undefined)));
       await Promise.all(proxies.map((p) => p.close().catch(() => undefined)));
       await pg?.stop().catch(() => undefined);
+      await tablespace?.tmpfs.unmount().catch(() => undefined);
     })();
     return cleaned;
   };
@@ -107,6 +114,14 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     const db = await startPostgres();
     pg = db;
     const url = await db.createDatabase(DATABASE);
+    let kinds = options.kinds;
+    if (kinds.includes("db-disk-full")) {
+      const space = await tmpfsTablespace(db, DATABASE, TABLESPACE_BYTES);
+      if (typeof space === "string") {
+        print(`${tag}: note: db-disk-full skipped (${space})`);
+        kinds = kinds.filter((k) => k !== "db-disk-full");
+      } else tablespace = space;
+    }
     for (let i = 0; i < INSTANCES; i++) {
       proxies.push(await startFaultProxy({ target: { host: db.host, port: db.port } }));
     }
@@ -140,8 +155,9 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     const stopFaults = setTimeout(() => run.controller.abort(), options.faultMs);
     await runFaults({
       random: seededRandom(deriveSeed(options.seed, "pg", "faults")),
-      kinds: options.kinds,
+      kinds,
       db,
+      tablespace,
       proxies,
       instances,
       signal: run.controller.signal,
@@ -223,6 +239,7 @@ interface FaultRun {
   readonly random: Random;
   readonly kinds: readonly PostgresFaultKind[];
   readonly db: TestPostgres;
+  readonly tablespace: TmpfsTablespace | undefined;
   readonly proxies: readonly FaultProxy[];
   readonly instances: readonly TestNode[];
   readonly signal: AbortSignal;
@@ -246,13 +263,14 @@ async function runFaults(run: FaultRun): Promise<void> {
     const { min, max } = DURATION_MS[kind];
     const holdMs = randomInt(random, min, max);
     const target = randomInt(random, 0, INSTANCES - 1);
-    const label = kind === "db-crash" ? kind : `${kind}(${target})`;
+    const whole = kind === "db-crash" || kind === "db-disk-full";
+    const label = whole ? kind : `${kind}(${target})`;
     const atMs = performance.now() - run.startMs;
     const fault: InjectedFault = {
       kind,
       atMs,
       durationMs: 0,
-      nodes: kind === "db-crash" ? [] : [target],
+      nodes: whole ? [] : [target],
       note: "",
     };
     run.injected.push(fault);
@@ -314,6 +332,16 @@ async function runFaults(run: FaultRun): Promise<void> {
           await run.db.kill();
           await sleep(holdMs);
           await run.db.restart();
+          break;
+        case "db-disk-full":
+          // The tables' disk has no space left: PostgreSQL refuses to extend a table (53100).
+          if (run.tablespace === undefined) break;
+          await run.tablespace.tmpfs.fill();
+          try {
+            await sleep(holdMs);
+          } finally {
+            await run.tablespace.tmpfs.free();
+          }
           break;
       }
     } catch (err) {

@@ -59,8 +59,9 @@ export const NETWORK_FAULTS = [
 
 /**
  * Faults of the shared-database phase (postgres-phase.ts), one at a time: an instance killed
- * and restarted, or paused; an instance's database link blackholed or reset; the database
- * server crashing and recovering.
+ * and restarted, or paused; an instance's database link blackholed, reset, slowed or losing
+ * the answers; its sessions ended; the database server crashing and recovering; the
+ * database's disk full (as root).
  */
 export const POSTGRES_FAULTS = [
   "kill-instance",
@@ -71,6 +72,7 @@ export const POSTGRES_FAULTS = [
   "db-link-slow",
   "db-terminate-sessions",
   "db-crash",
+  "db-disk-full",
 ] as const;
 
 export type ProcessFaultKind = (typeof PROCESS_FAULTS)[number];

@@ -6,6 +6,7 @@ import {
   ChorusClient,
   ConnectionSettings,
   jsonEvent,
+  StorageFullError,
   WrongExpectedVersionError,
   type ConsumerStrategy,
   type ExpectedVersion,
@@ -165,15 +166,24 @@ export function startWriters(clientOf: ClientFactory, count: number, random: Ran
           },
         });
       } catch (err) {
-        if (err instanceof WrongExpectedVersionError) {
-          known.set(streamId, err.actualVersion);
+        // Definite refusals, which the checker holds to their word (their events must be
+        // absent from the log): a wrong expected version, and a full disk ("the write was not
+        // made").
+        const refusal =
+          err instanceof WrongExpectedVersionError
+            ? `wrong expected version: ${err.message}`
+            : err instanceof StorageFullError
+              ? `storage full: ${err.message}`
+              : undefined;
+        if (err instanceof WrongExpectedVersionError) known.set(streamId, err.actualVersion);
+        if (refusal !== undefined) {
           failed++;
           appends.push({
             writer,
             streamId,
             expectedVersion,
             eventIds,
-            outcome: { kind: "failed", reason: `wrong expected version: ${err.message}` },
+            outcome: { kind: "failed", reason: refusal },
           });
         } else {
           known.delete(streamId);
