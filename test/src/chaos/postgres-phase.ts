@@ -67,7 +67,7 @@ const DURATION_MS: Record<PostgresFaultKind, { min: number; max: number }> = {
   "db-disk-full": { min: 500, max: 5_000 },
 };
 /** The tmpfs the phase's tables live on (db-disk-full); it only takes what is written. */
-const TABLESPACE_BYTES = 1024 * 1024 * 1024;
+const TABLESPACE_BYTES = 512 * 1024 * 1024;
 
 export interface PostgresPhaseOptions {
   readonly seed: number;
