@@ -1,29 +1,59 @@
 #!/usr/bin/env python3
-"""A pass-through FUSE file system whose operations fail on demand, for tests of failing disks.
+"""A pass-through FUSE file system whose operations fail on demand, and which can lose power.
 
-    faulty-fs.py BACKING_DIR MOUNT_POINT CONTROL_FILE
+    faulty-fs.py BACKING_DIR MOUNT_POINT CONTROL_FILE STASH_DIR
 
 Every file operation under MOUNT_POINT is done on BACKING_DIR. Before each read, write and
 sync it reads CONTROL_FILE (outside the mount): a line "ERRNO OP,OP,..." (for example
 "EIO fsync,write") makes those operations fail with that errno until the file changes; an
 empty or missing file fails nothing. The kernel hands the error to the process that made the
-call, as a failing disk would. Runs in the foreground until the mount point is unmounted.
-Started by @chorus/testing's mountFaultyFs.
+call, as a failing disk would.
+
+A power loss: it also remembers what a disk's cache would still hold, that is what is not yet
+durable in the strict POSIX sense:
+- file data written since the file's last fsync or fdatasync (after a write through a
+  descriptor opened with O_SYNC or O_DSYNC, the kernel syncs the file: all of its data, as it
+  cannot tell a FUSE file system which range). Before a write or truncation
+  first changes a page of what was durable, the page is kept aside; the durable size is kept;
+- creations, removals and renames of directory entries since the last fsync of the directory
+  that holds them (both directories, for a rename across two). What a removal or a rename
+  replaced is kept through a hard link in STASH_DIR.
+When it is unmounted while CONTROL_FILE says "powerloss", it undoes all of that on
+BACKING_DIR (the pages put back and the files cut to their durable sizes, then the directory
+operations undone newest first), prints what it undid as one JSON line and exits: the disk
+as the machine would find it after the power came back. Renaming a directory with files whose
+data is not durable inside is not followed (the product never does). Runs in the foreground
+until the mount point is unmounted. Started by @chorus/testing's mountFaultyFs.
 """
 import errno
+import json
 import os
+import shutil
 import sys
+import threading
 
 from fusepy import FUSE, FuseOSError, Operations
 
+PAGE = 4096
+
 
 class FaultyFs(Operations):
-    def __init__(self, root, control):
-        self.root = root
+    def __init__(self, root, control, stash):
+        self.root = os.path.normpath(os.path.abspath(root))
         self.control = control
+        self.stash = stash
+        self.mutex = threading.RLock()
+        # Inode -> {"size": durable size, "pages": {page: durable bytes}, "writes": n}.
+        self.unsynced = {}
+        # Inode -> where its file is on BACKING_DIR (or in STASH_DIR once removed).
+        self.paths = {}
+        # Directory operations not yet durable, oldest first:
+        # {"dirs": set of directories still to sync, "undo": [...], "stashed": [...]}.
+        self.pending = []
+        self.stashes = 0
 
     def _path(self, path):
-        return os.path.join(self.root, path.lstrip("/"))
+        return os.path.normpath(os.path.join(self.root, path.lstrip("/")))
 
     def _maybe_fail(self, op):
         try:
@@ -33,6 +63,75 @@ class FaultyFs(Operations):
             return
         if len(words) == 2 and op in words[1].split(","):
             raise FuseOSError(getattr(errno, words[0], errno.EIO))
+
+    # ---- what a power loss would lose
+
+    def _keep_durable(self, fd, path, offset, end):
+        """Before bytes [offset, end) of file `fd` change: keeps aside the durable pages there."""
+        st = os.fstat(fd)
+        f = self.unsynced.get(st.st_ino)
+        if f is None:
+            f = self.unsynced[st.st_ino] = {"size": st.st_size, "pages": {}, "writes": 0}
+        self.paths[st.st_ino] = path
+        f["writes"] += 1
+        for page in range(offset // PAGE, (min(end, f["size"]) + PAGE - 1) // PAGE):
+            if page not in f["pages"]:
+                f["pages"][page] = os.pread(fd, PAGE, page * PAGE)
+
+    def _stash(self, path):
+        """A hard link to `path` in STASH_DIR (what a removal or a rename over it would lose)."""
+        self.stashes += 1
+        kept = os.path.join(self.stash, f"{os.getpid()}-{self.stashes}")
+        os.link(path, kept, follow_symlinks=False)
+        ino = os.lstat(kept).st_ino
+        if ino in self.unsynced:
+            self.paths[ino] = kept
+        return kept
+
+    def _dir_op(self, dirs, undo, stashed=()):
+        self.pending.append({"dirs": set(dirs), "undo": undo, "stashed": list(stashed)})
+
+    def lose_unsynced(self):
+        """Undoes on BACKING_DIR everything a power loss would lose; returns what it undid."""
+        files = writes = 0
+        for ino, f in self.unsynced.items():
+            try:
+                fd = os.open(self.paths[ino], os.O_RDWR)
+            except (FileNotFoundError, KeyError):
+                continue
+            try:
+                if os.fstat(fd).st_ino != ino:
+                    continue
+                for page, kept in f["pages"].items():
+                    os.pwrite(fd, kept, page * PAGE)
+                os.ftruncate(fd, f["size"])
+                files += 1
+                writes += f["writes"]
+            finally:
+                os.close(fd)
+        for op in reversed(self.pending):
+            for step in op["undo"]:
+                kind, args = step[0], step[1:]
+                try:
+                    if kind == "remove":
+                        os.unlink(args[0])
+                    elif kind == "rmtree":
+                        shutil.rmtree(args[0])
+                    elif kind == "mkdir":
+                        os.mkdir(args[0])
+                    elif kind == "rename":
+                        os.rename(args[0], args[1])
+                    elif kind == "restore":
+                        if os.path.lexists(args[1]):
+                            os.unlink(args[1])
+                        os.link(args[0], args[1], follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+        for name in os.listdir(self.stash):
+            os.unlink(os.path.join(self.stash, name))
+        return {"files": files, "writes": writes, "directoryOps": len(self.pending)}
+
+    # ---- the file system
 
     def access(self, path, mode):
         if not os.access(self._path(path), mode):
@@ -47,16 +146,35 @@ class FaultyFs(Operations):
         return [".", ".."] + os.listdir(self._path(path))
 
     def mkdir(self, path, mode):
-        os.mkdir(self._path(path), mode)
+        p = self._path(path)
+        with self.mutex:
+            os.mkdir(p, mode)
+            self._dir_op([os.path.dirname(p)], [("rmtree", p)])
 
     def rmdir(self, path):
-        os.rmdir(self._path(path))
+        p = self._path(path)
+        with self.mutex:
+            os.rmdir(p)
+            self._dir_op([os.path.dirname(p)], [("mkdir", p)])
 
     def unlink(self, path):
-        os.unlink(self._path(path))
+        p = self._path(path)
+        with self.mutex:
+            kept = self._stash(p)
+            os.unlink(p)
+            self._dir_op([os.path.dirname(p)], [("restore", kept, p)], [kept])
 
     def rename(self, old, new):
-        os.rename(self._path(old), self._path(new))
+        o, n = self._path(old), self._path(new)
+        with self.mutex:
+            # (A directory renamed over an empty one is not kept: the product never does that.)
+            kept = self._stash(n) if os.path.lexists(n) and not os.path.isdir(n) else None
+            os.rename(o, n)
+            ino = os.lstat(n).st_ino
+            if ino in self.unsynced:
+                self.paths[ino] = n
+            undo = [("rename", n, o)] + ([("restore", kept, n)] if kept else [])
+            self._dir_op([os.path.dirname(o), os.path.dirname(n)], undo, [kept] if kept else [])
 
     def chmod(self, path, mode):
         os.chmod(self._path(path), mode)
@@ -66,13 +184,33 @@ class FaultyFs(Operations):
 
     def truncate(self, path, length, fh=None):
         self._maybe_fail("write")
-        os.truncate(self._path(path), length)
+        p = self._path(path)
+        with self.mutex:
+            fd = os.open(p, os.O_RDWR)
+            try:
+                self._keep_durable(fd, p, length, os.fstat(fd).st_size)
+                os.ftruncate(fd, length)
+            finally:
+                os.close(fd)
 
     def open(self, path, flags):
-        return os.open(self._path(path), flags)
+        p = self._path(path)
+        with self.mutex:
+            if flags & os.O_TRUNC:
+                self.truncate(path, 0)
+            # Write-only descriptors are opened read-write: a write reads what it replaces first.
+            if flags & os.O_ACCMODE == os.O_WRONLY:
+                flags = flags & ~os.O_ACCMODE | os.O_RDWR
+            return os.open(p, flags)
 
     def create(self, path, mode, fi=None):
-        return os.open(self._path(path), os.O_RDWR | os.O_CREAT, mode)
+        p = self._path(path)
+        with self.mutex:
+            existed = os.path.lexists(p)
+            fh = os.open(p, os.O_RDWR | os.O_CREAT, mode)
+            if not existed:
+                self._dir_op([os.path.dirname(p)], [("remove", p)])
+            return fh
 
     def read(self, path, size, offset, fh):
         self._maybe_fail("read")
@@ -80,10 +218,15 @@ class FaultyFs(Operations):
 
     def write(self, path, data, offset, fh):
         self._maybe_fail("write")
-        return os.pwrite(fh, data, offset)
+        with self.mutex:
+            self._keep_durable(fh, self._path(path), offset, offset + len(data))
+            return os.pwrite(fh, data, offset)
 
     def fsync(self, path, datasync, fh):
         self._maybe_fail("fsync")
+        with self.mutex:
+            # Durable from here: a power loss during the sync may keep it all, as a disk may.
+            self.unsynced.pop(os.fstat(fh).st_ino, None)
         if datasync:
             os.fdatasync(fh)
         else:
@@ -91,7 +234,19 @@ class FaultyFs(Operations):
 
     def fsyncdir(self, path, datasync, fh):
         self._maybe_fail("fsync")
-        fd = os.open(self._path(path), os.O_RDONLY)
+        p = self._path(path)
+        with self.mutex:
+            still = []
+            for op in self.pending:
+                op["dirs"].discard(p)
+                if op["dirs"]:
+                    still.append(op)
+                    continue
+                for kept in op["stashed"]:
+                    self.unsynced.pop(os.lstat(kept).st_ino, None)
+                    os.unlink(kept)
+            self.pending = still
+        fd = os.open(p, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
@@ -111,5 +266,13 @@ class FaultyFs(Operations):
 
 
 if __name__ == "__main__":
-    backing, mount_point, control = sys.argv[1:4]
-    FUSE(FaultyFs(backing, control), mount_point, foreground=True, nothreads=False)
+    backing, mount_point, control, stash = sys.argv[1:5]
+    fs = FaultyFs(backing, control, stash)
+    FUSE(fs, mount_point, foreground=True, nothreads=False)
+    try:
+        with open(control) as f:
+            power_loss = f.read().strip() == "powerloss"
+    except FileNotFoundError:
+        power_loss = False
+    if power_loss:
+        print(json.dumps(fs.lose_unsynced()), flush=True)

@@ -1,7 +1,10 @@
 /**
  * A disk that fails on demand: a pass-through FUSE file system (fuse/faulty-fs.py, on
  * Debian's python3-fusepy) whose reads, writes or syncs return an I/O error while a test
- * asks. The process using it gets the errors from the kernel, as from a failing disk. Mounting
+ * asks. The process using it gets the errors from the kernel, as from a failing disk. It can
+ * also lose power: what was not yet durable in the strict POSIX sense (data not synced,
+ * directory entries whose directory was not synced) is lost, as after a machine's crash (the
+ * approach of LazyFS, which Jepsen uses for the same purpose). Mounting
  * needs root, /dev/fuse and python3-fusepy; where it cannot be mounted, `mountFaultyFs` says
  * why, so a test can skip with the reason.
  */
@@ -26,6 +29,16 @@ export type DiskOperation = "read" | "write" | "fsync";
 /** The error a failed operation returns. */
 export type DiskErrno = "EIO" | "ENOSPC" | "EROFS";
 
+/** What a power loss undid: what the disk's cache still held when the power went. */
+export interface PowerLossReport {
+  /** Files whose data written since their last sync was lost (cut back, pages put back). */
+  readonly files: number;
+  /** The writes (and truncations) to those files that were lost. */
+  readonly writes: number;
+  /** Directory entries created, removed or renamed whose directory was not synced since. */
+  readonly directoryOps: number;
+}
+
 export interface FaultyFs {
   /** The mount point (a fresh directory). */
   readonly dir: string;
@@ -36,8 +49,65 @@ export interface FaultyFs {
   fail(operations: readonly DiskOperation[], errno?: DiskErrno): Promise<void>;
   /** Operations succeed again. */
   heal(): Promise<void>;
+  /**
+   * The machine loses power: everything not yet durable in the strict POSIX sense is lost,
+   * that is file data written since the file's last fsync/fdatasync, and directory entries
+   * created, removed or renamed since their directory's last fsync. Every process using the
+   * file system must be gone first (kill the server: it dies with the machine); otherwise this
+   * throws, changing nothing. The file system comes back at the same mount point, healed, as
+   * the disk would be found when the power comes back.
+   */
+  powerLoss(): Promise<PowerLossReport>;
   /** Unmounts and removes everything. Idempotent; also done when the process exits. */
   unmount(): Promise<void>;
+}
+
+interface Mounted {
+  readonly child: ChildProcess;
+  /** Resolves with what the process printed once it exits. */
+  readonly exited: Promise<string>;
+  hasExited(): boolean;
+  stderr(): string;
+}
+
+/** Starts the file system's process on `dir`; resolves once mounted, or with why not. */
+async function launch(
+  backing: string,
+  dir: string,
+  control: string,
+  stash: string,
+): Promise<Mounted | string> {
+  let exited = false;
+  let stdout = "";
+  let stderr = "";
+  const child: ChildProcess = spawn(PYTHON, [SCRIPT, backing, dir, control, stash], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr = (stderr + chunk).slice(-2_000);
+  });
+  const done = new Promise<string>((resolve) =>
+    child.once("exit", () => {
+      exited = true;
+      resolve(stdout);
+    }),
+  );
+  const mounted = async (): Promise<boolean> =>
+    (await readFile("/proc/mounts", "utf8")).split("\n").some((l) => l.split(" ")[1] === dir);
+  try {
+    await waitFor(async () => exited || (await mounted()), {
+      timeoutMs: MOUNT_TIMEOUT_MS,
+      message: "the faulty file system to be mounted",
+    });
+  } catch (err) {
+    child.kill("SIGKILL");
+    return `mounting the faulty file system failed: ${(err as Error).message}`;
+  }
+  if (exited) {
+    return `mounting the faulty file system failed: ${stderr.trim().split("\n").pop() ?? "no reason given"}`;
+  }
+  return { child, exited: done, hasExited: () => exited, stderr: () => stderr };
 }
 
 /**
@@ -57,47 +127,26 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
   const dir = join(root, "mnt");
   const backing = join(root, "backing");
   const control = join(root, "control");
-  await mkdir(dir);
-  await mkdir(backing);
+  const stash = join(root, "stash");
+  await Promise.all([mkdir(dir), mkdir(backing), mkdir(stash)]);
 
-  let exited = false;
-  let stderr = "";
-  const child: ChildProcess = spawn(PYTHON, [SCRIPT, backing, dir, control], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr = (stderr + chunk).slice(-2_000);
-  });
-  child.once("exit", () => (exited = true));
-
+  let current: Mounted | undefined;
   const unmountSync = (): void => {
     try {
       execFileSync("umount", ["-l", dir], { stdio: "ignore" });
     } catch {
       // not mounted
     }
-    child.kill("SIGKILL");
+    current?.child.kill("SIGKILL");
   };
   process.once("exit", unmountSync);
-
-  const mounted = async (): Promise<boolean> =>
-    (await readFile("/proc/mounts", "utf8")).split("\n").some((l) => l.split(" ")[1] === dir);
-  try {
-    await waitFor(async () => exited || (await mounted()), {
-      timeoutMs: MOUNT_TIMEOUT_MS,
-      message: "the faulty file system to be mounted",
-    });
-  } catch (err) {
-    unmountSync();
+  const first = await launch(backing, dir, control, stash);
+  if (typeof first === "string") {
     process.removeListener("exit", unmountSync);
     await rm(root, { recursive: true, force: true });
-    return `mounting the faulty file system failed: ${(err as Error).message}`;
+    return first;
   }
-  if (exited) {
-    process.removeListener("exit", unmountSync);
-    await rm(root, { recursive: true, force: true });
-    return `mounting the faulty file system failed: ${stderr.trim().split("\n").pop() ?? "no reason given"}`;
-  }
+  current = first;
 
   const setControl = async (line: string): Promise<void> => {
     // Written aside and renamed, so the file system never reads half a line.
@@ -105,6 +154,7 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
     await rename(`${control}.next`, control);
   };
   let done: Promise<void> | undefined;
+  let losing: Promise<PowerLossReport> | undefined;
   return {
     dir,
     fail: async (operations, errno = "EIO") => {
@@ -112,16 +162,49 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
       await setControl(`${errno} ${operations.join(",")}\n`);
     },
     heal: () => setControl(""),
+    powerLoss() {
+      if (done !== undefined) return Promise.reject(new Error("the file system is unmounted"));
+      losing ??= (async () => {
+        const was = current!;
+        await setControl("powerloss\n");
+        try {
+          await run("umount", [dir]);
+        } catch (err) {
+          await setControl("");
+          const busy = /busy/i.test((err as { stderr?: string }).stderr ?? "");
+          throw new Error(
+            busy
+              ? `a power loss needs every process using ${dir} gone first (it is busy)`
+              : `unmounting ${dir} failed: ${(err as Error).message}`,
+          );
+        }
+        const printed = await was.exited;
+        await setControl("");
+        const next = await launch(backing, dir, control, stash);
+        if (typeof next === "string") throw new Error(`after a power loss: ${next}`);
+        current = next;
+        const last = printed.trim().split("\n").pop() ?? "";
+        if (!last.startsWith("{")) {
+          throw new Error(`the power loss was not applied: ${was.stderr().trim() || "no report"}`);
+        }
+        return JSON.parse(last) as PowerLossReport;
+      })().finally(() => (losing = undefined));
+      return losing;
+    },
     unmount() {
       done ??= (async () => {
+        await losing?.catch(() => undefined);
         process.removeListener("exit", unmountSync);
         // (Not mounted any more when the file system's process has died.)
         await run("umount", [dir])
           .catch(() => run("umount", ["-l", dir]))
           .catch(() => undefined);
-        if (!exited) {
-          child.kill("SIGTERM");
-          await waitFor(() => exited, { timeoutMs: 2_000 }).catch(() => child.kill("SIGKILL"));
+        const last = current!;
+        if (!last.hasExited()) {
+          last.child.kill("SIGTERM");
+          await waitFor(() => last.hasExited(), { timeoutMs: 2_000 }).catch(() =>
+            last.child.kill("SIGKILL"),
+          );
         }
         await rm(root, { recursive: true, force: true });
       })();

@@ -57,7 +57,13 @@ export {
   type StartKernelFaultsOptions,
 } from "./kernel-faults.js";
 export { mountTmpfs, type Tmpfs } from "./tmpfs.js";
-export { mountFaultyFs, type DiskErrno, type DiskOperation, type FaultyFs } from "./faulty-fs.js";
+export {
+  mountFaultyFs,
+  type DiskErrno,
+  type DiskOperation,
+  type FaultyFs,
+  type PowerLossReport,
+} from "./faulty-fs.js";
 export {
   DEFAULT_POSTGRES_BIN_DIR,
   DEFAULT_POSTGRES_START_TIMEOUT_MS,

@@ -18,6 +18,9 @@ const CLIENT_OPTIONS =
   "&operationTimeout=30000&reconnectionDelay=20&discoverDelay=20&maxReconnections=10000" +
   "&maxDiscoverAttempts=1000&heartbeatInterval=200&heartbeatTimeout=500";
 
+/** Where writers write and checks look: a cluster, or one node (`{ connectionString, nodes: [node] }`). */
+export type WriteTarget = Pick<TestCluster, "connectionString" | "nodes">;
+
 export interface Writers {
   readonly count: number;
   /** Event id -> writer, for every append the cluster acknowledged. */
@@ -29,7 +32,7 @@ export interface Writers {
 }
 
 /** `count` writers appending one event at a time to their own stream `writer-N`, until stopped. */
-export function startWriters(cluster: TestCluster, count: number): Writers {
+export function startWriters(cluster: WriteTarget, count: number): Writers {
   const acknowledged = new Map<string, number>();
   const unknown = new Set<string>();
   const clients: ChorusClient[] = [];
@@ -96,7 +99,7 @@ export async function streamOn(
  * gapless, and nothing is there that was neither acknowledged nor of unknown outcome. Waits
  * (up to 20 s) for the nodes to agree first.
  */
-export async function checkWrites(cluster: TestCluster, writers: Writers): Promise<void> {
+export async function checkWrites(cluster: WriteTarget, writers: Writers): Promise<void> {
   for (let w = 0; w < writers.count; w++) {
     const expected = [...writers.acknowledged].filter(([, v]) => v === w).map(([id]) => id);
     const views = await waitFor(

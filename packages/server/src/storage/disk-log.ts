@@ -1,6 +1,5 @@
 import { crc32c } from "@node-rs/crc32";
 import {
-  mkdir,
   open,
   readFile,
   readdir,
@@ -14,7 +13,7 @@ import { constants, fdatasyncSync, readSync, writeSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { StoreError } from "../streams/types.js";
-import { fsyncDir } from "./fsync-dir.js";
+import { fsyncDir, mkdirDurable } from "./fsync-dir.js";
 import { SYNC_STALL_ENABLED, injectSyncStall } from "./sync-stall.js";
 import { TailCache } from "./tail-cache.js";
 import { RECOVERY_ADVICE, silentLogger, type Checkpoint, type Log, type Logger } from "./log.js";
@@ -127,7 +126,7 @@ export class DiskLog implements Log {
   }
 
   async open(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await mkdirDurable(this.dir);
     this.segments = [];
     this.dirty.clear();
     this.segmentBytes = await this.readLayout();

@@ -29,12 +29,13 @@
  * the file code is in `id-run-format.ts`); lookups, and the list of live runs, stay here.
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { crc32c } from "@node-rs/crc32";
+import { mkdirDurable } from "../fsync-dir.js";
 import { IdFilter } from "./id-filter.js";
 import {
   BLOCK_BYTES,
@@ -305,7 +306,7 @@ export class IdRuns {
    */
   async open(listed: readonly RunInfo[]): Promise<void> {
     this.close();
-    await mkdir(this.dir, { recursive: true });
+    await mkdirDurable(this.dir);
     const wanted = new Set(listed.map((r) => runFile(r.id)));
     let maxId = 0;
     for (const name of await readdir(this.dir)) {
