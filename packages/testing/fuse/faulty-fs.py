@@ -109,7 +109,9 @@ class FaultyFs(Operations):
                 writes += f["writes"]
             finally:
                 os.close(fd)
+        undone = 0
         for op in reversed(self.pending):
+            applied = False
             for step in op["undo"]:
                 kind, args = step[0], step[1:]
                 try:
@@ -125,11 +127,14 @@ class FaultyFs(Operations):
                         if os.path.lexists(args[1]):
                             os.unlink(args[1])
                         os.link(args[0], args[1], follow_symlinks=False)
+                    applied = True
                 except FileNotFoundError:
+                    # (In a directory whose removal is durable: gone with it.)
                     pass
+            undone += applied
         for name in os.listdir(self.stash):
             os.unlink(os.path.join(self.stash, name))
-        return {"files": files, "writes": writes, "directoryOps": len(self.pending)}
+        return {"files": files, "writes": writes, "directoryOps": undone}
 
     # ---- the file system
 

@@ -125,6 +125,19 @@ describe.skipIf(skipReason !== null)(
       await rm(root, { recursive: true });
     });
 
+    it("syncAll makes what is there durable", async () => {
+      const dir = join(fs.dir, "copied", "deep");
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, "file"), "copied");
+      await fs.syncAll();
+      await writeFile(join(dir, "later"), "not synced");
+      const lost = await fs.powerLoss();
+      expect(await readFile(join(dir, "file"), "utf8")).toBe("copied");
+      expect(existsSync(join(dir, "later"))).toBe(false);
+      expect(lost.directoryOps).toBe(1);
+      await rm(join(fs.dir, "copied"), { recursive: true });
+    });
+
     it("refuses a power loss while a process uses the file system, changing nothing", async () => {
       const file = join(fs.dir, "busy");
       await writeFile(file, "unsynced");

@@ -10,7 +10,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,6 +58,11 @@ export interface FaultyFs {
    * the disk would be found when the power comes back.
    */
   powerLoss(): Promise<PowerLossReport>;
+  /**
+   * Syncs every file and directory on the mount, so what is there now survives a power loss
+   * (for data a test put there itself, by a copy that does not sync).
+   */
+  syncAll(): Promise<void>;
   /** Unmounts and removes everything. Idempotent; also done when the process exits. */
   unmount(): Promise<void>;
 }
@@ -68,6 +73,22 @@ interface Mounted {
   readonly exited: Promise<string>;
   hasExited(): boolean;
   stderr(): string;
+}
+
+/** Syncs `path` and, when it is a directory, everything below it (deepest first). */
+async function syncTree(path: string, isDir: boolean): Promise<void> {
+  if (isDir) {
+    for (const entry of await readdir(path, { withFileTypes: true })) {
+      if (entry.isDirectory() || entry.isFile())
+        await syncTree(join(path, entry.name), entry.isDirectory());
+    }
+  }
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Starts the file system's process on `dir`; resolves once mounted, or with why not. */
@@ -191,6 +212,7 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
       })().finally(() => (losing = undefined));
       return losing;
     },
+    syncAll: () => syncTree(dir, true),
     unmount() {
       done ??= (async () => {
         await losing?.catch(() => undefined);

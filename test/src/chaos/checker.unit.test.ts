@@ -422,11 +422,14 @@ describe("the soak's schedule and flags", () => {
     expect(disk).not.toContain("disk-full");
     expect(kindsOf("disk", { kernelFaults: false, tmpfs: true })).toContain("disk-full");
     expect(disk).not.toContain("disk-eio");
-    expect(kindsOf("disk", { kernelFaults: false, tmpfs: false, faultyFs: true })).toContain(
-      "disk-eio",
+    expect(disk).not.toContain("power-loss");
+    expect(kindsOf("disk", { kernelFaults: false, tmpfs: false, faultyFs: true })).toEqual(
+      expect.arrayContaining(["disk-eio", "power-loss"]),
     );
     const mem = kindsOf("mem", { kernelFaults: true, tmpfs: true, faultyFs: true });
-    for (const k of [...stalls, "disk-full", "disk-eio"]) expect(mem).not.toContain(k);
+    for (const k of [...stalls, "disk-full", "disk-eio", "power-loss"]) {
+      expect(mem).not.toContain(k);
+    }
   });
 
   it("parses --minutes, --seed, --phases and --faults, and refuses anything else", () => {

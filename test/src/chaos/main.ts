@@ -118,7 +118,7 @@ export function kindsOf(
       : ["kill-leader", "kill-node", "pause-leader", "pause-node"];
   if (phase === "disk") kinds.push("disk-stall-leader", "disk-stall-node");
   if (phase === "disk" && capabilities.tmpfs) kinds.push("disk-full");
-  if (phase === "disk" && capabilities.faultyFs === true) kinds.push("disk-eio");
+  if (phase === "disk" && capabilities.faultyFs === true) kinds.push("disk-eio", "power-loss");
   for (const k of NETWORK_FAULTS) {
     if (k.startsWith("kernel-") && !capabilities.kernelFaults) continue;
     kinds.push(k);
@@ -150,7 +150,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
   if (!support.available) print(`chaos: note: kernel partitions skipped (${support.reason})`);
   if (tmpfsWhyNot !== undefined) print(`chaos: note: disk-full skipped (${tmpfsWhyNot})`);
-  if (faultyFsWhyNot !== undefined) print(`chaos: note: disk-eio skipped (${faultyFsWhyNot})`);
+  if (faultyFsWhyNot !== undefined) {
+    print(`chaos: note: disk-eio and power-loss skipped (${faultyFsWhyNot})`);
+  }
 
   const phaseMs = (args.minutes * 60_000) / args.phases.length;
   const replay =
@@ -268,7 +270,8 @@ export async function main(argv: readonly string[]): Promise<number> {
             kinds,
             kernelFaults: capabilities.kernelFaults,
             tmpfs: phase === "disk" && capabilities.tmpfs,
-            faultyFs: phase === "disk" && kinds.includes("disk-eio"),
+            faultyFs:
+              phase === "disk" && (kinds.includes("disk-eio") || kinds.includes("power-loss")),
             print,
             onInterrupt,
           }),

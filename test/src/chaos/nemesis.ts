@@ -84,9 +84,14 @@ export async function moveToTmpfs(cluster: TestCluster, index: number): Promise<
 
 /**
  * Moves node `index`'s data directory into `mountDir`: SIGKILL, copy the data there, leave a
- * symlink at the old path (the node's command line stays the same), restart.
+ * symlink at the old path (the node's command line stays the same), `copied()`, restart.
  */
-async function moveDataDir(cluster: TestCluster, index: number, mountDir: string): Promise<void> {
+async function moveDataDir(
+  cluster: TestCluster,
+  index: number,
+  mountDir: string,
+  copied: () => Promise<void> = async () => {},
+): Promise<void> {
   const dataDir = cluster.nodes[index]?.dataDir;
   if (dataDir === undefined) throw new Error(`node ${index} has no data directory`);
   await cluster.kill(index);
@@ -94,6 +99,7 @@ async function moveDataDir(cluster: TestCluster, index: number, mountDir: string
   await cp(dataDir, db, { recursive: true });
   await rm(dataDir, { recursive: true, force: true });
   await symlink(db, dataDir);
+  await copied();
   await cluster.restart(index);
 }
 
@@ -120,7 +126,8 @@ export async function moveToFaultyFs(cluster: TestCluster, index: number): Promi
   const fs = await mountFaultyFs();
   if (typeof fs === "string") throw new Error(`moveToFaultyFs: ${fs}`);
   try {
-    await moveDataDir(cluster, index, fs.dir);
+    // (The copy syncs nothing: synced here, so that a power loss does not take it.)
+    await moveDataDir(cluster, index, fs.dir, () => fs.syncAll());
   } catch (err) {
     await fs.unmount();
     throw err;
@@ -263,7 +270,7 @@ export function createNemesis(options: NemesisOptions): Nemesis {
       nodes:
         f.kind === "disk-full" && options.disk !== undefined
           ? [options.disk.node]
-          : f.kind === "disk-eio" && options.faultyDisk !== undefined
+          : (f.kind === "disk-eio" || f.kind === "power-loss") && options.faultyDisk !== undefined
             ? [options.faultyDisk.node]
             : pair
               ? [node, peer]
@@ -330,6 +337,24 @@ export function createNemesis(options: NemesisOptions): Nemesis {
             await faulty.fs.heal();
           }
           if (await restartIfAsked(faulty.node)) record.note += ", restarted";
+          break;
+        }
+        case "power-loss": {
+          // The node's machine loses power: it dies, and its disk loses what was not durable.
+          const faulty = options.faultyDisk;
+          if (faulty === undefined || !cluster.nodes[faulty.node]?.running) break;
+          paused.delete(faulty.node);
+          killed.add(faulty.node);
+          await cluster.kill(faulty.node);
+          const lost = await faulty.fs.powerLoss();
+          record.note = [
+            record.note,
+            `lost ${lost.writes} writes to ${lost.files} files, ${lost.directoryOps} directory ops`,
+          ]
+            .filter((s) => s !== "")
+            .join(", ");
+          await hold(f.durationMs, signal);
+          await restart(faulty.node);
           break;
         }
         case "disk-stall-leader":

@@ -53,7 +53,7 @@ export const PROGRESS_APPENDS = 20;
 export const PROGRESS_LINE_INTERVAL_MS = 5_000;
 /** The node whose data directory moves to a tmpfs for disk-full faults (disk phase). */
 export const TMPFS_NODE = 2;
-/** The node whose data directory moves to a faulty file system for disk-eio faults (disk phase). */
+/** The node whose data directory moves to a faulty file system for disk-eio and power-loss faults (disk phase). */
 export const FAULTY_DISK_NODE = 1;
 /** The persistent group on `$all`; its strategy is drawn from the seed. */
 export const PERSISTENT_GROUP = "chaos";
@@ -70,7 +70,7 @@ export interface PhaseOptions {
   readonly kinds: readonly FaultKind[];
   readonly kernelFaults: boolean;
   readonly tmpfs: boolean;
-  /** Node FAULTY_DISK_NODE on a faulty file system, for disk-eio faults. */
+  /** Node FAULTY_DISK_NODE on a faulty file system, for disk-eio and power-loss faults. */
   readonly faultyFs: boolean;
   readonly print: (line: string) => void;
   /** Registers a cleanup for an interrupt (SIGINT); returns its removal. */

@@ -45,6 +45,7 @@ export const PROCESS_FAULTS = [
   "disk-stall-leader",
   "disk-stall-node",
   "disk-eio",
+  "power-loss",
 ] as const;
 
 /** Faults on the network between nodes: one at a time. */
@@ -132,6 +133,7 @@ function durationOf(random: Random, kind: FaultKind, electionTimeoutMs: number):
     case "kill-node":
     case "memdb-restart-leader":
     case "memdb-restart-node":
+    case "power-loss":
       return randomInt(random, KILL_DOWN_MS.min, KILL_DOWN_MS.max);
     case "pause-leader":
     case "pause-node":
