@@ -5,8 +5,9 @@
 
 Every file operation under MOUNT_POINT is done on BACKING_DIR. Before each read, write and
 sync it reads CONTROL_FILE (outside the mount): a line "ERRNO OP,OP,..." (for example
-"EIO fsync,write") makes those operations fail with that errno until the file changes; an
-empty or missing file fails nothing. The kernel hands the error to the process that made the
+"EIO fsync,write") makes those operations fail with that errno until the file changes;
+"delay=MS OP,..." makes them take MS milliseconds longer (a slow disk); an empty or missing
+file fails nothing. The kernel hands the error to the process that made the
 call, as a failing disk would.
 
 A power loss: it also remembers what a disk's cache would still hold, that is what is not yet
@@ -18,19 +19,23 @@ durable in the strict POSIX sense:
 - creations, removals and renames of directory entries since the last fsync of the directory
   that holds them (both directories, for a rename across two). What a removal or a rename
   replaced is kept through a hard link in STASH_DIR.
-When it is unmounted while CONTROL_FILE says "powerloss", it undoes all of that on
+From the moment CONTROL_FILE says "powerloss" (the power is cut) no sync makes anything
+durable, not even one that was waiting when it was cut. When it is unmounted, it undoes all of that on
 BACKING_DIR (the pages put back and the files cut to their durable sizes, then the directory
 operations undone newest first), prints what it undid as one JSON line and exits: the disk
-as the machine would find it after the power came back. Renaming a directory with files whose
+as the machine would find it after the power came back. "powerloss torn SEED": the disk had
+written part of it, chosen at random (see lose_unsynced). Renaming a directory with files whose
 data is not durable inside is not followed (the product never does). Runs in the foreground
 until the mount point is unmounted. Started by @chorus/testing's mountFaultyFs.
 """
 import errno
 import json
 import os
+import random
 import shutil
 import sys
 import threading
+import time
 
 from fusepy import FUSE, FuseOSError, Operations
 
@@ -51,17 +56,29 @@ class FaultyFs(Operations):
         # {"dirs": set of directories still to sync, "undo": [...], "stashed": [...]}.
         self.pending = []
         self.stashes = 0
+        self.power_off = False
 
     def _path(self, path):
         return os.path.normpath(os.path.join(self.root, path.lstrip("/")))
 
-    def _maybe_fail(self, op):
+    def _words(self):
         try:
             with open(self.control) as f:
-                words = f.read().split()
+                return f.read().split()
         except FileNotFoundError:
-            return
+            return []
+
+    def _power_is_off(self):
+        """Whether the power was cut ("powerloss ..."): from then on nothing becomes durable."""
+        self.power_off = self.power_off or self._words()[:1] == ["powerloss"]
+        return self.power_off
+
+    def _maybe_fail(self, op):
+        words = self._words()
         if len(words) == 2 and op in words[1].split(","):
+            if words[0].startswith("delay="):
+                time.sleep(int(words[0][len("delay="):]) / 1000)
+                return
             raise FuseOSError(getattr(errno, words[0], errno.EIO))
 
     # ---- what a power loss would lose
@@ -91,9 +108,16 @@ class FaultyFs(Operations):
     def _dir_op(self, dirs, undo, stashed=()):
         self.pending.append({"dirs": set(dirs), "undo": undo, "stashed": list(stashed)})
 
-    def lose_unsynced(self):
-        """Undoes on BACKING_DIR everything a power loss would lose; returns what it undid."""
-        files = writes = 0
+    def lose_unsynced(self, torn=None):
+        """
+        Undoes on BACKING_DIR everything a power loss would lose; returns what it undid. With
+        `torn` (a random.Random), the disk had written some of it: each changed page of what
+        was durable is lost or kept at random, a random length of what was appended reached
+        the disk (its pages each kept or zeros), and the directory operations a random
+        prefix of them reached the disk (a journal keeps their order).
+        """
+        files = writes = kept = 0
+        lost = lambda: torn is None or torn.random() < 0.5
         for ino, f in self.unsynced.items():
             try:
                 fd = os.open(self.paths[ino], os.O_RDWR)
@@ -102,15 +126,36 @@ class FaultyFs(Operations):
             try:
                 if os.fstat(fd).st_ino != ino:
                     continue
-                for page, kept in f["pages"].items():
-                    os.pwrite(fd, kept, page * PAGE)
-                os.ftruncate(fd, f["size"])
+                durable, now = f["size"], os.fstat(fd).st_size
+                size = durable
+                if torn is not None and now > durable:
+                    size = torn.randint(durable, now)
+                elif torn is not None and now < durable and torn.random() < 0.5:
+                    size = now  # the truncation reached the disk
+                for page, before in f["pages"].items():
+                    if page * PAGE >= size:
+                        continue
+                    if lost():
+                        os.pwrite(fd, before, page * PAGE)
+                    else:
+                        kept += 1
+                for page in range(durable // PAGE, (size + PAGE - 1) // PAGE):
+                    start = max(page * PAGE, durable)
+                    end = min((page + 1) * PAGE, size)
+                    if start >= end or page in f["pages"]:
+                        continue
+                    if torn.random() < 0.5:
+                        os.pwrite(fd, bytes(end - start), start)
+                    else:
+                        kept += 1
+                os.ftruncate(fd, size)
                 files += 1
                 writes += f["writes"]
             finally:
                 os.close(fd)
         undone = 0
-        for op in reversed(self.pending):
+        first_lost = 0 if torn is None else torn.randint(0, len(self.pending))
+        for op in reversed(self.pending[first_lost:]):
             applied = False
             for step in op["undo"]:
                 kind, args = step[0], step[1:]
@@ -134,7 +179,7 @@ class FaultyFs(Operations):
             undone += applied
         for name in os.listdir(self.stash):
             os.unlink(os.path.join(self.stash, name))
-        return {"files": files, "writes": writes, "directoryOps": undone}
+        return {"files": files, "writes": writes, "directoryOps": undone, "keptPages": kept}
 
     # ---- the file system
 
@@ -229,6 +274,8 @@ class FaultyFs(Operations):
 
     def fsync(self, path, datasync, fh):
         self._maybe_fail("fsync")
+        if self._power_is_off():
+            return
         with self.mutex:
             # Durable from here: a power loss during the sync may keep it all, as a disk may.
             self.unsynced.pop(os.fstat(fh).st_ino, None)
@@ -239,6 +286,8 @@ class FaultyFs(Operations):
 
     def fsyncdir(self, path, datasync, fh):
         self._maybe_fail("fsync")
+        if self._power_is_off():
+            return
         p = self._path(path)
         with self.mutex:
             still = []
@@ -276,8 +325,9 @@ if __name__ == "__main__":
     FUSE(fs, mount_point, foreground=True, nothreads=False)
     try:
         with open(control) as f:
-            power_loss = f.read().strip() == "powerloss"
+            words = f.read().split()
     except FileNotFoundError:
-        power_loss = False
-    if power_loss:
-        print(json.dumps(fs.lose_unsynced()), flush=True)
+        words = []
+    if words[:1] == ["powerloss"]:
+        torn = random.Random(int(words[2])) if words[1:2] == ["torn"] else None
+        print(json.dumps(fs.lose_unsynced(torn)), flush=True)

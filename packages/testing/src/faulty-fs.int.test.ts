@@ -58,6 +58,22 @@ describe.skipIf(skipReason !== null)(
       await fs.heal();
       expect(await readFile(file, "utf8")).toBe("abclo");
       await expect(fs.fail([])).rejects.toThrow(/at least one operation/);
+
+      // A slow disk: each sync takes 300 ms longer, until healed.
+      await fs.slow(["fsync"], 300);
+      const slow = await open(file, "r+");
+      try {
+        let started = performance.now();
+        await slow.datasync();
+        expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+        await fs.heal();
+        started = performance.now();
+        await slow.datasync();
+        expect(performance.now() - started).toBeLessThan(290);
+      } finally {
+        await slow.close();
+      }
+      await expect(fs.slow(["fsync"], -1)).rejects.toThrow(/delayMs/);
     });
 
     it("loses power: what was synced stays, what was not is gone", async () => {
@@ -125,6 +141,42 @@ describe.skipIf(skipReason !== null)(
       await rm(root, { recursive: true });
     });
 
+    it("a torn power loss keeps part of what was not durable, page by page, at random", async () => {
+      const page = 4096;
+      const file = join(fs.dir, "torn");
+      const seen = { kept: 0, lost: 0 };
+      for (let seed = 1; seed <= 4; seed++) {
+        await writeFile(file, Buffer.alloc(8 * page, "a"), { flush: true });
+        await syncDir(fs.dir);
+        const fh = await open(file, "r+");
+        await fh.write(Buffer.alloc(8 * page, "b"), 0, 8 * page, 0);
+        await fh.write(Buffer.alloc(8 * page, "c"), 0, 8 * page, 8 * page);
+        await fh.close();
+
+        const report = await fs.powerLoss({ torn: { seed } });
+        const after = await readFile(file);
+        expect(after.length).toBeGreaterThanOrEqual(8 * page);
+        expect(after.length).toBeLessThanOrEqual(16 * page);
+        let keptHere = 0;
+        for (let p = 0; p * page < after.length; p++) {
+          const bytes = new Set(after.subarray(p * page, (p + 1) * page));
+          expect(bytes.size).toBe(1);
+          const [byte] = [...bytes];
+          // Each page whole: what was durable, or what was written (zeros: appended, not kept).
+          expect(p < 8 ? [0x61, 0x62] : [0x63, 0]).toContain(byte);
+          if (byte === 0x62 || byte === 0x63) keptHere++;
+          else seen.lost++;
+        }
+        expect(report.keptPages).toBe(keptHere);
+        seen.kept += keptHere;
+      }
+      expect(seen.kept).toBeGreaterThan(0);
+      expect(seen.lost).toBeGreaterThan(0);
+      await rm(file);
+      await expect(fs.powerLoss({ torn: { seed: -1 } })).rejects.toThrow(/seed/);
+      await expect(fs.powerLoss({ tron: true } as never)).rejects.toThrow(/unknown option tron/);
+    });
+
     it("syncAll makes what is there durable", async () => {
       const dir = join(fs.dir, "copied", "deep");
       await mkdir(dir, { recursive: true });
@@ -138,18 +190,26 @@ describe.skipIf(skipReason !== null)(
       await rm(join(fs.dir, "copied"), { recursive: true });
     });
 
-    it("refuses a power loss while a process uses the file system, changing nothing", async () => {
+    it("cuts the power before stopping its users: a sync after the cut makes nothing durable", async () => {
       const file = join(fs.dir, "busy");
-      await writeFile(file, "unsynced");
-      const fh = await open(file, "r");
-      try {
-        await expect(fs.powerLoss()).rejects.toThrow(/needs every process using .* gone first/);
-        expect(await readFile(file, "utf8")).toBe("unsynced");
-      } finally {
-        await fh.close();
-      }
-      await fs.powerLoss();
-      expect(existsSync(file)).toBe(false);
+      await writeFile(file, "synced", { flush: true });
+      await syncDir(fs.dir);
+      const fh = await open(file, "r+");
+      await fh.write("SYNCED", 0);
+      // Still in use: refused, and the power stays off.
+      await expect(fs.powerLoss()).rejects.toThrow(/gone \(it is busy; the power stays off/);
+      await fh.datasync(); // too late: the power is off
+      await fh.close();
+      // stop() runs with the power off (here: nothing left to stop).
+      let stopped = false;
+      await fs.powerLoss({
+        stop: async () => {
+          stopped = true;
+        },
+      });
+      expect(stopped).toBe(true);
+      expect(await readFile(file, "utf8")).toBe("synced");
+      await rm(file);
     });
 
     it("unmounts and removes its directories, idempotently", async () => {

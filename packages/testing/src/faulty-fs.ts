@@ -35,8 +35,26 @@ export interface PowerLossReport {
   readonly files: number;
   /** The writes (and truncations) to those files that were lost. */
   readonly writes: number;
-  /** Directory entries created, removed or renamed whose directory was not synced since. */
+  /** Directory entries created, removed or renamed whose directory was not synced since, undone. */
   readonly directoryOps: number;
+  /** Torn: pages of not yet durable data the disk had written all the same (kept). */
+  readonly keptPages: number;
+}
+
+export interface PowerLossOptions {
+  /**
+   * Stops every process using the file system (for example `() => node.kill()`): called once
+   * the power is cut, so nothing they do from then on becomes durable, not even a sync that
+   * was under way. Without it they must be gone already.
+   */
+  readonly stop?: () => Promise<void>;
+  /**
+   * The disk had written part of what was not durable, chosen at random (with `seed`): each
+   * changed page kept or lost, a random length of what was appended (its pages kept or
+   * zeros), a random prefix of the directory operations. Without it everything not durable
+   * is lost.
+   */
+  readonly torn?: { readonly seed: number };
 }
 
 export interface FaultyFs {
@@ -47,17 +65,23 @@ export interface FaultyFs {
    * given), until `heal()` or another `fail`.
    */
   fail(operations: readonly DiskOperation[], errno?: DiskErrno): Promise<void>;
-  /** Operations succeed again. */
+  /**
+   * From the next operation on, every one of `operations` takes `delayMs` longer (a slow
+   * disk), until `heal()` or a `fail`.
+   */
+  slow(operations: readonly DiskOperation[], delayMs: number): Promise<void>;
+  /** Operations succeed again, at full speed. */
   heal(): Promise<void>;
   /**
    * The machine loses power: everything not yet durable in the strict POSIX sense is lost,
    * that is file data written since the file's last fsync/fdatasync, and directory entries
-   * created, removed or renamed since their directory's last fsync. Every process using the
-   * file system must be gone first (kill the server: it dies with the machine); otherwise this
-   * throws, changing nothing. The file system comes back at the same mount point, healed, as
-   * the disk would be found when the power comes back.
+   * created, removed or renamed since their directory's last fsync. The power is cut first,
+   * then `stop` stops the processes using the file system (they die with the machine); they
+   * must all be gone then, or this throws (and the power stays off: stop them and call it
+   * again). The file system comes back at the same mount point, healed, as the disk would be
+   * found when the power comes back.
    */
-  powerLoss(): Promise<PowerLossReport>;
+  powerLoss(options?: PowerLossOptions): Promise<PowerLossReport>;
   /**
    * Syncs every file and directory on the mount, so what is there now survives a power loss
    * (for data a test put there itself, by a copy that does not sync).
@@ -109,7 +133,8 @@ async function launch(
     stderr = (stderr + chunk).slice(-2_000);
   });
   const done = new Promise<string>((resolve) =>
-    child.once("exit", () => {
+    // "close": once its output is read to the end too ("exit" may come before).
+    child.once("close", () => {
       exited = true;
       resolve(stdout);
     }),
@@ -182,20 +207,35 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
       if (operations.length === 0) throw new TypeError("fail() needs at least one operation");
       await setControl(`${errno} ${operations.join(",")}\n`);
     },
+    slow: async (operations, delayMs) => {
+      if (operations.length === 0) throw new TypeError("slow() needs at least one operation");
+      if (!Number.isSafeInteger(delayMs) || delayMs < 0)
+        throw new TypeError(`slow(): delayMs must be an integer >= 0, not ${delayMs}`);
+      await setControl(`delay=${delayMs} ${operations.join(",")}\n`);
+    },
     heal: () => setControl(""),
-    powerLoss() {
+    powerLoss(options = {}) {
       if (done !== undefined) return Promise.reject(new Error("the file system is unmounted"));
+      const unknown = Object.keys(options).filter((k) => k !== "torn" && k !== "stop");
+      if (unknown.length > 0) {
+        return Promise.reject(new TypeError(`powerLoss: unknown option ${unknown.join(", ")}`));
+      }
+      const seed = options.torn?.seed;
+      if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) {
+        return Promise.reject(new TypeError(`powerLoss: torn.seed must be an integer >= 0`));
+      }
       losing ??= (async () => {
         const was = current!;
-        await setControl("powerloss\n");
+        await setControl(`powerloss${seed === undefined ? "" : ` torn ${seed}`}\n`);
+        await options.stop?.();
         try {
           await run("umount", [dir]);
         } catch (err) {
-          await setControl("");
           const busy = /busy/i.test((err as { stderr?: string }).stderr ?? "");
           throw new Error(
             busy
-              ? `a power loss needs every process using ${dir} gone first (it is busy)`
+              ? `a power loss needs every process using ${dir} gone (it is busy; the power ` +
+                  `stays off: stop them and call powerLoss again)`
               : `unmounting ${dir} failed: ${(err as Error).message}`,
           );
         }

@@ -62,6 +62,7 @@ export {
   type DiskErrno,
   type DiskOperation,
   type FaultyFs,
+  type PowerLossOptions,
   type PowerLossReport,
 } from "./faulty-fs.js";
 export {

@@ -345,11 +345,15 @@ export function createNemesis(options: NemesisOptions): Nemesis {
           if (faulty === undefined || !cluster.nodes[faulty.node]?.running) break;
           paused.delete(faulty.node);
           killed.add(faulty.node);
-          await cluster.kill(faulty.node);
-          const lost = await faulty.fs.powerLoss();
+          // Torn: the disk had written part of what was not durable (from the schedule's time).
+          const lost = await faulty.fs.powerLoss({
+            stop: () => cluster.kill(faulty.node),
+            torn: { seed: Math.floor(f.atMs) },
+          });
           record.note = [
             record.note,
-            `lost ${lost.writes} writes to ${lost.files} files, ${lost.directoryOps} directory ops`,
+            `lost ${lost.writes} writes to ${lost.files} files (${lost.keptPages} pages kept), ` +
+              `${lost.directoryOps} directory ops`,
           ]
             .filter((s) => s !== "")
             .join(", ");

@@ -31,8 +31,11 @@ export interface Writers {
   stop(): Promise<void>;
 }
 
-/** `count` writers appending one event at a time to their own stream `writer-N`, until stopped. */
-export function startWriters(cluster: WriteTarget, count: number): Writers {
+/**
+ * `count` writers appending one event at a time to their own stream `writer-N`, until stopped;
+ * each event's data padded with `padBytes` bytes.
+ */
+export function startWriters(cluster: WriteTarget, count: number, padBytes = 0): Writers {
   const acknowledged = new Map<string, number>();
   const unknown = new Set<string>();
   const clients: ChorusClient[] = [];
@@ -41,7 +44,10 @@ export function startWriters(cluster: WriteTarget, count: number): Writers {
     const client = new ChorusClient(`${cluster.connectionString}${CLIENT_OPTIONS}`);
     clients.push(client);
     while (!stopping) {
-      const event = jsonEvent({ type: "W", data: { w } });
+      const event = jsonEvent({
+        type: "W",
+        data: padBytes > 0 ? { w, pad: "p".repeat(padBytes) } : { w },
+      });
       try {
         await client.appendToStream(`writer-${w}`, event);
         acknowledged.set(event.id, w);

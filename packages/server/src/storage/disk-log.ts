@@ -204,6 +204,10 @@ export class DiskLog implements Log {
     );
   }
 
+  fileOffset(position: number): number {
+    return position - Math.floor(position / this.segmentBytes) * this.segmentBytes;
+  }
+
   describePosition(position: number): string {
     const index = Math.floor(position / this.segmentBytes);
     return `${segmentName(index)} at offset ${position - index * this.segmentBytes} in ${this.dir}`;

@@ -46,6 +46,8 @@ export interface Log {
   syncFrom(position: number): Promise<void>;
   /** Where `position` is, for error messages: e.g. "chunk-000001.log at offset 12 in /data". */
   describePosition(position: number): string;
+  /** The byte offset of `position` in its file, where a disk's sectors fall (in memory: itself). */
+  fileOffset(position: number): number;
   /** Bytes the medium can still take (free space of the file system; Infinity in memory). */
   availableBytes(): Promise<number>;
   close(): Promise<void>;

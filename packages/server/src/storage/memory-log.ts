@@ -78,6 +78,10 @@ export class MemoryLog implements Log {
 
   async syncFrom(_position: number): Promise<void> {}
 
+  fileOffset(position: number): number {
+    return position;
+  }
+
   describePosition(position: number): string {
     return `log position ${position} (in memory)`;
   }

@@ -189,6 +189,119 @@ describe("recovery on segment files", () => {
       expect(b.endPosition).toBe(last);
     });
 
+    /** Zeros `bytes` at log position `at` (a sector a power loss kept the disk from writing). */
+    async function zeroAt(at: number, bytes: number): Promise<void> {
+      for (let pos = at; pos < at + bytes;) {
+        const index = Math.floor(pos / SEGMENT_BYTES);
+        const file = join(dir, segment(index));
+        const data = await readFile(file);
+        const from = pos - index * SEGMENT_BYTES;
+        const to = Math.min(data.length, from + (at + bytes - pos));
+        data.fill(0, from, to);
+        await writeFile(file, data);
+        pos += to - from;
+      }
+    }
+
+    /** The first position >= `from` at a multiple of 512 in its segment file. */
+    const sectorAfter = (from: number): number => {
+      const offset = from % SEGMENT_BYTES;
+      const aligned = from + ((512 - (offset % 512)) % 512);
+      return aligned % SEGMENT_BYTES > SEGMENT_BYTES - 512 ? sectorAfter(aligned + 512) : aligned;
+    };
+
+    it("cuts a torn last write: damage holding a sector never written (zeros), valid records after it", async () => {
+      const a = await openStore();
+      // Records of ~1.5 KB: each holds a whole 512-byte sector.
+      const positions = await writeBatches(a, "w", 12, 1500);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      // A power loss during the last write: a sector of record 6 never reached the disk (the
+      // preallocated zeros are still there); the disk wrote the sectors after it.
+      const torn = positions[6] as number;
+      const sector = sectorAfter(torn + 20);
+      expect(sector + 512).toBeLessThan(positions[7] as number);
+      await zeroAt(sector, 512);
+
+      const logger = recordingLogger();
+      const b = await openStore({ logger });
+      expect(logger.warnings).toEqual([
+        expect.stringMatching(
+          /^truncating a torn tail of the log: valid records follow the damage, but a sector of it the disk never wrote/,
+        ),
+      ]);
+      expect(await revisions(b, "w")).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(b.endPosition).toBe(torn);
+    });
+
+    it("cuts a torn last write that begins mid-sector: zeros from the record to the sector's end", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "m", 12, 1500);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      // The sector the last write began in kept what it held before (the end of the log,
+      // then zeros); the disk wrote the sectors after it.
+      const torn = [6, 7, 8]
+        .map((i) => positions[i] as number)
+        .find((p) => p % 512 !== 0 && 512 - (p % 512) >= 4) as number;
+      await zeroAt(torn, 512 - (torn % 512));
+
+      const logger = recordingLogger();
+      const b = await openStore({ logger });
+      expect(logger.warnings).toEqual([
+        expect.stringMatching(/a sector of it the disk never wrote/),
+      ]);
+      expect(b.endPosition).toBe(torn);
+    });
+
+    it("refuses zeros from a record's start that stop short of its sector's end", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "n", 12, 1500);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      const damaged = [6, 7, 8]
+        .map((i) => positions[i] as number)
+        .find((p) => 512 - (p % 512) >= 16) as number;
+      await zeroAt(damaged, 8);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain(`position ${damaged}`);
+    });
+
+    it("refuses the same damage when it holds no whole sector of zeros (a flipped bit)", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "f", 12, 1500);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      await flipBit((positions[6] as number) + 700);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain(`valid record follows it at position ${positions[7]}`);
+    });
+
+    it("refuses a never-written sector when later damage holds none (not one torn write)", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "l", 12, 1500);
+      await a.abort();
+      await setCheckpoint(positions[3] as number);
+      await zeroAt(sectorAfter((positions[6] as number) + 20), 512);
+      await flipBit((positions[9] as number) + 700);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain(`position ${positions[6]}`);
+    });
+
+    it("refuses a never-written sector before the checkpoint: that data was synced", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "k", 12, 1500);
+      await a.abort();
+      await setCheckpoint(positions[9] as number);
+      await zeroAt(sectorAfter((positions[6] as number) + 20), 512);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain("before the checkpoint");
+    });
+
     it("refuses a damaged record before the checkpoint with a clear, actionable error", async () => {
       const a = await openStore();
       const positions = await writeBatches(a, "c", 12);

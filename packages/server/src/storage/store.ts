@@ -99,6 +99,8 @@ const READ_BLOCK_BYTES = 256 * 1024;
 const RECOVERY_BLOCK_BYTES = 8 * 1024 * 1024;
 /** Compared against, a piece at a time, to find the zeros past the end of a log. */
 const ZERO_BLOCK = Buffer.alloc(64 * 1024);
+/** The smallest unit a disk writes whole: what a power loss tears the last write into. */
+const SECTOR_BYTES = 512;
 const RECORD_PROBE_BYTES = 4096;
 /** Batch ends remembered for cheap boundary checks (older ones are checked on the log). */
 const RECENT_BOUNDARIES = 65_536;
@@ -609,7 +611,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
         );
       }
       const valid = problem === "incomplete_batch" ? null : await this.findValidRecord(problemAt);
-      if (valid !== null) {
+      const torn = valid === null ? null : await this.tornWriteFrom(problemAt);
+      if (valid !== null && torn === null) {
         throw new StoreError(
           "CORRUPTED",
           `${where} is damaged (${problem}), but a valid record follows it at position ` +
@@ -619,8 +622,18 @@ export class LogStore implements StreamStore, ReplicatedLog {
         );
       }
       this.logger.warn(
-        { position: batchStart, problem, problemAt, droppedBytes: end - batchStart },
-        "truncating a torn tail of the log",
+        {
+          position: batchStart,
+          problem,
+          problemAt,
+          droppedBytes: end - batchStart,
+          ...(torn !== null && { validRecordAfter: valid, neverWrittenSectorAt: torn }),
+        },
+        torn === null
+          ? "truncating a torn tail of the log"
+          : "truncating a torn tail of the log: valid records follow the damage, but a sector " +
+              "of it the disk never wrote (still zeros) shows that its sync never completed, " +
+              "so nothing from there on was acknowledged",
       );
       await this.log.truncate(batchStart);
       this.recentEnds.splice(lastAtOrBelow(this.recentEnds, batchStart) + 1);
@@ -658,6 +671,88 @@ export class LogStore implements StreamStore, ReplicatedLog {
       pos += buf.length;
     }
     return true;
+  }
+
+  /**
+   * Whether the damage at `from`, which valid records follow, is the trace of a power loss
+   * during the last write rather than corruption; the first never-written sector if so, null
+   * if not. The write loop writes a group and syncs it before it writes the next, and
+   * acknowledges nothing before that sync, so a power loss can leave only the last group
+   * partly written: the disk wrote some of its sectors and not others (in any order), and the
+   * others still hold what was there before, the zeros of preallocated space (bytes past the
+   * log's end are always zeros: `truncate` cuts the file). A sector that a completed sync
+   * covered is on disk. So when every damaged stretch from `from` to the end of the log shows
+   * a sector never written (`zeroSectorIn`), with only valid records between them (and, after
+   * the last of them, zeros or a torn tail), none of it was ever synced, and nothing from
+   * `from` on was acknowledged.
+   * A flipped bit, or damage anywhere else, does not fit: null. (A disk that loses a sector
+   * it had reported synced looks the same: that disk lies about fsync, which no log can
+   * detect; the check is the one etcd's WAL makes for a torn entry.)
+   */
+  private async tornWriteFrom(from: number): Promise<number | null> {
+    const end = this.log.end;
+    let first: number | null = null;
+    for (let damaged = from; ;) {
+      // Damage with no valid record after it ends the log, as a torn tail does.
+      const valid = await this.findValidRecord(damaged);
+      if (valid === null) return first;
+      const zero = await this.zeroSectorIn(damaged, valid);
+      if (zero === null) return null;
+      first ??= zero;
+      // Past the valid records that follow, to the next damage or the end.
+      let pos = valid;
+      for (;;) {
+        if (pos >= end) return first;
+        const head = await this.log.read(pos, 4);
+        const length = head.length === 4 ? head.readUInt32LE(0) : 0;
+        if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES || pos + length > end) break;
+        if (!checkRecord(await this.log.read(pos, length), 0).ok) break;
+        pos += length;
+      }
+      if (await this.zerosFrom(pos)) return first;
+      damaged = pos;
+    }
+  }
+
+  /**
+   * Where [from, to), a damaged stretch of the log, shows a sector the disk never wrote, or
+   * null. Sectors are 512 bytes at multiples of 512 in their file (a segment's end may not be
+   * one). A sector wholly within the stretch that is all zeros is one. So is the sector the
+   * stretch starts in, when the bytes from `from` to its end are zeros (4 at least: the
+   * damaged record's length): before the write reached it, that sector held the end of the
+   * log (valid records, up to `from`) and then preallocated zeros, and a written one would
+   * hold the record's header there.
+   */
+  private async zeroSectorIn(from: number, to: number): Promise<number | null> {
+    const buf = await this.log.read(from, to - from);
+    const zeros = (start: number, end: number): boolean =>
+      buf.subarray(start - from, end - from).equals(ZERO_BLOCK.subarray(0, end - start));
+    const into = this.log.fileOffset(from) % SECTOR_BYTES;
+    const firstEnd = from + SECTOR_BYTES - into;
+    if (
+      into !== 0 &&
+      firstEnd - from >= 4 &&
+      firstEnd <= to &&
+      this.log.fileOffset(firstEnd - 1) === this.log.fileOffset(from) + (firstEnd - 1 - from) &&
+      zeros(from, firstEnd)
+    )
+      return from;
+    let pos = into === 0 ? from : firstEnd;
+    while (pos + SECTOR_BYTES <= to) {
+      const offset = this.log.fileOffset(pos);
+      if (offset % SECTOR_BYTES !== 0) {
+        pos += SECTOR_BYTES - (offset % SECTOR_BYTES); // realigned in the next file
+        continue;
+      }
+      if (this.log.fileOffset(pos + SECTOR_BYTES - 1) === offset + SECTOR_BYTES - 1) {
+        if (zeros(pos, pos + SECTOR_BYTES)) return pos;
+        pos += SECTOR_BYTES;
+      } else {
+        // The file ends within these 512 bytes: on to the start of the next.
+        pos += SECTOR_BYTES - 1 - this.log.fileOffset(pos + SECTOR_BYTES - 1);
+      }
+    }
+    return null;
   }
 
   /**
