@@ -125,6 +125,24 @@ describe("disk store durability and recovery", () => {
     ).toBe(23);
   });
 
+  it("rebuilds an index whose first page is damaged (lmdb itself would crash the process)", async () => {
+    const a = await openStore();
+    for (let i = 0; i < 30; i++)
+      okResult(await a.append(`s${i % 3}`, { kind: "any" }, [newEvent({ i })]));
+    await a.close();
+    // A power loss while the index file was being created: its first page reads as zeros.
+    const file = join(dir, "index.mdb");
+    const bytes = await readFile(file);
+    bytes.fill(0, 0, 4096);
+    await writeFile(file, bytes);
+
+    const logger = recordingLogger();
+    const b = await openStore({ logger });
+    expect(logger.warnings).toContain("the index is emptied and rebuilt from the log");
+    expect(b.stats().events).toBe(30);
+    expect(await streamRevisions(b, "s1")).toEqual(Array.from({ length: 10 }, (_, i) => i));
+  });
+
   it("truncates a record torn mid-write after the checkpoint", async () => {
     const a = await openStore();
     okResult(await a.append("t", { kind: "any" }, events(3)));

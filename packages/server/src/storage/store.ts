@@ -696,7 +696,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       // Damage with no valid record after it ends the log, as a torn tail does.
       const valid = await this.findValidRecord(damaged);
       if (valid === null) return first;
-      const zero = await this.zeroSectorIn(damaged, valid);
+      const zero = await this.zeroSectorIn(damaged, valid, damaged === from);
       if (zero === null) return null;
       first ??= zero;
       // Past the valid records that follow, to the next damage or the end.
@@ -717,19 +717,26 @@ export class LogStore implements StreamStore, ReplicatedLog {
   /**
    * Where [from, to), a damaged stretch of the log, shows a sector the disk never wrote, or
    * null. Sectors are 512 bytes at multiples of 512 in their file (a segment's end may not be
-   * one). A sector wholly within the stretch that is all zeros is one. So is the sector the
-   * stretch starts in, when the bytes from `from` to its end are zeros (4 at least: the
-   * damaged record's length): before the write reached it, that sector held the end of the
-   * log (valid records, up to `from`) and then preallocated zeros, and a written one would
-   * hold the record's header there.
+   * one). A sector wholly within the stretch that is all zeros is one. With `startsWrite` (the
+   * stretch may start where the last write did), so is the sector the stretch starts in, when
+   * the bytes from `from` to its end are zeros (4 at least: the damaged record's length):
+   * before the write reached it, that sector held the end of the log (valid records, up to
+   * `from`) and then preallocated zeros, and a written one would hold the record's header
+   * there. (A later stretch starts after valid records of the same write: its first sector
+   * was written.)
    */
-  private async zeroSectorIn(from: number, to: number): Promise<number | null> {
+  private async zeroSectorIn(
+    from: number,
+    to: number,
+    startsWrite: boolean,
+  ): Promise<number | null> {
     const buf = await this.log.read(from, to - from);
     const zeros = (start: number, end: number): boolean =>
       buf.subarray(start - from, end - from).equals(ZERO_BLOCK.subarray(0, end - start));
     const into = this.log.fileOffset(from) % SECTOR_BYTES;
     const firstEnd = from + SECTOR_BYTES - into;
     if (
+      startsWrite &&
       into !== 0 &&
       firstEnd - from >= 4 &&
       firstEnd <= to &&

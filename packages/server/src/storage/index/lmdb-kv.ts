@@ -12,7 +12,7 @@
  * loses at most the last batches, never leaves half of one. A write's event ids go to a new
  * run file, written and synced first; the transaction lists it with the rest of the batch.
  */
-import { rm } from "node:fs/promises";
+import { open as openFile, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { Worker } from "node:worker_threads";
@@ -119,6 +119,34 @@ parentPort.on("message", (m) => {
  * Where the address space is limited (ulimit -v), the index opens without it.
  */
 const MAP_BYTES = 64 * 1024 ** 3;
+/** LMDB's magic number, at byte 24 of the first meta page (page 0) as lmdb 3 writes it. */
+const LMDB_MAGIC = 0xbeefc0de;
+const LMDB_MAGIC_AT = 24;
+
+/**
+ * Why the file at `path` cannot be an LMDB environment, or null when it may be one (or is
+ * missing or empty: LMDB creates it). lmdb crashes the process (SIGSEGV) on a file whose
+ * first meta page is damaged, rather than reporting it: garbage, or the zeros a power loss
+ * leaves when it cut the file's creation short. So that page is looked at first.
+ */
+async function headerDamage(path: string): Promise<string | null> {
+  let file;
+  try {
+    file = await openFile(path, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+  try {
+    if ((await file.stat()).size === 0) return null;
+    const head = Buffer.alloc(LMDB_MAGIC_AT + 4);
+    const { bytesRead } = await file.read(head, 0, head.length, 0);
+    if (bytesRead === head.length && head.readUInt32LE(LMDB_MAGIC_AT) === LMDB_MAGIC) return null;
+    return `${path} has no LMDB header (its first page is damaged)`;
+  } finally {
+    await file.close();
+  }
+}
 
 /** Entries packed per turn of the event loop (about 0.2 ms of work). */
 const PACK_SLICE = 2048;
@@ -192,6 +220,13 @@ export class LmdbKv implements Kv {
   async open(): Promise<void> {
     if (this.env !== null) return;
     for (const f of this.options.obsolete ?? []) await rm(f, { force: true });
+    const damage = await headerDamage(this.path);
+    if (damage !== null) {
+      // Derived data: emptied, the store rebuilds it from the log.
+      this.options.onDiscard?.(damage);
+      await rm(this.path, { force: true });
+      await rm(`${this.path}-lock`, { force: true });
+    }
     let env: RootDatabase<Buffer, Buffer>;
     let map: { mapSize?: number } = { mapSize: MAP_BYTES };
     const openEnv = () =>
