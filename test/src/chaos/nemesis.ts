@@ -403,6 +403,27 @@ export function createNemesis(options: NemesisOptions): Nemesis {
           }
           break;
         }
+        case "proxy-slow": {
+          // Every link to and from `node` is slow (a far region, a congested network), in
+          // both directions, with jitter; order is kept.
+          const links = [];
+          for (let o = 0; o < n; o++) {
+            if (o !== node) links.push(cluster.link(node, o), cluster.link(o, node));
+          }
+          for (const link of links) {
+            for (const p of [link.tcp, link.http])
+              p.latency({ delayMs: f.delayMs, jitterMs: f.delayMs / 2 });
+          }
+          record.note = [record.note, `${f.delayMs} ms +50% jitter`]
+            .filter((s) => s !== "")
+            .join(", ");
+          try {
+            await hold(f.durationMs, signal);
+          } finally {
+            cluster.heal();
+          }
+          break;
+        }
         case "proxy-reset": {
           for (let o = 0; o < n; o++) {
             if (o === node) continue;

@@ -53,6 +53,7 @@ export const NETWORK_FAULTS = [
   "proxy-blackhole",
   "proxy-one-way",
   "proxy-reset",
+  "proxy-slow",
   "kernel-partition",
   "kernel-isolate",
   "kernel-one-way",
@@ -102,6 +103,8 @@ export interface PlannedFault {
   readonly clients: boolean;
   /** disk-eio: the node's writes fail as well as its syncs. */
   readonly writesToo: boolean;
+  /** proxy-slow: each chunk on the node's links is delayed this long (plus up to half again). */
+  readonly delayMs: number;
 }
 
 export interface ScheduleOptions {
@@ -120,6 +123,8 @@ export interface ScheduleOptions {
 /** Ranges, in ms. */
 export const LANE_GAP_MS = { min: 500, max: 4_000 } as const;
 export const NETWORK_FAULT_MS = { min: 500, max: 5_000 } as const;
+/** proxy-slow: one-way delay on a node's links, from a far region to past the election timeout. */
+export const SLOW_LINK_MS = { min: 20, max: 800 } as const;
 export const KILL_DOWN_MS = { min: 0, max: 3_000 } as const;
 export const DISK_FULL_MS = { min: 1_000, max: 5_000 } as const;
 /** A disk stall: each log sync started during it takes this long (past 4t: a leader hands over). */
@@ -172,7 +177,8 @@ function planLane(
     const mode = random() < 0.25 ? ("reject" as const) : ("drop" as const);
     const clients = random() < 0.3;
     const writesToo = random() < 0.5;
-    out.push({ lane, kind, atMs, durationMs, node, peer, mode, clients, writesToo });
+    const delayMs = randomInt(random, SLOW_LINK_MS.min, SLOW_LINK_MS.max);
+    out.push({ lane, kind, atMs, durationMs, node, peer, mode, clients, writesToo, delayMs });
     atMs += durationMs + randomInt(random, LANE_GAP_MS.min, LANE_GAP_MS.max);
   }
   return out;
@@ -212,6 +218,7 @@ export function describePlanned(f: PlannedFault): string {
   const extra =
     (f.kind.startsWith("kernel-") ? ` ${f.mode}` : "") +
     (f.kind === "kernel-isolate" && f.clients ? " +clients" : "") +
-    (f.kind === "disk-eio" && f.writesToo ? " +writes" : "");
+    (f.kind === "disk-eio" && f.writesToo ? " +writes" : "") +
+    (f.kind === "proxy-slow" ? ` ${f.delayMs}ms` : "");
   return `+${(f.atMs / 1_000).toFixed(1)}s ${f.kind} ${target}${extra} for ${(f.durationMs / 1_000).toFixed(1)}s`;
 }
