@@ -7,26 +7,26 @@ Every file operation under MOUNT_POINT is done on BACKING_DIR. Before each read,
 sync it reads CONTROL_FILE (outside the mount): a line "ERRNO OP,OP,..." (for example
 "EIO fsync,write") makes those operations fail with that errno until the file changes;
 "delay=MS OP,..." makes them take MS milliseconds longer (a slow disk); an empty or missing
-file fails nothing. The kernel hands the error to the process that made the
-call, as a failing disk would.
+file fails nothing. The kernel hands the error to the process that made the call, as a
+failing disk would.
 
 A power loss: it also remembers what a disk's cache would still hold, that is what is not yet
 durable in the strict POSIX sense:
 - file data written since the file's last fsync or fdatasync (after a write through a
   descriptor opened with O_SYNC or O_DSYNC, the kernel syncs the file: all of its data, as it
-  cannot tell a FUSE file system which range). Before a write or truncation
-  first changes a page of what was durable, the page is kept aside; the durable size is kept;
+  cannot tell a FUSE file system which range). Before a write or truncation first changes a
+  page of what was durable, the page is kept aside; the durable size is kept;
 - creations, removals and renames of directory entries since the last fsync of the directory
   that holds them (both directories, for a rename across two). What a removal or a rename
   replaced is kept through a hard link in STASH_DIR.
 From the moment CONTROL_FILE says "powerloss" (the power is cut) no sync makes anything
-durable, not even one that was waiting when it was cut. When it is unmounted, it undoes all of that on
-BACKING_DIR (the pages put back and the files cut to their durable sizes, then the directory
-operations undone newest first), prints what it undid as one JSON line and exits: the disk
-as the machine would find it after the power came back. "powerloss torn SEED": the disk had
-written part of it, chosen at random (see lose_unsynced). Renaming a directory with files whose
-data is not durable inside is not followed (the product never does). Runs in the foreground
-until the mount point is unmounted. Started by @chorus/testing's mountFaultyFs.
+durable, not even one that was waiting when it was cut. When it is unmounted, it undoes all
+of that on BACKING_DIR (the pages put back and the files cut to their durable sizes, then the
+directory operations undone newest first), prints what it undid as one JSON line and exits:
+the disk as the machine would find it after the power came back. "powerloss torn SEED": the
+disk had written part of it, chosen at random (see lose_unsynced). Renaming a directory with
+files whose data is not durable inside is not followed (the product never does). Runs in the
+foreground until the mount point is unmounted. Started by @chorus/testing's mountFaultyFs.
 """
 import errno
 import json
@@ -113,8 +113,8 @@ class FaultyFs(Operations):
         Undoes on BACKING_DIR everything a power loss would lose; returns what it undid. With
         `torn` (a random.Random), the disk had written some of it: each changed page of what
         was durable is lost or kept at random, a random length of what was appended reached
-        the disk (its pages each kept or zeros), and the directory operations a random
-        prefix of them reached the disk (a journal keeps their order).
+        the disk (its pages each kept or zeros), and of the directory operations a random
+        prefix reached the disk (a journal keeps their order).
         """
         files = writes = kept = 0
         lost = lambda: torn is None or torn.random() < 0.5

@@ -730,9 +730,18 @@ export class LogStore implements StreamStore, ReplicatedLog {
     to: number,
     startsWrite: boolean,
   ): Promise<number | null> {
-    const buf = await this.log.read(from, to - from);
-    const zeros = (start: number, end: number): boolean =>
-      buf.subarray(start - from, end - from).equals(ZERO_BLOCK.subarray(0, end - start));
+    // Read a block at a time (the stretch may be long), as the sectors are looked at in order.
+    let blockAt = from;
+    let block: Buffer = Buffer.alloc(0);
+    const zeros = async (start: number, end: number): Promise<boolean> => {
+      if (end > blockAt + block.length) {
+        blockAt = start;
+        block = await this.log.read(start, Math.min(RECOVERY_BLOCK_BYTES, to - start));
+      }
+      return block
+        .subarray(start - blockAt, end - blockAt)
+        .equals(ZERO_BLOCK.subarray(0, end - start));
+    };
     const into = this.log.fileOffset(from) % SECTOR_BYTES;
     const firstEnd = from + SECTOR_BYTES - into;
     if (
@@ -741,7 +750,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       firstEnd - from >= 4 &&
       firstEnd <= to &&
       this.log.fileOffset(firstEnd - 1) === this.log.fileOffset(from) + (firstEnd - 1 - from) &&
-      zeros(from, firstEnd)
+      (await zeros(from, firstEnd))
     )
       return from;
     let pos = into === 0 ? from : firstEnd;
@@ -752,7 +761,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
         continue;
       }
       if (this.log.fileOffset(pos + SECTOR_BYTES - 1) === offset + SECTOR_BYTES - 1) {
-        if (zeros(pos, pos + SECTOR_BYTES)) return pos;
+        if (await zeros(pos, pos + SECTOR_BYTES)) return pos;
         pos += SECTOR_BYTES;
       } else {
         // The file ends within these 512 bytes: on to the start of the next.
