@@ -21,41 +21,21 @@
 import { ChorusClient, jsonEvent, ServerError } from "@chorus/client";
 import {
   getJson,
-  mountFaultyFs,
   startCluster,
   startNode,
   waitFor,
-  type FaultyFs,
   type TestCluster,
   type TestNode,
 } from "@chorus/testing";
-import { mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { metricSample } from "../server/helpers.js";
-import { idsOn } from "./helpers.js";
+import { faultyDataDirs, faultyFsPerNode, idsOn } from "./helpers.js";
 import { checkWrites, startWriters, writesContinue, type Writers } from "./write-checker.js";
 
-const mounts: FaultyFs[] = [];
-let skipReason: string | null = null;
-for (let i = 0; i < 3 && skipReason === null; i++) {
-  const m = await mountFaultyFs();
-  if (typeof m === "string") skipReason = m;
-  else mounts.push(m);
-}
+const { mounts, skipReason } = await faultyFsPerNode(3);
 
 /** An empty data directory on each mount, its faults healed (whatever a retry left there). */
-async function freshDataDirs(): Promise<string[]> {
-  return Promise.all(
-    mounts.map(async (m) => {
-      await m.heal();
-      const dir = join(m.dir, "db");
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
-      return dir;
-    }),
-  );
-}
+const freshDataDirs = (): Promise<string[]> => faultyDataDirs(mounts, true);
 
 /** The node's `chorus_restart_needed` gauge. */
 async function restartNeededMetric(node: TestNode): Promise<number | undefined> {

@@ -1,4 +1,11 @@
-import { getJson, mountTmpfs, type TestNode, type Tmpfs } from "@chorus/testing";
+import {
+  getJson,
+  mountFaultyFs,
+  mountTmpfs,
+  type FaultyFs,
+  type TestNode,
+  type Tmpfs,
+} from "@chorus/testing";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -97,6 +104,45 @@ export async function emptyDataDirs(mounts: readonly Tmpfs[]): Promise<string[]>
       await rm(d, { recursive: true, force: true });
       await mkdir(d, { recursive: true });
       return d;
+    }),
+  );
+}
+
+/**
+ * `count` faulty file systems (@chorus/testing's mountFaultyFs), one per node; or why they
+ * cannot be had (root, /dev/fuse and python3-fusepy are needed), with any mounted so far
+ * unmounted.
+ */
+export async function faultyFsPerNode(
+  count: number,
+): Promise<{ mounts: FaultyFs[]; skipReason: string | null }> {
+  const mounts: FaultyFs[] = [];
+  for (let i = 0; i < count; i++) {
+    const m = await mountFaultyFs();
+    if (typeof m === "string") {
+      for (const done of mounts) await done.unmount();
+      return { mounts: [], skipReason: m };
+    }
+    mounts.push(m);
+  }
+  return { mounts, skipReason: null };
+}
+
+/**
+ * A data directory `db` on each faulty mount, its faults healed and whatever an earlier test
+ * left there removed; created when `create`, else left for the node to create.
+ */
+export async function faultyDataDirs(
+  mounts: readonly FaultyFs[],
+  create: boolean,
+): Promise<string[]> {
+  return Promise.all(
+    mounts.map(async (m) => {
+      await m.heal();
+      const dir = join(m.dir, "db");
+      await rm(dir, { recursive: true, force: true });
+      if (create) await mkdir(dir, { recursive: true });
+      return dir;
     }),
   );
 }

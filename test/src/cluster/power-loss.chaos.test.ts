@@ -21,18 +21,15 @@
  * /dev/fuse and python3-fusepy are needed).
  */
 import {
-  mountFaultyFs,
   startCluster,
   startNode,
   waitFor,
-  type FaultyFs,
   type PowerLossReport,
   type TestCluster,
   type TestNode,
 } from "@chorus/testing";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { faultyDataDirs, faultyFsPerNode } from "./helpers.js";
 import {
   checkWrites,
   startWriters,
@@ -54,25 +51,10 @@ function single(node: TestNode): Nodes {
   };
 }
 
-const mounts: FaultyFs[] = [];
-let skipReason: string | null = null;
-for (let i = 0; i < 3 && skipReason === null; i++) {
-  const m = await mountFaultyFs();
-  if (typeof m === "string") skipReason = m;
-  else mounts.push(m);
-}
+const { mounts, skipReason } = await faultyFsPerNode(3);
 
 /** A data directory on each of the first `n` mounts, not yet there: the node creates it. */
-async function freshDataDirs(n: number): Promise<string[]> {
-  return Promise.all(
-    mounts.slice(0, n).map(async (m) => {
-      await m.heal();
-      const dir = join(m.dir, "db");
-      await rm(dir, { recursive: true, force: true });
-      return dir;
-    }),
-  );
-}
+const freshDataDirs = (n: number): Promise<string[]> => faultyDataDirs(mounts.slice(0, n), false);
 
 /**
  * Nodes `indexes` lose power together: their disks' power is cut, the nodes die, and the
