@@ -162,7 +162,10 @@ export class DiskLog implements Log {
    * only by empty ones is the trace of a power loss while the log moved to a new segment,
    * before its fsync: those empty segments are dropped and the short one is the last (its
    * torn tail is then cut by recovery as usual). A short segment followed by one holding
-   * bytes means bytes in the middle of the log are missing: refused.
+   * bytes means bytes in the middle of the log are missing: refused, when they lie before
+   * the checkpoint (durable data is missing, or nothing says it is not); after it they are
+   * what a power loss leaves of a write that crossed into the next segment, and the segment
+   * is filled up with zeros for the store's recovery to judge (store.ts, `tornWriteFrom`).
    */
   private async dropTornSegments(sizes: number[]): Promise<void> {
     for (let i = 0; i < sizes.length; i++) {
@@ -176,9 +179,33 @@ export class DiskLog implements Log {
         );
       }
     }
-    const short = sizes.findIndex((size, i) => i < sizes.length - 1 && size < this.segmentBytes);
+    let short = sizes.findIndex((size, i) => i < sizes.length - 1 && size < this.segmentBytes);
     if (short < 0) return;
-    const holding = sizes.findIndex((size, i) => i > short && size > 0);
+    let holding = sizes.findIndex((size, i) => i > short && size > 0);
+    const saved = holding >= 0 ? await this.readCheckpoint() : undefined;
+    const known = Math.max(saved?.durable ?? Number.POSITIVE_INFINITY, saved?.commit ?? 0);
+    while (holding >= 0 && short * this.segmentBytes + (sizes[short] as number) >= known) {
+      // Past the last position known durable: a power loss may have cut short the part of
+      // the last write in this segment (its new size never reached the disk) and kept the
+      // part in the next. The missing bytes were never written: read as zeros, they are
+      // what the store's recovery looks at (a torn write, cut; anything else, refused).
+      (this.options.logger ?? silentLogger).warn(
+        {
+          dir: this.dir,
+          segment: segmentName(short),
+          bytes: sizes[short],
+          holding: segmentName(holding),
+          knownDurable: known,
+        },
+        "a segment ends early, after the last position known durable, and a later one holds " +
+          "data: the missing bytes are taken as never written (zeros)",
+      );
+      await (this.segments[short] as FileHandle).truncate(this.segmentBytes);
+      sizes[short] = this.segmentBytes;
+      short = sizes.findIndex((size, i) => i < sizes.length - 1 && size < this.segmentBytes);
+      if (short < 0) return;
+      holding = sizes.findIndex((size, i) => i > short && size > 0);
+    }
     if (holding >= 0) {
       throw new StoreError(
         "CORRUPTED",

@@ -2,7 +2,7 @@
  * Recovery on real segment files: what open() makes durable, what it cuts (a torn tail) and
  * what it refuses (damage in the middle, fsync'd data damaged, bytes missing between segments).
  */
-import { readFile, readdir, stat, truncate, writeFile } from "node:fs/promises";
+import { readFile, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DiskLog } from "./disk-log.js";
@@ -352,7 +352,10 @@ describe("recovery on segment files", () => {
     it("refuses when a later segment holds data: bytes in the middle are missing", async () => {
       const a = await openStore();
       await writeBatches(a, "s", 30);
+      const end = a.endPosition;
       await a.abort();
+      // The checkpoint says all of it was synced.
+      await setCheckpoint(end);
       await truncate(join(dir, segment(1)), 1000);
       const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
       expect(err.code).toBe("CORRUPTED");
@@ -363,6 +366,45 @@ describe("recovery on segment files", () => {
       );
       expect(err.message).toMatch(/from a backup/);
       expect((await segmentSizes()).length).toBe(3); // nothing removed
+    });
+
+    it("refuses it without a checkpoint too: nothing says those bytes were not synced", async () => {
+      const a = await openStore();
+      await writeBatches(a, "s", 30);
+      await a.abort();
+      await rm(join(dir, "checkpoint"));
+      await truncate(join(dir, segment(1)), 1000);
+      const err = await openError(createDiskStore({ dir, segmentBytes: SEGMENT_BYTES }));
+      expect(err.code).toBe("CORRUPTED");
+      expect(err.message).toContain("bytes in the middle of the log");
+    });
+
+    it("cuts a torn write that crossed into the next segment: its part in the first cut short", async () => {
+      const a = await openStore();
+      const positions = await writeBatches(a, "x", 30, 300);
+      await a.abort();
+      // A power loss during the last write, which crossed from segment 1 into segment 2:
+      // segment 1's new size never reached the disk (it ends early, after the checkpoint),
+      // segment 2's pages did.
+      await setCheckpoint(SEGMENT_BYTES);
+      const cutAt = positions.find((p) => p > SEGMENT_BYTES + 1500) as number;
+      await truncate(join(dir, segment(1)), cutAt - SEGMENT_BYTES);
+      expect((await segmentSizes())[2]).toBeGreaterThan(0);
+
+      const logger = recordingLogger();
+      const b = await openStore({ logger });
+      expect(logger.warnings).toEqual([
+        "a segment ends early, after the last position known durable, and a later one holds " +
+          "data: the missing bytes are taken as never written (zeros)",
+        expect.stringMatching(/^truncating a torn tail of the log: valid records follow/),
+      ]);
+      expect(b.endPosition).toBe(cutAt);
+      expect(await revisions(b, "x")).toEqual(
+        Array.from({ length: positions.indexOf(cutAt) }, (_, i) => i),
+      );
+      expect(await segmentSizes()).toEqual([SEGMENT_BYTES, cutAt - SEGMENT_BYTES]);
+      await writeBatches(b, "x", 10, 300);
+      expect(await revisions(b, "x")).toHaveLength(positions.indexOf(cutAt) + 10);
     });
   });
 });
