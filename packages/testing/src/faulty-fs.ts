@@ -1,10 +1,10 @@
 /**
  * A disk that fails on demand: a pass-through FUSE file system (fuse/faulty-fs.py, on
  * Debian's python3-fusepy) whose reads, writes or syncs return an I/O error while a test
- * asks. The process using it gets the errors from the kernel, as from a failing disk. It can
- * also lose power: what was not yet durable in the strict POSIX sense (data not synced,
- * directory entries whose directory was not synced) is lost, as after a machine's crash (the
- * approach of LazyFS, which Jepsen uses for the same purpose). Mounting
+ * asks, or that are slow. The process using it gets the errors from the kernel, as from a
+ * failing disk. It can also lose power: what was not yet durable in the strict POSIX sense
+ * (data not synced, directory entries whose directory was not synced) is lost, as after a
+ * machine's crash (the approach of LazyFS, which Jepsen uses for the same purpose). Mounting
  * needs root, /dev/fuse and python3-fusepy; where it cannot be mounted, `mountFaultyFs` says
  * why, so a test can skip with the reason.
  */
