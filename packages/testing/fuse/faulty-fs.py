@@ -20,7 +20,8 @@ durable in the strict POSIX sense:
   that holds them (both directories, for a rename across two). What a removal or a rename
   replaced is kept through a hard link in STASH_DIR.
 From the moment CONTROL_FILE says "powerloss" (the power is cut) no sync makes anything
-durable, not even one that was waiting when it was cut. When it is unmounted, it undoes all
+durable, not even one that was waiting when it was cut: each fails with EIO, so the dying
+process cannot report anything durable that is not. When it is unmounted, it undoes all
 of that on BACKING_DIR (the pages put back and the files cut to their durable sizes, then the
 directory operations undone newest first), prints what it undid as one JSON line and exits:
 the disk as the machine would find it after the power came back. "powerloss torn SEED": the
@@ -275,7 +276,7 @@ class FaultyFs(Operations):
     def fsync(self, path, datasync, fh):
         self._maybe_fail("fsync")
         if self._power_is_off():
-            return
+            raise FuseOSError(errno.EIO)
         with self.mutex:
             # Durable from here: a power loss during the sync may keep it all, as a disk may.
             self.unsynced.pop(os.fstat(fh).st_ino, None)
@@ -287,7 +288,7 @@ class FaultyFs(Operations):
     def fsyncdir(self, path, datasync, fh):
         self._maybe_fail("fsync")
         if self._power_is_off():
-            return
+            raise FuseOSError(errno.EIO)
         p = self._path(path)
         with self.mutex:
             still = []

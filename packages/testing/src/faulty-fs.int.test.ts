@@ -198,15 +198,19 @@ describe.skipIf(skipReason !== null)(
       await fh.write("SYNCED", 0);
       // Still in use: refused, and the power stays off.
       await expect(fs.powerLoss()).rejects.toThrow(/gone \(it is busy; the power stays off/);
-      await fh.datasync(); // too late: the power is off
+      // Too late: the power is off.
+      await expect(fh.datasync()).rejects.toMatchObject({ code: "EIO" });
       await fh.close();
       // stop() runs with the power off (here: nothing left to stop).
       let stopped = false;
-      await fs.powerLoss({
+      const losing = fs.powerLoss({
         stop: async () => {
           stopped = true;
         },
       });
+      // A second one while it runs would ignore its options: refused.
+      await expect(fs.powerLoss()).rejects.toThrow(/a power loss of this file system is under way/);
+      await losing;
       expect(stopped).toBe(true);
       expect(await readFile(file, "utf8")).toBe("synced");
       await rm(file);

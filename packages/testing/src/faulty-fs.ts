@@ -45,7 +45,8 @@ export interface PowerLossOptions {
   /**
    * Stops every process using the file system (for example `() => node.kill()`): called once
    * the power is cut, so nothing they do from then on becomes durable, not even a sync that
-   * was under way. Without it they must be gone already.
+   * was under way (syncs fail with EIO from the cut: a process still running cannot tell
+   * anyone that data is durable when it is not). Without it they must be gone already.
    */
   readonly stop?: () => Promise<void>;
   /**
@@ -216,6 +217,10 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
     heal: () => setControl(""),
     powerLoss(options = {}) {
       if (done !== undefined) return Promise.reject(new Error("the file system is unmounted"));
+      if (losing !== undefined) {
+        // Its options (stop, torn) would be silently ignored: refused instead.
+        return Promise.reject(new Error("a power loss of this file system is under way"));
+      }
       const unknown = Object.keys(options).filter((k) => k !== "torn" && k !== "stop");
       if (unknown.length > 0) {
         return Promise.reject(new TypeError(`powerLoss: unknown option ${unknown.join(", ")}`));
@@ -224,7 +229,7 @@ export async function mountFaultyFs(): Promise<FaultyFs | string> {
       if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) {
         return Promise.reject(new TypeError(`powerLoss: torn.seed must be an integer >= 0`));
       }
-      losing ??= (async () => {
+      losing = (async () => {
         const was = current!;
         await setControl(`powerloss${seed === undefined ? "" : ` torn ${seed}`}\n`);
         await options.stop?.();
