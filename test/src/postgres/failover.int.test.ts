@@ -12,11 +12,9 @@ import {
   type TestPostgresStandby,
 } from "@chorus/testing";
 import { describe, expect, it } from "vitest";
+import { FAILOVER_CLIENT_OPTIONS, primaryAndStandbyUrl } from "./helpers.js";
 
 const support = postgresSupport();
-const CLIENT_OPTIONS =
-  "reconnectionDelay=20&discoverDelay=20&maxDiscoverAttempts=1000&maxReconnections=10000" +
-  "&operationTimeout=60000&maxRetries=1000&queueTimeout=60000";
 
 describe.skipIf(!support.ok && !process.env.CI)("a PostgreSQL failover under the instances", () => {
   it("primary killed, synchronous standby promoted: writes go on and every acknowledged one is there", async () => {
@@ -36,17 +34,15 @@ async function failover(
   primary: TestPostgresPrimary,
   started: (standby: TestPostgresStandby) => void,
 ): Promise<void> {
-  const single = new URL(await primary.createDatabase());
+  const database = await primary.createDatabase();
   const standby = await primary.startStandby({ synchronous: true });
   started(standby);
-  const url =
-    `postgres://${single.username}:${single.password}@${primary.host}:${primary.port},` +
-    `${standby.host}:${standby.port}${single.pathname}?target_session_attrs=read-write`;
+  const url = primaryAndStandbyUrl(database, primary, standby);
   const nodes: TestNode[] = [];
   for (let i = 0; i < 2; i++) nodes.push(await startNode({ databaseUrl: url }));
   let stopWriters = async (): Promise<void> => undefined;
   const client = new ChorusClient(
-    `chorus+discover://${nodes.map((n) => n.httpEndpoint).join(",")}?${CLIENT_OPTIONS}`,
+    `chorus+discover://${nodes.map((n) => n.httpEndpoint).join(",")}?${FAILOVER_CLIENT_OPTIONS}`,
   );
   try {
     const acknowledged: string[] = [];

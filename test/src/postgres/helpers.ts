@@ -12,6 +12,7 @@ import {
   startPostgres,
   type FaultProxy,
   type TestNode,
+  type TestPostgres,
   type TestPostgresPrimary,
 } from "@chorus/testing";
 import { afterAll, beforeAll } from "vitest";
@@ -78,4 +79,25 @@ export async function startCutOffInstance(server: TestPostgresPrimary): Promise<
       await proxy.close();
     },
   };
+}
+
+/** Client settings that follow instances through a database failover: retries outlast it. */
+export const FAILOVER_CLIENT_OPTIONS =
+  "reconnectionDelay=20&discoverDelay=20&maxDiscoverAttempts=1000&maxReconnections=10000" +
+  "&operationTimeout=90000&maxRetries=1000&queueTimeout=90000";
+
+/**
+ * A database's URL (as `createDatabase` gives it) over a primary and its standby: instances
+ * use whichever host takes writes (`target_session_attrs=read-write`).
+ */
+export function primaryAndStandbyUrl(
+  databaseUrl: string,
+  primary: TestPostgres,
+  standby: TestPostgres,
+): string {
+  const single = new URL(databaseUrl);
+  return (
+    `postgres://${single.username}:${single.password}@${primary.host}:${primary.port},` +
+    `${standby.host}:${standby.port}${single.pathname}?target_session_attrs=read-write`
+  );
 }

@@ -219,8 +219,14 @@ export class DatabaseMembership {
     const lock = this.#keepOrTakeLock();
     try {
       const info = { ...this.#o.selfInfo(), servesPersistent: this.#lock !== undefined };
+      // The record needs no standby's confirmation (it is written again every heartbeat): a
+      // heartbeat that waited for an absent synchronous standby would fail, and this instance
+      // would refuse the reads the database still serves.
       const rows = await withTimeout(
-        sql<MemberRow[]>`
+        sql.begin(async (tx) => {
+          const [, members] = await Promise.all([
+            tx`SET LOCAL synchronous_commit = local`,
+            tx<MemberRow[]>`
           WITH up AS (
             INSERT INTO chorus.members (instance_id, info, heartbeat_at)
             VALUES (${instanceId}, ${sql.json(info as never)}, now())
@@ -231,6 +237,9 @@ export class DatabaseMembership {
           )
           SELECT instance_id, info, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS age_ms
           FROM chorus.members WHERE instance_id <> ${instanceId}`,
+          ]);
+          return members;
+        }),
         HEARTBEAT_TIMEOUT_MS,
       );
       this.#members = rows.map((r) => ({

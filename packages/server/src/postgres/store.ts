@@ -224,6 +224,12 @@ export class PostgresStore implements StreamStore {
   #serverVersion = 0;
   /** The waits of the statements and transactions in flight (interrupt()). */
   readonly #waits = new Set<(cause: Error) => void>();
+  /**
+   * WARNINGs the database sent on any of this store's sessions. A write in flight while one
+   * arrives is answered as an unknown outcome (`#warnedDuring`).
+   */
+  #warnings = 0;
+  #lastWarning = "";
 
   constructor(options: PostgresStoreOptions) {
     this.#o = options;
@@ -259,7 +265,7 @@ export class PostgresStore implements StreamStore {
       connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
       // Connections live as long as the pool: a session-level lock must not lapse with them.
       max_lifetime: null,
-      onnotice: () => undefined,
+      onnotice: (notice) => this.#onNotice(notice),
       types: { int8: INT8 },
       connection: {
         application_name: this.#o.applicationName ?? "chorus-server",
@@ -274,6 +280,39 @@ export class PostgresStore implements StreamStore {
       backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_MS / 1000),
     };
     return postgres(this.#o.url, options);
+  }
+
+  /**
+   * A commit whose wait for a synchronous standby is cancelled (an operator's
+   * pg_cancel_backend on a session that seems stuck while the standby is away) succeeds, with
+   * a WARNING: "The transaction has already committed locally, but might not have been
+   * replicated to the standby." A failover to that standby loses the write. No SQLSTATE tells
+   * that warning apart (01000) and its text may be translated, so any WARNING counts, and every
+   * write in flight when one arrives is answered as an unknown outcome: the client retries
+   * with the same event ids, and the retry is answered by a transaction whose own commit the
+   * standby confirmed (its head lock gives it a transaction id, so it waits too; the
+   * write-ahead log is in order). Warnings are rare; a needless retry is cheap.
+   */
+  #onNotice(notice: postgres.Notice): void {
+    if (notice.severity !== "WARNING") return;
+    this.#warnings++;
+    this.#lastWarning = [notice.message, notice.detail].filter(Boolean).join(" ");
+    this.#o.logger.warn(
+      { warning: this.#lastWarning },
+      "the database sent a warning: writes in flight are answered as unknown outcomes",
+    );
+  }
+
+  /**
+   * Whether a warning arrived since `#warnings` was `before` (the write was sent then): its
+   * writes are answered with this error. A notice comes before the answer to its statement
+   * on the same connection, so a write's own warning is always seen here.
+   */
+  #warnedDuring(before: number): StoreError | undefined {
+    if (this.#warnings === before) return undefined;
+    return unavailable(
+      `the database warned while this write was in flight (${this.#lastWarning}): it may not have reached a synchronous standby, so its outcome is unknown; retry with the same event ids`,
+    );
   }
 
   /** The URL without its password, for messages and logs. */
@@ -538,6 +577,7 @@ export class PostgresStore implements StreamStore {
     // two regular expressions per element) took ~10% of the instance's CPU (arrays.ts).
     // Only appends, so the events' offsets are 0, 1, 2, ... in order: the function takes them
     // from the arrays' order, and one createdMs for all of them.
+    const warnings = this.#warnings;
     const statement = writer<{ first: number }[]>`SELECT chorus.write_appends(
         ${textArray(streams.map((x) => x.id))}::text[], ${intArray(streams.map((x) => x.version))}::int8[],
         ${intArray(streams.map((x) => x.next))}::int8[],
@@ -560,6 +600,12 @@ export class PostgresStore implements StreamStore {
       this.#waits,
     ).then(
       ([row]) => {
+        const warned = this.#warnedDuring(warnings);
+        if (warned !== undefined) {
+          for (const { id } of streams) this.#rows.delete(id);
+          this.#failAll(writes, warned);
+          return undefined;
+        }
         const first = (row as { first: number }).first;
         for (const { id, row: r, next } of streams) {
           const now = this.#rows.get(id);
@@ -632,6 +678,7 @@ export class PostgresStore implements StreamStore {
     let loaded: StreamRowDb[] = [];
     let changed = new Map<string, StreamRow>();
     const versions = new Map<string, number>();
+    const warnings = this.#warnings;
     try {
       head = await withDeadline(
         sql.begin(async (tx) => {
@@ -684,6 +731,14 @@ export class PostgresStore implements StreamStore {
     } catch (err) {
       for (const r of loaded) this.#rows.delete(r.stream_id);
       this.#failAll(writes, err);
+      return;
+    }
+    // Writes refused (a wrong expected version) or found already written (a retry) are
+    // answered on what the transaction read: only a commit the standby confirmed vouches for it.
+    const warned = this.#warnedDuring(warnings);
+    if (warned !== undefined) {
+      for (const r of loaded) this.#rows.delete(r.stream_id);
+      this.#failAll(writes, warned);
       return;
     }
     // The rows as they are now: as read, or as written with their new versions.
