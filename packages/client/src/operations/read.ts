@@ -138,8 +138,8 @@ function startOf(value: unknown, dir: Direction, what: string): "start" | "end" 
 /**
  * The wire filter; `where` names the call for messages. Refuses unknown keys, patterns that
  * do not compile or are too long, prefixes together with a pattern on the same field, and
- * (for reads) a checkpointInterval. The server checks again (it also refuses patterns that
- * nest unbounded quantifiers, such as `(a+)+`).
+ * (for reads) a checkpointInterval. The server checks again (it also refuses lookaround and
+ * backreferences in patterns it must run on its linear-time engine: docs/protocol.md).
  */
 export function filterToWire(
   where: string,

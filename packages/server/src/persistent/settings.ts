@@ -63,8 +63,8 @@ function checkInt(name: string, value: number, min: number, max: number): void {
   }
 }
 
-/** Throws SettingsError naming the first problem. */
-export function validateSettings(s: GroupSettings): GroupSettings {
+/** Throws SettingsError naming the first problem. `stored`: settings read back (compileGroupFilter). */
+export function validateSettings(s: GroupSettings, stored = false): GroupSettings {
   if (!STRATEGIES.includes(s.consumerStrategy)) {
     throw new SettingsError(
       `consumerStrategy must be one of ${STRATEGIES.join(", ")}, got ${String(s.consumerStrategy)}`,
@@ -94,7 +94,7 @@ export function validateSettings(s: GroupSettings): GroupSettings {
   if (s.resolveLinks) {
     throw new SettingsError("resolveLinks is not supported: this server stores no link events");
   }
-  if (s.filter !== undefined) compileGroupFilter(s.filter);
+  if (s.filter !== undefined) compileGroupFilter(s.filter, stored);
   return s;
 }
 
@@ -124,11 +124,15 @@ export function toEventFilter(f: GroupFilter | undefined): EventFilter {
 
 /**
  * Compiles a group's filter as reads do (one code path: eventFilter of streams/filters.ts); a
- * bad one throws SettingsError with the message a read gets ("filter: ...").
+ * bad one throws SettingsError with the message a read gets ("filter: ..."). `stored`: the
+ * group's filter as stored, which was accepted when the group was made (eventFilter).
  */
-export function compileGroupFilter(f: GroupFilter | undefined): ReturnType<typeof eventFilter> {
+export function compileGroupFilter(
+  f: GroupFilter | undefined,
+  stored = false,
+): ReturnType<typeof eventFilter> {
   try {
-    return eventFilter(toEventFilter(f));
+    return eventFilter(toEventFilter(f), stored);
   } catch (err) {
     if (err instanceof FilterError) throw new SettingsError(`filter: ${err.message}`);
     throw err;
@@ -279,5 +283,5 @@ export function settingsFromJson(value: unknown): GroupSettings {
     typeof o.filter === "object" && o.filter !== null
       ? normalFilter(o.filter as Record<string, unknown>)
       : undefined;
-  return validateSettings({ ...DEFAULT_GROUP_SETTINGS, ...o, filter });
+  return validateSettings({ ...DEFAULT_GROUP_SETTINGS, ...o, filter }, true);
 }

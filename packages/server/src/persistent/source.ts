@@ -36,7 +36,7 @@ export function groupFilter(
   filter: GroupFilter | undefined,
   skipped: () => void,
 ): (e: StoredEvent) => boolean {
-  const matches = eventFilter(toEventFilter(filter));
+  const matches = eventFilter(toEventFilter(filter), true);
   return (e) => {
     if (matches(e) && !isGroupStateStream(e.streamId)) return true;
     if (!isSystemStream(e.streamId)) skipped();

@@ -4,10 +4,15 @@
  *
  * A filter is compiled once (per read request or subscription) into a predicate that runs
  * next to the log, so only matching events travel. Regular expressions run on the node's
- * event loop: a pattern is bounded in length and refused when it nests unbounded quantifiers
- * (`(a+)+`, `(x*y)*`), the shape that makes a backtracking engine take exponential time.
+ * event loop, each on an engine that cannot take long over a name or type (filter-regex.ts).
  */
 import { isSystemStream } from "@chorus/protocol";
+import {
+  compileFilterPattern,
+  FILTER_REGEX_FLAGS,
+  MAX_BACKTRACKING_PATTERN_LENGTH,
+  type FilterPattern,
+} from "./filter-regex.js";
 import type { StoredEvent } from "./types.js";
 
 export { isSystemStream };
@@ -16,8 +21,6 @@ export { isSystemStream };
 export const MAX_FILTER_PATTERN_LENGTH = 1_000;
 /** Most prefixes (stream and type together) a filter accepts. */
 export const MAX_FILTER_PREFIXES = 1_000;
-/** Flags every filter pattern is compiled with (client and server alike). */
-export const FILTER_REGEX_FLAGS = "u";
 
 export interface EventFilter {
   /** Keep events of streams whose name starts with one of these (all when empty or absent). */
@@ -38,115 +41,65 @@ export class FilterError extends Error {
 }
 
 /**
- * Why `pattern` is refused as the filter field `field`, or null when it is usable: too long,
- * not a valid regular expression (with FILTER_REGEX_FLAGS), or nesting unbounded quantifiers.
+ * Why `pattern` is refused as the filter field `field`, or null when it is usable: empty, too
+ * long, not a valid regular expression (with FILTER_REGEX_FLAGS), or a pattern that must run
+ * on the linear-time engine (filter-regex.ts) and uses what that engine cannot run.
  */
 export function filterPatternProblem(field: string, pattern: string): string | null {
-  if (pattern.length === 0) return `${field} must not be empty`;
+  try {
+    compile(field, pattern, false);
+    return null;
+  } catch (err) {
+    return (err as FilterError).message;
+  }
+}
+
+function compile(field: string, pattern: string, stored: boolean): FilterPattern {
+  if (pattern.length === 0) throw new FilterError(`${field} must not be empty`);
   if (pattern.length > MAX_FILTER_PATTERN_LENGTH) {
-    return `${field} is ${pattern.length} characters long; at most ${MAX_FILTER_PATTERN_LENGTH} are accepted`;
+    throw new FilterError(
+      `${field} is ${pattern.length} characters long; at most ${MAX_FILTER_PATTERN_LENGTH} are accepted`,
+    );
   }
   try {
     new RegExp(pattern, FILTER_REGEX_FLAGS);
   } catch (err) {
-    return `${field} is not a valid regular expression: ${(err as Error).message}`;
+    throw new FilterError(`${field} is not a valid regular expression: ${(err as Error).message}`);
   }
-  const nested = nestedQuantifier(pattern);
-  if (nested !== null) {
-    return `${field} nests unbounded quantifiers (${JSON.stringify(nested)}), which can take exponential time; rewrite it without a repeated group that itself repeats`;
+  try {
+    return compileFilterPattern(pattern, stored);
+  } catch (err) {
+    throw new FilterError(
+      `${field} runs on a linear-time engine (a backtracking one can take exponential time over a pattern with "|" or several quantifiers), which cannot run it: ${(err as Error).message}; lookaround and backreferences work only in patterns of at most ${MAX_BACKTRACKING_PATTERN_LENGTH} characters without "|" and with no quantifier, or one after a leading "^"`,
+    );
   }
-  return null;
-}
-
-/**
- * The first group that holds an unbounded quantifier (`*`, `+`, `{n,}`) and is itself
- * quantified (by anything but `?` or `{0,1}`/`{1}`), e.g. `(a+)+`; null when there is none.
- * The pattern is known to compile. A heuristic: it catches the classic shapes, not every
- * pattern with super-linear backtracking (overlapping alternatives such as `(a|aa)+`).
- */
-export function nestedQuantifier(pattern: string): string | null {
-  // Per open group: where it starts, and whether it holds an unbounded quantifier.
-  const stack: Array<{ start: number; unbounded: boolean }> = [];
-  let inClass = false;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === "\\") {
-      i++; // the escaped character (escape sequences longer than that hold no quantifier)
-      continue;
-    }
-    if (inClass) {
-      if (c === "]") inClass = false;
-      continue;
-    }
-    if (c === "[") {
-      inClass = true;
-    } else if (c === "(") {
-      stack.push({ start: i, unbounded: false });
-    } else if (c === ")") {
-      const group = stack.pop();
-      if (group === undefined) continue; // cannot happen: the pattern compiles
-      const q = quantifierAt(pattern, i + 1);
-      if (group.unbounded && q.repeats) return pattern.slice(group.start, i + 1 + q.length);
-      // The group repeats as a whole inside its parent when it holds or has an unbounded one.
-      const parent = stack[stack.length - 1];
-      if (parent && (group.unbounded || q.unbounded)) parent.unbounded = true;
-      i += Math.max(0, q.length - 1);
-    } else {
-      const q = quantifierAt(pattern, i);
-      if (q.length > 0) {
-        const top = stack[stack.length - 1];
-        if (top && q.unbounded) top.unbounded = true;
-        i += q.length - 1;
-      }
-    }
-  }
-  return null;
-}
-
-/** The quantifier starting at `at` (length 0 when none, lazy/possessive `?` included). */
-function quantifierAt(
-  pattern: string,
-  at: number,
-): { length: number; unbounded: boolean; repeats: boolean } {
-  const c = pattern[at];
-  let length = 0;
-  let unbounded = false;
-  let repeats = false;
-  if (c === "*" || c === "+") {
-    length = 1;
-    unbounded = repeats = true;
-  } else if (c === "?") {
-    length = 1;
-  } else if (c === "{") {
-    const m = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(at));
-    if (m) {
-      length = m[0].length;
-      const min = Number(m[1]);
-      const max = m[2] === undefined ? min : m[3] === "" ? Infinity : Number(m[3]);
-      unbounded = max === Infinity;
-      repeats = max > 1;
-    }
-  }
-  if (length > 0 && pattern[at + length] === "?") length++;
-  return { length, unbounded, repeats };
 }
 
 /**
  * Checks and compiles a filter into its predicate: an event passes when its stream is not a
  * system stream (unless `includeSystem`), its stream name starts with one of the stream
  * prefixes (if any) or matches the stream regex (if any), and its type likewise. Prefixes and
- * a regex on the same field are refused (FilterError): ask for one or the other.
+ * a regex on the same field are refused (FilterError): ask for one or the other. `stored`: a
+ * persistent group's filter as stored, compiled as it was when the group was made
+ * (compileFilterPattern).
  */
 export function eventFilter(
   filter: EventFilter,
+  stored = false,
 ): (e: Pick<StoredEvent, "streamId" | "type">) => boolean {
   const streams = [...(filter.streamNamePrefixes ?? [])];
   const types = [...(filter.eventTypePrefixes ?? [])];
   if (streams.length + types.length > MAX_FILTER_PREFIXES) {
     throw new FilterError(`a filter may hold at most ${MAX_FILTER_PREFIXES} prefixes`);
   }
-  const streamRe = regexOf("streamNameRegex", filter.streamNameRegex, "streamNamePrefix", streams);
-  const typeRe = regexOf("eventTypeRegex", filter.eventTypeRegex, "eventTypePrefix", types);
+  const streamRe = regexOf(
+    "streamNameRegex",
+    filter.streamNameRegex,
+    "streamNamePrefix",
+    streams,
+    stored,
+  );
+  const typeRe = regexOf("eventTypeRegex", filter.eventTypeRegex, "eventTypePrefix", types, stored);
   const includeSystem = filter.includeSystem === true;
   return (e) =>
     (includeSystem || !isSystemStream(e.streamId)) &&
@@ -163,15 +116,14 @@ function regexOf(
   pattern: string | undefined,
   prefixField: string,
   prefixes: readonly string[],
-): RegExp | undefined {
+  stored: boolean,
+): FilterPattern | undefined {
   if (pattern === undefined || pattern === "") return undefined;
   if (prefixes.length > 0) {
     throw new FilterError(
       `a filter takes ${prefixField} or ${field}, not both (for both conditions, write them into the regular expression)`,
     );
   }
-  const problem = filterPatternProblem(field, pattern);
-  if (problem !== null) throw new FilterError(problem);
   // No "g" or "y" flag: test() then keeps no state between events.
-  return new RegExp(pattern, FILTER_REGEX_FLAGS);
+  return compile(field, pattern, stored);
 }
