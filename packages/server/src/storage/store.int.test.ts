@@ -440,6 +440,13 @@ describe.each(variants)("%s store", (_name, make) => {
           }),
         ),
       ).toBe("INVALID_ARGUMENT");
+      // Backwards, inside the first record (shorter than a record's trailer) or a later one:
+      // the caller's position, not damage (this was CORRUPTED, logged as an internal error).
+      for (const fromPosition of [3, store.commitPosition - 3]) {
+        expect(
+          await storeError(store.readAll({ direction: "backwards", fromPosition, maxCount: 1 })),
+        ).toBe("INVALID_ARGUMENT");
+      }
     });
   });
 

@@ -2377,6 +2377,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
         if (!visit(buf, end, length, start + end)) return start + end;
       }
       if (end === buf.length) {
+        // No record ends at `from`: a position the caller chose, not damage.
+        if (start + end === from) throw invalid(`position ${from} is not the end of a record`);
         const length =
           end >= RECORD_TRAILER_BYTES ? buf.readUInt32LE(end - RECORD_TRAILER_BYTES) : 0;
         if (start === 0 || length > MAX_RECORD_BYTES || length <= end) {
