@@ -232,11 +232,13 @@ function message(r: Random, type: protobuf.Type, depth: number): Record<string, 
 function frame(
   r: Random,
   correlationId: number,
-): { bytes: Uint8Array; body: string; damaged: boolean } {
+): { bytes: Uint8Array; body: string; damaged: boolean; text: string; id: number } {
   const body = r() < 0.95 ? pick(r, CLIENT_BODIES) : pick(r, OTHER_BODIES);
   const bodyField = FrameType.fields[body] as protobuf.Field;
+  // Now and then 0, which the node refuses (answering with correlation id 0).
+  const id = r() < 0.98 ? correlationId : 0;
   const init: Record<string, unknown> = {
-    correlationId: r() < 0.98 ? correlationId : 0,
+    correlationId: id,
     [body]: message(r, bodyField.resolvedType as protobuf.Type, 0),
   };
   if (r() < 0.05) init.credentials = { username: odd(r), password: odd(r) };
@@ -244,7 +246,8 @@ function frame(
     const b = init[body] as Record<string, unknown>;
     b.credit ??= randomInt(r, 0, 50);
   }
-  let bytes = FrameType.encode(FrameType.fromObject(init)).finish();
+  const built = FrameType.fromObject(init);
+  let bytes = FrameType.encode(built).finish();
   const damaged = r() < 0.08;
   if (damaged) {
     const copy = Buffer.from(bytes);
@@ -264,7 +267,11 @@ function frame(
         ]);
     }
   }
-  return { bytes, body, damaged };
+  // What a failure names: the frame as JSON, long values cut.
+  const text = JSON.stringify(built.toJSON(), (_k, v: unknown) =>
+    typeof v === "string" && v.length > 80 ? `${v.slice(0, 80)}… (${v.length})` : v,
+  );
+  return { bytes, body, damaged, text, id };
 }
 
 interface Connection {
@@ -301,23 +308,25 @@ async function fuzz(node: TestNode, seed: number): Promise<void> {
   const r = seededRandom(seed);
   let conn = await connect(node);
   const connections = [conn];
-  const expected = new Map<number, Connection>();
+  const expected = new Map<number, { conn: Connection; id: number; text: string }>();
   for (let i = 1; i <= FRAMES; i++) {
     if (conn.closed !== undefined || conn.ws.readyState !== WebSocket.OPEN) {
       conn = await connect(node);
       connections.push(conn);
     }
     const f = frame(r, i);
-    if (!f.damaged && ANSWERED.has(f.body)) expected.set(i, conn);
+    if (!f.damaged && ANSWERED.has(f.body)) expected.set(i, { conn, id: f.id, text: f.text });
     conn.ws.send(f.bytes);
     // Now and then, let the node answer before more arrives (as a client awaiting would).
     if (r() < 0.1) await new Promise((resolve) => setImmediate(resolve));
   }
   // Every answered request is answered, or its connection was closed.
   const deadline = Date.now() + 60_000;
-  const unanswered = (): number[] =>
-    [...expected].flatMap(([id, c]) =>
-      c.closed !== undefined || c.received.some((f) => Number(f.correlationId) === id) ? [] : [id],
+  const unanswered = (): string[] =>
+    [...expected.values()].flatMap(({ conn: c, id, text }) =>
+      c.closed !== undefined || c.received.some((f) => Number(f.correlationId) === id)
+        ? []
+        : [text],
     );
   while (unanswered().length > 0 && Date.now() < deadline)
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -325,6 +334,12 @@ async function fuzz(node: TestNode, seed: number): Promise<void> {
   expect(
     connections.flatMap((c) => internal(c.received)),
     `seed ${seed}`,
+  ).toEqual([]);
+  // A connection the node closed was closed as a protocol violation, with a reason.
+  const closes = connections.flatMap((c) => (c.closed === undefined ? [] : [c.closed]));
+  expect(
+    closes.filter((c) => ![1002, 1003, 1007, 1008, 1009].includes(c.code) || c.reason === ""),
+    `seed ${seed}: closes`,
   ).toEqual([]);
   for (const c of connections) c.ws.terminate();
 
