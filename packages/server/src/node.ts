@@ -31,6 +31,11 @@ import { endpointKey } from "./cluster/gossip/wire.js";
 import { dnsSeedSource } from "./cluster/gossip/dns-seeds.js";
 import { NodeMetrics } from "./api/metrics.js";
 import { NativeApi } from "./api/native.js";
+import {
+  ClientConnections,
+  effectiveConnectionLimit,
+  openFilesLimit,
+} from "./api/client-connections.js";
 import { createLogger } from "./logging.js";
 import { loadTls, peerTls, serverTlsOptions } from "./tls.js";
 import {
@@ -231,6 +236,17 @@ export async function createNode(
   };
   const bound: Partial<Record<keyof NodeEndpoints, Endpoint>> = {};
   const live: { endpoints?: NodeEndpoints } = {};
+  const connectionLimit = effectiveConnectionLimit(options.maxClientConnections, openFilesLimit());
+  if (connectionLimit.lowered)
+    logger.warn(
+      { configured: options.maxClientConnections, limit: connectionLimit.limit },
+      "the open-files limit (ulimit -n) leaves room for fewer client connections than --max-client-connections: the lower limit applies",
+    );
+  const clients = new ClientConnections(
+    connectionLimit.limit,
+    metrics.clientConnectionsRefused,
+    logger,
+  );
   const ctx: NodeContext = {
     get store() {
       return apiStore.current;
@@ -248,6 +264,7 @@ export async function createNode(
       const ms = openedStore.stats().syncRunningMs ?? 0;
       return ms >= stalledSyncThresholdMs(options.electionTimeoutMs) ? ms : undefined;
     },
+    clientConnectionRefusal: () => clients.refusal(),
     restartNeeded: () => {
       const stopped = cluster?.stoppedTakingPart;
       if (stopped !== undefined) return `this node stopped taking part in its cluster: ${stopped}`;
@@ -278,6 +295,8 @@ export async function createNode(
   const intHttp = makeServer(true);
   intHttp.on("request", createInternalHttpHandler(ctx));
   const extTcp = makeServer(false);
+  clients.watch(extHttp);
+  clients.watch(extTcp);
   const native = new NativeApi(ctx, options.listen ? extTcp : undefined);
   const intTcp = makeServer(true);
   if (clustered) answerInternalTcpRequests(intTcp);

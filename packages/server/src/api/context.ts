@@ -39,6 +39,11 @@ export interface NodeContext {
    * answers 503 with it, so a supervisor restarts the node.
    */
   restartNeeded(): string | undefined;
+  /**
+   * While the node holds more client connections than its limit: why a new one is refused
+   * (api/client-connections.ts); undefined otherwise.
+   */
+  clientConnectionRefusal(): string | undefined;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
   /**

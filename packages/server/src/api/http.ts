@@ -148,6 +148,13 @@ async function serve(
   const url = new URL(req.url ?? "/", "http://node");
   const path = url.pathname;
   const method = req.method ?? "GET";
+  // Over the client-connection limit: refused, but health checks and metrics still answer
+  // (a supervisor must not restart a node for it, and monitoring must see it).
+  if (external && !path.startsWith("/health/") && path !== "/metrics") {
+    const crowded = ctx.clientConnectionRefusal();
+    if (crowded !== undefined)
+      throw new HttpError(503, "TOO_MANY_CONNECTIONS", crowded, { Connection: "close" });
+  }
   const ok = (status: number, body: unknown, headers?: Record<string, string>): void => {
     ctx.metrics.httpRequests.inc({ method, status: String(status) });
     sendJson(res, status, body, headers);

@@ -70,6 +70,7 @@ export class NodeMetrics {
   readonly connectionsActive: Gauge;
   readonly requestErrors: Counter<"interface" | "code">;
   readonly protocolErrors: Counter<"reason">;
+  readonly clientConnectionsRefused: Counter;
   readonly httpRequests: Counter<"method" | "status">;
   readonly appendDuration: LatencyHistogram;
   /** The native API's append outcomes, counted in plain numbers (see `AppendTally`). */
@@ -152,6 +153,11 @@ export class NodeMetrics {
       name: "chorus_protocol_errors_total",
       help: "Connections closed for a protocol violation",
       labelNames: ["reason"],
+      registers,
+    });
+    this.clientConnectionsRefused = new Counter({
+      name: "chorus_client_connections_refused_total",
+      help: "Client connections refused because the node held its limit (--max-client-connections)",
       registers,
     });
     this.httpRequests = new Counter({

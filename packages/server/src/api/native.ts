@@ -185,6 +185,11 @@ export class NativeApi {
       refuse(503, "Service Unavailable: the node is shutting down");
       return;
     }
+    const crowded = this.#ctx.clientConnectionRefusal();
+    if (crowded !== undefined) {
+      refuse(503, `Service Unavailable: ${crowded}`);
+      return;
+    }
     let credentials: Credentials | null = null;
     const header = req.headers.authorization;
     if (header !== undefined) {

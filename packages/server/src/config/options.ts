@@ -83,6 +83,11 @@ export interface NodeOptions {
    */
   readonly clientPingIntervalMs: number;
   /**
+   * Client connections (native and HTTP together) the node holds at most; more are refused
+   * (api/client-connections.ts). Lowered at start to what the open-files limit leaves.
+   */
+  readonly maxClientConnections: number;
+  /**
    * Open the node's ports (the default). `false` (createNode only): a single node that opens
    * no port at all, reached by clients in its own process (`withInProcessNode`).
    */
@@ -99,6 +104,8 @@ export interface NodeOptions {
   readonly partitions: readonly string[];
 }
 
+/** Client connections a node holds at most, by default (each holds a file descriptor). */
+export const DEFAULT_MAX_CLIENT_CONNECTIONS = 10_000;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Room left in a replication frame for what surrounds a batch (the frame's other fields). */
 export const PEER_FRAME_RESERVE_BYTES = 64 * 1024;
@@ -158,6 +165,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxAppendBytes: DEFAULT_MAX_APPEND_BYTES,
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
+  maxClientConnections: DEFAULT_MAX_CLIENT_CONNECTIONS,
   listen: true,
   partition: null,
   partitions: Object.freeze([]),

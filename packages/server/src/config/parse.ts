@@ -268,6 +268,15 @@ export const FLAGS: readonly FlagSpec[] = [
       "largest append in bytes as stored; must fit one replication frame (default 1MiB, at most 16MiB - 64KiB)",
   },
   {
+    flag: "max-client-connections",
+    key: "maxClientConnections",
+    kind: "int",
+    min: 1,
+    max: 1_000_000,
+    describe:
+      "client connections (native and HTTP) held at most; more are refused with 503 (default 10000, lowered to what the open-files limit leaves)",
+  },
+  {
     flag: "partition",
     key: "partition",
     kind: "string",
@@ -654,6 +663,15 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   ) {
     problems.push(
       `maxAppendBytes must be between 1024 and ${MAX_APPEND_BYTES_LIMIT} (a batch must fit one ${PEER_MAX_FRAME_BYTES}-byte replication frame with ${PEER_FRAME_RESERVE_BYTES} bytes to spare), got ${String(o.maxAppendBytes)}`,
+    );
+  }
+  if (
+    !Number.isInteger(o.maxClientConnections) ||
+    o.maxClientConnections < 1 ||
+    o.maxClientConnections > 1_000_000
+  ) {
+    problems.push(
+      `maxClientConnections must be between 1 and 1000000, got ${String(o.maxClientConnections)}`,
     );
   }
   if (!Number.isInteger(o.clientPingIntervalMs) || o.clientPingIntervalMs < 10) {
