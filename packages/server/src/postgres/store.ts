@@ -257,6 +257,14 @@ export class PostgresStore implements StreamStore {
    * of the pool that has sent nothing for that long. The caller ends the pool.
    */
   session(max: number, sessionOptions: SessionOptions = {}): Sql {
+    return this.#session(max, sessionOptions, false);
+  }
+
+  /**
+   * `writes`: a pool of this store's own, which its writes use: a warning on it concerns them
+   * (#onNotice). Other pools (the membership's lock session) only log theirs.
+   */
+  #session(max: number, sessionOptions: SessionOptions, writes: boolean): Sql {
     const { onClose, idleSessionTimeoutMs } = sessionOptions;
     const connectTimeoutMs = this.#o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const options: Options<{ int8: typeof INT8 }> = {
@@ -265,7 +273,7 @@ export class PostgresStore implements StreamStore {
       connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
       // Connections live as long as the pool: a session-level lock must not lapse with them.
       max_lifetime: null,
-      onnotice: (notice) => this.#onNotice(notice),
+      onnotice: (notice) => this.#onNotice(notice, writes),
       types: { int8: INT8 },
       connection: {
         application_name: this.#o.applicationName ?? "chorus-server",
@@ -293,12 +301,17 @@ export class PostgresStore implements StreamStore {
    * standby confirmed (its head lock gives it a transaction id, so it waits too; the
    * write-ahead log is in order). Warnings are rare; a needless retry is cheap.
    */
-  #onNotice(notice: postgres.Notice): void {
+  #onNotice(notice: postgres.Notice, writes: boolean): void {
     if (notice.severity !== "WARNING") return;
+    const text = [notice.message, notice.detail].filter(Boolean).join(" ");
+    if (!writes) {
+      this.#o.logger.warn({ warning: text }, "the database sent a warning");
+      return;
+    }
     this.#warnings++;
-    this.#lastWarning = [notice.message, notice.detail].filter(Boolean).join(" ");
+    this.#lastWarning = text;
     this.#o.logger.warn(
-      { warning: this.#lastWarning },
+      { warning: text },
       "the database sent a warning: writes in flight are answered as unknown outcomes",
     );
   }
@@ -322,9 +335,9 @@ export class PostgresStore implements StreamStore {
 
   async open(): Promise<void> {
     if (this.#state !== "new") throw new Error("the store was opened already");
-    const sql = this.session(this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    const sql = this.#session(this.#o.maxConnections ?? DEFAULT_MAX_CONNECTIONS, {}, true);
     this.#sql = sql;
-    const writer = this.session(1);
+    const writer = this.#session(1, {}, true);
     this.#writer = writer;
     try {
       await migrate(sql);
@@ -653,7 +666,7 @@ export class PostgresStore implements StreamStore {
   /** Ends a writer pool that stopped answering and starts another (once). */
   #replaceWriter(stuck: Sql): void {
     if (this.#writer !== stuck || this.#state !== "open") return;
-    const writer = this.session(1);
+    const writer = this.#session(1, {}, true);
     this.#writer = writer;
     this.#writerWarm = writer`SELECT 1`.then(() => undefined);
     this.#writerWarm.catch(() => undefined);
