@@ -16,6 +16,7 @@ import {
   RawClient,
   append,
   jsonEvent,
+  httpUrl,
   nativeUrl,
   readAllForwards,
   startNode,
@@ -213,6 +214,16 @@ describe.each(BACKENDS)("%s", (backend) => {
         { streamId: "x".repeat(2000), events: [jsonEvent("A", {})] },
         /longer than 1024 bytes/,
       ],
+      [
+        "the persistent groups' config stream",
+        { streamId: "$persistent-config", events: [jsonEvent("GroupDeleted", {})] },
+        /holds persistent subscription groups' state, which only the node writes/,
+      ],
+      [
+        "a group's checkpoint metadata stream",
+        { streamId: "$$$persistent-orders::g-checkpoint", events: [jsonEvent("$metadata", {})] },
+        /only the node writes/,
+      ],
       ["no events", { streamId: "ok", events: [] }, /at least one event/],
       [
         "an event without a type",
@@ -320,6 +331,29 @@ describe.each(BACKENDS)("%s", (backend) => {
         await stillServing(stream, 1);
       },
     );
+
+    it("refuses deleting the persistent groups' own streams, natively and over HTTP; reads stay open", async () => {
+      const c = await RawClient.connect(nativeUrl(node));
+      const del = await c.request({ deleteStream: { streamId: "$persistent-config", hard: true } });
+      expect(del.error?.code).toBe(Code.INVALID_ARGUMENT);
+      expect(del.error?.message).toMatch(/only the node writes/);
+      await c.close();
+      for (const method of ["POST", "DELETE"]) {
+        const res = await fetch(httpUrl(node, "/streams/%24persistent-config"), {
+          method,
+          headers: { "content-type": "application/json", "chorus-hard-delete": "true" },
+          body:
+            method === "POST"
+              ? JSON.stringify([{ eventId: randomUUID(), eventType: "X", data: {} }])
+              : undefined,
+        });
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { message: string }).message).toMatch(/only the node writes/);
+      }
+      const read = await fetch(httpUrl(node, "/streams/%24persistent-config"));
+      expect([200, 404]).toContain(read.status);
+      await stillServing(stream, 1);
+    });
 
     it("answers an unknown frame body with BAD_REQUEST and keeps the connection", async () => {
       const c = await RawClient.connect(nativeUrl(node));

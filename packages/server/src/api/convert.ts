@@ -10,6 +10,7 @@ import type {
   StoredEvent,
   WrongExpectedVersionInfo,
 } from "../streams/types.js";
+import { isGroupStateStream } from "../persistent/source.js";
 import { invalidArgument } from "./errors.js";
 
 /** The most events one read page or one subscription read carries. */
@@ -24,6 +25,21 @@ export function checkStreamName(name: unknown): string {
   const problem = streamNameProblemOf(name);
   if (problem !== null) throw invalidArgument(`invalid stream name: ${problem}`);
   return name as string;
+}
+
+/**
+ * Refuses a client's append or delete on the persistent subscription groups' own streams
+ * (`$persistent-config`, checkpoints, acks, parked events) and their metadata streams: the
+ * node writes them, and a client's write there would break every group (a deleted config
+ * stream lets no group be loaded or created again). Reading them stays open.
+ */
+export function checkClientWrite(streamId: string): void {
+  if (isGroupStateStream(streamId)) {
+    throw invalidArgument(
+      `stream ${streamId} holds persistent subscription groups' state, which only the node writes: manage groups through the persistent subscription API (create, update, delete, replay parked)`,
+      streamId,
+    );
+  }
 }
 
 /** The expected versions without a revision, shared (read only): no object per append. */

@@ -20,6 +20,7 @@ import {
   MAX_PAGE_EVENTS,
   checkAppendSize,
   checkEvents,
+  checkClientWrite,
   checkStreamName,
   expectedFromText,
   expectedToText,
@@ -256,6 +257,7 @@ async function serve(
     const streamId = checkStreamName(raw);
     checkStreamOwnership(ctx.options, streamId);
     if (method === "POST" || method === "DELETE") {
+      checkClientWrite(streamId);
       const refusal = ctx.cluster()?.writeRefusal();
       if (refusal) {
         await forwardToLeader(ctx, req, res, refusal);

@@ -28,6 +28,7 @@ import {
   checkWireAppendSize,
   refuseOversized,
   storedAppendBytes,
+  checkClientWrite,
   checkStreamName,
   eventWireBytes,
   eventsFromWire,
@@ -622,6 +623,7 @@ class NativeConnection {
         try {
           const req = frame.append ?? {};
           const streamId = checkStreamName(req.streamId ?? "");
+          checkClientWrite(streamId);
           const expected = expectedFromWire(req.expected, streamId);
           // Before the events are checked one by one: an oversized append costs nothing more.
           const scanned = scannedOversized.get(frame);
@@ -660,6 +662,7 @@ class NativeConnection {
       case "deleteStream": {
         const req = frame.deleteStream ?? {};
         const streamId = checkStreamName(req.streamId ?? "");
+        checkClientWrite(streamId);
         const expected = expectedFromWire(req.expected, streamId);
         const result = await this.#ctx.track(store.delete(streamId, expected, req.hard === true));
         metrics.deletes.inc({
