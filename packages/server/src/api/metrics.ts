@@ -71,6 +71,7 @@ export class NodeMetrics {
   readonly requestErrors: Counter<"interface" | "code">;
   readonly protocolErrors: Counter<"reason">;
   readonly clientConnectionsRefused: Counter;
+  readonly receiveBudgetEvictions: Counter;
   readonly httpRequests: Counter<"method" | "status">;
   readonly appendDuration: LatencyHistogram;
   /** The native API's append outcomes, counted in plain numbers (see `AppendTally`). */
@@ -153,6 +154,11 @@ export class NodeMetrics {
       name: "chorus_protocol_errors_total",
       help: "Connections closed for a protocol violation",
       labelNames: ["reason"],
+      registers,
+    });
+    this.receiveBudgetEvictions = new Counter({
+      name: "chorus_receive_budget_evictions_total",
+      help: "Client connections closed because the node held its receive budget of unfinished input (--receive-budget-bytes)",
       registers,
     });
     this.clientConnectionsRefused = new Counter({

@@ -47,6 +47,7 @@ import {
   type NativeLink,
   type PreparedFrame,
 } from "./native-links.js";
+import { ReceiveBudget } from "./receive-budget.js";
 import { checkGroupName, PersistentService } from "../persistent/service.js";
 import {
   MAX_RETRY_DELAY_MS,
@@ -89,6 +90,8 @@ export { closeReason } from "./native-links.js";
 export class NativeApi {
   readonly #ctx: NodeContext;
   readonly #wss: WebSocketServer;
+  /** Unfinished input of every native connection together (receive-budget.ts). */
+  readonly #receiveBudget: ReceiveBudget;
   readonly #connections = new Set<NativeConnection>();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #settings: Required<NativeApiOptions>;
@@ -117,6 +120,11 @@ export class NativeApi {
       maxSubscriptionsPerConnection: options.maxSubscriptionsPerConnection ?? 1024,
     };
     const maxFrameBytes = ctx.options.maxFrameBytes;
+    this.#receiveBudget = new ReceiveBudget(
+      ctx.options.receiveBudgetBytes,
+      ctx.metrics.receiveBudgetEvictions,
+      ctx.logger,
+    );
     /** ws closes an oversized message with a bare 1009; give the client a reason. */
     class ChorusWebSocket extends WebSocket {
       override close(code?: number, data?: string | Buffer): void {
@@ -225,7 +233,26 @@ export class NativeApi {
       });
       const conn = this.#accept(link, credentials);
       ws.on("close", () => this.#ended(conn));
+      this.#budget(socket, head, ws);
     });
+  }
+
+  /**
+   * Counts the connection's unfinished input against the node's receive budget
+   * (receive-budget.ts). Its listener goes before ws's, so a chunk is counted before the
+   * messages it completes release it.
+   */
+  #budget(socket: Duplex, head: Buffer, ws: WebSocket): void {
+    const holder = this.#receiveBudget.holder((reason) => {
+      ws.pause();
+      ws.close(1008, closeReason(reason));
+      // The close frame is written; the socket goes at once, with what it held.
+      setImmediate(() => ws.terminate());
+    });
+    if (head.length > 0) holder.received(head.length);
+    socket.prependListener("data", (chunk: Buffer) => holder.received(chunk.length));
+    ws.on("message", () => holder.release());
+    ws.on("close", () => holder.release());
   }
 
   /**

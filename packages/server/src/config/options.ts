@@ -88,6 +88,12 @@ export interface NodeOptions {
    */
   readonly maxClientConnections: number;
   /**
+   * Bytes of unfinished input (partial native frames) the node holds from all its clients
+   * together; past it, the connection holding the most is closed (api/receive-budget.ts). At
+   * least `maxFrameBytes`.
+   */
+  readonly receiveBudgetBytes: number;
+  /**
    * Open the node's ports (the default). `false` (createNode only): a single node that opens
    * no port at all, reached by clients in its own process (`withInProcessNode`).
    */
@@ -106,6 +112,8 @@ export interface NodeOptions {
 
 /** Client connections a node holds at most, by default (each holds a file descriptor). */
 export const DEFAULT_MAX_CLIENT_CONNECTIONS = 10_000;
+/** Unfinished client input held at most, by default: 16 largest frames. */
+export const DEFAULT_RECEIVE_BUDGET_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Room left in a replication frame for what surrounds a batch (the frame's other fields). */
 export const PEER_FRAME_RESERVE_BYTES = 64 * 1024;
@@ -166,6 +174,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   maxAppendBytes: DEFAULT_MAX_APPEND_BYTES,
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
   maxClientConnections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+  receiveBudgetBytes: DEFAULT_RECEIVE_BUDGET_BYTES,
   listen: true,
   partition: null,
   partitions: Object.freeze([]),

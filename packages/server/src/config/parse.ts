@@ -277,6 +277,15 @@ export const FLAGS: readonly FlagSpec[] = [
       "client connections (native and HTTP) held at most; more are refused with 503 (default 10000, lowered to what the open-files limit leaves)",
   },
   {
+    flag: "receive-budget-bytes",
+    key: "receiveBudgetBytes",
+    kind: "size",
+    min: 1024,
+    max: 64 * 1024 ** 3,
+    describe:
+      "unfinished input (partial frames) held from all clients together; past it the connection holding the most is closed (default 256MiB, at least --max-frame-bytes)",
+  },
+  {
     flag: "partition",
     key: "partition",
     kind: "string",
@@ -672,6 +681,15 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   ) {
     problems.push(
       `maxClientConnections must be between 1 and 1000000, got ${String(o.maxClientConnections)}`,
+    );
+  }
+  if (
+    !Number.isInteger(o.receiveBudgetBytes) ||
+    o.receiveBudgetBytes < o.maxFrameBytes ||
+    o.receiveBudgetBytes > 64 * 1024 ** 3
+  ) {
+    problems.push(
+      `receiveBudgetBytes must be at least maxFrameBytes (${String(o.maxFrameBytes)}; one whole frame must fit) and at most ${64 * 1024 ** 3}, got ${String(o.receiveBudgetBytes)}`,
     );
   }
   if (!Number.isInteger(o.clientPingIntervalMs) || o.clientPingIntervalMs < 10) {
