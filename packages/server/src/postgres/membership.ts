@@ -221,15 +221,16 @@ export class DatabaseMembership {
       const info = { ...this.#o.selfInfo(), servesPersistent: this.#lock !== undefined };
       // The record needs no standby's confirmation (it is written again every heartbeat): a
       // heartbeat that waited for an absent synchronous standby would fail, and this instance
-      // would refuse the reads the database still serves.
+      // would refuse the reads the database still serves. So the statement's own transaction
+      // commits with synchronous_commit = local, set inside it (one statement: the heartbeat
+      // never idles in a transaction between round trips). The INSERT always runs, and with
+      // it the set_config its row's timestamp is taken through.
       const rows = await withTimeout(
-        sql.begin(async (tx) => {
-          const [, members] = await Promise.all([
-            tx`SET LOCAL synchronous_commit = local`,
-            tx<MemberRow[]>`
+        sql<MemberRow[]>`
           WITH up AS (
             INSERT INTO chorus.members (instance_id, info, heartbeat_at)
-            VALUES (${instanceId}, ${sql.json(info as never)}, now())
+            VALUES (${instanceId}, ${sql.json(info as never)},
+                    (SELECT now() FROM (SELECT set_config('synchronous_commit', 'local', true)) AS local_commit))
             ON CONFLICT (instance_id) DO UPDATE SET info = EXCLUDED.info, heartbeat_at = now()
           ), gone AS (
             DELETE FROM chorus.members
@@ -237,9 +238,6 @@ export class DatabaseMembership {
           )
           SELECT instance_id, info, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS age_ms
           FROM chorus.members WHERE instance_id <> ${instanceId}`,
-          ]);
-          return members;
-        }),
         HEARTBEAT_TIMEOUT_MS,
       );
       this.#members = rows.map((r) => ({
