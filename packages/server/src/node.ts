@@ -36,6 +36,7 @@ import {
   effectiveConnectionLimit,
   openFilesLimit,
 } from "./api/client-connections.js";
+import { ReceiveBudget } from "./api/receive-budget.js";
 import { createLogger } from "./logging.js";
 import { loadTls, peerTls, serverTlsOptions } from "./tls.js";
 import {
@@ -247,6 +248,11 @@ export async function createNode(
     metrics.clientConnectionsRefused,
     logger,
   );
+  const receiveBudget = new ReceiveBudget(
+    options.receiveBudgetBytes,
+    metrics.receiveBudgetEvictions,
+    logger,
+  );
   const ctx: NodeContext = {
     get store() {
       return apiStore.current;
@@ -265,6 +271,7 @@ export async function createNode(
       return ms >= stalledSyncThresholdMs(options.electionTimeoutMs) ? ms : undefined;
     },
     clientConnectionRefusal: () => clients.refusal(),
+    receiveBudget,
     restartNeeded: () => {
       const stopped = cluster?.stoppedTakingPart;
       if (stopped !== undefined) return `this node stopped taking part in its cluster: ${stopped}`;

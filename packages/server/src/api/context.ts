@@ -1,3 +1,4 @@
+import type { ReceiveBudget } from "./receive-budget.js";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/index.js";
 import type { NodeOptions } from "../config/index.js";
@@ -44,6 +45,8 @@ export interface NodeContext {
    * (api/client-connections.ts); undefined otherwise.
    */
   clientConnectionRefusal(): string | undefined;
+  /** Unfinished client input of every connection together: native frames, HTTP bodies. */
+  readonly receiveBudget: ReceiveBudget;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
   /**

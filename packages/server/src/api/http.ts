@@ -12,6 +12,7 @@ import type { NodeContext } from "./context.js";
 import { invalidArgument, toWireError } from "./errors.js";
 import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
+import type { ReceiveBudget } from "./receive-budget.js";
 import { HttpError } from "./http-error.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
@@ -296,7 +297,11 @@ function requireMethod(method: string, allowed: string[]): void {
 
 type Reply = (status: number, body: unknown) => void;
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+async function readBody(
+  req: IncomingMessage,
+  limit: number,
+  budget: ReceiveBudget,
+): Promise<Buffer> {
   const tooLarge = (): HttpError =>
     new HttpError(413, "PAYLOAD_TOO_LARGE", `request body exceeds the limit of ${limit} bytes`, {
       Connection: "close",
@@ -308,14 +313,24 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    const buf = chunk as Buffer;
-    size += buf.byteLength;
-    if (size > limit) {
-      req.resume();
-      throw tooLarge();
+  // What the body holds until its end counts against the node's receive budget; past it, the
+  // connection holding the most goes (receive-budget.ts), this one perhaps.
+  const holder = budget.holder((reason) =>
+    req.destroy(new HttpError(503, "RECEIVE_BUDGET_SPENT", reason, { Connection: "close" })),
+  );
+  try {
+    for await (const chunk of req) {
+      const buf = chunk as Buffer;
+      holder.received(buf.byteLength);
+      size += buf.byteLength;
+      if (size > limit) {
+        req.resume();
+        throw tooLarge();
+      }
+      chunks.push(buf);
     }
-    chunks.push(buf);
+  } finally {
+    holder.release();
   }
   return Buffer.concat(chunks);
 }
@@ -345,7 +360,7 @@ async function appendBody(
   ok: Reply,
 ): Promise<void> {
   const expected = expectedFromText(header(req, "chorus-expected-version"), streamId);
-  const body = await readBody(req, ctx.options.maxFrameBytes);
+  const body = await readBody(req, ctx.options.maxFrameBytes, ctx.receiveBudget);
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString("utf8"));

@@ -47,7 +47,6 @@ import {
   type NativeLink,
   type PreparedFrame,
 } from "./native-links.js";
-import { ReceiveBudget } from "./receive-budget.js";
 import { checkGroupName, PersistentService } from "../persistent/service.js";
 import {
   MAX_RETRY_DELAY_MS,
@@ -90,8 +89,6 @@ export { closeReason } from "./native-links.js";
 export class NativeApi {
   readonly #ctx: NodeContext;
   readonly #wss: WebSocketServer;
-  /** Unfinished input of every native connection together (receive-budget.ts). */
-  readonly #receiveBudget: ReceiveBudget;
   readonly #connections = new Set<NativeConnection>();
   readonly #heartbeat: NodeJS.Timeout;
   readonly #settings: Required<NativeApiOptions>;
@@ -120,11 +117,6 @@ export class NativeApi {
       maxSubscriptionsPerConnection: options.maxSubscriptionsPerConnection ?? 1024,
     };
     const maxFrameBytes = ctx.options.maxFrameBytes;
-    this.#receiveBudget = new ReceiveBudget(
-      ctx.options.receiveBudgetBytes,
-      ctx.metrics.receiveBudgetEvictions,
-      ctx.logger,
-    );
     /** ws closes an oversized message with a bare 1009; give the client a reason. */
     class ChorusWebSocket extends WebSocket {
       override close(code?: number, data?: string | Buffer): void {
@@ -243,7 +235,7 @@ export class NativeApi {
    * messages it completes release it.
    */
   #budget(socket: Duplex, head: Buffer, ws: WebSocket): void {
-    const holder = this.#receiveBudget.holder((reason) => {
+    const holder = this.#ctx.receiveBudget.holder((reason) => {
       ws.pause();
       ws.close(1008, closeReason(reason));
       // The close frame is written; the socket goes at once, with what it held.

@@ -5,7 +5,10 @@
  * connections that each send most of a large frame, and then nothing, hold 16 GB, before any
  * request is decoded or its credentials are checked, and the node runs out of memory.
  *
- * Every connection's incomplete input counts against one budget (`--receive-budget-bytes`).
+ * HTTP request bodies are read whole before they are parsed, up to the same size, likewise.
+ *
+ * Every connection's incomplete input (a frame's, or a body's) counts against one budget
+ * (`--receive-budget-bytes`).
  * When a chunk takes the total past it, the connection holding the most is closed (1008,
  * naming the budget), and the next, until the total fits. A client sending whole frames at any
  * rate holds next to nothing: a connection's count restarts with each whole message.
