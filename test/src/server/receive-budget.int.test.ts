@@ -26,7 +26,7 @@ afterEach(async () => {
   node = undefined;
 });
 
-interface Partial {
+interface PartialSender {
   readonly socket: Socket;
   /** What the node sent after its 101 answer. */
   after: Buffer;
@@ -34,10 +34,10 @@ interface Partial {
 }
 
 /** A WebSocket upgrade by hand, then the first SENT_BYTES of a FRAME_BYTES binary frame. */
-async function partialFrame(n: TestNode): Promise<Partial> {
+async function partialFrame(n: TestNode): Promise<PartialSender> {
   const socket = connect({ host: n.extTcp.host, port: n.extTcp.port });
   sockets.push(socket);
-  const p: Partial = { socket, after: Buffer.alloc(0), ended: false };
+  const p: PartialSender = { socket, after: Buffer.alloc(0), ended: false };
   let head = Buffer.alloc(0);
   let upgraded = false;
   const ready = new Promise<void>((resolve, reject) => {
@@ -74,7 +74,7 @@ async function partialFrame(n: TestNode): Promise<Partial> {
 }
 
 /** The close frame the node sent, if any: its code and reason. */
-function closeFrame(p: Partial): { code: number; reason: string } | undefined {
+function closeFrame(p: PartialSender): { code: number; reason: string } | undefined {
   const b = p.after;
   if (b.length < 4 || b[0] !== 0x88) return undefined;
   const length = (b[1] as number) & 0x7f;
@@ -93,10 +93,10 @@ describe("unfinished input beyond the receive budget", () => {
     const client = new ChorusClient(node.connectionString);
     try {
       await client.appendToStream("steady", jsonEvent({ type: "Before", data: {} }));
-      const partials: Partial[] = [];
+      const partials: PartialSender[] = [];
       for (let i = 0; i < 6; i++) partials.push(await partialFrame(node));
       // 3.6 MB sent against a budget of 2 MiB: at least two connections must go.
-      const closedForBudget = (): Partial[] =>
+      const closedForBudget = (): PartialSender[] =>
         partials.filter((p) => p.ended && closeFrame(p)?.code === 1008);
       // Until what the rest hold fits (chunks arrive one by one, and each may take one more).
       await waitFor(
@@ -128,11 +128,11 @@ describe("unfinished input beyond the receive budget", () => {
       memDb: true,
       args: ["--max-frame-bytes", "1MiB", "--receive-budget-bytes", "2MiB"],
     });
-    const partials: Partial[] = [];
+    const partials: PartialSender[] = [];
     for (let i = 0; i < 6; i++) {
       const socket = connect({ host: node.extHttp.host, port: node.extHttp.port });
       sockets.push(socket);
-      const p: Partial = { socket, after: Buffer.alloc(0), ended: false };
+      const p: PartialSender = { socket, after: Buffer.alloc(0), ended: false };
       socket.on("close", () => (p.ended = true));
       socket.on("error", () => undefined);
       socket.write(

@@ -41,19 +41,10 @@ export class FilterError extends Error {
 }
 
 /**
- * Why `pattern` is refused as the filter field `field`, or null when it is usable: empty, too
- * long, not a valid regular expression (with FILTER_REGEX_FLAGS), or a pattern that must run
- * on the linear-time engine (filter-regex.ts) and uses what that engine cannot run.
+ * Compiles a filter field's pattern, or throws FilterError naming the field and the cause:
+ * empty, too long, not a valid regular expression (with FILTER_REGEX_FLAGS), or a pattern that
+ * must run on the linear-time engine (filter-regex.ts) and uses what that engine cannot run.
  */
-export function filterPatternProblem(field: string, pattern: string): string | null {
-  try {
-    compile(field, pattern, false);
-    return null;
-  } catch (err) {
-    return (err as FilterError).message;
-  }
-}
-
 function compile(field: string, pattern: string, stored: boolean): FilterPattern {
   if (pattern.length === 0) throw new FilterError(`${field} must not be empty`);
   if (pattern.length > MAX_FILTER_PATTERN_LENGTH) {

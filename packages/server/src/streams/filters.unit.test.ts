@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { eventFilter, FilterError, filterPatternProblem, type EventFilter } from "./filters.js";
+import { eventFilter, FilterError, type EventFilter } from "./filters.js";
 
 describe("eventFilter", () => {
   const e = (streamId: string, type: string) => ({ streamId, type });
@@ -107,6 +107,8 @@ describe("eventFilter", () => {
   });
 
   it("accepts a pattern of exactly the longest length", () => {
-    expect(filterPatternProblem("streamNameRegex", "a".repeat(1_000))).toBeNull();
+    expect(eventFilter({ streamNameRegex: "a".repeat(1_000) })(e("a".repeat(1_000), "T"))).toBe(
+      true,
+    );
   });
 });
