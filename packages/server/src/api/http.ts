@@ -525,12 +525,23 @@ async function remove(
 const FORWARDED_HEADER = "chorus-forwarded-by";
 /** A forwarded write gets this long to be answered by the leader. */
 const FORWARD_TIMEOUT_MS = 30_000;
+/** What a forward that got no answer says of the request it carried. */
+const UNKNOWN_OUTCOME =
+  "its outcome is unknown (an append retried with the same event ids is written once)";
+/** How often a forwarded write checks that the node it went to still leads. */
+const FORWARD_LEADER_CHECK_MS = 100;
 
 /**
  * A write that reached a follower goes to the leader over HTTP, with its method, path,
  * headers and body, and the leader's answer comes back as it is, so a load balancer in
  * front of every node just works. A write already forwarded once, or with no leader known,
  * is answered 503 NOT_LEADER (with the leader's address in Chorus-Leader when known).
+ *
+ * A leader that stops answering (paused, cut off) keeps its connections open, so the forward
+ * would wait for its idle timeout. Once this node sees another epoch or another leader, the
+ * forward is given up and answered 503 NOT_LEADER as an unknown outcome: the old leader may
+ * have written the events, and the next one may hold them. The client retries with the same
+ * event ids, which is safe.
  */
 async function forwardToLeader(
   ctx: NodeContext,
@@ -548,40 +559,79 @@ async function forwardToLeader(
   // With TLS the leader's certificate must chain to the trusted roots.
   const tls = ctx.peerTls;
   const request = tls ? httpsRequest : httpRequest;
-  await new Promise<void>((resolve, reject) => {
-    const upstream = request(
-      {
-        host: leader.host,
-        port: leader.port,
-        method: req.method,
-        path: req.url,
-        headers,
-        timeout: FORWARD_TIMEOUT_MS,
-        ...(tls && { ca: [...tls.ca], cert: tls.cert, key: tls.key }),
-      },
-      (answer) => {
-        ctx.metrics.httpRequests.inc({
-          method: req.method ?? "?",
-          status: String(answer.statusCode ?? 0),
-        });
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-        answer.on("end", () => resolve());
-        answer.on("error", reject);
-      },
-    );
-    upstream.on("timeout", () =>
-      upstream.destroy(new Error(`the leader did not answer within ${FORWARD_TIMEOUT_MS} ms`)),
-    );
-    upstream.on("error", (err) =>
-      reject(
-        new HttpError(
-          502,
-          "FORWARD_FAILED",
-          `forwarding the write to the leader ${leader.host}:${leader.port} failed: ${err.message}`,
+  const epoch = ctx.cluster()?.epoch;
+  let watch: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const upstream = request(
+        {
+          host: leader.host,
+          port: leader.port,
+          method: req.method,
+          path: req.url,
+          headers,
+          timeout: FORWARD_TIMEOUT_MS,
+          ...(tls && { ca: [...tls.ca], cert: tls.cert, key: tls.key }),
+        },
+        (answer) => {
+          // The leader answered: the outcome is its answer, whoever leads from now on.
+          clearInterval(watch);
+          ctx.metrics.httpRequests.inc({
+            method: req.method ?? "?",
+            status: String(answer.statusCode ?? 0),
+          });
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+          answer.on("end", () => resolve());
+          answer.on("error", reject);
+        },
+      );
+      upstream.on("timeout", () =>
+        upstream.destroy(new Error(`the leader did not answer within ${FORWARD_TIMEOUT_MS} ms`)),
+      );
+      upstream.on("error", (err) =>
+        reject(
+          err instanceof HttpError
+            ? err
+            : new HttpError(
+                502,
+                "FORWARD_FAILED",
+                `forwarding the request to the leader ${leader.host}:${leader.port} failed: ${err.message}; ${UNKNOWN_OUTCOME}`,
+              ),
         ),
-      ),
-    );
-    req.pipe(upstream);
-  });
+      );
+      // The client went away: so does the forward (its outcome is the client's to find out).
+      res.on("close", () => {
+        if (!res.writableFinished) upstream.destroy(new Error("the client closed the request"));
+      });
+      watch = setInterval(() => {
+        const now = ctx.cluster();
+        const next = now?.writeRefusal()?.leaderHttp;
+        if (
+          now?.epoch === epoch &&
+          next !== undefined &&
+          next.host === leader.host &&
+          next.port === leader.port
+        )
+          return;
+        upstream.destroy(leaderChangedWhileForwarding(leader, now?.writeRefusal()));
+      }, FORWARD_LEADER_CHECK_MS);
+      req.pipe(upstream);
+    });
+  } finally {
+    clearInterval(watch);
+  }
+}
+
+function leaderChangedWhileForwarding(
+  leader: Endpoint,
+  refusal: WriteRefusal | undefined,
+): HttpError {
+  const next = refusal?.leaderHttp;
+  return new HttpError(
+    503,
+    "NOT_LEADER",
+    `the leadership changed while this request was forwarded to ${leader.host}:${leader.port}, which did not answer; ${UNKNOWN_OUTCOME}`,
+    next === undefined ? {} : { "Chorus-Leader": `${next.host}:${next.port}` },
+  );
 }
