@@ -33,47 +33,88 @@ async function startProcess(args: string[], children: ChildProcess[]): Promise<n
   return value;
 }
 
+/**
+ * The floor's processes, kept running so that its slices can alternate with another row's
+ * (main.ts): a leader with `followers` followers, and a client connection to it.
+ */
+export class SeqFloor {
+  private constructor(
+    private readonly dir: string,
+    private readonly children: ChildProcess[],
+    private readonly socket: Socket,
+  ) {}
+
+  static async open(followers: number): Promise<SeqFloor> {
+    const dir = await mkdtemp(join(tmpdir(), "chorus-floor-"));
+    const children: ChildProcess[] = [];
+    try {
+      const ports: number[] = [];
+      for (let i = 0; i < followers; i++) {
+        ports.push(await startProcess(["follower", join(dir, `f${i}.log`)], children));
+      }
+      const leader = await startProcess(
+        ["leader", join(dir, "leader.log"), ...ports.map(String)],
+        children,
+      );
+      const socket = createConnection({ host: "127.0.0.1", port: leader, noDelay: true });
+      const floor = new SeqFloor(dir, children, socket);
+      try {
+        await once(socket, "connect", { signal: AbortSignal.timeout(START_TIMEOUT_MS) });
+      } catch (err) {
+        await floor.close();
+        throw err;
+      }
+      return floor;
+    } catch (err) {
+      await stopAll(children);
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** `n` records, one at a time, each latency into `lat` when given; the seconds they took. */
+  async run(n: number, lat?: Latencies): Promise<number> {
+    const record = Buffer.alloc(RECORD_BYTES, 7);
+    const start = performance.now();
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const reply = once(this.socket, "data", { signal: AbortSignal.timeout(REPLY_TIMEOUT_MS) });
+      this.socket.write(record);
+      await reply;
+      lat?.record(performance.now() - t0);
+    }
+    return (performance.now() - start) / 1000;
+  }
+
+  async close(): Promise<void> {
+    this.socket.destroy();
+    await stopAll(this.children);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function stopAll(children: readonly ChildProcess[]): Promise<void> {
+  const exits = children
+    .filter((c) => c.exitCode === null && c.signalCode === null)
+    .map((c) => once(c, "exit"));
+  for (const child of children) child.kill();
+  await Promise.all(exits);
+}
+
 /** One record at a time through a leader with `followers` followers; `n` measured, `warm` not. */
 export async function seqFloor(
   followers: number,
   n: number,
   warm: number,
 ): Promise<{ ops_per_s: number; p50_ms: number; p99_ms: number }> {
-  const dir = await mkdtemp(join(tmpdir(), "chorus-floor-"));
-  const children: ChildProcess[] = [];
-  let socket: Socket | undefined;
+  const floor = await SeqFloor.open(followers);
   try {
-    const ports: number[] = [];
-    for (let i = 0; i < followers; i++) {
-      ports.push(await startProcess(["follower", join(dir, `f${i}.log`)], children));
-    }
-    const leader = await startProcess(
-      ["leader", join(dir, "leader.log"), ...ports.map(String)],
-      children,
-    );
-    socket = createConnection({ host: "127.0.0.1", port: leader, noDelay: true });
-    await once(socket, "connect", { signal: AbortSignal.timeout(START_TIMEOUT_MS) });
-    const record = Buffer.alloc(RECORD_BYTES, 7);
+    await floor.run(warm);
     const lat = new Latencies();
-    let start = 0;
-    for (let i = 0; i < warm + n; i++) {
-      if (i === warm) start = performance.now();
-      const t0 = performance.now();
-      const reply = once(socket, "data", { signal: AbortSignal.timeout(REPLY_TIMEOUT_MS) });
-      socket.write(record);
-      await reply;
-      if (i >= warm) lat.record(performance.now() - t0);
-    }
-    const s = (performance.now() - start) / 1000;
+    const s = await floor.run(n, lat);
     const { p50_ms, p99_ms } = lat.summary();
     return { ops_per_s: Math.round(n / s), p50_ms, p99_ms };
   } finally {
-    socket?.destroy();
-    const exits = children
-      .filter((c) => c.exitCode === null && c.signalCode === null)
-      .map((c) => once(c, "exit"));
-    for (const child of children) child.kill();
-    await Promise.all(exits);
-    await rm(dir, { recursive: true, force: true });
+    await floor.close();
   }
 }

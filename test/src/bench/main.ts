@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { event } from "./events.js";
-import { seqFloor } from "./floor.js";
+import { SeqFloor, seqFloor } from "./floor.js";
 import { indexScale } from "./index-scale.js";
 import { CpuMeter, processTree, type CpuColumns, type ServerPids } from "./proc.js";
 import { FloorInserts, insertFloor, startPostgresBackend } from "./postgres.js";
@@ -171,6 +171,8 @@ interface Ctx {
   cpu: CpuMeter;
   /** The server processes now: the leader's pid and the followers'. */
   servers(): Promise<ServerPids>;
+  /** The floor's processes, when `append-seq` runs in slices alternating with them. */
+  seqFloor?: SeqFloor;
 }
 
 /** The pids of `nodes` with `nodes[leader]` as the leader. */
@@ -189,6 +191,11 @@ async function appendSeq(ctx: Ctx): Promise<void> {
   const n = ctx.args.quick ? 500 : 5000;
   const lat = new Latencies();
   const stream = await warmAppendSeq(ctx);
+  const floor = ctx.seqFloor;
+  if (floor !== undefined) {
+    await appendSeqBesideFloor(ctx, floor, stream, n);
+    return;
+  }
   const servers = await ctx.servers();
   const cpu = ctx.cpu.start(servers);
   const s = await appendSeqSlice(ctx, stream, 0, n, lat);
@@ -203,7 +210,68 @@ async function appendSeq(ctx: Ctx): Promise<void> {
   });
 }
 
-/** Warms up the connection, a stream and both processes' JIT (not measured); the stream. */
+/**
+ * `append-seq` and its floor in alternating slices (floor, row, floor, row, ...), so that both
+ * see the same machine: the disk's fsync latency and the CPU's speed drift within minutes on
+ * the development VM (a CPU-bound loop took 0.8 s, then 1.7 s a few minutes later), and two
+ * rows measured minutes apart moved with them.
+ */
+async function appendSeqBesideFloor(
+  ctx: Ctx,
+  floor: SeqFloor,
+  stream: string,
+  n: number,
+): Promise<void> {
+  const slices = SEQ_FLOOR_SLICES;
+  await floor.run(ctx.args.quick ? 50 : 1000);
+  const floorLat = new Latencies();
+  const rowLat = new Latencies();
+  let floorSeconds = 0;
+  let rowSeconds = 0;
+  const cpuSlices: CpuColumns[] = [];
+  const servers = await ctx.servers();
+  for (let k = 0; k < slices; k++) {
+    floorSeconds += await floor.run(n / slices, floorLat);
+    const cpu = ctx.cpu.start(servers);
+    rowSeconds += await appendSeqSlice(ctx, stream, (k * n) / slices, n / slices, rowLat);
+    cpuSlices.push(ctx.cpu.stop(cpu, n / slices));
+  }
+  emit({
+    test: "append-seq-floor",
+    nodes: ctx.nodes,
+    n,
+    interleaved: slices,
+    ops_per_s: round(n / floorSeconds),
+    ...floorLat.summary(),
+  });
+  emit({
+    test: "append-seq",
+    nodes: ctx.nodes,
+    n,
+    interleaved: slices,
+    ops_per_s: round(n / rowSeconds),
+    ...rowLat.summary(),
+    ...meanColumns(cpuSlices),
+  });
+}
+
+/** Slices of `append-seq` and of its floor when they alternate. */
+const SEQ_FLOOR_SLICES = 5;
+
+/**
+ * The floor of `append-seq`, open for the run when both rows are selected (they then
+ * alternate: appendSeqBesideFloor); otherwise the floor row alone, now, when selected.
+ */
+async function seqFloorFor(
+  args: Args,
+  only: (name: string) => boolean,
+): Promise<SeqFloor | undefined> {
+  if (!only("append-seq-floor")) return undefined;
+  if (only("append-seq")) return SeqFloor.open(args.nodes - 1);
+  await appendSeqFloor(args);
+  return undefined;
+}
+
 async function warmAppendSeq(ctx: Ctx): Promise<string> {
   const stream = `seq-${Date.now()}`;
   for (let i = 0; i < (ctx.args.quick ? 50 : 5000); i++)
@@ -561,7 +629,23 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
     await runOnPostgres(args, only, nodeArgs, cpu, profiling);
     return;
   }
-  if (only("append-seq-floor")) await appendSeqFloor(args);
+  const floor = await seqFloorFor(args, only);
+  try {
+    await runOnNodes(args, only, nodeArgs, cpu, profiling, floor);
+  } finally {
+    await floor?.close();
+  }
+}
+
+/** The rows on a cluster (--nodes 3) or a single node, and index-scale. */
+async function runOnNodes(
+  args: Args,
+  only: (name: string) => boolean,
+  nodeArgs: string[],
+  cpu: CpuMeter,
+  profiling: Profiling | undefined,
+  seqFloor: SeqFloor | undefined,
+): Promise<void> {
   if (args.nodes === 3) {
     if (!CLUSTER_ROWS.some(only)) return;
     const cluster = await startCluster({ size: 3, startTimeoutMs: 60_000, nodeArgs });
@@ -573,6 +657,7 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
       nodes: 3,
       cpu,
       servers: async () => serverPids(cluster.nodes, await cluster.leader({ timeoutMs: 30_000 })),
+      ...(seqFloor && { seqFloor }),
     };
     try {
       const leader = await cluster.leader({ timeoutMs: 30_000 });
@@ -600,6 +685,7 @@ async function run(args: Args, profiling: Profiling | undefined): Promise<void> 
       nodes: args.nodes,
       cpu,
       servers: async () => serverPids([node], 0),
+      ...(seqFloor && { seqFloor }),
     };
     try {
       await client.connect();
