@@ -189,13 +189,20 @@ function serverPids(nodes: readonly TestNode[], leader: number): ServerPids {
 
 async function appendSeq(ctx: Ctx): Promise<void> {
   const n = ctx.args.quick ? 500 : 5000;
-  const lat = new Latencies();
-  const stream = await warmAppendSeq(ctx);
-  const floor = ctx.seqFloor;
-  if (floor !== undefined) {
-    await appendSeqBesideFloor(ctx, floor, stream, n);
+  if (ctx.seqFloor !== undefined) {
+    let stream = "";
+    await rowBesideFloor(ctx, ctx.seqFloor, {
+      test: "append-seq",
+      n,
+      warm: async () => void (stream = await warmAppendSeq(ctx)),
+      slice: (k, count, lat) => appendSeqSlice(ctx, stream, k * count, count, lat),
+      fields: {},
+      floor: { test: "append-seq-floor", n, fields: {} },
+    });
     return;
   }
+  const lat = new Latencies();
+  const stream = await warmAppendSeq(ctx);
   const servers = await ctx.servers();
   const cpu = ctx.cpu.start(servers);
   const s = await appendSeqSlice(ctx, stream, 0, n, lat);
@@ -209,54 +216,6 @@ async function appendSeq(ctx: Ctx): Promise<void> {
     ...cpuColumns,
   });
 }
-
-/**
- * `append-seq` and its floor in alternating slices (floor, row, floor, row, ...), so that both
- * see the same machine: the disk's fsync latency and the CPU's speed drift within minutes on
- * the development VM (a CPU-bound loop took 0.8 s, then 1.7 s a few minutes later), and two
- * rows measured minutes apart moved with them.
- */
-async function appendSeqBesideFloor(
-  ctx: Ctx,
-  floor: SeqFloor,
-  stream: string,
-  n: number,
-): Promise<void> {
-  const slices = SEQ_FLOOR_SLICES;
-  await floor.run(ctx.args.quick ? 50 : 1000);
-  const floorLat = new Latencies();
-  const rowLat = new Latencies();
-  let floorSeconds = 0;
-  let rowSeconds = 0;
-  const cpuSlices: CpuColumns[] = [];
-  const servers = await ctx.servers();
-  for (let k = 0; k < slices; k++) {
-    floorSeconds += await floor.run(n / slices, floorLat);
-    const cpu = ctx.cpu.start(servers);
-    rowSeconds += await appendSeqSlice(ctx, stream, (k * n) / slices, n / slices, rowLat);
-    cpuSlices.push(ctx.cpu.stop(cpu, n / slices));
-  }
-  emit({
-    test: "append-seq-floor",
-    nodes: ctx.nodes,
-    n,
-    interleaved: slices,
-    ops_per_s: round(n / floorSeconds),
-    ...floorLat.summary(),
-  });
-  emit({
-    test: "append-seq",
-    nodes: ctx.nodes,
-    n,
-    interleaved: slices,
-    ops_per_s: round(n / rowSeconds),
-    ...rowLat.summary(),
-    ...meanColumns(cpuSlices),
-  });
-}
-
-/** Slices of `append-seq` and of its floor when they alternate. */
-const SEQ_FLOOR_SLICES = 5;
 
 /**
  * The floor of `append-seq`, open for the run when both rows are selected (they then
@@ -709,7 +668,13 @@ async function runOnNodes(
   }
 }
 
-/** A row measured beside its floor row (--db postgres). */
+/** A floor row's workload, run in slices (floor.ts's SeqFloor, postgres.ts's FloorInserts). */
+interface Floor {
+  /** `count` operations, each latency into `lat` when given; the seconds they took. */
+  run(count: number, lat?: Latencies): Promise<number>;
+}
+
+/** A row measured beside its floor row. */
 interface BesideFloor {
   readonly test: string;
   readonly n: number;
@@ -721,54 +686,64 @@ interface BesideFloor {
   readonly floor: {
     readonly test: string;
     readonly n: number;
-    readonly connections: number;
     readonly fields: Record<string, unknown>;
   };
 }
 
 /**
- * --db postgres: a row and its floor row in interleaved slices (floor, row, floor, row, ...),
- * so that both see the same machine. The fsync latency of the database's disk drifts by up
- * to 2x within minutes on the development VM, and the ratio of two rows measured one after
- * the other moved with it: append-seq over its floor read 0.49 to 1.1 in three runs of one
- * hour, and 0.49 to 0.53 interleaved.
+ * A row and its floor row in interleaved slices (floor, row, floor, row, ...), so that both
+ * see the same machine. On the development VM the fsync latency drifts by up to 2x within
+ * minutes, and so does the CPU's speed (a CPU-bound loop took 0.8 s, then 1.7 s a few minutes
+ * later): the ratio of two rows measured one after the other moved with it. With the
+ * shared database, append-seq over its floor read 0.49 to 1.1 in three runs of one hour, and
+ * 0.49 to 0.53 interleaved.
  */
-async function rowBesideFloor(ctx: Ctx, pg: TestPostgresPrimary, spec: BesideFloor): Promise<void> {
+async function rowBesideFloor(ctx: Ctx, floor: Floor, spec: BesideFloor): Promise<void> {
   const slices = 5;
-  const floor = await FloorInserts.open(pg, spec.floor.connections);
+  await floor.run(spec.floor.n / 10);
+  await spec.warm();
+  const floorLat = new Latencies();
+  const rowLat = new Latencies();
+  let floorSeconds = 0;
+  let rowSeconds = 0;
+  const cpuSlices: CpuColumns[] = [];
+  for (let k = 0; k < slices; k++) {
+    floorSeconds += await floor.run(spec.floor.n / slices, floorLat);
+    const cpu = ctx.cpu.start(await ctx.servers());
+    rowSeconds += await spec.slice(k, spec.n / slices, rowLat);
+    cpuSlices.push(ctx.cpu.stop(cpu, spec.n / slices));
+  }
+  emit({
+    test: spec.floor.test,
+    nodes: ctx.nodes,
+    n: spec.floor.n,
+    ...spec.floor.fields,
+    interleaved: slices,
+    ops_per_s: round(spec.floor.n / floorSeconds),
+    ...floorLat.summary(),
+  });
+  emit({
+    test: spec.test,
+    nodes: ctx.nodes,
+    n: spec.n,
+    ...spec.fields,
+    interleaved: slices,
+    ops_per_s: round(spec.n / rowSeconds),
+    ...rowLat.summary(),
+    ...meanColumns(cpuSlices),
+  });
+}
+
+/** rowBesideFloor on the shared database's floor: `connections` sessions of raw INSERTs. */
+async function rowBesideInserts(
+  ctx: Ctx,
+  pg: TestPostgresPrimary,
+  connections: number,
+  spec: BesideFloor,
+): Promise<void> {
+  const floor = await FloorInserts.open(pg, connections);
   try {
-    await floor.run(spec.floor.n / 10);
-    await spec.warm();
-    const floorLat = new Latencies();
-    const rowLat = new Latencies();
-    let floorSeconds = 0;
-    let rowSeconds = 0;
-    const cpuSlices: CpuColumns[] = [];
-    for (let k = 0; k < slices; k++) {
-      floorSeconds += await floor.run(spec.floor.n / slices, floorLat);
-      const cpu = ctx.cpu.start(await ctx.servers());
-      rowSeconds += await spec.slice(k, spec.n / slices, rowLat);
-      cpuSlices.push(ctx.cpu.stop(cpu, spec.n / slices));
-    }
-    emit({
-      test: spec.floor.test,
-      nodes: ctx.nodes,
-      n: spec.floor.n,
-      ...spec.floor.fields,
-      interleaved: slices,
-      ops_per_s: round(spec.floor.n / floorSeconds),
-      ...floorLat.summary(),
-    });
-    emit({
-      test: spec.test,
-      nodes: ctx.nodes,
-      n: spec.n,
-      ...spec.fields,
-      interleaved: slices,
-      ops_per_s: round(spec.n / rowSeconds),
-      ...rowLat.summary(),
-      ...meanColumns(cpuSlices),
-    });
+    await rowBesideFloor(ctx, floor, spec);
   } finally {
     await floor.close();
   }
@@ -820,18 +795,18 @@ async function runOnPostgres(
     const besideFloor = new Set<string>();
     if (selected("append-seq") && selected("append-seq-floor")) {
       let stream = "";
-      await rowBesideFloor(ctx, backend.pg, {
+      await rowBesideInserts(ctx, backend.pg, 1, {
         test: "append-seq",
         n: args.quick ? 500 : 5000,
         warm: async () => void (stream = await warmAppendSeq(ctx)),
         slice: (k, count, lat) => appendSeqSlice(ctx, stream, k * count, count, lat),
         fields: {},
-        floor: { test: "append-seq-floor", n: args.quick ? 500 : 5000, connections: 1, fields: {} },
+        floor: { test: "append-seq-floor", n: args.quick ? 500 : 5000, fields: {} },
       });
       besideFloor.add("append-seq");
     }
     if (selected("append-pipelined")) {
-      await rowBesideFloor(ctx, backend.pg, {
+      await rowBesideInserts(ctx, backend.pg, 32, {
         test: "append-pipelined",
         n: args.quick ? 5000 : 100_000,
         warm: () => warmPipelined(ctx),
@@ -840,7 +815,6 @@ async function runOnPostgres(
         floor: {
           test: "append-pipelined-floor",
           n: args.quick ? 5000 : 50_000,
-          connections: 32,
           fields: { connections: 32 },
         },
       });
