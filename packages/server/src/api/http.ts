@@ -1,6 +1,6 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { isIP } from "node:net";
+import { isIP, type Socket } from "node:net";
 import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
 import {
   NotLeaderError,
@@ -100,8 +100,12 @@ export function createExternalHttpHandler(
   ctx: NodeContext,
   admin: AdminDependencies = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  const turns = new ConnectionTurns();
   return (req, res) => {
-    serve(ctx, req, res, true, admin).catch((err: unknown) => fail(ctx, req, res, err));
+    turns
+      .next(req, res)
+      .then(() => serve(ctx, req, res, true, admin))
+      .catch((err: unknown) => fail(ctx, req, res, err));
   };
 }
 
@@ -109,9 +113,46 @@ export function createExternalHttpHandler(
 export function createInternalHttpHandler(
   ctx: NodeContext,
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  const turns = new ConnectionTurns();
   return (req, res) => {
-    serve(ctx, req, res, false).catch((err: unknown) => fail(ctx, req, res, err));
+    turns
+      .next(req, res)
+      .then(() => serve(ctx, req, res, false))
+      .catch((err: unknown) => fail(ctx, req, res, err));
   };
+}
+
+/**
+ * The requests of one connection are served one at a time. Node.js hands over every request a
+ * client pipelines at once, and HTTP/1.1 answers go out in order anyway: a client that sent
+ * many reads (a page of events is up to megabytes of JSON) and read none of the answers had
+ * the node build all of them at once (64 pages: more than a GiB). A request waits until the
+ * answer before it is finished and the connection's output has drained.
+ */
+class ConnectionTurns {
+  readonly #last = new WeakMap<Socket, Promise<void>>();
+
+  /** Resolves when `req` may be served (at once, unless its connection is busy). */
+  async next(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const socket = req.socket;
+    const previous = this.#last.get(socket);
+    // 'close' follows the end of the answer, and the end of the connection.
+    this.#last.set(socket, new Promise<void>((resolve) => res.once("close", () => resolve())));
+    if (previous !== undefined) await previous;
+    if (socket.writableNeedDrain && !socket.destroyed) await drainedOrClosed(socket);
+  }
+}
+
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      socket.off("drain", done);
+      socket.off("close", done);
+      resolve();
+    };
+    socket.on("drain", done);
+    socket.on("close", done);
+  });
 }
 
 function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {

@@ -74,6 +74,14 @@ export interface NativeApiOptions {
   readonly maxSubscriptionsPerConnection?: number;
 }
 
+/**
+ * Reads (readStream, readAll) of one connection that run at once. Each holds a page of events,
+ * up to a frame (batchBytesLimit), from the store read until its frame is written; a client
+ * that sends many reads and does not read the answers would otherwise have the node hold all
+ * of them (256 unread 4 MiB pages: a gigabyte).
+ */
+const READS_AT_ONCE = 4;
+
 /** Largest number of bytes of events put into one pushed or read frame. */
 function batchBytesLimit(maxFrameBytes: number): number {
   return Math.max(64 * 1024, Math.min(4 * 1024 * 1024, Math.floor(maxFrameBytes / 2)));
@@ -350,6 +358,9 @@ class NativeConnection {
   /** The native series of the append duration histogram, bound once. */
   readonly #appendLatency: LatencySeries;
   #writableWaiters: (() => void)[] = [];
+  /** Reads running now (READS_AT_ONCE), and those waiting for their turn. */
+  #readsRunning = 0;
+  #readWaiters: (() => void)[] = [];
   #inflight = 0;
   #pausedForInflight = false;
   #pausedForOutput = false;
@@ -416,6 +427,7 @@ class NativeConnection {
     for (const c of this.#consumers.values()) c?.close();
     this.#consumers.clear();
     this.#writableWaiters = [];
+    this.#wakeReads();
   }
 
   // ---------------------------------------------------------------- output
@@ -449,6 +461,32 @@ class NativeConnection {
     }
     const waiters = this.#writableWaiters;
     this.#writableWaiters = [];
+    for (const w of waiters) w();
+    this.#wakeReads();
+  }
+
+  /**
+   * Waits for a read's turn: fewer than READS_AT_ONCE running, and the answers sent so far
+   * drained to the high-water mark (a client that does not read them holds up its own reads,
+   * not the node's memory). False: the connection closed meanwhile.
+   */
+  async #readTurn(): Promise<boolean> {
+    while (this.#readsRunning >= READS_AT_ONCE || !this.#canSend()) {
+      await new Promise<void>((resolve) => this.#readWaiters.push(resolve));
+      if (!this.#link.isOpen) return false;
+    }
+    this.#readsRunning++;
+    return true;
+  }
+
+  #readDone(): void {
+    this.#readsRunning--;
+    this.#wakeReads();
+  }
+
+  #wakeReads(): void {
+    const waiters = this.#readWaiters;
+    this.#readWaiters = [];
     for (const w of waiters) w();
   }
 
@@ -697,66 +735,21 @@ class NativeConnection {
         return;
       }
       case "readStream": {
-        const req = frame.readStream ?? {};
-        const streamId = checkStreamName(req.streamId ?? "");
-        const direction = directionOf(req.direction);
-        const fromRevision = req.fromEnd ? "end" : safeNumber(req.fromRevision, "from_revision");
-        const maxCount = pageSize(req.maxCount);
-        let r = await store.readStream(streamId, { direction, fromRevision, maxCount });
-        const fit = fittingCount(r.events, this.#batchBytes);
-        // Too many bytes for one frame: read a shorter page, so the store says where the next starts.
-        if (fit < r.events.length)
-          r = await store.readStream(streamId, { direction, fromRevision, maxCount: fit });
-        metrics.reads.inc({ interface: "native", kind: "stream" });
-        this.#sendEventsFrame(
-          id,
-          {
-            readResult: {
-              endOfStream: r.endOfStream,
-              nextRevision: r.nextRevision,
-              lastRevision: r.lastRevision,
-            },
-          },
-          r.events,
-        );
+        if (!(await this.#readTurn())) return;
+        try {
+          await this.#readStream(id, frame.readStream ?? {});
+        } finally {
+          this.#readDone();
+        }
         return;
       }
       case "readAll": {
-        const req = frame.readAll ?? {};
-        const direction = directionOf(req.direction);
-        const fromPosition = req.fromEnd ? "end" : safeNumber(req.fromPosition, "from_position");
-        const filter = filterFromWire(req.filter);
-        if (checkpointIntervalFromWire(req.filter) !== undefined)
-          throw invalidArgument(
-            "filter: checkpoint_interval applies to $all subscriptions, not reads",
-          );
-        const maxCount = pageSize(req.maxCount);
-        const key = readAheadKey(direction, fromPosition, maxCount, req.filter);
-        const ahead = this.#readAhead;
-        this.#readAhead = undefined;
-        let r: AllPage;
-        if (ahead?.key === key && (await ahead.page.catch(() => undefined)) !== undefined) {
-          r = await ahead.page;
-          // A page that ended at the then-committed end is only current if nothing committed since.
-          if (r.endOfStream && ahead.commitPosition !== store.commitPosition) {
-            r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
-          }
-        } else {
-          r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+        if (!(await this.#readTurn())) return;
+        try {
+          await this.#readAll(id, frame.readAll ?? {});
+        } finally {
+          this.#readDone();
         }
-        if (!r.endOfStream && typeof fromPosition === "number" && this.#link.isOpen) {
-          // Sequential readers ask for the next page next: read it while this one travels.
-          const next = r.nextPosition;
-          const page = this.#readAllPage(direction, next, maxCount, filter);
-          page.catch(() => undefined);
-          this.#readAhead = {
-            key: readAheadKey(direction, next, maxCount, req.filter),
-            page,
-            commitPosition: store.commitPosition,
-          };
-        }
-        metrics.reads.inc({ interface: "native", kind: "all" });
-        r.frame.send(id);
         return;
       }
       case "subscribe":
@@ -1010,6 +1003,67 @@ class NativeConnection {
     this.#ctx.metrics.subscriptionsStarted.inc({ kind: all ? "all" : "stream" });
     this.#ctx.metrics.subscriptionsActive.inc();
     void sub.start();
+  }
+
+  async #readStream(id: number, req: chorus.IReadStreamRequest): Promise<void> {
+    const { store, metrics } = this.#ctx;
+    const streamId = checkStreamName(req.streamId ?? "");
+    const direction = directionOf(req.direction);
+    const fromRevision = req.fromEnd ? "end" : safeNumber(req.fromRevision, "from_revision");
+    const maxCount = pageSize(req.maxCount);
+    let r = await store.readStream(streamId, { direction, fromRevision, maxCount });
+    const fit = fittingCount(r.events, this.#batchBytes);
+    // Too many bytes for one frame: read a shorter page, so the store says where the next starts.
+    if (fit < r.events.length)
+      r = await store.readStream(streamId, { direction, fromRevision, maxCount: fit });
+    metrics.reads.inc({ interface: "native", kind: "stream" });
+    this.#sendEventsFrame(
+      id,
+      {
+        readResult: {
+          endOfStream: r.endOfStream,
+          nextRevision: r.nextRevision,
+          lastRevision: r.lastRevision,
+        },
+      },
+      r.events,
+    );
+  }
+
+  async #readAll(id: number, req: chorus.IReadAllRequest): Promise<void> {
+    const { store, metrics } = this.#ctx;
+    const direction = directionOf(req.direction);
+    const fromPosition = req.fromEnd ? "end" : safeNumber(req.fromPosition, "from_position");
+    const filter = filterFromWire(req.filter);
+    if (checkpointIntervalFromWire(req.filter) !== undefined)
+      throw invalidArgument("filter: checkpoint_interval applies to $all subscriptions, not reads");
+    const maxCount = pageSize(req.maxCount);
+    const key = readAheadKey(direction, fromPosition, maxCount, req.filter);
+    const ahead = this.#readAhead;
+    this.#readAhead = undefined;
+    let r: AllPage;
+    if (ahead?.key === key && (await ahead.page.catch(() => undefined)) !== undefined) {
+      r = await ahead.page;
+      // A page that ended at the then-committed end is only current if nothing committed since.
+      if (r.endOfStream && ahead.commitPosition !== store.commitPosition) {
+        r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+      }
+    } else {
+      r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+    }
+    if (!r.endOfStream && typeof fromPosition === "number" && this.#link.isOpen) {
+      // Sequential readers ask for the next page next: read it while this one travels.
+      const next = r.nextPosition;
+      const page = this.#readAllPage(direction, next, maxCount, filter);
+      page.catch(() => undefined);
+      this.#readAhead = {
+        key: readAheadKey(direction, next, maxCount, req.filter),
+        page,
+        commitPosition: store.commitPosition,
+      };
+    }
+    metrics.reads.inc({ interface: "native", kind: "all" });
+    r.frame.send(id);
   }
 
   #sendEvents(id: number, events: StoredEvent[], checkpointPosition: number | undefined): void {
