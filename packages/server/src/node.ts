@@ -36,7 +36,7 @@ import {
   effectiveConnectionLimit,
   openFilesLimit,
 } from "./api/client-connections.js";
-import { ReceiveBudget } from "./api/receive-budget.js";
+import { ByteBudget, RECEIVE_BUDGET, SEND_BUDGET } from "./api/byte-budget.js";
 import { createLogger } from "./logging.js";
 import { loadTls, peerTls, serverTlsOptions } from "./tls.js";
 import {
@@ -248,9 +248,16 @@ export async function createNode(
     metrics.clientConnectionsRefused,
     logger,
   );
-  const receiveBudget = new ReceiveBudget(
+  const receiveBudget = new ByteBudget(
     options.receiveBudgetBytes,
+    RECEIVE_BUDGET,
     metrics.receiveBudgetEvictions,
+    logger,
+  );
+  const sendBudget = new ByteBudget(
+    options.sendBudgetBytes,
+    SEND_BUDGET,
+    metrics.sendBudgetEvictions,
     logger,
   );
   const ctx: NodeContext = {
@@ -272,6 +279,7 @@ export async function createNode(
     },
     clientConnectionRefusal: () => clients.refusal(),
     receiveBudget,
+    sendBudget,
     restartNeeded: () => {
       const stopped = cluster?.stoppedTakingPart;
       if (stopped !== undefined) return `this node stopped taking part in its cluster: ${stopped}`;

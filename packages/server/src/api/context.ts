@@ -1,4 +1,4 @@
-import type { ReceiveBudget } from "./receive-budget.js";
+import type { ByteBudget } from "./byte-budget.js";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/index.js";
 import type { NodeOptions } from "../config/index.js";
@@ -46,7 +46,9 @@ export interface NodeContext {
    */
   clientConnectionRefusal(): string | undefined;
   /** Unfinished client input of every connection together: native frames, HTTP bodies. */
-  readonly receiveBudget: ReceiveBudget;
+  readonly receiveBudget: ByteBudget;
+  /** Unsent output of native connections, all together (--send-budget-bytes). */
+  readonly sendBudget: ByteBudget;
   /** The endpoints actually bound (known once every listener is up). */
   endpoints(): NodeEndpoints | undefined;
   /**

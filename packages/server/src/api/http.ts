@@ -12,7 +12,7 @@ import type { NodeContext } from "./context.js";
 import { invalidArgument, toWireError } from "./errors.js";
 import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
-import type { ReceiveBudget } from "./receive-budget.js";
+import type { ByteBudget } from "./byte-budget.js";
 import { HttpError } from "./http-error.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
@@ -338,11 +338,7 @@ function requireMethod(method: string, allowed: string[]): void {
 
 type Reply = (status: number, body: unknown) => void;
 
-async function readBody(
-  req: IncomingMessage,
-  limit: number,
-  budget: ReceiveBudget,
-): Promise<Buffer> {
+async function readBody(req: IncomingMessage, limit: number, budget: ByteBudget): Promise<Buffer> {
   const tooLarge = (): HttpError =>
     new HttpError(413, "PAYLOAD_TOO_LARGE", `request body exceeds the limit of ${limit} bytes`, {
       Connection: "close",

@@ -72,6 +72,7 @@ export class NodeMetrics {
   readonly protocolErrors: Counter<"reason">;
   readonly clientConnectionsRefused: Counter;
   readonly receiveBudgetEvictions: Counter;
+  readonly sendBudgetEvictions: Counter;
   readonly httpRequests: Counter<"method" | "status">;
   readonly appendDuration: LatencyHistogram;
   /** The native API's append outcomes, counted in plain numbers (see `AppendTally`). */
@@ -159,6 +160,11 @@ export class NodeMetrics {
     this.receiveBudgetEvictions = new Counter({
       name: "chorus_receive_budget_evictions_total",
       help: "Client connections closed because the node held its receive budget of unfinished input (--receive-budget-bytes)",
+      registers,
+    });
+    this.sendBudgetEvictions = new Counter({
+      name: "chorus_send_budget_evictions_total",
+      help: "Native client connections closed because the node held its send budget of unsent output (--send-budget-bytes)",
       registers,
     });
     this.clientConnectionsRefused = new Counter({

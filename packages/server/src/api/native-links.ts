@@ -117,6 +117,8 @@ export class WebSocketLink implements NativeLink {
    * releases leave in one write of one buffer (ws-outbox.ts).
    */
   readonly #outbox: WebSocketOutbox;
+  /** Told what the connection holds unsent after each send and each write (the send budget). */
+  #onBuffered: (bytes: number) => void = () => undefined;
 
   constructor(ws: WebSocket, remote: string, maxFrameBytes: number, highWaterMarkBytes: number) {
     this.#ws = ws;
@@ -129,7 +131,10 @@ export class WebSocketLink implements NativeLink {
       socket: () => (this.isOpen ? socketOfWebSocket(ws) : undefined),
       onWritten: (err) => {
         // A failed write ends the socket, and ws reports the close.
-        if (!err && this.bufferedAmount <= this.#highWaterMarkBytes) this.#handler.writable();
+        if (err) return;
+        const buffered = this.bufferedAmount;
+        this.#onBuffered(buffered);
+        if (buffered <= this.#highWaterMarkBytes) this.#handler.writable();
       },
     });
     ws.on("pong", () => {
@@ -177,6 +182,12 @@ export class WebSocketLink implements NativeLink {
 
   #sendBytes(bytes: Uint8Array): void {
     this.#outbox.push(bytes);
+    this.#onBuffered(this.bufferedAmount);
+  }
+
+  /** `listener` is told the bytes the connection holds unsent, as they change. */
+  onBuffered(listener: (bytes: number) => void): void {
+    this.#onBuffered = listener;
   }
 
   pauseInput(paused: boolean): void {

@@ -234,7 +234,24 @@ export class NativeApi {
       const conn = this.#accept(link, credentials);
       ws.on("close", () => this.#ended(conn));
       this.#budget(socket, head, ws);
+      this.#sendBudget(link, ws);
     });
+  }
+
+  /**
+   * Counts what the connection has not taken off its socket against the node's send budget
+   * (byte-budget.ts): a client that reads nothing holds its own reads and subscriptions up
+   * past its high-water mark, and many such clients together are held to the budget.
+   */
+  #sendBudget(link: WebSocketLink, ws: WebSocket): void {
+    const holder = this.#ctx.sendBudget.holder((reason) => {
+      ws.pause();
+      ws.close(1008, closeReason(reason));
+      // Its output is not read: the socket goes at once, with what it held.
+      setImmediate(() => ws.terminate());
+    });
+    link.onBuffered((bytes) => holder.holds(bytes));
+    ws.on("close", () => holder.release());
   }
 
   /**

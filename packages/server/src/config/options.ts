@@ -93,6 +93,8 @@ export interface NodeOptions {
    * least `maxFrameBytes`.
    */
   readonly receiveBudgetBytes: number;
+  /** Unsent output of native connections held for all clients together; past it the connection holding the most is closed. */
+  readonly sendBudgetBytes: number;
   /**
    * Open the node's ports (the default). `false` (createNode only): a single node that opens
    * no port at all, reached by clients in its own process (`withInProcessNode`).
@@ -114,6 +116,7 @@ export interface NodeOptions {
 export const DEFAULT_MAX_CLIENT_CONNECTIONS = 10_000;
 /** Unfinished client input held at most, by default: 16 largest frames. */
 export const DEFAULT_RECEIVE_BUDGET_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_SEND_BUDGET_BYTES = 512 * 1024 * 1024;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Room left in a replication frame for what surrounds a batch (the frame's other fields). */
 export const PEER_FRAME_RESERVE_BYTES = 64 * 1024;
@@ -175,6 +178,7 @@ export const DEFAULT_NODE_OPTIONS: NodeOptions = Object.freeze({
   clientPingIntervalMs: DEFAULT_CLIENT_PING_INTERVAL_MS,
   maxClientConnections: DEFAULT_MAX_CLIENT_CONNECTIONS,
   receiveBudgetBytes: DEFAULT_RECEIVE_BUDGET_BYTES,
+  sendBudgetBytes: DEFAULT_SEND_BUDGET_BYTES,
   listen: true,
   partition: null,
   partitions: Object.freeze([]),

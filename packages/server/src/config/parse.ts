@@ -286,6 +286,15 @@ export const FLAGS: readonly FlagSpec[] = [
       "unfinished input (partial frames) held from all clients together; past it the connection holding the most is closed (default 256MiB, at least --max-frame-bytes)",
   },
   {
+    flag: "send-budget-bytes",
+    key: "sendBudgetBytes",
+    kind: "size",
+    min: 1024,
+    max: 64 * 1024 ** 3,
+    describe:
+      "unsent output (answers, pushed events) held for all native clients together; past it the connection holding the most is closed (default 512MiB, at least twice --max-frame-bytes)",
+  },
+  {
     flag: "partition",
     key: "partition",
     kind: "string",
@@ -690,6 +699,15 @@ export function resolveNodeOptions(partial: Partial<NodeOptions>): NodeOptions {
   ) {
     problems.push(
       `receiveBudgetBytes must be at least maxFrameBytes (${String(o.maxFrameBytes)}; one whole frame must fit) and at most ${64 * 1024 ** 3}, got ${String(o.receiveBudgetBytes)}`,
+    );
+  }
+  if (
+    !Number.isInteger(o.sendBudgetBytes) ||
+    o.sendBudgetBytes < 2 * o.maxFrameBytes ||
+    o.sendBudgetBytes > 64 * 1024 ** 3
+  ) {
+    problems.push(
+      `sendBudgetBytes must be at least twice maxFrameBytes (${String(2 * o.maxFrameBytes)}; a connection's high-water mark and a whole frame must fit) and at most ${64 * 1024 ** 3}, got ${String(o.sendBudgetBytes)}`,
     );
   }
   if (!Number.isInteger(o.clientPingIntervalMs) || o.clientPingIntervalMs < 10) {

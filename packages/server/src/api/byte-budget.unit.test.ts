@@ -1,14 +1,17 @@
 import pino from "pino";
 import { Counter, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { ReceiveBudget } from "./receive-budget.js";
+import { ByteBudget, RECEIVE_BUDGET } from "./byte-budget.js";
 
-function budget(limit: number): { budget: ReceiveBudget; evictions: Counter } {
+function budget(limit: number): { budget: ByteBudget; evictions: Counter } {
   const evictions = new Counter({ name: "e", help: "e", registers: [new Registry()] });
-  return { budget: new ReceiveBudget(limit, evictions, pino({ level: "silent" })), evictions };
+  return {
+    budget: new ByteBudget(limit, RECEIVE_BUDGET, evictions, pino({ level: "silent" })),
+    evictions,
+  };
 }
 
-describe("ReceiveBudget", () => {
+describe("ByteBudget", () => {
   it("evicts the holder of the most until the total fits, and forgets what it held", () => {
     const { budget: b } = budget(100);
     const evicted: string[] = [];
@@ -40,5 +43,22 @@ describe("ReceiveBudget", () => {
     }
     expect(b.used).toBe(0);
     return evictions.get().then((m) => expect(m.values[0]?.value ?? 0).toBe(0));
+  });
+
+  it("holds() sets what a connection holds now: it grows and shrinks, and evicts past the limit", () => {
+    const { budget: b } = budget(100);
+    const evicted: string[] = [];
+    const a = b.holder(() => evicted.push("a"));
+    const c = b.holder(() => evicted.push("c"));
+    a.holds(50);
+    c.holds(40);
+    a.holds(10); // drained
+    expect(b.used).toBe(50);
+    c.holds(95); // 105: c holds the most
+    expect(evicted).toEqual(["c"]);
+    expect(b.used).toBe(10);
+    c.holds(0); // late news of an evicted connection does not count
+    a.holds(0);
+    expect(b.used).toBe(0);
   });
 });
