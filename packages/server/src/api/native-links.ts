@@ -182,7 +182,11 @@ export class WebSocketLink implements NativeLink {
 
   #sendBytes(bytes: Uint8Array): void {
     this.#outbox.push(bytes);
-    this.#onBuffered(this.bufferedAmount);
+    // The send budget hears of a connection once it backs up (a reader keeps up below its
+    // high-water mark, and each reply sent need not cost the budget's bookkeeping); every
+    // write it completes tells it again.
+    const buffered = this.bufferedAmount;
+    if (buffered > this.#highWaterMarkBytes) this.#onBuffered(buffered);
   }
 
   /** `listener` is told the bytes the connection holds unsent, as they change. */
