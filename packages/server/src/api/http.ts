@@ -351,7 +351,7 @@ async function readBody(req: IncomingMessage, limit: number, budget: ByteBudget)
   const chunks: Buffer[] = [];
   let size = 0;
   // What the body holds until its end counts against the node's receive budget; past it, the
-  // connection holding the most goes (receive-budget.ts), this one perhaps.
+  // connection holding the most goes (byte-budget.ts), this one perhaps.
   const holder = budget.holder((reason) =>
     req.destroy(new HttpError(503, "RECEIVE_BUDGET_SPENT", reason, { Connection: "close" })),
   );

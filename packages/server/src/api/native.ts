@@ -256,7 +256,7 @@ export class NativeApi {
 
   /**
    * Counts the connection's unfinished input against the node's receive budget
-   * (receive-budget.ts). Its listener goes before ws's, so a chunk is counted before the
+   * (byte-budget.ts). Its listener goes before ws's, so a chunk is counted before the
    * messages it completes release it.
    */
   #budget(socket: Duplex, head: Buffer, ws: WebSocket): void {

@@ -89,11 +89,15 @@ export interface NodeOptions {
   readonly maxClientConnections: number;
   /**
    * Bytes of unfinished input (partial native frames) the node holds from all its clients
-   * together; past it, the connection holding the most is closed (api/receive-budget.ts). At
+   * together; past it, the connection holding the most is closed (api/byte-budget.ts). At
    * least `maxFrameBytes`.
    */
   readonly receiveBudgetBytes: number;
-  /** Unsent output of native connections held for all clients together; past it the connection holding the most is closed. */
+  /**
+   * Bytes of unsent output (answers, pushed events) the node holds for all its native clients
+   * together; past it, the connection holding the most is closed (api/byte-budget.ts). At
+   * least twice `maxFrameBytes`.
+   */
   readonly sendBudgetBytes: number;
   /**
    * Open the node's ports (the default). `false` (createNode only): a single node that opens
