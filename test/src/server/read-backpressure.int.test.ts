@@ -8,17 +8,16 @@
 // answers sent are unread) and grows by far less than the pages; once the client reads again,
 // every read is answered, in full; another client is served throughout.
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { chorus, decodeFrame, encodeFrame } from "@chorus/protocol";
+import { decodeFrame } from "@chorus/protocol";
 import { getJson, startNode, waitFor, type TestNode } from "@chorus/testing";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
+import { fillLarge, metric, resumeReading, unreadReads } from "./unread-output.js";
 
 const READS = 64;
-const EVENT_BYTES = 2_000;
-const EVENTS = 20_000;
 
 let node: TestNode | undefined;
 let ws: WebSocket | undefined;
@@ -38,24 +37,21 @@ function rssMiB(pid: number): number {
 }
 
 /** The node's count of reads served (`chorus_reads_total`) with these labels. */
-async function readsServed(n: TestNode, labels: string): Promise<number> {
-  const res = await fetch(`http://${n.httpEndpoint}/metrics`, {
-    signal: AbortSignal.timeout(5_000),
-  });
-  const key = `chorus_reads_total{${labels}}`;
-  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${key} `));
-  return line === undefined ? 0 : Number(line.slice(key.length + 1));
+function readsServed(n: TestNode, labels: string): Promise<number> {
+  return metric(n, `chorus_reads_total{${labels}}`);
 }
 
-/** ~40 MB of events: 20,000 of 2 KB over streams filled-0 .. filled-9. */
-async function fill(client: ChorusClient): Promise<void> {
-  const big = "x".repeat(EVENT_BYTES);
-  for (let b = 0; b < EVENTS / 100; b++) {
-    await client.appendToStream(
-      `filled-${b % 10}`,
-      Array.from({ length: 100 }, (_, i) => jsonEvent({ type: "T", data: { big, i } })),
-    );
+/** A node filled by fillLarge, its RSS in MiB then, and a client of it. */
+async function filledNode(): Promise<{ n: TestNode; client: ChorusClient; beforeMiB: number }> {
+  const n = (node = await startNode({ memDb: true }));
+  const client = new ChorusClient(n.connectionString);
+  try {
+    await fillLarge(client);
+  } catch (err) {
+    await client.close();
+    throw err;
   }
+  return { n, client, beforeMiB: rssMiB(n.pid!) };
 }
 
 /**
@@ -96,38 +92,15 @@ describe("reads whose answers the client does not read", () => {
     "wait for the client to read: the node does not hold every page; all are answered after",
     { timeout: 120_000 },
     async () => {
-      const n = (node = await startNode({ memDb: true }));
-      const client = new ChorusClient(n.connectionString);
+      const { n, client, beforeMiB: before } = await filledNode();
       try {
-        await fill(client);
-        const before = rssMiB(n.pid!);
-
-        const sock = (ws = new WebSocket(`ws://${n.extTcp.host}:${n.extTcp.port}/`));
-        await new Promise<void>((resolve, reject) => {
-          sock.once("open", () => resolve());
-          sock.once("error", reject);
-        });
+        const sock = (ws = await unreadReads(n, READS));
         const answered = new Map<number, number>();
         sock.on("message", (data: Buffer) => {
           const frame = decodeFrame(new Uint8Array(data), 64 * 1024 * 1024);
           const events = frame.readResult?.events?.length ?? -1;
           answered.set(Number(frame.correlationId), events);
         });
-        // The client stops reading: what the node sends stays in the sockets' buffers, then
-        // in the node.
-        (sock as unknown as { _socket: { pause(): void } })._socket.pause();
-        for (let id = 1; id <= READS; id++) {
-          sock.send(
-            encodeFrame({
-              correlationId: id,
-              readAll: {
-                fromPosition: 0,
-                maxCount: 4096,
-                direction: chorus.Direction.FORWARDS,
-              },
-            }),
-          );
-        }
         const { served, growthMiB } = await settle(n, 'interface="native",kind="all"', before);
         expect(served).toBeGreaterThan(0);
         expect(served).toBeLessThanOrEqual(12);
@@ -139,7 +112,7 @@ describe("reads whose answers the client does not read", () => {
         await client.appendToStream("other", other);
 
         // The client reads again: every read is answered with its page.
-        (sock as unknown as { _socket: { resume(): void } })._socket.resume();
+        resumeReading(sock);
         await waitFor(() => answered.size === READS, {
           timeoutMs: 60_000,
           intervalMs: 50,
@@ -158,11 +131,8 @@ describe("reads whose answers the client does not read", () => {
     "over HTTP, pipelined on one connection, are served one at a time; all are answered after",
     { timeout: 120_000 },
     async () => {
-      const n = (node = await startNode({ memDb: true }));
-      const client = new ChorusClient(n.connectionString);
+      const { n, client, beforeMiB: before } = await filledNode();
       try {
-        await fill(client);
-        const before = rssMiB(n.pid!);
         const [host, port] = n.httpEndpoint.split(":") as [string, string];
         const sock = connect({ host, port: Number(port) });
         sockets.push(sock);

@@ -8,13 +8,11 @@
 // what the node holds fits the budget; a client that reads its answers reads all of `$all`
 // meanwhile, and appends.
 import { ChorusClient, jsonEvent } from "@chorus/client";
-import { chorus, encodeFrame } from "@chorus/protocol";
 import { startNode, waitFor, type TestNode } from "@chorus/testing";
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
+import { fillLarge, LARGE_EVENTS, metric, unreadReads } from "./unread-output.js";
 
-const EVENT_BYTES = 2_000;
-const EVENTS = 20_000;
 const HOLDERS = 4;
 const READS = 64;
 
@@ -27,34 +25,6 @@ afterEach(async () => {
   node = undefined;
 });
 
-async function metric(n: TestNode, name: string): Promise<number> {
-  const res = await fetch(`http://${n.httpEndpoint}/metrics`, {
-    signal: AbortSignal.timeout(5_000),
-  });
-  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.slice(name.length + 1));
-}
-
-/** A connection that sends READS reads of `$all` from the start and reads nothing back. */
-async function holder(n: TestNode): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://${n.extTcp.host}:${n.extTcp.port}/`);
-  sockets.push(ws);
-  await new Promise<void>((resolve, reject) => {
-    ws.once("open", () => resolve());
-    ws.once("error", reject);
-  });
-  (ws as unknown as { _socket: { pause(): void } })._socket.pause();
-  for (let id = 1; id <= READS; id++) {
-    ws.send(
-      encodeFrame({
-        correlationId: id,
-        readAll: { fromPosition: 0, maxCount: 4096, direction: chorus.Direction.FORWARDS },
-      }),
-    );
-  }
-  return ws;
-}
-
 describe("the send budget", () => {
   it(
     "closes the connections holding the most unsent output; a client that reads is served",
@@ -66,14 +36,8 @@ describe("the send budget", () => {
       }));
       const client = new ChorusClient(n.connectionString);
       try {
-        const big = "x".repeat(EVENT_BYTES);
-        for (let b = 0; b < EVENTS / 100; b++) {
-          await client.appendToStream(
-            `filled-${b % 10}`,
-            Array.from({ length: 100 }, (_, i) => jsonEvent({ type: "T", data: { big, i } })),
-          );
-        }
-        for (let i = 0; i < HOLDERS; i++) await holder(n);
+        await fillLarge(client);
+        for (let i = 0; i < HOLDERS; i++) sockets.push(await unreadReads(n, READS));
         await waitFor(async () => (await metric(n, "chorus_send_budget_evictions_total")) >= 1, {
           timeoutMs: 30_000,
           intervalMs: 100,
@@ -85,7 +49,7 @@ describe("the send budget", () => {
         let read = 0;
         for await (const _ of client.readAll({ fromPosition: "start", maxCount: 1_000_000 }))
           read++;
-        expect(read).toBeGreaterThanOrEqual(EVENTS);
+        expect(read).toBeGreaterThanOrEqual(LARGE_EVENTS);
         await client.appendToStream("after", jsonEvent({ type: "After", data: {} }));
       } finally {
         await client.close();
