@@ -300,11 +300,6 @@ export function wrongExpectedToWire(
   };
 }
 
-/** Approximate encoded size of an event, for splitting pushed batches. */
-export function eventWireBytes(e: StoredEvent): number {
-  return e.data.byteLength + e.metadata.byteLength + e.streamId.length + e.type.length + 96;
-}
-
 export interface FilterInput {
   streamNamePrefix?: readonly string[] | null;
   eventTypePrefix?: readonly string[] | null;

@@ -30,7 +30,6 @@ import {
   storedAppendBytes,
   checkClientWrite,
   checkStreamName,
-  eventWireBytes,
   eventsFromWire,
   expectedFromWire,
   checkpointIntervalFromWire,
@@ -38,6 +37,7 @@ import {
   wrongExpectedToWire,
 } from "./convert.js";
 import { RequestError, codeName, dropCodeToWire, invalidArgument, toWireError } from "./errors.js";
+import { eventBytes } from "../streams/page-bytes.js";
 import { checkFrameOwnership } from "./partition-guard.js";
 import type { EventsBody } from "./event-frames.js";
 import {
@@ -889,16 +889,14 @@ class NativeConnection {
     filter: ((e: StoredEvent) => boolean) | undefined,
   ): Promise<AllPage> {
     const store = this.#ctx.store;
-    const read = (count: number) =>
-      store.readAll({
-        direction,
-        fromPosition,
-        maxCount: count,
-        ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
-      });
-    let r = await read(maxCount);
-    const fit = fittingCount(r.events, this.#batchBytes);
-    if (fit < r.events.length) r = await read(fit);
+    // No more events than one frame carries (the store ends the page before them).
+    const r = await store.readAll({
+      direction,
+      fromPosition,
+      maxCount,
+      maxBytes: this.#batchBytes,
+      ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
+    });
     const { endOfStream, nextPosition } = r;
     // Forwards the next page starts at nextPosition (inclusive), backwards before it (exclusive).
     const frame = this.#link.prepareEvents({ readResult: { endOfStream, nextPosition } }, r.events);
@@ -1028,11 +1026,13 @@ class NativeConnection {
     const direction = directionOf(req.direction);
     const fromRevision = req.fromEnd ? "end" : safeNumber(req.fromRevision, "from_revision");
     const maxCount = pageSize(req.maxCount);
-    let r = await store.readStream(streamId, { direction, fromRevision, maxCount });
-    const fit = fittingCount(r.events, this.#batchBytes);
-    // Too many bytes for one frame: read a shorter page, so the store says where the next starts.
-    if (fit < r.events.length)
-      r = await store.readStream(streamId, { direction, fromRevision, maxCount: fit });
+    // No more events than one frame carries (the store ends the page before them).
+    const r = await store.readStream(streamId, {
+      direction,
+      fromRevision,
+      maxCount,
+      maxBytes: this.#batchBytes,
+    });
     metrics.reads.inc({ interface: "native", kind: "stream" });
     this.#sendEventsFrame(
       id,
@@ -1095,7 +1095,7 @@ class NativeConnection {
     let batch: StoredEvent[] = [];
     let bytes = 0;
     for (const e of events) {
-      const size = eventWireBytes(e);
+      const size = eventBytes(e);
       if (batch.length > 0 && bytes + size > this.#batchBytes) {
         this.#sendEventsFrame(id, { subscriptionEvents: {} }, batch);
         batch = [];
@@ -1175,14 +1175,4 @@ function safeNumber(value: number | null | undefined, field: string): number {
 function pageSize(maxCount: number | null | undefined): number {
   const n = Number(maxCount ?? 0);
   return n <= 0 ? MAX_PAGE_EVENTS : Math.min(n, MAX_PAGE_EVENTS);
-}
-
-/** How many leading events fit a byte budget (so a reply never exceeds a frame); at least one. */
-function fittingCount(events: readonly StoredEvent[], budget: number): number {
-  let bytes = 0;
-  for (let i = 0; i < events.length; i++) {
-    bytes += eventWireBytes(events[i] as StoredEvent);
-    if (bytes > budget && i > 0) return i;
-  }
-  return events.length;
 }

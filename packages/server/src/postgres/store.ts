@@ -50,6 +50,7 @@ import { boolArray, byteaArray, intArray, textArray, uuidArray } from "./arrays.
 import { ABSENT_ROW, Batch, idsOf, streamsOf, type StreamRow, type WriteOp } from "./batch.js";
 import { withDeadline } from "./deadline.js";
 import { migrate } from "./schema.js";
+import { eventBytes, PageBytes, READ_PAGE_BYTES } from "../streams/page-bytes.js";
 import { databaseStoreError, describeDatabaseError, redactDatabaseUrl } from "./url.js";
 
 /** The channel commits are announced on (payload: the new head position). */
@@ -164,6 +165,20 @@ interface FastWrite {
 
 /** Why the one-round-trip write was not taken: the rows must be read (slow path). */
 const READ_ROWS = new Error("the write needs the stream rows read");
+
+/**
+ * What `eventBytes` (page-bytes.ts) adds to an event's data, metadata and names: a page's
+ * rows are measured in the database as in memory.
+ */
+const EVENT_FIXED_BYTES = eventBytes({
+  data: new Uint8Array(0),
+  metadata: new Uint8Array(0),
+  streamId: "",
+  type: "",
+});
+
+/** A row of a `$all` scan: the event, its stream, and the scan's rows without the byte bound. */
+type ChunkRowDb = EventRowDb & StreamRowDb & { chunk_rows: number };
 
 interface EventRowDb {
   position: number;
@@ -807,19 +822,34 @@ export class PostgresStore implements StreamStore {
       const view = (await this.#streamRow(sql, streamId)) ?? ABSENT_ROW;
       const readable = readableRange(streamId, view, this.#now());
       const plan = planStreamRead(options, readable);
+      const backwards = options.direction === "backwards";
+      // The page in the read's order, ending before the row that would take its bytes past
+      // maxBytes (page-bytes.ts): the database sends no more than that.
       const rows =
         plan.to < plan.from
           ? []
-          : await sql<EventRowDb[]>`
-            SELECT position, stream_id, revision, event_id, event_type, is_json, data, metadata, created_ms
-            FROM chorus.events WHERE stream_id = ${streamId} AND revision BETWEEN ${plan.from} AND ${plan.to}
-            ORDER BY revision`;
-      const events = rows.map(toStored);
-      if (options.direction === "backwards") events.reverse();
+          : await sql<(EventRowDb & { page_rows: number })[]>`
+            SELECT position, stream_id, revision, event_id, event_type, is_json, data, metadata,
+                   created_ms, page_rows
+            FROM (
+              SELECT *, sum(own) OVER (ORDER BY revision ${backwards ? sql`DESC` : sql`ASC`}
+                                       ROWS UNBOUNDED PRECEDING) AS upto,
+                     count(*) OVER () AS page_rows
+              FROM (
+                SELECT *, octet_length(data) + octet_length(metadata) + octet_length(stream_id)
+                       + octet_length(event_type) + ${EVENT_FIXED_BYTES} AS own
+                FROM chorus.events
+                WHERE stream_id = ${streamId} AND revision BETWEEN ${plan.from} AND ${plan.to}
+              ) range
+            ) page
+            WHERE upto <= ${options.maxBytes ?? READ_PAGE_BYTES} OR upto = own
+            ORDER BY revision ${backwards ? sql`DESC` : sql`ASC`}`;
+      const last = rows[rows.length - 1];
+      const cut = last !== undefined && rows.length < Number(last.page_rows);
       return {
-        events: events.filter((e) => withinMaxAge(e.createdMs, readable)),
-        nextRevision: plan.nextRevision,
-        endOfStream: plan.endOfStream,
+        events: rows.map(toStored).filter((e) => withinMaxAge(e.createdMs, readable)),
+        nextRevision: cut ? last.revision + (backwards ? -1 : 1) : plan.nextRevision,
+        endOfStream: !cut && plan.endOfStream,
         lastRevision: readable.last,
       };
     });
@@ -837,61 +867,63 @@ export class PostgresStore implements StreamStore {
     const nowMs = this.#now();
     const events: StoredEvent[] = [];
     let scanned = 0;
-    return this.#db(async () => {
-      if (direction === "forwards") {
-        let pos = fromPosition === "end" ? commit : fromPosition;
-        while (pos < commit && events.length < maxCount && scanned < maxScan) {
-          const limit = Math.min(SCAN_CHUNK_ROWS, maxScan - scanned);
-          const rows = await sql<(EventRowDb & StreamRowDb)[]>`
-            SELECT e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.is_json, e.data,
-                   e.metadata, e.created_ms, s.last_revision, s.last_position, s.tombstoned, s.meta
-            FROM chorus.events e JOIN chorus.streams s ON s.stream_id = e.stream_id
-            WHERE e.position >= ${pos} AND e.position < ${commit}
-            ORDER BY e.position LIMIT ${limit}`;
-          let all = true;
-          for (const r of rows) {
-            scanned++;
-            pos = r.position + 1;
-            take(r);
-            if (events.length >= maxCount) {
-              all = r === rows[rows.length - 1];
-              break;
-            }
-          }
-          // Nothing more below the commit position (positions may have gaps: tombstones).
-          if (all && rows.length < limit) pos = commit;
-        }
-        return { events, nextPosition: pos, endOfStream: pos >= commit, scanned };
-      }
-      let pos = fromPosition === "end" ? commit : fromPosition;
-      while (pos > 0 && events.length < maxCount && scanned < maxScan) {
-        const limit = Math.min(SCAN_CHUNK_ROWS, maxScan - scanned);
-        const rows = await sql<(EventRowDb & StreamRowDb)[]>`
+    const maxBytes = options.maxBytes ?? READ_PAGE_BYTES;
+    const bytes = new PageBytes(maxBytes);
+    // Rows from `pos` on in the read's order: at most `limit`, and none past about maxBytes
+    // (the page ends by then: page-bytes.ts). `chunk_rows`: how many there were without that.
+    const chunk = (pos: number, limit: number, forwards: boolean) => sql<ChunkRowDb[]>`
+      SELECT position, stream_id, revision, event_id, event_type, is_json, data, metadata,
+             created_ms, last_revision, last_position, tombstoned, meta, chunk_rows
+      FROM (
+        SELECT *, sum(own) OVER (ORDER BY position ${forwards ? sql`ASC` : sql`DESC`}
+                                 ROWS UNBOUNDED PRECEDING) AS upto,
+               count(*) OVER () AS chunk_rows
+        FROM (
           SELECT e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.is_json, e.data,
-                 e.metadata, e.created_ms, s.last_revision, s.last_position, s.tombstoned, s.meta
+                 e.metadata, e.created_ms, s.last_revision, s.last_position, s.tombstoned, s.meta,
+                 octet_length(e.data) + octet_length(e.metadata) + octet_length(e.stream_id)
+                 + octet_length(e.event_type) + ${EVENT_FIXED_BYTES} AS own
           FROM chorus.events e JOIN chorus.streams s ON s.stream_id = e.stream_id
-          WHERE e.position < ${pos}
-          ORDER BY e.position DESC LIMIT ${limit}`;
+          WHERE ${forwards ? sql`e.position >= ${pos} AND e.position < ${commit}` : sql`e.position < ${pos}`}
+          ORDER BY e.position ${forwards ? sql`ASC` : sql`DESC`} LIMIT ${limit}
+        ) rows
+      ) c
+      WHERE upto <= ${maxBytes} OR upto = own
+      ORDER BY position ${forwards ? sql`ASC` : sql`DESC`}`;
+    return this.#db(async () => {
+      const forwards = direction === "forwards";
+      let pos = fromPosition === "end" ? commit : fromPosition;
+      while ((forwards ? pos < commit : pos > 0) && events.length < maxCount && scanned < maxScan) {
+        const limit = Math.min(SCAN_CHUNK_ROWS, maxScan - scanned);
+        const rows = await chunk(pos, limit, forwards);
         let all = true;
         for (const r of rows) {
+          const ev = toStored(r);
+          if (visibleInAll(ev, toStreamRow(r), nowMs) && (filter === undefined || filter(ev))) {
+            // Ends before the event, which the next page starts with.
+            if (!bytes.fits(ev)) return { events, nextPosition: pos, endOfStream: false, scanned };
+            events.push(ev);
+          }
           scanned++;
-          pos = r.position;
-          take(r);
+          // Forwards the next page starts after this row; backwards below it (exclusive).
+          pos = forwards ? r.position + 1 : r.position;
           if (events.length >= maxCount) {
             all = r === rows[rows.length - 1];
             break;
           }
         }
-        if (all && rows.length < limit) pos = 0;
+        // Nothing more this way (positions may have gaps: tombstones): every row there was
+        // came, and fewer than asked for.
+        const there = Number(rows[0]?.chunk_rows ?? 0);
+        if (all && rows.length === there && there < limit) pos = forwards ? commit : 0;
       }
-      return { events, nextPosition: pos, endOfStream: pos <= 0, scanned };
+      return {
+        events,
+        nextPosition: pos,
+        endOfStream: forwards ? pos >= commit : pos <= 0,
+        scanned,
+      };
     });
-
-    function take(r: EventRowDb & StreamRowDb): void {
-      const ev = toStored(r);
-      if (visibleInAll(ev, toStreamRow(r), nowMs) && (filter === undefined || filter(ev)))
-        events.push(ev);
-    }
   }
 
   async getMetadata(streamId: string): Promise<StreamMetadata | null> {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StoreError, type ExpectedVersion, type StoredEvent } from "../streams/types.js";
+import { eventBytes } from "../streams/page-bytes.js";
 import { createDiskStore, createMemoryStore, type LogStore } from "./index.js";
 import { appendN, dataOf, events, newEvent, okResult, tempDir } from "./test-helpers.js";
 
@@ -321,6 +322,163 @@ describe.each(variants)("%s store", (_name, make) => {
           store.readStream("nope", { direction: "forwards", fromRevision: 0, maxCount: 1 }),
         ),
       ).toBe("STREAM_NOT_FOUND");
+    });
+  });
+
+  describe("pages bounded by bytes (maxBytes)", () => {
+    const MAX = 8_000;
+    /** Event i: data of 20 to ~3,000 bytes, so that pages end at varied places. */
+    const sized = (i: number) => newEvent({ i, pad: "p".repeat((i * 1237) % 3_000) });
+    const bytesOf = (page: readonly StoredEvent[]) =>
+      page.reduce((sum, e) => sum + eventBytes(e), 0);
+
+    /**
+     * Pages hold at most MAX bytes of events (or one event), and end only where the next
+     * event would not fit; together they are `expected`, each once, in order.
+     */
+    function checkPages(pages: StoredEvent[][], expected: readonly StoredEvent[]): void {
+      expect(pages.flat().map((e) => e.position)).toEqual(expected.map((e) => e.position));
+      pages.forEach((page, k) => {
+        expect(page.length).toBeGreaterThan(0);
+        if (page.length > 1) expect(bytesOf(page)).toBeLessThanOrEqual(MAX);
+        const next = pages[k + 1]?.[0];
+        if (next !== undefined) expect(bytesOf(page) + eventBytes(next)).toBeGreaterThan(MAX);
+      });
+    }
+
+    /** 60 events, every third in stream "other", the rest in "sized"; all of them, forwards. */
+    async function fill(): Promise<StoredEvent[]> {
+      for (let i = 0; i < 60; i++)
+        okResult(await store.append(i % 3 === 0 ? "other" : "sized", { kind: "any" }, [sized(i)]));
+      const all = await store.readAll({
+        direction: "forwards",
+        fromPosition: 0,
+        maxCount: 1_000,
+        maxBytes: 1_000_000,
+      });
+      expect(all.events.length).toBe(60);
+      return all.events;
+    }
+
+    async function streamPages(direction: "forwards" | "backwards"): Promise<StoredEvent[][]> {
+      const pages: StoredEvent[][] = [];
+      let from: number | "end" = direction === "forwards" ? 0 : "end";
+      for (let reads = 0; reads < 100; reads++) {
+        const page = await store.readStream("sized", {
+          direction,
+          fromRevision: from,
+          maxCount: 4_096,
+          maxBytes: MAX,
+        });
+        pages.push(page.events);
+        if (page.endOfStream) return pages;
+        from = page.nextRevision;
+      }
+      throw new Error("the stream's pages did not end");
+    }
+
+    async function allPages(
+      direction: "forwards" | "backwards",
+      filter?: (e: StoredEvent) => boolean,
+    ): Promise<StoredEvent[][]> {
+      const pages: StoredEvent[][] = [];
+      let from: number | "end" = direction === "forwards" ? 0 : "end";
+      for (let reads = 0; reads < 100; reads++) {
+        const page = await store.readAll({
+          direction,
+          fromPosition: from,
+          maxCount: 4_096,
+          maxBytes: MAX,
+          ...(filter && { filter }),
+        });
+        pages.push(page.events);
+        if (page.endOfStream) return pages;
+        from = page.nextPosition;
+      }
+      throw new Error("the pages of $all did not end");
+    }
+
+    it("pages a stream forwards and backwards, each page as full as fits", async () => {
+      const sizedEvents = (await fill()).filter((e) => e.streamId === "sized");
+      const forwards = await streamPages("forwards");
+      expect(forwards.length).toBeGreaterThan(3);
+      checkPages(forwards, sizedEvents);
+      checkPages(await streamPages("backwards"), [...sizedEvents].reverse());
+    });
+
+    it("pages $all forwards and backwards, with and without a filter", async () => {
+      const all = await fill();
+      const forwards = await allPages("forwards");
+      expect(forwards.length).toBeGreaterThan(3);
+      checkPages(forwards, all);
+      checkPages(await allPages("backwards"), [...all].reverse());
+      const sized = (e: StoredEvent) => e.streamId === "sized";
+      checkPages(await allPages("forwards", sized), all.filter(sized));
+      checkPages(await allPages("backwards", sized), all.filter(sized).reverse());
+    });
+
+    it("holds one event larger than maxBytes alone, and goes on after it", async () => {
+      okResult(
+        await store.append("huge", { kind: "any" }, [
+          newEvent({ pad: "h".repeat(3 * MAX) }),
+          newEvent({ pad: "h".repeat(3 * MAX) }),
+          newEvent({ small: true }),
+        ]),
+      );
+      const first = await store.readStream("huge", {
+        direction: "forwards",
+        fromRevision: 0,
+        maxCount: 10,
+        maxBytes: MAX,
+      });
+      expect(first.events.map((e) => e.revision)).toEqual([0]);
+      expect(first.endOfStream).toBe(false);
+      expect(first.nextRevision).toBe(1);
+      const rest = await store.readStream("huge", {
+        direction: "forwards",
+        fromRevision: 1,
+        maxCount: 10,
+        maxBytes: MAX,
+      });
+      expect(rest.events.map((e) => e.revision)).toEqual([1]);
+      expect(rest.nextRevision).toBe(2);
+      const back = await store.readAll({
+        direction: "backwards",
+        fromPosition: "end",
+        maxCount: 10,
+        maxBytes: MAX,
+      });
+      // The small event, then not the large one before it.
+      expect(back.events.map((e) => e.revision)).toEqual([2]);
+      expect(back.endOfStream).toBe(false);
+      const before = await store.readAll({
+        direction: "backwards",
+        fromPosition: back.nextPosition,
+        maxCount: 10,
+        maxBytes: MAX,
+      });
+      expect(before.events.map((e) => e.revision)).toEqual([1]);
+    });
+
+    it("refuses a maxBytes that is not a positive integer", async () => {
+      okResult(await store.append("s", { kind: "any" }, events(1)));
+      for (const maxBytes of [0, -1, 1.5, Number.NaN]) {
+        expect(
+          await storeError(
+            store.readStream("s", {
+              direction: "forwards",
+              fromRevision: 0,
+              maxCount: 1,
+              maxBytes,
+            }),
+          ),
+        ).toBe("INVALID_ARGUMENT");
+        expect(
+          await storeError(
+            store.readAll({ direction: "forwards", fromPosition: 0, maxCount: 1, maxBytes }),
+          ),
+        ).toBe("INVALID_ARGUMENT");
+      }
     });
   });
 

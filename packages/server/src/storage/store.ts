@@ -30,6 +30,7 @@ import {
   validateReadStreamOptions,
   validateStreamId,
 } from "../streams/validate.js";
+import { PageBytes, READ_PAGE_BYTES } from "../streams/page-bytes.js";
 import { ABSENT_STREAM, type StreamView } from "../streams/view.js";
 import {
   planStreamRead,
@@ -40,6 +41,7 @@ import {
 import {
   FailedWriteError,
   StoreError,
+  type Direction,
   type ExpectedVersion,
   type NewEvent,
   type ReadAllOptions,
@@ -1160,7 +1162,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       view,
       hit,
       keys,
-      storedIds(await this.readRange(state, hit.revision, hi)),
+      storedIds(await this.readWhole(state, hit.revision, hi)),
     );
     return decision.kind === "new" ? null : decision.result;
   }
@@ -1173,7 +1175,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
     if (keys.length === 0 || hi > state.wLast) return wrongExpectedVersion(view);
     await this.waitForCommit(state.wLastPos + 1);
     if (hi > state.last) return wrongExpectedVersion(view);
-    const recs = await this.readRange(state, from, hi);
+    const recs = await this.readWhole(state, from, hi);
     return decideFromStream(view, from, keys, storedIds(recs)).result;
   }
 
@@ -2183,27 +2185,59 @@ export class LogStore implements StreamStore, ReplicatedLog {
     const state = this.streams.get(streamId);
     const readable = readableRange(streamId, state ?? ABSENT_STREAM, this.nowMs());
     const plan = planStreamRead(options, readable);
-    const recs =
+    const page =
       state === undefined || plan.to < plan.from
-        ? []
-        : await this.readRange(state, plan.from, plan.to);
-    if (options.direction === "backwards") recs.reverse();
+        ? { recs: [], cut: false }
+        : await this.readRange(
+            state,
+            plan.from,
+            plan.to,
+            options.direction,
+            options.maxBytes ?? READ_PAGE_BYTES,
+          );
+    const recs = page.recs;
+    const last = recs[recs.length - 1];
+    // A page cut short for its bytes goes on after its last event.
+    const cutAfter = page.cut && last !== undefined ? last.rec.revision : undefined;
     return {
       events: recs
         .filter((r) => withinMaxAge(r.rec.createdMs, readable))
         .map((r) => toStored(r.rec, r.position)),
-      nextRevision: plan.nextRevision,
-      endOfStream: plan.endOfStream,
+      nextRevision:
+        cutAfter === undefined
+          ? plan.nextRevision
+          : cutAfter + (options.direction === "forwards" ? 1 : -1),
+      endOfStream: cutAfter === undefined && plan.endOfStream,
       lastRevision: readable.last,
     };
   }
 
-  /** Events lo..hi (committed) of a stream, ascending, found through the sparse index and back-links. */
-  private async readRange(
+  /** Events lo..hi (committed) of a stream, ascending, all of them (one append's, at most). */
+  private async readWhole(
     state: StreamState,
     lo: number,
     hi: number,
   ): Promise<Array<{ rec: EventRecord; position: number }>> {
+    return (await this.readRange(state, lo, hi, "forwards", Number.POSITIVE_INFINITY)).recs;
+  }
+
+  /**
+   * Events lo..hi (committed) of a stream in the read's order, found through the sparse index
+   * and back-links, as many as fit in `maxBytes` (page-bytes.ts): forwards the first of them,
+   * backwards the last. `cut`: the page ends before `hi` (forwards) or `lo` (backwards).
+   *
+   * The walk goes down from `hi`. Backwards, that is the page's order. Forwards, the events the
+   * walk meets first are the page's last: they are kept while all fit, the common case; once
+   * they do not, the walk goes on down to `lo` through the back-links alone, and the page is
+   * read up from `lo`. Either way no more than about `maxBytes` of events are held at once.
+   */
+  private async readRange(
+    state: StreamState,
+    lo: number,
+    hi: number,
+    direction: Direction,
+    maxBytes: number,
+  ): Promise<{ recs: Array<{ rec: EventRecord; position: number }>; cut: boolean }> {
     const k = Math.ceil(hi / SPARSE_EVERY);
     let rev: number;
     let pos: number;
@@ -2216,33 +2250,61 @@ export class LogStore implements StreamStore, ReplicatedLog {
       pos = state.lastPos;
     }
     const reader = new BackwardReader(this.log, this.durablePos);
-    while (rev > hi) {
-      const link = await reader.bytes(pos + EVENT_PREV_POSITION_OFFSET, 8);
+    const backLink = async (at: number): Promise<number> => {
+      const link = await reader.bytes(at + EVENT_PREV_POSITION_OFFSET, 8);
       if (link.length < 8)
         throw new StoreError(
           "CORRUPTED",
-          `cannot read the back-link of the event at ${pos}`,
+          `cannot read the back-link of the event at ${at}`,
           state.name,
         );
-      pos = link.readDoubleLE(0);
-      rev--;
-    }
-    const out: Array<{ rec: EventRecord; position: number }> = [];
-    while (rev >= lo) {
-      const rec = await this.readEventAt(reader, pos);
-      if (rec === null || rec.streamId !== state.name || rec.revision !== rev) {
+      return link.readDoubleLE(0);
+    };
+    const eventAt = async (at: number, revision: number): Promise<EventRecord> => {
+      const rec = await this.readEventAt(reader, at);
+      if (rec === null || rec.streamId !== state.name || rec.revision !== revision) {
         throw new StoreError(
           "CORRUPTED",
-          `expected ${state.name}@${rev} at position ${pos}`,
+          `expected ${state.name}@${revision} at position ${at}`,
           state.name,
         );
       }
+      return rec;
+    };
+    while (rev > hi) {
+      pos = await backLink(pos);
+      rev--;
+    }
+    const out: Array<{ rec: EventRecord; position: number }> = [];
+    let bytes = new PageBytes(maxBytes);
+    while (rev >= lo) {
+      const rec = await eventAt(pos, rev);
+      if (!bytes.fits(rec)) break;
       out.push({ rec, position: pos });
       pos = rec.prevPosition;
       rev--;
     }
-    out.reverse();
-    return out;
+    if (direction === "backwards") return { recs: out, cut: rev >= lo };
+    if (rev < lo) return { recs: out.reverse(), cut: false };
+    // Forwards, and lo..hi do not fit: the positions of the revisions below those read, then
+    // the page from lo up.
+    const positions: number[] = [];
+    while (rev >= lo) {
+      positions.push(pos);
+      if (rev > lo) pos = await backLink(pos);
+      rev--;
+    }
+    positions.reverse();
+    for (const { position } of out.reverse()) positions.push(position);
+    const page: Array<{ rec: EventRecord; position: number }> = [];
+    bytes = new PageBytes(maxBytes);
+    for (let i = 0; i < positions.length; i++) {
+      const at = positions[i] as number;
+      const rec = await eventAt(at, lo + i);
+      if (!bytes.fits(rec)) return { recs: page, cut: true };
+      page.push({ rec, position: at });
+    }
+    return { recs: page, cut: false };
   }
 
   private async readEventAt(reader: BackwardReader, position: number): Promise<EventRecord | null> {
@@ -2280,13 +2342,24 @@ export class LogStore implements StreamStore, ReplicatedLog {
       }
       return v;
     };
-    const take = (rec: LogRecord | null, position: number): boolean => {
+    const bytes = new PageBytes(options.maxBytes ?? READ_PAGE_BYTES);
+    // Where the next page starts when this one ends before an event for its bytes: at the
+    // event forwards, after it backwards (positions there are exclusive).
+    let cutAt: number | undefined;
+    const take = (rec: LogRecord | null, position: number, length: number): boolean => {
       if (rec === null)
         throw new StoreError("CORRUPTED", `undecodable record at position ${position}`);
       scanned++;
       if (rec.kind === "event" && visibleInAll(rec, viewOf(rec.streamId), nowMs)) {
         const ev = toStored(rec, position);
-        if (filter === undefined || filter(ev)) events.push(ev);
+        if (filter === undefined || filter(ev)) {
+          if (!bytes.fits(ev)) {
+            scanned--;
+            cutAt = direction === "forwards" ? position : position + length;
+            return false;
+          }
+          events.push(ev);
+        }
       }
       return events.length < maxCount && scanned < maxScan;
     };
@@ -2297,7 +2370,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
         from,
         commit,
         READ_BLOCK_BYTES,
-        (buf, at, length, position) => take(decodeCheckedRecord(buf, at, length, true), position),
+        (buf, at, length, position) =>
+          take(decodeCheckedRecord(buf, at, length, true), position, length),
       );
       if (res.problem !== undefined) {
         if (res.position === from) throw invalid(`position ${from} is not the start of a record`);
@@ -2306,12 +2380,14 @@ export class LogStore implements StreamStore, ReplicatedLog {
           `log record at position ${res.position} is damaged (${res.problem})`,
         );
       }
+      if (cutAt !== undefined) return { events, nextPosition: cutAt, endOfStream: false, scanned };
       return { events, nextPosition: res.position, endOfStream: res.position >= commit, scanned };
     }
     const from = fromPosition === "end" ? commit : fromPosition;
     const pos = await this.scanBackward(from, (buf, at, length, position) =>
-      take(decodeCheckedRecord(buf, at, length, true), position),
+      take(decodeCheckedRecord(buf, at, length, true), position, length),
     );
+    if (cutAt !== undefined) return { events, nextPosition: cutAt, endOfStream: false, scanned };
     return { events, nextPosition: pos, endOfStream: pos <= 0, scanned };
   }
 

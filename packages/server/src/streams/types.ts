@@ -113,6 +113,11 @@ export interface ReadStreamOptions {
   /** Inclusive. "end": the last event (backwards) / after the last (forwards). */
   fromRevision: number | "end";
   maxCount: number;
+  /**
+   * Bytes of events (`eventBytes`) the page holds at most: it ends before the event that would
+   * take it past them, and always holds one (page-bytes.ts). Default READ_PAGE_BYTES.
+   */
+  maxBytes?: number;
 }
 
 export interface ReadStreamResult {
@@ -134,6 +139,8 @@ export interface ReadAllOptions {
   filter?: (event: StoredEvent) => boolean;
   /** Upper bound of records examined in one call, so a selective filter cannot stall a caller. */
   maxScan?: number;
+  /** As ReadStreamOptions.maxBytes: bytes of the events returned (page-bytes.ts). */
+  maxBytes?: number;
 }
 
 export interface ReadAllResult {

@@ -92,13 +92,16 @@ export function validateNewEvents(events: NewEvent[], streamId: string): string[
 }
 
 /**
- * A stream read: maxCount a positive integer, fromRevision an integer >= 0 or "end",
- * direction forwards or backwards (checked in that order).
+ * A stream read: maxCount a positive integer, maxBytes (when given) a positive integer,
+ * fromRevision an integer >= 0 or "end", direction forwards or backwards (checked in that
+ * order).
  */
 export function validateReadStreamOptions(options: ReadStreamOptions, streamId: string): void {
   const { direction, fromRevision, maxCount } = options;
   if (!Number.isSafeInteger(maxCount) || maxCount < 1)
     throw invalid("maxCount must be a positive integer", streamId);
+  if (!validMaxBytes(options.maxBytes))
+    throw invalid("maxBytes must be a positive integer", streamId);
   if (fromRevision !== "end" && (!Number.isSafeInteger(fromRevision) || fromRevision < 0)) {
     throw invalid('fromRevision must be an integer >= 0 or "end"', streamId);
   }
@@ -107,15 +110,16 @@ export function validateReadStreamOptions(options: ReadStreamOptions, streamId: 
 }
 
 /**
- * A read of `$all`: maxCount a positive integer, maxScan (when given) >= 1, fromPosition an
- * integer from 0 to the commit position or "end", direction forwards or backwards (checked in
- * that order).
+ * A read of `$all`: maxCount a positive integer, maxScan (when given) >= 1, maxBytes (when
+ * given) a positive integer, fromPosition an integer from 0 to the commit position or "end",
+ * direction forwards or backwards (checked in that order).
  */
 export function validateReadAllOptions(options: ReadAllOptions, commitPosition: number): void {
   const { direction, fromPosition, maxCount, maxScan } = options;
   if (!Number.isSafeInteger(maxCount) || maxCount < 1)
     throw invalid("maxCount must be a positive integer");
   if (!((maxScan ?? 1) >= 1)) throw invalid("maxScan must be >= 1");
+  if (!validMaxBytes(options.maxBytes)) throw invalid("maxBytes must be a positive integer");
   if (
     fromPosition !== "end" &&
     (!Number.isSafeInteger(fromPosition) || fromPosition < 0 || fromPosition > commitPosition)
@@ -126,4 +130,8 @@ export function validateReadAllOptions(options: ReadAllOptions, commitPosition: 
   }
   if (direction !== "forwards" && direction !== "backwards")
     throw invalid("direction must be forwards or backwards");
+}
+
+function validMaxBytes(maxBytes: number | undefined): boolean {
+  return maxBytes === undefined || (Number.isSafeInteger(maxBytes) && maxBytes >= 1);
 }
