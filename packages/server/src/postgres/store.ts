@@ -840,7 +840,7 @@ export class PostgresStore implements StreamStore {
                        + octet_length(event_type) + ${EVENT_FIXED_BYTES} AS own
                 FROM chorus.events
                 WHERE stream_id = ${streamId} AND revision BETWEEN ${plan.from} AND ${plan.to}
-              ) range
+              ) span
             ) page
             WHERE upto <= ${options.maxBytes ?? READ_PAGE_BYTES} OR upto = own
             ORDER BY revision ${backwards ? sql`DESC` : sql`ASC`}`;
