@@ -341,6 +341,16 @@ export class NodeMetrics {
         (g) => g.consumers.length,
       ],
       ["in_flight", "Events handed to consumers and not yet acknowledged", (g) => g.inFlight],
+      [
+        "buffered_events",
+        "Events the group has read ahead and not yet seen done (handed out or waiting)",
+        (g) => g.bufferedEvents,
+      ],
+      [
+        "buffered_bytes",
+        "Bytes of the events the group holds read ahead (at most about 32 MiB)",
+        (g) => g.bufferedBytes,
+      ],
       ["parked", "Events in the group's parked stream", (g) => g.parkedCount],
       ["delivered", "Events delivered since this node took the group on", (g) => g.totalDelivered],
       ["acked", "Events acknowledged since this node took the group on", (g) => g.totalAcked],

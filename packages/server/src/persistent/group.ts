@@ -16,6 +16,7 @@
  */
 import type { Logger } from "pino";
 import { METADATA_EVENT_TYPE, metadataStreamOf } from "@chorus/protocol";
+import { eventBytes } from "../streams/page-bytes.js";
 import type { StoredEvent, StreamStore } from "../streams/types.js";
 import { AckLog, MAX_ACKS_PER_RECORD } from "./acks.js";
 import { CheckpointClock, checkpointCandidate, readCheckpoint } from "./checkpoint.js";
@@ -75,6 +76,9 @@ export interface GroupInfo {
   status: "Live" | "Idle";
   consumers: ConsumerInfo[];
   inFlight: number;
+  /** Events read ahead and not yet done (handed out or waiting), and their bytes. */
+  bufferedEvents: number;
+  bufferedBytes: number;
   parkedCount: number;
   lastCheckpoint: number | undefined;
   deliveryRate: number;
@@ -110,6 +114,14 @@ export const REJOIN_GRACE_MS = 500;
 /** Events per second, averaged over this window. */
 const RATE_WINDOW_MS = 10_000;
 
+/**
+ * Bytes of events a group reads ahead of its consumers at most, whatever its buffer sizes say
+ * in events: 500 events (the default historyBufferSize) of 1 MiB each would be 500 MiB, for
+ * each group. The group reads on once what it holds drops below this (by a read's page, 4 MiB,
+ * at most beyond it).
+ */
+export const GROUP_BUFFER_BYTES = 32 * 1024 * 1024;
+
 /** Counts in one-second buckets, for a rate over the last RATE_WINDOW_MS. */
 class RateMeter {
   readonly #buckets = new Map<number, number>();
@@ -139,6 +151,8 @@ export class Group {
   readonly #source: Source;
   /** Events read and not yet durably done, in read order (so the first is the lowest). */
   readonly #pending = new Map<number, Entry>();
+  /** Their bytes (`eventBytes`), bounded by GROUP_BUFFER_BYTES. */
+  #pendingBytes = 0;
   /** Parked events being replayed; never part of the checkpoint. */
   readonly #replays = new Map<number, Entry>();
   readonly #dispatcher: Dispatcher;
@@ -400,7 +414,8 @@ export class Group {
         !this.#stopped &&
         this.#dispatcher.consumers.length > 0 &&
         !this.#source.caughtUp &&
-        this.#pending.size < this.#cap()
+        this.#pending.size < this.#cap() &&
+        this.#pendingBytes < GROUP_BUFFER_BYTES
       ) {
         const room = Math.min(this.#settings.readBatchSize, this.#cap() - this.#pending.size);
         const commits = this.#source.commits;
@@ -435,6 +450,7 @@ export class Group {
     }
     const entry = newEntry(e, read.point, read.prev);
     this.#pending.set(e.position, entry);
+    this.#pendingBytes += eventBytes(e);
     // A delayed retry a previous run recorded: its retry count, and not before its due time.
     const delay = this.#acks.takeDelay(e.position);
     this.#acks.forgetDelaysBefore(e.position);
@@ -734,7 +750,7 @@ export class Group {
         this.#replays.delete(e.event.position);
         continue;
       }
-      this.#pending.delete(e.event.position);
+      this.#forget(e);
       this.#cp.doneSince++;
     }
     // Acknowledged before this leader read them: skip them when they are read. One that was
@@ -745,7 +761,7 @@ export class Group {
       if (entry) {
         if (entry.state !== "finishing") {
           this.#dispatcher.release(entry);
-          this.#pending.delete(p);
+          this.#forget(entry);
           this.#cp.doneSince++;
         }
       } else if (!this.#source.passed(p)) {
@@ -754,6 +770,11 @@ export class Group {
     }
     if (this.#replays.size === 0 && this.#parking.replayEnd !== undefined)
       void this.#side(this.#finishReplay());
+  }
+
+  /** A read event is done: the group no longer holds it. */
+  #forget(entry: Entry): void {
+    if (this.#pending.delete(entry.event.position)) this.#pendingBytes -= eventBytes(entry.event);
   }
 
   #fail(err: unknown): void {
@@ -902,6 +923,8 @@ export class Group {
         acked: c.acked,
       })),
       inFlight,
+      bufferedEvents: this.#pending.size,
+      bufferedBytes: this.#pendingBytes,
       parkedCount: this.#parking.count,
       lastCheckpoint: this.#cp.checkpoint?.point,
       deliveryRate: this.#deliveries.perSecond(),
