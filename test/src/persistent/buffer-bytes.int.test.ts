@@ -3,8 +3,9 @@
 // at most about 32 MiB, whatever those counts say, and still hands every event out. A real
 // node process on disk; the group's holdings as its /metrics show them.
 import { ChorusClient, jsonEvent, type PersistentEvent } from "@chorus/client";
-import { startNode, waitFor, type TestNode } from "@chorus/testing";
-import { afterEach, describe, expect, it } from "vitest";
+import { startNode, waitFor } from "@chorus/testing";
+import { describe, expect, it } from "vitest";
+import { closedAfterEach } from "../server/helpers.js";
 import { nextEvent } from "../iterate.js";
 import { metric } from "../server/unread-output.js";
 
@@ -12,20 +13,12 @@ const MIB = 1024 * 1024;
 /** Events of ~1 MiB each: five times what the group may hold. */
 const EVENTS = 160;
 
-let node: TestNode | undefined;
-let client: ChorusClient | undefined;
-
-afterEach(async () => {
-  await client?.close();
-  client = undefined;
-  await node?.stop();
-  node = undefined;
-});
+const started = closedAfterEach();
 
 describe("a persistent subscription group over large events", () => {
   it("reads ahead at most about 32 MiB, and hands every event out", async () => {
-    const n = (node = await startNode());
-    const c = (client = new ChorusClient(`${n.connectionString}&operationTimeout=30000`));
+    const n = (started.node = await startNode());
+    const c = (started.client = new ChorusClient(`${n.connectionString}&operationTimeout=30000`));
     const pad = "p".repeat(MIB - 1_000);
     for (let i = 0; i < EVENTS; i++)
       await c.appendToStream("large", jsonEvent({ type: "Large", data: { i, pad } }));

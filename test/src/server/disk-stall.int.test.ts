@@ -5,20 +5,13 @@ import { unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ChorusClient, jsonEvent, type ResolvedEvent } from "@chorus/client";
 import { startNode, waitFor, type TestNode } from "@chorus/testing";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { closedAfterEach } from "./helpers.js";
 
 /** The default --election-timeout-ms: the node calls a sync stalled after 4 of them. */
 const STALLED_AFTER_MS = 4 * 500;
 
-let node: TestNode | undefined;
-let client: ChorusClient | undefined;
-
-afterEach(async () => {
-  await client?.close();
-  client = undefined;
-  await node?.stop();
-  node = undefined;
-});
+const started = closedAfterEach();
 
 async function readiness(n: TestNode): Promise<{ status: number; message?: string }> {
   const res = await fetch(`http://${n.httpEndpoint}/health/ready`, {
@@ -30,8 +23,8 @@ async function readiness(n: TestNode): Promise<{ status: number; message?: strin
 
 describe("a single node whose disk stalls", () => {
   it("is not ready while a log sync runs past 4 election timeouts, and ready again after", async () => {
-    const n = (node = await startNode({ env: { CHORUS_TEST_SYNC_STALL: "1" } }));
-    const c = (client = new ChorusClient(`${n.connectionString}&operationTimeout=30000`));
+    const n = (started.node = await startNode({ env: { CHORUS_TEST_SYNC_STALL: "1" } }));
+    const c = (started.client = new ChorusClient(`${n.connectionString}&operationTimeout=30000`));
     const append = (i: number) =>
       c.appendToStream("stalled", jsonEvent({ type: "T", data: { i } }));
     await append(0);

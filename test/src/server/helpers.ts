@@ -1,6 +1,9 @@
 import { chorus, decodeFrame, encodeFrame, type Frame, type FrameInit } from "@chorus/protocol";
 import { createLogger, createNode, type ChorusNode, type NodeOptions } from "@chorus/server";
 import { randomUUID } from "node:crypto";
+import type { ChorusClient } from "@chorus/client";
+import type { TestNode } from "@chorus/testing";
+import { afterEach } from "vitest";
 import WebSocket from "ws";
 
 /** The value of the sample `key` of a `/metrics` text (`name{labels}` exactly as exposed), or undefined. */
@@ -170,4 +173,22 @@ export async function readAllForwards(
 
 export function basic(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+}
+
+/** The node process and the client a test of the file started: both closed after each test. */
+export interface PerTest {
+  node?: TestNode;
+  client?: ChorusClient;
+}
+
+/** Registers the file's afterEach that closes what a test put into the returned holder. */
+export function closedAfterEach(): PerTest {
+  const held: PerTest = {};
+  afterEach(async () => {
+    await held.client?.close();
+    held.client = undefined;
+    await held.node?.stop();
+    held.node = undefined;
+  });
+  return held;
 }

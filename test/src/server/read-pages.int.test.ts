@@ -6,7 +6,8 @@
 // PostgreSQL.
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { startNode, type TestNode } from "@chorus/testing";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { closedAfterEach } from "./helpers.js";
 import { sharedPostgres } from "../postgres/helpers.js";
 
 const pg = sharedPostgres();
@@ -23,14 +24,7 @@ interface HttpPage {
   nextPosition?: string;
 }
 
-let node: TestNode | undefined;
-let client: ChorusClient | undefined;
-afterEach(async () => {
-  await client?.close();
-  client = undefined;
-  await node?.stop();
-  node = undefined;
-});
+const started = closedAfterEach();
 
 async function get(n: TestNode, path: string): Promise<HttpPage> {
   const res = await fetch(`http://${n.httpEndpoint}${path}`, {
@@ -76,8 +70,8 @@ describe.each(backends)("pages of large events on %s", (_name, runs, start) => {
   it.skipIf(!runs)(
     "end before 4 MiB of events; reading on from where each ends reads every event once",
     async () => {
-      const n = (node = await start());
-      const c = (client = new ChorusClient(`${n.connectionString}&operationTimeout=30000`));
+      const n = (started.node = await start());
+      const c = (started.client = new ChorusClient(`${n.connectionString}&operationTimeout=30000`));
       const pad = "p".repeat(PAD_BYTES);
       // Two streams, interleaved in the log: i counts each stream's events.
       for (let i = 0; i < EVENTS; i++) {
