@@ -223,6 +223,48 @@ describe.each(CLIENT_DISK_BACKENDS)("persistent subscriptions (%s)", (backend) =
       await sub.unsubscribe();
     });
 
+    it("replays many parked events in rounds of what the group may hold, each once, in the order they were parked", async () => {
+      const ps = client.persistentSubscriptions;
+      await append("parked-rounds", 25);
+      await ps.create("parked-rounds", "g", { historyBufferSize: 10, readBatchSize: 5 });
+      const sub = ps.subscribe("parked-rounds", "g", { bufferSize: 100 });
+      const it = sub[Symbol.asyncIterator]();
+      for (let i = 0; i < 25; i++)
+        await sub.nack("park", "parked for the test", await nextEvent(it));
+      await waitFor(async () => (await ps.getInfo("parked-rounds", "g")).parkedCount === 25, {
+        timeoutMs: 10_000,
+      });
+      await ps.replayParked("parked-rounds", "g");
+      // The first round: historyBufferSize events, and none after them until they are done
+      // (a consumer with room for 100 would get all 25 at once from a replay in one go).
+      const round: PersistentEvent[] = [];
+      for (let i = 0; i < 10; i++) round.push(await nextEvent(it));
+      expect(round.map(n)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+      const next = it.next();
+      let timer: NodeJS.Timeout | undefined;
+      const early = await Promise.race([
+        next.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 1_000))),
+      ]);
+      clearTimeout(timer);
+      expect(early).toBe(false);
+      for (const e of round) await sub.ack(e);
+      // The next rounds, as the events are done.
+      const rest: number[] = [];
+      let e = (await next).value as PersistentEvent;
+      for (;;) {
+        rest.push(n(e));
+        await sub.ack(e);
+        if (rest.length === 15) break;
+        e = await nextEvent(it);
+      }
+      expect(rest).toEqual(Array.from({ length: 15 }, (_, i) => 10 + i));
+      await waitFor(async () => (await ps.getInfo("parked-rounds", "g")).parkedCount === 0, {
+        timeoutMs: 10_000,
+      });
+      await sub.unsubscribe();
+    });
+
     it("redelivers an event not acknowledged within messageTimeoutMs, with retryCount 1", async () => {
       const ps = client.persistentSubscriptions;
       await append("slow", 1);

@@ -25,6 +25,7 @@ import {
   checkpointStream,
   newEntry,
   parkedStream,
+  streamEnd,
   systemEvent,
   type Consumer,
   type ConsumerHandle,
@@ -858,22 +859,69 @@ export class Group {
 
   // ---------------------------------------------------------------- parked events
 
-  /** Offers parked events (up to `stopAt` of them; 0: all) to the consumers again. */
+  /**
+   * Offers parked events (up to `stopAt` of them; 0: all) to the consumers again, in rounds of
+   * what the group may hold read ahead (historyBufferSize events, GROUP_BUFFER_BYTES): a
+   * group with a million parked events does not read them all into memory at once. Returns
+   * how many parked events wait for a replay now (at most `stopAt`): what this one offers,
+   * unless some of them are parked again while it runs (those wait for the next replay).
+   */
   async replayParked(stopAt: number): Promise<number> {
-    if (this.#parking.replayEnd !== undefined) return 0;
+    if (this.#replaying()) return 0;
     // An event parked a moment ago is counted as soon as its copy is written, but the group
     // holds it until its acks record is written too: read before that, it would look still
     // in hand (`known`), be left out, and the cursor would move past its copy unreplayed.
     await this.#flushed();
-    if (this.#stopped || this.#parking.replayEnd !== undefined) return 0;
-    const read = await this.#parking.readReplay(
-      this.#d.store,
-      this.key,
-      stopAt > 0 ? stopAt : Number.MAX_SAFE_INTEGER,
-      this.#acks.replayedDone,
-      (position) => this.#find(position) !== undefined,
-    );
-    if (read === undefined) return 0;
+    if (this.#stopped || this.#replaying()) return 0;
+    const left = stopAt > 0 ? stopAt : Number.MAX_SAFE_INTEGER;
+    const waiting = Math.min(left, this.#parking.count);
+    // Taken now, before the read below: a second request meanwhile finds the replay running.
+    const rest = { left, until: Number.MAX_SAFE_INTEGER };
+    this.#parking.replayRest = rest;
+    try {
+      rest.until = (await streamEnd(this.#d.store, parkedStream(this.key))).last + 1;
+    } catch (err) {
+      this.#parking.replayRest = undefined;
+      throw err;
+    }
+    await this.#replayRound();
+    return waiting;
+  }
+
+  /** A replay runs: a round is out, or the next is about to be read. */
+  #replaying(): boolean {
+    return this.#parking.replayEnd !== undefined || this.#parking.replayRest !== undefined;
+  }
+
+  /** Reads the replay's next round and offers it; ends the replay when nothing is left. */
+  async #replayRound(): Promise<void> {
+    const rest = this.#parking.replayRest;
+    if (rest === undefined || this.#stopped) return;
+    let read;
+    try {
+      read =
+        rest.left > 0
+          ? await this.#parking.readReplay(
+              this.#d.store,
+              this.key,
+              {
+                limit: Math.min(rest.left, this.#settings.historyBufferSize),
+                maxBytes: GROUP_BUFFER_BYTES,
+                until: rest.until,
+              },
+              this.#acks.replayedDone,
+              (position) => this.#find(position) !== undefined,
+            )
+          : undefined;
+    } catch (err) {
+      this.#parking.replayRest = undefined;
+      throw err;
+    }
+    if (read === undefined || this.#stopped) {
+      this.#parking.replayRest = undefined;
+      return;
+    }
+    rest.left -= read.events.length;
     this.#parking.replayEnd = read.end;
     const replayed: Entry[] = [];
     for (const { parkedRevision, ...e } of read.events) {
@@ -886,10 +934,13 @@ export class Group {
     this.#dispatcher.enqueueFirst(replayed);
     if (this.#replays.size === 0) await this.#side(this.#finishReplay());
     this.#dispatch();
-    return read.events.length;
   }
 
-  /** Every replayed event is done: move the parked stream's start past them. */
+  /**
+   * Every event of the replay's round is done: move the parked stream's start past them, and
+   * read the next round (after a turn: a round whose events were all done already finishes
+   * at once, and the next must not grow the stack).
+   */
   async #finishReplay(): Promise<void> {
     const end = this.#parking.replayEnd;
     if (end === undefined || this.#stopped) return;
@@ -897,10 +948,15 @@ export class Group {
       await this.#setMetadata(parkedStream(this.key), { truncateBefore: end });
       this.#parking.replayFinished(end, this.#acks.replayFinished(end));
     } catch (err) {
+      this.#parking.replayRest = undefined;
       this.#fail(err);
     } finally {
       this.#parking.replayEnd = undefined;
     }
+    if (this.#parking.replayRest === undefined || this.#stopped) return;
+    setImmediate(() => {
+      this.#replayRound().catch((err: unknown) => this.#fail(err));
+    });
   }
 
   // ---------------------------------------------------------------- info

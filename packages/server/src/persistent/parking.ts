@@ -4,6 +4,7 @@
  * A replay offers the originals again and, once every one is done, moves the cursor past them.
  */
 import { randomUUID } from "node:crypto";
+import { eventBytes } from "../streams/page-bytes.js";
 import { StoreError, type NewEvent, type StoredEvent, type StreamStore } from "../streams/types.js";
 import { json, parkedStream, parseJson, streamEnd, type Entry, type GroupKey } from "./common.js";
 
@@ -96,8 +97,14 @@ export class Parking {
   count = 0;
   /** The replay cursor: the parked stream's truncateBefore. */
   from = 0;
-  /** While a replay runs: the revision after the last copy it offered. */
+  /** While a replay runs: the revision after the last copy its current round offered. */
   replayEnd: number | undefined;
+  /**
+   * While a replay runs: what it still offers after its current round, `left` originals
+   * (MAX_SAFE_INTEGER: all) from the copies below `until` (those parked before it was asked
+   * for: an event parked again while the replay runs waits for the next one).
+   */
+  replayRest: { left: number; until: number } | undefined;
   /** Events to park with the next flush, with why. */
   readonly queue: { entry: Entry; reason: string }[] = [];
 
@@ -118,34 +125,40 @@ export class Parking {
   }
 
   /**
-   * Reads up to `limit` originals to replay from the cursor. Returns them and the revision
-   * after the last copy read (the new cursor once they are done), or undefined when the
-   * parked stream has nothing from the cursor.
+   * Reads originals to replay from the cursor: up to `limit` of them and about `maxBytes`
+   * (`eventBytes`), from copies below revision `until`. Returns them and the revision after
+   * the last copy read (the new cursor once they are done), or undefined when the parked
+   * stream has nothing from the cursor below `until`.
    */
   async readReplay(
     store: StreamStore,
     key: GroupKey,
-    limit: number,
+    bounds: { limit: number; maxBytes: number; until: number },
     replayedDone: ReadonlySet<number>,
     known: (position: number) => boolean,
   ): Promise<{ events: ReplayCandidate[]; end: number } | undefined> {
+    const { limit, maxBytes, until } = bounds;
     const events: ReplayCandidate[] = [];
+    let bytes = 0;
     let revision = this.from;
     let last = revision - 1;
-    while (events.length < limit) {
+    while (events.length < limit && bytes < maxBytes && revision < until) {
       let page;
       try {
         page = await store.readStream(parkedStream(key), {
           direction: "forwards",
           fromRevision: revision,
-          maxCount: Math.min(PAGE, limit - events.length),
+          maxCount: Math.min(PAGE, limit - events.length, until - revision),
         });
       } catch (err) {
         if (err instanceof StoreError && err.code === "STREAM_NOT_FOUND") break;
         throw err;
       }
       for (const copy of page.events) last = copy.revision;
-      events.push(...replayCandidates(page.events, replayedDone, known));
+      for (const e of replayCandidates(page.events, replayedDone, known)) {
+        events.push(e);
+        bytes += eventBytes(e);
+      }
       if (page.endOfStream || page.events.length === 0) break;
       revision = page.nextRevision;
     }
