@@ -167,8 +167,17 @@ interface FastWrite {
 const READ_ROWS = new Error("the write needs the stream rows read");
 
 /**
- * What `eventBytes` (page-bytes.ts) adds to an event's data, metadata and names: a page's
- * rows are measured in the database as in memory.
+ * Events whose data and metadata together are larger than this come without them in the rows
+ * of a read, which then reads them one at a time, once its page takes them (`withData`): a
+ * chunk of SCAN_CHUNK_ROWS rows holds at most this much each, where events may be as large as
+ * an append (1 MiB by default), and a page holds about READ_PAGE_BYTES (page-bytes.ts).
+ */
+const INLINE_DATA_BYTES = 64 * 1024;
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * What `eventBytes` (page-bytes.ts) adds to an event's data, metadata and names: pages are
+ * measured in the database as in memory.
  */
 const EVENT_FIXED_BYTES = eventBytes({
   data: new Uint8Array(0),
@@ -177,8 +186,42 @@ const EVENT_FIXED_BYTES = eventBytes({
   type: "",
 });
 
-/** A row of a `$all` scan: the event, its stream, and the scan's rows without the byte bound. */
-type ChunkRowDb = EventRowDb & StreamRowDb & { chunk_rows: number };
+/**
+ * The data and metadata of a read's rows, null for a large event (INLINE_DATA_BYTES), and
+ * `own`: the event's bytes as a page counts them. `t`: the events table's alias, if any.
+ */
+function sizedColumns(sql: Sql, t?: string) {
+  const c = (column: string) => (t === undefined ? sql(column) : sql(`${t}.${column}`));
+  const payload = sql`octet_length(${c("data")}) + octet_length(${c("metadata")})`;
+  return sql`
+    CASE WHEN ${payload} <= ${INLINE_DATA_BYTES} THEN ${c("data")} END AS data,
+    CASE WHEN ${payload} <= ${INLINE_DATA_BYTES} THEN ${c("metadata")} END AS metadata,
+    ${payload} + octet_length(${c("stream_id")}) + octet_length(${c("event_type")})
+      + ${EVENT_FIXED_BYTES} AS own`;
+}
+
+/** A row of a read: data and metadata null for a large event (`sizedColumns`). */
+type SizedRowDb = Omit<EventRowDb, "data" | "metadata"> & {
+  data: Buffer | null;
+  metadata: Buffer | null;
+  own: number | string;
+};
+
+/** A row of a `$all` scan: a sized row of the event, and its stream's. */
+type ChunkRowDb = SizedRowDb & StreamRowDb;
+
+/** The event of a row, with its data and metadata read now if the row came without them. */
+async function withData(sql: Sql, r: SizedRowDb): Promise<StoredEvent> {
+  if (r.data !== null && r.metadata !== null) return toStored(r);
+  const [full] = await sql<{ data: Buffer; metadata: Buffer }[]>`
+    SELECT data, metadata FROM chorus.events WHERE position = ${r.position}`;
+  if (full === undefined)
+    throw new StoreError(
+      "CORRUPTED",
+      `the event at position ${r.position} is gone from the database`,
+    );
+  return toStored({ ...r, data: full.data, metadata: full.metadata });
+}
 
 interface EventRowDb {
   position: number;
@@ -823,33 +866,40 @@ export class PostgresStore implements StreamStore {
       const readable = readableRange(streamId, view, this.#now());
       const plan = planStreamRead(options, readable);
       const backwards = options.direction === "backwards";
-      // The page in the read's order, ending before the row that would take its bytes past
-      // maxBytes (page-bytes.ts): the database sends no more than that.
-      const rows =
-        plan.to < plan.from
-          ? []
-          : await sql<(EventRowDb & { page_rows: number })[]>`
-            SELECT position, stream_id, revision, event_id, event_type, is_json, data, metadata,
-                   created_ms, page_rows
-            FROM (
-              SELECT *, sum(own) OVER (ORDER BY revision ${backwards ? sql`DESC` : sql`ASC`}
-                                       ROWS UNBOUNDED PRECEDING) AS upto,
-                     count(*) OVER () AS page_rows
-              FROM (
-                SELECT *, octet_length(data) + octet_length(metadata) + octet_length(stream_id)
-                       + octet_length(event_type) + ${EVENT_FIXED_BYTES} AS own
-                FROM chorus.events
-                WHERE stream_id = ${streamId} AND revision BETWEEN ${plan.from} AND ${plan.to}
-              ) span
-            ) page
-            WHERE upto <= ${options.maxBytes ?? READ_PAGE_BYTES} OR upto = own
-            ORDER BY revision ${backwards ? sql`DESC` : sql`ASC`}`;
-      const last = rows[rows.length - 1];
-      const cut = last !== undefined && rows.length < Number(last.page_rows);
+      const order = backwards ? sql`DESC` : sql`ASC`;
+      const bytes = new PageBytes(options.maxBytes ?? READ_PAGE_BYTES);
+      const events: StoredEvent[] = [];
+      // The page's revisions in its order, SCAN_CHUNK_ROWS at a time, until it is full for
+      // its bytes (page-bytes.ts); a large event's data is read once the page takes it.
+      let lo = plan.from;
+      let hi = plan.to;
+      while (lo <= hi) {
+        const rows = await sql<SizedRowDb[]>`
+          SELECT position, stream_id, revision, event_id, event_type, is_json, created_ms,
+                 ${sizedColumns(sql)}
+          FROM chorus.events
+          WHERE stream_id = ${streamId} AND revision BETWEEN ${lo} AND ${hi}
+          ORDER BY revision ${order} LIMIT ${SCAN_CHUNK_ROWS}`;
+        const last = rows[rows.length - 1];
+        if (last === undefined) break;
+        for (const r of rows) {
+          if (!bytes.fitsSize(Number(r.own))) {
+            return {
+              events: events.filter((e) => withinMaxAge(e.createdMs, readable)),
+              nextRevision: r.revision,
+              endOfStream: false,
+              lastRevision: readable.last,
+            };
+          }
+          events.push(await withData(sql, r));
+        }
+        if (backwards) hi = last.revision - 1;
+        else lo = last.revision + 1;
+      }
       return {
-        events: rows.map(toStored).filter((e) => withinMaxAge(e.createdMs, readable)),
-        nextRevision: cut ? last.revision + (backwards ? -1 : 1) : plan.nextRevision,
-        endOfStream: !cut && plan.endOfStream,
+        events: events.filter((e) => withinMaxAge(e.createdMs, readable)),
+        nextRevision: plan.nextRevision,
+        endOfStream: plan.endOfStream,
         lastRevision: readable.last,
       };
     });
@@ -867,29 +917,15 @@ export class PostgresStore implements StreamStore {
     const nowMs = this.#now();
     const events: StoredEvent[] = [];
     let scanned = 0;
-    const maxBytes = options.maxBytes ?? READ_PAGE_BYTES;
-    const bytes = new PageBytes(maxBytes);
-    // Rows from `pos` on in the read's order: at most `limit`, and none past about maxBytes
-    // (the page ends by then: page-bytes.ts). `chunk_rows`: how many there were without that.
+    const bytes = new PageBytes(options.maxBytes ?? READ_PAGE_BYTES);
+    // Up to `limit` rows from `pos` on in the read's order (large events without their data).
     const chunk = (pos: number, limit: number, forwards: boolean) => sql<ChunkRowDb[]>`
-      SELECT position, stream_id, revision, event_id, event_type, is_json, data, metadata,
-             created_ms, last_revision, last_position, tombstoned, meta, chunk_rows
-      FROM (
-        SELECT *, sum(own) OVER (ORDER BY position ${forwards ? sql`ASC` : sql`DESC`}
-                                 ROWS UNBOUNDED PRECEDING) AS upto,
-               count(*) OVER () AS chunk_rows
-        FROM (
-          SELECT e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.is_json, e.data,
-                 e.metadata, e.created_ms, s.last_revision, s.last_position, s.tombstoned, s.meta,
-                 octet_length(e.data) + octet_length(e.metadata) + octet_length(e.stream_id)
-                 + octet_length(e.event_type) + ${EVENT_FIXED_BYTES} AS own
-          FROM chorus.events e JOIN chorus.streams s ON s.stream_id = e.stream_id
-          WHERE ${forwards ? sql`e.position >= ${pos} AND e.position < ${commit}` : sql`e.position < ${pos}`}
-          ORDER BY e.position ${forwards ? sql`ASC` : sql`DESC`} LIMIT ${limit}
-        ) rows
-      ) c
-      WHERE upto <= ${maxBytes} OR upto = own
-      ORDER BY position ${forwards ? sql`ASC` : sql`DESC`}`;
+      SELECT e.position, e.stream_id, e.revision, e.event_id, e.event_type, e.is_json,
+             e.created_ms, ${sizedColumns(sql, "e")}, s.last_revision, s.last_position,
+             s.tombstoned, s.meta
+      FROM chorus.events e JOIN chorus.streams s ON s.stream_id = e.stream_id
+      WHERE ${forwards ? sql`e.position >= ${pos} AND e.position < ${commit}` : sql`e.position < ${pos}`}
+      ORDER BY e.position ${forwards ? sql`ASC` : sql`DESC`} LIMIT ${limit}`;
     return this.#db(async () => {
       const forwards = direction === "forwards";
       let pos = fromPosition === "end" ? commit : fromPosition;
@@ -898,11 +934,13 @@ export class PostgresStore implements StreamStore {
         const rows = await chunk(pos, limit, forwards);
         let all = true;
         for (const r of rows) {
+          // Filters decide on streams and types (a large event's data comes once it is taken).
           const ev = toStored(r);
           if (visibleInAll(ev, toStreamRow(r), nowMs) && (filter === undefined || filter(ev))) {
             // Ends before the event, which the next page starts with.
-            if (!bytes.fits(ev)) return { events, nextPosition: pos, endOfStream: false, scanned };
-            events.push(ev);
+            if (!bytes.fitsSize(Number(r.own)))
+              return { events, nextPosition: pos, endOfStream: false, scanned };
+            events.push(r.data === null ? await withData(sql, r) : ev);
           }
           scanned++;
           // Forwards the next page starts after this row; backwards below it (exclusive).
@@ -912,10 +950,8 @@ export class PostgresStore implements StreamStore {
             break;
           }
         }
-        // Nothing more this way (positions may have gaps: tombstones): every row there was
-        // came, and fewer than asked for.
-        const there = Number(rows[0]?.chunk_rows ?? 0);
-        if (all && rows.length === there && there < limit) pos = forwards ? commit : 0;
+        // Nothing more this way (positions may have gaps: tombstones).
+        if (all && rows.length < limit) pos = forwards ? commit : 0;
       }
       return {
         events,
@@ -1044,7 +1080,8 @@ function toStreamRow(r: StreamRowDb): StreamRow {
   };
 }
 
-function toStored(r: EventRowDb): StoredEvent {
+/** The event of a row (a large event's data and metadata empty until `withData` reads them). */
+function toStored(r: EventRowDb | SizedRowDb): StoredEvent {
   return {
     streamId: r.stream_id,
     revision: r.revision,
@@ -1052,8 +1089,8 @@ function toStored(r: EventRowDb): StoredEvent {
     id: r.event_id,
     type: r.event_type,
     isJson: r.is_json,
-    data: r.data,
-    metadata: r.metadata,
+    data: r.data ?? NO_BYTES,
+    metadata: r.metadata ?? NO_BYTES,
     createdMs: r.created_ms,
   };
 }

@@ -32,7 +32,11 @@ export class PageBytes {
   constructor(private readonly maxBytes: number) {}
 
   fits(e: Pick<StoredEvent, "data" | "metadata" | "streamId" | "type">): boolean {
-    const size = eventBytes(e);
+    return this.fitsSize(eventBytes(e));
+  }
+
+  /** `fits` for an event of `size` bytes, as `eventBytes` counts them. */
+  fitsSize(size: number): boolean {
     if (this.#events > 0 && this.#bytes + size > this.maxBytes) return false;
     this.#bytes += size;
     this.#events++;

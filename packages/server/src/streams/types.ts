@@ -135,7 +135,10 @@ export interface ReadAllOptions {
   /** Forwards: inclusive. Backwards: exclusive. "end": the committed end of the log. */
   fromPosition: number | "end";
   maxCount: number;
-  /** Only events for which this returns true are returned (scanning continues). */
+  /**
+   * Only events for which this returns true are returned (scanning continues). It decides on an
+   * event's stream, type and position: a store may hand it a large event before reading its data.
+   */
   filter?: (event: StoredEvent) => boolean;
   /** Upper bound of records examined in one call, so a selective filter cannot stall a caller. */
   maxScan?: number;
