@@ -2286,8 +2286,10 @@ export class LogStore implements StreamStore, ReplicatedLog {
     }
     if (direction === "backwards") return { recs: out, cut: rev >= lo };
     if (rev < lo) return { recs: out.reverse(), cut: false };
-    // Forwards, and lo..hi do not fit: the positions of the revisions below those read, then
-    // the page from lo up.
+    // Forwards, and lo..hi do not fit: the positions of the revisions below those read (the
+    // events read are let go), then the page from lo up.
+    const above = out.map((r) => r.position).reverse();
+    out.length = 0;
     const positions: number[] = [];
     while (rev >= lo) {
       positions.push(pos);
@@ -2295,7 +2297,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       rev--;
     }
     positions.reverse();
-    for (const { position } of out.reverse()) positions.push(position);
+    positions.push(...above);
     const page: Array<{ rec: EventRecord; position: number }> = [];
     bytes = new PageBytes(maxBytes);
     for (let i = 0; i < positions.length; i++) {
