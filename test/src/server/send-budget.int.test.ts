@@ -6,9 +6,11 @@
 // One real node (frames up to 1 MiB, a budget of 4 MiB) holding ~40 MB of events; four raw
 // connections each send 64 reads of `$all` and read nothing. Connections are closed until
 // what the node holds fits the budget; a client that reads its answers reads all of `$all`
-// meanwhile, and appends.
+// meanwhile, and appends. HTTP answers count too: of eight raw HTTP connections that each ask
+// for a page of ~4 MiB and read nothing, the node closes all but what fits.
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { startNode, waitFor, type TestNode } from "@chorus/testing";
+import { connect, type Socket } from "node:net";
 import type WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { fillLarge, LARGE_EVENTS, metric, unreadReads } from "./unread-output.js";
@@ -16,11 +18,16 @@ import { fillLarge, LARGE_EVENTS, metric, unreadReads } from "./unread-output.js
 const HOLDERS = 4;
 const READS = 64;
 
+/** Raw HTTP connections that each ask for a page and read none of it yet. */
+const HTTP_HOLDERS = 8;
+
 let node: TestNode | undefined;
 const sockets: WebSocket[] = [];
+const httpSockets: Socket[] = [];
 
 afterEach(async () => {
   for (const ws of sockets.splice(0)) ws.terminate();
+  for (const s of httpSockets.splice(0)) s.destroy();
   await node?.stop();
   node = undefined;
 });
@@ -57,6 +64,51 @@ describe("the send budget", () => {
     },
   );
 
+  it(
+    "closes the HTTP connections holding the most unread answers; the others and a client that reads are served",
+    { timeout: 120_000 },
+    async () => {
+      const n = (node = await startNode({
+        memDb: true,
+        args: ["--max-frame-bytes", "4MiB", "--send-budget-bytes", "10MiB"],
+      }));
+      const client = new ChorusClient(n.connectionString);
+      try {
+        await fillLarge(client);
+        // Each asks for a page of ~2 KB events (a page ends before 4 MiB of events: ~4.4 MB of
+        // JSON, more than the sockets take) and reads nothing yet: the budget holds two such
+        // answers, not eight.
+        const path = "/streams/filled-0?count=4096";
+        for (let i = 0; i < HTTP_HOLDERS; i++) httpSockets.push(unreadHttpGet(n, path));
+        await waitFor(async () => (await metric(n, "chorus_send_budget_evictions_total")) >= 1, {
+          timeoutMs: 30_000,
+          intervalMs: 100,
+          message: "an HTTP connection closed for the budget",
+        });
+        expect(n.output()).toMatch(/the budget \(--send-budget-bytes\) is spent/);
+
+        // Read now: the connections closed for the budget end before their answer; the ones
+        // that fitted get it whole.
+        const answers = await Promise.all(httpSockets.map((socket) => readAnswer(socket)));
+        const whole = answers.filter((a) => a === "whole").length;
+        expect(answers.filter((a) => a === "cut short").length).toBeGreaterThanOrEqual(1);
+        expect(whole).toBeGreaterThanOrEqual(1);
+        expect(whole).toBeLessThanOrEqual(2);
+
+        // A client that reads its answers is served meanwhile: the same page, whole.
+        const res = await fetch(`http://${n.httpEndpoint}${path}`, {
+          signal: AbortSignal.timeout(30_000),
+        });
+        expect(res.status).toBe(200);
+        const page = (await res.json()) as { events: unknown[] };
+        expect(page.events.length).toBeGreaterThan(1_000);
+        await client.appendToStream("after", jsonEvent({ type: "After", data: {} }));
+      } finally {
+        await client.close();
+      }
+    },
+  );
+
   it("must leave room for a connection's output: smaller than two frames is refused", async () => {
     await expect(
       startNode({
@@ -67,3 +119,46 @@ describe("the send budget", () => {
     ).rejects.toThrow(/sendBudgetBytes must be at least twice maxFrameBytes/);
   });
 });
+
+/** A raw HTTP connection that sends GET `path` and reads nothing until readAnswer. */
+function unreadHttpGet(n: TestNode, path: string): Socket {
+  const socket = connect({ host: n.extHttp.host, port: n.extHttp.port });
+  socket.on("error", () => undefined);
+  socket.pause();
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: node\r\n\r\n`);
+  return socket;
+}
+
+/**
+ * Reads the answer of unreadHttpGet: "whole" once Content-Length bytes of body have come,
+ * "cut short" when the connection ends before (within 30 s).
+ */
+function readAnswer(socket: Socket): Promise<"whole" | "cut short"> {
+  return new Promise((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    let bodyBytes = -1;
+    let length = -1;
+    const timer = setTimeout(() => reject(new Error("the answer neither came nor ended")), 30_000);
+    const done = (outcome: "whole" | "cut short"): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(outcome);
+    };
+    socket.on("data", (chunk: Buffer) => {
+      if (length < 0) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const m = /content-length: (\d+)/i.exec(head.subarray(0, end).toString("latin1"));
+        if (m === null) return reject(new Error("an answer without Content-Length"));
+        length = Number(m[1]);
+        bodyBytes = head.length - end - 4;
+      } else {
+        bodyBytes += chunk.length;
+      }
+      if (bodyBytes >= length) done("whole");
+    });
+    socket.on("close", () => done("cut short"));
+    socket.resume();
+  });
+}

@@ -7,10 +7,11 @@
  *   but nothing bounded them together: a thousand connections that each send most of a large
  *   frame, and then nothing, hold 16 GB, before any request is decoded or its credentials are
  *   checked. A connection's count restarts with each whole message.
- * - The send budget (`--send-budget-bytes`): the answers and pushed events a native
- *   connection has not taken off its socket yet. Each connection alone is bounded (it stops
- *   being read, its reads and subscriptions wait, past its high-water mark), but a page of
- *   events is up to 4 MiB, and many connections that read nothing hold many pages.
+ * - The send budget (`--send-budget-bytes`): the answers and pushed events a client
+ *   connection has not taken off its socket yet (native or HTTP). Each connection alone is
+ *   bounded (it stops being read, its reads and subscriptions wait, past its high-water mark;
+ *   an HTTP connection holds one answer at a time), but a page of events is up to 4 MiB, and
+ *   many connections that read nothing hold many pages.
  *
  * When the total passes its budget, the connection holding the most is closed (1008, naming
  * the budget), and the next, until the total fits.

@@ -12,7 +12,7 @@ import type { NodeContext } from "./context.js";
 import { invalidArgument, toWireError } from "./errors.js";
 import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
-import type { ByteBudget } from "./byte-budget.js";
+import type { BudgetHolder, ByteBudget } from "./byte-budget.js";
 import { HttpError } from "./http-error.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
@@ -101,11 +101,13 @@ export function createExternalHttpHandler(
   admin: AdminDependencies = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const turns = new ConnectionTurns();
+  const unsent = new UnsentAnswers(ctx.sendBudget);
   return (req, res) => {
     turns
       .next(req, res)
       .then(() => serve(ctx, req, res, true, admin))
-      .catch((err: unknown) => fail(ctx, req, res, err));
+      .catch((err: unknown) => fail(ctx, req, res, err))
+      .finally(() => unsent.answered(req.socket));
   };
 }
 
@@ -140,6 +142,39 @@ class ConnectionTurns {
     this.#last.set(socket, new Promise<void>((resolve) => res.once("close", () => resolve())));
     if (previous !== undefined) await previous;
     if (socket.writableNeedDrain && !socket.destroyed) await drainedOrClosed(socket);
+  }
+}
+
+/**
+ * What each connection of the external port has not taken off its socket, counted against the
+ * node's send budget (byte-budget.ts) as the native API's output is. A connection holds at most
+ * one answer (ConnectionTurns), but an answer is up to a page of events, about 4 MiB of JSON:
+ * thousands of connections that read none of their answers held gigabytes. When the budget is
+ * spent, the connection holding the most is closed (an HTTP client has no message to be told
+ * why; the node logs it and counts it in chorus_send_budget_evictions_total).
+ */
+class UnsentAnswers {
+  readonly #holders = new WeakMap<Socket, BudgetHolder>();
+
+  constructor(private readonly budget: ByteBudget) {}
+
+  /** The connection's latest answer has ended: counts what its socket still holds. */
+  answered(socket: Socket): void {
+    if (socket.destroyed) return;
+    let holder = this.#holders.get(socket);
+    if (holder === undefined) {
+      const h = this.budget.holder(() => socket.destroy());
+      socket.on("drain", () => h.holds(socket.writableLength));
+      socket.once("close", () => h.release());
+      this.#holders.set(socket, h);
+      holder = h;
+    }
+    // The answer reaches the socket when the response uncorks it (the next tick); what the
+    // socket has not handed to the system a turn later is what the node holds.
+    const counted = holder;
+    setImmediate(() => {
+      if (!socket.destroyed) counted.holds(socket.writableLength);
+    });
   }
 }
 

@@ -164,7 +164,7 @@ export class NodeMetrics {
     });
     this.sendBudgetEvictions = new Counter({
       name: "chorus_send_budget_evictions_total",
-      help: "Native client connections closed because the node held its send budget of unsent output (--send-budget-bytes)",
+      help: "Client connections (native and HTTP) closed because the node held its send budget of unsent output (--send-budget-bytes)",
       registers,
     });
     this.clientConnectionsRefused = new Counter({
