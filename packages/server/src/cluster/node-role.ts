@@ -37,11 +37,11 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type ReadStreamResult,
-  type StoreStats,
   type StreamMetadata,
   type StreamStore,
   type WriteResult,
 } from "../streams/types.js";
+import { ForwardingStore } from "../streams/forwarding-store.js";
 import { isTruncatedError, type ReplicatedLog } from "../storage/replicated-log.js";
 import { checkRecord, epochNumberAt, isBatchEndAt } from "../storage/record.js";
 import {
@@ -1198,25 +1198,27 @@ export interface StoreGate {
  * here. On a shared database (the gate is the membership's view): an instance that cannot
  * reach the database sends writers and readers to another.
  */
-export class ClusterStore implements StreamStore {
+export class ClusterStore extends ForwardingStore {
   constructor(
-    private readonly inner: StreamStore,
+    inner: StreamStore,
     private readonly role: StoreGate,
-  ) {}
-
-  open(): Promise<void> {
-    return this.inner.open();
+  ) {
+    super(inner);
   }
 
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  append(streamId: string, expected: ExpectedVersion, events: NewEvent[]): Promise<WriteResult> {
+  override append(
+    streamId: string,
+    expected: ExpectedVersion,
+    events: NewEvent[],
+  ): Promise<WriteResult> {
     return this.write(() => this.inner.append(streamId, expected, events));
   }
 
-  delete(streamId: string, expected: ExpectedVersion, hard: boolean): Promise<WriteResult> {
+  override delete(
+    streamId: string,
+    expected: ExpectedVersion,
+    hard: boolean,
+  ): Promise<WriteResult> {
     return this.write(() => this.inner.delete(streamId, expected, hard));
   }
 
@@ -1255,33 +1257,21 @@ export class ClusterStore implements StreamStore {
     });
   }
 
-  readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
+  override readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
     return this.read(() => this.inner.readStream(streamId, options));
   }
 
-  readAll(options: ReadAllOptions): Promise<ReadAllResult> {
+  override readAll(options: ReadAllOptions): Promise<ReadAllResult> {
     return this.read(() => this.inner.readAll(options));
   }
 
-  getMetadata(streamId: string): Promise<StreamMetadata | null> {
+  override getMetadata(streamId: string): Promise<StreamMetadata | null> {
     return this.read(() => this.inner.getMetadata(streamId));
   }
 
   private read<T>(work: () => Promise<T>): Promise<T> {
     const refusal = this.role.readRefusal?.();
     return refusal ? Promise.reject(new NotLeaderError(refusal)) : work();
-  }
-
-  get commitPosition(): number {
-    return this.inner.commitPosition;
-  }
-
-  onCommit(listener: (commitPosition: number) => void): () => void {
-    return this.inner.onCommit(listener);
-  }
-
-  stats(): StoreStats {
-    return this.inner.stats();
   }
 }
 
