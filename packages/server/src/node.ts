@@ -37,6 +37,7 @@ import {
   openFilesLimit,
 } from "./api/client-connections.js";
 import { ByteBudget, RECEIVE_BUDGET, SEND_BUDGET } from "./api/byte-budget.js";
+import { GatedReadsStore, READS_AT_ONCE, ReadGate } from "./api/read-gate.js";
 import { createLogger } from "./logging.js";
 import { loadTls, peerTls, serverTlsOptions } from "./tls.js";
 import {
@@ -260,9 +261,14 @@ export async function createNode(
     metrics.sendBudgetEvictions,
     logger,
   );
+  const readGate = new ReadGate(READS_AT_ONCE);
+  metrics.watchReads(readGate);
+  let gated = new GatedReadsStore(apiStore.current, readGate);
   const ctx: NodeContext = {
+    // What clients ask for, with its page reads bounded node-wide (read-gate.ts).
     get store() {
-      return apiStore.current;
+      if (gated.inner !== apiStore.current) gated = new GatedReadsStore(apiStore.current, readGate);
+      return gated;
     },
     auth,
     logger,

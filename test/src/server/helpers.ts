@@ -175,16 +175,18 @@ export function basic(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 }
 
-/** The node process and the client a test of the file started: both closed after each test. */
+/** The node process, the client and raw sockets a test of the file started: closed after each test. */
 export interface PerTest {
   node?: TestNode;
   client?: ChorusClient;
+  readonly sockets: Array<{ destroy(): void }>;
 }
 
 /** Registers the file's afterEach that closes what a test put into the returned holder. */
 export function closedAfterEach(): PerTest {
-  const held: PerTest = {};
+  const held: PerTest = { sockets: [] };
   afterEach(async () => {
+    for (const s of held.sockets.splice(0)) s.destroy();
     await held.client?.close();
     held.client = undefined;
     await held.node?.stop();

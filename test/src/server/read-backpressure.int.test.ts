@@ -11,11 +11,10 @@ import { ChorusClient, jsonEvent } from "@chorus/client";
 import { decodeFrame } from "@chorus/protocol";
 import { getJson, startNode, waitFor, type TestNode } from "@chorus/testing";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
-import { fillLarge, metric, resumeReading, unreadReads } from "./unread-output.js";
+import { fillLarge, metric, resumeReading, rssMiB, unreadReads } from "./unread-output.js";
 
 const READS = 64;
 
@@ -30,11 +29,6 @@ afterEach(async () => {
   await node?.stop();
   node = undefined;
 });
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
-}
 
 /** The node's count of reads served (`chorus_reads_total`) with these labels. */
 function readsServed(n: TestNode, labels: string): Promise<number> {

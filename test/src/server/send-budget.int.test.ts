@@ -10,10 +10,17 @@
 // for a page of ~4 MiB and read nothing, the node closes all but what fits.
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { startNode, waitFor, type TestNode } from "@chorus/testing";
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import type WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
-import { fillLarge, LARGE_EVENTS, metric, unreadReads } from "./unread-output.js";
+import {
+  fillLarge,
+  LARGE_EVENTS,
+  metric,
+  readAnswer,
+  unreadHttpGet,
+  unreadReads,
+} from "./unread-output.js";
 
 const HOLDERS = 4;
 const READS = 64;
@@ -119,46 +126,3 @@ describe("the send budget", () => {
     ).rejects.toThrow(/sendBudgetBytes must be at least twice maxFrameBytes/);
   });
 });
-
-/** A raw HTTP connection that sends GET `path` and reads nothing until readAnswer. */
-function unreadHttpGet(n: TestNode, path: string): Socket {
-  const socket = connect({ host: n.extHttp.host, port: n.extHttp.port });
-  socket.on("error", () => undefined);
-  socket.pause();
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: node\r\n\r\n`);
-  return socket;
-}
-
-/**
- * Reads the answer of unreadHttpGet: "whole" once Content-Length bytes of body have come,
- * "cut short" when the connection ends before (within 30 s).
- */
-function readAnswer(socket: Socket): Promise<"whole" | "cut short"> {
-  return new Promise((resolve, reject) => {
-    let head = Buffer.alloc(0);
-    let bodyBytes = -1;
-    let length = -1;
-    const timer = setTimeout(() => reject(new Error("the answer neither came nor ended")), 30_000);
-    const done = (outcome: "whole" | "cut short"): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(outcome);
-    };
-    socket.on("data", (chunk: Buffer) => {
-      if (length < 0) {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf("\r\n\r\n");
-        if (end < 0) return;
-        const m = /content-length: (\d+)/i.exec(head.subarray(0, end).toString("latin1"));
-        if (m === null) return reject(new Error("an answer without Content-Length"));
-        length = Number(m[1]);
-        bodyBytes = head.length - end - 4;
-      } else {
-        bodyBytes += chunk.length;
-      }
-      if (bodyBytes >= length) done("whole");
-    });
-    socket.on("close", () => done("cut short"));
-    socket.resume();
-  });
-}

@@ -1,11 +1,13 @@
 /**
  * What the tests of clients that do not read their answers share (read-backpressure,
- * send-budget): a node filled with large events, raw connections that send reads of `$all`
- * and read nothing back, and the node's metrics.
+ * send-budget, read-gate): a node filled with large events, raw connections that send reads
+ * (native or HTTP) and read nothing back until told, the node's metrics and memory.
  */
 import { jsonEvent, type ChorusClient } from "@chorus/client";
 import { chorus, encodeFrame } from "@chorus/protocol";
 import type { TestNode } from "@chorus/testing";
+import { readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import WebSocket from "ws";
 import { metricSample } from "./helpers.js";
 
@@ -57,4 +59,56 @@ export async function unreadReads(node: TestNode, reads: number): Promise<WebSoc
 /** The connection of `unreadReads` reads what the node sent, and what it sends from now on. */
 export function resumeReading(ws: WebSocket): void {
   (ws as unknown as { _socket: { resume(): void } })._socket.resume();
+}
+
+/** A raw HTTP connection that sends GET `path` and reads nothing until readAnswer. */
+export function unreadHttpGet(n: TestNode, path: string): Socket {
+  const socket = connect({ host: n.extHttp.host, port: n.extHttp.port });
+  socket.on("error", () => undefined);
+  socket.pause();
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: node\r\n\r\n`);
+  return socket;
+}
+
+/**
+ * Reads the answer of unreadHttpGet: "whole" once Content-Length bytes of body have come,
+ * "cut short" when the connection ends before (within `timeoutMs`).
+ */
+export function readAnswer(socket: Socket, timeoutMs = 30_000): Promise<"whole" | "cut short"> {
+  return new Promise((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    let bodyBytes = -1;
+    let length = -1;
+    const timer = setTimeout(
+      () => reject(new Error("the answer neither came nor ended")),
+      timeoutMs,
+    );
+    const done = (outcome: "whole" | "cut short"): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(outcome);
+    };
+    socket.on("data", (chunk: Buffer) => {
+      if (length < 0) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const m = /content-length: (\d+)/i.exec(head.subarray(0, end).toString("latin1"));
+        if (m === null) return reject(new Error("an answer without Content-Length"));
+        length = Number(m[1]);
+        bodyBytes = head.length - end - 4;
+      } else {
+        bodyBytes += chunk.length;
+      }
+      if (bodyBytes >= length) done("whole");
+    });
+    socket.on("close", () => done("cut short"));
+    socket.resume();
+  });
+}
+
+/** The resident memory of process `pid`, in MiB. */
+export function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
 }

@@ -358,6 +358,31 @@ export class NodeMetrics {
     for (const [name, help, pick] of perGroup) groupGauge(`chorus_persistent_${name}`, help, pick);
   }
 
+  /** Gauges of the node's page reads (read-gate.ts): running now, and waiting for a turn. */
+  watchReads(gate: {
+    readonly limit: number;
+    readonly running: number;
+    readonly waiting: number;
+  }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "chorus_reads_running",
+      help: "Page reads (streams, $all) the node runs now for clients, subscriptions and groups",
+      registers,
+      collect() {
+        this.set(gate.running);
+      },
+    });
+    new Gauge({
+      name: "chorus_reads_waiting",
+      help: `Page reads waiting for their turn: the node runs at most ${gate.limit} at once`,
+      registers,
+      collect() {
+        this.set(gate.waiting);
+      },
+    });
+  }
+
   /** Times the acks of one consumer of persistent subscription group `key` (the native API). */
   ackTimer(key: GroupKey, bufferSize: number): AckTimer {
     const series = this.persistentAckLatency.seriesFor({ stream: key.streamId, group: key.group });
