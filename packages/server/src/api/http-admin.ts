@@ -69,6 +69,7 @@ export async function serveAdmin(
   url: URL,
   deps: AdminDependencies,
   forward: (refusal: WriteRefusal) => Promise<void>,
+  signal: AbortSignal,
 ): Promise<void> {
   const method = req.method ?? "GET";
   const ok: Reply = (status, body) => {
@@ -76,7 +77,7 @@ export async function serveAdmin(
     sendJson(res, status, body);
   };
   // A refusal (HttpError) or a domain error propagates to http.ts, which answers both.
-  await route(ctx, req, url, method, deps, forward, ok);
+  await route(ctx, req, url, method, deps, forward, ok, signal);
 }
 
 async function route(
@@ -87,17 +88,18 @@ async function route(
   deps: AdminDependencies,
   forward: (refusal: WriteRefusal) => Promise<void>,
   ok: Reply,
+  signal: AbortSignal,
 ): Promise<void> {
   const path = url.pathname;
   if (path === "/streams") {
     requireMethod(method, ["GET"], "/streams");
-    await listStreams(ctx, url.searchParams, ok);
+    await listStreams(ctx, url.searchParams, ok, signal);
     return;
   }
   if (isAllStreamPath(path)) {
     // Writes to $all are refused as for any stream name that is not one.
     if (method !== "GET") checkStreamName("$all");
-    await readAll(ctx, url.searchParams, ok);
+    await readAll(ctx, url.searchParams, ok, signal);
     return;
   }
   if (path === "/stats") {
@@ -186,7 +188,12 @@ interface StreamSummary {
  * last STREAM_LIST_SCAN_EVENTS events, by name. Streams whose name starts with `$` are listed
  * only with `system=true` or a prefix starting with `$`.
  */
-async function listStreams(ctx: NodeContext, q: URLSearchParams, ok: Reply): Promise<void> {
+async function listStreams(
+  ctx: NodeContext,
+  q: URLSearchParams,
+  ok: Reply,
+  signal: AbortSignal,
+): Promise<void> {
   checkParams(q, ["prefix", "limit", "after", "system"]);
   const prefix = nameParam(q, "prefix") ?? "";
   const after = nameParam(q, "after");
@@ -220,6 +227,7 @@ async function listStreams(ctx: NodeContext, q: URLSearchParams, ok: Reply): Pro
       maxCount: 1,
       filter: note,
       maxScan,
+      signal,
     });
     scanned += maxScan;
     if (page.endOfStream) {
@@ -244,7 +252,12 @@ async function listStreams(ctx: NodeContext, q: URLSearchParams, ok: Reply): Pro
 // ------------------------------------------------------------------------ GET /streams/$all
 
 /** `GET /streams/$all?from=start|end|P&direction=forwards|backwards&count=N` */
-async function readAll(ctx: NodeContext, q: URLSearchParams, ok: Reply): Promise<void> {
+async function readAll(
+  ctx: NodeContext,
+  q: URLSearchParams,
+  ok: Reply,
+  signal: AbortSignal,
+): Promise<void> {
   checkParams(q, ["from", "direction", "count"]);
   const direction = q.get("direction") ?? "forwards";
   if (direction !== "forwards" && direction !== "backwards")
@@ -264,7 +277,7 @@ async function readAll(ctx: NodeContext, q: URLSearchParams, ok: Reply): Promise
       `position ${fromPosition} is beyond the end of the log (${ctx.store.commitPosition})`,
     );
   }
-  const r = await ctx.store.readAll({ direction, fromPosition, maxCount: count });
+  const r = await ctx.store.readAll({ direction, fromPosition, maxCount: count, signal });
   ctx.metrics.reads.inc({ interface: "http", kind: "all" });
   ok(200, {
     events: r.events.map(eventToJson),

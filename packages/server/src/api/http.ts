@@ -14,6 +14,7 @@ import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
 import type { BudgetHolder, ByteBudget } from "./byte-budget.js";
 import { HttpError } from "./http-error.js";
+import { ReaderGone } from "../streams/types.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
 import { sendJson } from "./json.js";
@@ -196,6 +197,10 @@ function fail(ctx: NodeContext, req: IncomingMessage, res: ServerResponse, err: 
   let message: string;
   let headers: Readonly<Record<string, string>>;
   let owner: string | undefined;
+  if (err instanceof ReaderGone) {
+    res.destroy();
+    return;
+  }
   if (err instanceof HttpError) {
     ({ status, code, message, headers } = err);
   } else {
@@ -237,6 +242,13 @@ async function serve(
     ctx.metrics.httpRequests.inc({ method, status: String(status) });
     sendJson(res, status, body, headers);
   };
+  // Aborts when the connection closes before the answer went out: a read still waiting for
+  // its turn is then dropped (read-gate.ts). After the answer it aborts nothing.
+  const left = new AbortController();
+  const gone = (): void => left.abort(new ReaderGone("the HTTP connection closed"));
+  res.once("close", gone);
+  // A request the client pipelined behind others is served after its connection closed.
+  if (req.socket.destroyed) gone();
 
   if (path === "/gossip") {
     const cluster = ctx.cluster();
@@ -297,8 +309,14 @@ async function serve(
     }
   }
   if (isAdminPath(path)) {
-    await serveAdmin(ctx, req, res, url, admin, (refusal) =>
-      forwardToLeader(ctx, req, res, refusal),
+    await serveAdmin(
+      ctx,
+      req,
+      res,
+      url,
+      admin,
+      (refusal) => forwardToLeader(ctx, req, res, refusal),
+      left.signal,
     );
     return;
   }
@@ -346,7 +364,7 @@ async function serve(
         await append(ctx, req, streamId, ok);
         return;
       case "GET":
-        await read(ctx, url, streamId, ok);
+        await read(ctx, url, streamId, ok, left.signal);
         return;
       case "DELETE":
         await remove(ctx, req, streamId, ok);
@@ -529,7 +547,13 @@ export function eventToJson(e: StoredEvent): Record<string, unknown> {
   };
 }
 
-async function read(ctx: NodeContext, url: URL, streamId: string, ok: Reply): Promise<void> {
+async function read(
+  ctx: NodeContext,
+  url: URL,
+  streamId: string,
+  ok: Reply,
+  signal: AbortSignal,
+): Promise<void> {
   const q = url.searchParams;
   const directionText = q.get("direction") ?? "forwards";
   if (directionText !== "forwards" && directionText !== "backwards") {
@@ -560,6 +584,7 @@ async function read(ctx: NodeContext, url: URL, streamId: string, ok: Reply): Pr
     direction: directionText,
     fromRevision,
     maxCount: count,
+    signal,
   });
   ctx.metrics.reads.inc({ interface: "http", kind: "stream" });
   ok(200, {

@@ -39,6 +39,7 @@ import {
 import { RequestError, codeName, dropCodeToWire, invalidArgument, toWireError } from "./errors.js";
 import { eventBytes } from "../streams/page-bytes.js";
 import { checkFrameOwnership } from "./partition-guard.js";
+import { ReaderGone } from "../streams/types.js";
 import type { EventsBody } from "./event-frames.js";
 import {
   closeReason,
@@ -378,6 +379,8 @@ class NativeConnection {
   /** Reads running now (READS_AT_ONCE), and those waiting for their turn. */
   #readsRunning = 0;
   #readWaiters: (() => void)[] = [];
+  /** Aborts when the connection ends: its reads still waiting for a turn are dropped. */
+  readonly #gone = new AbortController();
   #inflight = 0;
   #pausedForInflight = false;
   #pausedForOutput = false;
@@ -438,6 +441,7 @@ class NativeConnection {
   }
 
   dispose(): void {
+    this.#gone.abort(new ReaderGone("the connection closed"));
     for (const sub of this.#subs.values()) sub.close();
     if (this.#subs.size > 0) this.#ctx.metrics.subscriptionsActive.dec(this.#subs.size);
     this.#subs.clear();
@@ -658,6 +662,7 @@ class NativeConnection {
     try {
       await this.#handle(id, frame, body);
     } catch (err: unknown) {
+      if (err instanceof ReaderGone) return;
       const wire = toWireError(err);
       if (wire.internal) this.#ctx.logger.error({ err, request: body }, "native request failed");
       if (wire.kind === "notHandled")
@@ -896,6 +901,7 @@ class NativeConnection {
       maxCount,
       maxBytes: this.#batchBytes,
       ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
+      signal: this.#gone.signal,
     });
     const { endOfStream, nextPosition } = r;
     // Forwards the next page starts at nextPosition (inclusive), backwards before it (exclusive).
@@ -1032,6 +1038,7 @@ class NativeConnection {
       fromRevision,
       maxCount,
       maxBytes: this.#batchBytes,
+      signal: this.#gone.signal,
     });
     metrics.reads.inc({ interface: "native", kind: "stream" });
     this.#sendEventsFrame(

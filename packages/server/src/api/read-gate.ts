@@ -15,23 +15,36 @@
  * bound as without (the node's processors are what they all wait for).
  */
 import { ForwardingStore } from "../streams/forwarding-store.js";
-import type {
-  ReadAllOptions,
-  ReadAllResult,
-  ReadStreamOptions,
-  ReadStreamResult,
-  StreamStore,
+import {
+  ReaderGone,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type ReadStreamResult,
+  type StreamStore,
 } from "../streams/types.js";
 
 /** Page reads a node runs at once; the rest wait for their turn. */
 export const READS_AT_ONCE = 16;
 
-/** A counting gate: at most `limit` reads run at once, the others wait in order. */
+/** A read waiting for its turn. */
+interface Waiter {
+  readonly start: () => void;
+  /** Its caller left while it waited: it is skipped when its turn comes. */
+  gone: boolean;
+}
+
+/**
+ * A counting gate: at most `limit` reads run at once, the others wait in order. A waiting read
+ * whose caller leaves (its signal aborts) gives up its place: a connection that closes, or a
+ * subscription that ends, leaves no read behind for the node to serve to nobody.
+ */
 export class ReadGate {
   #running = 0;
-  /** Waiting reads, oldest first, from `#head` on. */
-  #waiting: Array<() => void> = [];
+  /** Waiting reads, oldest first, from `#head` on; `#gone` of them were abandoned. */
+  #waiting: Waiter[] = [];
   #head = 0;
+  #gone = 0;
 
   constructor(readonly limit: number) {
     if (!Number.isInteger(limit) || limit < 1)
@@ -45,15 +58,20 @@ export class ReadGate {
 
   /** Reads waiting for their turn now. */
   get waiting(): number {
-    return this.#waiting.length - this.#head;
+    return this.#waiting.length - this.#head - this.#gone;
   }
 
-  /** Runs `read` once fewer than `limit` reads run, after those that came before it. */
-  async run<T>(read: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `read` once fewer than `limit` reads run, after those that came before it. When
+   * `signal` aborts before the read starts, it never starts: the promise rejects with the
+   * signal's reason. A read that has started runs to its end.
+   */
+  async run<T>(read: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     // Reads wait only while all turns are taken: one that ends hands its turn to the oldest
     // waiting read (#release), so #running stays counted and no newcomer overtakes it.
     if (this.#running < this.limit) this.#running++;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else await this.#turn(signal);
     try {
       return await read();
     } finally {
@@ -61,15 +79,39 @@ export class ReadGate {
     }
   }
 
+  #turn(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        waiter.gone = true;
+        this.#gone++;
+        const reason: unknown = signal!.reason;
+        reject(reason instanceof Error ? reason : new ReaderGone("the reader left"));
+      };
+      const waiter: Waiter = {
+        start: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+        gone: false,
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(waiter);
+    });
+  }
+
   #release(): void {
-    if (this.#head < this.#waiting.length) {
+    while (this.#head < this.#waiting.length) {
       const next = this.#waiting[this.#head]!;
       this.#head++;
       if (this.#head >= 1024 && this.#head * 2 >= this.#waiting.length) {
         this.#waiting = this.#waiting.slice(this.#head);
         this.#head = 0;
       }
-      next();
+      if (next.gone) {
+        this.#gone--;
+        continue;
+      }
+      next.start();
       return;
     }
     this.#running--;
@@ -86,10 +128,10 @@ export class GatedReadsStore extends ForwardingStore {
   }
 
   override readStream(streamId: string, options: ReadStreamOptions): Promise<ReadStreamResult> {
-    return this.gate.run(() => this.inner.readStream(streamId, options));
+    return this.gate.run(() => this.inner.readStream(streamId, options), options.signal);
   }
 
   override readAll(options: ReadAllOptions): Promise<ReadAllResult> {
-    return this.gate.run(() => this.inner.readAll(options));
+    return this.gate.run(() => this.inner.readAll(options), options.signal);
   }
 }

@@ -89,6 +89,89 @@ describe("ReadGate", () => {
     expect(gate.waiting).toBe(0);
   });
 
+  it("a waiting read whose caller left never runs, and the turn passes over it", async () => {
+    const gate = new ReadGate(1);
+    const first = pending();
+    const started: string[] = [];
+    const running = gate.run(() => first.promise);
+    const left = new AbortController();
+    const abandoned = gate.run(() => {
+      started.push("abandoned");
+      return Promise.resolve("abandoned");
+    }, left.signal);
+    const next = gate.run(() => {
+      started.push("next");
+      return Promise.resolve("next");
+    });
+    await settle();
+    expect(gate.waiting).toBe(2);
+
+    left.abort(new Error("the caller left"));
+    await expect(abandoned).rejects.toThrow("the caller left");
+    expect(gate.waiting).toBe(1);
+    expect(gate.running).toBe(1);
+
+    first.end("first");
+    expect(await running).toBe("first");
+    expect(await next).toBe("next");
+    expect(started).toEqual(["next"]);
+    expect(gate.running).toBe(0);
+    expect(gate.waiting).toBe(0);
+  });
+
+  it("a read whose caller has already left is refused at once and takes no turn", async () => {
+    const gate = new ReadGate(1);
+    const left = new AbortController();
+    left.abort(new Error("gone before"));
+    let ran = false;
+    await expect(
+      gate.run(() => {
+        ran = true;
+        return Promise.resolve(1);
+      }, left.signal),
+    ).rejects.toThrow("gone before");
+    expect(ran).toBe(false);
+    expect(gate.running).toBe(0);
+  });
+
+  it("a read that is running when its caller leaves completes", async () => {
+    const gate = new ReadGate(1);
+    const left = new AbortController();
+    const read = pending();
+    const result = gate.run(() => read.promise, left.signal);
+    await settle();
+    left.abort(new Error("left"));
+    read.end("done");
+    expect(await result).toBe("done");
+    expect(gate.running).toBe(0);
+  });
+
+  it("keeps order and counts over many reads, half of them abandoned", async () => {
+    const gate = new ReadGate(2);
+    const blockers = [pending(), pending()];
+    const held = blockers.map((b) => gate.run(() => b.promise));
+    const started: number[] = [];
+    const controllers = Array.from({ length: 3000 }, () => new AbortController());
+    const all = controllers.map((c, i) =>
+      gate.run(() => {
+        started.push(i);
+        return Promise.resolve(i);
+      }, c.signal),
+    );
+    await settle();
+    expect(gate.waiting).toBe(3000);
+    controllers.forEach((c, i) => i % 2 === 1 && c.abort(new Error("left")));
+    expect(gate.waiting).toBe(1500);
+    blockers.forEach((b) => b.end("x"));
+    await Promise.all(held);
+    const outcomes = await Promise.allSettled(all);
+    const evens = Array.from({ length: 1500 }, (_, k) => 2 * k);
+    expect(started).toEqual(evens);
+    expect(outcomes.filter((o) => o.status === "rejected")).toHaveLength(1500);
+    expect(gate.running).toBe(0);
+    expect(gate.waiting).toBe(0);
+  });
+
   it("refuses a limit below 1", () => {
     expect(() => new ReadGate(0)).toThrow(/at least 1/);
   });

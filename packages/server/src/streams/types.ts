@@ -108,6 +108,15 @@ export interface StreamMetadata {
 
 export type Direction = "forwards" | "backwards";
 
+/**
+ * Why a read was dropped before its turn came: its caller left (a connection closed, a
+ * subscription ended). There is nobody left to tell, so the API layers neither answer nor
+ * log it.
+ */
+export class ReaderGone extends Error {
+  override readonly name = "ReaderGone";
+}
+
 export interface ReadStreamOptions {
   direction: Direction;
   /** Inclusive. "end": the last event (backwards) / after the last (forwards). */
@@ -117,7 +126,12 @@ export interface ReadStreamOptions {
    * Bytes of events (`eventBytes`) the page holds at most: it ends before the event that would
    * take it past them, and always holds one (page-bytes.ts). Default READ_PAGE_BYTES.
    */
-  maxBytes?: number;
+  maxBytes?: number; /**
+   * The caller has gone (its connection closed, its subscription ended): a read that still
+   * waits for its turn (api/read-gate.ts) is dropped and rejects with the signal's reason. A
+   * read that has started completes.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ReadStreamResult {
@@ -143,7 +157,8 @@ export interface ReadAllOptions {
   /** Upper bound of records examined in one call, so a selective filter cannot stall a caller. */
   maxScan?: number;
   /** As ReadStreamOptions.maxBytes: bytes of the events returned (page-bytes.ts). */
-  maxBytes?: number;
+  maxBytes?: number; /** As ReadStreamOptions.signal. */
+  signal?: AbortSignal;
 }
 
 export interface ReadAllResult {

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { NotLeaderError } from "../node-types.js";
-import { StoreError, type StoredEvent, type StreamStore } from "../streams/types.js";
+import { ReaderGone, StoreError, type StoredEvent, type StreamStore } from "../streams/types.js";
 
 /** Where a subscription starts. AFTER is exclusive. */
 export type SubscriptionStart =
@@ -101,6 +101,8 @@ export class Subscription {
   #running = false;
   #dirty = true;
   #closed = false;
+  /** Aborts on close: a read of this subscription still waiting for its turn is dropped. */
+  readonly #left = new AbortController();
   #caughtUp = false;
   #waitingForTransport = false;
   #lastCheckpointAt = Number.NEGATIVE_INFINITY;
@@ -178,6 +180,7 @@ export class Subscription {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#left.abort(new ReaderGone("the subscription ended"));
     this.#unlisten?.();
     this.#unlisten = undefined;
     this.#onClose?.();
@@ -224,6 +227,7 @@ export class Subscription {
           fromPosition: from,
           maxCount: 1,
           maxScan: 1,
+          signal: this.#left.signal,
         });
         return true;
       } catch (err) {
@@ -253,6 +257,7 @@ export class Subscription {
         direction: "backwards",
         fromRevision: "end",
         maxCount: 1,
+        signal: this.#left.signal,
       });
       return r.lastRevision + 1;
     } catch (err) {
@@ -342,6 +347,7 @@ export class Subscription {
           direction: "forwards",
           fromRevision: this.#cursor,
           maxCount,
+          signal: this.#left.signal,
         });
         events = r.events;
         endOfStream = r.endOfStream;
@@ -377,6 +383,7 @@ export class Subscription {
       fromPosition: this.#cursor,
       maxCount,
       ...(filtered ? { filter: target.filter, maxScan } : {}),
+      signal: this.#left.signal,
     });
     if (this.#closed) return false;
     const skip = this.#skipThrough;
