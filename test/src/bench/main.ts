@@ -26,7 +26,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { event } from "./events.js";
+import { event, sizedEvent } from "./events.js";
 import { SeqFloor, seqFloor } from "./floor.js";
 import { indexScale } from "./index-scale.js";
 import { CpuMeter, processTree, type CpuColumns, type ServerPids } from "./proc.js";
@@ -59,6 +59,7 @@ const SINGLE_NODE_ROWS = [
   "memory",
   "read-all",
   "read-all-filtered",
+  "read-stream",
   "recovery",
 ];
 const ROWS = new Set(["append-seq-floor", ...CLUSTER_ROWS, ...SINGLE_NODE_ROWS, "index-scale"]);
@@ -417,7 +418,75 @@ async function hasFillStreams(ctx: Ctx): Promise<boolean> {
   return false;
 }
 
+/**
+ * `read-stream`: one stream of n events, written by one writer in appends of 100 (as an
+ * aggregate or a batch import writes), read forwards whole; median of 3 runs; a row per
+ * payload size. The events it wrote.
+ */
+async function readStreamRows(ctx: Ctx): Promise<number> {
+  const n = ctx.args.quick ? 2_000 : 20_000;
+  for (const payloadBytes of [100, 2_000]) {
+    const stream = `read-stream-${payloadBytes}-${Date.now()}`;
+    for (let i = 0; i < n; i += 100) {
+      const batch = Array.from({ length: 100 }, (_, k) => sizedEvent(i + k, payloadBytes));
+      await ctx.client.appendToStream(stream, batch);
+    }
+    const readWhole = async (): Promise<number> => {
+      const start = performance.now();
+      let count = 0;
+      for await (const _ of ctx.client.readStream(stream, { maxCount: Number.MAX_SAFE_INTEGER }))
+        count++;
+      if (count !== n) throw new Error(`read-stream read ${count} of ${n} events`);
+      return n / ((performance.now() - start) / 1000);
+    };
+    await readWhole(); // warm-up, unmeasured
+    const runs: number[] = [];
+    const cpu = ctx.cpu.start(await ctx.servers());
+    for (let r = 0; r < 3; r++) runs.push(await readWhole());
+    const cpuColumns = ctx.cpu.stop(cpu, 3 * n);
+    runs.sort((a, b) => a - b);
+    emit({
+      test: "read-stream",
+      nodes: ctx.nodes,
+      n,
+      payload_bytes: payloadBytes,
+      ops_per_s: round(runs[1]!),
+      runs: runs.map((v) => round(v)),
+      ...cpuColumns,
+    });
+  }
+  return 2 * n;
+}
+
 async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Promise<void> {
+  /** The events in $all. */
+  let total = 0;
+  if (["read-all", "read-all-filtered", "memory", "recovery"].some(only))
+    total = await readAllRows(ctx, only);
+  // After the $all rows, whose data set it would change; before `recovery` closes the client.
+  if (only("read-stream")) total += await readStreamRows(ctx);
+  if (only("recovery")) {
+    if (ctx.node === undefined) throw new Error("recovery needs a node process");
+    await ctx.client.close();
+    await ctx.node.kill();
+    const start = performance.now();
+    await ctx.node.restart();
+    const readyMs = performance.now() - start;
+    emit({
+      test: "recovery",
+      nodes: ctx.nodes,
+      n: total,
+      ready_ms: round(readyMs),
+      after: "SIGKILL",
+    });
+  }
+}
+
+/**
+ * `memory`, `read-all`, `read-all-filtered` over a data set of 1M events (quick 20k); the
+ * events in $all.
+ */
+async function readAllRows(ctx: Ctx, only: (name: string) => boolean): Promise<number> {
   const target = ctx.args.quick ? 20_000 : 1_000_000;
   const existing = await countAll(ctx);
   // The filtered row reads the fill streams (fill-42, fill-142, ...): with --quick, the
@@ -463,21 +532,7 @@ async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Prom
   }
   if (only("read-all-filtered"))
     emit({ nodes: ctx.nodes, ...(await readAllFiltered(ctx.client, await countAll(ctx))) });
-  if (only("recovery")) {
-    if (ctx.node === undefined) throw new Error("recovery needs a node process");
-    await ctx.client.close();
-    await ctx.node.kill();
-    const start = performance.now();
-    await ctx.node.restart();
-    const readyMs = performance.now() - start;
-    emit({
-      test: "recovery",
-      nodes: ctx.nodes,
-      n: total,
-      ready_ms: round(readyMs),
-      after: "SIGKILL",
-    });
-  }
+  return total;
 }
 
 /**
@@ -649,7 +704,7 @@ async function runOnNodes(
     try {
       await client.connect();
       await sharedRows(ctx, only);
-      if (["read-all", "read-all-filtered", "memory", "recovery"].some(only))
+      if (["read-all", "read-all-filtered", "read-stream", "memory", "recovery"].some(only))
         await readAllAndMemory(ctx, only);
     } finally {
       await client.close().catch(() => undefined);
@@ -821,8 +876,9 @@ async function runOnPostgres(
       besideFloor.add("append-pipelined");
     }
     await sharedRows(ctx, (name) => selected(name) && !besideFloor.has(name));
-    if (selected("read-all") || selected("read-all-filtered"))
-      await readAllAndMemory(ctx, (name) => name.startsWith("read-all") && selected(name));
+    const reads = (name: string) => name.startsWith("read-") && selected(name);
+    if (["read-all", "read-all-filtered", "read-stream"].some(reads))
+      await readAllAndMemory(ctx, reads);
   } finally {
     await client.close().catch(() => undefined);
     await backend.stop();
