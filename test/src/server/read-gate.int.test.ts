@@ -83,6 +83,43 @@ describe("page reads at once", () => {
       expect(served).toBeLessThanOrEqual(70);
     },
   );
+
+  it(
+    "a read the client gave up on (its deadline passed) is dropped while it waits",
+    { timeout: 180_000 },
+    async () => {
+      const n = await filledNode();
+      const readers = httpReaders(n, 100);
+      await until(async () => (await metric(n, "chorus_reads_waiting")) >= 80, 60_000);
+      // 20 reads behind 80 waiting pages (at about ten pages a second here, the first of them
+      // could start after some 6 s), each with a deadline of 1 s: when it passes, the client
+      // tells the node, which drops the read.
+      const client = (started.client = new ChorusClient(
+        `${n.connectionString}&operationTimeout=1000`,
+      ));
+      await client.connect();
+      const outcomes = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          try {
+            for await (const _ of client.readStream(`filled-${i % 10}`, { maxCount: 4096 }));
+            return "read";
+          } catch (err) {
+            return (err as Error).name;
+          }
+        }),
+      );
+      expect(outcomes).toEqual(Array.from({ length: 20 }, () => "TimeoutError"));
+      expect(await readers.answers()).toBe(100);
+      await until(
+        async () =>
+          (await metric(n, "chorus_reads_waiting")) === 0 &&
+          (await metric(n, "chorus_reads_running")) === 0,
+        60_000,
+      );
+      // Without telling the node: all 20 were read, for nobody.
+      expect(await metric(n, `chorus_reads_total{interface="native",kind="stream"}`)).toBe(0);
+    },
+  );
 });
 
 /** A node of this test, holding what fillLarge writes. */
@@ -107,16 +144,19 @@ interface Readers {
   answers(): Promise<number>;
 }
 
-/** 100 raw HTTP connections, each asking for a page of ~2,000 events of ~2 KB. */
-function httpReaders(n: TestNode): Readers {
+/**
+ * 100 raw HTTP connections, each asking for a page of ~2,000 events of ~2 KB; the first
+ * `staying` stay for their answers.
+ */
+function httpReaders(n: TestNode, staying = STAYING): Readers {
   const sockets = Array.from({ length: 100 }, (_, i) =>
     unreadHttpGet(n, `/streams/filled-${i % 10}?count=4096`),
   );
   started.sockets.push(...sockets);
-  const staying = sockets.slice(0, STAYING).map((s) => readAnswer(s, 120_000));
+  const answers = sockets.slice(0, staying).map((s) => readAnswer(s, 120_000));
   return {
-    leave: () => sockets.slice(STAYING).forEach((s) => s.destroy()),
-    answers: async () => (await Promise.all(staying)).filter((a) => a === "whole").length,
+    leave: () => sockets.slice(staying).forEach((s) => s.destroy()),
+    answers: async () => (await Promise.all(answers)).filter((a) => a === "whole").length,
   };
 }
 

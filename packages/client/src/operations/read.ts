@@ -310,7 +310,12 @@ export function readStream(
                 resolveLinks: options.resolveLinks === true,
               },
             },
-            { credentials: options.credentials, signal: s, errorContext: { streamId } },
+            {
+              credentials: options.credentials,
+              signal: s,
+              errorContext: { streamId },
+              cancel: true,
+            },
           );
           const r = reply.readResult;
           if (!r)
@@ -362,7 +367,7 @@ export function readAll(
               resolveLinks: options.resolveLinks === true,
             },
           },
-          { credentials: options.credentials, signal: s },
+          { credentials: options.credentials, signal: s, cancel: true },
         );
         const r = reply.readResult;
         if (!r)

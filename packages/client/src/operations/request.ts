@@ -9,6 +9,13 @@ export interface RequestOptions {
   credentials?: Credentials | undefined;
   signal?: Abortable | undefined;
   errorContext?: WireErrorContext | undefined;
+  /**
+   * A read: when `signal` aborts (the operation's deadline passed, or the caller's signal),
+   * tell the node with an Unsubscribe of the request's id, so that a read still waiting for
+   * its turn there is dropped rather than run for nobody (a node that does not know the id
+   * ignores it).
+   */
+  cancel?: boolean | undefined;
 }
 
 /**
@@ -59,6 +66,13 @@ class PendingRequest<T> implements ChannelHandler {
   #settled = false;
   readonly #onAbort = (): void => {
     if (this.#settled) return;
+    if (this.#options.cancel === true) {
+      try {
+        this.#channel.send({ unsubscribe: {} });
+      } catch {
+        // The connection is gone: the node drops the read with it.
+      }
+    }
     this.#finish();
     this.#reject(abortReason(this.#options.signal!));
   };

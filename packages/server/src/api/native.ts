@@ -381,6 +381,8 @@ class NativeConnection {
   #readWaiters: (() => void)[] = [];
   /** Aborts when the connection ends: its reads still waiting for a turn are dropped. */
   readonly #gone = new AbortController();
+  /** Reads in flight, by correlation id: an Unsubscribe with the id drops one still waiting. */
+  readonly #reads = new Map<number, AbortController>();
   #inflight = 0;
   #pausedForInflight = false;
   #pausedForOutput = false;
@@ -442,6 +444,7 @@ class NativeConnection {
 
   dispose(): void {
     this.#gone.abort(new ReaderGone("the connection closed"));
+    for (const read of this.#reads.values()) read.abort(new ReaderGone("the connection closed"));
     for (const sub of this.#subs.values()) sub.close();
     if (this.#subs.size > 0) this.#ctx.metrics.subscriptionsActive.dec(this.#subs.size);
     this.#subs.clear();
@@ -491,10 +494,10 @@ class NativeConnection {
    * drained to the high-water mark (a client that does not read them holds up its own reads,
    * not the node's memory). False: the connection closed meanwhile.
    */
-  async #readTurn(): Promise<boolean> {
+  async #readTurn(signal: AbortSignal): Promise<boolean> {
     while (this.#readsRunning >= READS_AT_ONCE || !this.#canSend()) {
       await new Promise<void>((resolve) => this.#readWaiters.push(resolve));
-      if (!this.#link.isOpen) return false;
+      if (!this.#link.isOpen || signal.aborted) return false;
     }
     this.#readsRunning++;
     return true;
@@ -580,6 +583,13 @@ class NativeConnection {
         return;
       }
       case "unsubscribe": {
+        // A read the client gave up on (its deadline passed, its signal aborted): dropped if
+        // it still waits for its turn; one that runs is answered, and the answer ignored.
+        const read = this.#reads.get(id);
+        if (read !== undefined) {
+          read.abort(new ReaderGone("the client cancelled the read"));
+          this.#wakeReads();
+        }
         const sub = this.#subs.get(id);
         if (sub) {
           this.#subs.delete(id);
@@ -756,21 +766,21 @@ class NativeConnection {
         });
         return;
       }
-      case "readStream": {
-        if (!(await this.#readTurn())) return;
-        try {
-          await this.#readStream(id, frame.readStream ?? {});
-        } finally {
-          this.#readDone();
-        }
-        return;
-      }
+      case "readStream":
       case "readAll": {
-        if (!(await this.#readTurn())) return;
+        const cancel = new AbortController();
+        this.#reads.set(id, cancel);
         try {
-          await this.#readAll(id, frame.readAll ?? {});
+          if (!(await this.#readTurn(cancel.signal))) return;
+          try {
+            if (body === "readStream")
+              await this.#readStream(id, frame.readStream ?? {}, cancel.signal);
+            else await this.#readAll(id, frame.readAll ?? {}, cancel.signal);
+          } finally {
+            this.#readDone();
+          }
         } finally {
-          this.#readDone();
+          if (this.#reads.get(id) === cancel) this.#reads.delete(id);
         }
         return;
       }
@@ -892,6 +902,7 @@ class NativeConnection {
     fromPosition: number | "end",
     maxCount: number,
     filter: ((e: StoredEvent) => boolean) | undefined,
+    signal: AbortSignal,
   ): Promise<AllPage> {
     const store = this.#ctx.store;
     // No more events than one frame carries (the store ends the page before them).
@@ -901,7 +912,7 @@ class NativeConnection {
       maxCount,
       maxBytes: this.#batchBytes,
       ...(filter ? { filter, maxScan: MAX_SCAN_RECORDS } : {}),
-      signal: this.#gone.signal,
+      signal,
     });
     const { endOfStream, nextPosition } = r;
     // Forwards the next page starts at nextPosition (inclusive), backwards before it (exclusive).
@@ -1026,7 +1037,11 @@ class NativeConnection {
     void sub.start();
   }
 
-  async #readStream(id: number, req: chorus.IReadStreamRequest): Promise<void> {
+  async #readStream(
+    id: number,
+    req: chorus.IReadStreamRequest,
+    signal: AbortSignal,
+  ): Promise<void> {
     const { store, metrics } = this.#ctx;
     const streamId = checkStreamName(req.streamId ?? "");
     const direction = directionOf(req.direction);
@@ -1038,7 +1053,7 @@ class NativeConnection {
       fromRevision,
       maxCount,
       maxBytes: this.#batchBytes,
-      signal: this.#gone.signal,
+      signal,
     });
     metrics.reads.inc({ interface: "native", kind: "stream" });
     this.#sendEventsFrame(
@@ -1054,7 +1069,7 @@ class NativeConnection {
     );
   }
 
-  async #readAll(id: number, req: chorus.IReadAllRequest): Promise<void> {
+  async #readAll(id: number, req: chorus.IReadAllRequest, signal: AbortSignal): Promise<void> {
     const { store, metrics } = this.#ctx;
     const direction = directionOf(req.direction);
     const fromPosition = req.fromEnd ? "end" : safeNumber(req.fromPosition, "from_position");
@@ -1070,15 +1085,16 @@ class NativeConnection {
       r = await ahead.page;
       // A page that ended at the then-committed end is only current if nothing committed since.
       if (r.endOfStream && ahead.commitPosition !== store.commitPosition) {
-        r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+        r = await this.#readAllPage(direction, fromPosition, maxCount, filter, signal);
       }
     } else {
-      r = await this.#readAllPage(direction, fromPosition, maxCount, filter);
+      r = await this.#readAllPage(direction, fromPosition, maxCount, filter, signal);
     }
     if (!r.endOfStream && typeof fromPosition === "number" && this.#link.isOpen) {
       // Sequential readers ask for the next page next: read it while this one travels.
       const next = r.nextPosition;
-      const page = this.#readAllPage(direction, next, maxCount, filter);
+      // Read for the connection, not for this request: a later request may take it.
+      const page = this.#readAllPage(direction, next, maxCount, filter, this.#gone.signal);
       page.catch(() => undefined);
       this.#readAhead = {
         key: readAheadKey(direction, next, maxCount, req.filter),
