@@ -1,7 +1,9 @@
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import { GatedReadsStore, ReadGate } from "../api/read-gate.js";
 import { createMemoryStore } from "../storage/index.js";
-import type { NewEvent, StoredEvent } from "../streams/types.js";
+import { ForwardingStore } from "../streams/forwarding-store.js";
+import type { NewEvent, ReadAllOptions, StoredEvent } from "../streams/types.js";
 import { Subscription, type SubscriptionSink } from "./subscription.js";
 
 const event = (i: number): NewEvent => ({
@@ -136,4 +138,43 @@ describe("Subscription checkpoint interval", () => {
       await store.close();
     },
   );
+});
+
+describe("Subscription close", () => {
+  it("drops its read that still waits for its turn at the node's read gate", async () => {
+    const store = createMemoryStore();
+    await store.open();
+    for (let i = 0; i < 10; i++) await store.append("s", { kind: "any" }, [event(i)]);
+    // One turn, held by another read until `release`; the inner store counts the reads run.
+    let reads = 0;
+    const counting = new (class extends ForwardingStore {
+      override readAll(options: ReadAllOptions) {
+        reads++;
+        return this.inner.readAll(options);
+      }
+    })(store);
+    const gate = new ReadGate(1);
+    let release!: () => void;
+    const held = gate.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const sink = new FakeSink();
+    const sub = new Subscription({
+      store: new GatedReadsStore(counting, gate),
+      target: { kind: "all" },
+      start: { kind: "start" },
+      initialCredit: 100,
+      sink,
+      logger: pino({ level: "silent" }),
+    });
+    await sub.start();
+    await until(() => gate.waiting === 1);
+    sub.close();
+    expect(gate.waiting).toBe(0);
+    release();
+    await held;
+    await new Promise((r) => setImmediate(r));
+    expect(reads).toBe(0);
+    expect(sink.delivered).toEqual([]);
+    expect(gate.running).toBe(0);
+    await store.close();
+  });
 });
