@@ -147,6 +147,36 @@ describe.each(BACKENDS)("%s", (backend) => {
       expect(back.events.map((e) => e.eventType)).toEqual(["C"]);
     });
 
+    it("stores and answers data and metadata as their writer sent them", async () => {
+      // JSON.parse and JSON.stringify would turn the 64-bit id into 1234567890123456800, 1.10
+      // into 1.1 and "caf\u00e9" into "café": what is stored and read is the text sent.
+      const stream = `http-exact-${randomUUID()}`;
+      const data = '{ "orderId": 1234567890123456789, "price": 1.10, "name": "caf\\u00e9" }';
+      const metadata = '{"trace" : [ 1e400, -0 ]}';
+      const body =
+        `[ {"eventId":"${randomUUID()}", "eventType":"Ordered", "data": ${data},\n` +
+        `   "metadata":${metadata}},` +
+        `{"eventType":"Counted","d\\u0061ta":12345678901234567890123,"eventId":"${randomUUID()}"} ]`;
+      expect((await post(stream, body)).status).toBe(201);
+
+      for (const path of [`/streams/${stream}`, "/streams/$all?from=end&direction=backwards"]) {
+        const text = await (await fetch(httpUrl(node, path))).text();
+        expect(text).toContain(
+          `"eventType":"Ordered","isJson":true,"data":${data},"metadata":${metadata},`,
+        );
+        expect(text).toContain(
+          `"eventType":"Counted","isJson":true,"data":12345678901234567890123,"metadata":null,`,
+        );
+        const page = JSON.parse(text) as { events: { eventType: string }[] };
+        expect(page.events.some((e) => e.eventType === "Ordered")).toBe(true);
+      }
+      // A compact body reads back compact.
+      const compact = `http-compact-${randomUUID()}`;
+      expect((await post(compact, [ev("Plain", { a: [1, "x"] })])).status).toBe(201);
+      const plain = await (await fetch(httpUrl(node, `/streams/${compact}`))).text();
+      expect(plain).toContain(`"data":{"a":[1,"x"]},"metadata":null,`);
+    });
+
     it("deletes softly (404 after) and hard (410 after)", async () => {
       const stream = `hdel-${randomUUID()}`;
       expect((await post(stream, [ev()])).status).toBe(201);

@@ -12,7 +12,7 @@ import { checkGroupName, type PersistentService } from "../persistent/service.js
 import type { StoredEvent } from "../streams/types.js";
 import type { NodeContext } from "./context.js";
 import { MAX_PAGE_EVENTS, MAX_SCAN_RECORDS, checkStreamName } from "./convert.js";
-import { eventToJson } from "./http.js";
+import { eventsPage } from "./event-json.js";
 import { sendJson } from "./json.js";
 import { LATENCY_BUCKETS } from "./metrics.js";
 import { checkStreamOwnership } from "./partition-guard.js";
@@ -279,11 +279,13 @@ async function readAll(
   }
   const r = await ctx.store.readAll({ direction, fromPosition, maxCount: count, signal });
   ctx.metrics.reads.inc({ interface: "http", kind: "all" });
-  ok(200, {
-    events: r.events.map(eventToJson),
-    nextPosition: String(r.nextPosition),
-    endOfStream: r.endOfStream,
-  });
+  ok(
+    200,
+    eventsPage(r.events, {
+      nextPosition: String(r.nextPosition),
+      endOfStream: r.endOfStream,
+    }),
+  );
 }
 
 // ------------------------------------------------------------------------ /subscriptions

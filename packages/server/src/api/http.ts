@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { isIP, type Socket } from "node:net";
-import type { ExpectedVersion, StoredEvent } from "../streams/types.js";
+import type { ExpectedVersion } from "../streams/types.js";
 import {
   NotLeaderError,
   type Endpoint,
@@ -14,6 +14,8 @@ import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
 import type { BudgetHolder, ByteBudget } from "./byte-budget.js";
 import { HttpError } from "./http-error.js";
+import { eventsPage } from "./event-json.js";
+import { eventValueSpans, type Span } from "./json-spans.js";
 import { ReaderGone } from "../streams/types.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
@@ -425,8 +427,11 @@ async function readBody(req: IncomingMessage, limit: number, budget: ByteBudget)
   return Buffer.concat(chunks);
 }
 
-function jsonBytes(value: unknown): Uint8Array {
-  return Buffer.from(JSON.stringify(value), "utf8");
+/** The UTF-8 bytes of a value's text in the request body. */
+function sentText(text: string, span: Span | undefined): Uint8Array {
+  if (span === undefined)
+    throw new Error("internal: a value JSON.parse found, the scanner did not");
+  return Buffer.from(text.slice(span[0], span[1]), "utf8");
 }
 
 async function append(
@@ -451,9 +456,10 @@ async function appendBody(
 ): Promise<void> {
   const expected = expectedFromText(header(req, "chorus-expected-version"), streamId);
   const body = await readBody(req, ctx.options.maxFrameBytes, ctx.receiveBudget);
+  const text = body.toString("utf8");
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString("utf8"));
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new HttpError(
       400,
@@ -468,6 +474,8 @@ async function appendBody(
       "the body must be a JSON array of events [{eventId, eventType, data, metadata?}]",
     );
   }
+  // Each event's data and metadata are stored as the text the client sent (json-spans.ts).
+  const spans = eventValueSpans(text);
   const inputs = parsed.map((item: unknown, i) => {
     if (typeof item !== "object" || item === null || Array.isArray(item)) {
       throw new HttpError(
@@ -482,8 +490,9 @@ async function appendBody(
       id: e["eventId"],
       type: e["eventType"],
       isJson: true,
-      data: jsonBytes(e["data"]),
-      metadata: e["metadata"] === undefined ? new Uint8Array(0) : jsonBytes(e["metadata"]),
+      data: sentText(text, spans[i]?.data),
+      metadata:
+        e["metadata"] === undefined ? new Uint8Array(0) : sentText(text, spans[i]?.metadata),
     };
   });
   const events = checkEvents(inputs, streamId);
@@ -518,33 +527,6 @@ function wrongExpected(
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-function decodeBody(bytes: Uint8Array, isJson: boolean): unknown {
-  if (bytes.byteLength === 0) return null;
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (isJson) {
-    try {
-      return JSON.parse(buf.toString("utf8")) as unknown;
-    } catch {
-      return buf.toString("utf8");
-    }
-  }
-  return buf.toString("base64");
-}
-
-export function eventToJson(e: StoredEvent): Record<string, unknown> {
-  return {
-    streamId: e.streamId,
-    revision: String(e.revision),
-    position: String(e.position),
-    eventId: e.id,
-    eventType: e.type,
-    isJson: e.isJson,
-    data: decodeBody(e.data, e.isJson),
-    metadata: decodeBody(e.metadata, e.isJson),
-    created: new Date(e.createdMs).toISOString(),
-  };
 }
 
 async function read(
@@ -587,12 +569,14 @@ async function read(
     signal,
   });
   ctx.metrics.reads.inc({ interface: "http", kind: "stream" });
-  ok(200, {
-    events: r.events.map(eventToJson),
-    endOfStream: r.endOfStream,
-    nextRevision: String(r.nextRevision),
-    lastRevision: String(r.lastRevision),
-  });
+  ok(
+    200,
+    eventsPage(r.events, {
+      endOfStream: r.endOfStream,
+      nextRevision: String(r.nextRevision),
+      lastRevision: String(r.lastRevision),
+    }),
+  );
 }
 
 async function remove(

@@ -1,5 +1,10 @@
 import type { ServerResponse } from "node:http";
 
+/** JSON text an answer carries as it is (a page of events: event-json.ts). */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
 /** Answers with a JSON body (never cached); every JSON answer of the node goes through here. */
 export function sendJson(
   res: ServerResponse,
@@ -7,7 +12,7 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  const text = JSON.stringify(body);
+  const text = body instanceof JsonText ? body.text : JSON.stringify(body);
   res.writeHead(status, {
     "Content-Type": "application/json; charset=utf-8",
     "Content-Length": String(Buffer.byteLength(text)),
