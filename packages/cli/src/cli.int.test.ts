@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
 const PASSWORD = "pa55-w0rd-never-shown";
 const RUN_TIMEOUT_MS = 20_000;
+/** Event data JSON.parse would change (a 64-bit id, the spelling of 1.10). */
+const EXACT = '{"id":1234567890123456789,"price":1.10}';
 
 interface Result {
   code: number | null;
@@ -238,6 +240,8 @@ describe("chorus", () => {
       ["append", "cart-9", "--type", "Added", "--data", '{"sku":"a","n":2}'],
       ["append", "cart-9", "--type", "Blob", "--file", binary],
       ["append", "cart-9", "--type", "Note", "--data", '"text"', "--metadata", '{"m":[1]}'],
+      // JSON.parse would make the id 1234567890123456800 and the price 1.1: kept as typed.
+      ["append", "exact-1", "--type", "Priced", "--data", EXACT, "--metadata", '{"n": 1e400}'],
     ])
       expect((await chorus(args, env)).code).toBe(0);
 
@@ -250,6 +254,9 @@ describe("chorus", () => {
     expect(lines.every((l) => typeof l["position"] === "string")).toBe(true);
     const blob = lines.find((l) => l["eventType"] === "Blob");
     expect(blob).toMatchObject({ isJson: false, dataBase64: "AAEC//4=" });
+
+    const exportedText = await readFile(out, "utf8");
+    expect(exportedText).toContain(`"data":${EXACT},"metadata":{"n": 1e400}}`);
 
     const target = ["--connection", plain.connectionString];
     const once = await chorus([...target, "import", out]);
@@ -277,6 +284,14 @@ describe("chorus", () => {
       expect(copy.code).toBe(0);
       expect(essentials(copy)).toEqual(essentials(source));
       expect(essentials(copy).length).toBe(lines.filter((l) => l["streamId"] === stream).length);
+    }
+
+    // Stored exactly on both nodes (the HTTP API answers the stored text as it is).
+    for (const n of [secured, plain]) {
+      const answer = await fetch(`http://${n.httpEndpoint}/streams/exact-1`, {
+        headers: { Authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString("base64")}` },
+      });
+      expect(await answer.text()).toContain(`"data":${EXACT},"metadata":{"n": 1e400},`);
     }
 
     // one stream's export, to stdout

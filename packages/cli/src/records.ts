@@ -6,9 +6,26 @@
  * and metadata are JSON values (`data`, `metadata`); anything else is base64 under
  * `dataBase64` / `metadataBase64`: the key itself is the marker. A key that is absent means
  * empty.
+ *
+ * `export` reads events as their stored bytes and writes a JSON event's text into the line as
+ * it is, and `import` stores the text of each value as it stands in the line: an integer beyond
+ * 2^53, which JSON.parse changes, comes back exactly (line breaks between a value's tokens
+ * become spaces, so that each event stays on one line).
  */
-import { eventTypeProblem, isUuid, streamNameProblem } from "@chorus/protocol";
+import { isUtf8 } from "node:buffer";
+import {
+  eventTypeProblem,
+  isUuid,
+  objectValueSpans,
+  streamNameProblem,
+  type Span,
+} from "@chorus/protocol";
 import type { EventData, ResolvedEvent } from "@chorus/client";
+
+/** JSON text written into a line as it is (jsonLine). */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
 
 export interface EventRecord {
   eventId: string;
@@ -36,18 +53,43 @@ export function toRecord(resolved: ResolvedEvent): EventRecord {
     isJson: e.isJson,
     created: e.created.toISOString(),
   };
-  setBody(record, "data", e.data);
-  setBody(record, "metadata", e.metadata);
+  setBody(record, "data", e.data, e.isJson);
+  setBody(record, "metadata", e.metadata, e.isJson);
   return record;
 }
 
-function setBody(record: EventRecord, key: "data" | "metadata", value: unknown): void {
+/**
+ * A body as the record holds it: parsed JSON as it is; the bytes of a JSON event (read with
+ * `decodeJson: false`) as their text; other bytes as base64.
+ */
+function setBody(
+  record: EventRecord,
+  key: "data" | "metadata",
+  value: unknown,
+  isJson: boolean,
+): void {
   if (value === undefined) return;
   if (value instanceof Uint8Array) {
-    if (value.byteLength > 0) record[`${key}Base64`] = Buffer.from(value).toString("base64");
+    if (value.byteLength === 0) return;
+    const text = isJson ? jsonTextOf(value) : undefined;
+    if (text !== undefined) record[key] = new RawJson(text);
+    else record[`${key}Base64`] = Buffer.from(value).toString("base64");
     return;
   }
   record[key] = value;
+}
+
+/** The text of bytes that are UTF-8 JSON, on one line; undefined when they are not. */
+function jsonTextOf(bytes: Uint8Array): string | undefined {
+  if (!isUtf8(bytes)) return undefined;
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  try {
+    JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  // A line break in JSON text can only stand between tokens (in a string it is escaped).
+  return text.replace(/[\r\n]/g, " ");
 }
 
 /** The line of an event as `read` and `tail` print it without --json. */
@@ -77,7 +119,7 @@ const encoder = new TextEncoder();
  * The event a record (a parsed line of an export file) describes, keeping its id, type and
  * body bytes. Throws an Error naming the offending field.
  */
-export function fromRecord(value: unknown): ImportedEvent {
+export function fromRecord(value: unknown, line?: string): ImportedEvent {
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new Error("expected a JSON object");
   const r = value as Record<string, unknown>;
@@ -88,8 +130,10 @@ export function fromRecord(value: unknown): ImportedEvent {
   if (streamProblem) throw new Error(`"streamId": ${streamProblem}`);
   const isJson = r["isJson"] === undefined ? "data" in r : r["isJson"];
   if (typeof isJson !== "boolean") throw new Error(`"isJson" must be true or false`);
-  const data = bodyBytes(r, "data") ?? new Uint8Array(0);
-  const metadata = bodyBytes(r, "metadata");
+  // The values' text as it stands in the line (when given): exact, where JSON.parse is not.
+  const spans = line === undefined ? {} : objectValueSpans(line);
+  const data = bodyBytes(r, "data", line, spans.data) ?? new Uint8Array(0);
+  const metadata = bodyBytes(r, "metadata", line, spans.metadata);
   const event: EventData = Object.freeze({
     id: r["eventId"],
     type: r["eventType"] as string,
@@ -104,12 +148,22 @@ export function fromRecord(value: unknown): ImportedEvent {
   };
 }
 
-function bodyBytes(r: Record<string, unknown>, key: "data" | "metadata"): Uint8Array | undefined {
+function bodyBytes(
+  r: Record<string, unknown>,
+  key: "data" | "metadata",
+  line: string | undefined,
+  span: Span | undefined,
+): Uint8Array | undefined {
   const b64Key = `${key}Base64`;
   const hasJson = key in r && r[key] !== undefined;
   const hasB64 = b64Key in r && r[b64Key] !== undefined;
   if (hasJson && hasB64) throw new Error(`"${key}" and "${b64Key}" exclude each other`);
-  if (hasJson) return encoder.encode(JSON.stringify(r[key]));
+  if (hasJson)
+    return encoder.encode(
+      line !== undefined && span !== undefined
+        ? line.slice(span[0], span[1])
+        : JSON.stringify(r[key]),
+    );
   if (hasB64) {
     const text = r[b64Key];
     if (typeof text !== "string" || text.length % 4 !== 0 || !BASE64.test(text))
@@ -119,9 +173,27 @@ function bodyBytes(r: Record<string, unknown>, key: "data" | "metadata"): Uint8A
   return undefined;
 }
 
-/** JSON text of a value whose bigints become decimal strings and Dates ISO strings. */
+const decimalBigints = (_key: string, v: unknown): unknown =>
+  typeof v === "bigint" ? v.toString() : v;
+
+/**
+ * JSON text of a value whose bigints become decimal strings and Dates ISO strings; RawJson
+ * values of a record's own keys are written as their text.
+ */
 export function jsonLine(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    !Object.values(value).some((v) => v instanceof RawJson)
+  )
+    return JSON.stringify(value, decimalBigints);
+  const fields = Object.entries(value)
+    .filter(([, v]) => v !== undefined)
+    .map(
+      ([k, v]) =>
+        `${JSON.stringify(k)}:${v instanceof RawJson ? v.text : JSON.stringify(v, decimalBigints)}`,
+    );
+  return `{${fields.join(",")}}`;
 }
 
 /** Left-aligned columns separated by two spaces, with a header row. */

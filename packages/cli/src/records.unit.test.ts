@@ -36,6 +36,20 @@ describe("toRecord / fromRecord", () => {
     });
   });
 
+  it("keeps a JSON event's stored text exactly, on one line, and reads it back exactly", () => {
+    const text = '{"id": 1234567890123456789,\n "p": 1.10}';
+    const bytes = new TextEncoder().encode(text);
+    const line = jsonLine(toRecord(resolved({ data: bytes, metadata: new Uint8Array([0xff]) })));
+    expect(line).not.toContain("\n");
+    expect(line).toContain('"data":{"id": 1234567890123456789,  "p": 1.10}');
+    // bytes that are not JSON, though marked so, stay base64
+    expect(line).toContain('"metadataBase64":"/w=="');
+    const back = fromRecord(JSON.parse(line), line);
+    expect(new TextDecoder().decode(back.event.data)).toBe(
+      '{"id": 1234567890123456789,  "p": 1.10}',
+    );
+  });
+
   it.each([
     ["a JSON event", { isJson: true, data: { a: [1, "x"] }, metadata: { m: 1 } }],
     ["JSON null data", { isJson: true, data: null, metadata: undefined }],

@@ -5,6 +5,7 @@
 import { isUuid } from "@chorus/protocol";
 import type { ExpectedVersion } from "@chorus/client";
 import { InvalidArgumentError } from "commander";
+import { RawJson } from "./records.js";
 
 const INTEGER = /^(0|[1-9][0-9]*)$/;
 
@@ -48,11 +49,15 @@ export function uuid(text: string): string {
   return text;
 }
 
-/** JSON text, parsed. */
-export function json(text: string): unknown {
+/**
+ * JSON text, checked and kept as it is: an event stores what was typed (JSON.parse would change
+ * an integer beyond 2^53, and the spelling of numbers and strings).
+ */
+export function json(text: string): RawJson {
   try {
-    return JSON.parse(text) as unknown;
+    JSON.parse(text);
   } catch (err) {
     throw new InvalidArgumentError(`expected JSON (${(err as Error).message})`);
   }
+  return new RawJson(text);
 }

@@ -132,7 +132,7 @@ const CASES: Case[] = [
     style: "throws",
     bad: (c) => c.readAll(any({ fromPositon: "start" })),
     message:
-      /^readAll: unknown option "fromPositon" \(known: credentials, direction, filter, fromPosition, maxCount, pageSize, requireLeader, resolveLinks, signal, timeoutMs\); did you mean "fromPosition"\?$/,
+      /^readAll: unknown option "fromPositon" \(known: credentials, decodeJson, direction, filter, fromPosition, maxCount, pageSize, requireLeader, resolveLinks, signal, timeoutMs\); did you mean "fromPosition"\?$/,
     good: (c) => drain(c.readAll({ fromPosition: "start", maxCount: 10, pageSize: 5 })),
   },
   {

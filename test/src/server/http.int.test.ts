@@ -1,4 +1,5 @@
 // The HTTP API against an in-process node, on each backend.
+import { ChorusClient, ConnectionSettings } from "@chorus/client";
 import type { ChorusNode } from "@chorus/server";
 import { waitFor } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
@@ -170,6 +171,29 @@ describe.each(BACKENDS)("%s", (backend) => {
         const page = JSON.parse(text) as { events: { eventType: string }[] };
         expect(page.events.some((e) => e.eventType === "Ordered")).toBe(true);
       }
+      // The client hands the stored bytes over as they are with decodeJson: false.
+      const client = new ChorusClient(ConnectionSettings.create().withInProcessNode(node).build());
+      try {
+        const read = async (options: { decodeJson?: boolean }) => {
+          for await (const e of client.readStream(stream, { maxCount: 1, ...options }))
+            return e.event;
+          throw new Error("no event");
+        };
+        const exact = await read({ decodeJson: false });
+        expect(Buffer.from(exact.data as Uint8Array).toString("utf8")).toBe(data);
+        expect(Buffer.from(exact.metadata as Uint8Array).toString("utf8")).toBe(metadata);
+        expect((await read({})).data).toEqual({
+          orderId: 1234567890123456800,
+          price: 1.1,
+          name: "café",
+        });
+        expect(() => client.readStream(stream, { decodeJson: "no" as never })).toThrow(
+          /^readStream: decodeJson must be true or false$/,
+        );
+      } finally {
+        await client.close();
+      }
+
       // A compact body reads back compact.
       const compact = `http-compact-${randomUUID()}`;
       expect((await post(compact, [ev("Plain", { a: [1, "x"] })])).status).toBe(201);

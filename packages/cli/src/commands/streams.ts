@@ -1,22 +1,23 @@
 /** `chorus append`, `chorus read` and `chorus tail`. */
 import { readFile } from "node:fs/promises";
 import { isUtf8 } from "node:buffer";
+import { randomUUID } from "node:crypto";
 import {
   binaryEvent,
-  jsonEvent,
+  type EventData,
   type ExpectedVersion,
   type ResolvedEvent,
   type Subscription,
 } from "@chorus/client";
 import type { Context } from "../context.js";
 import { UsageError } from "../errors.js";
-import { jsonLine, toRecord, toTextLine } from "../records.js";
+import { jsonLine, RawJson, toRecord, toTextLine } from "../records.js";
 
 export interface AppendOptions {
   type: string;
-  data?: unknown;
+  data?: RawJson;
   file?: string;
-  metadata?: unknown;
+  metadata?: RawJson;
   expectedVersion?: ExpectedVersion;
   id?: string;
   json?: boolean;
@@ -30,22 +31,23 @@ async function eventToAppend(options: AppendOptions, stdin: () => Promise<Buffer
     type: options.type,
     ...(options.id !== undefined && { id: options.id }),
   };
-  if (options.file === undefined) {
-    return jsonEvent({
-      ...common,
-      data: options.data ?? {},
-      ...(options.metadata !== undefined && { metadata: options.metadata }),
+  // A JSON event carries the text as it was given (checked by JSON.parse, not rewritten by it).
+  const jsonData = (data: Uint8Array): EventData =>
+    Object.freeze({
+      id: options.id ?? randomUUID(),
+      type: options.type,
+      isJson: true,
+      data,
+      metadata:
+        options.metadata === undefined ? undefined : Buffer.from(options.metadata.text, "utf8"),
     });
-  }
+  if (options.file === undefined)
+    return jsonData(Buffer.from((options.data ?? new RawJson("{}")).text, "utf8"));
   const bytes = options.file === "-" ? await stdin() : await readFile(options.file);
   if (isUtf8(bytes)) {
     try {
-      const data = JSON.parse(bytes.toString("utf8")) as unknown;
-      return jsonEvent({
-        ...common,
-        data,
-        ...(options.metadata !== undefined && { metadata: options.metadata }),
-      });
+      JSON.parse(bytes.toString("utf8"));
+      return jsonData(new Uint8Array(bytes));
     } catch {
       // not JSON: appended as bytes below
     }

@@ -59,8 +59,8 @@ export async function exportEvents(ctx: Context, options: ExportOptions): Promis
       last === undefined
         ? []
         : stream === undefined
-          ? client.readAll({ filter: {}, timeoutMs: ctx.timeoutMs })
-          : client.readStream(stream, { timeoutMs: ctx.timeoutMs });
+          ? client.readAll({ filter: {}, timeoutMs: ctx.timeoutMs, decodeJson: false })
+          : client.readStream(stream, { timeoutMs: ctx.timeoutMs, decodeJson: false });
     const temp = `${options.out}.${process.pid}.partial`;
     const file = toStdout ? undefined : createWriteStream(temp, { flags: "wx" });
     if (file) {
@@ -159,7 +159,7 @@ export async function importEvents(
         if (line.trim() === "") continue;
         let imported;
         try {
-          imported = fromRecord(JSON.parse(line) as unknown);
+          imported = fromRecord(JSON.parse(line) as unknown, line);
         } catch (err) {
           throw new CommandError(`${file} line ${lineNo}: ${(err as Error).message}`);
         }

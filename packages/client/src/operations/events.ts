@@ -173,15 +173,19 @@ function decodeBody(
  * A wire RecordedEvent in client terms: bigints, parsed JSON, copied bytes; with `partition`
  * (a partitioned client's group), the event carries its group from the start.
  */
-export function recordedEventFromWire(e: chorus.IRecordedEvent, partition?: string): RecordedEvent {
+export function recordedEventFromWire(
+  e: chorus.IRecordedEvent,
+  partition?: string,
+  decodeJson = true,
+): RecordedEvent {
   const isJson = e.isJson === true;
   const streamId = e.streamId ?? "";
   const revision = BigInt(e.revision ?? 0);
   const position = BigInt(e.position ?? 0);
   const id = e.id ?? "";
   const type = e.type ?? "";
-  const data = decodeBody(e.data, isJson, false);
-  const metadata = decodeBody(e.metadata, isJson, true);
+  const data = decodeBody(e.data, isJson && decodeJson, false);
+  const metadata = decodeBody(e.metadata, isJson && decodeJson, true);
   const created = new Date(Number(e.createdMs ?? 0));
   return Object.freeze(
     partition === undefined
@@ -190,9 +194,13 @@ export function recordedEventFromWire(e: chorus.IRecordedEvent, partition?: stri
   );
 }
 
-export function resolvedEventFromWire(e: chorus.IResolvedEvent, partition?: string): ResolvedEvent {
-  const event = recordedEventFromWire(e.event ?? {}, partition);
+export function resolvedEventFromWire(
+  e: chorus.IResolvedEvent,
+  partition?: string,
+  decodeJson = true,
+): ResolvedEvent {
+  const event = recordedEventFromWire(e.event ?? {}, partition, decodeJson);
   return e.link
-    ? Object.freeze({ event, link: recordedEventFromWire(e.link, partition) })
+    ? Object.freeze({ event, link: recordedEventFromWire(e.link, partition, decodeJson) })
     : Object.freeze({ event });
 }

@@ -25,6 +25,19 @@ export interface ReadOptionsBase extends OperationOptions {
    * from a node of this process). `timeoutMs` applies per page.
    */
   pageSize?: number;
+  /**
+   * Default true: a JSON event's data and metadata come parsed. false: as the bytes stored
+   * (Uint8Array), exactly as their writer sent them: for integers beyond 2^53, which
+   * JSON.parse changes, or a parser of your own.
+   */
+  decodeJson?: boolean;
+}
+
+function decodeJsonOf(operation: string, value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== "boolean")
+    throw new InvalidArgumentError(`${operation}: decodeJson must be true or false`);
+  return value;
 }
 
 export interface ReadStreamOptions extends ReadOptionsBase {
@@ -73,6 +86,7 @@ const READ_BASE_KEYS = {
   maxCount: true,
   resolveLinks: true,
   pageSize: true,
+  decodeJson: true,
 } as const;
 
 const READ_STREAM_OPTION_KEYS = optionKeys<ReadStreamOptions>({
@@ -282,6 +296,7 @@ export function readStream(
 ): AsyncIterable<ResolvedEvent> {
   checkStreamName(streamId);
   checkOperationOptions("readStream", options, READ_STREAM_OPTION_KEYS);
+  const decode = decodeJsonOf("readStream", options.decodeJson);
   const dir = direction(options.direction);
   const cursor = new ReadCursor({
     direction: dir,
@@ -324,7 +339,7 @@ export function readStream(
               `unexpected reply to a stream read: ${reply.body ?? "none"}`,
             );
           return {
-            events: (r.events ?? []).map((e) => resolvedEventFromWire(e, ctx.partition)),
+            events: (r.events ?? []).map((e) => resolvedEventFromWire(e, ctx.partition, decode)),
             endOfStream: r.endOfStream === true,
             next: Number(r.nextRevision ?? 0),
           };
@@ -341,6 +356,7 @@ export function readAll(
   options: ReadAllOptions = {},
 ): AsyncIterable<ResolvedEvent> {
   checkOperationOptions("readAll", options, READ_ALL_OPTION_KEYS);
+  const decode = decodeJsonOf("readAll", options.decodeJson);
   const dir = direction(options.direction);
   const filter = filterToWire("readAll", options.filter);
   const cursor = new ReadCursor({
@@ -376,7 +392,7 @@ export function readAll(
             `unexpected reply to a read of $all: ${reply.body ?? "none"}`,
           );
         return {
-          events: (r.events ?? []).map((e) => resolvedEventFromWire(e, ctx.partition)),
+          events: (r.events ?? []).map((e) => resolvedEventFromWire(e, ctx.partition, decode)),
           endOfStream: r.endOfStream === true,
           next: Number(r.nextPosition ?? 0),
         };

@@ -2,8 +2,8 @@
  * Events as the HTTP API answers them. The data and metadata of a JSON event are written into
  * the answer as the text that was stored, not parsed and written again: JSON.parse turns
  * integers beyond 2^53 into others (1234567890123456789 into 1234567890123456800) and respells
- * numbers and strings, and a reader must get what its writer sent (see json-spans.ts for the
- * writing side).
+ * numbers and strings, and a reader must get what its writer sent (the writing side:
+ * @chorus/protocol's json-spans.ts).
  */
 import type { StoredEvent } from "../streams/types.js";
 import { JsonText } from "./json.js";

@@ -13,9 +13,9 @@ import { invalidArgument, toWireError } from "./errors.js";
 import { checkStreamOwnership } from "./partition-guard.js";
 import { createGossipHandler } from "./gossip-handler.js";
 import type { BudgetHolder, ByteBudget } from "./byte-budget.js";
+import { eventValueSpans, type Span } from "@chorus/protocol";
 import { HttpError } from "./http-error.js";
 import { eventsPage } from "./event-json.js";
-import { eventValueSpans, type Span } from "./json-spans.js";
 import { ReaderGone } from "../streams/types.js";
 import { isAdminPath, serveAdmin, type AdminDependencies } from "./http-admin.js";
 import { isUiPath, serveUi } from "./ui-assets.js";
@@ -474,7 +474,7 @@ async function appendBody(
       "the body must be a JSON array of events [{eventId, eventType, data, metadata?}]",
     );
   }
-  // Each event's data and metadata are stored as the text the client sent (json-spans.ts).
+  // Each event's data and metadata are stored as the text the client sent (eventValueSpans).
   const spans = eventValueSpans(text);
   const inputs = parsed.map((item: unknown, i) => {
     if (typeof item !== "object" || item === null || Array.isArray(item)) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { eventValueSpans } from "./json-spans.js";
+import { eventValueSpans, objectValueSpans } from "./json-spans.js";
 
 /** The raw text of each element's `data` and `metadata`, as eventValueSpans finds them. */
 function rawValues(body: string): Array<{ data?: string; metadata?: string }> {
@@ -134,5 +134,13 @@ describe("eventValueSpans", () => {
     for (const text of ['[{"data": "open', '[{"data": {"a": [1}', '[{"data" 1}]', '[{"data": 1']) {
       expect(() => eventValueSpans(text), text).toThrow(/valid JSON/);
     }
+  });
+
+  it("finds them in a single object too (a line of an export file)", () => {
+    const line = '{"eventId":"e","data" : {"id":1234567890123456789},"metadata":"m\\"x"}';
+    const spans = objectValueSpans(line);
+    expect(line.slice(...spans.data!)).toBe('{"id":1234567890123456789}');
+    expect(line.slice(...spans.metadata!)).toBe('"m\\"x"');
+    expect(objectValueSpans("[1]")).toEqual({});
   });
 });

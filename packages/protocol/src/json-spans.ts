@@ -1,12 +1,13 @@
 /**
- * Where the values of `data` and `metadata` are in the JSON text of an HTTP append: the
- * events are stored with the text their writer sent, not with what JSON.parse and
- * JSON.stringify make of it. That round trip changes data: integers beyond 2^53
- * (1234567890123456789, a 64-bit id from another language, became 1234567890123456800),
- * and the spelling of numbers and strings (1.10, "\u00e9").
+ * Where the values of `data` and `metadata` stand in a JSON text: events are stored with the
+ * text their writer sent, not with what JSON.parse and JSON.stringify make of it. That round
+ * trip changes data: integers beyond 2^53 (1234567890123456789, a 64-bit id from another
+ * language, became 1234567890123456800), and the spelling of numbers and strings (1.10,
+ * "\u00e9"). Used by the node's HTTP appends (an array of events) and by the CLI's import
+ * (one event per line).
  *
- * The text must already have been parsed by JSON.parse: the scanner checks nothing and only
- * finds where values begin and end.
+ * The text must already have been parsed by JSON.parse: the scanner checks next to nothing and
+ * only finds where values begin and end.
  */
 
 /** Character offsets [start, end) in the text. */
@@ -84,9 +85,34 @@ function skipValue(text: string, i: number): number {
 }
 
 /**
+ * The object starting at `i` (its "{"): the spans of its `data` and `metadata` values into
+ * `spans` (the last of repeated keys, as JSON.parse keeps it); where it ends.
+ */
+function scanObject(text: string, i: number, spans: EventSpans): number {
+  i = skipSpace(text, i + 1);
+  while (text.charCodeAt(i) !== CLOSE_BRACE) {
+    if (i >= text.length) throw notJson("an unterminated object", i);
+    const keyStart = i;
+    i = skipString(text, i);
+    const raw = text.slice(keyStart + 1, i - 1);
+    const key = raw.includes("\\") ? (JSON.parse(text.slice(keyStart, i)) as string) : raw;
+    i = skipSpace(text, i);
+    if (text.charCodeAt(i) !== COLON) throw notJson('no ":" after a key', i);
+    i = skipSpace(text, i + 1);
+    const valueStart = i;
+    i = skipValue(text, i);
+    if (key === "data") spans.data = [valueStart, i];
+    else if (key === "metadata") spans.metadata = [valueStart, i];
+    i = skipSpace(text, i);
+    if (text.charCodeAt(i) === COMMA) i = skipSpace(text, i + 1);
+  }
+  return i + 1;
+}
+
+/**
  * For each element of the top-level array in `text` (valid JSON), the spans of its `data` and
- * `metadata` values: the last of repeated keys, as JSON.parse keeps it; none for an element
- * that is not an object, or a text that is not an array.
+ * `metadata` values; none for an element that is not an object, or a text that is not an
+ * array.
  */
 export function eventValueSpans(text: string): EventSpans[] {
   const out: EventSpans[] = [];
@@ -96,31 +122,18 @@ export function eventValueSpans(text: string): EventSpans[] {
   if (text.charCodeAt(i) === CLOSE_BRACKET) return out;
   for (;;) {
     const spans: EventSpans = {};
-    if (text.charCodeAt(i) === OPEN_BRACE) {
-      i = skipSpace(text, i + 1);
-      while (text.charCodeAt(i) !== CLOSE_BRACE) {
-        if (i >= text.length) throw notJson("an unterminated object", i);
-        const keyStart = i;
-        i = skipString(text, i);
-        const raw = text.slice(keyStart + 1, i - 1);
-        const key = raw.includes("\\") ? (JSON.parse(text.slice(keyStart, i)) as string) : raw;
-        i = skipSpace(text, i);
-        if (text.charCodeAt(i) !== COLON) throw notJson('no ":" after a key', i);
-        i = skipSpace(text, i + 1);
-        const valueStart = i;
-        i = skipValue(text, i);
-        if (key === "data") spans.data = [valueStart, i];
-        else if (key === "metadata") spans.metadata = [valueStart, i];
-        i = skipSpace(text, i);
-        if (text.charCodeAt(i) === COMMA) i = skipSpace(text, i + 1);
-      }
-      i++;
-    } else {
-      i = skipValue(text, i);
-    }
+    i = text.charCodeAt(i) === OPEN_BRACE ? scanObject(text, i, spans) : skipValue(text, i);
     out.push(spans);
     i = skipSpace(text, i);
     if (text.charCodeAt(i) !== COMMA) return out;
     i = skipSpace(text, i + 1);
   }
+}
+
+/** The spans of `data` and `metadata` in the object that `text` (valid JSON) is; none if not one. */
+export function objectValueSpans(text: string): EventSpans {
+  const spans: EventSpans = {};
+  const i = skipSpace(text, 0);
+  if (text.charCodeAt(i) === OPEN_BRACE) scanObject(text, i, spans);
+  return spans;
 }
