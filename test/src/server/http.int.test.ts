@@ -190,6 +190,21 @@ describe.each(BACKENDS)("%s", (backend) => {
         expect(() => client.readStream(stream, { decodeJson: "no" as never })).toThrow(
           /^readStream: decodeJson must be true or false$/,
         );
+        // Subscriptions take it too: a catch-up subscription and a persistent one.
+        const sub = client.subscribeToStream(stream, { decodeJson: false });
+        for await (const e of sub) {
+          expect(Buffer.from(e.event.data as Uint8Array).toString("utf8")).toBe(data);
+          break;
+        }
+        await client.persistentSubscriptions.create(stream, "exact");
+        const consumer = client.persistentSubscriptions.subscribe(stream, "exact", {
+          decodeJson: false,
+        });
+        for await (const e of consumer) {
+          expect(Buffer.from(e.event.data as Uint8Array).toString("utf8")).toBe(data);
+          await consumer.ack(e);
+          break;
+        }
       } finally {
         await client.close();
       }

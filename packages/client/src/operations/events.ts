@@ -194,6 +194,14 @@ export function recordedEventFromWire(
   );
 }
 
+/** The `decodeJson` option of a read or subscription, checked (default true). */
+export function decodeJsonOf(operation: string, value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== "boolean")
+    throw new InvalidArgumentError(`${operation}: decodeJson must be true or false`);
+  return value;
+}
+
 export function resolvedEventFromWire(
   e: chorus.IResolvedEvent,
   partition?: string,

@@ -7,7 +7,7 @@ import type { Direction, OperationOptions, ResolvedEvent } from "../types.js";
 import { checkOptions, optionKeys } from "../util/options.js";
 import { abortReason } from "../util/timers.js";
 import type { OperationContext } from "./context.js";
-import { resolvedEventFromWire } from "./events.js";
+import { decodeJsonOf, resolvedEventFromWire } from "./events.js";
 import { toWireNumber } from "./expected-version.js";
 import { ReadCursor } from "./read-cursor.js";
 import { sendRequest } from "./request.js";
@@ -31,13 +31,6 @@ export interface ReadOptionsBase extends OperationOptions {
    * JSON.parse changes, or a parser of your own.
    */
   decodeJson?: boolean;
-}
-
-function decodeJsonOf(operation: string, value: unknown): boolean {
-  if (value === undefined) return true;
-  if (typeof value !== "boolean")
-    throw new InvalidArgumentError(`${operation}: decodeJson must be true or false`);
-  return value;
 }
 
 export interface ReadStreamOptions extends ReadOptionsBase {

@@ -14,7 +14,7 @@ import {
 } from "../errors.js";
 import { publishDeliver, traceAck } from "../diagnostics.js";
 import type { OperationContext } from "../operations/context.js";
-import { resolvedEventFromWire } from "../operations/events.js";
+import { decodeJsonOf, resolvedEventFromWire } from "../operations/events.js";
 import { DEFAULT_SUBSCRIPTION_BUFFER_SIZE } from "../settings/defaults.js";
 import type { Channel } from "../transport/transport.js";
 import { converse, followSignal, runRejoinLoop } from "../subscriptions/rejoin.js";
@@ -41,6 +41,8 @@ export interface PersistentSubscribeOptions {
   credentials?: Credentials;
   /** Ends the subscription (the iterator throws the signal's reason). */
   signal?: AbortSignal;
+  /** As for reads: false hands a JSON event's data and metadata over as the bytes stored. */
+  decodeJson?: boolean;
 }
 
 const SUBSCRIBE_KEYS = optionKeys<PersistentSubscribeOptions>({
@@ -48,6 +50,7 @@ const SUBSCRIBE_KEYS = optionKeys<PersistentSubscribeOptions>({
   consumerName: true,
   credentials: true,
   signal: true,
+  decodeJson: true,
 });
 
 /** ack() takes no options yet; the parameter is there so that one is refused, not ignored. */
@@ -163,6 +166,7 @@ export class PersistentSubscription
   readonly #ctx: OperationContext;
   readonly #options: PersistentSubscribeOptions;
   readonly #bufferSize: number;
+  readonly #decodeJson: boolean;
   readonly #abort = new AbortController();
   readonly #buffer: PersistentEvent[] = [];
   /** Positions in #buffer. */
@@ -211,6 +215,7 @@ export class PersistentSubscription
       );
     }
     this.#bufferSize = size;
+    this.#decodeJson = decodeJsonOf("persistentSubscriptions.subscribe", options.decodeJson);
     followSignal(options.signal, this.#abort, (reason) => this.#end(reason, false));
     this.#done = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.#run())
@@ -565,6 +570,7 @@ export class PersistentSubscription
         const resolved = resolvedEventFromWire(
           events[i] as chorus.IResolvedEvent,
           this.#ctx.partition,
+          this.#decodeJson,
         );
         const retryCount = retries[i] ?? 0;
         const position = Number(resolved.event.position);

@@ -10,7 +10,7 @@ import {
   SubscriptionDroppedError,
 } from "../errors.js";
 import { connectionFor, type OperationContext } from "../operations/context.js";
-import { resolvedEventFromWire } from "../operations/events.js";
+import { decodeJsonOf, resolvedEventFromWire } from "../operations/events.js";
 import { toWireNumber } from "../operations/expected-version.js";
 import { filterToWire, readAll, readStream, type StreamFilter } from "../operations/read.js";
 import { checkOperationOptions, checkStreamName } from "../operations/validate.js";
@@ -31,6 +31,8 @@ export interface SubscriptionOptionsBase {
   bufferSize?: number;
   /** Accepted for symmetry with operations; the initial "end" lookup uses it. */
   timeoutMs?: number;
+  /** As for reads: false hands a JSON event's data and metadata over as the bytes stored. */
+  decodeJson?: boolean;
 }
 
 export interface SubscribeToStreamOptions extends SubscriptionOptionsBase {
@@ -51,6 +53,7 @@ const SUBSCRIPTION_BASE_KEYS = {
   resolveLinks: true,
   bufferSize: true,
   timeoutMs: true,
+  decodeJson: true,
 } as const;
 
 const SUBSCRIBE_TO_STREAM_KEYS = optionKeys<SubscribeToStreamOptions>({
@@ -129,6 +132,7 @@ export class Subscription
   readonly #ctx: OperationContext;
   readonly #target: Target;
   readonly #options: SubscriptionOptionsBase;
+  readonly #decodeJson: boolean;
   readonly #capacity: number;
   readonly #abort = new AbortController();
   readonly #buffer: Item[] = [];
@@ -167,6 +171,10 @@ export class Subscription
       );
     }
     this.#capacity = size;
+    this.#decodeJson = decodeJsonOf(
+      target.kind === "stream" ? "subscribeToStream" : "subscribeToAll",
+      options.decodeJson,
+    );
     this.#after =
       start === undefined || start === "start"
         ? undefined
@@ -413,7 +421,7 @@ export class Subscription
     if (frame.subscriptionEvents) {
       const events = frame.subscriptionEvents.events ?? [];
       for (const wire of events) {
-        const resolved = resolvedEventFromWire(wire, this.#ctx.partition);
+        const resolved = resolvedEventFromWire(wire, this.#ctx.partition, this.#decodeJson);
         const mark =
           this.#target.kind === "stream" ? resolved.event.revision : resolved.event.position;
         // Never hand over an event twice (a server replaying after a resubscription).
