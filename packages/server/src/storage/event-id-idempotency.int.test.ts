@@ -1,5 +1,5 @@
-// Idempotency of `any` / `stream_exists` appends of any age: the event-id index (on disk for a
-// disk store, in memory for a memory store) answers what the bounded window no longer holds.
+// Idempotency of appends of any age: the event-id index (on disk for a disk store, in memory for
+// a memory store) answers what the bounded window no longer holds.
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -35,7 +35,7 @@ async function revisionsOf(store: LogStore, stream: string): Promise<number[]> {
 
 const WEV_A = { ok: false, wrongExpectedVersion: { streamExists: true, actualRevision: 1 } };
 
-describe("any / stream_exists retries beyond the idempotency window", () => {
+describe("retries beyond the idempotency window", () => {
   const temp = new TempDiskStores({}, "close");
   const stores = temp.stores;
   let dir: string;
@@ -177,6 +177,51 @@ describe("any / stream_exists retries beyond the idempotency window", () => {
     await close(s);
     expect(await laterOutcome).toMatchObject({ code: "STORE_CLOSED" });
   });
+
+  it.each(["memory", "disk"])(
+    "%s: no_stream and exact retries across soft deletes: the original result, nothing stored twice",
+    async (kind) => {
+      const open = async (): Promise<LogStore> => {
+        if (kind === "disk") return openDisk({ idempotencyWindow: 0 });
+        const m = createMemoryStore({ idempotencyWindow: 0 });
+        stores.push(m);
+        await m.open();
+        return m;
+      };
+      let s = await open();
+      // Written at revision 0, then the stream is soft-deleted: no_stream holds again.
+      const created = events(2);
+      const rCreated = okResult(await s.append("s", { kind: "no_stream" }, created));
+      okResult(await s.delete("s", { kind: "any" }, false));
+      // Recreated: revisions go on from 2, so this no_stream append wrote at 2 and 3.
+      const recreated = events(2);
+      const rRecreated = okResult(await s.append("s", { kind: "no_stream" }, recreated));
+      expect(rRecreated.nextExpectedVersion).toBe(3);
+      const extended = events(1);
+      const rExtended = okResult(await s.append("s", { kind: "exact", revision: 3 }, extended));
+      okResult(await s.append("s", { kind: "any" }, events(1)));
+      okResult(await s.delete("s", { kind: "any" }, false));
+      const total = s.stats().events;
+
+      for (let round = 0; round < 2; round++) {
+        expect(await s.append("s", { kind: "no_stream" }, created)).toEqual(rCreated);
+        expect(await s.append("s", { kind: "no_stream" }, recreated)).toEqual(rRecreated);
+        expect(await s.append("s", { kind: "exact", revision: 3 }, extended)).toEqual(rExtended);
+        // A partial match is a wrong expected version, never a write.
+        expect((await s.append("s", { kind: "no_stream" }, [recreated[0]!, newEvent()])).ok).toBe(
+          false,
+        );
+        expect(s.stats().events).toBe(total);
+        if (kind === "memory") break;
+        await close(s);
+        s = await open();
+      }
+      // The stream is still soft-deleted: a new no_stream append recreates it after revision 5.
+      expect(
+        okResult(await s.append("s", { kind: "no_stream" }, events(1))).nextExpectedVersion,
+      ).toBe(6);
+    },
+  );
 
   it("memory: the index holds every id", async () => {
     const s = createMemoryStore({ idempotencyWindow: 0 });

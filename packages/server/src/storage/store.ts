@@ -14,7 +14,7 @@ import {
   decideFromIdIndex,
   decideFromRecentIds,
   decideFromStream,
-  findsRetriesById,
+  mayBeRetryAt,
   type StoredId,
 } from "../streams/idempotency.js";
 import {
@@ -1104,17 +1104,14 @@ export class LogStore implements StreamStore, ReplicatedLog {
         return this.waitForCommit(result.position + 1).then(() => result);
       }
     }
-    // An any / stream_exists retry older than the window: the event-id index knows every id.
-    // (exact / no_stream retries are answered by reading the stream, below.)
-    if (
-      useIdIndex &&
-      state !== undefined &&
-      k0 !== undefined &&
-      findsRetriesById(expected) &&
-      !inWindow
-    ) {
+    // A retry older than the window: the event-id index knows every id (idempotency.ts).
+    if (useIdIndex && state !== undefined && k0 !== undefined && !inWindow) {
       const hit = this.streams.id(k0);
-      if (hit !== undefined && hit.revision <= state.wLast) {
+      if (
+        hit !== undefined &&
+        hit.revision <= state.wLast &&
+        mayBeRetryAt(expected, hit.revision)
+      ) {
         return this.matchIndexed(state, hit, keys).then(
           // Not this stream's event: decide again on the state as it is now.
           (fromIndex) => fromIndex ?? this.appendOnce(streamId, expected, events, false),

@@ -5,13 +5,14 @@
  * reading the stream) is the backend's I/O. Ids are compared as opaque strings, in whatever
  * form the backend keeps them (the log store: 16-byte keys).
  *
- * Where a retry is looked for depends on the expected version:
- * - `exact n` / `no_stream`: the expected-version check sends the append here when the stream
- *   has gone past the expected place (`compare-ids`); the stream's events from there are read
- *   and compared (`decideFromStream`).
- * - `any` / `stream_exists`: the first id is looked up wherever it was written
- *   (`findsRetriesById`): recent ids first (`decideFromRecentIds`), then the index of every id
- *   (`decideFromIdIndex`).
+ * A retry is looked for where its first id was written, for every expected version (for
+ * `exact n`, only at revision n + 1): recent ids first (`decideFromRecentIds`), then, where the
+ * backend keeps one, the index of every id (`decideFromIdIndex`; PostgreSQL finds the id in the
+ * stream's rows). So a retry gets its original result however long ago it was made, also when
+ * the stream was soft-deleted or recreated since (a `no_stream` append to a recreated stream
+ * wrote its first event past revision 0). When the ids are not found, the expected-version
+ * check may still send the append to `decideFromStream` (`compare-ids`: the stream has gone past
+ * the expected place).
  */
 import type { ExpectedVersion, WriteResult } from "./types.js";
 import { wrongExpectedVersion, type WrongExpectedVersion } from "./expected-version.js";
@@ -41,12 +42,11 @@ export type RetryDecision =
   | { kind: "conflict"; result: WrongExpectedVersion };
 
 /**
- * Do `any` / `stream_exists` appends look their first id up wherever it was written (an
- * index of every id)? `exact` / `no_stream` ones are compared with the stream where the
- * expected version points instead.
+ * Can an append with this expected version be a retry of one whose first event was written at
+ * `revision`? `exact n` wrote its first event at n + 1; the others anywhere.
  */
-export function findsRetriesById(expected: ExpectedVersion): boolean {
-  return expected.kind === "any" || expected.kind === "stream_exists";
+export function mayBeRetryAt(expected: ExpectedVersion, revision: number): boolean {
+  return expected.kind !== "exact" || revision === expected.revision + 1;
 }
 
 /**
@@ -69,7 +69,7 @@ export function decideFromRecentIds(
   if (id0 === undefined) return { kind: "new" };
   const first = writtenAt(id0);
   if (first === undefined) return { kind: "new" };
-  if (expected.kind === "exact" && first.revision !== expected.revision + 1) return { kind: "new" };
+  if (!mayBeRetryAt(expected, first.revision)) return { kind: "new" };
   let lastPosition = first.position;
   for (let i = 1; i < ids.length; i++) {
     const e = writtenAt(ids[i] as string);
@@ -88,7 +88,7 @@ export function decideFromRecentIds(
 }
 
 /**
- * Against the index of every id (`any` / `stream_exists`): the first id was last written at
+ * Against the index of every id (after `mayBeRetryAt`): the first id was last written at
  * `hit` of this stream, and `stored` are the stream's events from `hit.revision` on (up to
  * ids.length of them; fewer where the stream ends).
  * - New when `stored` does not start with the first id at `hit.position` (a stale entry, or

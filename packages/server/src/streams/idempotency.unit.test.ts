@@ -3,7 +3,7 @@ import {
   decideFromIdIndex,
   decideFromRecentIds,
   decideFromStream,
-  findsRetriesById,
+  mayBeRetryAt,
   type RetryDecision,
   type StoredId,
   type WrittenAt,
@@ -27,14 +27,19 @@ const written = (id: string): WrittenAt | undefined => {
 const stored = (...revisions: number[]): StoredId[] =>
   revisions.map((r) => ({ id: `e${r}`, position: 100 * r }));
 
-describe("findsRetriesById", () => {
-  it.each<[ExpectedVersion, boolean]>([
-    [ANY, true],
-    [{ kind: "stream_exists" }, true],
-    [{ kind: "no_stream" }, false],
-    [exact(3), false],
-  ])("%j: %s", (expected, yes) => {
-    expect(findsRetriesById(expected)).toBe(yes);
+describe("mayBeRetryAt", () => {
+  it.each<[ExpectedVersion, number, boolean]>([
+    [ANY, 0, true],
+    [ANY, 7, true],
+    [{ kind: "stream_exists" }, 3, true],
+    // A no_stream append to a recreated stream wrote its first event past revision 0.
+    [{ kind: "no_stream" }, 0, true],
+    [{ kind: "no_stream" }, 5, true],
+    [exact(3), 4, true],
+    [exact(3), 3, false],
+    [exact(3), 5, false],
+  ])("%j, first id at %i: %s", (expected, revision, yes) => {
+    expect(mayBeRetryAt(expected, revision)).toBe(yes);
   });
 });
 
