@@ -1,0 +1,553 @@
+// The same random sequence of client operations against one node of each backend (the log in
+// memory, the log on disk, PostgreSQL), compared answer by answer. The stream rules are shared
+// code (packages/server/src/streams), so any difference is a backend reading or writing state
+// wrongly: an index that loses an event after a restart, a page that ends early, a metadata
+// rule applied to one query and not another, a retry written twice.
+//
+// Operations draw from small pools (a few streams, event types, ids reused by retries), so
+// that they meet each other's state: appends with every kind of expected version, retries of
+// earlier appends (some after the stream changed), soft and hard deletes, stream metadata
+// (maxCount, truncateBefore, a long maxAgeSec, keys of the user's, and raw events written to
+// `$$stream` directly), stream and `$all` reads in both directions from any place with small
+// pages and filters. The disk and PostgreSQL nodes are killed and restarted between rounds.
+//
+// Positions differ between backends (byte offsets on the log, consecutive numbers on
+// PostgreSQL), so answers are compared with each position replaced by the event it names.
+//
+// CHORUS_DIFF_SEED and CHORUS_DIFF_OPS run one seed longer.
+import {
+  ChorusClient,
+  ChorusError,
+  WrongExpectedVersionError,
+  binaryEvent,
+  jsonEvent,
+  type EventData,
+  type ExpectedVersion,
+  type ResolvedEvent,
+  type StreamFilter,
+  type Subscription,
+} from "@chorus/client";
+import { startCluster, type TestCluster } from "@chorus/testing";
+import { afterAll, describe, expect, it } from "vitest";
+import { pick, randomInt, seededRandom, type Random } from "../chaos/schedule.js";
+import {
+  BACKENDS,
+  clientSettings,
+  closeBackends,
+  startBackendNode,
+  type Backend,
+} from "../backends.js";
+
+afterAll(closeBackends);
+
+const SEEDS = process.env.CHORUS_DIFF_SEED
+  ? [Number(process.env.CHORUS_DIFF_SEED)]
+  : [20261206, 99];
+const OPS = Number(process.env.CHORUS_DIFF_OPS ?? 500);
+const ROUND_OPS = 120;
+const OP_TIMEOUT_MS = 10_000;
+
+const STREAMS = ["a", "b", "c-1", "c-2", "{t}-x"];
+const TYPES = ["Placed", "Paid", "Pa", "Shipped", "$own"];
+
+/** One backend's node and client, and the positions it answered, by the event each names. */
+interface Target {
+  backend: Backend | "cluster";
+  /** Kills and restarts the target's node (a cluster's leader); absent for memory. */
+  restart?: () => Promise<void>;
+  stop: () => Promise<void>;
+  client: ChorusClient;
+  /** Position -> "stream@revision" of the event there. */
+  eventAt: Map<bigint, string>;
+  /** "stream@revision" -> its position. */
+  positionOf: Map<string, bigint>;
+}
+
+function uuidFrom(random: Random): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16));
+  hex[12] = "4";
+  hex[16] = "89ab"[Math.floor(random() * 4)]!;
+  const h = hex.join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function randomValue(random: Random, depth = 0): unknown {
+  switch (randomInt(random, 0, depth > 1 ? 3 : 5)) {
+    case 0:
+      return randomInt(random, -1000, 1000);
+    case 1:
+      return pick(random, ["", "x", "é ü", "日本", "\u0000", 'a"b\\c', "\ud83d\ude00"]);
+    case 2:
+      return pick(random, [true, false, null, 1.5, -0.25]);
+    case 3:
+      return randomInt(random, 0, 1e9) * 1e3;
+    case 4:
+      return Array.from({ length: randomInt(random, 0, 3) }, () => randomValue(random, depth + 1));
+    default:
+      return Object.fromEntries(
+        Array.from({ length: randomInt(random, 0, 3) }, (_, i) => [
+          `k${i}`,
+          randomValue(random, depth + 1),
+        ]),
+      );
+  }
+}
+
+/** A step of the sequence: what it does, and how to run it on one target. */
+interface Op {
+  describe: string;
+  run(target: Target): Promise<unknown>;
+}
+
+const positionKey = (target: Target, position: bigint): string =>
+  target.eventAt.get(position) ?? `unknown position`;
+
+function remember(target: Target, position: bigint, key: string): void {
+  const before = target.eventAt.get(position);
+  if (before !== undefined && before !== key) {
+    throw new Error(`${target.backend}: position ${position} named ${before}, now ${key}`);
+  }
+  target.eventAt.set(position, key);
+  target.positionOf.set(key, position);
+}
+
+/** The position of event `key` ("stream@revision") on this target. */
+function positionIn(target: Target, key: string): bigint {
+  const p = target.positionOf.get(key);
+  if (p === undefined) throw new Error(`${target.backend} never answered ${key}`);
+  return p;
+}
+
+function errorOutcome(err: unknown): unknown {
+  if (err instanceof WrongExpectedVersionError) {
+    return { error: err.code, actual: String(err.actualVersion) };
+  }
+  if (err instanceof ChorusError) return { error: err.code };
+  throw err;
+}
+
+async function outcome(run: () => Promise<unknown>): Promise<unknown> {
+  try {
+    return await run();
+  } catch (err) {
+    return errorOutcome(err);
+  }
+}
+
+function eventText(target: Target, e: ResolvedEvent): string {
+  const ev = e.event;
+  const key = `${ev.streamId}@${ev.revision}`;
+  remember(target, ev.position, key);
+  const data = ev.isJson
+    ? JSON.stringify(ev.data)
+    : Buffer.from(ev.data as Uint8Array).toString("hex");
+  const meta = ev.isJson
+    ? JSON.stringify(ev.metadata)
+    : ev.metadata === undefined
+      ? "none"
+      : Buffer.from(ev.metadata as Uint8Array).toString("hex");
+  // setStreamMetadata picks its event's id itself: the same operation has another id on each target.
+  const id = ev.type === "$metadata" ? "-" : ev.id;
+  return `${key} ${ev.type} ${id} ${ev.isJson ? "json" : "bin"} ${data} ${meta}`;
+}
+
+async function collect(target: Target, events: AsyncIterable<ResolvedEvent>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of events) out.push(eventText(target, e));
+  return out;
+}
+
+/**
+ * A subscription's catch-up: the events it hands over until it says `caughtUp` (nobody writes
+ * meanwhile, so that is where the log ends).
+ */
+async function catchUp(target: Target, sub: Subscription): Promise<string[]> {
+  const out: string[] = [];
+  let caught = false;
+  const caughtUp = new Promise<void>((resolve) =>
+    sub.once("caughtUp", () => {
+      caught = true;
+      resolve();
+    }),
+  );
+  const loop = (async () => {
+    for await (const e of sub) {
+      out.push(eventText(target, e));
+      if (caught) break;
+    }
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("no caughtUp in time")), OP_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([caughtUp, loop, timedOut]);
+  } finally {
+    clearTimeout(timer);
+    await sub.unsubscribe();
+  }
+  await loop;
+  return out;
+}
+
+/** The pools and what the sequence has done so far (the same for every target). */
+class Generator {
+  /** Appends made so far, for retries: stream, expected version, events. */
+  readonly appends: { stream: string; expected: ExpectedVersion; events: EventData[] }[] = [];
+  /** Events seen (from reads): "stream@revision", for `$all` reads from their positions. */
+  readonly keys = new Set<string>();
+  /** A guess of each stream's last revision, for exact expected versions near it. */
+  readonly last = new Map<string, number>();
+
+  constructor(private readonly random: Random) {}
+
+  private stream(): string {
+    const r = this.random();
+    if (r < 0.04) return `$$${pick(this.random, STREAMS)}`;
+    if (r < 0.07) return "$sys";
+    return pick(this.random, STREAMS);
+  }
+
+  private expected(stream: string): ExpectedVersion {
+    const last = this.last.get(stream) ?? -1;
+    const r = this.random();
+    if (r < 0.35) return "any";
+    if (r < 0.5) return "no_stream";
+    if (r < 0.6) return "stream_exists";
+    if (r < 0.7) return BigInt(randomInt(this.random, 0, 6));
+    return BigInt(Math.max(0, last + randomInt(this.random, -1, 1)));
+  }
+
+  private events(stream: string): EventData[] {
+    return Array.from({ length: randomInt(this.random, 1, 4) }, () => {
+      const id = uuidFrom(this.random);
+      const type = pick(this.random, TYPES);
+      if (stream.startsWith("$$") && this.random() < 0.7) {
+        const meta: Record<string, unknown> = {};
+        if (this.random() < 0.5) meta["$maxCount"] = pick(this.random, [1, 2, 3, 0, -1, "2"]);
+        if (this.random() < 0.4) meta["$tb"] = pick(this.random, [0, 1, 2, 5, 1.5, null]);
+        if (this.random() < 0.2) meta["$maxAge"] = pick(this.random, [3600, 0, "x"]);
+        if (this.random() < 0.3) meta["own"] = randomValue(this.random);
+        return jsonEvent({ id, type: "$metadata", data: meta });
+      }
+      if (this.random() < 0.15) {
+        const bytes = Uint8Array.from({ length: randomInt(this.random, 0, 8) }, () =>
+          randomInt(this.random, 0, 255),
+        );
+        return binaryEvent({ id, type, data: bytes, metadata: bytes.slice(0, 2) });
+      }
+      const metadata = this.random() < 0.3 ? { m: randomValue(this.random) } : undefined;
+      return jsonEvent({ id, type, data: { v: randomValue(this.random) }, metadata });
+    });
+  }
+
+  private filter(): StreamFilter | undefined {
+    const r = this.random();
+    if (r < 0.4) return undefined;
+    if (r < 0.55) return { includeSystem: true };
+    if (r < 0.7) return { streamNamePrefix: [pick(this.random, ["c-", "a", "$$", "{t}"])] };
+    if (r < 0.8)
+      return { eventTypePrefix: [pick(this.random, ["Pa", "$", "S"])], includeSystem: true };
+    if (r < 0.9)
+      return {
+        streamNameRegex: pick(this.random, ["^c-\\d$", "x$", "^\\$\\$"]),
+        includeSystem: this.random() < 0.5,
+      };
+    return { eventTypeRegex: "^Pa(id)?$" };
+  }
+
+  next(): Op {
+    const r = this.random();
+    const random = this.random;
+    if (r < 0.3) {
+      const stream = this.stream();
+      const expected = this.expected(stream);
+      const events = this.events(stream);
+      this.appends.push({ stream, expected, events });
+      return this.append(stream, expected, events, "append");
+    }
+    if (r < 0.42 && this.appends.length > 0) {
+      const { stream, expected, events } = pick(random, this.appends);
+      // A retry of a whole earlier append, or of its first events only (a partial match).
+      const cut = random() < 0.2 && events.length > 1 ? events.slice(0, events.length - 1) : events;
+      return this.append(stream, expected, cut, cut === events ? "retry" : "partial retry");
+    }
+    if (r < 0.47) {
+      const stream = pick(random, STREAMS);
+      const expected = this.expected(stream);
+      const hard = random() < 0.12;
+      return {
+        describe: `delete ${stream} ${String(expected)} hard=${hard}`,
+        run: async (t) =>
+          outcome(async () => {
+            const res = await t.client.deleteStream(stream, {
+              expectedVersion: expected,
+              hard,
+              timeoutMs: OP_TIMEOUT_MS,
+            });
+            return {
+              deleted: positionKey(t, res.position) === "unknown position" ? "fresh" : "reused",
+            };
+          }),
+      };
+    }
+    if (r < 0.55) {
+      const stream = pick(random, STREAMS);
+      const metadata: Record<string, unknown> = {};
+      if (random() < 0.5) metadata["maxCount"] = randomInt(random, 1, 4);
+      if (random() < 0.4) metadata["truncateBefore"] = randomInt(random, 0, 6);
+      if (random() < 0.2) metadata["maxAgeSec"] = 3600;
+      if (random() < 0.3) metadata["mine"] = randomValue(random);
+      return {
+        describe: `setStreamMetadata ${stream} ${JSON.stringify(metadata)}`,
+        run: async (t) =>
+          outcome(async () => {
+            const res = await t.client.setStreamMetadata(stream, metadata, {
+              timeoutMs: OP_TIMEOUT_MS,
+            });
+            return { metaRevision: String(res.nextExpectedVersion) };
+          }),
+      };
+    }
+    if (r < 0.6) {
+      const stream = pick(random, STREAMS);
+      return {
+        describe: `getStreamMetadata ${stream}`,
+        run: async (t) =>
+          outcome(async () => {
+            const res = await t.client.getStreamMetadata(stream, { timeoutMs: OP_TIMEOUT_MS });
+            return { metadata: res.metadata, metaRevision: String(res.metaRevision) };
+          }),
+      };
+    }
+    if (r < 0.8) {
+      const stream = random() < 0.1 ? `$$${pick(random, STREAMS)}` : pick(random, STREAMS);
+      const direction = random() < 0.5 ? "forwards" : "backwards";
+      const last = this.last.get(stream) ?? 0;
+      const fromRevision =
+        random() < 0.4
+          ? direction === "forwards"
+            ? "start"
+            : "end"
+          : BigInt(randomInt(random, 0, last + 2));
+      const maxCount = random() < 0.3 ? undefined : randomInt(random, 1, 8);
+      const pageSize = randomInt(random, 1, 4);
+      return {
+        describe: `readStream ${stream} ${direction} from ${String(fromRevision)} max ${maxCount} page ${pageSize}`,
+        run: async (t) =>
+          outcome(() =>
+            collect(
+              t,
+              t.client.readStream(stream, {
+                direction,
+                fromRevision,
+                maxCount,
+                pageSize,
+                timeoutMs: OP_TIMEOUT_MS,
+              }),
+            ),
+          ),
+      };
+    }
+    if (r < 0.85) {
+      const direction = random() < 0.5 ? "forwards" : "backwards";
+      const keys = [...this.keys];
+      const from =
+        random() < 0.4 || keys.length === 0
+          ? direction === "forwards"
+            ? "start"
+            : "end"
+          : pick(random, keys);
+      const filter = this.filter();
+      const maxCount = random() < 0.3 ? undefined : randomInt(random, 1, 12);
+      const pageSize = randomInt(random, 1, 5);
+      return {
+        describe: `readAll ${direction} from ${from} max ${maxCount} page ${pageSize} filter ${JSON.stringify(filter)}`,
+        run: async (t) => {
+          const fromPosition = from === "start" || from === "end" ? from : positionIn(t, from);
+          return outcome(() =>
+            collect(
+              t,
+              t.client.readAll({
+                direction,
+                fromPosition,
+                maxCount,
+                pageSize,
+                filter,
+                timeoutMs: OP_TIMEOUT_MS,
+              }),
+            ),
+          );
+        },
+      };
+    }
+    if (r < 0.9) {
+      const stream = pick(random, STREAMS);
+      const last = this.last.get(stream) ?? 0;
+      const fromRevision = random() < 0.5 ? "start" : BigInt(randomInt(random, 0, last + 1));
+      return {
+        describe: `subscribeToStream ${stream} from ${String(fromRevision)}`,
+        run: (t) =>
+          outcome(() =>
+            catchUp(
+              t,
+              t.client.subscribeToStream(stream, { fromRevision, timeoutMs: OP_TIMEOUT_MS }),
+            ),
+          ),
+      };
+    }
+    if (r < 0.97) {
+      const keys = [...this.keys];
+      const from = random() < 0.4 || keys.length === 0 ? "start" : pick(random, keys);
+      const filter = this.filter();
+      return {
+        describe: `subscribeToAll from ${from} filter ${JSON.stringify(filter)}`,
+        run: (t) => {
+          const fromPosition = from === "start" ? from : positionIn(t, from);
+          return outcome(() =>
+            catchUp(t, t.client.subscribeToAll({ fromPosition, filter, timeoutMs: OP_TIMEOUT_MS })),
+          );
+        },
+      };
+    }
+    const stream = pick(random, STREAMS);
+    return {
+      describe: `read ${stream} whole`,
+      run: (t) =>
+        outcome(() => collect(t, t.client.readStream(stream, { timeoutMs: OP_TIMEOUT_MS }))),
+    };
+  }
+
+  private append(stream: string, expected: ExpectedVersion, events: EventData[], what: string): Op {
+    return {
+      describe: `${what} ${stream} ${String(expected)} ids ${events.map((e) => e.id.slice(0, 8)).join(",")} types ${events.map((e) => e.type).join(",")}`,
+      run: async (t) =>
+        outcome(async () => {
+          const res = await t.client.appendToStream(stream, events, {
+            expectedVersion: expected,
+            timeoutMs: OP_TIMEOUT_MS,
+          });
+          const key = `${stream}@${res.nextExpectedVersion}`;
+          const seen = t.eventAt.get(res.position);
+          remember(t, res.position, key);
+          return {
+            next: String(res.nextExpectedVersion),
+            position: seen === undefined ? "fresh" : seen,
+          };
+        }),
+    };
+  }
+
+  /** Learns from an answer (the same on every target). */
+  learn(answer: unknown): void {
+    if (Array.isArray(answer)) {
+      for (const line of answer as string[]) {
+        const key = line.slice(0, line.indexOf(" "));
+        this.keys.add(key);
+        const at = key.lastIndexOf("@");
+        const stream = key.slice(0, at);
+        const revision = Number(key.slice(at + 1));
+        this.last.set(stream, Math.max(this.last.get(stream) ?? -1, revision));
+      }
+    } else if (typeof answer === "object" && answer !== null && "next" in answer) {
+      // An append's stream is known from its op; reads fill in the rest.
+    }
+  }
+}
+
+describe("the backends answer a random sequence of operations alike", () => {
+  it.each(SEEDS)(
+    "seed %i",
+    async (seed) => {
+      const random = seededRandom(seed);
+      const targets: Target[] = [];
+      try {
+        const newTarget = (
+          backend: Target["backend"],
+          client: ChorusClient,
+          stop: () => Promise<void>,
+          restart?: () => Promise<void>,
+        ): Target => ({
+          backend,
+          client,
+          stop,
+          restart,
+          eventAt: new Map(),
+          positionOf: new Map(),
+        });
+        const backends: Backend[] = ["mem-db", "disk", "in-process:disk"];
+        if (BACKENDS.includes("postgres")) backends.push("postgres");
+        for (const backend of backends) {
+          const node = await startBackendNode(
+            backend,
+            backend.startsWith("in-process") ? {} : { args: ["--stream-cache", "2"] },
+          );
+          const settings = () =>
+            clientSettings(backend, node).withReconnectionDelay(20).withDiscoverDelay(50).build();
+          const restart =
+            backend === "mem-db"
+              ? undefined
+              : async () => {
+                  await node.kill();
+                  await node.restart();
+                  // A client in this process is bound to the node object, which a restart
+                  // replaces; one over a socket finds the node again by itself.
+                  if (backend === "in-process:disk") {
+                    await target.client.close();
+                    target.client = new ChorusClient(settings());
+                  }
+                };
+          const target = newTarget(
+            backend,
+            new ChorusClient(settings()),
+            () => node.stop(),
+            restart,
+          );
+          targets.push(target);
+        }
+        // A cluster on disk: its leader is killed and restarted between rounds.
+        const cluster: TestCluster = await startCluster({ size: 3, args: ["--stream-cache", "2"] });
+        const clusterClient = new ChorusClient(cluster.connectionString);
+        targets.push(
+          newTarget(
+            "cluster",
+            clusterClient,
+            () => cluster.stop(),
+            async () => {
+              const leader = await cluster.leader({ timeoutMs: 30_000 });
+              await cluster.kill(leader);
+              await cluster.restart(leader);
+            },
+          ),
+        );
+        const gen = new Generator(random);
+        for (let i = 0; i < OPS; i++) {
+          if (i > 0 && i % ROUND_OPS === 0) {
+            for (const t of targets) await t.restart?.();
+          }
+          const op = gen.next();
+          const answers: unknown[] = [];
+          for (const t of targets) answers.push(await op.run(t));
+          for (let k = 1; k < targets.length; k++) {
+            expect(
+              answers[k],
+              `op ${i} (${op.describe}): ${targets[k]!.backend} vs ${targets[0]!.backend}`,
+            ).toEqual(answers[0]);
+          }
+          gen.learn(answers[0]);
+          if (process.env.CHORUS_DIFF_TRACE) {
+            process.stderr.write(
+              `${i} ${targets.map((t) => t.backend).join(",")} ${op.describe} -> ${JSON.stringify(answers[0]).slice(0, 160)}\n`,
+            );
+          }
+        }
+      } finally {
+        for (const t of targets) {
+          await t.client.close();
+          await t.stop();
+        }
+      }
+    },
+    300_000,
+  );
+});
