@@ -9,7 +9,10 @@
 // earlier appends (some after the stream changed), soft and hard deletes, stream metadata
 // (maxCount, truncateBefore, a long maxAgeSec, keys of the user's, and raw events written to
 // `$$stream` directly), stream and `$all` reads in both directions from any place with small
-// pages and filters. The disk and PostgreSQL nodes are killed and restarted between rounds.
+// pages and filters, catch-up subscriptions. The targets: a node on each backend, an
+// in-process node (no socket), a 3-node cluster, and nodes on disk and on PostgreSQL whose
+// appends, deletes and reads go through the HTTP API. The disk and PostgreSQL nodes and the
+// cluster's leader are killed and restarted between rounds.
 //
 // Positions differ between backends (byte offsets on the log, consecutive numbers on
 // PostgreSQL), so answers are compared with each position replaced by the event it names.
@@ -23,6 +26,9 @@ import {
   jsonEvent,
   type EventData,
   type ExpectedVersion,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
   type ResolvedEvent,
   type StreamFilter,
   type Subscription,
@@ -52,11 +58,14 @@ const TYPES = ["Placed", "Paid", "Pa", "Shipped", "$own"];
 
 /** One backend's node and client, and the positions it answered, by the event each names. */
 interface Target {
-  backend: Backend | "cluster";
+  /** The backend, "cluster", or "http" / "http:postgres" (the HTTP API of a disk / PostgreSQL node). */
+  backend: string;
   /** Kills and restarts the target's node (a cluster's leader); absent for memory. */
   restart?: () => Promise<void>;
   stop: () => Promise<void>;
   client: ChorusClient;
+  /** Appends, deletes and reads go through the HTTP API instead, where it has them. */
+  http?: HttpApi;
   /** Position -> "stream@revision" of the event there. */
   eventAt: Map<bigint, string>;
   /** "stream@revision" -> its position. */
@@ -111,6 +120,171 @@ function remember(target: Target, position: bigint, key: string): void {
   target.positionOf.set(key, position);
 }
 
+/** A refusal of the HTTP API: its `error` code (and `actual` of a wrong expected version). */
+class HttpRefusal extends Error {
+  constructor(
+    readonly code: string,
+    readonly actual: string | undefined,
+  ) {
+    super(code);
+  }
+}
+
+interface HttpEvent {
+  streamId: string;
+  revision: string;
+  position: string;
+  eventId: string;
+  eventType: string;
+  isJson: boolean;
+  data: unknown;
+  metadata: unknown;
+}
+
+/** What the operations below use of a client; the HTTP API does the same where it can. */
+interface StreamApi {
+  appendToStream(
+    stream: string,
+    events: EventData[],
+    options: { expectedVersion: ExpectedVersion; timeoutMs: number },
+  ): Promise<{ nextExpectedVersion: bigint; position: bigint }>;
+  deleteStream(
+    stream: string,
+    options: { expectedVersion: ExpectedVersion; hard: boolean; timeoutMs: number },
+  ): Promise<{ position: bigint }>;
+  readStream(stream: string, options: ReadStreamOptions): AsyncIterable<ResolvedEvent>;
+  readAll(options: ReadAllOptions): AsyncIterable<ResolvedEvent>;
+}
+
+/** The node's HTTP API (docs/http-api.md) behind the same calls as the client's. */
+class HttpApi implements StreamApi {
+  constructor(private readonly endpoint: () => string) {}
+
+  private async call(
+    method: string,
+    path: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<unknown> {
+    const res = await fetch(`http://${this.endpoint()}${path}`, {
+      method,
+      body,
+      headers: { "content-type": "application/json", ...headers },
+      signal: AbortSignal.timeout(OP_TIMEOUT_MS),
+    });
+    const answer = (await res.json()) as Record<string, unknown>;
+    if (res.status >= 400) {
+      const actual = typeof answer["actual"] === "string" ? answer["actual"] : undefined;
+      throw new HttpRefusal(String(answer["error"]), actual);
+    }
+    return answer;
+  }
+
+  async appendToStream(
+    stream: string,
+    events: EventData[],
+    options: { expectedVersion: ExpectedVersion },
+  ): Promise<{ nextExpectedVersion: bigint; position: bigint }> {
+    const text = (bytes: Uint8Array | undefined): string =>
+      bytes === undefined ? "" : Buffer.from(bytes).toString("utf8");
+    const body = `[${events
+      .map((e) => {
+        const metadata = text(e.metadata);
+        return `{"eventId":${JSON.stringify(e.id)},"eventType":${JSON.stringify(e.type)},"data":${text(e.data)}${metadata === "" ? "" : `,"metadata":${metadata}`}}`;
+      })
+      .join(",")}]`;
+    const answer = (await this.call("POST", `/streams/${encodeURIComponent(stream)}`, body, {
+      "chorus-expected-version": String(options.expectedVersion),
+    })) as { nextExpectedVersion: string; position: string };
+    return {
+      nextExpectedVersion: BigInt(answer.nextExpectedVersion),
+      position: BigInt(answer.position),
+    };
+  }
+
+  async deleteStream(
+    stream: string,
+    options: { expectedVersion: ExpectedVersion; hard: boolean },
+  ): Promise<{ position: bigint }> {
+    const answer = (await this.call("DELETE", `/streams/${encodeURIComponent(stream)}`, undefined, {
+      "chorus-expected-version": String(options.expectedVersion),
+      "chorus-hard-delete": String(options.hard),
+    })) as { position: string };
+    return { position: BigInt(answer.position) };
+  }
+
+  async *readStream(stream: string, options: ReadStreamOptions): AsyncIterable<ResolvedEvent> {
+    const direction = options.direction ?? "forwards";
+    let from = String(
+      options.fromRevision === "start"
+        ? 0
+        : (options.fromRevision ?? (direction === "forwards" ? 0 : "end")),
+    );
+    yield* this.pages(options, (count) => {
+      const path = `/streams/${encodeURIComponent(stream)}?from=${from}&count=${count}&direction=${direction}`;
+      return this.call("GET", path).then((a) => {
+        const page = a as { events: HttpEvent[]; endOfStream: boolean; nextRevision: string };
+        from = page.nextRevision;
+        return page;
+      });
+    });
+  }
+
+  async *readAll(options: ReadAllOptions): AsyncIterable<ResolvedEvent> {
+    if (options.filter !== undefined) throw new Error("the HTTP API reads $all without filters");
+    const direction = options.direction ?? "forwards";
+    let from = String(options.fromPosition ?? (direction === "forwards" ? "start" : "end"));
+    yield* this.pages(options, (count) =>
+      this.call("GET", `/streams/%24all?from=${from}&count=${count}&direction=${direction}`).then(
+        (a) => {
+          const page = a as { events: HttpEvent[]; endOfStream: boolean; nextPosition: string };
+          from = page.nextPosition;
+          return page;
+        },
+      ),
+    );
+  }
+
+  /** Pages of `pageSize` until `maxCount` events or the end, as the client reads. */
+  private async *pages(
+    options: { maxCount?: number | bigint; pageSize?: number },
+    page: (count: number) => Promise<{ events: HttpEvent[]; endOfStream: boolean }>,
+  ): AsyncIterable<ResolvedEvent> {
+    let left = options.maxCount === undefined ? Infinity : Number(options.maxCount);
+    while (left > 0) {
+      const { events, endOfStream } = await page(Math.min(options.pageSize ?? 100, left));
+      for (const e of events.slice(0, left)) yield { event: recordedOf(e) };
+      left -= events.length;
+      if (endOfStream) return;
+    }
+  }
+}
+
+/** An HTTP event as the client would hand it over (data parsed, or bytes). */
+function recordedOf(e: HttpEvent): RecordedEvent {
+  const body = (value: unknown, empty: unknown): unknown =>
+    value === null
+      ? empty
+      : e.isJson
+        ? value
+        : new Uint8Array(Buffer.from(value as string, "base64"));
+  return {
+    streamId: e.streamId,
+    revision: BigInt(e.revision),
+    position: BigInt(e.position),
+    id: e.eventId,
+    type: e.eventType,
+    isJson: e.isJson,
+    data: body(e.data, e.isJson ? undefined : new Uint8Array(0)),
+    metadata: body(e.metadata, undefined),
+    created: new Date(0),
+  };
+}
+
+/** Where an operation goes: the HTTP API when the target has it and it serves the call. */
+const api = (t: Target, httpServes = true): StreamApi =>
+  t.http !== undefined && httpServes ? t.http : t.client;
+
 /** The position of event `key` ("stream@revision") on this target. */
 function positionIn(target: Target, key: string): bigint {
   const p = target.positionOf.get(key);
@@ -123,6 +297,9 @@ function errorOutcome(err: unknown): unknown {
     return { error: err.code, actual: String(err.actualVersion) };
   }
   if (err instanceof ChorusError) return { error: err.code };
+  if (err instanceof HttpRefusal) {
+    return err.actual === undefined ? { error: err.code } : { error: err.code, actual: err.actual };
+  }
   throw err;
 }
 
@@ -280,7 +457,7 @@ class Generator {
         describe: `delete ${stream} ${String(expected)} hard=${hard}`,
         run: async (t) =>
           outcome(async () => {
-            const res = await t.client.deleteStream(stream, {
+            const res = await api(t).deleteStream(stream, {
               expectedVersion: expected,
               hard,
               timeoutMs: OP_TIMEOUT_MS,
@@ -338,7 +515,7 @@ class Generator {
           outcome(() =>
             collect(
               t,
-              t.client.readStream(stream, {
+              api(t).readStream(stream, {
                 direction,
                 fromRevision,
                 maxCount,
@@ -368,7 +545,7 @@ class Generator {
           return outcome(() =>
             collect(
               t,
-              t.client.readAll({
+              api(t, filter === undefined).readAll({
                 direction,
                 fromPosition,
                 maxCount,
@@ -414,7 +591,7 @@ class Generator {
     return {
       describe: `read ${stream} whole`,
       run: (t) =>
-        outcome(() => collect(t, t.client.readStream(stream, { timeoutMs: OP_TIMEOUT_MS }))),
+        outcome(() => collect(t, api(t).readStream(stream, { timeoutMs: OP_TIMEOUT_MS }))),
     };
   }
 
@@ -423,7 +600,10 @@ class Generator {
       describe: `${what} ${stream} ${String(expected)} ids ${events.map((e) => e.id.slice(0, 8)).join(",")} types ${events.map((e) => e.type).join(",")}`,
       run: async (t) =>
         outcome(async () => {
-          const res = await t.client.appendToStream(stream, events, {
+          const res = await api(
+            t,
+            events.every((e) => e.isJson),
+          ).appendToStream(stream, events, {
             expectedVersion: expected,
             timeoutMs: OP_TIMEOUT_MS,
           });
@@ -475,9 +655,16 @@ describe("the backends answer a random sequence of operations alike", () => {
           eventAt: new Map(),
           positionOf: new Map(),
         });
-        const backends: Backend[] = ["mem-db", "disk", "in-process:disk"];
-        if (BACKENDS.includes("postgres")) backends.push("postgres");
-        for (const backend of backends) {
+        // [label, backend]: "http" targets append, delete and read through the HTTP API.
+        const nodes: [string, Backend][] = [
+          ["mem-db", "mem-db"],
+          ["disk", "disk"],
+          ["in-process:disk", "in-process:disk"],
+          ["http", "disk"],
+        ];
+        if (BACKENDS.includes("postgres"))
+          nodes.push(["postgres", "postgres"], ["http:postgres", "postgres"]);
+        for (const [label, backend] of nodes) {
           const node = await startBackendNode(
             backend,
             backend.startsWith("in-process") ? {} : { args: ["--stream-cache", "2"] },
@@ -497,12 +684,8 @@ describe("the backends answer a random sequence of operations alike", () => {
                     target.client = new ChorusClient(settings());
                   }
                 };
-          const target = newTarget(
-            backend,
-            new ChorusClient(settings()),
-            () => node.stop(),
-            restart,
-          );
+          const target = newTarget(label, new ChorusClient(settings()), () => node.stop(), restart);
+          if (label.startsWith("http")) target.http = new HttpApi(() => node.httpEndpoint);
           targets.push(target);
         }
         // A cluster on disk: its leader is killed and restarted between rounds.
