@@ -34,6 +34,7 @@ import {
   type Subscription,
 } from "@chorus/client";
 import { startCluster, type TestCluster } from "@chorus/testing";
+import { createHash } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { pick, randomInt, seededRandom, type Random } from "../chaos/schedule.js";
 import {
@@ -53,8 +54,10 @@ const OPS = Number(process.env.CHORUS_DIFF_OPS ?? 500);
 const ROUND_OPS = 120;
 const OP_TIMEOUT_MS = 10_000;
 
-const STREAMS = ["a", "b", "c-1", "c-2", "{t}-x"];
-const TYPES = ["Placed", "Paid", "Pa", "Shipped", "$own"];
+const STREAMS = ["a", "b", "c-1", "c-2", "{t}-x", "ü-日本", `l-${"x".repeat(300)}`];
+const TYPES = ["Placed", "Paid", "Pa", "Shipped", "$own", "Bestätigt"];
+/** Data of a large event: a few of them fill a page's 4 MiB, so pages end on bytes too. */
+const LARGE_BYTES = 900 * 1024;
 
 /** One backend's node and client, and the positions it answered, by the event each names. */
 interface Target {
@@ -315,7 +318,7 @@ function eventText(target: Target, e: ResolvedEvent): string {
   const ev = e.event;
   const key = `${ev.streamId}@${ev.revision}`;
   remember(target, ev.position, key);
-  const data = ev.isJson
+  const full = ev.isJson
     ? JSON.stringify(ev.data)
     : Buffer.from(ev.data as Uint8Array).toString("hex");
   const meta = ev.isJson
@@ -323,6 +326,11 @@ function eventText(target: Target, e: ResolvedEvent): string {
     : ev.metadata === undefined
       ? "none"
       : Buffer.from(ev.metadata as Uint8Array).toString("hex");
+  // A large event's data by its digest, so that a failure prints a line, not a megabyte.
+  const data =
+    full.length > 1000
+      ? `sha1:${createHash("sha1").update(full).digest("hex")}:${full.length}`
+      : full;
   // setStreamMetadata picks its event's id itself: the same operation has another id on each target.
   const id = ev.type === "$metadata" ? "-" : ev.id;
   return `${key} ${ev.type} ${id} ${ev.isJson ? "json" : "bin"} ${data} ${meta}`;
@@ -412,6 +420,10 @@ class Generator {
           randomInt(this.random, 0, 255),
         );
         return binaryEvent({ id, type, data: bytes, metadata: bytes.slice(0, 2) });
+      }
+      if (this.random() < 0.03) {
+        const fill = String.fromCharCode(97 + randomInt(this.random, 0, 25)).repeat(LARGE_BYTES);
+        return jsonEvent({ id, type, data: { v: fill } });
       }
       const metadata = this.random() < 0.3 ? { m: randomValue(this.random) } : undefined;
       return jsonEvent({ id, type, data: { v: randomValue(this.random) }, metadata });

@@ -639,6 +639,53 @@ describe.each(variants)("%s store", (_name, make) => {
       expect(limited.nextPosition).toBe(fwd[4]!.position);
     });
 
+    it("reads backwards from the end of a record larger than a read block", async () => {
+      // 300 KB records: more than the 256 KiB block a backward scan reads first.
+      okResult(await store.append("s", { kind: "any" }, events(2)));
+      okResult(
+        await store.append("big", { kind: "any" }, [newEvent({ pad: "b".repeat(300_000) })]),
+      );
+      const afterFirstBig = store.commitPosition;
+      okResult(
+        await store.append("big", { kind: "any" }, [newEvent({ pad: "c".repeat(300_000) })]),
+      );
+      // One event per page from the end (the newest record is a large one): the first page and
+      // the second each start right after a large record.
+      const seen: string[] = [];
+      let from: number | "end" = "end";
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await store.readAll({
+          direction: "backwards",
+          fromPosition: from,
+          maxCount: 1,
+        });
+        seen.push(...page.events.map((e) => `${e.streamId}@${e.revision}`));
+        if (page.endOfStream) break;
+        from = page.nextPosition;
+      }
+      expect(seen).toEqual(["big@1", "big@0", "s@1", "s@0"]);
+      const rest = await store.readAll({
+        direction: "backwards",
+        fromPosition: afterFirstBig,
+        maxCount: 10,
+      });
+      expect(rest.events.map((e) => `${e.streamId}@${e.revision}`)).toEqual([
+        "big@0",
+        "s@1",
+        "s@0",
+      ]);
+      // A position inside a large record is still the caller's mistake.
+      expect(
+        await storeError(
+          store.readAll({
+            direction: "backwards",
+            fromPosition: afterFirstBig - 150_000,
+            maxCount: 1,
+          }),
+        ),
+      ).toBe("INVALID_ARGUMENT");
+    });
+
     it("rejects a position inside a record", async () => {
       okResult(await store.append("s", { kind: "any" }, events(2)));
       expect(

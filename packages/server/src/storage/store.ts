@@ -2471,7 +2471,6 @@ export class LogStore implements StreamStore, ReplicatedLog {
       const start = Math.max(0, pos - want);
       const held = this.log.readHeld(start, pos - start);
       const buf = held ?? (await this.log.read(start, pos - start));
-      want = READ_BLOCK_BYTES;
       let end = buf.length;
       while (end >= RECORD_TRAILER_BYTES) {
         const length = buf.readUInt32LE(end - RECORD_TRAILER_BYTES);
@@ -2488,18 +2487,19 @@ export class LogStore implements StreamStore, ReplicatedLog {
         if (!visit(buf, end, length, start + end)) return start + end;
       }
       if (end === buf.length) {
-        // No record ends at `from`: a position the caller chose, not damage.
-        if (start + end === from) throw invalid(`position ${from} is not the end of a record`);
+        // No whole record ends at `pos` in this block: one larger than the block (its trailer
+        // says how large: read that much next), or none.
         const length =
           end >= RECORD_TRAILER_BYTES ? buf.readUInt32LE(end - RECORD_TRAILER_BYTES) : 0;
-        if (start === 0 || length > MAX_RECORD_BYTES || length <= end) {
-          throw new StoreError(
-            "CORRUPTED",
-            `log record ending at position ${start + end} is damaged`,
-          );
+        if (length > end && length <= MAX_RECORD_BYTES && length <= pos && want < length) {
+          want = length;
+          continue;
         }
-        want = length;
+        // A position the caller chose, not damage.
+        if (pos === from) throw invalid(`position ${from} is not the end of a record`);
+        throw new StoreError("CORRUPTED", `log record ending at position ${pos} is damaged`);
       }
+      want = READ_BLOCK_BYTES;
       pos = start + end;
     }
     return pos;
