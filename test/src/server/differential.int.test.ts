@@ -399,6 +399,7 @@ class Generator {
     if (r < 0.35) return "any";
     if (r < 0.5) return "no_stream";
     if (r < 0.6) return "stream_exists";
+    if (r < 0.62) return BigInt(pick(this.random, [Number.MAX_SAFE_INTEGER, 2 ** 40, 1000]));
     if (r < 0.7) return BigInt(randomInt(this.random, 0, 6));
     return BigInt(Math.max(0, last + randomInt(this.random, -1, 1)));
   }
@@ -462,7 +463,7 @@ class Generator {
       return this.append(stream, expected, cut, cut === events ? "retry" : "partial retry");
     }
     if (r < 0.47) {
-      const stream = pick(random, STREAMS);
+      const stream = this.stream();
       const expected = this.expected(stream);
       const hard = random() < 0.12;
       return {
@@ -499,7 +500,7 @@ class Generator {
       };
     }
     if (r < 0.6) {
-      const stream = pick(random, STREAMS);
+      const stream = this.stream();
       return {
         describe: `getStreamMetadata ${stream}`,
         run: async (t) =>
@@ -518,7 +519,9 @@ class Generator {
           ? direction === "forwards"
             ? "start"
             : "end"
-          : BigInt(randomInt(random, 0, last + 2));
+          : random() < 0.05
+            ? BigInt(pick(random, [Number.MAX_SAFE_INTEGER, 2 ** 40]))
+            : BigInt(randomInt(random, 0, last + 2));
       const maxCount = random() < 0.3 ? undefined : randomInt(random, 1, 8);
       const pageSize = randomInt(random, 1, 4);
       return {
