@@ -300,6 +300,87 @@ describe("chorus", () => {
     expect(jsonLines(single.stdout).map((l) => l["eventType"])).toEqual(["Added", "Blob", "Note"]);
   });
 
+  it("exports stream metadata with the streams and imports it: retention and keys hold on the copy", async () => {
+    const source = new ChorusClient(conn);
+    const copy = new ChorusClient(plain.connectionString);
+    try {
+      // Metadata with a key JSON.parse would change, and a truncateBefore, which names the
+      // source's revisions: the copy numbers its events from 0 and must not hide them.
+      const meta = '{"maxCount":3,"owner":1234567890123456789,"truncateBefore":2}';
+      const set = await chorus(["append", "$$kept-1", "--type", "$metadata", "--data", meta], env);
+      expect(set.code).toBe(0);
+      for (let i = 0; i < 6; i++)
+        await source.appendToStream("kept-1", jsonEvent({ type: "T", data: { i } }));
+      // Soft-deleted, then written again: its metadata holds the delete's truncateBefore.
+      await source.appendToStream("again-1", [
+        jsonEvent({ type: "Old", data: {} }),
+        jsonEvent({ type: "Old", data: {} }),
+      ]);
+      await source.deleteStream("again-1");
+      await source.appendToStream("again-1", jsonEvent({ type: "New", data: {} }));
+
+      const out = join(dir, "with-metadata.jsonl");
+      expect((await chorus(["export", "--all", "--out", out], env)).code).toBe(0);
+      const lines = jsonLines(await readFile(out, "utf8"));
+      const metadataLines = lines.filter((l) => l["streamId"] === "$$kept-1");
+      expect(metadataLines).toHaveLength(1);
+      expect(await readFile(out, "utf8")).toContain(
+        '"data":{"maxCount":3,"owner":1234567890123456789}',
+      );
+      expect(
+        lines.some(
+          (l) =>
+            String(l["streamId"]).startsWith("$$") && JSON.stringify(l).includes("truncateBefore"),
+        ),
+      ).toBe(false);
+
+      const imported = await chorus([
+        "--connection",
+        plain.connectionString,
+        "import",
+        out,
+        "--json",
+      ]);
+      expect(imported.code).toBe(0);
+      expect(JSON.parse(imported.stdout)).toMatchObject({ metadata: expect.any(Number) as number });
+
+      const types = async (client: ChorusClient, stream: string) => {
+        const seen: unknown[] = [];
+        for await (const e of client.readStream(stream))
+          seen.push([e.event.id, e.event.type, e.event.data]);
+        return seen;
+      };
+      expect(await types(copy, "kept-1")).toEqual(await types(source, "kept-1"));
+      expect((await types(copy, "kept-1")).length).toBe(3);
+      expect(await types(copy, "again-1")).toEqual(await types(source, "again-1"));
+      const copied = await copy.getStreamMetadata("kept-1");
+      expect(copied.metadata).toMatchObject({ maxCount: 3 });
+      expect(copied.metadata).not.toHaveProperty("truncateBefore");
+      // The owner key exactly as written (the HTTP API answers the stored text).
+      const stored = await fetch(`http://${plain.httpEndpoint}/streams/%24%24kept-1`);
+      expect(await stored.text()).toContain('"data":{"maxCount":3,"owner":1234567890123456789}');
+      // The retention rule works on the copy: one more event, still the newest three.
+      await copy.appendToStream("kept-1", jsonEvent({ type: "T", data: { i: 6 } }));
+      expect(
+        (await types(copy, "kept-1")).map((t) => (t as [string, string, { i: number }])[2].i),
+      ).toEqual([4, 5, 6]);
+
+      // One stream's export starts with its metadata.
+      const single = await chorus(["export", "--stream", "kept-1", "--out", "-"], env);
+      expect(single.code).toBe(0);
+      const singleLines = jsonLines(single.stdout);
+      expect(singleLines[0]).toMatchObject({ streamId: "$$kept-1", eventType: "$metadata" });
+      expect(singleLines[0]!["data"]).not.toHaveProperty("truncateBefore");
+      expect(singleLines.slice(1).map((l) => l["streamId"])).toEqual([
+        "kept-1",
+        "kept-1",
+        "kept-1",
+      ]);
+    } finally {
+      await Promise.all([source.close(), copy.close()]);
+    }
+  });
+
   it("manages persistent subscription groups: create, list, info, replay-parked, delete", async () => {
     const stream = "ps-orders";
     const create = await chorus(

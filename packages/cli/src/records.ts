@@ -16,6 +16,7 @@ import { isUtf8 } from "node:buffer";
 import {
   eventTypeProblem,
   isUuid,
+  objectMembers,
   objectValueSpans,
   streamNameProblem,
   type Span,
@@ -90,6 +91,35 @@ function jsonTextOf(bytes: Uint8Array): string | undefined {
   }
   // A line break in JSON text can only stand between tokens (in a string it is escaped).
   return text.replace(/[\r\n]/g, " ");
+}
+
+/**
+ * Keys of stream metadata that name revisions of the stream it was written for
+ * (`truncateBefore`, and the mark a soft delete leaves with it). An import numbers a stream's
+ * events from 0 and holds only the events the export could read, so these keys are left out
+ * of the metadata an export writes: kept, they would hide the imported events.
+ */
+export const REVISION_METADATA_KEYS: ReadonlySet<string> = new Set([
+  "truncateBefore",
+  "$softDeleted",
+]);
+
+/**
+ * Stream metadata (a `$metadata` event's JSON text) as an export writes it: without
+ * REVISION_METADATA_KEYS, every other member's value exactly as stored. The text itself when
+ * it has none of them, or is not a JSON object.
+ */
+export function metadataForCopy(text: string): string {
+  let members;
+  try {
+    JSON.parse(text);
+    members = objectMembers(text);
+  } catch {
+    return text;
+  }
+  if (!members.some((m) => REVISION_METADATA_KEYS.has(m.key))) return text;
+  const kept = members.filter((m) => !REVISION_METADATA_KEYS.has(m.key));
+  return `{${kept.map((m) => `${JSON.stringify(m.key)}:${text.slice(m.value[0], m.value[1])}`).join(",")}}`;
 }
 
 /** The line of an event as `read` and `tail` print it without --json. */

@@ -1,6 +1,6 @@
 import type { ResolvedEvent } from "@chorus/client";
 import { describe, expect, it } from "vitest";
-import { fromRecord, jsonLine, table, toRecord, toTextLine } from "./records.js";
+import { fromRecord, jsonLine, metadataForCopy, table, toRecord, toTextLine } from "./records.js";
 
 const ID = "0b0c9f2a-6a8e-4c1e-9d59-2f5d1f1f0a01";
 
@@ -114,5 +114,23 @@ describe("text output", () => {
         ],
       ),
     ).toEqual(["A    BB", "xyz  1", "q    22"]);
+  });
+});
+
+describe("metadataForCopy", () => {
+  it.each([
+    // The keys that name the source's revisions go; every other value stays as written.
+    [
+      '{"maxCount":3,"truncateBefore":7,"owner":1234567890123456789}',
+      '{"maxCount":3,"owner":1234567890123456789}',
+    ],
+    ['{"truncateBefore":2,"$softDeleted":true}', "{}"],
+    ['{ "acl" : {"r":["a"]}, "truncateBefore" : 1 , "x":1.10 }', '{"acl":{"r":["a"]},"x":1.10}'],
+    // Nothing to take out, or not an object: the text as it is.
+    ['{ "maxCount" : 3 }', '{ "maxCount" : 3 }'],
+    ["[1,2]", "[1,2]"],
+    ["not json", "not json"],
+  ])("%s -> %s", (text, copied) => {
+    expect(metadataForCopy(text)).toBe(copied);
   });
 });

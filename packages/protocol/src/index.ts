@@ -1,7 +1,14 @@
 export { chorus } from "./gen/chorus.js";
 export { wireBigInt, wireNumber, type WireInt } from "./wire-int.js";
 export { scanAppendFrame, type AppendFrameScan } from "./append-scan.js";
-export { eventValueSpans, objectValueSpans, type EventSpans, type Span } from "./json-spans.js";
+export {
+  eventValueSpans,
+  objectMembers,
+  objectValueSpans,
+  type EventSpans,
+  type ObjectMember,
+  type Span,
+} from "./json-spans.js";
 export {
   DEFAULT_MAX_FRAME_BYTES,
   FrameError,

@@ -84,11 +84,14 @@ function skipValue(text: string, i: number): number {
   return i;
 }
 
-/**
- * The object starting at `i` (its "{"): the spans of its `data` and `metadata` values into
- * `spans` (the last of repeated keys, as JSON.parse keeps it); where it ends.
- */
-function scanObject(text: string, i: number, spans: EventSpans): number {
+/** A member of a JSON object: its key (unescaped) and where its value stands. */
+export interface ObjectMember {
+  readonly key: string;
+  readonly value: Span;
+}
+
+/** The object starting at `i` (its "{"): each member in order to `member`; where it ends. */
+function scanMembers(text: string, i: number, member: (key: string, value: Span) => void): number {
   i = skipSpace(text, i + 1);
   while (text.charCodeAt(i) !== CLOSE_BRACE) {
     if (i >= text.length) throw notJson("an unterminated object", i);
@@ -101,12 +104,22 @@ function scanObject(text: string, i: number, spans: EventSpans): number {
     i = skipSpace(text, i + 1);
     const valueStart = i;
     i = skipValue(text, i);
-    if (key === "data") spans.data = [valueStart, i];
-    else if (key === "metadata") spans.metadata = [valueStart, i];
+    member(key, [valueStart, i]);
     i = skipSpace(text, i);
     if (text.charCodeAt(i) === COMMA) i = skipSpace(text, i + 1);
   }
   return i + 1;
+}
+
+/**
+ * The object starting at `i` (its "{"): the spans of its `data` and `metadata` values into
+ * `spans` (the last of repeated keys, as JSON.parse keeps it); where it ends.
+ */
+function scanObject(text: string, i: number, spans: EventSpans): number {
+  return scanMembers(text, i, (key, value) => {
+    if (key === "data") spans.data = value;
+    else if (key === "metadata") spans.metadata = value;
+  });
 }
 
 /**
@@ -136,4 +149,16 @@ export function objectValueSpans(text: string): EventSpans {
   const i = skipSpace(text, 0);
   if (text.charCodeAt(i) === OPEN_BRACE) scanObject(text, i, spans);
   return spans;
+}
+
+/**
+ * The members of the object that `text` (valid JSON) is, in order (repeated keys each time);
+ * none if it is not an object.
+ */
+export function objectMembers(text: string): ObjectMember[] {
+  const members: ObjectMember[] = [];
+  const i = skipSpace(text, 0);
+  if (text.charCodeAt(i) === OPEN_BRACE)
+    scanMembers(text, i, (key, value) => members.push({ key, value }));
+  return members;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { eventValueSpans, objectValueSpans } from "./json-spans.js";
+import { eventValueSpans, objectMembers, objectValueSpans } from "./json-spans.js";
 
 /** The raw text of each element's `data` and `metadata`, as eventValueSpans finds them. */
 function rawValues(body: string): Array<{ data?: string; metadata?: string }> {
@@ -142,5 +142,34 @@ describe("eventValueSpans", () => {
     expect(line.slice(...spans.data!)).toBe('{"id":1234567890123456789}');
     expect(line.slice(...spans.metadata!)).toBe('"m\\"x"');
     expect(objectValueSpans("[1]")).toEqual({});
+  });
+});
+
+describe("objectMembers", () => {
+  it("lists every member in order with its value text as written, repeated keys each time", () => {
+    const text = '{ "a" : 1.10 , "d\\u0061ta":{"x":[1234567890123456789]},"a":"}", "":null}';
+    JSON.parse(text);
+    expect(objectMembers(text).map((m) => [m.key, text.slice(m.value[0], m.value[1])])).toEqual([
+      ["a", "1.10"],
+      ["data", '{"x":[1234567890123456789]}'],
+      ["a", '"}"'],
+      ["", "null"],
+    ]);
+    expect(objectMembers("{}")).toEqual([]);
+    expect(objectMembers("[1]")).toEqual([]);
+  });
+
+  it("over random objects, the members rebuild the object JSON.parse reads", () => {
+    let objects = 0;
+    for (let seed = 1; seed <= 600; seed++) {
+      const text = randomJson(rng(seed), 0);
+      if (!text.startsWith("{")) continue;
+      objects++;
+      const rebuilt = `{${objectMembers(text)
+        .map((m) => `${JSON.stringify(m.key)}:${text.slice(m.value[0], m.value[1])}`)
+        .join(",")}}`;
+      expect(JSON.parse(rebuilt), `seed ${seed}: ${text}`).toEqual(JSON.parse(text));
+    }
+    expect(objects).toBeGreaterThan(50);
   });
 });

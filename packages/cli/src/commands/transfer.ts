@@ -4,20 +4,34 @@ import { rename, rm, stat } from "node:fs/promises";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import {
+  StreamDeletedError,
+  StreamNotFoundError,
   WrongExpectedVersionError,
   type ChorusClient,
   type EventData,
   type ResolvedEvent,
+  type StreamFilter,
 } from "@chorus/client";
+import { METADATA_EVENT_TYPE, isMetadataStream } from "@chorus/protocol";
 import type { Context } from "../context.js";
 import { CommandError, UsageError } from "../errors.js";
 import { Progress } from "../progress.js";
-import { fromRecord, jsonLine, toRecord } from "../records.js";
+import { RawJson, fromRecord, jsonLine, metadataForCopy, toRecord } from "../records.js";
 
 /** Most events in one append of `import`. */
 export const IMPORT_BATCH_EVENTS = 500;
 /** Most data and metadata bytes in one append of `import` (the server's default limit is 1 MiB). */
 export const IMPORT_BATCH_BYTES = 512 * 1024;
+
+/**
+ * What `export --all` reads of `$all`: every stream that is not a system stream, and the
+ * metadata streams (`$$name`) of those, so that a stream's metadata (maxCount, maxAgeSec, acl,
+ * keys of the user's) comes along.
+ */
+export const EXPORT_ALL_FILTER: StreamFilter = Object.freeze({
+  includeSystem: true,
+  streamNameRegex: "^(?:[^$]|\\$\\$[^$])",
+});
 
 export interface ExportOptions {
   stream?: string;
@@ -35,10 +49,42 @@ async function lastOf(
   const options = { direction: "backwards" as const, maxCount: 1, timeoutMs: ctx.timeoutMs };
   const events =
     stream === undefined
-      ? client.readAll({ ...options, filter: {} })
+      ? client.readAll({ ...options, filter: EXPORT_ALL_FILTER })
       : client.readStream(stream, options);
   for await (const e of events) return stream === undefined ? e.event.position : e.event.revision;
   return undefined;
+}
+
+/** The latest `$metadata` event of `stream`'s metadata stream; undefined when it has none. */
+async function metadataEventOf(
+  ctx: Context,
+  client: ChorusClient,
+  stream: string,
+): Promise<ResolvedEvent | undefined> {
+  try {
+    const events = client.readStream(`$$${stream}`, {
+      direction: "backwards",
+      timeoutMs: ctx.timeoutMs,
+      decodeJson: false,
+    });
+    for await (const e of events) if (e.event.type === METADATA_EVENT_TYPE) return e;
+  } catch (err) {
+    if (err instanceof StreamNotFoundError || err instanceof StreamDeletedError) return undefined;
+    throw err;
+  }
+  return undefined;
+}
+
+/** An event's export line: stream metadata without the keys that name revisions (records.ts). */
+function exportLine(e: ResolvedEvent): string {
+  const record = toRecord(e);
+  if (
+    isMetadataStream(e.event.streamId) &&
+    e.event.type === METADATA_EVENT_TYPE &&
+    record.data instanceof RawJson
+  )
+    record.data = new RawJson(metadataForCopy(record.data.text));
+  return `${jsonLine(record)}\n`;
 }
 
 async function write(stream: WriteStream, text: string): Promise<void> {
@@ -55,11 +101,17 @@ export async function exportEvents(ctx: Context, options: ExportOptions): Promis
     // Before the file is touched: a stream that does not exist fails here.
     const last = await lastOf(ctx, client, stream);
     const progress = new Progress(ctx.io.stderr, `export ${what}`);
+    // A stream's export starts with its metadata; `$all`'s holds the metadata streams.
+    const metadata = stream === undefined ? undefined : await metadataEventOf(ctx, client, stream);
     const events: AsyncIterable<ResolvedEvent> | Iterable<ResolvedEvent> =
       last === undefined
         ? []
         : stream === undefined
-          ? client.readAll({ filter: {}, timeoutMs: ctx.timeoutMs, decodeJson: false })
+          ? client.readAll({
+              filter: EXPORT_ALL_FILTER,
+              timeoutMs: ctx.timeoutMs,
+              decodeJson: false,
+            })
           : client.readStream(stream, { timeoutMs: ctx.timeoutMs, decodeJson: false });
     const temp = `${options.out}.${process.pid}.partial`;
     const file = toStdout ? undefined : createWriteStream(temp, { flags: "wx" });
@@ -71,12 +123,16 @@ export async function exportEvents(ctx: Context, options: ExportOptions): Promis
       }
     }
     let n = 0;
+    const emit = async (e: ResolvedEvent): Promise<void> => {
+      const line = exportLine(e);
+      if (file) await write(file, line);
+      else await ctx.out.line(line.slice(0, -1));
+      n++;
+    };
     try {
+      if (metadata !== undefined) await emit(metadata);
       for await (const e of events) {
-        const line = `${jsonLine(toRecord(e))}\n`;
-        if (file) await write(file, line);
-        else await ctx.out.line(line.slice(0, -1));
-        n++;
+        await emit(e);
         const done = stream === undefined ? e.event.position : e.event.revision;
         progress.update(last ? Number(done) / Number(last) : 1, n);
       }
@@ -137,6 +193,8 @@ export async function importEvents(
 ): Promise<void> {
   const size = (await stat(file)).size;
   const streams = new Set<string>();
+  /** Metadata streams (`$$name`) written: the streams whose metadata came along. */
+  const metadataOf = new Set<string>();
   const count = await ctx.withClient(async (client) => {
     const input = createReadStream(file, { encoding: "utf8" });
     const lines = createInterface({ input, crlfDelay: Infinity });
@@ -150,7 +208,8 @@ export async function importEvents(
       batch = undefined;
       await appendBatch(ctx, client, b);
       n += b.events.length;
-      streams.add(b.streamId);
+      if (isMetadataStream(b.streamId)) metadataOf.add(b.streamId);
+      else streams.add(b.streamId);
       progress.update(size > 0 ? input.bytesRead / size : 1, n);
     };
     try {
@@ -185,9 +244,16 @@ export async function importEvents(
       input.destroy();
     }
   });
-  if (options.json) await ctx.out.line(jsonLine({ imported: count, streams: streams.size, file }));
-  else
+  if (options.json)
     await ctx.out.line(
-      `imported ${count} event${count === 1 ? "" : "s"} into ${streams.size} stream${streams.size === 1 ? "" : "s"} from ${file} (events already there are kept once)`,
+      jsonLine({ imported: count, streams: streams.size, metadata: metadataOf.size, file }),
     );
+  else {
+    const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? "" : "s"}`;
+    const withMetadata =
+      metadataOf.size === 0 ? "" : ` and the metadata of ${plural(metadataOf.size, "stream")}`;
+    await ctx.out.line(
+      `imported ${plural(count, "event")} into ${plural(streams.size, "stream")}${withMetadata} from ${file} (events already there are kept once)`,
+    );
+  }
 }
