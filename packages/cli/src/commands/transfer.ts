@@ -25,8 +25,8 @@ export const IMPORT_BATCH_BYTES = 512 * 1024;
 
 /**
  * What `export --all` reads of `$all`: every stream that is not a system stream, and the
- * metadata streams (`$$name`) of those, so that a stream's metadata (maxCount, maxAgeSec, acl,
- * keys of the user's) comes along.
+ * metadata streams (`$$name`) of those, so that a stream's metadata (maxCount, maxAgeSec, keys of
+ * the user's) comes along.
  */
 export const EXPORT_ALL_FILTER: StreamFilter = Object.freeze({
   includeSystem: true,
