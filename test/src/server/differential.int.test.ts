@@ -419,7 +419,9 @@ class Generator {
   }
 
   private events(stream: string): EventData[] {
-    return Array.from({ length: randomInt(this.random, 1, 4) }, () => {
+    // Now and then no events at all: an append that only checks the expected version.
+    const count = this.random() < 0.03 ? 0 : randomInt(this.random, 1, 4);
+    return Array.from({ length: count }, () => {
       const id = uuidFrom(this.random);
       const type = pick(this.random, TYPES);
       if (stream.startsWith("$$") && this.random() < 0.7) {
