@@ -592,7 +592,13 @@ class Generator {
     if (r < 0.9) {
       const stream = pick(random, STREAMS);
       const last = this.last.get(stream) ?? 0;
-      const fromRevision = random() < 0.5 ? "start" : BigInt(randomInt(random, 0, last + 1));
+      const r2 = random();
+      const fromRevision =
+        r2 < 0.4
+          ? "start"
+          : r2 < 0.5
+            ? "end"
+            : BigInt(r2 < 0.55 ? last + 50 : randomInt(random, 0, last + 1));
       return {
         describe: `subscribeToStream ${stream} from ${String(fromRevision)}`,
         run: (t) =>
@@ -606,12 +612,13 @@ class Generator {
     }
     if (r < 0.97) {
       const keys = [...this.keys];
-      const from = random() < 0.4 || keys.length === 0 ? "start" : pick(random, keys);
+      const r2 = random();
+      const from = r2 < 0.3 || keys.length === 0 ? "start" : r2 < 0.4 ? "end" : pick(random, keys);
       const filter = this.filter();
       return {
         describe: `subscribeToAll from ${from} filter ${JSON.stringify(filter)}`,
         run: (t) => {
-          const fromPosition = from === "start" ? from : positionIn(t, from);
+          const fromPosition = from === "start" || from === "end" ? from : positionIn(t, from);
           return outcome(() =>
             catchUp(t, t.client.subscribeToAll({ fromPosition, filter, timeoutMs: OP_TIMEOUT_MS })),
           );
