@@ -9,7 +9,8 @@
  *    `tenant{42}-order-7` and `tenant{42}-cart-1` both have the key `42`. Braces with
  *    nothing inside (`a{}b`) or a `{` with no `}` after it count as plain text.
  * 2. A metadata stream `$$name` has the key of `name`, so a stream's metadata always lives
- *    with the stream. Every other stream, system streams (`$...`) included, follows rule 1.
+ *    with the stream (`$$$$name`, the metadata of `$$name`, too). Every other stream, system
+ *    streams (`$...`) included, follows rule 1.
  * 3. The owner is the group with the highest weight, where
  *    `weight(group, key) = fmix64(fnv1a64(utf8(group + "\u0000" + key)))`:
  *    64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime 0x100000001b3) over the UTF-8
@@ -50,7 +51,9 @@ export function partitionListProblem(groups: readonly unknown[]): string | null 
 
 /** The partition key of a stream id (see the rules at the top of this file). */
 export function partitionKeyOf(streamId: string): string {
-  const id = streamId.startsWith("$$") && streamId.length > 2 ? streamId.slice(2) : streamId;
+  // Rule 2 holds for `name` too: the metadata of a metadata stream (`$$$$name`) goes with it.
+  let id = streamId;
+  while (id.startsWith("$$") && id.length > 2) id = id.slice(2);
   const open = id.indexOf("{");
   if (open < 0) return id;
   const close = id.indexOf("}", open + 1);

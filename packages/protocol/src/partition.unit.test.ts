@@ -96,6 +96,11 @@ describe("partitionKeyOf", () => {
     ["$$tenant{42}-order-7", "42"],
     ["$persistent-orders", "$persistent-orders"],
     ["$$", "$$"],
+    // The metadata of a metadata stream goes with the stream too.
+    ["$$$$order-1", "order-1"],
+    ["$$$$tenant{42}-order-7", "42"],
+    ["$$$$", "$$"],
+    ["$$$x", "$x"],
   ])("%j -> %j", (id, key) => {
     expect(partitionKeyOf(id)).toBe(key);
   });

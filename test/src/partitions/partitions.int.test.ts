@@ -10,7 +10,7 @@ import {
   type MergedSubscription,
   type PartitionedPersistentSubscriptionInfo,
 } from "@chorus/client";
-import { partitionOf } from "@chorus/protocol";
+import { partitionOf, partitionWeight } from "@chorus/protocol";
 import { waitFor, type TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, settle, startGroups } from "./helpers.js";
@@ -168,6 +168,27 @@ describe("a partitioned client", () => {
     await client.deleteStream(streams[3]!);
     const err = await settle(collect(client.readStream(streams[3]!)));
     expect((err as Error).name).toBe("StreamNotFoundError");
+  });
+
+  it("keeps the metadata of a metadata stream with the stream too", async () => {
+    // A stream whose owner is not the group the text `$$name` would hash to: routing
+    // `$$$$name` by that text (as the key rule once did) sends it to the wrong group.
+    const ownerOfKey = (key: string) =>
+      [...GROUPS].sort((a, b) => (partitionWeight(b, key) > partitionWeight(a, key) ? 1 : -1))[0];
+    let stream = "";
+    for (let i = 0; stream === ""; i++) {
+      const id = `metameta-${i}`;
+      if (ownerOfKey(`$$${id}`) !== partitionOf(id, GROUPS)) stream = id;
+    }
+    await client.appendToStream(stream, jsonEvent({ type: "E", data: {} }));
+    await client.setStreamMetadata(stream, { maxCount: 5 });
+    await client.setStreamMetadata(`$$${stream}`, { mine: 1 });
+    expect((await client.getStreamMetadata(`$$${stream}`)).metadata).toEqual({ mine: 1 });
+    const owner = partitionOf(stream, GROUPS);
+    const ownerStreams = new Set(
+      (await collect(direct[owner]!.readAll())).map((e) => e.event.streamId),
+    );
+    expect(ownerStreams.has(`$$$$${stream}`)).toBe(true);
   });
 
   it("subscribes to a stream on its owning group; its events name the group and are frozen", async () => {
