@@ -14,7 +14,7 @@ import {
   decideFromIdIndex,
   decideFromRecentIds,
   decideFromStream,
-  mayBeRetryAt,
+  findsRetriesById,
   type StoredId,
 } from "../streams/idempotency.js";
 import {
@@ -1105,13 +1105,15 @@ export class LogStore implements StreamStore, ReplicatedLog {
       }
     }
     // A retry older than the window: the event-id index knows every id (idempotency.ts).
-    if (useIdIndex && state !== undefined && k0 !== undefined && !inWindow) {
+    if (
+      useIdIndex &&
+      state !== undefined &&
+      k0 !== undefined &&
+      !inWindow &&
+      findsRetriesById(expected, view)
+    ) {
       const hit = this.streams.id(k0);
-      if (
-        hit !== undefined &&
-        hit.revision <= state.wLast &&
-        mayBeRetryAt(expected, hit.revision)
-      ) {
+      if (hit !== undefined && hit.revision <= state.wLast) {
         return this.matchIndexed(state, hit, keys).then(
           // Not this stream's event: decide again on the state as it is now.
           (fromIndex) => fromIndex ?? this.appendOnce(streamId, expected, events, false),

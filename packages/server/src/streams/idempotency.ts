@@ -5,14 +5,14 @@
  * reading the stream) is the backend's I/O. Ids are compared as opaque strings, in whatever
  * form the backend keeps them (the log store: 16-byte keys).
  *
- * A retry is looked for where its first id was written, for every expected version (for
- * `exact n`, only at revision n + 1): recent ids first (`decideFromRecentIds`), then, where the
- * backend keeps one, the index of every id (`decideFromIdIndex`; PostgreSQL finds the id in the
- * stream's rows). So a retry gets its original result however long ago it was made, also when
- * the stream was soft-deleted or recreated since (a `no_stream` append to a recreated stream
- * wrote its first event past revision 0). When the ids are not found, the expected-version
- * check may still send the append to `decideFromStream` (`compare-ids`: the stream has gone past
- * the expected place).
+ * A retry is looked for where its first id was written: in the recent ids for every expected
+ * version (for `exact n`, only at revision n + 1; `decideFromRecentIds`), and, where the backend
+ * keeps one, in the index of every id when `findsRetriesById` says so (`decideFromIdIndex`;
+ * PostgreSQL finds the id in the stream's rows). So a retry gets its original result however
+ * long ago it was made, also when the stream was soft-deleted or recreated since (a `no_stream`
+ * append to a recreated stream wrote its first event past revision 0). When the ids are not
+ * found, the expected-version check may still send the append to `decideFromStream`
+ * (`compare-ids`: the stream has gone past the expected place).
  */
 import type { ExpectedVersion, WriteResult } from "./types.js";
 import { wrongExpectedVersion, type WrongExpectedVersion } from "./expected-version.js";
@@ -47,6 +47,19 @@ export type RetryDecision =
  */
 export function mayBeRetryAt(expected: ExpectedVersion, revision: number): boolean {
   return expected.kind !== "exact" || revision === expected.revision + 1;
+}
+
+/**
+ * Must a retry of this append be looked for in the index of every id (past the recent ones)?
+ * Only where the stream has events (`view`: its write view), and never for `exact n`: a stream
+ * at n is not past the original append, and one past n has its events from n + 1 compared
+ * (`decideFromStream`), whatever happened to the stream since. `no_stream` needs the index: a
+ * stream soft-deleted since lets the append through, and on one recreated since the original's
+ * events stand past revision 0. So the common appends, `exact` and the first `no_stream` of a
+ * stream, never pay for the lookup.
+ */
+export function findsRetriesById(expected: ExpectedVersion, view: StreamView): boolean {
+  return view.last >= 0 && expected.kind !== "exact";
 }
 
 /**

@@ -3,12 +3,21 @@ import {
   decideFromIdIndex,
   decideFromRecentIds,
   decideFromStream,
+  findsRetriesById,
   mayBeRetryAt,
   type RetryDecision,
   type StoredId,
   type WrittenAt,
 } from "./idempotency.js";
-import { ANY, STATES, conflict as wrongVersion, exact } from "./test-support/states.js";
+import {
+  ANY,
+  NO_STREAM,
+  STATES,
+  STREAM_EXISTS,
+  conflict as wrongVersion,
+  exact,
+  type StateName,
+} from "./test-support/states.js";
 import type { ExpectedVersion } from "./types.js";
 
 const view = STATES.exists; // revisions 0..4
@@ -40,6 +49,28 @@ describe("mayBeRetryAt", () => {
     [exact(3), 5, false],
   ])("%j, first id at %i: %s", (expected, revision, yes) => {
     expect(mayBeRetryAt(expected, revision)).toBe(yes);
+  });
+});
+
+describe("findsRetriesById", () => {
+  it.each<[StateName, ExpectedVersion, boolean]>([
+    // No events: no append of this stream to retry.
+    ["absent", ANY, false],
+    ["absent", NO_STREAM, false],
+    ["metadataOnly", NO_STREAM, false],
+    ["exists", ANY, true],
+    ["exists", STREAM_EXISTS, true],
+    // A no_stream retry: on a live stream its events may stand past revision 0 (recreated),
+    // on a soft-deleted one the expected version lets it through.
+    ["exists", NO_STREAM, true],
+    ["softDeleted", NO_STREAM, true],
+    ["recreated", NO_STREAM, true],
+    // exact n: the stream is at n (not a retry) or past it (compared from n + 1).
+    ["exists", exact(4), false],
+    ["exists", exact(2), false],
+    ["softDeleted", exact(2), false],
+  ])("%s, %j: %s", (state, expected, yes) => {
+    expect(findsRetriesById(expected, STATES[state])).toBe(yes);
   });
 });
 
