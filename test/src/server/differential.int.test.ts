@@ -17,7 +17,7 @@
 // Positions differ between backends (byte offsets on the log, consecutive numbers on
 // PostgreSQL), so answers are compared with each position replaced by the event it names.
 //
-// CHORUS_DIFF_SEED and CHORUS_DIFF_OPS run one seed longer.
+// CHORUS_DIFF_SEED and CHORUS_DIFF_OPS run one seed longer; CHORUS_DIFF_TRACE prints each step.
 import {
   ChorusClient,
   ChorusError,
@@ -684,7 +684,7 @@ class Generator {
     };
   }
 
-  /** Learns from an answer (the same on every target). */
+  /** Learns the events a read answered (the same on every target): their keys, each stream's last revision. */
   learn(answer: unknown): void {
     if (Array.isArray(answer)) {
       for (const line of answer as string[]) {
@@ -695,8 +695,6 @@ class Generator {
         const revision = Number(key.slice(at + 1));
         this.last.set(stream, Math.max(this.last.get(stream) ?? -1, revision));
       }
-    } else if (typeof answer === "object" && answer !== null && "next" in answer) {
-      // An append's stream is known from its op; reads fill in the rest.
     }
   }
 }
