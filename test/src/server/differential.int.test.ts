@@ -763,11 +763,13 @@ async function backupRoundTrip(source: ChorusClient, connection: string): Promis
         expect(copied.events, stream).toEqual({ error: "STREAM_NOT_FOUND" });
         continue;
       }
+      // A stream whose events are all truncated away has nothing in the file either: the copy
+      // has no such stream, only its metadata.
+      if (isDeepStrictEqual(original.events, []) && !isDeepStrictEqual(copied.events, []))
+        expect(copied.events, stream).toEqual({ error: "STREAM_NOT_FOUND" });
+      const events = isDeepStrictEqual(original.events, []) ? copied.events : original.events;
       const metadata = isDeepStrictEqual(original.metadata, deleted) ? {} : original.metadata;
-      expect(copied, `stream ${stream} after a backup and restore`).toEqual({
-        events: original.events,
-        metadata,
-      });
+      expect(copied, `stream ${stream} after a backup and restore`).toEqual({ events, metadata });
     }
     const all = async (client: ChorusClient) => {
       const out: string[] = [];
