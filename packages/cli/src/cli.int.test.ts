@@ -170,6 +170,98 @@ describe("chorus", () => {
     });
   });
 
+  it("reads and sets a stream's metadata, which the node then applies", async () => {
+    const stream = `meta-${Date.now()}`;
+    for (let i = 0; i < 3; i++)
+      expect(
+        (await chorus(["append", stream, "--type", "T", "--data", `{"n":${i}}`], env)).code,
+      ).toBe(0);
+    expect(await chorus(["metadata", stream], env)).toMatchObject({
+      code: 0,
+      stdout: `${stream} (no metadata): {}\n`,
+      stderr: "",
+    });
+    const set = await chorus(["metadata", stream, "--set", '{"maxCount":2,"owner":"ops"}'], env);
+    expect(set).toMatchObject({ code: 0, stderr: "" });
+    expect(set.stdout).toMatch(
+      new RegExp(
+        `^set the metadata of ${stream}: revision 0 of \\$\\$${stream} \\(position \\d+\\)\\n$`,
+      ),
+    );
+    const json = await chorus(["metadata", stream, "--json"], env);
+    expect(jsonLines(json.stdout)).toEqual([
+      { streamId: stream, metadata: { maxCount: 2, owner: "ops" }, metaRevision: "0" },
+    ]);
+    // maxCount 2: the node keeps the two newest events.
+    expect((await chorus(["read", stream], env)).stdout).toBe(
+      `${stream}@1  T  {"n":1}\n${stream}@2  T  {"n":2}\n`,
+    );
+    // Expected version of $$stream: 0 is taken now, so "no_stream" conflicts and changes nothing.
+    const conflict = await chorus(
+      ["metadata", stream, "--set", "{}", "--expected-version", "no_stream"],
+      env,
+    );
+    expect(conflict.code).toBe(1);
+    expect(conflict.stderr).toMatch(/^chorus: wrong expected version on stream "\$\$meta-/);
+    // Refused before anything is sent: not an object, a value the rules refuse, a flag alone.
+    for (const [args, message] of [
+      [["--set", "[1]"], "metadata: --set takes a JSON object"],
+      [["--set", '{"maxCount":0}'], "metadata.maxCount must be a positive integer, got 0"],
+      [["--expected-version", "0"], "metadata: --expected-version goes with --set"],
+      [["--set", "{"], "--set"],
+    ] as const) {
+      const r = await chorus(["metadata", stream, ...args], env);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+    expect((await chorus(["metadata", stream, "--json"], env)).stdout).toContain('"owner":"ops"');
+  });
+
+  it("deletes a stream softly (it can be written again) and for good (it never can)", async () => {
+    const stream = `del-${Date.now()}`;
+    expect((await chorus(["append", stream, "--type", "T"], env)).code).toBe(0);
+    // A wrong expected version deletes nothing.
+    const conflict = await chorus(["delete", stream, "--expected-version", "5"], env);
+    expect(conflict).toMatchObject({
+      code: 1,
+      stderr: `chorus: wrong expected version on stream "${stream}": expected 5, actual 0\n`,
+    });
+    expect((await chorus(["read", stream], env)).code).toBe(0);
+
+    const soft = await chorus(["delete", stream, "--expected-version", "0"], env);
+    expect(soft).toMatchObject({ code: 0, stderr: "" });
+    expect(soft.stdout).toMatch(
+      new RegExp(`^deleted ${stream} \\(position \\d+\\): it reads as not found until`),
+    );
+    expect(await chorus(["read", stream], env)).toMatchObject({
+      code: 1,
+      stderr: `chorus: stream "${stream}" not found\n`,
+    });
+    // Written again, it goes on from the next revision.
+    const again = await chorus(["append", stream, "--type", "T", "--json"], env);
+    expect(jsonLines(again.stdout)[0]).toMatchObject({ revision: "1" });
+
+    const hard = await chorus(["delete", stream, "--hard", "--json"], env);
+    expect(hard.code).toBe(0);
+    expect(jsonLines(hard.stdout)).toEqual([
+      { streamId: stream, hard: true, position: expect.stringMatching(/^\d+$/) },
+    ]);
+    for (const args of [
+      ["read", stream],
+      ["append", stream, "--type", "T"],
+      ["delete", stream],
+    ]) {
+      expect(await chorus(args, env), args.join(" ")).toMatchObject({
+        code: 1,
+        stderr: `chorus: stream "${stream}" is deleted\n`,
+      });
+    }
+    expect(await chorus(["delete", "$all"], env)).toMatchObject({
+      code: 2,
+      stderr: "chorus: delete: $all is not a stream\n",
+    });
+  });
+
   it("refuses an unknown flag, an unknown command and a bad value with exit code 2", async () => {
     const flag = await chorus(["read", "order-1", "--no-such-flag"], env);
     expect(flag).toMatchObject({ code: 2, stdout: "" });

@@ -35,6 +35,12 @@ import {
   type ListOptions,
   type ReplayOptions,
 } from "./commands/subscriptions.js";
+import {
+  deleteStream,
+  metadata,
+  type DeleteOptions,
+  type MetadataOptions,
+} from "./commands/stream-admin.js";
 import * as values from "./values.js";
 
 /** Deadline of each network wait unless --timeout-ms says otherwise. */
@@ -145,6 +151,36 @@ function program(
     )
     .option("--json", JSON_HELP)
     .action(action((ctx, stream: string, opts: TailOptions) => tail(ctx, stream, opts)));
+
+  root
+    .command("delete")
+    .description("delete a stream: soft (it can be written again) or, with --hard, for good")
+    .argument("<stream>", "the stream")
+    .option("--hard", "for good: the stream can never be written again (a tombstone)")
+    .option(
+      "--expected-version <version>",
+      "any | no_stream | stream_exists | the revision of the stream's last event",
+      values.expectedVersion,
+    )
+    .option("--json", JSON_HELP)
+    .action(action((ctx, stream: string, opts: DeleteOptions) => deleteStream(ctx, stream, opts)));
+
+  root
+    .command("metadata")
+    .description("print a stream's metadata, or replace it with --set")
+    .argument("<stream>", "the stream")
+    .option(
+      "--set <json>",
+      "the new metadata, a JSON object (maxCount, maxAgeSec, truncateBefore, keys of your own), e.g. '{\"maxCount\":100}'",
+      values.json,
+    )
+    .option(
+      "--expected-version <version>",
+      "with --set: any | no_stream | stream_exists | the revision of the last metadata event",
+      values.expectedVersion,
+    )
+    .option("--json", JSON_HELP)
+    .action(action((ctx, stream: string, opts: MetadataOptions) => metadata(ctx, stream, opts)));
 
   root
     .command("export")
