@@ -473,7 +473,7 @@ describe("chorus", () => {
     }
   });
 
-  it("manages persistent subscription groups: create, list, info, replay-parked, delete", async () => {
+  it("manages persistent subscription groups: create, list, info, update, replay-parked, delete", async () => {
     const stream = "ps-orders";
     const create = await chorus(
       [
@@ -507,6 +507,28 @@ describe("chorus", () => {
     ]);
     const listText = await chorus(["subscriptions", "list"], env);
     expect(listText.stdout).toMatch(new RegExp(`^${stream}\\s+billing\\s`, "m"));
+
+    // update changes what it names and keeps the rest; with nothing to change it is refused
+    const update = await chorus(
+      ["subscriptions", "update", stream, "billing", "--message-timeout-ms", "7000"],
+      env,
+    );
+    expect(update).toMatchObject({ code: 0, stderr: "" });
+    expect(update.stdout).toMatch(/^updated group billing on ps-orders \(messageTimeoutMs\)/);
+    const updated = await chorus(["subscriptions", "info", stream, "billing", "--json"], env);
+    expect(JSON.parse(updated.stdout)).toMatchObject({
+      settings: { messageTimeoutMs: 7000, consumerStrategy: "DispatchToSingle", maxRetryCount: 0 },
+    });
+    expect(await chorus(["subscriptions", "update", stream, "billing"], env)).toMatchObject({
+      code: 2,
+      stderr: "chorus: subscriptions update: name at least one setting to change\n",
+    });
+    const missing = await chorus(
+      ["subscriptions", "update", stream, "no-such-group", "--max-retry-count", "3"],
+      env,
+    );
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^chorus: [^\n]*no-such-group[^\n]*\n$/);
 
     // park one event with a consumer of our own, then replay it
     const client = new ChorusClient(conn);

@@ -28,6 +28,7 @@ import {
 import {
   createGroup,
   deleteGroup,
+  updateGroup,
   groupInfo,
   listGroups,
   replayParked,
@@ -63,6 +64,56 @@ interface GlobalOptions {
 }
 
 const JSON_HELP = "print one JSON object per line";
+
+/** The flags of a group's settings, shared by `subscriptions create` and `update`. */
+function withGroupSettings(cmd: Command): Command {
+  return cmd
+    .option(
+      "--start-from <from>",
+      "start | end | a revision (position for $all)",
+      values.startOrEndOrNumber,
+    )
+    .addOption(
+      new Option("--strategy <strategy>", "how events are shared among consumers").choices([
+        "RoundRobin",
+        "DispatchToSingle",
+        "Pinned",
+      ]),
+    )
+    .option(
+      "--message-timeout-ms <ms>",
+      "redeliver an event not acknowledged within this time",
+      values.nonNegativeInteger,
+    )
+    .option(
+      "--max-retry-count <n>",
+      "deliveries after the first before an event is parked",
+      values.nonNegativeInteger,
+    )
+    .option("--max-subscriber-count <n>", "most consumers (0: no limit)", values.nonNegativeInteger)
+    .option("--live-buffer-size <n>", "events read ahead while live", values.nonNegativeInteger)
+    .option("--read-batch-size <n>", "events per read of the source", values.nonNegativeInteger)
+    .option(
+      "--history-buffer-size <n>",
+      "events read ahead while catching up",
+      values.nonNegativeInteger,
+    )
+    .option(
+      "--checkpoint-after-ms <ms>",
+      "checkpoint at most this often",
+      values.nonNegativeInteger,
+    )
+    .option(
+      "--min-checkpoint-count <n>",
+      "events done before a checkpoint",
+      values.nonNegativeInteger,
+    )
+    .option(
+      "--max-checkpoint-count <n>",
+      "checkpoint at once after this many events",
+      values.nonNegativeInteger,
+    );
+}
 
 /** Builds the program; `run` is what a command does with its context. */
 function program(
@@ -218,60 +269,30 @@ function program(
         groupInfo(ctx, stream, group, opts),
       ),
     );
-  subs
-    .command("create")
-    .description("create a group")
-    .argument("<stream>", "the stream, or '$all'")
-    .argument("<group>")
-    .option(
-      "--start-from <from>",
-      "start | end | a revision (position for $all)",
-      values.startOrEndOrNumber,
-    )
-    .addOption(
-      new Option("--strategy <strategy>", "how events are shared among consumers").choices([
-        "RoundRobin",
-        "DispatchToSingle",
-        "Pinned",
-      ]),
-    )
-    .option(
-      "--message-timeout-ms <ms>",
-      "redeliver an event not acknowledged within this time",
-      values.nonNegativeInteger,
-    )
-    .option(
-      "--max-retry-count <n>",
-      "deliveries after the first before an event is parked",
-      values.nonNegativeInteger,
-    )
-    .option("--max-subscriber-count <n>", "most consumers (0: no limit)", values.nonNegativeInteger)
-    .option("--live-buffer-size <n>", "events read ahead while live", values.nonNegativeInteger)
-    .option("--read-batch-size <n>", "events per read of the source", values.nonNegativeInteger)
-    .option(
-      "--history-buffer-size <n>",
-      "events read ahead while catching up",
-      values.nonNegativeInteger,
-    )
-    .option(
-      "--checkpoint-after-ms <ms>",
-      "checkpoint at most this often",
-      values.nonNegativeInteger,
-    )
-    .option(
-      "--min-checkpoint-count <n>",
-      "events done before a checkpoint",
-      values.nonNegativeInteger,
-    )
-    .option(
-      "--max-checkpoint-count <n>",
-      "checkpoint at once after this many events",
-      values.nonNegativeInteger,
-    )
+  withGroupSettings(
+    subs
+      .command("create")
+      .description("create a group")
+      .argument("<stream>", "the stream, or '$all'")
+      .argument("<group>"),
+  )
     .option("--json", JSON_HELP)
     .action(
       action((ctx, stream: string, group: string, opts: CreateOptions) =>
         createGroup(ctx, stream, group, opts),
+      ),
+    );
+  withGroupSettings(
+    subs
+      .command("update")
+      .description("change some of a group's settings (the others keep theirs)")
+      .argument("<stream>", "the stream, or '$all'")
+      .argument("<group>"),
+  )
+    .option("--json", JSON_HELP)
+    .action(
+      action((ctx, stream: string, group: string, opts: CreateOptions) =>
+        updateGroup(ctx, stream, group, opts),
       ),
     );
   subs

@@ -1,6 +1,10 @@
-/** `chorus subscriptions list|info|create|delete|replay-parked`: persistent subscription groups. */
+/**
+ * `chorus subscriptions list|info|create|update|delete|replay-parked`: persistent subscription
+ * groups.
+ */
 import type { PersistentSubscriptionInfo, PersistentSubscriptionSettings } from "@chorus/client";
 import type { Context } from "../context.js";
+import { UsageError } from "../errors.js";
 import { jsonLine, table } from "../records.js";
 
 export interface ListOptions {
@@ -143,6 +147,28 @@ export async function createGroup(
     options,
     { created: { streamId: stream, group } },
     `created group ${group} on ${stream}`,
+  );
+}
+
+/** Changes the settings the flags name; the others keep their values. */
+export async function updateGroup(
+  ctx: Context,
+  stream: string,
+  group: string,
+  options: CreateOptions,
+): Promise<void> {
+  const settings = settingsOf(options);
+  const changed = Object.keys(settings);
+  if (changed.length === 0)
+    throw new UsageError("subscriptions update: name at least one setting to change");
+  await ctx.withClient((client) =>
+    client.persistentSubscriptions.update(stream, group, settings, { timeoutMs: ctx.timeoutMs }),
+  );
+  await done(
+    ctx,
+    options,
+    { updated: { streamId: stream, group, settings: changed } },
+    `updated group ${group} on ${stream} (${changed.join(", ")}); its consumers join again with them`,
   );
 }
 
