@@ -5,6 +5,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { ChorusNode } from "@chorus/server";
+import { onProcessExit } from "./on-exit.js";
 
 export interface Endpoint {
   host: string;
@@ -162,11 +163,10 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     child = proc;
     // A test runner that dies must not leave servers behind (held only while this one runs:
     // a node that failed to start, or was stopped, leaves no listener behind).
-    const onExit = () => proc.kill("SIGKILL");
-    process.once("exit", onExit);
+    const forget = onProcessExit(() => proc.kill("SIGKILL"));
     exited = new Promise((resolve) =>
       proc.once("exit", (code, signal) => {
-        process.removeListener("exit", onExit);
+        forget();
         lastExit = { code, signal };
         resolve();
       }),

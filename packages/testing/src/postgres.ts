@@ -33,6 +33,7 @@ import { connect, isIPv4, isIPv6 } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePorts } from "./cluster.js";
+import { onProcessExit } from "./on-exit.js";
 import { waitFor } from "./wait.js";
 
 export interface StartPostgresOptions {
@@ -377,28 +378,7 @@ function canConnect(host: string, port: number): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cleanup when this process ends
-
-/** Synchronous kill-and-remove of every server still around, run on `exit`. */
-const live = new Set<() => void>();
-let exitHookInstalled = false;
-
-function registerLive(cleanup: () => void): () => void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on("exit", () => {
-      for (const c of live) {
-        try {
-          c();
-        } catch {
-          // best effort: the watchdog tries again
-        }
-      }
-    });
-  }
-  live.add(cleanup);
-  return () => live.delete(cleanup);
-}
+// Cleanup when this process ends (onProcessExit), or when it is killed (the watchdog)
 
 /**
  * The watchdog script: blocks on its stdin (a pipe from this process) and, once that closes
@@ -566,7 +546,7 @@ function makeServer(spec: ServerSpec) {
     if (pid !== undefined && isPostmasterOf(pid, dataDir)) crashSync(pid);
     rmSync(spec.root, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   };
-  const unregister = registerLive(exitCleanup);
+  const unregister = onProcessExit(exitCleanup);
 
   const withLog = (err: unknown, what: string): Error => {
     const message = err instanceof Error ? err.message : String(err);
