@@ -181,6 +181,12 @@ export class Group {
   /** Waiting for the parked copies and acks queued now to be written (`#flushed`). */
   #flushWaiters: (() => void)[] = [];
   #checkpointing = false;
+  /**
+   * A replay's round is being finished (#finishReplay): one at a time. An event done while
+   * the round's end is written would otherwise start a second finish, whose end clears the
+   * next round's and offers a third round ahead of the rest of the second.
+   */
+  #finishingReplay = false;
   #checkpointTimer: NodeJS.Timeout | undefined;
 
   /** Set by load(): how long to wait for rejoining consumers; then cleared. */
@@ -808,6 +814,9 @@ export class Group {
 
   async #writeCheckpoint(cp: ReadPoint): Promise<void> {
     this.#checkpointing = true;
+    // The events `cp` covers: those done by now. One done while the records below are written
+    // is past `cp` and counts toward the next checkpoint.
+    const done = this.#cp.doneSince;
     try {
       const carry = this.#acks.passCheckpoint(cp.position);
       if (carry) {
@@ -821,7 +830,6 @@ export class Group {
         if (this.#stopped) return;
       }
       const acksFrom = this.#acks.acksFrom;
-      const done = this.#cp.doneSince;
       await this.#own.checkpoint.append(this.#d.store, [
         systemEvent("Checkpoint", {
           point: cp.point,
@@ -943,7 +951,8 @@ export class Group {
    */
   async #finishReplay(): Promise<void> {
     const end = this.#parking.replayEnd;
-    if (end === undefined || this.#stopped) return;
+    if (end === undefined || this.#stopped || this.#finishingReplay) return;
+    this.#finishingReplay = true;
     try {
       await this.#setMetadata(parkedStream(this.key), { truncateBefore: end });
       this.#parking.replayFinished(end, this.#acks.replayFinished(end));
@@ -952,6 +961,7 @@ export class Group {
       this.#fail(err);
     } finally {
       this.#parking.replayEnd = undefined;
+      this.#finishingReplay = false;
     }
     if (this.#parking.replayRest === undefined || this.#stopped) return;
     setImmediate(() => {
