@@ -33,6 +33,15 @@ export function pick<T>(random: Random, items: readonly T[]): T {
   return item;
 }
 
+/** A version-4 UUID drawn from `random`: the same seed, the same ids. */
+export function seededUuid(random: Random): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16));
+  hex[12] = "4";
+  hex[16] = "89ab"[Math.floor(random() * 4)]!;
+  const h = hex.join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 /** Faults on processes and disks: one at a time, on one node. */
 export const PROCESS_FAULTS = [
   "kill-leader",

@@ -47,7 +47,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { pick, randomInt, seededRandom, type Random } from "../chaos/schedule.js";
+import { pick, randomInt, seededRandom, seededUuid, type Random } from "../chaos/schedule.js";
 import {
   BACKENDS,
   clientSettings,
@@ -91,14 +91,6 @@ interface Target {
   eventAt: Map<string, string>;
   /** "stream@revision" -> its position. */
   positionOf: Map<string, bigint>;
-}
-
-function uuidFrom(random: Random): string {
-  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16));
-  hex[12] = "4";
-  hex[16] = "89ab"[Math.floor(random() * 4)]!;
-  const h = hex.join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 function randomValue(random: Random, depth = 0): unknown {
@@ -535,7 +527,7 @@ class Generator {
     // Now and then no events at all: an append that only checks the expected version.
     const count = this.random() < 0.03 ? 0 : randomInt(this.random, 1, 4);
     return Array.from({ length: count }, () => {
-      const id = uuidFrom(this.random);
+      const id = seededUuid(this.random);
       const type = pick(this.random, TYPES);
       if (stream.startsWith("$$") && this.random() < 0.7) {
         const meta: Record<string, unknown> = {};
