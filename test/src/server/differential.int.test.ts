@@ -55,13 +55,11 @@ import {
   startBackendNode,
   type Backend,
 } from "../backends.js";
+import { differentialRun, outcomeOf } from "./differential-kit.js";
 
 afterAll(closeBackends);
 
-const SEEDS = process.env.CHORUS_DIFF_SEED
-  ? [Number(process.env.CHORUS_DIFF_SEED)]
-  : [20261206, 99];
-const OPS = Number(process.env.CHORUS_DIFF_OPS ?? 500);
+const { seeds: SEEDS, ops: OPS } = differentialRun(500);
 const ROUND_OPS = 120;
 const OP_TIMEOUT_MS = 10_000;
 
@@ -420,13 +418,7 @@ function errorOutcome(err: unknown): unknown {
   throw err;
 }
 
-async function outcome(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    return await run();
-  } catch (err) {
-    return errorOutcome(err);
-  }
-}
+const outcome = (run: () => Promise<unknown>): Promise<unknown> => outcomeOf(run, errorOutcome);
 
 function eventText(target: Target, e: ResolvedEvent): string {
   const ev = e.event;

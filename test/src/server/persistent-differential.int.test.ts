@@ -76,13 +76,11 @@ import {
   startBackendNode,
   type Backend,
 } from "../backends.js";
+import { differentialRun, outcomeOf } from "./differential-kit.js";
 
 afterAll(closeBackends);
 
-const SEEDS = process.env.CHORUS_DIFF_SEED
-  ? [Number(process.env.CHORUS_DIFF_SEED)]
-  : [20261206, 99];
-const OPS = Number(process.env.CHORUS_DIFF_OPS ?? 200);
+const { seeds: SEEDS, ops: OPS } = differentialRun(200);
 const ROUND_OPS = 70;
 const OP_TIMEOUT_MS = 10_000;
 /** How long a step waits for deliveries, or for a target's state to come to rest. */
@@ -161,13 +159,7 @@ function errorOutcome(err: unknown): { error: string } {
   throw err;
 }
 
-async function outcome(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    return await run();
-  } catch (err) {
-    return errorOutcome(err);
-  }
-}
+const outcome = (run: () => Promise<unknown>): Promise<unknown> => outcomeOf(run, errorOutcome);
 
 /** The settings a group is created or updated with, as the test keeps them. */
 type Settings = Partial<PersistentSubscriptionSettings>;
