@@ -1,6 +1,7 @@
 // The same seeded random sequence of persistent-subscription operations against a node of each
-// backend (the log in memory: the reference; the log on disk; PostgreSQL; with
-// CHORUS_DIFF_CLUSTER=1 also a 3-node cluster), compared answer by answer. The groups' code is
+// backend (the log in memory: the reference; the log on disk; an in-process node on disk,
+// reached with no socket; PostgreSQL; with CHORUS_DIFF_CLUSTER=1 also a 3-node cluster),
+// compared answer by answer. The groups' code is
 // shared (packages/server/src/persistent keeps a group's config, checkpoints, acks and parked
 // copies in system streams of whichever store the node runs on), so a difference is a store
 // reading or writing group state differently, or a race the slower stores expose. The disk and
@@ -815,13 +816,13 @@ describe("the backends run persistent subscription groups alike", () => {
       const random = seededRandom(seed);
       const targets: Target[] = [];
       try {
-        const backends: Backend[] = ["mem-db", "disk"];
+        const backends: Backend[] = ["mem-db", "disk", "in-process:disk"];
         if (BACKENDS.includes("postgres")) backends.push("postgres");
         for (const backend of backends) {
           const node = await startBackendNode(backend);
           const settings = () =>
             clientSettings(backend, node).withReconnectionDelay(20).withDiscoverDelay(50).build();
-          targets.push({
+          const target: Target = {
             label: backend,
             client: new ChorusClient(settings()),
             stop: () => node.stop(),
@@ -831,11 +832,18 @@ describe("the backends run persistent subscription groups alike", () => {
                 : async () => {
                     await node.kill();
                     await node.restart();
+                    // A client in this process is bound to the node object, which a restart
+                    // replaces; one over a socket finds the node again by itself.
+                    if (backend === "in-process:disk") {
+                      await target.client.close();
+                      target.client = new ChorusClient(settings());
+                    }
                   },
             eventAt: new Map(),
             positionOf: new Map(),
             groups: new Map(),
-          });
+          };
+          targets.push(target);
         }
         if (CLUSTER) {
           // A 3-node cluster on disk: its leader is killed and restarted between rounds, and
