@@ -16,6 +16,11 @@
  * replies say its storage is full, and the leader sends it heartbeats only until it has room
  * (it used to send the same records again every heartbeat): checked with the bytes the
  * follower's process read meanwhile.
+ *
+ * A voter that started its part over for a full disk, and leads later, replicates to the
+ * read-only replica. It used not to: its new consensus core was formed without the replicas
+ * (only changes to them were handed over), so the replica stayed at the old leader's last
+ * epoch for good, with its readers (found by `npm run chaos -- --real` with a replica).
  */
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { getJson, startCluster, waitFor, type TestCluster } from "@chorus/testing";
@@ -225,6 +230,113 @@ describe.skipIf(skipReason !== null)(
         }
         expect(acked).toBeGreaterThan(0);
         expect(refusals()).toBeGreaterThanOrEqual(CYCLES);
+      },
+    );
+
+    it(
+      "a voter that started its part over for a full disk replicates to the read-only replica once it leads",
+      { timeout: 180_000 },
+      async () => {
+        cluster = await startCluster({
+          size: 3,
+          readOnlyReplicas: 1,
+          dataDirs: await emptyDataDirs(mounts),
+        });
+        const c = cluster;
+        client = new ChorusClient(`${c.connectionString}&operationTimeout=5000`);
+        const replica = c.nodes[3]!;
+        const first = await c.leader({ timeoutMs: 20_000 });
+        // `restarted` starts its part over (full disk) and is to lead; `lagging` is kept
+        // behind (full disk too) so that it cannot win the election instead.
+        const restarted = (first + 1) % 3;
+        const lagging = (first + 2) % 3;
+        const metric = async (i: number, name: string): Promise<number> => {
+          const res = await fetch(`http://${c.nodes[i]!.httpEndpoint}/metrics`, {
+            signal: AbortSignal.timeout(2_000),
+          });
+          return metricSample(await res.text(), name) ?? NaN;
+        };
+        const commitOf = async (i: number): Promise<number> => {
+          const res = await getJson(`http://${c.nodes[i]!.httpEndpoint}/stats`, 2_000);
+          return Number((res.body as { store: { commitPosition: string } }).store.commitPosition);
+        };
+        const refusals = (i: number) =>
+          (c.nodes[i]!.output().match(/log write failed: the disk is full/g) ?? []).length;
+        const fill = async (i: number): Promise<string> => {
+          const filler = join(mounts[i]!.dir, "filler");
+          const st = await statfs(mounts[i]!.dir);
+          await writeFile(filler, Buffer.alloc(Math.max(0, st.bavail * st.bsize - 4096), 1)).catch(
+            (err: unknown) => {
+              if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+            },
+          );
+          return filler;
+        };
+        // Appends (bounded in count and time) while `until` is false.
+        const load = async (until: () => boolean | Promise<boolean>, what: string) => {
+          const deadlineMs = performance.now() + 60_000;
+          for (let i = 0; i < 20_000; i++) {
+            if (await until()) return;
+            if (performance.now() > deadlineMs) break;
+            await client!
+              .appendToStream(
+                "load",
+                jsonEvent({ type: "Load", data: { i, pad: "z".repeat(500) } }),
+              )
+              .catch(() => undefined); // a leader change: the next one goes to the new leader
+          }
+          throw new Error(`no ${what} within the load's bounds`);
+        };
+
+        const fillers: string[] = [];
+        try {
+          // `restarted`'s disk fills: it refuses the leader's records and starts its part over.
+          fillers.push(await fill(restarted));
+          await load(
+            async () => (await metric(restarted, "chorus_role_restarts_total")) >= 1,
+            "role restart of the node whose disk is full",
+          );
+          await rm(fillers.pop()!);
+          const target = await commitOf(await c.leader({ timeoutMs: 10_000 }));
+          await waitFor(async () => (await commitOf(restarted)) >= target, {
+            timeoutMs: 30_000,
+            intervalMs: 100,
+            message: "the restarted node caught up",
+          });
+          // `lagging` falls behind; then the leader goes, and only `restarted` can win.
+          fillers.push(await fill(lagging));
+          const before = refusals(lagging);
+          await load(() => refusals(lagging) > before, "refusal by the lagging node");
+          // (Its disk gets room again at once: a leader's first record needs a majority. Only
+          // a leader could bring its log up to date.)
+          await c.kill(first);
+          await rm(fillers.pop()!);
+          await waitFor(async () => (await c.stateOf(restarted)) === "Leader", {
+            timeoutMs: 30_000,
+            intervalMs: 50,
+            message: "the restarted node leading",
+          });
+          await c.restart(first);
+
+          // What it commits now reaches the replica.
+          const ids: string[] = [];
+          for (let i = 0; i < 10; i++) {
+            const event = jsonEvent({ type: "After", data: { i } });
+            await client.appendToStream("after-restart", event, { timeoutMs: 20_000 });
+            ids.push(event.id);
+          }
+          await waitFor(
+            async () => (await idsOn(replica, "after-restart"))?.join() === ids.join(),
+            {
+              timeoutMs: 20_000,
+              intervalMs: 100,
+              message: "the replica holding what the restarted leader committed",
+            },
+          );
+          expect(await c.stateOf(3)).toBe("ReadOnlyReplica");
+        } finally {
+          for (const f of fillers) await rm(f, { force: true });
+        }
       },
     );
   },

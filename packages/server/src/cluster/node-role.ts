@@ -1037,7 +1037,10 @@ export class ClusterRole {
       {
         id: this.opts.selfId,
         voters,
-        learners: this.readOnlyReplica ? [this.opts.selfId] : [],
+        // The replicas gossip has reported so far: a core formed again (restartRole, after a
+        // full disk or a failed write) starts with them, as the one before it had them;
+        // syncLearners below only hands the core changes to that set.
+        learners: this.readOnlyReplica ? [this.opts.selfId] : [...this.learners],
         priorities,
         electionTimeoutMinMs: election.minMs,
         electionTimeoutMaxMs: election.maxMs,
