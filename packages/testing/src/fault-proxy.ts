@@ -1,6 +1,7 @@
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Endpoint } from "./node.js";
+import { resetSocket } from "./reset.js";
 
 export interface StartFaultProxyOptions {
   /** Where the proxy forwards every connection to. */
@@ -302,12 +303,7 @@ class Connection {
     this.#closing = true;
     this.#up.dispose();
     this.#down?.dispose();
-    for (const socket of [this.#client, this.#server]) {
-      if (!socket || socket.destroyed) continue;
-      // A socket still connecting cannot be reset; destroy() is all there is then.
-      if (socket.connecting) socket.destroy();
-      else socket.resetAndDestroy();
-    }
+    for (const socket of [this.#client, this.#server]) if (socket) resetSocket(socket);
     this.#forgetWhenGone();
   }
 

@@ -9,6 +9,7 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { startFaultProxy, type FaultProxy } from "./fault-proxy.js";
 import type { Endpoint } from "./node.js";
+import { resetSocket } from "./reset.js";
 
 export interface LinkProxies {
   /** The proxies on the internal TCP (replication) and HTTP (gossip) connections. */
@@ -24,11 +25,7 @@ interface Router {
 function splice(a: Socket, b: Socket): void {
   a.pipe(b);
   b.pipe(a);
-  const reset = (s: Socket) => () => {
-    if (s.destroyed) return;
-    if (s.connecting) s.destroy();
-    else s.resetAndDestroy();
-  };
+  const reset = (s: Socket) => () => resetSocket(s);
   a.on("error", reset(b));
   b.on("error", reset(a));
   a.on("close", () => b.destroy());
