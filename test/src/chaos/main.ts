@@ -7,7 +7,14 @@
 // and the faults to replay it), 2 on a usage error.
 import { kernelFaultsSupport, postgresSupport } from "@chorus/testing";
 import { describeInjected, faultyFsUnavailable, tmpfsUnavailable } from "./nemesis.js";
-import { ELECTION_TIMEOUT_MS, NODES, runPhase, type PhaseName, type PhaseResult } from "./phase.js";
+import {
+  REPLICAS,
+  ELECTION_TIMEOUT_MS,
+  NODES,
+  runPhase,
+  type PhaseName,
+  type PhaseResult,
+} from "./phase.js";
 import { GROUPS, runPartitionsPhase } from "./partitions-phase.js";
 import { runPostgresPhase } from "./postgres-phase.js";
 import {
@@ -255,7 +262,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         seed: args.seed,
         phase,
         durationMs: phaseMs,
-        nodes: NODES,
+        // The read-only replica is killed, paused, stalled and cut off too.
+        nodes: NODES + REPLICAS,
         kinds,
         electionTimeoutMs: ELECTION_TIMEOUT_MS,
       });

@@ -217,13 +217,16 @@ export function createNemesis(options: NemesisOptions): Nemesis {
     }
   };
 
-  /** Node `index`, just restarted, is a Follower (or Leader) again; a violation otherwise. */
+  /**
+   * Node `index`, just restarted, is a Follower (or Leader, or again a ReadOnlyReplica) again;
+   * a violation otherwise.
+   */
   const awaitRecovered = async (index: number, why: string): Promise<void> => {
     try {
       await waitFor(
         async () => {
           const state = await cluster.stateOf(index);
-          return state === "Follower" || state === "Leader";
+          return state === "Follower" || state === "Leader" || state === "ReadOnlyReplica";
         },
         {
           timeoutMs: MEMDB_RECOVERY_TIMEOUT_MS,

@@ -1,6 +1,6 @@
-// One phase of the real-process soak: a fresh 3-node cluster (on disk, or `--mem-db` voters),
-// writers and subscribers, the nemesis for the phase's time, then heal, wait until every node
-// is up and caught up, and check the histories.
+// One phase of the real-process soak: a fresh cluster of 3 voters and a read-only replica (on
+// disk, or with `--mem-db`), writers and subscribers, the nemesis for the phase's time, then
+// heal, wait until every node is up and caught up, and check the histories.
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -22,6 +22,14 @@ import {
   type InjectedFault,
   type TmpfsDisk,
 } from "./nemesis.js";
+import {
+  childProcesses,
+  describeDescriptors,
+  descriptorsOf,
+  openSockets,
+  socketHandles,
+  type Descriptors,
+} from "./descriptors.js";
 import { deriveSeed, pick, seededRandom, type FaultKind, type PlannedFault } from "./schedule.js";
 import {
   clientsOf,
@@ -40,6 +48,12 @@ import {
 } from "./workload.js";
 
 export const NODES = 3;
+/**
+ * Read-only replicas of the disk and mem phases (on disk, or with `--mem-db` like the voters),
+ * after the voters (node indexes NODES...). The faults are planned on every node, the replica
+ * included (main.ts), and a `$all` subscriber reads from the replica throughout.
+ */
+export const REPLICAS = 1;
 export const WRITERS = 3;
 export const HEARTBEAT_INTERVAL_MS = 50;
 export const ELECTION_TIMEOUT_MS = 500;
@@ -51,6 +65,14 @@ export const CAUGHT_UP_TIMEOUT_MS = 90_000;
 /** Appends that must be acknowledged at the start, and again after healing. */
 export const PROGRESS_APPENDS = 20;
 export const PROGRESS_LINE_INTERVAL_MS = 5_000;
+/**
+ * How many more descriptors than at the start a node that ran through the whole phase may
+ * hold after healing: the clients' connections move with the leader (a dozen), a log
+ * segment or two more. A descriptor kept per fault would pass it within a few minutes.
+ */
+export const NODE_DESCRIPTOR_GROWTH_ALLOWED = 48;
+/** How long this process may take to close its last sockets once the phase has stopped. */
+export const OWN_DESCRIPTORS_TIMEOUT_MS = 10_000;
 /** The node whose data directory moves to a tmpfs for disk-full faults (disk phase). */
 export const TMPFS_NODE = 2;
 /** The node whose data directory moves to a faulty file system for disk-eio and power-loss faults (disk phase). */
@@ -116,6 +138,8 @@ export class PhaseRun {
   /** Aborted when the phase's fault time is over (or on cleanup). */
   readonly controller = new AbortController();
   #progressTimer: NodeJS.Timeout | undefined;
+  /** Each node's process and its descriptors when the workload was running, before faults. */
+  readonly #nodeDescriptors = new Map<number, { pid: number; at: Descriptors }>();
 
   constructor(
     readonly tag: string,
@@ -239,15 +263,16 @@ export class PhaseRun {
     await waitFor(
       async () => {
         const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
+        // A read-only replica (only ever that, never a voter) follows as ReadOnlyReplica.
         return (
           states.filter((s) => s === "Leader").length === 1 &&
-          states.every((s) => s === "Leader" || s === "Follower")
+          states.every((s) => s === "Leader" || s === "Follower" || s === "ReadOnlyReplica")
         );
       },
       {
         timeoutMs: CAUGHT_UP_TIMEOUT_MS,
         intervalMs: 200,
-        message: "one leader, every other node a Follower",
+        message: "one leader, every other node a Follower (or a ReadOnlyReplica)",
       },
     ).catch(async () => {
       const states = await Promise.all(c.nodes.map((_, i) => c.stateOf(i)));
@@ -295,6 +320,69 @@ export class PhaseRun {
     }
   }
 
+  /** Notes every node's open descriptors (before the faults; see checkNodeDescriptors). */
+  async noteNodeDescriptors(c: TestCluster): Promise<void> {
+    for (const [i, node] of c.nodes.entries()) {
+      const pid = node.pid;
+      const at = pid === undefined ? undefined : await descriptorsOf(pid);
+      if (pid !== undefined && at !== undefined) this.#nodeDescriptors.set(i, { pid, at });
+    }
+  }
+
+  /**
+   * After healing: a node process that ran through the whole phase holds at most
+   * NODE_DESCRIPTOR_GROWTH_ALLOWED more descriptors than before the faults (a restarted one
+   * starts afresh and is not compared); a violation otherwise. Prints what each holds.
+   */
+  async checkNodeDescriptors(c: TestCluster, label: string): Promise<void> {
+    const parts: string[] = [];
+    for (const [i, node] of c.nodes.entries()) {
+      const before = this.#nodeDescriptors.get(i);
+      if (before === undefined || node.pid !== before.pid) {
+        parts.push(`node ${i} restarted`);
+        continue;
+      }
+      const now = await descriptorsOf(before.pid);
+      if (now === undefined) continue;
+      parts.push(`node ${i} ${before.at.total} -> ${now.total}`);
+      if (now.total > before.at.total + NODE_DESCRIPTOR_GROWTH_ALLOWED)
+        this.violation(
+          `${label}node ${i} holds ${now.total - before.at.total} more descriptors after healing than before the faults: ` +
+            `${describeDescriptors(before.at)} -> ${describeDescriptors(now)}`,
+        );
+    }
+    this.print(
+      `${this.tag}: ${label}descriptors before the faults -> after healing: ${parts.join(", ")}`,
+    );
+  }
+
+  /**
+   * After the phase has stopped (workload, cluster, link proxies): this process holds no more
+   * descriptors than before it started, within OWN_DESCRIPTORS_TIMEOUT_MS; a violation
+   * otherwise (a client or a proxy that kept a socket).
+   */
+  async checkOwnDescriptors(before: Descriptors | undefined): Promise<void> {
+    if (before === undefined) return;
+    let now: Descriptors | undefined;
+    await waitFor(
+      async () => {
+        now = await descriptorsOf(process.pid);
+        return now !== undefined && now.total <= before.total;
+      },
+      { timeoutMs: OWN_DESCRIPTORS_TIMEOUT_MS, intervalMs: 100, message: "descriptors closed" },
+    ).catch(async () => {
+      const sockets = await openSockets(process.pid);
+      const children = await childProcesses(process.pid);
+      this.violation(
+        `this process holds more descriptors ${OWN_DESCRIPTORS_TIMEOUT_MS} ms after the phase stopped than before it started: ` +
+          `${describeDescriptors(before)} -> ${now === undefined ? "?" : describeDescriptors(now)}` +
+          (sockets.length > 0 ? `; its sockets: ${sockets.join(", ")}` : "") +
+          (children.length > 0 ? `; its child processes: ${children.join("; ")}` : "") +
+          `; socket handles: ${socketHandles().join("; ") || "none"}`,
+      );
+    });
+  }
+
   /** Ends the faults and the progress line, and stops the workload. */
   async stopWorkload(): Promise<void> {
     this.controller.abort();
@@ -325,17 +413,22 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     return cleaned;
   };
   const removeInterrupt = options.onInterrupt(cleanup);
+  // Before the cluster: its link proxies run in this process.
+  const ownBefore = await descriptorsOf(process.pid);
+  let result: PhaseResult;
   try {
     print(
-      `${tag}: starting 3 voters${name === "mem" ? " with --mem-db" : " on disk"}, link proxies` +
+      `${tag}: starting 3 voters and ${REPLICAS} read-only replica${name === "mem" ? " with --mem-db" : " on disk"}, link proxies` +
         `${options.kernelFaults ? ", iptables" : ""}${options.tmpfs ? `, node ${TMPFS_NODE} on a tmpfs` : ""}` +
         `${options.faultyFs ? `, node ${FAULTY_DISK_NODE} on a faulty file system` : ""}`,
     );
     // The disk phase's stall faults: its nodes, restarts included, take the test hook of
     // the server's storage/sync-stall.ts (a file in the data directory stalls the log syncs).
     if (name === "disk") process.env["CHORUS_TEST_SYNC_STALL"] = "1";
+    const replicas = REPLICAS;
     cluster = await startCluster({
       size: NODES,
+      readOnlyReplicas: replicas,
       memDb: name === "mem",
       linkProxies: true,
       kernelFaults: options.kernelFaults,
@@ -360,12 +453,21 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
           streamId: streamName(0),
           nodePreference: "follower",
         },
+        ...(replicas > 0
+          ? [
+              {
+                name: "$all subscriber (replica reads)",
+                nodePreference: "readOnlyReplica" as const,
+              },
+            ]
+          : []),
       ],
     );
     await waitFor(() => w.acknowledged >= PROGRESS_APPENDS, {
       timeoutMs: FIRST_WRITES_TIMEOUT_MS,
       message: "the first appends acknowledged",
     });
+    await run.noteNodeDescriptors(c);
 
     const nemesis = createNemesis({
       cluster: c,
@@ -394,6 +496,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     const { longest } = settled;
     const { byTwo } = await run.checkReaders(strategy, [{ partition: undefined, log: longest }]);
     run.checkClusterHistory(c, settled, w.appends, "");
+    await run.checkNodeDescriptors(c, "");
 
     const logsDir =
       violations.length > 0
@@ -402,7 +505,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
             c.nodes.map((node, i) => [`node-${i}.log`, node.output()]),
           )
         : undefined;
-    return phaseResult({
+    result = phaseResult({
       name,
       run,
       injected: nemesis.injected,
@@ -415,6 +518,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     removeInterrupt();
     await cleanup();
   }
+  await run.checkOwnDescriptors(ownBefore);
+  return result;
 }
 
 /**

@@ -273,7 +273,7 @@ export interface SubscriberOptions {
   readonly name: string;
   /** A catch-up subscription to this stream; without one, to `$all` (the writers' streams). */
   readonly streamId?: string;
-  readonly nodePreference?: "leader" | "follower" | "random";
+  readonly nodePreference?: "leader" | "follower" | "random" | "readOnlyReplica";
   /** The groups of a partitioned client: `$all` resumes from a checkpoint of each. */
   readonly partitions?: readonly string[];
 }
