@@ -75,6 +75,7 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
     return cleaned;
   };
   const removeInterrupt = options.onInterrupt(cleanup);
+  await run.noteOwnDescriptors();
   try {
     const owned = (g: GroupName) =>
       Array.from({ length: STREAMS }, (_, k) => streamName(k)).filter((s) => ownerOf(s) === g);
@@ -236,5 +237,6 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
   } finally {
     removeInterrupt();
     await cleanup();
+    await run.checkOwnDescriptors();
   }
 }

@@ -140,6 +140,8 @@ export class PhaseRun {
   #progressTimer: NodeJS.Timeout | undefined;
   /** Each node's process and its descriptors when the workload was running, before faults. */
   readonly #nodeDescriptors = new Map<number, { pid: number; at: Descriptors }>();
+  /** This process's descriptors before the phase started anything (noteOwnDescriptors). */
+  #ownDescriptors: Descriptors | undefined;
 
   constructor(
     readonly tag: string,
@@ -356,12 +358,18 @@ export class PhaseRun {
     );
   }
 
+  /** Notes this process's descriptors, before the phase starts anything (its proxies run here). */
+  async noteOwnDescriptors(): Promise<void> {
+    this.#ownDescriptors = await descriptorsOf(process.pid);
+  }
+
   /**
-   * After the phase has stopped (workload, cluster, link proxies): this process holds no more
-   * descriptors than before it started, within OWN_DESCRIPTORS_TIMEOUT_MS; a violation
+   * After the phase has stopped (workload, servers, proxies): this process holds no more
+   * descriptors than noteOwnDescriptors saw, within OWN_DESCRIPTORS_TIMEOUT_MS; a violation
    * otherwise (a client or a proxy that kept a socket).
    */
-  async checkOwnDescriptors(before: Descriptors | undefined): Promise<void> {
+  async checkOwnDescriptors(): Promise<void> {
+    const before = this.#ownDescriptors;
     if (before === undefined) return;
     let now: Descriptors | undefined;
     await waitFor(
@@ -413,9 +421,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     return cleaned;
   };
   const removeInterrupt = options.onInterrupt(cleanup);
-  // Before the cluster: its link proxies run in this process.
-  const ownBefore = await descriptorsOf(process.pid);
-  let result: PhaseResult;
+  await run.noteOwnDescriptors();
   try {
     print(
       `${tag}: starting 3 voters and ${REPLICAS} read-only replica${name === "mem" ? " with --mem-db" : " on disk"}, link proxies` +
@@ -505,7 +511,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
             c.nodes.map((node, i) => [`node-${i}.log`, node.output()]),
           )
         : undefined;
-    result = phaseResult({
+    return phaseResult({
       name,
       run,
       injected: nemesis.injected,
@@ -517,9 +523,9 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   } finally {
     removeInterrupt();
     await cleanup();
+    // The result's violations are this run's: what this finds still reaches them.
+    await run.checkOwnDescriptors();
   }
-  await run.checkOwnDescriptors(ownBefore);
-  return result;
 }
 
 /**

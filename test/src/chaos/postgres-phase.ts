@@ -109,6 +109,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
     return cleaned;
   };
   const removeInterrupt = options.onInterrupt(cleanup);
+  await run.noteOwnDescriptors();
   try {
     print(`${tag}: starting PostgreSQL and ${INSTANCES} instances on it, each through a proxy`);
     const db = await startPostgres();
@@ -221,6 +222,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
   } finally {
     removeInterrupt();
     await cleanup();
+    await run.checkOwnDescriptors();
   }
 }
 
