@@ -19,7 +19,7 @@
  * Module state (the shared PostgreSQL server) is per test file: vitest loads this module anew
  * in each file's worker.
  */
-import { ConnectionSettings, type ConnectionSettingsBuilder } from "@chorus/client";
+import { ChorusClient, ConnectionSettings, type ConnectionSettingsBuilder } from "@chorus/client";
 import {
   postgresSupport,
   startNode,
@@ -118,6 +118,25 @@ export async function startBackendNode(
     case "in-process:disk":
       return startNode({ ...options, inProcess: true });
   }
+}
+
+/**
+ * Kills `node` (SIGKILL) and starts it again on its data; returns the client to go on with:
+ * `client` itself over a socket (it finds the node again by itself), and a new one from
+ * `settings` in process, where a client is bound to the node object the restart replaced
+ * (`client` is closed).
+ */
+export async function killAndRestartBackendNode(
+  backend: Backend,
+  node: TestNode,
+  client: ChorusClient,
+  settings: () => ConnectionSettings,
+): Promise<ChorusClient> {
+  await node.kill();
+  await node.restart();
+  if (!backend.startsWith("in-process")) return client;
+  await client.close();
+  return new ChorusClient(settings());
 }
 
 /**

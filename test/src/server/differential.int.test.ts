@@ -52,6 +52,7 @@ import {
   BACKENDS,
   clientSettings,
   closeBackends,
+  killAndRestartBackendNode,
   startBackendNode,
   type Backend,
 } from "../backends.js";
@@ -923,14 +924,12 @@ describe("the backends answer a random sequence of operations alike", () => {
             backend === "mem-db"
               ? undefined
               : async () => {
-                  await node.kill();
-                  await node.restart();
-                  // A client in this process is bound to the node object, which a restart
-                  // replaces; one over a socket finds the node again by itself.
-                  if (backend === "in-process:disk") {
-                    await target.client.close();
-                    target.client = new ChorusClient(settings());
-                  }
+                  target.client = await killAndRestartBackendNode(
+                    backend,
+                    node,
+                    target.client,
+                    settings,
+                  );
                 };
           const target = newTarget(label, new ChorusClient(settings()), () => node.stop(), restart);
           if (label.startsWith("http")) target.http = new HttpApi(() => node.httpEndpoint);

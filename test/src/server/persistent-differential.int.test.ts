@@ -74,6 +74,7 @@ import {
   BACKENDS,
   clientSettings,
   closeBackends,
+  killAndRestartBackendNode,
   startBackendNode,
   type Backend,
 } from "../backends.js";
@@ -830,14 +831,12 @@ describe("the backends run persistent subscription groups alike", () => {
               backend === "mem-db"
                 ? undefined
                 : async () => {
-                    await node.kill();
-                    await node.restart();
-                    // A client in this process is bound to the node object, which a restart
-                    // replaces; one over a socket finds the node again by itself.
-                    if (backend === "in-process:disk") {
-                      await target.client.close();
-                      target.client = new ChorusClient(settings());
-                    }
+                    target.client = await killAndRestartBackendNode(
+                      backend,
+                      node,
+                      target.client,
+                      settings,
+                    );
                   },
             eventAt: new Map(),
             positionOf: new Map(),
