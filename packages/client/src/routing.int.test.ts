@@ -126,6 +126,38 @@ describe("read routing by node preference", () => {
     expect(kinds(nodes.follower)).toEqual(new Set(["readStream"]));
   });
 
+  it("moves off a node of the preference that stops serving, and back once it serves again", async () => {
+    const nodes = await cluster();
+    const c = client(
+      fast().withGossipSeeds(nodes.seeds).withNodePreference("readOnlyReplica").build(),
+    );
+    await c.connect();
+    expect(c.readNode?.instanceId).toBe("replica");
+    // Cut off from the leader while the client still reaches it: it says so in its gossip.
+    nodes.replica.state = "PreReadOnlyReplica";
+    await waitFor(() => c.readNode?.instanceId === "follower", 10_000);
+    nodes.replica.state = "ReadOnlyReplica";
+    await waitFor(() => c.readNode?.instanceId === "replica", 10_000);
+    for await (const e of c.readAll({ maxCount: 1 })) void e;
+    expect(kinds(nodes.replica)).toEqual(new Set(["readAll"]));
+  });
+
+  it("stays on a node that stops serving while no other node serves", async () => {
+    const nodes = await cluster();
+    const c = client(fast().withGossipSeeds(nodes.seeds).withNodePreference("follower").build());
+    await c.connect();
+    expect(c.readNode?.instanceId).toBe("follower");
+    for (const n of [nodes.leader, nodes.follower]) n.state = "Unknown";
+    nodes.replica.state = "PreReadOnlyReplica";
+    // Asked twice, then a gossip round over all three found nobody to move to, twice over.
+    const asked = nodes.replica.gossipReads;
+    await waitFor(() => nodes.replica.gossipReads >= asked + 2, 15_000);
+    expect(c.readNode?.instanceId).toBe("follower");
+    expect([nodes.leader.clients, nodes.follower.clients, nodes.replica.clients]).toEqual([
+      1, 1, 0,
+    ]);
+  });
+
   it("close() closes both connections", async () => {
     const nodes = await cluster();
     const c = new ChorusClient(

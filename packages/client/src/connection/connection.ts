@@ -12,11 +12,16 @@ import { formatEndpoint, sameEndpoint } from "../settings/endpoint.js";
 import type { Transport } from "../transport/transport.js";
 import type { Endpoint, MemberInfo, NodePreference, TimerHandle } from "../types.js";
 import { abortReason, sleep, type Abortable } from "../util/timers.js";
-import { isPreferred } from "../discovery/select-node.js";
+import { isPreferred, isServing } from "../discovery/select-node.js";
 import { backoffDelayMs } from "./backoff.js";
 import { ClusterView, type ClusterIo, type ConnectionDependencies } from "./cluster-view.js";
 
 export type { ConnectionDependencies } from "./cluster-view.js";
+
+/** How often a connection asks its node whether it still serves, in ms. */
+const SERVING_CHECK_INTERVAL_MS = 2_000;
+/** How long after a node was seen not serving it is asked again before moving, in ms. */
+const CONFIRM_MS = 1_000;
 
 export type ConnectionStatus = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
 
@@ -288,7 +293,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       if (session.node.state === "Leader") this.#view.noteLeader(session.node);
       this.emit("connected", session.node);
       for (const w of [...this.#waiters]) w.resolve(session);
-      const stopWatching = this.#watchPreference(session, signal);
+      const stopWatching = this.#watchNode(session, signal);
       const reason = await session.transport.closed;
       stopWatching();
       this.#session = undefined;
@@ -302,48 +307,82 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /**
-   * A connection that had to settle for a fallback (preference "follower" while every
-   * other node was still catching up, say) asks for gossip now and then, with a backoff
-   * from discoverDelay, and moves once a node of its preference can serve. Returns the
-   * function that stops the watch.
+   * Keeps a cluster connection on a node that serves it. Returns the function that stops the
+   * watch.
+   * - A connection that had to settle for a fallback (preference "follower" while every other
+   *   node was still catching up, say) asks for gossip now and then, with a backoff from
+   *   discoverDelay, and moves once a node of its preference can serve.
+   * - A connection on a node of its preference reads that node's own gossip every
+   *   SERVING_CHECK_INTERVAL_MS. A node cut off from the rest of the cluster, while this
+   *   client still reaches it, stops serving (a leader steps down, a replica loses its
+   *   leader) but keeps the connection, and a subscription on it would wait there until the
+   *   cut heals. Seen so twice, CONFIRM_MS apart (a follower is briefly without a leader
+   *   during any election), the connection moves to a node that serves, if there is one.
    */
-  #watchPreference(session: Session, signal: AbortSignal): () => void {
+  #watchNode(session: Session, signal: AbortSignal): () => void {
     const s = this.#settings;
-    if (
-      s.location.kind === "singleNode" ||
-      s.location.kind === "inProcess" ||
-      isPreferred(this.#preference, session.node)
-    )
-      return () => undefined;
+    if (s.location.kind === "singleNode" || s.location.kind === "inProcess") return () => undefined;
+    const preference = this.#preference;
+    // By id, or by endpoint for a leader known only from a NOT_LEADER answer.
+    const isSelf = (m: MemberInfo) =>
+      m.instanceId === session.node.instanceId ||
+      sameEndpoint(m.externalTcp, session.transport.endpoint);
+    const http = session.node.externalHttp;
     let stopped = false;
     let timer: TimerHandle | undefined;
-    let checks = 0;
-    const schedule = () => {
-      checks++;
-      const ms = backoffDelayMs(checks, s.discoverDelayMs, DEFAULT_MAX_BACKOFF_DELAY_MS, s.random);
-      timer = s.timers.setTimeout(() => void check(), ms);
+    let backoffs = 0;
+    let strikes = 0;
+    const schedule = (ms: number) => {
+      if (!stopped) timer = s.timers.setTimeout(() => void check(), ms);
+    };
+    const backoff = () =>
+      schedule(
+        backoffDelayMs(++backoffs, s.discoverDelayMs, DEFAULT_MAX_BACKOFF_DELAY_MS, s.random),
+      );
+    const move = (to: MemberInfo, why: string) => {
+      s.logger.info(why, {
+        preference,
+        from: `${session.node.state} ${formatEndpoint(session.transport.endpoint)}`,
+        to: `${to.state} ${to.externalTcp ? formatEndpoint(to.externalTcp) : "?"}`,
+      });
+      this.#skipDelay = true;
+      void session.transport.close(`moving to a ${to.state} (${why})`);
     };
     const check = async () => {
       timer = undefined;
       try {
-        const { node } = await this.#view.discover(this.#preference, 1, signal);
-        if (stopped) return;
-        if (isPreferred(this.#preference, node) && node.instanceId !== session.node.instanceId) {
-          s.logger.info("moving to a node of the preference", {
-            preference: this.#preference,
-            from: `${session.node.state} ${formatEndpoint(session.transport.endpoint)}`,
-            to: `${node.state} ${node.externalTcp ? formatEndpoint(node.externalTcp) : "?"}`,
+        if (isPreferred(preference, session.node) && http !== undefined) {
+          const view = await (
+            await this.#view.io()
+          ).reader.read(http, {
+            timeoutMs: s.gossipTimeoutMs,
+            signal,
           });
-          this.#skipDelay = true;
-          void session.transport.close(`moving to a ${node.state} (node preference)`);
-          return;
+          if (stopped) return;
+          const self = view.find(isSelf);
+          if (self === undefined || (self.isAlive && isPreferred(preference, self))) {
+            strikes = 0;
+            return schedule(SERVING_CHECK_INTERVAL_MS);
+          }
+          if (++strikes < 2) return schedule(CONFIRM_MS);
+        }
+        const { node, members } = await this.#view.discover(preference, 1, signal);
+        if (stopped) return;
+        if (!isSelf(node)) {
+          if (isPreferred(preference, node))
+            return move(node, "moving to a node of the preference");
+          const current = members.find(isSelf);
+          if (current === undefined || !current.isAlive || !isServing(current))
+            return move(node, "the node no longer serves");
         }
       } catch {
-        // no gossip this time: ask again later
+        // no gossip this time (the connection's own deadline and heartbeats watch the node):
+        // ask again later
       }
-      if (!stopped) schedule();
+      backoff();
     };
-    schedule();
+    if (isPreferred(preference, session.node)) schedule(SERVING_CHECK_INTERVAL_MS);
+    else backoff();
     return () => {
       stopped = true;
       if (timer !== undefined) s.timers.clearTimeout(timer);

@@ -49,6 +49,11 @@ export function selectNode(
   return undefined;
 }
 
+/** Whether `member` is in a state in which it can serve clients. */
+export function isServing(member: MemberInfo): boolean {
+  return SERVING.has(member.state);
+}
+
 /**
  * Whether `node` is of the kind `preference` asks for first (any serving node for
  * "random"), rather than a fallback selectNode took because there was none.

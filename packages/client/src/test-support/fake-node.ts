@@ -106,6 +106,8 @@ export class FakeNode {
   /** Members to report; default: this node alone. */
   gossip: (() => unknown[]) | undefined;
   gossipStatus = 200;
+  /** Gossip requests answered so far. */
+  gossipReads = 0;
   readonly #http: Server;
   readonly #wss: WebSocketServer;
   readonly #tcp: Server;
@@ -171,6 +173,7 @@ export class FakeNode {
       res.writeHead(404).end();
       return;
     }
+    this.gossipReads++;
     if (this.gossipStatus !== 200) {
       res.writeHead(this.gossipStatus).end("nope");
       return;
