@@ -103,3 +103,47 @@ describe.each(["leader", "follower", "readOnlyReplica"] as const)(
     });
   },
 );
+
+describe("a persistent consumer on a leader cut off from the others", () => {
+  it("is served by the new leader: every event the majority commits, none twice", async () => {
+    const stream = `stranded-group-${randomUUID()}`;
+    const writer = client("leader");
+    const consumer = client("leader");
+    await writer.appendToStream(stream, [jsonEvent({ type: "Before", data: {} })]);
+    await writer.persistentSubscriptions.create(stream, "g");
+    const sub = consumer.persistentSubscriptions.subscribe(stream, "g", { bufferSize: 10 });
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const e of sub) {
+        seen.push(e.event.id);
+        await sub.ack(e);
+      }
+    })();
+    await waitFor(() => seen.length === 1, { timeoutMs: 10_000, message: "the first event" });
+    const leader = indexOfPort(consumer.node?.externalTcp?.port);
+    expect(leader).toBe(await cluster.leader());
+
+    cluster.partition(
+      [leader],
+      [0, 1, 2, 3].filter((i) => i !== leader),
+    );
+    await waitFor(async () => (await cluster.stateOf(leader)) !== "Leader", {
+      timeoutMs: 15_000,
+      message: `node ${leader} steps down`,
+    });
+    const written = [seen[0]!];
+    for (let i = 0; i < 5; i++) {
+      const event = jsonEvent({ type: "During", data: { i } });
+      await writer.appendToStream(stream, [event], { timeoutMs: 20_000 });
+      written.push(event.id);
+    }
+    await waitFor(() => seen.length >= written.length, {
+      timeoutMs: 20_000,
+      message: `the consumer that was on node ${leader} gets what the majority committed`,
+    });
+    expect(seen).toEqual(written);
+    expect(indexOfPort(consumer.node?.externalTcp?.port)).not.toBe(leader);
+    await sub.unsubscribe();
+    await reading;
+  });
+});
