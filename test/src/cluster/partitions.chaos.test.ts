@@ -160,4 +160,29 @@ describe("three-node cluster under partitions", () => {
     await w.stop();
     await checkHistory(c, w);
   });
+
+  it("a leader and a follower that cannot reach each other while both reach the third: the leader stays, writes go on", async () => {
+    const { c, w, leader } = await start();
+    const [cut, bridge] = [(leader + 1) % 3, (leader + 2) % 3];
+    const epoch = await epochOf(c.nodes[leader]!);
+    // Partial connectivity: only the links between the leader and `cut` fail; the bridge
+    // reaches both. The cut follower loses its leader and asks for votes, which the bridge
+    // (still hearing the leader) must refuse, or the leadership would bounce between them.
+    c.partition([leader], [cut]);
+    await waitFor(async () => (await c.stateOf(cut)) === "Unknown", {
+      timeoutMs: 10_000,
+      message: "the cut follower has lost its leader",
+    });
+    for (let round = 0; round < 3; round++)
+      await writesContinue(w, 100, `writes go on under partial connectivity (round ${round})`);
+    expect(await c.leader()).toBe(leader);
+    expect(await epochOf(c.nodes[leader]!)).toBe(epoch);
+    expect(await c.stateOf(bridge)).toBe("Follower");
+    c.heal();
+    await waitForState(c, cut, "Follower");
+    await writesContinue(w, 50, "writes after healing");
+    await w.stop();
+    await checkHistory(c, w);
+    expect(Math.max(...checkOneLeaderPerEpoch(c).keys())).toBe(epoch);
+  });
 });
