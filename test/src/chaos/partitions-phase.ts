@@ -145,6 +145,7 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
     };
     await progress(FIRST_WRITES_TIMEOUT_MS, "the first appends acknowledged");
 
+    for (const g of GROUPS) await run.noteNodeDescriptors(clusterOf(g), `group ${g}: `);
     const nemeses = new Map<GroupName, Nemesis>(
       GROUPS.map((g) => [
         g,
@@ -200,6 +201,7 @@ export async function runPartitionsPhase(options: PartitionsPhaseOptions): Promi
       GROUPS.map((g) => ({ partition: g, log: longestOf(g) })),
     );
     for (const g of GROUPS) {
+      await run.checkNodeDescriptors(clusterOf(g), `group ${g}: `);
       run.checkClusterHistory(
         clusterOf(g),
         settled.get(g) ?? { logs: [], longest: [] },

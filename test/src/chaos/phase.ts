@@ -139,7 +139,8 @@ export class PhaseRun {
   readonly controller = new AbortController();
   #progressTimer: NodeJS.Timeout | undefined;
   /** Each node's process and its descriptors when the workload was running, before faults. */
-  readonly #nodeDescriptors = new Map<number, { pid: number; at: Descriptors }>();
+  /** By the cluster's label and the node's index. */
+  readonly #nodeDescriptors = new Map<string, { pid: number; at: Descriptors }>();
   /** This process's descriptors before the phase started anything (noteOwnDescriptors). */
   #ownDescriptors: Descriptors | undefined;
 
@@ -322,12 +323,16 @@ export class PhaseRun {
     }
   }
 
-  /** Notes every node's open descriptors (before the faults; see checkNodeDescriptors). */
-  async noteNodeDescriptors(c: TestCluster): Promise<void> {
+  /**
+   * Notes every node's open descriptors (before the faults; see checkNodeDescriptors). `label`
+   * tells the clusters of one phase apart, as in checkNodeDescriptors.
+   */
+  async noteNodeDescriptors(c: Pick<TestCluster, "nodes">, label: string): Promise<void> {
     for (const [i, node] of c.nodes.entries()) {
       const pid = node.pid;
       const at = pid === undefined ? undefined : await descriptorsOf(pid);
-      if (pid !== undefined && at !== undefined) this.#nodeDescriptors.set(i, { pid, at });
+      if (pid !== undefined && at !== undefined)
+        this.#nodeDescriptors.set(`${label}${i}`, { pid, at });
     }
   }
 
@@ -336,10 +341,10 @@ export class PhaseRun {
    * NODE_DESCRIPTOR_GROWTH_ALLOWED more descriptors than before the faults (a restarted one
    * starts afresh and is not compared); a violation otherwise. Prints what each holds.
    */
-  async checkNodeDescriptors(c: TestCluster, label: string): Promise<void> {
+  async checkNodeDescriptors(c: Pick<TestCluster, "nodes">, label: string): Promise<void> {
     const parts: string[] = [];
     for (const [i, node] of c.nodes.entries()) {
-      const before = this.#nodeDescriptors.get(i);
+      const before = this.#nodeDescriptors.get(`${label}${i}`);
       if (before === undefined || node.pid !== before.pid) {
         parts.push(`node ${i} restarted`);
         continue;
@@ -473,7 +478,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       timeoutMs: FIRST_WRITES_TIMEOUT_MS,
       message: "the first appends acknowledged",
     });
-    await run.noteNodeDescriptors(c);
+    await run.noteNodeDescriptors(c, "");
 
     const nemesis = createNemesis({
       cluster: c,

@@ -149,6 +149,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
       message: "the first appends acknowledged",
     });
 
+    await run.noteNodeDescriptors({ nodes: instances }, "instances: ");
     const injected: InjectedFault[] = [];
     const active = new Set<string>();
     const faultsStart = performance.now();
@@ -205,6 +206,7 @@ export async function runPostgresPhase(options: PostgresPhaseOptions): Promise<P
 
     for (const v of checkAppendHistory(w.appends, longest)) violation(`the log: ${v}`);
     const { byTwo } = await run.checkReaders(strategy, [{ partition: undefined, log: longest }]);
+    await run.checkNodeDescriptors({ nodes: instances }, "instances: ");
 
     const logsDir =
       violations.length > 0
