@@ -5,8 +5,29 @@ import {
   startNode,
   waitFor,
   type FaultProxy,
+  type TestCluster,
   type TestNode,
 } from "@chorus/testing";
+
+/**
+ * Waits until a cluster of three voters and one read-only replica has a leader, two followers
+ * and a replica that has caught up: until then a client has no follower or replica to choose.
+ */
+export async function threeVotersAndReplicaServing(
+  cluster: TestCluster,
+  timeoutMs: number,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      const states = await Promise.all(cluster.nodes.map((_, i) => cluster.stateOf(i)));
+      return (
+        states.slice(0, 3).sort().join() === "Follower,Follower,Leader" &&
+        states[3] === "ReadOnlyReplica"
+      );
+    },
+    { timeoutMs, intervalMs: 50, message: "a leader, two followers and a replica" },
+  );
+}
 
 /**
  * A cluster whose clients reach every node through a fault proxy: node `i` advertises

@@ -3,24 +3,14 @@
 import { ChorusClient, jsonEvent, type MemberInfo, type NodePreference } from "@chorus/client";
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { servedBy, type Served } from "./helpers.js";
+import { servedBy, threeVotersAndReplicaServing, type Served } from "./helpers.js";
 
 let cluster: TestCluster;
 
 beforeAll(async () => {
   cluster = await startCluster({ size: 3, readOnlyReplicas: 1, memDb: true });
   await cluster.leader({ timeoutMs: 20_000 });
-  // Until the others have caught up, a client has no follower or replica to choose.
-  await waitFor(
-    async () => {
-      const states = await Promise.all(cluster.nodes.map((_, i) => cluster.stateOf(i)));
-      return (
-        states.slice(0, 3).sort().join() === "Follower,Follower,Leader" &&
-        states[3] === "ReadOnlyReplica"
-      );
-    },
-    { timeoutMs: 20_000, intervalMs: 50, message: "two followers and a replica" },
-  );
+  await threeVotersAndReplicaServing(cluster, 20_000);
 });
 
 afterAll(async () => {

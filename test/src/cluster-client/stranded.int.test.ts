@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { ChorusClient, jsonEvent, type NodePreference } from "@chorus/client";
 import { startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { threeVotersAndReplicaServing } from "./helpers.js";
 
 let cluster: TestCluster;
 const clients: ChorusClient[] = [];
@@ -27,18 +28,31 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-/** A leader, two followers and a replica that has caught up. */
-async function servingAll(): Promise<void> {
-  await waitFor(
-    async () => {
-      const states = await Promise.all(cluster.nodes.map((_, i) => cluster.stateOf(i)));
-      return (
-        states.slice(0, 3).sort().join() === "Follower,Follower,Leader" &&
-        states[3] === "ReadOnlyReplica"
-      );
-    },
-    { timeoutMs: 30_000, intervalMs: 50, message: "a leader, two followers and a replica" },
-  );
+function servingAll(): Promise<void> {
+  return threeVotersAndReplicaServing(cluster, 30_000);
+}
+
+/**
+ * Five appends by `writer` while `cut` is cut off; waits until the reader has seen them after
+ * `seen`'s first event, and checks that it saw exactly those, in order, once each.
+ */
+async function writtenWhileCut(
+  writer: ChorusClient,
+  stream: string,
+  seen: readonly string[],
+  cut: number,
+): Promise<void> {
+  const written = [seen[0]!];
+  for (let i = 0; i < 5; i++) {
+    const event = jsonEvent({ type: "During", data: { i } });
+    await writer.appendToStream(stream, [event], { timeoutMs: 20_000 });
+    written.push(event.id);
+  }
+  await waitFor(() => seen.length >= written.length, {
+    timeoutMs: 20_000,
+    message: `the reader that was on node ${cut} gets what the majority committed`,
+  });
+  expect(seen).toEqual(written);
 }
 
 function client(preference: NodePreference): ChorusClient {
@@ -85,17 +99,7 @@ describe.each(["leader", "follower", "readOnlyReplica"] as const)(
           ),
         { timeoutMs: 15_000, message: `node ${served} stops serving` },
       );
-      const written = [seen[0]!];
-      for (let i = 0; i < 5; i++) {
-        const event = jsonEvent({ type: "During", data: { i } });
-        await writer.appendToStream(stream, [event], { timeoutMs: 20_000 });
-        written.push(event.id);
-      }
-      await waitFor(() => seen.length >= written.length, {
-        timeoutMs: 20_000,
-        message: `the subscriber that was on node ${served} gets what the majority committed`,
-      });
-      expect(seen).toEqual(written);
+      await writtenWhileCut(writer, stream, seen, served);
       const now = preference === "leader" ? subscriber.node : subscriber.readNode;
       expect(indexOfPort(now?.externalTcp?.port)).not.toBe(served);
       await sub.unsubscribe();
@@ -131,17 +135,7 @@ describe("a persistent consumer on a leader cut off from the others", () => {
       timeoutMs: 15_000,
       message: `node ${leader} steps down`,
     });
-    const written = [seen[0]!];
-    for (let i = 0; i < 5; i++) {
-      const event = jsonEvent({ type: "During", data: { i } });
-      await writer.appendToStream(stream, [event], { timeoutMs: 20_000 });
-      written.push(event.id);
-    }
-    await waitFor(() => seen.length >= written.length, {
-      timeoutMs: 20_000,
-      message: `the consumer that was on node ${leader} gets what the majority committed`,
-    });
-    expect(seen).toEqual(written);
+    await writtenWhileCut(writer, stream, seen, leader);
     expect(indexOfPort(consumer.node?.externalTcp?.port)).not.toBe(leader);
     await sub.unsubscribe();
     await reading;
