@@ -19,6 +19,9 @@ import {
   type TestNode,
 } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { epochOf, roleChanges } from "./helpers.js";
 import { checkHistory, streamOn, type Writers } from "./write-checker.js";
@@ -52,11 +55,15 @@ const HUGE_STREAM_NAME_CHARS = 200;
 let cluster: TestCluster | undefined;
 const clients: ChorusClient[] = [];
 
+/** Data directories a test made (startCluster's `dataDirs`), removed after it. */
+const ownedDirs: string[] = [];
+
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
   // stop() removes the iptables chain first, even when the test failed.
   await cluster?.stop();
   cluster = undefined;
+  await Promise.all(ownedDirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
 function clientOf(c: TestCluster, options = CLIENT_OPTIONS): ChorusClient {
@@ -88,16 +95,27 @@ async function lastRevisionOn(node: TestNode, stream: string): Promise<number> {
 }
 
 describe.skipIf(!support.available)(`hostile faults (issue 10)${SKIPPED}`, () => {
-  it(
-    "(1) --mem-db: a restarted follower with an empty memory does not elect a leader that lacks acknowledged writes",
+  it.each([
+    ["--mem-db", "with an empty memory"],
+    ["on disk", "whose data directory was emptied"],
+  ] as const)(
+    "(1) %s: a restarted follower %s does not elect a leader that lacks acknowledged writes",
     { timeout: 120_000 },
-    async () => {
+    async (mode, _lost) => {
+      // On disk, the data directories are the test's, so that F1's can be emptied while it is
+      // down (an operator's mistake, or a replaced disk).
+      const dataDirs =
+        mode === "on disk"
+          ? await Promise.all([0, 1, 2].map(() => mkdtemp(join(tmpdir(), "chorus-amnesia-"))))
+          : undefined;
       const c = (cluster = await startCluster({
         size: 3,
-        memDb: true,
+        memDb: mode === "--mem-db",
+        ...(dataDirs && { dataDirs }),
         kernelFaults: true,
         timings: { electionTimeoutMs: SCENARIO1_ELECTION_TIMEOUT_MS },
       }));
+      ownedDirs.push(...(dataDirs ?? []));
       const leader = await c.leader({ timeoutMs: 20_000 });
       const f1 = (leader + 1) % 3;
       const f2 = (leader + 2) % 3;
@@ -123,10 +141,15 @@ describe.skipIf(!support.available)(`hostile faults (issue 10)${SKIPPED}`, () =>
       expect(await c.stateOf(leader), "setup: L still leads after the appends").toBe("Leader");
       expect((await streamOn(c.nodes[f2]!, stream)).ids, "setup: F2 has none of them").toEqual([]);
 
-      // L cut from F1 too; F1 loses its memory (SIGKILL of a --mem-db node) and comes back
-      // with the same command line. Both before F1 could notice L is gone (election timeout).
+      // L cut from F1 too; F1 loses its memory (SIGKILL of a --mem-db node, or of a node whose
+      // data directory is then emptied) and comes back with the same command line. Both before
+      // F1 could notice L is gone (election timeout).
       await c.kernel.partition(leader, f1);
       await c.kill(f1);
+      if (dataDirs) {
+        const dir = dataDirs[f1]!;
+        for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true });
+      }
       await c.restart(f1);
 
       // While partitioned: no leader that lacks the acknowledged events, and every read a
