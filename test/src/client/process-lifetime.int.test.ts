@@ -3,7 +3,7 @@
 // must hold the process until it settles, so an awaited operation always ends with its
 // result or its error, never with Node's exit code 13 for an unsettled top-level await; an
 // idle client, even one nobody closed, must not stop the process from exiting.
-import { freePorts, startNode, type TestNode } from "@chorus/testing";
+import { freePorts, getJson, startNode, type TestNode } from "@chorus/testing";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -151,6 +151,30 @@ print({ outcome: "appended", revision: String(result.nextExpectedVersion), statu
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.lines).toEqual([{ outcome: "appended", revision: "0", status: "connected" }]);
+  });
+
+  it("exits by itself once its own work is done, though a cluster client's connection watches its node", async () => {
+    // A cluster connection reads its node's gossip every 2 s (connection.ts, #watchNode): that
+    // read and its kept-alive socket must not hold the process once the script's work (3 s
+    // here, past one read) is done.
+    const httpRequests = async () => {
+      const res = await getJson(`http://${node.httpEndpoint}/stats`, 5_000);
+      return (res.body as { totals: { httpRequests: number } }).totals.httpRequests;
+    };
+    const before = await httpRequests();
+    const run = await runScript(
+      `const client = new CLIENT.ChorusClient("chorus+discover://${node.httpEndpoint}?tls=false");
+await client.appendToStream("watched", CLIENT.jsonEvent({ type: "A", data: 1 }));
+const started = performance.now();
+setTimeout(() => print({ outcome: "done", workMs: Math.round(performance.now() - started) }), 3_000);`,
+      EXIT_DEADLINE_MS,
+    );
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.lines).toEqual([{ outcome: "done", workMs: expect.any(Number) as number }]);
+    // Discovery's gossip request, then at least one of the watch's (the /stats asked here
+    // counts once it is answered, after the count is read).
+    expect((await httpRequests()) - before).toBeGreaterThanOrEqual(3);
   });
 
   it("is held by a subscription being iterated until it ends, then exits without close()", async () => {
