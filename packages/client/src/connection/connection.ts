@@ -352,12 +352,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       timer = undefined;
       try {
         if (isPreferred(preference, session.node) && http !== undefined) {
-          const view = await (
-            await this.#view.io()
-          ).reader.read(http, {
-            timeoutMs: s.gossipTimeoutMs,
-            signal,
-          });
+          const { reader } = await this.#view.io();
+          const view = await reader.read(http, { timeoutMs: s.gossipTimeoutMs, signal });
           if (stopped) return;
           const self = view.find(isSelf);
           if (self === undefined || (self.isAlive && isPreferred(preference, self))) {
