@@ -138,8 +138,10 @@ export class PhaseRun {
   /** Aborted when the phase's fault time is over (or on cleanup). */
   readonly controller = new AbortController();
   #progressTimer: NodeJS.Timeout | undefined;
-  /** Each node's process and its descriptors when the workload was running, before faults. */
-  /** By the cluster's label and the node's index. */
+  /**
+   * Each node's process and its descriptors when the workload was running, before faults; by
+   * the cluster's label and the node's index.
+   */
   readonly #nodeDescriptors = new Map<string, { pid: number; at: Descriptors }>();
   /** This process's descriptors before the phase started anything (noteOwnDescriptors). */
   #ownDescriptors: Descriptors | undefined;
