@@ -108,6 +108,7 @@ describe.skipIf(!support.available)(`hostile faults (issue 10)${SKIPPED}`, () =>
         mode === "on disk"
           ? await Promise.all([0, 1, 2].map(() => mkdtemp(join(tmpdir(), "chorus-amnesia-"))))
           : undefined;
+      ownedDirs.push(...(dataDirs ?? []));
       const c = (cluster = await startCluster({
         size: 3,
         memDb: mode === "--mem-db",
@@ -115,7 +116,6 @@ describe.skipIf(!support.available)(`hostile faults (issue 10)${SKIPPED}`, () =>
         kernelFaults: true,
         timings: { electionTimeoutMs: SCENARIO1_ELECTION_TIMEOUT_MS },
       }));
-      ownedDirs.push(...(dataDirs ?? []));
       const leader = await c.leader({ timeoutMs: 20_000 });
       const f1 = (leader + 1) % 3;
       const f2 = (leader + 2) % 3;
