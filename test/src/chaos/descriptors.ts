@@ -35,6 +35,18 @@ export async function descriptorsOf(pid: number): Promise<Descriptors | undefine
   return { total: sockets + files + other, sockets, files, other };
 }
 
+/**
+ * `pid:start`, with the process's start time (field 22 of /proc/<pid>/stat, in clock ticks
+ * since boot): one process, even once its pid is reused by another; undefined when it is gone.
+ */
+export async function processKeyOf(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  if (stat === undefined) return undefined;
+  // The command name (field 2) is in parentheses and may hold spaces: count after it.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return `${pid}:${fields[19]}`;
+}
+
 /** e.g. `41 (sockets 12, files 20, other 9)`. */
 export function describeDescriptors(d: Descriptors): string {
   return `${d.total} (sockets ${d.sockets}, files ${d.files}, other ${d.other})`;

@@ -27,6 +27,7 @@ import {
   describeDescriptors,
   descriptorsOf,
   openSockets,
+  processKeyOf,
   socketHandles,
   type Descriptors,
 } from "./descriptors.js";
@@ -71,6 +72,13 @@ export const PROGRESS_LINE_INTERVAL_MS = 5_000;
  * segment or two more. A descriptor kept per fault would pass it within a few minutes.
  */
 export const NODE_DESCRIPTOR_GROWTH_ALLOWED = 48;
+/**
+ * A node process started during the phase (a restart) takes its descriptor baseline this long
+ * after it was first seen: once it has its peer links and clients again.
+ */
+export const NODE_BASELINE_AFTER_MS = 10_000;
+/** How often the node processes are looked at for new ones (a restart). */
+const NODE_SAMPLE_INTERVAL_MS = 2_000;
 /** How long this process may take to close its last sockets once the phase has stopped. */
 export const OWN_DESCRIPTORS_TIMEOUT_MS = 10_000;
 /** The node whose data directory moves to a tmpfs for disk-full faults (disk phase). */
@@ -142,9 +150,18 @@ export class PhaseRun {
    * Each node's process and its descriptors when the workload was running, before faults; by
    * the cluster's label and the node's index.
    */
-  readonly #nodeDescriptors = new Map<string, { pid: number; at: Descriptors }>();
+  readonly #nodeDescriptors = new Map<string, { key: string; at: Descriptors }>();
   /** This process's descriptors before the phase started anything (noteOwnDescriptors). */
   #ownDescriptors: Descriptors | undefined;
+  /** The clusters whose node processes are sampled (noteNodeDescriptors). */
+  readonly #sampled: Array<Pick<TestCluster, "nodes">> = [];
+  /**
+   * By node process (processKeyOf): when it was first seen, and its descriptors
+   * NODE_BASELINE_AFTER_MS later.
+   */
+  readonly #baselines = new Map<string, { firstSeenMs: number; at?: Descriptors | undefined }>();
+  #samplingTimer: NodeJS.Timeout | undefined;
+  #sampling = false;
 
   constructor(
     readonly tag: string,
@@ -327,41 +344,82 @@ export class PhaseRun {
 
   /**
    * Notes every node's open descriptors (before the faults; see checkNodeDescriptors). `label`
-   * tells the clusters of one phase apart, as in checkNodeDescriptors.
+   * tells the clusters of one phase apart, as in checkNodeDescriptors. From then on, until
+   * stopWorkload, every node process of `c` that starts (a restart) gets a baseline of its own,
+   * NODE_BASELINE_AFTER_MS after it was first seen: in a long phase every node restarts at some
+   * point, and a leak in a process that then runs for minutes must still show.
    */
   async noteNodeDescriptors(c: Pick<TestCluster, "nodes">, label: string): Promise<void> {
     for (const [i, node] of c.nodes.entries()) {
       const pid = node.pid;
+      const key = pid === undefined ? undefined : await processKeyOf(pid);
       const at = pid === undefined ? undefined : await descriptorsOf(pid);
-      if (pid !== undefined && at !== undefined)
-        this.#nodeDescriptors.set(`${label}${i}`, { pid, at });
+      if (key === undefined || at === undefined) continue;
+      this.#nodeDescriptors.set(`${label}${i}`, { key, at });
+      this.#baselines.set(key, { firstSeenMs: performance.now() });
+    }
+    this.#sampled.push(c);
+    this.#samplingTimer ??= setInterval(() => void this.#sampleNodes(), NODE_SAMPLE_INTERVAL_MS);
+  }
+
+  /** Notes new node processes, and the baseline of those seen NODE_BASELINE_AFTER_MS ago. */
+  async #sampleNodes(): Promise<void> {
+    if (this.#sampling) return;
+    this.#sampling = true;
+    try {
+      for (const c of this.#sampled) {
+        for (const node of c.nodes) {
+          const pid = node.running ? node.pid : undefined;
+          const key = pid === undefined ? undefined : await processKeyOf(pid);
+          if (pid === undefined || key === undefined) continue;
+          const known = this.#baselines.get(key);
+          const now = performance.now();
+          if (known === undefined) this.#baselines.set(key, { firstSeenMs: now });
+          else if (known.at === undefined && now - known.firstSeenMs >= NODE_BASELINE_AFTER_MS)
+            known.at = await descriptorsOf(pid);
+        }
+      }
+    } finally {
+      this.#sampling = false;
     }
   }
 
   /**
-   * After healing: a node process that ran through the whole phase holds at most
-   * NODE_DESCRIPTOR_GROWTH_ALLOWED more descriptors than before the faults (a restarted one
-   * starts afresh and is not compared); a violation otherwise. Prints what each holds.
+   * After healing: a node process holds at most NODE_DESCRIPTOR_GROWTH_ALLOWED more
+   * descriptors than before the faults, or, when it was restarted during the phase, than
+   * NODE_BASELINE_AFTER_MS after it started; a violation otherwise. One restarted too late for
+   * a baseline is not compared. Prints what each holds.
    */
   async checkNodeDescriptors(c: Pick<TestCluster, "nodes">, label: string): Promise<void> {
     const parts: string[] = [];
     for (const [i, node] of c.nodes.entries()) {
-      const before = this.#nodeDescriptors.get(`${label}${i}`);
-      if (before === undefined || node.pid !== before.pid) {
-        parts.push(`node ${i} restarted`);
+      const noted = this.#nodeDescriptors.get(`${label}${i}`);
+      const pid = node.pid;
+      const key = pid === undefined ? undefined : await processKeyOf(pid);
+      const throughout = noted !== undefined && noted.key === key;
+      const before = throughout
+        ? noted.at
+        : key === undefined
+          ? undefined
+          : this.#baselines.get(key)?.at;
+      if (pid === undefined || before === undefined) {
+        parts.push(`node ${i} restarted late (not compared)`);
         continue;
       }
-      const now = await descriptorsOf(before.pid);
+      const now = await descriptorsOf(pid);
       if (now === undefined) continue;
-      parts.push(`node ${i} ${before.at.total} -> ${now.total}`);
-      if (now.total > before.at.total + NODE_DESCRIPTOR_GROWTH_ALLOWED)
+      const since = throughout ? "before the faults" : "after its restart";
+      parts.push(
+        `node ${i} ${before.total} -> ${now.total}${throughout ? "" : " (since its restart)"}`,
+      );
+      if (now.total > before.total + NODE_DESCRIPTOR_GROWTH_ALLOWED)
         this.violation(
-          `${label}node ${i} holds ${now.total - before.at.total} more descriptors after healing than before the faults: ` +
-            `${describeDescriptors(before.at)} -> ${describeDescriptors(now)}`,
+          `${label}node ${i} holds ${now.total - before.total} more descriptors after healing than ${since}: ` +
+            `${describeDescriptors(before)} -> ${describeDescriptors(now)}`,
         );
     }
     this.print(
-      `${this.tag}: ${label}descriptors before the faults -> after healing: ${parts.join(", ")}`,
+      `${this.tag}: ${label}descriptors before the faults (or after a restart) -> after healing: ${parts.join(", ")}`,
     );
   }
 
@@ -402,6 +460,7 @@ export class PhaseRun {
   async stopWorkload(): Promise<void> {
     this.controller.abort();
     this.stopProgress();
+    clearInterval(this.#samplingTimer);
     await this.writers?.stop().catch(() => []);
     await Promise.all(this.subscribers.map((s) => s.stop().catch(() => undefined)));
     await this.persistent?.stop().catch(() => undefined);
