@@ -2,15 +2,13 @@
 // leader is SIGKILLed while they run: the export must still hold every event of the source, in
 // `$all` order, once; the import's appends, retried through the failover with the file's event
 // ids, must leave the copy with exactly the file's events, in its order, none twice.
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { getJson, startCluster, waitFor, type TestCluster } from "@chorus/testing";
 import { afterEach, describe, expect, it } from "vitest";
+import { startChorus, type ChorusProcess } from "../cli-process.js";
 
 const STREAMS = 40;
 /** Events per stream, appended in batches of BATCH. */
@@ -23,12 +21,6 @@ const KILL_AT = 0.2;
 const CLI_TIMEOUT_MS = 120_000;
 const CLIENT_OPTIONS =
   "&operationTimeout=30000&reconnectionDelay=20&discoverDelay=20&maxReconnections=1000";
-
-const CLI_BIN = join(
-  dirname(createRequire(import.meta.url).resolve("@chorus/cli/package.json")),
-  "bin",
-  "chorus.js",
-);
 
 const clusters: TestCluster[] = [];
 const clients: ChorusClient[] = [];
@@ -49,22 +41,8 @@ async function cluster(memDb: boolean): Promise<{ c: TestCluster; client: Chorus
   return { c, client };
 }
 
-/** A running `chorus` process: its exit, with everything it printed. */
-function chorus(args: string[]): { pid: number; exited: () => boolean; done: Promise<string> } {
-  const child = spawn(process.execPath, [CLI_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  let exited = false;
-  child.stdout.setEncoding("utf8").on("data", (t: string) => (output += t));
-  child.stderr.setEncoding("utf8").on("data", (t: string) => (output += t));
-  const timer = setTimeout(() => child.kill("SIGKILL"), CLI_TIMEOUT_MS);
-  const done = once(child, "close").then(([code]) => {
-    exited = true;
-    clearTimeout(timer);
-    if (code !== 0) throw new Error(`chorus ${args.join(" ")} exited with ${code}: ${output}`);
-    return output;
-  });
-  done.catch(() => undefined);
-  return { pid: child.pid!, exited: () => exited, done };
+function chorus(args: string[]): ChorusProcess {
+  return startChorus(args, CLI_TIMEOUT_MS);
 }
 
 /** Ids of the events of `$all` that are not system events, in order. */

@@ -38,13 +38,10 @@ import {
 } from "@chorus/client";
 import { partitionOf } from "@chorus/protocol";
 import { startCluster, type TestCluster } from "@chorus/testing";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { pick, randomInt, seededRandom, seededUuid, type Random } from "../chaos/schedule.js";
@@ -56,6 +53,7 @@ import {
   startBackendNode,
   type Backend,
 } from "../backends.js";
+import { startChorus } from "../cli-process.js";
 import { differentialRun, outcomeOf } from "./differential-kit.js";
 
 afterAll(closeBackends);
@@ -794,23 +792,11 @@ class Generator {
   }
 }
 
-const CLI_BIN = join(
-  dirname(createRequire(import.meta.url).resolve("@chorus/cli/package.json")),
-  "bin",
-  "chorus.js",
-);
 const CLI_TIMEOUT_MS = 60_000;
 
 /** Runs `chorus args` to its end; throws with its output unless it exits 0. */
 async function chorus(args: string[]): Promise<void> {
-  const child = spawn(process.execPath, [CLI_BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.setEncoding("utf8").on("data", (t: string) => (output += t));
-  child.stderr.setEncoding("utf8").on("data", (t: string) => (output += t));
-  const timer = setTimeout(() => child.kill("SIGKILL"), CLI_TIMEOUT_MS);
-  const [code] = (await once(child, "close")) as [number | null];
-  clearTimeout(timer);
-  if (code !== 0) throw new Error(`chorus ${args.join(" ")} exited with ${code}: ${output}`);
+  await startChorus(args, CLI_TIMEOUT_MS).done;
 }
 
 /** Metadata keys that name the source stream's revisions: an export leaves them out. */
