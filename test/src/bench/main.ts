@@ -421,7 +421,7 @@ async function hasFillStreams(ctx: Ctx): Promise<boolean> {
 /**
  * `read-stream`: one stream of n events, written by one writer in appends of 100 (as an
  * aggregate or a batch import writes), read forwards whole; median of 3 runs; a row per
- * payload size. The events it wrote.
+ * payload size. Then the interleaved row. The events it wrote.
  */
 async function readStreamRows(ctx: Ctx): Promise<number> {
   const n = ctx.args.quick ? 2_000 : 20_000;
@@ -431,31 +431,77 @@ async function readStreamRows(ctx: Ctx): Promise<number> {
       const batch = Array.from({ length: 100 }, (_, k) => sizedEvent(i + k, payloadBytes));
       await ctx.client.appendToStream(stream, batch);
     }
-    const readWhole = async (): Promise<number> => {
-      const start = performance.now();
-      let count = 0;
-      for await (const _ of ctx.client.readStream(stream, { maxCount: Number.MAX_SAFE_INTEGER }))
-        count++;
-      if (count !== n) throw new Error(`read-stream read ${count} of ${n} events`);
-      return n / ((performance.now() - start) / 1000);
-    };
-    await readWhole(); // warm-up, unmeasured
-    const runs: number[] = [];
-    const cpu = ctx.cpu.start(await ctx.servers());
-    for (let r = 0; r < 3; r++) runs.push(await readWhole());
-    const cpuColumns = ctx.cpu.stop(cpu, 3 * n);
-    runs.sort((a, b) => a - b);
     emit({
       test: "read-stream",
       nodes: ctx.nodes,
       n,
+      layout: "runs",
       payload_bytes: payloadBytes,
-      ops_per_s: round(runs[1]!),
-      runs: runs.map((v) => round(v)),
-      ...cpuColumns,
+      ...(await readRuns(ctx, n, [stream])),
     });
   }
-  return 2 * n;
+  return 2 * n + (await readInterleavedRow(ctx));
+}
+
+/**
+ * `read-stream` with `layout: "interleaved"`: aggregates, many streams of a few events each,
+ * written a round at a time (one event per stream per round, as a service's aggregates change),
+ * so each stream's events lie far apart in the log; every stream read whole, in turn. The
+ * events it wrote.
+ */
+async function readInterleavedRow(ctx: Ctx): Promise<number> {
+  const count = ctx.args.quick ? 200 : 2_000;
+  const perStream = ctx.args.quick ? 10 : 25;
+  const prefix = `aggregate-${Date.now()}`;
+  const streams = Array.from({ length: count }, (_, s) => `${prefix}-${s}`);
+  for (let round = 0; round < perStream; round++) {
+    for (let s = 0; s < count; s += 64) {
+      await Promise.all(
+        streams
+          .slice(s, s + 64)
+          .map((stream) => ctx.client.appendToStream(stream, sizedEvent(round, 100))),
+      );
+    }
+  }
+  const n = count * perStream;
+  emit({
+    test: "read-stream",
+    nodes: ctx.nodes,
+    n,
+    layout: "interleaved",
+    streams: count,
+    payload_bytes: 100,
+    ...(await readRuns(ctx, n, streams)),
+  });
+  return n;
+}
+
+/**
+ * Reads `streams` whole, one after the other (`n` events in all), once unmeasured and then 3
+ * times: the median's events per second, every run's, and the CPU columns.
+ */
+async function readRuns(
+  ctx: Ctx,
+  n: number,
+  streams: readonly string[],
+): Promise<Record<string, unknown>> {
+  const readOnce = async (): Promise<number> => {
+    const start = performance.now();
+    let count = 0;
+    for (const stream of streams) {
+      for await (const _ of ctx.client.readStream(stream, { maxCount: Number.MAX_SAFE_INTEGER }))
+        count++;
+    }
+    if (count !== n) throw new Error(`read-stream read ${count} of ${n} events`);
+    return n / ((performance.now() - start) / 1000);
+  };
+  await readOnce(); // warm-up, unmeasured
+  const runs: number[] = [];
+  const cpu = ctx.cpu.start(await ctx.servers());
+  for (let r = 0; r < 3; r++) runs.push(await readOnce());
+  const cpuColumns = ctx.cpu.stop(cpu, 3 * n);
+  runs.sort((a, b) => a - b);
+  return { ops_per_s: round(runs[1]!), runs: runs.map((v) => round(v)), ...cpuColumns };
 }
 
 async function readAllAndMemory(ctx: Ctx, only: (name: string) => boolean): Promise<void> {

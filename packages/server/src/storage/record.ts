@@ -7,6 +7,7 @@
  * Every payload starts with a flags byte; bit 0 marks the last record of an atomic batch.
  */
 import { crc32c } from "@node-rs/crc32";
+import type { StoredEvent } from "../streams/types.js";
 import { uuidBytes } from "../streams/uuid.js";
 
 export const RECORD_HEADER_BYTES = 9;
@@ -405,6 +406,77 @@ export function decodeCheckedRecord(
     if (err instanceof PayloadError || err instanceof RangeError) return null;
     throw err;
   }
+}
+
+/** What data or metadata of no bytes is read as: one shared empty buffer, not one per event. */
+const NO_BYTES: Buffer = Buffer.alloc(0);
+
+/** A copy of a view decodeStoredEvent made with `copy` false (the shared empty buffer stays). */
+export function copyBytes(bytes: Buffer): Buffer {
+  return bytes.length === 0 ? bytes : copyOut(bytes, 0, bytes.length);
+}
+
+/**
+ * An EVENT record whose framing has been checked, straight into the StoredEvent at
+ * `position`, data and metadata copied out (`copy`; else views into `buf`); undefined for a record of another type; null for
+ * an EVENT record whose payload does not parse. The read paths' decoder: decodeCheckedRecord
+ * builds an EventRecord (with its id as a latin1 key) that a read would turn into a
+ * StoredEvent at once; here the id's text comes from its bytes, and empty data or metadata
+ * shares one buffer (most events carry no metadata).
+ */
+export function decodeStoredEvent(
+  buf: Buffer,
+  at: number,
+  length: number,
+  position: number,
+  copy = true,
+): StoredEvent | null | undefined {
+  if (buf[at + 8] !== RecordType.EVENT) return undefined;
+  const limit = at + length - RECORD_TRAILER_BYTES;
+  let o = at + RECORD_HEADER_BYTES;
+  const flags = buf[o] as number;
+  o += 1;
+  if (o + 42 > limit) return null;
+  const revision = buf.readDoubleLE(o);
+  const createdMs = buf.readDoubleLE(o + 16);
+  let id = "";
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) id += "-";
+    id += HEX_BYTE[buf[o + 24 + i] as number] as string;
+  }
+  o += 40;
+  const streamBytes = buf.readUInt16LE(o);
+  o += 2;
+  if (o + streamBytes + 2 > limit) return null;
+  const streamId = buf.toString("utf8", o, o + streamBytes);
+  o += streamBytes;
+  const typeBytes = buf.readUInt16LE(o);
+  o += 2;
+  if (o + typeBytes + 4 > limit) return null;
+  const type = buf.toString("utf8", o, o + typeBytes);
+  o += typeBytes;
+  const dataBytes = buf.readUInt32LE(o);
+  o += 4;
+  if (o + dataBytes + 4 > limit) return null;
+  const data =
+    dataBytes === 0 ? NO_BYTES : copy ? copyOut(buf, o, dataBytes) : buf.subarray(o, o + dataBytes);
+  o += dataBytes;
+  const metaBytes = buf.readUInt32LE(o);
+  o += 4;
+  if (o + metaBytes > limit) return null;
+  const metadata =
+    metaBytes === 0 ? NO_BYTES : copy ? copyOut(buf, o, metaBytes) : buf.subarray(o, o + metaBytes);
+  return {
+    streamId,
+    revision,
+    position,
+    id,
+    type,
+    isJson: (flags & FLAG_IS_JSON) !== 0,
+    data,
+    metadata,
+    createdMs,
+  };
 }
 
 /**

@@ -61,7 +61,9 @@ import {
   MIN_RECORD_BYTES,
   RECORD_TRAILER_BYTES,
   checkRecord,
+  copyBytes,
   decodeCheckedRecord as decodeGeneric,
+  decodeStoredEvent,
   decodeEpoch,
   encodeEpoch,
   encodeEvent,
@@ -77,6 +79,7 @@ import {
   RecordType,
 } from "./record.js";
 import { IdempotencyWindow } from "./recent-ids.js";
+import { SyncReadGate } from "./sync-read-gate.js";
 import type { EpochEntry, ReplicatedLog, StoredHardState } from "./replicated-log.js";
 import { MemoryKv, type Kv } from "./index/kv.js";
 import { LogIndex, type EventIdHit } from "./index/log-index.js";
@@ -144,9 +147,12 @@ function lastAtOrBelow(list: readonly number[], value: number): number {
  * lies within STREAM_READ_BLOCK_BYTES of the block before, up to MAX_STREAM_READ_BLOCK_BYTES.
  * A stream written in runs (a batch, one writer) is read in a few large reads, as `$all` is
  * (2 KB events: 3x the events per second of 16 KB reads); one whose events lie far apart
- * costs a small read per event, never a large one.
+ * costs a small read per event, never a large one: after a hop that was not dense, a block of
+ * SPARSE_STREAM_READ_BLOCK_BYTES, about the record alone (an aggregate's events written among
+ * other streams' read about 1.3x faster than with 16 KB blocks).
  */
 const STREAM_READ_BLOCK_BYTES = 16 * 1024;
+const SPARSE_STREAM_READ_BLOCK_BYTES = 4 * 1024;
 const MAX_STREAM_READ_BLOCK_BYTES = 256 * 1024;
 
 /** The log bytes of a stream read, in blocks (see STREAM_READ_BLOCK_BYTES). */
@@ -160,6 +166,8 @@ class StreamWalkReader {
   constructor(
     private readonly log: Log,
     private readonly limit: number,
+    /** Whether a block not held in memory is read synchronously (sync-read-gate.ts). */
+    private readonly syncReads: SyncReadGate,
   ) {}
 
   /**
@@ -182,7 +190,9 @@ class StreamWalkReader {
         : position >= bufEnd - RECORD_PROBE_BYTES && position - bufEnd <= STREAM_READ_BLOCK_BYTES;
     this.block = dense
       ? Math.min(this.block * 2, MAX_STREAM_READ_BLOCK_BYTES)
-      : STREAM_READ_BLOCK_BYTES;
+      : this.buf.length === 0
+        ? STREAM_READ_BLOCK_BYTES
+        : SPARSE_STREAM_READ_BLOCK_BYTES;
     let blockStart: number;
     let blockEnd: number;
     if (direction === "backwards") {
@@ -192,9 +202,17 @@ class StreamWalkReader {
       blockStart = position;
       blockEnd = Math.min(this.limit, Math.max(end, position + this.block));
     }
-    const held = this.log.readHeld(blockStart, blockEnd - blockStart);
+    // A walk's blocks mostly come without waiting for I/O: give the event loop a turn now and then.
+    const due = turnIfDue();
+    if (due !== undefined) await due;
+    const blockBytes = blockEnd - blockStart;
+    const held = this.log.readHeld(blockStart, blockBytes);
     this.held = held !== undefined;
-    this.buf = held ?? (await this.log.read(blockStart, blockEnd - blockStart));
+    this.buf =
+      held ??
+      (this.syncReads.open
+        ? this.syncReads.read(() => this.log.readSync(blockStart, blockBytes))
+        : await this.log.read(blockStart, blockBytes));
     this.start = blockStart;
     return this.buf.subarray(
       position - blockStart,
@@ -371,6 +389,8 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private readonly index: LogIndex;
   /** The index's working set: stream states, and what is not persisted yet. */
   private readonly streams: StreamCache;
+  /** Whether stream reads read the log file synchronously (sync-read-gate.ts). */
+  private readonly syncReads = new SyncReadGate();
 
   private phase: Phase = "new";
   private eventCount = 0;
@@ -1497,7 +1517,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
   private async durableMetadata(target: StreamState): Promise<StreamMetadata | null> {
     const metaStream = this.stateFor(metadataStreamOf(target.name));
     if (metaStream.wLast === metaStream.last) return target.meta;
-    const reader = new StreamWalkReader(this.log, this.durablePos);
+    const reader = new StreamWalkReader(this.log, this.durablePos, this.syncReads);
     let pos = metaStream.wLastPos;
     while (pos >= 0) {
       const rec = await this.readEventAt(reader, pos, "backwards");
@@ -2280,7 +2300,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       rev = state.last;
       pos = state.lastPos;
     }
-    const reader = new StreamWalkReader(this.log, this.durablePos);
+    const reader = new StreamWalkReader(this.log, this.durablePos, this.syncReads);
     const backLink = async (at: number): Promise<number> => {
       const link = await reader.bytes(at + EVENT_PREV_POSITION_OFFSET, 8, "backwards");
       if (link.length < 8)
@@ -2383,17 +2403,24 @@ export class LogStore implements StreamStore, ReplicatedLog {
     // Where the next page starts when this one ends before an event for its bytes: at the
     // event forwards, after it backwards (positions there are exclusive).
     let cutAt: number | undefined;
-    const take = (rec: LogRecord | null, position: number, length: number): boolean => {
-      if (rec === null)
+    // A filtered read copies out the data of the events its filter keeps only.
+    const copy = filter === undefined;
+    const take = (buf: Buffer, at: number, length: number, position: number): boolean => {
+      const ev = decodeStoredEvent(buf, at, length, position, copy);
+      // Records of other types (epochs, tombstones) are checked as before and skipped.
+      if (ev === null || (ev === undefined && decodeCheckedRecord(buf, at, length, false) === null))
         throw new StoreError("CORRUPTED", `undecodable record at position ${position}`);
       scanned++;
-      if (rec.kind === "event" && visibleInAll(rec, viewOf(rec.streamId), nowMs)) {
-        const ev = toStored(rec, position);
-        if (filter === undefined || filter(ev)) {
+      if (ev !== undefined && visibleInAll(ev, viewOf(ev.streamId), nowMs)) {
+        if (copy || filter(ev)) {
           if (!bytes.fits(ev)) {
             scanned--;
             cutAt = direction === "forwards" ? position : position + length;
             return false;
+          }
+          if (!copy) {
+            ev.data = copyBytes(ev.data as Buffer);
+            ev.metadata = copyBytes(ev.metadata as Buffer);
           }
           events.push(ev);
         }
@@ -2403,13 +2430,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
 
     if (direction === "forwards") {
       const from = fromPosition === "end" ? commit : fromPosition;
-      const res = await this.scanForward(
-        from,
-        commit,
-        READ_BLOCK_BYTES,
-        (buf, at, length, position) =>
-          take(decodeCheckedRecord(buf, at, length, true), position, length),
-      );
+      const res = await this.scanForward(from, commit, READ_BLOCK_BYTES, take);
       if (res.problem !== undefined) {
         if (res.position === from) throw invalid(`position ${from} is not the start of a record`);
         throw new StoreError(
@@ -2421,9 +2442,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       return { events, nextPosition: res.position, endOfStream: res.position >= commit, scanned };
     }
     const from = fromPosition === "end" ? commit : fromPosition;
-    const pos = await this.scanBackward(from, (buf, at, length, position) =>
-      take(decodeCheckedRecord(buf, at, length, true), position, length),
-    );
+    const pos = await this.scanBackward(from, take);
     if (cutAt !== undefined) return { events, nextPosition: cutAt, endOfStream: false, scanned };
     return { events, nextPosition: pos, endOfStream: pos <= 0, scanned };
   }
