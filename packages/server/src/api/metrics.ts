@@ -317,6 +317,16 @@ export class NodeMetrics {
       (s) => (s.syncRunningMs ?? 0) / 1000,
     );
 
+    new Counter({
+      name: "chorus_store_slow_read_pauses_total",
+      help: "Times slow synchronous log reads sent stream reads to the thread pool for a second: reads were served by the disk, not the page cache",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store()?.stats().slowReadPauses ?? 0);
+      },
+    });
+
     // Per persistent subscription group served here (the leader). The totals count from when
     // this node took the group on, so they are gauges: they restart on a leader change.
     const groupGauge = (name: string, help: string, pick: (g: GroupInfo) => number): void => {

@@ -2226,6 +2226,7 @@ export class LogStore implements StreamStore, ReplicatedLog {
       ...(this.failure !== null &&
         this.phase === "open" && { writesRefused: this.failure.message }),
       syncRunningMs: this.syncStartMs === null ? 0 : performance.now() - this.syncStartMs,
+      slowReadPauses: this.syncReads.pauses,
     };
   }
 

@@ -181,6 +181,11 @@ export interface StoreStats {
   syncRunningMs?: number;
   /** Why writes are refused until the node is restarted (a failed log write); absent otherwise. */
   writesRefused?: string;
+  /**
+   * Times slow synchronous reads of the log sent stream reads to the thread pool for a while
+   * (storage/sync-read-gate.ts): the disk was read, not the page cache. Absent: no log file.
+   */
+  slowReadPauses?: number;
 }
 
 export interface StreamStore {
