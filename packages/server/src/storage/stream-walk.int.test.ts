@@ -132,9 +132,14 @@ describe("stream reads from the log file", () => {
     const written = await writeInterleaved(store);
     const before = { sync: log.syncReads, async: log.asyncReads };
     await checkReads(store, written);
-    // One block per event at most (several when the events of a stream lie close together).
-    expect(log.syncReads - before.sync).toBeGreaterThan(STREAMS * ROUNDS);
-    expect(log.asyncReads - before.async).toBe(0);
+    const syncReads = log.syncReads - before.sync;
+    expect(syncReads).toBeGreaterThan(0);
+    // Every block from the file synchronously (a block per event, mostly: each stream is read
+    // three times), unless a read slowed by a busy machine paused them.
+    if (store.stats().slowReadPauses === 0) {
+      expect(syncReads).toBeGreaterThan(STREAMS * ROUNDS);
+      expect(log.asyncReads - before.async).toBe(0);
+    }
   });
 
   it("give the same once slow synchronous reads send them to the thread pool", async () => {
