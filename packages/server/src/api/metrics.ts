@@ -319,7 +319,7 @@ export class NodeMetrics {
 
     new Counter({
       name: "chorus_store_slow_read_pauses_total",
-      help: "Times slow synchronous log reads sent stream reads to the thread pool for a second: reads were served by the disk, not the page cache",
+      help: "Times slow synchronous log reads sent stream reads to the thread pool for a while: reads were served by the disk, not the page cache",
       registers,
       collect() {
         this.reset();

@@ -17,6 +17,13 @@
  * memory meets slow reads one after another. The process stalls for at most about two slow
  * reads per pause, and stream reads give the event loop a turn at least every SLICE_MS
  * (fair-turns.ts) however they read.
+ *
+ * A disk that stays slow would still stall the process once a second, and one slow enough
+ * (a read taking longer than an election timeout) would cost a cluster leader its leadership
+ * each time. So a pause that follows the end of the last one within SLOW_AGAIN_WITHIN_MS is
+ * twice as long as that one, up to MAX_SYNC_READS_PAUSE_MS: against such a disk, one stall a
+ * minute. Once reads have gone on synchronously for SLOW_AGAIN_WITHIN_MS without a pause, the
+ * next pause is SYNC_READS_PAUSE_MS again.
  */
 import { performance } from "node:perf_hooks";
 
@@ -28,6 +35,10 @@ export const SLOW_READS_WINDOW_MS = 100;
 export const VERY_SLOW_SYNC_READ_MS = 10;
 /** How long stream reads stay on the thread pool once the disk shows. */
 export const SYNC_READS_PAUSE_MS = 1_000;
+/** A pause this soon after the last one ended: the disk is still slow, pause twice as long. */
+export const SLOW_AGAIN_WITHIN_MS = 10_000;
+/** The longest pause. */
+export const MAX_SYNC_READS_PAUSE_MS = 60_000;
 
 export interface SyncReadGateOptions {
   /** Milliseconds of a monotonic clock (default performance.now). */
@@ -38,6 +49,8 @@ export class SyncReadGate {
   readonly #now: () => number;
   /** Synchronous reads are allowed again from this time. */
   #pausedUntil = -Infinity;
+  /** How long the last pause was. */
+  #pauseMs = 0;
   /** When the last slow read ended. */
   #lastSlowAt = -Infinity;
   #pauses = 0;
@@ -70,7 +83,11 @@ export class SyncReadGate {
     const ms = end - start;
     if (ms < SLOW_SYNC_READ_MS) return;
     if (ms >= VERY_SLOW_SYNC_READ_MS || end - this.#lastSlowAt <= SLOW_READS_WINDOW_MS) {
-      this.#pausedUntil = end + SYNC_READS_PAUSE_MS;
+      this.#pauseMs =
+        end - this.#pausedUntil < SLOW_AGAIN_WITHIN_MS
+          ? Math.min(this.#pauseMs * 2, MAX_SYNC_READS_PAUSE_MS)
+          : SYNC_READS_PAUSE_MS;
+      this.#pausedUntil = end + this.#pauseMs;
       this.#pauses++;
     }
     this.#lastSlowAt = end;

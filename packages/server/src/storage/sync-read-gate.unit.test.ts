@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
+  MAX_SYNC_READS_PAUSE_MS,
+  SLOW_AGAIN_WITHIN_MS,
   SLOW_READS_WINDOW_MS,
   SLOW_SYNC_READ_MS,
   SYNC_READS_PAUSE_MS,
@@ -69,6 +71,33 @@ describe("SyncReadGate", () => {
     read(VERY_SLOW_SYNC_READ_MS);
     expect(g.open).toBe(false);
     expect(g.pauses).toBe(1);
+  });
+
+  it("pauses twice as long each time the disk is slow again soon after, up to the longest pause", () => {
+    const { g, read, wait } = gate();
+    /** Reads until one is allowed (the pause ran out); how long that took. */
+    const pausedFor = (): number => {
+      let waited = 0;
+      while (!g.open) {
+        wait(100);
+        waited += 100;
+      }
+      return waited;
+    };
+    const lengths: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      read(VERY_SLOW_SYNC_READ_MS);
+      lengths.push(pausedFor());
+    }
+    expect(lengths).toEqual([1, 2, 4, 8, 16, 32, 60, 60, 60].map((s) => s * 1_000));
+    expect(MAX_SYNC_READS_PAUSE_MS).toBe(60_000);
+    // Synchronous reads that went fine for SLOW_AGAIN_WITHIN_MS: the next pause is short again.
+    for (let t = 0; t < SLOW_AGAIN_WITHIN_MS; t += 100) {
+      read(0.005);
+      wait(100);
+    }
+    read(VERY_SLOW_SYNC_READ_MS);
+    expect(pausedFor()).toBe(SYNC_READS_PAUSE_MS);
   });
 
   it("does not count a read just under the slow bound", () => {
