@@ -418,11 +418,12 @@ export function copyBytes(bytes: Buffer): Buffer {
 
 /**
  * An EVENT record whose framing has been checked, straight into the StoredEvent at
- * `position`, data and metadata copied out (`copy`; else views into `buf`); undefined for a record of another type; null for
- * an EVENT record whose payload does not parse. The read paths' decoder: decodeCheckedRecord
- * builds an EventRecord (with its id as a latin1 key) that a read would turn into a
- * StoredEvent at once; here the id's text comes from its bytes, and empty data or metadata
- * shares one buffer (most events carry no metadata).
+ * `position`, its data and metadata copied out (with `copy`; else views into `buf`);
+ * undefined for a record of another type; null for an EVENT record whose payload does not
+ * parse. The `$all` read's decoder: decodeCheckedRecord builds an EventRecord (with its id as
+ * a latin1 key) that a read would turn into a StoredEvent at once; here the id's text comes
+ * from its bytes, and empty data or metadata shares one buffer (most events carry no
+ * metadata).
  */
 export function decodeStoredEvent(
   buf: Buffer,
