@@ -1,5 +1,6 @@
 import { Agent, request, type Dispatcher } from "undici";
 import { formatEndpoint } from "../settings/endpoint.js";
+import { errorCode, explainTlsFailure } from "../util/tls-failure.js";
 import type { Endpoint, MemberInfo, Timers } from "../types.js";
 import { linkedSignal } from "../util/timers.js";
 
@@ -59,6 +60,7 @@ export class HttpGossipReader implements GossipReader {
   async read(endpoint: Endpoint, options: GossipReadOptions): Promise<MemberInfo[]> {
     const scheme = this.#options.tls ? "https" : "http";
     const url = `${scheme}://${formatEndpoint(endpoint)}/gossip`;
+    const target = { host: endpoint.host, tls: this.#options.tls !== undefined };
     const timeout = linkedSignal(
       this.#options.timers,
       [options.signal],
@@ -92,9 +94,9 @@ export class HttpGossipReader implements GossipReader {
       if (timeout.signal.aborted && !options.signal?.aborted) {
         throw timeout.signal.reason instanceof GossipRequestError
           ? timeout.signal.reason
-          : classify(err, options.timeoutMs);
+          : classify(err, options.timeoutMs, target);
       }
-      throw classify(err, options.timeoutMs);
+      throw classify(err, options.timeoutMs, target);
     } finally {
       timeout.dispose();
     }
@@ -119,18 +121,19 @@ async function readBody(response: Dispatcher.ResponseData, maxBytes: number): Pr
   return Buffer.concat(chunks).toString("utf8");
 }
 
-const TLS_CODES = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|ERR_OSSL|HOSTNAME|ALTNAME/;
-
-/** Turns whatever undici threw into a GossipRequestError saying what happened. */
-export function classify(err: unknown, timeoutMs: number): GossipRequestError {
+/**
+ * Turns whatever undici threw into a GossipRequestError saying what happened. `target`: the
+ * host asked and whether over TLS (for a TLS failure's explanation, and a hint when a plain
+ * request was cut off, as a node serving TLS does).
+ */
+export function classify(
+  err: unknown,
+  timeoutMs: number,
+  target: { readonly host: string; readonly tls: boolean } = { host: "the node", tls: true },
+): GossipRequestError {
   if (err instanceof GossipRequestError) return err;
-  const e = err as {
-    code?: string;
-    name?: string;
-    message?: string;
-    cause?: { code?: string; message?: string };
-  };
-  const code = e?.code ?? e?.cause?.code ?? "";
+  const e = err as { name?: string; message?: string };
+  const code = errorCode(err);
   const message = e?.message ?? String(err);
   if (code === "ECONNREFUSED")
     return new GossipRequestError("refused", `connection refused (ECONNREFUSED)`, { cause: err });
@@ -144,9 +147,17 @@ export function classify(err: unknown, timeoutMs: number): GossipRequestError {
       cause: err,
     });
   }
-  if (TLS_CODES.test(code))
-    return new GossipRequestError("tls", `TLS: ${message} (${code})`, { cause: err });
+  const tls = explainTlsFailure(err, target.host);
+  if (tls !== undefined)
+    return new GossipRequestError("tls", `TLS: ${tls.text} (${tls.code})`, { cause: err });
   if (e?.name === "AbortError") return new GossipRequestError("aborted", "aborted", { cause: err });
+  if (!target.tls && (code === "UND_ERR_SOCKET" || code === "ECONNRESET")) {
+    return new GossipRequestError(
+      "network",
+      `${message} (${code}); a node that serves TLS closes plain connections like this: if it does, connect with tls=true`,
+      { cause: err },
+    );
+  }
   return new GossipRequestError("network", code ? `${message} (${code})` : message, { cause: err });
 }
 

@@ -14,6 +14,7 @@ import { ConnectionError, NotAuthenticatedError } from "../errors.js";
 import { formatEndpoint } from "../settings/endpoint.js";
 import type { Credentials, Endpoint, Logger, TimerHandle, Timers } from "../types.js";
 import { abortReason } from "../util/timers.js";
+import { explainTlsFailure } from "../util/tls-failure.js";
 import { Channels } from "./channels.js";
 import type {
   Channel,
@@ -160,8 +161,11 @@ export class WebSocketTransport implements Transport {
         cleanup();
         resolve(new WebSocketTransport(ws, endpoint, options));
       };
-      const onError = (err: Error) =>
-        fail(new ConnectionError(`cannot connect to ${url}: ${err.message}`, { cause: err }));
+      const onError = (err: Error) => {
+        const tls = options.tls ? explainTlsFailure(err, endpoint.host) : undefined;
+        const why = tls === undefined ? err.message : `TLS: ${tls.text} (${tls.code})`;
+        fail(new ConnectionError(`cannot connect to ${url}: ${why}`, { cause: err }));
+      };
       const onUnexpected = (_req: unknown, res: { statusCode?: number; resume(): void }) => {
         res.resume();
         const status = res.statusCode ?? 0;
