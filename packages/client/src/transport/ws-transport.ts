@@ -171,7 +171,11 @@ export class WebSocketTransport implements Transport {
         const status = res.statusCode ?? 0;
         fail(
           status === 401
-            ? new NotAuthenticatedError(`${url} refused the credentials (HTTP 401)`)
+            ? new NotAuthenticatedError(
+                options.credentials
+                  ? `${url} refused the credentials of user ${JSON.stringify(options.credentials.username)} (HTTP 401): wrong username or password`
+                  : `${url} asks for credentials (HTTP 401): give a username and password (user:password@ in the connection string, or withDefaultCredentials)`,
+              )
             : new ConnectionError(`${url} refused the WebSocket upgrade (HTTP ${status})`),
         );
       };

@@ -699,7 +699,7 @@ class NativeConnection {
     const result = auth.check(perRequest ?? this.#credentials);
     if (result.ok) return null;
     return result.reason === "missing"
-      ? "authentication required: send HTTP Basic credentials on the upgrade or Frame.credentials"
+      ? "authentication required: this node takes requests only with a username and password (HTTP Basic credentials on the WebSocket upgrade, or Frame.credentials; with @chorus/client, user:password@ in the connection string or withDefaultCredentials)"
       : "wrong username or password";
   }
 
