@@ -1,5 +1,10 @@
 import type { Frame } from "@chorus/protocol";
-import { ConnectionError, errorFromWire, type WireErrorContext } from "../errors.js";
+import {
+  ConnectionError,
+  errorFromWire,
+  InvalidArgumentError,
+  type WireErrorContext,
+} from "../errors.js";
 import type { Session } from "../connection/connection.js";
 import type { Channel, ChannelHandler, OutgoingFrame } from "../transport/transport.js";
 import type { Credentials } from "../types.js";
@@ -98,8 +103,11 @@ class PendingRequest<T> implements ChannelHandler {
     } catch (err) {
       if (this.#settled) return;
       this.#finish();
+      // A request refused before it left (too large) fails as it is, not as a lost connection.
       reject(
-        err instanceof ConnectionError ? err : new ConnectionError(String(err), { cause: err }),
+        err instanceof ConnectionError || err instanceof InvalidArgumentError
+          ? err
+          : new ConnectionError(String(err), { cause: err }),
       );
     }
   }

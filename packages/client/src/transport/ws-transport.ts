@@ -10,7 +10,7 @@ import {
 } from "@chorus/protocol";
 import type { Socket } from "node:net";
 import WebSocket from "ws";
-import { ConnectionError, NotAuthenticatedError } from "../errors.js";
+import { ConnectionError, InvalidArgumentError, NotAuthenticatedError } from "../errors.js";
 import { formatEndpoint } from "../settings/endpoint.js";
 import type { Credentials, Endpoint, Logger, TimerHandle, Timers } from "../types.js";
 import { abortReason } from "../util/timers.js";
@@ -213,7 +213,12 @@ export class WebSocketTransport implements Transport {
         new ConnectionError(`connection to ${formatEndpoint(this.endpoint)} is closed`)
       );
     }
-    this.#outbox.push(encodeFrame(frame, id));
+    const bytes = encodeFrame(frame, id);
+    // A larger frame would make the node close the connection (WebSocket 1009), failing
+    // every other request and subscription on it, and the retried request would do it again.
+    const limit = this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    if (bytes.byteLength > limit) throw frameTooLarge(frame, bytes.byteLength, limit);
+    this.#outbox.push(bytes);
   }
 
   #onMessage(data: WebSocket.RawData, isBinary: boolean): void {
@@ -317,4 +322,16 @@ export class WebSocketTransport implements Transport {
     this.#clearTimers();
     this.#ws.terminate();
   }
+}
+
+function frameTooLarge(frame: OutgoingFrame, bytes: number, limit: number): InvalidArgumentError {
+  const what = frame.append
+    ? `an append of ${frame.append.events?.length ?? 0} event(s) to ${JSON.stringify(frame.append.streamId)}`
+    : "the request";
+  return new InvalidArgumentError(
+    `${what} is ${bytes} bytes encoded, more than one frame may carry (${limit} bytes)` +
+      (frame.append
+        ? "; a node takes at most its --max-append-bytes (1 MiB by default) of events in one append: split them over several appends"
+        : ""),
+  );
 }
