@@ -8,7 +8,7 @@
 // and the refusal margin; over the limit, upgrades and HTTP requests are answered 503 naming
 // the limit, while health checks and metrics still answer; the held connections keep
 // appending; once some close, new clients are served.
-import { ChorusClient, jsonEvent } from "@chorus/client";
+import { ChorusClient, DiscoveryError, jsonEvent } from "@chorus/client";
 import { startNode, waitFor, type TestNode } from "@chorus/testing";
 import { randomUUID } from "node:crypto";
 import { readdirSync } from "node:fs";
@@ -84,6 +84,20 @@ describe.skipIf(process.platform !== "linux")("client connections beyond the lim
       error: "TOO_MANY_CONNECTIONS",
       message: expect.stringMatching(/holds 20 client connections/) as unknown,
     });
+    // A client over the limit is told why, not only "HTTP 503".
+    const crowded = new ChorusClient(`${node.connectionString}&maxDiscoverAttempts=1`);
+    try {
+      const error = await crowded.connect().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toBeInstanceOf(DiscoveryError);
+      expect((error as Error).message).toMatch(
+        /HTTP 503 from http:\/\/\S+\/gossip: TOO_MANY_CONNECTIONS: .*holds 20 client connections/,
+      );
+    } finally {
+      await crowded.close();
+    }
     // Health checks and metrics still answer, and count the refusals.
     expect((await fetch(`http://${node.httpEndpoint}/health/live`)).status).toBe(200);
     const metrics = await (await fetch(`http://${node.httpEndpoint}/metrics`)).text();

@@ -81,7 +81,11 @@ export class HttpGossipReader implements GossipReader {
         this.#options.maxBodyBytes ?? DEFAULT_MAX_GOSSIP_BODY_BYTES,
       );
       if (response.statusCode !== 200) {
-        throw new GossipRequestError("http", `HTTP ${response.statusCode} from ${url}`);
+        const why = errorBodyOf(text);
+        throw new GossipRequestError(
+          "http",
+          `HTTP ${response.statusCode} from ${url}${why === undefined ? "" : `: ${why}`}`,
+        );
       }
       let json: unknown;
       try {
@@ -105,6 +109,29 @@ export class HttpGossipReader implements GossipReader {
   async close(): Promise<void> {
     await this.#agent.destroy();
   }
+}
+
+/** The most a node's error body adds to a message, in characters. */
+const MAX_ERROR_DETAIL_CHARS = 300;
+
+/**
+ * What a node's error answer says (`{"error": CODE, "message": ...}`, as its HTTP API
+ * answers), e.g. `TOO_MANY_CONNECTIONS: this node holds its limit of 10000 client
+ * connections`; undefined for any other body.
+ */
+export function errorBodyOf(text: string): string | undefined {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const { error, message } = (body ?? {}) as { error?: unknown; message?: unknown };
+  if (typeof message !== "string" || message === "") return undefined;
+  const detail = typeof error === "string" && error !== "" ? `${error}: ${message}` : message;
+  return detail.length > MAX_ERROR_DETAIL_CHARS
+    ? `${detail.slice(0, MAX_ERROR_DETAIL_CHARS)}...`
+    : detail;
 }
 
 async function readBody(response: Dispatcher.ResponseData, maxBytes: number): Promise<string> {

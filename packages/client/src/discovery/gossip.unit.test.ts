@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classify, GossipRequestError, parseGossip } from "./gossip.js";
+import { classify, errorBodyOf, GossipRequestError, parseGossip } from "./gossip.js";
 
 describe("parseGossip", () => {
   it("parses members with decimal-string positions as bigints", () => {
@@ -69,5 +69,27 @@ describe("classify", () => {
     [new Error("other"), "network"],
   ])("%s -> %s", (err, kind) => {
     expect(classify(err, 1000).kind).toBe(kind);
+  });
+});
+
+describe("errorBodyOf", () => {
+  it.each([
+    [
+      '{"error":"TOO_MANY_CONNECTIONS","message":"this node holds 20 client connections"}',
+      "TOO_MANY_CONNECTIONS: this node holds 20 client connections",
+    ],
+    ['{"message":"not ready"}', "not ready"],
+    ['{"error":"X"}', undefined],
+    ["<html>bad gateway</html>", undefined],
+    ["null", undefined],
+    ["", undefined],
+  ])("%j -> %j", (text, detail) => {
+    expect(errorBodyOf(text)).toBe(detail);
+  });
+
+  it("cuts a long message", () => {
+    const detail = errorBodyOf(JSON.stringify({ message: "x".repeat(1000) }));
+    expect(detail?.length).toBe(303);
+    expect(detail?.endsWith("...")).toBe(true);
   });
 });
