@@ -156,7 +156,7 @@ async function readBody(response: Dispatcher.ResponseData, maxBytes: number): Pr
 export function classify(
   err: unknown,
   timeoutMs: number,
-  target: { readonly host: string; readonly tls: boolean } = { host: "the node", tls: true },
+  target: { readonly host: string; readonly tls: boolean },
 ): GossipRequestError {
   if (err instanceof GossipRequestError) return err;
   const e = err as { name?: string; message?: string };

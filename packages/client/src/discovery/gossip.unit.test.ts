@@ -68,7 +68,7 @@ describe("classify", () => {
     [Object.assign(new Error("fetch failed"), { cause: { code: "ECONNREFUSED" } }), "refused"],
     [new Error("other"), "network"],
   ])("%s -> %s", (err, kind) => {
-    expect(classify(err, 1000).kind).toBe(kind);
+    expect(classify(err, 1000, { host: "127.0.0.1", tls: true }).kind).toBe(kind);
   });
 });
 
