@@ -26,20 +26,23 @@ export type Row = Record<string, unknown>;
 /** Appends the pipelined row keeps in flight. */
 export const PIPELINED_IN_FLIGHT = 256;
 
-/** One client keeps 256 appends in flight over 1,000 streams; CPU columns. */
-export async function appendPipelined(ctx: RowCtx): Promise<Row> {
+/** One client keeps `inFlight` (256) appends in flight over 1,000 streams; CPU columns. */
+export async function appendPipelined(
+  ctx: RowCtx,
+  inFlight: number = PIPELINED_IN_FLIGHT,
+): Promise<Row> {
   const n = ctx.args.quick ? 5000 : 100_000;
   const lat = new Latencies();
-  await warmPipelined(ctx);
+  await warmPipelined(ctx, inFlight);
   const servers = await ctx.servers();
   const cpu = ctx.cpu.start(servers);
-  const s = await pipelinedSlice(ctx, n, lat);
+  const s = await pipelinedSlice(ctx, n, lat, inFlight);
   const cpuColumns = ctx.cpu.stop(cpu, n);
   return {
     test: "append-pipelined",
     nodes: ctx.nodes,
     n,
-    in_flight: PIPELINED_IN_FLIGHT,
+    in_flight: inFlight,
     ops_per_s: round(n / s),
     ...lat.summary(),
     ...cpuColumns,
@@ -58,22 +61,30 @@ export async function appendPipelined(ctx: RowCtx): Promise<Row> {
  */
 export const PIPELINED_WARM = { single: 30_000, cluster: 200_000, quick: 500 } as const;
 
-export async function warmPipelined(ctx: RowCtx): Promise<void> {
+export async function warmPipelined(
+  ctx: RowCtx,
+  inFlight: number = PIPELINED_IN_FLIGHT,
+): Promise<void> {
   const warm = ctx.args.quick
     ? PIPELINED_WARM.quick
     : ctx.nodes > 1
       ? PIPELINED_WARM.cluster
       : PIPELINED_WARM.single;
   await Promise.all(
-    Array.from({ length: PIPELINED_IN_FLIGHT }, async (_, w) => {
-      for (let i = w; i < warm; i += PIPELINED_IN_FLIGHT)
+    Array.from({ length: inFlight }, async (_, w) => {
+      for (let i = w; i < warm; i += inFlight)
         await ctx.client.appendToStream(`pipe-${i % 1000}`, event(i));
     }),
   );
 }
 
-/** `count` appends, 256 in flight over 1,000 streams, each latency into `lat`; the seconds. */
-export async function pipelinedSlice(ctx: RowCtx, count: number, lat: Latencies): Promise<number> {
+/** `count` appends, `inFlight` (256) at a time over 1,000 streams, each latency into `lat`; the seconds. */
+export async function pipelinedSlice(
+  ctx: RowCtx,
+  count: number,
+  lat: Latencies,
+  inFlight: number = PIPELINED_IN_FLIGHT,
+): Promise<number> {
   let next = 0;
   const start = performance.now();
   const worker = async () => {
@@ -84,29 +95,41 @@ export async function pipelinedSlice(ctx: RowCtx, count: number, lat: Latencies)
       lat.record(performance.now() - t0);
     }
   };
-  await Promise.all(Array.from({ length: PIPELINED_IN_FLIGHT }, worker));
+  await Promise.all(Array.from({ length: inFlight }, worker));
   return (performance.now() - start) / 1000;
 }
 
 /** The longest wait for a `$all` subscription to go live before the row starts. */
 const LIVE_DEADLINE_MS = 30_000;
 
+/** Writers of the subscribe-live row. */
+export const LIVE_WRITERS = 32;
+
 /**
- * Live delivery while 32 writers append. `over: "stream"` (the plain rows): a subscription
+ * Live delivery while `writers` (32) writers append. `over: "stream"` (the plain rows): a subscription
  * to the one stream they write. `over: "$all"`: a subscription to `$all` from its end (with
  * partitions, every group's, merged), live before the writers start, while they write over
  * 64 streams (with partitions, spread over the groups). CPU columns.
  */
-export async function subscribeLive(ctx: RowCtx, over: "stream" | "$all" = "stream"): Promise<Row> {
+export async function subscribeLive(
+  ctx: RowCtx,
+  over: "stream" | "$all" = "stream",
+  writers: number = LIVE_WRITERS,
+): Promise<Row> {
   // Warm-up, not measured: a short round of the same work first (the append rows warm up
   // too), so that the row measures the code as it runs, not as the JIT first meets it.
-  await liveRound(ctx, over, ctx.args.quick ? 200 : 5000);
-  return liveRound(ctx, over, ctx.args.quick ? 2000 : 50_000);
+  await liveRound(ctx, over, ctx.args.quick ? 200 : 5000, writers);
+  return liveRound(ctx, over, ctx.args.quick ? 2000 : 50_000, writers);
 }
 
 let liveRounds = 0;
 
-async function liveRound(ctx: RowCtx, over: "stream" | "$all", n: number): Promise<Row> {
+async function liveRound(
+  ctx: RowCtx,
+  over: "stream" | "$all",
+  n: number,
+  writers: number,
+): Promise<Row> {
   const prefix = `live-${Date.now()}-${++liveRounds}`;
   const streamOf = over === "stream" ? () => prefix : (i: number) => `${prefix}-${i % 64}`;
   const sub =
@@ -167,13 +190,14 @@ async function liveRound(ctx: RowCtx, over: "stream" | "$all", n: number): Promi
       await ctx.client.appendToStream(streamOf(i), event(i));
     }
   };
-  await Promise.all(Array.from({ length: 32 }, writer));
+  await Promise.all(Array.from({ length: writers }, writer));
   await reader;
   const s = (performance.now() - start) / 1000;
   return {
     test: "subscribe-live",
     nodes: ctx.nodes,
     n,
+    writers,
     ...(over === "$all" && { over: "$all", streams: 64 }),
     ops_per_s: round(received / s),
     ...lat.summary(),
