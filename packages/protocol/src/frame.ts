@@ -5,6 +5,13 @@ import { chorus } from "./gen/chorus.js";
 /** Default upper bound of one encoded frame: 16 MiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
+/**
+ * The header of a node's WebSocket upgrade answer that gives its frame limit
+ * (`--max-frame-bytes`, decimal): a client refuses a larger request before sending it, as
+ * the node would close the connection on it.
+ */
+export const MAX_FRAME_BYTES_HEADER = "Chorus-Max-Frame-Bytes";
+
 export type Frame = chorus.Frame;
 export type FrameInit = chorus.IFrame;
 /** The name of the `body` member a frame carries, e.g. "append". */

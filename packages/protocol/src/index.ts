@@ -20,6 +20,7 @@ export {
   encodeAppendSuccess,
   encodeFrame,
   messageBytes,
+  MAX_FRAME_BYTES_HEADER,
   type Frame,
   type FrameBodyKind,
   type FrameInit,

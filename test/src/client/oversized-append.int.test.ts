@@ -12,13 +12,19 @@ import { startNode, type TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 let node: TestNode;
+/** A node whose frames are at most 1 MiB (its appends, by default, too). */
+let smallFrames: TestNode;
+const SMALL_FRAME_BYTES = 1024 * 1024;
 
 beforeAll(async () => {
-  node = await startNode({ memDb: true });
+  [node, smallFrames] = await Promise.all([
+    startNode({ memDb: true }),
+    startNode({ memDb: true, args: ["--max-frame-bytes", String(SMALL_FRAME_BYTES)] }),
+  ]);
 });
 
 afterAll(async () => {
-  await node?.stop();
+  await Promise.all([node?.stop(), smallFrames?.stop()]);
 });
 
 describe("an append larger than a frame", () => {
@@ -43,7 +49,7 @@ describe("an append larger than a frame", () => {
       );
       expect(error).toBeInstanceOf(InvalidArgumentError);
       expect((error as Error).message).toMatch(
-        /an append of 1 event\(s\) to "too-big" is \d+ bytes encoded, more than one frame may carry \(16777216 bytes\).*split them over several appends/,
+        /an append of 1 event\(s\) to "too-big" is \d+ bytes encoded, more than one frame to 127\.0\.0\.1:\d+ may carry \(16777216 bytes\).*split them over several appends/,
       );
       await client.appendToStream("beside", jsonEvent({ type: "After", data: {} }));
       await reading;
@@ -56,6 +62,33 @@ describe("an append larger than a frame", () => {
       ).rejects.toBeInstanceOf(StreamNotFoundError);
     } finally {
       await sub.unsubscribe();
+      await client.close();
+    }
+  });
+
+  it("is measured against the node's --max-frame-bytes when the node's is the smaller", async () => {
+    const client = new ChorusClient(smallFrames.connectionString);
+    const disconnects: Error[] = [];
+    client.on("disconnected", (reason) => disconnects.push(reason));
+    try {
+      await client.appendToStream("beside", jsonEvent({ type: "Before", data: {} }));
+      // Over the node's 1 MiB frame, far under the client's own 16 MiB.
+      const big = binaryEvent({ type: "Big", data: new Uint8Array(SMALL_FRAME_BYTES + 1) });
+      const error = await client.appendToStream("too-big", big).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as Error).message).toMatch(
+        /an append of 1 event\(s\) to "too-big" is \d+ bytes encoded, more than one frame to 127\.0\.0\.1:\d+ may carry \(1048576 bytes, the node's --max-frame-bytes\)/,
+      );
+      await client.appendToStream("beside", jsonEvent({ type: "After", data: {} }));
+      expect(disconnects).toEqual([]);
+      // Just under the node's frame: it goes, and the node judges it (its append limit).
+      const under = binaryEvent({ type: "Under", data: new Uint8Array(SMALL_FRAME_BYTES - 4096) });
+      await client.appendToStream("under", under);
+      expect(disconnects).toEqual([]);
+    } finally {
       await client.close();
     }
   });

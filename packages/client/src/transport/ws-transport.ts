@@ -4,6 +4,7 @@ import {
   encodeFrame,
   messageBytes,
   FrameError,
+  MAX_FRAME_BYTES_HEADER,
   WebSocketOutbox,
   socketOfWebSocket,
   type Frame,
@@ -48,6 +49,8 @@ export class WebSocketTransport implements Transport {
   readonly closed: Promise<Error>;
   readonly #ws: WebSocket;
   readonly #options: WebSocketTransportOptions;
+  /** The largest frame this connection sends, and whose limit it is. */
+  readonly #sendLimit: FrameLimit;
   readonly #channels: Channels;
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
@@ -68,10 +71,16 @@ export class WebSocketTransport implements Transport {
       );
   };
 
-  private constructor(ws: WebSocket, endpoint: Endpoint, options: WebSocketTransportOptions) {
+  private constructor(
+    ws: WebSocket,
+    endpoint: Endpoint,
+    options: WebSocketTransportOptions,
+    nodeMaxFrameBytes: number | undefined,
+  ) {
     this.#ws = ws;
     this.endpoint = endpoint;
     this.#options = options;
+    this.#sendLimit = sendLimitOf(options.maxFrameBytes, nodeMaxFrameBytes);
     this.#channels = new Channels(options.logger);
     this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
     this.#outbox = new WebSocketOutbox({
@@ -140,12 +149,14 @@ export class WebSocketTransport implements Transport {
       });
       ws.binaryType = "nodebuffer";
       let settled = false;
+      let nodeMaxFrameBytes: number | undefined;
       const cleanup = () => {
         settled = true;
         signal?.removeEventListener("abort", onAbort);
         ws.off("open", onOpen);
         ws.off("error", onError);
         ws.off("unexpected-response", onUnexpected);
+        ws.off("upgrade", onUpgrade);
         ws.off("close", onCloseEarly);
       };
       const fail = (err: Error) => {
@@ -159,7 +170,7 @@ export class WebSocketTransport implements Transport {
       const onOpen = () => {
         if (settled) return;
         cleanup();
-        resolve(new WebSocketTransport(ws, endpoint, options));
+        resolve(new WebSocketTransport(ws, endpoint, options, nodeMaxFrameBytes));
       };
       const onError = (err: Error) => {
         const tls = options.tls ? explainTlsFailure(err, endpoint.host) : undefined;
@@ -179,12 +190,16 @@ export class WebSocketTransport implements Transport {
             : new ConnectionError(`${url} refused the WebSocket upgrade (HTTP ${status})`),
         );
       };
+      const onUpgrade = (res: { headers: Record<string, string | string[] | undefined> }) => {
+        nodeMaxFrameBytes = headerBytes(res.headers[MAX_FRAME_BYTES_HEADER.toLowerCase()]);
+      };
       const onCloseEarly = () =>
         fail(new ConnectionError(`connection to ${url} closed during the handshake`));
       signal?.addEventListener("abort", onAbort, { once: true });
       ws.on("open", onOpen);
       ws.on("error", onError);
       ws.on("unexpected-response", onUnexpected);
+      ws.on("upgrade", onUpgrade);
       ws.on("close", onCloseEarly);
     });
   }
@@ -216,8 +231,8 @@ export class WebSocketTransport implements Transport {
     const bytes = encodeFrame(frame, id);
     // A larger frame would make the node close the connection (WebSocket 1009), failing
     // every other request and subscription on it, and the retried request would do it again.
-    const limit = this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    if (bytes.byteLength > limit) throw frameTooLarge(frame, bytes.byteLength, limit);
+    if (bytes.byteLength > this.#sendLimit.bytes)
+      throw frameTooLarge(frame, bytes.byteLength, this.#sendLimit, this.endpoint);
     this.#outbox.push(bytes);
   }
 
@@ -324,12 +339,39 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-function frameTooLarge(frame: OutgoingFrame, bytes: number, limit: number): InvalidArgumentError {
+/** The largest frame a connection sends: the client's limit, or the node's when smaller. */
+interface FrameLimit {
+  readonly bytes: number;
+  readonly node: boolean;
+}
+
+function sendLimitOf(own: number | undefined, node: number | undefined): FrameLimit {
+  const mine = own ?? DEFAULT_MAX_FRAME_BYTES;
+  return node !== undefined && node < mine
+    ? { bytes: node, node: true }
+    : { bytes: mine, node: false };
+}
+
+/** A node's frame limit from its upgrade answer; undefined when absent or not a byte count. */
+function headerBytes(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== "string" || !/^[1-9][0-9]{0,15}$/.test(value)) return undefined;
+  const bytes = Number(value);
+  // A node takes frames of at least 1 KiB (its --max-frame-bytes floor).
+  return Number.isSafeInteger(bytes) && bytes >= 1024 ? bytes : undefined;
+}
+
+function frameTooLarge(
+  frame: OutgoingFrame,
+  bytes: number,
+  limit: FrameLimit,
+  endpoint: Endpoint,
+): InvalidArgumentError {
   const what = frame.append
     ? `an append of ${frame.append.events?.length ?? 0} event(s) to ${JSON.stringify(frame.append.streamId)}`
     : "the request";
+  const whose = limit.node ? ", the node's --max-frame-bytes" : "";
   return new InvalidArgumentError(
-    `${what} is ${bytes} bytes encoded, more than one frame may carry (${limit} bytes)` +
+    `${what} is ${bytes} bytes encoded, more than one frame to ${formatEndpoint(endpoint)} may carry (${limit.bytes} bytes${whose})` +
       (frame.append
         ? "; a node takes at most its --max-append-bytes (1 MiB by default) of events in one append: split them over several appends"
         : ""),

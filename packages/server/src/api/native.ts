@@ -9,6 +9,7 @@ import {
   type FrameInit,
   type InProcessClientEnd,
   type InProcessOpenResult,
+  MAX_FRAME_BYTES_HEADER,
   wireNumber,
 } from "@chorus/protocol";
 import { WebSocket, WebSocketServer } from "ws";
@@ -142,6 +143,11 @@ export class NativeApi {
       perMessageDeflate: false,
       WebSocket: ChorusWebSocket,
     });
+    // The node's frame limit, for a client to refuse a larger request before sending it:
+    // sent, it would close the connection under every other request and subscription on it.
+    this.#wss.on("headers", (headers: string[]) =>
+      headers.push(`${MAX_FRAME_BYTES_HEADER}: ${maxFrameBytes}`),
+    );
     server?.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
