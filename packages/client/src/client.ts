@@ -66,9 +66,13 @@ const SIGNAL_ONLY: readonly string[] = Object.freeze(["signal"]);
 
 /**
  * @internal replaceable I/O for tests; `partition` names the replication group a client
- * serves inside a partitioned client (the events it creates carry it).
+ * serves inside a partitioned client (the events it creates carry it, and it refuses a node
+ * that does not serve that group), `partitions` every group's name.
  */
-export type ChorusClientDependencies = ConnectionDependencies & { readonly partition?: string };
+export type ChorusClientDependencies = ConnectionDependencies & {
+  readonly partition?: string;
+  readonly partitions?: readonly string[];
+};
 
 /**
  * The Chorus client. Operations connect lazily; `connect()` connects eagerly.
@@ -114,11 +118,15 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
       );
     const view = new ClusterView(this.settings, dependencies);
     this.#view = view;
-    this.#connection = new Connection(this.settings, {}, { view, preference: "leader" });
+    const group =
+      dependencies.partition === undefined
+        ? undefined
+        : { name: dependencies.partition, names: dependencies.partitions ?? [] };
+    this.#connection = new Connection(this.settings, {}, { view, preference: "leader", group });
     this.#reads =
       this.settings.nodePreference === "leader"
         ? this.#connection
-        : new Connection(this.settings, {}, { view });
+        : new Connection(this.settings, {}, { view, group });
     this.#ctx = Object.freeze({
       settings: this.settings,
       partition: dependencies.partition,
@@ -144,7 +152,12 @@ export class ChorusClient extends EventEmitter<ChorusClientEvents> {
     this.#partitioned = partitions
       ? new PartitionedClient(
           partitions,
-          (group, partition) => new ChorusClient(group, { ...dependencies, partition }),
+          (group, partition) =>
+            new ChorusClient(group, {
+              ...dependencies,
+              partition,
+              partitions: Object.keys(partitions),
+            }),
           {
             connected: (node) => this.emit("connected", node),
             disconnected: (reason, partition) => this.emit("disconnected", reason, partition),

@@ -12,6 +12,15 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
  */
 export const MAX_FRAME_BYTES_HEADER = "Chorus-Max-Frame-Bytes";
 
+/**
+ * Headers of a partitioned node's WebSocket upgrade answer: its own replication group
+ * (`--partition`) and every group's name (`--partitions`, comma-separated). A node of no
+ * partitioned deployment sends neither. A partitioned client refuses a node that does not
+ * serve the group its settings list it under.
+ */
+export const NODE_PARTITION_HEADER = "Chorus-Node-Partition";
+export const NODE_PARTITIONS_HEADER = "Chorus-Node-Partitions";
+
 export type Frame = chorus.Frame;
 export type FrameInit = chorus.IFrame;
 /** The name of the `body` member a frame carries, e.g. "append". */

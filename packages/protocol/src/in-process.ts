@@ -36,7 +36,12 @@ export interface InProcessServerEnd {
 
 /** The outcome of opening an in-process connection. */
 export type InProcessOpenResult =
-  | { readonly ok: true; readonly connection: InProcessServerEnd }
+  | {
+      readonly ok: true;
+      readonly connection: InProcessServerEnd;
+      /** With partitions: the node's group and every group's name (as the upgrade headers). */
+      readonly partition?: { readonly name: string; readonly names: readonly string[] };
+    }
   /** 401: the credentials were refused; 503: the node is shutting down or closed. */
   | { readonly ok: false; readonly status: 401 | 503; readonly message: string };
 

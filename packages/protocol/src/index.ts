@@ -21,6 +21,8 @@ export {
   encodeFrame,
   messageBytes,
   MAX_FRAME_BYTES_HEADER,
+  NODE_PARTITION_HEADER,
+  NODE_PARTITIONS_HEADER,
   type Frame,
   type FrameBodyKind,
   type FrameInit,

@@ -11,7 +11,7 @@ import {
   type PartitionedPersistentSubscriptionInfo,
 } from "@chorus/client";
 import { partitionOf, partitionWeight } from "@chorus/protocol";
-import { waitFor, type TestNode } from "@chorus/testing";
+import { startNode, waitFor, type TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, settle, startGroups } from "./helpers.js";
 
@@ -389,7 +389,7 @@ describe("a partitioned client", () => {
     }
   });
 
-  it("with a wrong group list, never writes a stream into a group that does not own it", async () => {
+  it("refuses a node listed under another group's name, before writing anything", async () => {
     // The client believes the groups are the other way round.
     const crossed = new ChorusClient(
       ConnectionSettings.create()
@@ -399,14 +399,145 @@ describe("a partitioned client", () => {
         })
         .build(),
     );
+    const stream = streamOwnedBy("east", "crossed");
     try {
-      const err = await settle(
-        crossed.appendToStream("crossed-1", jsonEvent({ type: "T", data: 1 })),
+      const err = await settle(crossed.appendToStream(stream, jsonEvent({ type: "T", data: 1 })));
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message).toMatch(
+        /^withPartitions lists 127\.0\.0\.1:\d+ under partition east, but that node serves partition west \(--partition west\): list east's nodes under east$/,
       );
-      expect(err).toBeInstanceOf(WrongPartitionError);
-      expect((err as WrongPartitionError).owner).toBe(partitionOf("crossed-1", GROUPS));
+      // Tried again, refused again: no retry loop, no hang.
+      const again = await settle(crossed.appendToStream(stream, jsonEvent({ type: "T", data: 2 })));
+      expect(again).toBeInstanceOf(InvalidArgumentError);
+      // Not in its owner's log (the other group refuses the stream whatever it holds).
+      expect(await settle(collect(direct["east"]!.readStream(stream)))).toMatchObject({
+        name: "StreamNotFoundError",
+      });
     } finally {
       await crossed.close();
+    }
+  });
+
+  it("refuses a node of no partitioned deployment listed under a group", async () => {
+    const plain = await startNode({ memDb: true });
+    const mixed = new ChorusClient(
+      ConnectionSettings.create()
+        .withPartitions({ east: plain.connectionString, west: nodes["west"]!.connectionString })
+        .build(),
+    );
+    try {
+      const east = streamOwnedBy("east", "unpartitioned");
+      const err = await settle(mixed.appendToStream(east, jsonEvent({ type: "T", data: 1 })));
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message).toMatch(
+        /^withPartitions lists 127\.0\.0\.1:\d+ under partition east, but that node serves no partitioned deployment \(it was started without --partition\) and would take streams of every partition: start the partition's nodes with --partition east --partitions east,west, or list east's nodes under it$/,
+      );
+      const direct = new ChorusClient(plain.connectionString);
+      try {
+        expect(await settle(collect(direct.readStream(east)))).toMatchObject({
+          name: "StreamNotFoundError",
+        });
+      } finally {
+        await direct.close();
+      }
+      // The other group, rightly listed, is not held up by it.
+      const west = streamOwnedBy("west", "unpartitioned");
+      await mixed.appendToStream(west, jsonEvent({ type: "T", data: 2 }));
+      expect(await collect(mixed.readStream(west))).toHaveLength(1);
+    } finally {
+      await mixed.close();
+      await plain.stop();
+    }
+  });
+
+  it("with a group missing from its list, never writes a stream into a group that does not own it", async () => {
+    const warnings: Record<string, unknown>[] = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      error: () => undefined,
+      warn: (_message: string, fields?: Record<string, unknown>) => warnings.push(fields ?? {}),
+    };
+    // The client knows only east: every stream goes there, and east refuses west's.
+    const partial = new ChorusClient(
+      ConnectionSettings.create()
+        .withPartitions({
+          east: ConnectionSettings.create()
+            .withSingleNode(new URL(nodes["east"]!.connectionString).host)
+            .withoutTls()
+            .withLogger(logger)
+            .build(),
+        })
+        .build(),
+    );
+    try {
+      const west = streamOwnedBy("west", "partial");
+      const err = await settle(partial.appendToStream(west, jsonEvent({ type: "T", data: 1 })));
+      expect(err).toBeInstanceOf(WrongPartitionError);
+      expect((err as WrongPartitionError).owner).toBe("west");
+      expect(warnings).toContainEqual(
+        expect.objectContaining({
+          partition: "east",
+          nodePartitions: "east,west",
+          clientPartitions: "east",
+        }),
+      );
+      const east = streamOwnedBy("east", "partial");
+      await partial.appendToStream(east, jsonEvent({ type: "T", data: 2 }));
+      expect(await settle(collect(direct["west"]!.readStream(west)))).toMatchObject({
+        name: "StreamNotFoundError",
+      });
+    } finally {
+      await partial.close();
+    }
+  });
+
+  it("uses in-process nodes of the right groups, and refuses one of another group", async () => {
+    const { createNode } = await import("@chorus/server");
+    const embedded = await Promise.all(
+      GROUPS.map((name) =>
+        createNode({
+          memDb: true,
+          listen: false,
+          logLevel: "silent",
+          partition: name,
+          partitions: [...GROUPS],
+        }),
+      ),
+    );
+    const [east, west] = embedded as [(typeof embedded)[0], (typeof embedded)[0]];
+    const inProcess = (node: typeof east) =>
+      ConnectionSettings.create().withInProcessNode(node).build();
+    const right = new ChorusClient(
+      ConnectionSettings.create()
+        .withPartitions({ east: inProcess(east), west: inProcess(west) })
+        .build(),
+    );
+    const wrong = new ChorusClient(
+      ConnectionSettings.create()
+        .withPartitions({ east: inProcess(west), west: inProcess(east) })
+        .build(),
+    );
+    try {
+      for (const owner of GROUPS) {
+        const stream = streamOwnedBy(owner, "in-process");
+        await right.appendToStream(stream, jsonEvent({ type: "T", data: owner }));
+        const [event] = await collect(right.readStream(stream));
+        expect(event?.event.partition).toBe(owner);
+      }
+      const err = await settle(
+        wrong.appendToStream(
+          streamOwnedBy("east", "in-process-wrong"),
+          jsonEvent({ type: "T", data: 0 }),
+        ),
+      );
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message).toMatch(
+        /under partition east, but that node serves partition west/,
+      );
+    } finally {
+      await Promise.allSettled([right.close(), wrong.close()]);
+      await Promise.allSettled(embedded.map((n) => n.close()));
     }
   });
 });

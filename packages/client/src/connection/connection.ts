@@ -3,13 +3,15 @@ import {
   ClientClosedError,
   ConnectionError,
   DiscoveryError,
+  InvalidArgumentError,
+  NotAuthenticatedError,
   TimeoutError,
   type LeaderEndpoints,
 } from "../errors.js";
 import type { ConnectionSettings } from "../settings/connection-settings.js";
 import { DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
 import { formatEndpoint, sameEndpoint } from "../settings/endpoint.js";
-import type { Transport } from "../transport/transport.js";
+import type { NodePartition, Transport } from "../transport/transport.js";
 import type { Endpoint, MemberInfo, NodePreference, TimerHandle } from "../types.js";
 import { abortReason, sleep, type Abortable } from "../util/timers.js";
 import { isPreferred, isServing } from "../discovery/select-node.js";
@@ -53,6 +55,12 @@ export interface ConnectionOptions {
    * dependencies then belong to the view). Default: a view of this connection's own.
    */
   view?: ClusterView;
+  /**
+   * With partitions: the group this connection's client serves (its name under
+   * `withPartitions`, and every group's name). A node that does not serve that group is
+   * refused (`groupRefusal`).
+   */
+  group?: NodePartition | undefined;
 }
 
 /**
@@ -67,6 +75,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   readonly #view: ClusterView;
   readonly #ownsView: boolean;
   readonly #preference: NodePreference;
+  readonly #group: NodePartition | undefined;
   #status: ConnectionStatus = "idle";
   #session: Session | undefined;
   #waiters = new Set<Waiter>();
@@ -86,6 +95,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     super();
     this.#settings = settings;
     this.#preference = options.preference ?? settings.nodePreference;
+    this.#group = options.group;
     this.#ownsView = options.view === undefined;
     this.#view = options.view ?? new ClusterView(settings, deps);
     if (this.#ownsView)
@@ -265,6 +275,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       let session: Session;
       try {
         session = await this.#establish(signal);
+        this.#checkGroup(session);
       } catch (err) {
         if (signal.aborted) return;
         s.logger.warn("connection attempt failed", { attempt, error: (err as Error).message });
@@ -272,7 +283,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           this.#giveUp(err);
           return;
         }
-        if (err instanceof Error && err.name === "NotAuthenticatedError") {
+        // Neither goes away by trying again: fail what waits (a later call tries afresh).
+        if (err instanceof NotAuthenticatedError || err instanceof InvalidArgumentError) {
           this.#giveUp(err);
           return;
         }
@@ -385,6 +397,37 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     };
   }
 
+  /**
+   * With partitions, refuses (closes, and throws InvalidArgumentError for) a node that does
+   * not serve this connection's group: routed there, another group's streams (or, on a node
+   * of no partitioned deployment, every stream) would be written to the wrong group. A node
+   * of the right group whose list of groups differs is used, with a warning: while a group
+   * is being added, streams the lists place differently are refused one by one
+   * (WrongPartitionError), the others go on.
+   */
+  #checkGroup(session: Session): void {
+    const group = this.#group;
+    if (group === undefined) return;
+    const transport = session.transport;
+    const refusal = groupRefusal(group, transport);
+    if (refusal !== undefined) {
+      transport.destroy();
+      throw new InvalidArgumentError(refusal);
+    }
+    const served = transport.partition!.names;
+    if (served.length !== group.names.length || served.some((n) => !group.names.includes(n))) {
+      this.#settings.logger.warn(
+        "the node lists other partitions than this client: streams the two lists place in different groups are refused (WrongPartitionError)",
+        {
+          node: formatEndpoint(transport.endpoint),
+          partition: group.name,
+          nodePartitions: served.join(","),
+          clientPartitions: group.names.join(","),
+        },
+      );
+    }
+  }
+
   /** Discovery (or the NOT_LEADER target), then the WebSocket. */
   async #establish(signal: AbortSignal): Promise<Session> {
     const io = await this.#view.io();
@@ -486,4 +529,23 @@ function synthesizedLeader(tcp: Endpoint, http: Endpoint | undefined): MemberInf
     nodePriority: 0,
     isReadOnlyReplica: false,
   });
+}
+
+/**
+ * Why a partitioned client's connection for `group` must not use the node behind
+ * `transport`, or undefined when the node serves that group.
+ */
+export function groupRefusal(
+  group: NodePartition,
+  transport: Pick<Transport, "endpoint" | "partition">,
+): string | undefined {
+  const node = formatEndpoint(transport.endpoint);
+  const served = transport.partition;
+  if (served === undefined) {
+    return `withPartitions lists ${node} under partition ${group.name}, but that node serves no partitioned deployment (it was started without --partition) and would take streams of every partition: start the partition's nodes with --partition ${group.name} --partitions ${group.names.join(",")}, or list ${group.name}'s nodes under it`;
+  }
+  if (served.name !== group.name) {
+    return `withPartitions lists ${node} under partition ${group.name}, but that node serves partition ${served.name} (--partition ${served.name}): list ${group.name}'s nodes under ${group.name}`;
+  }
+  return undefined;
 }

@@ -6,6 +6,7 @@ import { Channels } from "./channels.js";
 import type {
   Channel,
   ChannelHandler,
+  NodePartition,
   OutgoingFrame,
   Transport,
   TransportConnectOptions,
@@ -31,6 +32,7 @@ export class InProcessTransport implements Transport {
   readonly closed: Promise<Error>;
   readonly #node: InProcessNode;
   readonly #channels: Channels;
+  #partition: NodePartition | undefined;
   #server: InProcessServerEnd | undefined;
   #closeReason: Error | undefined;
   #finished = false;
@@ -85,7 +87,12 @@ export class InProcessTransport implements Transport {
       );
     }
     transport.#server = result.connection;
+    transport.#partition = result.partition;
     return Promise.resolve(transport);
+  }
+
+  get partition(): NodePartition | undefined {
+    return this.#partition;
   }
 
   get isOpen(): boolean {

@@ -21,9 +21,17 @@ export interface Channel {
 }
 
 /** One connection to one node: the only socket seam of the client. */
+/** A partitioned node's replication group and every group's name, as it says on connecting. */
+export interface NodePartition {
+  readonly name: string;
+  readonly names: readonly string[];
+}
+
 export interface Transport {
   readonly endpoint: Endpoint;
   readonly isOpen: boolean;
+  /** The node's group, when it serves one of a partitioned deployment; undefined otherwise. */
+  readonly partition: NodePartition | undefined;
   /** Resolves with the reason once the connection has ended, for whatever reason. */
   readonly closed: Promise<Error>;
   /** Opens a channel under a fresh correlation id. */

@@ -5,6 +5,8 @@ import {
   messageBytes,
   FrameError,
   MAX_FRAME_BYTES_HEADER,
+  NODE_PARTITION_HEADER,
+  NODE_PARTITIONS_HEADER,
   WebSocketOutbox,
   socketOfWebSocket,
   type Frame,
@@ -20,6 +22,7 @@ import { Channels } from "./channels.js";
 import type {
   Channel,
   ChannelHandler,
+  NodePartition,
   OutgoingFrame,
   Transport,
   TransportConnectOptions,
@@ -51,6 +54,7 @@ export class WebSocketTransport implements Transport {
   readonly #options: WebSocketTransportOptions;
   /** The largest frame this connection sends, and whose limit it is. */
   readonly #sendLimit: FrameLimit;
+  readonly partition: NodePartition | undefined;
   readonly #channels: Channels;
   #closeReason: Error | undefined;
   #resolveClosed!: (reason: Error) => void;
@@ -75,12 +79,13 @@ export class WebSocketTransport implements Transport {
     ws: WebSocket,
     endpoint: Endpoint,
     options: WebSocketTransportOptions,
-    nodeMaxFrameBytes: number | undefined,
+    node: UpgradeInfo,
   ) {
     this.#ws = ws;
     this.endpoint = endpoint;
     this.#options = options;
-    this.#sendLimit = sendLimitOf(options.maxFrameBytes, nodeMaxFrameBytes);
+    this.#sendLimit = sendLimitOf(options.maxFrameBytes, node.maxFrameBytes);
+    this.partition = node.partition;
     this.#channels = new Channels(options.logger);
     this.closed = new Promise<Error>((resolve) => (this.#resolveClosed = resolve));
     this.#outbox = new WebSocketOutbox({
@@ -149,7 +154,7 @@ export class WebSocketTransport implements Transport {
       });
       ws.binaryType = "nodebuffer";
       let settled = false;
-      let nodeMaxFrameBytes: number | undefined;
+      let upgrade: UpgradeInfo = {};
       const cleanup = () => {
         settled = true;
         signal?.removeEventListener("abort", onAbort);
@@ -170,7 +175,7 @@ export class WebSocketTransport implements Transport {
       const onOpen = () => {
         if (settled) return;
         cleanup();
-        resolve(new WebSocketTransport(ws, endpoint, options, nodeMaxFrameBytes));
+        resolve(new WebSocketTransport(ws, endpoint, options, upgrade));
       };
       const onError = (err: Error) => {
         const tls = options.tls ? explainTlsFailure(err, endpoint.host) : undefined;
@@ -191,7 +196,7 @@ export class WebSocketTransport implements Transport {
         );
       };
       const onUpgrade = (res: { headers: Record<string, string | string[] | undefined> }) => {
-        nodeMaxFrameBytes = headerBytes(res.headers[MAX_FRAME_BYTES_HEADER.toLowerCase()]);
+        upgrade = upgradeInfoOf(res.headers);
       };
       const onCloseEarly = () =>
         fail(new ConnectionError(`connection to ${url} closed during the handshake`));
@@ -350,6 +355,24 @@ function sendLimitOf(own: number | undefined, node: number | undefined): FrameLi
   return node !== undefined && node < mine
     ? { bytes: node, node: true }
     : { bytes: mine, node: false };
+}
+
+/** What a node says of itself in its upgrade answer. */
+interface UpgradeInfo {
+  readonly maxFrameBytes?: number | undefined;
+  readonly partition?: NodePartition | undefined;
+}
+
+function upgradeInfoOf(headers: Record<string, string | string[] | undefined>): UpgradeInfo {
+  const name = headers[NODE_PARTITION_HEADER.toLowerCase()];
+  const names = headers[NODE_PARTITIONS_HEADER.toLowerCase()];
+  return {
+    maxFrameBytes: headerBytes(headers[MAX_FRAME_BYTES_HEADER.toLowerCase()]),
+    partition:
+      typeof name === "string" && name !== ""
+        ? { name, names: typeof names === "string" && names !== "" ? names.split(",") : [] }
+        : undefined,
+  };
 }
 
 /** A node's frame limit from its upgrade answer; undefined when absent or not a byte count. */

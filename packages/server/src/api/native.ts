@@ -10,6 +10,8 @@ import {
   type InProcessClientEnd,
   type InProcessOpenResult,
   MAX_FRAME_BYTES_HEADER,
+  NODE_PARTITION_HEADER,
+  NODE_PARTITIONS_HEADER,
   wireNumber,
 } from "@chorus/protocol";
 import { WebSocket, WebSocketServer } from "ws";
@@ -145,9 +147,16 @@ export class NativeApi {
     });
     // The node's frame limit, for a client to refuse a larger request before sending it:
     // sent, it would close the connection under every other request and subscription on it.
-    this.#wss.on("headers", (headers: string[]) =>
-      headers.push(`${MAX_FRAME_BYTES_HEADER}: ${maxFrameBytes}`),
-    );
+    // With partitions, its group: a partitioned client refuses a node of another group (or
+    // of none) listed under a group's name, rather than route that group's streams to it.
+    const { partition, partitions } = ctx.options;
+    this.#wss.on("headers", (headers: string[]) => {
+      headers.push(`${MAX_FRAME_BYTES_HEADER}: ${maxFrameBytes}`);
+      if (partition !== null) {
+        headers.push(`${NODE_PARTITION_HEADER}: ${partition}`);
+        headers.push(`${NODE_PARTITIONS_HEADER}: ${partitions.join(",")}`);
+      }
+    });
     server?.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
@@ -298,7 +307,12 @@ export class NativeApi {
       this.#ended(conn),
     );
     const conn = this.#accept(link, credentials ?? null);
-    return { ok: true, connection: link.serverEnd() };
+    const { partition, partitions } = this.#ctx.options;
+    return {
+      ok: true,
+      connection: link.serverEnd(),
+      ...(partition !== null && { partition: { name: partition, names: partitions } }),
+    };
   }
 
   #accept(link: NativeLink, credentials: Credentials | null): NativeConnection {
