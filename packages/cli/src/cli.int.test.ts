@@ -1,61 +1,18 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ChorusClient, jsonEvent } from "@chorus/client";
 import { freePorts, startNode, waitFor, type TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startChorus, type Result } from "./test-support/run.js";
 
-const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
 const PASSWORD = "pa55-w0rd-never-shown";
-const RUN_TIMEOUT_MS = 20_000;
 /** Event data JSON.parse would change (a 64-bit id, the spelling of 1.10). */
 const EXACT = '{"id":1234567890123456789,"price":1.10}';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** A running `chorus` process: its output so far, and its end. */
-interface Running {
-  readonly child: ReturnType<typeof spawn>;
-  stdout(): string;
-  stderr(): string;
-  readonly result: Promise<Result>;
-}
-
-function start(args: string[], env: Record<string, string> = {}): Running {
-  const { CHORUS_CONNECTION: _ignored, ...inherited } = process.env;
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...inherited, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  const begun = Date.now();
-  const result = new Promise<Result>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`chorus ${args.join(" ")} did not exit within ${RUN_TIMEOUT_MS} ms`));
-    }, RUN_TIMEOUT_MS);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - begun });
-    });
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, result };
-}
-
 /** Runs `chorus args` to its end; its output never holds the password. */
 async function chorus(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const r = await start(args, env).result;
+  const r = await startChorus(args, env).result;
   expect(r.stdout + r.stderr).not.toContain(PASSWORD);
   return r;
 }
@@ -299,7 +256,7 @@ describe("chorus", () => {
 
   it("tails a stream: catch-up, a live event, then Ctrl-C ends it with exit code 0", async () => {
     expect((await chorus(["append", "tailed", "--type", "Before"], env)).code).toBe(0);
-    const tail = start(["tail", "tailed", "--from", "start", "--json"], env);
+    const tail = startChorus(["tail", "tailed", "--from", "start", "--json"], env);
     try {
       await waitFor(() => tail.stdout().includes('"Before"'), {
         timeoutMs: 15_000,

@@ -1,6 +1,11 @@
 /** What every command gets: where to print, the cluster, the deadline of each network wait. */
 import { once } from "node:events";
-import { ChorusClient, InvalidArgumentError, type MemberInfo } from "@chorus/client";
+import {
+  ChorusClient,
+  ConnectionSettings,
+  InvalidArgumentError,
+  type MemberInfo,
+} from "@chorus/client";
 import { CommandError, UsageError } from "./errors.js";
 import { redactConnection } from "./connection.js";
 
@@ -38,22 +43,37 @@ export class Printer {
   }
 }
 
+/**
+ * Where the store is: a connection string, or (a partitioned deployment) each replication
+ * group's connection string by group name. Holds credentials: never print it.
+ */
+export type Target = string | Readonly<Record<string, string>>;
+
 export class Context {
   readonly io: Io;
   readonly out: Printer;
-  /** The connection string as given (holds credentials: never print it). */
-  readonly connection: string;
-  /** The connection string safe to print. */
+  readonly #target: Target;
+  /** Where the store is, safe to print (credentials masked). */
   readonly where: string;
   /** Deadline of each network wait, in ms. */
   readonly timeoutMs: number;
 
-  constructor(io: Io, connection: string, timeoutMs: number) {
+  constructor(io: Io, target: Target, timeoutMs: number) {
     this.io = io;
     this.out = new Printer(io.stdout);
-    this.connection = connection;
-    this.where = redactConnection(connection);
+    this.#target = target;
+    this.where =
+      typeof target === "string"
+        ? redactConnection(target)
+        : `partitions ${Object.entries(target)
+            .map(([name, connection]) => `${name}=${redactConnection(connection)}`)
+            .join(", ")}`;
     this.timeoutMs = timeoutMs;
+  }
+
+  /** True when the store is a partitioned deployment (--partition). */
+  get partitioned(): boolean {
+    return typeof this.#target !== "string";
   }
 
   /** A notice for a person at a terminal (stderr, only when it is a TTY). */
@@ -61,12 +81,18 @@ export class Context {
     if (this.io.stderr.isTTY === true) this.io.stderr.write(`chorus: ${text}\n`);
   }
 
-  /** A client for the connection string (not connected yet). A malformed string is a usage error. */
+  /** A client for the target (not connected yet). A malformed connection string is a usage error. */
   client(): ChorusClient {
+    const target = this.#target;
     try {
-      return new ChorusClient(this.connection);
+      return typeof target === "string"
+        ? new ChorusClient(target)
+        : new ChorusClient(ConnectionSettings.create().withPartitions(target).build());
     } catch (err) {
-      if (err instanceof InvalidArgumentError) throw new UsageError(`--connection: ${err.message}`);
+      if (err instanceof InvalidArgumentError)
+        throw new UsageError(
+          `${typeof target === "string" ? "--connection" : "--partition"}: ${err.message}`,
+        );
       throw err;
     }
   }

@@ -1,7 +1,7 @@
 /** The `chorus` command line: parses the arguments, runs one command, returns the exit code. */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { Context, type Io } from "./context.js";
+import { Context, type Io, type Target } from "./context.js";
 import {
   CONNECTION_ENV,
   DEFAULT_CONNECTION,
@@ -9,7 +9,7 @@ import {
   scrub,
   secretsOf,
 } from "./connection.js";
-import { describeError, exitCodeOf, EXIT_OK, EXIT_USAGE } from "./errors.js";
+import { describeError, exitCodeOf, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { status } from "./commands/status.js";
 import {
   append,
@@ -60,7 +60,40 @@ function version(): string {
 
 interface GlobalOptions {
   connection?: string;
+  partition?: readonly string[];
   timeoutMs: number;
+}
+
+/**
+ * Where the store is: each `--partition NAME=CONNECTION` (a partitioned deployment), else
+ * the connection string. Both at once is a usage error.
+ */
+export function resolveTarget(
+  globals: GlobalOptions,
+  env: Readonly<Record<string, string | undefined>>,
+): Target {
+  const partitions = globals.partition ?? [];
+  if (partitions.length === 0) return resolveConnection(globals.connection, env);
+  if (globals.connection !== undefined)
+    throw new UsageError(
+      "give either --connection or --partition NAME=CONNECTION (one per replication group), not both",
+    );
+  const target: Record<string, string> = {};
+  for (const value of partitions) {
+    // The name comes before the first "=", and holds no ":", "/" or "?" (a connection string
+    // given alone has an "=" in its query).
+    const match = /^([^=:/?]*)=(.*)$/s.exec(value);
+    const name = match?.[1]?.trim() ?? "";
+    const connection = match?.[2]?.trim() ?? "";
+    if (name === "" || connection === "")
+      throw new UsageError(
+        `--partition takes NAME=CONNECTION (a replication group's name and connection string), got ${JSON.stringify(value)}`,
+      );
+    if (Object.hasOwn(target, name))
+      throw new UsageError(`--partition: partition ${JSON.stringify(name)} is given twice`);
+    target[name] = connection;
+  }
+  return target;
 }
 
 const JSON_HELP = "print one JSON object per line";
@@ -126,6 +159,11 @@ function program(
     .option(
       "--connection <string>",
       `where the cluster is (default: $${CONNECTION_ENV}, else ${DEFAULT_CONNECTION})`,
+    )
+    .option(
+      "--partition <name=connection>",
+      "a partitioned deployment: one replication group's name and connection string (repeat for each group; instead of --connection)",
+      (value: string, previous: string[] = []) => [...previous, value],
     )
     .addOption(
       new Option("--timeout-ms <ms>", "deadline of each network wait, in ms")
@@ -328,9 +366,15 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   let secrets: string[] = [];
   const cli = program(io, (fn, cmd) => {
     const globals = cmd.optsWithGlobals<GlobalOptions>();
-    const connection = resolveConnection(globals.connection, io.env);
-    secrets = secretsOf(connection);
-    pending = fn(new Context(io, connection, globals.timeoutMs));
+    // The raw values too: a malformed --partition must not echo a password either.
+    secrets = [globals.connection ?? "", ...(globals.partition ?? [])].flatMap(secretsOf);
+    // A usage error thrown here ends parseAsync with it.
+    const target = resolveTarget(globals, io.env);
+    secrets = [
+      ...secrets,
+      ...(typeof target === "string" ? [target] : Object.values(target)).flatMap(secretsOf),
+    ].sort((a, b) => b.length - a.length);
+    pending = fn(new Context(io, target, globals.timeoutMs));
   });
   try {
     await cli.parseAsync([...argv], { from: "user" });

@@ -34,6 +34,8 @@ export interface EventRecord {
   streamId: string;
   revision: string;
   position: string;
+  /** With partitions: the replication group the event is in (`position` is in its log). */
+  partition?: string;
   isJson: boolean;
   data?: unknown;
   dataBase64?: string;
@@ -51,6 +53,7 @@ export function toRecord(resolved: ResolvedEvent): EventRecord {
     streamId: e.streamId,
     revision: e.revision.toString(),
     position: e.position.toString(),
+    ...(e.partition !== undefined && { partition: e.partition }),
     isJson: e.isJson,
     created: e.created.toISOString(),
   };

@@ -23,13 +23,26 @@ export async function status(ctx: Context, options: StatusOptions): Promise<void
     }
   }, false);
   if (members.length === 0) throw new CommandError(`${ctx.where} reported no members`);
-  const leader = members.find((m) => m.isAlive && m.state === "Leader");
-  const sorted = [...members].sort((a, b) => endpointOf(a).localeCompare(endpointOf(b)));
+  // With partitions, each replication group has its own leader, and lag is within a group.
+  const groups = [...new Set(members.map((m) => m.partition ?? ""))];
+  const leaders = new Map(
+    groups.map((g) => [
+      g,
+      members.find((m) => (m.partition ?? "") === g && m.isAlive && m.state === "Leader"),
+    ]),
+  );
+  const leaderOf = (m: MemberInfo) => leaders.get(m.partition ?? "");
+  const sorted = [...members].sort(
+    (a, b) =>
+      (a.partition ?? "").localeCompare(b.partition ?? "") ||
+      endpointOf(a).localeCompare(endpointOf(b)),
+  );
   if (options.json) {
     for (const m of sorted) {
-      const lag = lagOf(m, leader);
+      const lag = lagOf(m, leaderOf(m));
       await ctx.out.line(
         jsonLine({
+          ...(m.partition !== undefined && { partition: m.partition }),
           instanceId: m.instanceId,
           state: m.state,
           isAlive: m.isAlive,
@@ -48,14 +61,31 @@ export async function status(ctx: Context, options: StatusOptions): Promise<void
     }
     return;
   }
+  const leaderText = (g: string) => {
+    const leader = leaders.get(g);
+    return leader ? `leader ${endpointOf(leader)} (epoch ${leader.epochNumber})` : "no leader";
+  };
+  const partitioned = ctx.partitioned;
   await ctx.out.line(
     `${ctx.where}: ${members.length} member${members.length === 1 ? "" : "s"}, ` +
-      (leader ? `leader ${endpointOf(leader)} (epoch ${leader.epochNumber})` : "no leader"),
+      (partitioned ? groups.map((g) => `${g}: ${leaderText(g)}`).join("; ") : leaderText("")),
   );
   await ctx.out.lines(
     table(
-      ["ENDPOINT", "STATE", "ALIVE", "EPOCH", "WRITER", "CHASER", "COMMIT", "LAG", "INSTANCE"],
+      [
+        ...(partitioned ? ["PARTITION"] : []),
+        "ENDPOINT",
+        "STATE",
+        "ALIVE",
+        "EPOCH",
+        "WRITER",
+        "CHASER",
+        "COMMIT",
+        "LAG",
+        "INSTANCE",
+      ],
       sorted.map((m) => [
+        ...(partitioned ? [m.partition ?? "-"] : []),
         endpointOf(m),
         m.state + (m.isReadOnlyReplica && m.state !== "ReadOnlyReplica" ? " (read-only)" : ""),
         m.isAlive ? "yes" : "no",
@@ -63,7 +93,7 @@ export async function status(ctx: Context, options: StatusOptions): Promise<void
         m.writerCheckpoint.toString(),
         m.chaserCheckpoint.toString(),
         m.lastCommitPosition.toString(),
-        lagOf(m, leader)?.toString() ?? "-",
+        lagOf(m, leaderOf(m))?.toString() ?? "-",
         m.instanceId,
       ]),
     ),

@@ -134,7 +134,14 @@ export async function exportEvents(ctx: Context, options: ExportOptions): Promis
       for await (const e of events) {
         await emit(e);
         const done = stream === undefined ? e.event.position : e.event.revision;
-        progress.update(last ? Number(done) / Number(last) : 1, n);
+        // With partitions a position is one group's: no share of the whole (count and rate).
+        const share =
+          stream === undefined && ctx.partitioned
+            ? undefined
+            : last
+              ? Number(done) / Number(last)
+              : 1;
+        progress.update(share, n);
       }
       if (file) {
         file.end();
