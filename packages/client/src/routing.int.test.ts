@@ -133,7 +133,11 @@ describe("read routing by node preference", () => {
     );
     await c.connect();
     expect(c.readNode?.instanceId).toBe("replica");
-    // Cut off from the leader while the client still reaches it: it says so in its gossip.
+    // It is asked with pings on the connection itself, not with gossip requests.
+    const [gossipReads, pings] = [nodes.replica.gossipReads, nodes.replica.pings];
+    await waitFor(() => nodes.replica.pings >= pings + 2, 10_000);
+    expect(nodes.replica.gossipReads).toBe(gossipReads);
+    // Cut off from the leader while the client still reaches it: it answers so.
     nodes.replica.state = "PreReadOnlyReplica";
     await waitFor(() => c.readNode?.instanceId === "follower", 10_000);
     nodes.replica.state = "ReadOnlyReplica";

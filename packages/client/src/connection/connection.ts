@@ -12,7 +12,8 @@ import type { ConnectionSettings } from "../settings/connection-settings.js";
 import { DEFAULT_MAX_BACKOFF_DELAY_MS } from "../settings/defaults.js";
 import { formatEndpoint, sameEndpoint } from "../settings/endpoint.js";
 import type { NodePartition, Transport } from "../transport/transport.js";
-import type { Endpoint, MemberInfo, NodePreference, TimerHandle } from "../types.js";
+import type { Endpoint, MemberInfo, NodePreference, TimerHandle, Timers } from "../types.js";
+import { sendRequest } from "../operations/request.js";
 import { abortReason, sleep, type Abortable } from "../util/timers.js";
 import { isPreferred, isServing } from "../discovery/select-node.js";
 import { backoffDelayMs } from "./backoff.js";
@@ -324,8 +325,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * - A connection that had to settle for a fallback (preference "follower" while every other
    *   node was still catching up, say) asks for gossip now and then, with a backoff from
    *   discoverDelay, and moves once a node of its preference can serve.
-   * - A connection on a node of its preference reads that node's own gossip every
-   *   SERVING_CHECK_INTERVAL_MS. A node cut off from the rest of the cluster, while this
+   * - A connection on a node of its preference asks that node for its state every
+   *   SERVING_CHECK_INTERVAL_MS, with a ping on the connection itself (no second
+   *   connection to each node, no HTTP request: a node with many clients answers a ping for
+   *   far less than a gossip request). A node cut off from the rest of the cluster, while this
    *   client still reaches it, stops serving (a leader steps down, a replica loses its
    *   leader) but keeps the connection, and a subscription on it would wait there until the
    *   cut heals. Seen so twice, CONFIRM_MS apart (a follower is briefly without a leader
@@ -339,7 +342,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const isSelf = (m: MemberInfo) =>
       m.instanceId === session.node.instanceId ||
       sameEndpoint(m.externalTcp, session.transport.endpoint);
-    const http = session.node.externalHttp;
     let stopped = false;
     let timer: TimerHandle | undefined;
     let backoffs = 0;
@@ -363,12 +365,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const check = async () => {
       timer = undefined;
       try {
-        if (isPreferred(preference, session.node) && http !== undefined) {
-          const { reader } = await this.#view.io();
-          const view = await reader.read(http, { timeoutMs: s.gossipTimeoutMs, signal });
+        if (isPreferred(preference, session.node)) {
+          const state = await pingState(session, s.timers, s.gossipTimeoutMs, signal);
           if (stopped) return;
-          const self = view.find(isSelf);
-          if (self === undefined || (self.isAlive && isPreferred(preference, self))) {
+          if (isPreferred(preference, { ...session.node, state })) {
             strikes = 0;
             return schedule(SERVING_CHECK_INTERVAL_MS);
           }
@@ -509,6 +509,37 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     await this.#loop;
     if (this.#ownsView) await this.#view.close();
     this.emit("closed");
+  }
+}
+
+/**
+ * The node's state (Leader, Follower, ...) from a ping on the session's connection; rejects
+ * after `timeoutMs`, when `signal` aborts, or when the connection ends first.
+ */
+async function pingState(
+  session: Session,
+  timers: Timers,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<string> {
+  if (signal.aborted) throw abortReason(signal);
+  const deadline = new AbortController();
+  const timer = timers.setTimeout(
+    () => deadline.abort(new TimeoutError(`no answer to a ping within ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  const stop = () => deadline.abort(abortReason(signal));
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    return await sendRequest(session, { ping: {} }, { signal: deadline.signal }, (reply) => {
+      const state = reply.pong?.state;
+      if (typeof state !== "string" || state === "")
+        throw new ConnectionError("the node answered a ping without its state");
+      return state;
+    });
+  } finally {
+    timers.clearTimeout(timer);
+    signal.removeEventListener("abort", stop);
   }
 }
 

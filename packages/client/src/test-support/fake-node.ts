@@ -108,6 +108,8 @@ export class FakeNode {
   gossipStatus = 200;
   /** Gossip requests answered so far. */
   gossipReads = 0;
+  /** Native pings answered. */
+  pings = 0;
   readonly #http: Server;
   readonly #wss: WebSocketServer;
   readonly #tcp: Server;
@@ -329,6 +331,7 @@ export class FakeNode {
         subs.get(id)?.stop();
         subs.delete(id);
       } else if (frame.ping) {
+        this.pings++;
         send({ correlationId: id, pong: { instanceId: this.instanceId, state: this.state } });
       }
     });

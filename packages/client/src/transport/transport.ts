@@ -20,13 +20,13 @@ export interface Channel {
   close(): void;
 }
 
-/** One connection to one node: the only socket seam of the client. */
 /** A partitioned node's replication group and every group's name, as it says on connecting. */
 export interface NodePartition {
   readonly name: string;
   readonly names: readonly string[];
 }
 
+/** One connection to one node: the only socket seam of the client. */
 export interface Transport {
   readonly endpoint: Endpoint;
   readonly isOpen: boolean;

@@ -74,6 +74,7 @@ export class NodeMetrics {
   readonly receiveBudgetEvictions: Counter;
   readonly sendBudgetEvictions: Counter;
   readonly httpRequests: Counter<"method" | "status">;
+  readonly pings: Counter;
   readonly appendDuration: LatencyHistogram;
   /** The native API's append outcomes, counted in plain numbers (see `AppendTally`). */
   readonly nativeAppends = new AppendTally();
@@ -176,6 +177,11 @@ export class NodeMetrics {
       name: "chorus_http_requests_total",
       help: "HTTP requests answered",
       labelNames: ["method", "status"],
+      registers,
+    });
+    this.pings = new Counter({
+      name: "chorus_pings_total",
+      help: "Native pings answered (a cluster client asks the node it is on whether it still serves every 2 s)",
       registers,
     });
 

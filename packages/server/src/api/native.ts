@@ -593,6 +593,7 @@ class NativeConnection {
   #dispatch(id: number, frame: Frame, body: FrameBodyKind): void {
     switch (body) {
       case "ping":
+        this.#ctx.metrics.pings.inc();
         this.#send({
           correlationId: id,
           pong: { instanceId: this.#ctx.instanceId, state: this.#ctx.state() },
