@@ -70,7 +70,6 @@ const SIGNAL_ONLY: readonly string[] = Object.freeze(["signal"]);
  * that does not serve that group), `partitions` every group's name.
  */
 export type ChorusClientDependencies = ConnectionDependencies & {
-  readonly partition?: string;
   readonly partitions?: readonly string[];
 };
 

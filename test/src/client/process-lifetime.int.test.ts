@@ -121,7 +121,12 @@ try {
       {
         outcome: "failed",
         name: "TimeoutError",
-        message: `appendToStream timed out after ${operationTimeoutMs} ms`,
+        // Saying why: nothing listens there.
+        message: expect.stringMatching(
+          new RegExp(
+            `^appendToStream timed out after ${operationTimeoutMs} ms: no connection yet: no node found in \\d+ of 10 discovery attempt\\(s\\) so far: 127\\.0\\.0\\.1:${port}: connection refused \\(ECONNREFUSED\\)$`,
+          ),
+        ) as string,
         elapsedMs: expect.any(Number) as number,
       },
     ]);

@@ -3,7 +3,9 @@ import { randomUUID } from "node:crypto";
 import {
   ChorusClient,
   ConnectionSettings,
+  DiscoveryError,
   InvalidArgumentError,
+  TimeoutError,
   WrongPartitionError,
   jsonEvent,
   type MemberInfo,
@@ -11,7 +13,7 @@ import {
   type PartitionedPersistentSubscriptionInfo,
 } from "@chorus/client";
 import { partitionOf, partitionWeight } from "@chorus/protocol";
-import { startNode, waitFor, type TestNode } from "@chorus/testing";
+import { freePorts, startNode, waitFor, type TestNode } from "@chorus/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, settle, startGroups } from "./helpers.js";
 
@@ -538,6 +540,49 @@ describe("a partitioned client", () => {
     } finally {
       await Promise.allSettled([right.close(), wrong.close()]);
       await Promise.allSettled(embedded.map((n) => n.close()));
+    }
+  });
+
+  it("with one group unreachable, serves the other and names the group in every failure", async () => {
+    const [deadPort] = await freePorts(1); // nothing listens there
+    const halfDown = (westOptions: string) =>
+      new ChorusClient(
+        ConnectionSettings.create()
+          .withPartitions({
+            east: nodes["east"]!.connectionString,
+            west: `chorus://127.0.0.1:${deadPort}?tls=false&discoverDelay=50&${westOptions}`,
+          })
+          .build(),
+      );
+    // Still discovering at the deadline: the write fails then, saying which group and why.
+    const waiting = halfDown("operationTimeout=1000&maxDiscoverAttempts=1000");
+    // Discovery gives up first: the write fails with it, naming the group.
+    const givingUp = halfDown("operationTimeout=30000&maxDiscoverAttempts=3");
+    try {
+      const west = streamOwnedBy("west", "half-down");
+      const timedOut = await settle(
+        waiting.appendToStream(west, jsonEvent({ type: "T", data: 1 })),
+      );
+      expect(timedOut).toBeInstanceOf(TimeoutError);
+      expect((timedOut as Error).message).toMatch(
+        new RegExp(
+          `^appendToStream \\(partition west\\) timed out after 1000 ms: no connection yet: no node found in \\d+ of 1000 discovery attempt\\(s\\) so far: 127\\.0\\.0\\.1:${deadPort}: connection refused \\(ECONNREFUSED\\)$`,
+        ),
+      );
+      // The other group is not held up.
+      await waiting.appendToStream(
+        streamOwnedBy("east", "half-down"),
+        jsonEvent({ type: "T", data: 2 }),
+      );
+      const refused = await settle(
+        givingUp.appendToStream(west, jsonEvent({ type: "T", data: 3 })),
+      );
+      expect(refused).toBeInstanceOf(DiscoveryError);
+      expect((refused as Error).message).toMatch(
+        /^partition west: no node found after 3 discovery attempt\(s\): 127\.0\.0\.1:\d+: connection refused \(ECONNREFUSED\)$/,
+      );
+    } finally {
+      await Promise.all([waiting.close(), givingUp.close()]);
     }
   });
 });

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { readFile } from "node:fs/promises";
-import { discover } from "../discovery/discover.js";
+import { discover, type DiscoverOptions } from "../discovery/discover.js";
 import { DnsPacketResolver } from "../discovery/dns-packet-resolver.js";
 import { uniqueEndpoints, type SeedResolver } from "../discovery/dns.js";
 import { HttpGossipReader, parseGossip, type GossipReader } from "../discovery/gossip.js";
@@ -21,6 +21,8 @@ export interface ConnectionDependencies {
   seedResolver?: SeedResolver;
   transportFactory?: TransportFactory;
   connectTimeoutMs?: number;
+  /** With partitions: the group this client serves, named in its discovery errors. */
+  partition?: string | undefined;
 }
 
 /** The I/O a connection discovers and connects through. */
@@ -89,6 +91,7 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
     preference: NodePreference,
     maxAttempts: number,
     signal?: AbortSignal,
+    onFailedRound?: DiscoverOptions["onFailedRound"],
   ): Promise<{ node: MemberInfo; members: MemberInfo[] }> {
     const s = this.#settings;
     const location = s.location;
@@ -115,6 +118,8 @@ export class ClusterView extends EventEmitter<ClusterViewEvents> {
       timers: s.timers,
       logger: s.logger,
       ...(signal && { signal }),
+      ...(this.#deps.partition !== undefined && { partition: this.#deps.partition }),
+      ...(onFailedRound && { onFailedRound }),
       onMembers: (members) => this.update(members),
     });
   }

@@ -77,6 +77,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   readonly #ownsView: boolean;
   readonly #preference: NodePreference;
   readonly #group: NodePartition | undefined;
+  /** Why the latest attempt to connect failed; undefined once connected. */
+  #lastFailure: Error | undefined;
   #status: ConnectionStatus = "idle";
   #session: Session | undefined;
   #waiters = new Set<Waiter>();
@@ -120,6 +122,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** The current session when connected; undefined otherwise. Does not start connecting. */
   get currentSession(): Session | undefined {
     return this.#session?.transport.isOpen ? this.#session : undefined;
+  }
+
+  /**
+   * Why the latest attempt to connect failed, while no connection has come since (undefined
+   * when connected, or before any attempt failed): what an operation waiting for a connection
+   * names when its deadline passes.
+   */
+  get lastFailure(): Error | undefined {
+    return this.#session === undefined ? this.#lastFailure : undefined;
   }
 
   /**
@@ -279,6 +290,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.#checkGroup(session);
       } catch (err) {
         if (signal.aborted) return;
+        this.#lastFailure = err instanceof Error ? err : new ConnectionError(String(err));
         s.logger.warn("connection attempt failed", { attempt, error: (err as Error).message });
         if (!connectedOnce) {
           this.#giveUp(err);
@@ -297,6 +309,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
       connectedOnce = true;
       attempt = 0;
+      this.#lastFailure = undefined;
       this.#session = session;
       this.#setStatus("connected");
       s.logger.info("connected", {
@@ -443,11 +456,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         });
       }
     }
-    const { node } = await this.#view.discover(
-      this.#preference,
-      this.#settings.maxDiscoverAttempts,
-      signal,
-    );
+    const max = this.#settings.maxDiscoverAttempts;
+    const { node } = await this.#view.discover(this.#preference, max, signal, (attempt, causes) => {
+      // Discovery goes on; an operation whose deadline passes meanwhile names this.
+      this.#lastFailure = new DiscoveryError(
+        `no node found in ${attempt} of ${max} discovery attempt(s) so far`,
+        causes,
+      );
+    });
     const transport = await io.transports({ endpoint: node.externalTcp!, signal });
     return { transport, node };
   }

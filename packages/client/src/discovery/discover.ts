@@ -75,6 +75,10 @@ export interface DiscoverOptions {
   timers: Timers;
   logger: Logger;
   signal?: AbortSignal;
+  /** With partitions: the group being discovered, named in the error. */
+  partition?: string;
+  /** Told after each round that found no node (not after the last: its failure is thrown). */
+  onFailedRound?: (attempt: number, causes: readonly DiscoveryCause[]) => void;
   /** Told about every view that was received, e.g. to update the member pool. */
   onMembers?: (members: MemberInfo[]) => void;
 }
@@ -119,9 +123,10 @@ export async function discover(
       attempt,
       causes: causes.map((c) => `${c.seed}: ${c.error.message}`),
     });
+    if (attempt < options.maxAttempts) options.onFailedRound?.(attempt, causes);
   }
   throw new DiscoveryError(
-    `no node found after ${options.maxAttempts} discovery attempt(s)`,
+    `${options.partition === undefined ? "" : `partition ${options.partition}: `}no node found after ${options.maxAttempts} discovery attempt(s)`,
     causes,
   );
 }

@@ -119,9 +119,17 @@ class RetriedOperation<T> {
   }
 
   #timeoutError(): TimeoutError {
-    return new TimeoutError(`${this.#options.name} timed out after ${this.#timeoutMs} ms`, {
-      cause: this.#lastError,
-    });
+    const where = this.#ctx.partition === undefined ? "" : ` (partition ${this.#ctx.partition})`;
+    // Still waiting for a connection, no attempt made: say why there is none.
+    const unconnected =
+      this.#lastError === undefined && this.#session === undefined
+        ? this.#connection.lastFailure
+        : undefined;
+    return new TimeoutError(
+      `${this.#options.name}${where} timed out after ${this.#timeoutMs} ms` +
+        (unconnected ? `: no connection yet: ${unconnected.message}` : ""),
+      { cause: this.#lastError ?? unconnected },
+    );
   }
 
   #checkLeader(s: Session): void {
