@@ -103,9 +103,13 @@ describe("chorus over a partitioned deployment", () => {
         expect.objectContaining({ streamId: streamOwnedBy(owner, TWO, prefix), partition: owner }),
       );
     }
-    const fromPosition = await chorus([...flags, "read", "$all", "--from", "5"]);
-    expect(fromPosition.code).toBe(2);
-    expect(fromPosition.stderr).toMatch(/a single position means nothing across groups/);
+    for (const command of ["read", "tail"]) {
+      const fromPosition = await chorus([...flags, command, "$all", "--from", "5"]);
+      expect(fromPosition.code).toBe(2);
+      expect(fromPosition.stderr).toBe(
+        "chorus: --from 5: over partitions '$all' takes --from start or end (a position is one partition's; read one partition with --connection to start at a position)\n",
+      );
+    }
     const status = await chorus([...flags, "status", "--json"]);
     expect(status.code).toBe(0);
     const members = status.stdout
@@ -167,6 +171,34 @@ describe("chorus over a partitioned deployment", () => {
       const owner = partitionOf(stream, THREE);
       expect(await typesOn(three[owner]!, stream)).toEqual(["Moved"]);
     }
+  });
+
+  it("lists persistent groups with their partition, and a $all group's info per partition", async () => {
+    const flags = partitionFlags(two);
+    const group = `g-${randomUUID().slice(0, 8)}`;
+    const stream = streamOwnedBy("west", TWO, `cli-group-${group}`);
+    for (const on of ["$all", stream]) {
+      const created = await chorus([...flags, "subscriptions", "create", on, group]);
+      expect(created.code).toBe(0);
+    }
+    const listed = await chorus([...flags, "subscriptions", "list", "--json"]);
+    expect(listed.code).toBe(0);
+    const mine = listed.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { group: string; streamId: string; partition: string })
+      .filter((g) => g.group === group)
+      .map((g) => `${g.partition}:${g.streamId}`)
+      .sort();
+    expect(mine).toEqual(["east:$all", "west:$all", `west:${stream}`]);
+    const text = await chorus([...flags, "subscriptions", "list"]);
+    expect(text.stdout).toMatch(/^PARTITION\s+STREAM\s+GROUP/);
+    const info = await chorus([...flags, "subscriptions", "info", "$all", group]);
+    expect(info.code).toBe(0);
+    expect(info.stdout).toMatch(
+      /^partitions:\n {2}east: Idle, in flight 0, parked 0, last checkpoint -, consumers 0\n {2}west: Idle/m,
+    );
+    expect(info.stdout).not.toMatch(/undefined/);
   });
 
   it("refuses --partition with --connection, a value without NAME=, and a group's node listed under another name", async () => {

@@ -371,7 +371,14 @@ describe("a partitioned client", () => {
       group,
     );
     const listed = await client.persistentSubscriptions.list();
-    expect(listed.filter((g) => g.group === group)).toHaveLength(3);
+    // Each names the partition it lives in; a plain client's infos name none.
+    expect(
+      listed
+        .filter((g) => g.group === group)
+        .map((g) => `${g.partition}:${g.streamId}`)
+        .sort(),
+    ).toEqual([`east:$all`, `east:${stream}`, `west:$all`]);
+    expect((await direct["east"]!.persistentSubscriptions.list())[0]?.partition).toBeUndefined();
     // getInfo of a $all group: every group's info under `partitions`, sums at the top.
     const info = (await client.persistentSubscriptions.getInfo(
       "$all",
@@ -381,8 +388,10 @@ describe("a partitioned client", () => {
     for (const name of GROUPS) {
       expect(info.partitions[name]!.streamId).toBe("$all");
       expect(info.partitions[name]!.group).toBe(group);
+      expect(info.partitions[name]!.partition).toBe(name);
     }
     expect(info.group).toBe(group);
+    expect(info.partition).toBeUndefined();
     expect(info.lastCheckpoint).toBeUndefined();
     await client.persistentSubscriptions.delete("$all", group);
     for (const name of GROUPS) {

@@ -94,7 +94,16 @@ export interface ReadOptions {
   json?: boolean;
 }
 
+/** Over partitions a position is one group's: `$all` takes --from start or end only. */
+function checkAllFrom(ctx: Context, stream: string, from: ReadOptions["from"]): void {
+  if (ctx.partitioned && stream === "$all" && typeof from === "bigint")
+    throw new UsageError(
+      `--from ${from}: over partitions '$all' takes --from start or end (a position is one partition's; read one partition with --connection to start at a position)`,
+    );
+}
+
 export async function read(ctx: Context, stream: string, options: ReadOptions): Promise<void> {
+  checkAllFrom(ctx, stream, options.from);
   await ctx.withClient(async (client) => {
     const common = {
       direction: options.backwards ? ("backwards" as const) : ("forwards" as const),
@@ -131,6 +140,7 @@ export function subscriptionStart(
 }
 
 export async function tail(ctx: Context, stream: string, options: TailOptions): Promise<void> {
+  checkAllFrom(ctx, stream, options.from);
   await ctx.withClient(async (client) => {
     const start = subscriptionStart(options.from);
     const sub: Subscription =

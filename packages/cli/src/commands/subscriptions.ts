@@ -31,10 +31,22 @@ export async function listGroups(
     );
     return;
   }
+  // Over partitions a group on $all is one group per partition: the column tells them apart.
+  const partitioned = ctx.partitioned;
   await ctx.out.lines(
     table(
-      ["STREAM", "GROUP", "STATUS", "CONSUMERS", "IN-FLIGHT", "PARKED", "CHECKPOINT"],
+      [
+        ...(partitioned ? ["PARTITION"] : []),
+        "STREAM",
+        "GROUP",
+        "STATUS",
+        "CONSUMERS",
+        "IN-FLIGHT",
+        "PARKED",
+        "CHECKPOINT",
+      ],
       groups.map((g) => [
+        ...(partitioned ? [g.partition ?? "-"] : []),
         g.streamId,
         g.group,
         g.status,
@@ -63,16 +75,37 @@ export async function groupInfo(
   await ctx.out.lines(describeInfo(info));
 }
 
-/** A group's info for --json: a group with no checkpoint yet has `"lastCheckpoint": null`. */
+/**
+ * A group's info for --json: a group with no checkpoint yet has `"lastCheckpoint": null`;
+ * over partitions, a `$all` group's info has each partition's under `partitions`.
+ */
 function infoJson(info: PersistentSubscriptionInfo): object {
-  return { ...info, lastCheckpoint: info.lastCheckpoint ?? null };
+  const partitions = partitionsOf(info);
+  return {
+    ...info,
+    lastCheckpoint: info.lastCheckpoint ?? null,
+    ...(partitions && {
+      partitions: Object.fromEntries(
+        Object.entries(partitions).map(([name, p]) => [name, infoJson(p)]),
+      ),
+    }),
+  };
+}
+
+/** Each partition's info of a partitioned client's `$all` group; undefined otherwise. */
+function partitionsOf(
+  info: PersistentSubscriptionInfo,
+): Readonly<Record<string, PersistentSubscriptionInfo>> | undefined {
+  return (info as { partitions?: Readonly<Record<string, PersistentSubscriptionInfo>> }).partitions;
 }
 
 function describeInfo(info: PersistentSubscriptionInfo): string[] {
   const s = info.settings;
+  const partitions = partitionsOf(info);
   const lines = [
     `stream:           ${info.streamId}`,
     `group:            ${info.group}`,
+    ...(info.partition !== undefined ? [`partition:        ${info.partition}`] : []),
     `status:           ${info.status}`,
     `in flight:        ${info.inFlight}`,
     `parked:           ${info.parkedCount}`,
@@ -81,13 +114,24 @@ function describeInfo(info: PersistentSubscriptionInfo): string[] {
     `acknowledged:     ${info.totalAcked} (${info.ackRate.toFixed(1)}/s)`,
     `parked in total:  ${info.totalParked}`,
     "settings:",
-    ...Object.entries(s).map(([k, v]) => `  ${k}: ${String(v)}`),
+    ...Object.entries(s)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `  ${k}: ${typeof v === "object" ? JSON.stringify(v) : String(v)}`),
     `consumers:        ${info.consumers.length}`,
   ];
   for (const c of info.consumers) {
     lines.push(
       `  ${c.name} ${c.connection}: in flight ${c.inFlight}, buffer ${c.bufferSize}, delivered ${c.delivered}, acknowledged ${c.acked}`,
     );
+  }
+  if (partitions) {
+    // The lines above sum every partition's; each partition's own, with its checkpoint.
+    lines.push("partitions:");
+    for (const [name, p] of Object.entries(partitions)) {
+      lines.push(
+        `  ${name}: ${p.status}, in flight ${p.inFlight}, parked ${p.parkedCount}, last checkpoint ${p.lastCheckpoint?.toString() ?? "-"}, consumers ${p.consumers.length}`,
+      );
+    }
   }
   return lines;
 }

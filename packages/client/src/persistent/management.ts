@@ -84,6 +84,8 @@ export interface PersistentSubscriptionInfo {
   readonly totalDelivered: number;
   readonly totalAcked: number;
   readonly totalParked: number;
+  /** With partitions: the replication group this group lives in (none on a merged `$all` info). */
+  readonly partition?: string;
 }
 
 export interface ReplayParkedOptions extends OperationOptions {
@@ -266,7 +268,10 @@ function settingsFromWire(
   });
 }
 
-function infoFromWire(i: chorus.IPersistentGroupInfo): PersistentSubscriptionInfo {
+function infoFromWire(
+  i: chorus.IPersistentGroupInfo,
+  partition: string | undefined,
+): PersistentSubscriptionInfo {
   return Object.freeze({
     streamId: i.streamId ?? "",
     group: i.group ?? "",
@@ -292,6 +297,7 @@ function infoFromWire(i: chorus.IPersistentGroupInfo): PersistentSubscriptionInf
     totalDelivered: Number(i.totalDelivered ?? 0),
     totalAcked: Number(i.totalAcked ?? 0),
     totalParked: Number(i.totalParked ?? 0),
+    ...(partition !== undefined && { partition }),
   });
 }
 
@@ -411,7 +417,7 @@ export async function listGroups(
   const reply = await manage(ctx, "persistentSubscriptions.list", streamId ?? "", options, frame);
   if (!reply.persistentListResult)
     throw new ServerError("BAD_REPLY", `unexpected reply to list: ${reply.body ?? "none"}`);
-  return (reply.persistentListResult.groups ?? []).map(infoFromWire);
+  return (reply.persistentListResult.groups ?? []).map((g) => infoFromWire(g, ctx.partition));
 }
 
 export async function getGroupInfo(
@@ -427,7 +433,7 @@ export async function getGroupInfo(
   const info = reply.persistentInfoResult?.info;
   if (!info)
     throw new ServerError("BAD_REPLY", `unexpected reply to getInfo: ${reply.body ?? "none"}`);
-  return infoFromWire(info);
+  return infoFromWire(info, ctx.partition);
 }
 
 export async function replayParked(
