@@ -152,6 +152,9 @@ const children = nodes.map((node) => {
           `  client: ConnectionSettings.create().withPartitions({ ` +
           groupNames.map((g, k) => `${g}: "${strings[k]}"`).join(", ") +
           ` }).build()\n` +
+          `  cli:    npx chorus ` +
+          groupNames.map((g, k) => `--partition "${g}=${strings[k]}"`).join(" ") +
+          ` status\n` +
           `  docs:   docs/partitions.md\n` +
           `Press Ctrl-C to stop.\n\n`,
       );
